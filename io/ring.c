@@ -1,0 +1,178 @@
+/*
+ * Each worker's io_uring: creation with the best flags the kernel accepts,
+ * parking (blocking in the ring) and waking a parked worker from another
+ * thread.
+ *
+ * Flags: SINGLE_ISSUER|DEFER_TASKRUN (6.1+) first: only the owning worker
+ * ever submits, and completions are processed when it asks for them, not by
+ * interrupting it. On EINVAL we retry with SINGLE_ISSUER|COOP_TASKRUN|
+ * TASKRUN_FLAG (6.0), COOP_TASKRUN (5.19), then none (Photon strips flags
+ * the same way). The ring is created on the worker's own thread, which is
+ * what SINGLE_ISSUER binds it to.
+ *
+ * Wake-ups. Two mechanisms, chosen per runtime (weft_config.wake_mode):
+ *   eventfd   the ring keeps an 8-byte read armed on an eventfd; any thread
+ *             wakes the worker with write(2). Works from foreign threads and
+ *             never touches the target's ring, so SINGLE_ISSUER holds.
+ *   MSG_RING  a waker that is itself a worker posts a CQE straight into the
+ *             target ring from its own ring (5.18+); foreign threads still
+ *             use the eventfd. Measured against the eventfd by
+ *             bench/wake_latency (docs/design/scheduler.md); the default is
+ *             the faster one on our machines, the eventfd.
+ * Both stay pending until the target waits, so a wake sent before the
+ * target blocks is not lost.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "../runtime/internal.h"
+
+/* user_data tags of the ring's own requests; I/O requests (later) carry a
+ * pointer, never these small values. */
+#define WEFT__UD_WAKE_EFD 1u
+#define WEFT__UD_WAKE_MSG 2u
+
+static const unsigned ring_flag_tries[] = {
+	IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+	IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN |
+		IORING_SETUP_TASKRUN_FLAG,
+	IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
+	0,
+};
+
+static struct io_uring_sqe *get_sqe(struct weft__worker *w)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+
+	while (!sqe) {
+		/* SQ full: hand what is queued to the kernel, retry. */
+		io_uring_submit(&w->ring);
+		sqe = io_uring_get_sqe(&w->ring);
+	}
+	return sqe;
+}
+
+static void arm_wake(struct weft__worker *w)
+{
+	struct io_uring_sqe *sqe;
+
+	if (w->wake_armed)
+		return;
+	sqe = get_sqe(w);
+	io_uring_prep_read(sqe, w->wake_fd, &w->wake_buf, sizeof(w->wake_buf),
+			   0);
+	io_uring_sqe_set_data64(sqe, WEFT__UD_WAKE_EFD);
+	w->wake_armed = true;
+}
+
+int weft__ring_init(struct weft__worker *w)
+{
+	struct io_uring_params p;
+	int err = -EINVAL;
+	size_t i;
+
+	for (i = 0; i < sizeof(ring_flag_tries) / sizeof(ring_flag_tries[0]);
+	     i++) {
+		memset(&p, 0, sizeof(p));
+		p.flags = ring_flag_tries[i];
+		err = io_uring_queue_init_params(256, &w->ring, &p);
+		if (err == 0) {
+			w->ring_flags = p.flags;
+			break;
+		}
+		if (err != -EINVAL)
+			break;
+	}
+	if (err < 0)
+		return err;
+	/* Saves an fget/fput per enter (5.18+); optional. */
+	io_uring_register_ring_fd(&w->ring);
+
+	w->wake_fd = eventfd(0, EFD_CLOEXEC);
+	if (w->wake_fd < 0) {
+		err = -errno;
+		io_uring_queue_exit(&w->ring);
+		return err;
+	}
+	w->wake_armed = false;
+	arm_wake(w);
+	io_uring_submit(&w->ring);
+	return 0;
+}
+
+void weft__ring_fini(struct weft__worker *w)
+{
+	io_uring_queue_exit(&w->ring);
+	close(w->wake_fd);
+	w->wake_fd = -1;
+}
+
+static void reap(struct weft__worker *w)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, n = 0;
+
+	io_uring_for_each_cqe(&w->ring, head, cqe) {
+		switch (cqe->user_data) {
+		case WEFT__UD_WAKE_EFD:
+			w->wake_armed = false;
+			break;
+		case WEFT__UD_WAKE_MSG:
+		default:
+			break;
+		}
+		n++;
+	}
+	io_uring_cq_advance(&w->ring, n);
+	arm_wake(w);
+}
+
+void weft__ring_poll(struct weft__worker *w)
+{
+	if (w->ring_flags & IORING_SETUP_DEFER_TASKRUN)
+		io_uring_get_events(&w->ring);
+	reap(w);
+	if (io_uring_sq_ready(&w->ring))
+		io_uring_submit(&w->ring);
+}
+
+/*
+ * Blocks until something arrives in the ring, unless there is already a
+ * reason not to. in_ring_wait (seq_cst store, then seq_cst loads of
+ * remote_n and stopping) pairs with remote_push()/stop, which write their
+ * flag (seq_cst) and then load in_ring_wait: one side always sees the
+ * other. Notifications (idle.c) need no flag: their eventfd write or
+ * MSG_RING completes the wait whenever it comes.
+ */
+void weft__ring_wait(struct weft__worker *w)
+{
+	atomic_store_explicit(&w->in_ring_wait, 1, memory_order_seq_cst);
+	if (!atomic_load_explicit(&w->remote_n, memory_order_seq_cst) &&
+	    !atomic_load_explicit(&w->rt->stopping, memory_order_seq_cst) &&
+	    !atomic_load_explicit(&w->notified, memory_order_seq_cst)) {
+		arm_wake(w);
+		io_uring_submit_and_wait(&w->ring, 1);
+	}
+	atomic_store_explicit(&w->in_ring_wait, 0, memory_order_relaxed);
+	weft__ring_poll(w);
+}
+
+void weft__ring_wake(struct weft__worker *from, struct weft__worker *to)
+{
+	if (from && from != to && to->rt->wake_mode == WEFT_WAKE_MSG_RING) {
+		struct io_uring_sqe *sqe = get_sqe(from);
+		io_uring_prep_msg_ring(sqe, to->ring.ring_fd, 0,
+				       WEFT__UD_WAKE_MSG, 0);
+		/* No completion on our side unless it failed. */
+		sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+		io_uring_sqe_set_data64(sqe, WEFT__UD_WAKE_MSG);
+		if (io_uring_submit(&from->ring) >= 0)
+			return;
+	}
+	/* Write errors cannot happen short of a counter overflow at 2^64-1,
+	 * which would itself mean the target is awake. */
+	if (eventfd_write(to->wake_fd, 1) < 0)
+		return;
+}

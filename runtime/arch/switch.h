@@ -1,0 +1,77 @@
+/*
+ * The context switch, chosen by CPU. The assembly lives in
+ * runtime/arch/<arch>/switch.S; this header is the one place that picks it
+ * and knows each architecture's initial frame layout.
+ */
+#ifndef WEFT_ARCH_SWITCH_H
+#define WEFT_ARCH_SWITCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+/* Switch stacks: save the caller's callee-saved state and stack pointer in
+ * *save_sp, resume the context saved at load_sp, and hand it `arg` as the
+ * return value of its own weft__ctx_switch() call (or as the first argument
+ * of its entry function, for a new context). */
+void *weft__ctx_switch(void **save_sp, void *load_sp, void *arg);
+void weft__ctx_entry(void);
+
+/* Entry function of a new context: `arg` from the first switch into it,
+ * `ctx` from weft__ctx_make(). Must never return. */
+typedef void (*weft__ctx_fn)(void *arg, void *ctx);
+
+#if defined(__x86_64__)
+#define WEFT__CTX_FRAME 64
+/* Builds a switch frame at the top of [lo, hi) and returns its stack
+ * pointer, to be passed as load_sp. */
+static inline void *weft__ctx_make(void *lo, void *hi, weft__ctx_fn fn,
+				   void *ctx)
+{
+	uintptr_t top = ((uintptr_t)hi) & ~(uintptr_t)15;
+	/* After the frame is popped and `ret` consumed its slot, rsp must be
+	 * 16-byte aligned for weft__ctx_entry (whose `call` then gives the
+	 * callee the ABI's rsp = 8 mod 16): the return slot sits at top - 24,
+	 * so rsp is top - 16 after the `ret`. */
+	uint64_t *sp = (uint64_t *)(top - 16 - WEFT__CTX_FRAME);
+	uint32_t mxcsr;
+	uint16_t fpucw;
+
+	(void)lo;
+	__asm__ volatile("stmxcsr %0" : "=m"(mxcsr));
+	__asm__ volatile("fnstcw %0" : "=m"(fpucw));
+	memset(sp, 0, WEFT__CTX_FRAME + 16);
+	memcpy(&sp[0], &mxcsr, 4);
+	memcpy((char *)&sp[0] + 4, &fpucw, 2);
+	sp[1] = 0;			/* r15 */
+	sp[2] = 0;			/* r14 */
+	sp[3] = (uint64_t)(uintptr_t)ctx; /* r13 */
+	sp[4] = (uint64_t)(uintptr_t)fn;	/* r12 */
+	sp[5] = 0;			/* rbx */
+	sp[6] = 0;			/* rbp */
+	sp[7] = (uint64_t)(uintptr_t)weft__ctx_entry;
+	return sp;
+}
+#elif defined(__aarch64__)
+#define WEFT__CTX_FRAME 176
+static inline void *weft__ctx_make(void *lo, void *hi, weft__ctx_fn fn,
+				   void *ctx)
+{
+	uintptr_t top = ((uintptr_t)hi) & ~(uintptr_t)15;
+	uint64_t *sp = (uint64_t *)(top - WEFT__CTX_FRAME);
+	uint64_t fpcr;
+
+	(void)lo;
+	__asm__ volatile("mrs %0, fpcr" : "=r"(fpcr));
+	memset(sp, 0, WEFT__CTX_FRAME);
+	sp[0] = (uint64_t)(uintptr_t)fn;	/* x19 */
+	sp[1] = (uint64_t)(uintptr_t)ctx; /* x20 */
+	sp[11] = (uint64_t)(uintptr_t)weft__ctx_entry; /* x30 */
+	sp[20] = fpcr;
+	return sp;
+}
+#else
+#error "weft: no context switch for this CPU (x86-64 and AArch64 only)"
+#endif
+
+#endif /* WEFT_ARCH_SWITCH_H */

@@ -1,0 +1,195 @@
+/*
+ * Idle workers: which ones search for work, which sleep, and who wakes whom.
+ * The shape follows Tokio's multi-thread idle protocol (itself after Go's
+ * spinning Ms), written anew for workers that sleep in their io_uring.
+ *
+ * State
+ *   rt->idle_state  one atomic word: number of searching workers in the low
+ *                   16 bits, number of unparked (not sleeping) workers above.
+ *   rt->sleepers    stack of sleeping workers, under rt->idle_lock.
+ *   w->searching    whether w is counted as searching (owner only).
+ *   w->sleeping     whether w is on the sleeper stack (under idle_lock).
+ *   w->notified     set (release, under idle_lock) by the notifier that
+ *                   popped w; read (acquire) by w when it wakes.
+ *
+ * Rules
+ *   - A worker with nothing local becomes a searcher only while fewer than
+ *     half the workers search (so a burst of idleness does not turn into
+ *     every worker hammering every queue), then steals.
+ *   - A searcher that finds work stops searching; if it was the last one,
+ *     it notifies: "a worker that finds work while others sleep wakes
+ *     exactly one more". The woken worker starts as a searcher, so wake-ups
+ *     cascade one at a time while there is work to share.
+ *   - notify wakes a sleeper only when nobody searches (a searcher will find
+ *     the work) and someone sleeps.
+ *   - A worker going to sleep decrements the counts, pushes itself on the
+ *     sleeper stack, and if it was the last searcher re-scans every queue
+ *     and notifies if it finds work.
+ *
+ * Why no work is stranded
+ *   Work lands in a queue and then its producer calls notify. Take a notify
+ *   that skips because it sees searching > 0. Some searcher S was counted.
+ *   S either finds work (and is running, so the queue it found is drained
+ *   over time by it and its successors), or goes to sleep; the last searcher
+ *   to leave decrements the count with a seq_cst RMW and then re-scans all
+ *   queues. The producer's enqueue precedes its notify's load of the state;
+ *   for inject pushes (foreign threads, where no worker would otherwise see
+ *   the work) notify is preceded by a seq_cst fence, so the two form a
+ *   Dekker pair: either the producer's load sees searching == 0 and wakes a
+ *   sleeper, or the last searcher's re-scan sees the work. Pushes to a
+ *   worker's own local queue use an unfenced check: the owner is running and
+ *   will run that work itself, so a missed wake costs parallelism, not
+ *   progress, and the owner re-checks at every scheduling tick while its
+ *   queue holds more than the next task (worker.c).
+ *   A notified sleeper is never lost: the notifier writes its eventfd (or
+ *   sends MSG_RING) after popping it, and both stay pending in the ring until
+ *   the sleeper waits, however late it gets there.
+ */
+#include "internal.h"
+#include "lqueue.h"
+
+#define SEARCH_ONE 1u
+#define UNPARK_ONE (1u << 16)
+#define N_SEARCHING(s) ((s) & 0xffffu)
+#define N_UNPARKED(s) ((s) >> 16)
+
+void weft__idle_init(struct weft_runtime *rt)
+{
+	atomic_init(&rt->idle_state, rt->nworkers * UNPARK_ONE);
+	rt->sleepers = NULL;
+}
+
+void weft__idle_notify(struct weft_runtime *rt, bool fenced)
+{
+	struct weft__worker *w;
+	unsigned s;
+
+	if (fenced) {
+		/* Pairs with the seq_cst RMW of the last searcher (see
+		 * the file comment). */
+		atomic_thread_fence(memory_order_seq_cst);
+	}
+	s = atomic_load_explicit(&rt->idle_state, memory_order_relaxed);
+	if (N_SEARCHING(s) != 0 || N_UNPARKED(s) >= rt->nworkers)
+		return;
+
+	weft__spin_lock(&rt->idle_lock);
+	s = atomic_load_explicit(&rt->idle_state, memory_order_relaxed);
+	w = rt->sleepers;
+	if (N_SEARCHING(s) != 0 || !w) {
+		weft__spin_unlock(&rt->idle_lock);
+		return;
+	}
+	rt->sleepers = w->sleep_next;
+	w->sleeping = false;
+	/* The woken worker starts out as a searcher. */
+	atomic_fetch_add_explicit(&rt->idle_state, UNPARK_ONE + SEARCH_ONE,
+				  memory_order_seq_cst);
+	atomic_store_explicit(&w->notified, 1, memory_order_release);
+	weft__spin_unlock(&rt->idle_lock);
+
+	weft__ring_wake(weft__worker_self(), w);
+}
+
+bool weft__idle_try_search(struct weft__worker *w)
+{
+	struct weft_runtime *rt = w->rt;
+	unsigned s;
+
+	if (w->searching)
+		return true;
+	s = atomic_load_explicit(&rt->idle_state, memory_order_relaxed);
+	if (2 * N_SEARCHING(s) >= rt->nworkers)
+		return false;
+	atomic_fetch_add_explicit(&rt->idle_state, SEARCH_ONE,
+				  memory_order_seq_cst);
+	w->searching = true;
+	return true;
+}
+
+void weft__idle_stop_search(struct weft__worker *w)
+{
+	unsigned prev;
+
+	if (!w->searching)
+		return;
+	w->searching = false;
+	prev = atomic_fetch_sub_explicit(&w->rt->idle_state, SEARCH_ONE,
+					 memory_order_seq_cst);
+	if (N_SEARCHING(prev) == 1)
+		weft__idle_notify(w->rt, false);
+}
+
+/* Is there queued work anywhere a sleeper could take? */
+static bool work_pending(struct weft_runtime *rt)
+{
+	unsigned i;
+
+	if (atomic_load_explicit(&rt->inject_len, memory_order_relaxed))
+		return true;
+	for (i = 0; i < rt->nworkers; i++) {
+		struct weft__worker *v = rt->workers[i];
+		if (weft__lq_len(&v->lq) ||
+		    atomic_load_explicit(&v->next, memory_order_relaxed))
+			return true;
+	}
+	return false;
+}
+
+void weft__idle_park(struct weft__worker *w)
+{
+	struct weft_runtime *rt = w->rt;
+	unsigned dec = UNPARK_ONE, prev;
+	bool last;
+
+	weft__spin_lock(&rt->idle_lock);
+	if (w->searching)
+		dec += SEARCH_ONE;
+	prev = atomic_fetch_sub_explicit(&rt->idle_state, dec,
+					 memory_order_seq_cst);
+	last = w->searching && N_SEARCHING(prev) == 1;
+	w->searching = false;
+	w->sleep_next = rt->sleepers;
+	rt->sleepers = w;
+	w->sleeping = true;
+	weft__spin_unlock(&rt->idle_lock);
+
+	/* The seq_cst RMW above orders this re-scan after it. */
+	if (last && work_pending(rt))
+		weft__idle_notify(rt, false);
+
+	weft__ring_wait(w);
+
+	if (atomic_exchange_explicit(&w->notified, 0, memory_order_acquire)) {
+		/* The notifier counted us unparked and searching. */
+		w->searching = true;
+		return;
+	}
+	/* Woken by something else (a pinned task handed over, I/O, the
+	 * stop signal): take ourselves off the sleeper stack, unless a
+	 * notifier got there first. */
+	weft__spin_lock(&rt->idle_lock);
+	if (w->sleeping) {
+		struct weft__worker **pp = &rt->sleepers;
+		while (*pp != w)
+			pp = &(*pp)->sleep_next;
+		*pp = w->sleep_next;
+		w->sleeping = false;
+		atomic_fetch_add_explicit(&rt->idle_state, UNPARK_ONE,
+					  memory_order_seq_cst);
+	} else if (atomic_exchange_explicit(&w->notified, 0,
+					    memory_order_acquire)) {
+		w->searching = true;
+	}
+	weft__spin_unlock(&rt->idle_lock);
+}
+
+void weft__idle_wake_all(struct weft_runtime *rt)
+{
+	struct weft__worker *self = weft__worker_self();
+	unsigned i;
+
+	for (i = 0; i < rt->nworkers; i++)
+		if (rt->workers[i] != self)
+			weft__ring_wake(NULL, rt->workers[i]);
+}

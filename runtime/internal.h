@@ -1,0 +1,410 @@
+/*
+ * Internal layout of the runtime: tasks, workers, the runtime object, and the
+ * helpers every runtime file shares (allocation hook, assertions, spinlock,
+ * sanitizer switches). Never installed; the public header only declares
+ * struct weft_task and struct weft_runtime.
+ *
+ * Map of the runtime (one concern a file):
+ *   task.c     task control blocks, spawn, the park/wake protocol, await,
+ *              gather, cancel, shield, handles
+ *   stack.c    task stacks: arena, guard pages, caches, overflow reports
+ *   lqueue.h   each worker's bounded local run queue (stealable)
+ *   inject.c   the global inject queue (foreign spawns, overflow)
+ *   idle.c     which workers search, sleep and get woken
+ *   worker.c   the scheduler loop, next-task choice, stealing, switching
+ *   runtime.c  weft_run(): start-up, shutdown, configuration
+ *   tls.c      task-local storage
+ *   io/ring.c  each worker's io_uring: creation, parking, wake-ups
+ */
+#ifndef WEFT_INTERNAL_H
+#define WEFT_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <liburing.h>
+
+#include "weft.h"
+
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
+
+#define WEFT__CACHELINE 64
+#define WEFT__ALIGNED __attribute__((aligned(WEFT__CACHELINE)))
+#define weft__likely(x) __builtin_expect(!!(x), 1)
+#define weft__unlikely(x) __builtin_expect(!!(x), 0)
+
+/* ---- sanitizers ------------------------------------------------------ */
+
+#if defined(__SANITIZE_ADDRESS__)
+#define WEFT__ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define WEFT__ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define WEFT__TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define WEFT__TSAN 1
+#endif
+#endif
+
+/* ---- assertions -------------------------------------------------------
+ * Two kinds, kept apart (Lua's lua_assert vs api_check):
+ *   weft__assert: internal invariants, compiled in debug and sanitizer
+ *                 builds only;
+ *   weft__check:  API misuse by the caller, which aborts with file:line in
+ *                 every build, because carrying on would corrupt the runtime.
+ */
+void weft__die(const char *file, int line, const char *msg)
+	__attribute__((noreturn, cold));
+#if !defined(NDEBUG) || defined(WEFT__ASAN) || defined(WEFT__TSAN)
+#define weft__assert(c) \
+	((c) ? (void)0 : weft__die(__FILE__, __LINE__, "assertion failed: " #c))
+#else
+#define weft__assert(c) ((void)0)
+#endif
+#define weft__check(c, msg) \
+	((c) ? (void)0 : weft__die(__FILE__, __LINE__, msg))
+
+/* ---- allocation --------------------------------------------------------
+ * All heap memory of the runtime goes through these two (Lua's lua_Alloc):
+ * one place to count, to fail on purpose in tests, or to swap allocators. */
+void *weft__malloc(size_t size);
+void *weft__calloc(size_t n, size_t size);
+void weft__free(void *p);
+
+/* ---- spinlock ----------------------------------------------------------
+ * For critical sections of a few instructions (waiter lists, free lists).
+ * acquire on lock pairs with release on unlock; C11 atomics so that
+ * ThreadSanitizer sees every synchronisation (Concurrency Kit's inline-asm
+ * atomics are invisible to it). */
+typedef struct {
+	atomic_bool held;
+} weft__spin;
+
+static inline void weft__cpu_relax(void)
+{
+#if defined(__x86_64__)
+	__asm__ volatile("pause" ::: "memory");
+#elif defined(__aarch64__)
+	__asm__ volatile("yield" ::: "memory");
+#endif
+}
+
+static inline void weft__spin_lock(weft__spin *l)
+{
+	for (;;) {
+		if (!atomic_exchange_explicit(&l->held, true,
+					      memory_order_acquire))
+			return;
+		while (atomic_load_explicit(&l->held, memory_order_relaxed))
+			weft__cpu_relax();
+	}
+}
+
+static inline void weft__spin_unlock(weft__spin *l)
+{
+	atomic_store_explicit(&l->held, false, memory_order_release);
+}
+
+/* ---- tasks ------------------------------------------------------------ */
+
+/* Park states of a task (task->park). The protocol is argued in task.c. */
+enum {
+	WEFT__RUNNING = 0,  /* on a CPU or queued; no wait in progress */
+	WEFT__PARKING = 1,  /* announced a wait, still on its stack */
+	WEFT__PARKED = 2,   /* off its stack, waiting for a wake */
+	WEFT__NOTIFIED = 3, /* woken; the next park re-checks its condition */
+	WEFT__FREE = 4      /* control block is in the free pool */
+};
+
+/* What the context being left asks the one it lands on to finish, once
+ * the old stack is no longer in use (worker->prev_action). */
+enum {
+	WEFT__SW_NONE = 0,
+	WEFT__SW_YIELD, /* requeue the previous task at the back */
+	WEFT__SW_PARK,  /* commit its park: PARKING -> PARKED, or requeue */
+	WEFT__SW_EXIT   /* it ended: free its stack, drop its own reference */
+};
+
+/* task->flags, written by the spawner before the task is published. */
+#define WEFT__T_PINNED 0x1u
+
+struct weft__stack;
+struct weft__worker;
+struct weft__waiter;
+
+/*
+ * A task control block. Allocated from the runtime's type-stable pool
+ * (task.c): its memory stays a task control block until the runtime ends,
+ * so a late wake-up or a stale handle reads a valid (if reused) block and
+ * the generation number tells them apart.
+ */
+struct weft_task {
+	/* Saved stack pointer while off-CPU; NULL before the first run.
+	 * Written by the worker that switches the task out, read by the one
+	 * that switches it in; the run queues order the two. */
+	void *sp;
+	/* WEFT__RUNNING..WEFT__FREE; see the protocol in task.c. */
+	atomic_int park;
+	/* WEFT__T_* flags. */
+	unsigned flags;
+	/* The stack, taken when the task first runs, given back when it
+	 * ends (stack.c). */
+	struct weft__stack *stack;
+	/* Link in the inject queue, a worker's remote or pinned list, or the
+	 * free pool. Owned by whoever holds the task in that list. */
+	struct weft_task *qnext;
+	/* Pinned tasks: the worker they always run on. */
+	struct weft__worker *home;
+	/* Body, argument, and result once returned. */
+	weft_fn fn;
+	void *arg;
+	void *result;
+	/* Usable stack size asked for; 0: the runtime's default. */
+	size_t stack_size;
+	/* Cancellation: set by weft_cancel() from any thread (release), read
+	 * at suspension points (acquire). */
+	atomic_int cancel;
+	/* Shield depth; only the task itself touches it. */
+	int shield;
+	/* Outcome reported to awaiters: 0, -ECANCELED or -ENOMEM. Written
+	 * before `done` is set (release), read after it (acquire). */
+	int outcome;
+	/* 1 once the task has ended and its result is final. */
+	atomic_int done;
+	/* Tasks waiting in weft_await(), guarded by wlock. */
+	weft__spin wlock;
+	struct weft__waiter *waiters;
+	/* References: one per handle the program holds, one held by the
+	 * task itself until it ends. The block returns to the pool at 0. */
+	atomic_uint refs;
+	/* Bumped each time the block returns to the pool; handles carry it
+	 * in their top 16 bits. Read by any thread, so atomic. */
+	atomic_uint gen;
+	/* Task-local values (tls.c), allocated on first weft_tls_set(). */
+	void **tls;
+	/* The runtime the task belongs to. */
+	struct weft_runtime *rt;
+#ifdef WEFT__TSAN
+	void *tsan_fiber;
+#endif
+#ifdef WEFT__ASAN
+	void *asan_fake; /* ASan fake-stack handle while switched out */
+#endif
+	char name[32];
+};
+
+/* ---- the local run queue ---------------------------------------------- */
+
+#define WEFT__LQ_SIZE 256u
+#define WEFT__LQ_MASK (WEFT__LQ_SIZE - 1)
+
+struct weft__lq {
+	/* Next slot to take; advanced by the owner's pops and by stealers,
+	 * always with a CAS. */
+	_Alignas(WEFT__CACHELINE) atomic_uint head;
+	/* Next slot to fill; written only by the owner. */
+	_Alignas(WEFT__CACHELINE) atomic_uint tail;
+	_Alignas(WEFT__CACHELINE) _Atomic(struct weft_task *) slot[WEFT__LQ_SIZE];
+};
+
+/* ---- workers ---------------------------------------------------------- */
+
+struct weft__worker {
+	/* Fields stealers and wakers read; first, on their own line. */
+	struct weft__lq lq;
+	/* The one-task "next" slot for the task just woken or spawned: run
+	 * before the queue; taken by thieves only as a last resort. */
+	_Alignas(WEFT__CACHELINE) _Atomic(struct weft_task *) next;
+	/* Count of tasks switched in; thieves watch it to tell whether the
+	 * owner has been stuck in one task for a while. */
+	atomic_ulong ticks;
+
+	/* Fields only the owning thread touches. */
+	_Alignas(WEFT__CACHELINE) struct weft_runtime *rt;
+	unsigned index;
+	/* The task running now, NULL in the scheduler context. */
+	struct weft_task *current;
+	/* Hand-over from the context just left (see WEFT__SW_*). */
+	struct weft_task *prev;
+	int prev_action;
+	/* Saved stack pointer of the scheduler context. */
+	void *sched_sp;
+	/* Cooperative budget left to the current task (task.c). */
+	int budget;
+	/* Tasks taken from the next slot in a row (fairness bound). */
+	unsigned next_streak;
+	/* Scheduling ticks, for the every-61-ticks inject check. */
+	unsigned tick;
+	/* xorshift state for choosing a victim. */
+	uint32_t rng;
+	/* Whether this worker counts in the runtime's searching number. */
+	bool searching;
+	/* Pinned tasks ready to run here, private FIFO. */
+	struct weft_task *pin_head, *pin_tail;
+	/* Hot free stacks (stack.c). */
+	struct weft__stack *stk_free;
+	unsigned stk_n;
+	/* Free task control blocks (task.c). */
+	struct weft_task *cb_free;
+	unsigned cb_n;
+
+	/* Pinned tasks woken by other threads, handed over under the lock. */
+	_Alignas(WEFT__CACHELINE) weft__spin remote_lock;
+	struct weft_task *remote_head, *remote_tail;
+	atomic_int remote_n;
+
+	/* Idle protocol (idle.c): set by the notifier that picked this
+	 * worker from the sleeper stack, cleared by the worker. */
+	atomic_int notified;
+	struct weft__worker *sleep_next;
+	bool sleeping; /* on the sleeper stack; guarded by the idle lock */
+
+	/* The worker's io_uring (io/ring.c). */
+	_Alignas(WEFT__CACHELINE) struct io_uring ring;
+	unsigned ring_flags;
+	int wake_fd;           /* eventfd woken by other threads */
+	uint64_t wake_buf;     /* target of the armed eventfd read */
+	bool wake_armed;
+	atomic_int in_ring_wait; /* 1 while blocked in the ring */
+
+	pthread_t thread;
+	/* Alternate signal stack for stack-overflow reports (stack.c). */
+	void *altstack;
+#ifdef WEFT__TSAN
+	void *tsan_sched_fiber;
+#endif
+#ifdef WEFT__ASAN
+	const void *asan_sched_lo;
+	size_t asan_sched_size;
+	void *asan_fake;
+#endif
+};
+
+/* ---- the runtime ------------------------------------------------------ */
+
+struct weft__slab; /* task.c / stack.c bookkeeping */
+
+struct weft_runtime {
+	unsigned nworkers;
+	struct weft__worker **workers;
+	size_t stack_size;   /* default usable stack size, page multiple */
+	unsigned stack_cache; /* per-worker hot stacks */
+	int wake_mode;
+
+	/* Global inject queue (inject.c). */
+	_Alignas(WEFT__CACHELINE) weft__spin inject_lock;
+	struct weft_task *inject_head, *inject_tail;
+	atomic_uint inject_len;
+
+	/* Idle protocol (idle.c): searching count in the low 16 bits,
+	 * unparked count above; sleepers stack under idle_lock. */
+	_Alignas(WEFT__CACHELINE) atomic_uint idle_state;
+	weft__spin idle_lock;
+	struct weft__worker *sleepers;
+
+	/* Set once the main task has ended: workers leave their loops. */
+	_Alignas(WEFT__CACHELINE) atomic_int stopping;
+
+	/* Task control block pool (task.c). */
+	weft__spin cb_lock;
+	struct weft_task *cb_free;
+	unsigned cb_free_n;
+	struct weft__slab *cb_slabs;
+
+	/* Stack pool (stack.c). */
+	weft__spin stk_lock;
+	struct weft__stack *stk_free;
+	struct weft__slab *stk_slabs;
+	size_t stk_guard;     /* guard bytes below each stack */
+	int stk_guard_mode;   /* 0 none, 1 madvise guard, 2 mprotect */
+
+	struct weft_task *main_task;
+};
+
+/* ---- cross-file internals --------------------------------------------- */
+
+/* The worker running the calling thread, or NULL. Never inlined and read
+ * through an asm barrier, so that a task which migrated between threads
+ * never uses a thread-local address computed before the switch (QEMU's
+ * coroutine-tls rule, mordor issue 18). */
+struct weft__worker *weft__worker_self(void);
+void weft__worker_set_self(struct weft__worker *w);
+
+/* task.c */
+int weft__task_alloc(struct weft_runtime *rt, struct weft__worker *w,
+		     struct weft_task **out);
+void weft__task_unref(struct weft_task *t);
+void weft__task_entry(void *arg, void *ctx) __attribute__((noreturn));
+void weft__task_wake(struct weft_task *t);
+void weft__task_fail_start(struct weft__worker *w, struct weft_task *t,
+			   int err);
+struct weft__worker *weft__park(struct weft__worker *w);
+void weft__task_pool_fini(struct weft_runtime *rt);
+void weft__budget_reset(struct weft__worker *w);
+int weft__spawn_main(struct weft_runtime *rt, weft_fn fn, void *arg,
+		     struct weft_task **out);
+weft_task *weft__handle(struct weft_task *t);
+
+/* stack.c */
+struct weft__stack {
+	char *lo;              /* lowest usable byte */
+	size_t size;           /* usable bytes */
+	struct weft__stack *next;
+	bool cold;             /* pages given back to the kernel */
+	bool arena;            /* from the shared arena (else own mapping) */
+	unsigned vg_id;        /* valgrind stack id */
+};
+int weft__stack_init(struct weft_runtime *rt);
+void weft__stack_fini(struct weft_runtime *rt);
+struct weft__stack *weft__stack_get(struct weft__worker *w, size_t size);
+void weft__stack_put(struct weft__worker *w, struct weft__stack *s);
+void weft__stack_worker_fini(struct weft__worker *w);
+int weft__stack_signal_init(struct weft__worker *w);
+void weft__stack_signal_fini(struct weft__worker *w);
+
+/* inject.c */
+void weft__inject_push(struct weft_runtime *rt, struct weft_task *head,
+		       struct weft_task *tail, unsigned n);
+struct weft_task *weft__inject_pop(struct weft_runtime *rt,
+				   struct weft__worker *w, unsigned max);
+
+/* idle.c */
+void weft__idle_init(struct weft_runtime *rt);
+void weft__idle_notify(struct weft_runtime *rt, bool fenced);
+bool weft__idle_try_search(struct weft__worker *w);
+void weft__idle_stop_search(struct weft__worker *w);
+void weft__idle_park(struct weft__worker *w);
+void weft__idle_wake_all(struct weft_runtime *rt);
+
+/* worker.c */
+void weft__schedule(struct weft__worker *w, struct weft_task *t, bool yield);
+void weft__schedule_remote(struct weft_runtime *rt, struct weft_task *t);
+struct weft__worker *weft__switch_out(struct weft__worker *w, int action);
+void weft__worker_loop(struct weft__worker *w);
+void weft__after_switch(struct weft__worker *w);
+
+/* io/ring.c */
+int weft__ring_init(struct weft__worker *w);
+void weft__ring_fini(struct weft__worker *w);
+void weft__ring_wait(struct weft__worker *w);
+void weft__ring_poll(struct weft__worker *w);
+void weft__ring_wake(struct weft__worker *from, struct weft__worker *to);
+
+/* runtime.c */
+void *weft__worker_thread(void *arg);
+
+#endif /* WEFT_INTERNAL_H */

@@ -1,0 +1,90 @@
+/*
+ * Small pieces every part uses: the allocation hook, fatal errors, error
+ * strings, version, and questions about the calling worker.
+ */
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+void *weft__malloc(size_t size)
+{
+	return malloc(size);
+}
+
+void *weft__calloc(size_t n, size_t size)
+{
+	return calloc(n, size);
+}
+
+void weft__free(void *p)
+{
+	free(p);
+}
+
+void weft__die(const char *file, int line, const char *msg)
+{
+	fprintf(stderr, "weft: %s:%d: %s\n", file, line, msg);
+	fflush(stderr);
+	abort();
+}
+
+const char *weft_strerror(int err)
+{
+	switch (err) {
+	case 0:
+		return "success";
+	case -ECANCELED:
+		return "cancelled";
+	case -ESRCH:
+		return "stale task handle (task ended and was released)";
+	case -EDEADLK:
+		return "a task cannot await itself";
+	case -EPERM:
+		return "not allowed here (not in task context, or io_uring "
+		       "refused)";
+	case -EBUSY:
+		return "called from inside a runtime";
+	case -EALREADY:
+		return "task has already ended";
+	case -ENOMEM:
+		return "out of memory";
+	case -EINVAL:
+		return "invalid argument";
+	case -EAGAIN:
+		return "resource temporarily unavailable";
+	case -ENOSYS:
+		return "io_uring is not available in this kernel";
+	default:
+		if (err < 0 && strerrordesc_np(-err))
+			return strerrordesc_np(-err);
+		return "unknown error";
+	}
+}
+
+const char *weft_version(void)
+{
+	return "0.1.0";
+}
+
+int weft_worker_index(void)
+{
+	struct weft__worker *w = weft__worker_self();
+
+	return w ? (int)w->index : -1;
+}
+
+weft_runtime *weft_runtime_self(void)
+{
+	struct weft__worker *w = weft__worker_self();
+
+	return w ? w->rt : NULL;
+}
+
+unsigned weft_worker_count(void)
+{
+	struct weft__worker *w = weft__worker_self();
+
+	return w ? w->rt->nworkers : 0;
+}

@@ -1,0 +1,393 @@
+/*
+ * Task stacks.
+ *
+ * Stacks of the runtime's default size come from an arena: slabs of
+ * WEFT__STK_SLAB stacks in one anonymous MAP_NORESERVE mapping, so a page is
+ * committed only when a task touches it. Below each stack sits a guard
+ * region. On Linux 6.13+ it is installed with madvise(MADV_GUARD_INSTALL),
+ * which marks page tables instead of splitting the mapping, so a million
+ * guarded stacks stay a handful of VMAs, far under vm.max_map_count. Older
+ * kernels get mprotect(PROT_NONE) guards (two VMAs a stack). Stacks of
+ * other sizes get a mapping of their own, unmapped when their task ends.
+ *
+ * Free arena stacks live in two tiers:
+ *   - each worker's hot cache (at most rt->stack_cache), touched pages
+ *     kept, so steady-state spawning does no syscall at all;
+ *   - the shared pool, under stk_lock. A stack moved there beyond the
+ *     watermark first gives its pages back (MADV_DONTNEED; guard markers
+ *     survive it), so memory returns to the kernel after a burst.
+ * Arena address space is kept until the runtime ends, never unmapped
+ * earlier.
+ *
+ * A stack overflow runs into the guard and faults. The SIGSEGV handler,
+ * on a per-worker alternate signal stack, recognises a fault inside the
+ * guard of the running task's stack, prints the task's name and stack size
+ * and lets the process die of the signal; any other fault goes to the
+ * handler that was there before.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define WEFT__VALGRIND 1
+#endif
+
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102 /* Linux 6.13 */
+#endif
+
+#define WEFT__STK_SLAB 32
+#define WEFT__GUARD (64 * 1024)
+#define WEFT__ALTSTACK (64 * 1024)
+
+enum { GUARD_NONE = 0, GUARD_MADVISE = 1, GUARD_MPROTECT = 2 };
+
+struct weft__slab {
+	struct weft__slab *next;
+	void *mem;
+	size_t len;
+	struct weft__stack desc[WEFT__STK_SLAB];
+};
+
+static size_t page_size(void)
+{
+	static size_t ps;
+
+	if (!ps)
+		ps = (size_t)sysconf(_SC_PAGESIZE);
+	return ps;
+}
+
+/* Which guard mechanism the kernel offers; probed on a scratch mapping. */
+static int probe_guard(void)
+{
+	size_t ps = page_size();
+	void *m = mmap(NULL, 2 * ps, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	int mode = GUARD_MPROTECT;
+
+	if (m == MAP_FAILED)
+		return GUARD_MPROTECT;
+	if (madvise(m, ps, MADV_GUARD_INSTALL) == 0)
+		mode = GUARD_MADVISE;
+	munmap(m, 2 * ps);
+	return mode;
+}
+
+static int install_guard(struct weft_runtime *rt, char *lo, size_t len)
+{
+	if (rt->stk_guard_mode == GUARD_MADVISE)
+		return madvise(lo, len, MADV_GUARD_INSTALL) ? -errno : 0;
+	if (rt->stk_guard_mode == GUARD_MPROTECT)
+		return mprotect(lo, len, PROT_NONE) ? -errno : 0;
+	return 0;
+}
+
+int weft__stack_init(struct weft_runtime *rt)
+{
+	rt->stk_guard = WEFT__GUARD;
+	rt->stk_guard_mode = probe_guard();
+	return 0;
+}
+
+static void stack_register(struct weft__stack *s)
+{
+#ifdef WEFT__VALGRIND
+	s->vg_id = VALGRIND_STACK_REGISTER(s->lo, s->lo + s->size);
+#else
+	(void)s;
+#endif
+}
+
+static void stack_deregister(struct weft__stack *s)
+{
+#ifdef WEFT__VALGRIND
+	VALGRIND_STACK_DEREGISTER(s->vg_id);
+#else
+	(void)s;
+#endif
+}
+
+/* New slab of arena stacks into the shared pool. Called with stk_lock. */
+static int slab_new(struct weft_runtime *rt)
+{
+	size_t slot = rt->stk_guard + rt->stack_size;
+	size_t len = slot * WEFT__STK_SLAB;
+	struct weft__slab *sl = weft__calloc(1, sizeof(*sl));
+	char *mem;
+	unsigned i;
+
+	if (!sl)
+		return -ENOMEM;
+	mem = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1,
+		   0);
+	if (mem == MAP_FAILED) {
+		weft__free(sl);
+		return -ENOMEM;
+	}
+	for (i = 0; i < WEFT__STK_SLAB; i++) {
+		char *g = mem + i * slot;
+		if (install_guard(rt, g, rt->stk_guard) < 0 &&
+		    rt->stk_guard_mode == GUARD_MADVISE) {
+			/* Guard markers refused on this mapping: fall back
+			 * for this and later slabs. */
+			rt->stk_guard_mode = GUARD_MPROTECT;
+			if (install_guard(rt, g, rt->stk_guard) < 0)
+				rt->stk_guard_mode = GUARD_NONE;
+		}
+	}
+	sl->mem = mem;
+	sl->len = len;
+	for (i = 0; i < WEFT__STK_SLAB; i++) {
+		struct weft__stack *s = &sl->desc[i];
+		s->lo = mem + i * slot + rt->stk_guard;
+		s->size = rt->stack_size;
+		s->arena = true;
+		s->cold = true;
+		stack_register(s);
+		s->next = rt->stk_free;
+		rt->stk_free = s;
+	}
+	sl->next = rt->stk_slabs;
+	rt->stk_slabs = sl;
+	return 0;
+}
+
+static struct weft__stack *stack_own(struct weft_runtime *rt, size_t size)
+{
+	size_t ps = page_size();
+	struct weft__stack *s = weft__calloc(1, sizeof(*s));
+	char *mem;
+
+	if (!s)
+		return NULL;
+	size = (size + ps - 1) & ~(ps - 1);
+	mem = mmap(NULL, rt->stk_guard + size, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1,
+		   0);
+	if (mem == MAP_FAILED) {
+		weft__free(s);
+		return NULL;
+	}
+	if (install_guard(rt, mem, rt->stk_guard) < 0 &&
+	    mprotect(mem, rt->stk_guard, PROT_NONE) < 0) {
+		/* No guard at all: refuse rather than risk silent
+		 * corruption on overflow. */
+		munmap(mem, rt->stk_guard + size);
+		weft__free(s);
+		return NULL;
+	}
+	s->lo = mem + rt->stk_guard;
+	s->size = size;
+	s->arena = false;
+	stack_register(s);
+	return s;
+}
+
+struct weft__stack *weft__stack_get(struct weft__worker *w, size_t size)
+{
+	struct weft_runtime *rt = w->rt;
+	struct weft__stack *s;
+
+	if (size && size != rt->stack_size)
+		return stack_own(rt, size);
+	s = w->stk_free;
+	if (weft__likely(s)) {
+		w->stk_free = s->next;
+		w->stk_n--;
+	} else {
+		weft__spin_lock(&rt->stk_lock);
+		if (!rt->stk_free && slab_new(rt) < 0) {
+			weft__spin_unlock(&rt->stk_lock);
+			return NULL;
+		}
+		s = rt->stk_free;
+		rt->stk_free = s->next;
+		weft__spin_unlock(&rt->stk_lock);
+	}
+#ifdef WEFT__ASAN
+	/* Frames of the previous owner that never returned (its entry and
+	 * exit path) left poisoned redzones behind. */
+	__asan_unpoison_memory_region(s->lo, s->size);
+#endif
+	s->cold = false;
+	return s;
+}
+
+void weft__stack_put(struct weft__worker *w, struct weft__stack *s)
+{
+	struct weft_runtime *rt = w->rt;
+	struct weft__stack *head, *tail;
+	unsigned i, n;
+
+	if (!s->arena) {
+		stack_deregister(s);
+		munmap(s->lo - rt->stk_guard, rt->stk_guard + s->size);
+		weft__free(s);
+		return;
+	}
+	s->next = w->stk_free;
+	w->stk_free = s;
+	if (++w->stk_n <= rt->stack_cache)
+		return;
+	/* Over the watermark: the older half goes to the shared pool, pages
+	 * given back. The cache keeps the most recently used (warmest). */
+	n = w->stk_n / 2;
+	for (tail = w->stk_free, i = 1; i < w->stk_n - n; i++)
+		tail = tail->next;
+	head = tail->next;
+	tail->next = NULL;
+	w->stk_n -= n;
+	for (tail = head; ; tail = tail->next) {
+		madvise(tail->lo, tail->size, MADV_DONTNEED);
+		tail->cold = true;
+		if (!tail->next)
+			break;
+	}
+	weft__spin_lock(&rt->stk_lock);
+	tail->next = rt->stk_free;
+	rt->stk_free = head;
+	weft__spin_unlock(&rt->stk_lock);
+}
+
+void weft__stack_worker_fini(struct weft__worker *w)
+{
+	/* Arena stacks are unmapped with their slabs in weft__stack_fini. */
+	w->stk_free = NULL;
+	w->stk_n = 0;
+}
+
+void weft__stack_fini(struct weft_runtime *rt)
+{
+	struct weft__slab *sl, *n;
+	unsigned i;
+
+	for (sl = rt->stk_slabs; sl; sl = n) {
+		n = sl->next;
+		for (i = 0; i < WEFT__STK_SLAB; i++)
+			stack_deregister(&sl->desc[i]);
+		munmap(sl->mem, sl->len);
+		weft__free(sl);
+	}
+	rt->stk_slabs = NULL;
+	rt->stk_free = NULL;
+}
+
+/* ---- stack overflow reports ------------------------------------------- */
+
+extern __thread struct weft__worker *weft__tls_worker;
+
+static struct sigaction old_segv;
+/* The alternate signal stack the thread had before it became a worker
+ * (worker 0 is the user's thread), restored when it stops being one. */
+static __thread stack_t saved_ss;
+static pthread_once_t segv_once = PTHREAD_ONCE_INIT;
+
+static void put_str(const char *s)
+{
+	ssize_t r = write(STDERR_FILENO, s, strlen(s));
+	(void)r;
+}
+
+static void put_num(size_t v)
+{
+	char buf[24];
+	int i = sizeof(buf);
+
+	buf[--i] = '\0';
+	do {
+		buf[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v && i > 0);
+	put_str(&buf[i]);
+}
+
+static void segv_handler(int sig, siginfo_t *si, void *uctx)
+{
+	struct weft__worker *w = weft__tls_worker;
+	struct weft_task *t = w ? w->current : NULL;
+	char *addr = si->si_addr;
+
+	if (t && t->stack) {
+		char *lo = t->stack->lo;
+		size_t guard = w->rt->stk_guard;
+		if (addr < lo && addr >= lo - guard) {
+			put_str("weft: stack overflow in task '");
+			put_str(t->name);
+			put_str("' (stack size ");
+			put_num(t->stack->size);
+			put_str(" bytes); give it a larger stack_size\n");
+			signal(sig, SIG_DFL);
+			return; /* re-executes the access and dies of it */
+		}
+	}
+	if (old_segv.sa_flags & SA_SIGINFO) {
+		if (old_segv.sa_sigaction) {
+			old_segv.sa_sigaction(sig, si, uctx);
+			return;
+		}
+	} else if (old_segv.sa_handler != SIG_DFL &&
+		   old_segv.sa_handler != SIG_IGN) {
+		old_segv.sa_handler(sig);
+		return;
+	}
+	signal(sig, SIG_DFL);
+}
+
+static void segv_install(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = segv_handler;
+	sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGSEGV, &sa, &old_segv);
+}
+
+int weft__stack_signal_init(struct weft__worker *w)
+{
+	stack_t ss;
+
+	pthread_once(&segv_once, segv_install);
+	w->altstack = mmap(NULL, WEFT__ALTSTACK, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (w->altstack == MAP_FAILED) {
+		w->altstack = NULL;
+		return -ENOMEM;
+	}
+	ss.ss_sp = w->altstack;
+	ss.ss_size = WEFT__ALTSTACK;
+	ss.ss_flags = 0;
+	if (sigaltstack(&ss, &saved_ss) < 0) {
+		int err = -errno;
+		munmap(w->altstack, WEFT__ALTSTACK);
+		w->altstack = NULL;
+		return err;
+	}
+	return 0;
+}
+
+void weft__stack_signal_fini(struct weft__worker *w)
+{
+	stack_t ss;
+
+	if (!w->altstack)
+		return;
+	if (saved_ss.ss_sp && !(saved_ss.ss_flags & SS_DISABLE)) {
+		sigaltstack(&saved_ss, NULL);
+	} else {
+		memset(&ss, 0, sizeof(ss));
+		ss.ss_flags = SS_DISABLE;
+		sigaltstack(&ss, NULL);
+	}
+	munmap(w->altstack, WEFT__ALTSTACK);
+	w->altstack = NULL;
+}

@@ -1,0 +1,737 @@
+/*
+ * Tasks: control blocks, spawn, the park/wake protocol, await, gather,
+ * cancellation, shields, the cooperative budget and handles.
+ *
+ * Control blocks come from a type-stable pool: slabs allocated on demand and
+ * freed only when the runtime ends. A block that returns to the pool keeps
+ * being a task control block, so a waker or a stale handle that still holds
+ * its address reads a valid block; the generation counter (gen) and the
+ * WEFT__FREE park state tell a reused block apart.
+ *
+ * Park/wake protocol (task->park)
+ * -------------------------------
+ * Every suspension is "wait until a condition holds". A waiting task:
+ *   1. exchanges park to PARKING (acq_rel),
+ *   2. publishes itself where a waker will find it (a waiter list, a
+ *      timer, an I/O request) and checks its condition,
+ *   3. if the condition does not hold, switches away with WEFT__SW_PARK;
+ *      the context it lands on, now that the old stack is idle, does
+ *      CAS(park, PARKING -> PARKED). If that CAS fails the state was
+ *      NOTIFIED, i.e. a waker came in between, and the lander queues the
+ *      task itself.
+ *   4. on resuming, loops back to 1 (exchanges PARKING again) and re-checks,
+ *      leaving with park = RUNNING once the condition holds.
+ * A waker first makes the condition true, then moves park to NOTIFIED:
+ *   RUNNING or PARKING -> NOTIFIED: the task is still on its stack; it will
+ *      see the condition at its next check (the exchange in step 1/4 reads
+ *      NOTIFIED and so synchronises with the waker's release CAS), or the
+ *      lander of step 3 queues it;
+ *   PARKED -> NOTIFIED: the task is off its stack; the waker queues it.
+ *   NOTIFIED or FREE: nothing to do.
+ * Exactly one party queues a parked task, because only one CAS can take
+ * PARKING or PARKED to another state, and a task is never queued while it
+ * is still on its stack: the waker queues only from PARKED, which only the
+ * lander (after the switch) sets. No wake is lost: a waker that runs before
+ * step 1 is followed by the check in step 2; one that runs after step 1 finds
+ * PARKING or PARKED and either the lander or the waker queues the task.
+ * Wakes may be spurious (a late waker of an earlier wait): every wait loops
+ * on its condition, so a spurious wake costs a pass through the loop.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "internal.h"
+
+#ifdef WEFT__TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
+
+#define WEFT__BUDGET 128
+/* await_one(): the caller, not the awaited task, was cancelled. */
+#define WEFT__SELF_CANCELLED 1
+#define WEFT__CB_SLAB 256
+#define WEFT__CB_CACHE 128
+#define WEFT__HANDLE_SHIFT 48
+#define WEFT__HANDLE_MASK ((UINT64_C(1) << WEFT__HANDLE_SHIFT) - 1)
+
+struct weft__slab {
+	struct weft__slab *next;
+	void *mem;
+};
+
+/* One task waiting in weft_await(); lives on the waiter's stack. */
+struct weft__waiter {
+	struct weft__waiter *next;
+	struct weft_task *task;
+	/* Set (release) by the ending task after it unlinked the node; the
+	 * waiter must not return before it sees it, since the node is on its
+	 * stack. */
+	atomic_int done;
+};
+
+/* ---- handles ---------------------------------------------------------- */
+
+weft_task *weft__handle(struct weft_task *t)
+{
+	uint64_t g = atomic_load_explicit(&t->gen, memory_order_relaxed) &
+		     0xffffu;
+	return (weft_task *)(uintptr_t)((uint64_t)(uintptr_t)t |
+					(g << WEFT__HANDLE_SHIFT));
+}
+
+/* Handle to block, or NULL if the handle is NULL or stale. */
+static struct weft_task *resolve(weft_task *h, int *err)
+{
+	uint64_t v = (uint64_t)(uintptr_t)h;
+	struct weft_task *t;
+
+	if (!h) {
+		*err = -EINVAL;
+		return NULL;
+	}
+	t = (struct weft_task *)(uintptr_t)(v & WEFT__HANDLE_MASK);
+	if ((atomic_load_explicit(&t->gen, memory_order_acquire) & 0xffffu) !=
+		    (v >> WEFT__HANDLE_SHIFT) ||
+	    atomic_load_explicit(&t->park, memory_order_acquire) ==
+		    WEFT__FREE) {
+		*err = -ESRCH;
+		return NULL;
+	}
+	return t;
+}
+
+/* ---- control block pool ------------------------------------------------ */
+
+static int cb_refill(struct weft_runtime *rt)
+{
+	struct weft__slab *s = weft__malloc(sizeof(*s));
+	struct weft_task *blk;
+	unsigned i;
+
+	if (!s)
+		return -ENOMEM;
+	blk = aligned_alloc(WEFT__CACHELINE,
+			    WEFT__CB_SLAB * sizeof(struct weft_task));
+	if (!blk) {
+		weft__free(s);
+		return -ENOMEM;
+	}
+	memset(blk, 0, WEFT__CB_SLAB * sizeof(struct weft_task));
+	s->mem = blk;
+	s->next = rt->cb_slabs;
+	rt->cb_slabs = s;
+	for (i = 0; i < WEFT__CB_SLAB; i++) {
+		atomic_init(&blk[i].park, WEFT__FREE);
+		atomic_init(&blk[i].gen, 1);
+		blk[i].rt = rt;
+		blk[i].qnext = rt->cb_free;
+		rt->cb_free = &blk[i];
+	}
+	rt->cb_free_n += WEFT__CB_SLAB;
+	return 0;
+}
+
+/* Takes up to `want` blocks from the shared pool into a list. Called with
+ * cb_lock held. */
+static struct weft_task *cb_take(struct weft_runtime *rt, unsigned want,
+				 unsigned *got)
+{
+	struct weft_task *head = NULL;
+	unsigned n = 0;
+
+	while (n < want) {
+		struct weft_task *t = rt->cb_free;
+		if (!t) {
+			if (n || cb_refill(rt) < 0)
+				break;
+			continue;
+		}
+		rt->cb_free = t->qnext;
+		rt->cb_free_n--;
+		t->qnext = head;
+		head = t;
+		n++;
+	}
+	*got = n;
+	return head;
+}
+
+int weft__task_alloc(struct weft_runtime *rt, struct weft__worker *w,
+		     struct weft_task **out)
+{
+	struct weft_task *t;
+
+	if (w && w->cb_free) {
+		t = w->cb_free;
+		w->cb_free = t->qnext;
+		w->cb_n--;
+	} else {
+		unsigned got;
+		weft__spin_lock(&rt->cb_lock);
+		t = cb_take(rt, w ? WEFT__CB_CACHE / 2 : 1, &got);
+		weft__spin_unlock(&rt->cb_lock);
+		if (!t)
+			return -ENOMEM;
+		if (w && got > 1) {
+			w->cb_free = t->qnext;
+			w->cb_n = got - 1;
+		}
+	}
+	t->qnext = NULL;
+	*out = t;
+	return 0;
+}
+
+static void cb_free(struct weft_task *t)
+{
+	struct weft_runtime *rt = t->rt;
+	struct weft__worker *w = weft__worker_self();
+	unsigned g;
+
+	if (t->tls) {
+		weft__free(t->tls);
+		t->tls = NULL;
+	}
+	/* gen first, then FREE (both release): a resolve() that sees the
+	 * old gen and then not-FREE raced with the release of the last
+	 * reference, which the API forbids. Generation 0 is never used. */
+	g = atomic_load_explicit(&t->gen, memory_order_relaxed) + 1;
+	if ((g & 0xffffu) == 0)
+		g++;
+	atomic_store_explicit(&t->gen, g, memory_order_release);
+	atomic_store_explicit(&t->park, WEFT__FREE, memory_order_release);
+
+	if (w && w->rt == rt) {
+		t->qnext = w->cb_free;
+		w->cb_free = t;
+		if (++w->cb_n < WEFT__CB_CACHE)
+			return;
+		/* Give half back to the shared pool. */
+		struct weft_task *head = w->cb_free, *tail = head;
+		unsigned i;
+		for (i = 1; i < WEFT__CB_CACHE / 2; i++)
+			tail = tail->qnext;
+		w->cb_free = tail->qnext;
+		w->cb_n -= WEFT__CB_CACHE / 2;
+		weft__spin_lock(&rt->cb_lock);
+		tail->qnext = rt->cb_free;
+		rt->cb_free = head;
+		rt->cb_free_n += WEFT__CB_CACHE / 2;
+		weft__spin_unlock(&rt->cb_lock);
+		return;
+	}
+	weft__spin_lock(&rt->cb_lock);
+	t->qnext = rt->cb_free;
+	rt->cb_free = t;
+	rt->cb_free_n++;
+	weft__spin_unlock(&rt->cb_lock);
+}
+
+void weft__task_unref(struct weft_task *t)
+{
+	/* acq_rel: the last dropper sees every write made under the other
+	 * references before it recycles the block. */
+	if (atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) == 1)
+		cb_free(t);
+}
+
+void weft__task_pool_fini(struct weft_runtime *rt)
+{
+	struct weft__slab *s = rt->cb_slabs, *n;
+	unsigned i;
+
+	for (; s; s = n) {
+		struct weft_task *blk = s->mem;
+		n = s->next;
+		for (i = 0; i < WEFT__CB_SLAB; i++) {
+			if (blk[i].tls)
+				weft__free(blk[i].tls);
+#ifdef WEFT__TSAN
+			/* Tasks dropped at shutdown still own a fiber. */
+			if (blk[i].tsan_fiber)
+				__tsan_destroy_fiber(blk[i].tsan_fiber);
+#endif
+		}
+		free(blk);
+		weft__free(s);
+	}
+	rt->cb_slabs = NULL;
+	rt->cb_free = NULL;
+}
+
+/* ---- spawn ------------------------------------------------------------ */
+
+/* Fills a fresh block and queues it. `refs` is 1 (detached) or 2. */
+static void task_start(struct weft_runtime *rt, struct weft__worker *w,
+		       struct weft_task *t, weft_fn fn, void *arg,
+		       const struct weft_spawn_opts *opts, unsigned refs)
+{
+	unsigned flags = opts ? opts->flags : 0;
+
+	t->fn = fn;
+	t->arg = arg;
+	t->result = NULL;
+	t->sp = NULL;
+	t->stack = NULL;
+	t->stack_size = opts ? opts->stack_size : 0;
+	t->shield = 0;
+	t->outcome = 0;
+	t->waiters = NULL;
+	t->tls = NULL;
+	t->flags = 0;
+	t->home = NULL;
+	if ((flags & WEFT_SPAWN_PINNED) && w) {
+		t->flags |= WEFT__T_PINNED;
+		t->home = w;
+	}
+	if (opts && opts->name) {
+		strncpy(t->name, opts->name, sizeof(t->name) - 1);
+		t->name[sizeof(t->name) - 1] = '\0';
+	} else {
+		memcpy(t->name, "task", 5);
+	}
+	atomic_store_explicit(&t->cancel, 0, memory_order_relaxed);
+	atomic_store_explicit(&t->done, 0, memory_order_relaxed);
+	atomic_store_explicit(&t->refs, refs, memory_order_relaxed);
+	/* Leaves FREE last: resolve() accepts the block from here on. The
+	 * queue push below publishes every field to the worker that runs
+	 * the task. */
+	atomic_store_explicit(&t->park, WEFT__RUNNING, memory_order_release);
+	(void)rt;
+}
+
+int weft_spawn_opts(weft_task **out, weft_fn fn, void *arg,
+		    const struct weft_spawn_opts *opts)
+{
+	struct weft__worker *w = weft__worker_self();
+	struct weft_runtime *rt;
+	struct weft_task *t;
+	unsigned flags = opts ? opts->flags : 0;
+	bool detached = flags & WEFT_SPAWN_DETACHED;
+	int err;
+
+	if (!fn || (flags & ~(WEFT_SPAWN_PINNED | WEFT_SPAWN_DETACHED)) ||
+	    (!out && !detached) ||
+	    (opts && opts->stack_size > ((size_t)1 << 40)))
+		return -EINVAL;
+	rt = (opts && opts->runtime) ? opts->runtime : (w ? w->rt : NULL);
+	if (!rt)
+		return -EPERM;
+	if (w && w->rt != rt)
+		w = NULL; /* a worker of another runtime: spawn as a foreigner */
+
+	err = weft__task_alloc(rt, w, &t);
+	if (err < 0)
+		return err;
+	task_start(rt, w, t, fn, arg, opts, detached ? 1 : 2);
+	if (out)
+		*out = detached ? NULL : weft__handle(t);
+	if (w)
+		weft__schedule(w, t, false);
+	else
+		weft__schedule_remote(rt, t);
+	return 0;
+}
+
+int weft__spawn_main(struct weft_runtime *rt, weft_fn fn, void *arg,
+		     struct weft_task **out)
+{
+	struct weft_spawn_opts o = { .name = "main" };
+	struct weft__worker *w = rt->workers[0];
+	struct weft_task *t;
+	int err = weft__task_alloc(rt, w, &t);
+
+	if (err < 0)
+		return err;
+	/* Two references: the task's own and weft_run()'s, which is never
+	 * given back (the pool is freed whole). */
+	task_start(rt, w, t, fn, arg, &o, 2);
+	rt->main_task = t;
+	weft__schedule(w, t, false);
+	*out = t;
+	return 0;
+}
+
+weft_task *weft_spawn(weft_fn fn, void *arg)
+{
+	weft_task *h;
+
+	return weft_spawn_opts(&h, fn, arg, NULL) < 0 ? NULL : h;
+}
+
+/* ---- ending ----------------------------------------------------------- */
+
+void weft__tls_run_destructors(struct weft_task *t);
+
+/* Publishes the end of t and wakes its awaiters. Runs on t's own stack (or,
+ * for a task that never started, on the stack of whoever failed it). */
+static void task_finish(struct weft_task *t, int outcome)
+{
+	struct weft__waiter *list, *n;
+
+	if (t->tls)
+		weft__tls_run_destructors(t);
+	if (outcome == 0 &&
+	    atomic_load_explicit(&t->cancel, memory_order_acquire))
+		outcome = -ECANCELED;
+	t->outcome = outcome;
+
+	weft__spin_lock(&t->wlock);
+	/* Release: awaiters that read done == 1 (acquire) see result and
+	 * outcome. */
+	atomic_store_explicit(&t->done, 1, memory_order_release);
+	list = t->waiters;
+	t->waiters = NULL;
+	weft__spin_unlock(&t->wlock);
+
+	for (; list; list = n) {
+		struct weft_task *wt = list->task;
+		n = list->next;
+		/* After this store the node (on the waiter's stack) may be
+		 * gone: read everything first. */
+		atomic_store_explicit(&list->done, 1, memory_order_release);
+		weft__task_wake(wt);
+	}
+
+	if (t == t->rt->main_task) {
+		atomic_store_explicit(&t->rt->stopping, 1,
+				      memory_order_seq_cst);
+		weft__idle_wake_all(t->rt);
+	}
+}
+
+void weft__task_fail_start(struct weft__worker *w, struct weft_task *t,
+			   int err)
+{
+	(void)w;
+	task_finish(t, err);
+	weft__task_unref(t);
+}
+
+void weft__task_entry(void *arg, void *ctx)
+{
+	struct weft__worker *w = arg;
+	struct weft_task *t = ctx;
+
+	weft__after_switch(w);
+	/* asyncio: a task cancelled before it started never runs. */
+	if (!atomic_load_explicit(&t->cancel, memory_order_acquire))
+		t->result = t->fn(t->arg);
+	task_finish(t, 0);
+	/* The task may have moved: ask for the current worker afresh. */
+	w = weft__worker_self();
+	weft__switch_out(w, WEFT__SW_EXIT);
+	__builtin_unreachable();
+}
+
+/* ---- park and wake ---------------------------------------------------- */
+
+void weft__task_wake(struct weft_task *t)
+{
+	int s = atomic_load_explicit(&t->park, memory_order_acquire);
+
+	for (;;) {
+		switch (s) {
+		case WEFT__RUNNING:
+		case WEFT__PARKING:
+			/* Still on its stack: it (or its lander) sees this. */
+			if (atomic_compare_exchange_weak_explicit(
+				    &t->park, &s, WEFT__NOTIFIED,
+				    memory_order_acq_rel, memory_order_acquire))
+				return;
+			break;
+		case WEFT__PARKED:
+			if (atomic_compare_exchange_weak_explicit(
+				    &t->park, &s, WEFT__NOTIFIED,
+				    memory_order_acq_rel,
+				    memory_order_acquire)) {
+				struct weft__worker *w = weft__worker_self();
+				if (w && w->rt == t->rt)
+					weft__schedule(w, t, false);
+				else
+					weft__schedule_remote(t->rt, t);
+				return;
+			}
+			break;
+		default: /* NOTIFIED: already woken; FREE: gone */
+			return;
+		}
+	}
+}
+
+/* Step 1 of the protocol. */
+static inline void park_prepare(struct weft_task *t)
+{
+	atomic_exchange_explicit(&t->park, WEFT__PARKING, memory_order_acq_rel);
+}
+
+/* The condition held: no park after all. */
+static inline void park_done(struct weft_task *t)
+{
+	atomic_store_explicit(&t->park, WEFT__RUNNING, memory_order_relaxed);
+}
+
+struct weft__worker *weft__park(struct weft__worker *w)
+{
+	return weft__switch_out(w, WEFT__SW_PARK);
+}
+
+static inline bool cancel_pending(struct weft_task *t)
+{
+	return t->shield == 0 &&
+	       atomic_load_explicit(&t->cancel, memory_order_acquire);
+}
+
+/* One operation completed without suspending: after WEFT__BUDGET in a row
+ * the task yields, so it cannot starve its worker's queue (Tokio's coop
+ * budget). */
+static inline void budget_tick(struct weft__worker *w)
+{
+	if (weft__unlikely(--w->budget <= 0))
+		weft__switch_out(w, WEFT__SW_YIELD);
+}
+
+/* ---- await, gather ---------------------------------------------------- */
+
+static int task_result(struct weft_task *t, void **result)
+{
+	if (result)
+		*result = t->result;
+	return t->outcome;
+}
+
+/* Waits for t to end and returns its outcome, or WEFT__SELF_CANCELLED
+ * (storing nothing) if the caller was cancelled while waiting. */
+static int await_one(struct weft__worker *w, struct weft_task *self,
+		     struct weft_task *t, void **result)
+{
+	struct weft__waiter node;
+
+	if (atomic_load_explicit(&t->done, memory_order_acquire)) {
+		budget_tick(w);
+		return task_result(t, result);
+	}
+	if (cancel_pending(self))
+		return WEFT__SELF_CANCELLED;
+
+	node.task = self;
+	atomic_init(&node.done, 0);
+	park_prepare(self);
+	weft__spin_lock(&t->wlock);
+	if (atomic_load_explicit(&t->done, memory_order_acquire)) {
+		weft__spin_unlock(&t->wlock);
+		park_done(self);
+		return task_result(t, result);
+	}
+	node.next = t->waiters;
+	t->waiters = &node;
+	weft__spin_unlock(&t->wlock);
+
+	for (;;) {
+		w = weft__park(w);
+		park_prepare(self);
+		if (atomic_load_explicit(&node.done, memory_order_acquire))
+			break;
+		if (cancel_pending(self)) {
+			struct weft__waiter **pp;
+			bool unlinked = false;
+
+			weft__spin_lock(&t->wlock);
+			for (pp = &t->waiters; *pp; pp = &(*pp)->next) {
+				if (*pp == &node) {
+					*pp = node.next;
+					unlinked = true;
+					break;
+				}
+			}
+			weft__spin_unlock(&t->wlock);
+			if (unlinked) {
+				park_done(self);
+				return WEFT__SELF_CANCELLED;
+			}
+			/* The ending task holds our node: its done store
+			 * follows at once; wait for it, then report the
+			 * completion that won the race. */
+			while (!atomic_load_explicit(&node.done,
+						     memory_order_acquire))
+				weft__cpu_relax();
+			break;
+		}
+	}
+	park_done(self);
+	return task_result(t, result);
+}
+
+int weft_await(weft_task *h, void **result)
+{
+	struct weft__worker *w = weft__worker_self();
+	struct weft_task *t;
+	int err;
+
+	if (!w || !w->current)
+		return -EPERM;
+	t = resolve(h, &err);
+	if (!t)
+		return err;
+	if (t == w->current)
+		return -EDEADLK;
+	err = await_one(w, w->current, t, result);
+	return err == WEFT__SELF_CANCELLED ? -ECANCELED : err;
+}
+
+int weft_gather(weft_task *const *hs, size_t n, void **results)
+{
+	struct weft__worker *w = weft__worker_self();
+	struct weft_task *self;
+	int first = 0;
+	size_t i;
+
+	if (!w || !w->current)
+		return -EPERM;
+	if (n && !hs)
+		return -EINVAL;
+	self = w->current;
+	for (i = 0; i < n; i++) {
+		struct weft_task *t;
+		int err;
+
+		if (results)
+			results[i] = NULL;
+		t = resolve(hs[i], &err);
+		if (t && t == self)
+			err = -EDEADLK, t = NULL;
+		if (t) {
+			err = await_one(weft__worker_self(), self, t,
+					results ? &results[i] : NULL);
+			if (err == WEFT__SELF_CANCELLED)
+				return -ECANCELED;
+		}
+		if (err && !first)
+			first = err;
+	}
+	return first;
+}
+
+int weft_yield(void)
+{
+	struct weft__worker *w = weft__worker_self();
+	struct weft_task *self;
+
+	if (!w || !w->current)
+		return -EPERM;
+	self = w->current;
+	weft__switch_out(w, WEFT__SW_YIELD);
+	return cancel_pending(self) ? -ECANCELED : 0;
+}
+
+/* ---- cancellation ----------------------------------------------------- */
+
+int weft_cancel(weft_task *h)
+{
+	struct weft_task *t;
+	int err;
+
+	t = resolve(h, &err);
+	if (!t)
+		return err;
+	if (atomic_load_explicit(&t->done, memory_order_acquire))
+		return -EALREADY;
+	/* Release pairs with the acquire in cancel_pending(); the wake makes
+	 * a suspended task look at it. */
+	atomic_store_explicit(&t->cancel, 1, memory_order_release);
+	weft__task_wake(t);
+	return 0;
+}
+
+int weft_shield_begin(void)
+{
+	struct weft__worker *w = weft__worker_self();
+
+	if (!w || !w->current)
+		return -EPERM;
+	w->current->shield++;
+	return 0;
+}
+
+int weft_shield_end(void)
+{
+	struct weft__worker *w = weft__worker_self();
+
+	if (!w || !w->current)
+		return -EPERM;
+	weft__check(w->current->shield > 0,
+		    "weft_shield_end() without weft_shield_begin()");
+	w->current->shield--;
+	return 0;
+}
+
+int weft_cancelled(void)
+{
+	struct weft__worker *w = weft__worker_self();
+
+	if (!w || !w->current)
+		return 0;
+	return atomic_load_explicit(&w->current->cancel,
+				    memory_order_acquire) != 0;
+}
+
+/* ---- handles ---------------------------------------------------------- */
+
+int weft_task_retain(weft_task *h)
+{
+	struct weft_task *t;
+	int err;
+
+	t = resolve(h, &err);
+	if (!t)
+		return err;
+	atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
+	return 0;
+}
+
+int weft_task_release(weft_task *h)
+{
+	struct weft_task *t;
+	int err;
+
+	t = resolve(h, &err);
+	if (!t)
+		return err;
+	weft__task_unref(t);
+	return 0;
+}
+
+int weft_detach(weft_task *h)
+{
+	return weft_task_release(h);
+}
+
+weft_task *weft_self(void)
+{
+	struct weft__worker *w = weft__worker_self();
+
+	return (w && w->current) ? weft__handle(w->current) : NULL;
+}
+
+const char *weft_task_name(weft_task *h)
+{
+	int err;
+	struct weft_task *t = resolve(h, &err);
+
+	return t ? t->name : NULL;
+}
+
+int weft_task_done(weft_task *h)
+{
+	int err;
+	struct weft_task *t = resolve(h, &err);
+
+	if (!t)
+		return err;
+	return atomic_load_explicit(&t->done, memory_order_acquire) != 0;
+}
+
+void weft__budget_reset(struct weft__worker *w)
+{
+	w->budget = WEFT__BUDGET;
+}

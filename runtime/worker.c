@@ -1,0 +1,447 @@
+/*
+ * The scheduler: how a worker chooses the next task, hands tasks to other
+ * workers, steals, and switches stacks.
+ *
+ * Each worker thread has a scheduler context (its own thread stack) and runs
+ * tasks on their stacks. A task that suspends picks the next local task
+ * itself and switches straight to it, one stack switch per hand-over; only
+ * when nothing is ready locally does it switch to the scheduler context,
+ * which steals, or sleeps in the worker's ring.
+ *
+ * Whatever the context being left still needs done once its stack is idle
+ * (requeue it after a yield, commit its park, free it after it ended) is
+ * recorded in w->prev / w->prev_action and done by weft__after_switch() on
+ * the context that is switched to, first thing. A task is thus never
+ * visible to another worker while its stack is still in use.
+ *
+ * Choice of the next task (pick_local), in order:
+ *   - every 61st tick, the inject queue first (nothing waits forever there);
+ *   - the next slot (the task just woken or spawned: message-passing pairs
+ *     run back to back), at most WEFT__NEXT_STREAK times in a row;
+ *   - pinned tasks and the local queue, alternating which goes first;
+ *   - the inject queue.
+ * Stealing (scheduler context only): the inject queue, then half of a
+ * victim's queue, victims tried from a random start; last, a victim's next
+ * slot, but only if that victim has not switched task for a few
+ * microseconds (it is stuck in a long task; Go's runqgrab waits 3 us the
+ * same way), so message-passing pairs are not split while they progress.
+ */
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+#include "lqueue.h"
+#include "arch/switch.h"
+
+#define WEFT__INJECT_INTERVAL 61
+#define WEFT__NEXT_STREAK 32
+#define WEFT__NEXT_STEAL_NS 3000
+
+__thread struct weft__worker *weft__tls_worker
+	__attribute__((tls_model("initial-exec")));
+
+struct weft__worker *weft__worker_self(void)
+{
+	struct weft__worker *w;
+
+	/* The asm barrier keeps the compiler from treating this call as
+	 * pure and reusing its result across a switch. */
+	__asm__ volatile("" ::: "memory");
+	w = weft__tls_worker;
+	return w;
+}
+
+void weft__worker_set_self(struct weft__worker *w)
+{
+	weft__tls_worker = w;
+}
+
+/* ---- handing tasks to queues ------------------------------------------ */
+
+static void lq_push(struct weft__worker *w, struct weft_task *t)
+{
+	while (!weft__lq_push(&w->lq, t)) {
+		struct weft_task *h, *tl;
+		unsigned n = weft__lq_take_half(&w->lq, &h, &tl);
+		if (n) {
+			tl->qnext = t;
+			weft__inject_push(w->rt, h, t, n + 1);
+			return;
+		}
+	}
+}
+
+/* Pinned task woken by a thread other than its home worker. The seq_cst
+ * increment of remote_n pairs with the home worker's seq_cst store of
+ * in_ring_wait before it checks remote_n and blocks (io/ring.c): either it
+ * sees the count, or we see it waiting and wake it. */
+static void remote_push(struct weft__worker *home, struct weft_task *t)
+{
+	t->qnext = NULL;
+	weft__spin_lock(&home->remote_lock);
+	if (home->remote_tail)
+		home->remote_tail->qnext = t;
+	else
+		home->remote_head = t;
+	home->remote_tail = t;
+	atomic_fetch_add_explicit(&home->remote_n, 1, memory_order_seq_cst);
+	weft__spin_unlock(&home->remote_lock);
+	if (atomic_load_explicit(&home->in_ring_wait, memory_order_seq_cst))
+		weft__ring_wake(weft__worker_self(), home);
+}
+
+static void pin_push(struct weft__worker *w, struct weft_task *t)
+{
+	t->qnext = NULL;
+	if (w->pin_tail)
+		w->pin_tail->qnext = t;
+	else
+		w->pin_head = t;
+	w->pin_tail = t;
+}
+
+static struct weft_task *pin_pop(struct weft__worker *w)
+{
+	struct weft_task *t = w->pin_head;
+
+	if (t) {
+		w->pin_head = t->qnext;
+		if (!w->pin_head)
+			w->pin_tail = NULL;
+	}
+	return t;
+}
+
+static void remote_drain(struct weft__worker *w)
+{
+	struct weft_task *h;
+
+	weft__spin_lock(&w->remote_lock);
+	h = w->remote_head;
+	w->remote_head = w->remote_tail = NULL;
+	atomic_store_explicit(&w->remote_n, 0, memory_order_relaxed);
+	weft__spin_unlock(&w->remote_lock);
+	while (h) {
+		struct weft_task *n = h->qnext;
+		pin_push(w, h);
+		h = n;
+	}
+}
+
+void weft__schedule(struct weft__worker *w, struct weft_task *t, bool yield)
+{
+	if (t->flags & WEFT__T_PINNED) {
+		if (t->home != w)
+			remote_push(t->home, t);
+		else
+			pin_push(w, t);
+		return;
+	}
+	if (!yield) {
+		/* Release publishes t to a thief's acquire CAS on the slot. */
+		t = atomic_exchange_explicit(&w->next, t, memory_order_acq_rel);
+		if (!t)
+			return;
+	}
+	lq_push(w, t);
+	weft__idle_notify(w->rt, false);
+}
+
+void weft__schedule_remote(struct weft_runtime *rt, struct weft_task *t)
+{
+	if (t->flags & WEFT__T_PINNED) {
+		remote_push(t->home, t);
+		return;
+	}
+	weft__inject_push(rt, t, t, 1);
+	/* No worker of ours runs here: the work must not be stranded. */
+	weft__idle_notify(rt, true);
+}
+
+/* ---- choosing the next task ------------------------------------------- */
+
+static struct weft_task *pick_inject(struct weft__worker *w)
+{
+	unsigned room = WEFT__LQ_SIZE - weft__lq_len(&w->lq);
+
+	return weft__inject_pop(w->rt, w, room / 2 + 1);
+}
+
+static struct weft_task *pick_local(struct weft__worker *w)
+{
+	struct weft_task *t;
+	unsigned tick = ++w->tick;
+
+	if (atomic_load_explicit(&w->remote_n, memory_order_relaxed))
+		remote_drain(w);
+	if (tick % WEFT__INJECT_INTERVAL == 0) {
+		t = pick_inject(w);
+		if (t)
+			return t;
+		if (tick % (2 * WEFT__INJECT_INTERVAL) == 0)
+			weft__ring_poll(w);
+	}
+	if (w->next_streak < WEFT__NEXT_STREAK) {
+		t = atomic_exchange_explicit(&w->next, NULL,
+					     memory_order_acquire);
+		if (t) {
+			w->next_streak++;
+			return t;
+		}
+	}
+	w->next_streak = 0;
+	if ((tick & 1) && (t = pin_pop(w)))
+		return t;
+	t = weft__lq_pop(&w->lq);
+	if (t) {
+		/* More work than this worker is about to run: make sure an
+		 * idle worker hears of it (cheap unless someone sleeps). */
+		if (weft__lq_len(&w->lq))
+			weft__idle_notify(w->rt, false);
+		return t;
+	}
+	if ((t = pin_pop(w)))
+		return t;
+	t = atomic_exchange_explicit(&w->next, NULL, memory_order_acquire);
+	if (t)
+		return t;
+	return pick_inject(w);
+}
+
+static uint32_t rng_next(struct weft__worker *w)
+{
+	uint32_t x = w->rng;
+
+	x ^= x << 13;
+	x ^= x >> 17;
+	x ^= x << 5;
+	return w->rng = x;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Last resort: the next slot of a victim stuck in one task. */
+static struct weft_task *steal_next(struct weft__worker *w)
+{
+	struct weft_runtime *rt = w->rt;
+	unsigned n = rt->nworkers, i;
+
+	for (i = 0; i < n; i++) {
+		struct weft__worker *v = rt->workers[i];
+		struct weft_task *t;
+		unsigned long ticks;
+		uint64_t until;
+
+		if (v == w || !atomic_load_explicit(&v->next,
+						    memory_order_relaxed))
+			continue;
+		ticks = atomic_load_explicit(&v->ticks, memory_order_relaxed);
+		until = now_ns() + WEFT__NEXT_STEAL_NS;
+		while (now_ns() < until)
+			weft__cpu_relax();
+		if (atomic_load_explicit(&v->ticks, memory_order_relaxed) !=
+		    ticks)
+			continue; /* it moved on: leave the pair together */
+		t = atomic_load_explicit(&v->next, memory_order_acquire);
+		if (t && atomic_compare_exchange_strong_explicit(
+				 &v->next, &t, NULL, memory_order_acq_rel,
+				 memory_order_relaxed))
+			return t;
+	}
+	return NULL;
+}
+
+static struct weft_task *search(struct weft__worker *w)
+{
+	struct weft_runtime *rt = w->rt;
+	unsigned n = rt->nworkers, i, round;
+	struct weft_task *t;
+
+	if (!weft__idle_try_search(w))
+		return NULL;
+	for (round = 0; round < 2; round++) {
+		unsigned start;
+
+		t = pick_inject(w);
+		if (t)
+			return t;
+		start = rng_next(w) % n;
+		for (i = 0; i < n; i++) {
+			struct weft__worker *v = rt->workers[(start + i) % n];
+			if (v == w)
+				continue;
+			t = weft__lq_steal(&v->lq, &w->lq);
+			if (t)
+				return t;
+		}
+	}
+	return steal_next(w);
+}
+
+/* ---- switching -------------------------------------------------------- */
+
+static inline void san_start(struct weft__worker *w, struct weft_task *from,
+			     struct weft_task *to, bool leaving_for_good)
+{
+#ifdef WEFT__ASAN
+	/* A context left for good passes NULL so ASan drops its fake
+	 * stack. */
+	void **fake = leaving_for_good ? NULL
+			: (from ? &from->asan_fake : &w->asan_fake);
+	if (to)
+		__sanitizer_start_switch_fiber(fake, to->stack->lo,
+					       to->stack->size);
+	else
+		__sanitizer_start_switch_fiber(fake, w->asan_sched_lo,
+					       w->asan_sched_size);
+#else
+	(void)from;
+	(void)leaving_for_good;
+#endif
+#ifdef WEFT__TSAN
+	__tsan_switch_to_fiber(to ? to->tsan_fiber : w->tsan_sched_fiber, 0);
+#else
+	(void)w;
+	(void)to;
+#endif
+}
+
+static inline void san_finish(struct weft__worker *w)
+{
+#ifdef WEFT__ASAN
+	struct weft_task *cur = w->current;
+	__sanitizer_finish_switch_fiber(cur ? cur->asan_fake : w->asan_fake,
+					NULL, NULL);
+#else
+	(void)w;
+#endif
+}
+
+/* Gives t a stack and an initial frame if it has never run. False if no
+ * stack can be had: t is then ended with -ENOMEM. */
+static bool prepare(struct weft__worker *w, struct weft_task *t)
+{
+	struct weft__stack *s;
+
+	if (weft__likely(t->sp != NULL))
+		return true;
+	s = weft__stack_get(w, t->stack_size);
+	if (!s) {
+		weft__task_fail_start(w, t, -ENOMEM);
+		return false;
+	}
+	t->stack = s;
+	t->sp = weft__ctx_make(s->lo, s->lo + s->size, weft__task_entry, t);
+#ifdef WEFT__TSAN
+	t->tsan_fiber = __tsan_create_fiber(0);
+	__tsan_set_fiber_name(t->tsan_fiber, t->name);
+#endif
+#ifdef WEFT__ASAN
+	t->asan_fake = NULL;
+#endif
+	return true;
+}
+
+void weft__after_switch(struct weft__worker *w)
+{
+	struct weft_task *p = w->prev;
+	int s;
+
+	san_finish(w);
+	if (!p)
+		return;
+	w->prev = NULL;
+	switch (w->prev_action) {
+	case WEFT__SW_YIELD:
+		weft__schedule(w, p, true);
+		break;
+	case WEFT__SW_PARK:
+		s = WEFT__PARKING;
+		/* Commit the park now that p's stack is idle. Failure means
+		 * a waker saw PARKING and left the queueing to us. */
+		if (!atomic_compare_exchange_strong_explicit(
+			    &p->park, &s, WEFT__PARKED, memory_order_acq_rel,
+			    memory_order_acquire))
+			weft__schedule(w, p, true);
+		break;
+	case WEFT__SW_EXIT:
+#ifdef WEFT__TSAN
+		__tsan_destroy_fiber(p->tsan_fiber);
+		p->tsan_fiber = NULL;
+#endif
+		weft__stack_put(w, p->stack);
+		p->stack = NULL;
+		p->sp = NULL;
+		weft__task_unref(p);
+		break;
+	}
+}
+
+/* Switch from the context whose stack pointer is saved in *save to task t
+ * (or, t NULL, to the scheduler context). Returns, on the resumed side,
+ * the worker we now run on. */
+static struct weft__worker *switch_to(struct weft__worker *w, void **save,
+				      struct weft_task *t, bool leaving)
+{
+	struct weft_task *from = w->current;
+
+	w->current = t;
+	if (t) {
+		atomic_store_explicit(
+			&w->ticks,
+			atomic_load_explicit(&w->ticks, memory_order_relaxed) +
+				1,
+			memory_order_relaxed);
+		weft__budget_reset(w);
+	}
+	/* TSan wants its switch call immediately before the switch. */
+	san_start(w, from, t, leaving);
+	w = weft__ctx_switch(save, t ? t->sp : w->sched_sp, w);
+	weft__after_switch(w);
+	return w;
+}
+
+struct weft__worker *weft__switch_out(struct weft__worker *w, int action)
+{
+	struct weft_task *cur = w->current, *t = NULL;
+
+	w->prev = cur;
+	w->prev_action = action;
+	if (!atomic_load_explicit(&w->rt->stopping, memory_order_relaxed)) {
+		while ((t = pick_local(w)) && !prepare(w, t))
+			;
+	}
+	return switch_to(w, &cur->sp, t, action == WEFT__SW_EXIT);
+}
+
+void weft__worker_loop(struct weft__worker *w)
+{
+	struct weft_runtime *rt = w->rt;
+
+	while (!atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
+		struct weft_task *t = pick_local(w);
+
+		if (!t) {
+			t = search(w);
+			if (t)
+				weft__idle_stop_search(w);
+		}
+		if (!t) {
+			weft__idle_park(w);
+			continue;
+		}
+		if (!prepare(w, t))
+			continue;
+		w->prev = NULL;
+		switch_to(w, &w->sched_sp, t, false);
+	}
+	if (w->searching)
+		weft__idle_stop_search(w);
+}
