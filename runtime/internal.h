@@ -280,6 +280,9 @@ struct weft__worker {
 	uint64_t wake_buf;     /* target of the armed eventfd read */
 	bool wake_armed;
 	atomic_int in_ring_wait; /* 1 while blocked in the ring */
+	/* Requests submitted on this ring whose completion has not been
+	 * reaped; the busy loop polls the ring only when it is non-zero. */
+	unsigned io_inflight;
 
 	pthread_t thread;
 	/* Alternate signal stack for stack-overflow reports (stack.c). */

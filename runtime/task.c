@@ -308,7 +308,7 @@ int weft_spawn_opts(weft_task **out, weft_fn fn, void *arg,
 	struct weft_task *t;
 	unsigned flags = opts ? opts->flags : 0;
 	bool detached = flags & WEFT_SPAWN_DETACHED;
-	int err;
+	int err = 0;
 
 	if (!fn || (flags & ~(WEFT_SPAWN_PINNED | WEFT_SPAWN_DETACHED)) ||
 	    (!out && !detached) ||
@@ -566,7 +566,7 @@ int weft_await(weft_task *h, void **result)
 {
 	struct weft__worker *w = weft__worker_self();
 	struct weft_task *t;
-	int err;
+	int err = 0;
 
 	if (!w || !w->current)
 		return -EPERM;
@@ -629,7 +629,7 @@ int weft_yield(void)
 int weft_cancel(weft_task *h)
 {
 	struct weft_task *t;
-	int err;
+	int err = 0;
 
 	t = resolve(h, &err);
 	if (!t)
@@ -680,7 +680,7 @@ int weft_cancelled(void)
 int weft_task_retain(weft_task *h)
 {
 	struct weft_task *t;
-	int err;
+	int err = 0;
 
 	t = resolve(h, &err);
 	if (!t)
@@ -692,7 +692,7 @@ int weft_task_retain(weft_task *h)
 int weft_task_release(weft_task *h)
 {
 	struct weft_task *t;
-	int err;
+	int err = 0;
 
 	t = resolve(h, &err);
 	if (!t)
@@ -715,7 +715,7 @@ weft_task *weft_self(void)
 
 const char *weft_task_name(weft_task *h)
 {
-	int err;
+	int err = 0;
 	struct weft_task *t = resolve(h, &err);
 
 	return t ? t->name : NULL;
@@ -723,7 +723,7 @@ const char *weft_task_name(weft_task *h)
 
 int weft_task_done(weft_task *h)
 {
-	int err;
+	int err = 0;
 	struct weft_task *t = resolve(h, &err);
 
 	if (!t)

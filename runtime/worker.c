@@ -179,10 +179,16 @@ static struct weft_task *pick_local(struct weft__worker *w)
 		t = pick_inject(w);
 		if (t)
 			return t;
-		if (tick % (2 * WEFT__INJECT_INTERVAL) == 0)
+		/* Completions of in-flight I/O are reaped here while the
+		 * worker stays busy (Tokio's event_interval). */
+		if (w->io_inflight)
 			weft__ring_poll(w);
 	}
-	if (w->next_streak < WEFT__NEXT_STREAK) {
+	/* Load before exchanging: an RMW on an empty slot costs more than
+	 * the rest of the pick. Only thieves write the slot besides us, and
+	 * only to empty it. */
+	if (w->next_streak < WEFT__NEXT_STREAK &&
+	    atomic_load_explicit(&w->next, memory_order_relaxed)) {
 		t = atomic_exchange_explicit(&w->next, NULL,
 					     memory_order_acquire);
 		if (t) {
@@ -203,8 +209,9 @@ static struct weft_task *pick_local(struct weft__worker *w)
 	}
 	if ((t = pin_pop(w)))
 		return t;
-	t = atomic_exchange_explicit(&w->next, NULL, memory_order_acquire);
-	if (t)
+	if (atomic_load_explicit(&w->next, memory_order_relaxed) &&
+	    (t = atomic_exchange_explicit(&w->next, NULL,
+					  memory_order_acquire)))
 		return t;
 	return pick_inject(w);
 }

