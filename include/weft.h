@@ -55,9 +55,11 @@ typedef void *(*weft_fn)(void *arg);
 
 /* How an idle worker is woken by another thread. */
 enum weft_wake_mode {
-	WEFT_WAKE_DEFAULT = 0, /* the measured-faster mechanism (eventfd) */
+	WEFT_WAKE_DEFAULT = 0, /* the measured-faster mechanism (MSG_RING) */
 	WEFT_WAKE_EVENTFD = 1, /* write to an eventfd the ring keeps a read on */
-	WEFT_WAKE_MSG_RING = 2 /* IORING_OP_MSG_RING from the waker's ring */
+	WEFT_WAKE_MSG_RING = 2 /* IORING_OP_MSG_RING from the waker's ring
+				  (worker to worker; foreign threads and
+				  failed sends use the eventfd) */
 };
 
 /*

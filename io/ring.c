@@ -17,8 +17,10 @@
  *   MSG_RING  a waker that is itself a worker posts a CQE straight into the
  *             target ring from its own ring (5.18+); foreign threads still
  *             use the eventfd. Measured against the eventfd by
- *             bench/wake_latency (docs/design/scheduler.md); the default is
- *             the faster one on our machines, the eventfd.
+ *             bench/wake_latency (docs/design/scheduler.md): about 12%
+ *             faster per round trip than the eventfd here, so it is the
+ *             default for worker-to-worker wakes. A failed MSG_RING (an old
+ *             kernel) falls back to the eventfd for that wake.
  * Both stay pending until the target waits, so a wake sent before the
  * target blocks is not lost.
  */
@@ -29,8 +31,13 @@
 
 #include "../runtime/internal.h"
 
-/* user_data tags of the ring's own requests; I/O requests (later) carry a
- * pointer, never these small values. */
+/* user_data of the ring's own requests. I/O requests carry a pointer to
+ * their operation, 8-byte aligned, so the low three bits tell them apart:
+ *   1           the armed eventfd read completed (we were woken)
+ *   2           a MSG_RING wake-up arrived from another worker
+ *   worker | 2  our MSG_RING to that worker failed (success posts nothing,
+ *               IOSQE_CQE_SKIP_SUCCESS): wake it through its eventfd. */
+#define WEFT__UD_TAG_MASK 7u
 #define WEFT__UD_WAKE_EFD 1u
 #define WEFT__UD_WAKE_MSG 2u
 
@@ -115,13 +122,17 @@ static void reap(struct weft__worker *w)
 	unsigned head, n = 0;
 
 	io_uring_for_each_cqe(&w->ring, head, cqe) {
-		switch (cqe->user_data) {
-		case WEFT__UD_WAKE_EFD:
+		uint64_t ud = cqe->user_data;
+
+		if (ud == WEFT__UD_WAKE_EFD) {
 			w->wake_armed = false;
-			break;
-		case WEFT__UD_WAKE_MSG:
-		default:
-			break;
+		} else if ((ud & WEFT__UD_TAG_MASK) == WEFT__UD_WAKE_MSG &&
+			   ud != WEFT__UD_WAKE_MSG) {
+			/* Our MSG_RING failed (e.g. -EINVAL before 5.18, or
+			 * -EOVERFLOW): the wake must still arrive. */
+			struct weft__worker *to = (struct weft__worker *)(
+				uintptr_t)(ud & ~(uint64_t)WEFT__UD_TAG_MASK);
+			eventfd_write(to->wake_fd, 1);
 		}
 		n++;
 	}
@@ -165,9 +176,11 @@ void weft__ring_wake(struct weft__worker *from, struct weft__worker *to)
 		struct io_uring_sqe *sqe = get_sqe(from);
 		io_uring_prep_msg_ring(sqe, to->ring.ring_fd, 0,
 				       WEFT__UD_WAKE_MSG, 0);
-		/* No completion on our side unless it failed. */
+		/* No completion on our side unless it failed, and then it
+		 * names the target, so reap() can fall back to its eventfd. */
 		sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
-		io_uring_sqe_set_data64(sqe, WEFT__UD_WAKE_MSG);
+		io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)to |
+						     WEFT__UD_WAKE_MSG);
 		if (io_uring_submit(&from->ring) >= 0)
 			return;
 	}

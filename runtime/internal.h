@@ -139,6 +139,10 @@ enum {
 	WEFT__SW_EXIT   /* it ended: free its stack, drop its own reference */
 };
 
+/* Operations a task may complete without suspending before it is made to
+ * yield (Tokio's coop budget, same figure). */
+#define WEFT__BUDGET 128
+
 /* task->flags, written by the spawner before the task is published. */
 #define WEFT__T_PINNED 0x1u
 
@@ -357,7 +361,6 @@ void weft__task_fail_start(struct weft__worker *w, struct weft_task *t,
 			   int err);
 struct weft__worker *weft__park(struct weft__worker *w);
 void weft__task_pool_fini(struct weft_runtime *rt);
-void weft__budget_reset(struct weft__worker *w);
 int weft__spawn_main(struct weft_runtime *rt, weft_fn fn, void *arg,
 		     struct weft_task **out);
 weft_task *weft__handle(struct weft_task *t);

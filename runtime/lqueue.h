@@ -88,8 +88,9 @@ static inline unsigned weft__lq_take_half(struct weft__lq *q,
 	return n;
 }
 
-/* Any consumer: takes the oldest task, or NULL if empty. */
-static inline struct weft_task *weft__lq_pop(struct weft__lq *q)
+/* Any consumer: takes the oldest task, or NULL if empty. If `more` is
+ * given, it is set when tasks remained behind the one taken. */
+static inline struct weft_task *weft__lq_pop(struct weft__lq *q, bool *more)
 {
 	unsigned h = atomic_load_explicit(&q->head, memory_order_acquire);
 
@@ -105,8 +106,11 @@ static inline struct weft_task *weft__lq_pop(struct weft__lq *q)
 		/* On failure h is reloaded and we try again. */
 		if (atomic_compare_exchange_weak_explicit(
 			    &q->head, &h, h + 1, memory_order_acq_rel,
-			    memory_order_acquire))
+			    memory_order_acquire)) {
+			if (more)
+				*more = tl - h > 1;
 			return t;
+		}
 	}
 }
 

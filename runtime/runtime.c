@@ -176,8 +176,9 @@ int weft_run(weft_fn main_fn, void *arg, const struct weft_config *config,
 				  ? config->stack_cache
 				  : WEFT__DEFAULT_CACHE;
 	rt->wake_mode = config ? config->wake_mode : WEFT_WAKE_DEFAULT;
+	/* MSG_RING measured faster (bench/wake_latency); see io/ring.c. */
 	if (rt->wake_mode == WEFT_WAKE_DEFAULT)
-		rt->wake_mode = WEFT_WAKE_EVENTFD;
+		rt->wake_mode = WEFT_WAKE_MSG_RING;
 	weft__stack_init(rt);
 	weft__idle_init(rt);
 

@@ -46,7 +46,6 @@
 #include <sanitizer/tsan_interface.h>
 #endif
 
-#define WEFT__BUDGET 128
 /* await_one(): the caller, not the awaited task, was cancelled. */
 #define WEFT__SELF_CANCELLED 1
 #define WEFT__CB_SLAB 256
@@ -729,9 +728,4 @@ int weft_task_done(weft_task *h)
 	if (!t)
 		return err;
 	return atomic_load_explicit(&t->done, memory_order_acquire) != 0;
-}
-
-void weft__budget_reset(struct weft__worker *w)
-{
-	w->budget = WEFT__BUDGET;
 }

@@ -172,6 +172,7 @@ static struct weft_task *pick_local(struct weft__worker *w)
 {
 	struct weft_task *t;
 	unsigned tick = ++w->tick;
+	bool more;
 
 	if (atomic_load_explicit(&w->remote_n, memory_order_relaxed))
 		remote_drain(w);
@@ -199,11 +200,11 @@ static struct weft_task *pick_local(struct weft__worker *w)
 	w->next_streak = 0;
 	if ((tick & 1) && (t = pin_pop(w)))
 		return t;
-	t = weft__lq_pop(&w->lq);
+	t = weft__lq_pop(&w->lq, &more);
 	if (t) {
 		/* More work than this worker is about to run: make sure an
 		 * idle worker hears of it (cheap unless someone sleeps). */
-		if (weft__lq_len(&w->lq))
+		if (more)
 			weft__idle_notify(w->rt, false);
 		return t;
 	}
@@ -406,7 +407,7 @@ static struct weft__worker *switch_to(struct weft__worker *w, void **save,
 			atomic_load_explicit(&w->ticks, memory_order_relaxed) +
 				1,
 			memory_order_relaxed);
-		weft__budget_reset(w);
+		w->budget = WEFT__BUDGET;
 	}
 	/* TSan wants its switch call immediately before the switch. */
 	san_start(w, from, t, leaving);

@@ -1,0 +1,850 @@
+/*
+ * Scheduling: work stealing, spawning from foreign threads, pinned tasks,
+ * the cooperative budget, yield order, worker queries, weft_run()
+ * configuration, nesting and repeated runs.
+ */
+#include <pthread.h>
+#include <unistd.h>
+
+#include "weft_test.h"
+
+#define MAX_WORKERS 8
+
+/* ---- stealing ----------------------------------------------------------- */
+
+#define STEAL_TASKS 2000
+
+struct steal {
+	atomic_long per_worker[MAX_WORKERS];
+	atomic_long bad_index;
+	unsigned workers;
+};
+
+static void *record_worker(void *arg)
+{
+	struct steal *s = arg;
+	int w;
+
+	wt_spin_us(20);
+	w = weft_worker_index();
+	if (w >= 0 && w < (int)s->workers)
+		atomic_fetch_add(&s->per_worker[w], 1);
+	else
+		atomic_fetch_add(&s->bad_index, 1);
+	return NULL;
+}
+
+static void *spawner(void *arg)
+{
+	weft_task **ts = calloc(STEAL_TASKS, sizeof(*ts));
+
+	if (!WT_CHECK(ts != NULL))
+		return NULL;
+	for (int i = 0; i < STEAL_TASKS; i++)
+		ts[i] = weft_spawn(record_worker, arg);
+	WT_CHECK_EQ(weft_gather(ts, STEAL_TASKS, NULL), 0);
+	for (int i = 0; i < STEAL_TASKS; i++)
+		weft_task_release(ts[i]);
+	free(ts);
+	return NULL;
+}
+
+static void *steal_main(void *arg)
+{
+	struct steal *s = arg;
+	weft_task *t = weft_spawn(spawner, s);
+
+	WT_CHECK_EQ(weft_worker_count(), s->workers);
+	WT_CHECK_EQ(weft_await(t, NULL), 0);
+	weft_task_release(t);
+	return NULL;
+}
+
+static void steal_check(unsigned workers, int wake_mode)
+{
+	struct weft_config cfg = { .workers = workers, .wake_mode = wake_mode };
+	struct steal s;
+	long total = 0;
+
+	memset(&s, 0, sizeof(s));
+	s.workers = workers;
+	wt_run_cfg(steal_main, &s, &cfg);
+	cr_assert_eq(atomic_load(&s.bad_index), 0);
+	for (unsigned i = 0; i < workers; i++) {
+		long n = atomic_load(&s.per_worker[i]);
+		cr_log_info("workers=%u: worker %u ran %ld tasks", workers, i,
+			    n);
+		total += n;
+	}
+	cr_assert_eq(total, STEAL_TASKS);
+	for (unsigned i = 0; i < workers; i++)
+		cr_assert_gt(atomic_load(&s.per_worker[i]), 0,
+			     "workers=%u: worker %u never ran a task: no "
+			     "stealing",
+			     workers, i);
+}
+
+Test(sched, idle_workers_steal_from_a_busy_one_two_workers,
+     .timeout = WT_TIMEOUT(20))
+{
+	steal_check(2, WEFT_WAKE_DEFAULT);
+}
+
+Test(sched, idle_workers_steal_from_a_busy_one_four_workers,
+     .timeout = WT_TIMEOUT(20))
+{
+	steal_check(4, WEFT_WAKE_DEFAULT);
+}
+
+Test(sched, idle_workers_steal_with_msg_ring_wakeups,
+     .timeout = WT_TIMEOUT(20))
+{
+	steal_check(2, WEFT_WAKE_MSG_RING);
+	steal_check(4, WEFT_WAKE_MSG_RING);
+}
+
+Test(sched, idle_workers_steal_with_eventfd_wakeups,
+     .timeout = WT_TIMEOUT(20))
+{
+	steal_check(3, WEFT_WAKE_EVENTFD);
+}
+
+/* ---- spawning from a foreign thread --------------------------------------- */
+
+#define FOREIGN_N 200
+
+struct foreign {
+	weft_runtime *rt;
+	weft_task *ts[FOREIGN_N];
+	atomic_long ran;
+	atomic_long detached_ran;
+	atomic_int published;
+	/* What the thread saw of the API from outside. */
+	int index, self_null, count, rt_null, spawn_null, perm_rc, await_rc;
+	int inval_rc;
+};
+
+static void *foreign_task(void *arg)
+{
+	struct foreign *f = arg;
+
+	WT_CHECK(weft_worker_index() >= 0);
+	WT_CHECK(weft_runtime_self() == f->rt);
+	WT_CHECK(weft_self() != NULL);
+	atomic_fetch_add(&f->ran, 1);
+	/* Pinned was asked for but is ignored from outside: this task may
+	 * move, and must still work. */
+	WT_CHECK_EQ(weft_yield(), 0);
+	return (void *)(uintptr_t)(weft_worker_index() >= 0 ? 1 : 0);
+}
+
+static void *foreign_detached_task(void *arg)
+{
+	atomic_fetch_add(&((struct foreign *)arg)->detached_ran, 1);
+	return NULL;
+}
+
+static void *foreign_thread(void *arg)
+{
+	struct foreign *f = arg;
+	struct weft_spawn_opts o = { .runtime = f->rt, .name = "from-outside" };
+	struct weft_spawn_opts d = { .runtime = f->rt,
+				     .flags = WEFT_SPAWN_DETACHED };
+	weft_task *dummy = NULL;
+
+	f->index = weft_worker_index();
+	f->self_null = weft_self() == NULL;
+	f->count = (int)weft_worker_count();
+	f->rt_null = weft_runtime_self() == NULL;
+	f->spawn_null = weft_spawn(foreign_task, f) == NULL;
+	f->perm_rc = weft_spawn_opts(&dummy, foreign_task, f, NULL);
+	f->inval_rc = weft_spawn_opts(NULL, foreign_task, f, &o);
+	/* Let the workers fall asleep first: the spawns must wake them. */
+	wt_sleep_ms(20);
+	for (int i = 0; i < FOREIGN_N; i++) {
+		o.flags = (i & 1) ? WEFT_SPAWN_PINNED : 0;
+		WT_CHECK_EQ(weft_spawn_opts(&f->ts[i], foreign_task, f, &o), 0);
+		WT_CHECK_EQ(weft_spawn_opts(NULL, foreign_detached_task, f, &d),
+			    0);
+	}
+	f->await_rc = weft_await(f->ts[0], NULL);
+	atomic_store(&f->published, 1);
+	/* Wait, outside the runtime, for the detached ones to run. */
+	for (int i = 0; i < 10000 && atomic_load(&f->detached_ran) < FOREIGN_N;
+	     i++)
+		wt_sleep_ms(1);
+	return NULL;
+}
+
+static void *foreign_main(void *arg)
+{
+	struct foreign *f = arg;
+	void *rs[FOREIGN_N];
+	pthread_t th;
+
+	f->rt = weft_runtime_self();
+	WT_CHECK(f->rt != NULL);
+	WT_CHECK_EQ(pthread_create(&th, NULL, foreign_thread, f), 0);
+	/* Block this worker outright: the foreign spawns must reach the
+	 * other workers (or this one, later) by themselves. */
+	pthread_join(th, NULL);
+	WT_CHECK_EQ(atomic_load(&f->published), 1);
+	WT_CHECK_EQ(weft_gather(f->ts, FOREIGN_N, rs), 0);
+	for (int i = 0; i < FOREIGN_N; i++) {
+		WT_CHECK_PTR_EQ(rs[i], 1);
+		WT_CHECK(strcmp(weft_task_name(f->ts[i]), "from-outside") == 0);
+		WT_CHECK_EQ(weft_task_release(f->ts[i]), 0);
+	}
+	WT_CHECK_EQ(atomic_load(&f->ran), FOREIGN_N);
+	return NULL;
+}
+
+static void foreign_check(unsigned workers)
+{
+	struct foreign *f = calloc(1, sizeof(*f));
+
+	cr_assert_not_null(f);
+	wt_run(foreign_main, f, workers);
+	cr_assert_eq(f->index, -1);
+	cr_assert(f->self_null);
+	cr_assert_eq(f->count, 0);
+	cr_assert(f->rt_null);
+	cr_assert(f->spawn_null);
+	cr_assert_eq(f->perm_rc, -EPERM);
+	cr_assert_eq(f->inval_rc, -EINVAL);
+	cr_assert_eq(f->await_rc, -EPERM);
+	cr_assert_eq(atomic_load(&f->ran), FOREIGN_N);
+	cr_assert_eq(atomic_load(&f->detached_ran), FOREIGN_N,
+		     "detached foreign spawns ran %ld of %d (a sleeping worker "
+		     "was not woken?)",
+		     atomic_load(&f->detached_ran), FOREIGN_N);
+	free(f);
+}
+
+Test(sched, tasks_spawned_from_a_foreign_thread_run_and_can_be_awaited,
+     .timeout = WT_TIMEOUT(30))
+{
+	foreign_check(2);
+	foreign_check(4);
+}
+
+/* A foreign thread that releases handles and cancels tasks. */
+struct foreign_release {
+	weft_runtime *rt;
+	atomic_long ran;
+	atomic_int done;
+};
+
+static void *count_task(void *arg)
+{
+	atomic_fetch_add(&((struct foreign_release *)arg)->ran, 1);
+	return NULL;
+}
+
+static void *foreign_release_thread(void *arg)
+{
+	struct foreign_release *f = arg;
+	struct weft_spawn_opts o = { .runtime = f->rt };
+
+	for (int i = 0; i < 500; i++) {
+		weft_task *t;
+		if (!WT_CHECK_EQ(weft_spawn_opts(&t, count_task, f, &o), 0))
+			break;
+		WT_CHECK_EQ(weft_task_release(t), 0);
+	}
+	atomic_store(&f->done, 1);
+	return NULL;
+}
+
+static void *foreign_release_main(void *arg)
+{
+	struct foreign_release *f = arg;
+	pthread_t th;
+
+	f->rt = weft_runtime_self();
+	WT_CHECK_EQ(pthread_create(&th, NULL, foreign_release_thread, f), 0);
+	WT_CHECK(wt_yield_until(&f->done, 100000000));
+	pthread_join(th, NULL);
+	WT_CHECK(wt_yield_until_count(&f->ran, 500, 100000000));
+	return NULL;
+}
+
+Test(sched, foreign_thread_may_release_the_handles_it_spawned,
+     .timeout = WT_TIMEOUT(20))
+{
+	struct foreign_release f;
+
+	memset(&f, 0, sizeof(f));
+	wt_run(foreign_release_main, &f, 1);
+	cr_assert_eq(atomic_load(&f.ran), 500);
+	memset(&f, 0, sizeof(f));
+	wt_run(foreign_release_main, &f, 3);
+	cr_assert_eq(atomic_load(&f.ran), 500);
+}
+
+/* ---- pinned tasks ------------------------------------------------------- */
+
+#define PIN_ROUNDS 300
+#define PINNED_PER_LAUNCHER 2
+#define LAUNCHERS 6
+#define PIN_CHILDREN 3
+
+struct pin {
+	atomic_long moved;     /* pinned tasks seen off their home worker */
+	atomic_long checks;
+	atomic_long child_elsewhere; /* children that ran off the home */
+};
+
+struct pinned_arg {
+	struct pin *p;
+	int home;
+};
+
+static void *child_spin(void *arg)
+{
+	int home = (int)(intptr_t)arg;
+
+	wt_spin_us(10);
+	return (void *)(intptr_t)(weft_worker_index() != home);
+}
+
+static void pin_check(struct pin *p, int home, const char *after)
+{
+	int w = weft_worker_index();
+
+	atomic_fetch_add(&p->checks, 1);
+	if (w != home) {
+		char buf[96];
+		atomic_fetch_add(&p->moved, 1);
+		snprintf(buf, sizeof(buf),
+			 "pinned task on worker %d, home %d, after %s", w,
+			 home, after);
+		wt_fail_(__FILE__, __LINE__, buf);
+	}
+}
+
+static void *pinned_fn(void *arg)
+{
+	struct pinned_arg *a = arg;
+	struct pin *p = a->p;
+	int home = a->home;
+
+	pin_check(p, home, "start");
+	for (int i = 0; i < PIN_ROUNDS; i++) {
+		weft_task *c[PIN_CHILDREN];
+		void *r[PIN_CHILDREN];
+
+		WT_CHECK_EQ(weft_yield(), 0);
+		pin_check(p, home, "yield");
+		/* The older children wait in the local queue, where idle
+		 * workers steal them: our wake-up then comes from another
+		 * worker. */
+		for (int k = 0; k < PIN_CHILDREN; k++)
+			c[k] = weft_spawn(child_spin, (void *)(intptr_t)home);
+		WT_CHECK_EQ(weft_await(c[0], &r[0]), 0);
+		pin_check(p, home, "await");
+		WT_CHECK_EQ(weft_gather(c, PIN_CHILDREN, r), 0);
+		pin_check(p, home, "gather");
+		for (int k = 0; k < PIN_CHILDREN; k++) {
+			atomic_fetch_add(&p->child_elsewhere,
+					 (long)(intptr_t)r[k]);
+			weft_task_release(c[k]);
+		}
+	}
+	free(a);
+	return NULL;
+}
+
+static void *launcher(void *arg)
+{
+	struct pin *p = arg;
+	weft_task *ts[PINNED_PER_LAUNCHER];
+	struct weft_spawn_opts o = { .flags = WEFT_SPAWN_PINNED,
+				     .name = "pinned" };
+
+	wt_spin_us(50); /* give thieves a chance to take us elsewhere */
+	for (int i = 0; i < PINNED_PER_LAUNCHER; i++) {
+		struct pinned_arg *a = malloc(sizeof(*a));
+		a->p = p;
+		/* No suspension between reading the index and spawning. */
+		a->home = weft_worker_index();
+		WT_CHECK_EQ(weft_spawn_opts(&ts[i], pinned_fn, a, &o), 0);
+	}
+	WT_CHECK_EQ(weft_gather(ts, PINNED_PER_LAUNCHER, NULL), 0);
+	for (int i = 0; i < PINNED_PER_LAUNCHER; i++)
+		weft_task_release(ts[i]);
+	return NULL;
+}
+
+static void *pinned_main(void *arg)
+{
+	struct pin *p = arg;
+	weft_task *ls[LAUNCHERS];
+
+	for (int i = 0; i < LAUNCHERS; i++)
+		ls[i] = weft_spawn(launcher, p);
+	WT_CHECK_EQ(weft_gather(ls, LAUNCHERS, NULL), 0);
+	for (int i = 0; i < LAUNCHERS; i++)
+		weft_task_release(ls[i]);
+	return NULL;
+}
+
+Test(sched, pinned_tasks_always_run_on_the_spawning_worker,
+     .timeout = WT_TIMEOUT(60))
+{
+	static const unsigned counts[] = { 2, 4 };
+
+	for (unsigned k = 0; k < 2; k++) {
+		struct pin p;
+
+		memset(&p, 0, sizeof(p));
+		wt_run(pinned_main, &p, counts[k]);
+		cr_assert_eq(atomic_load(&p.moved), 0,
+			     "%ld of %ld checks found a pinned task off its "
+			     "worker",
+			     atomic_load(&p.moved), atomic_load(&p.checks));
+		cr_assert_eq(atomic_load(&p.checks),
+			     (long)LAUNCHERS * PINNED_PER_LAUNCHER *
+				     (1 + 3 * PIN_ROUNDS));
+		cr_log_info("workers=%u: %ld children of pinned tasks ran on "
+			    "another worker",
+			    counts[k], atomic_load(&p.child_elsewhere));
+		cr_assert_gt(atomic_load(&p.child_elsewhere), 0,
+			     "no child ran on another worker: wake-ups of "
+			     "pinned tasks from other workers went untested");
+	}
+}
+
+/* Pinned tasks woken from other threads (a foreign cancel) come home. */
+struct pin_remote {
+	int home;
+	atomic_int parked;
+	weft_task *target, *victim;
+	struct wt_gate gate;
+	int after_index, await_rc;
+	atomic_int go;
+};
+
+static void *pinned_waiter(void *arg)
+{
+	struct pin_remote *r = arg;
+
+	atomic_store(&r->parked, 1);
+	r->await_rc = weft_await(r->target, NULL);
+	r->after_index = weft_worker_index();
+	return NULL;
+}
+
+static void *remote_canceller(void *arg)
+{
+	struct pin_remote *r = arg;
+
+	while (!atomic_load(&r->go))
+		wt_sleep_ms(1);
+	WT_CHECK_EQ(weft_cancel(r->victim), 0);
+	return NULL;
+}
+
+static void *pin_remote_main(void *arg)
+{
+	struct pin_remote *r = arg;
+	struct weft_spawn_opts o = { .flags = WEFT_SPAWN_PINNED };
+	pthread_t th;
+
+	r->target = weft_spawn(wt_gate_fn, &r->gate);
+	r->home = weft_worker_index();
+	WT_CHECK_EQ(weft_spawn_opts(&r->victim, pinned_waiter, r, &o), 0);
+	WT_CHECK_EQ(pthread_create(&th, NULL, remote_canceller, r), 0);
+	WT_CHECK(wt_yield_until(&r->parked, 10000000));
+	for (int i = 0; i < 10; i++)
+		weft_yield();
+	atomic_store(&r->go, 1);
+	WT_CHECK_EQ(weft_await(r->victim, NULL), -ECANCELED);
+	pthread_join(th, NULL);
+	atomic_store(&r->gate.open, 1);
+	WT_CHECK_EQ(weft_await(r->target, NULL), 0);
+	weft_task_release(r->victim);
+	weft_task_release(r->target);
+	return NULL;
+}
+
+Test(sched, pinned_task_woken_from_a_foreign_thread_resumes_at_home,
+     .timeout = WT_TIMEOUT(20))
+{
+	for (int i = 0; i < 20; i++) {
+		struct pin_remote r;
+
+		memset(&r, 0, sizeof(r));
+		wt_run(pin_remote_main, &r, 3);
+		cr_assert_eq(r.await_rc, -ECANCELED);
+		cr_assert_eq(r.after_index, r.home);
+	}
+}
+
+/* ---- the cooperative budget ------------------------------------------------ */
+
+static void *ret_null(void *arg)
+{
+	(void)arg;
+	return NULL;
+}
+
+static void *raise_flag(void *arg)
+{
+	atomic_store((atomic_int *)arg, 1);
+	return NULL;
+}
+
+struct budget {
+	atomic_int flag;
+	long seen_at; /* iteration at which the flag was first seen set */
+};
+
+static void *budget_main(void *arg)
+{
+	struct budget *b = arg;
+	weft_task *done, *other;
+
+	done = weft_spawn(ret_null, NULL);
+	WT_CHECK_EQ(weft_await(done, NULL), 0);
+	other = weft_spawn(raise_flag, &b->flag);
+	b->seen_at = -1;
+	for (long i = 0; i < 1000; i++) {
+		if (atomic_load(&b->flag)) {
+			b->seen_at = i;
+			break;
+		}
+		WT_CHECK_EQ(weft_await(done, NULL), 0);
+	}
+	WT_CHECK_EQ(weft_await(other, NULL), 0);
+	weft_task_release(other);
+	weft_task_release(done);
+	return NULL;
+}
+
+Test(sched, awaiting_finished_tasks_in_a_loop_lets_others_run,
+     .timeout = WT_TIMEOUT(10))
+{
+	struct budget b;
+
+	memset(&b, 0, sizeof(b));
+	wt_run(budget_main, &b, 1);
+	cr_assert(b.seen_at >= 0,
+		  "1000 awaits of a finished task never let the other task "
+		  "on the worker run");
+	cr_log_info("other task ran after %ld awaits", b.seen_at);
+}
+
+static void *budget_gather_main(void *arg)
+{
+	struct budget *b = arg;
+	weft_task *done[10], *other;
+
+	for (int i = 0; i < 10; i++)
+		done[i] = weft_spawn(ret_null, NULL);
+	WT_CHECK_EQ(weft_gather(done, 10, NULL), 0);
+	other = weft_spawn(raise_flag, &b->flag);
+	b->seen_at = -1;
+	for (long i = 0; i < 100; i++) {
+		if (atomic_load(&b->flag)) {
+			b->seen_at = i;
+			break;
+		}
+		WT_CHECK_EQ(weft_gather(done, 10, NULL), 0);
+	}
+	WT_CHECK_EQ(weft_await(other, NULL), 0);
+	weft_task_release(other);
+	for (int i = 0; i < 10; i++)
+		weft_task_release(done[i]);
+	return NULL;
+}
+
+Test(sched, gathering_finished_tasks_in_a_loop_lets_others_run,
+     .timeout = WT_TIMEOUT(10))
+{
+	struct budget b;
+
+	memset(&b, 0, sizeof(b));
+	wt_run(budget_gather_main, &b, 1);
+	cr_assert(b.seen_at >= 0, "100 gathers of 10 finished tasks never "
+				  "let the other task run");
+}
+
+/* ---- yield ------------------------------------------------------------- */
+
+#define PING_N 1000
+
+struct ping {
+	atomic_int last;
+	atomic_long repeats;
+	atomic_long steps;
+};
+
+struct pinger {
+	struct ping *p;
+	int me;
+};
+
+static void *ping_fn(void *arg)
+{
+	struct pinger *a = arg;
+
+	for (int i = 0; i < PING_N; i++) {
+		if (atomic_exchange(&a->p->last, a->me) == a->me)
+			atomic_fetch_add(&a->p->repeats, 1);
+		atomic_fetch_add(&a->p->steps, 1);
+		WT_CHECK_EQ(weft_yield(), 0);
+	}
+	return NULL;
+}
+
+static void *ping_main(void *arg)
+{
+	struct ping *p = arg;
+	struct pinger a = { p, 1 }, b = { p, 2 };
+	weft_task *t[2];
+
+	t[0] = weft_spawn(ping_fn, &a);
+	t[1] = weft_spawn(ping_fn, &b);
+	WT_CHECK_EQ(weft_gather(t, 2, NULL), 0);
+	weft_task_release(t[0]);
+	weft_task_release(t[1]);
+	return NULL;
+}
+
+Test(sched, yield_ping_pongs_between_two_tasks_on_one_worker,
+     .timeout = WT_TIMEOUT(10))
+{
+	struct ping p;
+
+	memset(&p, 0, sizeof(p));
+	wt_run(ping_main, &p, 1);
+	cr_assert_eq(atomic_load(&p.steps), 2 * PING_N);
+	cr_assert_eq(atomic_load(&p.repeats), 0,
+		     "a yielding task ran again %ld times while the other "
+		     "was runnable",
+		     atomic_load(&p.repeats));
+}
+
+/* ---- worker queries ------------------------------------------------------ */
+
+struct counts {
+	unsigned count;
+	int index;
+	weft_runtime *rt;
+};
+
+static void *count_main(void *arg)
+{
+	struct counts *c = arg;
+
+	c->count = weft_worker_count();
+	c->index = weft_worker_index();
+	c->rt = weft_runtime_self();
+	return NULL;
+}
+
+Test(sched, worker_count_reports_the_configured_workers,
+     .timeout = WT_TIMEOUT(20))
+{
+	static const unsigned ns[] = { 1, 2, 3, 4, 7 };
+	struct counts c;
+
+	for (unsigned i = 0; i < sizeof(ns) / sizeof(ns[0]); i++) {
+		memset(&c, 0, sizeof(c));
+		wt_run(count_main, &c, ns[i]);
+		cr_assert_eq(c.count, ns[i]);
+		cr_assert(c.index >= 0 && c.index < (int)ns[i]);
+		cr_assert_not_null(c.rt);
+	}
+	/* 0: one per online CPU. */
+	memset(&c, 0, sizeof(c));
+	wt_run(count_main, &c, 0);
+	cr_assert_eq(c.count, (unsigned)sysconf(_SC_NPROCESSORS_ONLN));
+	/* Outside any runtime. */
+	cr_assert_eq(weft_worker_count(), 0);
+	cr_assert_eq(weft_worker_index(), -1);
+	cr_assert_null(weft_runtime_self());
+}
+
+/* ---- weft_run() --------------------------------------------------------- */
+
+static void *nested_main(void *arg)
+{
+	int *rc = arg;
+	void *r = (void *)1;
+
+	rc[0] = weft_run(ret_null, NULL, NULL, &r);
+	rc[1] = r == (void *)1; /* untouched */
+	return NULL;
+}
+
+static void *nested_task_main(void *arg)
+{
+	int *rc = arg;
+	weft_task *t = weft_spawn(nested_main, rc + 2);
+
+	nested_main(rc);
+	WT_CHECK_EQ(weft_await(t, NULL), 0);
+	weft_task_release(t);
+	return NULL;
+}
+
+Test(sched, nested_weft_run_from_a_task_returns_ebusy,
+     .timeout = WT_TIMEOUT(10))
+{
+	int rc[4] = { 0, 0, 0, 0 };
+
+	wt_run(nested_task_main, rc, 2);
+	cr_assert_eq(rc[0], -EBUSY);
+	cr_assert(rc[1]);
+	cr_assert_eq(rc[2], -EBUSY);
+	cr_assert(rc[3]);
+}
+
+Test(sched, bad_config_returns_einval, .timeout = WT_TIMEOUT(10))
+{
+	struct weft_config c;
+	int ran = 0;
+
+	for (int i = 0; i < 4; i++) {
+		memset(&c, 0, sizeof(c));
+		c.reserved[i] = 1;
+		cr_assert_eq(weft_run(raise_flag, &ran, &c, NULL), -EINVAL,
+			     "reserved[%d] != 0 accepted", i);
+	}
+	memset(&c, 0, sizeof(c));
+	c.wake_mode = 3;
+	cr_assert_eq(weft_run(raise_flag, &ran, &c, NULL), -EINVAL);
+	c.wake_mode = -1;
+	cr_assert_eq(weft_run(raise_flag, &ran, &c, NULL), -EINVAL);
+	cr_assert_eq(ran, 0, "main must not run with a bad config");
+	/* And a good one still works afterwards. */
+	memset(&c, 0, sizeof(c));
+	c.workers = 1;
+	wt_run_cfg(raise_flag, &ran, &c);
+	cr_assert_eq(ran, 1);
+}
+
+struct seq {
+	atomic_long sum;
+};
+
+static void *add_one(void *arg)
+{
+	atomic_fetch_add(&((struct seq *)arg)->sum, 1);
+	return NULL;
+}
+
+static void *seq_main(void *arg)
+{
+	weft_task *ts[50];
+
+	for (int i = 0; i < 50; i++)
+		ts[i] = weft_spawn(add_one, arg);
+	WT_CHECK_EQ(weft_gather(ts, 50, NULL), 0);
+	for (int i = 0; i < 50; i++)
+		weft_task_release(ts[i]);
+	return (void *)(uintptr_t)weft_worker_count();
+}
+
+Test(sched, sequential_runs_in_one_process, .timeout = WT_TIMEOUT(30))
+{
+	static const int modes[] = { WEFT_WAKE_DEFAULT, WEFT_WAKE_EVENTFD,
+				     WEFT_WAKE_MSG_RING };
+	struct seq s;
+	int runs = 0;
+
+	memset(&s, 0, sizeof(s));
+	for (int i = 0; i < 30; i++) {
+		struct weft_config c = { .workers = 1 + (unsigned)(i % 4),
+					 .wake_mode = modes[i % 3],
+					 .stack_size = (i & 1) ? 128 * 1024 : 0,
+					 .stack_cache = (unsigned)(i % 5) };
+		void *r = wt_run_cfg(seq_main, &s, &c);
+		cr_assert_eq((uintptr_t)r, c.workers);
+		runs++;
+	}
+	cr_assert_eq(atomic_load(&s.sum), 50L * runs);
+}
+
+/* Two runtimes at once, each on a thread of its own; tasks of one spawn
+ * into the other through .runtime. */
+struct twin {
+	weft_runtime *rt[2];
+	atomic_int ready;
+	atomic_int finished;
+	atomic_long cross_ran;
+	atomic_long spawned; /* spawn calls that have returned */
+	int run_rc[2];
+};
+
+struct twin_arg {
+	struct twin *tw;
+	int me;
+};
+
+static void *cross_task(void *arg)
+{
+	struct twin_arg *a = arg;
+
+	/* Runs in the other runtime. */
+	WT_CHECK(weft_runtime_self() == a->tw->rt[1 - a->me]);
+	atomic_fetch_add(&a->tw->cross_ran, 1);
+	return NULL;
+}
+
+static void *twin_main(void *arg)
+{
+	struct twin_arg *a = arg;
+	struct twin *tw = a->tw;
+	struct weft_spawn_opts o = { .flags = WEFT_SPAWN_DETACHED };
+
+	tw->rt[a->me] = weft_runtime_self();
+	atomic_fetch_add(&tw->ready, 1);
+	/* Both runtimes must be up before either spawns into the other. */
+	while (atomic_load(&tw->ready) < 2)
+		weft_yield();
+	o.runtime = tw->rt[1 - a->me];
+	for (int i = 0; i < 100; i++) {
+		WT_CHECK_EQ(weft_spawn_opts(NULL, cross_task, a, &o), 0);
+		atomic_fetch_add(&tw->spawned, 1);
+	}
+	/* Neither may end (and free its runtime) before all 200 ran and
+	 * every spawn call into it has returned. */
+	while (atomic_load(&tw->cross_ran) < 200 ||
+	       atomic_load(&tw->spawned) < 200)
+		weft_yield();
+	return NULL;
+}
+
+static void *twin_thread(void *arg)
+{
+	struct twin_arg *a = arg;
+	struct weft_config c = { .workers = 2 };
+
+	a->tw->run_rc[a->me] = weft_run(twin_main, a, &c, NULL);
+	return NULL;
+}
+
+Test(sched, two_runtimes_side_by_side_spawn_into_each_other,
+     .timeout = WT_TIMEOUT(20))
+{
+	struct twin tw;
+	struct twin_arg a[2];
+	pthread_t th[2];
+
+	memset(&tw, 0, sizeof(tw));
+	for (int i = 0; i < 2; i++) {
+		a[i].tw = &tw;
+		a[i].me = i;
+		cr_assert_eq(pthread_create(&th[i], NULL, twin_thread, &a[i]),
+			     0);
+	}
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	cr_assert_eq(tw.run_rc[0], 0);
+	cr_assert_eq(tw.run_rc[1], 0);
+	wt_assert_no_failures();
+	cr_assert_eq(atomic_load(&tw.cross_ran), 200);
+}

@@ -1,0 +1,401 @@
+/*
+ * Task stacks: overflow reports (in a forked child), custom and default
+ * sizes, many parked stacks at once, and shutdown with parked tasks.
+ */
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "weft_test.h"
+
+/* ---- recursion ------------------------------------------------------------ */
+
+static volatile long recursion_limit = 1L << 40;
+
+/* Recurses until `stop` bytes of stack below `top` are in use (or for
+ * ever, with stop 0); returns the depth reached. Not a tail call. */
+static long recurse(uintptr_t top, size_t stop, long depth,
+		    uintptr_t *deepest)
+{
+	volatile char buf[256];
+	uintptr_t here = (uintptr_t)__builtin_frame_address(0);
+
+	buf[0] = (char)depth;
+	buf[sizeof(buf) - 1] = (char)depth;
+	if (here < *deepest)
+		*deepest = here;
+	if ((stop && top - here >= stop) || depth >= recursion_limit)
+		return depth;
+	return recurse(top, stop, depth + 1, deepest) + (buf[0] & 0) +
+	       (buf[sizeof(buf) - 1] & 0);
+}
+
+/* ---- overflow, in a child process ------------------------------------------ */
+
+struct child_result {
+	int status;
+	char err[4096];
+};
+
+static void *overflow_task(void *arg)
+{
+	uintptr_t deepest = UINTPTR_MAX;
+
+	(void)arg;
+	recurse((uintptr_t)__builtin_frame_address(0), 0, 0, &deepest);
+	return NULL;
+}
+
+static void *overflow_named_main(void *arg)
+{
+	struct weft_spawn_opts o = { .name = "deep-recursion",
+				     .stack_size = 64 * 1024 };
+	weft_task *t;
+
+	(void)arg;
+	if (weft_spawn_opts(&t, overflow_task, NULL, &o) == 0)
+		weft_await(t, NULL);
+	return NULL;
+}
+
+static void *overflow_default_main(void *arg)
+{
+	weft_task *t = weft_spawn(overflow_task, NULL);
+
+	(void)arg;
+	if (t)
+		weft_await(t, NULL);
+	return NULL;
+}
+
+/* Runs a runtime in a child whose stderr comes back through a pipe. The
+ * child exits 0 if weft_run() returned 0, 3 otherwise. */
+static void run_in_child(weft_fn main_fn, const struct weft_config *cfg,
+			 struct child_result *res)
+{
+	int fds[2];
+	pid_t pid;
+	size_t len = 0;
+
+	memset(res, 0, sizeof(*res));
+	cr_assert_eq(pipe(fds), 0);
+	fflush(NULL);
+	pid = fork();
+	cr_assert_neq(pid, -1);
+	if (pid == 0) {
+		close(fds[0]);
+		dup2(fds[1], STDERR_FILENO);
+		close(fds[1]);
+		_exit(weft_run(main_fn, NULL, cfg, NULL) == 0 ? 0 : 3);
+	}
+	close(fds[1]);
+	for (;;) {
+		ssize_t n = read(fds[0], res->err + len,
+				 sizeof(res->err) - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+		if (len == sizeof(res->err) - 1)
+			break;
+	}
+	res->err[len] = '\0';
+	close(fds[0]);
+	cr_assert_eq(waitpid(pid, &res->status, 0), pid);
+}
+
+static void assert_died_of_overflow(const struct child_result *res,
+				    const char *name, const char *size)
+{
+	char want[128];
+
+	cr_assert(WIFSIGNALED(res->status),
+		  "child was not killed by a signal (status 0x%x); stderr:\n%s",
+		  res->status, res->err);
+	cr_assert_eq(WTERMSIG(res->status), SIGSEGV,
+		     "child died of signal %d, want SIGSEGV; stderr:\n%s",
+		     WTERMSIG(res->status), res->err);
+	snprintf(want, sizeof(want), "stack overflow in task '%s'", name);
+	cr_assert(strstr(res->err, want) != NULL,
+		  "stderr lacks \"%s\":\n%s", want, res->err);
+	cr_assert(strstr(res->err, size) != NULL,
+		  "stderr lacks the stack size %s:\n%s", size, res->err);
+}
+
+Test(stack, overflow_in_a_small_stack_is_reported_with_name_and_size,
+     .timeout = WT_TIMEOUT(20))
+{
+	struct weft_config cfg = { .workers = 2 };
+	struct child_result res;
+
+	run_in_child(overflow_named_main, &cfg, &res);
+	assert_died_of_overflow(&res, "deep-recursion", "65536");
+}
+
+Test(stack, overflow_of_the_runtime_default_stack_is_reported,
+     .timeout = WT_TIMEOUT(20))
+{
+	struct weft_config cfg = { .workers = 1, .stack_size = 128 * 1024 };
+	struct child_result res;
+
+	run_in_child(overflow_default_main, &cfg, &res);
+	assert_died_of_overflow(&res, "task", "131072");
+}
+
+/* ---- deep but legal recursion ---------------------------------------------- */
+
+struct deep {
+	size_t want;	/* bytes of stack to use */
+	long depth;
+	size_t used;
+};
+
+static void *deep_task(void *arg)
+{
+	struct deep *d = arg;
+	uintptr_t top = (uintptr_t)__builtin_frame_address(0);
+	uintptr_t deepest = UINTPTR_MAX;
+
+	d->depth = recurse(top, d->want, 0, &deepest);
+	d->used = top - deepest;
+	return (void *)1;
+}
+
+static void *deep_main(void *arg)
+{
+	struct deep *d = arg;
+	struct weft_spawn_opts o = { .name = "deep-but-legal",
+				     .stack_size = 1024 * 1024 };
+	weft_task *t;
+	void *r = NULL;
+
+	WT_CHECK_EQ(weft_spawn_opts(&t, deep_task, &d[0], &o), 0);
+	WT_CHECK_EQ(weft_await(t, &r), 0);
+	WT_CHECK_PTR_EQ(r, 1);
+	weft_task_release(t);
+	/* The same in a task with the runtime's default (set to 1 MiB by
+	 * the test's config). */
+	t = weft_spawn(deep_task, &d[1]);
+	WT_CHECK_EQ(weft_await(t, &r), 0);
+	weft_task_release(t);
+	return NULL;
+}
+
+Test(stack, deep_recursion_within_a_one_mib_stack_works,
+     .timeout = WT_TIMEOUT(20))
+{
+	struct weft_config cfg = { .workers = 2, .stack_size = 1024 * 1024 };
+	struct deep d[2];
+
+	memset(d, 0, sizeof(d));
+	/* Far more than the 256 KiB default, comfortably under 1 MiB. */
+	d[0].want = d[1].want = 768 * 1024;
+	wt_run_cfg(deep_main, d, &cfg);
+	for (int i = 0; i < 2; i++) {
+		cr_assert_geq(d[i].used, d[i].want,
+			      "task %d used %zu bytes of stack", i, d[i].used);
+		cr_assert_gt(d[i].depth, 100);
+	}
+}
+
+/* ---- many parked stacks ------------------------------------------------------ */
+
+#define PARKED_N 10000
+
+struct parked {
+	struct wt_gate gate;
+	weft_task *gate_task;
+	atomic_long entered;
+	atomic_long released;
+};
+
+static void *parked_fn(void *arg)
+{
+	struct parked *p = arg;
+	void *v = NULL;
+
+	atomic_fetch_add(&p->entered, 1);
+	WT_CHECK_EQ(weft_await(p->gate_task, &v), 0);
+	atomic_fetch_add(&p->released, 1);
+	return (void *)((uintptr_t)v + 1);
+}
+
+static void *parked_main(void *arg)
+{
+	struct parked *p = arg;
+	weft_task **ts = calloc(PARKED_N, sizeof(*ts));
+	void **rs = calloc(PARKED_N, sizeof(*rs));
+	uint64_t sum = 0;
+
+	if (!WT_CHECK(ts && rs))
+		return NULL;
+	p->gate.value = (void *)(uintptr_t)41;
+	p->gate_task = weft_spawn(wt_gate_fn, &p->gate);
+	for (int i = 0; i < PARKED_N; i++)
+		ts[i] = weft_spawn(parked_fn, p);
+	WT_CHECK(wt_yield_until_count(&p->entered, PARKED_N, 100000000));
+	for (int i = 0; i < 100; i++)
+		weft_yield();
+	/* All of them started and none got past the gate: all parked. */
+	WT_CHECK_EQ(weft_task_done(p->gate_task), 0);
+	WT_CHECK_EQ(atomic_load(&p->released), 0);
+	atomic_store(&p->gate.open, 1);
+	WT_CHECK_EQ(weft_gather(ts, PARKED_N, rs), 0);
+	for (int i = 0; i < PARKED_N; i++) {
+		sum += (uintptr_t)rs[i];
+		weft_task_release(ts[i]);
+	}
+	weft_task_release(p->gate_task);
+	free(ts);
+	free(rs);
+	return (void *)(uintptr_t)sum;
+}
+
+Test(stack, ten_thousand_parked_tasks_all_complete,
+     .timeout = WT_TIMEOUT(60))
+{
+	struct parked p;
+	void *r;
+
+	memset(&p, 0, sizeof(p));
+	r = wt_run(parked_main, &p, 2);
+	cr_assert_eq((uintptr_t)r, (uintptr_t)PARKED_N * 42);
+	cr_assert_eq(atomic_load(&p.released), PARKED_N);
+}
+
+/* ---- shutdown with parked tasks ---------------------------------------------- */
+
+#define SHUT_N 1000
+
+struct shutdown {
+	size_t stack_size; /* of the parked tasks; 0: default */
+	weft_task *forever;
+	atomic_long entered;
+	uintptr_t frame[SHUT_N]; /* an address on each parked task's stack */
+};
+
+struct shut_arg {
+	struct shutdown *s;
+	int i;
+};
+
+static void *shut_waiter(void *arg)
+{
+	struct shut_arg *a = arg;
+	struct shutdown *s = a->s;
+
+	s->frame[a->i] = (uintptr_t)__builtin_frame_address(0);
+	atomic_fetch_add(&s->entered, 1);
+	weft_await(s->forever, NULL);
+	WT_CHECK(!"a task awaiting a task that never ends woke up");
+	return NULL;
+}
+
+static void *shut_main(void *arg)
+{
+	struct shutdown *s = arg;
+	struct weft_spawn_opts o = { .stack_size = s->stack_size };
+	static struct shut_arg args[SHUT_N];
+
+	s->forever = weft_spawn(wt_forever_fn, NULL);
+	for (int i = 0; i < SHUT_N; i++) {
+		weft_task *t;
+		args[i].s = s;
+		args[i].i = i;
+		WT_CHECK_EQ(weft_spawn_opts(&t, shut_waiter, &args[i], &o), 0);
+		weft_detach(t);
+	}
+	WT_CHECK(wt_yield_until_count(&s->entered, SHUT_N, 100000000));
+	for (int i = 0; i < 20; i++)
+		weft_yield();
+	WT_CHECK_EQ(weft_task_done(s->forever), 0);
+	/* Return with 1,000 tasks parked on a task that never ends (and we
+	 * still hold its handle). */
+	return (void *)42;
+}
+
+static int is_mapped(uintptr_t addr)
+{
+	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+	unsigned char vec;
+
+	return mincore((void *)(addr & ~(uintptr_t)(ps - 1)), ps, &vec) == 0;
+}
+
+static void shutdown_check(size_t stack_size)
+{
+	struct shutdown *s = calloc(1, sizeof(*s));
+	long still = 0;
+	void *r;
+
+	cr_assert_not_null(s);
+	s->stack_size = stack_size;
+	r = wt_run(shut_main, s, 2);
+	cr_assert_eq(r, (void *)42);
+	cr_assert_eq(atomic_load(&s->entered), SHUT_N);
+	/* weft_run(): "all threads, stacks, rings and descriptors are
+	 * released before weft_run() returns". */
+	for (int i = 0; i < SHUT_N; i++)
+		still += s->frame[i] && is_mapped(s->frame[i]);
+	cr_assert_eq(still, 0,
+		     "%ld of %d stacks of tasks dropped at shutdown are still "
+		     "mapped after weft_run() returned (stack_size %zu)",
+		     still, SHUT_N, stack_size);
+	free(s);
+}
+
+Test(stack, shutdown_with_parked_tasks_returns_and_unmaps_their_stacks,
+     .timeout = WT_TIMEOUT(30))
+{
+	shutdown_check(0);
+}
+
+Test(stack, shutdown_unmaps_custom_size_stacks_of_parked_tasks,
+     .timeout = WT_TIMEOUT(30))
+{
+	shutdown_check(128 * 1024);
+}
+
+/* Stacks of tasks that ended are given back too: custom sizes when the
+ * task ends, arena stacks with the arena. */
+static void *frame_task(void *arg)
+{
+	*(uintptr_t *)arg = (uintptr_t)__builtin_frame_address(0);
+	return NULL;
+}
+
+#define ENDED_N 64
+
+static void *ended_main(void *arg)
+{
+	uintptr_t *frames = arg;
+	struct weft_spawn_opts o;
+
+	memset(&o, 0, sizeof(o));
+	for (int i = 0; i < ENDED_N; i++) {
+		weft_task *t;
+		o.stack_size = (i & 1) ? 192 * 1024 : 0;
+		WT_CHECK_EQ(weft_spawn_opts(&t, frame_task, &frames[i], &o), 0);
+		WT_CHECK_EQ(weft_await(t, NULL), 0);
+		weft_task_release(t);
+		/* One worker: the task has left its stack by now. */
+		if (i & 1)
+			WT_CHECK(!is_mapped(frames[i]));
+	}
+	return NULL;
+}
+
+Test(stack, stacks_of_ended_tasks_are_unmapped, .timeout = WT_TIMEOUT(20))
+{
+	uintptr_t frames[ENDED_N];
+
+	memset(frames, 0, sizeof(frames));
+	wt_run(ended_main, frames, 1);
+	for (int i = 0; i < ENDED_N; i++) {
+		cr_assert_neq(frames[i], 0);
+		cr_assert(!is_mapped(frames[i]),
+			  "stack of task %d still mapped after weft_run()", i);
+	}
+}

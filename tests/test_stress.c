@@ -1,0 +1,445 @@
+/*
+ * Stress of the park/wake protocol: many short tasks spawned from every
+ * worker and from a thread outside the runtime, awaiting one another, wake
+ * storms on one gate task, cancellations racing completions, and shutdowns
+ * with work still in flight. Racy on purpose but bounded; this file also
+ * runs under ThreadSanitizer.
+ *
+ * WEFT_STRESS_SCALE=n (default 1) multiplies the number of runs.
+ */
+#include <pthread.h>
+
+#include "weft_test.h"
+
+#define MAX_WORKERS 8
+#define LEAVES 6	 /* per spawner */
+#define FOREIGN 4	 /* tasks spawned from outside per round */
+#define ROUNDS_PER_RUN 100
+#define RUNS 20		 /* x ROUNDS_PER_RUN = 2,000 rounds per worker count */
+#define VICTIM_CANCELLED ((void *)(uintptr_t)0xcace1)
+
+struct round;
+
+/* One runtime's worth of state: the foreign thread and the statistics. */
+struct stress {
+	unsigned workers;
+	weft_runtime *rt;
+
+	/* The foreign spawner: main posts a round, it spawns into it. */
+	pthread_t th;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct round *posted; /* under lock; NULL: none */
+	bool quit;	      /* under lock */
+	atomic_int acked;     /* last round number whose handles are out */
+
+	atomic_long leaves_ok;
+	atomic_long foreign_ok;
+	atomic_long victims_cancelled;
+	atomic_long victims_completed;
+	atomic_long leaf_on[MAX_WORKERS];
+};
+
+struct round {
+	struct stress *st;
+	int no;
+	uintptr_t gate_val;
+	weft_task *gate;
+	atomic_long entered; /* tasks that reached their await of the gate */
+	long storm;	     /* awaiters the gate waits for, at most */
+	weft_task *foreign[FOREIGN];
+};
+
+struct leaf_arg {
+	struct round *r;
+	weft_task *prev; /* a sibling to await (we own one reference), or NULL */
+	uintptr_t id;
+};
+
+static void *gate_fn(void *arg)
+{
+	struct round *r = arg;
+
+	/* Hold the gate until a good part of the round waits on it (a wake
+	 * storm), but never for long: bounded, so nothing can hang here. */
+	for (int i = 0; i < 200 && atomic_load(&r->entered) < r->storm; i++)
+		weft_yield();
+	return (void *)r->gate_val;
+}
+
+static int await_gate(struct round *r)
+{
+	void *v = NULL;
+	int rc;
+
+	atomic_fetch_add(&r->entered, 1);
+	rc = weft_await(r->gate, &v);
+	WT_CHECK_EQ(rc, 0);
+	WT_CHECK_EQ((uintptr_t)v, r->gate_val);
+	return rc == 0 && (uintptr_t)v == r->gate_val;
+}
+
+static void *leaf_fn(void *arg)
+{
+	struct leaf_arg *a = arg;
+	struct round *r = a->r;
+	int w = weft_worker_index(), ok;
+
+	if (w >= 0 && w < MAX_WORKERS)
+		atomic_fetch_add(&r->st->leaf_on[w], 1);
+	ok = await_gate(r);
+	if (a->prev) {
+		void *v = NULL;
+		ok &= WT_CHECK_EQ(weft_await(a->prev, &v), 0);
+		ok &= WT_CHECK_EQ((uintptr_t)v, r->gate_val + a->id - 1);
+		WT_CHECK_EQ(weft_task_release(a->prev), 0);
+	}
+	if (ok)
+		atomic_fetch_add(&r->st->leaves_ok, 1);
+	return (void *)(r->gate_val + a->id);
+}
+
+static void *spawner_fn(void *arg)
+{
+	struct round *r = arg;
+	uintptr_t base = (uintptr_t)weft_worker_index() * 1000; /* any */
+	struct leaf_arg la[LEAVES];
+	weft_task *ts[LEAVES];
+	void *rs[LEAVES];
+	uintptr_t want = 0, got = 0;
+
+	for (int i = 0; i < LEAVES; i++) {
+		la[i].r = r;
+		la[i].id = base + (uintptr_t)i + 1;
+		la[i].prev = NULL;
+		if (i > 0) {
+			WT_CHECK_EQ(weft_task_retain(ts[i - 1]), 0);
+			la[i].prev = ts[i - 1];
+		}
+		ts[i] = weft_spawn(leaf_fn, &la[i]);
+		if (!WT_CHECK(ts[i] != NULL))
+			return NULL;
+		want += r->gate_val + la[i].id;
+	}
+	WT_CHECK_EQ(weft_gather(ts, LEAVES, rs), 0);
+	for (int i = 0; i < LEAVES; i++) {
+		got += (uintptr_t)rs[i];
+		WT_CHECK_EQ(weft_task_release(ts[i]), 0);
+	}
+	WT_CHECK_EQ(got, want);
+	return (void *)(uintptr_t)LEAVES;
+}
+
+static void *foreign_task_fn(void *arg)
+{
+	struct round *r = arg;
+
+	if (await_gate(r))
+		atomic_fetch_add(&r->st->foreign_ok, 1);
+	return (void *)(r->gate_val * 3);
+}
+
+static void *victim_fn(void *arg)
+{
+	struct round *r = arg;
+	void *v = NULL;
+	int rc;
+
+	atomic_fetch_add(&r->entered, 1);
+	rc = weft_await(r->gate, &v);
+	if (rc == 0) {
+		WT_CHECK_EQ((uintptr_t)v, r->gate_val);
+		return v;
+	}
+	WT_CHECK_EQ(rc, -ECANCELED);
+	return VICTIM_CANCELLED;
+}
+
+/* The thread outside the runtime: spawns FOREIGN tasks per round. */
+static void *foreign_thread(void *arg)
+{
+	struct stress *st = arg;
+	struct weft_spawn_opts o = { .runtime = st->rt, .name = "foreign" };
+
+	for (;;) {
+		struct round *r;
+
+		pthread_mutex_lock(&st->lock);
+		while (!st->posted && !st->quit)
+			pthread_cond_wait(&st->cond, &st->lock);
+		r = st->posted;
+		st->posted = NULL;
+		pthread_mutex_unlock(&st->lock);
+		if (!r)
+			return NULL;
+		for (int i = 0; i < FOREIGN; i++)
+			WT_CHECK_EQ(weft_spawn_opts(&r->foreign[i],
+						    foreign_task_fn, r, &o),
+				    0);
+		atomic_store(&st->acked, r->no);
+	}
+}
+
+static void one_round(struct stress *st, int no)
+{
+	unsigned nsp = st->workers * 2;
+	weft_task *sp[2 * MAX_WORKERS], *victim;
+	void *rs[2 * MAX_WORKERS], *v = NULL;
+	struct round r;
+	int crc, vrc;
+
+	memset(&r, 0, sizeof(r));
+	r.st = st;
+	r.no = no;
+	r.gate_val = (uintptr_t)no * 16 + 1;
+	r.storm = (no % 3) * (long)(nsp * LEAVES) / 2;
+	r.gate = weft_spawn(gate_fn, &r);
+	if (!WT_CHECK(r.gate != NULL))
+		return;
+
+	/* The foreign thread spawns into this round meanwhile. */
+	pthread_mutex_lock(&st->lock);
+	st->posted = &r;
+	pthread_cond_signal(&st->cond);
+	pthread_mutex_unlock(&st->lock);
+
+	for (unsigned i = 0; i < nsp; i++)
+		sp[i] = weft_spawn(spawner_fn, &r);
+
+	/* A cancellation racing the gate's completion. */
+	victim = weft_spawn(victim_fn, &r);
+	for (int i = 0; i < no % 3; i++)
+		weft_yield();
+	crc = weft_cancel(victim);
+	WT_CHECK(crc == 0 || crc == -EALREADY);
+
+	WT_CHECK(await_gate(&r));
+	WT_CHECK_EQ(weft_gather(sp, nsp, rs), 0);
+	for (unsigned i = 0; i < nsp; i++) {
+		WT_CHECK_PTR_EQ(rs[i], LEAVES);
+		weft_task_release(sp[i]);
+	}
+
+	vrc = weft_await(victim, &v);
+	if (vrc == 0) {
+		/* Not cancelled before it returned: its own await cannot
+		 * have seen the cancel either. */
+		WT_CHECK_EQ((uintptr_t)v, r.gate_val);
+		atomic_fetch_add(&st->victims_completed, 1);
+	} else {
+		WT_CHECK_EQ(vrc, -ECANCELED);
+		WT_CHECK_EQ(crc, 0);
+		/* Cancelled before it started (never ran: NULL), while
+		 * parked, or after its await returned. */
+		WT_CHECK(v == NULL || (uintptr_t)v == r.gate_val ||
+			 v == VICTIM_CANCELLED);
+		atomic_fetch_add(&st->victims_cancelled, 1);
+	}
+	weft_task_release(victim);
+
+	/* Collect the foreign tasks. */
+	for (long i = 0; atomic_load(&st->acked) != no; i++) {
+		if (!WT_CHECK(i < 100000000))
+			return;
+		weft_yield();
+	}
+	{
+		void *fr[FOREIGN];
+		WT_CHECK_EQ(weft_gather(r.foreign, FOREIGN, fr), 0);
+		for (int i = 0; i < FOREIGN; i++) {
+			WT_CHECK_EQ((uintptr_t)fr[i], r.gate_val * 3);
+			WT_CHECK_EQ(weft_task_release(r.foreign[i]), 0);
+		}
+	}
+	WT_CHECK_EQ(weft_task_done(r.gate), 1);
+	weft_task_release(r.gate);
+}
+
+static void *stress_main(void *arg)
+{
+	struct stress *st = arg;
+	static atomic_int round_no;
+
+	st->rt = weft_runtime_self();
+	WT_CHECK_EQ(pthread_create(&st->th, NULL, foreign_thread, st), 0);
+	for (int i = 0; i < ROUNDS_PER_RUN; i++)
+		one_round(st, atomic_fetch_add(&round_no, 1) + 1);
+	pthread_mutex_lock(&st->lock);
+	st->quit = true;
+	pthread_cond_signal(&st->cond);
+	pthread_mutex_unlock(&st->lock);
+	pthread_join(st->th, NULL);
+	return (void *)0x600d;
+}
+
+static void stress_run(unsigned workers)
+{
+	unsigned runs = RUNS * wt_scale();
+	long rounds = (long)runs * ROUNDS_PER_RUN;
+	long nsp = (long)workers * 2;
+	struct stress *st = calloc(1, sizeof(*st));
+	uint64_t t0 = wt_now_ns();
+
+	cr_assert_not_null(st);
+	st->workers = workers;
+	pthread_mutex_init(&st->lock, NULL);
+	pthread_cond_init(&st->cond, NULL);
+	for (unsigned run = 0; run < runs; run++) {
+		void *r = wt_run(stress_main, st, workers);
+		cr_assert_eq(r, (void *)0x600d);
+	}
+	cr_assert_eq(atomic_load(&st->leaves_ok), rounds * nsp * LEAVES);
+	cr_assert_eq(atomic_load(&st->foreign_ok), rounds * FOREIGN);
+	cr_assert_eq(atomic_load(&st->victims_cancelled) +
+			     atomic_load(&st->victims_completed),
+		     rounds);
+	for (unsigned w = 0; w < workers; w++)
+		cr_assert_gt(atomic_load(&st->leaf_on[w]), 0,
+			     "worker %u never ran a leaf in %ld rounds", w,
+			     rounds);
+	cr_log_info("workers=%u: %ld rounds in %.2f s, victims cancelled "
+		    "%ld / completed %ld",
+		    workers, rounds, (double)(wt_now_ns() - t0) / 1e9,
+		    atomic_load(&st->victims_cancelled),
+		    atomic_load(&st->victims_completed));
+	pthread_mutex_destroy(&st->lock);
+	pthread_cond_destroy(&st->cond);
+	free(st);
+}
+
+Test(stress, park_wake_storms_two_workers, .timeout = WT_TIMEOUT(120))
+{
+	stress_run(2);
+}
+
+Test(stress, park_wake_storms_three_workers, .timeout = WT_TIMEOUT(120))
+{
+	stress_run(3);
+}
+
+Test(stress, park_wake_storms_four_workers, .timeout = WT_TIMEOUT(120))
+{
+	stress_run(4);
+}
+
+/* ---- await chains across workers ------------------------------------------ */
+
+/* Task i awaits task i-1: every wake hands over to the next link, often
+ * across workers. */
+#define CHAIN 200
+
+struct link {
+	weft_task *prev;
+	uintptr_t depth;
+};
+
+static void *link_fn(void *arg)
+{
+	struct link *l = arg;
+	void *v = (void *)0;
+
+	if (l->prev) {
+		WT_CHECK_EQ(weft_await(l->prev, &v), 0);
+		weft_task_release(l->prev);
+	}
+	return (void *)((uintptr_t)v + 1);
+}
+
+static void *chain_main(void *arg)
+{
+	struct link *ls = calloc(CHAIN, sizeof(*ls));
+	weft_task *last = NULL;
+	unsigned rounds = *(unsigned *)arg;
+
+	for (unsigned round = 0; round < rounds; round++) {
+		void *v = NULL;
+
+		last = NULL;
+		/* Each link gets our reference to the one before it. The
+		 * links are queued behind one another, so most start before
+		 * what they await has ended, and park. */
+		for (int i = 0; i < CHAIN; i++) {
+			ls[i].prev = last;
+			last = weft_spawn(link_fn, &ls[i]);
+			if (!WT_CHECK(last != NULL))
+				return NULL;
+		}
+		WT_CHECK_EQ(weft_await(last, &v), 0);
+		WT_CHECK_EQ((uintptr_t)v, CHAIN);
+		weft_task_release(last);
+	}
+	free(ls);
+	return NULL;
+}
+
+Test(stress, await_chains_hand_over_across_workers,
+     .timeout = WT_TIMEOUT(60))
+{
+	unsigned rounds = 100 * wt_scale();
+
+	for (unsigned w = 2; w <= 4; w++)
+		wt_run(chain_main, &rounds, w);
+}
+
+/* ---- shutdown with work in flight ------------------------------------------ */
+
+struct inflight {
+	atomic_long started;
+};
+
+static void *spin_yield_forever(void *arg)
+{
+	atomic_fetch_add(&((struct inflight *)arg)->started, 1);
+	for (;;) {
+		wt_spin_us(2);
+		weft_yield();
+	}
+	return NULL;
+}
+
+static void *spawn_more_forever(void *arg)
+{
+	struct weft_spawn_opts d = { .flags = WEFT_SPAWN_DETACHED };
+
+	atomic_fetch_add(&((struct inflight *)arg)->started, 1);
+	for (;;) {
+		weft_spawn_opts(NULL, wt_forever_fn, NULL, &d);
+		weft_yield();
+	}
+	return NULL;
+}
+
+static void *inflight_main(void *arg)
+{
+	struct inflight *f = arg;
+	struct weft_spawn_opts d = { .flags = WEFT_SPAWN_DETACHED };
+	weft_task *keep;
+
+	for (int i = 0; i < 8; i++)
+		weft_spawn_opts(NULL, spin_yield_forever, f, &d);
+	weft_spawn_opts(NULL, spawn_more_forever, f, &d);
+	for (int i = 0; i < 20; i++)
+		weft_spawn_opts(NULL, wt_forever_fn, NULL, &d);
+	/* A handle we keep: dropped at shutdown with the rest. */
+	keep = weft_spawn(wt_forever_fn, NULL);
+	(void)keep;
+	WT_CHECK(wt_yield_until_count(&f->started, 9, 10000000));
+	for (int i = 0; i < 10; i++)
+		weft_yield();
+	return (void *)0xe17d;
+}
+
+Test(stress, shutdown_with_tasks_running_parked_and_spawning,
+     .timeout = WT_TIMEOUT(60))
+{
+	unsigned runs = 300 * wt_scale();
+
+	for (unsigned i = 0; i < runs; i++) {
+		struct inflight f;
+		void *r;
+
+		memset(&f, 0, sizeof(f));
+		r = wt_run(inflight_main, &f, 2 + i % 3);
+		cr_assert_eq(r, (void *)0xe17d);
+	}
+}

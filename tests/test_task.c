@@ -1,0 +1,773 @@
+/*
+ * Tasks: spawn, await, gather, handles (retain, release, detach, stale),
+ * names, weft_self(), weft_yield(), spawn options and error strings.
+ */
+#include <pthread.h>
+#include <sys/resource.h>
+
+#include "weft_test.h"
+
+static void *ret_arg(void *arg)
+{
+	return arg;
+}
+
+static void *ret_double(void *arg)
+{
+	return (void *)((uintptr_t)arg * 2);
+}
+
+/* ---- spawn, await, gather --------------------------------------------- */
+
+static void *await_result_main(void *arg)
+{
+	void *r = NULL;
+	weft_task *t = weft_spawn(ret_double, (void *)21);
+
+	(void)arg;
+	if (!WT_CHECK(t != NULL))
+		return NULL;
+	WT_CHECK_EQ(weft_await(t, &r), 0);
+	WT_CHECK_PTR_EQ(r, 42);
+	/* A second await of an ended task gives the same result again. */
+	r = NULL;
+	WT_CHECK_EQ(weft_await(t, &r), 0);
+	WT_CHECK_PTR_EQ(r, 42);
+	/* result may be NULL. */
+	WT_CHECK_EQ(weft_await(t, NULL), 0);
+	WT_CHECK_EQ(weft_task_release(t), 0);
+	return (void *)7;
+}
+
+Test(task, await_returns_the_result_of_the_spawned_task,
+     .timeout = WT_TIMEOUT(10))
+{
+	void *r = wt_run(await_result_main, NULL, 2);
+
+	cr_assert_eq(r, (void *)7, "weft_run must hand back main's result");
+}
+
+static void *run_result_main(void *arg)
+{
+	return arg;
+}
+
+Test(task, weft_run_hands_back_main_result_and_accepts_null_result,
+     .timeout = WT_TIMEOUT(10))
+{
+	int x;
+	void *r = NULL;
+
+	cr_assert_eq(weft_run(run_result_main, &x, NULL, &r), 0);
+	cr_assert_eq(r, &x);
+	cr_assert_eq(weft_run(run_result_main, &x, NULL, NULL), 0);
+	cr_assert_eq(weft_run(NULL, NULL, NULL, NULL), -EINVAL);
+}
+
+#define MANY_TASKS 100000
+
+static void *many_main(void *arg)
+{
+	weft_task **ts = calloc(MANY_TASKS, sizeof(*ts));
+	void **rs = calloc(MANY_TASKS, sizeof(*rs));
+	uint64_t sum = 0;
+	int rc;
+
+	(void)arg;
+	if (!WT_CHECK(ts && rs))
+		goto out;
+	for (uintptr_t i = 0; i < MANY_TASKS; i++) {
+		ts[i] = weft_spawn(ret_double, (void *)i);
+		if (!WT_CHECK(ts[i] != NULL))
+			goto out;
+	}
+	rc = weft_gather(ts, MANY_TASKS, rs);
+	WT_CHECK_EQ(rc, 0);
+	for (size_t i = 0; i < MANY_TASKS; i++) {
+		sum += (uintptr_t)rs[i];
+		WT_CHECK_EQ(weft_task_release(ts[i]), 0);
+	}
+out:
+	free(ts);
+	free(rs);
+	return (void *)(uintptr_t)sum;
+}
+
+Test(task, hundred_thousand_tasks_gathered_with_correct_sum,
+     .timeout = WT_TIMEOUT(60))
+{
+	uint64_t want = (uint64_t)MANY_TASKS * (MANY_TASKS - 1); /* 2*sum i */
+	void *r = wt_run(many_main, NULL, 0);
+
+	cr_assert_eq((uint64_t)(uintptr_t)r, want, "sum %llu, want %llu",
+		     (unsigned long long)(uintptr_t)r,
+		     (unsigned long long)want);
+}
+
+/* Task i yields (N - i) * 3 times, so later tasks end first. */
+#define ORDER_N 16
+
+static void *yield_then_ret(void *arg)
+{
+	uintptr_t i = (uintptr_t)arg;
+
+	for (uintptr_t k = 0; k < (ORDER_N - i) * 3; k++)
+		WT_CHECK_EQ(weft_yield(), 0);
+	return (void *)(i + 100);
+}
+
+static void *gather_order_main(void *arg)
+{
+	weft_task *ts[ORDER_N];
+	void *rs[ORDER_N];
+
+	(void)arg;
+	for (uintptr_t i = 0; i < ORDER_N; i++) {
+		ts[i] = weft_spawn(yield_then_ret, (void *)i);
+		WT_CHECK(ts[i] != NULL);
+		rs[i] = (void *)(uintptr_t)0xbad;
+	}
+	WT_CHECK_EQ(weft_gather(ts, ORDER_N, rs), 0);
+	for (uintptr_t i = 0; i < ORDER_N; i++) {
+		WT_CHECK_PTR_EQ(rs[i], i + 100);
+		weft_task_release(ts[i]);
+	}
+	/* Gathering nothing is fine; results may be NULL. */
+	WT_CHECK_EQ(weft_gather(NULL, 0, NULL), 0);
+	WT_CHECK_EQ(weft_gather(NULL, 3, NULL), -EINVAL);
+	return NULL;
+}
+
+Test(task, gather_stores_results_in_the_order_given,
+     .timeout = WT_TIMEOUT(10))
+{
+	wt_run(gather_order_main, NULL, 1);
+	wt_run(gather_order_main, NULL, 3);
+}
+
+/* ---- many awaiters of one task ----------------------------------------- */
+
+#define AWAITERS 64
+
+struct many_awaiters {
+	struct wt_gate gate;
+	weft_task *target;
+	atomic_long entered;
+	atomic_long got;
+};
+
+static void *awaiter_fn(void *arg)
+{
+	struct many_awaiters *m = arg;
+	void *r = NULL;
+	int rc;
+
+	atomic_fetch_add(&m->entered, 1);
+	rc = weft_await(m->target, &r);
+	WT_CHECK_EQ(rc, 0);
+	WT_CHECK_PTR_EQ(r, 0x5eed);
+	if (rc == 0 && r == (void *)0x5eed)
+		atomic_fetch_add(&m->got, 1);
+	return NULL;
+}
+
+static void *many_awaiters_main(void *arg)
+{
+	struct many_awaiters m = { .gate.value = (void *)0x5eed };
+	weft_task *ws[AWAITERS];
+
+	(void)arg;
+	m.target = weft_spawn(wt_gate_fn, &m.gate);
+	WT_CHECK(m.target != NULL);
+	for (int i = 0; i < AWAITERS; i++)
+		ws[i] = weft_spawn(awaiter_fn, &m);
+	/* Let every awaiter reach its await before the target can end. */
+	WT_CHECK(wt_yield_until_count(&m.entered, AWAITERS, 10000000));
+	for (int i = 0; i < 20; i++)
+		weft_yield();
+	WT_CHECK_EQ(weft_task_done(m.target), 0);
+	atomic_store(&m.gate.open, 1);
+	WT_CHECK_EQ(weft_gather(ws, AWAITERS, NULL), 0);
+	WT_CHECK_EQ(atomic_load(&m.got), AWAITERS);
+	for (int i = 0; i < AWAITERS; i++)
+		weft_task_release(ws[i]);
+	weft_task_release(m.target);
+	return NULL;
+}
+
+Test(task, many_tasks_awaiting_one_handle_all_get_its_result,
+     .timeout = WT_TIMEOUT(20))
+{
+	wt_run(many_awaiters_main, NULL, 1);
+	wt_run(many_awaiters_main, NULL, 2);
+	wt_run(many_awaiters_main, NULL, 4);
+}
+
+/* ---- calls outside task context ----------------------------------------- */
+
+struct foreign_await {
+	weft_task *t;
+	int await_rc, gather_rc, yield_rc, self_null, shield_rc;
+	atomic_int done;
+};
+
+static void *foreign_await_thread(void *arg)
+{
+	struct foreign_await *f = arg;
+	void *r = (void *)1;
+
+	f->await_rc = weft_await(f->t, &r);
+	f->gather_rc = weft_gather(&f->t, 1, NULL);
+	f->yield_rc = weft_yield();
+	f->self_null = weft_self() == NULL;
+	f->shield_rc = weft_shield_begin();
+	WT_CHECK_PTR_EQ(r, 1); /* untouched */
+	atomic_store(&f->done, 1);
+	return NULL;
+}
+
+static void *foreign_await_main(void *arg)
+{
+	struct foreign_await *f = arg;
+	struct wt_gate g = { .value = NULL };
+	pthread_t th;
+
+	f->t = weft_spawn(wt_gate_fn, &g);
+	WT_CHECK_EQ(pthread_create(&th, NULL, foreign_await_thread, f), 0);
+	/* Keep the handle's task alive while the thread uses it. */
+	WT_CHECK(wt_yield_until(&f->done, 100000000));
+	pthread_join(th, NULL);
+	atomic_store(&g.open, 1);
+	WT_CHECK_EQ(weft_await(f->t, NULL), 0);
+	weft_task_release(f->t);
+	return NULL;
+}
+
+Test(task, await_from_a_thread_outside_the_runtime_returns_eperm,
+     .timeout = WT_TIMEOUT(10))
+{
+	struct foreign_await f;
+
+	memset(&f, 0, sizeof(f));
+	wt_run(foreign_await_main, &f, 2);
+	cr_assert_eq(f.await_rc, -EPERM);
+	cr_assert_eq(f.gather_rc, -EPERM);
+	cr_assert_eq(f.yield_rc, -EPERM);
+	cr_assert_eq(f.shield_rc, -EPERM);
+	cr_assert(f.self_null);
+
+	/* And from the test's own thread, with no runtime at all. */
+	cr_assert_eq(weft_await((weft_task *)&f, NULL), -EPERM);
+	cr_assert_eq(weft_yield(), -EPERM);
+	cr_assert_eq(weft_gather(NULL, 0, NULL), -EPERM);
+	cr_assert_null(weft_self());
+	cr_assert_null(weft_spawn(ret_arg, NULL));
+	cr_assert_eq(weft_spawn_opts(NULL, ret_arg, NULL,
+				     &(struct weft_spawn_opts){
+					     .flags = WEFT_SPAWN_DETACHED }),
+		     -EPERM);
+}
+
+/* ---- self, deadlock, NULL ------------------------------------------------ */
+
+static void *self_await_fn(void *arg)
+{
+	weft_task *me = weft_self();
+	weft_task *list[2];
+
+	(void)arg;
+	WT_CHECK(me != NULL);
+	WT_CHECK_EQ(weft_await(me, NULL), -EDEADLK);
+	list[0] = me;
+	list[1] = me;
+	WT_CHECK_EQ(weft_gather(list, 2, NULL), -EDEADLK);
+	return (void *)1;
+}
+
+static void *self_await_main(void *arg)
+{
+	void *r = NULL;
+	weft_task *t;
+
+	(void)arg;
+	WT_CHECK_EQ(weft_await(weft_self(), NULL), -EDEADLK);
+	WT_CHECK_EQ(weft_await(NULL, NULL), -EINVAL);
+	t = weft_spawn(self_await_fn, NULL);
+	WT_CHECK_EQ(weft_await(t, &r), 0);
+	WT_CHECK_PTR_EQ(r, 1);
+	weft_task_release(t);
+	return NULL;
+}
+
+Test(task, awaiting_yourself_returns_edeadlk, .timeout = WT_TIMEOUT(10))
+{
+	wt_run(self_await_main, NULL, 2);
+}
+
+/* ---- stale handles ------------------------------------------------------ */
+
+static void *stale_main(void *arg)
+{
+	weft_task *t = weft_spawn(ret_arg, (void *)5), *more[8];
+	void *r = NULL;
+
+	(void)arg;
+	WT_CHECK_EQ(weft_await(t, &r), 0);
+	WT_CHECK_PTR_EQ(r, 5);
+	WT_CHECK_EQ(weft_task_release(t), 0);
+	/* With one worker the task has fully left by the time our await
+	 * returned: the release above dropped its last reference. */
+	WT_CHECK_EQ(weft_task_done(t), -ESRCH);
+	/* Recycle control blocks: the stale handle must not name them. */
+	for (int i = 0; i < 8; i++)
+		more[i] = weft_spawn(ret_arg, (void *)(uintptr_t)i);
+	WT_CHECK_EQ(weft_gather(more, 8, NULL), 0);
+	WT_CHECK_EQ(weft_await(t, &r), -ESRCH);
+	WT_CHECK_EQ(weft_task_done(t), -ESRCH);
+	WT_CHECK(weft_task_name(t) == NULL);
+	WT_CHECK_EQ(weft_cancel(t), -ESRCH);
+	WT_CHECK_EQ(weft_task_retain(t), -ESRCH);
+	WT_CHECK_EQ(weft_task_release(t), -ESRCH);
+	WT_CHECK_EQ(weft_detach(t), -ESRCH);
+	weft_task *one[1] = { t };
+	WT_CHECK_EQ(weft_gather(one, 1, NULL), -ESRCH);
+	/* The recycled tasks are still fine. */
+	for (int i = 0; i < 8; i++) {
+		WT_CHECK_EQ(weft_task_done(more[i]), 1);
+		WT_CHECK_EQ(weft_task_release(more[i]), 0);
+	}
+	return NULL;
+}
+
+Test(task, awaiting_a_stale_handle_returns_esrch, .timeout = WT_TIMEOUT(10))
+{
+	wt_run(stale_main, NULL, 1);
+}
+
+/* With several workers the ended task may still be leaving its stack when
+ * our await returns; its own reference goes soon after. */
+static void *stale_multi_main(void *arg)
+{
+	(void)arg;
+	for (int round = 0; round < 200; round++) {
+		weft_task *t = weft_spawn(ret_arg, NULL);
+		int i;
+
+		WT_CHECK_EQ(weft_await(t, NULL), 0);
+		WT_CHECK_EQ(weft_task_release(t), 0);
+		for (i = 0; i < 100000 && weft_task_done(t) != -ESRCH; i++)
+			weft_yield();
+		WT_CHECK_EQ(weft_task_done(t), -ESRCH);
+		WT_CHECK_EQ(weft_await(t, NULL), -ESRCH);
+	}
+	return NULL;
+}
+
+Test(task, handle_goes_stale_after_last_release_with_several_workers,
+     .timeout = WT_TIMEOUT(20))
+{
+	wt_run(stale_multi_main, NULL, 3);
+}
+
+/* ---- references ---------------------------------------------------------- */
+
+static void *retain_main(void *arg)
+{
+	weft_task *t = weft_spawn(ret_arg, (void *)9);
+	void *r = NULL;
+
+	(void)arg;
+	WT_CHECK_EQ(weft_task_retain(t), 0);
+	WT_CHECK_EQ(weft_task_retain(t), 0);
+	WT_CHECK_EQ(weft_await(t, &r), 0);
+	/* Three references now: two releases leave the handle valid. */
+	WT_CHECK_EQ(weft_task_release(t), 0);
+	WT_CHECK_EQ(weft_task_release(t), 0);
+	for (int i = 0; i < 10; i++)
+		weft_yield();
+	WT_CHECK_EQ(weft_task_done(t), 1);
+	WT_CHECK(weft_task_name(t) != NULL);
+	r = NULL;
+	WT_CHECK_EQ(weft_await(t, &r), 0);
+	WT_CHECK_PTR_EQ(r, 9);
+	WT_CHECK_EQ(weft_task_release(t), 0);
+	WT_CHECK_EQ(weft_task_done(t), -ESRCH);
+
+	WT_CHECK_EQ(weft_task_retain(NULL), -EINVAL);
+	WT_CHECK_EQ(weft_task_release(NULL), -EINVAL);
+	WT_CHECK_EQ(weft_detach(NULL), -EINVAL);
+	WT_CHECK_EQ(weft_task_done(NULL), -EINVAL);
+	WT_CHECK(weft_task_name(NULL) == NULL);
+	return NULL;
+}
+
+Test(task, retain_and_release_count_references, .timeout = WT_TIMEOUT(10))
+{
+	wt_run(retain_main, NULL, 1);
+}
+
+/* Releasing the only handle while the task still runs does not stop it. */
+struct release_running {
+	struct wt_gate gate;
+	atomic_int finished;
+};
+
+static void *finish_after_gate(void *arg)
+{
+	struct release_running *s = arg;
+
+	while (!atomic_load(&s->gate.open))
+		weft_yield();
+	atomic_store(&s->finished, 1);
+	return NULL;
+}
+
+static void *release_running_main(void *arg)
+{
+	struct release_running *s = arg;
+	weft_task *t = weft_spawn(finish_after_gate, s);
+
+	WT_CHECK_EQ(weft_yield(), 0);
+	WT_CHECK_EQ(weft_task_done(t), 0);
+	WT_CHECK_EQ(weft_task_release(t), 0);
+	atomic_store(&s->gate.open, 1);
+	WT_CHECK(wt_yield_until(&s->finished, 10000000));
+	return NULL;
+}
+
+Test(task, releasing_the_last_handle_lets_the_task_run_on,
+     .timeout = WT_TIMEOUT(10))
+{
+	struct release_running s;
+
+	memset(&s, 0, sizeof(s));
+	wt_run(release_running_main, &s, 2);
+	cr_assert_eq(atomic_load(&s.finished), 1);
+}
+
+/* ---- detach ------------------------------------------------------------ */
+
+#define DETACHED_N 500
+
+static void *count_up(void *arg)
+{
+	atomic_fetch_add((atomic_long *)arg, 1);
+	return NULL;
+}
+
+static void *detach_main(void *arg)
+{
+	atomic_long *count = arg;
+	struct weft_spawn_opts o = { .flags = WEFT_SPAWN_DETACHED };
+	weft_task *out = (weft_task *)1;
+
+	for (int i = 0; i < DETACHED_N; i++) {
+		weft_task *t = weft_spawn(count_up, count);
+		WT_CHECK_EQ(weft_detach(t), 0);
+	}
+	for (int i = 0; i < DETACHED_N; i++)
+		WT_CHECK_EQ(weft_spawn_opts(NULL, count_up, count, &o), 0);
+	/* With out given, DETACHED stores NULL there. */
+	WT_CHECK_EQ(weft_spawn_opts(&out, count_up, count, &o), 0);
+	WT_CHECK(out == NULL);
+	WT_CHECK(wt_yield_until_count(count, 2 * DETACHED_N + 1, 10000000));
+	return NULL;
+}
+
+Test(task, detached_tasks_run_to_completion, .timeout = WT_TIMEOUT(10))
+{
+	atomic_long count = 0;
+
+	wt_run(detach_main, &count, 2);
+	cr_assert_eq(atomic_load(&count), 2 * DETACHED_N + 1);
+}
+
+/* ---- done, name, self, yield ---------------------------------------------- */
+
+struct self_probe {
+	weft_task *seen_self;
+	const char *seen_name;
+	char name_copy[64];
+};
+
+static void *probe_self(void *arg)
+{
+	struct self_probe *p = arg;
+
+	p->seen_self = weft_self();
+	p->seen_name = weft_task_name(weft_self());
+	if (p->seen_name)
+		snprintf(p->name_copy, sizeof(p->name_copy), "%s",
+			 p->seen_name);
+	WT_CHECK_EQ(weft_task_done(weft_self()), 0);
+	return NULL;
+}
+
+static void *done_name_self_main(void *arg)
+{
+	struct self_probe p = { 0 }, q = { 0 };
+	struct weft_spawn_opts o = { .name = "worker-of-the-month" };
+	struct weft_spawn_opts lo = {
+		.name = "a-name-that-is-much-longer-than-thirty-one-bytes"
+	};
+	struct wt_gate g = { .value = NULL };
+	weft_task *t, *u, *gt;
+	char scratch[16];
+
+	(void)arg;
+	WT_CHECK(weft_self() != NULL);
+	WT_CHECK(weft_task_name(weft_self()) != NULL &&
+		 strcmp(weft_task_name(weft_self()), "main") == 0);
+	WT_CHECK_EQ(weft_yield(), 0);
+
+	/* done: 0 while running, 1 once ended. */
+	gt = weft_spawn(wt_gate_fn, &g);
+	WT_CHECK_EQ(weft_task_done(gt), 0);
+	weft_yield();
+	WT_CHECK_EQ(weft_task_done(gt), 0);
+	atomic_store(&g.open, 1);
+	WT_CHECK_EQ(weft_await(gt, NULL), 0);
+	WT_CHECK_EQ(weft_task_done(gt), 1);
+	weft_task_release(gt);
+
+	/* Default name, and weft_self() inside is the spawner's handle. */
+	t = weft_spawn(probe_self, &p);
+	WT_CHECK(strcmp(weft_task_name(t), "task") == 0);
+	WT_CHECK_EQ(weft_await(t, NULL), 0);
+	WT_CHECK(p.seen_self == t);
+	WT_CHECK(strcmp(p.name_copy, "task") == 0);
+	WT_CHECK(strcmp(weft_task_name(t), "task") == 0);
+	weft_task_release(t);
+
+	/* Given name, copied (the caller's buffer may change). */
+	snprintf(scratch, sizeof(scratch), "%s", "scratch-name");
+	o.name = scratch;
+	WT_CHECK_EQ(weft_spawn_opts(&u, probe_self, &q, &o), 0);
+	memset(scratch, 'x', sizeof(scratch) - 1);
+	WT_CHECK_EQ(weft_await(u, NULL), 0);
+	WT_CHECK(strcmp(q.name_copy, "scratch-name") == 0);
+	WT_CHECK(strcmp(weft_task_name(u), "scratch-name") == 0);
+	weft_task_release(u);
+
+	/* Long names are truncated to 31 bytes. */
+	WT_CHECK_EQ(weft_spawn_opts(&u, ret_arg, NULL, &lo), 0);
+	WT_CHECK_EQ(strlen(weft_task_name(u)), 31);
+	WT_CHECK(strncmp(weft_task_name(u), lo.name, 31) == 0);
+	WT_CHECK_EQ(weft_await(u, NULL), 0);
+	weft_task_release(u);
+	return NULL;
+}
+
+Test(task, done_name_and_self_report_the_task, .timeout = WT_TIMEOUT(10))
+{
+	wt_run(done_name_self_main, NULL, 2);
+	cr_assert_null(weft_self());
+	cr_assert_null(weft_task_name(NULL));
+}
+
+static void *yield_many(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < 10000; i++)
+		if (!WT_CHECK_EQ(weft_yield(), 0))
+			break;
+	return (void *)3;
+}
+
+static void *yield_main(void *arg)
+{
+	weft_task *ts[4];
+
+	(void)arg;
+	for (int i = 0; i < 4; i++)
+		ts[i] = weft_spawn(yield_many, NULL);
+	WT_CHECK_EQ(weft_yield(), 0);
+	WT_CHECK_EQ(weft_gather(ts, 4, NULL), 0);
+	for (int i = 0; i < 4; i++)
+		weft_task_release(ts[i]);
+	return NULL;
+}
+
+Test(task, yield_returns_zero, .timeout = WT_TIMEOUT(20))
+{
+	wt_run(yield_main, NULL, 2);
+}
+
+/* ---- spawn options ------------------------------------------------------ */
+
+/* Uses ~600 KiB of stack: only fits a stack larger than the default. */
+static void *big_frame(void *arg)
+{
+	volatile char buf[600 * 1024];
+
+	buf[0] = 1;
+	buf[sizeof(buf) - 1] = 2;
+	for (size_t i = 0; i < sizeof(buf); i += 4096)
+		buf[i] = (char)i;
+	return (void *)(uintptr_t)(buf[0] + buf[sizeof(buf) - 1] + 1 +
+				   (uintptr_t)arg);
+}
+
+static void *spawn_opts_main(void *arg)
+{
+	struct weft_spawn_opts o;
+	weft_task *t = (weft_task *)1;
+	void *r = NULL;
+
+	(void)arg;
+	/* stack_size */
+	memset(&o, 0, sizeof(o));
+	o.stack_size = 1024 * 1024;
+	o.name = "big-frame";
+	WT_CHECK_EQ(weft_spawn_opts(&t, big_frame, (void *)10, &o), 0);
+	WT_CHECK_EQ(weft_await(t, &r), 0);
+	WT_CHECK(r != NULL);
+	weft_task_release(t);
+
+	/* Stack size that is not a page multiple is rounded up. */
+	o.stack_size = 100 * 1024 + 123;
+	o.name = NULL;
+	WT_CHECK_EQ(weft_spawn_opts(&t, ret_double, (void *)4, &o), 0);
+	WT_CHECK_EQ(weft_await(t, &r), 0);
+	WT_CHECK_PTR_EQ(r, 8);
+	WT_CHECK(strcmp(weft_task_name(t), "task") == 0);
+	weft_task_release(t);
+
+	/* NULL options mean defaults. */
+	WT_CHECK_EQ(weft_spawn_opts(&t, ret_double, (void *)5, NULL), 0);
+	WT_CHECK_EQ(weft_await(t, &r), 0);
+	WT_CHECK_PTR_EQ(r, 10);
+	weft_task_release(t);
+
+	/* Errors. */
+	memset(&o, 0, sizeof(o));
+	o.flags = 0x4;
+	t = (weft_task *)1;
+	WT_CHECK_EQ(weft_spawn_opts(&t, ret_arg, NULL, &o), -EINVAL);
+	o.flags = 0x80000000u | WEFT_SPAWN_PINNED;
+	WT_CHECK_EQ(weft_spawn_opts(&t, ret_arg, NULL, &o), -EINVAL);
+	o.flags = 0;
+	WT_CHECK_EQ(weft_spawn_opts(NULL, ret_arg, NULL, &o), -EINVAL);
+	WT_CHECK_EQ(weft_spawn_opts(&t, NULL, NULL, &o), -EINVAL);
+	o.stack_size = (size_t)1 << 41;
+	WT_CHECK_EQ(weft_spawn_opts(&t, ret_arg, NULL, &o), -EINVAL);
+	WT_CHECK_PTR_EQ(t, 1); /* untouched on error */
+	WT_CHECK(weft_spawn(NULL, NULL) == NULL);
+	return NULL;
+}
+
+Test(task, spawn_options_name_stack_size_and_bad_flags,
+     .timeout = WT_TIMEOUT(10))
+{
+	wt_run(spawn_opts_main, NULL, 2);
+}
+
+/* A task whose stack cannot be had ends with -ENOMEM: its awaiters see
+ * it. The address space is limited so the mapping of a huge stack fails. */
+static void *enomem_main(void *arg)
+{
+	struct weft_spawn_opts o = { .stack_size = (size_t)1 << 40 };
+	atomic_long *ran = arg;
+	weft_task *t;
+	void *r = (void *)1;
+
+	WT_CHECK_EQ(weft_spawn_opts(&t, (weft_fn)count_up, ran, &o), 0);
+	WT_CHECK_EQ(weft_await(t, &r), -ENOMEM);
+	WT_CHECK(r == NULL);
+	WT_CHECK_EQ(weft_task_done(t), 1);
+	weft_task_release(t);
+	/* The runtime carries on. */
+	t = weft_spawn(ret_arg, (void *)3);
+	WT_CHECK_EQ(weft_await(t, &r), 0);
+	WT_CHECK_PTR_EQ(r, 3);
+	weft_task_release(t);
+	return NULL;
+}
+
+static size_t vm_size_bytes(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	size_t kb = 0;
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmSize: %zu kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb * 1024;
+}
+
+Test(task, await_reports_enomem_when_no_stack_can_be_had,
+     .timeout = WT_TIMEOUT(10))
+{
+	atomic_long ran = 0;
+	size_t vm = vm_size_bytes();
+	struct rlimit rl;
+
+	cr_assert_gt(vm, 0);
+	/* Room for the runtime's threads and rings, not for 1 TiB. This test
+	 * runs in its own process (Criterion forks), so the limit stays
+	 * here. */
+	rl.rlim_cur = rl.rlim_max = vm + ((size_t)4 << 30);
+	cr_assert_eq(setrlimit(RLIMIT_AS, &rl), 0);
+	wt_run(enomem_main, &ran, 1);
+	cr_assert_eq(atomic_load(&ran), 0, "the body of a task that got no "
+					   "stack must not run");
+}
+
+/* ---- error strings and version ----------------------------------------- */
+
+Test(task, strerror_names_every_error_code)
+{
+	static const struct {
+		int err;
+		const char *want;
+	} known[] = {
+		{ 0, "success" },
+		{ -ECANCELED, "cancelled" },
+		{ -ESRCH, "stale task handle" },
+		{ -EDEADLK, "await itself" },
+		{ -EPERM, "not in task context" },
+		{ -EBUSY, "inside a runtime" },
+		{ -EALREADY, "already ended" },
+		{ -ENOMEM, "out of memory" },
+		{ -EINVAL, "invalid argument" },
+		{ -EAGAIN, "temporarily unavailable" },
+		{ -ENOSYS, "io_uring" },
+	};
+
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
+		const char *s = weft_strerror(known[i].err);
+		cr_assert_not_null(s);
+		cr_assert(strstr(s, known[i].want) != NULL,
+			  "weft_strerror(%d) = \"%s\", want \"%s\" in it",
+			  known[i].err, s, known[i].want);
+	}
+	/* Other errno values get the C library's text. */
+	cr_assert_str_eq(weft_strerror(-EIO), strerrordesc_np(EIO));
+	/* Never NULL, even for nonsense. */
+	cr_assert_not_null(weft_strerror(12345));
+	cr_assert_not_null(weft_strerror(-100000));
+	cr_assert_str_eq(weft_strerror(-100000), "unknown error");
+}
+
+/* INT_MIN is a negative int like any other; negating it is undefined
+ * behaviour, which the UBSan build turns into an abort. */
+Test(task, strerror_of_int_min_is_defined)
+{
+	const char *s = weft_strerror(-2147483647 - 1);
+
+	cr_assert_not_null(s);
+	cr_assert_str_eq(s, "unknown error");
+}
+
+Test(task, version_matches_the_header)
+{
+	char want[32];
+
+	snprintf(want, sizeof(want), "%d.%d.%d", WEFT_VERSION_MAJOR,
+		 WEFT_VERSION_MINOR, WEFT_VERSION_PATCH);
+	cr_assert_str_eq(weft_version(), want);
+}

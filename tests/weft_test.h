@@ -1,0 +1,221 @@
+/*
+ * Helpers shared by the Criterion tests (header only: each test_<module>.c
+ * is its own executable).
+ *
+ * Checks inside tasks. Criterion's cr_assert*() longjmps to the test's
+ * frame when it fails, which from a task (another stack, often another
+ * thread) would wreck the runtime. Code that runs in tasks or in threads
+ * of its own therefore uses WT_CHECK*(), which only records the failure;
+ * the test asserts that none was recorded once weft_run() has returned
+ * (wt_run() does it), i.e. after every worker was joined.
+ *
+ * Timeouts. Sanitizer builds run many times slower, so every .timeout is
+ * written as WT_TIMEOUT(seconds of a plain build).
+ */
+#ifndef WEFT_TEST_H
+#define WEFT_TEST_H
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <weft.h>
+
+#if defined(__SANITIZE_THREAD__)
+#define WT_SLOW 10
+#elif defined(__SANITIZE_ADDRESS__)
+#define WT_SLOW 4
+#else
+#define WT_SLOW 1
+#endif
+#define WT_TIMEOUT(s) ((s) * WT_SLOW)
+
+/* ---- failures recorded off the test's own thread ---------------------- */
+
+static atomic_int wt_failures;
+static char wt_first_failure[512];
+
+static inline void wt_fail_(const char *file, int line, const char *what)
+{
+	if (atomic_fetch_add(&wt_failures, 1) == 0)
+		snprintf(wt_first_failure, sizeof(wt_first_failure), "%s:%d: %s",
+			 file, line, what);
+}
+
+static inline int wt_check_(int ok, const char *expr, const char *file,
+			    int line)
+{
+	if (!ok)
+		wt_fail_(file, line, expr);
+	return ok;
+}
+
+static inline int wt_check_eq_(long long a, long long b, const char *ea,
+			       const char *eb, const char *file, int line)
+{
+	char buf[256];
+
+	if (a == b)
+		return 1;
+	snprintf(buf, sizeof(buf), "%s == %s (%lld != %lld)", ea, eb, a, b);
+	wt_fail_(file, line, buf);
+	return 0;
+}
+
+#define WT_CHECK(c) wt_check_(!!(c), #c, __FILE__, __LINE__)
+#define WT_CHECK_EQ(a, b)                                                  \
+	wt_check_eq_((long long)(a), (long long)(b), #a, #b, __FILE__,     \
+		     __LINE__)
+#define WT_CHECK_PTR_EQ(a, b)                                              \
+	wt_check_eq_((long long)(intptr_t)(a), (long long)(intptr_t)(b), #a, \
+		     #b, __FILE__, __LINE__)
+
+static inline void wt_assert_no_failures(void)
+{
+	int n = atomic_load(&wt_failures);
+
+	cr_assert_eq(n, 0, "%d check(s) failed in tasks/threads; first: %s", n,
+		     wt_first_failure);
+}
+
+/* ---- running a runtime ------------------------------------------------ */
+
+/* Runs fn as the main task with `workers` workers (0: one per CPU) and
+ * asserts that weft_run() returned 0 and no check failed in between.
+ * Skips the test if the kernel refuses io_uring. Returns main's result. */
+static inline void *wt_run_cfg(weft_fn fn, void *arg,
+			       const struct weft_config *cfg)
+{
+	void *res = (void *)(uintptr_t)0xdeadbeef;
+	int rc = weft_run(fn, arg, cfg, &res);
+
+	if (rc == -EPERM || rc == -ENOSYS)
+		cr_skip_test("io_uring refused by the kernel: %s",
+			     weft_strerror(rc));
+	cr_assert_eq(rc, 0, "weft_run() = %d (%s)", rc, weft_strerror(rc));
+	wt_assert_no_failures();
+	return res;
+}
+
+static inline void *wt_run(weft_fn fn, void *arg, unsigned workers)
+{
+	struct weft_config cfg;
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.workers = workers;
+	return wt_run_cfg(fn, arg, &cfg);
+}
+
+/* ---- small tools -------------------------------------------------------- */
+
+static inline uint64_t wt_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Burns CPU for about `us` microseconds without suspending. */
+static inline void wt_spin_us(unsigned us)
+{
+	uint64_t until = wt_now_ns() + (uint64_t)us * 1000u;
+
+	while (wt_now_ns() < until)
+		;
+}
+
+static inline void wt_sleep_ms(unsigned ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/* WEFT_STRESS_SCALE (default 1, at least 1): multiplies stress loops. */
+static inline unsigned wt_scale(void)
+{
+	const char *s = getenv("WEFT_STRESS_SCALE");
+	long v = s ? strtol(s, NULL, 10) : 1;
+
+	return v < 1 ? 1u : (unsigned)v;
+}
+
+/* Yields until *flag is non-zero, at most `max_yields` times; returns
+ * whether the flag was seen. For a task waiting on another task's
+ * progress without a primitive to park on. */
+static inline int wt_yield_until(atomic_int *flag, long max_yields)
+{
+	for (long i = 0; i < max_yields; i++) {
+		if (atomic_load(flag))
+			return 1;
+		weft_yield();
+	}
+	return atomic_load(flag) != 0;
+}
+
+/* Yields until *counter >= want (same bound). */
+static inline int wt_yield_until_count(atomic_long *counter, long want,
+				       long max_yields)
+{
+	for (long i = 0; i < max_yields; i++) {
+		if (atomic_load(counter) >= want)
+			return 1;
+		weft_yield();
+	}
+	return atomic_load(counter) >= want;
+}
+
+/*
+ * A gate: a task that yields until the gate is opened, then returns
+ * `value`. Tasks that await it park until then, so a gate is how tests
+ * hold many tasks parked on one handle and release them all at once.
+ */
+struct wt_gate {
+	atomic_int open;
+	void *value;
+};
+
+static inline void *wt_gate_fn(void *arg)
+{
+	struct wt_gate *g = arg;
+
+	while (!atomic_load(&g->open))
+		weft_yield();
+	return g->value;
+}
+
+/*
+ * A task that never ends on its own: it spawns a partner that awaits it,
+ * and awaits the partner, so both stay parked. Cancelling it ends both
+ * (its await returns -ECANCELED, it returns, the partner's await
+ * completes).
+ */
+static inline void *wt_partner_fn(void *arg)
+{
+	weft_await((weft_task *)arg, NULL);
+	weft_task_release((weft_task *)arg);
+	return NULL;
+}
+
+static inline void *wt_forever_fn(void *arg)
+{
+	weft_task *self = weft_self(), *p;
+
+	/* The partner's own reference to us, released after its await. */
+	WT_CHECK_EQ(weft_task_retain(self), 0);
+	p = weft_spawn(wt_partner_fn, self);
+	if (!WT_CHECK(p != NULL))
+		return NULL;
+	weft_await(p, NULL);
+	weft_task_release(p);
+	return arg;
+}
+
+#endif /* WEFT_TEST_H */
