@@ -100,6 +100,7 @@ int weft__ring_init(struct weft__worker *w)
 	w->wake_fd = eventfd(0, EFD_CLOEXEC);
 	if (w->wake_fd < 0) {
 		err = -errno;
+		w->wake_fd = -1;
 		io_uring_queue_exit(&w->ring);
 		return err;
 	}

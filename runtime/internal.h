@@ -378,7 +378,7 @@ int weft__stack_init(struct weft_runtime *rt);
 void weft__stack_fini(struct weft_runtime *rt);
 struct weft__stack *weft__stack_get(struct weft__worker *w, size_t size);
 void weft__stack_put(struct weft__worker *w, struct weft__stack *s);
-void weft__stack_worker_fini(struct weft__worker *w);
+void weft__stack_drop(struct weft_runtime *rt, struct weft__stack *s);
 int weft__stack_signal_init(struct weft__worker *w);
 void weft__stack_signal_fini(struct weft__worker *w);
 

@@ -74,11 +74,23 @@ static int worker_start(struct weft__worker *w)
 	return 0;
 }
 
+/* Per-thread part of shutdown. The ring stays open: another worker may
+ * still send this one a wake-up until all have stopped, so rings are
+ * closed by weft_run() after the joins (closing a ring from another
+ * thread is allowed; only submitting is tied to the issuer). */
 static void worker_stop(struct weft__worker *w)
 {
 	weft__worker_set_self(NULL);
 	weft__stack_signal_fini(w);
-	weft__ring_fini(w);
+}
+
+static void rings_close(struct weft_runtime *rt)
+{
+	unsigned i;
+
+	for (i = 0; i < rt->nworkers; i++)
+		if (rt->workers[i]->wake_fd >= 0)
+			weft__ring_fini(rt->workers[i]);
 }
 
 void *weft__worker_thread(void *arg)
@@ -249,6 +261,7 @@ int weft_run(weft_fn main_fn, void *arg, const struct weft_config *config,
 		for (i = 1; i <= started; i++)
 			pthread_join(rt->workers[i]->thread, NULL);
 		worker_stop(rt->workers[0]);
+		rings_close(rt);
 		pthread_mutex_destroy(&boot.lock);
 		pthread_cond_destroy(&boot.cond);
 		runtime_free(rt);
@@ -266,6 +279,7 @@ int weft_run(weft_fn main_fn, void *arg, const struct weft_config *config,
 		*result = mt->result;
 	err = mt->outcome;
 	worker_stop(rt->workers[0]);
+	rings_close(rt);
 	runtime_free(rt);
 	return err;
 }

@@ -257,11 +257,15 @@ void weft__stack_put(struct weft__worker *w, struct weft__stack *s)
 	weft__spin_unlock(&rt->stk_lock);
 }
 
-void weft__stack_worker_fini(struct weft__worker *w)
+void weft__stack_drop(struct weft_runtime *rt, struct weft__stack *s)
 {
-	/* Arena stacks are unmapped with their slabs in weft__stack_fini. */
-	w->stk_free = NULL;
-	w->stk_n = 0;
+	/* Shutdown, task still holding its stack: arena stacks go with the
+	 * arena; a stack with its own mapping is unmapped here. */
+	if (!s->arena) {
+		stack_deregister(s);
+		munmap(s->lo - rt->stk_guard, rt->stk_guard + s->size);
+		weft__free(s);
+	}
 }
 
 void weft__stack_fini(struct weft_runtime *rt)

@@ -243,10 +243,13 @@ void weft__task_pool_fini(struct weft_runtime *rt)
 		struct weft_task *blk = s->mem;
 		n = s->next;
 		for (i = 0; i < WEFT__CB_SLAB; i++) {
+			/* Tasks dropped at shutdown still hold what they
+			 * were given. */
 			if (blk[i].tls)
 				weft__free(blk[i].tls);
+			if (blk[i].stack)
+				weft__stack_drop(rt, blk[i].stack);
 #ifdef WEFT__TSAN
-			/* Tasks dropped at shutdown still own a fiber. */
 			if (blk[i].tsan_fiber)
 				__tsan_destroy_fiber(blk[i].tsan_fiber);
 #endif
