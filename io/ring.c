@@ -151,21 +151,32 @@ void weft__ring_poll(struct weft__worker *w)
 }
 
 /*
- * Blocks until something arrives in the ring, unless there is already a
- * reason not to. in_ring_wait (seq_cst store, then seq_cst loads of
+ * Blocks until something arrives in the ring (or timeout_ns pass, if not
+ * zero), unless there is already a reason not to. in_ring_wait (seq_cst store, then seq_cst loads of
  * remote_n and stopping) pairs with remote_push()/stop, which write their
  * flag (seq_cst) and then load in_ring_wait: one side always sees the
  * other. Notifications (idle.c) need no flag: their eventfd write or
  * MSG_RING completes the wait whenever it comes.
  */
-void weft__ring_wait(struct weft__worker *w)
+void weft__ring_wait(struct weft__worker *w, uint64_t timeout_ns)
 {
 	atomic_store_explicit(&w->in_ring_wait, 1, memory_order_seq_cst);
 	if (!atomic_load_explicit(&w->remote_n, memory_order_seq_cst) &&
 	    !atomic_load_explicit(&w->rt->stopping, memory_order_seq_cst) &&
 	    !atomic_load_explicit(&w->notified, memory_order_seq_cst)) {
 		arm_wake(w);
-		io_uring_submit_and_wait(&w->ring, 1);
+		if (timeout_ns) {
+			struct __kernel_timespec ts = {
+				.tv_sec = (long long)(timeout_ns / 1000000000u),
+				.tv_nsec = (long long)(timeout_ns % 1000000000u)
+			};
+			struct io_uring_cqe *cqe;
+			/* -ETIME on timeout: nothing to do but return. */
+			io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, &ts,
+							 NULL);
+		} else {
+			io_uring_submit_and_wait(&w->ring, 1);
+		}
 	}
 	atomic_store_explicit(&w->in_ring_wait, 0, memory_order_relaxed);
 	weft__ring_poll(w);

@@ -48,6 +48,9 @@
 #include "internal.h"
 #include "lqueue.h"
 
+/* How long a sleeper waits before looking again at a full next slot. */
+#define WEFT__NEXT_WATCH_NS 100000u
+
 #define SEARCH_ONE 1u
 #define UNPARK_ONE (1u << 16)
 #define N_SEARCHING(s) ((s) & 0xffffu)
@@ -120,17 +123,34 @@ void weft__idle_stop_search(struct weft__worker *w)
 		weft__idle_notify(w->rt, false);
 }
 
-/* Is there queued work anywhere a sleeper could take? */
+/* Is there queued work anywhere a sleeper could take? Next slots do not
+ * count: they are stolen only from a stuck owner (see next_slot_busy). */
 static bool work_pending(struct weft_runtime *rt)
 {
 	unsigned i;
 
 	if (atomic_load_explicit(&rt->inject_len, memory_order_relaxed))
 		return true;
+	for (i = 0; i < rt->nworkers; i++)
+		if (weft__lq_len(&rt->workers[i]->lq))
+			return true;
+	return false;
+}
+
+/* Does another worker hold a task in its next slot? Such a task waits for
+ * its owner's current task to suspend. If that never happens (a long
+ * computation), someone must take the task over, so a worker that goes to
+ * sleep while a next slot is full sleeps with a timeout and comes back to
+ * look (Go's sysmon plays this part for runnext). */
+static bool next_slot_busy(struct weft__worker *w)
+{
+	struct weft_runtime *rt = w->rt;
+	unsigned i;
+
 	for (i = 0; i < rt->nworkers; i++) {
 		struct weft__worker *v = rt->workers[i];
-		if (weft__lq_len(&v->lq) ||
-		    atomic_load_explicit(&v->next, memory_order_relaxed))
+		if (v != w && atomic_load_explicit(&v->next,
+						   memory_order_relaxed))
 			return true;
 	}
 	return false;
@@ -158,7 +178,7 @@ void weft__idle_park(struct weft__worker *w)
 	if (last && work_pending(rt))
 		weft__idle_notify(rt, false);
 
-	weft__ring_wait(w);
+	weft__ring_wait(w, next_slot_busy(w) ? WEFT__NEXT_WATCH_NS : 0);
 
 	if (atomic_exchange_explicit(&w->notified, 0, memory_order_acquire)) {
 		/* The notifier counted us unparked and searching. */

@@ -406,7 +406,7 @@ void weft__after_switch(struct weft__worker *w);
 /* io/ring.c */
 int weft__ring_init(struct weft__worker *w);
 void weft__ring_fini(struct weft__worker *w);
-void weft__ring_wait(struct weft__worker *w);
+void weft__ring_wait(struct weft__worker *w, uint64_t timeout_ns);
 void weft__ring_poll(struct weft__worker *w);
 void weft__ring_wake(struct weft__worker *from, struct weft__worker *to);
 

@@ -21,6 +21,11 @@
  *      task itself.
  *   4. on resuming, loops back to 1 (exchanges PARKING again) and re-checks,
  *      leaving with park = RUNNING once the condition holds.
+ * Every condition that may end the wait, cancellation included, must be
+ * checked after step 1 and before step 3: a wake that came before step 1
+ * left NOTIFIED, which step 1 overwrites, so the check is all that is left
+ * of it. (Checking the cancel flag only before step 1 lost cancellations:
+ * bench/wake_latency hung on it under load.)
  * A waker first makes the condition true, then moves park to NOTIFIED:
  *   RUNNING or PARKING -> NOTIFIED: the task is still on its stack; it will
  *      see the condition at its next check (the exchange in step 1/4 reads
@@ -513,12 +518,16 @@ static int await_one(struct weft__worker *w, struct weft_task *self,
 		budget_tick(w);
 		return task_result(t, result);
 	}
-	if (cancel_pending(self))
-		return WEFT__SELF_CANCELLED;
-
 	node.task = self;
 	atomic_init(&node.done, 0);
+	/* Every condition that ends the wait is checked after
+	 * park_prepare(): a cancel that came before it left NOTIFIED, which
+	 * the prepare overwrites, so only this check still sees it. */
 	park_prepare(self);
+	if (cancel_pending(self)) {
+		park_done(self);
+		return WEFT__SELF_CANCELLED;
+	}
 	weft__spin_lock(&t->wlock);
 	if (atomic_load_explicit(&t->done, memory_order_acquire)) {
 		weft__spin_unlock(&t->wlock);
@@ -605,8 +614,13 @@ int weft_gather(weft_task *const *hs, size_t n, void **results)
 		if (t) {
 			err = await_one(weft__worker_self(), self, t,
 					results ? &results[i] : NULL);
-			if (err == WEFT__SELF_CANCELLED)
+			if (err == WEFT__SELF_CANCELLED) {
+				/* As documented: what was not collected is
+				 * NULL. */
+				while (results && ++i < n)
+					results[i] = NULL;
 				return -ECANCELED;
+			}
 		}
 		if (err && !first)
 			first = err;

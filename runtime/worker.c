@@ -138,14 +138,19 @@ void weft__schedule(struct weft__worker *w, struct weft_task *t, bool yield)
 			pin_push(w, t);
 		return;
 	}
-	if (!yield) {
-		/* Release publishes t to a thief's acquire CAS on the slot. */
-		t = atomic_exchange_explicit(&w->next, t, memory_order_acq_rel);
-		if (!t)
-			return;
+	if (yield) {
+		/* Back of our own queue. No notify: a yield adds no work,
+		 * and pick_local() notifies whenever it leaves tasks behind
+		 * the one it takes. */
+		lq_push(w, t);
+		return;
 	}
-	lq_push(w, t);
-	weft__idle_notify(w->rt, false);
+	/* Release publishes t to a thief's acquire CAS on the slot. */
+	t = atomic_exchange_explicit(&w->next, t, memory_order_acq_rel);
+	if (t) {
+		lq_push(w, t);
+		weft__idle_notify(w->rt, false);
+	}
 }
 
 void weft__schedule_remote(struct weft_runtime *rt, struct weft_task *t)
