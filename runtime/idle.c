@@ -48,8 +48,8 @@
 #include "internal.h"
 #include "lqueue.h"
 
-/* How long a sleeper waits before looking again at a full next slot. */
-#define WEFT__NEXT_WATCH_NS 100000u
+/* How long the watcher sleeps before looking at next slots again. */
+#define WEFT__WATCH_NS 200000u
 
 #define SEARCH_ONE 1u
 #define UNPARK_ONE (1u << 16)
@@ -124,7 +124,7 @@ void weft__idle_stop_search(struct weft__worker *w)
 }
 
 /* Is there queued work anywhere a sleeper could take? Next slots do not
- * count: they are stolen only from a stuck owner (see next_slot_busy). */
+ * count: they are stolen only from a stuck owner (see watch_claim). */
 static bool work_pending(struct weft_runtime *rt)
 {
 	unsigned i;
@@ -137,30 +137,36 @@ static bool work_pending(struct weft_runtime *rt)
 	return false;
 }
 
-/* Does another worker hold a task in its next slot? Such a task waits for
- * its owner's current task to suspend. If that never happens (a long
- * computation), someone must take the task over, so a worker that goes to
- * sleep while a next slot is full sleeps with a timeout and comes back to
- * look (Go's sysmon plays this part for runnext). */
-static bool next_slot_busy(struct weft__worker *w)
+/*
+ * The next-slot watcher. A task in a worker's next slot waits for that
+ * worker's current task to suspend; if it computes for long, someone else
+ * must take the task over (search() does, after checking that the owner
+ * has not switched for 3 us). A searcher is awake to do so, but sleepers
+ * are not, and waking one for every task put in a next slot would cost a
+ * syscall per message between two tasks. Instead, while any worker is
+ * awake, one sleeper holds the watcher role and sleeps with a timeout of
+ * WEFT__WATCH_NS, then searches again. A next slot can only be full while
+ * its owner is awake, so when every worker sleeps nobody watches and the
+ * runtime is fully idle. Cost: one wake-up of one worker per WEFT__WATCH_NS
+ * while the runtime is partly busy; a task behind a stuck worker waits at
+ * most about that long (Go's sysmon does this job for runnext).
+ */
+static bool watch_claim(struct weft__worker *w, unsigned state)
 {
-	struct weft_runtime *rt = w->rt;
-	unsigned i;
+	int expect = 0;
 
-	for (i = 0; i < rt->nworkers; i++) {
-		struct weft__worker *v = rt->workers[i];
-		if (v != w && atomic_load_explicit(&v->next,
-						   memory_order_relaxed))
-			return true;
-	}
-	return false;
+	if (N_UNPARKED(state) == 0)
+		return false;
+	return atomic_compare_exchange_strong_explicit(
+		&w->rt->watcher, &expect, 1, memory_order_acq_rel,
+		memory_order_relaxed);
 }
 
 void weft__idle_park(struct weft__worker *w)
 {
 	struct weft_runtime *rt = w->rt;
 	unsigned dec = UNPARK_ONE, prev;
-	bool last;
+	bool last, watching;
 
 	weft__spin_lock(&rt->idle_lock);
 	if (w->searching)
@@ -178,7 +184,10 @@ void weft__idle_park(struct weft__worker *w)
 	if (last && work_pending(rt))
 		weft__idle_notify(rt, false);
 
-	weft__ring_wait(w, next_slot_busy(w) ? WEFT__NEXT_WATCH_NS : 0);
+	watching = watch_claim(w, prev - dec);
+	weft__ring_wait(w, watching ? WEFT__WATCH_NS : 0);
+	if (watching)
+		atomic_store_explicit(&rt->watcher, 0, memory_order_release);
 
 	if (atomic_exchange_explicit(&w->notified, 0, memory_order_acquire)) {
 		/* The notifier counted us unparked and searching. */

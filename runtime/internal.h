@@ -322,6 +322,8 @@ struct weft_runtime {
 	_Alignas(WEFT__CACHELINE) atomic_uint idle_state;
 	weft__spin idle_lock;
 	struct weft__worker *sleepers;
+	/* 1 while a sleeper holds the next-slot watcher role (idle.c). */
+	atomic_int watcher;
 
 	/* Set once the main task has ended: workers leave their loops. */
 	_Alignas(WEFT__CACHELINE) atomic_int stopping;

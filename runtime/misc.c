@@ -57,7 +57,7 @@ const char *weft_strerror(int err)
 	case -ENOSYS:
 		return "io_uring is not available in this kernel";
 	default:
-		if (err < 0 && strerrordesc_np(-err))
+		if (err < 0 && err > -4096 && strerrordesc_np(-err))
 			return strerrordesc_np(-err);
 		return "unknown error";
 	}

@@ -57,11 +57,7 @@ struct weft__slab {
 
 static size_t page_size(void)
 {
-	static size_t ps;
-
-	if (!ps)
-		ps = (size_t)sysconf(_SC_PAGESIZE);
-	return ps;
+	return (size_t)sysconf(_SC_PAGESIZE);
 }
 
 /* Which guard mechanism the kernel offers; probed on a scratch mapping. */
@@ -196,8 +192,12 @@ struct weft__stack *weft__stack_get(struct weft__worker *w, size_t size)
 	struct weft_runtime *rt = w->rt;
 	struct weft__stack *s;
 
-	if (size && size != rt->stack_size)
-		return stack_own(rt, size);
+	if (size && size != rt->stack_size) {
+		s = stack_own(rt, size);
+		if (!s)
+			return NULL;
+		goto out;
+	}
 	s = w->stk_free;
 	if (weft__likely(s)) {
 		w->stk_free = s->next;
@@ -212,13 +212,54 @@ struct weft__stack *weft__stack_get(struct weft__worker *w, size_t size)
 		rt->stk_free = s->next;
 		weft__spin_unlock(&rt->stk_lock);
 	}
+	s->cold = false;
+out:
 #ifdef WEFT__ASAN
-	/* Frames of the previous owner that never returned (its entry and
-	 * exit path) left poisoned redzones behind. */
+	/* Frames of the previous user of these addresses that never
+	 * returned (a task's entry and exit path) left poisoned redzones
+	 * behind; a new own mapping often lands on the same addresses. */
 	__asan_unpoison_memory_region(s->lo, s->size);
 #endif
-	s->cold = false;
 	return s;
+}
+
+static int by_address(const void *a, const void *b)
+{
+	const struct weft__stack *x = *(struct weft__stack *const *)a;
+	const struct weft__stack *y = *(struct weft__stack *const *)b;
+
+	return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+/*
+ * Gives the pages of a list of arena stacks back to the kernel. Each
+ * madvise() call costs a TLB shoot-down on every CPU running this process,
+ * so neighbours in the arena (one slab is carved in address order, and
+ * stacks tend to come back in the order they went out) are merged into one
+ * range, guards included: guard markers survive MADV_DONTNEED, and
+ * PROT_NONE guards have no pages to drop.
+ */
+static void release_pages(struct weft_runtime *rt, struct weft__stack *list)
+{
+	struct weft__stack *batch[64];
+	unsigned n = 0, i;
+
+	while (list) {
+		for (n = 0; list && n < 64; list = list->next)
+			batch[n++] = list;
+		qsort(batch, n, sizeof(batch[0]), by_address);
+		char *lo = batch[0]->lo, *hi = lo + batch[0]->size;
+		for (i = 1; i < n; i++) {
+			if (batch[i]->lo == hi + rt->stk_guard) {
+				hi = batch[i]->lo + batch[i]->size;
+				continue;
+			}
+			madvise(lo, (size_t)(hi - lo), MADV_DONTNEED);
+			lo = batch[i]->lo;
+			hi = lo + batch[i]->size;
+		}
+		madvise(lo, (size_t)(hi - lo), MADV_DONTNEED);
+	}
 }
 
 void weft__stack_put(struct weft__worker *w, struct weft__stack *s)
@@ -246,11 +287,11 @@ void weft__stack_put(struct weft__worker *w, struct weft__stack *s)
 	tail->next = NULL;
 	w->stk_n -= n;
 	for (tail = head; ; tail = tail->next) {
-		madvise(tail->lo, tail->size, MADV_DONTNEED);
 		tail->cold = true;
 		if (!tail->next)
 			break;
 	}
+	release_pages(rt, head);
 	weft__spin_lock(&rt->stk_lock);
 	tail->next = rt->stk_free;
 	rt->stk_free = head;

@@ -441,11 +441,14 @@ void weft__worker_loop(struct weft__worker *w)
 	while (!atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
 		struct weft_task *t = pick_local(w);
 
-		if (!t) {
+		if (!t)
 			t = search(w);
-			if (t)
-				weft__idle_stop_search(w);
-		}
+		/* A worker woken by a notify comes back counted as searching;
+		 * whether it then finds work locally or by stealing, it must
+		 * stop searching, or every later notify sees a searcher and
+		 * wakes nobody. */
+		if (t && w->searching)
+			weft__idle_stop_search(w);
 		if (!t) {
 			weft__idle_park(w);
 			continue;

@@ -7,7 +7,9 @@
 
 #include "weft_test.h"
 
-/* ---- a task parked in weft_await ----------------------------------------- */
+WT_SUITE(cancel, 60);
+
+/* ---- a task parked in weft_await ---------------------------------------- */
 
 struct parked {
 	struct wt_gate gate;
@@ -122,7 +124,7 @@ Test(cancel, awaiters_of_a_cancelled_task_get_ecanceled_and_its_result,
 	wt_run(awaiters_of_cancelled_main, NULL, 3);
 }
 
-/* ---- before start, after end --------------------------------------------- */
+/* ---- before start, after end -------------------------------------------- */
 
 static void *set_flag(void *arg)
 {
@@ -346,7 +348,7 @@ Test(cancel, shield_outside_a_task_returns_eperm)
 	cr_assert_eq(weft_cancelled(), 0);
 }
 
-/* ---- weft_cancelled(), self-cancel ---------------------------------------- */
+/* ---- weft_cancelled(), self-cancel -------------------------------------- */
 
 struct self_cancel {
 	struct wt_gate gate;
@@ -426,7 +428,7 @@ Test(cancel, yield_returns_ecanceled_to_a_cancelled_task,
 	wt_run(yield_loop_main, NULL, 2);
 }
 
-/* ---- cancel from a foreign thread ----------------------------------------- */
+/* ---- cancel from a foreign thread --------------------------------------- */
 
 struct foreign_cancel {
 	struct parked p;

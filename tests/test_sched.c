@@ -8,6 +8,8 @@
 
 #include "weft_test.h"
 
+WT_SUITE(sched, 120);
+
 #define MAX_WORKERS 8
 
 /* ---- stealing ----------------------------------------------------------- */
@@ -18,6 +20,7 @@ struct steal {
 	atomic_long per_worker[MAX_WORKERS];
 	atomic_long bad_index;
 	unsigned workers;
+	int batches;
 };
 
 static void *record_worker(void *arg)
@@ -49,14 +52,30 @@ static void *spawner(void *arg)
 	return NULL;
 }
 
+static int all_workers_seen(struct steal *s)
+{
+	for (unsigned i = 0; i < s->workers; i++)
+		if (atomic_load(&s->per_worker[i]) == 0)
+			return 0;
+	return 1;
+}
+
+/* Batches of STEAL_TASKS from one spawner, until every worker has run
+ * some (one batch nearly always suffices; a heavily loaded machine may
+ * keep a worker's thread off the CPU through one). */
+#define STEAL_BATCHES 5
+
 static void *steal_main(void *arg)
 {
 	struct steal *s = arg;
-	weft_task *t = weft_spawn(spawner, s);
 
 	WT_CHECK_EQ(weft_worker_count(), s->workers);
-	WT_CHECK_EQ(weft_await(t, NULL), 0);
-	weft_task_release(t);
+	for (int b = 0; b < STEAL_BATCHES && !all_workers_seen(s); b++) {
+		weft_task *t = weft_spawn(spawner, s);
+		WT_CHECK_EQ(weft_await(t, NULL), 0);
+		weft_task_release(t);
+		s->batches++;
+	}
 	return NULL;
 }
 
@@ -76,12 +95,15 @@ static void steal_check(unsigned workers, int wake_mode)
 			    n);
 		total += n;
 	}
-	cr_assert_eq(total, STEAL_TASKS);
+	cr_assert_eq(total, (long)s.batches * STEAL_TASKS);
 	for (unsigned i = 0; i < workers; i++)
 		cr_assert_gt(atomic_load(&s.per_worker[i]), 0,
-			     "workers=%u: worker %u never ran a task: no "
-			     "stealing",
-			     workers, i);
+			     "workers=%u: worker %u never ran a task in %d "
+			     "batches of %d: no stealing",
+			     workers, i, s.batches, STEAL_TASKS);
+	if (s.batches > 1)
+		cr_log_warn("workers=%u: every worker ran a task only after "
+			    "%d batches", workers, s.batches);
 }
 
 Test(sched, idle_workers_steal_from_a_busy_one_two_workers,
@@ -107,9 +129,170 @@ Test(sched, idle_workers_steal_with_eventfd_wakeups,
      .timeout = WT_TIMEOUT(20))
 {
 	steal_check(3, WEFT_WAKE_EVENTFD);
+	steal_check(4, WEFT_WAKE_EVENTFD);
 }
 
-/* ---- spawning from a foreign thread --------------------------------------- */
+/*
+ * Regression test: a sleeping worker woken by a notification starts out as
+ * a searcher (it counts in the searching number, and while that is not zero
+ * every notification is a no-op). If it then finds its work in
+ * pick_local() (whose last resort is the inject queue) rather than in
+ * search(), it stays counted as searching while it runs tasks, so no other
+ * sleeper is woken again as long as it stays busy: all work runs on it.
+ *
+ * Here: every worker but the main one (blocked in pthread_join()) sleeps;
+ * a foreign thread spawns one task, which lands in the inject queue and
+ * wakes one sleeper; that task spawns 2,000 short busy tasks and gathers
+ * them. Idle workers must take part.
+ */
+#define FANOUT_N 2000
+
+struct fanout {
+	weft_runtime *rt;
+	atomic_long per_worker[MAX_WORKERS];
+	atomic_int done;
+	int root_worker;
+	int spawn_rc;
+};
+
+static void *fanout_leaf(void *arg)
+{
+	struct fanout *f = arg;
+	int w = weft_worker_index();
+
+	wt_spin_us(20);
+	if (w >= 0 && w < MAX_WORKERS)
+		atomic_fetch_add(&f->per_worker[w], 1);
+	return NULL;
+}
+
+static void *fanout_root(void *arg)
+{
+	struct fanout *f = arg;
+	weft_task **ts = calloc(FANOUT_N, sizeof(*ts));
+
+	f->root_worker = weft_worker_index();
+	if (WT_CHECK(ts != NULL)) {
+		for (int i = 0; i < FANOUT_N; i++)
+			ts[i] = weft_spawn(fanout_leaf, f);
+		WT_CHECK_EQ(weft_gather(ts, FANOUT_N, NULL), 0);
+		for (int i = 0; i < FANOUT_N; i++)
+			weft_task_release(ts[i]);
+		free(ts);
+	}
+	atomic_store(&f->done, 1);
+	return NULL;
+}
+
+static void *fanout_thread(void *arg)
+{
+	struct fanout *f = arg;
+	struct weft_spawn_opts o = { .runtime = f->rt,
+				     .flags = WEFT_SPAWN_DETACHED };
+
+	wt_sleep_ms(30); /* every other worker is asleep by now */
+	f->spawn_rc = weft_spawn_opts(NULL, fanout_root, f, &o);
+	for (int i = 0; i < 20000 && !atomic_load(&f->done); i++)
+		wt_sleep_ms(1);
+	return NULL;
+}
+
+static void *fanout_main(void *arg)
+{
+	struct fanout *f = arg;
+	pthread_t th;
+
+	f->rt = weft_runtime_self();
+	WT_CHECK_EQ(pthread_create(&th, NULL, fanout_thread, f), 0);
+	/* Keep this worker out of it until the fan-out has ended. */
+	pthread_join(th, NULL);
+	WT_CHECK_EQ(atomic_load(&f->done), 1);
+	return NULL;
+}
+
+Test(sched, no_sleeper_stranded_by_a_busy_searcher,
+     .timeout = WT_TIMEOUT(30))
+{
+	for (int round = 0; round < 3; round++) {
+		struct fanout f;
+		int helpers = 0;
+		long total = 0;
+
+		memset(&f, 0, sizeof(f));
+		wt_run(fanout_main, &f, 4);
+		cr_assert_eq(f.spawn_rc, 0);
+		for (int i = 0; i < 4; i++) {
+			long n = atomic_load(&f.per_worker[i]);
+			total += n;
+			helpers += i != f.root_worker && n > 0;
+			cr_log_info("round %d: worker %d ran %ld (root on %d)",
+				    round, i, n, f.root_worker);
+		}
+		cr_assert_eq(total, FANOUT_N);
+		cr_assert_gt(helpers, 0,
+			     "round %d: all %d tasks ran on worker %d, the one "
+			     "woken for the injected task; the other idle "
+			     "workers were never woken",
+			     round, FANOUT_N, f.root_worker);
+	}
+}
+
+/*
+ * A task spawned (or woken) into the next slot of a worker that then runs a
+ * long computation without suspending must not wait for it: another worker
+ * takes it over (docs/design/scheduler.md, "The next slot and stealing":
+ * stolen from a victim stuck in one task; tokio-rs/tokio#4941 is the bug
+ * this avoids). The other worker is asleep when the task is queued.
+ */
+struct stuck {
+	atomic_int ran;
+	int ran_on, spinner_on;
+	uint64_t waited_ns;
+};
+
+static void *stuck_flag(void *arg)
+{
+	struct stuck *s = arg;
+
+	s->ran_on = weft_worker_index();
+	atomic_store(&s->ran, 1);
+	return NULL;
+}
+
+static void *stuck_main(void *arg)
+{
+	struct stuck *s = arg;
+	uint64_t t0, limit = 1000000000u; /* 1 s */
+	weft_task *t;
+
+	wt_sleep_ms(30); /* blocks this worker: the other one goes to sleep */
+	s->spinner_on = weft_worker_index();
+	t = weft_spawn(stuck_flag, s);
+	t0 = wt_now_ns();
+	while (!atomic_load(&s->ran) && wt_now_ns() - t0 < limit)
+		; /* a long computation: no suspension */
+	s->waited_ns = wt_now_ns() - t0;
+	WT_CHECK_EQ(weft_await(t, NULL), 0);
+	weft_task_release(t);
+	return NULL;
+}
+
+Test(sched, task_behind_a_worker_stuck_in_a_long_task_is_taken_over,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct stuck s;
+
+	memset(&s, 0, sizeof(s));
+	wt_run(stuck_main, &s, 2);
+	cr_log_info("spawned task ran after %.3f ms on worker %d",
+		    (double)s.waited_ns / 1e6, s.ran_on);
+	cr_assert(s.ran_on != s.spinner_on,
+		  "the spawned task waited %.0f ms, until its worker's long "
+		  "task ended; no idle worker took it over",
+		  (double)s.waited_ns / 1e6);
+}
+
+/* ---- spawning from a foreign thread ------------------------------------- */
 
 #define FOREIGN_N 200
 
@@ -481,7 +664,7 @@ Test(sched, pinned_task_woken_from_a_foreign_thread_resumes_at_home,
 	}
 }
 
-/* ---- the cooperative budget ------------------------------------------------ */
+/* ---- the cooperative budget --------------------------------------------- */
 
 static void *ret_null(void *arg)
 {
@@ -570,7 +753,7 @@ Test(sched, gathering_finished_tasks_in_a_loop_lets_others_run,
 				  "let the other task run");
 }
 
-/* ---- yield ------------------------------------------------------------- */
+/* ---- yield -------------------------------------------------------------- */
 
 #define PING_N 1000
 
@@ -626,7 +809,7 @@ Test(sched, yield_ping_pongs_between_two_tasks_on_one_worker,
 		     atomic_load(&p.repeats));
 }
 
-/* ---- worker queries ------------------------------------------------------ */
+/* ---- worker queries ----------------------------------------------------- */
 
 struct counts {
 	unsigned count;
@@ -719,6 +902,7 @@ Test(sched, bad_config_returns_einval, .timeout = WT_TIMEOUT(10))
 	c.wake_mode = -1;
 	cr_assert_eq(weft_run(raise_flag, &ran, &c, NULL), -EINVAL);
 	cr_assert_eq(ran, 0, "main must not run with a bad config");
+	WT_LEAK_ASSERT();
 	/* And a good one still works afterwards. */
 	memset(&c, 0, sizeof(c));
 	c.workers = 1;
@@ -846,5 +1030,6 @@ Test(sched, two_runtimes_side_by_side_spawn_into_each_other,
 	cr_assert_eq(tw.run_rc[0], 0);
 	cr_assert_eq(tw.run_rc[1], 0);
 	wt_assert_no_failures();
+	WT_LEAK_ASSERT();
 	cr_assert_eq(atomic_load(&tw.cross_ran), 200);
 }

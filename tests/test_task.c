@@ -7,6 +7,8 @@
 
 #include "weft_test.h"
 
+WT_SUITE(task, 90);
+
 static void *ret_arg(void *arg)
 {
 	return arg;
@@ -17,7 +19,7 @@ static void *ret_double(void *arg)
 	return (void *)((uintptr_t)arg * 2);
 }
 
-/* ---- spawn, await, gather --------------------------------------------- */
+/* ---- spawn, await, gather ----------------------------------------------- */
 
 static void *await_result_main(void *arg)
 {
@@ -62,6 +64,7 @@ Test(task, weft_run_hands_back_main_result_and_accepts_null_result,
 	cr_assert_eq(r, &x);
 	cr_assert_eq(weft_run(run_result_main, &x, NULL, NULL), 0);
 	cr_assert_eq(weft_run(NULL, NULL, NULL, NULL), -EINVAL);
+	WT_LEAK_ASSERT();
 }
 
 #define MANY_TASKS 100000
@@ -145,7 +148,7 @@ Test(task, gather_stores_results_in_the_order_given,
 	wt_run(gather_order_main, NULL, 3);
 }
 
-/* ---- many awaiters of one task ----------------------------------------- */
+/* ---- many awaiters of one task ------------------------------------------ */
 
 #define AWAITERS 64
 
@@ -268,7 +271,7 @@ Test(task, await_from_a_thread_outside_the_runtime_returns_eperm,
 		     -EPERM);
 }
 
-/* ---- self, deadlock, NULL ------------------------------------------------ */
+/* ---- self, deadlock, NULL ----------------------------------------------- */
 
 static void *self_await_fn(void *arg)
 {
@@ -369,7 +372,7 @@ Test(task, handle_goes_stale_after_last_release_with_several_workers,
 	wt_run(stale_multi_main, NULL, 3);
 }
 
-/* ---- references ---------------------------------------------------------- */
+/* ---- references --------------------------------------------------------- */
 
 static void *retain_main(void *arg)
 {
@@ -445,7 +448,7 @@ Test(task, releasing_the_last_handle_lets_the_task_run_on,
 	cr_assert_eq(atomic_load(&s.finished), 1);
 }
 
-/* ---- detach ------------------------------------------------------------ */
+/* ---- detach ------------------------------------------------------------- */
 
 #define DETACHED_N 500
 
@@ -482,7 +485,7 @@ Test(task, detached_tasks_run_to_completion, .timeout = WT_TIMEOUT(10))
 	cr_assert_eq(atomic_load(&count), 2 * DETACHED_N + 1);
 }
 
-/* ---- done, name, self, yield ---------------------------------------------- */
+/* ---- done, name, self, yield -------------------------------------------- */
 
 struct self_probe {
 	weft_task *seen_self;
@@ -717,7 +720,7 @@ Test(task, await_reports_enomem_when_no_stack_can_be_had,
 					   "stack must not run");
 }
 
-/* ---- error strings and version ----------------------------------------- */
+/* ---- error strings and version ------------------------------------------ */
 
 Test(task, strerror_names_every_error_code)
 {

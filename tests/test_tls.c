@@ -6,7 +6,9 @@
 
 #include "weft_test.h"
 
-/* ---- set, get --------------------------------------------------------------- */
+WT_SUITE(tls, 60);
+
+/* ---- set, get ----------------------------------------------------------- */
 
 struct basic {
 	weft_tls_key key;
@@ -71,7 +73,7 @@ Test(tls, keys_are_distinct)
 	cr_assert_eq(weft_tls_key_create(NULL, NULL), -EINVAL);
 }
 
-/* ---- values are per task ------------------------------------------------------ */
+/* ---- values are per task ------------------------------------------------ */
 
 #define TLS_TASKS 8
 #define TLS_YIELDS 2000
@@ -152,7 +154,7 @@ Test(tls, values_are_per_task_and_follow_the_task_across_workers,
 	cr_log_info("tasks resumed on another worker %ld times", moves);
 }
 
-/* ---- destructors ------------------------------------------------------------- */
+/* ---- destructors -------------------------------------------------------- */
 
 #define DTOR_TASKS 100
 
@@ -309,7 +311,7 @@ Test(tls, a_new_task_never_sees_values_of_an_ended_one,
 	cr_assert_eq(r.stale_seen, 0);
 }
 
-/* ---- errors --------------------------------------------------------------- */
+/* ---- errors ------------------------------------------------------------- */
 
 struct errs {
 	weft_tls_key key;

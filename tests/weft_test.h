@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <weft.h>
 
@@ -35,7 +36,71 @@
 #endif
 #define WT_TIMEOUT(s) ((s) * WT_SLOW)
 
-/* ---- failures recorded off the test's own thread ---------------------- */
+/*
+ * Per-suite fixtures, WT_SUITE(suite, seconds):
+ *   - a watchdog besides Criterion's .timeout, which BoxFort does not
+ *     always enforce (seen here when two tests timed out at once;
+ *     Criterion issue 345): every test of the suite is killed by SIGALRM
+ *     after `seconds` (scaled like WT_TIMEOUT), so a hang ends as a crash,
+ *     never as a stuck run. Choose more than the longest .timeout in it.
+ *   - (ASan builds) no leak check: Criterion ends its workers with
+ *     _Exit(), so LeakSanitizer's check at exit never runs there, and
+ *     Criterion 2.4 counts neither failed assertions nor crashes in a .fini
+ *     fixture. Tests check in their body instead: wt_run() after every
+ *     weft_run(), WT_LEAK_ASSERT() where a test calls weft_run() itself.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+#define WT_LEAK_ASSERT()                                                   \
+	cr_assert_eq(__lsan_do_recoverable_leak_check(), 0,                \
+		     "LeakSanitizer found leaks (report above)")
+#else
+#define WT_LEAK_ASSERT() ((void)0)
+#endif
+
+#define WT_SUITE(suite, seconds)                                           \
+	static void suite##_watchdog(void)                                 \
+	{                                                                  \
+		alarm((unsigned)WT_TIMEOUT(seconds));                      \
+	}                                                                  \
+	static void suite##_disarm(void)                                   \
+	{                                                                  \
+		alarm(0);                                                  \
+	}                                                                  \
+	TestSuite(suite, .init = suite##_watchdog, .fini = suite##_disarm)
+
+/* TSan reports must fail the test that caused them: stop at the first
+ * one (Criterion ignores a worker's exit status once its test passed, and
+ * TSan sets its non-zero exit status only at exit). */
+#if defined(__SANITIZE_THREAD__)
+const char *__tsan_default_options(void);
+const char *__tsan_default_options(void)
+{
+	return "halt_on_error=1:second_deadlock_stack=1";
+}
+#endif
+
+/* ASan builds: Criterion's runner process (which runs no test) loses a few
+ * blocks of its own, which LeakSanitizer would report at its exit and turn
+ * into a failing exit status. Its usual main, ended with _exit() so that
+ * the check at exit is skipped there; tests are checked by WT_SUITE. (A
+ * suppression would not do: every allocation made by a test has
+ * libcriterion.so on its stack.) */
+#if defined(__SANITIZE_ADDRESS__)
+int main(int argc, char *argv[])
+{
+	struct criterion_test_set *tests = criterion_initialize();
+	int result = 0;
+
+	if (criterion_handle_args(argc, argv, true))
+		result = !criterion_run_all_tests(tests);
+	criterion_finalize(tests);
+	fflush(NULL);
+	_exit(result);
+}
+#endif
+
+/* ---- failures recorded off the test's own thread ------------------------ */
 
 static atomic_int wt_failures;
 static char wt_first_failure[512];
@@ -43,8 +108,8 @@ static char wt_first_failure[512];
 static inline void wt_fail_(const char *file, int line, const char *what)
 {
 	if (atomic_fetch_add(&wt_failures, 1) == 0)
-		snprintf(wt_first_failure, sizeof(wt_first_failure), "%s:%d: %s",
-			 file, line, what);
+		snprintf(wt_first_failure, sizeof(wt_first_failure),
+			 "%s:%d: %s", file, line, what);
 }
 
 static inline int wt_check_(int ok, const char *expr, const char *file,
@@ -83,7 +148,7 @@ static inline void wt_assert_no_failures(void)
 		     wt_first_failure);
 }
 
-/* ---- running a runtime ------------------------------------------------ */
+/* ---- running a runtime -------------------------------------------------- */
 
 /* Runs fn as the main task with `workers` workers (0: one per CPU) and
  * asserts that weft_run() returned 0 and no check failed in between.
@@ -99,6 +164,7 @@ static inline void *wt_run_cfg(weft_fn fn, void *arg,
 			     weft_strerror(rc));
 	cr_assert_eq(rc, 0, "weft_run() = %d (%s)", rc, weft_strerror(rc));
 	wt_assert_no_failures();
+	WT_LEAK_ASSERT();
 	return res;
 }
 
@@ -138,13 +204,23 @@ static inline void wt_sleep_ms(unsigned ms)
 		;
 }
 
-/* WEFT_STRESS_SCALE (default 1, at least 1): multiplies stress loops. */
+/* How many times over stress loops run: WEFT_STRESS_SCALE (default 1, at
+ * least 1) times a per-build base, so that the stress suite takes about the
+ * same wall time in every build (TSan is some 50 times slower here). */
+#if defined(__SANITIZE_THREAD__)
+#define WT_STRESS_BASE 1
+#elif defined(__SANITIZE_ADDRESS__)
+#define WT_STRESS_BASE 4
+#else
+#define WT_STRESS_BASE 10
+#endif
+
 static inline unsigned wt_scale(void)
 {
 	const char *s = getenv("WEFT_STRESS_SCALE");
 	long v = s ? strtol(s, NULL, 10) : 1;
 
-	return v < 1 ? 1u : (unsigned)v;
+	return (v < 1 ? 1u : (unsigned)v) * WT_STRESS_BASE;
 }
 
 /* Yields until *flag is non-zero, at most `max_yields` times; returns
@@ -217,5 +293,29 @@ static inline void *wt_forever_fn(void *arg)
 	weft_task_release(p);
 	return arg;
 }
+
+/* ---- ThreadSanitizer builds: room for BoxFort's arenas -------------------
+ *
+ * Criterion (its sandbox library BoxFort, arena.c) maps each "arena" at
+ * 0x2000_0000_0000 + (rand_r() & 0x3fffff) * 16 MiB, below 0x7f00_0000_0000,
+ * and gives up after 10 addresses that are already mapped. TSan reserves
+ * nearly all of that range (shadow, meta, protected gaps), so arenas fail
+ * about half of the time: in the runner ("Could not initialize inheritable
+ * arena", Criterion issue 274) and in test workers (a NULL dereference in
+ * libcriterion). This rand_r(), which the executable exports in place of
+ * libc's (BoxFort is its only caller in libcriterion), draws addresses only
+ * from [0x5500_0000_0000, 0x5680_0000_0000), which TSan leaves to the
+ * application (PIE binaries) and keeps free. Sanitizer builds only.
+ */
+#if defined(__SANITIZE_THREAD__)
+int rand_r(unsigned *seed);
+int rand_r(unsigned *seed)
+{
+	unsigned x = *seed * 1103515245u + 12345u;
+
+	*seed = x;
+	return (int)(0x350000u + (x >> 8) % 0x18000u);
+}
+#endif
 
 #endif /* WEFT_TEST_H */
