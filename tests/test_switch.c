@@ -1,6 +1,8 @@
 /* The bare context switch, without the runtime around it. */
 #include <criterion/criterion.h>
 
+#include "weft_test.h" /* sanitizer-build scaffolding for Criterion */
+
 #include "switch_check.h"
 
 Test(switch, preserves_registers_arguments_and_fp_control_state)
