@@ -251,8 +251,10 @@ struct weft__worker {
 	int budget;
 	/* Tasks taken from the next slot in a row (fairness bound). */
 	unsigned next_streak;
-	/* Scheduling ticks, for the every-61-ticks inject check. */
+	/* Scheduling ticks (alternates pinned and local-queue priority). */
 	unsigned tick;
+	/* Picks left until the inject queue is looked at first. */
+	unsigned inject_countdown;
 	/* xorshift state for choosing a victim. */
 	uint32_t rng;
 	/* Whether this worker counts in the runtime's searching number. */

@@ -210,6 +210,7 @@ int weft_run(weft_fn main_fn, void *arg, const struct weft_config *config,
 		w->rt = rt;
 		w->index = i;
 		w->rng = 0x9e3779b9u * (i + 1);
+		w->inject_countdown = 61;
 		w->wake_fd = -1;
 		rt->workers[i] = w;
 	}

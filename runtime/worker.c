@@ -181,7 +181,10 @@ static struct weft_task *pick_local(struct weft__worker *w)
 
 	if (atomic_load_explicit(&w->remote_n, memory_order_relaxed))
 		remote_drain(w);
-	if (tick % WEFT__INJECT_INTERVAL == 0) {
+	/* Every WEFT__INJECT_INTERVAL-th pick looks at the inject queue
+	 * first (a countdown: cheaper than a modulo on the hot path). */
+	if (--w->inject_countdown == 0) {
+		w->inject_countdown = WEFT__INJECT_INTERVAL;
 		t = pick_inject(w);
 		if (t)
 			return t;
