@@ -126,10 +126,10 @@ static void *amain(void *arg)
 	    weft_await(p, &res) < 0 || !res)
 		return (void *)1;
 	weft_task_release(p);
-	printf("RESULT weft wake_latency %.2f us/roundtrip mode=%s rounds=%lu "
+	printf("RESULT weft wake_latency_%s %.2f us/roundtrip rounds=%lu "
 	       "workers=2\n",
-	       (double)(uintptr_t)res / rounds / 1000.0,
-	       mode == WEFT_WAKE_MSG_RING ? "msg_ring" : "eventfd", rounds);
+	       mode == WEFT_WAKE_MSG_RING ? "msg_ring" : "eventfd",
+	       (double)(uintptr_t)res / rounds / 1000.0, rounds);
 	return NULL;
 }
 
