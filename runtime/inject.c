@@ -15,13 +15,8 @@
 void weft__inject_push(struct weft_runtime *rt, struct weft_task *head,
 		       struct weft_task *tail, unsigned n)
 {
-	tail->qnext = NULL;
 	weft__spin_lock(&rt->inject_lock);
-	if (rt->inject_tail)
-		rt->inject_tail->qnext = head;
-	else
-		rt->inject_head = head;
-	rt->inject_tail = tail;
+	weft__tlist_append(&rt->inject, head, tail);
 	atomic_store_explicit(&rt->inject_len,
 			      atomic_load_explicit(&rt->inject_len,
 						   memory_order_relaxed) + n,
@@ -37,7 +32,7 @@ void weft__inject_push(struct weft_runtime *rt, struct weft_task *head,
 struct weft_task *weft__inject_pop(struct weft_runtime *rt,
 				   struct weft__worker *w, unsigned max)
 {
-	struct weft_task *t, *n;
+	struct weft_task *t;
 	unsigned len, take;
 
 	if (!atomic_load_explicit(&rt->inject_len, memory_order_relaxed))
@@ -53,20 +48,12 @@ struct weft_task *weft__inject_pop(struct weft_runtime *rt,
 		take = max;
 	if (take > len)
 		take = len;
-	t = rt->inject_head;
-	n = t->qnext;
-	for (unsigned i = 1; i < take; i++) {
-		struct weft_task *x = n;
-		n = x->qnext;
-		/* Room was checked by the caller; cannot fail. */
-		weft__lq_push(&w->lq, x);
-	}
-	rt->inject_head = n;
-	if (!n)
-		rt->inject_tail = NULL;
+	t = weft__tlist_pop(&rt->inject);
+	/* Room was checked by the caller; the pushes cannot fail. */
+	for (unsigned i = 1; i < take; i++)
+		weft__lq_push(&w->lq, weft__tlist_pop(&rt->inject));
 	atomic_store_explicit(&rt->inject_len, len - take,
 			      memory_order_relaxed);
 	weft__spin_unlock(&rt->inject_lock);
-	t->qnext = NULL;
 	return t;
 }

@@ -211,6 +211,40 @@ struct weft_task {
 	char name[32];
 };
 
+/* ---- task lists ---------------------------------------------------------
+ * An intrusive FIFO of tasks linked through task->qnext, for the inject
+ * queue and the pinned and remote lists. No locking of its own: each user
+ * says what guards it. */
+struct weft__tlist {
+	struct weft_task *head, *tail;
+};
+
+/* Appends the chain first..last (already linked through qnext). */
+static inline void weft__tlist_append(struct weft__tlist *l,
+				      struct weft_task *first,
+				      struct weft_task *last)
+{
+	last->qnext = NULL;
+	if (l->tail)
+		l->tail->qnext = first;
+	else
+		l->head = first;
+	l->tail = last;
+}
+
+static inline struct weft_task *weft__tlist_pop(struct weft__tlist *l)
+{
+	struct weft_task *t = l->head;
+
+	if (t) {
+		l->head = t->qnext;
+		if (!l->head)
+			l->tail = NULL;
+		t->qnext = NULL;
+	}
+	return t;
+}
+
 /* ---- the local run queue ---------------------------------------------- */
 
 #define WEFT__LQ_SIZE 256u
@@ -260,7 +294,7 @@ struct weft__worker {
 	/* Whether this worker counts in the runtime's searching number. */
 	bool searching;
 	/* Pinned tasks ready to run here, private FIFO. */
-	struct weft_task *pin_head, *pin_tail;
+	struct weft__tlist pins;
 	/* Hot free stacks (stack.c). */
 	struct weft__stack *stk_free;
 	unsigned stk_n;
@@ -270,7 +304,7 @@ struct weft__worker {
 
 	/* Pinned tasks woken by other threads, handed over under the lock. */
 	_Alignas(WEFT__CACHELINE) weft__spin remote_lock;
-	struct weft_task *remote_head, *remote_tail;
+	struct weft__tlist remote;
 	atomic_int remote_n;
 
 	/* Idle protocol (idle.c): set by the notifier that picked this
@@ -316,7 +350,7 @@ struct weft_runtime {
 
 	/* Global inject queue (inject.c). */
 	_Alignas(WEFT__CACHELINE) weft__spin inject_lock;
-	struct weft_task *inject_head, *inject_tail;
+	struct weft__tlist inject;
 	atomic_uint inject_len;
 
 	/* Idle protocol (idle.c): searching count in the low 16 bits,

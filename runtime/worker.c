@@ -78,55 +78,25 @@ static void lq_push(struct weft__worker *w, struct weft_task *t)
  * sees the count, or we see it waiting and wake it. */
 static void remote_push(struct weft__worker *home, struct weft_task *t)
 {
-	t->qnext = NULL;
 	weft__spin_lock(&home->remote_lock);
-	if (home->remote_tail)
-		home->remote_tail->qnext = t;
-	else
-		home->remote_head = t;
-	home->remote_tail = t;
+	weft__tlist_append(&home->remote, t, t);
 	atomic_fetch_add_explicit(&home->remote_n, 1, memory_order_seq_cst);
 	weft__spin_unlock(&home->remote_lock);
 	if (atomic_load_explicit(&home->in_ring_wait, memory_order_seq_cst))
 		weft__ring_wake(weft__worker_self(), home);
 }
 
-static void pin_push(struct weft__worker *w, struct weft_task *t)
-{
-	t->qnext = NULL;
-	if (w->pin_tail)
-		w->pin_tail->qnext = t;
-	else
-		w->pin_head = t;
-	w->pin_tail = t;
-}
-
-static struct weft_task *pin_pop(struct weft__worker *w)
-{
-	struct weft_task *t = w->pin_head;
-
-	if (t) {
-		w->pin_head = t->qnext;
-		if (!w->pin_head)
-			w->pin_tail = NULL;
-	}
-	return t;
-}
-
 static void remote_drain(struct weft__worker *w)
 {
-	struct weft_task *h;
+	struct weft__tlist got;
 
 	weft__spin_lock(&w->remote_lock);
-	h = w->remote_head;
-	w->remote_head = w->remote_tail = NULL;
+	got = w->remote;
+	w->remote.head = w->remote.tail = NULL;
 	atomic_store_explicit(&w->remote_n, 0, memory_order_relaxed);
 	weft__spin_unlock(&w->remote_lock);
-	while (h) {
-		struct weft_task *n = h->qnext;
-		pin_push(w, h);
-		h = n;
-	}
+	if (got.head)
+		weft__tlist_append(&w->pins, got.head, got.tail);
 }
 
 void weft__schedule(struct weft__worker *w, struct weft_task *t, bool yield)
@@ -135,7 +105,7 @@ void weft__schedule(struct weft__worker *w, struct weft_task *t, bool yield)
 		if (t->home != w)
 			remote_push(t->home, t);
 		else
-			pin_push(w, t);
+			weft__tlist_append(&w->pins, t, t);
 		return;
 	}
 	if (yield) {
@@ -206,7 +176,7 @@ static struct weft_task *pick_local(struct weft__worker *w)
 		}
 	}
 	w->next_streak = 0;
-	if ((tick & 1) && (t = pin_pop(w)))
+	if ((tick & 1) && (t = weft__tlist_pop(&w->pins)))
 		return t;
 	t = weft__lq_pop(&w->lq, &more);
 	if (t) {
@@ -216,7 +186,7 @@ static struct weft_task *pick_local(struct weft__worker *w)
 			weft__idle_notify(w->rt, false);
 		return t;
 	}
-	if ((t = pin_pop(w)))
+	if ((t = weft__tlist_pop(&w->pins)))
 		return t;
 	if (atomic_load_explicit(&w->next, memory_order_relaxed) &&
 	    (t = atomic_exchange_explicit(&w->next, NULL,
