@@ -143,25 +143,59 @@ static struct weft_task *pick_inject(struct weft__worker *w)
 	return weft__inject_pop(w->rt, w, room / 2 + 1);
 }
 
-static struct weft_task *pick_local(struct weft__worker *w)
+/* The rare part of pick_local(), out of line so that the common path
+ * stays a short leaf: pinned tasks handed over by other threads, and every
+ * WEFT__INJECT_INTERVAL-th pick the inject queue first (a countdown,
+ * cheaper than a modulo) and the ring (Tokio's event_interval). */
+static __attribute__((noinline)) struct weft_task *
+pick_periodic(struct weft__worker *w)
 {
 	struct weft_task *t;
-	unsigned tick = ++w->tick;
-	bool more;
 
 	if (atomic_load_explicit(&w->remote_n, memory_order_relaxed))
 		remote_drain(w);
-	/* Every WEFT__INJECT_INTERVAL-th pick looks at the inject queue
-	 * first (a countdown: cheaper than a modulo on the hot path). */
-	if (--w->inject_countdown == 0) {
+	if (w->inject_countdown == 0) {
 		w->inject_countdown = WEFT__INJECT_INTERVAL;
 		t = pick_inject(w);
 		if (t)
 			return t;
 		/* Completions of in-flight I/O are reaped here while the
-		 * worker stays busy (Tokio's event_interval). */
+		 * worker stays busy. */
 		if (w->io_inflight)
 			weft__ring_poll(w);
+	}
+	return NULL;
+}
+
+/* Nothing in the usual places: pinned tasks, the next slot past its
+ * streak, then the inject queue. */
+static __attribute__((noinline)) struct weft_task *
+pick_rest(struct weft__worker *w)
+{
+	struct weft_task *t;
+
+	if ((t = weft__tlist_pop(&w->pins)))
+		return t;
+	if (atomic_load_explicit(&w->next, memory_order_relaxed) &&
+	    (t = atomic_exchange_explicit(&w->next, NULL,
+					  memory_order_acquire)))
+		return t;
+	return pick_inject(w);
+}
+
+static inline __attribute__((always_inline)) struct weft_task *
+pick_local(struct weft__worker *w)
+{
+	struct weft_task *t;
+	unsigned tick = ++w->tick;
+	bool more;
+
+	if (weft__unlikely((--w->inject_countdown == 0) |
+			   (atomic_load_explicit(&w->remote_n,
+						 memory_order_relaxed) != 0))) {
+		t = pick_periodic(w);
+		if (t)
+			return t;
 	}
 	/* Load before exchanging: an RMW on an empty slot costs more than
 	 * the rest of the pick. Only thieves write the slot besides us, and
@@ -176,8 +210,8 @@ static struct weft_task *pick_local(struct weft__worker *w)
 		}
 	}
 	w->next_streak = 0;
-	if ((tick & 1) && (t = weft__tlist_pop(&w->pins)))
-		return t;
+	if ((tick & 1) && w->pins.head)
+		return weft__tlist_pop(&w->pins);
 	t = weft__lq_pop(&w->lq, &more);
 	if (t) {
 		/* More work than this worker is about to run: make sure an
@@ -186,13 +220,7 @@ static struct weft_task *pick_local(struct weft__worker *w)
 			weft__idle_notify(w->rt, false);
 		return t;
 	}
-	if ((t = weft__tlist_pop(&w->pins)))
-		return t;
-	if (atomic_load_explicit(&w->next, memory_order_relaxed) &&
-	    (t = atomic_exchange_explicit(&w->next, NULL,
-					  memory_order_acquire)))
-		return t;
-	return pick_inject(w);
+	return pick_rest(w);
 }
 
 static uint32_t rng_next(struct weft__worker *w)
