@@ -48,8 +48,12 @@
 #include "internal.h"
 #include "lqueue.h"
 
-/* How long the watcher sleeps before looking at next slots again. */
-#define WEFT__WATCH_NS 200000u
+/* How long the watcher sleeps before looking at next slots again: from
+ * WEFT__WATCH_MIN_NS, doubling after each watch up to WEFT__WATCH_MAX_NS,
+ * back to the minimum when a watch found a stuck worker (worker.c). Go's
+ * sysmon backs off from 20 us to 10 ms the same way. */
+#define WEFT__WATCH_MIN_NS 100000u
+#define WEFT__WATCH_MAX_NS 10000000u
 
 #define SEARCH_ONE 1u
 #define UNPARK_ONE (1u << 16)
@@ -144,12 +148,13 @@ static bool work_pending(struct weft_runtime *rt)
  * has not switched for 3 us). A searcher is awake to do so, but sleepers
  * are not, and waking one for every task put in a next slot would cost a
  * syscall per message between two tasks. Instead, while any worker is
- * awake, one sleeper holds the watcher role and sleeps with a timeout of
- * WEFT__WATCH_NS, then searches again. A next slot can only be full while
+ * awake, one sleeper holds the watcher role and sleeps with a timeout
+ * (100 us to 10 ms, backing off), then searches again. A next slot can only be full while
  * its owner is awake, so when every worker sleeps nobody watches and the
- * runtime is fully idle. Cost: one wake-up of one worker per WEFT__WATCH_NS
- * while the runtime is partly busy; a task behind a stuck worker waits at
- * most about that long (Go's sysmon does this job for runnext).
+ * runtime is fully idle. Cost: at most 100 wake-ups a second of one worker
+ * once the back-off has settled, while the runtime is partly busy; a task
+ * behind a stuck worker waits at most about one watch interval (Go's sysmon
+ * does this job for runnext).
  */
 static bool watch_claim(struct weft__worker *w, unsigned state)
 {
@@ -185,9 +190,23 @@ void weft__idle_park(struct weft__worker *w)
 		weft__idle_notify(rt, false);
 
 	watching = watch_claim(w, prev - dec);
-	weft__ring_wait(w, watching ? WEFT__WATCH_NS : 0);
-	if (watching)
+	if (watching) {
+		/* Only the watcher touches watch_ns; relaxed suffices, the
+		 * role's acquire/release orders successive watchers. */
+		unsigned long ns = atomic_load_explicit(&rt->watch_ns,
+							memory_order_relaxed);
+		if (ns < WEFT__WATCH_MIN_NS)
+			ns = WEFT__WATCH_MIN_NS;
+		atomic_store_explicit(&rt->watch_ns,
+				      ns * 2 > WEFT__WATCH_MAX_NS
+					      ? WEFT__WATCH_MAX_NS
+					      : ns * 2,
+				      memory_order_relaxed);
+		weft__ring_wait(w, ns);
 		atomic_store_explicit(&rt->watcher, 0, memory_order_release);
+	} else {
+		weft__ring_wait(w, 0);
+	}
 
 	if (atomic_exchange_explicit(&w->notified, 0, memory_order_acquire)) {
 		/* The notifier counted us unparked and searching. */

@@ -358,8 +358,10 @@ struct weft_runtime {
 	_Alignas(WEFT__CACHELINE) atomic_uint idle_state;
 	weft__spin idle_lock;
 	struct weft__worker *sleepers;
-	/* 1 while a sleeper holds the next-slot watcher role (idle.c). */
+	/* 1 while a sleeper holds the next-slot watcher role, and the
+	 * watcher's current sleep in ns (idle.c). */
 	atomic_int watcher;
+	atomic_ulong watch_ns;
 
 	/* Set once the main task has ended: workers leave their loops. */
 	_Alignas(WEFT__CACHELINE) atomic_int stopping;

@@ -266,8 +266,13 @@ static struct weft_task *steal_next(struct weft__worker *w)
 		t = atomic_load_explicit(&v->next, memory_order_acquire);
 		if (t && atomic_compare_exchange_strong_explicit(
 				 &v->next, &t, NULL, memory_order_acq_rel,
-				 memory_order_relaxed))
+				 memory_order_relaxed)) {
+			/* A stuck worker was found: watch closely again
+			 * (idle.c). */
+			atomic_store_explicit(&rt->watch_ns, 0,
+					      memory_order_relaxed);
 			return t;
+		}
 	}
 	return NULL;
 }
