@@ -1,0 +1,411 @@
+//! The weft benchmark workloads (bench/*.c) written for Tokio's
+//! multi-threaded runtime, so that bench/run can compare the two on the
+//! same machine in the same run.
+//!
+//!   tokio-bench <workload> [--workers N] [--reps N] [--n N]
+//!
+//! Same scaffolding as bench/bench.h: the workload is timed inside the
+//! runtime, in a "main task" (a task spawned on the runtime, not the
+//! block_on future, so that it runs on a worker like weft's main task),
+//! runtime start-up excluded; one warm-up repetition, then the best of
+//! `reps` (default 3), printed as
+//!   RESULT tokio <workload> <value> <unit> key=value...
+//! in the C programs' units. --workers 0 (the default) means the number of
+//! online CPUs, like weft's default; context_switch defaults to 1 worker.
+
+use std::process::exit;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use tokio::sync::{oneshot, watch};
+use tokio::task::{self, JoinHandle};
+
+const WORKLOADS: &[&str] = &[
+    "spawn_many",
+    "yield_many",
+    "chained_spawn",
+    "chained_spawn_oneshot",
+    "context_switch",
+    "park_many",
+];
+
+struct Args {
+    workload: String,
+    workers: usize, // 0: online CPUs
+    reps: u32,
+    n: u64, // 0: the workload's default
+}
+
+fn usage(prog: &str) -> ! {
+    eprintln!(
+        "usage: {} <{}> [--workers N] [--reps N] [--n N]",
+        prog,
+        WORKLOADS.join("|")
+    );
+    exit(2);
+}
+
+fn parse() -> Args {
+    let argv: Vec<String> = std::env::args().collect();
+    let prog = argv.first().map(String::as_str).unwrap_or("tokio-bench");
+    if argv.len() < 2 || !WORKLOADS.contains(&argv[1].as_str()) {
+        usage(prog);
+    }
+    let mut a = Args {
+        workload: argv[1].clone(),
+        workers: 0,
+        reps: 3,
+        n: 0,
+    };
+    let mut i = 2;
+    while i < argv.len() {
+        if i + 1 >= argv.len() {
+            usage(prog);
+        }
+        let v: u64 = argv[i + 1].parse().unwrap_or_else(|_| usage(prog));
+        match argv[i].as_str() {
+            "--workers" => a.workers = v as usize,
+            "--reps" => a.reps = v as u32,
+            "--n" => a.n = v,
+            _ => usage(prog),
+        }
+        i += 2;
+    }
+    a
+}
+
+fn elapsed_ns(t0: Instant) -> u64 {
+    t0.elapsed().as_nanos() as u64
+}
+
+/// Current resident set in KiB, from /proc/self/statm (as bench_rss_kib).
+fn rss_kib() -> i64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<i64>().ok())
+        })
+        .map(|pages| pages * 4)
+        .unwrap_or(0)
+}
+
+/// Peak resident set of the process so far, in KiB (as bench_peak_rss_kib).
+fn peak_rss_kib() -> i64 {
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    ru.ru_maxrss as i64
+}
+
+/// Warm-up, then the best of `reps`; None if any repetition failed.
+/// `$rep` is an async block (evaluated afresh for each repetition) giving
+/// Option<u64>, the repetition's duration in ns.
+macro_rules! best {
+    ($reps:expr, $rep:expr) => {{
+        let mut res: Option<u64> = $rep.await;
+        if res.is_some() {
+            let mut b = u64::MAX;
+            for _ in 0..$reps {
+                match $rep.await {
+                    Some(d) => b = b.min(d),
+                    None => {
+                        res = None;
+                        break;
+                    }
+                }
+            }
+            if res.is_some() {
+                res = Some(b);
+            }
+        }
+        res
+    }};
+}
+
+// ---------------------------------------------------------------- spawn_many
+// From one task, spawn n tasks (default 200,000) that each return their
+// index, await them all in order, check the sum. ns per task.
+
+async fn spawn_many(a: &Args, workers: usize) -> Option<()> {
+    let n = if a.n != 0 { a.n } else { 200_000 } as usize;
+    // Preallocated outside the timed region, like the C program's array.
+    let mut h: Vec<JoinHandle<usize>> = Vec::with_capacity(n);
+    let b = best!(a.reps, async {
+        let t0 = Instant::now();
+        for i in 0..n {
+            h.push(tokio::spawn(async move { i }));
+        }
+        let mut sum: u64 = 0;
+        for jh in h.drain(..) {
+            sum += jh.await.ok()? as u64;
+        }
+        let d = elapsed_ns(t0);
+        let want = n as u64 * (n as u64 - 1) / 2;
+        if sum != want {
+            eprintln!("spawn_many: bad sum {}", sum);
+            return None;
+        }
+        Some(d)
+    })?;
+    println!(
+        "RESULT tokio spawn_many {:.1} ns/task tasks={} workers={}",
+        b as f64 / n as f64,
+        n,
+        workers
+    );
+    Some(())
+}
+
+// ---------------------------------------------------------------- yield_many
+// 1,000 tasks each yield n times (default 1,000). Wall ns per yield.
+
+const YIELD_TASKS: usize = 1000;
+
+async fn yield_many(a: &Args, workers: usize) -> Option<()> {
+    let yields = if a.n != 0 { a.n } else { 1000 };
+    let b = best!(a.reps, async {
+        let t0 = Instant::now();
+        let h: Vec<JoinHandle<()>> = (0..YIELD_TASKS)
+            .map(|_| {
+                tokio::spawn(async move {
+                    for _ in 0..yields {
+                        task::yield_now().await;
+                    }
+                })
+            })
+            .collect();
+        for jh in h {
+            jh.await.ok()?;
+        }
+        Some(elapsed_ns(t0))
+    })?;
+    println!(
+        "RESULT tokio yield_many {:.2} ns/yield tasks={} yields={} workers={}",
+        b as f64 / (YIELD_TASKS as f64 * yields as f64),
+        YIELD_TASKS,
+        yields,
+        workers
+    );
+    Some(())
+}
+
+// ------------------------------------------------------------- chained_spawn
+// A chain of n tasks (default 100,000), each spawning the next (detached:
+// the JoinHandle is dropped) and ending. As in the C program, the main task
+// waits for the last link by yielding until an atomic flag is set.
+// ns per link.
+
+static REACHED: AtomicU32 = AtomicU32::new(0);
+
+fn spawn_link(left: u64) {
+    drop(tokio::spawn(async move {
+        if left == 0 {
+            REACHED.store(1, Ordering::Release);
+        } else {
+            spawn_link(left - 1);
+        }
+    }));
+}
+
+async fn chained_spawn(a: &Args, workers: usize) -> Option<()> {
+    let n = if a.n != 0 { a.n } else { 100_000 };
+    let b = best!(a.reps, async {
+        REACHED.store(0, Ordering::SeqCst);
+        let t0 = Instant::now();
+        spawn_link(n - 1);
+        while REACHED.load(Ordering::Acquire) == 0 {
+            task::yield_now().await;
+        }
+        Some(elapsed_ns(t0))
+    })?;
+    println!(
+        "RESULT tokio chained_spawn {:.1} ns/link links={} workers={}",
+        b as f64 / n as f64,
+        n,
+        workers
+    );
+    Some(())
+}
+
+// Variant (not in the C suite): the main task awaits a oneshot that the
+// last link sends, instead of polling with yield_now. The sender is moved
+// down the chain.
+
+fn spawn_link_oneshot(left: u64, tx: oneshot::Sender<()>) {
+    drop(tokio::spawn(async move {
+        if left == 0 {
+            let _ = tx.send(());
+        } else {
+            spawn_link_oneshot(left - 1, tx);
+        }
+    }));
+}
+
+async fn chained_spawn_oneshot(a: &Args, workers: usize) -> Option<()> {
+    let n = if a.n != 0 { a.n } else { 100_000 };
+    let b = best!(a.reps, async {
+        let t0 = Instant::now();
+        let (tx, rx) = oneshot::channel();
+        spawn_link_oneshot(n - 1, tx);
+        rx.await.ok()?;
+        Some(elapsed_ns(t0))
+    })?;
+    println!(
+        "RESULT tokio chained_spawn_oneshot {:.1} ns/link links={} workers={}",
+        b as f64 / n as f64,
+        n,
+        workers
+    );
+    Some(())
+}
+
+// ------------------------------------------------------------ context_switch
+// Two tasks switch back and forth with yield_now (n = yields per task,
+// default 1,000,000) on a 1-worker multi-thread runtime (Tokio cannot pin
+// a task to a worker; with one worker there is nowhere else to run).
+// The main task spawns both, starts the clock and awaits them (parks).
+// ns per switch = total / (2 n).
+
+async fn context_switch(a: &Args, workers: usize) -> Option<()> {
+    let n = if a.n != 0 { a.n } else { 1_000_000 };
+    let b = best!(a.reps, async {
+        let pingpong = move || async move {
+            for _ in 0..n {
+                task::yield_now().await;
+            }
+        };
+        let h0 = tokio::spawn(pingpong());
+        let h1 = tokio::spawn(pingpong());
+        let t0 = Instant::now();
+        h0.await.ok()?;
+        h1.await.ok()?;
+        Some(elapsed_ns(t0))
+    })?;
+    println!(
+        "RESULT tokio context_switch {:.2} ns/switch switches={} workers={}",
+        b as f64 / (2.0 * n as f64),
+        2 * n,
+        workers
+    );
+    Some(())
+}
+
+// ----------------------------------------------------------------- park_many
+// n tasks (default 1,000,000) parked at once, each awaiting one gate, then
+// released and gathered. The gate: a gate task that yields until an atomic
+// flag opens (as in the C program), then signals a tokio::sync::watch
+// channel; each waiter holds a clone of the watch::Receiver and awaits
+// changed() (weft's waiters instead await the gate task's completion;
+// Tokio allows only one JoinHandle per task). Reports seconds per
+// repetition and RSS per parked task: growth of /proc/self/statm's
+// resident size, sampled once all waiters have started, over its size
+// before the first repetition, divided by n (max over repetitions).
+
+static PARKED: AtomicUsize = AtomicUsize::new(0);
+static OPEN_GATE: AtomicBool = AtomicBool::new(false);
+
+async fn park_many(a: &Args, workers: usize) -> Option<()> {
+    let n = if a.n != 0 { a.n } else { 1_000_000 } as usize;
+    let mut h: Vec<JoinHandle<bool>> = Vec::with_capacity(n);
+    let rss_base = rss_kib();
+    let mut parked_rss_kib: i64 = 0;
+    let b = best!(a.reps, async {
+        let t0 = Instant::now();
+        PARKED.store(0, Ordering::SeqCst);
+        OPEN_GATE.store(false, Ordering::SeqCst);
+        let (tx, rx) = watch::channel(());
+        let gate = tokio::spawn(async move {
+            while !OPEN_GATE.load(Ordering::Acquire) {
+                task::yield_now().await;
+            }
+            tx.send(()).is_ok()
+        });
+        for _ in 0..n {
+            let mut rx = rx.clone();
+            h.push(tokio::spawn(async move {
+                PARKED.fetch_add(1, Ordering::Relaxed);
+                rx.changed().await.is_ok()
+            }));
+        }
+        drop(rx);
+        while PARKED.load(Ordering::Relaxed) < n {
+            task::yield_now().await;
+        }
+        let rss = rss_kib() - rss_base;
+        if rss > parked_rss_kib {
+            parked_rss_kib = rss;
+        }
+        OPEN_GATE.store(true, Ordering::Release);
+        let mut ok = true;
+        for jh in h.drain(..) {
+            ok &= jh.await.unwrap_or(false);
+        }
+        ok &= gate.await.unwrap_or(false);
+        if !ok {
+            eprintln!("park_many: a waiter or the gate failed");
+            return None;
+        }
+        Some(elapsed_ns(t0))
+    })?;
+    let peak = peak_rss_kib();
+    println!(
+        "RESULT tokio park_many {:.3} s tasks={} workers={} rss_per_task_kib={:.2} peak_rss_mib={}",
+        b as f64 / 1e9,
+        n,
+        workers,
+        parked_rss_kib as f64 / n as f64,
+        peak / 1024
+    );
+    Some(())
+}
+
+// ---------------------------------------------------------------------- main
+
+async fn amain(a: Args, workers: usize) -> Option<()> {
+    match a.workload.as_str() {
+        "spawn_many" => spawn_many(&a, workers).await,
+        "yield_many" => yield_many(&a, workers).await,
+        "chained_spawn" => chained_spawn(&a, workers).await,
+        "chained_spawn_oneshot" => chained_spawn_oneshot(&a, workers).await,
+        "context_switch" => context_switch(&a, workers).await,
+        "park_many" => park_many(&a, workers).await,
+        _ => None,
+    }
+}
+
+fn main() {
+    let a = parse();
+    let mut workers = a.workers;
+    if workers == 0 {
+        workers = if a.workload == "context_switch" {
+            1
+        } else {
+            // Like bench_workers(): sysconf(_SC_NPROCESSORS_ONLN).
+            let c = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+            if c > 0 {
+                c as usize
+            } else {
+                1
+            }
+        };
+    }
+    // No I/O or time driver: none of the workloads needs one.
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tokio runtime: {}", e);
+            exit(1);
+        }
+    };
+    // The main task is a spawned task (on a worker), like weft's main task.
+    let res = rt.block_on(async move { tokio::spawn(amain(a, workers)).await });
+    drop(rt);
+    match res {
+        Ok(Some(())) => {}
+        _ => exit(1),
+    }
+}
