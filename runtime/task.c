@@ -275,6 +275,8 @@ static void task_start(struct weft_runtime *rt, struct weft__worker *w,
 {
 	unsigned flags = opts ? opts->flags : 0;
 
+	weft__assert(atomic_load_explicit(&t->park, memory_order_relaxed) ==
+		     WEFT__FREE);
 	t->fn = fn;
 	t->arg = arg;
 	t->result = NULL;

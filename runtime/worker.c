@@ -387,10 +387,16 @@ void weft__after_switch(struct weft__worker *w)
 		 * a waker saw PARKING and left the queueing to us. */
 		if (!atomic_compare_exchange_strong_explicit(
 			    &p->park, &s, WEFT__PARKED, memory_order_acq_rel,
-			    memory_order_acquire))
+			    memory_order_acquire)) {
+			/* Only a waker moves PARKING on, and only to
+			 * NOTIFIED. */
+			weft__assert(s == WEFT__NOTIFIED);
 			weft__schedule(w, p, true);
+		}
 		break;
 	case WEFT__SW_EXIT:
+		weft__assert(atomic_load_explicit(&p->done,
+						  memory_order_relaxed));
 #ifdef WEFT__TSAN
 		__tsan_destroy_fiber(p->tsan_fiber);
 		p->tsan_fiber = NULL;
