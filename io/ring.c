@@ -26,10 +26,17 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "../runtime/internal.h"
+
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#else
+#define RUNNING_ON_VALGRIND 0
+#endif
 
 /* user_data of the ring's own requests. I/O requests carry a pointer to
  * their operation, 8-byte aligned, so the low three bits tell them apart:
@@ -165,7 +172,27 @@ void weft__ring_wait(struct weft__worker *w, uint64_t timeout_ns)
 	    !atomic_load_explicit(&w->rt->stopping, memory_order_seq_cst) &&
 	    !atomic_load_explicit(&w->notified, memory_order_seq_cst)) {
 		arm_wake(w);
-		if (timeout_ns) {
+		if (weft__unlikely(RUNNING_ON_VALGRIND)) {
+			/* Valgrind (3.19) runs one thread at a time and keeps
+			 * its lock across io_uring_enter, so a worker blocked
+			 * there would stop the very thread that is to wake
+			 * it. Wait in short slices instead, letting the
+			 * others run between them. */
+			struct __kernel_timespec ts = { .tv_nsec = 1000000 };
+			struct io_uring_cqe *cqe;
+			uint64_t left = timeout_ns ? timeout_ns / 1000000 + 1
+						   : UINT64_MAX;
+			while (left-- &&
+			       io_uring_submit_and_wait_timeout(
+				       &w->ring, &cqe, 1, &ts, NULL) == -ETIME &&
+			       !atomic_load_explicit(&w->remote_n,
+						     memory_order_seq_cst) &&
+			       !atomic_load_explicit(&w->rt->stopping,
+						     memory_order_seq_cst) &&
+			       !atomic_load_explicit(&w->notified,
+						     memory_order_seq_cst))
+				sched_yield(); /* hands valgrind's lock on */
+		} else if (timeout_ns) {
 			struct __kernel_timespec ts = {
 				.tv_sec = (long long)(timeout_ns / 1000000000u),
 				.tv_nsec = (long long)(timeout_ns % 1000000000u)
