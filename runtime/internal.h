@@ -293,6 +293,11 @@ struct weft__worker {
 	uint32_t rng;
 	/* Whether this worker counts in the runtime's searching number. */
 	bool searching;
+	/* Hazard mode (WEFT_DEBUG_MIGRATE=1 in the environment): every
+	 * yield goes through the inject queue, so tasks change worker as
+	 * often as the scheduler allows. Makes migration bugs (a cached
+	 * thread-local, errno across a switch) show up in tests. */
+	bool debug_migrate;
 	/* Pinned tasks ready to run here, private FIFO. */
 	struct weft__tlist pins;
 	/* Hot free stacks (stack.c). */

@@ -199,6 +199,9 @@ int weft_run(weft_fn main_fn, void *arg, const struct weft_config *config,
 		weft__free(rt);
 		return -ENOMEM;
 	}
+	const char *dm = getenv("WEFT_DEBUG_MIGRATE");
+	bool debug_migrate = dm && dm[0] == '1';
+
 	for (i = 0; i < rt->nworkers; i++) {
 		struct weft__worker *w =
 			aligned_alloc(WEFT__CACHELINE, sizeof(*w));
@@ -211,6 +214,7 @@ int weft_run(weft_fn main_fn, void *arg, const struct weft_config *config,
 		w->index = i;
 		w->rng = 0x9e3779b9u * (i + 1);
 		w->inject_countdown = 61;
+		w->debug_migrate = debug_migrate;
 		w->wake_fd = -1;
 		rt->workers[i] = w;
 	}

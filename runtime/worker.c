@@ -379,6 +379,12 @@ void weft__after_switch(struct weft__worker *w)
 	w->prev = NULL;
 	switch (w->prev_action) {
 	case WEFT__SW_YIELD:
+		if (weft__unlikely(w->debug_migrate) &&
+		    !(p->flags & WEFT__T_PINNED)) {
+			weft__inject_push(w->rt, p, p, 1);
+			weft__idle_notify(w->rt, true);
+			break;
+		}
 		weft__schedule(w, p, true);
 		break;
 	case WEFT__SW_PARK:
