@@ -143,6 +143,10 @@ enum {
  * yield (Tokio's coop budget, same figure). */
 #define WEFT__BUDGET 128
 
+/* A worker looks at the inject queue first every this many picks (Go's
+ * and Tokio's 61), so tasks there are not starved by a busy local queue. */
+#define WEFT__INJECT_INTERVAL 61
+
 /* task->flags, written by the spawner before the task is published. */
 #define WEFT__T_PINNED 0x1u
 

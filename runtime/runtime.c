@@ -213,7 +213,7 @@ int weft_run(weft_fn main_fn, void *arg, const struct weft_config *config,
 		w->rt = rt;
 		w->index = i;
 		w->rng = 0x9e3779b9u * (i + 1);
-		w->inject_countdown = 61;
+		w->inject_countdown = WEFT__INJECT_INTERVAL;
 		w->debug_migrate = debug_migrate;
 		w->wake_fd = -1;
 		rt->workers[i] = w;
@@ -262,7 +262,10 @@ int weft_run(weft_fn main_fn, void *arg, const struct weft_config *config,
 	if (!err)
 		err = weft__spawn_main(rt, main_fn, arg, &mt);
 	if (err) {
+		/* Workers may already be in their loops (spawning main
+		 * failed after "go"): stop and wake them before joining. */
 		atomic_store(&rt->stopping, 1);
+		weft__idle_wake_all(rt);
 		for (i = 1; i <= started; i++)
 			pthread_join(rt->workers[i]->thread, NULL);
 		worker_stop(rt->workers[0]);

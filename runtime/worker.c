@@ -34,7 +34,6 @@
 #include "lqueue.h"
 #include "arch/switch.h"
 
-#define WEFT__INJECT_INTERVAL 61
 #define WEFT__NEXT_STREAK 32
 #define WEFT__NEXT_STEAL_NS 3000
 
