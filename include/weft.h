@@ -29,6 +29,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -251,6 +254,208 @@ WEFT_API int weft_tls_key_create(weft_tls_key *key, void (*destructor)(void *));
 WEFT_API int weft_tls_set(weft_tls_key key, void *value);
 /* The calling task's value for key, or NULL. */
 WEFT_API void *weft_tls_get(weft_tls_key key);
+
+/* ---- time ---------------------------------------------------------------
+ * Times are nanoseconds on CLOCK_MONOTONIC; deadlines are absolute values
+ * of weft_now(). One timer service serves the whole runtime (a hierarchical
+ * timing wheel with 16.384 us slots, O(1) insert and cancel): a sleep never
+ * ends early, and ends at most one slot plus a wake-up late while a worker
+ * is free to fire it, whichever worker that is.
+ */
+#define WEFT_NSEC_PER_USEC UINT64_C(1000)
+#define WEFT_NSEC_PER_MSEC UINT64_C(1000000)
+#define WEFT_NSEC_PER_SEC UINT64_C(1000000000)
+/* No deadline. */
+#define WEFT_NEVER UINT64_MAX
+
+/* The monotonic clock in ns (CLOCK_MONOTONIC). Callable from any thread. */
+WEFT_API uint64_t weft_now(void);
+
+/*
+ * asyncio.sleep: suspends the calling task for at least ns nanoseconds
+ * (0 yields). Returns 0, -ECANCELED if the task was cancelled meanwhile,
+ * -ETIMEDOUT if the task's deadline (weft_timeout_begin) passes first, or
+ * -EPERM outside task context.
+ */
+WEFT_API int weft_sleep(uint64_t ns);
+WEFT_API int weft_sleep_ms(uint64_t ms);
+/* Sleeps until weft_now() >= deadline; same returns as weft_sleep(). */
+WEFT_API int weft_sleep_until(uint64_t deadline);
+
+/*
+ * asyncio.timeout(): a deadline for everything the task waits on inside a
+ * scope. Until the matching weft_timeout_end(), every suspension point of
+ * the calling task (sleep, await, gather, every I/O call) returns
+ * -ETIMEDOUT once weft_now() reaches the deadline; I/O in flight is
+ * cancelled in the kernel first, so no buffer is touched after the call
+ * returned. Scopes nest: the earliest deadline wins.
+ *
+ *     uint64_t saved = weft_timeout_begin(500 * WEFT_NSEC_PER_MSEC);
+ *     n = weft_recv(fd, buf, sizeof buf, 0);   // -ETIMEDOUT after 500 ms
+ *     weft_timeout_end(saved);
+ *
+ * weft_timeout_begin() takes a relative timeout, weft_deadline_begin() an
+ * absolute deadline; both return the deadline in force before, which
+ * weft_timeout_end() restores. Outside task context they do nothing and
+ * return WEFT_NEVER.
+ */
+WEFT_API uint64_t weft_timeout_begin(uint64_t timeout_ns);
+WEFT_API uint64_t weft_deadline_begin(uint64_t deadline);
+WEFT_API void weft_timeout_end(uint64_t saved);
+/* The calling task's deadline in force, or WEFT_NEVER. */
+WEFT_API uint64_t weft_deadline(void);
+
+/* weft_await_timeout(): cancel the awaited task when the timeout expires
+ * (asyncio.wait_for). Without it the awaited task keeps running. */
+#define WEFT_TIMEOUT_CANCEL 0x1u
+
+/*
+ * asyncio.wait_for: weft_await() that gives up after timeout_ns. Returns
+ * what weft_await() returns, or -ETIMEDOUT when the time ran out first.
+ * With WEFT_TIMEOUT_CANCEL the awaited task is then cancelled and waited
+ * for (so it has ended when this returns; its result is dropped).
+ */
+WEFT_API int weft_await_timeout(weft_task *task, void **result,
+				uint64_t timeout_ns, unsigned flags);
+
+/* ---- I/O ----------------------------------------------------------------
+ * Every call here suspends only the calling task: the request goes to the
+ * io_uring of the worker the task runs on, and the task sleeps until its
+ * completion (batched with others: one io_uring_enter per scheduling round
+ * or per park). All return the result of the system call they stand for,
+ * or a negative errno value; they never set errno. Calls outside task
+ * context return -EPERM.
+ *
+ * Cancellation: if the task is cancelled (or its deadline passes) while a
+ * request is in flight, the request is cancelled in the kernel
+ * (IORING_OP_ASYNC_CANCEL) and the call returns -ECANCELED (-ETIMEDOUT)
+ * once the kernel has let go of the buffer. If the request completed first,
+ * its result is returned and the cancellation stays pending for the next
+ * suspension point.
+ *
+ * All descriptors are created close-on-exec. Sends never raise SIGPIPE
+ * (MSG_NOSIGNAL is always added, and weft_run() sets SIGPIPE to SIG_IGN if
+ * it was SIG_DFL, so writes to a closed pipe return -EPIPE).
+ */
+
+/* Sockets. weft_socket() adds SOCK_CLOEXEC. */
+WEFT_API int weft_socket(int domain, int type, int protocol);
+/* Accepts a connection (accept4 with SOCK_CLOEXEC added to flags). */
+WEFT_API int weft_accept(int fd, struct sockaddr *addr, socklen_t *addrlen,
+			 int flags);
+/* Connects; use a deadline scope for a connect timeout. */
+WEFT_API int weft_connect(int fd, const struct sockaddr *addr,
+			  socklen_t addrlen);
+WEFT_API ssize_t weft_recv(int fd, void *buf, size_t len, int flags);
+WEFT_API ssize_t weft_send(int fd, const void *buf, size_t len, int flags);
+WEFT_API ssize_t weft_recvfrom(int fd, void *buf, size_t len, int flags,
+			       struct sockaddr *addr, socklen_t *addrlen);
+WEFT_API ssize_t weft_sendto(int fd, const void *buf, size_t len, int flags,
+			     const struct sockaddr *addr, socklen_t addrlen);
+WEFT_API ssize_t weft_recvmsg(int fd, struct msghdr *msg, int flags);
+WEFT_API ssize_t weft_sendmsg(int fd, const struct msghdr *msg, int flags);
+/* how: SHUT_RD, SHUT_WR, SHUT_RDWR. */
+WEFT_API int weft_shutdown(int fd, int how);
+/* Closes any descriptor. */
+WEFT_API int weft_close(int fd);
+
+/*
+ * Socket helpers. addr is a numeric IPv4 or IPv6 address ("127.0.0.1",
+ * "::1", "0.0.0.0", "::"); NULL means any IPv4 address. Host names are not
+ * resolved here.
+ *
+ * weft_tcp_listen(): socket, SO_REUSEADDR, the WEFT_SO_* options in flags,
+ * bind, listen. Returns the listening fd. port 0 picks a free port (see
+ * weft_local_port()).
+ * weft_tcp_connect(): socket, connect, TCP_NODELAY if asked. Returns the fd.
+ * weft_udp_bind(): a UDP socket bound to addr:port (port 0: any).
+ * weft_unix_listen()/weft_unix_connect(): SOCK_STREAM Unix sockets; a path
+ * starting with '@' names an abstract socket.
+ */
+#define WEFT_SO_REUSEPORT 0x1u /* SO_REUSEPORT before bind */
+#define WEFT_SO_NODELAY 0x2u   /* TCP_NODELAY (accepted sockets inherit it) */
+#define WEFT_SO_V6ONLY 0x4u    /* IPV6_V6ONLY on an IPv6 listener */
+WEFT_API int weft_tcp_listen(const char *addr, uint16_t port, int backlog,
+			     unsigned flags);
+WEFT_API int weft_tcp_connect(const char *addr, uint16_t port,
+			      unsigned flags);
+WEFT_API int weft_udp_bind(const char *addr, uint16_t port, unsigned flags);
+WEFT_API int weft_unix_listen(const char *path, int backlog);
+WEFT_API int weft_unix_connect(const char *path);
+/* Fills *ss from a numeric address and port; returns its length or
+ * -EINVAL. NULL addr: 0.0.0.0. */
+WEFT_API int weft_sockaddr(struct sockaddr_storage *ss, const char *addr,
+			   uint16_t port);
+/* The local port a socket is bound to, or a negative errno value. */
+WEFT_API int weft_local_port(int fd);
+/* Sets TCP_NODELAY on (1) or off (0). */
+WEFT_API int weft_tcp_nodelay(int fd, int on);
+
+/* Files. flags and mode as for openat(2); O_CLOEXEC is always added. */
+WEFT_API int weft_open(const char *path, int flags, mode_t mode);
+WEFT_API int weft_openat(int dirfd, const char *path, int flags, mode_t mode);
+/* Read or write at offset; offset -1 uses (and moves) the file position,
+ * which is also what pipes, sockets and terminals need. */
+WEFT_API ssize_t weft_read(int fd, void *buf, size_t len, int64_t offset);
+WEFT_API ssize_t weft_write(int fd, const void *buf, size_t len,
+			    int64_t offset);
+WEFT_API ssize_t weft_readv(int fd, const struct iovec *iov, int iovcnt,
+			    int64_t offset);
+WEFT_API ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt,
+			     int64_t offset);
+WEFT_API int weft_fsync(int fd);
+WEFT_API int weft_fdatasync(int fd);
+struct stat;
+/* stat(2) of path (relative to the working directory), or of fd itself
+ * when path is NULL. */
+WEFT_API int weft_stat(const char *path, struct stat *st);
+WEFT_API int weft_fstat(int fd, struct stat *st);
+
+/*
+ * Loops for servers. weft_read_exact() reads exactly len bytes (offset -1:
+ * from the current position; otherwise from offset on), retrying short
+ * reads; returns len, or the bytes read before end of file (less than len),
+ * or a negative errno value. weft_write_all() writes all len bytes,
+ * retrying short writes; returns len or a negative errno value (bytes
+ * already written are then lost to the caller, as with any failed stream).
+ */
+WEFT_API ssize_t weft_read_exact(int fd, void *buf, size_t len,
+				 int64_t offset);
+WEFT_API ssize_t weft_write_all(int fd, const void *buf, size_t len,
+				int64_t offset);
+
+/*
+ * Buffered reader over a descriptor, for line and HTTP-style protocols.
+ * The caller owns the buffer; the reader keeps only offsets into it.
+ */
+struct weft_reader {
+	int fd;
+	char *buf;
+	size_t cap;   /* bytes in buf */
+	size_t start; /* first unconsumed byte */
+	size_t end;   /* one past the last byte read */
+};
+WEFT_API void weft_reader_init(struct weft_reader *r, int fd, void *buf,
+			       size_t cap);
+/*
+ * Reads until `delim` (a byte string of delim_len >= 1 bytes, e.g. "\n" or
+ * "\r\n\r\n") is in the buffer; stores in *out a pointer to the data up to
+ * and including the delimiter and returns its length. The data stays valid
+ * until the next call on the reader. Returns 0 at end of file (any partial
+ * data is left in the buffer: see weft_reader_buffered()), -ENOBUFS if the
+ * delimiter is not within the buffer's capacity, or a negative errno.
+ */
+WEFT_API ssize_t weft_reader_until(struct weft_reader *r, const char *delim,
+				   size_t delim_len, char **out);
+/* Copies up to len bytes: from the buffer first, else one read. Returns
+ * the count, 0 at end of file, or a negative errno. */
+WEFT_API ssize_t weft_reader_read(struct weft_reader *r, void *dst,
+				  size_t len);
+/* Bytes read from the descriptor but not consumed yet. */
+static inline size_t weft_reader_buffered(const struct weft_reader *r)
+{
+	return r->end - r->start;
+}
 
 /* Static text for a weft error code (negative errno). Never NULL. */
 WEFT_API const char *weft_strerror(int err);

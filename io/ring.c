@@ -47,6 +47,8 @@
 #define WEFT__UD_TAG_MASK 7u
 #define WEFT__UD_WAKE_EFD 1u
 #define WEFT__UD_WAKE_MSG 2u
+/* WEFT__UD_IGNORE (3, internal.h): requests whose completion nobody
+ * waits for (cancellations). */
 
 static const unsigned ring_flag_tries[] = {
 	IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
@@ -56,16 +58,33 @@ static const unsigned ring_flag_tries[] = {
 	0,
 };
 
+static void reap(struct weft__worker *w);
+
+/*
+ * A free submission entry, never NULL: when the SQ is full, what is queued
+ * goes to the kernel and we retry. If the kernel will not take it (-EBUSY
+ * or -EAGAIN: completions backlogged, older kernels), completions are
+ * collected first, which is what frees it.
+ */
 static struct io_uring_sqe *get_sqe(struct weft__worker *w)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
 
 	while (!sqe) {
-		/* SQ full: hand what is queued to the kernel, retry. */
-		io_uring_submit(&w->ring);
+		int r = io_uring_submit(&w->ring);
+
+		if (r < 0 && r != -EINTR) {
+			io_uring_get_events(&w->ring);
+			reap(w);
+		}
 		sqe = io_uring_get_sqe(&w->ring);
 	}
 	return sqe;
+}
+
+struct io_uring_sqe *weft__ring_sqe(struct weft__worker *w)
+{
+	return get_sqe(w);
 }
 
 static void arm_wake(struct weft__worker *w)
@@ -91,9 +110,16 @@ int weft__ring_init(struct weft__worker *w)
 	     i++) {
 		memset(&p, 0, sizeof(p));
 		p.flags = ring_flag_tries[i];
-		err = io_uring_queue_init_params(256, &w->ring, &p);
+		/* A CQ four times the SQ: completions of many sockets'
+		 * receives can come in one burst. Overflow beyond it is
+		 * kept by the kernel (IORING_FEAT_NODROP, 5.5+) and
+		 * flushed by the next io_uring_get_events(). */
+		p.flags |= IORING_SETUP_CQSIZE;
+		p.cq_entries = 4 * WEFT__RING_ENTRIES;
+		err = io_uring_queue_init_params(WEFT__RING_ENTRIES, &w->ring,
+						 &p);
 		if (err == 0) {
-			w->ring_flags = p.flags;
+			w->ring_flags = p.flags & ~IORING_SETUP_CQSIZE;
 			break;
 		}
 		if (err != -EINVAL)
@@ -124,33 +150,55 @@ void weft__ring_fini(struct weft__worker *w)
 	w->wake_fd = -1;
 }
 
+/*
+ * Collects completions. CQEs are copied out and the CQ head advanced before
+ * any is acted on: acting on one can submit (a wake-up sent to another
+ * worker), and a full SQ then makes get_sqe() reap again; working on
+ * copies keeps that nested call from seeing, or advancing past, entries
+ * the outer one still holds.
+ */
 static void reap(struct weft__worker *w)
 {
-	struct io_uring_cqe *cqe;
-	unsigned head, n = 0;
+	struct io_uring_cqe *cqes[32];
+	struct io_uring_cqe got[32];
+	unsigned n, i;
 
-	io_uring_for_each_cqe(&w->ring, head, cqe) {
-		uint64_t ud = cqe->user_data;
+	while ((n = io_uring_peek_batch_cqe(&w->ring, cqes, 32)) != 0) {
+		for (i = 0; i < n; i++)
+			got[i] = *cqes[i];
+		io_uring_cq_advance(&w->ring, n);
+		for (i = 0; i < n; i++) {
+			uint64_t ud = got[i].user_data;
 
-		if (ud == WEFT__UD_WAKE_EFD) {
-			w->wake_armed = false;
-		} else if ((ud & WEFT__UD_TAG_MASK) == WEFT__UD_WAKE_MSG &&
-			   ud != WEFT__UD_WAKE_MSG) {
-			/* Our MSG_RING failed (e.g. -EINVAL before 5.18, or
-			 * -EOVERFLOW): the wake must still arrive. */
-			struct weft__worker *to = (struct weft__worker *)(
-				uintptr_t)(ud & ~(uint64_t)WEFT__UD_TAG_MASK);
-			eventfd_write(to->wake_fd, 1);
+			if (weft__likely(!(ud & WEFT__UD_TAG_MASK))) {
+				if (ud)
+					weft__op_complete(
+						w,
+						(struct weft__op *)(uintptr_t)ud,
+						&got[i]);
+			} else if (ud == WEFT__UD_WAKE_EFD) {
+				w->wake_armed = false;
+			} else if ((ud & WEFT__UD_TAG_MASK) ==
+					   WEFT__UD_WAKE_MSG &&
+				   ud != WEFT__UD_WAKE_MSG) {
+				/* Our MSG_RING failed (e.g. -EINVAL before
+				 * 5.18, or -EOVERFLOW): the wake must still
+				 * arrive. */
+				struct weft__worker *to =
+					(struct weft__worker *)(uintptr_t)(
+						ud & ~(uint64_t)WEFT__UD_TAG_MASK);
+				eventfd_write(to->wake_fd, 1);
+			}
 		}
-		n++;
 	}
-	io_uring_cq_advance(&w->ring, n);
 	arm_wake(w);
 }
 
 void weft__ring_poll(struct weft__worker *w)
 {
-	if (w->ring_flags & IORING_SETUP_DEFER_TASKRUN)
+	/* get_events also flushes an overflowed CQ back into the ring. */
+	if ((w->ring_flags & IORING_SETUP_DEFER_TASKRUN) ||
+	    io_uring_cq_has_overflow(&w->ring))
 		io_uring_get_events(&w->ring);
 	reap(w);
 	if (io_uring_sq_ready(&w->ring))

@@ -171,6 +171,7 @@ void weft__idle_park(struct weft__worker *w)
 {
 	struct weft_runtime *rt = w->rt;
 	unsigned dec = UNPARK_ONE, prev;
+	uint64_t keep, wait_ns = 0;
 	bool last, watching;
 
 	weft__spin_lock(&rt->idle_lock);
@@ -190,6 +191,17 @@ void weft__idle_park(struct weft__worker *w)
 		weft__idle_notify(rt, false);
 
 	watching = watch_claim(w, prev - dec);
+	/* The timer keeper sleeps no longer than the earliest timer. */
+	keep = weft__timer_keep(w);
+	if (keep) {
+		uint64_t now = weft_now();
+
+		if (keep <= now) {
+			wait_ns = 1; /* due already: only collect wake-ups */
+		} else {
+			wait_ns = keep - now;
+		}
+	}
 	if (watching) {
 		/* Only the watcher touches watch_ns; relaxed suffices, the
 		 * role's acquire/release orders successive watchers. */
@@ -202,10 +214,16 @@ void weft__idle_park(struct weft__worker *w)
 					      ? WEFT__WATCH_MAX_NS
 					      : ns * 2,
 				      memory_order_relaxed);
-		weft__ring_wait(w, ns);
+		weft__ring_wait(w, wait_ns && wait_ns < ns ? wait_ns : ns);
 		atomic_store_explicit(&rt->watcher, 0, memory_order_release);
 	} else {
-		weft__ring_wait(w, 0);
+		weft__ring_wait(w, wait_ns);
+	}
+	if (keep) {
+		/* Fire what is due before giving the role up, so that the
+		 * hand-over in unkeep() only happens for later timers. */
+		weft__timer_run(rt, weft_now());
+		weft__timer_unkeep(w);
 	}
 
 	if (atomic_exchange_explicit(&w->notified, 0, memory_order_acquire)) {

@@ -14,7 +14,11 @@
  *   worker.c   the scheduler loop, next-task choice, stealing, switching
  *   runtime.c  weft_run(): start-up, shutdown, configuration
  *   tls.c      task-local storage
- *   io/ring.c  each worker's io_uring: creation, parking, wake-ups
+ *   timer.c    the timer service: one timing wheel, fired by any worker
+ *   io/ring.c  each worker's io_uring: creation, parking, wake-ups,
+ *              completions
+ *   io/ops.c   I/O requests of tasks: submit, wait, cancel
+ *   io/net.c   socket helpers; io/reader.c the buffered reader
  */
 #ifndef WEFT_INTERNAL_H
 #define WEFT_INTERNAL_H
@@ -202,6 +206,9 @@ struct weft_task {
 	/* Bumped each time the block returns to the pool; handles carry it
 	 * in their top 16 bits. Read by any thread, so atomic. */
 	atomic_uint gen;
+	/* Deadline of the current weft_timeout_begin() scope (ns), or
+	 * WEFT_NEVER; only the task itself touches it. */
+	uint64_t deadline;
 	/* Task-local values (tls.c), allocated on first weft_tls_set(). */
 	void **tls;
 	/* The runtime the task belongs to. */
@@ -248,6 +255,39 @@ static inline struct weft_task *weft__tlist_pop(struct weft__tlist *l)
 	}
 	return t;
 }
+
+/* ---- timers (timer.c) ---------------------------------------------------- */
+
+#define WEFT__TICK_SHIFT 14u /* 16.384 us ticks */
+#define WEFT__TICK_NS (UINT64_C(1) << WEFT__TICK_SHIFT)
+#define WEFT__TIMER_LEVELS 6u
+
+/* Timer node states; the protocol is argued in timer.c. */
+enum {
+	WEFT__TM_IDLE = 0,
+	WEFT__TM_PENDING,
+	WEFT__TM_FIRING,
+	WEFT__TM_FIRED
+};
+
+/* One pending deadline; lives in its owner's memory (a waiting task's
+ * stack). The firer wakes `task`. */
+struct weft__timer {
+	struct weft__timer *next, *prev; /* slot list, under the wheel lock */
+	struct weft__timer *fnext;       /* the firer's private list */
+	struct weft_task *task;
+	uint64_t when; /* deadline in ticks, rounded up */
+	atomic_int state;
+	uint8_t lvl, slot;
+};
+
+struct weft__wheel {
+	weft__spin lock;
+	uint64_t elapsed; /* ticks processed so far */
+	unsigned long count;
+	uint64_t occupied[WEFT__TIMER_LEVELS];
+	struct weft__timer *slot[WEFT__TIMER_LEVELS][64];
+};
 
 /* ---- the local run queue ---------------------------------------------- */
 
@@ -389,6 +429,14 @@ struct weft_runtime {
 	int stk_guard_mode;   /* 0 none, 1 madvise guard, 2 mprotect */
 
 	struct weft_task *main_task;
+
+	/* Timer service (timer.c): the wheel, the earliest expiration in ns
+	 * (WEFT_NEVER: none), and the keeper: the parked worker that sleeps
+	 * no longer than timer_next, and until when it sleeps. */
+	_Alignas(WEFT__CACHELINE) struct weft__wheel wheel;
+	_Alignas(WEFT__CACHELINE) _Atomic(uint64_t) timer_next;
+	_Atomic(struct weft__worker *) keeper;
+	_Atomic(uint64_t) keeper_until;
 };
 
 /* ---- cross-file internals --------------------------------------------- */
@@ -413,6 +461,24 @@ void weft__task_pool_fini(struct weft_runtime *rt);
 int weft__spawn_main(struct weft_runtime *rt, weft_fn fn, void *arg,
 		     struct weft_task **out);
 weft_task *weft__handle(struct weft_task *t);
+
+/* Park protocol steps (argued in task.c). Step 1: announce the wait. */
+static inline void weft__park_prepare(struct weft_task *t)
+{
+	atomic_exchange_explicit(&t->park, WEFT__PARKING, memory_order_acq_rel);
+}
+
+/* The condition held: no park after all. */
+static inline void weft__park_done(struct weft_task *t)
+{
+	atomic_store_explicit(&t->park, WEFT__RUNNING, memory_order_relaxed);
+}
+
+static inline bool weft__cancel_pending(struct weft_task *t)
+{
+	return t->shield == 0 &&
+	       atomic_load_explicit(&t->cancel, memory_order_acquire);
+}
 
 /* stack.c */
 struct weft__stack {
@@ -458,6 +524,42 @@ void weft__ring_fini(struct weft__worker *w);
 void weft__ring_wait(struct weft__worker *w, uint64_t timeout_ns);
 void weft__ring_poll(struct weft__worker *w);
 void weft__ring_wake(struct weft__worker *from, struct weft__worker *to);
+/* A free SQE of w's ring (submits and retries while the SQ is full). */
+struct io_uring_sqe *weft__ring_sqe(struct weft__worker *w);
+#define WEFT__RING_ENTRIES 512u
+/* user_data of requests whose completion nobody waits for. */
+#define WEFT__UD_IGNORE 3u
+
+/* timer.c */
+void weft__timer_init(struct weft_runtime *rt);
+/* Files n to wake task at deadline (ns). False, with nothing filed, if the
+ * deadline's tick has already been processed: it is due. */
+bool weft__timer_add(struct weft_runtime *rt, struct weft__timer *n,
+		     struct weft_task *task, uint64_t deadline);
+/* Takes n out of the wheel; true if it had fired (or was firing: waits
+ * until the firer is done with it). n is IDLE afterwards. */
+bool weft__timer_cancel(struct weft_runtime *rt, struct weft__timer *n);
+static inline bool weft__timer_fired(const struct weft__timer *n)
+{
+	return atomic_load_explicit(&n->state, memory_order_acquire) ==
+	       WEFT__TM_FIRED;
+}
+/* Fires every timer due at `now`; returns how many. */
+unsigned weft__timer_run(struct weft_runtime *rt, uint64_t now);
+static inline bool weft__timer_due(struct weft_runtime *rt, uint64_t now)
+{
+	return atomic_load_explicit(&rt->timer_next, memory_order_relaxed) <=
+	       now;
+}
+/* Keeper role for a parking worker: the ns deadline to sleep until, or 0
+ * if it did not take the role (nobody needs it, or someone has it). */
+uint64_t weft__timer_keep(struct weft__worker *w);
+void weft__timer_unkeep(struct weft__worker *w);
+
+/* io/ops.c: completion of one request (io/ring.c calls it). */
+struct weft__op;
+void weft__op_complete(struct weft__worker *w, struct weft__op *op,
+		       const struct io_uring_cqe *cqe);
 
 /* runtime.c */
 void *weft__worker_thread(void *arg);

@@ -15,8 +15,10 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -64,6 +66,10 @@ static int worker_start(struct weft__worker *w)
 
 	if (err < 0)
 		return err;
+	/* The kernel's default 50 us timer slack would be added to every
+	 * timed ring wait; timers are to fire within tens of microseconds
+	 * (timer.c). Worker 0's old value is put back by weft_run(). */
+	prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
 	err = weft__stack_signal_init(w);
 	if (err < 0) {
 		weft__ring_fini(w);
@@ -159,8 +165,8 @@ static int config_check(const struct weft_config *c)
 	return 0;
 }
 
-int weft_run(weft_fn main_fn, void *arg, const struct weft_config *config,
-	     void **result)
+static int run(weft_fn main_fn, void *arg, const struct weft_config *config,
+	       void **result)
 {
 	struct weft_runtime *rt;
 	struct boot boot;
@@ -193,6 +199,7 @@ int weft_run(weft_fn main_fn, void *arg, const struct weft_config *config,
 		rt->wake_mode = WEFT_WAKE_MSG_RING;
 	weft__stack_init(rt);
 	weft__idle_init(rt);
+	weft__timer_init(rt);
 
 	rt->workers = weft__calloc(rt->nworkers, sizeof(*rt->workers));
 	if (!rt->workers) {
@@ -289,5 +296,27 @@ int weft_run(weft_fn main_fn, void *arg, const struct weft_config *config,
 	worker_stop(rt->workers[0]);
 	rings_close(rt);
 	runtime_free(rt);
+	return err;
+}
+
+/* Process-wide settings the runtime needs around run(): SIGPIPE ignored
+ * unless the program chose a disposition (so writes to a closed pipe
+ * return -EPIPE instead of killing it; sockets use MSG_NOSIGNAL anyway),
+ * and the calling thread's timer slack put back afterwards. */
+int weft_run(weft_fn main_fn, void *arg, const struct weft_config *config,
+	     void **result)
+{
+	int slack = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
+	struct sigaction sa;
+	int err;
+
+	if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL &&
+	    !(sa.sa_flags & SA_SIGINFO)) {
+		sa.sa_handler = SIG_IGN;
+		sigaction(SIGPIPE, &sa, NULL);
+	}
+	err = run(main_fn, arg, config, result);
+	if (slack > 0)
+		prctl(PR_SET_TIMERSLACK, (unsigned long)slack, 0, 0, 0);
 	return err;
 }

@@ -51,8 +51,10 @@
 #include <sanitizer/tsan_interface.h>
 #endif
 
-/* await_one(): the caller, not the awaited task, was cancelled. */
+/* await_one(): the caller, not the awaited task, was cancelled, or its
+ * deadline passed. */
 #define WEFT__SELF_CANCELLED 1
+#define WEFT__SELF_TIMEDOUT 2
 #define WEFT__CB_SLAB 256
 #define WEFT__CB_CACHE 128
 #define WEFT__HANDLE_SHIFT 48
@@ -287,6 +289,7 @@ static void task_start(struct weft_runtime *rt, struct weft__worker *w,
 	t->outcome = 0;
 	t->waiters = NULL;
 	t->tls = NULL;
+	t->deadline = WEFT_NEVER;
 	t->flags = 0;
 	t->home = NULL;
 	if ((flags & WEFT_SPAWN_PINNED) && w) {
@@ -468,28 +471,15 @@ void weft__task_wake(struct weft_task *t)
 	}
 }
 
-/* Step 1 of the protocol. */
-static inline void park_prepare(struct weft_task *t)
-{
-	atomic_exchange_explicit(&t->park, WEFT__PARKING, memory_order_acq_rel);
-}
-
-/* The condition held: no park after all. */
-static inline void park_done(struct weft_task *t)
-{
-	atomic_store_explicit(&t->park, WEFT__RUNNING, memory_order_relaxed);
-}
+#define park_prepare weft__park_prepare
+#define park_done weft__park_done
+#define cancel_pending weft__cancel_pending
 
 struct weft__worker *weft__park(struct weft__worker *w)
 {
 	return weft__switch_out(w, WEFT__SW_PARK);
 }
 
-static inline bool cancel_pending(struct weft_task *t)
-{
-	return t->shield == 0 &&
-	       atomic_load_explicit(&t->cancel, memory_order_acquire);
-}
 
 /* One operation completed without suspending: after WEFT__BUDGET in a row
  * the task yields, so it cannot starve its worker's queue (Tokio's coop
@@ -509,12 +499,37 @@ static int task_result(struct weft_task *t, void **result)
 	return t->outcome;
 }
 
-/* Waits for t to end and returns its outcome, or WEFT__SELF_CANCELLED
- * (storing nothing) if the caller was cancelled while waiting. */
+/* Takes node off t's waiter list. False if the ending task had already
+ * taken it: it then sets node->done at once, which we wait for. */
+static bool waiter_leave(struct weft_task *t, struct weft__waiter *node)
+{
+	struct weft__waiter **pp;
+	bool unlinked = false;
+
+	weft__spin_lock(&t->wlock);
+	for (pp = &t->waiters; *pp; pp = &(*pp)->next) {
+		if (*pp == node) {
+			*pp = node->next;
+			unlinked = true;
+			break;
+		}
+	}
+	weft__spin_unlock(&t->wlock);
+	if (!unlinked)
+		while (!atomic_load_explicit(&node->done, memory_order_acquire))
+			weft__cpu_relax();
+	return unlinked;
+}
+
+/* Waits for t to end and returns its outcome, or WEFT__SELF_CANCELLED /
+ * WEFT__SELF_TIMEDOUT (storing nothing) if the caller was cancelled or
+ * reached `deadline` (ns, WEFT_NEVER for none) while waiting. */
 static int await_one(struct weft__worker *w, struct weft_task *self,
-		     struct weft_task *t, void **result)
+		     struct weft_task *t, void **result, uint64_t deadline)
 {
 	struct weft__waiter node;
+	struct weft__timer tm;
+	int why = 0;
 
 	if (atomic_load_explicit(&t->done, memory_order_acquire)) {
 		budget_tick(w);
@@ -522,6 +537,7 @@ static int await_one(struct weft__worker *w, struct weft_task *self,
 	}
 	node.task = self;
 	atomic_init(&node.done, 0);
+	atomic_init(&tm.state, WEFT__TM_IDLE);
 	/* Every condition that ends the wait is checked after
 	 * park_prepare(): a cancel that came before it left NOTIFIED, which
 	 * the prepare overwrites, so only this check still sees it. */
@@ -530,10 +546,17 @@ static int await_one(struct weft__worker *w, struct weft_task *self,
 		park_done(self);
 		return WEFT__SELF_CANCELLED;
 	}
+	if (deadline != WEFT_NEVER &&
+	    (deadline <= weft_now() ||
+	     !weft__timer_add(self->rt, &tm, self, deadline))) {
+		park_done(self);
+		return WEFT__SELF_TIMEDOUT;
+	}
 	weft__spin_lock(&t->wlock);
 	if (atomic_load_explicit(&t->done, memory_order_acquire)) {
 		weft__spin_unlock(&t->wlock);
 		park_done(self);
+		weft__timer_cancel(self->rt, &tm);
 		return task_result(t, result);
 	}
 	node.next = t->waiters;
@@ -545,34 +568,30 @@ static int await_one(struct weft__worker *w, struct weft_task *self,
 		park_prepare(self);
 		if (atomic_load_explicit(&node.done, memory_order_acquire))
 			break;
-		if (cancel_pending(self)) {
-			struct weft__waiter **pp;
-			bool unlinked = false;
-
-			weft__spin_lock(&t->wlock);
-			for (pp = &t->waiters; *pp; pp = &(*pp)->next) {
-				if (*pp == &node) {
-					*pp = node.next;
-					unlinked = true;
-					break;
-				}
-			}
-			weft__spin_unlock(&t->wlock);
-			if (unlinked) {
-				park_done(self);
-				return WEFT__SELF_CANCELLED;
-			}
-			/* The ending task holds our node: its done store
-			 * follows at once; wait for it, then report the
-			 * completion that won the race. */
-			while (!atomic_load_explicit(&node.done,
-						     memory_order_acquire))
-				weft__cpu_relax();
+		if (cancel_pending(self))
+			why = WEFT__SELF_CANCELLED;
+		else if (weft__timer_fired(&tm))
+			why = WEFT__SELF_TIMEDOUT;
+		if (why) {
+			/* If the ending task already holds our node, the
+			 * completion won the race: report it. */
+			if (!waiter_leave(t, &node))
+				why = 0;
 			break;
 		}
 	}
 	park_done(self);
-	return task_result(t, result);
+	weft__timer_cancel(self->rt, &tm);
+	return why ? why : task_result(t, result);
+}
+
+static inline int self_err(int err)
+{
+	if (err == WEFT__SELF_CANCELLED)
+		return -ECANCELED;
+	if (err == WEFT__SELF_TIMEDOUT)
+		return -ETIMEDOUT;
+	return err;
 }
 
 int weft_await(weft_task *h, void **result)
@@ -588,8 +607,43 @@ int weft_await(weft_task *h, void **result)
 		return err;
 	if (t == w->current)
 		return -EDEADLK;
-	err = await_one(w, w->current, t, result);
-	return err == WEFT__SELF_CANCELLED ? -ECANCELED : err;
+	err = await_one(w, w->current, t, result, w->current->deadline);
+	return self_err(err);
+}
+
+int weft_await_timeout(weft_task *h, void **result, uint64_t timeout_ns,
+		       unsigned flags)
+{
+	struct weft__worker *w = weft__worker_self();
+	struct weft_task *t, *self;
+	uint64_t d, now;
+	int err = 0;
+
+	if (!w || !w->current)
+		return -EPERM;
+	if (flags & ~WEFT_TIMEOUT_CANCEL)
+		return -EINVAL;
+	t = resolve(h, &err);
+	if (!t)
+		return err;
+	self = w->current;
+	if (t == self)
+		return -EDEADLK;
+	now = weft_now();
+	d = timeout_ns >= WEFT_NEVER - now ? WEFT_NEVER : now + timeout_ns;
+	if (self->deadline < d)
+		d = self->deadline;
+	err = await_one(w, self, t, result, d);
+	if (err == WEFT__SELF_TIMEDOUT && (flags & WEFT_TIMEOUT_CANCEL)) {
+		/* asyncio.wait_for: cancel it and wait until it has ended,
+		 * shielded, so that it has when we return. */
+		atomic_store_explicit(&t->cancel, 1, memory_order_release);
+		weft__task_wake(t);
+		self->shield++;
+		await_one(weft__worker_self(), self, t, NULL, WEFT_NEVER);
+		self->shield--;
+	}
+	return self_err(err);
 }
 
 int weft_gather(weft_task *const *hs, size_t n, void **results)
@@ -615,13 +669,15 @@ int weft_gather(weft_task *const *hs, size_t n, void **results)
 			err = -EDEADLK, t = NULL;
 		if (t) {
 			err = await_one(weft__worker_self(), self, t,
-					results ? &results[i] : NULL);
-			if (err == WEFT__SELF_CANCELLED) {
+					results ? &results[i] : NULL,
+					self->deadline);
+			if (err == WEFT__SELF_CANCELLED ||
+			    err == WEFT__SELF_TIMEDOUT) {
 				/* As documented: what was not collected is
 				 * NULL. */
 				while (results && ++i < n)
 					results[i] = NULL;
-				return -ECANCELED;
+				return self_err(err);
 			}
 		}
 		if (err && !first)

@@ -158,10 +158,13 @@ pick_periodic(struct weft__worker *w)
 		t = pick_inject(w);
 		if (t)
 			return t;
-		/* Completions of in-flight I/O are reaped here while the
-		 * worker stays busy. */
-		if (w->io_inflight)
+		/* Completions of in-flight I/O are reaped, queued requests
+		 * submitted, and due timers fired here while the worker
+		 * stays busy. */
+		if (w->io_inflight || io_uring_sq_ready(&w->ring))
 			weft__ring_poll(w);
+		if (weft__timer_due(w->rt, weft_now()))
+			weft__timer_run(w->rt, weft_now());
 	}
 	return NULL;
 }
@@ -451,6 +454,22 @@ struct weft__worker *weft__switch_out(struct weft__worker *w, int action)
 	return switch_to(w, &cur->sp, t, action == WEFT__SW_EXIT);
 }
 
+/* Before looking elsewhere for work: submit queued requests and collect
+ * completions (with DEFER_TASKRUN they appear only when asked for), and
+ * fire due timers. True if that may have made tasks runnable here. */
+static bool idle_work(struct weft__worker *w)
+{
+	bool more = false;
+
+	if (w->io_inflight || io_uring_sq_ready(&w->ring)) {
+		weft__ring_poll(w);
+		more = true;
+	}
+	if (weft__timer_due(w->rt, weft_now()))
+		more |= weft__timer_run(w->rt, weft_now()) != 0;
+	return more;
+}
+
 void weft__worker_loop(struct weft__worker *w)
 {
 	struct weft_runtime *rt = w->rt;
@@ -458,6 +477,8 @@ void weft__worker_loop(struct weft__worker *w)
 	while (!atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
 		struct weft_task *t = pick_local(w);
 
+		if (!t && idle_work(w))
+			t = pick_local(w);
 		if (!t)
 			t = search(w);
 		/* A worker woken by a notify comes back counted as searching;

@@ -1,0 +1,387 @@
+/*
+ * I/O requests of tasks: each call prepares one SQE on the ring of the
+ * worker it runs on, parks the task, and returns the completion's result.
+ *
+ * Where a request lives
+ *   The ring is SINGLE_ISSUER: only its worker may submit to it, and (with
+ *   DEFER_TASKRUN) only its worker sees completions. So while a request is
+ *   in flight its task is pinned to that worker (flags |= WEFT__T_PINNED,
+ *   home = the worker): every wake-up, the completion's, a cancellation's or
+ *   a deadline's, brings it back there, where it can submit the
+ *   IORING_OP_ASYNC_CANCEL that a cancellation needs. When the call returns
+ *   the task's own pinning is put back and it may be stolen again. The
+ *   flags are written by the task before park_prepare() and read by a waker
+ *   after its CAS on task->park, which the acq_rel exchange orders.
+ *
+ * The request's record (struct weft__op) is on the task's stack. reap()
+ * (io/ring.c) runs on the same worker; it stores the result, then `done`
+ * (release), then wakes the task, reading op->task before the store. The
+ * task leaves only after seeing `done` (acquire), so the record outlives
+ * the kernel's use of it, and a cancelled call returns only once the
+ * kernel has given the buffer back (the request's own CQE has come).
+ *
+ * Submission is batched: requests are queued in the SQ and handed to the
+ * kernel when the worker runs out of tasks, every WEFT__INJECT_INTERVAL
+ * picks, or when it parks (worker.c, idle.c).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
+#include "../runtime/internal.h"
+
+struct weft__op {
+	struct weft_task *task;
+	int res;
+	unsigned cflags;
+	atomic_int done;
+};
+
+struct io {
+	struct weft__worker *w;
+	struct weft_task *self;
+	struct weft__op op;
+	int err;
+};
+
+void weft__op_complete(struct weft__worker *w, struct weft__op *op,
+		       const struct io_uring_cqe *cqe)
+{
+	struct weft_task *t = op->task;
+
+	w->io_inflight--;
+	op->res = cqe->res;
+	op->cflags = cqe->flags;
+	/* Last touch of the record: the task may return after this. */
+	atomic_store_explicit(&op->done, 1, memory_order_release);
+	weft__task_wake(t);
+}
+
+/*
+ * Starts a request: an SQE to fill, or NULL with io->err set when the call
+ * must not start (not in a task, cancelled, deadline passed).
+ */
+static struct io_uring_sqe *io_begin(struct io *io)
+{
+	struct weft__worker *w = weft__worker_self();
+	struct weft_task *self;
+
+	if (!w || !w->current) {
+		io->err = -EPERM;
+		return NULL;
+	}
+	self = w->current;
+	if (weft__cancel_pending(self)) {
+		io->err = -ECANCELED;
+		return NULL;
+	}
+	if (self->deadline != WEFT_NEVER && self->deadline <= weft_now()) {
+		io->err = -ETIMEDOUT;
+		return NULL;
+	}
+	io->w = w;
+	io->self = self;
+	return weft__ring_sqe(w);
+}
+
+/* Submits a cancellation of io's request on the current (issuing) ring. */
+static void io_cancel(struct io *io)
+{
+	struct io_uring_sqe *sqe = weft__ring_sqe(io->w);
+
+	io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)&io->op, 0);
+	io_uring_sqe_set_data64(sqe, WEFT__UD_IGNORE);
+}
+
+/* Waits for the request prepared in sqe; returns its result. */
+static int io_wait(struct io *io, struct io_uring_sqe *sqe)
+{
+	struct weft_task *self = io->self;
+	struct weft__worker *w = io->w, *home = self->home;
+	unsigned flags = self->flags;
+	uint64_t deadline = self->deadline;
+	struct weft__timer tm;
+	int why = 0, res;
+	bool cancel_sent = false;
+
+	io->op.task = self;
+	atomic_init(&io->op.done, 0);
+	atomic_init(&tm.state, WEFT__TM_IDLE);
+	io_uring_sqe_set_data(sqe, &io->op);
+	w->io_inflight++;
+	self->flags |= WEFT__T_PINNED;
+	self->home = w;
+	if (deadline != WEFT_NEVER &&
+	    !weft__timer_add(self->rt, &tm, self, deadline)) {
+		/* Passed between io_begin() and here: cancel at once. */
+		why = -ETIMEDOUT;
+	}
+	for (;;) {
+		weft__park_prepare(self);
+		if (atomic_load_explicit(&io->op.done, memory_order_acquire))
+			break;
+		if (!cancel_sent) {
+			if (!why && weft__cancel_pending(self))
+				why = -ECANCELED;
+			else if (!why && weft__timer_fired(&tm))
+				why = -ETIMEDOUT;
+			if (why) {
+				io_cancel(io);
+				cancel_sent = true;
+			}
+		}
+		w = weft__park(w);
+		weft__assert(w == io->w);
+	}
+	weft__park_done(self);
+	weft__timer_cancel(self->rt, &tm);
+	self->flags = flags;
+	self->home = home;
+	res = io->op.res;
+	io->err = res;
+	if (res == -ECANCELED && why)
+		res = why;
+	return res;
+}
+
+/* The common shape of a call: prepare, or return why not; then wait. */
+#define IO_CALL(prep)                                                   \
+	do {                                                            \
+		struct io io_;                                          \
+		struct io_uring_sqe *sqe_ = io_begin(&io_);             \
+		if (!sqe_)                                              \
+			return io_.err;                                 \
+		prep;                                                   \
+		return io_wait(&io_, sqe_);                             \
+	} while (0)
+
+/* ---- sockets ------------------------------------------------------------ */
+
+int weft_socket(int domain, int type, int protocol)
+{
+	/* socket(2) never blocks: a direct call, errno read at once. */
+	int fd = socket(domain, type | SOCK_CLOEXEC, protocol);
+
+	return fd < 0 ? -errno : fd;
+}
+
+int weft_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
+{
+	IO_CALL(io_uring_prep_accept(sqe_, fd, addr, addrlen,
+				     flags | SOCK_CLOEXEC));
+}
+
+int weft_connect(int fd, const struct sockaddr *addr, socklen_t addrlen)
+{
+	IO_CALL(io_uring_prep_connect(sqe_, fd, addr, addrlen));
+}
+
+ssize_t weft_recv(int fd, void *buf, size_t len, int flags)
+{
+	IO_CALL(io_uring_prep_recv(sqe_, fd, buf, len, flags));
+}
+
+ssize_t weft_send(int fd, const void *buf, size_t len, int flags)
+{
+	IO_CALL(io_uring_prep_send(sqe_, fd, buf, len, flags | MSG_NOSIGNAL));
+}
+
+ssize_t weft_recvmsg(int fd, struct msghdr *msg, int flags)
+{
+	IO_CALL(io_uring_prep_recvmsg(sqe_, fd, msg, (unsigned)flags));
+}
+
+ssize_t weft_sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+	IO_CALL(io_uring_prep_sendmsg(sqe_, fd, msg,
+				      (unsigned)flags | MSG_NOSIGNAL));
+}
+
+ssize_t weft_recvfrom(int fd, void *buf, size_t len, int flags,
+		      struct sockaddr *addr, socklen_t *addrlen)
+{
+	struct iovec iov = { .iov_base = buf, .iov_len = len };
+	struct msghdr msg = { 0 };
+	ssize_t n;
+
+	msg.msg_name = addr;
+	msg.msg_namelen = addr && addrlen ? *addrlen : 0;
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	n = weft_recvmsg(fd, &msg, flags);
+	if (n >= 0 && addr && addrlen)
+		*addrlen = msg.msg_namelen;
+	return n;
+}
+
+ssize_t weft_sendto(int fd, const void *buf, size_t len, int flags,
+		    const struct sockaddr *addr, socklen_t addrlen)
+{
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+	struct msghdr msg = { 0 };
+
+	msg.msg_name = (void *)addr;
+	msg.msg_namelen = addr ? addrlen : 0;
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	return weft_sendmsg(fd, &msg, flags);
+}
+
+int weft_shutdown(int fd, int how)
+{
+	IO_CALL(io_uring_prep_shutdown(sqe_, fd, how));
+}
+
+int weft_close(int fd)
+{
+	IO_CALL(io_uring_prep_close(sqe_, fd));
+}
+
+/* ---- files -------------------------------------------------------------- */
+
+int weft_openat(int dirfd, const char *path, int flags, mode_t mode)
+{
+	IO_CALL(io_uring_prep_openat(sqe_, dirfd, path, flags | O_CLOEXEC,
+				     mode));
+}
+
+int weft_open(const char *path, int flags, mode_t mode)
+{
+	return weft_openat(AT_FDCWD, path, flags, mode);
+}
+
+ssize_t weft_read(int fd, void *buf, size_t len, int64_t offset)
+{
+	/* io_uring caps one read at what an int result can report. */
+	if (len > 0x7ffff000u)
+		len = 0x7ffff000u;
+	IO_CALL(io_uring_prep_read(sqe_, fd, buf, (unsigned)len,
+				   (uint64_t)offset));
+}
+
+ssize_t weft_write(int fd, const void *buf, size_t len, int64_t offset)
+{
+	if (len > 0x7ffff000u)
+		len = 0x7ffff000u;
+	IO_CALL(io_uring_prep_write(sqe_, fd, buf, (unsigned)len,
+				    (uint64_t)offset));
+}
+
+ssize_t weft_readv(int fd, const struct iovec *iov, int iovcnt,
+		   int64_t offset)
+{
+	if (iovcnt < 0)
+		return -EINVAL;
+	IO_CALL(io_uring_prep_readv(sqe_, fd, iov, (unsigned)iovcnt,
+				    (uint64_t)offset));
+}
+
+ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt,
+		    int64_t offset)
+{
+	if (iovcnt < 0)
+		return -EINVAL;
+	IO_CALL(io_uring_prep_writev(sqe_, fd, iov, (unsigned)iovcnt,
+				     (uint64_t)offset));
+}
+
+int weft_fsync(int fd)
+{
+	IO_CALL(io_uring_prep_fsync(sqe_, fd, 0));
+}
+
+int weft_fdatasync(int fd)
+{
+	IO_CALL(io_uring_prep_fsync(sqe_, fd, IORING_FSYNC_DATASYNC));
+}
+
+static void statx_to_stat(const struct statx *x, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_dev = makedev(x->stx_dev_major, x->stx_dev_minor);
+	st->st_ino = x->stx_ino;
+	st->st_mode = x->stx_mode;
+	st->st_nlink = x->stx_nlink;
+	st->st_uid = x->stx_uid;
+	st->st_gid = x->stx_gid;
+	st->st_rdev = makedev(x->stx_rdev_major, x->stx_rdev_minor);
+	st->st_size = (off_t)x->stx_size;
+	st->st_blksize = x->stx_blksize;
+	st->st_blocks = (blkcnt_t)x->stx_blocks;
+	st->st_atim.tv_sec = x->stx_atime.tv_sec;
+	st->st_atim.tv_nsec = x->stx_atime.tv_nsec;
+	st->st_mtim.tv_sec = x->stx_mtime.tv_sec;
+	st->st_mtim.tv_nsec = x->stx_mtime.tv_nsec;
+	st->st_ctim.tv_sec = x->stx_ctime.tv_sec;
+	st->st_ctim.tv_nsec = x->stx_ctime.tv_nsec;
+}
+
+static int statx_call(int dirfd, const char *path, int flags,
+		      struct statx *x)
+{
+	IO_CALL(io_uring_prep_statx(sqe_, dirfd, path, flags,
+				    STATX_BASIC_STATS, x));
+}
+
+int weft_stat(const char *path, struct stat *st)
+{
+	struct statx x;
+	int err;
+
+	if (!path || !st)
+		return -EINVAL;
+	err = statx_call(AT_FDCWD, path, 0, &x);
+	if (err == 0)
+		statx_to_stat(&x, st);
+	return err;
+}
+
+int weft_fstat(int fd, struct stat *st)
+{
+	struct statx x;
+	int err;
+
+	if (!st)
+		return -EINVAL;
+	err = statx_call(fd, "", AT_EMPTY_PATH, &x);
+	if (err == 0)
+		statx_to_stat(&x, st);
+	return err;
+}
+
+/* ---- loops -------------------------------------------------------------- */
+
+ssize_t weft_read_exact(int fd, void *buf, size_t len, int64_t offset)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t n = weft_read(fd, (char *)buf + got, len - got,
+				      offset < 0 ? -1 : offset + (int64_t)got);
+		if (n < 0)
+			return n;
+		if (n == 0)
+			break; /* end of file */
+		got += (size_t)n;
+	}
+	return (ssize_t)got;
+}
+
+ssize_t weft_write_all(int fd, const void *buf, size_t len, int64_t offset)
+{
+	size_t put = 0;
+
+	while (put < len) {
+		ssize_t n = weft_write(fd, (const char *)buf + put, len - put,
+				       offset < 0 ? -1
+						  : offset + (int64_t)put);
+		if (n < 0)
+			return n;
+		if (n == 0)
+			return -EIO; /* no progress: would loop forever */
+		put += (size_t)n;
+	}
+	return (ssize_t)len;
+}
