@@ -171,7 +171,7 @@ void weft__idle_park(struct weft__worker *w)
 {
 	struct weft_runtime *rt = w->rt;
 	unsigned dec = UNPARK_ONE, prev;
-	uint64_t keep, wait_ns = 0;
+	uint64_t keep, trim, wait_ns = 0;
 	bool last, watching;
 
 	weft__spin_lock(&rt->idle_lock);
@@ -201,6 +201,14 @@ void weft__idle_park(struct weft__worker *w)
 		} else {
 			wait_ns = keep - now;
 		}
+	}
+	/* Warm stacks to give back later: do not sleep past that. */
+	trim = weft__stack_trim(w, weft_now());
+	if (trim) {
+		uint64_t now = weft_now(), t = trim > now ? trim - now : 1;
+
+		if (!wait_ns || t < wait_ns)
+			wait_ns = t;
 	}
 	if (watching) {
 		/* Only the watcher touches watch_ns; relaxed suffices, the

@@ -423,7 +423,11 @@ struct weft_runtime {
 
 	/* Stack pool (stack.c). */
 	weft__spin stk_lock;
-	struct weft__stack *stk_free;
+	struct weft__stack *stk_free; /* cold: pages given back */
+	struct weft__stack *stk_warm; /* pages kept, trimmed with decay */
+	unsigned long stk_warm_n;
+	atomic_ulong stk_warm_hint; /* stk_warm_n, readable without lock */
+	uint64_t stk_trim_at;       /* armed trim moment (ns), 0: none */
 	struct weft__slab *stk_slabs;
 	size_t stk_guard;     /* guard bytes below each stack */
 	int stk_guard_mode;   /* 0 none, 1 madvise guard, 2 mprotect */
@@ -495,6 +499,10 @@ struct weft__stack *weft__stack_get(struct weft__worker *w, size_t size);
 void weft__stack_put(struct weft__worker *w, struct weft__stack *s);
 void weft__stack_drop(struct weft_runtime *rt, struct weft__stack *s);
 int weft__stack_signal_init(struct weft__worker *w);
+/* Called by a parking worker: gives back pages of warm stacks beyond the
+ * hot caches once they have been idle long enough. Returns the moment (ns)
+ * a trim is armed for, which the worker should not sleep past, or 0. */
+uint64_t weft__stack_trim(struct weft__worker *w, uint64_t now);
 void weft__stack_signal_fini(struct weft__worker *w);
 
 /* inject.c */

@@ -13,9 +13,18 @@
  * Free arena stacks live in two tiers:
  *   - each worker's hot cache (at most rt->stack_cache), touched pages
  *     kept, so steady-state spawning does no syscall at all;
- *   - the shared pool, under stk_lock. A stack moved there beyond the
- *     watermark first gives its pages back (MADV_DONTNEED; guard markers
- *     survive it), so memory returns to the kernel after a burst.
+ *   - the shared pool, under stk_lock, in two lists: warm stacks (pages
+ *     kept) that overflowed a hot cache, and cold ones (pages given back
+ *     with MADV_DONTNEED; guard markers survive it). Giving pages back is
+ *     decayed, like jemalloc's purging: every madvise is a TLB shoot-down
+ *     IPI to every CPU of the process, and doing it on each overflow made
+ *     a burst of 100,000 ending tasks spend half its time in them. A
+ *     parking worker that finds more warm stacks than all hot caches hold
+ *     arms a trim WEFT__STK_DECAY_NS ahead; a worker parking after that
+ *     moment moves the excess to the cold list in one address-sorted pass
+ *     (neighbours merged into one madvise), and parking workers wait no
+ *     longer than the armed moment (idle.c), so memory does return to the
+ *     kernel after a burst even when the process then sleeps.
  * Arena address space is kept until the runtime ends, never unmapped
  * earlier.
  *
@@ -43,6 +52,8 @@
 #endif
 
 #define WEFT__STK_SLAB 32
+/* Warm stacks beyond the hot caches give their pages back after this. */
+#define WEFT__STK_DECAY_NS (1000 * WEFT_NSEC_PER_MSEC)
 #define WEFT__GUARD (64 * 1024)
 #define WEFT__ALTSTACK (64 * 1024)
 
@@ -204,12 +215,17 @@ struct weft__stack *weft__stack_get(struct weft__worker *w, size_t size)
 		w->stk_n--;
 	} else {
 		weft__spin_lock(&rt->stk_lock);
-		if (!rt->stk_free && slab_new(rt) < 0) {
-			weft__spin_unlock(&rt->stk_lock);
-			return NULL;
+		if ((s = rt->stk_warm)) {
+			rt->stk_warm = s->next;
+			rt->stk_warm_n--;
+		} else {
+			if (!rt->stk_free && slab_new(rt) < 0) {
+				weft__spin_unlock(&rt->stk_lock);
+				return NULL;
+			}
+			s = rt->stk_free;
+			rt->stk_free = s->next;
 		}
-		s = rt->stk_free;
-		rt->stk_free = s->next;
 		weft__spin_unlock(&rt->stk_lock);
 	}
 	s->cold = false;
@@ -278,24 +294,69 @@ void weft__stack_put(struct weft__worker *w, struct weft__stack *s)
 	w->stk_free = s;
 	if (++w->stk_n <= rt->stack_cache)
 		return;
-	/* Over the watermark: the older half goes to the shared pool, pages
-	 * given back. The cache keeps the most recently used (warmest). */
+	/* Over the watermark: the older half goes to the shared warm list.
+	 * The cache keeps the most recently used (warmest). */
 	n = w->stk_n / 2;
 	for (tail = w->stk_free, i = 1; i < w->stk_n - n; i++)
 		tail = tail->next;
 	head = tail->next;
 	tail->next = NULL;
 	w->stk_n -= n;
-	for (tail = head; ; tail = tail->next) {
-		tail->cold = true;
-		if (!tail->next)
-			break;
+	for (tail = head; tail->next; tail = tail->next)
+		;
+	weft__spin_lock(&rt->stk_lock);
+	tail->next = rt->stk_warm;
+	rt->stk_warm = head;
+	rt->stk_warm_n += n;
+	atomic_store_explicit(&rt->stk_warm_hint, rt->stk_warm_n,
+			      memory_order_relaxed);
+	weft__spin_unlock(&rt->stk_lock);
+}
+
+uint64_t weft__stack_trim(struct weft__worker *w, uint64_t now)
+{
+	struct weft_runtime *rt = w->rt;
+	unsigned long keep = (unsigned long)rt->stack_cache * rt->nworkers;
+	struct weft__stack *head = NULL, *tail = NULL, *s;
+	uint64_t at;
+
+	if (atomic_load_explicit(&rt->stk_warm_hint, memory_order_relaxed) <=
+	    keep)
+		return 0;
+	weft__spin_lock(&rt->stk_lock);
+	if (rt->stk_warm_n <= keep) {
+		rt->stk_trim_at = 0;
+		weft__spin_unlock(&rt->stk_lock);
+		return 0;
 	}
+	if (!rt->stk_trim_at || now < rt->stk_trim_at) {
+		if (!rt->stk_trim_at)
+			rt->stk_trim_at = now + WEFT__STK_DECAY_NS;
+		at = rt->stk_trim_at;
+		weft__spin_unlock(&rt->stk_lock);
+		return at;
+	}
+	/* Decayed: keep `keep` warm stacks, the rest go cold. */
+	while (rt->stk_warm_n > keep) {
+		s = rt->stk_warm;
+		rt->stk_warm = s->next;
+		rt->stk_warm_n--;
+		s->cold = true;
+		s->next = head;
+		head = s;
+		if (!tail)
+			tail = s;
+	}
+	rt->stk_trim_at = 0;
+	atomic_store_explicit(&rt->stk_warm_hint, rt->stk_warm_n,
+			      memory_order_relaxed);
+	weft__spin_unlock(&rt->stk_lock);
 	release_pages(rt, head);
 	weft__spin_lock(&rt->stk_lock);
 	tail->next = rt->stk_free;
 	rt->stk_free = head;
 	weft__spin_unlock(&rt->stk_lock);
+	return 0;
 }
 
 void weft__stack_drop(struct weft_runtime *rt, struct weft__stack *s)
@@ -323,6 +384,8 @@ void weft__stack_fini(struct weft_runtime *rt)
 	}
 	rt->stk_slabs = NULL;
 	rt->stk_free = NULL;
+	rt->stk_warm = NULL;
+	rt->stk_warm_n = 0;
 }
 
 /* ---- stack overflow reports ------------------------------------------- */
