@@ -1,0 +1,417 @@
+/*
+ * A minimal HTTP/1.1 server: every request gets "Hello, World!". One task
+ * accepts; each connection gets a detached task that reads requests into
+ * its own buffer, answers every complete request found there (pipelined
+ * requests included) and sends the answers of one read in one write.
+ *
+ *   http_server [-p PORT] [-a ADDR] [-w WORKERS] [-i IDLE_SECONDS]
+ *
+ * What it checks, and nothing more:
+ *   - the request line is METHOD SP TARGET SP HTTP/1.x CRLF, and each
+ *     header line is NAME ":" VALUE; otherwise 400 and close;
+ *   - the header block (request line to the blank line) is at most 8 KiB;
+ *     otherwise 400 and close;
+ *   - a body announced by Content-Length is skipped; Transfer-Encoding
+ *     (chunked bodies) is refused with 400, since it cannot be skipped
+ *     without a chunk parser;
+ *   - "Connection: close" (or HTTP/1.0 without "Connection: keep-alive")
+ *     closes after the answer; HEAD gets the headers only.
+ * A connection with no request for -i seconds (default 10) is closed: the
+ * read sits in a deadline scope (weft_timeout_begin). SIGINT or SIGTERM
+ * stops the server as in echo_server.c.
+ */
+#define _GNU_SOURCE /* memmem */
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include <weft.h>
+
+#define MAX_HEADER 8192          /* longest header block accepted */
+#define IN_CAP (2 * MAX_HEADER)  /* request buffer: always >= 8 KiB free */
+#define OUT_CAP 16384            /* answers batched per write */
+#define ACCEPT_SLICE_NS (200 * WEFT_NSEC_PER_MSEC)
+#define LINGER_NS (2 * WEFT_NSEC_PER_SEC) /* see linger_close() */
+#define LINGER_MAX (1u << 20)
+
+static const char ok_resp[] = "HTTP/1.1 200 OK\r\n"
+			      "Content-Length: 13\r\n"
+			      "Content-Type: text/plain\r\n"
+			      "\r\n"
+			      "Hello, World!";
+#define OK_HEAD_LEN (sizeof ok_resp - 1 - 13) /* without the body */
+static const char bad_resp[] = "HTTP/1.1 400 Bad Request\r\n"
+			       "Content-Length: 0\r\n"
+			       "Connection: close\r\n"
+			       "\r\n";
+
+static volatile sig_atomic_t stop;
+static const char *addr;
+static uint16_t port;
+static uint64_t idle_ns = 10 * WEFT_NSEC_PER_SEC;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop = 1;
+}
+
+/* ---- parsing ---------------------------------------------------------- */
+
+/* RFC 9110 token characters. */
+static bool is_tchar(unsigned char c)
+{
+	if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+	    (c >= 'A' && c <= 'Z'))
+		return true;
+	return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+static bool name_is(const char *p, size_t len, const char *name)
+{
+	return strlen(name) == len && strncasecmp(p, name, len) == 0;
+}
+
+/* Does the comma-separated list v[0..len) hold `token`? */
+static bool list_has(const char *v, size_t len, const char *token)
+{
+	size_t tl = strlen(token);
+	size_t i = 0;
+
+	while (i < len) {
+		while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+			i++;
+		size_t s = i;
+		while (i < len && v[i] != ',')
+			i++;
+		size_t e = i;
+		while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+			e--;
+		if (e - s == tl && strncasecmp(v + s, token, tl) == 0)
+			return true;
+	}
+	return false;
+}
+
+struct request {
+	bool head;      /* HEAD: answer without a body */
+	bool close;     /* close the connection after answering */
+	uint64_t body;  /* Content-Length to skip */
+};
+
+/*
+ * Parses the header block p[0..len), which ends with CRLF CRLF. Returns
+ * false when it is malformed.
+ */
+static bool parse_request(const char *p, size_t len, struct request *rq)
+{
+	const char *end = p + len, *q = p;
+	bool have_cl = false, keep_alive = false, close_tok = false;
+	int minor;
+
+	/* METHOD SP */
+	while (q < end && is_tchar((unsigned char)*q))
+		q++;
+	if (q == p || q >= end || *q != ' ')
+		return false;
+	rq->head = (q - p == 4 && memcmp(p, "HEAD", 4) == 0);
+	/* TARGET SP: visible characters */
+	const char *t = ++q;
+	while (q < end && (unsigned char)*q > 0x20 && *q != 0x7f)
+		q++;
+	if (q == t || q >= end || *q != ' ')
+		return false;
+	q++;
+	/* HTTP/1.x CRLF */
+	if (end - q < 10 || memcmp(q, "HTTP/1.", 7) != 0 || q[7] < '0' ||
+	    q[7] > '9' || q[8] != '\r' || q[9] != '\n')
+		return false;
+	minor = q[7] - '0';
+	q += 10;
+
+	/* Header lines up to the empty line that ends the block. */
+	rq->body = 0;
+	while (!(q[0] == '\r' && q[1] == '\n')) {
+		const char *eol = memchr(q, '\r', (size_t)(end - q));
+		if (!eol || eol[1] != '\n')
+			return false;
+		const char *n = q;
+		while (q < eol && is_tchar((unsigned char)*q))
+			q++;
+		if (q == n || *q != ':') /* also refuses obs-fold lines */
+			return false;
+		size_t nlen = (size_t)(q - n);
+		const char *v = q + 1, *ve = eol;
+		while (v < ve && (*v == ' ' || *v == '\t'))
+			v++;
+		while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+			ve--;
+		size_t vlen = (size_t)(ve - v);
+
+		if (name_is(n, nlen, "content-length")) {
+			uint64_t cl = 0;
+			if (vlen == 0 || vlen > 18)
+				return false;
+			for (size_t i = 0; i < vlen; i++) {
+				if (v[i] < '0' || v[i] > '9')
+					return false;
+				cl = cl * 10 + (uint64_t)(v[i] - '0');
+			}
+			if (have_cl && cl != rq->body)
+				return false; /* conflicting lengths */
+			have_cl = true;
+			rq->body = cl;
+		} else if (name_is(n, nlen, "transfer-encoding")) {
+			return false;
+		} else if (name_is(n, nlen, "connection")) {
+			close_tok |= list_has(v, vlen, "close");
+			keep_alive |= list_has(v, vlen, "keep-alive");
+		}
+		q = eol + 2;
+	}
+	rq->close = close_tok || (minor == 0 && !keep_alive);
+	return true;
+}
+
+/* ---- one connection ----------------------------------------------------- */
+
+struct conn {
+	int fd;
+	size_t start, end; /* unconsumed bytes: in[start..end) */
+	size_t outlen;     /* answers waiting in out[] */
+	uint64_t skip;     /* body bytes still to drop */
+	char in[IN_CAP];
+	char out[OUT_CAP];
+};
+
+static int flush(struct conn *c)
+{
+	ssize_t n = 0;
+
+	if (c->outlen)
+		n = weft_write_all(c->fd, c->out, c->outlen, -1);
+	c->outlen = 0;
+	return n < 0 ? (int)n : 0;
+}
+
+static int queue(struct conn *c, const char *p, size_t len)
+{
+	if (c->outlen + len > OUT_CAP && flush(c) < 0)
+		return -1;
+	memcpy(c->out + c->outlen, p, len);
+	c->outlen += len;
+	return 0;
+}
+
+/*
+ * Answers every complete request in the buffer. Returns 1 to read more,
+ * 0 to close (after flushing), -1 on a write error.
+ */
+static int serve_buffered(struct conn *c)
+{
+	for (;;) {
+		size_t avail = c->end - c->start;
+
+		if (c->skip) {
+			size_t d = c->skip < avail ? (size_t)c->skip : avail;
+			c->start += d;
+			c->skip -= d;
+			if (c->skip)
+				return 1;
+			avail -= d;
+		}
+		if (avail == 0)
+			return 1;
+
+		const char *p = c->in + c->start;
+		const char *e = memmem(p, avail, "\r\n\r\n", 4);
+		size_t hlen = e ? (size_t)(e - p) + 4 : 0;
+		if (!e && avail < MAX_HEADER)
+			return 1; /* incomplete: read more */
+
+		struct request rq;
+		if (!e || hlen > MAX_HEADER || !parse_request(p, hlen, &rq)) {
+			if (queue(c, bad_resp, sizeof bad_resp - 1) < 0)
+				return -1;
+			return 0;
+		}
+		c->start += hlen;
+		c->skip = rq.body;
+		if (queue(c, ok_resp, rq.head ? OK_HEAD_LEN
+					       : sizeof ok_resp - 1) < 0)
+			return -1;
+		if (rq.close)
+			return 0;
+	}
+}
+
+/*
+ * Closing a socket with unread input makes the kernel send a reset, which
+ * can destroy our last answer (the 400) before the client reads it. So
+ * when the server is the one closing, it shuts its side down and drains
+ * the input for a while first (the "lingering close" of Apache and nginx).
+ */
+static void linger_close(struct conn *c)
+{
+	uint64_t saved = weft_timeout_begin(LINGER_NS);
+	size_t total = 0;
+
+	if (weft_shutdown(c->fd, SHUT_WR) == 0) {
+		while (total < LINGER_MAX) {
+			ssize_t n = weft_recv(c->fd, c->in, IN_CAP, 0);
+			if (n <= 0)
+				break;
+			total += (size_t)n;
+		}
+	}
+	weft_timeout_end(saved);
+}
+
+static void *conn_main(void *arg)
+{
+	struct conn *c = arg;
+
+	for (;;) {
+		int r = serve_buffered(c);
+		if (r < 0)
+			break;
+		if (r == 0) {
+			if (flush(c) == 0)
+				linger_close(c);
+			break;
+		}
+		if (flush(c) < 0)
+			break;
+		/* Keep the unconsumed tail at the front: at most MAX_HEADER
+		 * bytes, so the read below always has room. */
+		size_t avail = c->end - c->start;
+		memmove(c->in, c->in + c->start, avail);
+		c->start = 0;
+		c->end = avail;
+
+		uint64_t saved = weft_timeout_begin(idle_ns);
+		ssize_t n = weft_recv(c->fd, c->in + c->end,
+				      IN_CAP - c->end, 0);
+		weft_timeout_end(saved);
+		if (n <= 0) /* closed, idle too long, reset, ... */
+			break;
+		c->end += (size_t)n;
+	}
+	weft_close(c->fd);
+	free(c);
+	return NULL;
+}
+
+/* ---- accept loop -------------------------------------------------------- */
+
+static void *amain(void *arg)
+{
+	struct weft_spawn_opts opts = { .name = "http-conn",
+					.flags = WEFT_SPAWN_DETACHED };
+	int lfd, err = 0;
+
+	(void)arg;
+	lfd = weft_tcp_listen(addr, port, 1024, WEFT_SO_NODELAY);
+	if (lfd < 0) {
+		fprintf(stderr, "http_server: listen: %s\n",
+			weft_strerror(lfd));
+		return (void *)1;
+	}
+	printf("listening on port %d\n", weft_local_port(lfd));
+	fflush(stdout);
+
+	while (!stop) {
+		uint64_t saved = weft_timeout_begin(ACCEPT_SLICE_NS);
+		int cfd = weft_accept(lfd, NULL, NULL, 0);
+		weft_timeout_end(saved);
+
+		if (cfd == -ETIMEDOUT || cfd == -EINTR ||
+		    cfd == -ECONNABORTED)
+			continue;
+		if (cfd == -EMFILE || cfd == -ENFILE || cfd == -ENOBUFS ||
+		    cfd == -ENOMEM) {
+			fprintf(stderr, "http_server: accept: %s\n",
+				weft_strerror(cfd));
+			weft_sleep_ms(10);
+			continue;
+		}
+		if (cfd < 0) {
+			fprintf(stderr, "http_server: accept: %s\n",
+				weft_strerror(cfd));
+			err = 1;
+			break;
+		}
+		struct conn *c = malloc(sizeof *c);
+		if (!c) {
+			weft_close(cfd);
+			continue;
+		}
+		c->fd = cfd;
+		c->start = c->end = c->outlen = 0;
+		c->skip = 0;
+		int e = weft_spawn_opts(NULL, conn_main, c, &opts);
+		if (e < 0) {
+			fprintf(stderr, "http_server: spawn: %s\n",
+				weft_strerror(e));
+			weft_close(cfd);
+			free(c);
+		}
+	}
+	weft_close(lfd);
+	return err ? (void *)1 : NULL;
+}
+
+static void usage(const char *prog)
+{
+	fprintf(stderr,
+		"usage: %s [-p PORT] [-a ADDR] [-w WORKERS] [-i IDLE_SECONDS]\n",
+		prog);
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	struct weft_config cfg = { 0 };
+	struct sigaction sa = { .sa_handler = on_signal };
+	void *res = NULL;
+	int opt, err;
+
+	while ((opt = getopt(argc, argv, "p:a:w:i:h")) != -1) {
+		switch (opt) {
+		case 'p':
+			port = (uint16_t)strtoul(optarg, NULL, 10);
+			break;
+		case 'a':
+			addr = optarg;
+			break;
+		case 'w':
+			cfg.workers = (unsigned)strtoul(optarg, NULL, 10);
+			break;
+		case 'i':
+			idle_ns = (uint64_t)(strtod(optarg, NULL) *
+					     (double)WEFT_NSEC_PER_SEC);
+			break;
+		default:
+			usage(argv[0]);
+		}
+	}
+	if (optind != argc)
+		usage(argv[0]);
+
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+
+	err = weft_run(amain, NULL, &cfg, &res);
+	if (err < 0) {
+		fprintf(stderr, "weft_run: %s\n", weft_strerror(err));
+		return 1;
+	}
+	return res == NULL ? 0 : 1;
+}
