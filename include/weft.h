@@ -155,6 +155,8 @@ WEFT_API int weft_spawn_opts(weft_task **out, weft_fn fn, void *arg,
  *               before it returned; *result still gets what it returned),
  *               or the calling task was cancelled while waiting (it stops
  *               waiting; the awaited task keeps running)
+ *   -ETIMEDOUT  the calling task's deadline (weft_timeout_begin) passed
+ *               while waiting; the awaited task keeps running
  *   -ENOMEM     the task could not start (no stack could be had)
  *   -ESRCH      stale handle (its task ended and was released)
  *   -EDEADLK    a task awaiting itself
@@ -170,8 +172,8 @@ WEFT_API int weft_await(weft_task *task, void **result);
  * of them even when some were cancelled. Returns 0 if all returned
  * normally, otherwise the first error weft_await() would give for them, in
  * order (-ECANCELED, -ENOMEM, -ESRCH, -EDEADLK). If the calling task is
- * cancelled while waiting, returns -ECANCELED at once; results of tasks
- * not yet awaited are then NULL.
+ * cancelled while waiting, returns -ECANCELED at once (-ETIMEDOUT if its
+ * deadline passes); results of tasks not yet awaited are then NULL.
  */
 WEFT_API int weft_gather(weft_task *const *tasks, size_t n, void **results);
 
@@ -323,8 +325,11 @@ WEFT_API int weft_await_timeout(weft_task *task, void **result,
  * io_uring of the worker the task runs on, and the task sleeps until its
  * completion (batched with others: one io_uring_enter per scheduling round
  * or per park). All return the result of the system call they stand for,
- * or a negative errno value; they never set errno. Calls outside task
- * context return -EPERM.
+ * or a negative errno value; they never set errno. Calls that go through
+ * the ring return -EPERM outside task context; the helpers that only make
+ * non-blocking system calls (weft_socket, weft_tcp_listen, weft_udp_bind,
+ * weft_unix_listen, weft_sockaddr, weft_local_port, weft_tcp_nodelay) and
+ * weft_close() work from any thread.
  *
  * Cancellation: if the task is cancelled (or its deadline passes) while a
  * request is in flight, the request is cancelled in the kernel
@@ -356,7 +361,11 @@ WEFT_API ssize_t weft_recvmsg(int fd, struct msghdr *msg, int flags);
 WEFT_API ssize_t weft_sendmsg(int fd, const struct msghdr *msg, int flags);
 /* how: SHUT_RD, SHUT_WR, SHUT_RDWR. */
 WEFT_API int weft_shutdown(int fd, int how);
-/* Closes any descriptor. */
+/* Closes any descriptor. Always closes, even with a cancellation pending
+ * or the deadline passed (cleanup code must not leak descriptors). A
+ * request still in flight on fd in another task is not woken by the close
+ * (the kernel holds its own reference): use weft_shutdown() for sockets or
+ * cancel that task. */
 WEFT_API int weft_close(int fd);
 
 /*
@@ -406,8 +415,8 @@ WEFT_API ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt,
 WEFT_API int weft_fsync(int fd);
 WEFT_API int weft_fdatasync(int fd);
 struct stat;
-/* stat(2) of path (relative to the working directory), or of fd itself
- * when path is NULL. */
+/* stat(2) of path (relative to the working directory); weft_fstat() of an
+ * open descriptor. -EINVAL for NULL arguments. */
 WEFT_API int weft_stat(const char *path, struct stat *st);
 WEFT_API int weft_fstat(int fd, struct stat *st);
 
@@ -418,6 +427,7 @@ WEFT_API int weft_fstat(int fd, struct stat *st);
  * or a negative errno value. weft_write_all() writes all len bytes,
  * retrying short writes; returns len or a negative errno value (bytes
  * already written are then lost to the caller, as with any failed stream).
+ * With offset -1 it sends with MSG_NOSIGNAL when fd is a socket.
  */
 WEFT_API ssize_t weft_read_exact(int fd, void *buf, size_t len,
 				 int64_t offset);

@@ -99,8 +99,8 @@ static int bound_socket(const char *addr, uint16_t port, int type,
 int weft_tcp_listen(const char *addr, uint16_t port, int backlog,
 		    unsigned flags)
 {
-	return bound_socket(addr, port, SOCK_STREAM, backlog < 0 ? 0 : backlog,
-			    flags);
+	return bound_socket(addr, port, SOCK_STREAM,
+			    backlog <= 0 ? SOMAXCONN : backlog, flags);
 }
 
 int weft_udp_bind(const char *addr, uint16_t port, unsigned flags)
@@ -162,7 +162,7 @@ int weft_unix_listen(const char *path, int backlog)
 	if (fd < 0)
 		return fd;
 	if (bind(fd, (struct sockaddr *)&sa, (socklen_t)len) < 0 ||
-	    listen(fd, backlog < 0 ? 0 : backlog) < 0)
+	    listen(fd, backlog <= 0 ? SOMAXCONN : backlog) < 0)
 		err = -errno;
 	if (err) {
 		close(fd);

@@ -29,6 +29,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <unistd.h>
 
 #include "../runtime/internal.h"
 
@@ -36,6 +37,7 @@ struct weft__op {
 	struct weft_task *task;
 	int res;
 	unsigned cflags;
+	unsigned task_flags; /* the task's own flags, put back on completion */
 	atomic_int done;
 };
 
@@ -44,18 +46,30 @@ struct io {
 	struct weft_task *self;
 	struct weft__op op;
 	int err;
+	bool nocancel; /* weft_close(): runs to completion regardless */
 };
 
 void weft__op_complete(struct weft__worker *w, struct weft__op *op,
 		       const struct io_uring_cqe *cqe)
 {
 	struct weft_task *t = op->task;
+	unsigned tf = op->task_flags;
 
 	w->io_inflight--;
 	op->res = cqe->res;
 	op->cflags = cqe->flags;
-	/* Last touch of the record: the task may return after this. */
+	/* Last touch of the record. The task cannot return yet: it is
+	 * pinned here, and this worker is busy in this function. */
 	atomic_store_explicit(&op->done, 1, memory_order_release);
+	/* Unpin before the wake: the task no longer needs this ring, so its
+	 * wake-up may put it where any worker can steal it. Another waker
+	 * (a cancel) may read the flags at any moment: if it reads them
+	 * pinned, the task comes back here after we return; if unpinned,
+	 * its acquire load (weft__task_flags) orders it after this release
+	 * store and so after `done`, which the task will see wherever it
+	 * runs. `home` is left alone: a task pinned by its spawner has home
+	 * == this worker anyway. */
+	atomic_store_explicit(&t->flags, tf, memory_order_release);
 	weft__task_wake(t);
 }
 
@@ -73,6 +87,8 @@ static struct io_uring_sqe *io_begin(struct io *io)
 		return NULL;
 	}
 	self = w->current;
+	if (io->nocancel)
+		goto go;
 	if (weft__cancel_pending(self)) {
 		io->err = -ECANCELED;
 		return NULL;
@@ -81,6 +97,7 @@ static struct io_uring_sqe *io_begin(struct io *io)
 		io->err = -ETIMEDOUT;
 		return NULL;
 	}
+go:
 	io->w = w;
 	io->self = self;
 	return weft__ring_sqe(w);
@@ -99,20 +116,24 @@ static void io_cancel(struct io *io)
 static int io_wait(struct io *io, struct io_uring_sqe *sqe)
 {
 	struct weft_task *self = io->self;
-	struct weft__worker *w = io->w, *home = self->home;
-	unsigned flags = self->flags;
-	uint64_t deadline = self->deadline;
+	struct weft__worker *w = io->w;
+	unsigned flags = weft__task_flags(self);
+	uint64_t deadline = io->nocancel ? WEFT_NEVER : self->deadline;
 	struct weft__timer tm;
 	int why = 0, res;
 	bool cancel_sent = false;
 
 	io->op.task = self;
+	io->op.task_flags = flags;
 	atomic_init(&io->op.done, 0);
 	atomic_init(&tm.state, WEFT__TM_IDLE);
 	io_uring_sqe_set_data(sqe, &io->op);
 	w->io_inflight++;
-	self->flags |= WEFT__T_PINNED;
-	self->home = w;
+	/* Ordered before the wakers' reads by park_prepare() (acq_rel). */
+	atomic_store_explicit(&self->flags, flags | WEFT__T_PINNED,
+			      memory_order_relaxed);
+	if (!(flags & WEFT__T_PINNED))
+		self->home = w;
 	if (deadline != WEFT_NEVER &&
 	    !weft__timer_add(self->rt, &tm, self, deadline)) {
 		/* Passed between io_begin() and here: cancel at once. */
@@ -122,7 +143,7 @@ static int io_wait(struct io *io, struct io_uring_sqe *sqe)
 		weft__park_prepare(self);
 		if (atomic_load_explicit(&io->op.done, memory_order_acquire))
 			break;
-		if (!cancel_sent) {
+		if (!cancel_sent && !io->nocancel) {
 			if (!why && weft__cancel_pending(self))
 				why = -ECANCELED;
 			else if (!why && weft__timer_fired(&tm))
@@ -133,12 +154,14 @@ static int io_wait(struct io *io, struct io_uring_sqe *sqe)
 			}
 		}
 		w = weft__park(w);
-		weft__assert(w == io->w);
+		/* Not done: still pinned, so back on the issuing worker. */
+		weft__assert(w == io->w ||
+			     atomic_load_explicit(&io->op.done,
+						  memory_order_acquire));
 	}
 	weft__park_done(self);
 	weft__timer_cancel(self->rt, &tm);
-	self->flags = flags;
-	self->home = home;
+	atomic_store_explicit(&self->flags, flags, memory_order_relaxed);
 	res = io->op.res;
 	io->err = res;
 	if (res == -ECANCELED && why)
@@ -149,7 +172,7 @@ static int io_wait(struct io *io, struct io_uring_sqe *sqe)
 /* The common shape of a call: prepare, or return why not; then wait. */
 #define IO_CALL(prep)                                                   \
 	do {                                                            \
-		struct io io_;                                          \
+		struct io io_ = { .nocancel = false };                  \
 		struct io_uring_sqe *sqe_ = io_begin(&io_);             \
 		if (!sqe_)                                              \
 			return io_.err;                                 \
@@ -234,9 +257,17 @@ int weft_shutdown(int fd, int how)
 	IO_CALL(io_uring_prep_shutdown(sqe_, fd, how));
 }
 
+/* Always closes: a cancellation or a passed deadline must not leave the
+ * descriptor open (close is where cleanup code ends up). */
 int weft_close(int fd)
 {
-	IO_CALL(io_uring_prep_close(sqe_, fd));
+	struct io io = { .nocancel = true };
+	struct io_uring_sqe *sqe = io_begin(&io);
+
+	if (!sqe)
+		return close(fd) < 0 ? -errno : 0; /* not in a task */
+	io_uring_prep_close(sqe, fd);
+	return io_wait(&io, sqe);
 }
 
 /* ---- files -------------------------------------------------------------- */
@@ -371,12 +402,23 @@ ssize_t weft_read_exact(int fd, void *buf, size_t len, int64_t offset)
 
 ssize_t weft_write_all(int fd, const void *buf, size_t len, int64_t offset)
 {
+	bool sock = offset < 0; /* try send() first: MSG_NOSIGNAL */
 	size_t put = 0;
 
 	while (put < len) {
-		ssize_t n = weft_write(fd, (const char *)buf + put, len - put,
+		ssize_t n;
+
+		if (sock) {
+			n = weft_send(fd, (const char *)buf + put, len - put, 0);
+			if (n == -ENOTSOCK) {
+				sock = false;
+				continue;
+			}
+		} else {
+			n = weft_write(fd, (const char *)buf + put, len - put,
 				       offset < 0 ? -1
 						  : offset + (int64_t)put);
+		}
 		if (n < 0)
 			return n;
 		if (n == 0)

@@ -151,7 +151,10 @@ enum {
  * and Tokio's 61), so tasks there are not starved by a busy local queue. */
 #define WEFT__INJECT_INTERVAL 61
 
-/* task->flags, written by the spawner before the task is published. */
+/* task->flags: written by the spawner before the task is published, and
+ * by io/ops.c around an I/O wait (pinned while a request is in flight;
+ * unpinned by the completion, which may race with another waker reading
+ * them: hence atomic; see io/ops.c). */
 #define WEFT__T_PINNED 0x1u
 
 struct weft__stack;
@@ -171,8 +174,8 @@ struct weft_task {
 	void *sp;
 	/* WEFT__RUNNING..WEFT__FREE; see the protocol in task.c. */
 	atomic_int park;
-	/* WEFT__T_* flags. */
-	unsigned flags;
+	/* WEFT__T_* flags; read with weft__task_flags(). */
+	atomic_uint flags;
 	/* The stack, taken when the task first runs, given back when it
 	 * ends (stack.c). */
 	struct weft__stack *stack;
@@ -465,6 +468,13 @@ void weft__task_pool_fini(struct weft_runtime *rt);
 int weft__spawn_main(struct weft_runtime *rt, weft_fn fn, void *arg,
 		     struct weft_task **out);
 weft_task *weft__handle(struct weft_task *t);
+
+/* Acquire: pairs with the unpinning release store of a completion
+ * (io/ops.c weft__op_complete). */
+static inline unsigned weft__task_flags(const struct weft_task *t)
+{
+	return atomic_load_explicit(&t->flags, memory_order_acquire);
+}
 
 /* Park protocol steps (argued in task.c). Step 1: announce the wait. */
 static inline void weft__park_prepare(struct weft_task *t)

@@ -290,10 +290,11 @@ static void task_start(struct weft_runtime *rt, struct weft__worker *w,
 	t->waiters = NULL;
 	t->tls = NULL;
 	t->deadline = WEFT_NEVER;
-	t->flags = 0;
+	atomic_store_explicit(&t->flags, 0, memory_order_relaxed);
 	t->home = NULL;
 	if ((flags & WEFT_SPAWN_PINNED) && w) {
-		t->flags |= WEFT__T_PINNED;
+		atomic_store_explicit(&t->flags, WEFT__T_PINNED,
+				      memory_order_relaxed);
 		t->home = w;
 	}
 	if (opts && opts->name) {

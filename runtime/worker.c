@@ -100,7 +100,7 @@ static void remote_drain(struct weft__worker *w)
 
 void weft__schedule(struct weft__worker *w, struct weft_task *t, bool yield)
 {
-	if (t->flags & WEFT__T_PINNED) {
+	if (weft__task_flags(t) & WEFT__T_PINNED) {
 		if (t->home != w)
 			remote_push(t->home, t);
 		else
@@ -124,7 +124,7 @@ void weft__schedule(struct weft__worker *w, struct weft_task *t, bool yield)
 
 void weft__schedule_remote(struct weft_runtime *rt, struct weft_task *t)
 {
-	if (t->flags & WEFT__T_PINNED) {
+	if (weft__task_flags(t) & WEFT__T_PINNED) {
 		remote_push(t->home, t);
 		return;
 	}
@@ -382,7 +382,7 @@ void weft__after_switch(struct weft__worker *w)
 	switch (w->prev_action) {
 	case WEFT__SW_YIELD:
 		if (weft__unlikely(w->debug_migrate) &&
-		    !(p->flags & WEFT__T_PINNED)) {
+		    !(weft__task_flags(p) & WEFT__T_PINNED)) {
 			weft__inject_push(w->rt, p, p, 1);
 			weft__idle_notify(w->rt, true);
 			break;
