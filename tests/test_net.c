@@ -1,0 +1,1802 @@
+/*
+ * Sockets: TCP over IPv4 and IPv6, UDP, Unix stream sockets (paths and
+ * abstract names), the socket helpers, timeouts on recv and connect,
+ * cancellation of tasks blocked in accept, recv and sleep, peer resets and
+ * SIGPIPE, bad descriptors, and a thousand concurrent connections against
+ * an echo server inside the test, with and without migration between I/O
+ * calls.
+ *
+ * Every test checks that weft_run() leaves as many descriptors open as
+ * there were before it (a helper that fails half-way must close what it
+ * opened).
+ */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include "weft_test.h"
+
+WT_SUITE(net, 90);
+
+#define MS WEFT_NSEC_PER_MSEC
+#define SEC WEFT_NSEC_PER_SEC
+#define PROMPT_NS ((uint64_t)2 * SEC * WT_SLOW)
+
+/* ---- helpers -------------------------------------------------------------- */
+
+static int fd_count(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)) != NULL)
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n - 1; /* the directory's own descriptor */
+}
+
+static int cloexec(int fd)
+{
+	int fl = fcntl(fd, F_GETFD);
+
+	return fl >= 0 && (fl & FD_CLOEXEC);
+}
+
+/* Whether ::1 can be bound here (IPv6 may be off in a sandbox). */
+static int have_ipv6_loopback(void)
+{
+	struct sockaddr_in6 a = { .sin6_family = AF_INET6,
+				  .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+	int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0), ok;
+
+	if (fd < 0)
+		return 0;
+	ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+	close(fd);
+	return ok;
+}
+
+static uint8_t pat(uint64_t off)
+{
+	uint64_t x = off * UINT64_C(0x9e3779b97f4a7c15);
+
+	return (uint8_t)((x >> 56) ^ (off >> 12) ^ off);
+}
+
+static void fill_pat(uint8_t *buf, size_t n, uint64_t off)
+{
+	for (size_t i = 0; i < n; i++)
+		buf[i] = pat(off + i);
+}
+
+static int pat_ok(const uint8_t *buf, size_t n, uint64_t off)
+{
+	for (size_t i = 0; i < n; i++)
+		if (buf[i] != pat(off + i))
+			return 0;
+	return 1;
+}
+
+/* weft_send until all is sent; len or a negative errno. */
+static ssize_t send_all(int fd, const void *buf, size_t len)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = weft_send(fd, (const char *)buf + done, len - done,
+				      0);
+
+		if (n < 0)
+			return n;
+		if (n == 0)
+			return -EIO;
+		done += (size_t)n;
+	}
+	return (ssize_t)len;
+}
+
+/* weft_recv until len bytes came; len, fewer at end of stream, or a
+ * negative errno. */
+static ssize_t recv_exact(int fd, void *buf, size_t len)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = weft_recv(fd, (char *)buf + done, len - done, 0);
+
+		if (n < 0)
+			return n;
+		if (n == 0)
+			break;
+		done += (size_t)n;
+	}
+	return (ssize_t)done;
+}
+
+static int is_loopback(const struct sockaddr_storage *ss, int family)
+{
+	if (ss->ss_family != family)
+		return 0;
+	if (family == AF_INET)
+		return ((const struct sockaddr_in *)ss)->sin_addr.s_addr ==
+		       htonl(INADDR_LOOPBACK);
+	return IN6_IS_ADDR_LOOPBACK(
+		&((const struct sockaddr_in6 *)ss)->sin6_addr);
+}
+
+static int port_of(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return ntohs(((const struct sockaddr_in *)ss)->sin_port);
+	if (ss->ss_family == AF_INET6)
+		return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+	return -1;
+}
+
+/* A connected TCP pair on 127.0.0.1 made from inside a task: *c is the
+ * client end, *s the accepted end. Returns 0 or a negative errno. */
+static int tcp_pair(int *c, int *s)
+{
+	int lfd = weft_tcp_listen("127.0.0.1", 0, 4, 0), port;
+
+	if (lfd < 0)
+		return lfd;
+	port = weft_local_port(lfd);
+	*c = weft_tcp_connect("127.0.0.1", (uint16_t)port, WEFT_SO_NODELAY);
+	if (*c < 0) {
+		weft_close(lfd);
+		return *c;
+	}
+	*s = weft_accept(lfd, NULL, NULL, 0);
+	weft_close(lfd);
+	if (*s < 0) {
+		weft_close(*c);
+		return *s;
+	}
+	return 0;
+}
+
+struct tmp {
+	char dir[200];
+};
+
+static void tmp_make(struct tmp *t)
+{
+	const char *base = getenv("TMPDIR");
+
+	/* sun_path holds 108 bytes: keep the directory short. */
+	if (!base || !*base || strlen(base) > 60)
+		base = "/tmp";
+	snprintf(t->dir, sizeof(t->dir), "%s/weft-net-XXXXXX", base);
+	cr_assert_not_null(mkdtemp(t->dir), "mkdtemp: %s", strerror(errno));
+}
+
+static void tmp_remove(struct tmp *t, const char *name)
+{
+	char p[300];
+
+	snprintf(p, sizeof(p), "%s/%s", t->dir, name);
+	unlink(p);
+	cr_assert_eq(rmdir(t->dir), 0, "rmdir(%s): %s", t->dir,
+		     strerror(errno));
+}
+
+/* ---- address helpers ------------------------------------------------------- */
+
+static void *helpers_main(void *arg)
+{
+	struct sockaddr_storage ss;
+	int fd, fd2, port, v;
+	socklen_t sl = sizeof(v);
+
+	(void)arg;
+	memset(&ss, 0xff, sizeof(ss));
+	WT_CHECK_EQ(weft_sockaddr(&ss, "127.0.0.1", 8080),
+		    sizeof(struct sockaddr_in));
+	WT_CHECK_EQ(ss.ss_family, AF_INET);
+	WT_CHECK(is_loopback(&ss, AF_INET));
+	WT_CHECK_EQ(port_of(&ss), 8080);
+	WT_CHECK_EQ(weft_sockaddr(&ss, "::1", 443),
+		    sizeof(struct sockaddr_in6));
+	WT_CHECK(is_loopback(&ss, AF_INET6));
+	WT_CHECK_EQ(port_of(&ss), 443);
+	WT_CHECK_EQ(weft_sockaddr(&ss, NULL, 7), sizeof(struct sockaddr_in));
+	WT_CHECK_EQ(((struct sockaddr_in *)&ss)->sin_addr.s_addr,
+		    htonl(INADDR_ANY));
+	WT_CHECK_EQ(weft_sockaddr(&ss, "localhost", 1), -EINVAL);
+	WT_CHECK_EQ(weft_sockaddr(&ss, "1.2.3.4.5", 1), -EINVAL);
+	WT_CHECK_EQ(weft_sockaddr(&ss, "::g", 1), -EINVAL);
+	WT_CHECK_EQ(weft_tcp_listen("not-an-address", 0, 4, 0), -EINVAL);
+	WT_CHECK_EQ(weft_tcp_connect("not-an-address", 80, 0), -EINVAL);
+
+	/* SO_REUSEPORT: two listeners on one port only with the flag. */
+	fd = weft_tcp_listen("127.0.0.1", 0, 4, WEFT_SO_REUSEPORT);
+	if (!WT_CHECK(fd >= 0))
+		return NULL;
+	port = weft_local_port(fd);
+	WT_CHECK(port > 0);
+	fd2 = weft_tcp_listen("127.0.0.1", (uint16_t)port, 4,
+			      WEFT_SO_REUSEPORT);
+	WT_CHECK(fd2 >= 0);
+	if (fd2 >= 0)
+		weft_close(fd2);
+	WT_CHECK_EQ(weft_tcp_listen("127.0.0.1", (uint16_t)port, 4, 0),
+		    -EADDRINUSE);
+	WT_CHECK(cloexec(fd));
+	WT_CHECK_EQ(weft_close(fd), 0);
+
+	/* Nothing listens on a port that was just closed. */
+	fd = weft_tcp_listen("127.0.0.1", 0, 4, 0);
+	port = weft_local_port(fd);
+	weft_close(fd);
+	WT_CHECK_EQ(weft_tcp_connect("127.0.0.1", (uint16_t)port, 0),
+		    -ECONNREFUSED);
+
+	/* weft_tcp_nodelay, on a fresh socket. */
+	fd = weft_socket(AF_INET, SOCK_STREAM, 0);
+	if (!WT_CHECK(fd >= 0))
+		return NULL;
+	WT_CHECK(cloexec(fd));
+	WT_CHECK_EQ(weft_tcp_nodelay(fd, 1), 0);
+	v = 0;
+	WT_CHECK_EQ(getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &sl), 0);
+	WT_CHECK(v != 0);
+	WT_CHECK_EQ(weft_tcp_nodelay(fd, 0), 0);
+	WT_CHECK_EQ(getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &sl), 0);
+	WT_CHECK_EQ(v, 0);
+	/* Not bound yet: port 0. */
+	WT_CHECK_EQ(weft_local_port(fd), 0);
+	WT_CHECK_EQ(weft_close(fd), 0);
+	WT_CHECK(weft_local_port(fd) < 0);
+	return NULL;
+}
+
+Test(net, socket_helpers_parse_addresses_and_set_options,
+     .timeout = WT_TIMEOUT(10))
+{
+	int fds = fd_count();
+
+	wt_run(helpers_main, NULL, 2);
+	cr_assert_eq(fd_count(), fds, "descriptors leaked");
+}
+
+/* ---- TCP echo, IPv4 and IPv6 ----------------------------------------------------- */
+
+struct tcp_echo {
+	const char *addr;
+	int family;
+	int lfd;
+	/* What the server saw. */
+	struct sockaddr_storage peer;
+	socklen_t peer_len;
+	int accepted_cloexec;
+	long echoed;
+};
+
+static void *echo_once_server(void *arg)
+{
+	struct tcp_echo *e = arg;
+	char buf[1024];
+	ssize_t n;
+	int fd;
+
+	e->peer_len = sizeof(e->peer);
+	fd = weft_accept(e->lfd, (struct sockaddr *)&e->peer, &e->peer_len,
+			 0);
+	if (!WT_CHECK(fd >= 0))
+		return NULL;
+	e->accepted_cloexec = cloexec(fd);
+	while ((n = weft_recv(fd, buf, sizeof(buf), 0)) > 0) {
+		if (!WT_CHECK_EQ(send_all(fd, buf, (size_t)n), n))
+			break;
+		e->echoed += n;
+	}
+	WT_CHECK_EQ(n, 0);
+	WT_CHECK_EQ(weft_close(fd), 0);
+	return NULL;
+}
+
+static void *tcp_echo_main(void *arg)
+{
+	struct tcp_echo *e = arg;
+	char buf[256], a[8], b[8];
+	struct iovec iov[2];
+	struct msghdr msg;
+	int port, fd, v = 0;
+	socklen_t sl = sizeof(v);
+	weft_task *srv;
+
+	e->lfd = weft_tcp_listen(e->addr, 0, 16, WEFT_SO_NODELAY);
+	if (!WT_CHECK(e->lfd >= 0))
+		return NULL;
+	WT_CHECK(cloexec(e->lfd));
+	port = weft_local_port(e->lfd);
+	WT_CHECK(port > 0 && port < 65536);
+	srv = weft_spawn(echo_once_server, e);
+
+	fd = weft_tcp_connect(e->addr, (uint16_t)port, WEFT_SO_NODELAY);
+	if (!WT_CHECK(fd >= 0))
+		goto out;
+	WT_CHECK(cloexec(fd));
+	WT_CHECK_EQ(getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &sl), 0);
+	WT_CHECK(v != 0);
+	WT_CHECK(weft_local_port(fd) > 0);
+	WT_CHECK(weft_local_port(fd) != port);
+
+	WT_CHECK_EQ(weft_send(fd, "hello", 5, 0), 5);
+	memset(buf, 0, sizeof(buf));
+	WT_CHECK_EQ(recv_exact(fd, buf, 5), 5);
+	WT_CHECK(memcmp(buf, "hello", 5) == 0);
+	for (int i = 0; i < 50; i++) {
+		char m[32];
+		int len = snprintf(m, sizeof(m), "message %d", i);
+
+		WT_CHECK_EQ(send_all(fd, m, (size_t)len), len);
+		WT_CHECK_EQ(recv_exact(fd, buf, (size_t)len), len);
+		WT_CHECK(memcmp(buf, m, (size_t)len) == 0);
+	}
+	/* sendmsg/recvmsg with two pieces each way. */
+	iov[0] = (struct iovec){ "abc", 3 };
+	iov[1] = (struct iovec){ "defgh", 5 };
+	memset(&msg, 0, sizeof(msg));
+	msg.msg_iov = iov;
+	msg.msg_iovlen = 2;
+	WT_CHECK_EQ(weft_sendmsg(fd, &msg, 0), 8);
+	memset(a, 0, sizeof(a));
+	memset(b, 0, sizeof(b));
+	for (size_t got = 0; got < 8;) {
+		ssize_t n;
+
+		/* Whatever is still missing, spread over a and b. */
+		if (got < 4) {
+			iov[0] = (struct iovec){ a + got, 4 - got };
+			iov[1] = (struct iovec){ b, 4 };
+			msg.msg_iov = iov;
+			msg.msg_iovlen = 2;
+		} else {
+			iov[0] = (struct iovec){ b + (got - 4), 8 - got };
+			msg.msg_iov = iov;
+			msg.msg_iovlen = 1;
+		}
+		n = weft_recvmsg(fd, &msg, 0);
+		if (!WT_CHECK(n > 0))
+			break;
+		got += (size_t)n;
+	}
+	WT_CHECK(memcmp(a, "abcd", 4) == 0);
+	WT_CHECK(memcmp(b, "efgh", 4) == 0);
+	/* Half-close: the server sees end of stream, echoes nothing more,
+	 * closes; we see end of stream. */
+	WT_CHECK_EQ(weft_shutdown(fd, SHUT_WR), 0);
+	WT_CHECK_EQ(weft_recv(fd, buf, sizeof(buf), 0), 0);
+	WT_CHECK_EQ(weft_close(fd), 0);
+out:
+	WT_CHECK_EQ(weft_await(srv, NULL), 0);
+	weft_task_release(srv);
+	WT_CHECK_EQ(weft_close(e->lfd), 0);
+	return NULL;
+}
+
+static void tcp_echo_run(const char *addr, int family)
+{
+	static const unsigned counts[] = { 1, 2, 4 };
+	int fds = fd_count();
+
+	for (unsigned c = 0; c < 3; c++) {
+		struct tcp_echo e;
+		long want = 5 + 8;
+
+		memset(&e, 0, sizeof(e));
+		e.addr = addr;
+		e.family = family;
+		wt_run(tcp_echo_main, &e, counts[c]);
+		for (int i = 0; i < 50; i++)
+			want += snprintf(NULL, 0, "message %d", i);
+		cr_assert_eq(e.echoed, want);
+		cr_assert(is_loopback(&e.peer, family),
+			  "weft_accept stored family %d, not a loopback "
+			  "address of family %d",
+			  e.peer.ss_family, family);
+		cr_assert_eq(e.peer_len, family == AF_INET
+						 ? sizeof(struct sockaddr_in)
+						 : sizeof(struct sockaddr_in6));
+		cr_assert_gt(port_of(&e.peer), 0);
+		cr_assert(e.accepted_cloexec,
+			  "accepted socket without FD_CLOEXEC");
+	}
+	cr_assert_eq(fd_count(), fds, "descriptors leaked");
+}
+
+Test(net, tcp_ipv4_echo_round_trip, .timeout = WT_TIMEOUT(20))
+{
+	tcp_echo_run("127.0.0.1", AF_INET);
+}
+
+Test(net, tcp_ipv6_echo_round_trip, .timeout = WT_TIMEOUT(20))
+{
+	if (!have_ipv6_loopback())
+		cr_skip_test("no IPv6 loopback (::1) here");
+	tcp_echo_run("::1", AF_INET6);
+}
+
+/* ---- UDP ---------------------------------------------------------------------- */
+
+struct udp {
+	const char *addr;
+	int family;
+};
+
+static void *udp_main(void *arg)
+{
+	struct udp *u = arg;
+	struct sockaddr_storage to, from;
+	socklen_t to_len, from_len;
+	int a, b, pa, pb;
+	char buf[64];
+	struct iovec iov[2];
+	struct msghdr msg;
+
+	a = weft_udp_bind(u->addr, 0, 0);
+	b = weft_udp_bind(u->addr, 0, 0);
+	if (!WT_CHECK(a >= 0 && b >= 0))
+		return NULL;
+	WT_CHECK(cloexec(a) && cloexec(b));
+	pa = weft_local_port(a);
+	pb = weft_local_port(b);
+	WT_CHECK(pa > 0 && pb > 0 && pa != pb);
+
+	/* a -> b: the sender's address comes with the datagram. */
+	to_len = (socklen_t)weft_sockaddr(&to, u->addr, (uint16_t)pb);
+	WT_CHECK_EQ(weft_sendto(a, "ping", 4, 0, (struct sockaddr *)&to,
+				to_len),
+		    4);
+	memset(&from, 0, sizeof(from));
+	from_len = sizeof(from);
+	memset(buf, 0, sizeof(buf));
+	WT_CHECK_EQ(weft_recvfrom(b, buf, sizeof(buf), 0,
+				  (struct sockaddr *)&from, &from_len),
+		    4);
+	WT_CHECK(memcmp(buf, "ping", 4) == 0);
+	WT_CHECK(is_loopback(&from, u->family));
+	WT_CHECK_EQ(port_of(&from), pa);
+	WT_CHECK_EQ(from_len, u->family == AF_INET
+				      ? sizeof(struct sockaddr_in)
+				      : sizeof(struct sockaddr_in6));
+	/* b answers to where it came from. */
+	WT_CHECK_EQ(weft_sendto(b, "pong!", 5, 0, (struct sockaddr *)&from,
+				from_len),
+		    5);
+	memset(&from, 0, sizeof(from));
+	from_len = sizeof(from);
+	WT_CHECK_EQ(weft_recvfrom(a, buf, sizeof(buf), 0,
+				  (struct sockaddr *)&from, &from_len),
+		    5);
+	WT_CHECK(memcmp(buf, "pong!", 5) == 0);
+	WT_CHECK_EQ(port_of(&from), pb);
+
+	/* Datagram boundaries hold; sendmsg/recvmsg carry the address. */
+	WT_CHECK_EQ(weft_sendto(a, "123", 3, 0, (struct sockaddr *)&to,
+				to_len),
+		    3);
+	iov[0] = (struct iovec){ "45", 2 };
+	iov[1] = (struct iovec){ "678", 3 };
+	memset(&msg, 0, sizeof(msg));
+	msg.msg_name = &to;
+	msg.msg_namelen = to_len;
+	msg.msg_iov = iov;
+	msg.msg_iovlen = 2;
+	WT_CHECK_EQ(weft_sendmsg(a, &msg, 0), 5);
+	WT_CHECK_EQ(weft_recv(b, buf, sizeof(buf), 0), 3);
+	WT_CHECK(memcmp(buf, "123", 3) == 0);
+	memset(&from, 0, sizeof(from));
+	memset(buf, 0, sizeof(buf));
+	iov[0] = (struct iovec){ buf, 1 };
+	iov[1] = (struct iovec){ buf + 1, sizeof(buf) - 1 };
+	memset(&msg, 0, sizeof(msg));
+	msg.msg_name = &from;
+	msg.msg_namelen = sizeof(from);
+	msg.msg_iov = iov;
+	msg.msg_iovlen = 2;
+	WT_CHECK_EQ(weft_recvmsg(b, &msg, 0), 5);
+	WT_CHECK(memcmp(buf, "45678", 5) == 0);
+	WT_CHECK_EQ(port_of(&from), pa);
+	WT_CHECK_EQ(weft_close(a), 0);
+	WT_CHECK_EQ(weft_close(b), 0);
+	return NULL;
+}
+
+Test(net, udp_ipv4_sendto_recvfrom_report_the_peer,
+     .timeout = WT_TIMEOUT(10))
+{
+	struct udp u = { "127.0.0.1", AF_INET };
+	int fds = fd_count();
+
+	wt_run(udp_main, &u, 1);
+	wt_run(udp_main, &u, 2);
+	cr_assert_eq(fd_count(), fds, "descriptors leaked");
+}
+
+Test(net, udp_ipv6_sendto_recvfrom_report_the_peer,
+     .timeout = WT_TIMEOUT(10))
+{
+	struct udp u = { "::1", AF_INET6 };
+
+	if (!have_ipv6_loopback())
+		cr_skip_test("no IPv6 loopback (::1) here");
+	wt_run(udp_main, &u, 1);
+	wt_run(udp_main, &u, 2);
+}
+
+/* ---- Unix sockets ------------------------------------------------------------------ */
+
+struct unix_arg {
+	char path[256];
+	char missing[256];
+};
+
+static void *unix_server(void *arg)
+{
+	int lfd = (int)(intptr_t)arg, fd;
+	struct sockaddr_un peer;
+	socklen_t pl = sizeof(peer);
+	char buf[16];
+
+	fd = weft_accept(lfd, (struct sockaddr *)&peer, &pl, 0);
+	if (!WT_CHECK(fd >= 0))
+		return NULL;
+	WT_CHECK(cloexec(fd));
+	WT_CHECK_EQ(peer.sun_family, AF_UNIX);
+	WT_CHECK_EQ(recv_exact(fd, buf, 4), 4);
+	WT_CHECK(memcmp(buf, "unix", 4) == 0);
+	WT_CHECK_EQ(send_all(fd, "sock", 4), 4);
+	WT_CHECK_EQ(weft_close(fd), 0);
+	return NULL;
+}
+
+static void *unix_main(void *arg)
+{
+	struct unix_arg *u = arg;
+	int lfd, fd;
+	weft_task *srv;
+	char buf[16];
+
+	lfd = weft_unix_listen(u->path, 4);
+	if (!WT_CHECK(lfd >= 0))
+		return NULL;
+	WT_CHECK(cloexec(lfd));
+	/* An abstract name is taken now. (Whether listening on a path
+	 * replaces a stale socket file is the helper's business.) */
+	if (u->path[0] == '@')
+		WT_CHECK_EQ(weft_unix_listen(u->path, 4), -EADDRINUSE);
+	srv = weft_spawn(unix_server, (void *)(intptr_t)lfd);
+	fd = weft_unix_connect(u->path);
+	if (WT_CHECK(fd >= 0)) {
+		WT_CHECK(cloexec(fd));
+		WT_CHECK_EQ(send_all(fd, "unix", 4), 4);
+		WT_CHECK_EQ(recv_exact(fd, buf, 4), 4);
+		WT_CHECK(memcmp(buf, "sock", 4) == 0);
+		WT_CHECK_EQ(weft_recv(fd, buf, sizeof(buf), 0), 0);
+		WT_CHECK_EQ(weft_close(fd), 0);
+	}
+	WT_CHECK_EQ(weft_await(srv, NULL), 0);
+	weft_task_release(srv);
+	WT_CHECK_EQ(weft_close(lfd), 0);
+	/* Nobody there. */
+	fd = weft_unix_connect(u->missing);
+	WT_CHECK_EQ(fd, u->missing[0] == '@' ? -ECONNREFUSED : -ENOENT);
+	return NULL;
+}
+
+Test(net, unix_socket_at_a_path_listens_and_connects,
+     .timeout = WT_TIMEOUT(10))
+{
+	struct tmp t;
+	struct unix_arg u;
+	int fds = fd_count();
+
+	tmp_make(&t);
+	snprintf(u.path, sizeof(u.path), "%s/s", t.dir);
+	snprintf(u.missing, sizeof(u.missing), "%s/none", t.dir);
+	wt_run(unix_main, &u, 2);
+	tmp_remove(&t, "s");
+	cr_assert_eq(fd_count(), fds, "descriptors leaked");
+}
+
+Test(net, unix_socket_with_an_abstract_name_listens_and_connects,
+     .timeout = WT_TIMEOUT(10))
+{
+	struct unix_arg u;
+	char probe[256];
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	int fd;
+
+	snprintf(u.path, sizeof(u.path), "@weft-test-%d-%llx", (int)getpid(),
+		 (unsigned long long)wt_now_ns());
+	snprintf(u.missing, sizeof(u.missing), "@weft-test-none-%d",
+		 (int)getpid());
+	wt_run(unix_main, &u, 2);
+	/* It was abstract: no file appeared, and its name is free again
+	 * now that the listener is closed. */
+	cr_assert_eq(access(u.path, F_OK), -1);
+	snprintf(probe, sizeof(probe), "%s", u.path + 1);
+	memcpy(a.sun_path + 1, probe, strlen(probe));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&a,
+			  (socklen_t)(offsetof(struct sockaddr_un, sun_path) +
+				      1 + strlen(probe))),
+		     0, "abstract name still bound: %s", strerror(errno));
+	close(fd);
+}
+
+/* ---- timeouts ----------------------------------------------------------------------- */
+
+struct recv_timeout {
+	uint8_t buf[256];
+	int rc, rc_late;
+	uint64_t elapsed;
+};
+
+static void *recv_timeout_main(void *arg)
+{
+	struct recv_timeout *t = arg;
+	int c, s;
+	uint64_t saved, b;
+
+	if (!WT_CHECK_EQ(tcp_pair(&c, &s), 0))
+		return NULL;
+	memset(t->buf, 0xab, sizeof(t->buf));
+	b = weft_now();
+	saved = weft_timeout_begin(30 * MS);
+	t->rc = (int)weft_recv(c, t->buf, sizeof(t->buf), 0);
+	weft_timeout_end(saved);
+	t->elapsed = weft_now() - b;
+	/* The socket still works: data sent after the timeout arrives. */
+	WT_CHECK_EQ(send_all(s, "late!", 5), 5);
+	t->rc_late = (int)weft_recv(c, t->buf, sizeof(t->buf), 0);
+	/* And a timeout that does not expire changes nothing. */
+	saved = weft_timeout_begin(10 * SEC);
+	WT_CHECK_EQ(send_all(s, "x", 1), 1);
+	WT_CHECK_EQ(weft_recv(c, t->buf + 100, 1, 0), 1);
+	weft_timeout_end(saved);
+	WT_CHECK_EQ(weft_close(c), 0);
+	WT_CHECK_EQ(weft_close(s), 0);
+	return NULL;
+}
+
+Test(net, recv_in_a_timeout_scope_returns_etimedout_and_the_socket_survives,
+     .timeout = WT_TIMEOUT(20))
+{
+	static const unsigned counts[] = { 1, 2, 4 };
+
+	for (unsigned c = 0; c < 3; c++) {
+		struct recv_timeout t;
+
+		memset(&t, 0, sizeof(t));
+		wt_run(recv_timeout_main, &t, counts[c]);
+		cr_assert_eq(t.rc, -ETIMEDOUT, "recv: %d (%s)", t.rc,
+			     weft_strerror(t.rc));
+		cr_assert_geq(t.elapsed, 30 * MS);
+		cr_assert_lt(t.elapsed, PROMPT_NS);
+		cr_assert_eq(t.rc_late, 5, "recv after the timeout: %d",
+			     t.rc_late);
+		cr_assert(memcmp(t.buf, "late!", 5) == 0);
+		for (size_t i = 5; i < sizeof(t.buf); i++)
+			if (i != 100)
+				cr_assert_eq(t.buf[i], 0xab,
+					     "byte %zu written", i);
+		cr_assert_eq(t.buf[100], 'x');
+	}
+}
+
+/*
+ * A connect that cannot complete, made deterministic on loopback: a
+ * listener with backlog 1 that never accepts. Once its accept queue is
+ * full, Linux drops further SYNs (LISTENOVERFLOWS) and the client waits
+ * for its 1 s retransmission; a few connects may still finish first (the
+ * client side completes before the server drops the final ACK).
+ */
+struct connect_timeout {
+	int rc, tries;
+	uint64_t elapsed;
+};
+
+#define MAX_TRIES 32
+
+static void *connect_timeout_main(void *arg)
+{
+	struct connect_timeout *t = arg;
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int lfd, port, fds[MAX_TRIES], n = 0;
+
+	lfd = weft_tcp_listen("127.0.0.1", 0, 1, 0);
+	if (!WT_CHECK(lfd >= 0))
+		return NULL;
+	port = weft_local_port(lfd);
+	len = (socklen_t)weft_sockaddr(&ss, "127.0.0.1", (uint16_t)port);
+	t->rc = 1;
+	while (n < MAX_TRIES) {
+		int fd = weft_socket(AF_INET, SOCK_STREAM, 0);
+		uint64_t saved, b;
+		int rc;
+
+		if (!WT_CHECK(fd >= 0))
+			break;
+		fds[n++] = fd;
+		b = weft_now();
+		saved = weft_timeout_begin(100 * MS);
+		rc = weft_connect(fd, (struct sockaddr *)&ss, len);
+		weft_timeout_end(saved);
+		if (rc != 0) {
+			t->rc = rc;
+			t->elapsed = weft_now() - b;
+			break;
+		}
+	}
+	t->tries = n;
+	while (n > 0)
+		WT_CHECK_EQ(weft_close(fds[--n]), 0);
+	WT_CHECK_EQ(weft_close(lfd), 0);
+	return NULL;
+}
+
+Test(net, connect_to_a_full_listener_times_out_in_a_scope,
+     .timeout = WT_TIMEOUT(20))
+{
+	struct connect_timeout t;
+	int fds = fd_count();
+
+	memset(&t, 0, sizeof(t));
+	wt_run(connect_timeout_main, &t, 2);
+	cr_log_info("connect %d of a backlog-1 listener: %d after %.1f ms",
+		    t.tries, t.rc, (double)t.elapsed / 1e6);
+	cr_assert_eq(t.rc, -ETIMEDOUT, "connect %d: %d (%s)", t.tries, t.rc,
+		     t.rc == 1 ? "every connect succeeded"
+			       : weft_strerror(t.rc));
+	cr_assert_geq(t.elapsed, 100 * MS);
+	cr_assert_lt(t.elapsed, PROMPT_NS);
+	cr_assert_eq(fd_count(), fds, "descriptors leaked");
+}
+
+struct unroutable {
+	int rc;
+	uint64_t elapsed;
+};
+
+static void *unroutable_main(void *arg)
+{
+	struct unroutable *u = arg;
+	uint64_t b = weft_now(), saved = weft_timeout_begin(100 * MS);
+
+	u->rc = weft_tcp_connect("10.255.255.1", 9, 0);
+	weft_timeout_end(saved);
+	u->elapsed = weft_now() - b;
+	if (u->rc >= 0)
+		weft_close(u->rc);
+	return NULL;
+}
+
+Test(net, connect_to_an_unroutable_address_ends_within_its_scope,
+     .timeout = WT_TIMEOUT(20))
+{
+	struct unroutable u;
+	int fds = fd_count();
+
+	memset(&u, 0, sizeof(u));
+	wt_run(unroutable_main, &u, 2);
+	if (u.rc >= 0)
+		cr_skip_test("10.255.255.1:9 accepted a connection here (the "
+			     "sandbox's network answers every address)");
+	cr_log_info("connect to 10.255.255.1:9: %d (%s) after %.1f ms", u.rc,
+		    weft_strerror(u.rc), (double)u.elapsed / 1e6);
+	/* Without a route the kernel answers at once; with one, the
+	 * scope ends the wait. */
+	cr_assert(u.rc == -ETIMEDOUT || u.rc == -ENETUNREACH ||
+			  u.rc == -EHOSTUNREACH,
+		  "connect: %d (%s)", u.rc, weft_strerror(u.rc));
+	if (u.rc == -ETIMEDOUT)
+		cr_assert_geq(u.elapsed, 100 * MS);
+	cr_assert_lt(u.elapsed, PROMPT_NS);
+	cr_assert_eq(fd_count(), fds, "the failed helper leaked its socket");
+}
+
+/* ---- cancellation ------------------------------------------------------------------- */
+
+struct blocked {
+	int fd;
+	atomic_int entered;
+	int rc;
+	uint8_t buf[256];
+};
+
+static void *blocked_accept(void *arg)
+{
+	struct blocked *b = arg;
+
+	atomic_store(&b->entered, 1);
+	b->rc = weft_accept(b->fd, NULL, NULL, 0);
+	if (b->rc >= 0)
+		weft_close(b->rc);
+	return NULL;
+}
+
+static void *blocked_recv(void *arg)
+{
+	struct blocked *b = arg;
+
+	atomic_store(&b->entered, 1);
+	b->rc = (int)weft_recv(b->fd, b->buf, sizeof(b->buf), 0);
+	return NULL;
+}
+
+static void *accept_one(void *arg)
+{
+	int lfd = (int)(intptr_t)arg;
+
+	return (void *)(intptr_t)weft_accept(lfd, NULL, NULL, 0);
+}
+
+/* Spawns fn(b), lets it block, cancels it; returns the await result. */
+static int cancel_blocked(weft_fn fn, struct blocked *b)
+{
+	weft_task *t = weft_spawn(fn, b);
+	int rc;
+
+	WT_CHECK(wt_yield_until(&b->entered, 10000000));
+	WT_CHECK_EQ(weft_sleep(20 * MS), 0);
+	WT_CHECK_EQ(weft_task_done(t), 0);
+	WT_CHECK_EQ(weft_cancel(t), 0);
+	rc = weft_await(t, NULL);
+	weft_task_release(t);
+	return rc;
+}
+
+static void *cancel_accept_main(void *arg)
+{
+	struct blocked *b = arg;
+	weft_task *t;
+	void *r = NULL;
+	int lfd, port, c;
+	char x = 0;
+
+	lfd = weft_tcp_listen("127.0.0.1", 0, 8, 0);
+	if (!WT_CHECK(lfd >= 0))
+		return NULL;
+	port = weft_local_port(lfd);
+	b->fd = lfd;
+	WT_CHECK_EQ(cancel_blocked(blocked_accept, b), -ECANCELED);
+	/* The listener still accepts. */
+	t = weft_spawn(accept_one, (void *)(intptr_t)lfd);
+	c = weft_tcp_connect("127.0.0.1", (uint16_t)port, 0);
+	WT_CHECK(c >= 0);
+	WT_CHECK_EQ(weft_await(t, &r), 0);
+	weft_task_release(t);
+	WT_CHECK((intptr_t)r >= 0);
+	if ((intptr_t)r >= 0) {
+		WT_CHECK_EQ(send_all((int)(intptr_t)r, "!", 1), 1);
+		WT_CHECK_EQ(weft_recv(c, &x, 1, 0), 1);
+		WT_CHECK_EQ(x, '!');
+		weft_close((int)(intptr_t)r);
+	}
+	if (c >= 0)
+		weft_close(c);
+	WT_CHECK_EQ(weft_close(lfd), 0);
+	return NULL;
+}
+
+Test(net, cancelling_a_task_blocked_in_accept_returns_ecanceled,
+     .timeout = WT_TIMEOUT(20))
+{
+	static const unsigned counts[] = { 1, 2, 4 };
+	int fds = fd_count();
+
+	for (unsigned c = 0; c < 3; c++) {
+		struct blocked b;
+
+		memset(&b, 0, sizeof(b));
+		wt_run(cancel_accept_main, &b, counts[c]);
+		cr_assert_eq(b.rc, -ECANCELED, "accept: %d (%s)", b.rc,
+			     weft_strerror(b.rc));
+	}
+	cr_assert_eq(fd_count(), fds, "descriptors leaked");
+}
+
+static int all_bytes(const uint8_t *p, size_t n, uint8_t v)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i] != v)
+			return 0;
+	return 1;
+}
+
+static void *cancel_recv_main(void *arg)
+{
+	struct blocked *b = arg;
+	char got[64];
+	int c, s;
+
+	if (!WT_CHECK_EQ(tcp_pair(&c, &s), 0))
+		return NULL;
+	memset(b->buf, 0xab, sizeof(b->buf));
+	b->fd = c;
+	WT_CHECK_EQ(cancel_blocked(blocked_recv, b), -ECANCELED);
+	WT_CHECK(all_bytes(b->buf, sizeof(b->buf), 0xab));
+	/* Data sent now is for the next recv, not the cancelled one's
+	 * buffer: the kernel let go of it before the call returned. */
+	WT_CHECK_EQ(send_all(s, "after the cancel", 16), 16);
+	WT_CHECK_EQ(weft_sleep(20 * MS), 0);
+	WT_CHECK(all_bytes(b->buf, sizeof(b->buf), 0xab));
+	memset(got, 0, sizeof(got));
+	WT_CHECK_EQ(recv_exact(c, got, 16), 16);
+	WT_CHECK(memcmp(got, "after the cancel", 16) == 0);
+	WT_CHECK(all_bytes(b->buf, sizeof(b->buf), 0xab));
+	WT_CHECK_EQ(weft_close(c), 0);
+	WT_CHECK_EQ(weft_close(s), 0);
+	return NULL;
+}
+
+Test(net, cancelled_recv_returns_ecanceled_and_never_writes_its_buffer,
+     .timeout = WT_TIMEOUT(20))
+{
+	static const unsigned counts[] = { 1, 2, 4 };
+	int fds = fd_count();
+
+	for (unsigned c = 0; c < 3; c++) {
+		struct blocked b;
+
+		memset(&b, 0, sizeof(b));
+		wt_run(cancel_recv_main, &b, counts[c]);
+		cr_assert_eq(b.rc, -ECANCELED, "recv: %d (%s)", b.rc,
+			     weft_strerror(b.rc));
+	}
+	cr_assert_eq(fd_count(), fds, "descriptors leaked");
+}
+
+/* A handler that sleeps between two reads is cancelled in its sleep; the
+ * connection stays usable by others. */
+struct sleepy {
+	int fd;
+	atomic_int entered;
+	int rc_recv, rc_sleep;
+};
+
+static void *sleepy_handler(void *arg)
+{
+	struct sleepy *s = arg;
+	char buf[4];
+
+	s->rc_recv = (int)recv_exact(s->fd, buf, 4);
+	atomic_store(&s->entered, 1);
+	s->rc_sleep = weft_sleep(30 * SEC);
+	return NULL;
+}
+
+static void *cancel_sleep_main(void *arg)
+{
+	struct sleepy *s = arg;
+	weft_task *t;
+	uint64_t b;
+	char buf[8];
+	int c, srv;
+
+	if (!WT_CHECK_EQ(tcp_pair(&c, &srv), 0))
+		return NULL;
+	s->fd = srv;
+	t = weft_spawn(sleepy_handler, s);
+	WT_CHECK_EQ(send_all(c, "ping", 4), 4);
+	WT_CHECK(wt_yield_until(&s->entered, 100000000));
+	WT_CHECK_EQ(weft_sleep(10 * MS), 0);
+	b = weft_now();
+	WT_CHECK_EQ(weft_cancel(t), 0);
+	WT_CHECK_EQ(weft_await(t, NULL), -ECANCELED);
+	WT_CHECK(weft_now() - b < PROMPT_NS);
+	weft_task_release(t);
+	WT_CHECK_EQ(send_all(srv, "pong", 4), 4);
+	WT_CHECK_EQ(recv_exact(c, buf, 4), 4);
+	WT_CHECK(memcmp(buf, "pong", 4) == 0);
+	WT_CHECK_EQ(weft_close(c), 0);
+	WT_CHECK_EQ(weft_close(srv), 0);
+	return NULL;
+}
+
+Test(net, cancelling_a_handler_in_its_sleep_leaves_the_connection_usable,
+     .timeout = WT_TIMEOUT(20))
+{
+	struct sleepy s;
+
+	memset(&s, 0, sizeof(s));
+	wt_run(cancel_sleep_main, &s, 2);
+	cr_assert_eq(s.rc_recv, 4);
+	cr_assert_eq(s.rc_sleep, -ECANCELED);
+}
+
+/* A pending cancel or a passed deadline stops a call before it starts:
+ * nothing is sent, nothing is consumed. */
+struct before_start {
+	int c, s;
+	int send_rc, recv_rc;
+};
+
+static void *cancelled_sender(void *arg)
+{
+	struct before_start *b = arg;
+	char x = 0;
+
+	WT_CHECK_EQ(weft_cancel(weft_self()), 0);
+	b->send_rc = (int)weft_send(b->c, "x", 1, 0);
+	b->recv_rc = (int)weft_recv(b->s, &x, 1, 0);
+	return NULL;
+}
+
+static void *before_start_main(void *arg)
+{
+	struct before_start *b = arg;
+	weft_task *t;
+	uint64_t saved;
+	char buf[8];
+
+	if (!WT_CHECK_EQ(tcp_pair(&b->c, &b->s), 0))
+		return NULL;
+	/* Data waiting on s that the cancelled recv must leave there. */
+	WT_CHECK_EQ(send_all(b->c, "kept", 4), 4);
+	t = weft_spawn(cancelled_sender, b);
+	WT_CHECK_EQ(weft_await(t, NULL), -ECANCELED);
+	weft_task_release(t);
+	/* A deadline already passed: the same. */
+	saved = weft_deadline_begin(weft_now() - 1);
+	WT_CHECK_EQ(weft_recv(b->s, buf, sizeof(buf), 0), -ETIMEDOUT);
+	WT_CHECK_EQ(weft_send(b->c, "y", 1, 0), -ETIMEDOUT);
+	weft_timeout_end(saved);
+	memset(buf, 0, sizeof(buf));
+	WT_CHECK_EQ(recv_exact(b->s, buf, 4), 4);
+	WT_CHECK(memcmp(buf, "kept", 4) == 0);
+	/* Nothing else arrived: neither the "x" nor the "y". */
+	saved = weft_timeout_begin(30 * MS);
+	WT_CHECK_EQ(weft_recv(b->s, buf, sizeof(buf), 0), -ETIMEDOUT);
+	weft_timeout_end(saved);
+	WT_CHECK_EQ(weft_close(b->c), 0);
+	WT_CHECK_EQ(weft_close(b->s), 0);
+	return NULL;
+}
+
+Test(net, calls_with_a_pending_cancel_or_passed_deadline_do_not_start,
+     .timeout = WT_TIMEOUT(10))
+{
+	struct before_start b;
+
+	memset(&b, 0, sizeof(b));
+	wt_run(before_start_main, &b, 2);
+	cr_assert_eq(b.send_rc, -ECANCELED);
+	cr_assert_eq(b.recv_rc, -ECANCELED);
+}
+
+/*
+ * Timeouts racing completions. A receiver loops on recv in scopes of 50
+ * to 450 us while a sender trickles a stream with pauses: some recvs time
+ * out, some complete at the moment their deadline passes. A completion
+ * that won the race must be returned, never dropped as "timed out", and a
+ * timed-out recv must consume nothing: the stream arrives whole.
+ */
+#define RACE_BYTES (WT_SLOW > 1 ? 64 * 1024 : 256 * 1024)
+
+static uint64_t mix(uint64_t x)
+{
+	x += UINT64_C(0x9e3779b97f4a7c15);
+	x = (x ^ (x >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+	x = (x ^ (x >> 27)) * UINT64_C(0x94d049bb133111eb);
+	return x ^ (x >> 31);
+}
+
+struct stream_race {
+	int c, s;
+	long timeouts, received;
+	int bad_at;
+};
+
+static void *trickle_sender(void *arg)
+{
+	struct stream_race *r = arg;
+	uint8_t buf[700];
+	uint64_t off = 0, i = 0;
+
+	while (off < RACE_BYTES) {
+		size_t n = 1 + mix(i) % sizeof(buf);
+
+		if (n > RACE_BYTES - off)
+			n = RACE_BYTES - off;
+		fill_pat(buf, n, off);
+		if (!WT_CHECK_EQ(send_all(r->c, buf, n), n))
+			break;
+		off += n;
+		if (++i % 4 == 0)
+			weft_sleep((mix(i + 7) % 300) * WEFT_NSEC_PER_USEC);
+	}
+	return NULL;
+}
+
+static void *stream_race_main(void *arg)
+{
+	struct stream_race *r = arg;
+	uint8_t buf[2048];
+	uint64_t off = 0, i = 0, t0;
+	weft_task *t;
+
+	r->bad_at = -1;
+	if (!WT_CHECK_EQ(tcp_pair(&r->c, &r->s), 0))
+		return NULL;
+	t = weft_spawn(trickle_sender, r);
+	t0 = weft_now();
+	while (off < RACE_BYTES && weft_now() - t0 < PROMPT_NS * 5) {
+		uint64_t saved = weft_timeout_begin(
+			(50 + mix(i++ + 1000) % 400) * WEFT_NSEC_PER_USEC);
+		ssize_t n = weft_recv(r->s, buf, sizeof(buf), 0);
+
+		weft_timeout_end(saved);
+		if (n == -ETIMEDOUT) {
+			r->timeouts++;
+			continue;
+		}
+		if (!WT_CHECK(n > 0))
+			break;
+		if (r->bad_at < 0 && !pat_ok(buf, (size_t)n, off))
+			r->bad_at = (int)off;
+		off += (uint64_t)n;
+	}
+	r->received = (long)off;
+	WT_CHECK_EQ(weft_await(t, NULL), 0);
+	weft_task_release(t);
+	WT_CHECK_EQ(weft_close(r->c), 0);
+	WT_CHECK_EQ(weft_close(r->s), 0);
+	return NULL;
+}
+
+Test(net, recv_timeouts_racing_arriving_data_lose_no_bytes,
+     .timeout = WT_TIMEOUT(30))
+{
+	static const unsigned counts[] = { 1, 2, 4 };
+
+	for (unsigned c = 0; c < 3; c++) {
+		struct stream_race r;
+
+		memset(&r, 0, sizeof(r));
+		wt_run(stream_race_main, &r, counts[c]);
+		cr_log_info("workers=%u: %ld recv timeouts", counts[c],
+			    r.timeouts);
+		cr_assert_eq(r.received, RACE_BYTES,
+			     "workers=%u: %ld of %d bytes arrived", counts[c],
+			     r.received, RACE_BYTES);
+		cr_assert_eq(r.bad_at, -1,
+			     "workers=%u: the stream differs from offset %d "
+			     "(a byte lost or doubled by a timed-out recv)",
+			     counts[c], r.bad_at);
+		cr_assert_gt(r.timeouts, 0, "no recv timed out: the race "
+					    "this test is about never ran");
+	}
+}
+
+/* The same for accept: every connection is accepted once, whichever way
+ * the race between its arrival and the accept's deadline went. */
+#define ACCEPT_RACE_N 150
+
+struct accept_race {
+	int lfd, port;
+	long accepted, timeouts;
+	atomic_long clients_ok;
+};
+
+static void *late_client(void *arg)
+{
+	struct accept_race *a = arg;
+	uint64_t seed = (uint64_t)(uintptr_t)weft_self(), saved;
+	char x;
+	int fd;
+
+	/* Arrivals spread over 30 ms: about one per 200 us. */
+	weft_sleep((mix(seed) % 30000) * WEFT_NSEC_PER_USEC);
+	fd = weft_tcp_connect("127.0.0.1", (uint16_t)a->port, 0);
+	if (!WT_CHECK(fd >= 0))
+		return NULL;
+	/* The server closes each connection it accepted: end of stream.
+	 * A connection accepted and then lost would wait here. */
+	saved = weft_timeout_begin(PROMPT_NS * 2);
+	if (WT_CHECK_EQ(weft_recv(fd, &x, 1, 0), 0))
+		atomic_fetch_add(&a->clients_ok, 1);
+	weft_timeout_end(saved);
+	WT_CHECK_EQ(weft_close(fd), 0);
+	return NULL;
+}
+
+static void *accept_race_main(void *arg)
+{
+	struct accept_race *a = arg;
+	weft_task *ts[ACCEPT_RACE_N];
+	uint64_t i = 0, t0;
+
+	a->lfd = weft_tcp_listen("127.0.0.1", 0, 512, 0);
+	if (!WT_CHECK(a->lfd >= 0))
+		return NULL;
+	a->port = weft_local_port(a->lfd);
+	for (int k = 0; k < ACCEPT_RACE_N; k++)
+		ts[k] = weft_spawn(late_client, a);
+	t0 = weft_now();
+	while (a->accepted < ACCEPT_RACE_N && weft_now() - t0 < PROMPT_NS) {
+		uint64_t saved = weft_timeout_begin(
+			(20 + mix(i++) % 200) * WEFT_NSEC_PER_USEC);
+		int fd = weft_accept(a->lfd, NULL, NULL, 0);
+
+		weft_timeout_end(saved);
+		if (fd == -ETIMEDOUT) {
+			a->timeouts++;
+			continue;
+		}
+		if (!WT_CHECK(fd >= 0))
+			break;
+		a->accepted++;
+		WT_CHECK_EQ(weft_close(fd), 0);
+	}
+	WT_CHECK_EQ(weft_gather(ts, ACCEPT_RACE_N, NULL), 0);
+	for (int k = 0; k < ACCEPT_RACE_N; k++)
+		weft_task_release(ts[k]);
+	WT_CHECK_EQ(weft_close(a->lfd), 0);
+	return NULL;
+}
+
+Test(net, accept_timeouts_racing_connections_lose_none,
+     .timeout = WT_TIMEOUT(30))
+{
+	static const unsigned counts[] = { 1, 2, 4 };
+	int fds = fd_count();
+
+	for (unsigned c = 0; c < 3; c++) {
+		struct accept_race a;
+
+		memset(&a, 0, sizeof(a));
+		wt_run(accept_race_main, &a, counts[c]);
+		cr_log_info("workers=%u: %ld accept timeouts", counts[c],
+			    a.timeouts);
+		cr_assert_eq(a.accepted, ACCEPT_RACE_N,
+			     "workers=%u: %ld of %d connections accepted",
+			     counts[c], a.accepted, ACCEPT_RACE_N);
+		cr_assert_eq(atomic_load(&a.clients_ok), ACCEPT_RACE_N);
+		cr_assert_gt(a.timeouts, 0);
+	}
+	cr_assert_eq(fd_count(), fds, "descriptors leaked");
+}
+
+/* A pinned task doing I/O (which pins it to the issuing worker while in
+ * flight) is still pinned to its own home afterwards. */
+struct pinned_io {
+	int home;
+	atomic_long off_home;
+	atomic_long checks;
+};
+
+static void check_home(struct pinned_io *p)
+{
+	atomic_fetch_add(&p->checks, 1);
+	if (weft_worker_index() != p->home)
+		atomic_fetch_add(&p->off_home, 1);
+}
+
+static void *pinned_io_task(void *arg)
+{
+	struct pinned_io *p = arg;
+	char buf[64];
+	int c, s;
+
+	check_home(p);
+	if (!WT_CHECK_EQ(tcp_pair(&c, &s), 0))
+		return NULL;
+	for (int i = 0; i < 100; i++) {
+		check_home(p);
+		WT_CHECK_EQ(send_all(c, "ping", 4), 4);
+		check_home(p);
+		WT_CHECK_EQ(recv_exact(s, buf, 4), 4);
+		check_home(p);
+		weft_yield();
+		check_home(p);
+		if (i % 10 == 0) {
+			weft_sleep(100 * WEFT_NSEC_PER_USEC);
+			check_home(p);
+		}
+	}
+	WT_CHECK_EQ(weft_close(c), 0);
+	WT_CHECK_EQ(weft_close(s), 0);
+	check_home(p);
+	return NULL;
+}
+
+static void *busy_task(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < 2000; i++) {
+		wt_spin_us(5);
+		weft_yield();
+	}
+	return NULL;
+}
+
+static void *pinned_io_main(void *arg)
+{
+	struct pinned_io *p = arg;
+	struct weft_spawn_opts o = { .flags = WEFT_SPAWN_PINNED };
+	weft_task *t, *busy[4];
+
+	/* Busy tasks, so that other workers have work to steal and tasks
+	 * to steal from. */
+	for (int i = 0; i < 4; i++)
+		busy[i] = weft_spawn(busy_task, NULL);
+	p->home = weft_worker_index();
+	WT_CHECK_EQ(weft_spawn_opts(&t, pinned_io_task, p, &o), 0);
+	WT_CHECK_EQ(weft_await(t, NULL), 0);
+	weft_task_release(t);
+	WT_CHECK_EQ(weft_gather(busy, 4, NULL), 0);
+	for (int i = 0; i < 4; i++)
+		weft_task_release(busy[i]);
+	return NULL;
+}
+
+Test(net, pinned_task_stays_on_its_worker_across_io_calls,
+     .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned w = 2; w <= 4; w += 2) {
+		struct pinned_io p;
+
+		memset(&p, 0, sizeof(p));
+		wt_run(pinned_io_main, &p, w);
+		cr_assert_eq(atomic_load(&p.off_home), 0,
+			     "workers=%u: %ld of %ld checks found the pinned "
+			     "task off its worker",
+			     w, atomic_load(&p.off_home),
+			     atomic_load(&p.checks));
+	}
+}
+
+/* ---- resets, SIGPIPE, bad descriptors --------------------------------------------------- */
+
+struct reset {
+	int lfd, port;
+	atomic_int accepted;
+	int recv_rc, send_rc, sends;
+	char echo[8];
+};
+
+static void *reset_server(void *arg)
+{
+	struct reset *r = arg;
+	char buf[16];
+	ssize_t n;
+	int fd;
+
+	fd = weft_accept(r->lfd, NULL, NULL, 0);
+	if (!WT_CHECK(fd >= 0))
+		return NULL;
+	atomic_store(&r->accepted, 1);
+	r->recv_rc = (int)weft_recv(fd, buf, sizeof(buf), 0);
+	/* Sending to a peer that is gone: an error, never SIGPIPE. */
+	memset(buf, 'z', sizeof(buf));
+	for (r->sends = 1; r->sends <= 200; r->sends++) {
+		n = weft_send(fd, buf, sizeof(buf), 0);
+		if (n < 0) {
+			r->send_rc = (int)n;
+			break;
+		}
+		weft_sleep(WEFT_NSEC_PER_MSEC);
+	}
+	WT_CHECK_EQ(weft_close(fd), 0);
+
+	/* The server goes on serving. */
+	fd = weft_accept(r->lfd, NULL, NULL, 0);
+	if (!WT_CHECK(fd >= 0))
+		return NULL;
+	n = weft_recv(fd, buf, sizeof(buf), 0);
+	if (WT_CHECK(n > 0))
+		WT_CHECK_EQ(send_all(fd, buf, (size_t)n), n);
+	WT_CHECK_EQ(weft_close(fd), 0);
+	return NULL;
+}
+
+static void *reset_main(void *arg)
+{
+	struct reset *r = arg;
+	struct linger lg = { 1, 0 };
+	weft_task *srv;
+	int c;
+
+	r->lfd = weft_tcp_listen("127.0.0.1", 0, 4, 0);
+	if (!WT_CHECK(r->lfd >= 0))
+		return NULL;
+	r->port = weft_local_port(r->lfd);
+	srv = weft_spawn(reset_server, r);
+	c = weft_tcp_connect("127.0.0.1", (uint16_t)r->port, 0);
+	if (WT_CHECK(c >= 0)) {
+		WT_CHECK(wt_yield_until(&r->accepted, 100000000));
+		WT_CHECK_EQ(weft_sleep(5 * WEFT_NSEC_PER_MSEC), 0);
+		/* linger {1, 0}: close sends RST. */
+		WT_CHECK_EQ(setsockopt(c, SOL_SOCKET, SO_LINGER, &lg,
+				       sizeof(lg)),
+			    0);
+		WT_CHECK_EQ(weft_close(c), 0);
+	}
+	c = weft_tcp_connect("127.0.0.1", (uint16_t)r->port, 0);
+	if (WT_CHECK(c >= 0)) {
+		WT_CHECK_EQ(send_all(c, "again", 5), 5);
+		WT_CHECK_EQ(recv_exact(c, r->echo, 5), 5);
+		WT_CHECK_EQ(weft_close(c), 0);
+	}
+	WT_CHECK_EQ(weft_await(srv, NULL), 0);
+	weft_task_release(srv);
+	WT_CHECK_EQ(weft_close(r->lfd), 0);
+	return (void *)0x600d;
+}
+
+Test(net, peer_reset_gives_econnreset_and_epipe_without_sigpipe,
+     .timeout = WT_TIMEOUT(20))
+{
+	static const unsigned counts[] = { 1, 2 };
+
+	/* The default action would kill the process. */
+	signal(SIGPIPE, SIG_DFL);
+	for (unsigned c = 0; c < 2; c++) {
+		struct reset r;
+
+		memset(&r, 0, sizeof(r));
+		cr_assert_eq(wt_run(reset_main, &r, counts[c]),
+			     (void *)0x600d);
+		cr_assert(r.recv_rc == -ECONNRESET || r.recv_rc == 0,
+			  "recv from a reset peer: %d (%s)", r.recv_rc,
+			  weft_strerror(r.recv_rc));
+		cr_assert(r.send_rc == -EPIPE || r.send_rc == -ECONNRESET,
+			  "send %d to a reset peer: %d (%s)", r.sends,
+			  r.send_rc, weft_strerror(r.send_rc));
+		cr_assert(memcmp(r.echo, "again", 5) == 0,
+			  "the next client was not served");
+	}
+}
+
+static void *ebadf_main(void *arg)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char buf[8];
+	int fd, c, s, regular;
+	struct msghdr msg;
+	struct iovec iov = { buf, sizeof(buf) };
+
+	(void)arg;
+	fd = weft_socket(AF_INET, SOCK_STREAM, 0);
+	if (!WT_CHECK(fd >= 0))
+		return NULL;
+	WT_CHECK_EQ(weft_close(fd), 0);
+	len = (socklen_t)weft_sockaddr(&ss, "127.0.0.1", 9);
+	memset(&msg, 0, sizeof(msg));
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	WT_CHECK_EQ(weft_recv(fd, buf, sizeof(buf), 0), -EBADF);
+	WT_CHECK_EQ(weft_send(fd, buf, sizeof(buf), 0), -EBADF);
+	WT_CHECK_EQ(weft_recvfrom(fd, buf, sizeof(buf), 0, NULL, NULL),
+		    -EBADF);
+	WT_CHECK_EQ(weft_sendto(fd, buf, 1, 0, (struct sockaddr *)&ss, len),
+		    -EBADF);
+	WT_CHECK_EQ(weft_recvmsg(fd, &msg, 0), -EBADF);
+	WT_CHECK_EQ(weft_sendmsg(fd, &msg, 0), -EBADF);
+	WT_CHECK_EQ(weft_accept(fd, NULL, NULL, 0), -EBADF);
+	WT_CHECK_EQ(weft_connect(fd, (struct sockaddr *)&ss, len), -EBADF);
+	WT_CHECK_EQ(weft_shutdown(fd, SHUT_RDWR), -EBADF);
+	WT_CHECK_EQ(weft_close(fd), -EBADF);
+	WT_CHECK_EQ(weft_local_port(fd), -EBADF);
+	WT_CHECK_EQ(weft_recv(-1, buf, sizeof(buf), 0), -EBADF);
+	/* A descriptor that is not a socket. */
+	regular = weft_open("/proc/self/stat", O_RDONLY, 0);
+	if (WT_CHECK(regular >= 0)) {
+		WT_CHECK_EQ(weft_recv(regular, buf, sizeof(buf), 0),
+			    -ENOTSOCK);
+		WT_CHECK_EQ(weft_accept(regular, NULL, NULL, 0), -ENOTSOCK);
+		WT_CHECK_EQ(weft_close(regular), 0);
+	}
+	/* The runtime keeps working. */
+	if (WT_CHECK_EQ(tcp_pair(&c, &s), 0)) {
+		WT_CHECK_EQ(send_all(c, "ok", 2), 2);
+		WT_CHECK_EQ(recv_exact(s, buf, 2), 2);
+		WT_CHECK_EQ(weft_close(c), 0);
+		WT_CHECK_EQ(weft_close(s), 0);
+	}
+	return NULL;
+}
+
+Test(net, closed_descriptors_return_ebadf, .timeout = WT_TIMEOUT(10))
+{
+	int fds = fd_count();
+
+	wt_run(ebadf_main, NULL, 1);
+	wt_run(ebadf_main, NULL, 2);
+	cr_assert_eq(fd_count(), fds, "descriptors leaked");
+}
+
+/* The calls that go through a ring need a task. (weft_socket() and the
+ * helpers that only create, bind and listen are direct system calls.) */
+Test(net, ring_socket_calls_outside_a_task_return_eperm)
+{
+	char buf[4];
+	socklen_t sl = sizeof(struct sockaddr_storage);
+	struct sockaddr_storage ss;
+	struct msghdr msg;
+	int len = weft_sockaddr(&ss, "127.0.0.1", 9);
+
+	memset(&msg, 0, sizeof(msg));
+	cr_assert_eq(weft_recv(0, buf, sizeof(buf), 0), -EPERM);
+	cr_assert_eq(weft_send(1, buf, sizeof(buf), 0), -EPERM);
+	cr_assert_eq(weft_recvfrom(0, buf, sizeof(buf), 0, NULL, NULL),
+		     -EPERM);
+	cr_assert_eq(weft_sendto(1, buf, 1, 0, (struct sockaddr *)&ss,
+				 (socklen_t)len),
+		     -EPERM);
+	cr_assert_eq(weft_recvmsg(0, &msg, 0), -EPERM);
+	cr_assert_eq(weft_sendmsg(1, &msg, 0), -EPERM);
+	cr_assert_eq(weft_accept(0, (struct sockaddr *)&ss, &sl, 0), -EPERM);
+	cr_assert_eq(weft_connect(0, (struct sockaddr *)&ss, (socklen_t)len),
+		     -EPERM);
+	cr_assert_eq(weft_shutdown(0, SHUT_RDWR), -EPERM);
+	/* weft_close() works from any thread (a plain close(2) there). */
+	cr_assert_eq(weft_close(-1), -EBADF);
+	cr_assert_eq(weft_tcp_connect("127.0.0.1", 9, 0), -EPERM);
+	cr_assert_eq(weft_unix_connect("@weft-none"), -EPERM);
+}
+
+/* ---- many connections ------------------------------------------------------------------- */
+
+/*
+ * An echo server (an accept loop spawning one task per connection) and a
+ * thousand clients, all at once. Each client sends 4 KiB of data that
+ * depends on its number, in pieces of uneven size, and checks every byte
+ * that comes back. With `migrate`, both sides yield and sleep between I/O
+ * calls, so tasks blocked in I/O resume on other workers.
+ */
+#define CONNS 1000
+#define PER_CONN 4096
+
+static const size_t pieces[] = { 1, 99, 500, 1024, 2472 };
+#define N_PIECES (sizeof(pieces) / sizeof(pieces[0]))
+
+struct farm {
+	int lfd, port, conns;
+	int migrate;
+	weft_task **handlers;
+	atomic_long served;	/* bytes echoed by handlers */
+	atomic_long verified;	/* bytes checked by clients */
+	atomic_long bad;	/* clients that saw wrong data */
+	atomic_long moved;	/* I/O calls that resumed on another worker */
+	atomic_long calls;
+};
+
+struct client_arg {
+	struct farm *f;
+	int id;
+};
+
+static void maybe_move(struct farm *f, uint64_t seed)
+{
+	if (!f->migrate)
+		return;
+	weft_yield();
+	if (seed % 3 == 0)
+		weft_sleep((seed % 500) * WEFT_NSEC_PER_USEC);
+}
+
+/* Counts I/O calls that start on another worker than the one the task's
+ * previous I/O call returned on (a call in flight keeps its worker; tasks
+ * move between calls). *last: that worker, -1 before the first call. */
+static void io_enter(struct farm *f, const int *last)
+{
+	atomic_fetch_add(&f->calls, 1);
+	if (*last >= 0 && weft_worker_index() != *last)
+		atomic_fetch_add(&f->moved, 1);
+}
+
+static void io_leave(int *last)
+{
+	*last = weft_worker_index();
+}
+
+/* A handler's argument (malloc'd by the acceptor, freed by the handler). */
+struct conn_arg {
+	struct farm *f;
+	int fd;
+};
+
+static void *echo_handler(void *arg)
+{
+	struct conn_arg *c = arg;
+	struct farm *f = c->f;
+	int fd = c->fd;
+	uint8_t buf[1500];
+	uint64_t k = 0;
+	ssize_t n;
+
+	free(c);
+	int last = -1;
+
+	for (;;) {
+		io_enter(f, &last);
+		n = weft_recv(fd, buf, sizeof(buf), 0);
+		io_leave(&last);
+		if (n <= 0)
+			break;
+		maybe_move(f, (uint64_t)fd * 31 + k++);
+		io_enter(f, &last);
+		if (!WT_CHECK_EQ(send_all(fd, buf, (size_t)n), n))
+			break;
+		io_leave(&last);
+		atomic_fetch_add(&f->served, n);
+	}
+	WT_CHECK_EQ(n, 0);
+	WT_CHECK_EQ(weft_close(fd), 0);
+	return NULL;
+}
+
+static void *acceptor(void *arg)
+{
+	struct farm *f = arg;
+
+	for (int i = 0; i < f->conns; i++) {
+		struct conn_arg *h;
+		int fd = weft_accept(f->lfd, NULL, NULL, 0);
+
+		if (!WT_CHECK(fd >= 0))
+			return NULL;
+		h = malloc(sizeof(*h));
+		if (!WT_CHECK(h != NULL))
+			return NULL;
+		h->f = f;
+		h->fd = fd;
+		f->handlers[i] = weft_spawn(echo_handler, h);
+		WT_CHECK(f->handlers[i] != NULL);
+	}
+	WT_CHECK_EQ(weft_gather(f->handlers, (size_t)f->conns, NULL), 0);
+	for (int i = 0; i < f->conns; i++)
+		weft_task_release(f->handlers[i]);
+	return NULL;
+}
+
+static void *farm_client(void *arg)
+{
+	struct client_arg *a = arg;
+	struct farm *f = a->f;
+	uint64_t base = (uint64_t)a->id * PER_CONN;
+	uint8_t out[PER_CONN], in[PER_CONN];
+	size_t off = 0;
+	int fd, last = -1;
+
+	fd = weft_tcp_connect("127.0.0.1", (uint16_t)f->port, 0);
+	if (!WT_CHECK(fd >= 0))
+		return NULL;
+	fill_pat(out, PER_CONN, base);
+	memset(in, 0, sizeof(in));
+	for (size_t p = 0; p < N_PIECES; p++) {
+		io_enter(f, &last);
+		if (!WT_CHECK_EQ(send_all(fd, out + off, pieces[p]),
+				 pieces[p]))
+			break;
+		io_leave(&last);
+		maybe_move(f, base + p);
+		io_enter(f, &last);
+		if (!WT_CHECK_EQ(recv_exact(fd, in + off, pieces[p]),
+				 pieces[p]))
+			break;
+		io_leave(&last);
+		off += pieces[p];
+	}
+	if (off == PER_CONN && pat_ok(in, PER_CONN, base))
+		atomic_fetch_add(&f->verified, PER_CONN);
+	else
+		atomic_fetch_add(&f->bad, 1);
+	WT_CHECK_EQ(weft_shutdown(fd, SHUT_WR), 0);
+	WT_CHECK_EQ(weft_recv(fd, in, sizeof(in), 0), 0);
+	WT_CHECK_EQ(weft_close(fd), 0);
+	return NULL;
+}
+
+static void *farm_main(void *arg)
+{
+	struct farm *f = arg;
+	struct client_arg *as = calloc((size_t)f->conns, sizeof(*as));
+	weft_task **cs = calloc((size_t)f->conns, sizeof(*cs));
+	weft_task *acc;
+
+	f->handlers = calloc((size_t)f->conns, sizeof(*f->handlers));
+	if (!WT_CHECK(as && cs && f->handlers))
+		goto out;
+	f->lfd = weft_tcp_listen("127.0.0.1", 0, 4096, 0);
+	if (!WT_CHECK(f->lfd >= 0))
+		goto out;
+	f->port = weft_local_port(f->lfd);
+	acc = weft_spawn(acceptor, f);
+	for (int i = 0; i < f->conns; i++) {
+		as[i].f = f;
+		as[i].id = i;
+		cs[i] = weft_spawn(farm_client, &as[i]);
+		WT_CHECK(cs[i] != NULL);
+	}
+	WT_CHECK_EQ(weft_gather(cs, (size_t)f->conns, NULL), 0);
+	for (int i = 0; i < f->conns; i++)
+		weft_task_release(cs[i]);
+	WT_CHECK_EQ(weft_await(acc, NULL), 0);
+	weft_task_release(acc);
+	WT_CHECK_EQ(weft_close(f->lfd), 0);
+out:
+	free(as);
+	free(cs);
+	free(f->handlers);
+	return NULL;
+}
+
+/* Room for 2 descriptors per connection; skips if the hard limit is too
+ * low. The test runs in its own process, so the change stays here. */
+static void raise_nofile(int conns)
+{
+	struct rlimit rl;
+	rlim_t need = (rlim_t)conns * 2 + 256;
+
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	if (rl.rlim_cur >= need)
+		return;
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need)
+		cr_skip_test("RLIMIT_NOFILE hard limit %llu < %llu needed",
+			     (unsigned long long)rl.rlim_max,
+			     (unsigned long long)need);
+	rl.rlim_cur = rl.rlim_max;
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0, "setrlimit: %s",
+		     strerror(errno));
+}
+
+static void farm_run(unsigned workers, int conns, int migrate)
+{
+	struct farm f;
+	uint64_t t0 = wt_now_ns();
+	int fds = fd_count();
+
+	memset(&f, 0, sizeof(f));
+	f.conns = conns;
+	f.migrate = migrate;
+	wt_run(farm_main, &f, workers);
+	cr_log_info("workers=%u conns=%d migrate=%d: %.1f ms, %ld of %ld "
+		    "I/O calls started on another worker than the last",
+		    workers, conns, migrate,
+		    (double)(wt_now_ns() - t0) / 1e6, atomic_load(&f.moved),
+		    atomic_load(&f.calls));
+	cr_assert_eq(atomic_load(&f.bad), 0, "%ld clients got wrong data",
+		     atomic_load(&f.bad));
+	cr_assert_eq(atomic_load(&f.verified), (long)conns * PER_CONN);
+	cr_assert_eq(atomic_load(&f.served), (long)conns * PER_CONN);
+	cr_assert_eq(fd_count(), fds, "descriptors leaked");
+	if (migrate && workers > 1)
+		cr_assert_gt(atomic_load(&f.moved), 0,
+			     "no task changed worker between I/O calls: the "
+			     "migration this test is about never happened");
+}
+
+Test(net, thousand_concurrent_echo_clients_get_every_byte_back,
+     .timeout = WT_TIMEOUT(60))
+{
+	raise_nofile(CONNS);
+	farm_run(2, CONNS, 0);
+	farm_run(4, CONNS, 0);
+}
+
+Test(net, connections_whose_tasks_migrate_between_io_calls_keep_their_data,
+     .timeout = WT_TIMEOUT(60))
+{
+	raise_nofile(300);
+	farm_run(4, 300, 1);
+}

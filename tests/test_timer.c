@@ -1,0 +1,1440 @@
+/*
+ * Time: weft_now(), weft_sleep*(), deadline scopes (weft_timeout_begin and
+ * friends), weft_await_timeout(), cancellation of sleeping tasks, and timers
+ * fired by a worker other than the one that armed them.
+ *
+ * Timing checks. "Never early" is exact: a sleep of d ns that returns 0
+ * must have taken at least d ns by CLOCK_MONOTONIC, whatever the load.
+ * Upper bounds are loose (seconds, times WT_SLOW), because the suite runs
+ * under sanitizers on a 2-core machine next to other test processes; the
+ * one check of lateness that is tighter (timers_are_not_systematically_late)
+ * takes the best of several sleeps, so that a single preemption cannot fail
+ * it.
+ */
+#include <pthread.h>
+
+#include "weft_test.h"
+
+WT_SUITE(timer, 90);
+
+#define MS WEFT_NSEC_PER_MSEC
+#define US WEFT_NSEC_PER_USEC
+#define SEC WEFT_NSEC_PER_SEC
+
+/* A bound that a loaded CI machine keeps, for "returned promptly". */
+#define PROMPT_NS ((uint64_t)2 * SEC * WT_SLOW)
+
+static const unsigned worker_counts[] = { 1, 2, 4 };
+#define N_COUNTS (sizeof(worker_counts) / sizeof(worker_counts[0]))
+
+/* Deterministic pseudo-random numbers (splitmix64). */
+static uint64_t mix(uint64_t x)
+{
+	x += UINT64_C(0x9e3779b97f4a7c15);
+	x = (x ^ (x >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+	x = (x ^ (x >> 27)) * UINT64_C(0x94d049bb133111eb);
+	return x ^ (x >> 31);
+}
+
+static char *fmt_ns(char *buf, size_t n, const char *what, uint64_t ns)
+{
+	snprintf(buf, n, "%s: %.3f ms", what, (double)ns / 1e6);
+	return buf;
+}
+
+/* Records a failure naming an elapsed time (WT_CHECK cannot print it). */
+#define CHECK_NOT_EARLY(elapsed, want)                                     \
+	do {                                                               \
+		uint64_t e_ = (elapsed), w_ = (want);                      \
+		if (e_ < w_) {                                             \
+			char b_[160];                                      \
+			snprintf(b_, sizeof(b_),                           \
+				 "woke early: %llu ns < %llu ns",          \
+				 (unsigned long long)e_,                   \
+				 (unsigned long long)w_);                  \
+			wt_fail_(__FILE__, __LINE__, b_);                  \
+		}                                                          \
+	} while (0)
+
+#define CHECK_BELOW(elapsed, bound)                                        \
+	do {                                                               \
+		uint64_t e_ = (elapsed), b2_ = (bound);                    \
+		if (e_ >= b2_) {                                           \
+			char b_[160];                                      \
+			snprintf(b_, sizeof(b_),                           \
+				 "took %llu ns, bound %llu ns (" #elapsed  \
+				 ")",                                      \
+				 (unsigned long long)e_,                   \
+				 (unsigned long long)b2_);                 \
+			wt_fail_(__FILE__, __LINE__, b_);                  \
+		}                                                          \
+	} while (0)
+
+static void *ret_arg(void *arg)
+{
+	return arg;
+}
+
+/* ---- the clock ---------------------------------------------------------- */
+
+static void *now_main(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < 1000; i++) {
+		uint64_t a = wt_now_ns(), n = weft_now(), b = wt_now_ns();
+
+		if (!WT_CHECK(a <= n && n <= b))
+			break;
+	}
+	return NULL;
+}
+
+Test(timer, now_reads_clock_monotonic_inside_and_outside_tasks,
+     .timeout = WT_TIMEOUT(10))
+{
+	uint64_t a = wt_now_ns(), n = weft_now(), b = wt_now_ns();
+
+	cr_assert(a <= n && n <= b, "weft_now() %llu outside [%llu, %llu]",
+		  (unsigned long long)n, (unsigned long long)a,
+		  (unsigned long long)b);
+	wt_run(now_main, NULL, 2);
+}
+
+Test(timer, sleep_and_scopes_outside_a_task_return_eperm_or_never)
+{
+	uint64_t t0 = wt_now_ns();
+
+	cr_assert_eq(weft_sleep(10 * SEC), -EPERM);
+	cr_assert_eq(weft_sleep_ms(10000), -EPERM);
+	cr_assert_eq(weft_sleep_until(wt_now_ns() + 10 * SEC), -EPERM);
+	cr_assert_eq(weft_sleep(0), -EPERM);
+	cr_assert_lt(wt_now_ns() - t0, 5 * SEC, "an -EPERM sleep slept");
+	cr_assert_eq(weft_timeout_begin(MS), WEFT_NEVER);
+	cr_assert_eq(weft_deadline_begin(wt_now_ns()), WEFT_NEVER);
+	cr_assert_eq(weft_deadline(), WEFT_NEVER);
+	weft_timeout_end(12345); /* does nothing */
+	cr_assert_eq(weft_deadline(), WEFT_NEVER);
+}
+
+/* ---- wake order ----------------------------------------------------------- */
+
+#define ORDER_N 8
+
+struct order {
+	uint64_t t0, step;
+	atomic_int next;
+	int rank[ORDER_N];
+	int rc[ORDER_N];
+	uint64_t late[ORDER_N];
+};
+
+struct order_arg {
+	struct order *o;
+	int i;
+};
+
+static struct order_arg order_args[ORDER_N];
+
+static void *order_sleeper(void *arg)
+{
+	struct order_arg *a = arg;
+	struct order *o = a->o;
+	uint64_t deadline = o->t0 + (uint64_t)(a->i + 1) * o->step, now;
+
+	o->rc[a->i] = weft_sleep_until(deadline);
+	now = weft_now();
+	o->rank[a->i] = atomic_fetch_add(&o->next, 1);
+	CHECK_NOT_EARLY(now, deadline);
+	o->late[a->i] = now - deadline;
+	return NULL;
+}
+
+static void *order_main(void *arg)
+{
+	struct order *o = arg;
+	weft_task *ts[ORDER_N];
+
+	/* Deadlines from a common origin, so spawn times do not matter;
+	 * armed in a scrambled order (not the order they fall due). */
+	o->t0 = weft_now() + o->step;
+	for (int k = 0; k < ORDER_N; k++) {
+		int i = (k * 5 + 3) % ORDER_N; /* a permutation of 0..7 */
+
+		order_args[i].o = o;
+		order_args[i].i = i;
+		ts[k] = weft_spawn(order_sleeper, &order_args[i]);
+		WT_CHECK(ts[k] != NULL);
+	}
+	WT_CHECK_EQ(weft_gather(ts, ORDER_N, NULL), 0);
+	for (int k = 0; k < ORDER_N; k++)
+		weft_task_release(ts[k]);
+	return NULL;
+}
+
+Test(timer, sleepers_wake_in_deadline_order, .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct order o;
+
+		memset(&o, 0, sizeof(o));
+		/* Deadlines 20 ms apart (40 under sanitizers): wider than
+		 * any wake-up jitter the order could suffer from. */
+		o.step = (WT_SLOW > 1 ? 40 : 20) * MS;
+		wt_run(order_main, &o, worker_counts[c]);
+		for (int i = 0; i < ORDER_N; i++) {
+			cr_assert_eq(o.rc[i], 0, "workers=%u: sleeper %d: %s",
+				     worker_counts[c], i,
+				     weft_strerror(o.rc[i]));
+			cr_assert_eq(o.rank[i], i,
+				     "workers=%u: sleeper %d (deadline %d) "
+				     "woke as number %d (late %.3f ms)",
+				     worker_counts[c], i, i, o.rank[i],
+				     (double)o.late[i] / 1e6);
+		}
+	}
+}
+
+/* ---- lower bounds, zero, past deadlines ----------------------------------- */
+
+static void *precision_main(void *arg)
+{
+	static const uint64_t small[] = { 1, 1 * US, 10 * US, 17 * US,
+					  100 * US, 999 * US };
+
+	(void)arg;
+	for (int i = 0; i < 20; i++) {
+		uint64_t b = weft_now(), a;
+
+		WT_CHECK_EQ(weft_sleep(MS), 0);
+		a = weft_now();
+		CHECK_NOT_EARLY(a - b, MS);
+
+		b = weft_now();
+		WT_CHECK_EQ(weft_sleep_ms(2), 0);
+		a = weft_now();
+		CHECK_NOT_EARLY(a - b, 2 * MS);
+
+		b = weft_now();
+		WT_CHECK_EQ(weft_sleep_until(b + 3 * MS), 0);
+		a = weft_now();
+		CHECK_NOT_EARLY(a - b, 3 * MS);
+	}
+	/* Below one wheel slot (16.384 us) and around it. */
+	for (int r = 0; r < 10; r++)
+		for (size_t i = 0; i < sizeof(small) / sizeof(small[0]); i++) {
+			uint64_t b = weft_now(), a;
+
+			WT_CHECK_EQ(weft_sleep(small[i]), 0);
+			a = weft_now();
+			CHECK_NOT_EARLY(a - b, small[i]);
+		}
+	return NULL;
+}
+
+Test(timer, sleep_never_returns_before_its_duration,
+     .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++)
+		wt_run(precision_main, NULL, worker_counts[c]);
+}
+
+struct zero {
+	atomic_int ran;
+};
+
+static void *set_ran(void *arg)
+{
+	atomic_store(&((struct zero *)arg)->ran, 1);
+	return NULL;
+}
+
+static void *zero_main(void *arg)
+{
+	struct zero *z = arg;
+	weft_task *t = weft_spawn(set_ran, z);
+	uint64_t b, past;
+
+	WT_CHECK(t != NULL);
+	/* sleep(0) yields: on one worker the queued task runs meanwhile
+	 * (with more, another worker may be running it still). */
+	WT_CHECK_EQ(weft_sleep(0), 0);
+	if (weft_worker_count() == 1)
+		WT_CHECK_EQ(atomic_load(&z->ran), 1);
+	WT_CHECK_EQ(weft_await(t, NULL), 0);
+	weft_task_release(t);
+
+	b = weft_now();
+	for (int i = 0; i < 1000; i++)
+		WT_CHECK_EQ(weft_sleep(0), 0);
+	past = weft_now() - MS;
+	WT_CHECK_EQ(weft_sleep_until(past), 0);
+	WT_CHECK_EQ(weft_sleep_until(0), 0);
+	WT_CHECK_EQ(weft_sleep_until(weft_now()), 0);
+	WT_CHECK_EQ(weft_sleep_ms(0), 0);
+	CHECK_BELOW(weft_now() - b, PROMPT_NS);
+	return NULL;
+}
+
+Test(timer, zero_sleep_yields_and_past_deadlines_return_at_once,
+     .timeout = WT_TIMEOUT(10))
+{
+	struct zero z;
+
+	memset(&z, 0, sizeof(z));
+	wt_run(zero_main, &z, 1);
+	memset(&z, 0, sizeof(z));
+	wt_run(zero_main, &z, 2);
+	cr_assert_eq(atomic_load(&z.ran), 1);
+}
+
+/* ---- loose upper bound ---------------------------------------------------- */
+
+#define UPPER_N 10
+
+static void *upper_sleeper(void *arg)
+{
+	uint64_t b = weft_now(), e;
+	int rc = weft_sleep(20 * MS);
+
+	(void)arg;
+	e = weft_now() - b;
+	WT_CHECK_EQ(rc, 0);
+	CHECK_NOT_EARLY(e, 20 * MS);
+	CHECK_BELOW(e, PROMPT_NS);
+	return NULL;
+}
+
+static void *upper_main(void *arg)
+{
+	weft_task *ts[UPPER_N];
+
+	(void)arg;
+	for (int i = 0; i < UPPER_N; i++)
+		ts[i] = weft_spawn(upper_sleeper, NULL);
+	WT_CHECK_EQ(weft_gather(ts, UPPER_N, NULL), 0);
+	for (int i = 0; i < UPPER_N; i++)
+		weft_task_release(ts[i]);
+	return NULL;
+}
+
+Test(timer, twenty_ms_sleep_ends_within_two_seconds,
+     .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++)
+		wt_run(upper_main, NULL, worker_counts[c]);
+}
+
+/*
+ * A wheel that fires a timer at the granularity of its level (1 ms at the
+ * second level, 67 ms at the third) instead of cascading it down is late by
+ * up to that much on every sleep. The best of several sleeps in a row
+ * shows it, where one preemption of a loaded machine cannot.
+ */
+static const uint64_t late_durations[] = { 100 * US, 3 * MS, 20 * MS,
+					   70 * MS, 300 * MS };
+#define LATE_N (sizeof(late_durations) / sizeof(late_durations[0]))
+#define LATE_REPEAT 5
+
+static void *late_main(void *arg)
+{
+	uint64_t *best = arg;
+
+	for (size_t d = 0; d < LATE_N; d++) {
+		best[d] = UINT64_MAX;
+		for (int r = 0; r < LATE_REPEAT; r++) {
+			uint64_t b = weft_now(), e;
+
+			WT_CHECK_EQ(weft_sleep(late_durations[d]), 0);
+			e = weft_now() - b;
+			CHECK_NOT_EARLY(e, late_durations[d]);
+			if (e - late_durations[d] < best[d])
+				best[d] = e - late_durations[d];
+		}
+	}
+	return NULL;
+}
+
+Test(timer, timers_are_not_systematically_late, .timeout = WT_TIMEOUT(30))
+{
+	uint64_t best[LATE_N];
+	uint64_t tol = 5 * MS * WT_SLOW;
+
+	wt_run(late_main, best, 2);
+	for (size_t d = 0; d < LATE_N; d++) {
+		char b[64];
+
+		cr_log_info("%s", fmt_ns(b, sizeof(b), "best lateness",
+					 best[d]));
+		cr_assert_lt(best[d], tol,
+			     "a %.3f ms sleep was at best %.3f ms late in %d "
+			     "tries (tolerance %.1f ms)",
+			     (double)late_durations[d] / 1e6,
+			     (double)best[d] / 1e6, LATE_REPEAT,
+			     (double)tol / 1e6);
+	}
+}
+
+/* ---- many timers ---------------------------------------------------------- */
+
+/* TSan counts each live task (a fiber to it) against its limit of 8128
+ * threads ("Thread limit exceeded. Dying."), and switching among thousands
+ * of live fibers is slow there (6000 sleepers took 11 s): fewer there. */
+#if defined(__SANITIZE_THREAD__)
+#define MANY_N 2000
+#else
+#define MANY_N 10000
+#endif
+
+struct many {
+	atomic_long started;
+	atomic_long woke;
+	atomic_long early;
+	atomic_long cancelled;
+	atomic_ullong max_late;
+};
+
+struct many_arg {
+	struct many *m;
+	uint64_t ns;
+};
+
+static void note_max(atomic_ullong *max, uint64_t v)
+{
+	unsigned long long cur = atomic_load(max);
+
+	while (v > cur && !atomic_compare_exchange_weak(max, &cur, v))
+		;
+}
+
+static void *many_sleeper(void *arg)
+{
+	struct many_arg *a = arg;
+	uint64_t b, e;
+	int rc;
+
+	atomic_fetch_add(&a->m->started, 1);
+	b = weft_now();
+	rc = weft_sleep(a->ns);
+	e = weft_now() - b;
+	if (rc == -ECANCELED) {
+		atomic_fetch_add(&a->m->cancelled, 1);
+		return NULL;
+	}
+	WT_CHECK_EQ(rc, 0);
+	atomic_fetch_add(&a->m->woke, 1);
+	if (e < a->ns)
+		atomic_fetch_add(&a->m->early, 1);
+	else
+		note_max(&a->m->max_late, e - a->ns);
+	return NULL;
+}
+
+static void *many_main(void *arg)
+{
+	struct many *m = arg;
+	weft_task **ts = calloc(MANY_N, sizeof(*ts));
+	struct many_arg *as = calloc(MANY_N, sizeof(*as));
+
+	if (!WT_CHECK(ts && as))
+		goto out;
+	for (int i = 0; i < MANY_N; i++) {
+		/* 1..50 ms at microsecond resolution, some equal. */
+		as[i].m = m;
+		as[i].ns = MS + (mix((uint64_t)i) % 49000) * US;
+		if (i % 7 == 0)
+			as[i].ns = 25 * MS;
+		ts[i] = weft_spawn(many_sleeper, &as[i]);
+		if (!WT_CHECK(ts[i] != NULL))
+			goto out;
+	}
+	WT_CHECK_EQ(weft_gather(ts, MANY_N, NULL), 0);
+	for (int i = 0; i < MANY_N; i++)
+		weft_task_release(ts[i]);
+out:
+	free(ts);
+	free(as);
+	return NULL;
+}
+
+Test(timer, ten_thousand_sleepers_all_wake_and_none_early,
+     .timeout = WT_TIMEOUT(60))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct many m;
+		uint64_t t0 = wt_now_ns();
+
+		memset(&m, 0, sizeof(m));
+		wt_run(many_main, &m, worker_counts[c]);
+		cr_log_info("workers=%u: %d sleepers in %.1f ms, worst late "
+			    "%.3f ms",
+			    worker_counts[c], MANY_N,
+			    (double)(wt_now_ns() - t0) / 1e6,
+			    (double)atomic_load(&m.max_late) / 1e6);
+		cr_assert_eq(atomic_load(&m.woke), MANY_N,
+			     "workers=%u: %ld of %d woke",
+			     worker_counts[c], atomic_load(&m.woke), MANY_N);
+		cr_assert_eq(atomic_load(&m.early), 0,
+			     "workers=%u: %ld woke early", worker_counts[c],
+			     atomic_load(&m.early));
+	}
+}
+
+/*
+ * Every other sleeper sleeps 30 s and is cancelled once the short ones
+ * woke: cancelling timers that share wheel slots with live ones must
+ * neither lose nor fire the live ones, and the cancelled sleeps end at
+ * once rather than at their deadline.
+ */
+#define MIXED_N (WT_SLOW >= 10 ? 1000 : 4000)
+
+static void *mixed_main(void *arg)
+{
+	struct many *m = arg;
+	weft_task **ts = calloc(MIXED_N, sizeof(*ts));
+	struct many_arg *as = calloc(MIXED_N, sizeof(*as));
+	uint64_t t_cancel;
+
+	if (!WT_CHECK(ts && as))
+		goto out;
+	for (int i = 0; i < MIXED_N; i++) {
+		as[i].m = m;
+		as[i].ns = i % 2 ? 30 * SEC
+				 : MS + (mix((uint64_t)i) % 29000) * US;
+		ts[i] = weft_spawn(many_sleeper, &as[i]);
+		if (!WT_CHECK(ts[i] != NULL))
+			goto out;
+	}
+	for (int i = 0; i < MIXED_N; i += 2)
+		WT_CHECK_EQ(weft_await(ts[i], NULL), 0);
+	WT_CHECK_EQ(atomic_load(&m->woke), MIXED_N / 2);
+	t_cancel = weft_now();
+	for (int i = 1; i < MIXED_N; i += 2)
+		WT_CHECK_EQ(weft_cancel(ts[i]), 0);
+	for (int i = 1; i < MIXED_N; i += 2)
+		WT_CHECK_EQ(weft_await(ts[i], NULL), -ECANCELED);
+	CHECK_BELOW(weft_now() - t_cancel, PROMPT_NS);
+	for (int i = 0; i < MIXED_N; i++)
+		weft_task_release(ts[i]);
+out:
+	free(ts);
+	free(as);
+	return NULL;
+}
+
+Test(timer, cancelling_half_the_sleepers_leaves_the_rest_on_time,
+     .timeout = WT_TIMEOUT(40))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct many m;
+
+		memset(&m, 0, sizeof(m));
+		wt_run(mixed_main, &m, worker_counts[c]);
+		cr_assert_eq(atomic_load(&m.woke), MIXED_N / 2);
+		cr_assert_eq(atomic_load(&m.cancelled), MIXED_N / 2);
+		cr_assert_eq(atomic_load(&m.early), 0);
+	}
+}
+
+/* Sleeps that fall in every level of the wheel, armed together. */
+static const uint64_t level_durations[] = {
+	1,	 5 * US,   16 * US,  17 * US,  500 * US, 1050 * US,
+	2 * MS,	 30 * MS,  67 * MS,  68 * MS,  69 * MS,	  150 * MS,
+	300 * MS, 700 * MS,
+};
+#define LEVEL_N (sizeof(level_durations) / sizeof(level_durations[0]))
+
+static void *levels_main(void *arg)
+{
+	struct many *m = arg;
+	struct many_arg as[LEVEL_N * 3];
+	weft_task *ts[LEVEL_N * 3];
+
+	for (size_t i = 0; i < LEVEL_N * 3; i++) {
+		as[i].m = m;
+		as[i].ns = level_durations[i % LEVEL_N] + (i / LEVEL_N) * 3 * US;
+		ts[i] = weft_spawn(many_sleeper, &as[i]);
+		WT_CHECK(ts[i] != NULL);
+	}
+	WT_CHECK_EQ(weft_gather(ts, LEVEL_N * 3, NULL), 0);
+	for (size_t i = 0; i < LEVEL_N * 3; i++)
+		weft_task_release(ts[i]);
+	return NULL;
+}
+
+Test(timer, sleeps_in_every_wheel_level_wake_once_and_not_early,
+     .timeout = WT_TIMEOUT(30))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct many m;
+
+		memset(&m, 0, sizeof(m));
+		wt_run(levels_main, &m, worker_counts[c]);
+		cr_assert_eq(atomic_load(&m.woke), (long)LEVEL_N * 3);
+		cr_assert_eq(atomic_load(&m.early), 0);
+		cr_assert_lt(atomic_load(&m.max_late), PROMPT_NS,
+			     "a sleep was %.1f ms late",
+			     (double)atomic_load(&m.max_late) / 1e6);
+	}
+}
+
+/* Tasks that sleep over and over, so timers are armed from every worker. */
+#define LOOP_TASKS 64
+#define LOOP_ROUNDS 30
+
+static void *sleep_loop(void *arg)
+{
+	struct many *m = arg;
+	uint64_t seed = (uint64_t)(uintptr_t)weft_self();
+
+	for (int r = 0; r < LOOP_ROUNDS; r++) {
+		uint64_t ns = mix(seed + (uint64_t)r) % (2 * MS);
+		uint64_t b = weft_now(), e;
+
+		WT_CHECK_EQ(weft_sleep(ns), 0);
+		e = weft_now() - b;
+		if (e < ns)
+			atomic_fetch_add(&m->early, 1);
+		atomic_fetch_add(&m->woke, 1);
+		if (r % 3 == 0)
+			weft_yield();
+	}
+	return NULL;
+}
+
+static void *loop_main(void *arg)
+{
+	weft_task *ts[LOOP_TASKS];
+
+	for (int i = 0; i < LOOP_TASKS; i++)
+		ts[i] = weft_spawn(sleep_loop, arg);
+	WT_CHECK_EQ(weft_gather(ts, LOOP_TASKS, NULL), 0);
+	for (int i = 0; i < LOOP_TASKS; i++)
+		weft_task_release(ts[i]);
+	return NULL;
+}
+
+Test(timer, repeated_short_sleeps_from_many_tasks_never_wake_early,
+     .timeout = WT_TIMEOUT(30))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct many m;
+
+		memset(&m, 0, sizeof(m));
+		wt_run(loop_main, &m, worker_counts[c]);
+		cr_assert_eq(atomic_load(&m.woke),
+			     (long)LOOP_TASKS * LOOP_ROUNDS);
+		cr_assert_eq(atomic_load(&m.early), 0);
+	}
+}
+
+/* ---- cancellation --------------------------------------------------------- */
+
+struct sleeper {
+	atomic_int entered;
+	int rc;
+	uint64_t woke_at;
+	uint64_t ns;
+};
+
+static void *long_sleeper(void *arg)
+{
+	struct sleeper *s = arg;
+
+	atomic_store(&s->entered, 1);
+	s->rc = weft_sleep(s->ns);
+	s->woke_at = weft_now();
+	return (void *)0x51ee;
+}
+
+static void *cancel_sleep_main(void *arg)
+{
+	struct sleeper *s = arg;
+	weft_task *t;
+	uint64_t t_cancel;
+	void *r = NULL;
+
+	s->ns = 30 * SEC;
+	t = weft_spawn(long_sleeper, s);
+	WT_CHECK(wt_yield_until(&s->entered, 10000000));
+	/* Let it reach its timer and park. */
+	WT_CHECK_EQ(weft_sleep(10 * MS), 0);
+	WT_CHECK_EQ(weft_task_done(t), 0);
+	t_cancel = weft_now();
+	WT_CHECK_EQ(weft_cancel(t), 0);
+	WT_CHECK_EQ(weft_await(t, &r), -ECANCELED);
+	WT_CHECK_PTR_EQ(r, 0x51ee);
+	WT_CHECK_EQ(s->rc, -ECANCELED);
+	CHECK_BELOW(s->woke_at - t_cancel, PROMPT_NS);
+	/* The canceller was not cancelled: its own sleeps still work. */
+	WT_CHECK_EQ(weft_cancelled(), 0);
+	WT_CHECK_EQ(weft_sleep(MS), 0);
+	weft_task_release(t);
+	return NULL;
+}
+
+Test(timer, cancelling_a_sleeping_task_ends_its_sleep_with_ecanceled,
+     .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct sleeper s;
+
+		memset(&s, 0, sizeof(s));
+		wt_run(cancel_sleep_main, &s, worker_counts[c]);
+	}
+}
+
+struct foreign_cancel {
+	struct sleeper s;
+	weft_task *t;
+	atomic_int go;
+	int cancel_rc;
+};
+
+static void *foreign_canceller(void *arg)
+{
+	struct foreign_cancel *f = arg;
+
+	while (!atomic_load(&f->go))
+		wt_sleep_ms(1);
+	f->cancel_rc = weft_cancel(f->t);
+	return NULL;
+}
+
+static void *foreign_cancel_main(void *arg)
+{
+	struct foreign_cancel *f = arg;
+	pthread_t th;
+	uint64_t t0;
+
+	f->s.ns = 30 * SEC;
+	f->t = weft_spawn(long_sleeper, &f->s);
+	WT_CHECK(wt_yield_until(&f->s.entered, 10000000));
+	WT_CHECK_EQ(weft_sleep(10 * MS), 0);
+	WT_CHECK_EQ(pthread_create(&th, NULL, foreign_canceller, f), 0);
+	t0 = weft_now();
+	atomic_store(&f->go, 1);
+	WT_CHECK_EQ(weft_await(f->t, NULL), -ECANCELED);
+	CHECK_BELOW(weft_now() - t0, PROMPT_NS);
+	pthread_join(th, NULL);
+	WT_CHECK_EQ(f->cancel_rc, 0);
+	WT_CHECK_EQ(f->s.rc, -ECANCELED);
+	weft_task_release(f->t);
+	return NULL;
+}
+
+Test(timer, cancel_from_a_foreign_thread_ends_a_sleep,
+     .timeout = WT_TIMEOUT(20))
+{
+	struct foreign_cancel f;
+
+	memset(&f, 0, sizeof(f));
+	wt_run(foreign_cancel_main, &f, 2);
+	memset(&f, 0, sizeof(f));
+	wt_run(foreign_cancel_main, &f, 1);
+}
+
+static void *self_cancel_sleep(void *arg)
+{
+	int *rc = arg;
+	uint64_t b;
+
+	WT_CHECK_EQ(weft_cancel(weft_self()), 0);
+	b = weft_now();
+	rc[0] = weft_sleep(30 * SEC);
+	rc[1] = weft_sleep(0);
+	rc[2] = weft_sleep_ms(30000);
+	CHECK_BELOW(weft_now() - b, PROMPT_NS);
+	return NULL;
+}
+
+static void *self_cancel_main(void *arg)
+{
+	weft_task *t = weft_spawn(self_cancel_sleep, arg);
+
+	WT_CHECK_EQ(weft_await(t, NULL), -ECANCELED);
+	weft_task_release(t);
+	return NULL;
+}
+
+Test(timer, sleep_with_a_pending_cancel_returns_ecanceled_at_once,
+     .timeout = WT_TIMEOUT(10))
+{
+	int rc[3] = { 1, 1, 1 };
+
+	wt_run(self_cancel_main, rc, 2);
+	cr_assert_eq(rc[0], -ECANCELED, "sleep: %d", rc[0]);
+	cr_assert_eq(rc[1], -ECANCELED, "sleep(0): %d", rc[1]);
+	cr_assert_eq(rc[2], -ECANCELED, "sleep_ms: %d", rc[2]);
+}
+
+struct shielded_sleep {
+	atomic_int entered;
+	int rc_shielded, rc_after;
+	uint64_t shielded_ns, after_ns;
+};
+
+static void *shielded_sleeper(void *arg)
+{
+	struct shielded_sleep *s = arg;
+	uint64_t b;
+
+	WT_CHECK_EQ(weft_shield_begin(), 0);
+	atomic_store(&s->entered, 1);
+	b = weft_now();
+	s->rc_shielded = weft_sleep(60 * MS);
+	s->shielded_ns = weft_now() - b;
+	WT_CHECK_EQ(weft_shield_end(), 0);
+	b = weft_now();
+	s->rc_after = weft_sleep(30 * SEC);
+	s->after_ns = weft_now() - b;
+	return NULL;
+}
+
+static void *shielded_main(void *arg)
+{
+	struct shielded_sleep *s = arg;
+	weft_task *t = weft_spawn(shielded_sleeper, s);
+
+	WT_CHECK(wt_yield_until(&s->entered, 10000000));
+	WT_CHECK_EQ(weft_sleep(10 * MS), 0);
+	WT_CHECK_EQ(weft_cancel(t), 0);
+	WT_CHECK_EQ(weft_await(t, NULL), -ECANCELED);
+	weft_task_release(t);
+	return NULL;
+}
+
+Test(timer, shielded_sleep_runs_to_its_end_and_the_next_reports_the_cancel,
+     .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct shielded_sleep s;
+
+		memset(&s, 0, sizeof(s));
+		wt_run(shielded_main, &s, worker_counts[c]);
+		cr_assert_eq(s.rc_shielded, 0, "shielded sleep: %d",
+			     s.rc_shielded);
+		cr_assert_geq(s.shielded_ns, 60 * MS,
+			      "the shielded sleep was cut to %.3f ms",
+			      (double)s.shielded_ns / 1e6);
+		cr_assert_eq(s.rc_after, -ECANCELED);
+		cr_assert_lt(s.after_ns, PROMPT_NS);
+	}
+}
+
+/* Cancels racing with expiry: each sleep ends exactly one way. */
+#define RACE_N 200
+#define RACE_ROUNDS 10
+
+static void *race_main(void *arg)
+{
+	struct many *m = arg;
+	struct many_arg as[RACE_N];
+	weft_task *ts[RACE_N];
+
+	for (int r = 0; r < RACE_ROUNDS; r++) {
+		for (int i = 0; i < RACE_N; i++) {
+			as[i].m = m;
+			as[i].ns = (uint64_t)(i % 40) * 25 * US;
+			ts[i] = weft_spawn(many_sleeper, &as[i]);
+		}
+		weft_sleep(500 * US);
+		for (int i = 0; i < RACE_N; i++) {
+			int rc = weft_cancel(ts[i]);
+
+			WT_CHECK(rc == 0 || rc == -EALREADY);
+		}
+		for (int i = 0; i < RACE_N; i++) {
+			int rc = weft_await(ts[i], NULL);
+
+			WT_CHECK(rc == 0 || rc == -ECANCELED);
+			weft_task_release(ts[i]);
+		}
+	}
+	return NULL;
+}
+
+Test(timer, cancel_racing_expiry_ends_each_sleep_exactly_once,
+     .timeout = WT_TIMEOUT(30))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct many m;
+
+		memset(&m, 0, sizeof(m));
+		wt_run(race_main, &m, worker_counts[c]);
+		/* A task cancelled before it started never ran. */
+		cr_assert_leq(atomic_load(&m.started),
+			      (long)RACE_N * RACE_ROUNDS);
+		cr_assert_eq(atomic_load(&m.woke) + atomic_load(&m.cancelled),
+			     atomic_load(&m.started),
+			     "woke %ld + cancelled %ld != started %ld",
+			     atomic_load(&m.woke), atomic_load(&m.cancelled),
+			     atomic_load(&m.started));
+		cr_assert_eq(atomic_load(&m.early), 0);
+	}
+}
+
+/* ---- deadline scopes ------------------------------------------------------ */
+
+static void *scope_cuts_sleep_main(void *arg)
+{
+	uint64_t b, a, saved, d;
+	int rc;
+
+	(void)arg;
+	WT_CHECK_EQ(weft_deadline(), WEFT_NEVER);
+	b = weft_now();
+	saved = weft_timeout_begin(20 * MS);
+	a = weft_now();
+	d = weft_deadline();
+	WT_CHECK_EQ(saved, WEFT_NEVER);
+	WT_CHECK(d >= b + 20 * MS && d <= a + 20 * MS);
+	rc = weft_sleep(10 * SEC);
+	a = weft_now();
+	weft_timeout_end(saved);
+	WT_CHECK_EQ(rc, -ETIMEDOUT);
+	CHECK_NOT_EARLY(a, d);
+	CHECK_BELOW(a - b, PROMPT_NS);
+	WT_CHECK_EQ(weft_deadline(), WEFT_NEVER);
+
+	/* After the scope, sleeps are not cut short. */
+	b = weft_now();
+	WT_CHECK_EQ(weft_sleep(30 * MS), 0);
+	CHECK_NOT_EARLY(weft_now() - b, 30 * MS);
+
+	/* The same with sleep_until and sleep_ms. */
+	saved = weft_timeout_begin(10 * MS);
+	WT_CHECK_EQ(weft_sleep_until(weft_now() + 10 * SEC), -ETIMEDOUT);
+	WT_CHECK_EQ(weft_sleep_ms(10000), -ETIMEDOUT);
+	weft_timeout_end(saved);
+	return NULL;
+}
+
+Test(timer, timeout_scope_cuts_a_long_sleep_with_etimedout,
+     .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++)
+		wt_run(scope_cuts_sleep_main, NULL, worker_counts[c]);
+}
+
+static void *nested_main(void *arg)
+{
+	uint64_t outer, inner, d_outer, d_inner, b, a;
+
+	(void)arg;
+	/* An inner scope with a later deadline does not extend the outer. */
+	b = weft_now();
+	outer = weft_timeout_begin(30 * MS);
+	d_outer = weft_deadline();
+	inner = weft_timeout_begin(10 * SEC);
+	WT_CHECK_EQ(inner, d_outer);
+	WT_CHECK_EQ(weft_deadline(), d_outer);
+	WT_CHECK_EQ(weft_sleep(10 * SEC), -ETIMEDOUT);
+	a = weft_now();
+	CHECK_NOT_EARLY(a, d_outer);
+	CHECK_BELOW(a - b, PROMPT_NS);
+	weft_timeout_end(inner);
+	WT_CHECK_EQ(weft_deadline(), d_outer);
+	/* Still inside the expired outer scope: at once. */
+	WT_CHECK_EQ(weft_sleep(10 * SEC), -ETIMEDOUT);
+	weft_timeout_end(outer);
+	WT_CHECK_EQ(weft_deadline(), WEFT_NEVER);
+
+	/* An inner scope with an earlier deadline wins, and ending it gives
+	 * the outer one back. */
+	outer = weft_timeout_begin(10 * SEC);
+	d_outer = weft_deadline();
+	WT_CHECK_EQ(outer, WEFT_NEVER);
+	inner = weft_timeout_begin(20 * MS);
+	d_inner = weft_deadline();
+	WT_CHECK_EQ(inner, d_outer);
+	WT_CHECK(d_inner < d_outer);
+	WT_CHECK_EQ(weft_sleep(10 * SEC), -ETIMEDOUT);
+	CHECK_NOT_EARLY(weft_now(), d_inner);
+	weft_timeout_end(inner);
+	WT_CHECK_EQ(weft_deadline(), d_outer);
+	b = weft_now();
+	WT_CHECK_EQ(weft_sleep(20 * MS), 0);
+	CHECK_NOT_EARLY(weft_now() - b, 20 * MS);
+	weft_timeout_end(outer);
+	WT_CHECK_EQ(weft_deadline(), WEFT_NEVER);
+	return NULL;
+}
+
+Test(timer, nested_scopes_take_the_earliest_deadline_and_restore,
+     .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++)
+		wt_run(nested_main, NULL, worker_counts[c]);
+}
+
+static void *unreached_main(void *arg)
+{
+	uint64_t saved, b;
+
+	(void)arg;
+	/* A scope left before its deadline must leave nothing armed that
+	 * could cut a later sleep. */
+	for (int i = 0; i < 3; i++) {
+		saved = weft_timeout_begin(30 * MS);
+		WT_CHECK_EQ(weft_sleep(MS), 0);
+		weft_timeout_end(saved);
+	}
+	b = weft_now();
+	WT_CHECK_EQ(weft_sleep(80 * MS), 0);
+	CHECK_NOT_EARLY(weft_now() - b, 80 * MS);
+	WT_CHECK_EQ(weft_deadline(), WEFT_NEVER);
+	return NULL;
+}
+
+Test(timer, scope_left_before_its_deadline_does_not_cut_later_sleeps,
+     .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++)
+		wt_run(unreached_main, NULL, worker_counts[c]);
+}
+
+static void *absolute_main(void *arg)
+{
+	uint64_t saved, d, b;
+
+	(void)arg;
+	d = weft_now() + 25 * MS;
+	saved = weft_deadline_begin(d);
+	WT_CHECK_EQ(saved, WEFT_NEVER);
+	WT_CHECK_EQ(weft_deadline(), d);
+	WT_CHECK_EQ(weft_sleep_until(weft_now() + 10 * SEC), -ETIMEDOUT);
+	CHECK_NOT_EARLY(weft_now(), d);
+	weft_timeout_end(saved);
+
+	/* A deadline already past: every wait gives up at once. */
+	b = weft_now();
+	saved = weft_deadline_begin(b - MS);
+	WT_CHECK_EQ(weft_sleep(10 * SEC), -ETIMEDOUT);
+	weft_timeout_end(saved);
+	saved = weft_timeout_begin(0);
+	WT_CHECK_EQ(weft_sleep(10 * SEC), -ETIMEDOUT);
+	weft_timeout_end(saved);
+	CHECK_BELOW(weft_now() - b, PROMPT_NS);
+
+	/* WEFT_NEVER as a deadline changes nothing. */
+	saved = weft_deadline_begin(WEFT_NEVER);
+	WT_CHECK_EQ(weft_deadline(), WEFT_NEVER);
+	WT_CHECK_EQ(weft_sleep(MS), 0);
+	weft_timeout_end(saved);
+	return NULL;
+}
+
+Test(timer, deadline_begin_takes_an_absolute_deadline,
+     .timeout = WT_TIMEOUT(20))
+{
+	wt_run(absolute_main, NULL, 1);
+	wt_run(absolute_main, NULL, 2);
+}
+
+static void *huge_main(void *arg)
+{
+	uint64_t saved, b, d;
+
+	(void)arg;
+	/* now + a huge timeout must saturate, not wrap into the past. */
+	saved = weft_timeout_begin(UINT64_MAX - 5);
+	d = weft_deadline();
+	WT_CHECK(d > weft_now() + 1000 * SEC);
+	WT_CHECK_EQ(weft_sleep(2 * MS), 0);
+	weft_timeout_end(saved);
+
+	/* A huge sleep must not wrap into a short one. */
+	b = weft_now();
+	saved = weft_timeout_begin(20 * MS);
+	WT_CHECK_EQ(weft_sleep(UINT64_MAX), -ETIMEDOUT);
+	WT_CHECK_EQ(weft_sleep(UINT64_MAX - weft_now() + 1), -ETIMEDOUT);
+	weft_timeout_end(saved);
+	CHECK_NOT_EARLY(weft_now() - b, 20 * MS);
+	WT_CHECK_EQ(weft_deadline(), WEFT_NEVER);
+	return NULL;
+}
+
+Test(timer, huge_timeouts_and_sleeps_saturate_instead_of_wrapping,
+     .timeout = WT_TIMEOUT(10))
+{
+	wt_run(huge_main, NULL, 2);
+}
+
+struct scope_await {
+	struct wt_gate gate;
+};
+
+static void *scope_await_main(void *arg)
+{
+	struct scope_await *s = arg;
+	weft_task *t = weft_spawn(wt_gate_fn, &s->gate);
+	void *r = (void *)0x1;
+	uint64_t saved, b = weft_now();
+
+	saved = weft_timeout_begin(20 * MS);
+	WT_CHECK_EQ(weft_await(t, &r), -ETIMEDOUT);
+	WT_CHECK_EQ(weft_gather(&t, 1, NULL), -ETIMEDOUT);
+	weft_timeout_end(saved);
+	CHECK_NOT_EARLY(weft_now() - b, 20 * MS);
+	CHECK_BELOW(weft_now() - b, PROMPT_NS);
+	WT_CHECK_PTR_EQ(r, 0x1); /* nothing stored */
+	/* The awaited task was not touched. */
+	WT_CHECK_EQ(weft_task_done(t), 0);
+	atomic_store(&s->gate.open, 1);
+	WT_CHECK_EQ(weft_await(t, &r), 0);
+	WT_CHECK_PTR_EQ(r, 0x9a7e);
+	weft_task_release(t);
+	return NULL;
+}
+
+Test(timer, scope_deadline_ends_await_and_gather_with_etimedout,
+     .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct scope_await s;
+
+		memset(&s, 0, sizeof(s));
+		s.gate.value = (void *)0x9a7e;
+		wt_run(scope_await_main, &s, worker_counts[c]);
+	}
+}
+
+static void *scoped_task(void *arg)
+{
+	uint64_t saved = weft_timeout_begin(20 * MS);
+	int rc = weft_sleep(10 * SEC);
+
+	(void)arg;
+	weft_timeout_end(saved);
+	return (void *)(intptr_t)rc;
+}
+
+static void *unscoped_task(void *arg)
+{
+	uint64_t b = weft_now();
+	int rc;
+
+	(void)arg;
+	WT_CHECK_EQ(weft_deadline(), WEFT_NEVER);
+	rc = weft_sleep(80 * MS);
+	CHECK_NOT_EARLY(weft_now() - b, 80 * MS);
+	return (void *)(intptr_t)rc;
+}
+
+static void *per_task_main(void *arg)
+{
+	weft_task *ts[2];
+	void *rs[2];
+
+	(void)arg;
+	ts[0] = weft_spawn(unscoped_task, NULL);
+	ts[1] = weft_spawn(scoped_task, NULL);
+	WT_CHECK_EQ(weft_gather(ts, 2, rs), 0);
+	WT_CHECK_EQ((intptr_t)rs[0], 0);
+	WT_CHECK_EQ((intptr_t)rs[1], -ETIMEDOUT);
+	weft_task_release(ts[0]);
+	weft_task_release(ts[1]);
+	return NULL;
+}
+
+Test(timer, a_scope_belongs_to_its_task_only, .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++)
+		wt_run(per_task_main, NULL, worker_counts[c]);
+}
+
+/* ---- weft_await_timeout ----------------------------------------------------- */
+
+static void *slow_without_cancel_main(void *arg)
+{
+	struct wt_gate *g = arg;
+	weft_task *t = weft_spawn(wt_gate_fn, g);
+	void *r = (void *)0x1;
+	uint64_t b = weft_now();
+
+	WT_CHECK_EQ(weft_await_timeout(t, &r, 20 * MS, 0), -ETIMEDOUT);
+	CHECK_NOT_EARLY(weft_now() - b, 20 * MS);
+	CHECK_BELOW(weft_now() - b, PROMPT_NS);
+	WT_CHECK_PTR_EQ(r, 0x1); /* nothing stored */
+	/* It keeps running, and can be awaited later for its result. */
+	WT_CHECK_EQ(weft_task_done(t), 0);
+	WT_CHECK_EQ(weft_cancelled(), 0);
+	atomic_store(&g->open, 1);
+	WT_CHECK_EQ(weft_await(t, &r), 0);
+	WT_CHECK_PTR_EQ(r, 0x5105);
+	weft_task_release(t);
+	return NULL;
+}
+
+Test(timer, await_timeout_gives_up_and_leaves_the_task_running,
+     .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct wt_gate g = { .value = (void *)0x5105 };
+
+		wt_run(slow_without_cancel_main, &g, worker_counts[c]);
+	}
+}
+
+static void *slow_with_cancel_main(void *arg)
+{
+	struct sleeper *s = arg;
+	weft_task *t;
+	void *r = (void *)0x1;
+	uint64_t b;
+
+	s->ns = 30 * SEC;
+	t = weft_spawn(long_sleeper, s);
+	b = weft_now();
+	WT_CHECK_EQ(weft_await_timeout(t, &r, 20 * MS, WEFT_TIMEOUT_CANCEL),
+		    -ETIMEDOUT);
+	/* The task has ended by the time the call returns. */
+	WT_CHECK_EQ(weft_task_done(t), 1);
+	CHECK_NOT_EARLY(weft_now() - b, 20 * MS);
+	CHECK_BELOW(weft_now() - b, PROMPT_NS);
+	WT_CHECK_EQ(s->rc, -ECANCELED);
+	WT_CHECK_EQ(weft_await(t, &r), -ECANCELED);
+	WT_CHECK_PTR_EQ(r, 0x51ee);
+	/* Only the awaited task was cancelled. */
+	WT_CHECK_EQ(weft_cancelled(), 0);
+	WT_CHECK_EQ(weft_sleep(MS), 0);
+	weft_task_release(t);
+	return NULL;
+}
+
+Test(timer, await_timeout_with_cancel_ends_the_task_before_returning,
+     .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct sleeper s;
+
+		memset(&s, 0, sizeof(s));
+		wt_run(slow_with_cancel_main, &s, worker_counts[c]);
+	}
+}
+
+static void *nap_then_ret(void *arg)
+{
+	WT_CHECK_EQ(weft_sleep(5 * MS), 0);
+	return arg;
+}
+
+static void *fast_main(void *arg)
+{
+	weft_task *t;
+	void *r = NULL;
+	uint64_t b;
+
+	(void)arg;
+	for (unsigned flags = 0; flags <= WEFT_TIMEOUT_CANCEL; flags++) {
+		t = weft_spawn(nap_then_ret, (void *)0x42);
+		r = NULL;
+		WT_CHECK_EQ(weft_await_timeout(t, &r, 60 * MS, flags), 0);
+		WT_CHECK_PTR_EQ(r, 0x42);
+		WT_CHECK_EQ(weft_task_done(t), 1);
+		weft_task_release(t);
+		/* The timeout must not outlive the call: a sleep past it is
+		 * neither cut nor reported as timed out. */
+		b = weft_now();
+		WT_CHECK_EQ(weft_sleep(100 * MS), 0);
+		CHECK_NOT_EARLY(weft_now() - b, 100 * MS);
+	}
+	/* An ended task: its result, at once. */
+	t = weft_spawn(ret_arg, (void *)0x43);
+	WT_CHECK_EQ(weft_await(t, NULL), 0);
+	r = NULL;
+	WT_CHECK_EQ(weft_await_timeout(t, &r, 10 * SEC, 0), 0);
+	WT_CHECK_PTR_EQ(r, 0x43);
+	weft_task_release(t);
+	WT_CHECK_EQ(weft_await_timeout(NULL, NULL, MS, 0), -EINVAL);
+	return NULL;
+}
+
+Test(timer, await_timeout_of_a_faster_task_returns_its_result,
+     .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++)
+		wt_run(fast_main, NULL, worker_counts[c]);
+}
+
+static void *await_timeout_cancelled_main(void *arg)
+{
+	struct sleeper *s = arg;
+	weft_task *t;
+	uint64_t b;
+
+	s->ns = 30 * SEC;
+	t = weft_spawn(long_sleeper, s);
+	WT_CHECK_EQ(weft_cancel(t), 0);
+	b = weft_now();
+	WT_CHECK_EQ(weft_await_timeout(t, NULL, 10 * SEC, 0), -ECANCELED);
+	CHECK_BELOW(weft_now() - b, PROMPT_NS);
+
+	/* A scope with an earlier deadline cuts the wait first. */
+	{
+		struct wt_gate g = { .value = NULL };
+		weft_task *u = weft_spawn(wt_gate_fn, &g);
+		uint64_t saved = weft_timeout_begin(20 * MS);
+
+		b = weft_now();
+		WT_CHECK_EQ(weft_await_timeout(u, NULL, 10 * SEC, 0),
+			    -ETIMEDOUT);
+		weft_timeout_end(saved);
+		CHECK_NOT_EARLY(weft_now() - b, 20 * MS);
+		CHECK_BELOW(weft_now() - b, PROMPT_NS);
+		atomic_store(&g.open, 1);
+		WT_CHECK_EQ(weft_await(u, NULL), 0);
+		weft_task_release(u);
+	}
+	weft_task_release(t);
+	return NULL;
+}
+
+Test(timer, await_timeout_reports_cancel_and_honours_the_scope,
+     .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct sleeper s;
+
+		memset(&s, 0, sizeof(s));
+		wt_run(await_timeout_cancelled_main, &s, worker_counts[c]);
+	}
+}
+
+/* ---- timers fired by another worker --------------------------------------- */
+
+/*
+ * A driver task (not pinned) notes its worker A, spawns a spinner pinned
+ * to A (no suspension in between, so the pin is A), then sleeps 5 ms.
+ * Its sleep hands A to the spinner, which never suspends: it spins until
+ * the driver has woken (or 2 s pass). The driver's timer was armed on A,
+ * which is stuck, so another worker must fire it and run the driver.
+ * Deterministic: the spinner cannot stop before the driver woke, so a
+ * runtime that fires timers only on the arming worker (or only runs the
+ * driver on A) shows as a 2 s wait and a failure, never as a pass.
+ */
+struct remote_fire {
+	int a, spinner_on, spinner_end_on, driver_woke_on;
+	atomic_int driver_woke;
+	atomic_int spinner_started;
+	uint64_t slept_ns;
+	uint64_t spin_limit_ns;
+	int sleep_rc;
+	int spinner_timed_out;
+};
+
+static void *spinner(void *arg)
+{
+	struct remote_fire *f = arg;
+	uint64_t t0 = wt_now_ns();
+
+	f->spinner_on = weft_worker_index();
+	atomic_store(&f->spinner_started, 1);
+	while (!atomic_load(&f->driver_woke))
+		if (wt_now_ns() - t0 > f->spin_limit_ns) {
+			f->spinner_timed_out = 1;
+			break;
+		}
+	f->spinner_end_on = weft_worker_index();
+	return NULL;
+}
+
+static void *driver(void *arg)
+{
+	struct remote_fire *f = arg;
+	struct weft_spawn_opts o = { .flags = WEFT_SPAWN_PINNED,
+				     .name = "spinner" };
+	weft_task *sp;
+	uint64_t b;
+
+	/* No suspension between reading the index and spawning. */
+	f->a = weft_worker_index();
+	if (!WT_CHECK_EQ(weft_spawn_opts(&sp, spinner, f, &o), 0))
+		return NULL;
+	b = weft_now();
+	f->sleep_rc = weft_sleep(5 * MS);
+	f->slept_ns = weft_now() - b;
+	f->driver_woke_on = weft_worker_index();
+	atomic_store(&f->driver_woke, 1);
+	WT_CHECK_EQ(weft_await(sp, NULL), 0);
+	weft_task_release(sp);
+	return NULL;
+}
+
+static void *remote_fire_main(void *arg)
+{
+	weft_task *d = weft_spawn(driver, arg);
+
+	WT_CHECK_EQ(weft_await(d, NULL), 0);
+	weft_task_release(d);
+	return NULL;
+}
+
+Test(timer, timer_armed_on_a_busy_worker_is_fired_by_another,
+     .timeout = WT_TIMEOUT(30))
+{
+	static const unsigned counts[] = { 2, 4 };
+
+	for (unsigned c = 0; c < 2; c++) {
+		struct remote_fire f;
+
+		memset(&f, 0, sizeof(f));
+		f.spin_limit_ns = 2 * SEC;
+		wt_run(remote_fire_main, &f, counts[c]);
+		cr_log_info("workers=%u: driver slept %.3f ms on worker %d, "
+			    "spinner on %d",
+			    counts[c], (double)f.slept_ns / 1e6, f.a,
+			    f.spinner_on);
+		cr_assert_eq(f.sleep_rc, 0);
+		cr_assert_geq(f.slept_ns, 5 * MS);
+		cr_assert_eq(f.spinner_on, f.a, "pinned spinner ran on %d, "
+						"not its spawner's %d",
+			     f.spinner_on, f.a);
+		cr_assert_eq(f.spinner_end_on, f.a);
+		cr_assert(!f.spinner_timed_out,
+			  "workers=%u: the driver's 5 ms sleep did not end "
+			  "while worker %d was busy for 2 s: its timer "
+			  "waited for the busy worker",
+			  counts[c], f.a);
+		cr_assert_neq(f.driver_woke_on, f.a);
+	}
+}
+
+/* ---- shutdown with timers armed ------------------------------------------- */
+
+static void *sleep_forever(void *arg)
+{
+	uint64_t saved = weft_timeout_begin(20 * SEC);
+
+	(void)arg;
+	weft_sleep(30 * SEC);
+	weft_timeout_end(saved);
+	return NULL;
+}
+
+static void *armed_exit_main(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < 1000; i++) {
+		weft_task *t = weft_spawn(sleep_forever, NULL);
+
+		WT_CHECK(t != NULL);
+		weft_detach(t);
+	}
+	WT_CHECK_EQ(weft_sleep(5 * MS), 0);
+	return (void *)0xe;
+}
+
+Test(timer, runtime_exits_promptly_with_tasks_still_sleeping,
+     .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		uint64_t t0 = wt_now_ns();
+		void *r = wt_run(armed_exit_main, NULL, worker_counts[c]);
+
+		cr_assert_eq(r, (void *)0xe);
+		cr_assert_lt(wt_now_ns() - t0, PROMPT_NS,
+			     "weft_run() waited %.1f ms for sleeping tasks",
+			     (double)(wt_now_ns() - t0) / 1e6);
+	}
+}
