@@ -113,6 +113,10 @@ static void place(const struct weft__wheel *wh, uint64_t when, unsigned *lvl,
 	if (pos - wh->elapsed >= WHEEL_SPAN)
 		pos = wh->elapsed + WHEEL_SPAN - 1;
 	masked = (wh->elapsed ^ pos) | LVL_MASK;
+	/* elapsed + span - 1 can cross a boundary above the top level:
+	 * the top level's slots still hold it within one turn. */
+	if (masked >= WHEEL_SPAN)
+		masked = WHEEL_SPAN - 1;
 	sig = 63u - (unsigned)__builtin_clzll(masked);
 	*lvl = sig / LVL_BITS;
 	*slot = (unsigned)(pos >> (*lvl * LVL_BITS)) & LVL_MASK;

@@ -11,7 +11,11 @@
  * takes the best of several sleeps, so that a single preemption cannot fail
  * it.
  */
+#include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/wait.h>
 
 #include "weft_test.h"
 
@@ -529,8 +533,15 @@ Test(timer, cancelling_half_the_sleepers_leaves_the_rest_on_time,
 
 		memset(&m, 0, sizeof(m));
 		wt_run(mixed_main, &m, worker_counts[c]);
+		cr_assert_eq(atomic_load(&m.started), MIXED_N,
+			     "workers=%u: %ld of %d sleepers started",
+			     worker_counts[c], atomic_load(&m.started),
+			     MIXED_N);
 		cr_assert_eq(atomic_load(&m.woke), MIXED_N / 2);
-		cr_assert_eq(atomic_load(&m.cancelled), MIXED_N / 2);
+		cr_assert_eq(atomic_load(&m.cancelled), MIXED_N / 2,
+			     "workers=%u: %ld cancelled, %ld woke",
+			     worker_counts[c], atomic_load(&m.cancelled),
+			     atomic_load(&m.woke));
 		cr_assert_eq(atomic_load(&m.early), 0);
 	}
 }
@@ -819,6 +830,201 @@ Test(timer, shielded_sleep_runs_to_its_end_and_the_next_reports_the_cancel,
 		cr_assert_eq(s.rc_after, -ECANCELED);
 		cr_assert_lt(s.after_ns, PROMPT_NS);
 	}
+}
+
+/*
+ * Sleeps longer than the wheel spans (64^6 ticks, about 13 days), with no
+ * scope to shorten them: they are parked in the top level. Short timers
+ * armed meanwhile, in every level-0 slot and beyond, must all fire on
+ * time, and the long sleeps must still end when cancelled.
+ */
+#define FAR_N 3
+#define NEAR_N 300
+
+static const uint64_t far_ns[FAR_N] = {
+	UINT64_MAX,		       /* forever */
+	(uint64_t)20 * 86400 * SEC,  /* 20 days: just past the span */
+	(uint64_t)400 * 86400 * SEC, /* 400 days */
+};
+
+static void *far_main(void *arg)
+{
+	struct many *m = arg;
+	struct sleeper far[FAR_N];
+	struct many_arg near[NEAR_N];
+	weft_task *ft[FAR_N], *nt[NEAR_N];
+	uint64_t t_cancel;
+
+	memset(far, 0, sizeof(far));
+	for (int i = 0; i < FAR_N; i++) {
+		far[i].ns = far_ns[i];
+		ft[i] = weft_spawn(long_sleeper, &far[i]);
+	}
+	for (int i = 0; i < FAR_N; i++)
+		WT_CHECK(wt_yield_until(&far[i].entered, 10000000));
+	WT_CHECK_EQ(weft_sleep(2 * MS), 0);
+	/* 17 us apart: every level-0 slot, then into level 1. */
+	for (int i = 0; i < NEAR_N; i++) {
+		near[i].m = m;
+		near[i].ns = (uint64_t)(i + 1) * 17 * US;
+		nt[i] = weft_spawn(many_sleeper, &near[i]);
+	}
+	WT_CHECK_EQ(weft_gather(nt, NEAR_N, NULL), 0);
+	for (int i = 0; i < NEAR_N; i++)
+		weft_task_release(nt[i]);
+	/* And one task sleeping over and over across the same range. */
+	for (int i = 0; i < 100; i++) {
+		uint64_t b = weft_now(), ns = (uint64_t)(i % 70) * 16 * US;
+
+		WT_CHECK_EQ(weft_sleep(ns), 0);
+		CHECK_NOT_EARLY(weft_now() - b, ns);
+	}
+	for (int i = 0; i < FAR_N; i++)
+		WT_CHECK_EQ(weft_task_done(ft[i]), 0);
+	t_cancel = weft_now();
+	for (int i = 0; i < FAR_N; i++) {
+		WT_CHECK_EQ(weft_cancel(ft[i]), 0);
+		WT_CHECK_EQ(weft_await(ft[i], NULL), -ECANCELED);
+		WT_CHECK_EQ(far[i].rc, -ECANCELED);
+		weft_task_release(ft[i]);
+	}
+	CHECK_BELOW(weft_now() - t_cancel, PROMPT_NS);
+	return NULL;
+}
+
+Test(timer, sleeps_beyond_the_wheel_span_leave_other_timers_intact,
+     .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct many m;
+
+		memset(&m, 0, sizeof(m));
+		wt_run(far_main, &m, worker_counts[c]);
+		cr_assert_eq(atomic_load(&m.woke), NEAR_N);
+		cr_assert_eq(atomic_load(&m.early), 0);
+	}
+}
+
+/*
+ * The wheel spans 64^6 ticks of 2^14 ns: 2^50 ns, about 13 days. A timer
+ * whose deadline lies past the next multiple of 2^50 ns on CLOCK_MONOTONIC
+ * while `elapsed` lies before it differs from elapsed in bit 36 of the
+ * tick, whatever the distance; a level computed from that bit alone is 6,
+ * one past the last. Found so: a 3 s sleep begun 1.2 s before
+ * CLOCK_MONOTONIC reached 2^50 ns never returned (the timer sat in a level
+ * next_due() never looks at, written past wheel.slot[5]), while the same
+ * sleep 11 s before the boundary returned after 3.0 s.
+ *
+ * The test moves CLOCK_MONOTONIC there with a time namespace (Linux 5.6,
+ * CLONE_NEWTIME, inside a new user namespace so that no privilege is
+ * needed): a child unshares, sets the offset, and forks the grandchild
+ * that runs the runtime. Skipped where namespaces are refused.
+ */
+#define BOUNDARY_NS (UINT64_C(1) << 50)
+#define CROSS_LEAD_NS (WT_SLOW > 1 ? 1500 * MS : 500 * MS)
+#define CROSS_SLEEP_NS (WT_SLOW > 1 ? 3 * SEC : 1 * SEC)
+
+enum { CROSS_OK = 0, CROSS_EARLY = 2, CROSS_MISPLACED = 3,
+       CROSS_RC = 4, CROSS_RUN = 5, CROSS_SKIP = 77 };
+
+static void *cross_main(void *arg)
+{
+	int *status = arg;
+	uint64_t b = weft_now(), e;
+	int rc;
+
+	if (b >= BOUNDARY_NS || b + CROSS_SLEEP_NS <= BOUNDARY_NS) {
+		*status = CROSS_MISPLACED; /* the setup took too long */
+		return NULL;
+	}
+	rc = weft_sleep(CROSS_SLEEP_NS);
+	e = weft_now() - b;
+	if (rc != 0)
+		*status = CROSS_RC;
+	else if (e < CROSS_SLEEP_NS)
+		*status = CROSS_EARLY;
+	else
+		*status = CROSS_OK;
+	return NULL;
+}
+
+/* The grandchild: runs the runtime under a watchdog. */
+static int cross_run(void)
+{
+	struct weft_config cfg = { .workers = 2 };
+	int status = CROSS_RUN;
+
+	alarm((unsigned)(10 * WT_SLOW));
+	if (weft_run(cross_main, &status, &cfg, NULL) != 0)
+		return CROSS_SKIP;
+	return status;
+}
+
+/* The child: a time namespace whose CLOCK_MONOTONIC reads CROSS_LEAD_NS
+ * short of the boundary, then the grandchild in it. */
+static int cross_child(void)
+{
+	struct timespec now;
+	int64_t off, st;
+	char line[96];
+	pid_t pid;
+	int fd, len, status;
+
+	if (unshare(CLONE_NEWUSER | CLONE_NEWTIME) != 0 &&
+	    (geteuid() != 0 || unshare(CLONE_NEWTIME) != 0))
+		return CROSS_SKIP;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	off = (int64_t)(BOUNDARY_NS - CROSS_LEAD_NS) -
+	      ((int64_t)now.tv_sec * (int64_t)SEC + now.tv_nsec);
+	len = snprintf(line, sizeof(line), "monotonic %lld %lld\n",
+		       (long long)(off / (int64_t)SEC),
+		       (long long)(off % (int64_t)SEC));
+	fd = open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return CROSS_SKIP;
+	st = write(fd, line, (size_t)len);
+	close(fd);
+	if (st != len)
+		return CROSS_SKIP;
+	pid = fork();
+	if (pid < 0)
+		return CROSS_SKIP;
+	if (pid == 0)
+		_exit(cross_run());
+	if (waitpid(pid, &status, 0) != pid)
+		return CROSS_RUN;
+	if (WIFSIGNALED(status))
+		return 100 + WTERMSIG(status);
+	return WEXITSTATUS(status);
+}
+
+Test(timer, sleep_across_a_2_pow_50_ns_clock_boundary_wakes,
+     .timeout = WT_TIMEOUT(30))
+{
+	pid_t pid = fork();
+	int status, code;
+
+	cr_assert_geq(pid, 0);
+	if (pid == 0)
+		_exit(cross_child());
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status));
+	code = WEXITSTATUS(status);
+	if (code == CROSS_SKIP)
+		cr_skip_test("no time namespace here (CLONE_NEWTIME refused) "
+			     "or io_uring refused in it");
+	cr_assert_neq(code, 100 + SIGALRM,
+		      "a %.1f s sleep begun %.1f s before CLOCK_MONOTONIC "
+		      "reached 2^50 ns never returned (killed after %d s)",
+		      (double)CROSS_SLEEP_NS / 1e9,
+		      (double)CROSS_LEAD_NS / 1e9, 10 * WT_SLOW);
+	cr_assert_neq(code, CROSS_MISPLACED,
+		      "setup: the runtime did not start before the boundary");
+	cr_assert_eq(code, CROSS_OK, "sleep across the boundary: %s (%d)",
+		     code == CROSS_EARLY ? "woke early"
+		     : code == CROSS_RC  ? "returned an error"
+					 : "failed",
+		     code);
 }
 
 /* Cancels racing with expiry: each sleep ends exactly one way. */
