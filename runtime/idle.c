@@ -167,6 +167,8 @@ static bool watch_claim(struct weft__worker *w, unsigned state)
 		memory_order_relaxed);
 }
 
+static void idle_unpark(struct weft__worker *w);
+
 void weft__idle_park(struct weft__worker *w)
 {
 	struct weft_runtime *rt = w->rt;
@@ -229,10 +231,20 @@ void weft__idle_park(struct weft__worker *w)
 	}
 	if (keep) {
 		/* Fire what is due before giving the role up, so that the
-		 * hand-over in unkeep() only happens for later timers. */
+		 * hand-over in unkeep() only happens for later timers. The
+		 * role is given up only once we are off the sleeper stack
+		 * (idle_unpark), or the hand-over's notify would pick us. */
 		weft__timer_run(rt, weft_now());
-		weft__timer_unkeep(w);
 	}
+	idle_unpark(w);
+	if (keep)
+		weft__timer_unkeep(w);
+}
+
+/* Leaving the sleeper stack after a wait, whoever woke us. */
+static void idle_unpark(struct weft__worker *w)
+{
+	struct weft_runtime *rt = w->rt;
 
 	if (atomic_exchange_explicit(&w->notified, 0, memory_order_acquire)) {
 		/* The notifier counted us unparked and searching. */
