@@ -12,7 +12,7 @@
  * remainder is copied into the connection and the connection waits for
  * EPOLLOUT alone, so a client that does not read stops being read from
  * (back-pressure) instead of growing the server's memory. The common path
- * therefore costs one epoll_wait share, one recv and one send, with no
+ * therefore costs a share of one epoll_wait, one recv and one send, with no
  * epoll_ctl, and an idle connection owns no buffer.
  *
  * Usage: epoll_echo [-p PORT] [-t THREADS]
@@ -277,6 +277,32 @@ static int listener(int port)
 	return fd;
 }
 
+/*
+ * SO_REUSEPORT lets a second copy of this server, run by the same user,
+ * bind the same port and silently take half its connections. A socket
+ * without SO_REUSEPORT cannot bind a port that has a listener, so one such
+ * bind, dropped at once, tells whether the port is free.
+ */
+static void check_port_free(int port)
+{
+	struct sockaddr_in sa = {
+		.sin_family = AF_INET,
+		.sin_port = htons((uint16_t)port),
+		.sin_addr.s_addr = htonl(INADDR_ANY),
+	};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	static const int one = 1;
+
+	if (fd < 0)
+		die("socket");
+	/* SO_REUSEADDR so that a TIME_WAIT leftover does not count. */
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
+		die("setsockopt");
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		die("bind");
+	close(fd);
+}
+
 static int bound_port(int fd)
 {
 	struct sockaddr_in sa;
@@ -311,6 +337,19 @@ static void usage(const char *prog)
 	exit(2);
 }
 
+/* A whole decimal number in [0, max], or -1. */
+static int number(const char *s, long max)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < 0 || v > max)
+		return -1;
+	return (int)v;
+}
+
 int main(int argc, char **argv)
 {
 	int port = 0, nthreads = 0, opt, sig;
@@ -319,18 +358,20 @@ int main(int argc, char **argv)
 
 	while ((opt = getopt(argc, argv, "p:t:")) != -1) {
 		if (opt == 'p')
-			port = atoi(optarg);
+			port = number(optarg, 65535);
 		else if (opt == 't')
-			nthreads = atoi(optarg);
+			nthreads = number(optarg, 4096);
 		else
 			usage(argv[0]);
 	}
-	if (port < 0 || port > 65535 || nthreads < 0 || optind != argc)
+	if (port < 0 || nthreads < 0 || optind != argc)
 		usage(argv[0]);
 	if (!nthreads)
 		nthreads = default_threads();
 	if (nthreads < 1)
 		nthreads = 1;
+	if (port)
+		check_port_free(port);
 
 	/*
 	 * Block the signals before any thread exists, so every thread
