@@ -36,7 +36,6 @@
 struct weft__op {
 	struct weft_task *task;
 	int res;
-	unsigned cflags;
 	unsigned task_flags; /* the task's own flags, put back on completion */
 	atomic_int done;
 };
@@ -57,7 +56,6 @@ void weft__op_complete(struct weft__worker *w, struct weft__op *op,
 
 	w->io_inflight--;
 	op->res = cqe->res;
-	op->cflags = cqe->flags;
 	/* Last touch of the record. The task cannot return yet: it is
 	 * pinned here, and this worker is busy in this function. */
 	atomic_store_explicit(&op->done, 1, memory_order_release);
@@ -163,7 +161,6 @@ static int io_wait(struct io *io, struct io_uring_sqe *sqe)
 	weft__timer_cancel(self->rt, &tm);
 	atomic_store_explicit(&self->flags, flags, memory_order_relaxed);
 	res = io->op.res;
-	io->err = res;
 	if (res == -ECANCELED && why)
 		res = why;
 	return res;

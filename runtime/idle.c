@@ -229,16 +229,15 @@ void weft__idle_park(struct weft__worker *w)
 	} else {
 		weft__ring_wait(w, wait_ns);
 	}
+	/* Off the sleeper stack first: firing timers and handing the
+	 * keeper role over both notify, and a notify must not pick us. */
+	idle_unpark(w);
 	if (keep) {
 		/* Fire what is due before giving the role up, so that the
-		 * hand-over in unkeep() only happens for later timers. The
-		 * role is given up only once we are off the sleeper stack
-		 * (idle_unpark), or the hand-over's notify would pick us. */
-		weft__timer_run(rt, weft_now());
-	}
-	idle_unpark(w);
-	if (keep)
+		 * hand-over in unkeep() only happens for later timers. */
+		weft__timer_poll(rt);
 		weft__timer_unkeep(w);
+	}
 }
 
 /* Leaving the sleeper stack after a wait, whoever woke us. */

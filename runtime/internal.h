@@ -461,6 +461,9 @@ int weft__task_alloc(struct weft_runtime *rt, struct weft__worker *w,
 void weft__task_unref(struct weft_task *t);
 void weft__task_entry(void *arg, void *ctx) __attribute__((noreturn));
 void weft__task_wake(struct weft_task *t);
+/* weft__task_wake(), but a parked task woken on this worker goes to the
+ * back of its queue, not the next slot. The caller notifies. */
+void weft__task_wake_back(struct weft_task *t);
 void weft__task_fail_start(struct weft__worker *w, struct weft_task *t,
 			   int err);
 struct weft__worker *weft__park(struct weft__worker *w);
@@ -564,11 +567,8 @@ static inline bool weft__timer_fired(const struct weft__timer *n)
 }
 /* Fires every timer due at `now`; returns how many. */
 unsigned weft__timer_run(struct weft_runtime *rt, uint64_t now);
-static inline bool weft__timer_due(struct weft_runtime *rt, uint64_t now)
-{
-	return atomic_load_explicit(&rt->timer_next, memory_order_relaxed) <=
-	       now;
-}
+/* Fires what is due, reading the clock only if a timer is pending. */
+unsigned weft__timer_poll(struct weft_runtime *rt);
 /* Keeper role for a parking worker: the ns deadline to sleep until, or 0
  * if it did not take the role (nobody needs it, or someone has it). */
 uint64_t weft__timer_keep(struct weft__worker *w);

@@ -439,7 +439,9 @@ void weft__task_entry(void *arg, void *ctx)
 
 /* ---- park and wake ---------------------------------------------------- */
 
-void weft__task_wake(struct weft_task *t)
+/* back: queue a parked task behind the worker's others instead of in its
+ * next slot (timers woken in a batch keep their deadline order). */
+static void task_wake(struct weft_task *t, bool back)
 {
 	int s = atomic_load_explicit(&t->park, memory_order_acquire);
 
@@ -460,7 +462,7 @@ void weft__task_wake(struct weft_task *t)
 				    memory_order_acquire)) {
 				struct weft__worker *w = weft__worker_self();
 				if (w && w->rt == t->rt)
-					weft__schedule(w, t, false);
+					weft__schedule(w, t, back);
 				else
 					weft__schedule_remote(t->rt, t);
 				return;
@@ -470,6 +472,16 @@ void weft__task_wake(struct weft_task *t)
 			return;
 		}
 	}
+}
+
+void weft__task_wake(struct weft_task *t)
+{
+	task_wake(t, false);
+}
+
+void weft__task_wake_back(struct weft_task *t)
+{
+	task_wake(t, true);
 }
 
 #define park_prepare weft__park_prepare

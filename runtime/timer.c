@@ -267,7 +267,7 @@ bool weft__timer_cancel(struct weft_runtime *rt, struct weft__timer *n)
 unsigned weft__timer_run(struct weft_runtime *rt, uint64_t now)
 {
 	struct weft__wheel *wh = &rt->wheel;
-	struct weft__timer *fire = NULL, *n;
+	struct weft__timer *fire = NULL, **fire_tail = &fire, *n;
 	uint64_t now_tick = now >> WEFT__TICK_SHIFT, due;
 	unsigned lvl, slot, fired = 0;
 
@@ -284,8 +284,12 @@ unsigned weft__timer_run(struct weft_runtime *rt, uint64_t now)
 				atomic_store_explicit(&n->state,
 						      WEFT__TM_FIRING,
 						      memory_order_relaxed);
-				n->fnext = fire;
-				fire = n;
+				/* In deadline order: slots are
+				 * visited in order, and within a
+				 * level-0 slot all share one tick. */
+				n->fnext = NULL;
+				*fire_tail = n;
+				fire_tail = &n->fnext;
 				wh->count--;
 			} else {
 				link_node(wh, n); /* a lower level now */
@@ -306,10 +310,26 @@ unsigned weft__timer_run(struct weft_runtime *rt, uint64_t now)
 		/* Last touch of the node: its owner may return after this. */
 		atomic_store_explicit(&n->state, WEFT__TM_FIRED,
 				      memory_order_release);
-		weft__task_wake(t);
+		/* At the back: a batch runs in deadline order, not reversed
+		 * by the next slot. */
+		weft__task_wake_back(t);
 		fired++;
 	}
+	if (fired)
+		weft__idle_notify(rt, false);
 	return fired;
+}
+
+unsigned weft__timer_poll(struct weft_runtime *rt)
+{
+	uint64_t next = atomic_load_explicit(&rt->timer_next,
+					     memory_order_relaxed);
+	uint64_t now;
+
+	/* No clock read while no timer is pending. */
+	if (next == WEFT_NEVER || next > (now = weft_now()))
+		return 0;
+	return weft__timer_run(rt, now);
 }
 
 /* ---- the keeper role ---------------------------------------------------- */

@@ -163,8 +163,7 @@ pick_periodic(struct weft__worker *w)
 		 * stays busy. */
 		if (w->io_inflight || io_uring_sq_ready(&w->ring))
 			weft__ring_poll(w);
-		if (weft__timer_due(w->rt, weft_now()))
-			weft__timer_run(w->rt, weft_now());
+		weft__timer_poll(w->rt);
 	}
 	return NULL;
 }
@@ -465,8 +464,7 @@ static bool idle_work(struct weft__worker *w)
 		weft__ring_poll(w);
 		more = true;
 	}
-	if (weft__timer_due(w->rt, weft_now()))
-		more |= weft__timer_run(w->rt, weft_now()) != 0;
+	more |= weft__timer_poll(w->rt) != 0;
 	return more;
 }
 
