@@ -82,9 +82,24 @@ struct weft_config {
 	unsigned stack_cache;
 	/* enum weft_wake_mode. */
 	int wake_mode;
+	/* Most threads of the blocking pool (weft_run_blocking). 0: 64. */
+	unsigned blocking_threads;
+	/* A pool thread without work for this long exits. 0: 10000 ms. */
+	unsigned blocking_idle_ms;
+	/* Shutdown (main has returned, or weft_runtime_close()): the tasks
+	 * left are cancelled and get this long to end before they are
+	 * dropped. 0: 5000 ms; negative: none (dropped at once). */
+	int shutdown_grace_ms;
+	/* WEFT_RUN_* flags. */
+	unsigned flags;
 	/* Reserved for future use; must be zero. */
-	uint64_t reserved[4];
+	uint64_t reserved[2];
 };
+
+/* weft_config.flags: SIGINT and SIGTERM call weft_stop() on the runtime
+ * (a second one, while stopping, ends the process with the default
+ * action). One runtime of the process at a time may ask for it. */
+#define WEFT_RUN_STOP_ON_SIGNALS 0x1u
 
 /*
  * Runs `main(arg)` as the first task of a new runtime and returns when it
@@ -370,13 +385,18 @@ WEFT_API int weft_close(int fd);
 
 /*
  * Socket helpers. addr is a numeric IPv4 or IPv6 address ("127.0.0.1",
- * "::1", "0.0.0.0", "::"); NULL means any IPv4 address. Host names are not
- * resolved here.
+ * "::1", "0.0.0.0", "::"); NULL means any IPv4 address. Only
+ * weft_tcp_connect() also takes a host name.
  *
  * weft_tcp_listen(): socket, SO_REUSEADDR, the WEFT_SO_* options in flags,
  * bind, listen. Returns the listening fd. port 0 picks a free port (see
  * weft_local_port()).
  * weft_tcp_connect(): socket, connect, TCP_NODELAY if asked. Returns the fd.
+ * A numeric addr is used as it is; any other is a host name, resolved with
+ * weft_getaddrinfo() (AF_UNSPEC, SOCK_STREAM), and each of its addresses is
+ * tried in turn until one connects. Returns the resolver's error (-ENOENT:
+ * no such host, -EAGAIN: no answer), or the last address's connect error;
+ * cancellation or the deadline stops the tries (-ECANCELED, -ETIMEDOUT).
  * weft_udp_bind(): a UDP socket bound to addr:port (port 0: any).
  * weft_unix_listen()/weft_unix_connect(): SOCK_STREAM Unix sockets; a path
  * starting with '@' names an abstract socket.
@@ -466,6 +486,441 @@ static inline size_t weft_reader_buffered(const struct weft_reader *r)
 {
 	return r->end - r->start;
 }
+
+/* ---- errors as results ----------------------------------------------------
+ * A task's result is a pointer. A task that fails returns an error pointer
+ * (the Linux kernel's ERR_PTR idiom: the top 4095 addresses, which no object
+ * has): weft_err_ptr(-EIO). Task groups treat such a result as the task's
+ * failure (asyncio: the task raised).
+ */
+#define WEFT_MAX_ERRNO 4095
+static inline void *weft_err_ptr(int err)
+{
+	return (void *)(intptr_t)err;
+}
+static inline int weft_is_err(const void *p)
+{
+	return (uintptr_t)p >= (uintptr_t)-WEFT_MAX_ERRNO;
+}
+/* The negative errno value of an error pointer; 0 for any other. */
+static inline int weft_ptr_err(const void *p)
+{
+	return weft_is_err(p) ? (int)(intptr_t)p : 0;
+}
+
+/* ---- coordination between tasks -------------------------------------------
+ * Every object below is safe to share between tasks on any workers (they
+ * run in parallel, unlike asyncio's). Waiting suspends the task, not its
+ * thread; waiters are served first come, first served. Every wait:
+ *   - returns -ECANCELED if the task is cancelled while waiting (nothing
+ *     was taken: no value received, no lock or permit held);
+ *   - returns -ETIMEDOUT once the task's deadline (weft_timeout_begin)
+ *     passes, or the call's own timeout (the *_timeout variants, relative
+ *     ns; 0 polls, WEFT_NEVER waits for ever);
+ *   - works from a thread outside any runtime too (it then blocks that
+ *     thread; no cancellation there), except where a call says otherwise.
+ * Non-waiting calls (try_*, set, release, close, notify) work from any
+ * thread. Objects are created with *_create() (-ENOMEM, -EINVAL) and freed
+ * with *_destroy(), which the caller may call only once nothing waits on
+ * the object or will use it again.
+ */
+
+/* Channel: a bounded multi-producer multi-consumer FIFO of pointers
+ * (asyncio.Queue with maxsize, Go's chan). capacity 0 makes a rendezvous
+ * channel: a send completes when a receiver takes the value. */
+typedef struct weft_chan weft_chan;
+WEFT_API int weft_chan_create(weft_chan **out, size_t capacity);
+WEFT_API void weft_chan_destroy(weft_chan *c);
+/* Sends value, waiting while the channel is full. Returns 0, -EPIPE if the
+ * channel is closed (before or while waiting: the value was not sent),
+ * -ECANCELED, -ETIMEDOUT. */
+WEFT_API int weft_chan_send(weft_chan *c, void *value);
+WEFT_API int weft_chan_send_timeout(weft_chan *c, void *value,
+				    uint64_t timeout_ns);
+/* Receives into *value, waiting while the channel is empty. Returns 0,
+ * -EPIPE once the channel is closed and drained (values sent before the
+ * close are received first), -ECANCELED, -ETIMEDOUT. */
+WEFT_API int weft_chan_recv(weft_chan *c, void **value);
+WEFT_API int weft_chan_recv_timeout(weft_chan *c, void **value,
+				    uint64_t timeout_ns);
+/* Without waiting: -EAGAIN when full (send) or empty (recv), -EPIPE when
+ * closed (and, for recv, drained). */
+WEFT_API int weft_chan_try_send(weft_chan *c, void *value);
+WEFT_API int weft_chan_try_recv(weft_chan *c, void **value);
+/* Closes: sends fail with -EPIPE from now on, waiting senders are woken
+ * with -EPIPE, receivers drain what is buffered and then get -EPIPE.
+ * Returns 0, or -EALREADY if it was closed already. */
+WEFT_API int weft_chan_close(weft_chan *c);
+/* Values buffered now, and the capacity. */
+WEFT_API size_t weft_chan_len(weft_chan *c);
+WEFT_API size_t weft_chan_cap(weft_chan *c);
+
+/* Select: waits until one of several channel operations can complete,
+ * does that one only, and returns its index (Go's select). Cases with a
+ * NULL chan are ignored. When several are ready, the first in the array
+ * wins. A receive from a closed, drained channel and a send to a closed one
+ * are ready: they complete with result -EPIPE. Returns the index, or
+ * -ETIMEDOUT (timeout_ns passed, or the deadline; 0 polls), -ECANCELED,
+ * -EINVAL (no usable case), -EPERM outside task context. */
+#define WEFT_SEL_SEND 1
+#define WEFT_SEL_RECV 2
+struct weft_sel {
+	weft_chan *chan;
+	int op;      /* WEFT_SEL_SEND or WEFT_SEL_RECV */
+	void *value; /* SEND: the value to send; RECV: the value received */
+	int result;  /* set for the case chosen: 0 or -EPIPE */
+};
+WEFT_API int weft_select(struct weft_sel *cases, size_t n,
+			 uint64_t timeout_ns);
+
+/* Future: a one-shot result that one party sets and any number await
+ * (asyncio.Future). */
+typedef struct weft_future weft_future;
+WEFT_API int weft_future_create(weft_future **out);
+WEFT_API void weft_future_destroy(weft_future *f);
+/* Sets the value (set_result) or an error (set_exception; err < 0, e.g.
+ * -ECANCELED for cancel()) and wakes every awaiter. Returns 0 or
+ * -EALREADY if the future was already done. */
+WEFT_API int weft_future_set(weft_future *f, void *value);
+WEFT_API int weft_future_fail(weft_future *f, int err);
+/* Waits until done; stores the value. Returns 0, the error it was failed
+ * with, -ECANCELED, -ETIMEDOUT. */
+WEFT_API int weft_future_await(weft_future *f, void **value);
+WEFT_API int weft_future_await_timeout(weft_future *f, void **value,
+				       uint64_t timeout_ns);
+/* 1 once set or failed, else 0. */
+WEFT_API int weft_future_done(weft_future *f);
+
+/* Event (asyncio.Event): wait() returns at once while set. */
+typedef struct weft_event weft_event;
+WEFT_API int weft_event_create(weft_event **out);
+WEFT_API void weft_event_destroy(weft_event *e);
+WEFT_API void weft_event_set(weft_event *e);
+WEFT_API void weft_event_clear(weft_event *e);
+WEFT_API int weft_event_is_set(weft_event *e);
+/* Returns 0 once the event is set, -ECANCELED, -ETIMEDOUT. */
+WEFT_API int weft_event_wait(weft_event *e);
+WEFT_API int weft_event_wait_timeout(weft_event *e, uint64_t timeout_ns);
+
+/* Lock (asyncio.Lock): an async mutex. Fair: release() hands the lock to
+ * the longest waiter directly, so no newcomer can overtake it. Not
+ * recursive; any task may release it (as in asyncio). */
+typedef struct weft_lock weft_lock;
+WEFT_API int weft_lock_create(weft_lock **out);
+WEFT_API void weft_lock_destroy(weft_lock *l);
+/* Returns 0 with the lock held, -ECANCELED, -ETIMEDOUT (not held). */
+WEFT_API int weft_lock_acquire(weft_lock *l);
+WEFT_API int weft_lock_acquire_timeout(weft_lock *l, uint64_t timeout_ns);
+/* Returns 0 or -EBUSY (held, or others are waiting for it). */
+WEFT_API int weft_lock_try_acquire(weft_lock *l);
+/* Returns 0, or -EPERM if the lock is not held. */
+WEFT_API int weft_lock_release(weft_lock *l);
+WEFT_API int weft_lock_locked(weft_lock *l);
+
+/* Semaphore (asyncio.Semaphore; BoundedSemaphore with WEFT_SEM_BOUNDED:
+ * a release above the initial value fails with -EOVERFLOW). Fair like the
+ * lock. */
+#define WEFT_SEM_BOUNDED 0x1u
+typedef struct weft_sem weft_sem;
+WEFT_API int weft_sem_create(weft_sem **out, unsigned value, unsigned flags);
+WEFT_API void weft_sem_destroy(weft_sem *s);
+WEFT_API int weft_sem_acquire(weft_sem *s);
+WEFT_API int weft_sem_acquire_timeout(weft_sem *s, uint64_t timeout_ns);
+/* Returns 0 or -EAGAIN (no permit free, or others are waiting). */
+WEFT_API int weft_sem_try_acquire(weft_sem *s);
+/* Returns 0, or -EOVERFLOW (bounded, above the initial value). */
+WEFT_API int weft_sem_release(weft_sem *s);
+/* Permits free now. */
+WEFT_API unsigned weft_sem_value(weft_sem *s);
+
+/* Condition (asyncio.Condition) over a weft_lock the caller holds.
+ * wait() releases the lock, waits for a notify, and takes the lock again
+ * before it returns, whatever it returns (as asyncio does); a woken waiter
+ * re-checks its predicate in a loop. */
+typedef struct weft_cond weft_cond;
+WEFT_API int weft_cond_create(weft_cond **out);
+WEFT_API void weft_cond_destroy(weft_cond *c);
+/* Returns 0 (notified), -ECANCELED, -ETIMEDOUT; -EPERM if lock is not
+ * held. */
+WEFT_API int weft_cond_wait(weft_cond *c, weft_lock *lock);
+WEFT_API int weft_cond_wait_timeout(weft_cond *c, weft_lock *lock,
+				    uint64_t timeout_ns);
+/* Wakes up to n waiters (notify), or all (notify_all). Returns how many
+ * were woken. */
+WEFT_API unsigned weft_cond_notify(weft_cond *c, unsigned n);
+WEFT_API unsigned weft_cond_notify_all(weft_cond *c);
+
+/* Task group (asyncio.TaskGroup), also a wait group: a scope that awaits
+ * every task spawned in it. When a task of the group fails (returns an
+ * error pointer, or cannot start), the group cancels the others; a task
+ * that ends cancelled is not a failure. */
+typedef struct weft_group weft_group;
+WEFT_API int weft_group_create(weft_group **out);
+/* Spawns fn(arg) in the group. out (may be NULL) receives a handle of
+ * its own. Returns 0, -ECANCELED if the group has failed or was cancelled
+ * (the task was not started), -ENOMEM, -EPERM (no runtime). */
+WEFT_API int weft_group_spawn(weft_group *g, weft_task **out, weft_fn fn,
+			      void *arg);
+/* Waits until every task of the group has ended. Returns 0, or the first
+ * failure's error (tasks were cancelled because of it). If the calling
+ * task is cancelled or its deadline passes while waiting, the group's
+ * tasks are cancelled and awaited, and -ECANCELED (-ETIMEDOUT) is
+ * returned. Task context only. */
+WEFT_API int weft_group_wait(weft_group *g);
+/* Cancels every task of the group (and refuses new ones). */
+WEFT_API void weft_group_cancel(weft_group *g);
+/* Tasks of the group that have not ended. */
+WEFT_API size_t weft_group_size(weft_group *g);
+/* Frees the group; waits (as weft_group_wait) if tasks are left. */
+WEFT_API void weft_group_destroy(weft_group *g);
+
+/* Waiting on several tasks. weft_wait_any() (asyncio.wait with
+ * FIRST_COMPLETED) returns the index of a task that has ended, -ETIMEDOUT,
+ * -ECANCELED, -EINVAL (n is 0, a stale or NULL handle). A waitset yields
+ * the tasks in the order they end (asyncio.as_completed): each
+ * weft_waitset_next() returns the index of the next one, or -ENOENT once
+ * all were returned. Task context only. */
+WEFT_API int weft_wait_any(weft_task *const *tasks, size_t n,
+			   uint64_t timeout_ns);
+typedef struct weft_waitset weft_waitset;
+WEFT_API int weft_waitset_create(weft_waitset **out, weft_task *const *tasks,
+				 size_t n);
+WEFT_API int weft_waitset_next(weft_waitset *ws, uint64_t timeout_ns);
+WEFT_API void weft_waitset_destroy(weft_waitset *ws);
+
+/* Async generator: a producer task that yields values one at a time to a
+ * consumer (the tutorial's `async def ... yield`, consumed by `async for`).
+ * The body runs as its own task and computes at most one value ahead. */
+typedef struct weft_gen weft_gen;
+typedef int (*weft_gen_fn)(weft_gen *g, void *arg);
+/* Starts body(g, arg). Returns 0, -ENOMEM, -EPERM (not in a runtime). */
+WEFT_API int weft_gen_create(weft_gen **out, weft_gen_fn body, void *arg);
+/* In the body: hands value to the consumer, waiting until it asks.
+ * Returns 0, or -ECANCELED once the consumer destroyed the generator
+ * (the body should return). */
+WEFT_API int weft_gen_yield(weft_gen *g, void *value);
+/* In the consumer: 1 with the next value, 0 when the body has returned
+ * 0, the body's return value if it returned an error, -ECANCELED,
+ * -ETIMEDOUT. */
+WEFT_API int weft_gen_next(weft_gen *g, void **value);
+/* Cancels the body if it is still running, waits for it, frees (aclose).
+ * Task context. */
+WEFT_API void weft_gen_destroy(weft_gen *g);
+
+/* ---- offload and callbacks -------------------------------------------------
+ * weft_run_blocking (asyncio.to_thread / run_in_executor): runs fn(arg) on
+ * a thread of the runtime's blocking pool and suspends the calling task
+ * until it has returned. For code that would stall a worker: blocking
+ * system calls, libraries without async interfaces, long computations. The
+ * pool starts threads on demand up to weft_config.blocking_threads and lets
+ * a thread go after blocking_idle_ms without work; calls beyond the
+ * threads wait in a FIFO queue. fn runs on a thread that is not a worker
+ * (weft_worker_index() is -1 there, task calls return -EPERM) and that
+ * blocks every signal. Returns 0 with fn's result in *result (may be
+ * NULL), or:
+ *   -ECANCELED, -ETIMEDOUT  the task was cancelled (its deadline passed)
+ *               before a pool thread took the call: fn did not run. Once
+ *               fn runs it runs to the end and the call returns after it
+ *               (arg stays valid for it), reporting fn's result; the
+ *               cancellation stays pending for the next suspension point.
+ *   -EAGAIN     (or another error of pthread_create()) the pool has no
+ *               thread and could not start one: fn did not run. With
+ *               threads running, the call waits for one of them instead.
+ *   -EINVAL     fn is NULL.
+ *   -EPERM      not called from task context.
+ * Runtime teardown waits for the calls that are running (fn cannot be
+ * interrupted) and joins every pool thread; queued calls never run.
+ */
+WEFT_API int weft_run_blocking(weft_fn fn, void *arg, void **result);
+
+/* Host name resolution through the blocking pool (getaddrinfo(3), called
+ * with the same arguments). Returns 0 with *res to free with
+ * freeaddrinfo(), or -ENOENT (no such host or service: EAI_NONAME,
+ * EAI_SERVICE, EAI_NODATA, EAI_ADDRFAMILY), -EAGAIN (temporary failure,
+ * e.g. no DNS server answered), -ENOMEM, -EAFNOSUPPORT (EAI_FAMILY),
+ * -EINVAL (EAI_BADFLAGS, EAI_SOCKTYPE; res NULL; host and service both
+ * NULL), -EIO (EAI_FAIL), -ECANCELED, -ETIMEDOUT (as weft_run_blocking:
+ * nothing to free), -EPERM outside task context, or the errno of a system
+ * error (EAI_SYSTEM). *res is NULL after a failure. Task context. */
+struct addrinfo;
+WEFT_API int weft_getaddrinfo(const char *host, const char *service,
+			      const struct addrinfo *hints,
+			      struct addrinfo **res);
+
+/* Callbacks, as tasks (asyncio.loop.call_soon/call_later/call_at): fn(arg)
+ * runs as a new task, at once, after delay_ns, or at the deadline (a
+ * weft_now() value). out (may be NULL) receives a handle: cancelling it
+ * before fn started keeps fn from running (TimerHandle.cancel). Callable
+ * from task context or a worker. Returns 0, -ENOMEM, -EPERM. */
+WEFT_API int weft_call_soon(weft_task **out, weft_fn fn, void *arg);
+WEFT_API int weft_call_later(weft_task **out, uint64_t delay_ns, weft_fn fn,
+			     void *arg);
+WEFT_API int weft_call_at(weft_task **out, uint64_t deadline, weft_fn fn,
+			  void *arg);
+/* call_soon_threadsafe / run_coroutine_threadsafe: from any thread, runs
+ * fn(arg) as a task of rt. Returns 0, -ENOMEM, -ESHUTDOWN (rt closed or
+ * stopping), -EINVAL. */
+WEFT_API int weft_call_soon_threadsafe(weft_runtime *rt, weft_task **out,
+				       weft_fn fn, void *arg);
+/* Blocks the calling thread, which must not be a worker, until task has
+ * ended (Future.result() of run_coroutine_threadsafe); stores its result.
+ * Returns what weft_await() would, or -EDEADLK on a worker thread. */
+WEFT_API int weft_join(weft_task *task, void **result);
+
+/* ---- subprocesses -----------------------------------------------------------
+ * asyncio.create_subprocess_exec: a child process with pipes to its
+ * standard streams, read and written with the I/O calls (weft_read,
+ * weft_write_all, a weft_reader) like any descriptor.
+ *
+ *     char *argv[] = { "ls", "-l", NULL };
+ *     struct weft_proc_opts o = { .flags = WEFT_PROC_STDOUT |
+ *                                          WEFT_PROC_SEARCH_PATH };
+ *     weft_proc *p;
+ *     int code;
+ *     if (weft_proc_spawn(&p, argv, &o) == 0) {
+ *             ... weft_read(weft_proc_stdout(p), buf, n, -1) until 0 ...
+ *             weft_proc_wait(p, &code);   // exit status, or -signal
+ *             weft_proc_destroy(p);
+ *     }
+ *
+ * The child is started with posix_spawn(3) and watched through a pidfd
+ * (Linux 5.4): no SIGCHLD handler is installed, and signals never reach a
+ * later process that reuses the pid. Do not reap weft's children by other
+ * means (waitpid(-1, ...), SIGCHLD set to SIG_IGN): the wait then returns
+ * -ECHILD. The child gets no descriptor of the parent's but its three
+ * standard streams (every other fd >= 3 is closed in it, as Python's
+ * close_fds=True), an empty signal mask, and SIGPIPE and SIGXFSZ at their
+ * default action (weft_run() ignores SIGPIPE in the parent). Streams not
+ * piped are inherited from the parent unless WEFT_PROC_DEVNULL is set.
+ * Pipe fds are blocking-mode pipes, close-on-exec, owned by the handle.
+ */
+typedef struct weft_proc weft_proc;
+#define WEFT_PROC_STDIN 0x1u     /* pipe to the child's stdin */
+#define WEFT_PROC_STDOUT 0x2u    /* pipe from its stdout */
+#define WEFT_PROC_STDERR 0x4u    /* pipe from its stderr */
+#define WEFT_PROC_STDERR_TO_STDOUT 0x8u /* stderr goes where stdout goes
+				    (its pipe, /dev/null or the parent's);
+				    not with WEFT_PROC_STDERR */
+#define WEFT_PROC_DEVNULL 0x10u  /* streams not piped go to /dev/null
+				    instead of being inherited */
+#define WEFT_PROC_SEARCH_PATH 0x20u /* look argv[0] up in PATH (the
+				    parent's PATH, not envp's), as
+				    posix_spawnp/execvp do */
+struct weft_proc_opts {
+	unsigned flags;          /* WEFT_PROC_* */
+	char *const *envp;       /* NULL: the parent's environment */
+	const char *cwd;         /* NULL: the parent's; a relative argv[0] is
+				    looked up from here */
+};
+/*
+ * Starts argv[0] with arguments argv (NULL-terminated; argv[0] is also
+ * the program's own argv[0]) and stores a new handle in *out, to give back
+ * with weft_proc_destroy(). opts may be NULL (no pipes, all inherited).
+ * Makes no ring call: callable from any thread, in a runtime or not. The
+ * calling thread is held until the child has called exec (a few hundred
+ * microseconds), which is how an exec failure comes back here rather than
+ * as a child exiting 127. Returns 0, or:
+ *   -ENOENT   no such program (or cwd does not exist)
+ *   -EACCES   the file is not executable (or is a directory)
+ *   -ENOEXEC  not a format the kernel runs (a script without #!)
+ *   -ENOTDIR  a component of the path or cwd is not a directory
+ *   -EINVAL   out or argv NULL, argv[0] NULL, unknown flags, or both
+ *             WEFT_PROC_STDERR and WEFT_PROC_STDERR_TO_STDOUT
+ *   -ENOMEM, -EMFILE, -ENFILE, -EAGAIN (process limit), -E2BIG
+ *   -ENOSYS   the kernel has no pidfd_open (before 5.3): the child was
+ *             started, then killed and reaped
+ * Nothing is left behind on failure: no descriptor, no process.
+ */
+WEFT_API int weft_proc_spawn(weft_proc **out, char *const argv[],
+			     const struct weft_proc_opts *opts);
+/* The child's process id (still valid after it was reaped, for logs), or
+ * -1 for NULL. */
+WEFT_API pid_t weft_proc_pid(weft_proc *p);
+/* The parent's ends of the pipes, or -1 where not piped (and stdin once
+ * weft_proc_close_stdin() closed it). Owned by p: do not close them. Any
+ * thread. */
+WEFT_API int weft_proc_stdin(weft_proc *p);
+WEFT_API int weft_proc_stdout(weft_proc *p);
+WEFT_API int weft_proc_stderr(weft_proc *p);
+/* Closes the child's stdin pipe: it reads end of file once it has read
+ * what was written. A write still in flight in another task keeps the
+ * pipe open until it completes. Any thread. Returns 0, -EBADF if stdin
+ * is not piped or is already closed, -EINVAL for NULL. */
+WEFT_API int weft_proc_close_stdin(weft_proc *p);
+/*
+ * Waits for the child to exit and reaps it. Stores the return code as
+ * asyncio has it: the exit status (0..255), or -N if killed by signal N.
+ * Once reaped, every later call returns 0 with the same code at once. Any
+ * number of tasks may wait on one handle at the same time; each gets the
+ * code. Task context. Returns 0, or:
+ *   -ECANCELED  the task was cancelled while waiting
+ *   -ETIMEDOUT  its deadline passed (the child keeps running; wait again)
+ *   -EPERM      not called from task context
+ *   -ECHILD     the child was reaped behind weft's back (see above)
+ *   -EINVAL     p is NULL
+ * To stop a child first and wait after: weft_proc_kill(), then this.
+ */
+WEFT_API int weft_proc_wait(weft_proc *p, int *returncode);
+/*
+ * Sends sig (SIGTERM: asyncio's terminate(), SIGKILL: kill(); 0 checks
+ * that the child has not been reaped). Any thread. Returns 0 (also when
+ * the child has exited but was not reaped yet: the signal does nothing),
+ * -ESRCH once the child was reaped, -EINVAL (bad signal, NULL p), -EPERM.
+ */
+WEFT_API int weft_proc_kill(weft_proc *p, int sig);
+/*
+ * Closes the pipes; a child still running is killed (SIGKILL) and reaped,
+ * as asyncio's transport close does, so no zombie is left. Frees p. The
+ * reap after SIGKILL blocks the calling thread (a worker perhaps) until
+ * the kernel has torn the child down: normally microseconds, longer for a
+ * child stuck in uninterruptible sleep. Any thread, once no other call on
+ * p is in progress or will be made (no task still waiting, reading or
+ * writing its pipes). NULL is ignored.
+ */
+WEFT_API void weft_proc_destroy(weft_proc *p);
+
+/* ---- event-loop control ------------------------------------------------------
+ * A runtime made explicitly (asyncio.new_event_loop) starts its workers as
+ * threads of its own; any thread that is not one of them drives it:
+ *
+ *     weft_runtime *rt;
+ *     weft_runtime_create(&rt, NULL);
+ *     weft_runtime_run(rt, main_fn, arg, &res);  // run_until_complete
+ *     weft_runtime_run_forever(rt);               // until weft_stop(rt)
+ *     weft_runtime_destroy(rt);                   // close() and free
+ *
+ * Tasks outlive a run: those still pending keep running between runs.
+ * Several runtimes may exist in one process.
+ */
+WEFT_API int weft_runtime_create(weft_runtime **out,
+				 const struct weft_config *config);
+/* Runs main(arg) as a task of rt and returns when it has ended (its
+ * result in *result). Returns what weft_await() would for it, -EBUSY if
+ * rt is already running, -ESHUTDOWN if closed, -EDEADLK from a worker. */
+WEFT_API int weft_runtime_run(weft_runtime *rt, weft_fn main, void *arg,
+			      void **result);
+/* Blocks until weft_stop(rt). -EBUSY, -ESHUTDOWN, -EDEADLK as above. */
+WEFT_API int weft_runtime_run_forever(weft_runtime *rt);
+/*
+ * Asks rt (NULL: the caller's runtime) to stop: weft_runtime_run_forever()
+ * returns; the main task of weft_run() or weft_runtime_run() is cancelled,
+ * so that it can stop accepting, clean up and return. Callable from any
+ * thread. Returns 0, -EINVAL (NULL outside a runtime).
+ */
+WEFT_API int weft_stop(weft_runtime *rt);
+/* 1 once weft_stop() was called for the caller's runtime, else 0. */
+WEFT_API int weft_stop_requested(void);
+/* Graceful close: cancels the tasks left, gives them
+ * weft_config.shutdown_grace_ms to end, drops the rest, stops the workers
+ * and releases everything but the handle. Returns 0, -EBUSY while a run
+ * is in progress, -EDEADLK from a worker of rt. Again: 0. */
+WEFT_API int weft_runtime_close(weft_runtime *rt);
+/* 1 while a weft_runtime_run/run_forever (or weft_run) is in progress. */
+WEFT_API int weft_runtime_is_running(weft_runtime *rt);
+/* 1 after weft_runtime_close(). */
+WEFT_API int weft_runtime_is_closed(weft_runtime *rt);
+/* Closes if needed and frees the handle. */
+WEFT_API void weft_runtime_destroy(weft_runtime *rt);
 
 /* Static text for a weft error code (negative errno). Never NULL. */
 WEFT_API const char *weft_strerror(int err);

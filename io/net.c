@@ -2,12 +2,15 @@
  * Socket helpers: numeric addresses, listening and connecting sockets with
  * the options servers need. Creation, options, bind and listen never block,
  * so they are direct system calls (errno read at once, before any switch);
- * connect goes through the ring (io/ops.c).
+ * connect goes through the ring (io/ops.c), and a host name given to
+ * weft_tcp_connect() through the resolver (io/resolve.c).
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -108,27 +111,68 @@ int weft_udp_bind(const char *addr, uint16_t port, unsigned flags)
 	return bound_socket(addr, port, SOCK_DGRAM, -1, flags);
 }
 
-int weft_tcp_connect(const char *addr, uint16_t port, unsigned flags)
+/* socket + options + connect to one address; the fd or -errno. */
+static int connect_to(const struct sockaddr *sa, socklen_t len,
+		      unsigned flags)
 {
-	struct sockaddr_storage ss;
-	int len = weft_sockaddr(&ss, addr, port), fd, err = 0;
+	int fd = weft_socket(sa->sa_family, SOCK_STREAM, 0), err = 0;
 
-	if (len < 0)
-		return len;
-	if (flags & ~WEFT_SO_NODELAY)
-		return -EINVAL;
-	fd = weft_socket(ss.ss_family, SOCK_STREAM, 0);
 	if (fd < 0)
 		return fd;
 	if (flags & WEFT_SO_NODELAY)
 		err = set_int(fd, IPPROTO_TCP, TCP_NODELAY, 1);
 	if (!err)
-		err = weft_connect(fd, (struct sockaddr *)&ss, (socklen_t)len);
+		err = weft_connect(fd, sa, len);
 	if (err) {
 		close(fd);
 		return err;
 	}
 	return fd;
+}
+
+/* A host name: resolved on the blocking pool, then each address tried in
+ * the order getaddrinfo() gave (RFC 6724 preference) until one connects.
+ * Cancellation, or the deadline passing, ends the tries at once; any
+ * other error moves on to the next address, and the last one is
+ * returned. */
+static int connect_host(const char *host, uint16_t port, unsigned flags)
+{
+	struct addrinfo hints, *res, *ai;
+	char service[8];
+	int err;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV;
+	snprintf(service, sizeof(service), "%u", (unsigned)port);
+	err = weft_getaddrinfo(host, service, &hints, &res);
+	if (err < 0)
+		return err;
+	err = -ENOENT; /* an empty list; getaddrinfo() never gives one */
+	for (ai = res; ai; ai = ai->ai_next) {
+		err = connect_to(ai->ai_addr, ai->ai_addrlen, flags);
+		if (err >= 0 || err == -ECANCELED ||
+		    (err == -ETIMEDOUT && weft_deadline() <= weft_now()))
+			break;
+	}
+	freeaddrinfo(res);
+	return err;
+}
+
+int weft_tcp_connect(const char *addr, uint16_t port, unsigned flags)
+{
+	struct sockaddr_storage ss;
+	int len;
+
+	if (flags & ~WEFT_SO_NODELAY)
+		return -EINVAL;
+	/* Numeric addresses (and NULL) need no resolver. */
+	len = weft_sockaddr(&ss, addr, port);
+	if (len >= 0)
+		return connect_to((struct sockaddr *)&ss, (socklen_t)len,
+				  flags);
+	return connect_host(addr, port, flags);
 }
 
 /* sockaddr_un for path; '@' first names an abstract socket. */

@@ -267,6 +267,16 @@ int weft_close(int fd)
 	return io_wait(&io, sqe);
 }
 
+/* ---- readiness ---------------------------------------------------------- */
+
+/* One-shot poll (IORING_OP_POLL_ADD) for descriptors that have no read or
+ * write to wait with, such as a pidfd (io/proc.c). Cancellation and the
+ * deadline come from io_wait() as for any request. */
+int weft__poll(int fd, unsigned events)
+{
+	IO_CALL(io_uring_prep_poll_add(sqe_, fd, events));
+}
+
 /* ---- files -------------------------------------------------------------- */
 
 int weft_openat(int dirfd, const char *path, int flags, mode_t mode)

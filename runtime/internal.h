@@ -15,6 +15,8 @@
  *   runtime.c  weft_run(): start-up, shutdown, configuration
  *   tls.c      task-local storage
  *   timer.c    the timer service: one timing wheel, fired by any worker
+ *   pool.c     the blocking pool: threads that run weft_run_blocking()
+ *              calls off the workers
  *   io/ring.c  each worker's io_uring: creation, parking, wake-ups,
  *              completions
  *   io/ops.c   I/O requests of tasks: submit, wait, cancel
@@ -212,6 +214,13 @@ struct weft_task {
 	/* Deadline of the current weft_timeout_begin() scope (ns), or
 	 * WEFT_NEVER; only the task itself touches it. */
 	uint64_t deadline;
+	/* Task group (group.c): the group, and the links of its list of
+	 * live members; under the group's lock. */
+	struct weft_group *group;
+	struct weft_task *gnext, *gprev;
+	/* weft_call_later/call_at: the task sleeps until this moment (ns)
+	 * before fn runs; 0: start at once. Set before the task is queued. */
+	uint64_t start_at;
 	/* Task-local values (tls.c), allocated on first weft_tls_set(). */
 	void **tls;
 	/* The runtime the task belongs to. */
@@ -224,6 +233,14 @@ struct weft_task {
 #endif
 	char name[32];
 };
+
+/* ---- futex --------------------------------------------------------------
+ * For threads outside any runtime that wait on runtime objects (weft_join,
+ * sync objects): they block in the kernel on a 32-bit word. A wake may come
+ * after the waiter has left and its word's memory was reused; a spurious
+ * wake-up is all that does, and every waiter loops on its condition. */
+void weft__futex_wait(atomic_int *word, int expected, uint64_t deadline);
+void weft__futex_wake(atomic_int *word, int n);
 
 /* ---- task lists ---------------------------------------------------------
  * An intrusive FIFO of tasks linked through task->qnext, for the inject
@@ -389,6 +406,36 @@ struct weft__worker {
 #endif
 };
 
+/* ---- the blocking pool (pool.c) ----------------------------------------
+ * Threads that run weft_run_blocking() calls. Every field is guarded by
+ * `lock`; the protocol between a waiting task and a pool thread is argued
+ * in pool.c. */
+struct weft__job;
+struct weft__pool_thread;
+
+struct weft__pool {
+	pthread_mutex_t lock;
+	/* Idle threads wait here for a job (CLOCK_MONOTONIC, timed). */
+	pthread_cond_t work;
+	/* weft__pool_fini() waits here for the threads to leave. */
+	pthread_cond_t gone;
+	/* Jobs not yet taken by a thread, FIFO; they live on the stacks of
+	 * the tasks that wait for them. */
+	struct weft__job *head, *tail;
+	unsigned queued;   /* jobs on the queue */
+	unsigned threads;  /* threads created and not yet gone */
+	unsigned idle;     /* threads waiting on `work` */
+	unsigned starting; /* created, not yet at their first look at the
+			      queue */
+	unsigned max;      /* weft_config.blocking_threads */
+	uint64_t idle_ns;  /* weft_config.blocking_idle_ms, in ns */
+	/* The thread that left last, not yet joined: each leaving thread
+	 * joins the one before it, weft__pool_fini() joins the last. */
+	struct weft__pool_thread *exited;
+	bool stop;  /* set by weft__pool_fini(): no new jobs, threads leave */
+	bool ready; /* weft__pool_init() ran (fini does nothing before) */
+};
+
 /* ---- the runtime ------------------------------------------------------ */
 
 struct weft__slab; /* task.c / stack.c bookkeeping */
@@ -444,6 +491,40 @@ struct weft_runtime {
 	_Alignas(WEFT__CACHELINE) _Atomic(uint64_t) timer_next;
 	_Atomic(struct weft__worker *) keeper;
 	_Atomic(uint64_t) keeper_until;
+
+	/* Blocking pool (pool.c). */
+	_Alignas(WEFT__CACHELINE) struct weft__pool pool;
+
+	/* Event-loop control (lifecycle.c; protocols argued there). */
+	_Alignas(WEFT__CACHELINE) pthread_mutex_t life_lock;
+	/* Broadcast under life_lock when a stop is requested or a close
+	 * ends (run_forever and a second closer wait on it). */
+	pthread_cond_t life_cond;
+	/* Handle of the main task of the run in progress (weft_run or
+	 * weft_runtime_run), which weft_stop() cancels; NULL when there is
+	 * none or main has returned. Under life_lock. */
+	weft_task *run_task;
+	/* weft_runtime_close() has begun (under life_lock). */
+	bool closing;
+	/* The calling thread of weft_run() is worker 0 (set at start). */
+	bool caller_is_worker;
+	/* This runtime owns SIGINT and SIGTERM (set at start). */
+	bool signals;
+	/* weft_config.shutdown_grace_ms, resolved: < 0 none. */
+	int grace_ms;
+	/* Written under life_lock, read anywhere (is_running, is_closed,
+	 * weft_stop_requested). */
+	atomic_int running;
+	atomic_int closed;
+	atomic_int stop_requested;
+	/* A stop no run has consumed yet (under life_lock). */
+	bool stop_pending;
+	/* Spawn gate for threads outside the runtime: `shutdown` set once
+	 * shutdown begins, `outside` counts spawns from outside in flight. */
+	atomic_int shutdown;
+	atomic_uint outside;
+	/* Start-up rendezvous of the worker threads (runtime.c). */
+	struct weft__boot *boot;
 };
 
 /* ---- cross-file internals --------------------------------------------- */
@@ -539,6 +620,14 @@ struct weft__worker *weft__switch_out(struct weft__worker *w, int action);
 void weft__worker_loop(struct weft__worker *w);
 void weft__after_switch(struct weft__worker *w);
 
+/* group.c: a group task has ended (called by task_finish()). */
+void weft__group_task_end(struct weft_task *t);
+/* Links t, not yet queued, into g (a slot was reserved). */
+void weft__group_link(struct weft_group *g, struct weft_task *t);
+/* task.c: spawn into a group (g may be NULL). */
+int weft__spawn_in(weft_task **out, weft_fn fn, void *arg,
+		   struct weft_group *g);
+
 /* io/ring.c */
 int weft__ring_init(struct weft__worker *w);
 void weft__ring_fini(struct weft__worker *w);
@@ -574,10 +663,23 @@ unsigned weft__timer_poll(struct weft_runtime *rt);
 uint64_t weft__timer_keep(struct weft__worker *w);
 void weft__timer_unkeep(struct weft__worker *w);
 
+/* pool.c: set up from the configuration (cannot fail; starts no thread),
+ * and torn down: calls still queued complete with -ECANCELED, calls running
+ * are waited for, every thread is joined. fini must run before the rings
+ * are closed (a finishing call wakes its task, which may wake a worker) and
+ * before task stacks and control blocks are freed (jobs live on task
+ * stacks); it does nothing if init never ran. */
+void weft__pool_init(struct weft_runtime *rt, const struct weft_config *c);
+void weft__pool_fini(struct weft_runtime *rt);
+
 /* io/ops.c: completion of one request (io/ring.c calls it). */
 struct weft__op;
 void weft__op_complete(struct weft__worker *w, struct weft__op *op,
 		       const struct io_uring_cqe *cqe);
+/* Waits until fd is ready for `events` (POLLIN, POLLOUT, ...); returns the
+ * ready mask, or -ECANCELED, -ETIMEDOUT, -EPERM (not in a task) or the
+ * poll's error. Task context. */
+int weft__poll(int fd, unsigned events);
 
 /* runtime.c */
 void *weft__worker_thread(void *arg);

@@ -136,6 +136,7 @@ static void runtime_free(struct weft_runtime *rt)
 {
 	unsigned i;
 
+	weft__pool_fini(rt); /* no-op if done already or never set up */
 	weft__task_pool_fini(rt);
 	weft__stack_fini(rt);
 	if (rt->workers) {
@@ -152,7 +153,7 @@ static int config_check(const struct weft_config *c)
 
 	if (!c)
 		return 0;
-	for (i = 0; i < 4; i++)
+	for (i = 0; i < 2; i++)
 		if (c->reserved[i])
 			return -EINVAL;
 	if (c->wake_mode < WEFT_WAKE_DEFAULT ||
@@ -200,6 +201,7 @@ static int run(weft_fn main_fn, void *arg, const struct weft_config *config,
 	weft__stack_init(rt);
 	weft__idle_init(rt);
 	weft__timer_init(rt);
+	weft__pool_init(rt, config);
 
 	rt->workers = weft__calloc(rt->nworkers, sizeof(*rt->workers));
 	if (!rt->workers) {
@@ -276,6 +278,7 @@ static int run(weft_fn main_fn, void *arg, const struct weft_config *config,
 		for (i = 1; i <= started; i++)
 			pthread_join(rt->workers[i]->thread, NULL);
 		worker_stop(rt->workers[0]);
+		weft__pool_fini(rt); /* before the rings close: see pool.c */
 		rings_close(rt);
 		pthread_mutex_destroy(&boot.lock);
 		pthread_cond_destroy(&boot.cond);
@@ -294,6 +297,7 @@ static int run(weft_fn main_fn, void *arg, const struct weft_config *config,
 		*result = mt->result;
 	err = mt->outcome;
 	worker_stop(rt->workers[0]);
+	weft__pool_fini(rt); /* before the rings close: see pool.c */
 	rings_close(rt);
 	runtime_free(rt);
 	return err;

@@ -65,10 +65,15 @@ struct weft__slab {
 	void *mem;
 };
 
-/* One task waiting in weft_await(); lives on the waiter's stack. */
+/* One task waiting in weft_await(), or a thread in weft_join() (task
+ * NULL: woken through the futex on `done`); lives on the waiter's stack. */
 struct weft__waiter {
 	struct weft__waiter *next;
 	struct weft_task *task;
+	/* A waitset's node: the ending task reports index to ws instead of
+	 * waking `task` (see weft_waitset below). */
+	struct weft_waitset *ws;
+	size_t index;
 	/* Set (release) by the ending task after it unlinked the node; the
 	 * waiter must not return before it sees it, since the node is on its
 	 * stack. */
@@ -290,6 +295,7 @@ static void task_start(struct weft_runtime *rt, struct weft__worker *w,
 	t->waiters = NULL;
 	t->tls = NULL;
 	t->deadline = WEFT_NEVER;
+	t->start_at = 0;
 	atomic_store_explicit(&t->flags, 0, memory_order_relaxed);
 	t->home = NULL;
 	if ((flags & WEFT_SPAWN_PINNED) && w) {
@@ -313,8 +319,10 @@ static void task_start(struct weft_runtime *rt, struct weft__worker *w,
 	(void)rt;
 }
 
-int weft_spawn_opts(weft_task **out, weft_fn fn, void *arg,
-		    const struct weft_spawn_opts *opts)
+/* weft_spawn_opts(), starting fn at start_at (ns; 0: at once). */
+static int spawn(weft_task **out, weft_fn fn, void *arg,
+		 const struct weft_spawn_opts *opts, uint64_t start_at,
+		 struct weft_group *group)
 {
 	struct weft__worker *w = weft__worker_self();
 	struct weft_runtime *rt;
@@ -337,6 +345,10 @@ int weft_spawn_opts(weft_task **out, weft_fn fn, void *arg,
 	if (err < 0)
 		return err;
 	task_start(rt, w, t, fn, arg, opts, detached ? 1 : 2);
+	t->start_at = start_at;
+	t->group = NULL;
+	if (group)
+		weft__group_link(group, t);
 	if (out)
 		*out = detached ? NULL : weft__handle(t);
 	if (w)
@@ -344,6 +356,22 @@ int weft_spawn_opts(weft_task **out, weft_fn fn, void *arg,
 	else
 		weft__schedule_remote(rt, t);
 	return 0;
+}
+
+int weft_spawn_opts(weft_task **out, weft_fn fn, void *arg,
+		    const struct weft_spawn_opts *opts)
+{
+	return spawn(out, fn, arg, opts, 0, NULL);
+}
+
+int weft__spawn_in(weft_task **out, weft_fn fn, void *arg,
+		   struct weft_group *g)
+{
+	struct weft_spawn_opts o = { .name = "group task" };
+
+	if (!out)
+		o.flags = WEFT_SPAWN_DETACHED;
+	return spawn(out, fn, arg, &o, 0, g);
 }
 
 int weft__spawn_main(struct weft_runtime *rt, weft_fn fn, void *arg,
@@ -376,6 +404,8 @@ weft_task *weft_spawn(weft_fn fn, void *arg)
 
 void weft__tls_run_destructors(struct weft_task *t);
 
+static struct weft_task *waitset_ready(struct weft_waitset *ws, size_t i);
+
 /* Publishes the end of t and wakes its awaiters. Runs on t's own stack (or,
  * for a task that never started, on the stack of whoever failed it). */
 static void task_finish(struct weft_task *t, int outcome)
@@ -388,6 +418,8 @@ static void task_finish(struct weft_task *t, int outcome)
 	    atomic_load_explicit(&t->cancel, memory_order_acquire))
 		outcome = -ECANCELED;
 	t->outcome = outcome;
+	if (t->group)
+		weft__group_task_end(t);
 
 	weft__spin_lock(&t->wlock);
 	/* Release: awaiters that read done == 1 (acquire) see result and
@@ -401,9 +433,16 @@ static void task_finish(struct weft_task *t, int outcome)
 		struct weft_task *wt = list->task;
 		n = list->next;
 		/* After this store the node (on the waiter's stack) may be
-		 * gone: read everything first. */
+		 * gone: read everything first. A thread's futex wake may then
+		 * hit reused memory: a spurious wake-up, which its loop
+		 * absorbs. */
+		if (list->ws)
+			wt = waitset_ready(list->ws, list->index);
 		atomic_store_explicit(&list->done, 1, memory_order_release);
-		weft__task_wake(wt);
+		if (wt)
+			weft__task_wake(wt);
+		else
+			weft__futex_wake(&list->done, 1);
 	}
 
 	if (t == t->rt->main_task) {
@@ -427,6 +466,10 @@ void weft__task_entry(void *arg, void *ctx)
 	struct weft_task *t = ctx;
 
 	weft__after_switch(w);
+	/* call_later/call_at: wait for the start moment first; a cancel
+	 * meanwhile ends the sleep and keeps fn from running. */
+	if (t->start_at)
+		weft_sleep_until(t->start_at);
 	/* asyncio: a task cancelled before it started never runs. */
 	if (!atomic_load_explicit(&t->cancel, memory_order_acquire))
 		t->result = t->fn(t->arg);
@@ -549,6 +592,7 @@ static int await_one(struct weft__worker *w, struct weft_task *self,
 		return task_result(t, result);
 	}
 	node.task = self;
+	node.ws = NULL;
 	atomic_init(&node.done, 0);
 	atomic_init(&tm.state, WEFT__TM_IDLE);
 	/* Every condition that ends the wait is checked after
@@ -816,4 +860,273 @@ int weft_task_done(weft_task *h)
 	if (!t)
 		return err;
 	return atomic_load_explicit(&t->done, memory_order_acquire) != 0;
+}
+
+/* ---- callbacks and foreign threads ----------------------------------- */
+
+static int call_at(weft_task **out, uint64_t start_at, weft_fn fn, void *arg)
+{
+	struct weft_spawn_opts o = { .name = "callback" };
+
+	if (!out)
+		o.flags = WEFT_SPAWN_DETACHED;
+	return spawn(out, fn, arg, &o, start_at, NULL);
+}
+
+int weft_call_soon(weft_task **out, weft_fn fn, void *arg)
+{
+	return call_at(out, 0, fn, arg);
+}
+
+int weft_call_later(weft_task **out, uint64_t delay_ns, weft_fn fn,
+		    void *arg)
+{
+	uint64_t now = weft_now();
+
+	return call_at(out, delay_ns >= WEFT_NEVER - now ? WEFT_NEVER
+							  : now + delay_ns,
+		       fn, arg);
+}
+
+int weft_call_at(weft_task **out, uint64_t deadline, weft_fn fn, void *arg)
+{
+	/* 0 means "at once" inside; any past deadline does too. */
+	return call_at(out, deadline ? deadline : 1, fn, arg);
+}
+
+int weft_call_soon_threadsafe(weft_runtime *rt, weft_task **out, weft_fn fn,
+			      void *arg)
+{
+	struct weft_spawn_opts o = { .name = "callback", .runtime = rt };
+
+	if (!rt)
+		return -EINVAL;
+	if (!out)
+		o.flags = WEFT_SPAWN_DETACHED;
+	return spawn(out, fn, arg, &o, 0, NULL);
+}
+
+int weft_join(weft_task *h, void **result)
+{
+	struct weft__waiter node;
+	struct weft_task *t;
+	int err = 0;
+
+	if (weft__worker_self())
+		return -EDEADLK;
+	t = resolve(h, &err);
+	if (!t)
+		return err;
+	node.task = NULL;
+	node.ws = NULL;
+	atomic_init(&node.done, 0);
+	weft__spin_lock(&t->wlock);
+	if (atomic_load_explicit(&t->done, memory_order_acquire)) {
+		weft__spin_unlock(&t->wlock);
+		return task_result(t, result);
+	}
+	node.next = t->waiters;
+	t->waiters = &node;
+	weft__spin_unlock(&t->wlock);
+	/* Acquire pairs with task_finish()'s release store of node.done,
+	 * made after t->done, result and outcome. */
+	while (!atomic_load_explicit(&node.done, memory_order_acquire))
+		weft__futex_wait(&node.done, 0, WEFT_NEVER);
+	return task_result(t, result);
+}
+
+/* ---- waitsets: as_completed and wait(FIRST_COMPLETED) -----------------
+ * One waiter node per task, on each task's waiter list. An ending task
+ * that finds a waitset node appends the node's index to the set's ready
+ * ring and reads the owner (the task now in weft_waitset_next(), or NULL),
+ * both under the set's lock, then stores the node's done (release) and
+ * wakes the owner. It touches neither node nor set after that store;
+ * weft_waitset_destroy() takes back every node that is not done (or waits
+ * for its done), so the set outlives every access to it. The owner
+ * publishes itself under the same lock after finding the ring empty, so an
+ * index appended later comes with a wake-up. */
+
+struct weft_waitset {
+	weft__spin lock;
+	struct weft_task *owner;
+	size_t n, nready, taken;
+	size_t *ready;
+	struct weft_task **tasks;
+	struct weft__waiter *nodes;
+};
+
+static struct weft_task *waitset_ready(struct weft_waitset *ws, size_t i)
+{
+	struct weft_task *owner;
+
+	weft__spin_lock(&ws->lock);
+	ws->ready[ws->nready++] = i;
+	owner = ws->owner;
+	weft__spin_unlock(&ws->lock);
+	return owner;
+}
+
+int weft_waitset_create(weft_waitset **out, weft_task *const *hs, size_t n)
+{
+	struct weft__worker *w = weft__worker_self();
+	struct weft_waitset *ws;
+	size_t i;
+	int err = 0;
+
+	if (!out || (n && !hs))
+		return -EINVAL;
+	if (!w || !w->current)
+		return -EPERM;
+	ws = weft__calloc(1, sizeof(*ws));
+	if (!ws)
+		return -ENOMEM;
+	ws->n = n;
+	ws->ready = weft__calloc(n ? n : 1, sizeof(*ws->ready));
+	ws->tasks = weft__calloc(n ? n : 1, sizeof(*ws->tasks));
+	ws->nodes = weft__calloc(n ? n : 1, sizeof(*ws->nodes));
+	if (!ws->ready || !ws->tasks || !ws->nodes) {
+		err = -ENOMEM;
+		goto fail;
+	}
+	for (i = 0; i < n; i++) {
+		struct weft_task *t = resolve(hs[i], &err);
+		if (!t || t == w->current) {
+			err = -EINVAL;
+			goto fail;
+		}
+		ws->tasks[i] = t;
+	}
+	for (i = 0; i < n; i++) {
+		struct weft_task *t = ws->tasks[i];
+		struct weft__waiter *nd = &ws->nodes[i];
+		nd->task = NULL;
+		nd->ws = ws;
+		nd->index = i;
+		atomic_init(&nd->done, 0);
+		weft__spin_lock(&t->wlock);
+		if (atomic_load_explicit(&t->done, memory_order_acquire)) {
+			weft__spin_unlock(&t->wlock);
+			atomic_store_explicit(&nd->done, 1,
+					      memory_order_relaxed);
+			weft__spin_lock(&ws->lock);
+			ws->ready[ws->nready++] = i;
+			weft__spin_unlock(&ws->lock);
+			continue;
+		}
+		nd->next = t->waiters;
+		t->waiters = nd;
+		weft__spin_unlock(&t->wlock);
+	}
+	*out = ws;
+	return 0;
+fail:
+	weft__free(ws->ready);
+	weft__free(ws->tasks);
+	weft__free(ws->nodes);
+	weft__free(ws);
+	return err;
+}
+
+int weft_waitset_next(weft_waitset *ws, uint64_t timeout_ns)
+{
+	struct weft__worker *w = weft__worker_self();
+	struct weft_task *self;
+	struct weft__timer tm;
+	uint64_t deadline, now;
+	bool armed = false;
+	int why = 0;
+
+	if (!ws)
+		return -EINVAL;
+	if (!w || !w->current)
+		return -EPERM;
+	self = w->current;
+	now = weft_now();
+	deadline = timeout_ns >= WEFT_NEVER - now ? WEFT_NEVER
+						  : now + timeout_ns;
+	if (self->deadline < deadline)
+		deadline = self->deadline;
+	atomic_init(&tm.state, WEFT__TM_IDLE);
+	for (;;) {
+		park_prepare(self);
+		weft__spin_lock(&ws->lock);
+		if (ws->taken < ws->nready) {
+			size_t i = ws->ready[ws->taken++];
+			ws->owner = NULL;
+			weft__spin_unlock(&ws->lock);
+			park_done(self);
+			if (armed)
+				weft__timer_cancel(self->rt, &tm);
+			/* The task's result is final: its done flag was
+			 * released before the node's. */
+			atomic_load_explicit(&ws->nodes[i].done,
+					     memory_order_acquire);
+			return (int)i;
+		}
+		if (ws->taken == ws->n) {
+			ws->owner = NULL;
+			weft__spin_unlock(&ws->lock);
+			park_done(self);
+			return -ENOENT;
+		}
+		ws->owner = self;
+		weft__spin_unlock(&ws->lock);
+		if (cancel_pending(self)) {
+			why = -ECANCELED;
+		} else if (deadline != WEFT_NEVER) {
+			if (!armed) {
+				if (deadline <= weft_now() ||
+				    !weft__timer_add(self->rt, &tm, self,
+						     deadline))
+					why = -ETIMEDOUT;
+				else
+					armed = true;
+			} else if (weft__timer_fired(&tm)) {
+				why = -ETIMEDOUT;
+			}
+		}
+		if (why) {
+			weft__spin_lock(&ws->lock);
+			ws->owner = NULL;
+			weft__spin_unlock(&ws->lock);
+			park_done(self);
+			if (armed)
+				weft__timer_cancel(self->rt, &tm);
+			return why;
+		}
+		w = weft__park(w);
+	}
+}
+
+void weft_waitset_destroy(weft_waitset *ws)
+{
+	size_t i;
+
+	if (!ws)
+		return;
+	for (i = 0; i < ws->n; i++)
+		if (!atomic_load_explicit(&ws->nodes[i].done,
+					  memory_order_acquire))
+			waiter_leave(ws->tasks[i], &ws->nodes[i]);
+	/* Every node is done or unlinked: an ending task stores done only
+	 * after its last access to the set, so nobody can touch it now. */
+	weft__free(ws->ready);
+	weft__free(ws->tasks);
+	weft__free(ws->nodes);
+	weft__free(ws);
+}
+
+int weft_wait_any(weft_task *const *hs, size_t n, uint64_t timeout_ns)
+{
+	weft_waitset *ws;
+	int err;
+
+	if (!n)
+		return -EINVAL;
+	err = weft_waitset_create(&ws, hs, n);
+	if (err < 0)
+		return err;
+	err = weft_waitset_next(ws, timeout_ns);
+	weft_waitset_destroy(ws);
+	return err;
 }

@@ -890,7 +890,7 @@ Test(sched, bad_config_returns_einval, .timeout = WT_TIMEOUT(10))
 	struct weft_config c;
 	int ran = 0;
 
-	for (int i = 0; i < 4; i++) {
+	for (int i = 0; i < 2; i++) {
 		memset(&c, 0, sizeof(c));
 		c.reserved[i] = 1;
 		cr_assert_eq(weft_run(raise_flag, &ran, &c, NULL), -EINVAL,

@@ -17,7 +17,7 @@ use std::process::exit;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{self, JoinHandle};
 
 const WORKLOADS: &[&str] = &[
@@ -27,6 +27,7 @@ const WORKLOADS: &[&str] = &[
     "chained_spawn_oneshot",
     "context_switch",
     "park_many",
+    "ping_pong",
 ];
 
 struct Args {
@@ -360,6 +361,59 @@ async fn park_many(a: &Args, workers: usize) -> Option<()> {
     Some(())
 }
 
+// ----------------------------------------------------------------- ping_pong
+// 1,000 pairs of tasks pass a token back and forth n round trips (default
+// 200) over two tokio::sync::mpsc channels of capacity 1 each, all pairs at
+// once, as bench/ping_pong.c does with weft_chan. ns per round trip (wall
+// time over all pairs' round trips).
+
+async fn ping_pong(a: &Args, workers: usize) -> Option<()> {
+    let trips = if a.n != 0 { a.n } else { 200 };
+    let pairs: u64 = 1000;
+    let b = best!(a.reps, async {
+        let t0 = Instant::now();
+        let mut hs: Vec<JoinHandle<bool>> = Vec::with_capacity(2 * pairs as usize);
+        for _ in 0..pairs {
+            let (atx, mut arx) = mpsc::channel::<u64>(1);
+            let (btx, mut brx) = mpsc::channel::<u64>(1);
+            hs.push(tokio::spawn(async move {
+                for _ in 0..trips {
+                    let Some(t) = arx.recv().await else { return false };
+                    if btx.send(t).await.is_err() {
+                        return false;
+                    }
+                }
+                true
+            }));
+            hs.push(tokio::spawn(async move {
+                for i in 0..trips {
+                    if atx.send(i).await.is_err() {
+                        return false;
+                    }
+                    if brx.recv().await != Some(i) {
+                        return false;
+                    }
+                }
+                true
+            }));
+        }
+        for h in hs {
+            if !h.await.ok()? {
+                return None;
+            }
+        }
+        Some(elapsed_ns(t0))
+    })?;
+    println!(
+        "RESULT tokio ping_pong {:.1} ns/roundtrip pairs={} trips={} workers={}",
+        b as f64 / (pairs * trips) as f64,
+        pairs,
+        trips,
+        workers
+    );
+    Some(())
+}
+
 // ---------------------------------------------------------------------- main
 
 async fn amain(a: Args, workers: usize) -> Option<()> {
@@ -370,6 +424,7 @@ async fn amain(a: Args, workers: usize) -> Option<()> {
         "chained_spawn_oneshot" => chained_spawn_oneshot(&a, workers).await,
         "context_switch" => context_switch(&a, workers).await,
         "park_many" => park_many(&a, workers).await,
+        "ping_pong" => ping_pong(&a, workers).await,
         _ => None,
     }
 }

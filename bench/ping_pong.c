@@ -1,0 +1,129 @@
+/*
+ * ping_pong: `pairs` pairs of tasks (default 1,000) pass a token back and
+ * forth `n` round trips (default 200) over two one-slot channels each
+ * (weft_chan of capacity 1). All pairs run at once on every worker; the
+ * figure is wall time divided by the round trips of all pairs (ns per round
+ * trip, the throughput measure Tokio's sync benchmarks use). A round trip
+ * is two sends, two receives and two task switches.
+ *
+ *   ping_pong [--workers N] [--reps N] [--n ROUND_TRIPS] [--pairs P]
+ */
+#include <errno.h>
+
+#include "bench.h"
+
+struct pair {
+	weft_chan *a, *b; /* ping -> pong on a, pong -> ping on b */
+	unsigned long trips;
+};
+
+static void *pong(void *arg)
+{
+	struct pair *p = arg;
+	void *tok;
+
+	for (unsigned long i = 0; i < p->trips; i++) {
+		if (weft_chan_recv(p->a, &tok) < 0 ||
+		    weft_chan_send(p->b, tok) < 0)
+			return (void *)1;
+	}
+	return NULL;
+}
+
+static void *ping(void *arg)
+{
+	struct pair *p = arg;
+	void *tok = p;
+
+	for (unsigned long i = 0; i < p->trips; i++) {
+		if (weft_chan_send(p->a, tok) < 0 ||
+		    weft_chan_recv(p->b, &tok) < 0 || tok != p)
+			return (void *)1;
+	}
+	return NULL;
+}
+
+static unsigned long npairs = 1000, trips;
+static struct pair *pairs;
+static weft_task **tasks;
+static void **results;
+
+static uint64_t rep(void *ctx)
+{
+	uint64_t t0;
+	unsigned long i;
+
+	(void)ctx;
+	t0 = bench_now_ns();
+	for (i = 0; i < npairs; i++) {
+		tasks[2 * i] = weft_spawn(pong, &pairs[i]);
+		tasks[2 * i + 1] = weft_spawn(ping, &pairs[i]);
+		if (!tasks[2 * i] || !tasks[2 * i + 1])
+			return 0;
+	}
+	int err = weft_gather(tasks, 2 * npairs, results);
+	uint64_t d = bench_now_ns() - t0;
+	for (i = 0; i < 2 * npairs; i++) {
+		weft_task_release(tasks[i]);
+		if (results[i])
+			err = -EPROTO;
+	}
+	return err ? 0 : d;
+}
+
+static struct bench_args args;
+
+static void *amain(void *p)
+{
+	uint64_t best;
+	unsigned long i;
+
+	(void)p;
+	pairs = calloc(npairs, sizeof(*pairs));
+	tasks = calloc(2 * npairs, sizeof(*tasks));
+	results = calloc(2 * npairs, sizeof(*results));
+	if (!pairs || !tasks || !results)
+		return (void *)1;
+	for (i = 0; i < npairs; i++) {
+		pairs[i].trips = trips;
+		if (weft_chan_create(&pairs[i].a, 1) < 0 ||
+		    weft_chan_create(&pairs[i].b, 1) < 0)
+			return (void *)1;
+	}
+	best = bench_best(rep, NULL, args.reps);
+	for (i = 0; i < npairs; i++) {
+		weft_chan_destroy(pairs[i].a);
+		weft_chan_destroy(pairs[i].b);
+	}
+	free(pairs);
+	free(tasks);
+	free(results);
+	if (!best)
+		return (void *)1;
+	printf("RESULT weft ping_pong %.1f ns/roundtrip pairs=%lu trips=%lu "
+	       "workers=%u\n",
+	       (double)best / ((double)npairs * trips), npairs, trips,
+	       weft_worker_count());
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	/* --pairs is ours; the rest goes to bench_parse(). */
+	char *rest[16];
+	int nrest = 0;
+
+	for (int i = 0; i < argc && nrest < 15; i++) {
+		if (i + 1 < argc && !strcmp(argv[i], "--pairs")) {
+			npairs = strtoul(argv[++i], NULL, 10);
+			continue;
+		}
+		rest[nrest++] = argv[i];
+	}
+	rest[nrest] = NULL;
+	bench_parse(nrest, rest, &args);
+	trips = args.n ? args.n : 200;
+	if (!npairs)
+		npairs = 1;
+	return bench_run(amain, NULL, &args);
+}

@@ -1,0 +1,578 @@
+/*
+ * Channels (bounded MPMC FIFO of pointers), select over channel
+ * operations, and the async generator built on a channel.
+ *
+ * A channel is a ring buffer of `cap` slots plus two wait queues (wait.h
+ * argues the protocol), all under one spinlock:
+ *   sendq  senders waiting for room (their node carries the value);
+ *   recvq  receivers waiting for a value.
+ * Invariants, true whenever the lock is free:
+ *   - recvq holds live nodes only while the buffer is empty and no sender
+ *     waits (a sender that finds a receiver hands the value over directly);
+ *   - sendq holds live nodes only while the buffer is full (len == cap;
+ *     for cap 0 always), and a receiver that takes a buffered value moves
+ *     the first waiting sender's value into the freed slot, so FIFO order
+ *     across buffered and waiting values is kept;
+ *   - after close, neither queue holds a node: close granted them all
+ *     (-EPIPE), and no one links a node on a closed channel.
+ * "Live" matters only for select nodes, which may be stale (their select
+ * went another way); weft__wq_take() skips those.
+ *
+ * Direct hand-off keeps a send to a waiting receiver at one lock round and
+ * one wake: the woken receiver goes to the sender's worker's next slot and
+ * runs as soon as the sender suspends (ping-pong needs that).
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "wait.h"
+
+struct weft_chan {
+	weft__spin lock;
+	bool closed;
+	size_t cap, head, len;
+	struct weft__wq sendq, recvq;
+	void *buf[]; /* cap slots */
+};
+
+int weft_chan_create(weft_chan **out, size_t capacity)
+{
+	weft_chan *c;
+
+	if (!out || capacity > ((size_t)1 << 32))
+		return -EINVAL;
+	/* A line of its own: channels of tasks on different workers must
+	 * not share one (false sharing doubled ping_pong's cost). */
+	size_t sz = sizeof(*c) + capacity * sizeof(void *);
+	sz = (sz + WEFT__CACHELINE - 1) & ~(size_t)(WEFT__CACHELINE - 1);
+	c = aligned_alloc(WEFT__CACHELINE, sz);
+	if (!c)
+		return -ENOMEM;
+	memset(c, 0, sz);
+	c->cap = capacity;
+	*out = c;
+	return 0;
+}
+
+void weft_chan_destroy(weft_chan *c)
+{
+	if (!c)
+		return;
+	/* A granter may still be between its DONE store and its unlock. */
+	weft__spin_lock(&c->lock);
+	weft__check(!weft__wq_any(&c->sendq) && !weft__wq_any(&c->recvq),
+		    "weft_chan_destroy() with waiters");
+	weft__spin_unlock(&c->lock);
+	free(c); /* aligned_alloc()ed: not through the hook */
+}
+
+/* ---- operations under the lock ----------------------------------------
+ * Each returns 1 when it completed the operation (and may set *wake to a
+ * task to wake after unlocking), 0 when the caller would have to wait. */
+
+static int send_locked(weft_chan *c, void *v, int *res, struct weft_task **wake)
+{
+	struct weft__wnode *r;
+
+	if (c->closed) {
+		*res = -EPIPE;
+		return 1;
+	}
+	if ((r = weft__wq_take(&c->recvq))) {
+		r->value = v;
+		*wake = weft__wnode_grant(r, 0);
+		*res = 0;
+		return 1;
+	}
+	if (c->len < c->cap) {
+		size_t i = c->head + c->len;
+		if (i >= c->cap)
+			i -= c->cap;
+		c->buf[i] = v;
+		c->len++;
+		*res = 0;
+		return 1;
+	}
+	return 0;
+}
+
+static int recv_locked(weft_chan *c, void **v, int *res,
+		       struct weft_task **wake)
+{
+	struct weft__wnode *s;
+
+	if (c->len) {
+		*v = c->buf[c->head];
+		if (++c->head == c->cap)
+			c->head = 0;
+		c->len--;
+		/* Room now: the first waiting sender's value moves in. */
+		if ((s = weft__wq_take(&c->sendq))) {
+			size_t i = c->head + c->len;
+			if (i >= c->cap)
+				i -= c->cap;
+			c->buf[i] = s->value;
+			c->len++;
+			*wake = weft__wnode_grant(s, 0);
+		}
+		*res = 0;
+		return 1;
+	}
+	if ((s = weft__wq_take(&c->sendq))) {
+		/* Rendezvous (cap 0), or a full channel of cap > 0 that a
+		 * racing receiver emptied: take the value directly. */
+		*v = s->value;
+		*wake = weft__wnode_grant(s, 0);
+		*res = 0;
+		return 1;
+	}
+	if (c->closed) {
+		*v = NULL;
+		*res = -EPIPE;
+		return 1;
+	}
+	return 0;
+}
+
+/* ---- send / recv ------------------------------------------------------ */
+
+static int chan_send(weft_chan *c, void *v, uint64_t timeout_ns, bool wait)
+{
+	struct weft_task *wake = NULL;
+	struct weft__wnode n;
+	int res, err;
+
+	if (!c)
+		return -EINVAL;
+	weft__spin_lock(&c->lock);
+	if (send_locked(c, v, &res, &wake)) {
+		weft__spin_unlock(&c->lock);
+		weft__wake_opt(wake);
+		return res;
+	}
+	if (!wait) {
+		weft__spin_unlock(&c->lock);
+		return -EAGAIN;
+	}
+	weft__wnode_init(&n, v);
+	weft__wq_push(&c->sendq, &n);
+	weft__spin_unlock(&c->lock);
+	err = weft__wq_park(&c->lock, &c->sendq, &n,
+			    weft__wait_deadline(timeout_ns));
+	return err ? err : n.result;
+}
+
+static int chan_recv(weft_chan *c, void **v, uint64_t timeout_ns, bool wait)
+{
+	struct weft_task *wake = NULL;
+	struct weft__wnode n;
+	void *tmp;
+	int res, err;
+
+	if (!c)
+		return -EINVAL;
+	if (!v)
+		v = &tmp;
+	weft__spin_lock(&c->lock);
+	if (recv_locked(c, v, &res, &wake)) {
+		weft__spin_unlock(&c->lock);
+		weft__wake_opt(wake);
+		return res;
+	}
+	if (!wait) {
+		weft__spin_unlock(&c->lock);
+		return -EAGAIN;
+	}
+	weft__wnode_init(&n, NULL);
+	weft__wq_push(&c->recvq, &n);
+	weft__spin_unlock(&c->lock);
+	err = weft__wq_park(&c->lock, &c->recvq, &n,
+			    weft__wait_deadline(timeout_ns));
+	if (err)
+		return err;
+	*v = n.result ? NULL : n.value;
+	return n.result;
+}
+
+int weft_chan_send(weft_chan *c, void *value)
+{
+	return chan_send(c, value, WEFT_NEVER, true);
+}
+
+int weft_chan_send_timeout(weft_chan *c, void *value, uint64_t timeout_ns)
+{
+	return chan_send(c, value, timeout_ns, true);
+}
+
+int weft_chan_try_send(weft_chan *c, void *value)
+{
+	return chan_send(c, value, 0, false);
+}
+
+int weft_chan_recv(weft_chan *c, void **value)
+{
+	return chan_recv(c, value, WEFT_NEVER, true);
+}
+
+int weft_chan_recv_timeout(weft_chan *c, void **value, uint64_t timeout_ns)
+{
+	return chan_recv(c, value, timeout_ns, true);
+}
+
+int weft_chan_try_recv(weft_chan *c, void **value)
+{
+	return chan_recv(c, value, 0, false);
+}
+
+int weft_chan_close(weft_chan *c)
+{
+	struct weft__wnode *n;
+
+	if (!c)
+		return -EINVAL;
+	weft__spin_lock(&c->lock);
+	if (c->closed) {
+		weft__spin_unlock(&c->lock);
+		return -EALREADY;
+	}
+	c->closed = true;
+	/* Every waiter learns of the close: senders fail, receivers (which
+	 * wait only while the buffer is empty) see the end. Woken under the
+	 * lock: close is rare, and the nodes may vanish after their grant. */
+	while ((n = weft__wq_take(&c->sendq)))
+		weft__wake_opt(weft__wnode_grant(n, -EPIPE));
+	while ((n = weft__wq_take(&c->recvq))) {
+		n->value = NULL;
+		weft__wake_opt(weft__wnode_grant(n, -EPIPE));
+	}
+	weft__spin_unlock(&c->lock);
+	return 0;
+}
+
+size_t weft_chan_len(weft_chan *c)
+{
+	size_t n;
+
+	if (!c)
+		return 0;
+	weft__spin_lock(&c->lock);
+	n = c->len;
+	weft__spin_unlock(&c->lock);
+	return n;
+}
+
+size_t weft_chan_cap(weft_chan *c)
+{
+	return c ? c->cap : 0;
+}
+
+/* ---- select -----------------------------------------------------------
+ * Go's scheme: lock every channel involved (in address order, so two
+ * selects never deadlock), take the first ready case; otherwise link one
+ * node per case, all sharing one sel word, unlock and park. The first
+ * granter to win the sel's CAS completes its case; the others find the
+ * node stale. On wake-up (or giving up) the select locks the channels
+ * again and unlinks what is still linked. */
+
+#define SEL_STACK 8
+
+struct sel_state {
+	struct weft_sel *cases;
+	size_t n;
+	weft_chan **order; /* distinct channels in address order */
+	size_t norder;
+	struct weft__wnode *nodes;
+};
+
+static void lock_all(struct sel_state *s)
+{
+	for (size_t i = 0; i < s->norder; i++)
+		weft__spin_lock(&s->order[i]->lock);
+}
+
+static void unlock_all(struct sel_state *s)
+{
+	for (size_t i = s->norder; i-- > 0;)
+		weft__spin_unlock(&s->order[i]->lock);
+}
+
+static int ptr_cmp(const void *a, const void *b)
+{
+	uintptr_t x = (uintptr_t) * (weft_chan *const *)a;
+	uintptr_t y = (uintptr_t) * (weft_chan *const *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Tries the cases in order with every lock held; returns the index of the
+ * one that completed, or -1. */
+static int sel_try(struct sel_state *s, struct weft_task **wake)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		struct weft_sel *k = &s->cases[i];
+		int res;
+
+		if (!k->chan)
+			continue;
+		if (k->op == WEFT_SEL_SEND
+			    ? send_locked(k->chan, k->value, &res, wake)
+			    : recv_locked(k->chan, &k->value, &res, wake)) {
+			k->result = res;
+			return (int)i;
+		}
+	}
+	return -1;
+}
+
+static void sel_unlink(struct sel_state *s)
+{
+	lock_all(s);
+	for (size_t i = 0; i < s->n; i++) {
+		struct weft_sel *k = &s->cases[i];
+		struct weft__wnode *nd = &s->nodes[i];
+		if (k->chan && nd->linked)
+			weft__wq_remove(k->op == WEFT_SEL_SEND
+						? &k->chan->sendq
+						: &k->chan->recvq,
+					nd);
+	}
+	unlock_all(s);
+}
+
+static int sel_park(struct sel_state *s, struct weft__sel *sel,
+		    uint64_t deadline)
+{
+	struct weft__worker *w = weft__worker_self();
+	struct weft_task *self = w->current;
+	struct weft__timer tm;
+	bool armed = false;
+	int won, why = 0;
+
+	atomic_init(&tm.state, WEFT__TM_IDLE);
+	for (;;) {
+		weft__park_prepare(self);
+		won = atomic_load_explicit(&sel->winner, memory_order_acquire);
+		if (won >= 0) {
+			/* Claimed: the grant follows under the channel lock. */
+			if (atomic_load_explicit(&s->nodes[won].state,
+						 memory_order_acquire) ==
+			    WEFT__WN_DONE)
+				break;
+			w = weft__park(w);
+			continue;
+		}
+		if (weft__cancel_pending(self)) {
+			why = -ECANCELED;
+		} else if (deadline != WEFT_NEVER) {
+			if (!armed) {
+				if (deadline <= weft_now() ||
+				    !weft__timer_add(self->rt, &tm, self,
+						     deadline))
+					why = -ETIMEDOUT;
+				else
+					armed = true;
+			} else if (weft__timer_fired(&tm)) {
+				why = -ETIMEDOUT;
+			}
+		}
+		if (why) {
+			int open = WEFT__SEL_OPEN;
+			if (atomic_compare_exchange_strong_explicit(
+				    &sel->winner, &open, WEFT__SEL_GAVE_UP,
+				    memory_order_acq_rel,
+				    memory_order_acquire)) {
+				weft__park_done(self);
+				if (armed)
+					weft__timer_cancel(self->rt, &tm);
+				return why;
+			}
+			/* A granter won first: report its case. */
+			why = 0;
+			continue;
+		}
+		w = weft__park(w);
+	}
+	weft__park_done(self);
+	if (armed)
+		weft__timer_cancel(self->rt, &tm);
+	return won;
+}
+
+int weft_select(struct weft_sel *cases, size_t n, uint64_t timeout_ns)
+{
+	struct weft__worker *w = weft__worker_self();
+	weft_chan *order_stack[SEL_STACK];
+	struct weft__wnode nodes_stack[SEL_STACK];
+	struct weft_task *wake = NULL;
+	struct sel_state s = { .cases = cases, .n = n };
+	struct weft__sel sel;
+	uint64_t deadline;
+	size_t i, m = 0;
+	int won;
+
+	if (!w || !w->current)
+		return -EPERM;
+	if (!cases && n)
+		return -EINVAL;
+	for (i = 0; i < n; i++) {
+		if (!cases[i].chan)
+			continue;
+		if (cases[i].op != WEFT_SEL_SEND &&
+		    cases[i].op != WEFT_SEL_RECV)
+			return -EINVAL;
+		m++;
+	}
+	if (!m)
+		return -EINVAL;
+	deadline = weft__wait_deadline(timeout_ns);
+	if (n <= SEL_STACK) {
+		s.order = order_stack;
+		s.nodes = nodes_stack;
+	} else {
+		s.order = weft__malloc(m * sizeof(*s.order));
+		s.nodes = weft__malloc(n * sizeof(*s.nodes));
+		if (!s.order || !s.nodes) {
+			weft__free(s.order);
+			weft__free(s.nodes);
+			return -ENOMEM;
+		}
+	}
+	for (i = 0; i < n; i++)
+		if (cases[i].chan)
+			s.order[s.norder++] = cases[i].chan;
+	qsort(s.order, s.norder, sizeof(*s.order), ptr_cmp);
+	for (i = m = 0; i < s.norder; i++)
+		if (!m || s.order[m - 1] != s.order[i])
+			s.order[m++] = s.order[i];
+	s.norder = m;
+
+	lock_all(&s);
+	won = sel_try(&s, &wake);
+	if (won >= 0 || deadline <= weft_now() ||
+	    weft__cancel_pending(w->current)) {
+		unlock_all(&s);
+		weft__wake_opt(wake);
+		if (won < 0)
+			won = weft__cancel_pending(w->current) ? -ECANCELED
+								: -ETIMEDOUT;
+		goto out;
+	}
+	atomic_init(&sel.winner, WEFT__SEL_OPEN);
+	for (i = 0; i < n; i++) {
+		struct weft__wnode *nd = &s.nodes[i];
+		weft__wnode_init(nd, cases[i].value);
+		nd->sel = &sel;
+		nd->index = (int)i;
+		if (!cases[i].chan)
+			continue;
+		weft__wq_push(cases[i].op == WEFT_SEL_SEND
+				      ? &cases[i].chan->sendq
+				      : &cases[i].chan->recvq,
+			      nd);
+	}
+	unlock_all(&s);
+	won = sel_park(&s, &sel, deadline);
+	sel_unlink(&s);
+	if (won >= 0) {
+		struct weft__wnode *nd = &s.nodes[won];
+		cases[won].result = nd->result;
+		if (cases[won].op == WEFT_SEL_RECV)
+			cases[won].value = nd->result ? NULL : nd->value;
+	}
+out:
+	if (s.order != order_stack) {
+		weft__free(s.order);
+		weft__free(s.nodes);
+	}
+	return won;
+}
+
+/* ---- async generator --------------------------------------------------- */
+
+struct weft_gen {
+	weft_chan *chan; /* rendezvous: the body computes one value ahead */
+	weft_task *task;
+	weft_gen_fn body;
+	void *arg;
+	int status; /* body's return; read after awaiting the task */
+};
+
+static void *gen_main(void *arg)
+{
+	struct weft_gen *g = arg;
+
+	g->status = g->body(g, g->arg);
+	/* The end of the values: the consumer drains, then sees -EPIPE. */
+	weft_chan_close(g->chan);
+	return NULL;
+}
+
+int weft_gen_create(weft_gen **out, weft_gen_fn body, void *arg)
+{
+	struct weft_spawn_opts o = { .name = "generator" };
+	struct weft_gen *g;
+	int err;
+
+	if (!out || !body)
+		return -EINVAL;
+	if (!weft_runtime_self())
+		return -EPERM;
+	g = weft__calloc(1, sizeof(*g));
+	if (!g)
+		return -ENOMEM;
+	g->body = body;
+	g->arg = arg;
+	if ((err = weft_chan_create(&g->chan, 0)) < 0 ||
+	    (err = weft_spawn_opts(&g->task, gen_main, g, &o)) < 0) {
+		weft_chan_destroy(g->chan);
+		weft__free(g);
+		return err;
+	}
+	*out = g;
+	return 0;
+}
+
+int weft_gen_yield(weft_gen *g, void *value)
+{
+	int err;
+
+	if (!g)
+		return -EINVAL;
+	err = weft_chan_send(g->chan, value);
+	return err == -EPIPE ? -ECANCELED : err;
+}
+
+int weft_gen_next(weft_gen *g, void **value)
+{
+	int err;
+
+	if (!g)
+		return -EINVAL;
+	err = weft_chan_recv(g->chan, value);
+	if (err == 0)
+		return 1;
+	if (err != -EPIPE)
+		return err;
+	/* Closed: the body has returned (or the generator was closed).
+	 * Its status is final once the task has ended. */
+	err = weft_await(g->task, NULL);
+	if (err < 0 && err != -ECANCELED)
+		return err;
+	return g->status < 0 ? g->status : 0;
+}
+
+void weft_gen_destroy(weft_gen *g)
+{
+	if (!g)
+		return;
+	/* aclose(): the body's pending or next yield fails, and a cancel
+	 * ends any other wait it is in. */
+	weft_chan_close(g->chan);
+	weft_cancel(g->task);
+	weft_shield_begin();
+	weft_await(g->task, NULL);
+	weft_shield_end();
+	weft_task_release(g->task);
+	weft_chan_destroy(g->chan);
+	weft__free(g);
+}

@@ -1,0 +1,218 @@
+/*
+ * Task groups (asyncio.TaskGroup; also a wait group).
+ *
+ * State under the group's spinlock: the count of members that have not
+ * ended (`live`, reserved before a spawn so that a wait cannot miss a task
+ * being started), the list of those already linked (for cancel-all), the
+ * first failure, whether the group refuses new tasks, and the queue of
+ * tasks waiting for it to empty (wait.h protocol).
+ *
+ * A member task reaches weft__group_task_end() from task_finish(), on its
+ * own stack, after its result and outcome are final. It unlinks itself,
+ * records a failure (cancelling the others), and, if it was the last,
+ * grants every waiter. Its unlock is its last access to the group: a
+ * waiter released by the grant may destroy the group, and destroy takes
+ * the lock once before freeing, so it waits out that unlock.
+ */
+#include <errno.h>
+
+#include "wait.h"
+
+struct weft_group {
+	weft__spin lock;
+	size_t live;
+	int first_err;
+	bool refuse;
+	struct weft_task *members;
+	struct weft__wq waiters;
+};
+
+int weft_group_create(weft_group **out)
+{
+	weft_group *g;
+
+	if (!out)
+		return -EINVAL;
+	g = weft__calloc(1, sizeof(*g));
+	if (!g)
+		return -ENOMEM;
+	*out = g;
+	return 0;
+}
+
+/* Under the lock. Release pairs with cancel_pending()'s acquire. */
+static void cancel_members(weft_group *g)
+{
+	struct weft_task *t;
+
+	g->refuse = true;
+	for (t = g->members; t; t = t->gnext) {
+		atomic_store_explicit(&t->cancel, 1, memory_order_release);
+		weft__task_wake(t);
+	}
+}
+
+/* Under the lock; drops it. */
+static void member_gone(weft_group *g)
+{
+	struct weft__wnode *n;
+	struct weft_task *batch[16];
+	unsigned nb = 0;
+
+	if (--g->live) {
+		weft__spin_unlock(&g->lock);
+		return;
+	}
+	while ((n = weft__wq_take(&g->waiters))) {
+		struct weft_task *t = weft__wnode_grant(n, 0);
+		if (!t)
+			continue;
+		if (nb == 16)
+			weft__task_wake(t); /* rare: wake under the lock */
+		else
+			batch[nb++] = t;
+	}
+	weft__spin_unlock(&g->lock);
+	while (nb)
+		weft__task_wake(batch[--nb]);
+}
+
+void weft__group_link(struct weft_group *g, struct weft_task *t)
+{
+	weft__spin_lock(&g->lock);
+	t->group = g;
+	t->gprev = NULL;
+	t->gnext = g->members;
+	if (g->members)
+		g->members->gprev = t;
+	g->members = t;
+	/* The group failed between the reservation and now: the task is
+	 * cancelled before it starts, so it never runs. */
+	if (g->refuse)
+		atomic_store_explicit(&t->cancel, 1, memory_order_relaxed);
+	weft__spin_unlock(&g->lock);
+}
+
+void weft__group_task_end(struct weft_task *t)
+{
+	weft_group *g = t->group;
+	int err = 0;
+
+	if (t->outcome == -ENOMEM)
+		err = -ENOMEM;
+	else if (t->outcome == 0 && weft_is_err(t->result))
+		err = weft_ptr_err(t->result);
+	weft__spin_lock(&g->lock);
+	if (t->gprev)
+		t->gprev->gnext = t->gnext;
+	else
+		g->members = t->gnext;
+	if (t->gnext)
+		t->gnext->gprev = t->gprev;
+	t->gnext = t->gprev = NULL;
+	t->group = NULL;
+	if (err && !g->first_err) {
+		g->first_err = err;
+		cancel_members(g);
+	}
+	member_gone(g);
+}
+
+int weft_group_spawn(weft_group *g, weft_task **out, weft_fn fn, void *arg)
+{
+	int err;
+
+	if (!g || !fn)
+		return -EINVAL;
+	if (out)
+		*out = NULL;
+	weft__spin_lock(&g->lock);
+	if (g->refuse) {
+		weft__spin_unlock(&g->lock);
+		return -ECANCELED;
+	}
+	g->live++; /* reserved: a waiter cannot see 0 meanwhile */
+	weft__spin_unlock(&g->lock);
+	err = weft__spawn_in(out, fn, arg, g);
+	if (err < 0) {
+		weft__spin_lock(&g->lock);
+		member_gone(g);
+	}
+	return err;
+}
+
+void weft_group_cancel(weft_group *g)
+{
+	if (!g)
+		return;
+	weft__spin_lock(&g->lock);
+	cancel_members(g);
+	weft__spin_unlock(&g->lock);
+}
+
+size_t weft_group_size(weft_group *g)
+{
+	size_t n;
+
+	if (!g)
+		return 0;
+	weft__spin_lock(&g->lock);
+	n = g->live;
+	weft__spin_unlock(&g->lock);
+	return n;
+}
+
+/* Waits for live == 0 with the given deadline. */
+static int wait_empty(weft_group *g, uint64_t deadline)
+{
+	struct weft__wnode n;
+
+	weft__spin_lock(&g->lock);
+	if (!g->live) {
+		weft__spin_unlock(&g->lock);
+		return 0;
+	}
+	weft__wnode_init(&n, NULL);
+	weft__wq_push(&g->waiters, &n);
+	weft__spin_unlock(&g->lock);
+	return weft__wq_park(&g->lock, &g->waiters, &n, deadline);
+}
+
+int weft_group_wait(weft_group *g)
+{
+	struct weft__worker *w;
+	int err, first;
+
+	if (!g)
+		return -EINVAL;
+	err = wait_empty(g, weft__wait_deadline(WEFT_NEVER));
+	if (err) {
+		/* The waiter was cancelled or timed out: asyncio cancels the
+		 * group's tasks and still waits for them, shielded. */
+		weft_group_cancel(g);
+		w = weft__worker_self();
+		if (w && w->current)
+			w->current->shield++;
+		wait_empty(g, WEFT_NEVER);
+		w = weft__worker_self();
+		if (w && w->current)
+			w->current->shield--;
+		return err;
+	}
+	weft__spin_lock(&g->lock);
+	first = g->first_err;
+	weft__spin_unlock(&g->lock);
+	return first;
+}
+
+void weft_group_destroy(weft_group *g)
+{
+	if (!g)
+		return;
+	if (weft_group_size(g))
+		weft_group_wait(g);
+	/* A last member may still be between its grant and its unlock. */
+	weft__spin_lock(&g->lock);
+	weft__spin_unlock(&g->lock);
+	weft__free(g);
+}

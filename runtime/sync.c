@@ -1,0 +1,622 @@
+/*
+ * Coordination objects on wait queues (wait.h argues the protocol):
+ * future, event, lock, semaphore, condition. Each object has one spinlock
+ * that guards its state and its wait queues; nothing is held across a
+ * suspension. Grants wake the waiter after the lock is dropped.
+ *
+ * Fairness: the lock and the semaphore hand ownership to the longest
+ * waiter directly on release (the releaser never puts the permit back
+ * while someone waits), so a newcomer's fast path cannot overtake a
+ * waiter: invariant "waiters queued => held (lock) / no permit free (sem)".
+ */
+#include <errno.h>
+
+#include "wait.h"
+
+uint64_t weft__wait_deadline(uint64_t timeout_ns)
+{
+	struct weft__worker *w = weft__worker_self();
+	uint64_t d = WEFT_NEVER;
+
+	if (timeout_ns != WEFT_NEVER) {
+		uint64_t now = weft_now();
+		d = timeout_ns >= WEFT_NEVER - now ? WEFT_NEVER
+						   : now + timeout_ns;
+	}
+	if (w && w->current && w->current->deadline < d)
+		d = w->current->deadline;
+	return d;
+}
+
+/* Gives up on n: unlinks it unless a grant got there first. */
+static int give_up(weft__spin *lock, struct weft__wq *q, struct weft__wnode *n,
+		   int why)
+{
+	weft__spin_lock(lock);
+	if (atomic_load_explicit(&n->state, memory_order_acquire) ==
+	    WEFT__WN_DONE)
+		why = 0;
+	else
+		weft__wq_remove(q, n);
+	weft__spin_unlock(lock);
+	return why;
+}
+
+static int park_thread(weft__spin *lock, struct weft__wq *q,
+		       struct weft__wnode *n, uint64_t deadline)
+{
+	for (;;) {
+		if (atomic_load_explicit(&n->state, memory_order_acquire) ==
+		    WEFT__WN_DONE)
+			return 0;
+		if (deadline != WEFT_NEVER && weft_now() >= deadline)
+			return give_up(lock, q, n, -ETIMEDOUT);
+		weft__futex_wait(&n->state, WEFT__WN_WAITING, deadline);
+	}
+}
+
+int weft__wq_park(weft__spin *lock, struct weft__wq *q, struct weft__wnode *n,
+		  uint64_t deadline)
+{
+	struct weft__worker *w = weft__worker_self();
+	struct weft_task *self = n->task;
+	struct weft__timer tm;
+	bool armed = false;
+	int why = 0;
+
+	if (!self)
+		return park_thread(lock, q, n, deadline);
+	atomic_init(&tm.state, WEFT__TM_IDLE);
+	for (;;) {
+		weft__park_prepare(self);
+		if (atomic_load_explicit(&n->state, memory_order_acquire) ==
+		    WEFT__WN_DONE)
+			break;
+		if (weft__cancel_pending(self)) {
+			why = -ECANCELED;
+		} else if (deadline != WEFT_NEVER) {
+			if (!armed) {
+				if (deadline <= weft_now() ||
+				    !weft__timer_add(self->rt, &tm, self,
+						     deadline))
+					why = -ETIMEDOUT;
+				else
+					armed = true;
+			} else if (weft__timer_fired(&tm)) {
+				why = -ETIMEDOUT;
+			}
+		}
+		if (why) {
+			weft__park_done(self);
+			if (armed)
+				weft__timer_cancel(self->rt, &tm);
+			return give_up(lock, q, n, why);
+		}
+		w = weft__park(w);
+	}
+	weft__park_done(self);
+	if (armed)
+		weft__timer_cancel(self->rt, &tm);
+	return 0;
+}
+
+/* Links a node for the caller and waits; the lock is held on entry and
+ * dropped here. */
+static int wait_on(weft__spin *lock, struct weft__wq *q, struct weft__wnode *n,
+		   uint64_t deadline)
+{
+	weft__wq_push(q, n);
+	weft__spin_unlock(lock);
+	return weft__wq_park(lock, q, n, deadline);
+}
+
+/* Grants every node of q with result; wakes them after unlocking. Used
+ * by the broadcast operations (future set, event set, notify_all). The
+ * nodes' tasks are collected first: after a grant the node may be gone. */
+static unsigned grant_all(weft__spin *lock, struct weft__wq *q, int result,
+			  void *value, unsigned max)
+{
+	struct weft_task *batch[32];
+	unsigned nb = 0, total = 0;
+	struct weft__wnode *n;
+
+	while (total < max && (n = weft__wq_take(q))) {
+		struct weft_task *t;
+		n->value = value ? value : n->value;
+		t = weft__wnode_grant(n, result);
+		total++;
+		if (t)
+			batch[nb++] = t;
+		if (nb == 32) {
+			/* Wake a full batch under the lock: rare (32+
+			 * waiters) and still correct. */
+			while (nb)
+				weft__task_wake(batch[--nb]);
+		}
+	}
+	weft__spin_unlock(lock);
+	for (unsigned i = 0; i < nb; i++)
+		weft__task_wake(batch[i]);
+	return total;
+}
+
+/* ---- future ----------------------------------------------------------- */
+
+struct weft_future {
+	weft__spin lock;
+	atomic_int done; /* release after value/err, under lock */
+	int err;
+	void *value;
+	struct weft__wq waiters;
+};
+
+int weft_future_create(weft_future **out)
+{
+	weft_future *f;
+
+	if (!out)
+		return -EINVAL;
+	f = weft__calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	*out = f;
+	return 0;
+}
+
+void weft_future_destroy(weft_future *f)
+{
+	if (!f)
+		return;
+	/* A setter may still be between its DONE store and its unlock. */
+	weft__spin_lock(&f->lock);
+	weft__check(!f->waiters.head, "weft_future_destroy() with waiters");
+	weft__spin_unlock(&f->lock);
+	weft__free(f);
+}
+
+static int future_complete(weft_future *f, void *value, int err)
+{
+	if (!f)
+		return -EINVAL;
+	weft__spin_lock(&f->lock);
+	if (atomic_load_explicit(&f->done, memory_order_relaxed)) {
+		weft__spin_unlock(&f->lock);
+		return -EALREADY;
+	}
+	f->value = value;
+	f->err = err;
+	atomic_store_explicit(&f->done, 1, memory_order_release);
+	grant_all(&f->lock, &f->waiters, 0, NULL, ~0u);
+	return 0;
+}
+
+int weft_future_set(weft_future *f, void *value)
+{
+	return future_complete(f, value, 0);
+}
+
+int weft_future_fail(weft_future *f, int err)
+{
+	if (err >= 0)
+		return -EINVAL;
+	return future_complete(f, NULL, err);
+}
+
+static int future_result(weft_future *f, void **value)
+{
+	if (value)
+		*value = f->err ? NULL : f->value;
+	return f->err;
+}
+
+int weft_future_await_timeout(weft_future *f, void **value,
+			      uint64_t timeout_ns)
+{
+	struct weft__wnode n;
+	int err;
+
+	if (!f)
+		return -EINVAL;
+	/* Acquire pairs with the release in future_complete(). */
+	if (atomic_load_explicit(&f->done, memory_order_acquire))
+		return future_result(f, value);
+	weft__wnode_init(&n, NULL);
+	weft__spin_lock(&f->lock);
+	if (atomic_load_explicit(&f->done, memory_order_relaxed)) {
+		weft__spin_unlock(&f->lock);
+		return future_result(f, value);
+	}
+	err = wait_on(&f->lock, &f->waiters, &n,
+		      weft__wait_deadline(timeout_ns));
+	if (err)
+		return err;
+	atomic_load_explicit(&f->done, memory_order_acquire);
+	return future_result(f, value);
+}
+
+int weft_future_await(weft_future *f, void **value)
+{
+	return weft_future_await_timeout(f, value, WEFT_NEVER);
+}
+
+int weft_future_done(weft_future *f)
+{
+	return f && atomic_load_explicit(&f->done, memory_order_acquire);
+}
+
+/* ---- event ------------------------------------------------------------ */
+
+struct weft_event {
+	weft__spin lock;
+	atomic_int set;
+	struct weft__wq waiters;
+};
+
+int weft_event_create(weft_event **out)
+{
+	weft_event *e;
+
+	if (!out)
+		return -EINVAL;
+	e = weft__calloc(1, sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	*out = e;
+	return 0;
+}
+
+void weft_event_destroy(weft_event *e)
+{
+	if (!e)
+		return;
+	weft__spin_lock(&e->lock);
+	weft__check(!e->waiters.head, "weft_event_destroy() with waiters");
+	weft__spin_unlock(&e->lock);
+	weft__free(e);
+}
+
+void weft_event_set(weft_event *e)
+{
+	if (!e)
+		return;
+	weft__spin_lock(&e->lock);
+	atomic_store_explicit(&e->set, 1, memory_order_release);
+	grant_all(&e->lock, &e->waiters, 0, NULL, ~0u);
+}
+
+void weft_event_clear(weft_event *e)
+{
+	if (!e)
+		return;
+	weft__spin_lock(&e->lock);
+	atomic_store_explicit(&e->set, 0, memory_order_relaxed);
+	weft__spin_unlock(&e->lock);
+}
+
+int weft_event_is_set(weft_event *e)
+{
+	return e && atomic_load_explicit(&e->set, memory_order_acquire);
+}
+
+int weft_event_wait_timeout(weft_event *e, uint64_t timeout_ns)
+{
+	struct weft__wnode n;
+
+	if (!e)
+		return -EINVAL;
+	if (atomic_load_explicit(&e->set, memory_order_acquire))
+		return 0;
+	weft__wnode_init(&n, NULL);
+	weft__spin_lock(&e->lock);
+	if (atomic_load_explicit(&e->set, memory_order_relaxed)) {
+		weft__spin_unlock(&e->lock);
+		return 0;
+	}
+	return wait_on(&e->lock, &e->waiters, &n,
+		       weft__wait_deadline(timeout_ns));
+}
+
+int weft_event_wait(weft_event *e)
+{
+	return weft_event_wait_timeout(e, WEFT_NEVER);
+}
+
+/* ---- lock ------------------------------------------------------------- */
+
+struct weft_lock {
+	weft__spin lock;
+	bool held;
+	struct weft__wq waiters;
+};
+
+int weft_lock_create(weft_lock **out)
+{
+	weft_lock *l;
+
+	if (!out)
+		return -EINVAL;
+	l = weft__calloc(1, sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	*out = l;
+	return 0;
+}
+
+void weft_lock_destroy(weft_lock *l)
+{
+	if (!l)
+		return;
+	weft__spin_lock(&l->lock);
+	weft__check(!l->waiters.head, "weft_lock_destroy() with waiters");
+	weft__spin_unlock(&l->lock);
+	weft__free(l);
+}
+
+int weft_lock_try_acquire(weft_lock *l)
+{
+	int err = 0;
+
+	if (!l)
+		return -EINVAL;
+	weft__spin_lock(&l->lock);
+	if (l->held)
+		err = -EBUSY;
+	else
+		l->held = true;
+	weft__spin_unlock(&l->lock);
+	return err;
+}
+
+/* deadline: absolute; shared with the condition's re-acquire. */
+static int lock_acquire(weft_lock *l, uint64_t deadline)
+{
+	struct weft__wnode n;
+
+	weft__spin_lock(&l->lock);
+	if (!l->held) {
+		/* Not held implies nobody waits (hand-off invariant). */
+		l->held = true;
+		weft__spin_unlock(&l->lock);
+		return 0;
+	}
+	weft__wnode_init(&n, NULL);
+	/* A grant hands the lock over: held stays true throughout. */
+	return wait_on(&l->lock, &l->waiters, &n, deadline);
+}
+
+int weft_lock_acquire_timeout(weft_lock *l, uint64_t timeout_ns)
+{
+	if (!l)
+		return -EINVAL;
+	return lock_acquire(l, weft__wait_deadline(timeout_ns));
+}
+
+int weft_lock_acquire(weft_lock *l)
+{
+	return weft_lock_acquire_timeout(l, WEFT_NEVER);
+}
+
+int weft_lock_release(weft_lock *l)
+{
+	struct weft__wnode *n;
+	struct weft_task *t = NULL;
+
+	if (!l)
+		return -EINVAL;
+	weft__spin_lock(&l->lock);
+	if (!l->held) {
+		weft__spin_unlock(&l->lock);
+		return -EPERM;
+	}
+	n = weft__wq_take(&l->waiters);
+	if (n)
+		t = weft__wnode_grant(n, 0);
+	else
+		l->held = false;
+	weft__spin_unlock(&l->lock);
+	weft__wake_opt(t);
+	return 0;
+}
+
+int weft_lock_locked(weft_lock *l)
+{
+	int held;
+
+	if (!l)
+		return 0;
+	weft__spin_lock(&l->lock);
+	held = l->held;
+	weft__spin_unlock(&l->lock);
+	return held;
+}
+
+/* ---- semaphore -------------------------------------------------------- */
+
+struct weft_sem {
+	weft__spin lock;
+	unsigned value;
+	unsigned initial;
+	bool bounded;
+	struct weft__wq waiters;
+};
+
+int weft_sem_create(weft_sem **out, unsigned value, unsigned flags)
+{
+	weft_sem *s;
+
+	if (!out || (flags & ~WEFT_SEM_BOUNDED))
+		return -EINVAL;
+	s = weft__calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->value = s->initial = value;
+	s->bounded = flags & WEFT_SEM_BOUNDED;
+	*out = s;
+	return 0;
+}
+
+void weft_sem_destroy(weft_sem *s)
+{
+	if (!s)
+		return;
+	weft__spin_lock(&s->lock);
+	weft__check(!s->waiters.head, "weft_sem_destroy() with waiters");
+	weft__spin_unlock(&s->lock);
+	weft__free(s);
+}
+
+int weft_sem_try_acquire(weft_sem *s)
+{
+	int err = 0;
+
+	if (!s)
+		return -EINVAL;
+	weft__spin_lock(&s->lock);
+	if (s->value)
+		s->value--;
+	else
+		err = -EAGAIN;
+	weft__spin_unlock(&s->lock);
+	return err;
+}
+
+int weft_sem_acquire_timeout(weft_sem *s, uint64_t timeout_ns)
+{
+	struct weft__wnode n;
+	uint64_t d;
+
+	if (!s)
+		return -EINVAL;
+	d = weft__wait_deadline(timeout_ns);
+	weft__spin_lock(&s->lock);
+	if (s->value) {
+		/* value > 0 implies nobody waits (hand-off invariant). */
+		s->value--;
+		weft__spin_unlock(&s->lock);
+		return 0;
+	}
+	weft__wnode_init(&n, NULL);
+	return wait_on(&s->lock, &s->waiters, &n, d);
+}
+
+int weft_sem_acquire(weft_sem *s)
+{
+	return weft_sem_acquire_timeout(s, WEFT_NEVER);
+}
+
+int weft_sem_release(weft_sem *s)
+{
+	struct weft__wnode *n;
+	struct weft_task *t = NULL;
+
+	if (!s)
+		return -EINVAL;
+	weft__spin_lock(&s->lock);
+	n = weft__wq_take(&s->waiters);
+	if (n) {
+		t = weft__wnode_grant(n, 0);
+	} else if (s->bounded && s->value >= s->initial) {
+		weft__spin_unlock(&s->lock);
+		return -EOVERFLOW;
+	} else if (s->value == ~0u) {
+		weft__spin_unlock(&s->lock);
+		return -EOVERFLOW;
+	} else {
+		s->value++;
+	}
+	weft__spin_unlock(&s->lock);
+	weft__wake_opt(t);
+	return 0;
+}
+
+unsigned weft_sem_value(weft_sem *s)
+{
+	unsigned v;
+
+	if (!s)
+		return 0;
+	weft__spin_lock(&s->lock);
+	v = s->value;
+	weft__spin_unlock(&s->lock);
+	return v;
+}
+
+/* ---- condition -------------------------------------------------------- */
+
+struct weft_cond {
+	weft__spin lock;
+	struct weft__wq waiters;
+};
+
+int weft_cond_create(weft_cond **out)
+{
+	weft_cond *c;
+
+	if (!out)
+		return -EINVAL;
+	c = weft__calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	*out = c;
+	return 0;
+}
+
+void weft_cond_destroy(weft_cond *c)
+{
+	if (!c)
+		return;
+	weft__spin_lock(&c->lock);
+	weft__check(!c->waiters.head, "weft_cond_destroy() with waiters");
+	weft__spin_unlock(&c->lock);
+	weft__free(c);
+}
+
+int weft_cond_wait_timeout(weft_cond *c, weft_lock *l, uint64_t timeout_ns)
+{
+	struct weft__worker *w;
+	struct weft__wnode n;
+	uint64_t d;
+	int err;
+
+	if (!c || !l)
+		return -EINVAL;
+	if (!weft_lock_locked(l))
+		return -EPERM;
+	d = weft__wait_deadline(timeout_ns);
+	weft__wnode_init(&n, NULL);
+	/* Linked before the lock is released: a notify made by whoever
+	 * takes the lock next finds us. */
+	weft__spin_lock(&c->lock);
+	weft__wq_push(&c->waiters, &n);
+	weft__spin_unlock(&c->lock);
+	weft_lock_release(l);
+	err = weft__wq_park(&c->lock, &c->waiters, &n, d);
+	/* As asyncio: the lock is taken again whatever happened, and
+	 * neither a cancellation nor the deadline may stop that. */
+	w = weft__worker_self();
+	if (w && w->current)
+		w->current->shield++;
+	lock_acquire(l, WEFT_NEVER);
+	w = weft__worker_self();
+	if (w && w->current)
+		w->current->shield--;
+	return err;
+}
+
+int weft_cond_wait(weft_cond *c, weft_lock *l)
+{
+	return weft_cond_wait_timeout(c, l, WEFT_NEVER);
+}
+
+unsigned weft_cond_notify(weft_cond *c, unsigned n)
+{
+	if (!c || !n)
+		return 0;
+	weft__spin_lock(&c->lock);
+	return grant_all(&c->lock, &c->waiters, 0, NULL, n);
+}
+
+unsigned weft_cond_notify_all(weft_cond *c)
+{
+	return weft_cond_notify(c, ~0u);
+}

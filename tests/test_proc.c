@@ -1,0 +1,843 @@
+/*
+ * Subprocesses: spawning with pipes, /dev/null, a working directory and an
+ * environment; return codes for exits and signals; waits that time out or
+ * are cancelled; two waiters on one child; exec errors from
+ * weft_proc_spawn(); destroy killing and reaping a running child; fifty
+ * children at once on four workers; the child's signal state.
+ *
+ * Every test checks that no child process is left (no zombie: waitpid()
+ * for any child says ECHILD) and that as many descriptors are open after
+ * it as before.
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "weft_test.h"
+
+WT_SUITE(proc, 60);
+
+#define MS WEFT_NSEC_PER_MSEC
+#define SEC WEFT_NSEC_PER_SEC
+/* "At once", with room for a loaded machine and sanitizer builds. */
+#define PROMPT_NS ((uint64_t)2 * SEC * WT_SLOW)
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static int fd_count(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)) != NULL)
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n - 1; /* the directory's own descriptor */
+}
+
+/* No child of ours exists, running or zombie. */
+static void assert_no_children(void)
+{
+	int st;
+	pid_t r = waitpid(-1, &st, WNOHANG);
+
+	cr_assert(r == -1 && errno == ECHILD,
+		  "a child is left (waitpid = %d, errno %d)", (int)r, errno);
+}
+
+/* Reads fd to end of file into buf (NUL-terminated); returns the length,
+ * -ENOBUFS if it does not fit, or the read's error. */
+static ssize_t read_all(int fd, char *buf, size_t cap)
+{
+	size_t got = 0;
+
+	for (;;) {
+		ssize_t n;
+
+		if (got + 1 >= cap)
+			return -ENOBUFS;
+		n = weft_read(fd, buf + got, cap - 1 - got, -1);
+		if (n < 0)
+			return n;
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	buf[got] = '\0';
+	return (ssize_t)got;
+}
+
+/* Runs argv with flags (and opts' cwd, envp), collects stdout (and stderr
+ * when piped) and the return code. Returns the spawn or wait error, or 0. */
+struct outcome {
+	char out[4096];
+	char err[4096];
+	ssize_t out_len, err_len;
+	int code;
+};
+
+static int run_collect(char *const argv[], const struct weft_proc_opts *o,
+		       struct outcome *res)
+{
+	weft_proc *p;
+	int rc = weft_proc_spawn(&p, argv, o);
+
+	memset(res, 0, sizeof(*res));
+	res->code = INT_MIN;
+	if (rc)
+		return rc;
+	res->out_len = res->err_len = -1;
+	if (weft_proc_stdout(p) >= 0)
+		res->out_len = read_all(weft_proc_stdout(p), res->out,
+					sizeof(res->out));
+	if (weft_proc_stderr(p) >= 0)
+		res->err_len = read_all(weft_proc_stderr(p), res->err,
+					sizeof(res->err));
+	rc = weft_proc_wait(p, &res->code);
+	weft_proc_destroy(p);
+	return rc;
+}
+
+#define SH(script) ((char *const[]){ "/bin/sh", "-c", (script), NULL })
+
+/* Runs main_fn with each worker count, checking descriptors and children
+ * around the lot. */
+static void run_counts(weft_fn fn, void *arg, const unsigned *counts,
+		       size_t n)
+{
+	int fds = fd_count();
+
+	for (size_t i = 0; i < n; i++)
+		wt_run(fn, arg, counts[i]);
+	cr_assert_eq(fd_count(), fds, "descriptors leaked");
+	assert_no_children();
+}
+
+static const unsigned one_and_four[] = { 1, 4 };
+
+/* ---- output, input, return codes ---------------------------------------- */
+
+static void *echo_main(void *arg)
+{
+	struct weft_proc_opts o = { .flags = WEFT_PROC_STDOUT |
+					     WEFT_PROC_SEARCH_PATH };
+	struct outcome r;
+
+	(void)arg;
+	WT_CHECK_EQ(run_collect((char *const[]){ "echo", "hello", NULL }, &o,
+				&r),
+		    0);
+	WT_CHECK_EQ(r.out_len, 6);
+	WT_CHECK(strcmp(r.out, "hello\n") == 0);
+	WT_CHECK_EQ(r.err_len, -1); /* not piped */
+	WT_CHECK_EQ(r.code, 0);
+	return NULL;
+}
+
+Test(proc, echo_hello_is_read_from_stdout_and_returns_0,
+     .timeout = WT_TIMEOUT(10))
+{
+	run_counts(echo_main, NULL, one_and_four, 2);
+}
+
+#define CAT_BYTES (1u << 20)
+
+struct cat_io {
+	weft_proc *p;
+	uint8_t *data;
+	ssize_t written;
+	int close_rc;
+};
+
+static void *cat_writer(void *arg)
+{
+	struct cat_io *c = arg;
+
+	c->written = weft_write_all(weft_proc_stdin(c->p), c->data, CAT_BYTES,
+				    -1);
+	c->close_rc = weft_proc_close_stdin(c->p);
+	return NULL;
+}
+
+static void *cat_main(void *arg)
+{
+	struct weft_proc_opts o = { .flags = WEFT_PROC_STDIN |
+					     WEFT_PROC_STDOUT };
+	struct cat_io c = { 0 };
+	uint8_t *back = malloc(CAT_BYTES + 1);
+	weft_task *w;
+	size_t got = 0;
+	int code = INT_MIN;
+
+	(void)arg;
+	c.data = malloc(CAT_BYTES);
+	if (!WT_CHECK(c.data && back))
+		goto out;
+	for (size_t i = 0; i < CAT_BYTES; i++)
+		c.data[i] = (uint8_t)((i * 2654435761u) >> 13);
+	if (!WT_CHECK_EQ(weft_proc_spawn(&c.p, (char *const[]){ "/bin/cat",
+								 NULL },
+					 &o),
+			 0))
+		goto out;
+	WT_CHECK(weft_proc_stdin(c.p) >= 0);
+	WT_CHECK(weft_proc_stdout(c.p) >= 0);
+	WT_CHECK_EQ(weft_proc_stderr(c.p), -1);
+	/* Both directions at once: the pipes hold 64 KiB each, so writing
+	 * it all before reading would deadlock with cat. */
+	w = weft_spawn(cat_writer, &c);
+	WT_CHECK(w != NULL);
+	for (;;) {
+		ssize_t n = weft_read(weft_proc_stdout(c.p), back + got,
+				      CAT_BYTES + 1 - got, -1);
+		if (!WT_CHECK(n >= 0) || n == 0)
+			break;
+		got += (size_t)n;
+		if (got > CAT_BYTES)
+			break;
+	}
+	if (w) {
+		WT_CHECK_EQ(weft_await(w, NULL), 0);
+		weft_task_release(w);
+	}
+	WT_CHECK_EQ(c.written, CAT_BYTES);
+	WT_CHECK_EQ(c.close_rc, 0);
+	WT_CHECK_EQ(weft_proc_stdin(c.p), -1);
+	WT_CHECK_EQ(weft_proc_close_stdin(c.p), -EBADF); /* already */
+	WT_CHECK_EQ(got, CAT_BYTES);
+	WT_CHECK(memcmp(back, c.data, CAT_BYTES) == 0);
+	WT_CHECK_EQ(weft_proc_wait(c.p, &code), 0);
+	WT_CHECK_EQ(code, 0);
+	weft_proc_destroy(c.p);
+out:
+	free(c.data);
+	free(back);
+	return NULL;
+}
+
+Test(proc, cat_round_trips_one_mib_through_stdin_and_stdout,
+     .timeout = WT_TIMEOUT(20))
+{
+	run_counts(cat_main, NULL, one_and_four, 2);
+}
+
+static void *codes_main(void *arg)
+{
+	struct weft_proc_opts o = { .flags = WEFT_PROC_STDOUT };
+	struct outcome r;
+
+	(void)arg;
+	WT_CHECK_EQ(run_collect(SH("exit 7"), &o, &r), 0);
+	WT_CHECK_EQ(r.code, 7);
+	WT_CHECK_EQ(run_collect(SH("exit 255"), &o, &r), 0);
+	WT_CHECK_EQ(r.code, 255);
+	WT_CHECK_EQ(run_collect(SH("kill -KILL $$"), &o, &r), 0);
+	WT_CHECK_EQ(r.code, -SIGKILL);
+	/* No stream piped at all: inherited, and still waited for. */
+	WT_CHECK_EQ(run_collect(SH("exit 3"), NULL, &r), 0);
+	WT_CHECK_EQ(r.code, 3);
+	return NULL;
+}
+
+Test(proc, exit_statuses_and_signals_become_asyncio_return_codes,
+     .timeout = WT_TIMEOUT(10))
+{
+	run_counts(codes_main, NULL, one_and_four, 2);
+}
+
+static void *stderr_main(void *arg)
+{
+	struct weft_proc_opts o = { .flags = WEFT_PROC_STDOUT |
+					     WEFT_PROC_STDERR };
+	struct outcome r;
+
+	(void)arg;
+	WT_CHECK_EQ(run_collect(SH("echo err >&2"), &o, &r), 0);
+	WT_CHECK_EQ(r.out_len, 0);
+	WT_CHECK_EQ(r.err_len, 4);
+	WT_CHECK(strcmp(r.err, "err\n") == 0);
+	WT_CHECK_EQ(r.code, 0);
+
+	/* Merged: both streams arrive through the stdout pipe, in order. */
+	o.flags = WEFT_PROC_STDOUT | WEFT_PROC_STDERR_TO_STDOUT;
+	WT_CHECK_EQ(run_collect(SH("echo out; echo err >&2; echo out2"), &o,
+				&r),
+		    0);
+	WT_CHECK(strcmp(r.out, "out\nerr\nout2\n") == 0);
+	WT_CHECK_EQ(r.err_len, -1); /* no stderr pipe */
+	WT_CHECK_EQ(r.code, 0);
+	return NULL;
+}
+
+Test(proc, stderr_is_piped_alone_or_merged_into_stdout,
+     .timeout = WT_TIMEOUT(10))
+{
+	run_counts(stderr_main, NULL, one_and_four, 2);
+}
+
+/* ---- /dev/null, cwd, environment ----------------------------------------- */
+
+static void *devnull_main(void *arg)
+{
+	struct weft_proc_opts o = { .flags = WEFT_PROC_STDOUT |
+					     WEFT_PROC_DEVNULL };
+	struct outcome r;
+
+	(void)arg;
+	/* What the child has as fds 0 and 2, and that stdin reads empty. */
+	WT_CHECK_EQ(run_collect(SH("readlink /proc/self/fd/0 /proc/self/fd/2;"
+				   " cat; echo end"),
+				&o, &r),
+		    0);
+	WT_CHECK(strcmp(r.out, "/dev/null\n/dev/null\nend\n") == 0);
+	WT_CHECK_EQ(r.code, 0);
+
+	/* Merged into /dev/null stdout as well. */
+	o.flags = WEFT_PROC_STDERR | WEFT_PROC_DEVNULL;
+	WT_CHECK_EQ(run_collect(SH("readlink /proc/self/fd/1 >&2"), &o, &r),
+		    0);
+	WT_CHECK(strcmp(r.err, "/dev/null\n") == 0 || (printf("[%s]\n", r.err), 0));
+	WT_CHECK_EQ(r.code, 0);
+	return NULL;
+}
+
+Test(proc, devnull_stands_in_for_streams_not_piped,
+     .timeout = WT_TIMEOUT(10))
+{
+	run_counts(devnull_main, NULL, one_and_four, 1);
+}
+
+struct cwd_env {
+	char dir[PATH_MAX];
+	char real[PATH_MAX];
+};
+
+static void *cwd_env_main(void *arg)
+{
+	struct cwd_env *ce = arg;
+	char *env[] = { "FOO=bar baz", "PATH=/usr/bin:/bin", NULL };
+	struct weft_proc_opts o = { .flags = WEFT_PROC_STDOUT,
+				    .envp = env,
+				    .cwd = ce->dir };
+	struct outcome r;
+	char want[PATH_MAX + 32];
+
+	WT_CHECK_EQ(run_collect(SH("pwd -P; echo \"$FOO\"; echo ${HOME-unset}"),
+				&o, &r),
+		    0);
+	snprintf(want, sizeof(want), "%s\nbar baz\nunset\n", ce->real);
+	WT_CHECK(strcmp(r.out, want) == 0);
+	WT_CHECK_EQ(r.code, 0);
+
+	/* A relative program is looked up from cwd. */
+	WT_CHECK_EQ(run_collect((char *const[]){ "./prog", NULL }, &o, &r), 0);
+	WT_CHECK(strcmp(r.out, "from prog\n") == 0);
+	WT_CHECK_EQ(r.code, 4);
+
+	/* A cwd that does not exist fails the spawn, nothing is left. */
+	o.cwd = "/nonexistent-weft-dir";
+	WT_CHECK_EQ(run_collect(SH("exit 0"), &o, &r), -ENOENT);
+	return NULL;
+}
+
+Test(proc, cwd_and_envp_are_honoured, .timeout = WT_TIMEOUT(10))
+{
+	struct cwd_env ce;
+	const char *base = getenv("TMPDIR");
+	char prog[PATH_MAX + 8];
+	FILE *f;
+
+	if (!base || !*base)
+		base = "/tmp";
+	snprintf(ce.dir, sizeof(ce.dir), "%s/weft-proc-XXXXXX", base);
+	cr_assert_not_null(mkdtemp(ce.dir));
+	cr_assert_not_null(realpath(ce.dir, ce.real));
+	snprintf(prog, sizeof(prog), "%s/prog", ce.dir);
+	f = fopen(prog, "w");
+	cr_assert_not_null(f);
+	fputs("#!/bin/sh\necho from prog\nexit 4\n", f);
+	fclose(f);
+	cr_assert_eq(chmod(prog, 0755), 0);
+	run_counts(cwd_env_main, &ce, one_and_four, 1);
+	unlink(prog);
+	cr_assert_eq(rmdir(ce.dir), 0);
+}
+
+/* ---- signals, deadlines, cancellation ------------------------------------ */
+
+static char *const sleep10[] = { "sleep", "10", NULL };
+static const struct weft_proc_opts sleep_opts = {
+	.flags = WEFT_PROC_SEARCH_PATH | WEFT_PROC_DEVNULL
+};
+
+static void *sigterm_main(void *arg)
+{
+	weft_proc *p;
+	uint64_t t0;
+	int code = INT_MIN;
+
+	(void)arg;
+	if (!WT_CHECK_EQ(weft_proc_spawn(&p, sleep10, &sleep_opts), 0))
+		return NULL;
+	WT_CHECK(weft_proc_pid(p) > 0);
+	WT_CHECK_EQ(weft_proc_stdin(p), -1);
+	WT_CHECK_EQ(weft_proc_stdout(p), -1);
+	WT_CHECK_EQ(weft_proc_close_stdin(p), -EBADF);
+	WT_CHECK_EQ(weft_proc_kill(p, 0), 0); /* alive */
+	t0 = weft_now();
+	WT_CHECK_EQ(weft_proc_kill(p, SIGTERM), 0);
+	WT_CHECK_EQ(weft_proc_wait(p, &code), 0);
+	WT_CHECK(weft_now() - t0 < PROMPT_NS);
+	WT_CHECK_EQ(code, -SIGTERM);
+	/* Reaped: the code stays, signals are refused. */
+	code = 0;
+	WT_CHECK_EQ(weft_proc_wait(p, &code), 0);
+	WT_CHECK_EQ(code, -SIGTERM);
+	WT_CHECK_EQ(weft_proc_kill(p, SIGTERM), -ESRCH);
+	weft_proc_destroy(p);
+	return NULL;
+}
+
+Test(proc, sigterm_ends_a_sleeping_child_with_minus_15,
+     .timeout = WT_TIMEOUT(10))
+{
+	run_counts(sigterm_main, NULL, one_and_four, 2);
+}
+
+static void *deadline_main(void *arg)
+{
+	weft_proc *p;
+	uint64_t t0, saved;
+	int code = INT_MIN;
+
+	(void)arg;
+	if (!WT_CHECK_EQ(weft_proc_spawn(&p, sleep10, &sleep_opts), 0))
+		return NULL;
+	t0 = weft_now();
+	saved = weft_timeout_begin(50 * MS);
+	WT_CHECK_EQ(weft_proc_wait(p, &code), -ETIMEDOUT);
+	weft_timeout_end(saved);
+	WT_CHECK(weft_now() - t0 >= 50 * MS);
+	WT_CHECK(weft_now() - t0 < PROMPT_NS);
+	WT_CHECK_EQ(code, INT_MIN); /* untouched */
+	/* Still running; a later wait gets the end. */
+	WT_CHECK_EQ(weft_proc_kill(p, 0), 0);
+	WT_CHECK_EQ(weft_proc_kill(p, SIGKILL), 0);
+	WT_CHECK_EQ(weft_proc_wait(p, &code), 0);
+	WT_CHECK_EQ(code, -SIGKILL);
+	weft_proc_destroy(p);
+	return NULL;
+}
+
+Test(proc, wait_past_its_deadline_returns_etimedout_and_can_be_retried,
+     .timeout = WT_TIMEOUT(10))
+{
+	run_counts(deadline_main, NULL, one_and_four, 2);
+}
+
+struct waiter {
+	weft_proc *p;
+	atomic_int entered;
+	int rc;
+	int code;
+};
+
+static void *wait_task(void *arg)
+{
+	struct waiter *w = arg;
+
+	atomic_store(&w->entered, 1);
+	w->rc = weft_proc_wait(w->p, &w->code);
+	return NULL;
+}
+
+static void *cancel_main(void *arg)
+{
+	struct waiter w = { .code = INT_MIN };
+	weft_task *t;
+	int code = INT_MIN;
+
+	(void)arg;
+	if (!WT_CHECK_EQ(weft_proc_spawn(&w.p, sleep10, &sleep_opts), 0))
+		return NULL;
+	t = weft_spawn(wait_task, &w);
+	if (!WT_CHECK(t != NULL))
+		goto out;
+	WT_CHECK(wt_yield_until(&w.entered, 10000000));
+	WT_CHECK_EQ(weft_sleep(20 * MS), 0);
+	WT_CHECK_EQ(weft_task_done(t), 0);
+	WT_CHECK_EQ(weft_cancel(t), 0);
+	WT_CHECK_EQ(weft_await(t, NULL), -ECANCELED);
+	weft_task_release(t);
+	WT_CHECK_EQ(w.rc, -ECANCELED);
+	WT_CHECK_EQ(w.code, INT_MIN);
+	WT_CHECK_EQ(weft_proc_kill(w.p, SIGKILL), 0);
+	WT_CHECK_EQ(weft_proc_wait(w.p, &code), 0);
+	WT_CHECK_EQ(code, -SIGKILL);
+out:
+	weft_proc_destroy(w.p);
+	return NULL;
+}
+
+Test(proc, cancelling_a_waiting_task_returns_ecanceled,
+     .timeout = WT_TIMEOUT(10))
+{
+	run_counts(cancel_main, NULL, one_and_four, 2);
+}
+
+static void *two_waiters_main(void *arg)
+{
+	struct waiter w[3];
+	weft_task *t[3];
+	weft_proc *p;
+
+	(void)arg;
+	if (!WT_CHECK_EQ(weft_proc_spawn(&p, SH("sleep 0.1; exit 3"), NULL),
+			 0))
+		return NULL;
+	for (int i = 0; i < 3; i++) {
+		memset(&w[i], 0, sizeof(w[i]));
+		w[i].p = p;
+		w[i].code = INT_MIN;
+		t[i] = weft_spawn(wait_task, &w[i]);
+		WT_CHECK(t[i] != NULL);
+	}
+	WT_CHECK_EQ(weft_gather(t, 3, NULL), 0);
+	for (int i = 0; i < 3; i++) {
+		WT_CHECK_EQ(w[i].rc, 0);
+		WT_CHECK_EQ(w[i].code, 3);
+		weft_task_release(t[i]);
+	}
+	weft_proc_destroy(p);
+	return NULL;
+}
+
+Test(proc, several_tasks_waiting_on_one_child_all_get_its_code,
+     .timeout = WT_TIMEOUT(10))
+{
+	static const unsigned counts[] = { 1, 2, 4 };
+
+	for (int i = 0; i < 5; i++)
+		run_counts(two_waiters_main, NULL, counts, 3);
+}
+
+/* ---- spawn errors --------------------------------------------------------- */
+
+struct errs {
+	char noexec[PATH_MAX];
+};
+
+static void *errors_main(void *arg)
+{
+	struct errs *e = arg;
+	struct weft_proc_opts o = { .flags = WEFT_PROC_STDIN |
+					     WEFT_PROC_STDOUT |
+					     WEFT_PROC_STDERR };
+	weft_proc *p = (weft_proc *)0x1;
+
+	WT_CHECK_EQ(weft_proc_spawn(&p, (char *const[]){
+					    "/nonexistent/weft-prog", NULL },
+				    &o),
+		    -ENOENT);
+	WT_CHECK(p == NULL);
+	o.flags |= WEFT_PROC_SEARCH_PATH;
+	WT_CHECK_EQ(weft_proc_spawn(&p, (char *const[]){
+					    "weft-no-such-program-3141", NULL },
+				    &o),
+		    -ENOENT);
+	o.flags &= ~WEFT_PROC_SEARCH_PATH;
+	WT_CHECK_EQ(weft_proc_spawn(&p, (char *const[]){ e->noexec, NULL },
+				    &o),
+		    -EACCES);
+	/* A directory is not executable either. */
+	WT_CHECK_EQ(weft_proc_spawn(&p, (char *const[]){ "/", NULL }, &o),
+		    -EACCES);
+	return NULL;
+}
+
+Test(proc, exec_failures_are_returned_by_spawn, .timeout = WT_TIMEOUT(10))
+{
+	struct errs e;
+	const char *base = getenv("TMPDIR");
+	int fd;
+
+	if (!base || !*base)
+		base = "/tmp";
+	snprintf(e.noexec, sizeof(e.noexec), "%s/weft-noexec-XXXXXX", base);
+	fd = mkstemp(e.noexec);
+	cr_assert(fd >= 0);
+	cr_assert_eq(write(fd, "#!/bin/sh\nexit 0\n", 17), 17);
+	close(fd);
+	cr_assert_eq(chmod(e.noexec, 0644), 0);
+	run_counts(errors_main, &e, one_and_four, 2);
+	unlink(e.noexec);
+}
+
+Test(proc, bad_arguments_return_einval)
+{
+	struct weft_proc_opts o = { .flags = WEFT_PROC_STDERR |
+					     WEFT_PROC_STDERR_TO_STDOUT };
+	char *const argv[] = { "/bin/true", NULL };
+	char *const empty[] = { NULL };
+	weft_proc *p;
+	int fds = fd_count();
+
+	cr_assert_eq(weft_proc_spawn(&p, argv, &o), -EINVAL);
+	o.flags = 0x1000;
+	cr_assert_eq(weft_proc_spawn(&p, argv, &o), -EINVAL);
+	cr_assert_eq(weft_proc_spawn(&p, NULL, NULL), -EINVAL);
+	cr_assert_eq(weft_proc_spawn(&p, empty, NULL), -EINVAL);
+	cr_assert_eq(weft_proc_spawn(NULL, argv, NULL), -EINVAL);
+	cr_assert_eq(weft_proc_wait(NULL, NULL), -EINVAL);
+	cr_assert_eq(weft_proc_kill(NULL, SIGTERM), -EINVAL);
+	cr_assert_eq(weft_proc_close_stdin(NULL), -EINVAL);
+	cr_assert_eq(weft_proc_pid(NULL), -1);
+	cr_assert_eq(weft_proc_stdout(NULL), -1);
+	weft_proc_destroy(NULL);
+	cr_assert_eq(fd_count(), fds, "descriptors leaked");
+	assert_no_children();
+}
+
+/* ---- destroy, and calls outside a runtime -------------------------------- */
+
+static void *destroy_main(void *arg)
+{
+	struct weft_proc_opts o = { .flags = WEFT_PROC_STDIN |
+					     WEFT_PROC_STDOUT |
+					     WEFT_PROC_STDERR };
+	weft_proc *p;
+	pid_t pid;
+	int st;
+
+	(void)arg;
+	if (!WT_CHECK_EQ(weft_proc_spawn(&p, (char *const[]){ "/bin/sleep",
+							       "10", NULL },
+					 &o),
+			 0))
+		return NULL;
+	pid = weft_proc_pid(p);
+	weft_proc_destroy(p);
+	/* Killed and reaped: no zombie under that pid, nor any other. */
+	WT_CHECK_EQ(waitpid(pid, &st, WNOHANG), -1);
+	WT_CHECK_EQ(errno, ECHILD);
+
+	/* One that has exited but was never waited for. */
+	if (!WT_CHECK_EQ(weft_proc_spawn(&p, SH("exit 0"), NULL), 0))
+		return NULL;
+	pid = weft_proc_pid(p);
+	WT_CHECK_EQ(weft_sleep(50 * MS), 0);
+	weft_proc_destroy(p);
+	WT_CHECK_EQ(waitpid(pid, &st, WNOHANG), -1);
+	WT_CHECK_EQ(errno, ECHILD);
+	return NULL;
+}
+
+Test(proc, destroy_kills_and_reaps_a_running_child,
+     .timeout = WT_TIMEOUT(10))
+{
+	run_counts(destroy_main, NULL, one_and_four, 2);
+}
+
+Test(proc, spawn_kill_and_destroy_work_outside_a_runtime,
+     .timeout = WT_TIMEOUT(10))
+{
+	weft_proc *p;
+	int fds = fd_count(), code = INT_MIN;
+	char c;
+	pid_t pid;
+
+	cr_assert_eq(weft_proc_spawn(&p, (char *const[]){ "/bin/sh", "-c",
+							  "echo x; exec sleep 10",
+							  NULL },
+				     &(struct weft_proc_opts){
+					     .flags = WEFT_PROC_STDOUT }),
+		     0);
+	pid = weft_proc_pid(p);
+	cr_assert_eq(read(weft_proc_stdout(p), &c, 1), 1);
+	cr_assert_eq(c, 'x');
+	/* Waiting suspends a task: refused here. */
+	cr_assert_eq(weft_proc_wait(p, &code), -EPERM);
+	cr_assert_eq(code, INT_MIN);
+	cr_assert_eq(weft_proc_kill(p, 0), 0);
+	weft_proc_destroy(p);
+	cr_assert(kill(pid, 0) == -1 && errno == ESRCH);
+	cr_assert_eq(fd_count(), fds, "descriptors leaked");
+	assert_no_children();
+}
+
+/* ---- many at once ----------------------------------------------------------- */
+
+#define MANY 50
+
+struct many {
+	int i;
+	int rc, code;
+	char out[32];
+	int worker;
+};
+
+static void *many_task(void *arg)
+{
+	struct many *m = arg;
+	struct weft_proc_opts o = { .flags = WEFT_PROC_STDOUT |
+					     WEFT_PROC_SEARCH_PATH };
+	char script[64];
+	weft_proc *p;
+
+	m->worker = weft_worker_index();
+	snprintf(script, sizeof(script), "echo %d; exit %d", m->i,
+		 (m->i * 7) % 256);
+	m->rc = weft_proc_spawn(&p, SH(script), &o);
+	if (m->rc)
+		return NULL;
+	/* The task may resume on another worker after any suspension; the
+	 * handle serves whichever worker runs it. */
+	if (read_all(weft_proc_stdout(p), m->out, sizeof(m->out)) < 0)
+		m->out[0] = '\0';
+	m->rc = weft_proc_wait(p, &m->code);
+	weft_proc_destroy(p);
+	return NULL;
+}
+
+static void *many_main(void *arg)
+{
+	struct many *m = calloc(MANY, sizeof(*m));
+	weft_task *t[MANY];
+	unsigned seen = 0;
+
+	(void)arg;
+	if (!WT_CHECK(m != NULL))
+		return NULL;
+	for (int i = 0; i < MANY; i++) {
+		m[i].i = i;
+		m[i].code = INT_MIN;
+		t[i] = weft_spawn(many_task, &m[i]);
+		if (!WT_CHECK(t[i] != NULL))
+			return NULL;
+	}
+	WT_CHECK_EQ(weft_gather(t, MANY, NULL), 0);
+	for (int i = 0; i < MANY; i++) {
+		char want[32];
+
+		snprintf(want, sizeof(want), "%d\n", i);
+		WT_CHECK_EQ(m[i].rc, 0);
+		WT_CHECK_EQ(m[i].code, (i * 7) % 256);
+		WT_CHECK(strcmp(m[i].out, want) == 0);
+		if (m[i].worker >= 0 && m[i].worker < 32)
+			seen |= 1u << m[i].worker;
+		weft_task_release(t[i]);
+	}
+	cr_log_info("children spawned from workers 0x%x", seen);
+	free(m);
+	return NULL;
+}
+
+Test(proc, fifty_children_from_tasks_on_four_workers_are_all_reaped,
+     .timeout = WT_TIMEOUT(30))
+{
+	static const unsigned four[] = { 4 };
+
+	for (int round = 0; round < 3; round++)
+		run_counts(many_main, NULL, four, 1);
+}
+
+/* ---- the child's signal state ------------------------------------------ */
+
+static void *signals_main(void *arg)
+{
+	struct outcome r;
+	sigset_t block, old;
+
+	(void)arg;
+	/* weft_run() ignores SIGPIPE; the child gets the default back. */
+	WT_CHECK_EQ(run_collect(SH("kill -PIPE $$; exit 0"), NULL, &r), 0);
+	WT_CHECK_EQ(r.code, -SIGPIPE);
+
+	/* A signal blocked in the spawning thread is not blocked in the
+	 * child. One worker: the task stays on this thread, and nothing in
+	 * between suspends. */
+	sigemptyset(&block);
+	sigaddset(&block, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &block, &old);
+	{
+		weft_proc *p;
+		int rc = weft_proc_spawn(&p, SH("kill -USR1 $$; exit 0"),
+					 NULL);
+
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		if (WT_CHECK_EQ(rc, 0)) {
+			WT_CHECK_EQ(weft_proc_wait(p, &r.code), 0);
+			WT_CHECK_EQ(r.code, -SIGUSR1);
+			weft_proc_destroy(p);
+		}
+	}
+	return NULL;
+}
+
+Test(proc, the_child_starts_with_default_sigpipe_and_an_empty_mask,
+     .timeout = WT_TIMEOUT(10))
+{
+	static const unsigned one[] = { 1 };
+
+	run_counts(signals_main, NULL, one, 1);
+}
+
+/* ---- descriptors ------------------------------------------------------------ */
+
+static void *leak_main(void *arg)
+{
+	int before = fd_count();
+	struct weft_proc_opts o = { .flags = WEFT_PROC_STDIN |
+					     WEFT_PROC_STDOUT |
+					     WEFT_PROC_STDERR };
+	struct outcome r;
+
+	(void)arg;
+	/* The child sees exactly 0, 1, 2: no pipe end, ring or other
+	 * descriptor of ours (the listing's own fd is the one extra). */
+	o.flags = WEFT_PROC_STDOUT | WEFT_PROC_DEVNULL;
+	WT_CHECK_EQ(run_collect(SH("ls /proc/self/fd | wc -l"), &o, &r), 0);
+	WT_CHECK_EQ(atoi(r.out), 4);
+	WT_CHECK_EQ(r.code, 0);
+	/* Not even a descriptor left inheritable on purpose. */
+	WT_CHECK_EQ(run_collect(SH("readlink /proc/self/fd/* | grep -c "
+				   "weft-inherit || true"),
+				&o, &r),
+		    0);
+	WT_CHECK_EQ(atoi(r.out), 0);
+
+	o.flags = WEFT_PROC_STDIN | WEFT_PROC_STDOUT | WEFT_PROC_STDERR;
+	for (int i = 0; i < 20; i++) {
+		WT_CHECK_EQ(run_collect(SH("exit 1"), &o, &r), 0);
+		WT_CHECK_EQ(r.code, 1);
+		WT_CHECK_EQ(run_collect((char *const[]){ "/nonexistent-weft/prog", NULL },
+					&o, &r),
+			    -ENOENT);
+	}
+	WT_CHECK_EQ(fd_count(), before);
+	return NULL;
+}
+
+Test(proc, no_descriptor_leaks_into_the_child_or_stays_open,
+     .timeout = WT_TIMEOUT(20))
+{
+	static const unsigned two[] = { 2 };
+	char path[] = "/tmp/weft-inherit-XXXXXX";
+	int fd = mkstemp(path), flags;
+
+	cr_assert(fd >= 0);
+	/* mkstemp's fd is inheritable (no O_CLOEXEC). */
+	flags = fcntl(fd, F_GETFD);
+	cr_assert_eq(flags & FD_CLOEXEC, 0);
+	unlink(path);
+	run_counts(leak_main, &fd, two, 1);
+	close(fd);
+}
