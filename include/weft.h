@@ -817,8 +817,8 @@ struct weft_proc_opts {
  * the program's own argv[0]) and stores a new handle in *out, to give back
  * with weft_proc_destroy(). opts may be NULL (no pipes, all inherited).
  * Makes no ring call: callable from any thread, in a runtime or not. The
- * calling thread is held until the child has called exec (a few hundred
- * microseconds), which is how an exec failure comes back here rather than
+ * calling thread is held until the child has called exec (typically 0.1-0.2
+ * ms), which is how an exec failure comes back here rather than
  * as a child exiting 127. Returns 0, or:
  *   -ENOENT   no such program (or cwd does not exist)
  *   -EACCES   the file is not executable (or is a directory)

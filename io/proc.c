@@ -135,6 +135,7 @@ static int file_actions(posix_spawn_file_actions_t *fa, unsigned flags,
 			const char *cwd, int in_r, int out_w, int err_w)
 {
 	bool dn = flags & WEFT_PROC_DEVNULL;
+	int merge = flags & WEFT_PROC_STDERR_TO_STDOUT ? 1 : -1;
 	int rc;
 
 	/* Order matters: stderr may be a copy of stdout, so stdout first. */
@@ -142,9 +143,7 @@ static int file_actions(posix_spawn_file_actions_t *fa, unsigned flags,
 	if (!rc)
 		rc = stream_action(fa, 1, out_w, -1, dn);
 	if (!rc)
-		rc = stream_action(fa, 2, err_w,
-				   (flags & WEFT_PROC_STDERR_TO_STDOUT) ? 1 : -1,
-				   dn);
+		rc = stream_action(fa, 2, err_w, merge, dn);
 	/* The pipe ends are close-on-exec already; this closes whatever
 	 * else the parent left inheritable (Python's close_fds=True). */
 	if (!rc)

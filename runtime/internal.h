@@ -13,6 +13,9 @@
  *   idle.c     which workers search, sleep and get woken
  *   worker.c   the scheduler loop, next-task choice, stealing, switching
  *   runtime.c  weft_run(): start-up, shutdown, configuration
+ *   lifecycle.c  event-loop control: explicit runtimes (create, run,
+ *              run_forever, close), weft_stop, the graceful shutdown
+ *              drain, SIGINT/SIGTERM handling
  *   tls.c      task-local storage
  *   timer.c    the timer service: one timing wheel, fired by any worker
  *   pool.c     the blocking pool: threads that run weft_run_blocking()
@@ -681,7 +684,47 @@ void weft__op_complete(struct weft__worker *w, struct weft__op *op,
  * poll's error. Task context. */
 int weft__poll(int fd, unsigned events);
 
-/* runtime.c */
+/* runtime.c: building and tearing down a runtime. start() validates the
+ * configuration, starts the workers (the caller becomes worker 0 if
+ * caller_is_worker, and must then run its loop) and leaves them idle.
+ * stop() stops and joins every worker (the caller's included: call it
+ * after worker 0's loop returned); release() frees all but the handle
+ * (control blocks stay readable between stop and release); free() frees
+ * the handle. */
 void *weft__worker_thread(void *arg);
+int weft__runtime_start(struct weft_runtime **out,
+			const struct weft_config *config,
+			bool caller_is_worker);
+void weft__runtime_stop(struct weft_runtime *rt);
+void weft__runtime_release(struct weft_runtime *rt);
+void weft__runtime_free(struct weft_runtime *rt);
+
+/* lifecycle.c: event-loop control. */
+/* Validates flags and grace, sets up the lock and claims the signals
+ * (-EINVAL, -EBUSY); signals_start() installs the handler once the workers
+ * run, signals_stop() restores what was there. fini undoes init. */
+int weft__lifecycle_init(struct weft_runtime *rt,
+			 const struct weft_config *config);
+int weft__lifecycle_signals_start(struct weft_runtime *rt);
+void weft__lifecycle_signals_stop(struct weft_runtime *rt);
+void weft__lifecycle_fini(struct weft_runtime *rt);
+/* weft_run(): spawns main on worker 0 as the run's main task. */
+int weft__lifecycle_start_main(struct weft_runtime *rt, weft_fn fn,
+			       void *arg, struct weft_task **out);
+/* weft_run()'s main task after fn returned, in task context: cancels the
+ * other tasks and waits up to the grace for them to end. */
+void weft__lifecycle_drain(struct weft_task *self);
+/* Spawn gate for threads outside rt: enter() returns 0 or -ESHUTDOWN;
+ * a 0 must be matched by leave() once the task is queued. quiesce()
+ * closes the gate and waits for the spawns inside it. */
+int weft__lifecycle_enter(struct weft_runtime *rt);
+void weft__lifecycle_leave(struct weft_runtime *rt);
+void weft__lifecycle_quiesce(struct weft_runtime *rt);
+
+/* task.c: shutdown sweep. Requests cancellation of every live task of rt
+ * but `except` (may be NULL) and wakes those not cancelled before; returns
+ * how many are live. Any thread. */
+unsigned weft__task_cancel_all(struct weft_runtime *rt,
+			       struct weft_task *except);
 
 #endif /* WEFT_INTERNAL_H */

@@ -1,17 +1,28 @@
 /*
- * weft_run(): builds a runtime, turns the calling thread into worker 0,
- * starts the other workers, runs the main task and tears everything down.
+ * Building and tearing down a runtime, and weft_run().
+ *
+ * Two ways in. weft_run() turns the calling thread into worker 0, starts
+ * the other workers, runs the main task and tears everything down before
+ * it returns. weft_runtime_create() (lifecycle.c) starts every worker as a
+ * thread of its own and returns; the caller and any other thread that is
+ * not a worker then drive the runtime. Both go through the same pieces:
+ * weft__runtime_start(), weft__runtime_stop(), weft__runtime_release() and
+ * weft__runtime_free().
  *
  * Start-up: each worker creates its own ring on its own thread (the ring's
- * SINGLE_ISSUER owner) and reports success or failure through `boot`;
- * weft_run() waits for all reports before spawning main, so a kernel that
- * refuses io_uring gives an error code, not a half-started runtime.
+ * SINGLE_ISSUER owner) and reports success or failure through the boot
+ * rendezvous; start waits for all reports before it lets any worker into
+ * its loop, so a kernel that refuses io_uring gives an error code, not a
+ * half-started runtime.
  *
- * Shutdown: when the main task ends (task.c) it sets rt->stopping and wakes
- * every worker. Each leaves its loop at its next scheduling point; worker 0
- * joins the others, then frees what is left: task stacks (the arena),
- * control blocks (including those of tasks still parked, which are simply
- * dropped), rings and eventfds. Nothing of the runtime survives the return.
+ * Shutdown: when weft_run()'s main task returns, it first cancels the
+ * other tasks and gives them the grace period to end (the drain,
+ * lifecycle.c); then (task.c) it sets rt->stopping and wakes every worker.
+ * Each leaves its loop at its next scheduling point; worker 0 joins the
+ * others, then frees what is left: task stacks (the arena), control blocks
+ * (including those of tasks still parked, which are simply dropped), rings
+ * and eventfds. Nothing of the runtime survives the return.
+ * weft_runtime_close() does the same from outside: drain, then stop.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -27,7 +38,9 @@
 #define WEFT__DEFAULT_CACHE 64u
 #define WEFT__MAX_WORKERS 1024u
 
-struct boot {
+/* Start-up rendezvous. Lives as long as the runtime: a worker thread may
+ * still be leaving pthread_cond_wait() when start returns. */
+struct weft__boot {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	unsigned reported;
@@ -37,7 +50,8 @@ struct boot {
 
 struct worker_arg {
 	struct weft__worker *w;
-	struct boot *boot;
+	struct weft__boot *boot;
+
 };
 
 static void worker_san_init(struct weft__worker *w)
@@ -82,8 +96,8 @@ static int worker_start(struct weft__worker *w)
 
 /* Per-thread part of shutdown. The ring stays open: another worker may
  * still send this one a wake-up until all have stopped, so rings are
- * closed by weft_run() after the joins (closing a ring from another
- * thread is allowed; only submitting is tied to the issuer). */
+ * closed by weft__runtime_release() after the joins (closing a ring from
+ * another thread is allowed; only submitting is tied to the issuer). */
 static void worker_stop(struct weft__worker *w)
 {
 	weft__worker_set_self(NULL);
@@ -94,8 +108,8 @@ static void rings_close(struct weft_runtime *rt)
 {
 	unsigned i;
 
-	for (i = 0; i < rt->nworkers; i++)
-		if (rt->workers[i]->wake_fd >= 0)
+	for (i = 0; rt->workers && i < rt->nworkers; i++)
+		if (rt->workers[i] && rt->workers[i]->wake_fd >= 0)
 			weft__ring_fini(rt->workers[i]);
 }
 
@@ -103,7 +117,7 @@ void *weft__worker_thread(void *arg)
 {
 	struct worker_arg *wa = arg;
 	struct weft__worker *w = wa->w;
-	struct boot *b = wa->boot;
+	struct weft__boot *b = wa->boot;
 	int err = worker_start(w);
 	bool go;
 
@@ -132,21 +146,6 @@ static unsigned online_cpus(void)
 	return n < 1 ? 1u : (unsigned)n;
 }
 
-static void runtime_free(struct weft_runtime *rt)
-{
-	unsigned i;
-
-	weft__pool_fini(rt); /* no-op if done already or never set up */
-	weft__task_pool_fini(rt);
-	weft__stack_fini(rt);
-	if (rt->workers) {
-		for (i = 0; i < rt->nworkers; i++)
-			free(rt->workers[i]);
-		weft__free(rt->workers);
-	}
-	weft__free(rt);
-}
-
 static int config_check(const struct weft_config *c)
 {
 	unsigned i;
@@ -163,29 +162,97 @@ static int config_check(const struct weft_config *c)
 		return -EINVAL;
 	if (c->stack_size > ((size_t)1 << 40))
 		return -EINVAL;
+	if (c->flags & ~WEFT_RUN_STOP_ON_SIGNALS)
+		return -EINVAL;
 	return 0;
 }
 
-static int run(weft_fn main_fn, void *arg, const struct weft_config *config,
-	       void **result)
+/* Process-wide setting the runtime needs: SIGPIPE ignored unless the
+ * program chose a disposition (so writes to a closed pipe return -EPIPE
+ * instead of killing it; sockets use MSG_NOSIGNAL anyway). */
+static void sigpipe_ignore(void)
+{
+	struct sigaction sa;
+
+	if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL &&
+	    !(sa.sa_flags & SA_SIGINFO)) {
+		sa.sa_handler = SIG_IGN;
+		sigaction(SIGPIPE, &sa, NULL);
+	}
+}
+
+/* The index of the first worker that runs on a thread of its own. */
+static unsigned first_thread(const struct weft_runtime *rt)
+{
+	return rt->caller_is_worker ? 1u : 0u;
+}
+
+/* Starts workers first_thread()..nworkers-1 and waits until each has
+ * reported; lets them into their loops if all started. On failure every
+ * thread started is joined again. */
+static int threads_start(struct weft_runtime *rt)
+{
+	struct weft__boot *b = rt->boot;
+	unsigned i, first = first_thread(rt), started = 0;
+	int err = 0;
+
+	for (i = first; i < rt->nworkers; i++) {
+		struct worker_arg *wa = weft__malloc(sizeof(*wa));
+		if (!wa) {
+			err = -ENOMEM;
+			break;
+		}
+		wa->w = rt->workers[i];
+		wa->boot = b;
+		err = -pthread_create(&rt->workers[i]->thread, NULL,
+				      weft__worker_thread, wa);
+		if (err < 0) {
+			weft__free(wa);
+			break;
+		}
+		started++;
+	}
+	pthread_mutex_lock(&b->lock);
+	while (b->reported < started)
+		pthread_cond_wait(&b->cond, &b->lock);
+	if (!err)
+		err = b->err;
+	if (err)
+		b->err = err;
+	else
+		b->go = true;
+	pthread_cond_broadcast(&b->cond);
+	pthread_mutex_unlock(&b->lock);
+	if (err)
+		for (i = first; i < first + started; i++)
+			pthread_join(rt->workers[i]->thread, NULL);
+	return err;
+}
+
+int weft__runtime_start(struct weft_runtime **out,
+			const struct weft_config *config,
+			bool caller_is_worker)
 {
 	struct weft_runtime *rt;
-	struct boot boot;
 	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
-	unsigned i, started = 0;
-	struct weft_task *mt;
+	unsigned i;
 	int err;
 
-	if (!main_fn)
-		return -EINVAL;
 	if ((err = config_check(config)) < 0)
 		return err;
-	if (weft__worker_self())
+	if (caller_is_worker && weft__worker_self())
 		return -EBUSY;
 
 	rt = weft__calloc(1, sizeof(*rt));
 	if (!rt)
 		return -ENOMEM;
+	/* First: it claims the signals, which a second runtime may not. */
+	err = weft__lifecycle_init(rt, config);
+	if (err < 0) {
+		weft__free(rt);
+		return err;
+	}
+	rt->caller_is_worker = caller_is_worker;
 	rt->nworkers = (config && config->workers) ? config->workers
 						    : online_cpus();
 	rt->stack_size = (config && config->stack_size) ? config->stack_size
@@ -203,21 +270,21 @@ static int run(weft_fn main_fn, void *arg, const struct weft_config *config,
 	weft__timer_init(rt);
 	weft__pool_init(rt, config);
 
+	err = -ENOMEM;
 	rt->workers = weft__calloc(rt->nworkers, sizeof(*rt->workers));
-	if (!rt->workers) {
-		weft__free(rt);
-		return -ENOMEM;
-	}
+	rt->boot = weft__calloc(1, sizeof(*rt->boot));
+	if (!rt->workers || !rt->boot)
+		goto fail;
+	pthread_mutex_init(&rt->boot->lock, NULL);
+	pthread_cond_init(&rt->boot->cond, NULL);
 	const char *dm = getenv("WEFT_DEBUG_MIGRATE");
 	bool debug_migrate = dm && dm[0] == '1';
 
 	for (i = 0; i < rt->nworkers; i++) {
 		struct weft__worker *w =
 			aligned_alloc(WEFT__CACHELINE, sizeof(*w));
-		if (!w) {
-			runtime_free(rt);
-			return -ENOMEM;
-		}
+		if (!w)
+			goto fail;
 		memset(w, 0, sizeof(*w));
 		w->rt = rt;
 		w->index = i;
@@ -228,97 +295,122 @@ static int run(weft_fn main_fn, void *arg, const struct weft_config *config,
 		rt->workers[i] = w;
 	}
 
-	/* Worker 0 is this thread. */
-	err = worker_start(rt->workers[0]);
+	sigpipe_ignore();
+	if (caller_is_worker) {
+		/* Worker 0 is this thread. */
+		err = worker_start(rt->workers[0]);
+		if (err < 0)
+			goto fail;
+	}
+	err = threads_start(rt);
 	if (err < 0) {
-		runtime_free(rt);
-		return err;
+		if (caller_is_worker)
+			worker_stop(rt->workers[0]);
+		goto fail;
 	}
-
-	pthread_mutex_init(&boot.lock, NULL);
-	pthread_cond_init(&boot.cond, NULL);
-	boot.reported = 0;
-	boot.err = 0;
-	boot.go = false;
-	for (i = 1; i < rt->nworkers; i++) {
-		struct worker_arg *wa = weft__malloc(sizeof(*wa));
-		if (!wa) {
-			err = -ENOMEM;
-			break;
-		}
-		wa->w = rt->workers[i];
-		wa->boot = &boot;
-		err = -pthread_create(&rt->workers[i]->thread, NULL,
-				      weft__worker_thread, wa);
-		if (err < 0) {
-			weft__free(wa);
-			break;
-		}
-		started++;
+	err = weft__lifecycle_signals_start(rt);
+	if (err < 0) {
+		weft__runtime_stop(rt);
+		goto fail;
 	}
-	pthread_mutex_lock(&boot.lock);
-	while (boot.reported < started)
-		pthread_cond_wait(&boot.cond, &boot.lock);
-	if (!err)
-		err = boot.err;
-	if (err)
-		boot.err = err;
-	else
-		boot.go = true;
-	pthread_cond_broadcast(&boot.cond);
-	pthread_mutex_unlock(&boot.lock);
+	*out = rt;
+	return 0;
 
-	if (!err)
-		err = weft__spawn_main(rt, main_fn, arg, &mt);
-	if (err) {
-		/* Workers may already be in their loops (spawning main
-		 * failed after "go"): stop and wake them before joining. */
-		atomic_store(&rt->stopping, 1);
-		weft__idle_wake_all(rt);
-		for (i = 1; i <= started; i++)
-			pthread_join(rt->workers[i]->thread, NULL);
-		worker_stop(rt->workers[0]);
-		weft__pool_fini(rt); /* before the rings close: see pool.c */
-		rings_close(rt);
-		pthread_mutex_destroy(&boot.lock);
-		pthread_cond_destroy(&boot.cond);
-		runtime_free(rt);
-		return err;
-	}
-
-	weft__worker_loop(rt->workers[0]);
-
-	for (i = 1; i < rt->nworkers; i++)
-		pthread_join(rt->workers[i]->thread, NULL);
-	pthread_mutex_destroy(&boot.lock);
-	pthread_cond_destroy(&boot.cond);
-	/* Every worker has stopped: the block is ours to read. */
-	if (result)
-		*result = mt->result;
-	err = mt->outcome;
-	worker_stop(rt->workers[0]);
-	weft__pool_fini(rt); /* before the rings close: see pool.c */
-	rings_close(rt);
-	runtime_free(rt);
+fail:
+	weft__runtime_release(rt);
+	weft__runtime_free(rt);
 	return err;
 }
 
-/* Process-wide settings the runtime needs around run(): SIGPIPE ignored
- * unless the program chose a disposition (so writes to a closed pipe
- * return -EPIPE instead of killing it; sockets use MSG_NOSIGNAL anyway),
- * and the calling thread's timer slack put back afterwards. */
+/*
+ * Stops the runtime: no more spawns from outside (and those in flight are
+ * waited for), the signals go back to their owners, every worker leaves
+ * its loop and is joined. Worker 0 of weft_run() is the calling thread,
+ * whose loop has returned already. Control blocks stay readable.
+ */
+void weft__runtime_stop(struct weft_runtime *rt)
+{
+	unsigned i;
+
+	weft__lifecycle_signals_stop(rt);
+	weft__lifecycle_quiesce(rt);
+	/* seq_cst: pairs with the seq_cst loads of in_ring_wait's sleepers
+	 * (io/ring.c); the wake-ups below reach those already asleep. */
+	atomic_store_explicit(&rt->stopping, 1, memory_order_seq_cst);
+	weft__idle_wake_all(rt);
+	for (i = first_thread(rt); i < rt->nworkers; i++)
+		pthread_join(rt->workers[i]->thread, NULL);
+	if (rt->caller_is_worker)
+		worker_stop(rt->workers[0]);
+}
+
+/* Frees everything of a stopped (or never started) runtime but the
+ * handle. The blocking pool goes first: before the rings close (a
+ * finishing call wakes its task, which may wake a worker) and before the
+ * task stacks its jobs live on (pool.c). */
+void weft__runtime_release(struct weft_runtime *rt)
+{
+	unsigned i;
+
+	weft__pool_fini(rt); /* no-op if done already or never set up */
+	rings_close(rt);
+	weft__task_pool_fini(rt);
+	weft__stack_fini(rt);
+	if (rt->workers) {
+		for (i = 0; i < rt->nworkers; i++)
+			free(rt->workers[i]);
+		weft__free(rt->workers);
+		rt->workers = NULL;
+	}
+	if (rt->boot) {
+		pthread_mutex_destroy(&rt->boot->lock);
+		pthread_cond_destroy(&rt->boot->cond);
+		weft__free(rt->boot);
+		rt->boot = NULL;
+	}
+}
+
+void weft__runtime_free(struct weft_runtime *rt)
+{
+	weft__lifecycle_fini(rt);
+	weft__free(rt);
+}
+
+static int run(weft_fn main_fn, void *arg, const struct weft_config *config,
+	       void **result)
+{
+	struct weft_runtime *rt;
+	struct weft_task *mt;
+	int err;
+
+	if (!main_fn)
+		return -EINVAL;
+	err = weft__runtime_start(&rt, config, true);
+	if (err < 0)
+		return err;
+	err = weft__lifecycle_start_main(rt, main_fn, arg, &mt);
+	if (!err)
+		weft__worker_loop(rt->workers[0]);
+	weft__runtime_stop(rt);
+	if (!err) {
+		/* Every worker has stopped: the block is ours to read. */
+		if (result)
+			*result = mt->result;
+		err = mt->outcome;
+	}
+	weft__runtime_release(rt);
+	weft__runtime_free(rt);
+	return err;
+}
+
+/* The calling thread's timer slack is put back afterwards (worker 0 ran
+ * with 1 ns). */
 int weft_run(weft_fn main_fn, void *arg, const struct weft_config *config,
 	     void **result)
 {
 	int slack = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
-	struct sigaction sa;
 	int err;
 
-	if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL &&
-	    !(sa.sa_flags & SA_SIGINFO)) {
-		sa.sa_handler = SIG_IGN;
-		sigaction(SIGPIPE, &sa, NULL);
-	}
 	err = run(main_fn, arg, config, result);
 	if (slack > 0)
 		prctl(PR_SET_TIMERSLACK, (unsigned long)slack, 0, 0, 0);

@@ -273,6 +273,59 @@ void weft__task_pool_fini(struct weft_runtime *rt)
 	rt->cb_free = NULL;
 }
 
+/*
+ * Shutdown sweep (lifecycle.c's drain and close). Runs on any thread while
+ * the runtime runs, next to spawns, ends and recycling of blocks.
+ *   Slabs: pushed at the head of rt->cb_slabs under cb_lock and never
+ *   unlinked before weft__task_pool_fini(), which runs after every worker
+ *   stopped and every sweep returned. Taking the head under the lock
+ *   (acquire) makes every slab linked before it readable, `next` and `mem`
+ *   included; slabs linked after are missed, and the drain sweeps again.
+ *   Blocks: only the atomics park, done and cancel are touched, because a
+ *   block may end and be recycled by task_start() at any moment. A block is
+ *   live if park (acquire) is not FREE and done (acquire) is 0. A decision
+ *   made on a block that is recycled meanwhile is harmless: the cancel
+ *   either reaches the new task (spawned during shutdown, which is to be
+ *   cancelled anyway) or lands before task_start() clears the flag and is
+ *   lost, and the next sweep sees the new task live and cancels it then.
+ *   The exchange's release pairs with the acquire in cancel_pending(), as
+ *   weft_cancel()'s store does. Only a task whose flag was clear is woken:
+ *   whoever set it before woke it, and the flag stays set, so sweeps
+ *   repeated while shielded tasks linger do not keep waking them (a wake
+ *   on a block recycled meanwhile is spurious, which the park protocol
+ *   allows).
+ */
+unsigned weft__task_cancel_all(struct weft_runtime *rt,
+			       struct weft_task *except)
+{
+	struct weft__slab *s;
+	unsigned live = 0, i;
+
+	weft__spin_lock(&rt->cb_lock);
+	s = rt->cb_slabs;
+	weft__spin_unlock(&rt->cb_lock);
+	for (; s; s = s->next) {
+		struct weft_task *blk = s->mem;
+
+		for (i = 0; i < WEFT__CB_SLAB; i++) {
+			struct weft_task *t = &blk[i];
+
+			if (t == except ||
+			    atomic_load_explicit(&t->park,
+						 memory_order_acquire) ==
+				    WEFT__FREE ||
+			    atomic_load_explicit(&t->done,
+						 memory_order_acquire))
+				continue;
+			live++;
+			if (!atomic_exchange_explicit(&t->cancel, 1,
+						      memory_order_acq_rel))
+				weft__task_wake(t);
+		}
+	}
+	return live;
+}
+
 /* ---- spawn ------------------------------------------------------------ */
 
 /* Fills a fresh block and queues it. `refs` is 1 (detached) or 2. */
@@ -340,10 +393,17 @@ static int spawn(weft_task **out, weft_fn fn, void *arg,
 		return -EPERM;
 	if (w && w->rt != rt)
 		w = NULL; /* a worker of another runtime: spawn as a foreigner */
+	/* From outside, refused once rt shuts down; the gate (lifecycle.c)
+	 * keeps rt's pools alive until the task is queued. */
+	if (!w && (err = weft__lifecycle_enter(rt)) < 0)
+		return err;
 
 	err = weft__task_alloc(rt, w, &t);
-	if (err < 0)
+	if (err < 0) {
+		if (!w)
+			weft__lifecycle_leave(rt);
 		return err;
+	}
 	task_start(rt, w, t, fn, arg, opts, detached ? 1 : 2);
 	t->start_at = start_at;
 	t->group = NULL;
@@ -351,10 +411,12 @@ static int spawn(weft_task **out, weft_fn fn, void *arg,
 		weft__group_link(group, t);
 	if (out)
 		*out = detached ? NULL : weft__handle(t);
-	if (w)
+	if (w) {
 		weft__schedule(w, t, false);
-	else
+	} else {
 		weft__schedule_remote(rt, t);
+		weft__lifecycle_leave(rt);
+	}
 	return 0;
 }
 
@@ -473,6 +535,9 @@ void weft__task_entry(void *arg, void *ctx)
 	/* asyncio: a task cancelled before it started never runs. */
 	if (!atomic_load_explicit(&t->cancel, memory_order_acquire))
 		t->result = t->fn(t->arg);
+	/* weft_run()'s main: graceful shutdown before the runtime stops. */
+	if (t == t->rt->main_task)
+		weft__lifecycle_drain(t);
 	task_finish(t, 0);
 	/* The task may have moved: ask for the current worker afresh. */
 	w = weft__worker_self();

@@ -377,9 +377,13 @@ static void shutdown_check(size_t stack_size)
 	long still = 0;
 	void *r;
 
+	struct weft_config c = { .workers = 2 };
+
 	cr_assert_not_null(s);
 	s->stack_size = stack_size;
-	r = wt_run(shut_main, s, 2);
+	/* No grace: the parked tasks are dropped, not cancelled. */
+	c.shutdown_grace_ms = -1;
+	r = wt_run_cfg(shut_main, s, &c);
 	cr_assert_eq(r, (void *)42);
 	cr_assert_eq(atomic_load(&s->entered), SHUT_N);
 	/* weft_run(): "all threads, stacks, rings and descriptors are

@@ -1,0 +1,1574 @@
+/*
+ * Channels, select and async generators (runtime/chan.c), against the
+ * contracts in weft.h: FIFO order at every capacity (0 is a rendezvous),
+ * many producers and consumers on several workers with every value
+ * received exactly once, the non-waiting calls, close (drain, then
+ * -EPIPE, waiters woken), timeouts, cancellation that moves no value,
+ * threads outside the runtime, select (array order, closed channels,
+ * NULL cases, polls, timeouts, cancellation, and racing selects that must
+ * neither lose nor duplicate a value), and generators.
+ *
+ * "Parked" without a way to see it: as in test_sync.c, a waiter bumps a
+ * counter just before its call and the test, once it sees the count,
+ * sleeps SETTLE_NS more. No check here depends on the waiter having
+ * parked by then except "has not returned yet", which holds either way.
+ */
+#include <pthread.h>
+
+#include "weft_test.h"
+
+WT_SUITE(chan, 240);
+
+#define MS WEFT_NSEC_PER_MSEC
+#define US WEFT_NSEC_PER_USEC
+#define SEC WEFT_NSEC_PER_SEC
+
+#define PROMPT_NS ((uint64_t)2 * SEC * WT_SLOW)
+#define SETTLE_NS ((uint64_t)5 * MS * WT_SLOW)
+
+static const unsigned worker_counts[] = { 1, 2, 4 };
+#define N_COUNTS (sizeof(worker_counts) / sizeof(worker_counts[0]))
+
+#define CHECK_NOT_EARLY(elapsed, want)                                     \
+	do {                                                               \
+		uint64_t e_ = (elapsed), w_ = (want);                      \
+		if (e_ < w_) {                                             \
+			char b_[160];                                      \
+			snprintf(b_, sizeof(b_),                           \
+				 "returned early: %llu ns < %llu ns",      \
+				 (unsigned long long)e_,                   \
+				 (unsigned long long)w_);                  \
+			wt_fail_(__FILE__, __LINE__, b_);                  \
+		}                                                          \
+	} while (0)
+
+#define CHECK_BELOW(elapsed, bound)                                        \
+	do {                                                               \
+		uint64_t e_ = (elapsed), b2_ = (bound);                    \
+		if (e_ >= b2_) {                                           \
+			char b_[160];                                      \
+			snprintf(b_, sizeof(b_),                           \
+				 "took %llu ns, bound %llu ns (" #elapsed  \
+				 ")",                                      \
+				 (unsigned long long)e_,                   \
+				 (unsigned long long)b2_);                 \
+			wt_fail_(__FILE__, __LINE__, b_);                  \
+		}                                                          \
+	} while (0)
+
+#define V(i) ((void *)(uintptr_t)(i))
+#define I(p) ((uintptr_t)(p))
+
+/* In a task: sleeps in short steps until *c >= n, then SETTLE_NS more. */
+static int settle_count(atomic_int *c, int n)
+{
+	uint64_t until = weft_now() + (uint64_t)10 * SEC * WT_SLOW;
+
+	while (atomic_load(c) < n) {
+		if (weft_now() > until)
+			return WT_CHECK(atomic_load(c) >= n);
+		weft_sleep(100 * US);
+	}
+	weft_sleep(SETTLE_NS);
+	return 1;
+}
+
+static void release_all(weft_task **ts, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (ts[i])
+			weft_task_release(ts[i]);
+}
+
+/* ======================================================================
+ * FIFO order, one producer and one consumer
+ * ====================================================================== */
+
+#if defined(__SANITIZE_THREAD__)
+#define FIFO_VALUES 20000
+#else
+#define FIFO_VALUES 100000
+#endif
+
+struct fifo {
+	weft_chan *c;
+	size_t cap;
+	long received;
+	long out_of_order;
+	int send_rc, recv_rc;
+};
+
+static void *fifo_producer(void *arg)
+{
+	struct fifo *f = arg;
+
+	for (uintptr_t i = 1; i <= FIFO_VALUES; i++) {
+		int rc = weft_chan_send(f->c, V(i));
+
+		if (rc) {
+			f->send_rc = rc;
+			break;
+		}
+	}
+	WT_CHECK_EQ(weft_chan_close(f->c), 0);
+	return NULL;
+}
+
+static void *fifo_consumer(void *arg)
+{
+	struct fifo *f = arg;
+	uintptr_t want = 1;
+	void *v;
+	int rc;
+
+	while ((rc = weft_chan_recv(f->c, &v)) == 0) {
+		if (I(v) != want)
+			f->out_of_order++;
+		want = I(v) + 1;
+		f->received++;
+	}
+	f->recv_rc = rc;
+	return NULL;
+}
+
+static void *fifo_main(void *arg)
+{
+	struct fifo *f = arg;
+	weft_task *ts[2];
+
+	if (!WT_CHECK_EQ(weft_chan_create(&f->c, f->cap), 0))
+		return NULL;
+	WT_CHECK_EQ(weft_chan_cap(f->c), f->cap);
+	ts[0] = weft_spawn(fifo_consumer, f);
+	ts[1] = weft_spawn(fifo_producer, f);
+	WT_CHECK_EQ(weft_gather(ts, 2, NULL), 0);
+	release_all(ts, 2);
+	weft_chan_destroy(f->c);
+	return NULL;
+}
+
+Test(chan, one_producer_one_consumer_keep_fifo_order_at_every_capacity,
+     .timeout = WT_TIMEOUT(120))
+{
+	static const size_t caps[] = { 1, 16, 0 };
+	static const unsigned workers[] = { 1, 2 };
+
+	for (unsigned w = 0; w < 2; w++)
+		for (unsigned k = 0; k < 3; k++) {
+			struct fifo f;
+
+			memset(&f, 0, sizeof(f));
+			f.cap = caps[k];
+			wt_run(fifo_main, &f, workers[w]);
+			cr_assert_eq(f.send_rc, 0, "cap %zu: send: %s", f.cap,
+				     weft_strerror(f.send_rc));
+			cr_assert_eq(f.recv_rc, -EPIPE, "cap %zu: end: %s",
+				     f.cap, weft_strerror(f.recv_rc));
+			cr_assert_eq(f.received, FIFO_VALUES, "cap %zu",
+				     f.cap);
+			cr_assert_eq(f.out_of_order, 0,
+				     "cap %zu: %ld values out of order",
+				     f.cap, f.out_of_order);
+		}
+}
+
+/* ======================================================================
+ * MPMC: every value received exactly once
+ * ====================================================================== */
+
+#define MP_PRODUCERS 4
+#define MP_CONSUMERS 4
+#define MP_PER 25000
+#define MP_TOTAL (MP_PRODUCERS * MP_PER)
+
+struct mpmc {
+	weft_chan *c;
+	atomic_uchar seen[MP_TOTAL + 1];
+	atomic_long received;
+	atomic_long dups;
+	atomic_long bad;
+	/* Per producer: values of one producer arrive at one consumer in
+	 * the order sent (FIFO per producer, seen by each consumer). */
+	atomic_long reordered;
+};
+
+struct mp_prod {
+	struct mpmc *m;
+	int p;
+};
+
+static void *mp_producer(void *arg)
+{
+	struct mp_prod *a = arg;
+
+	for (int i = 0; i < MP_PER; i++)
+		if (!WT_CHECK_EQ(weft_chan_send(a->m->c,
+						V(a->p * MP_PER + i + 1)),
+				 0))
+			break;
+	return NULL;
+}
+
+static void *mp_consumer(void *arg)
+{
+	struct mpmc *m = arg;
+	uintptr_t last[MP_PRODUCERS] = { 0 };
+	void *v;
+	int rc;
+
+	while ((rc = weft_chan_recv(m->c, &v)) == 0) {
+		uintptr_t x = I(v);
+
+		if (x < 1 || x > MP_TOTAL) {
+			atomic_fetch_add(&m->bad, 1);
+			continue;
+		}
+		if (atomic_fetch_add(&m->seen[x], 1) != 0)
+			atomic_fetch_add(&m->dups, 1);
+		if (x <= last[(x - 1) / MP_PER])
+			atomic_fetch_add(&m->reordered, 1);
+		last[(x - 1) / MP_PER] = x;
+		atomic_fetch_add(&m->received, 1);
+	}
+	WT_CHECK_EQ(rc, -EPIPE);
+	return NULL;
+}
+
+static void *mpmc_main(void *arg)
+{
+	struct mpmc *m = arg;
+	struct mp_prod pa[MP_PRODUCERS];
+	weft_task *prod[MP_PRODUCERS], *cons[MP_CONSUMERS];
+
+	for (int i = 0; i < MP_CONSUMERS; i++)
+		cons[i] = weft_spawn(mp_consumer, m);
+	for (int i = 0; i < MP_PRODUCERS; i++) {
+		pa[i].m = m;
+		pa[i].p = i;
+		prod[i] = weft_spawn(mp_producer, &pa[i]);
+	}
+	WT_CHECK_EQ(weft_gather(prod, MP_PRODUCERS, NULL), 0);
+	WT_CHECK_EQ(weft_chan_close(m->c), 0);
+	WT_CHECK_EQ(weft_gather(cons, MP_CONSUMERS, NULL), 0);
+	release_all(prod, MP_PRODUCERS);
+	release_all(cons, MP_CONSUMERS);
+	return NULL;
+}
+
+static void mpmc_run(size_t cap)
+{
+	struct mpmc *m = calloc(1, sizeof(*m));
+	long missing = 0;
+
+	cr_assert(m);
+	cr_assert_eq(weft_chan_create(&m->c, cap), 0);
+	wt_run(mpmc_main, m, 4);
+	for (long x = 1; x <= MP_TOTAL; x++)
+		if (atomic_load(&m->seen[x]) == 0)
+			missing++;
+	cr_assert_eq(atomic_load(&m->bad), 0, "cap %zu: foreign values", cap);
+	cr_assert_eq(atomic_load(&m->dups), 0, "cap %zu: %ld duplicates", cap,
+		     atomic_load(&m->dups));
+	cr_assert_eq(missing, 0, "cap %zu: %ld values lost", cap, missing);
+	cr_assert_eq(atomic_load(&m->received), MP_TOTAL);
+	cr_assert_eq(atomic_load(&m->reordered), 0,
+		     "cap %zu: a producer's values reordered", cap);
+	weft_chan_destroy(m->c);
+	free(m);
+}
+
+Test(chan, mpmc_four_by_four_receive_every_value_exactly_once,
+     .timeout = WT_TIMEOUT(120))
+{
+	mpmc_run(16);
+}
+
+Test(chan, mpmc_rendezvous_receive_every_value_exactly_once,
+     .timeout = WT_TIMEOUT(120))
+{
+	mpmc_run(0);
+}
+
+/* ======================================================================
+ * non-waiting calls, close
+ * ====================================================================== */
+
+/* From the test's own thread: the non-waiting calls work anywhere. */
+Test(chan, try_send_eagain_when_full_try_recv_eagain_when_empty)
+{
+	weft_chan *c;
+	void *v = V(0x55);
+
+	cr_assert_eq(weft_chan_create(NULL, 1), -EINVAL);
+	cr_assert_eq(weft_chan_create(&c, 2), 0);
+	cr_assert_eq(weft_chan_cap(c), 2);
+	cr_assert_eq(weft_chan_len(c), 0);
+	cr_assert_eq(weft_chan_try_recv(c, &v), -EAGAIN);
+	cr_assert_eq(v, V(0x55), "try_recv stored on -EAGAIN");
+	cr_assert_eq(weft_chan_try_send(c, V(1)), 0);
+	cr_assert_eq(weft_chan_try_send(c, V(2)), 0);
+	cr_assert_eq(weft_chan_len(c), 2);
+	cr_assert_eq(weft_chan_try_send(c, V(3)), -EAGAIN);
+	cr_assert_eq(weft_chan_len(c), 2);
+	cr_assert_eq(weft_chan_try_recv(c, &v), 0);
+	cr_assert_eq(v, V(1));
+	cr_assert_eq(weft_chan_try_send(c, V(3)), 0);
+	cr_assert_eq(weft_chan_try_recv(c, &v), 0);
+	cr_assert_eq(v, V(2));
+	cr_assert_eq(weft_chan_try_recv(c, NULL), 0); /* value dropped */
+	cr_assert_eq(weft_chan_try_recv(c, &v), -EAGAIN);
+	cr_assert_eq(weft_chan_len(c), 0);
+	/* Closed: -EPIPE both ways once drained. */
+	cr_assert_eq(weft_chan_try_send(c, V(4)), 0);
+	cr_assert_eq(weft_chan_close(c), 0);
+	cr_assert_eq(weft_chan_close(c), -EALREADY);
+	cr_assert_eq(weft_chan_try_send(c, V(5)), -EPIPE);
+	cr_assert_eq(weft_chan_try_recv(c, &v), 0);
+	cr_assert_eq(v, V(4));
+	cr_assert_eq(weft_chan_try_recv(c, &v), -EPIPE);
+	weft_chan_destroy(c);
+
+	/* Rendezvous: nobody waits on the other side. */
+	cr_assert_eq(weft_chan_create(&c, 0), 0);
+	cr_assert_eq(weft_chan_cap(c), 0);
+	cr_assert_eq(weft_chan_try_send(c, V(1)), -EAGAIN);
+	cr_assert_eq(weft_chan_try_recv(c, &v), -EAGAIN);
+	cr_assert_eq(weft_chan_close(c), 0);
+	cr_assert_eq(weft_chan_try_send(c, V(1)), -EPIPE);
+	cr_assert_eq(weft_chan_try_recv(c, &v), -EPIPE);
+	weft_chan_destroy(c);
+
+	cr_assert_eq(weft_chan_try_send(NULL, V(1)), -EINVAL);
+	cr_assert_eq(weft_chan_try_recv(NULL, &v), -EINVAL);
+	cr_assert_eq(weft_chan_close(NULL), -EINVAL);
+}
+
+static void *close_drain_main(void *arg)
+{
+	weft_chan *c;
+	void *v = V(0x77);
+	uint64_t b;
+
+	(void)arg;
+	if (!WT_CHECK_EQ(weft_chan_create(&c, 4), 0))
+		return NULL;
+	for (uintptr_t i = 1; i <= 3; i++)
+		WT_CHECK_EQ(weft_chan_send(c, V(i)), 0);
+	WT_CHECK_EQ(weft_chan_close(c), 0);
+	WT_CHECK_EQ(weft_chan_close(c), -EALREADY);
+	WT_CHECK_EQ(weft_chan_send(c, V(9)), -EPIPE);
+	WT_CHECK_EQ(weft_chan_send_timeout(c, V(9), 10 * MS), -EPIPE);
+	WT_CHECK_EQ(weft_chan_len(c), 3);
+	for (uintptr_t i = 1; i <= 3; i++) {
+		WT_CHECK_EQ(weft_chan_recv(c, &v), 0);
+		WT_CHECK_PTR_EQ(v, i);
+	}
+	b = weft_now();
+	WT_CHECK_EQ(weft_chan_recv(c, &v), -EPIPE);
+	WT_CHECK_PTR_EQ(v, NULL);
+	WT_CHECK_EQ(weft_chan_recv_timeout(c, &v, 10 * SEC), -EPIPE);
+	WT_CHECK_EQ(weft_chan_recv(c, &v), -EPIPE); /* and stays so */
+	CHECK_BELOW(weft_now() - b, PROMPT_NS);
+	weft_chan_destroy(c);
+	return NULL;
+}
+
+Test(chan, close_lets_receivers_drain_then_gives_epipe,
+     .timeout = WT_TIMEOUT(10))
+{
+	wt_run(close_drain_main, NULL, 2);
+}
+
+#define CW_N 3
+
+struct close_wake {
+	weft_chan *c;
+	atomic_int entered;
+	atomic_int returned;
+	int rc[CW_N];
+	void *v[CW_N];
+};
+
+struct cw_arg {
+	struct close_wake *w;
+	int i;
+};
+
+static void *cw_sender(void *arg)
+{
+	struct cw_arg *a = arg;
+
+	atomic_fetch_add(&a->w->entered, 1);
+	a->w->rc[a->i] = weft_chan_send(a->w->c, V(100 + a->i));
+	atomic_fetch_add(&a->w->returned, 1);
+	return NULL;
+}
+
+static void *cw_receiver(void *arg)
+{
+	struct cw_arg *a = arg;
+
+	a->w->v[a->i] = V(0x1);
+	atomic_fetch_add(&a->w->entered, 1);
+	a->w->rc[a->i] = weft_chan_recv(a->w->c, &a->w->v[a->i]);
+	atomic_fetch_add(&a->w->returned, 1);
+	return NULL;
+}
+
+static void *close_wakes_main(void *arg)
+{
+	struct close_wake *w = arg;
+	struct cw_arg args[CW_N];
+	weft_task *ts[CW_N];
+	void *v;
+
+	/* Senders blocked on a full channel. */
+	if (!WT_CHECK_EQ(weft_chan_create(&w->c, 1), 0))
+		return NULL;
+	WT_CHECK_EQ(weft_chan_send(w->c, V(7)), 0);
+	for (int i = 0; i < CW_N; i++) {
+		args[i].w = w;
+		args[i].i = i;
+		ts[i] = weft_spawn(cw_sender, &args[i]);
+	}
+	settle_count(&w->entered, CW_N);
+	WT_CHECK_EQ(atomic_load(&w->returned), 0);
+	WT_CHECK_EQ(weft_chan_close(w->c), 0);
+	WT_CHECK_EQ(weft_gather(ts, CW_N, NULL), 0);
+	for (int i = 0; i < CW_N; i++)
+		WT_CHECK_EQ(w->rc[i], -EPIPE);
+	release_all(ts, CW_N);
+	/* The value buffered before the close is still there; theirs not. */
+	WT_CHECK_EQ(weft_chan_recv(w->c, &v), 0);
+	WT_CHECK_PTR_EQ(v, 7);
+	WT_CHECK_EQ(weft_chan_recv(w->c, &v), -EPIPE);
+	weft_chan_destroy(w->c);
+
+	/* Receivers blocked on an empty channel, rendezvous and buffered. */
+	for (size_t cap = 0; cap <= 2; cap += 2) {
+		if (!WT_CHECK_EQ(weft_chan_create(&w->c, cap), 0))
+			return NULL;
+		atomic_store(&w->entered, 0);
+		atomic_store(&w->returned, 0);
+		for (int i = 0; i < CW_N; i++)
+			ts[i] = weft_spawn(cw_receiver, &args[i]);
+		settle_count(&w->entered, CW_N);
+		WT_CHECK_EQ(atomic_load(&w->returned), 0);
+		WT_CHECK_EQ(weft_chan_close(w->c), 0);
+		WT_CHECK_EQ(weft_gather(ts, CW_N, NULL), 0);
+		for (int i = 0; i < CW_N; i++) {
+			WT_CHECK_EQ(w->rc[i], -EPIPE);
+			WT_CHECK_PTR_EQ(w->v[i], NULL);
+		}
+		release_all(ts, CW_N);
+		weft_chan_destroy(w->c);
+	}
+	return NULL;
+}
+
+Test(chan, close_wakes_waiting_senders_and_receivers_with_epipe,
+     .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct close_wake w;
+
+		memset(&w, 0, sizeof(w));
+		wt_run(close_wakes_main, &w, worker_counts[c]);
+	}
+}
+
+/* ======================================================================
+ * timeouts and cancellation
+ * ====================================================================== */
+
+static void *timeouts_main(void *arg)
+{
+	weft_chan *c, *r;
+	void *v = V(0x1);
+	uint64_t b, saved;
+
+	(void)arg;
+	WT_CHECK_EQ(weft_chan_create(&c, 1), 0);
+	WT_CHECK_EQ(weft_chan_create(&r, 0), 0);
+
+	/* Empty: recv times out, storing nothing. */
+	b = weft_now();
+	WT_CHECK_EQ(weft_chan_recv_timeout(c, &v, 20 * MS), -ETIMEDOUT);
+	CHECK_NOT_EARLY(weft_now() - b, 20 * MS);
+	CHECK_BELOW(weft_now() - b, PROMPT_NS);
+	WT_CHECK_PTR_EQ(v, 0x1);
+	WT_CHECK_EQ(weft_chan_recv_timeout(c, &v, 0), -ETIMEDOUT);
+
+	/* Full: send times out, sending nothing. */
+	WT_CHECK_EQ(weft_chan_send(c, V(1)), 0);
+	b = weft_now();
+	WT_CHECK_EQ(weft_chan_send_timeout(c, V(2), 20 * MS), -ETIMEDOUT);
+	CHECK_NOT_EARLY(weft_now() - b, 20 * MS);
+	CHECK_BELOW(weft_now() - b, PROMPT_NS);
+	WT_CHECK_EQ(weft_chan_send_timeout(c, V(2), 0), -ETIMEDOUT);
+	WT_CHECK_EQ(weft_chan_len(c), 1);
+
+	/* The deadline scope cuts the untimed calls. */
+	b = weft_now();
+	saved = weft_timeout_begin(20 * MS);
+	WT_CHECK_EQ(weft_chan_send(c, V(3)), -ETIMEDOUT);
+	weft_timeout_end(saved);
+	CHECK_NOT_EARLY(weft_now() - b, 20 * MS);
+	WT_CHECK_EQ(weft_chan_recv(c, &v), 0);
+	WT_CHECK_PTR_EQ(v, 1);
+	WT_CHECK_EQ(weft_chan_try_recv(c, &v), -EAGAIN); /* 2, 3 not sent */
+	b = weft_now();
+	saved = weft_timeout_begin(20 * MS);
+	WT_CHECK_EQ(weft_chan_recv(c, &v), -ETIMEDOUT);
+	/* A call's own timeout does not extend the scope. */
+	WT_CHECK_EQ(weft_chan_recv_timeout(c, &v, 10 * SEC), -ETIMEDOUT);
+	weft_timeout_end(saved);
+	CHECK_NOT_EARLY(weft_now() - b, 20 * MS);
+	CHECK_BELOW(weft_now() - b, PROMPT_NS);
+
+	/* Rendezvous with nobody on the other side. */
+	WT_CHECK_EQ(weft_chan_send_timeout(r, V(1), 10 * MS), -ETIMEDOUT);
+	WT_CHECK_EQ(weft_chan_recv_timeout(r, &v, 10 * MS), -ETIMEDOUT);
+	/* No stale node left behind: try_send finds no receiver. */
+	WT_CHECK_EQ(weft_chan_try_send(r, V(1)), -EAGAIN);
+	WT_CHECK_EQ(weft_chan_try_recv(r, &v), -EAGAIN);
+
+	weft_chan_destroy(c);
+	weft_chan_destroy(r);
+	return NULL;
+}
+
+Test(chan, send_and_recv_time_out_and_honour_the_deadline_scope,
+     .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++)
+		wt_run(timeouts_main, NULL, worker_counts[c]);
+}
+
+struct ch_cancel {
+	weft_chan *c;
+	atomic_int entered;
+	int rc;
+	void *v;
+};
+
+static void *cc_sender(void *arg)
+{
+	struct ch_cancel *k = arg;
+
+	atomic_store(&k->entered, 1);
+	k->rc = weft_chan_send(k->c, V(0xbad));
+	return NULL;
+}
+
+static void *cc_receiver(void *arg)
+{
+	struct ch_cancel *k = arg;
+
+	k->v = V(0x1);
+	atomic_store(&k->entered, 1);
+	k->rc = weft_chan_recv(k->c, &k->v);
+	return NULL;
+}
+
+static void cc_spawn_cancel(struct ch_cancel *k, weft_fn fn)
+{
+	weft_task *t;
+
+	atomic_store(&k->entered, 0);
+	k->rc = 1;
+	t = weft_spawn(fn, k);
+	settle_count(&k->entered, 1);
+	WT_CHECK_EQ(weft_task_done(t), 0);
+	WT_CHECK_EQ(weft_cancel(t), 0);
+	WT_CHECK_EQ(weft_await(t, NULL), -ECANCELED);
+	WT_CHECK_EQ(k->rc, -ECANCELED);
+	weft_task_release(t);
+}
+
+static void *cancel_main(void *arg)
+{
+	struct ch_cancel *k = arg;
+	void *v;
+
+	/* Sender blocked on a full channel: its value never arrives. */
+	WT_CHECK_EQ(weft_chan_create(&k->c, 1), 0);
+	WT_CHECK_EQ(weft_chan_send(k->c, V(1)), 0);
+	cc_spawn_cancel(k, cc_sender);
+	WT_CHECK_EQ(weft_chan_len(k->c), 1);
+	WT_CHECK_EQ(weft_chan_recv(k->c, &v), 0);
+	WT_CHECK_PTR_EQ(v, 1);
+	WT_CHECK_EQ(weft_chan_try_recv(k->c, &v), -EAGAIN);
+	weft_chan_destroy(k->c);
+
+	/* Receiver blocked on an empty channel: takes nothing. */
+	WT_CHECK_EQ(weft_chan_create(&k->c, 1), 0);
+	cc_spawn_cancel(k, cc_receiver);
+	WT_CHECK_PTR_EQ(k->v, 0x1);
+	WT_CHECK_EQ(weft_chan_send(k->c, V(2)), 0);
+	WT_CHECK_EQ(weft_chan_len(k->c), 1);
+	WT_CHECK_EQ(weft_chan_recv(k->c, &v), 0);
+	WT_CHECK_PTR_EQ(v, 2);
+	weft_chan_destroy(k->c);
+
+	/* Rendezvous, both ways: no stale partner is left. */
+	WT_CHECK_EQ(weft_chan_create(&k->c, 0), 0);
+	cc_spawn_cancel(k, cc_sender);
+	WT_CHECK_EQ(weft_chan_try_recv(k->c, &v), -EAGAIN);
+	cc_spawn_cancel(k, cc_receiver);
+	WT_CHECK_EQ(weft_chan_try_send(k->c, V(3)), -EAGAIN);
+	weft_chan_destroy(k->c);
+	return NULL;
+}
+
+Test(chan, cancelled_sender_sends_nothing_cancelled_receiver_takes_nothing,
+     .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct ch_cancel k;
+
+		memset(&k, 0, sizeof(k));
+		wt_run(cancel_main, &k, worker_counts[c]);
+	}
+}
+
+/* Cancel racing a hand-over on a rendezvous channel: a value is either
+ * received (and the sender reports 0) or not sent (sender -ECANCELED). */
+#define CR_ROUNDS 300
+
+struct cancel_race {
+	weft_chan *c;
+	long sent_ok, received;
+	long mismatch;
+};
+
+static void *cr_sender(void *arg)
+{
+	struct cancel_race *r = arg;
+
+	int rc = weft_chan_send(r->c, V(0x5e));
+
+	/* 1: sent. NULL is what a task cancelled before it ran leaves. */
+	return rc == 0 ? V(1) : (void *)(intptr_t)rc;
+}
+
+static void *cancel_race_main(void *arg)
+{
+	struct cancel_race *r = arg;
+
+	WT_CHECK_EQ(weft_chan_create(&r->c, 0), 0);
+	for (int i = 0; i < CR_ROUNDS; i++) {
+		weft_task *t = weft_spawn(cr_sender, r);
+		void *res = NULL, *v = NULL;
+		int got;
+
+		for (int k = 0; k < i % 4; k++)
+			weft_yield();
+		weft_cancel(t);
+		got = weft_chan_recv_timeout(r->c, &v, (i % 3) * MS) == 0;
+		weft_await(t, &res);
+		weft_task_release(t);
+		if (res == V(1))
+			r->sent_ok++;
+		else if (res)
+			WT_CHECK_EQ((intptr_t)res, -ECANCELED);
+		if (got) {
+			WT_CHECK_PTR_EQ(v, 0x5e);
+			r->received++;
+		}
+		if (got != (res == V(1)))
+			r->mismatch++;
+	}
+	weft_chan_destroy(r->c);
+	return NULL;
+}
+
+Test(chan, cancel_racing_a_rendezvous_never_loses_or_invents_a_value,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct cancel_race r;
+
+	memset(&r, 0, sizeof(r));
+	wt_run(cancel_race_main, &r, 4);
+	cr_log_info("sent %ld, received %ld of %d", r.sent_ok, r.received,
+		    CR_ROUNDS);
+	cr_assert_eq(r.mismatch, 0,
+		     "%ld rounds where send and recv disagree (sent %ld, "
+		     "received %ld)",
+		     r.mismatch, r.sent_ok, r.received);
+}
+
+/* ======================================================================
+ * rendezvous, foreign threads
+ * ====================================================================== */
+
+struct rdv {
+	weft_chan *c;
+	atomic_int entered;
+	atomic_int returned;
+	int rc;
+	uint64_t returned_at;
+};
+
+static void *rdv_sender(void *arg)
+{
+	struct rdv *r = arg;
+
+	atomic_store(&r->entered, 1);
+	r->rc = weft_chan_send(r->c, V(0x42));
+	r->returned_at = weft_now();
+	atomic_store(&r->returned, 1);
+	return NULL;
+}
+
+static void *rdv_main(void *arg)
+{
+	struct rdv *r = arg;
+	weft_task *t;
+	uint64_t b;
+	void *v = NULL;
+
+	WT_CHECK_EQ(weft_chan_create(&r->c, 0), 0);
+	t = weft_spawn(rdv_sender, r);
+	settle_count(&r->entered, 1);
+	weft_sleep(20 * MS);
+	/* No receiver yet: still blocked, nothing buffered. */
+	WT_CHECK_EQ(atomic_load(&r->returned), 0);
+	WT_CHECK_EQ(weft_chan_len(r->c), 0);
+	b = weft_now();
+	WT_CHECK_EQ(weft_chan_recv(r->c, &v), 0);
+	WT_CHECK_PTR_EQ(v, 0x42);
+	WT_CHECK_EQ(weft_await(t, NULL), 0);
+	WT_CHECK_EQ(r->rc, 0);
+	WT_CHECK(r->returned_at >= b);
+	weft_task_release(t);
+	weft_chan_destroy(r->c);
+	return NULL;
+}
+
+Test(chan, rendezvous_send_blocks_until_a_receiver_comes,
+     .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct rdv r;
+
+		memset(&r, 0, sizeof(r));
+		wt_run(rdv_main, &r, worker_counts[c]);
+	}
+}
+
+/* A foreign thread sends (blocking) into a channel that tasks drain, and
+ * receives (blocking) from one that tasks fill. */
+#define FT_VALUES 5000
+#define FT_TASKS 3
+
+struct foreign {
+	weft_chan *in, *out; /* thread -> tasks, tasks -> thread */
+	int send_rc;
+	long thread_got, thread_sum;
+	int thread_end_rc;
+	atomic_long tasks_got, tasks_sum;
+};
+
+static void *ft_thread(void *arg)
+{
+	struct foreign *f = arg;
+	void *v;
+	int rc;
+
+	for (uintptr_t i = 1; i <= FT_VALUES; i++)
+		if ((rc = weft_chan_send(f->in, V(i))) != 0) {
+			f->send_rc = rc;
+			break;
+		}
+	weft_chan_close(f->in);
+	while ((rc = weft_chan_recv(f->out, &v)) == 0) {
+		f->thread_got++;
+		f->thread_sum += (long)I(v);
+	}
+	f->thread_end_rc = rc;
+	return NULL;
+}
+
+static void *ft_task(void *arg)
+{
+	struct foreign *f = arg;
+	void *v;
+	int rc;
+
+	while ((rc = weft_chan_recv(f->in, &v)) == 0) {
+		atomic_fetch_add(&f->tasks_got, 1);
+		atomic_fetch_add(&f->tasks_sum, (long)I(v));
+	}
+	WT_CHECK_EQ(rc, -EPIPE);
+	return NULL;
+}
+
+static void *ft_producer(void *arg)
+{
+	struct foreign *f = arg;
+
+	for (uintptr_t i = 1; i <= FT_VALUES; i++)
+		if (!WT_CHECK_EQ(weft_chan_send(f->out, V(i)), 0))
+			break;
+	return NULL;
+}
+
+static void *foreign_main(void *arg)
+{
+	struct foreign *f = arg;
+	weft_task *ts[FT_TASKS];
+	pthread_t th;
+
+	WT_CHECK_EQ(weft_chan_create(&f->in, 4), 0);
+	WT_CHECK_EQ(weft_chan_create(&f->out, 0), 0);
+	for (int i = 0; i < FT_TASKS; i++)
+		ts[i] = weft_spawn(ft_task, f);
+	if (!WT_CHECK_EQ(pthread_create(&th, NULL, ft_thread, f), 0))
+		return NULL;
+	/* Phase 1: the thread sends, the tasks receive. */
+	WT_CHECK_EQ(weft_gather(ts, FT_TASKS, NULL), 0);
+	release_all(ts, FT_TASKS);
+	/* Phase 2: a task sends, the thread receives (rendezvous). */
+	ts[0] = weft_spawn(ft_producer, f);
+	WT_CHECK_EQ(weft_await(ts[0], NULL), 0);
+	weft_task_release(ts[0]);
+	WT_CHECK_EQ(weft_chan_close(f->out), 0);
+	/* The thread ends once it sees the close. */
+	pthread_join(th, NULL);
+	weft_chan_destroy(f->in);
+	weft_chan_destroy(f->out);
+	return NULL;
+}
+
+Test(chan, foreign_thread_sends_and_receives_blocking,
+     .timeout = WT_TIMEOUT(60))
+{
+	for (unsigned c = 1; c < N_COUNTS; c++) {
+		struct foreign f;
+		long sum = (long)FT_VALUES * (FT_VALUES + 1) / 2;
+
+		memset(&f, 0, sizeof(f));
+		wt_run(foreign_main, &f, worker_counts[c]);
+		cr_assert_eq(f.send_rc, 0, "%s", weft_strerror(f.send_rc));
+		cr_assert_eq(atomic_load(&f.tasks_got), FT_VALUES);
+		cr_assert_eq(atomic_load(&f.tasks_sum), sum);
+		cr_assert_eq(f.thread_got, FT_VALUES);
+		cr_assert_eq(f.thread_sum, sum);
+		cr_assert_eq(f.thread_end_rc, -EPIPE);
+	}
+}
+
+/* ======================================================================
+ * select
+ * ====================================================================== */
+
+static void sel_case(struct weft_sel *k, weft_chan *c, int op, void *v)
+{
+	k->chan = c;
+	k->op = op;
+	k->value = v;
+	k->result = 0x7777;
+}
+
+static void *sel_order_main(void *arg)
+{
+	weft_chan *a, *b, *full, *room;
+	struct weft_sel k[3];
+	void *v;
+
+	(void)arg;
+	WT_CHECK_EQ(weft_chan_create(&a, 4), 0);
+	WT_CHECK_EQ(weft_chan_create(&b, 4), 0);
+	WT_CHECK_EQ(weft_chan_create(&full, 1), 0);
+	WT_CHECK_EQ(weft_chan_create(&room, 1), 0);
+	WT_CHECK_EQ(weft_chan_send(a, V(1)), 0);
+	WT_CHECK_EQ(weft_chan_send(b, V(2)), 0);
+	WT_CHECK_EQ(weft_chan_send(full, V(3)), 0);
+
+	/* Both ready: the first in the array wins; only it is done. */
+	sel_case(&k[0], a, WEFT_SEL_RECV, NULL);
+	sel_case(&k[1], b, WEFT_SEL_RECV, NULL);
+	WT_CHECK_EQ(weft_select(k, 2, WEFT_NEVER), 0);
+	WT_CHECK_PTR_EQ(k[0].value, 1);
+	WT_CHECK_EQ(k[0].result, 0);
+	WT_CHECK_EQ(weft_chan_len(a), 0);
+	WT_CHECK_EQ(weft_chan_len(b), 1);
+	WT_CHECK_EQ(weft_chan_send(a, V(1)), 0);
+	sel_case(&k[0], b, WEFT_SEL_RECV, NULL);
+	sel_case(&k[1], a, WEFT_SEL_RECV, NULL);
+	WT_CHECK_EQ(weft_select(k, 2, 0), 0);
+	WT_CHECK_PTR_EQ(k[0].value, 2);
+	WT_CHECK_EQ(weft_chan_len(a), 1);
+	WT_CHECK_EQ(weft_chan_len(b), 0);
+
+	/* Sends: a full channel is not ready, the next is. */
+	sel_case(&k[0], full, WEFT_SEL_SEND, V(10));
+	sel_case(&k[1], room, WEFT_SEL_SEND, V(11));
+	sel_case(&k[2], a, WEFT_SEL_RECV, NULL);
+	WT_CHECK_EQ(weft_select(k, 3, WEFT_NEVER), 1);
+	WT_CHECK_EQ(k[1].result, 0);
+	WT_CHECK_EQ(weft_chan_len(full), 1);
+	WT_CHECK_EQ(weft_chan_len(room), 1);
+	WT_CHECK_EQ(weft_chan_len(a), 1); /* the recv case was not done */
+	WT_CHECK_EQ(weft_chan_recv(room, &v), 0);
+	WT_CHECK_PTR_EQ(v, 11);
+	WT_CHECK_EQ(weft_chan_recv(full, &v), 0);
+	WT_CHECK_PTR_EQ(v, 3);
+	/* Now the send comes first and is ready. */
+	sel_case(&k[0], full, WEFT_SEL_SEND, V(12));
+	sel_case(&k[1], a, WEFT_SEL_RECV, NULL);
+	WT_CHECK_EQ(weft_select(k, 2, WEFT_NEVER), 0);
+	WT_CHECK_EQ(weft_chan_len(a), 1);
+	WT_CHECK_EQ(weft_chan_recv(full, &v), 0);
+	WT_CHECK_PTR_EQ(v, 12);
+	WT_CHECK_EQ(weft_chan_recv(a, &v), 0);
+
+	weft_chan_destroy(a);
+	weft_chan_destroy(b);
+	weft_chan_destroy(full);
+	weft_chan_destroy(room);
+	return NULL;
+}
+
+Test(chan, select_takes_the_first_ready_case_in_array_order,
+     .timeout = WT_TIMEOUT(10))
+{
+	wt_run(sel_order_main, NULL, 2);
+}
+
+static void *sel_closed_main(void *arg)
+{
+	weft_chan *open, *closed, *buffered;
+	struct weft_sel k[2];
+	uint64_t b = weft_now();
+
+	(void)arg;
+	WT_CHECK_EQ(weft_chan_create(&open, 1), 0);
+	WT_CHECK_EQ(weft_chan_create(&closed, 1), 0);
+	WT_CHECK_EQ(weft_chan_create(&buffered, 2), 0);
+	WT_CHECK_EQ(weft_chan_close(closed), 0);
+
+	/* A closed, drained channel's recv is ready with -EPIPE. */
+	sel_case(&k[0], open, WEFT_SEL_RECV, V(0x1));
+	sel_case(&k[1], closed, WEFT_SEL_RECV, V(0x1));
+	WT_CHECK_EQ(weft_select(k, 2, WEFT_NEVER), 1);
+	WT_CHECK_EQ(k[1].result, -EPIPE);
+	WT_CHECK_PTR_EQ(k[1].value, NULL);
+	/* A send to a closed channel too. */
+	sel_case(&k[0], open, WEFT_SEL_RECV, NULL);
+	sel_case(&k[1], closed, WEFT_SEL_SEND, V(5));
+	WT_CHECK_EQ(weft_select(k, 2, WEFT_NEVER), 1);
+	WT_CHECK_EQ(k[1].result, -EPIPE);
+
+	/* Closed but not drained: values first, then -EPIPE. */
+	WT_CHECK_EQ(weft_chan_send(buffered, V(8)), 0);
+	WT_CHECK_EQ(weft_chan_close(buffered), 0);
+	sel_case(&k[0], open, WEFT_SEL_RECV, NULL);
+	sel_case(&k[1], buffered, WEFT_SEL_RECV, NULL);
+	WT_CHECK_EQ(weft_select(k, 2, WEFT_NEVER), 1);
+	WT_CHECK_EQ(k[1].result, 0);
+	WT_CHECK_PTR_EQ(k[1].value, 8);
+	sel_case(&k[1], buffered, WEFT_SEL_RECV, NULL);
+	WT_CHECK_EQ(weft_select(k, 2, WEFT_NEVER), 1);
+	WT_CHECK_EQ(k[1].result, -EPIPE);
+	CHECK_BELOW(weft_now() - b, PROMPT_NS);
+	weft_chan_destroy(open);
+	weft_chan_destroy(closed);
+	weft_chan_destroy(buffered);
+	return NULL;
+}
+
+Test(chan, select_on_a_closed_channel_is_ready_with_epipe,
+     .timeout = WT_TIMEOUT(10))
+{
+	wt_run(sel_closed_main, NULL, 2);
+}
+
+static void *sel_null_main(void *arg)
+{
+	weft_chan *a;
+	struct weft_sel k[3];
+
+	(void)arg;
+	WT_CHECK_EQ(weft_chan_create(&a, 1), 0);
+	WT_CHECK_EQ(weft_chan_send(a, V(4)), 0);
+	sel_case(&k[0], NULL, WEFT_SEL_RECV, NULL);
+	sel_case(&k[1], a, WEFT_SEL_RECV, NULL);
+	sel_case(&k[2], NULL, 12345, NULL); /* bad op, but ignored */
+	WT_CHECK_EQ(weft_select(k, 3, WEFT_NEVER), 1);
+	WT_CHECK_PTR_EQ(k[1].value, 4);
+	WT_CHECK_EQ(k[0].result, 0x7777); /* untouched */
+
+	sel_case(&k[1], NULL, WEFT_SEL_SEND, NULL);
+	sel_case(&k[2], NULL, WEFT_SEL_RECV, NULL);
+	WT_CHECK_EQ(weft_select(k, 3, WEFT_NEVER), -EINVAL);
+	WT_CHECK_EQ(weft_select(k, 0, WEFT_NEVER), -EINVAL);
+	WT_CHECK_EQ(weft_select(NULL, 0, WEFT_NEVER), -EINVAL);
+	WT_CHECK_EQ(weft_select(NULL, 2, WEFT_NEVER), -EINVAL);
+	sel_case(&k[0], a, 12345, NULL);
+	WT_CHECK_EQ(weft_select(k, 1, WEFT_NEVER), -EINVAL);
+	weft_chan_destroy(a);
+	return NULL;
+}
+
+Test(chan, select_ignores_null_cases_and_rejects_none_usable,
+     .timeout = WT_TIMEOUT(10))
+{
+	struct weft_sel k;
+	weft_chan *a;
+
+	wt_run(sel_null_main, NULL, 1);
+	cr_assert_eq(weft_chan_create(&a, 1), 0);
+	sel_case(&k, a, WEFT_SEL_RECV, NULL);
+	cr_assert_eq(weft_select(&k, 1, 0), -EPERM);
+	weft_chan_destroy(a);
+}
+
+static void *sel_timeout_main(void *arg)
+{
+	weft_chan *a, *r;
+	struct weft_sel k[2];
+	uint64_t b, saved;
+	void *v;
+
+	(void)arg;
+	WT_CHECK_EQ(weft_chan_create(&a, 1), 0);
+	WT_CHECK_EQ(weft_chan_create(&r, 0), 0);
+	sel_case(&k[0], a, WEFT_SEL_RECV, V(0x1));
+	sel_case(&k[1], r, WEFT_SEL_RECV, V(0x1));
+
+	/* Timeout 0 polls. */
+	b = weft_now();
+	for (int i = 0; i < 100; i++)
+		WT_CHECK_EQ(weft_select(k, 2, 0), -ETIMEDOUT);
+	CHECK_BELOW(weft_now() - b, PROMPT_NS);
+	WT_CHECK_PTR_EQ(k[0].value, 0x1);
+	WT_CHECK_PTR_EQ(k[1].value, 0x1);
+
+	/* A timeout. */
+	b = weft_now();
+	WT_CHECK_EQ(weft_select(k, 2, 20 * MS), -ETIMEDOUT);
+	CHECK_NOT_EARLY(weft_now() - b, 20 * MS);
+	CHECK_BELOW(weft_now() - b, PROMPT_NS);
+
+	/* The deadline scope. */
+	b = weft_now();
+	saved = weft_timeout_begin(20 * MS);
+	WT_CHECK_EQ(weft_select(k, 2, WEFT_NEVER), -ETIMEDOUT);
+	weft_timeout_end(saved);
+	CHECK_NOT_EARLY(weft_now() - b, 20 * MS);
+
+	/* Nothing was left linked: a send to the rendezvous finds no
+	 * receiver, and one to the buffered channel is buffered. */
+	WT_CHECK_EQ(weft_chan_try_send(r, V(1)), -EAGAIN);
+	WT_CHECK_EQ(weft_chan_try_send(a, V(2)), 0);
+	WT_CHECK_EQ(weft_chan_len(a), 1);
+	WT_CHECK_EQ(weft_chan_recv(a, &v), 0);
+	WT_CHECK_PTR_EQ(v, 2);
+
+	/* Send cases time out the same way. */
+	WT_CHECK_EQ(weft_chan_send(a, V(3)), 0);
+	sel_case(&k[0], a, WEFT_SEL_SEND, V(4));
+	sel_case(&k[1], r, WEFT_SEL_SEND, V(5));
+	WT_CHECK_EQ(weft_select(k, 2, 0), -ETIMEDOUT);
+	WT_CHECK_EQ(weft_select(k, 2, 10 * MS), -ETIMEDOUT);
+	WT_CHECK_EQ(weft_chan_len(a), 1);
+	WT_CHECK_EQ(weft_chan_try_recv(r, &v), -EAGAIN);
+	WT_CHECK_EQ(weft_chan_recv(a, &v), 0);
+	WT_CHECK_PTR_EQ(v, 3);
+	WT_CHECK_EQ(weft_chan_try_recv(a, &v), -EAGAIN);
+
+	weft_chan_destroy(a);
+	weft_chan_destroy(r);
+	return NULL;
+}
+
+Test(chan, select_polls_with_zero_and_times_out, .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++)
+		wt_run(sel_timeout_main, NULL, worker_counts[c]);
+}
+
+struct sel_cancel {
+	weft_chan *a, *r;
+	atomic_int entered;
+	int rc;
+	struct weft_sel k[2];
+};
+
+static void *sc_victim(void *arg)
+{
+	struct sel_cancel *s = arg;
+
+	sel_case(&s->k[0], s->a, WEFT_SEL_RECV, V(0x1));
+	sel_case(&s->k[1], s->r, WEFT_SEL_SEND, V(0xbad));
+	atomic_store(&s->entered, 1);
+	s->rc = weft_select(s->k, 2, WEFT_NEVER);
+	return NULL;
+}
+
+static void *sel_cancel_main(void *arg)
+{
+	struct sel_cancel *s = arg;
+	weft_task *t;
+	void *v;
+
+	WT_CHECK_EQ(weft_chan_create(&s->a, 1), 0);
+	WT_CHECK_EQ(weft_chan_create(&s->r, 0), 0);
+	t = weft_spawn(sc_victim, s);
+	settle_count(&s->entered, 1);
+	WT_CHECK_EQ(weft_task_done(t), 0);
+	WT_CHECK_EQ(weft_cancel(t), 0);
+	WT_CHECK_EQ(weft_await(t, NULL), -ECANCELED);
+	WT_CHECK_EQ(s->rc, -ECANCELED);
+	WT_CHECK_PTR_EQ(s->k[0].value, 0x1);
+	/* Nothing taken, nothing sent, nothing left linked. */
+	WT_CHECK_EQ(weft_chan_try_recv(s->r, &v), -EAGAIN);
+	WT_CHECK_EQ(weft_chan_send(s->a, V(7)), 0);
+	WT_CHECK_EQ(weft_chan_len(s->a), 1);
+	WT_CHECK_EQ(weft_chan_recv(s->a, &v), 0);
+	WT_CHECK_PTR_EQ(v, 7);
+	weft_task_release(t);
+	weft_chan_destroy(s->a);
+	weft_chan_destroy(s->r);
+	return NULL;
+}
+
+Test(chan, select_cancelled_returns_ecanceled_and_moves_nothing,
+     .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct sel_cancel s;
+
+		memset(&s, 0, sizeof(s));
+		wt_run(sel_cancel_main, &s, worker_counts[c]);
+	}
+}
+
+/* A parked select with a send case and a recv case, completed by the
+ * side that comes: once by a receiver (its send), once by a sender (its
+ * recv). */
+struct sel_mixed {
+	weft_chan *out, *in;
+	atomic_int entered;
+	int rc;
+	struct weft_sel k[2];
+};
+
+static void *sm_selector(void *arg)
+{
+	struct sel_mixed *s = arg;
+
+	sel_case(&s->k[0], s->out, WEFT_SEL_SEND, V(0x0a));
+	sel_case(&s->k[1], s->in, WEFT_SEL_RECV, NULL);
+	atomic_store(&s->entered, 1);
+	s->rc = weft_select(s->k, 2, WEFT_NEVER);
+	return NULL;
+}
+
+static void *sel_mixed_main(void *arg)
+{
+	struct sel_mixed *s = arg;
+	weft_task *t;
+	void *v = NULL;
+
+	WT_CHECK_EQ(weft_chan_create(&s->out, 0), 0);
+	WT_CHECK_EQ(weft_chan_create(&s->in, 0), 0);
+
+	/* A receiver on `out` completes the send case. */
+	t = weft_spawn(sm_selector, s);
+	settle_count(&s->entered, 1);
+	WT_CHECK_EQ(weft_chan_recv(s->out, &v), 0);
+	WT_CHECK_PTR_EQ(v, 0x0a);
+	WT_CHECK_EQ(weft_await(t, NULL), 0);
+	weft_task_release(t);
+	WT_CHECK_EQ(s->rc, 0);
+	WT_CHECK_EQ(s->k[0].result, 0);
+	/* The recv case left nothing behind. */
+	WT_CHECK_EQ(weft_chan_try_send(s->in, V(1)), -EAGAIN);
+
+	/* A sender on `in` completes the recv case. */
+	atomic_store(&s->entered, 0);
+	t = weft_spawn(sm_selector, s);
+	settle_count(&s->entered, 1);
+	WT_CHECK_EQ(weft_chan_send(s->in, V(0x0b)), 0);
+	WT_CHECK_EQ(weft_await(t, NULL), 0);
+	weft_task_release(t);
+	WT_CHECK_EQ(s->rc, 1);
+	WT_CHECK_EQ(s->k[1].result, 0);
+	WT_CHECK_PTR_EQ(s->k[1].value, 0x0b);
+	WT_CHECK_EQ(weft_chan_try_recv(s->out, &v), -EAGAIN);
+
+	/* A close completes a parked select too. */
+	atomic_store(&s->entered, 0);
+	t = weft_spawn(sm_selector, s);
+	settle_count(&s->entered, 1);
+	WT_CHECK_EQ(weft_chan_close(s->in), 0);
+	WT_CHECK_EQ(weft_await(t, NULL), 0);
+	weft_task_release(t);
+	WT_CHECK_EQ(s->rc, 1);
+	WT_CHECK_EQ(s->k[1].result, -EPIPE);
+	WT_CHECK_PTR_EQ(s->k[1].value, NULL);
+	WT_CHECK_EQ(weft_chan_try_recv(s->out, &v), -EAGAIN);
+
+	weft_chan_destroy(s->out);
+	weft_chan_destroy(s->in);
+	return NULL;
+}
+
+Test(chan, parked_select_with_send_and_recv_completes_the_case_that_comes,
+     .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct sel_mixed s;
+
+		memset(&s, 0, sizeof(s));
+		wt_run(sel_mixed_main, &s, worker_counts[c]);
+	}
+}
+
+/* Racing selects: senders (plain and selecting) and receivers (selecting,
+ * and one plain) on three channels of capacities 0, 1 and 4, on four
+ * workers. Every value must be received exactly once: a select that
+ * completed two cases, or a grant to a select that went another way,
+ * shows as a duplicate or a loss. */
+#define RS_CHANS 3
+#define RS_PLAIN_SENDERS 2 /* per channel */
+#define RS_SEL_SENDERS 3
+#define RS_SEL_RECEIVERS 4
+#define RS_SENDERS (RS_CHANS * RS_PLAIN_SENDERS + RS_SEL_SENDERS)
+
+struct race {
+	weft_chan *c[RS_CHANS];
+	unsigned per; /* values per sender */
+	atomic_uchar *seen;
+	atomic_long received;
+	atomic_long dups;
+	atomic_long bad;
+	atomic_long sel_sent[RS_CHANS];
+};
+
+struct rs_sender {
+	struct race *r;
+	int id;
+	int chan; /* plain senders: their channel; -1: select */
+};
+
+static void rs_note(struct race *r, void *v)
+{
+	uintptr_t x = I(v);
+
+	if (x < 1 || x > (uintptr_t)RS_SENDERS * r->per) {
+		atomic_fetch_add(&r->bad, 1);
+		return;
+	}
+	if (atomic_fetch_add(&r->seen[x], 1) != 0)
+		atomic_fetch_add(&r->dups, 1);
+	atomic_fetch_add(&r->received, 1);
+}
+
+static void *rs_send(void *arg)
+{
+	struct rs_sender *s = arg;
+	struct race *r = s->r;
+
+	for (unsigned i = 0; i < r->per; i++) {
+		void *v = V((uintptr_t)s->id * r->per + i + 1);
+
+		if (s->chan >= 0) {
+			if (!WT_CHECK_EQ(weft_chan_send(r->c[s->chan], v), 0))
+				return NULL;
+		} else {
+			struct weft_sel k[RS_CHANS];
+			int won;
+
+			/* Rotate the order so every channel gets some. */
+			for (int j = 0; j < RS_CHANS; j++)
+				sel_case(&k[j], r->c[(i + j) % RS_CHANS],
+					 WEFT_SEL_SEND, v);
+			won = weft_select(k, RS_CHANS, WEFT_NEVER);
+			if (!WT_CHECK(won >= 0 && won < RS_CHANS))
+				return NULL;
+			WT_CHECK_EQ(k[won].result, 0);
+			atomic_fetch_add(&r->sel_sent[(i + won) % RS_CHANS],
+					 1);
+		}
+	}
+	return NULL;
+}
+
+static void *rs_sel_recv(void *arg)
+{
+	struct race *r = arg;
+	weft_chan *live[RS_CHANS];
+	int nlive = RS_CHANS;
+	unsigned round = 0;
+
+	for (int j = 0; j < RS_CHANS; j++)
+		live[j] = r->c[j];
+	while (nlive) {
+		struct weft_sel k[RS_CHANS];
+		int won;
+
+		for (int j = 0; j < RS_CHANS; j++)
+			sel_case(&k[j], live[(round + j) % RS_CHANS],
+				 WEFT_SEL_RECV, NULL);
+		won = weft_select(k, RS_CHANS, WEFT_NEVER);
+		if (!WT_CHECK(won >= 0 && won < RS_CHANS))
+			return NULL;
+		if (k[won].result == -EPIPE) {
+			live[(round + won) % RS_CHANS] = NULL;
+			nlive--;
+			continue;
+		}
+		WT_CHECK_EQ(k[won].result, 0);
+		rs_note(r, k[won].value);
+		round++;
+	}
+	return NULL;
+}
+
+static void *rs_plain_recv(void *arg)
+{
+	struct race *r = arg;
+	void *v;
+	int rc;
+
+	while ((rc = weft_chan_recv(r->c[1], &v)) == 0)
+		rs_note(r, v);
+	WT_CHECK_EQ(rc, -EPIPE);
+	return NULL;
+}
+
+static void *race_main(void *arg)
+{
+	struct race *r = arg;
+	struct rs_sender sa[RS_SENDERS];
+	weft_task *snd[RS_SENDERS], *rcv[RS_SEL_RECEIVERS + 1];
+	int n = 0;
+
+	for (int j = 0; j < RS_SEL_RECEIVERS; j++)
+		rcv[j] = weft_spawn(rs_sel_recv, r);
+	rcv[RS_SEL_RECEIVERS] = weft_spawn(rs_plain_recv, r);
+	for (int c = 0; c < RS_CHANS; c++)
+		for (int j = 0; j < RS_PLAIN_SENDERS; j++, n++) {
+			sa[n] = (struct rs_sender){ r, n, c };
+			snd[n] = weft_spawn(rs_send, &sa[n]);
+		}
+	for (int j = 0; j < RS_SEL_SENDERS; j++, n++) {
+		sa[n] = (struct rs_sender){ r, n, -1 };
+		snd[n] = weft_spawn(rs_send, &sa[n]);
+	}
+	WT_CHECK_EQ(weft_gather(snd, RS_SENDERS, NULL), 0);
+	for (int c = 0; c < RS_CHANS; c++)
+		WT_CHECK_EQ(weft_chan_close(r->c[c]), 0);
+	WT_CHECK_EQ(weft_gather(rcv, RS_SEL_RECEIVERS + 1, NULL), 0);
+	release_all(snd, RS_SENDERS);
+	release_all(rcv, RS_SEL_RECEIVERS + 1);
+	return NULL;
+}
+
+Test(chan, racing_selects_neither_lose_nor_duplicate_a_value,
+     .timeout = WT_TIMEOUT(120))
+{
+	static const size_t caps[RS_CHANS] = { 0, 1, 4 };
+	struct race r;
+	long total, missing = 0;
+
+	memset(&r, 0, sizeof(r));
+	r.per = 300 * wt_scale();
+	total = (long)RS_SENDERS * r.per;
+	r.seen = calloc((size_t)total + 1, sizeof(*r.seen));
+	cr_assert(r.seen);
+	for (int c = 0; c < RS_CHANS; c++)
+		cr_assert_eq(weft_chan_create(&r.c[c], caps[c]), 0);
+	wt_run(race_main, &r, 4);
+	for (long x = 1; x <= total; x++)
+		if (atomic_load(&r.seen[x]) == 0)
+			missing++;
+	cr_log_info("%ld values; select senders sent %ld/%ld/%ld", total,
+		    atomic_load(&r.sel_sent[0]), atomic_load(&r.sel_sent[1]),
+		    atomic_load(&r.sel_sent[2]));
+	cr_assert_eq(atomic_load(&r.bad), 0, "values never sent received");
+	cr_assert_eq(atomic_load(&r.dups), 0, "%ld values received twice",
+		     atomic_load(&r.dups));
+	cr_assert_eq(missing, 0, "%ld values lost", missing);
+	cr_assert_eq(atomic_load(&r.received), total);
+	for (int c = 0; c < RS_CHANS; c++)
+		weft_chan_destroy(r.c[c]);
+	free(r.seen);
+}
+
+/* ======================================================================
+ * async generator
+ * ====================================================================== */
+
+struct gen_state {
+	int count;        /* values to yield; < 0: for ever */
+	int ret;          /* returned after the values */
+	int last_yield_rc;
+	int yields;
+	int cleaned_up;
+	uint64_t sleep_after; /* > 0: sleep this long after the first */
+	int sleep_rc;
+};
+
+static int gen_body(weft_gen *g, void *arg)
+{
+	struct gen_state *s = arg;
+
+	for (int i = 1; s->count < 0 || i <= s->count; i++) {
+		s->last_yield_rc = weft_gen_yield(g, V(i));
+		if (s->last_yield_rc)
+			break;
+		s->yields++;
+		if (s->sleep_after) {
+			s->sleep_rc = weft_sleep(s->sleep_after);
+			if (s->sleep_rc)
+				break;
+		}
+	}
+	s->cleaned_up = 1;
+	return s->last_yield_rc ? s->last_yield_rc : s->ret;
+}
+
+static void *gen_order_main(void *arg)
+{
+	struct gen_state *s = arg;
+	weft_gen *g;
+	void *v;
+
+	s->count = 10;
+	if (!WT_CHECK_EQ(weft_gen_create(&g, gen_body, s), 0))
+		return NULL;
+	for (uintptr_t i = 1; i <= 10; i++) {
+		v = NULL;
+		WT_CHECK_EQ(weft_gen_next(g, &v), 1);
+		WT_CHECK_PTR_EQ(v, i);
+	}
+	WT_CHECK_EQ(weft_gen_next(g, &v), 0);
+	WT_CHECK_EQ(weft_gen_next(g, &v), 0); /* and stays at the end */
+	weft_gen_destroy(g);
+	WT_CHECK_EQ(s->yields, 10);
+	WT_CHECK_EQ(s->cleaned_up, 1);
+	return NULL;
+}
+
+Test(chan, generator_yields_values_in_order_then_zero,
+     .timeout = WT_TIMEOUT(10))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct gen_state s;
+
+		memset(&s, 0, sizeof(s));
+		wt_run(gen_order_main, &s, worker_counts[c]);
+	}
+}
+
+static void *gen_error_main(void *arg)
+{
+	struct gen_state *s = arg;
+	weft_gen *g;
+	void *v;
+
+	s->count = 2;
+	s->ret = -EIO;
+	if (!WT_CHECK_EQ(weft_gen_create(&g, gen_body, s), 0))
+		return NULL;
+	WT_CHECK_EQ(weft_gen_next(g, &v), 1);
+	WT_CHECK_PTR_EQ(v, 1);
+	WT_CHECK_EQ(weft_gen_next(g, &v), 1);
+	WT_CHECK_PTR_EQ(v, 2);
+	WT_CHECK_EQ(weft_gen_next(g, &v), -EIO);
+	weft_gen_destroy(g);
+
+	/* An error before any value. */
+	memset(s, 0, sizeof(*s));
+	s->count = 0;
+	s->ret = -ENOENT;
+	if (!WT_CHECK_EQ(weft_gen_create(&g, gen_body, s), 0))
+		return NULL;
+	WT_CHECK_EQ(weft_gen_next(g, &v), -ENOENT);
+	weft_gen_destroy(g);
+	return NULL;
+}
+
+Test(chan, generator_body_error_is_returned_by_next,
+     .timeout = WT_TIMEOUT(10))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct gen_state s;
+
+		memset(&s, 0, sizeof(s));
+		wt_run(gen_error_main, &s, worker_counts[c]);
+	}
+}
+
+static void *gen_destroy_main(void *arg)
+{
+	struct gen_state *s = arg;
+	weft_gen *g;
+	void *v;
+	uint64_t b;
+
+	/* Blocked in a yield: the yield fails with -ECANCELED. */
+	s->count = -1;
+	if (!WT_CHECK_EQ(weft_gen_create(&g, gen_body, s), 0))
+		return NULL;
+	for (uintptr_t i = 1; i <= 3; i++) {
+		WT_CHECK_EQ(weft_gen_next(g, &v), 1);
+		WT_CHECK_PTR_EQ(v, i);
+	}
+	b = weft_now();
+	weft_gen_destroy(g);
+	CHECK_BELOW(weft_now() - b, PROMPT_NS);
+	WT_CHECK_EQ(s->last_yield_rc, -ECANCELED);
+	WT_CHECK_EQ(s->cleaned_up, 1);
+	/* A yield returns only once its value was taken. */
+	WT_CHECK_EQ(s->yields, 3);
+
+	/* Blocked elsewhere (a long sleep): cancelled there. */
+	memset(s, 0, sizeof(*s));
+	s->count = -1;
+	s->sleep_after = 10 * SEC;
+	if (!WT_CHECK_EQ(weft_gen_create(&g, gen_body, s), 0))
+		return NULL;
+	WT_CHECK_EQ(weft_gen_next(g, &v), 1);
+	WT_CHECK_PTR_EQ(v, 1);
+	weft_sleep(SETTLE_NS);
+	b = weft_now();
+	weft_gen_destroy(g);
+	CHECK_BELOW(weft_now() - b, PROMPT_NS);
+	WT_CHECK_EQ(s->sleep_rc, -ECANCELED);
+	WT_CHECK_EQ(s->cleaned_up, 1);
+
+	/* Destroyed before anything was asked for. */
+	memset(s, 0, sizeof(*s));
+	s->count = -1;
+	if (!WT_CHECK_EQ(weft_gen_create(&g, gen_body, s), 0))
+		return NULL;
+	weft_gen_destroy(g);
+	WT_CHECK_EQ(s->yields, 0);
+	return NULL;
+}
+
+Test(chan, generator_destroy_mid_stream_cancels_the_body,
+     .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct gen_state s;
+
+		memset(&s, 0, sizeof(s));
+		wt_run(gen_destroy_main, &s, worker_counts[c]);
+	}
+}
+
+Test(chan, generator_create_needs_a_runtime_and_a_body)
+{
+	weft_gen *g;
+
+	cr_assert_eq(weft_gen_create(&g, gen_body, NULL), -EPERM);
+	cr_assert_eq(weft_gen_create(&g, NULL, NULL), -EINVAL);
+	cr_assert_eq(weft_gen_create(NULL, gen_body, NULL), -EINVAL);
+}

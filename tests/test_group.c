@@ -1,0 +1,1063 @@
+/*
+ * Task groups (runtime/group.c), waiting on several tasks (weft_wait_any,
+ * waitsets) and callbacks (weft_call_soon/later/at, the thread-safe
+ * variant and weft_join) from runtime/task.c, against the contracts in
+ * weft.h: a group's wait returns 0 or its first failure, cancels the rest
+ * on a failure and when the waiter is cancelled or times out, refuses new
+ * tasks once failed; waitsets yield tasks in the order they end; callbacks
+ * never run early and not at all when cancelled first; foreign threads
+ * reach a running runtime and wait for its tasks.
+ *
+ * Timing checks: never early (exact), upper bounds of seconds times
+ * WT_SLOW; orders that depend on timing are built from sleeps far apart.
+ */
+#include <pthread.h>
+
+#include "weft_test.h"
+
+WT_SUITE(group, 120);
+
+#define MS WEFT_NSEC_PER_MSEC
+#define US WEFT_NSEC_PER_USEC
+#define SEC WEFT_NSEC_PER_SEC
+
+#define PROMPT_NS ((uint64_t)2 * SEC * WT_SLOW)
+#define SETTLE_NS ((uint64_t)5 * MS * WT_SLOW)
+
+static const unsigned worker_counts[] = { 1, 2, 4 };
+#define N_COUNTS (sizeof(worker_counts) / sizeof(worker_counts[0]))
+
+#define CHECK_NOT_EARLY(elapsed, want)                                     \
+	do {                                                               \
+		uint64_t e_ = (elapsed), w_ = (want);                      \
+		if (e_ < w_) {                                             \
+			char b_[160];                                      \
+			snprintf(b_, sizeof(b_),                           \
+				 "returned early: %llu ns < %llu ns",      \
+				 (unsigned long long)e_,                   \
+				 (unsigned long long)w_);                  \
+			wt_fail_(__FILE__, __LINE__, b_);                  \
+		}                                                          \
+	} while (0)
+
+#define CHECK_BELOW(elapsed, bound)                                        \
+	do {                                                               \
+		uint64_t e_ = (elapsed), b2_ = (bound);                    \
+		if (e_ >= b2_) {                                           \
+			char b_[160];                                      \
+			snprintf(b_, sizeof(b_),                           \
+				 "took %llu ns, bound %llu ns (" #elapsed  \
+				 ")",                                      \
+				 (unsigned long long)e_,                   \
+				 (unsigned long long)b2_);                 \
+			wt_fail_(__FILE__, __LINE__, b_);                  \
+		}                                                          \
+	} while (0)
+
+#define V(i) ((void *)(uintptr_t)(i))
+
+static int settle_count(atomic_int *c, int n)
+{
+	uint64_t until = weft_now() + (uint64_t)10 * SEC * WT_SLOW;
+
+	while (atomic_load(c) < n) {
+		if (weft_now() > until)
+			return WT_CHECK(atomic_load(c) >= n);
+		weft_sleep(100 * US);
+	}
+	weft_sleep(SETTLE_NS);
+	return 1;
+}
+
+static void release_all(weft_task **ts, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (ts[i])
+			weft_task_release(ts[i]);
+}
+
+/* ======================================================================
+ * task group
+ * ====================================================================== */
+
+/* A member's record: how its sleep ended, whether it ran at all. */
+struct member {
+	uint64_t sleep_ns;
+	void *ret;         /* returned after the sleep */
+	atomic_int ran;
+	atomic_int ended;
+	int sleep_rc;
+};
+
+static void *member_fn(void *arg)
+{
+	struct member *m = arg;
+
+	atomic_store(&m->ran, 1);
+	m->sleep_rc = m->sleep_ns ? weft_sleep(m->sleep_ns) : 0;
+	atomic_store(&m->ended, 1);
+	return m->ret;
+}
+
+/* A member the group cancelled: it never ran (cancelled before it
+ * started, which asyncio allows too), or its sleep was cut with
+ * -ECANCELED and it ended. Never "ran and still running". */
+static int member_cancelled(struct member *m)
+{
+	if (!atomic_load(&m->ran))
+		return WT_CHECK_EQ(atomic_load(&m->ended), 0);
+	return WT_CHECK_EQ(atomic_load(&m->ended), 1) &&
+	       WT_CHECK_EQ(m->sleep_rc, -ECANCELED);
+}
+
+#define OK_N 100
+
+static void *group_ok_main(void *arg)
+{
+	struct member *ms = arg;
+	weft_group *g;
+	weft_task *h[3];
+	void *r;
+
+	if (!WT_CHECK_EQ(weft_group_create(&g), 0))
+		return NULL;
+	WT_CHECK_EQ(weft_group_size(g), 0);
+	/* An empty group: wait returns at once. */
+	WT_CHECK_EQ(weft_group_wait(g), 0);
+	for (int i = 0; i < OK_N; i++) {
+		ms[i].sleep_ns = (uint64_t)(i % 7) * MS;
+		ms[i].ret = V(i + 1);
+		WT_CHECK_EQ(weft_group_spawn(g, i < 3 ? &h[i] : NULL,
+					     member_fn, &ms[i]),
+			    0);
+	}
+	WT_CHECK(weft_group_size(g) > 0);
+	WT_CHECK_EQ(weft_group_wait(g), 0);
+	WT_CHECK_EQ(weft_group_size(g), 0);
+	for (int i = 0; i < OK_N; i++) {
+		WT_CHECK_EQ(atomic_load(&ms[i].ended), 1);
+		WT_CHECK_EQ(ms[i].sleep_rc, 0);
+	}
+	/* Handles of their own. */
+	for (int i = 0; i < 3; i++) {
+		WT_CHECK_EQ(weft_task_done(h[i]), 1);
+		WT_CHECK_EQ(weft_await(h[i], &r), 0);
+		WT_CHECK_PTR_EQ(r, i + 1);
+		weft_task_release(h[i]);
+	}
+	/* A group that succeeded takes new tasks. */
+	WT_CHECK_EQ(weft_group_spawn(g, NULL, member_fn, &ms[0]), 0);
+	WT_CHECK_EQ(weft_group_wait(g), 0);
+	weft_group_destroy(g);
+	return NULL;
+}
+
+Test(group, wait_returns_zero_once_every_task_ran, .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct member ms[OK_N];
+
+		memset(ms, 0, sizeof(ms));
+		wt_run(group_ok_main, ms, worker_counts[c]);
+	}
+}
+
+#define FAIL_SLEEPERS 5
+
+static void *group_fail_main(void *arg)
+{
+	struct member *ms = arg; /* FAIL_SLEEPERS + 1 */
+	struct member late;
+	weft_group *g;
+	weft_task *h;
+	uint64_t b;
+
+	memset(&late, 0, sizeof(late));
+	if (!WT_CHECK_EQ(weft_group_create(&g), 0))
+		return NULL;
+	for (int i = 0; i < FAIL_SLEEPERS; i++) {
+		ms[i].sleep_ns = 10 * SEC;
+		WT_CHECK_EQ(weft_group_spawn(g, NULL, member_fn, &ms[i]), 0);
+	}
+	ms[FAIL_SLEEPERS].sleep_ns = 10 * MS;
+	ms[FAIL_SLEEPERS].ret = weft_err_ptr(-EIO);
+	WT_CHECK_EQ(weft_group_spawn(g, &h, member_fn, &ms[FAIL_SLEEPERS]),
+		    0);
+	b = weft_now();
+	WT_CHECK_EQ(weft_group_wait(g), -EIO);
+	CHECK_BELOW(weft_now() - b, PROMPT_NS);
+	WT_CHECK_EQ(weft_group_size(g), 0);
+	for (int i = 0; i < FAIL_SLEEPERS; i++)
+		member_cancelled(&ms[i]);
+	/* The failed task itself returned normally (with an error). */
+	WT_CHECK_EQ(weft_await(h, NULL), 0);
+	weft_task_release(h);
+	/* Failed: refuses new tasks, and the refused one never runs. */
+	WT_CHECK_EQ(weft_group_spawn(g, NULL, member_fn, &late), -ECANCELED);
+	h = V(0x1);
+	WT_CHECK_EQ(weft_group_spawn(g, &h, member_fn, &late), -ECANCELED);
+	WT_CHECK_PTR_EQ(h, NULL);
+	WT_CHECK_EQ(weft_group_wait(g), -EIO); /* still the first failure */
+	weft_group_destroy(g);
+	weft_sleep(SETTLE_NS);
+	WT_CHECK_EQ(atomic_load(&late.ran), 0);
+	return NULL;
+}
+
+Test(group, failing_task_cancels_the_others_and_wait_returns_its_error,
+     .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct member ms[FAIL_SLEEPERS + 1];
+
+		memset(ms, 0, sizeof(ms));
+		wt_run(group_fail_main, ms, worker_counts[c]);
+	}
+}
+
+/* Only the first failure counts; later failures and cancelled members
+ * (which may return error pointers too) do not replace it. */
+static void *first_fail_main(void *arg)
+{
+	struct member *ms = arg; /* 3 */
+	weft_group *g;
+
+	if (!WT_CHECK_EQ(weft_group_create(&g), 0))
+		return NULL;
+	ms[0].sleep_ns = 5 * MS;
+	ms[0].ret = weft_err_ptr(-EPROTO);
+	ms[1].sleep_ns = 60 * MS * WT_SLOW;
+	ms[1].ret = weft_err_ptr(-EIO); /* never gets to return this */
+	ms[2].ret = NULL;
+	for (int i = 0; i < 3; i++)
+		WT_CHECK_EQ(weft_group_spawn(g, NULL, member_fn, &ms[i]), 0);
+	WT_CHECK_EQ(weft_group_wait(g), -EPROTO);
+	member_cancelled(&ms[1]);
+	weft_group_destroy(g);
+	return NULL;
+}
+
+Test(group, wait_returns_the_first_failure, .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct member ms[3];
+
+		memset(ms, 0, sizeof(ms));
+		wt_run(first_fail_main, ms, worker_counts[c]);
+	}
+}
+
+static void *group_cancel_main(void *arg)
+{
+	struct member *ms = arg; /* 4 */
+	weft_group *g;
+
+	if (!WT_CHECK_EQ(weft_group_create(&g), 0))
+		return NULL;
+	for (int i = 0; i < 4; i++) {
+		ms[i].sleep_ns = 10 * SEC;
+		WT_CHECK_EQ(weft_group_spawn(g, NULL, member_fn, &ms[i]), 0);
+	}
+	weft_sleep(SETTLE_NS);
+	weft_group_cancel(g);
+	/* Cancelled members are not failures. */
+	WT_CHECK_EQ(weft_group_wait(g), 0);
+	for (int i = 0; i < 4; i++)
+		member_cancelled(&ms[i]);
+	WT_CHECK_EQ(weft_group_spawn(g, NULL, member_fn, &ms[0]), -ECANCELED);
+	weft_group_destroy(g);
+	return NULL;
+}
+
+Test(group, cancel_cancels_every_member_and_refuses_new_ones,
+     .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct member ms[4];
+
+		memset(ms, 0, sizeof(ms));
+		wt_run(group_cancel_main, ms, worker_counts[c]);
+	}
+}
+
+/* The task waiting on the group is cancelled: the members are cancelled
+ * and awaited before its wait returns -ECANCELED. */
+struct waiter_cancel {
+	struct member ms[4];
+	atomic_int waiting;
+	int wait_rc;
+	size_t size_after;
+	int all_ended_after;
+};
+
+static void *wc_waiter(void *arg)
+{
+	struct waiter_cancel *w = arg;
+	weft_group *g;
+
+	if (!WT_CHECK_EQ(weft_group_create(&g), 0))
+		return NULL;
+	for (int i = 0; i < 4; i++) {
+		w->ms[i].sleep_ns = 10 * SEC;
+		WT_CHECK_EQ(weft_group_spawn(g, NULL, member_fn, &w->ms[i]),
+			    0);
+	}
+	atomic_store(&w->waiting, 1);
+	w->wait_rc = weft_group_wait(g);
+	w->size_after = weft_group_size(g);
+	/* Every member that ran has ended by now. */
+	w->all_ended_after = 1;
+	for (int i = 0; i < 4; i++)
+		if (atomic_load(&w->ms[i].ran) && !atomic_load(&w->ms[i].ended))
+			w->all_ended_after = 0;
+	weft_group_destroy(g);
+	return NULL;
+}
+
+static void *waiter_cancel_main(void *arg)
+{
+	struct waiter_cancel *w = arg;
+	weft_task *t = weft_spawn(wc_waiter, w);
+	uint64_t b;
+
+	settle_count(&w->waiting, 1);
+	b = weft_now();
+	WT_CHECK_EQ(weft_cancel(t), 0);
+	WT_CHECK_EQ(weft_await(t, NULL), -ECANCELED);
+	CHECK_BELOW(weft_now() - b, PROMPT_NS);
+	WT_CHECK_EQ(w->wait_rc, -ECANCELED);
+	WT_CHECK_EQ(w->size_after, 0);
+	WT_CHECK_EQ(w->all_ended_after, 1);
+	for (int i = 0; i < 4; i++)
+		member_cancelled(&w->ms[i]);
+	weft_task_release(t);
+	return NULL;
+}
+
+Test(group, cancelled_waiter_cancels_and_awaits_the_members,
+     .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct waiter_cancel w;
+
+		memset(&w, 0, sizeof(w));
+		wt_run(waiter_cancel_main, &w, worker_counts[c]);
+	}
+}
+
+static void *group_deadline_main(void *arg)
+{
+	struct member *ms = arg; /* 3 */
+	weft_group *g;
+	uint64_t b, saved;
+	int rc;
+
+	if (!WT_CHECK_EQ(weft_group_create(&g), 0))
+		return NULL;
+	for (int i = 0; i < 3; i++) {
+		ms[i].sleep_ns = 10 * SEC;
+		WT_CHECK_EQ(weft_group_spawn(g, NULL, member_fn, &ms[i]), 0);
+	}
+	b = weft_now();
+	saved = weft_timeout_begin(20 * MS);
+	rc = weft_group_wait(g);
+	weft_timeout_end(saved);
+	WT_CHECK_EQ(rc, -ETIMEDOUT);
+	CHECK_NOT_EARLY(weft_now() - b, 20 * MS);
+	CHECK_BELOW(weft_now() - b, PROMPT_NS);
+	WT_CHECK_EQ(weft_group_size(g), 0);
+	for (int i = 0; i < 3; i++)
+		member_cancelled(&ms[i]);
+	weft_group_destroy(g);
+	return NULL;
+}
+
+Test(group, deadline_scope_ends_wait_with_etimedout_and_cancels_members,
+     .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct member ms[3];
+
+		memset(ms, 0, sizeof(ms));
+		wt_run(group_deadline_main, ms, worker_counts[c]);
+	}
+}
+
+/* weft_group_size counts members that have not ended, including members
+ * spawned by members. */
+struct size_state {
+	weft_group *g;
+	struct wt_gate gate;
+	struct member child;
+};
+
+static void *gated_member(void *arg)
+{
+	struct size_state *s = arg;
+
+	return wt_gate_fn(&s->gate);
+}
+
+static void *spawning_member(void *arg)
+{
+	struct size_state *s = arg;
+
+	s->child.sleep_ns = 30 * MS;
+	WT_CHECK_EQ(weft_group_spawn(s->g, NULL, member_fn, &s->child), 0);
+	return NULL;
+}
+
+static void *group_size_main(void *arg)
+{
+	struct size_state *s = arg;
+
+	if (!WT_CHECK_EQ(weft_group_create(&s->g), 0))
+		return NULL;
+	for (int i = 0; i < 3; i++)
+		WT_CHECK_EQ(weft_group_spawn(s->g, NULL, gated_member, s), 0);
+	WT_CHECK_EQ(weft_group_size(s->g), 3);
+	weft_sleep(SETTLE_NS);
+	WT_CHECK_EQ(weft_group_size(s->g), 3);
+	atomic_store(&s->gate.open, 1);
+	WT_CHECK_EQ(weft_group_wait(s->g), 0);
+	WT_CHECK_EQ(weft_group_size(s->g), 0);
+
+	/* A member that spawns into its own group: the wait covers both. */
+	WT_CHECK_EQ(weft_group_spawn(s->g, NULL, spawning_member, s), 0);
+	WT_CHECK_EQ(weft_group_wait(s->g), 0);
+	WT_CHECK_EQ(atomic_load(&s->child.ended), 1);
+	WT_CHECK_EQ(s->child.sleep_rc, 0);
+	WT_CHECK_EQ(weft_group_size(s->g), 0);
+	weft_group_destroy(s->g);
+	return NULL;
+}
+
+Test(group, size_counts_members_not_ended, .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct size_state s;
+
+		memset(&s, 0, sizeof(s));
+		wt_run(group_size_main, &s, worker_counts[c]);
+	}
+}
+
+/* TSan counts live tasks (fibers) against its thread limit. */
+#if defined(__SANITIZE_THREAD__)
+#define MANY_N 2000
+#else
+#define MANY_N 10000
+#endif
+
+static void *count_fn(void *arg)
+{
+	atomic_fetch_add((atomic_long *)arg, 1);
+	return NULL;
+}
+
+static void *group_many_main(void *arg)
+{
+	atomic_long *n = arg;
+	weft_group *g;
+
+	if (!WT_CHECK_EQ(weft_group_create(&g), 0))
+		return NULL;
+	for (int i = 0; i < MANY_N; i++)
+		if (!WT_CHECK_EQ(weft_group_spawn(g, NULL, count_fn, n), 0))
+			break;
+	WT_CHECK_EQ(weft_group_wait(g), 0);
+	WT_CHECK_EQ(atomic_load(n), MANY_N);
+	WT_CHECK_EQ(weft_group_size(g), 0);
+	weft_group_destroy(g);
+	return NULL;
+}
+
+Test(group, ten_thousand_short_tasks, .timeout = WT_TIMEOUT(60))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		atomic_long n = 0;
+
+		wt_run(group_many_main, &n, worker_counts[c]);
+		cr_assert_eq(atomic_load(&n), MANY_N);
+	}
+}
+
+static void *group_destroy_main(void *arg)
+{
+	struct member *ms = arg; /* 10 */
+	weft_group *g;
+	uint64_t b = weft_now();
+
+	if (!WT_CHECK_EQ(weft_group_create(&g), 0))
+		return NULL;
+	for (int i = 0; i < 10; i++) {
+		ms[i].sleep_ns = 30 * MS;
+		WT_CHECK_EQ(weft_group_spawn(g, NULL, member_fn, &ms[i]), 0);
+	}
+	weft_group_destroy(g); /* waits */
+	CHECK_NOT_EARLY(weft_now() - b, 30 * MS);
+	for (int i = 0; i < 10; i++) {
+		WT_CHECK_EQ(atomic_load(&ms[i].ended), 1);
+		WT_CHECK_EQ(ms[i].sleep_rc, 0);
+	}
+	return NULL;
+}
+
+Test(group, destroy_waits_for_the_members, .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct member ms[10];
+
+		memset(ms, 0, sizeof(ms));
+		wt_run(group_destroy_main, ms, worker_counts[c]);
+	}
+}
+
+/* Groups used from many tasks at once: many short groups, each with
+ * members that end on other workers while the owner waits (TSan). */
+static void *stress_owner(void *arg)
+{
+	atomic_long *n = arg;
+
+	for (int r = 0; r < 50; r++) {
+		weft_group *g;
+
+		if (!WT_CHECK_EQ(weft_group_create(&g), 0))
+			return NULL;
+		for (int i = 0; i < 8; i++)
+			WT_CHECK_EQ(weft_group_spawn(g, NULL, count_fn, n), 0);
+		if (r % 2)
+			WT_CHECK_EQ(weft_group_wait(g), 0);
+		weft_group_destroy(g);
+	}
+	return NULL;
+}
+
+static void *group_stress_main(void *arg)
+{
+	weft_task *ts[8];
+
+	for (int i = 0; i < 8; i++)
+		ts[i] = weft_spawn(stress_owner, arg);
+	WT_CHECK_EQ(weft_gather(ts, 8, NULL), 0);
+	release_all(ts, 8);
+	return NULL;
+}
+
+Test(group, many_groups_at_once_across_workers, .timeout = WT_TIMEOUT(60))
+{
+	atomic_long n = 0;
+
+	wt_run(group_stress_main, &n, 4);
+	cr_assert_eq(atomic_load(&n), 8 * 50 * 8);
+}
+
+/* ======================================================================
+ * wait_any and waitsets
+ * ====================================================================== */
+
+static void *sleep_ms_fn(void *arg)
+{
+	uint64_t ms = (uint64_t)(uintptr_t)arg;
+
+	WT_CHECK_EQ(weft_sleep(ms * MS), 0);
+	return arg;
+}
+
+static void *ret_fn(void *arg)
+{
+	return arg;
+}
+
+static void *wait_any_main(void *arg)
+{
+	static const uint64_t ms[3] = { 50, 10, 30 };
+	struct wt_gate gate = { .value = NULL };
+	weft_task *ts[3], *g[2];
+	uint64_t b;
+
+	(void)arg;
+	for (int i = 0; i < 3; i++)
+		ts[i] = weft_spawn(sleep_ms_fn, V(ms[i] * WT_SLOW));
+	WT_CHECK_EQ(weft_wait_any(ts, 3, WEFT_NEVER), 1);
+	WT_CHECK_EQ(weft_task_done(ts[1]), 1);
+	WT_CHECK_EQ(weft_gather(ts, 3, NULL), 0);
+	/* All ended: the first index. */
+	WT_CHECK_EQ(weft_wait_any(ts, 3, 0), 0);
+	release_all(ts, 3);
+
+	/* Nothing ends in time. */
+	g[0] = weft_spawn(wt_gate_fn, &gate);
+	g[1] = weft_spawn(wt_gate_fn, &gate);
+	b = weft_now();
+	WT_CHECK_EQ(weft_wait_any(g, 2, 20 * MS), -ETIMEDOUT);
+	CHECK_NOT_EARLY(weft_now() - b, 20 * MS);
+	CHECK_BELOW(weft_now() - b, PROMPT_NS);
+	WT_CHECK_EQ(weft_wait_any(g, 2, 0), -ETIMEDOUT);
+	/* An ended task among running ones is found at once. */
+	ts[0] = g[0];
+	ts[1] = weft_spawn(ret_fn, NULL);
+	ts[2] = g[1];
+	WT_CHECK_EQ(weft_await(ts[1], NULL), 0);
+	WT_CHECK_EQ(weft_wait_any(ts, 3, WEFT_NEVER), 1);
+	weft_task_release(ts[1]);
+	atomic_store(&gate.open, 1);
+	WT_CHECK_EQ(weft_gather(g, 2, NULL), 0);
+	release_all(g, 2);
+
+	WT_CHECK_EQ(weft_wait_any(ts, 0, WEFT_NEVER), -EINVAL);
+	g[0] = NULL;
+	WT_CHECK_EQ(weft_wait_any(g, 1, WEFT_NEVER), -EINVAL);
+	return NULL;
+}
+
+Test(group, wait_any_returns_the_index_of_the_first_to_end,
+     .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++)
+		wt_run(wait_any_main, NULL, worker_counts[c]);
+}
+
+struct wa_cancel {
+	struct wt_gate gate;
+	weft_task *g;
+	atomic_int entered;
+	int rc;
+};
+
+static void *wa_victim(void *arg)
+{
+	struct wa_cancel *w = arg;
+
+	atomic_store(&w->entered, 1);
+	w->rc = weft_wait_any(&w->g, 1, WEFT_NEVER);
+	return NULL;
+}
+
+static void *wait_any_cancel_main(void *arg)
+{
+	struct wa_cancel *w = arg;
+	weft_task *t;
+
+	w->g = weft_spawn(wt_gate_fn, &w->gate);
+	t = weft_spawn(wa_victim, w);
+	settle_count(&w->entered, 1);
+	WT_CHECK_EQ(weft_cancel(t), 0);
+	WT_CHECK_EQ(weft_await(t, NULL), -ECANCELED);
+	WT_CHECK_EQ(w->rc, -ECANCELED);
+	/* The awaited task keeps running. */
+	WT_CHECK_EQ(weft_task_done(w->g), 0);
+	atomic_store(&w->gate.open, 1);
+	WT_CHECK_EQ(weft_await(w->g, NULL), 0);
+	weft_task_release(t);
+	weft_task_release(w->g);
+	return NULL;
+}
+
+Test(group, wait_any_cancelled_returns_ecanceled, .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct wa_cancel w;
+
+		memset(&w, 0, sizeof(w));
+		wt_run(wait_any_cancel_main, &w, worker_counts[c]);
+	}
+}
+
+/* Waitsets: completion order, -ENOENT at the end, ended tasks first. */
+static void *waitset_order_main(void *arg)
+{
+	/* Staggered far apart (step), listed out of order. */
+	static const int rank[4] = { 3, 1, 2, 0 };
+	uint64_t step = 30 * WT_SLOW;
+	weft_task *ts[4], *mix[4];
+	weft_waitset *ws;
+	void *r;
+
+	(void)arg;
+	for (int i = 0; i < 4; i++)
+		ts[i] = weft_spawn(sleep_ms_fn,
+				   V(step * (uint64_t)(rank[i] + 1)));
+	if (!WT_CHECK_EQ(weft_waitset_create(&ws, ts, 4), 0))
+		return NULL;
+	for (int k = 0; k < 4; k++) {
+		int i = weft_waitset_next(ws, WEFT_NEVER);
+
+		if (!WT_CHECK(i >= 0 && i < 4))
+			break;
+		WT_CHECK_EQ(rank[i], k);
+		WT_CHECK_EQ(weft_task_done(ts[i]), 1);
+		WT_CHECK_EQ(weft_await(ts[i], &r), 0);
+		WT_CHECK_EQ((uintptr_t)r, step * (uint64_t)(rank[i] + 1));
+	}
+	WT_CHECK_EQ(weft_waitset_next(ws, WEFT_NEVER), -ENOENT);
+	WT_CHECK_EQ(weft_waitset_next(ws, 0), -ENOENT);
+	weft_waitset_destroy(ws);
+	release_all(ts, 4);
+
+	/* Tasks that ended before the set was made come first. */
+	mix[0] = weft_spawn(sleep_ms_fn, V(20));
+	mix[1] = weft_spawn(ret_fn, NULL);
+	mix[2] = weft_spawn(sleep_ms_fn, V(10));
+	mix[3] = weft_spawn(ret_fn, NULL);
+	WT_CHECK_EQ(weft_await(mix[1], NULL), 0);
+	WT_CHECK_EQ(weft_await(mix[3], NULL), 0);
+	if (!WT_CHECK_EQ(weft_waitset_create(&ws, mix, 4), 0))
+		return NULL;
+	{
+		int a = weft_waitset_next(ws, WEFT_NEVER);
+		int b = weft_waitset_next(ws, WEFT_NEVER);
+		int c = weft_waitset_next(ws, WEFT_NEVER);
+		int d = weft_waitset_next(ws, WEFT_NEVER);
+
+		WT_CHECK((a == 1 && b == 3) || (a == 3 && b == 1));
+		WT_CHECK((c == 0 && d == 2) || (c == 2 && d == 0));
+		WT_CHECK_EQ(weft_waitset_next(ws, WEFT_NEVER), -ENOENT);
+	}
+	weft_waitset_destroy(ws);
+	release_all(mix, 4);
+
+	/* An empty set ends at once. */
+	WT_CHECK_EQ(weft_waitset_create(&ws, NULL, 0), 0);
+	WT_CHECK_EQ(weft_waitset_next(ws, WEFT_NEVER), -ENOENT);
+	weft_waitset_destroy(ws);
+	return NULL;
+}
+
+Test(group, waitset_yields_tasks_in_the_order_they_end,
+     .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++)
+		wt_run(waitset_order_main, NULL, worker_counts[c]);
+}
+
+static void *waitset_timeout_main(void *arg)
+{
+	struct wt_gate gate = { .value = NULL };
+	weft_task *ts[2];
+	weft_waitset *ws;
+	uint64_t b, saved;
+
+	(void)arg;
+	ts[0] = weft_spawn(wt_gate_fn, &gate);
+	ts[1] = weft_spawn(sleep_ms_fn, V(10));
+	if (!WT_CHECK_EQ(weft_waitset_create(&ws, ts, 2), 0))
+		return NULL;
+	WT_CHECK_EQ(weft_waitset_next(ws, WEFT_NEVER), 1);
+	b = weft_now();
+	WT_CHECK_EQ(weft_waitset_next(ws, 20 * MS), -ETIMEDOUT);
+	CHECK_NOT_EARLY(weft_now() - b, 20 * MS);
+	CHECK_BELOW(weft_now() - b, PROMPT_NS);
+	WT_CHECK_EQ(weft_waitset_next(ws, 0), -ETIMEDOUT);
+	b = weft_now();
+	saved = weft_timeout_begin(20 * MS);
+	WT_CHECK_EQ(weft_waitset_next(ws, WEFT_NEVER), -ETIMEDOUT);
+	weft_timeout_end(saved);
+	CHECK_NOT_EARLY(weft_now() - b, 20 * MS);
+	/* A timeout loses nothing: the next end is still reported. */
+	atomic_store(&gate.open, 1);
+	WT_CHECK_EQ(weft_waitset_next(ws, WEFT_NEVER), 0);
+	WT_CHECK_EQ(weft_waitset_next(ws, WEFT_NEVER), -ENOENT);
+	weft_waitset_destroy(ws);
+	release_all(ts, 2);
+
+	/* Destroyed while tasks still run: they end later, safely. */
+	gate.open = 0;
+	ts[0] = weft_spawn(wt_gate_fn, &gate);
+	ts[1] = weft_spawn(sleep_ms_fn, V(5));
+	if (!WT_CHECK_EQ(weft_waitset_create(&ws, ts, 2), 0))
+		return NULL;
+	weft_waitset_destroy(ws);
+	atomic_store(&gate.open, 1);
+	WT_CHECK_EQ(weft_gather(ts, 2, NULL), 0);
+	release_all(ts, 2);
+	return NULL;
+}
+
+Test(group, waitset_times_out_and_loses_nothing, .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++)
+		wt_run(waitset_timeout_main, NULL, worker_counts[c]);
+}
+
+/* Stress: tasks that end on other workers while their waiter sets up,
+ * waits and tears down (TSan checks the hand-over). */
+#define WA_ROUNDS 1000
+#define WA_TASKS 3
+
+static void *tiny_fn(void *arg)
+{
+	unsigned k = (unsigned)(uintptr_t)arg;
+
+	for (unsigned i = 0; i < k % 4; i++)
+		weft_yield();
+	return arg;
+}
+
+static void *wait_any_stress_main(void *arg)
+{
+	long *bad = arg;
+
+	for (int r = 0; r < WA_ROUNDS; r++) {
+		weft_task *ts[WA_TASKS];
+		weft_waitset *ws;
+		int seen = 0;
+		int i;
+
+		for (int k = 0; k < WA_TASKS; k++)
+			ts[k] = weft_spawn(tiny_fn, V(r + k));
+		i = weft_wait_any(ts, WA_TASKS, WEFT_NEVER);
+		if (!WT_CHECK(i >= 0 && i < WA_TASKS) ||
+		    !WT_CHECK_EQ(weft_task_done(ts[i]), 1))
+			(*bad)++;
+		/* And the rest through a waitset, each exactly once. */
+		if (WT_CHECK_EQ(weft_waitset_create(&ws, ts, WA_TASKS), 0)) {
+			while ((i = weft_waitset_next(ws, WEFT_NEVER)) >= 0) {
+				if (!WT_CHECK(i < WA_TASKS) ||
+				    !WT_CHECK(!(seen & (1 << i))) ||
+				    !WT_CHECK_EQ(weft_task_done(ts[i]), 1))
+					(*bad)++;
+				seen |= 1 << i;
+			}
+			WT_CHECK_EQ(i, -ENOENT);
+			WT_CHECK_EQ(seen, (1 << WA_TASKS) - 1);
+			weft_waitset_destroy(ws);
+		}
+		release_all(ts, WA_TASKS);
+	}
+	return NULL;
+}
+
+Test(group, wait_any_and_waitsets_with_tasks_ending_on_other_workers,
+     .timeout = WT_TIMEOUT(60))
+{
+	long bad = 0;
+
+	wt_run(wait_any_stress_main, &bad, 4);
+	cr_assert_eq(bad, 0);
+}
+
+/* ======================================================================
+ * callbacks
+ * ====================================================================== */
+
+struct cb {
+	atomic_int ran;
+	uint64_t ran_at;
+	int worker;
+};
+
+static void *cb_fn(void *arg)
+{
+	struct cb *c = arg;
+
+	c->ran_at = weft_now();
+	c->worker = weft_worker_index();
+	atomic_store(&c->ran, 1);
+	return V(0xcb);
+}
+
+static void *call_soon_main(void *arg)
+{
+	struct cb a, b;
+	weft_task *h;
+	void *r = NULL;
+
+	(void)arg;
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0, sizeof(b));
+	WT_CHECK_EQ(weft_call_soon(&h, cb_fn, &a), 0);
+	WT_CHECK_EQ(weft_await(h, &r), 0);
+	WT_CHECK_PTR_EQ(r, 0xcb);
+	WT_CHECK_EQ(atomic_load(&a.ran), 1);
+	WT_CHECK(a.worker >= 0);
+	weft_task_release(h);
+	/* Without a handle. */
+	WT_CHECK_EQ(weft_call_soon(NULL, cb_fn, &b), 0);
+	settle_count(&b.ran, 1);
+	WT_CHECK_EQ(weft_call_soon(&h, NULL, NULL), -EINVAL);
+	return NULL;
+}
+
+Test(group, call_soon_runs_the_callback_as_a_task, .timeout = WT_TIMEOUT(10))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++)
+		wt_run(call_soon_main, NULL, worker_counts[c]);
+}
+
+static void *call_later_main(void *arg)
+{
+	struct cb a, b, c;
+	weft_task *h[3];
+	uint64_t t0, at;
+
+	(void)arg;
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0, sizeof(b));
+	memset(&c, 0, sizeof(c));
+	t0 = weft_now();
+	WT_CHECK_EQ(weft_call_later(&h[0], 30 * MS, cb_fn, &a), 0);
+	at = weft_now() + 40 * MS;
+	WT_CHECK_EQ(weft_call_at(&h[1], at, cb_fn, &b), 0);
+	/* A deadline already past: at once. */
+	WT_CHECK_EQ(weft_call_at(&h[2], weft_now() - MS, cb_fn, &c), 0);
+	/* Nothing runs early: if it has run, its time has come. */
+	{
+		int ran = atomic_load(&a.ran);
+
+		WT_CHECK(!ran || weft_now() - t0 >= 30 * MS);
+	}
+	WT_CHECK_EQ(weft_gather(h, 3, NULL), 0);
+	CHECK_NOT_EARLY(a.ran_at - t0, 30 * MS);
+	CHECK_BELOW(a.ran_at - t0, PROMPT_NS);
+	CHECK_NOT_EARLY(b.ran_at, at);
+	CHECK_BELOW(b.ran_at - at, PROMPT_NS);
+	CHECK_BELOW(c.ran_at - t0, PROMPT_NS);
+	WT_CHECK_EQ(atomic_load(&c.ran), 1);
+	release_all(h, 3);
+	return NULL;
+}
+
+Test(group, call_later_and_call_at_never_run_early,
+     .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++)
+		wt_run(call_later_main, NULL, worker_counts[c]);
+}
+
+static void *call_later_cancel_main(void *arg)
+{
+	struct cb a, b;
+	weft_task *h[2];
+	void *r = V(0x1);
+
+	(void)arg;
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0, sizeof(b));
+	WT_CHECK_EQ(weft_call_later(&h[0], 50 * MS, cb_fn, &a), 0);
+	WT_CHECK_EQ(weft_call_at(&h[1], weft_now() + 50 * MS, cb_fn, &b), 0);
+	weft_sleep(5 * MS);
+	WT_CHECK_EQ(weft_cancel(h[0]), 0);
+	WT_CHECK_EQ(weft_cancel(h[1]), 0);
+	/* Ends promptly (its wait for the start is cut), and never ran. */
+	WT_CHECK_EQ(weft_await(h[0], &r), -ECANCELED);
+	WT_CHECK_PTR_EQ(r, NULL);
+	WT_CHECK_EQ(weft_await(h[1], NULL), -ECANCELED);
+	weft_sleep(100 * MS);
+	WT_CHECK_EQ(atomic_load(&a.ran), 0);
+	WT_CHECK_EQ(atomic_load(&b.ran), 0);
+	release_all(h, 2);
+	return NULL;
+}
+
+Test(group, cancelled_call_later_never_runs, .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++)
+		wt_run(call_later_cancel_main, NULL, worker_counts[c]);
+}
+
+/* call_soon_threadsafe and weft_join from a thread outside the runtime,
+ * while weft_run() is going. */
+struct foreign {
+	weft_runtime *rt;
+	struct cb a, b;
+	struct wt_gate gate;
+	weft_task *main_made; /* a task of main's for the thread to join */
+	int rc_call, rc_join, rc_call_detached, rc_join2, rc_bad;
+	void *res, *res2;
+	int joined_after_open;
+	atomic_int done;
+};
+
+static void *slow_cb(void *arg)
+{
+	struct cb *c = arg;
+
+	weft_sleep(20 * MS);
+	return cb_fn(c);
+}
+
+static void *foreign_thread(void *arg)
+{
+	struct foreign *f = arg;
+	weft_task *h = NULL;
+
+	f->rc_call = weft_call_soon_threadsafe(f->rt, &h, slow_cb, &f->a);
+	if (f->rc_call == 0) {
+		f->rc_join = weft_join(h, &f->res);
+		weft_task_release(h);
+	}
+	f->rc_call_detached =
+		weft_call_soon_threadsafe(f->rt, NULL, cb_fn, &f->b);
+	f->rc_bad = weft_call_soon_threadsafe(NULL, &h, cb_fn, &f->b);
+	/* A task main spawned: blocks until main opens its gate. */
+	f->rc_join2 = weft_join(f->main_made, &f->res2);
+	f->joined_after_open = atomic_load(&f->gate.open);
+	atomic_store(&f->done, 1);
+	return NULL;
+}
+
+static void *foreign_main(void *arg)
+{
+	struct foreign *f = arg;
+	pthread_t th;
+
+	f->rt = weft_runtime_self();
+	if (!WT_CHECK(f->rt != NULL))
+		return NULL;
+	f->gate.value = V(0x6a7e);
+	f->main_made = weft_spawn(wt_gate_fn, &f->gate);
+	if (!WT_CHECK_EQ(pthread_create(&th, NULL, foreign_thread, f), 0))
+		return NULL;
+	settle_count(&f->b.ran, 1);
+	weft_sleep(10 * MS);
+	WT_CHECK_EQ(atomic_load(&f->done), 0); /* still in its join */
+	atomic_store(&f->gate.open, 1);
+	settle_count(&f->done, 1);
+	pthread_join(th, NULL);
+	weft_task_release(f->main_made);
+	return NULL;
+}
+
+Test(group, call_soon_threadsafe_and_join_from_a_foreign_thread,
+     .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct foreign f;
+
+		memset(&f, 0, sizeof(f));
+		wt_run(foreign_main, &f, worker_counts[c]);
+		cr_assert_eq(f.rc_call, 0, "%s", weft_strerror(f.rc_call));
+		cr_assert_eq(f.rc_join, 0, "%s", weft_strerror(f.rc_join));
+		cr_assert_eq(f.res, V(0xcb));
+		cr_assert_eq(atomic_load(&f.a.ran), 1);
+		cr_assert_geq(f.a.worker, 0);
+		cr_assert_eq(f.rc_call_detached, 0);
+		cr_assert_eq(atomic_load(&f.b.ran), 1);
+		cr_assert_eq(f.rc_bad, -EINVAL);
+		cr_assert_eq(f.rc_join2, 0, "%s", weft_strerror(f.rc_join2));
+		cr_assert_eq(f.res2, V(0x6a7e));
+		cr_assert_eq(f.joined_after_open, 1);
+	}
+}
+
+static void *join_on_worker_main(void *arg)
+{
+	weft_task *t = weft_spawn(ret_fn, V(1));
+	void *r = V(0x1);
+
+	(void)arg;
+	WT_CHECK_EQ(weft_join(t, &r), -EDEADLK);
+	WT_CHECK_PTR_EQ(r, 0x1);
+	WT_CHECK_EQ(weft_await(t, NULL), 0);
+	/* Ended, still: a worker must not block. */
+	WT_CHECK_EQ(weft_join(t, NULL), -EDEADLK);
+	weft_task_release(t);
+	return NULL;
+}
+
+Test(group, join_on_a_worker_is_edeadlk, .timeout = WT_TIMEOUT(10))
+{
+	wt_run(join_on_worker_main, NULL, 2);
+	cr_assert_eq(weft_join(NULL, NULL), -EINVAL);
+}

@@ -1,0 +1,1019 @@
+/*
+ * The blocking pool (weft_run_blocking) and what runs on it: host name
+ * resolution (weft_getaddrinfo) and weft_tcp_connect() to a host name.
+ *
+ * Pool threads are counted by name ("weft-blocking") in /proc/self/task:
+ * Criterion runs every test in a process of its own, so the count sees
+ * this test's pool only. Calls that must stay running or queued block on a
+ * gate: a flag polled every millisecond, with a bound so that a bug ends
+ * the test instead of hanging it.
+ */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/prctl.h>
+
+#include "weft_test.h"
+
+WT_SUITE(pool, 120);
+
+#define MS WEFT_NSEC_PER_MSEC
+#define SEC WEFT_NSEC_PER_SEC
+
+/* A bound that a loaded CI machine keeps, for "returned promptly". */
+#define PROMPT_NS ((uint64_t)2 * SEC * WT_SLOW)
+/* How long a gate or barrier waits before it gives up (a failure). */
+#define GATE_MS (20000u * WT_SLOW)
+
+/* Pool threads of this process, by name; -1 if /proc cannot be read. */
+static int pool_threads(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d))) {
+		char path[300], comm[32];
+		FILE *f;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm",
+			 e->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue; /* the thread has just gone */
+		if (fgets(comm, sizeof(comm), f) &&
+		    strcmp(comm, "weft-blocking\n") == 0)
+			n++;
+		fclose(f);
+	}
+	closedir(d);
+	return n;
+}
+
+/* Sleeps (the thread, not a task) until *flag is set; false on time-out. */
+static int wait_flag(atomic_int *flag)
+{
+	for (unsigned i = 0; i < GATE_MS; i++) {
+		if (atomic_load(flag))
+			return 1;
+		wt_sleep_ms(1);
+	}
+	return atomic_load(flag) != 0;
+}
+
+/* The task version: sleeps 1 ms at a time until *flag is set. */
+static int task_wait_flag(atomic_int *flag)
+{
+	for (unsigned i = 0; i < GATE_MS; i++) {
+		if (atomic_load(flag))
+			return 1;
+		weft_sleep_ms(1);
+	}
+	return atomic_load(flag) != 0;
+}
+
+static struct weft_config config(unsigned workers, unsigned threads,
+				 unsigned idle_ms)
+{
+	struct weft_config c;
+
+	memset(&c, 0, sizeof(c));
+	c.workers = workers;
+	c.blocking_threads = threads;
+	c.blocking_idle_ms = idle_ms;
+	return c;
+}
+
+/* A call that blocks its pool thread until `open`. */
+struct gate {
+	atomic_int started; /* calls that entered fn */
+	atomic_int open;
+	atomic_int finished; /* calls that left fn */
+};
+
+static void *gate_fn(void *arg)
+{
+	struct gate *g = arg;
+
+	atomic_fetch_add(&g->started, 1);
+	WT_CHECK(wait_flag(&g->open));
+	atomic_fetch_add(&g->finished, 1);
+	return (void *)(uintptr_t)0x1234;
+}
+
+static void *gate_task(void *arg)
+{
+	void *r = NULL;
+
+	WT_CHECK_EQ(weft_run_blocking(gate_fn, arg, &r), 0);
+	WT_CHECK_PTR_EQ(r, 0x1234);
+	return NULL;
+}
+
+/* Counts its runs. */
+static atomic_int count_runs;
+
+static void *count_fn(void *arg)
+{
+	atomic_fetch_add(&count_runs, 1);
+	return arg;
+}
+
+/* ---- results and where fn runs ------------------------------------------- */
+
+static void *add_one(void *arg)
+{
+	return (void *)((uintptr_t)arg + 1);
+}
+
+static void *result_main(void *arg)
+{
+	void *r = NULL;
+
+	(void)arg;
+	WT_CHECK_EQ(weft_run_blocking(add_one, (void *)41, &r), 0);
+	WT_CHECK_PTR_EQ(r, 42);
+	/* result may be NULL. */
+	WT_CHECK_EQ(weft_run_blocking(add_one, (void *)1, NULL), 0);
+	for (uintptr_t i = 0; i < 100; i++) {
+		r = NULL;
+		if (!WT_CHECK_EQ(weft_run_blocking(add_one, (void *)i, &r), 0))
+			break;
+		WT_CHECK_PTR_EQ(r, i + 1);
+	}
+	r = (void *)7;
+	WT_CHECK_EQ(weft_run_blocking(NULL, NULL, &r), -EINVAL);
+	WT_CHECK_PTR_EQ(r, 7);
+	return (void *)0x77;
+}
+
+Test(pool, result_of_fn_is_passed_back, .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned w = 1; w <= 2; w++)
+		cr_assert_eq(wt_run(result_main, NULL, w), (void *)0x77);
+}
+
+struct where {
+	int index;
+	int self_null;
+	int rt_null;
+	int yield_rc;
+	int sleep_rc;
+	int sigint_blocked, sigterm_blocked, sigusr1_blocked;
+	char name[32];
+	pid_t tid;
+};
+
+static void *where_fn(void *arg)
+{
+	struct where *wh = arg;
+	sigset_t cur;
+
+	wh->index = weft_worker_index();
+	wh->self_null = weft_self() == NULL;
+	wh->rt_null = weft_runtime_self() == NULL;
+	wh->yield_rc = weft_yield();
+	wh->sleep_rc = weft_sleep_ms(1);
+	pthread_sigmask(SIG_SETMASK, NULL, &cur);
+	wh->sigint_blocked = sigismember(&cur, SIGINT);
+	wh->sigterm_blocked = sigismember(&cur, SIGTERM);
+	wh->sigusr1_blocked = sigismember(&cur, SIGUSR1);
+	prctl(PR_GET_NAME, wh->name, 0, 0, 0);
+	wh->tid = gettid();
+	return NULL;
+}
+
+static void *where_main(void *arg)
+{
+	struct where wh;
+
+	(void)arg;
+	memset(&wh, 0, sizeof(wh));
+	wh.index = 99;
+	WT_CHECK_EQ(weft_run_blocking(where_fn, &wh, NULL), 0);
+	WT_CHECK_EQ(wh.index, -1);
+	WT_CHECK(wh.self_null);
+	WT_CHECK(wh.rt_null);
+	WT_CHECK_EQ(wh.yield_rc, -EPERM);
+	WT_CHECK_EQ(wh.sleep_rc, -EPERM);
+	WT_CHECK(wh.sigint_blocked == 1);
+	WT_CHECK(wh.sigterm_blocked == 1);
+	WT_CHECK(wh.sigusr1_blocked == 1);
+	WT_CHECK(strcmp(wh.name, "weft-blocking") == 0);
+	WT_CHECK(wh.tid != gettid());
+	/* The worker that called is unaffected by the pool's mask. */
+	{
+		sigset_t cur;
+
+		pthread_sigmask(SIG_SETMASK, NULL, &cur);
+		WT_CHECK(sigismember(&cur, SIGINT) == 0);
+	}
+	return NULL;
+}
+
+Test(pool, fn_runs_on_a_non_worker_thread_with_signals_blocked,
+     .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned w = 1; w <= 2; w++)
+		wt_run(where_main, NULL, w);
+}
+
+Test(pool, calls_outside_task_context_return_eperm)
+{
+	struct addrinfo *res = (struct addrinfo *)1;
+	void *r = (void *)5;
+
+	atomic_store(&count_runs, 0);
+	cr_assert_eq(weft_run_blocking(count_fn, NULL, &r), -EPERM);
+	cr_assert_eq(r, (void *)5);
+	cr_assert_eq(atomic_load(&count_runs), 0);
+	cr_assert_eq(weft_getaddrinfo("localhost", "80", NULL, &res), -EPERM);
+	cr_assert_null(res);
+	cr_assert_eq(weft_tcp_connect("localhost", 80, 0), -EPERM);
+}
+
+/* ---- growth and the thread limit ------------------------------------------ */
+
+struct limit {
+	atomic_int running, max, done;
+};
+
+struct limit_arg {
+	struct limit *l;
+};
+
+static void *limit_fn(void *arg)
+{
+	struct limit *l = ((struct limit_arg *)arg)->l;
+	int cur = atomic_fetch_add(&l->running, 1) + 1;
+	int m = atomic_load(&l->max);
+
+	while (cur > m && !atomic_compare_exchange_weak(&l->max, &m, cur))
+		;
+	wt_sleep_ms(20);
+	atomic_fetch_sub(&l->running, 1);
+	atomic_fetch_add(&l->done, 1);
+	return arg;
+}
+
+static void *limit_task(void *arg)
+{
+	void *r = NULL;
+
+	WT_CHECK_EQ(weft_run_blocking(limit_fn, arg, &r), 0);
+	WT_CHECK_PTR_EQ(r, arg);
+	return NULL;
+}
+
+#define LIMIT_CALLS 200
+#define LIMIT_THREADS 8
+
+static void *limit_main(void *arg)
+{
+	struct limit *l = arg;
+	static struct limit_arg la[LIMIT_CALLS];
+	weft_task *ts[LIMIT_CALLS];
+	uint64_t t0 = wt_now_ns(), took;
+	int n;
+
+	for (int i = 0; i < LIMIT_CALLS; i++) {
+		la[i].l = l;
+		ts[i] = weft_spawn(limit_task, &la[i]);
+		if (!WT_CHECK(ts[i] != NULL))
+			return NULL;
+	}
+	WT_CHECK_EQ(weft_gather(ts, LIMIT_CALLS, NULL), 0);
+	took = wt_now_ns() - t0;
+	for (int i = 0; i < LIMIT_CALLS; i++)
+		weft_task_release(ts[i]);
+	WT_CHECK_EQ(atomic_load(&l->done), LIMIT_CALLS);
+	WT_CHECK(atomic_load(&l->max) <= LIMIT_THREADS);
+	WT_CHECK(atomic_load(&l->max) >= 2);
+	/* At most 8 at a time, 20 ms each: 25 rounds at least. */
+	WT_CHECK(took >= (uint64_t)LIMIT_CALLS / LIMIT_THREADS * 20 * MS);
+	n = pool_threads();
+	WT_CHECK(n >= 1 && n <= LIMIT_THREADS);
+	return NULL;
+}
+
+Test(pool, never_more_than_blocking_threads_calls_run_at_once,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct limit l;
+	struct weft_config c = config(2, LIMIT_THREADS, 0);
+
+	memset(&l, 0, sizeof(l));
+	wt_run_cfg(limit_main, &l, &c);
+	cr_log_info("most calls running at once: %d of %d threads",
+		    atomic_load(&l.max), LIMIT_THREADS);
+	cr_assert_leq(atomic_load(&l.max), LIMIT_THREADS);
+}
+
+/* N calls that each wait until all N are in fn: they can only return if
+ * the pool ran them on N threads at once. */
+struct barrier {
+	int n;
+	atomic_int arrived;
+	atomic_int all_met;
+	atomic_int threads_seen; /* most pool threads counted inside */
+	atomic_ullong last_end;  /* latest moment a call left fn (ns) */
+};
+
+static void *barrier_fn(void *arg)
+{
+	struct barrier *b = arg;
+	int met = 0;
+
+	atomic_fetch_add(&b->arrived, 1);
+	for (unsigned i = 0; i < GATE_MS; i++) {
+		if (atomic_load(&b->arrived) >= b->n) {
+			met = 1;
+			break;
+		}
+		wt_sleep_ms(1);
+	}
+	if (met) {
+		int n = pool_threads(), m = atomic_load(&b->threads_seen);
+
+		atomic_fetch_add(&b->all_met, 1);
+		while (n > m &&
+		       !atomic_compare_exchange_weak(&b->threads_seen, &m, n))
+			;
+	}
+	/* The last thing fn does: the idle time counts from later. */
+	unsigned long long now = wt_now_ns(), l = atomic_load(&b->last_end);
+
+	while (now > l && !atomic_compare_exchange_weak(&b->last_end, &l, now))
+		;
+	return NULL;
+}
+
+static void *barrier_task(void *arg)
+{
+	WT_CHECK_EQ(weft_run_blocking(barrier_fn, arg, NULL), 0);
+	return NULL;
+}
+
+/* Runs b->n concurrent calls of barrier_fn and waits for them. */
+static void barrier_round(struct barrier *b)
+{
+	weft_task *ts[16];
+
+	atomic_store(&b->arrived, 0);
+	atomic_store(&b->all_met, 0);
+	for (int i = 0; i < b->n; i++) {
+		ts[i] = weft_spawn(barrier_task, b);
+		WT_CHECK(ts[i] != NULL);
+	}
+	WT_CHECK_EQ(weft_gather(ts, (size_t)b->n, NULL), 0);
+	for (int i = 0; i < b->n; i++)
+		weft_task_release(ts[i]);
+	WT_CHECK_EQ(atomic_load(&b->all_met), b->n);
+}
+
+static void *grow_main(void *arg)
+{
+	struct barrier *b = arg;
+
+	barrier_round(b);
+	WT_CHECK(atomic_load(&b->threads_seen) >= b->n);
+	return NULL;
+}
+
+Test(pool, pool_grows_beyond_one_thread_when_calls_block_together,
+     .timeout = WT_TIMEOUT(30))
+{
+	for (unsigned w = 1; w <= 2; w++) {
+		struct barrier b;
+
+		memset(&b, 0, sizeof(b));
+		b.n = 4;
+		wt_run(grow_main, &b, w);
+		cr_assert_eq(atomic_load(&b.all_met), 4,
+			     "workers=%u: the 4 calls did not run together", w);
+	}
+}
+
+#define IDLE_MS (250u * WT_SLOW)
+
+static void *idle_main(void *arg)
+{
+	struct barrier *b = arg;
+	uint64_t zero_at = 0;
+	int n;
+	void *r = NULL;
+
+	barrier_round(b);
+	/* The threads have just gone idle: all still there. */
+	n = pool_threads();
+	WT_CHECK(n >= b->n);
+	for (unsigned i = 0; i < 10000u * WT_SLOW; i++) {
+		if (pool_threads() == 0) {
+			zero_at = wt_now_ns();
+			break;
+		}
+		weft_sleep_ms(5);
+	}
+	if (!WT_CHECK(zero_at != 0))
+		return NULL;
+	/* Never before the idle time: CLOCK_MONOTONIC on both sides. */
+	WT_CHECK(zero_at - atomic_load(&b->last_end) >= IDLE_MS * MS);
+	WT_CHECK(zero_at - atomic_load(&b->last_end) <
+		 IDLE_MS * MS + 5 * SEC * WT_SLOW);
+	/* An empty pool starts threads again. */
+	WT_CHECK_EQ(weft_run_blocking(add_one, (void *)1, &r), 0);
+	WT_CHECK_PTR_EQ(r, 2);
+	barrier_round(b);
+	return NULL;
+}
+
+Test(pool, idle_threads_exit_after_blocking_idle_ms,
+     .timeout = WT_TIMEOUT(60))
+{
+	struct barrier b;
+	struct weft_config c = config(2, 0, IDLE_MS);
+
+	memset(&b, 0, sizeof(b));
+	b.n = 4;
+	wt_run_cfg(idle_main, &b, &c);
+	cr_assert_eq(pool_threads(), 0);
+}
+
+/* ---- cancellation and deadlines ------------------------------------------ */
+
+struct victim {
+	atomic_int entered;
+	int rc;
+	void *result;
+	int finished_at_return; /* the gate's finished count on return */
+	int next_rc;            /* the next suspension point's result */
+	struct gate *g;
+};
+
+static void *victim_count(void *arg)
+{
+	struct victim *v = arg;
+
+	v->rc = 1;
+	atomic_store(&v->entered, 1);
+	v->rc = weft_run_blocking(count_fn, (void *)9, &v->result);
+	return NULL;
+}
+
+/* Holds every pool thread in gate_fn; returns the filler tasks. */
+static void fill_pool(struct gate *g, weft_task **fill, int n)
+{
+	for (int i = 0; i < n; i++) {
+		fill[i] = weft_spawn(gate_task, g);
+		WT_CHECK(fill[i] != NULL);
+	}
+	for (unsigned k = 0; k < GATE_MS && atomic_load(&g->started) < n; k++)
+		weft_sleep_ms(1);
+	WT_CHECK(atomic_load(&g->started) >= n);
+}
+
+static void drain_pool(struct gate *g, weft_task **fill, int n)
+{
+	atomic_store(&g->open, 1);
+	WT_CHECK_EQ(weft_gather(fill, (size_t)n, NULL), 0);
+	for (int i = 0; i < n; i++)
+		weft_task_release(fill[i]);
+}
+
+static void *cancel_queued_main(void *arg)
+{
+	struct gate g;
+	struct victim v;
+	weft_task *fill[2], *t;
+	uint64_t t0;
+	void *r = NULL;
+
+	(void)arg;
+	memset(&g, 0, sizeof(g));
+	memset(&v, 0, sizeof(v));
+	atomic_store(&count_runs, 0);
+	fill_pool(&g, fill, 2);
+
+	t = weft_spawn(victim_count, &v);
+	WT_CHECK(task_wait_flag(&v.entered));
+	weft_sleep_ms(20); /* queued behind the two blocked calls, parked */
+	WT_CHECK_EQ(weft_task_done(t), 0);
+	t0 = wt_now_ns();
+	WT_CHECK_EQ(weft_cancel(t), 0);
+	WT_CHECK_EQ(weft_await(t, NULL), -ECANCELED);
+	WT_CHECK(wt_now_ns() - t0 < PROMPT_NS);
+	weft_task_release(t);
+	WT_CHECK_EQ(v.rc, -ECANCELED);
+	WT_CHECK_PTR_EQ(v.result, NULL);
+
+	drain_pool(&g, fill, 2);
+	/* The withdrawn call is not on the queue any more: one run only,
+	 * this one's. */
+	WT_CHECK_EQ(weft_run_blocking(count_fn, (void *)3, &r), 0);
+	WT_CHECK_PTR_EQ(r, 3);
+	WT_CHECK_EQ(atomic_load(&count_runs), 1);
+	return NULL;
+}
+
+Test(pool, cancel_before_a_thread_takes_the_call_returns_ecanceled,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct weft_config c = config(2, 2, 0);
+
+	wt_run_cfg(cancel_queued_main, NULL, &c);
+	cr_assert_eq(atomic_load(&count_runs), 1);
+}
+
+static void *self_cancel_task(void *arg)
+{
+	void *r = NULL;
+
+	(void)arg;
+	WT_CHECK_EQ(weft_cancel(weft_self()), 0);
+	/* Cancellation pending at the call: fn does not run. */
+	WT_CHECK_EQ(weft_run_blocking(count_fn, NULL, &r), -ECANCELED);
+	/* Shielded, the call runs. */
+	weft_shield_begin();
+	WT_CHECK_EQ(weft_run_blocking(count_fn, (void *)4, &r), 0);
+	WT_CHECK_PTR_EQ(r, 4);
+	weft_shield_end();
+	return NULL;
+}
+
+static void *self_cancel_main(void *arg)
+{
+	weft_task *t;
+
+	(void)arg;
+	atomic_store(&count_runs, 0);
+	t = weft_spawn(self_cancel_task, NULL);
+	WT_CHECK_EQ(weft_await(t, NULL), -ECANCELED);
+	weft_task_release(t);
+	WT_CHECK_EQ(atomic_load(&count_runs), 1);
+	return NULL;
+}
+
+Test(pool, pending_cancellation_keeps_fn_from_running_unless_shielded,
+     .timeout = WT_TIMEOUT(20))
+{
+	wt_run(self_cancel_main, NULL, 2);
+}
+
+static void *victim_gate(void *arg)
+{
+	struct victim *v = arg;
+
+	v->rc = 1;
+	atomic_store(&v->entered, 1);
+	v->rc = weft_run_blocking(gate_fn, v->g, &v->result);
+	v->finished_at_return = atomic_load(&v->g->finished);
+	/* The cancellation is still pending. */
+	v->next_rc = weft_yield();
+	return NULL;
+}
+
+static void *cancel_running_main(void *arg)
+{
+	struct gate g;
+	struct victim v;
+	weft_task *t;
+
+	(void)arg;
+	memset(&g, 0, sizeof(g));
+	memset(&v, 0, sizeof(v));
+	v.g = &g;
+	t = weft_spawn(victim_gate, &v);
+	for (unsigned k = 0; k < GATE_MS && !atomic_load(&g.started); k++)
+		weft_sleep_ms(1);
+	WT_CHECK_EQ(atomic_load(&g.started), 1);
+	WT_CHECK_EQ(weft_cancel(t), 0);
+	weft_sleep_ms(50);
+	/* fn still runs: the call waits for it. */
+	WT_CHECK_EQ(weft_task_done(t), 0);
+	WT_CHECK_EQ(atomic_load(&g.finished), 0);
+	atomic_store(&g.open, 1);
+	WT_CHECK_EQ(weft_await(t, NULL), -ECANCELED);
+	weft_task_release(t);
+	WT_CHECK_EQ(v.rc, 0);
+	WT_CHECK_PTR_EQ(v.result, 0x1234);
+	WT_CHECK_EQ(v.finished_at_return, 1);
+	WT_CHECK_EQ(v.next_rc, -ECANCELED);
+	return NULL;
+}
+
+Test(pool, cancel_while_fn_runs_returns_its_result_after_it_ends,
+     .timeout = WT_TIMEOUT(30))
+{
+	for (unsigned w = 1; w <= 2; w++)
+		wt_run(cancel_running_main, NULL, w);
+}
+
+struct timed {
+	int rc, past_rc, run_rc, after_rc;
+	uint64_t took;
+	void *result;
+};
+
+static void *slow_fn(void *arg)
+{
+	wt_sleep_ms(100);
+	return arg;
+}
+
+static void *timed_task(void *arg)
+{
+	struct timed *tm = arg;
+	uint64_t t0 = weft_now(), saved;
+
+	saved = weft_timeout_begin(50 * MS);
+	tm->rc = weft_run_blocking(count_fn, NULL, NULL);
+	tm->took = weft_now() - t0;
+	weft_timeout_end(saved);
+
+	/* A deadline already past: at once. */
+	saved = weft_deadline_begin(weft_now() - 1);
+	tm->past_rc = weft_run_blocking(count_fn, NULL, NULL);
+	weft_timeout_end(saved);
+	return NULL;
+}
+
+static void *timed_run_task(void *arg)
+{
+	struct timed *tm = arg;
+	uint64_t saved;
+
+	/* The deadline passes while fn runs: its result, then the scope
+	 * reports at the next suspension point. */
+	saved = weft_timeout_begin(20 * MS);
+	tm->run_rc = weft_run_blocking(slow_fn, (void *)6, &tm->result);
+	tm->after_rc = weft_sleep(0);
+	weft_timeout_end(saved);
+	return NULL;
+}
+
+static void *deadline_main(void *arg)
+{
+	struct gate g;
+	struct timed tm;
+	weft_task *fill[1], *t;
+
+	(void)arg;
+	memset(&g, 0, sizeof(g));
+	memset(&tm, 0, sizeof(tm));
+	atomic_store(&count_runs, 0);
+	fill_pool(&g, fill, 1);
+	t = weft_spawn(timed_task, &tm);
+	WT_CHECK_EQ(weft_await(t, NULL), 0);
+	weft_task_release(t);
+	WT_CHECK_EQ(tm.rc, -ETIMEDOUT);
+	WT_CHECK(tm.took >= 50 * MS);
+	WT_CHECK(tm.took < 50 * MS + PROMPT_NS);
+	WT_CHECK_EQ(tm.past_rc, -ETIMEDOUT);
+	drain_pool(&g, fill, 1);
+	WT_CHECK_EQ(atomic_load(&count_runs), 0);
+
+	t = weft_spawn(timed_run_task, &tm);
+	WT_CHECK_EQ(weft_await(t, NULL), 0);
+	weft_task_release(t);
+	WT_CHECK_EQ(tm.run_rc, 0);
+	WT_CHECK_PTR_EQ(tm.result, 6);
+	WT_CHECK_EQ(tm.after_rc, -ETIMEDOUT);
+	return NULL;
+}
+
+Test(pool, deadline_scope_times_out_a_call_no_thread_took,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct weft_config c = config(2, 1, 0);
+
+	wt_run_cfg(deadline_main, NULL, &c);
+	cr_assert_eq(atomic_load(&count_runs), 0);
+}
+
+/* ---- teardown ------------------------------------------------------------- */
+
+static void *teardown_idle_main(void *arg)
+{
+	struct barrier *b = arg;
+
+	barrier_round(b);
+	WT_CHECK(pool_threads() >= b->n);
+	return NULL;
+}
+
+Test(pool, teardown_joins_idle_threads_without_waiting_for_them,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct barrier b;
+	uint64_t t0 = wt_now_ns();
+
+	memset(&b, 0, sizeof(b));
+	b.n = 4;
+	/* The default idle time, 10 s, is far beyond the bound below. */
+	wt_run(teardown_idle_main, &b, 2);
+	cr_assert_lt(wt_now_ns() - t0, (uint64_t)8 * SEC,
+		     "teardown waited for the idle time-out");
+	cr_assert_eq(pool_threads(), 0, "pool threads left after weft_run");
+}
+
+static struct gate td_gate;
+static struct victim td_victim;
+
+static void *td_slow_fn(void *arg)
+{
+	atomic_fetch_add(&td_gate.started, 1);
+	wt_sleep_ms(200);
+	atomic_fetch_add(&td_gate.finished, 1);
+	return arg;
+}
+
+static void *td_running_task(void *arg)
+{
+	weft_run_blocking(td_slow_fn, arg, NULL);
+	return NULL;
+}
+
+static void *teardown_busy_main(void *arg)
+{
+	struct weft_spawn_opts o = { .flags = WEFT_SPAWN_DETACHED };
+
+	(void)arg;
+	atomic_store(&count_runs, 0);
+	WT_CHECK_EQ(weft_spawn_opts(NULL, td_running_task, NULL, &o), 0);
+	WT_CHECK(task_wait_flag(&td_gate.started));
+	WT_CHECK_EQ(weft_spawn_opts(NULL, victim_count, &td_victim, &o), 0);
+	WT_CHECK(task_wait_flag(&td_victim.entered));
+	weft_sleep_ms(10);
+	/* main returns with one call running, one queued. */
+	return NULL;
+}
+
+Test(pool, teardown_waits_for_running_calls_and_drops_queued_ones,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct weft_config c = config(2, 1, 0);
+
+	wt_run_cfg(teardown_busy_main, NULL, &c);
+	cr_assert_eq(atomic_load(&td_gate.finished), 1,
+		     "weft_run returned before the running call ended");
+	cr_assert_eq(atomic_load(&count_runs), 0, "a queued call ran");
+	cr_assert_eq(pool_threads(), 0);
+}
+
+/* ---- host names ---------------------------------------------------------- */
+
+static int is_loopback(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET)
+		return ((const struct sockaddr_in *)sa)->sin_addr.s_addr ==
+		       htonl(INADDR_LOOPBACK);
+	if (sa->sa_family == AF_INET6)
+		return IN6_IS_ADDR_LOOPBACK(
+			&((const struct sockaddr_in6 *)sa)->sin6_addr);
+	return 0;
+}
+
+static int port_of(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET)
+		return ntohs(((const struct sockaddr_in *)sa)->sin_port);
+	if (sa->sa_family == AF_INET6)
+		return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+	return -1;
+}
+
+static void *resolve_main(void *arg)
+{
+	struct addrinfo hints, *res = NULL, *ai;
+	int n = 0;
+
+	(void)arg;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	if (!WT_CHECK_EQ(weft_getaddrinfo("localhost", "80", &hints, &res), 0))
+		return NULL;
+	for (ai = res; ai; ai = ai->ai_next, n++) {
+		WT_CHECK(is_loopback(ai->ai_addr));
+		WT_CHECK_EQ(port_of(ai->ai_addr), 80);
+		WT_CHECK_EQ(ai->ai_socktype, SOCK_STREAM);
+	}
+	WT_CHECK(n >= 1);
+	freeaddrinfo(res);
+
+	/* Numeric hosts go through too. */
+	hints.ai_flags = AI_NUMERICHOST;
+	res = NULL;
+	WT_CHECK_EQ(weft_getaddrinfo("127.0.0.1", NULL, &hints, &res), 0);
+	if (res) {
+		WT_CHECK(is_loopback(res->ai_addr));
+		freeaddrinfo(res);
+	}
+	return NULL;
+}
+
+Test(pool, getaddrinfo_resolves_localhost_to_a_loopback_address,
+     .timeout = WT_TIMEOUT(30))
+{
+	wt_run(resolve_main, NULL, 2);
+}
+
+static atomic_int nxdomain_rc;
+
+static void *resolve_errors_main(void *arg)
+{
+	struct addrinfo hints, *res;
+	int rc;
+
+	(void)arg;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+
+	/* RFC 6761: .invalid never resolves. -EAGAIN where no name
+	 * server answers. */
+	res = (struct addrinfo *)1;
+	rc = weft_getaddrinfo("no-such-host.invalid", "80", &hints, &res);
+	atomic_store(&nxdomain_rc, rc);
+	WT_CHECK(rc == -ENOENT || rc == -EAGAIN);
+	WT_CHECK(res == NULL);
+
+	res = (struct addrinfo *)1;
+	WT_CHECK_EQ(weft_getaddrinfo("localhost", "no-such-service-xyz",
+				     &hints, &res),
+		    -ENOENT); /* EAI_SERVICE */
+	WT_CHECK(res == NULL);
+	hints.ai_flags = 0x40000000;
+	WT_CHECK_EQ(weft_getaddrinfo("localhost", "80", &hints, &res),
+		    -EINVAL); /* EAI_BADFLAGS */
+	hints.ai_flags = 0;
+	hints.ai_family = 12345;
+	WT_CHECK_EQ(weft_getaddrinfo("localhost", "80", &hints, &res),
+		    -EAFNOSUPPORT); /* EAI_FAMILY */
+	hints.ai_family = 0;
+	hints.ai_socktype = 999;
+	WT_CHECK_EQ(weft_getaddrinfo("localhost", "80", &hints, &res),
+		    -EINVAL); /* EAI_SOCKTYPE */
+	WT_CHECK_EQ(weft_getaddrinfo(NULL, NULL, NULL, &res), -EINVAL);
+	WT_CHECK_EQ(weft_getaddrinfo("localhost", "80", NULL, NULL), -EINVAL);
+	return NULL;
+}
+
+Test(pool, getaddrinfo_errors_become_negative_errno_values,
+     .timeout = WT_TIMEOUT(60))
+{
+	wt_run(resolve_errors_main, NULL, 2);
+	cr_log_info("no-such-host.invalid: %s",
+		    weft_strerror(atomic_load(&nxdomain_rc)));
+}
+
+static void *connect_name_main(void *arg)
+{
+	int lfd, port, cfd, afd, closed;
+	char c = 0;
+
+	(void)arg;
+	lfd = weft_tcp_listen("127.0.0.1", 0, 0, 0);
+	if (!WT_CHECK(lfd >= 0))
+		return NULL;
+	port = weft_local_port(lfd);
+	WT_CHECK(port > 0);
+	cfd = weft_tcp_connect("localhost", (uint16_t)port, WEFT_SO_NODELAY);
+	if (WT_CHECK(cfd >= 0)) {
+		afd = weft_accept(lfd, NULL, NULL, 0);
+		WT_CHECK(afd >= 0);
+		WT_CHECK_EQ(weft_send(cfd, "x", 1, 0), 1);
+		if (afd >= 0) {
+			WT_CHECK_EQ(weft_recv(afd, &c, 1, 0), 1);
+			WT_CHECK_EQ(c, 'x');
+			weft_close(afd);
+		}
+		weft_close(cfd);
+	}
+	/* A name that does not resolve, and one whose every address
+	 * refuses: the last connect error. */
+	cfd = weft_tcp_connect("no-such-host.invalid", (uint16_t)port, 0);
+	WT_CHECK(cfd == -ENOENT || cfd == -EAGAIN);
+	WT_CHECK_EQ(weft_tcp_connect("localhost", (uint16_t)port, 0x100),
+		    -EINVAL);
+	weft_close(lfd);
+	closed = weft_tcp_listen("127.0.0.1", 0, 0, 0);
+	if (WT_CHECK(closed >= 0)) {
+		port = weft_local_port(closed);
+		weft_close(closed);
+		WT_CHECK_EQ(weft_tcp_connect("localhost", (uint16_t)port, 0),
+			    -ECONNREFUSED);
+	}
+	return NULL;
+}
+
+Test(pool, tcp_connect_resolves_a_host_name, .timeout = WT_TIMEOUT(30))
+{
+	wt_run(connect_name_main, NULL, 2);
+}
+
+/* ---- stress --------------------------------------------------------------- */
+
+#define STRESS_CALLS 2000
+#define STRESS_BATCH 100
+
+struct slot {
+	atomic_int runs;
+	int rc; /* 1: the task never got to call */
+	void *result;
+};
+
+static struct slot slots[STRESS_CALLS];
+
+static void *stress_fn(void *arg)
+{
+	struct slot *s = arg;
+
+	atomic_fetch_add(&s->runs, 1);
+	wt_spin_us((unsigned)((uintptr_t)s / sizeof(*s) % 3) * 10);
+	return s;
+}
+
+static void *stress_task(void *arg)
+{
+	struct slot *s = arg;
+
+	s->rc = weft_run_blocking(stress_fn, s, &s->result);
+	return NULL;
+}
+
+static uint64_t mix(uint64_t x)
+{
+	x += UINT64_C(0x9e3779b97f4a7c15);
+	x = (x ^ (x >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+	x = (x ^ (x >> 27)) * UINT64_C(0x94d049bb133111eb);
+	return x ^ (x >> 31);
+}
+
+static void *stress_main(void *arg)
+{
+	weft_task *ts[STRESS_BATCH];
+	uint64_t rng = 42;
+
+	(void)arg;
+	for (int base = 0; base < STRESS_CALLS; base += STRESS_BATCH) {
+		for (int i = 0; i < STRESS_BATCH; i++) {
+			slots[base + i].rc = 1;
+			ts[i] = weft_spawn(stress_task, &slots[base + i]);
+			if (!WT_CHECK(ts[i] != NULL))
+				return NULL;
+		}
+		for (int i = 0; i < STRESS_BATCH; i++) {
+			rng = mix(rng);
+			if (rng & 1)
+				weft_cancel(ts[i]);
+			for (unsigned y = 0; y < ((rng >> 1) & 3); y++)
+				weft_yield();
+		}
+		/* Cancelled tasks end with -ECANCELED; what matters is
+		 * the slots. */
+		weft_gather(ts, STRESS_BATCH, NULL);
+		for (int i = 0; i < STRESS_BATCH; i++)
+			weft_task_release(ts[i]);
+	}
+	return NULL;
+}
+
+Test(pool, random_cancellations_run_fn_once_or_not_at_all,
+     .timeout = WT_TIMEOUT(120))
+{
+	struct weft_config c = config(4, 4, 0);
+	int ran = 0, cancelled = 0, unstarted = 0;
+
+	memset(slots, 0, sizeof(slots));
+	wt_run_cfg(stress_main, NULL, &c);
+	for (int i = 0; i < STRESS_CALLS; i++) {
+		struct slot *s = &slots[i];
+		int runs = atomic_load(&s->runs);
+
+		if (s->rc == 0) {
+			cr_assert_eq(runs, 1, "call %d returned 0, ran %d times",
+				     i, runs);
+			cr_assert_eq(s->result, s);
+			ran++;
+		} else if (s->rc == -ECANCELED) {
+			cr_assert_eq(runs, 0, "call %d returned -ECANCELED, "
+					      "ran %d times", i, runs);
+			cancelled++;
+		} else {
+			cr_assert_eq(s->rc, 1, "call %d returned %d", i, s->rc);
+			cr_assert_eq(runs, 0);
+			unstarted++;
+		}
+	}
+	cr_log_info("%d ran, %d cancelled before a thread took them, %d "
+		    "tasks cancelled before they started",
+		    ran, cancelled, unstarted);
+	cr_assert_gt(ran, 0);
+}

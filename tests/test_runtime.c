@@ -1,0 +1,968 @@
+/*
+ * Event-loop control: the graceful shutdown of weft_run() (tasks left are
+ * cancelled, get the grace period, are dropped after it), weft_stop() from
+ * a task, a foreign thread and a signal (WEFT_RUN_STOP_ON_SIGNALS),
+ * explicit runtimes (create, run, run again, run_forever, close, destroy),
+ * several runtimes at once, the errors of misuse, and races between
+ * weft_stop() and the end of a run.
+ *
+ * Timing checks: "not before the grace" is exact (the drain cannot end
+ * before its deadline while a task is live); "promptly" is loose (seconds,
+ * times WT_SLOW), for a loaded 2-core machine running sanitizers.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include "weft_test.h"
+
+WT_SUITE(runtime, 120);
+
+#define MS WEFT_NSEC_PER_MSEC
+#define SEC WEFT_NSEC_PER_SEC
+#define HOUR (3600 * SEC)
+
+/* A bound that a loaded CI machine keeps, for "returned promptly". */
+#define PROMPT_NS ((uint64_t)2 * SEC * WT_SLOW)
+
+extern char **environ;
+
+static const unsigned worker_counts[] = { 1, 2, 4 };
+#define N_COUNTS (sizeof(worker_counts) / sizeof(worker_counts[0]))
+
+#define CHECK_BELOW(elapsed, bound)                                        \
+	do {                                                               \
+		uint64_t e_ = (elapsed), b2_ = (bound);                    \
+		if (e_ >= b2_) {                                           \
+			char b_[160];                                      \
+			snprintf(b_, sizeof(b_),                           \
+				 "took %llu ns, bound %llu ns (" #elapsed  \
+				 ")",                                      \
+				 (unsigned long long)e_,                   \
+				 (unsigned long long)b2_);                 \
+			wt_fail_(__FILE__, __LINE__, b_);                  \
+		}                                                          \
+	} while (0)
+
+static void *ret_arg(void *arg)
+{
+	return arg;
+}
+
+static struct weft_config cfg_workers(unsigned n)
+{
+	struct weft_config c;
+
+	memset(&c, 0, sizeof(c));
+	c.workers = n;
+	return c;
+}
+
+/* weft_run() whose result code the test checks itself; skips where the
+ * kernel refuses io_uring. */
+static int run_rc(weft_fn fn, void *arg, const struct weft_config *c,
+		  void **res)
+{
+	int rc = weft_run(fn, arg, c, res);
+
+	if (rc == -EPERM || rc == -ENOSYS)
+		cr_skip_test("io_uring refused by the kernel: %s",
+			     weft_strerror(rc));
+	return rc;
+}
+
+static weft_runtime *create_or_skip(const struct weft_config *c)
+{
+	weft_runtime *rt = NULL;
+	int rc = weft_runtime_create(&rt, c);
+
+	if (rc == -EPERM || rc == -ENOSYS)
+		cr_skip_test("io_uring refused by the kernel: %s",
+			     weft_strerror(rc));
+	cr_assert_eq(rc, 0, "weft_runtime_create() = %d (%s)", rc,
+		     weft_strerror(rc));
+	cr_assert_not_null(rt);
+	return rt;
+}
+
+/* ---- graceful shutdown of weft_run() ----------------------------------- */
+
+struct drain {
+	atomic_long started, cancelled, cleaned, respawned;
+	long n;
+};
+
+/* Sleeps for an hour; cancelled, it records -ECANCELED and cleans up. */
+static void *hour_sleeper(void *arg)
+{
+	struct drain *d = arg;
+	int rc;
+
+	atomic_fetch_add(&d->started, 1);
+	rc = weft_sleep(HOUR);
+	if (rc == -ECANCELED)
+		atomic_fetch_add(&d->cancelled, 1);
+	atomic_fetch_add(&d->cleaned, 1);
+	return NULL;
+}
+
+static void spawn_detached(weft_fn fn, void *arg)
+{
+	weft_task *t = weft_spawn(fn, arg);
+
+	if (WT_CHECK(t != NULL))
+		weft_detach(t);
+}
+
+/* Main: starts d->n sleepers, waits until all have started, returns. */
+static void *sleepers_main(void *arg)
+{
+	struct drain *d = arg;
+
+	for (long i = 0; i < d->n; i++)
+		spawn_detached(hour_sleeper, d);
+	WT_CHECK(wt_yield_until_count(&d->started, d->n, 10000000));
+	return d;
+}
+
+Test(runtime, main_return_cancels_the_tasks_left_which_clean_up,
+     .timeout = WT_TIMEOUT(30))
+{
+	for (size_t k = 0; k < N_COUNTS; k++) {
+		struct weft_config c = cfg_workers(worker_counts[k]);
+		struct drain d = { .n = 100 };
+		uint64_t t0 = wt_now_ns();
+		void *res = wt_run_cfg(sleepers_main, &d, &c);
+
+		cr_assert_eq(res, &d);
+		cr_assert_lt(wt_now_ns() - t0, PROMPT_NS,
+			     "weft_run() took %.3f s with %u workers",
+			     (double)(wt_now_ns() - t0) / 1e9,
+			     worker_counts[k]);
+		cr_assert_eq(atomic_load(&d.cancelled), 100,
+			     "%ld of 100 sleeps saw -ECANCELED (%u workers)",
+			     atomic_load(&d.cancelled), worker_counts[k]);
+		cr_assert_eq(atomic_load(&d.cleaned), 100);
+	}
+}
+
+/* Cancelled, spawns another sleeper in its cleanup: the drain's next
+ * sweep must cancel that one too. */
+static void *respawning_sleeper(void *arg)
+{
+	struct drain *d = arg;
+
+	atomic_fetch_add(&d->started, 1);
+	if (weft_sleep(HOUR) == -ECANCELED) {
+		atomic_fetch_add(&d->cancelled, 1);
+		spawn_detached(hour_sleeper, d);
+		atomic_fetch_add(&d->respawned, 1);
+	}
+	atomic_fetch_add(&d->cleaned, 1);
+	return NULL;
+}
+
+static void *respawn_main(void *arg)
+{
+	struct drain *d = arg;
+
+	for (long i = 0; i < d->n; i++)
+		spawn_detached(respawning_sleeper, d);
+	WT_CHECK(wt_yield_until_count(&d->started, d->n, 10000000));
+	return NULL;
+}
+
+Test(runtime, tasks_spawned_during_the_drain_are_cancelled_too,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct weft_config c = cfg_workers(2);
+	struct drain d = { .n = 20 };
+	uint64_t t0 = wt_now_ns();
+
+	wt_run_cfg(respawn_main, &d, &c);
+	cr_assert_lt(wt_now_ns() - t0, PROMPT_NS);
+	cr_assert_eq(atomic_load(&d.respawned), 20);
+	/* 20 originals and the 20 they spawned while being cancelled. */
+	cr_assert_eq(atomic_load(&d.cancelled), 40);
+	cr_assert_eq(atomic_load(&d.cleaned), 40);
+}
+
+/* Ignores cancellation for ever: sleeps in a loop under a shield. It is
+ * dropped when the runtime stops (its stack is freed with the pool). */
+static void *stubborn(void *arg)
+{
+	struct drain *d = arg;
+
+	weft_shield_begin();
+	atomic_fetch_add(&d->started, 1);
+	for (;;)
+		weft_sleep_ms(5);
+	return NULL;
+}
+
+static void *stubborn_main(void *arg)
+{
+	struct drain *d = arg;
+
+	spawn_detached(stubborn, d);
+	for (long i = 0; i < d->n; i++)
+		spawn_detached(hour_sleeper, d);
+	WT_CHECK(wt_yield_until_count(&d->started, d->n + 1, 10000000));
+	return NULL;
+}
+
+Test(runtime, a_task_ignoring_cancellation_is_dropped_after_the_grace,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct weft_config c = cfg_workers(2);
+	struct drain d = { .n = 10 };
+	uint64_t t0, e;
+
+	c.shutdown_grace_ms = 100;
+	t0 = wt_now_ns();
+	wt_run_cfg(stubborn_main, &d, &c);
+	e = wt_now_ns() - t0;
+	cr_assert_geq(e, 100 * MS, "returned after %.3f ms, before the grace",
+		      (double)e / 1e6);
+	cr_assert_lt(e, 100 * MS + PROMPT_NS, "took %.3f s", (double)e / 1e9);
+	/* The others still got their cancellation and cleaned up. */
+	cr_assert_eq(atomic_load(&d.cancelled), 10);
+	cr_assert_eq(atomic_load(&d.cleaned), 10);
+}
+
+Test(runtime, negative_grace_drops_the_tasks_left_at_once,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct weft_config c = cfg_workers(2);
+	struct drain d = { .n = 100 };
+	uint64_t t0;
+
+	c.shutdown_grace_ms = -1;
+	t0 = wt_now_ns();
+	wt_run_cfg(sleepers_main, &d, &c);
+	cr_assert_lt(wt_now_ns() - t0, PROMPT_NS);
+	cr_assert_eq(atomic_load(&d.started), 100);
+	cr_assert_eq(atomic_load(&d.cancelled), 0, "no task is cancelled");
+	cr_assert_eq(atomic_load(&d.cleaned), 0, "no task runs again");
+}
+
+/* ---- weft_stop() ---------------------------------------------------------- */
+
+static void *stop_after_20ms(void *arg)
+{
+	(void)arg;
+	weft_sleep_ms(20);
+	WT_CHECK_EQ(weft_stop(NULL), 0);
+	return NULL;
+}
+
+static void *stopped_main(void *arg)
+{
+	(void)arg;
+	WT_CHECK_EQ(weft_stop_requested(), 0);
+	WT_CHECK_EQ(weft_runtime_is_running(weft_runtime_self()), 1);
+	spawn_detached(stop_after_20ms, NULL);
+	WT_CHECK_EQ(weft_sleep(HOUR), -ECANCELED);
+	WT_CHECK_EQ(weft_stop_requested(), 1);
+	/* Cleanup after the cancellation can still suspend (the
+	 * cancellation stays pending, so it needs a shield). */
+	weft_shield_begin();
+	WT_CHECK_EQ(weft_sleep_ms(1), 0);
+	weft_shield_end();
+	return (void *)7;
+}
+
+Test(runtime, stop_from_a_task_cancels_main, .timeout = WT_TIMEOUT(30))
+{
+	struct weft_config c = cfg_workers(2);
+	void *res = NULL;
+	uint64_t t0 = wt_now_ns();
+	int rc = run_rc(stopped_main, NULL, &c, &res);
+
+	/* Main was cancelled before it returned: weft_await's outcome. */
+	cr_assert_eq(rc, -ECANCELED, "weft_run() = %d", rc);
+	cr_assert_eq(res, (void *)7, "main's result is still returned");
+	cr_assert_lt(wt_now_ns() - t0, PROMPT_NS);
+	wt_assert_no_failures();
+	WT_LEAK_ASSERT();
+}
+
+struct foreign {
+	weft_runtime *rt;
+	pthread_t th;
+	atomic_int done;
+	int rc;
+};
+
+static void *foreign_stopper(void *arg)
+{
+	struct foreign *f = arg;
+
+	wt_sleep_ms(20);
+	/* Busy with weft_run(): neither runnable nor closable from here. */
+	WT_CHECK_EQ(weft_runtime_is_running(f->rt), 1);
+	WT_CHECK_EQ(weft_runtime_run(f->rt, ret_arg, NULL, NULL), -EBUSY);
+	WT_CHECK_EQ(weft_runtime_run_forever(f->rt), -EBUSY);
+	WT_CHECK_EQ(weft_runtime_close(f->rt), -EBUSY);
+	f->rc = weft_stop(f->rt);
+	/* Release: main reads rc after it saw done. */
+	atomic_store(&f->done, 1);
+	return NULL;
+}
+
+static void *foreign_stop_main(void *arg)
+{
+	struct foreign *f = arg;
+
+	f->rt = weft_runtime_self();
+	if (!WT_CHECK_EQ(pthread_create(&f->th, NULL, foreign_stopper, f), 0))
+		return NULL;
+	WT_CHECK_EQ(weft_sleep(HOUR), -ECANCELED);
+	/* The thread must be out of weft_stop() before the runtime goes. */
+	while (!atomic_load(&f->done))
+		weft_yield();
+	WT_CHECK_EQ(f->rc, 0);
+	return f;
+}
+
+Test(runtime, stop_from_a_foreign_thread_cancels_main,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct weft_config c = cfg_workers(2);
+	struct foreign f;
+	void *res = NULL;
+	int rc;
+
+	memset(&f, 0, sizeof(f));
+	cr_assert_eq(weft_stop(NULL), -EINVAL, "outside a runtime");
+	cr_assert_eq(weft_stop_requested(), 0);
+	rc = run_rc(foreign_stop_main, &f, &c, &res);
+	cr_assert_eq(pthread_join(f.th, NULL), 0);
+	cr_assert_eq(rc, -ECANCELED, "weft_run() = %d", rc);
+	cr_assert_eq(res, &f);
+	wt_assert_no_failures();
+	WT_LEAK_ASSERT();
+}
+
+/* ---- signals -------------------------------------------------------------- */
+
+static int same_disposition(const struct sigaction *a,
+			    const struct sigaction *b)
+{
+	return a->sa_handler == b->sa_handler &&
+	       (a->sa_flags & SA_SIGINFO) == (b->sa_flags & SA_SIGINFO);
+}
+
+struct sigrun {
+	int sig;
+	int by_thread; /* kill() from a foreign thread, else raise() */
+	pthread_t th;
+	int created; /* th was started (main's write, read after the run) */
+};
+
+static void *sig_sender(void *arg)
+{
+	struct sigrun *s = arg;
+
+	wt_sleep_ms(10);
+	WT_CHECK_EQ(kill(getpid(), s->sig), 0);
+	return NULL;
+}
+
+static void *signalled_main(void *arg)
+{
+	struct sigrun *s = arg;
+	struct sigaction sa;
+
+	WT_CHECK_EQ(sigaction(s->sig, NULL, &sa), 0);
+	WT_CHECK(sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN);
+	if (s->by_thread) {
+		if (!WT_CHECK_EQ(pthread_create(&s->th, NULL, sig_sender, s),
+				 0))
+			return NULL;
+		s->created = 1;
+	} else {
+		WT_CHECK_EQ(raise(s->sig), 0);
+	}
+	WT_CHECK_EQ(weft_sleep(10 * SEC * WT_SLOW), -ECANCELED);
+	WT_CHECK_EQ(weft_stop_requested(), 1);
+	return (void *)3;
+}
+
+static void signal_stops_run(int sig, int by_thread)
+{
+	struct weft_config c = cfg_workers(2);
+	struct sigaction before, after;
+	struct sigrun s;
+	void *res = NULL;
+	int rc;
+
+	memset(&s, 0, sizeof(s));
+	s.sig = sig;
+	s.by_thread = by_thread;
+	c.flags = WEFT_RUN_STOP_ON_SIGNALS;
+	cr_assert_eq(sigaction(sig, NULL, &before), 0);
+	rc = run_rc(signalled_main, &s, &c, &res);
+	if (s.created)
+		pthread_join(s.th, NULL);
+	cr_assert_eq(rc, -ECANCELED, "weft_run() = %d", rc);
+	cr_assert_eq(res, (void *)3);
+	cr_assert_eq(sigaction(sig, NULL, &after), 0);
+	cr_assert(same_disposition(&before, &after),
+		  "the disposition was not restored");
+	wt_assert_no_failures();
+	WT_LEAK_ASSERT();
+}
+
+Test(runtime, sigint_raised_in_a_task_stops_the_runtime,
+     .timeout = WT_TIMEOUT(30))
+{
+	signal_stops_run(SIGINT, 0);
+}
+
+Test(runtime, sigterm_from_a_foreign_thread_stops_the_runtime,
+     .timeout = WT_TIMEOUT(30))
+{
+	signal_stops_run(SIGTERM, 1);
+}
+
+static atomic_int custom_hits;
+
+static void custom_handler(int sig)
+{
+	(void)sig;
+	atomic_fetch_add(&custom_hits, 1);
+}
+
+static void *untouched_main(void *arg)
+{
+	struct sigaction sa;
+
+	(void)arg;
+	WT_CHECK_EQ(sigaction(SIGINT, NULL, &sa), 0);
+	WT_CHECK(sa.sa_handler == custom_handler);
+	WT_CHECK_EQ(raise(SIGINT), 0);
+	/* Not stopped: the sleep runs its course. */
+	WT_CHECK_EQ(weft_sleep_ms(20), 0);
+	WT_CHECK_EQ(weft_stop_requested(), 0);
+	return NULL;
+}
+
+Test(runtime, without_the_flag_signal_dispositions_are_untouched,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct sigaction mine, old, now;
+
+	memset(&mine, 0, sizeof(mine));
+	mine.sa_handler = custom_handler;
+	sigemptyset(&mine.sa_mask);
+	cr_assert_eq(sigaction(SIGINT, &mine, &old), 0);
+	wt_run(untouched_main, NULL, 2);
+	cr_assert_eq(atomic_load(&custom_hits), 1);
+	cr_assert_eq(sigaction(SIGINT, NULL, &now), 0);
+	cr_assert(now.sa_handler == custom_handler);
+
+	/* With the flag, the program's own handler is put back after. */
+	struct weft_config c = cfg_workers(2);
+	c.flags = WEFT_RUN_STOP_ON_SIGNALS;
+	wt_run_cfg(ret_arg, NULL, &c);
+	cr_assert_eq(sigaction(SIGINT, NULL, &now), 0);
+	cr_assert(now.sa_handler == custom_handler,
+		  "the program's SIGINT handler was not restored");
+	sigaction(SIGINT, &old, NULL);
+}
+
+Test(runtime, one_runtime_owns_the_signals_and_unknown_flags_are_refused,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct weft_config c = cfg_workers(1);
+	struct sigaction before, during, after;
+	weft_runtime *a, *b = NULL;
+
+	c.flags = 0x80;
+	cr_assert_eq(weft_run(ret_arg, NULL, &c, NULL), -EINVAL);
+	cr_assert_eq(weft_runtime_create(&b, &c), -EINVAL);
+	cr_assert_null(b);
+
+	c.flags = WEFT_RUN_STOP_ON_SIGNALS;
+	cr_assert_eq(sigaction(SIGTERM, NULL, &before), 0);
+	a = create_or_skip(&c);
+	cr_assert_eq(sigaction(SIGTERM, NULL, &during), 0);
+	cr_assert(!same_disposition(&before, &during), "handler installed");
+	cr_assert_eq(weft_runtime_create(&b, &c), -EBUSY);
+	cr_assert_eq(weft_run(ret_arg, NULL, &c, NULL), -EBUSY);
+	/* Without the flag, a second runtime is fine. */
+	c.flags = 0;
+	b = create_or_skip(&c);
+	weft_runtime_destroy(b);
+	weft_runtime_destroy(a);
+	cr_assert_eq(sigaction(SIGTERM, NULL, &after), 0);
+	cr_assert(same_disposition(&before, &after));
+	/* The signals are free again. */
+	c.flags = WEFT_RUN_STOP_ON_SIGNALS;
+	b = create_or_skip(&c);
+	weft_runtime_destroy(b);
+	WT_LEAK_ASSERT();
+}
+
+/*
+ * A second signal while stopping ends the process the default way. The
+ * child is this test program again, run afresh (ThreadSanitizer refuses
+ * threads in a fork of a threaded process); it does this before
+ * Criterion's main. Exit codes: 2 survived, 77 no io_uring.
+ */
+static void *double_signal_main(void *arg)
+{
+	(void)arg;
+	/* Shielded: the stop's cancellation must not end main, so the
+	 * runtime is still stopping when the second signal comes. */
+	weft_shield_begin();
+	raise(SIGINT);
+	for (int i = 0; i < 10000 && !weft_stop_requested(); i++)
+		weft_sleep_ms(1);
+	raise(SIGINT);
+	weft_sleep(5 * SEC);
+	weft_shield_end();
+	return NULL;
+}
+
+__attribute__((constructor)) static void double_signal_entry(void)
+{
+	struct weft_config c = { .workers = 2,
+				 .flags = WEFT_RUN_STOP_ON_SIGNALS };
+	int rc;
+
+	if (!getenv("WEFT_TEST_DOUBLE_SIGNAL_CHILD"))
+		return;
+	alarm((unsigned)(20 * WT_SLOW));
+	rc = weft_run(double_signal_main, NULL, &c, NULL);
+	_exit(rc == -EPERM || rc == -ENOSYS ? 77 : 2);
+}
+
+Test(runtime, a_second_signal_while_stopping_ends_the_process,
+     .timeout = WT_TIMEOUT(40))
+{
+	char *argv[] = { "test_runtime", NULL };
+	char **envp;
+	size_t n = 0;
+	pid_t pid;
+	int status, rc;
+
+	while (environ[n])
+		n++;
+	envp = calloc(n + 2, sizeof(*envp));
+	cr_assert_not_null(envp);
+	memcpy(envp, environ, n * sizeof(*envp));
+	envp[n] = "WEFT_TEST_DOUBLE_SIGNAL_CHILD=1";
+	rc = posix_spawn(&pid, "/proc/self/exe", NULL, NULL, argv, envp);
+	free(envp);
+	cr_assert_eq(rc, 0, "posix_spawn: %s", strerror(rc));
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 77)
+		cr_skip_test("io_uring refused by the kernel");
+	cr_assert(WIFSIGNALED(status),
+		  "the child survived (exit status %d)",
+		  WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	cr_assert_eq(WTERMSIG(status), SIGINT, "killed by signal %d",
+		     WTERMSIG(status));
+}
+
+/* ---- explicit runtimes ---------------------------------------------------- */
+
+struct life {
+	weft_runtime *rt;
+	atomic_int phase;
+	atomic_int survivor_saw;
+	atomic_int survivor_cancelled;
+};
+
+/* Spawned in run 1; still alive in run 2, where it answers. */
+static void *survivor(void *arg)
+{
+	struct life *l = arg;
+
+	while (atomic_load(&l->phase) < 2)
+		if (weft_sleep_ms(1) == -ECANCELED) {
+			atomic_store(&l->survivor_cancelled, 1);
+			return NULL;
+		}
+	atomic_store(&l->survivor_saw, 1);
+	return NULL;
+}
+
+static void *run1_main(void *arg)
+{
+	struct life *l = arg;
+
+	WT_CHECK(weft_runtime_self() == l->rt);
+	WT_CHECK_EQ(weft_runtime_is_running(l->rt), 1);
+	WT_CHECK_EQ(weft_runtime_is_closed(l->rt), 0);
+	WT_CHECK_EQ(weft_worker_count(), 2);
+	spawn_detached(survivor, l);
+	atomic_store(&l->phase, 1);
+	return (void *)42;
+}
+
+static void *run2_main(void *arg)
+{
+	struct life *l = arg;
+
+	WT_CHECK_EQ(weft_runtime_is_running(l->rt), 1);
+	atomic_store(&l->phase, 2);
+	for (int i = 0; i < 10000 && !atomic_load(&l->survivor_saw); i++)
+		weft_sleep_ms(1);
+	WT_CHECK_EQ(atomic_load(&l->survivor_saw), 1);
+	return (void *)43;
+}
+
+static void *forever_stopper(void *arg)
+{
+	struct life *l = arg;
+
+	weft_sleep_ms(20);
+	WT_CHECK_EQ(weft_runtime_is_running(l->rt), 1);
+	WT_CHECK_EQ(weft_stop_requested(), 0);
+	WT_CHECK_EQ(weft_stop(NULL), 0);
+	WT_CHECK_EQ(weft_stop_requested(), 1);
+	return NULL;
+}
+
+Test(runtime, create_run_run_again_run_forever_close,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct weft_config c = cfg_workers(2);
+	struct weft_spawn_opts o;
+	struct life l;
+	weft_task *h = NULL;
+	void *res = NULL;
+	uint64_t t0;
+
+	memset(&l, 0, sizeof(l));
+	l.rt = create_or_skip(&c);
+	cr_assert_eq(weft_runtime_is_running(l.rt), 0);
+	cr_assert_eq(weft_runtime_is_closed(l.rt), 0);
+
+	cr_assert_eq(weft_runtime_run(l.rt, run1_main, &l, &res), 0);
+	cr_assert_eq(res, (void *)42);
+	cr_assert_eq(weft_runtime_is_running(l.rt), 0);
+	cr_assert_eq(weft_runtime_run(l.rt, run2_main, &l, &res), 0);
+	cr_assert_eq(res, (void *)43);
+	cr_assert_eq(atomic_load(&l.survivor_saw), 1);
+
+	memset(&o, 0, sizeof(o));
+	o.runtime = l.rt;
+	o.flags = WEFT_SPAWN_DETACHED;
+	t0 = wt_now_ns();
+	cr_assert_eq(weft_spawn_opts(NULL, forever_stopper, &l, &o), 0);
+	cr_assert_eq(weft_runtime_run_forever(l.rt), 0);
+	cr_assert_geq(wt_now_ns() - t0, 20 * MS, "returned before the stop");
+	cr_assert_eq(weft_runtime_is_running(l.rt), 0);
+
+	cr_assert_eq(weft_runtime_close(l.rt), 0);
+	cr_assert_eq(weft_runtime_is_closed(l.rt), 1);
+	cr_assert_eq(weft_runtime_is_running(l.rt), 0);
+	cr_assert_eq(weft_runtime_close(l.rt), 0, "closing again");
+	cr_assert_eq(weft_runtime_run(l.rt, ret_arg, NULL, &res), -ESHUTDOWN);
+	cr_assert_eq(weft_runtime_run_forever(l.rt), -ESHUTDOWN);
+	o.flags = 0;
+	cr_assert_eq(weft_spawn_opts(&h, ret_arg, NULL, &o), -ESHUTDOWN);
+	cr_assert_null(h);
+	cr_assert_eq(weft_call_soon_threadsafe(l.rt, NULL, ret_arg, NULL),
+		     -ESHUTDOWN);
+	cr_assert_eq(weft_stop(l.rt), 0, "harmless on a closed runtime");
+	weft_runtime_destroy(l.rt);
+	cr_assert_eq(atomic_load(&l.survivor_cancelled), 0);
+	wt_assert_no_failures();
+	WT_LEAK_ASSERT();
+}
+
+static void *stop_flag_main(void *arg)
+{
+	int *seen = arg;
+
+	*seen = weft_stop_requested();
+	return NULL;
+}
+
+Test(runtime, a_stop_before_a_run_ends_it_at_once,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct weft_config c = cfg_workers(2);
+	weft_runtime *rt = create_or_skip(&c);
+	void *res = (void *)1;
+	int seen = -1;
+	uint64_t t0;
+
+	/* asyncio: stop() before run_forever() makes it return at once. */
+	cr_assert_eq(weft_stop(rt), 0);
+	t0 = wt_now_ns();
+	cr_assert_eq(weft_runtime_run_forever(rt), 0);
+	cr_assert_lt(wt_now_ns() - t0, PROMPT_NS);
+	/* Consumed: the next run starts afresh, and sees no request. */
+	cr_assert_eq(weft_runtime_run(rt, stop_flag_main, &seen, &res), 0);
+	cr_assert_eq(seen, 0);
+	/* A stop pending at weft_runtime_run() ends it at once: main never
+	 * runs. */
+	seen = -1;
+	cr_assert_eq(weft_stop(rt), 0);
+	cr_assert_eq(weft_runtime_run(rt, stop_flag_main, &seen, &res),
+		     -ECANCELED);
+	cr_assert_eq(seen, -1, "a main cancelled before it started ran");
+	cr_assert_null(res);
+	weft_runtime_destroy(rt);
+	WT_LEAK_ASSERT();
+}
+
+Test(runtime, close_cancels_the_tasks_left_and_drops_stubborn_ones,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct weft_config c = cfg_workers(2);
+	struct weft_spawn_opts o;
+	struct drain d = { .n = 50 };
+	weft_runtime *rt;
+	uint64_t t0, e;
+
+	c.shutdown_grace_ms = 100;
+	rt = create_or_skip(&c);
+	memset(&o, 0, sizeof(o));
+	o.runtime = rt;
+	o.flags = WEFT_SPAWN_DETACHED;
+	for (long i = 0; i < d.n; i++)
+		cr_assert_eq(weft_spawn_opts(NULL, hour_sleeper, &d, &o), 0);
+	cr_assert_eq(weft_spawn_opts(NULL, stubborn, &d, &o), 0);
+	for (int i = 0; i < 10000 && atomic_load(&d.started) < d.n + 1; i++)
+		wt_sleep_ms(1);
+	cr_assert_eq(atomic_load(&d.started), d.n + 1);
+	t0 = wt_now_ns();
+	cr_assert_eq(weft_runtime_close(rt), 0);
+	e = wt_now_ns() - t0;
+	cr_assert_geq(e, 100 * MS, "close returned before the grace");
+	cr_assert_lt(e, 100 * MS + PROMPT_NS);
+	cr_assert_eq(atomic_load(&d.cancelled), d.n);
+	cr_assert_eq(atomic_load(&d.cleaned), d.n);
+	weft_runtime_destroy(rt);
+	WT_LEAK_ASSERT();
+}
+
+static void *deadlock_main(void *arg)
+{
+	weft_runtime *other = arg, *self = weft_runtime_self();
+
+	WT_CHECK_EQ(weft_runtime_run(other, ret_arg, NULL, NULL), -EDEADLK);
+	WT_CHECK_EQ(weft_runtime_run_forever(other), -EDEADLK);
+	WT_CHECK_EQ(weft_runtime_run(self, ret_arg, NULL, NULL), -EDEADLK);
+	WT_CHECK_EQ(weft_runtime_run_forever(self), -EDEADLK);
+	WT_CHECK_EQ(weft_runtime_close(self), -EDEADLK);
+	return NULL;
+}
+
+Test(runtime, runs_and_close_from_a_worker_return_edeadlk,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct weft_config c = cfg_workers(2);
+	weft_runtime *a = create_or_skip(&c), *b = create_or_skip(&c);
+
+	/* From weft_run()'s workers, and from another explicit runtime's. */
+	wt_run(deadlock_main, a, 2);
+	cr_assert_eq(weft_runtime_run(b, deadlock_main, a, NULL), 0);
+	cr_assert_eq(weft_runtime_run(NULL, ret_arg, NULL, NULL), -EINVAL);
+	cr_assert_eq(weft_runtime_run(a, NULL, NULL, NULL), -EINVAL);
+	cr_assert_eq(weft_runtime_close(NULL), -EINVAL);
+	weft_runtime_destroy(a);
+	weft_runtime_destroy(b);
+	wt_assert_no_failures();
+	WT_LEAK_ASSERT();
+}
+
+/* ---- several runtimes at once -------------------------------------------- */
+
+static atomic_int par_started;
+
+struct par {
+	weft_runtime *rt; /* explicit runs; NULL for weft_run() */
+	atomic_long count;
+	int rc;
+	void *res;
+};
+
+static void *par_task(void *arg)
+{
+	struct par *p = arg;
+
+	weft_sleep_ms(1);
+	atomic_fetch_add(&p->count, 1);
+	return NULL;
+}
+
+static void *par_main(void *arg)
+{
+	struct par *p = arg;
+	weft_task *ts[100];
+	int i;
+
+	if (p->rt)
+		WT_CHECK(weft_runtime_self() == p->rt);
+	WT_CHECK_EQ(weft_worker_count(), 2);
+	/* Both mains run at the same time: each waits for the other. */
+	atomic_fetch_add(&par_started, 1);
+	for (i = 0; i < 20000 && atomic_load(&par_started) % 2; i++)
+		weft_sleep_ms(1);
+	WT_CHECK_EQ(atomic_load(&par_started) % 2, 0);
+	for (i = 0; i < 100; i++)
+		WT_CHECK((ts[i] = weft_spawn(par_task, p)) != NULL);
+	WT_CHECK_EQ(weft_gather(ts, 100, NULL), 0);
+	for (i = 0; i < 100; i++)
+		weft_task_release(ts[i]);
+	WT_CHECK_EQ(atomic_load(&p->count), 100);
+	return p;
+}
+
+static void *par_thread(void *arg)
+{
+	struct par *p = arg;
+
+	if (p->rt) {
+		p->rc = weft_runtime_run(p->rt, par_main, p, &p->res);
+	} else {
+		struct weft_config c = cfg_workers(2);
+		p->rc = weft_run(par_main, p, &c, &p->res);
+	}
+	return NULL;
+}
+
+static void run_two_at_once(int explicit_rt)
+{
+	struct weft_config c = cfg_workers(2);
+	struct par p[2];
+	pthread_t th[2];
+	int i;
+
+	memset(p, 0, sizeof(p));
+	for (i = 0; i < 2; i++)
+		p[i].rt = explicit_rt ? create_or_skip(&c) : NULL;
+	for (i = 0; i < 2; i++)
+		cr_assert_eq(pthread_create(&th[i], NULL, par_thread, &p[i]),
+			     0);
+	for (i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	for (i = 0; i < 2; i++) {
+		if (p[i].rc == -EPERM || p[i].rc == -ENOSYS)
+			cr_skip_test("io_uring refused by the kernel");
+		cr_assert_eq(p[i].rc, 0, "run %d = %d", i, p[i].rc);
+		cr_assert_eq(p[i].res, &p[i]);
+		cr_assert_eq(atomic_load(&p[i].count), 100);
+		if (p[i].rt)
+			weft_runtime_destroy(p[i].rt);
+	}
+	wt_assert_no_failures();
+	WT_LEAK_ASSERT();
+}
+
+Test(runtime, two_explicit_runtimes_run_at_once_from_two_threads,
+     .timeout = WT_TIMEOUT(30))
+{
+	run_two_at_once(1);
+}
+
+Test(runtime, two_weft_runs_at_once_from_two_threads,
+     .timeout = WT_TIMEOUT(30))
+{
+	run_two_at_once(0);
+}
+
+/* ---- races between weft_stop() and the end of a run ------------------- */
+
+#define RACE_ROUNDS 200
+
+static void *quick_main(void *arg)
+{
+	return arg;
+}
+
+/* Main spawns a stopper and returns at once: the stop lands before main
+ * returns, during the drain, or after it. */
+static void *stop_racer(void *arg)
+{
+	(void)arg;
+	WT_CHECK_EQ(weft_stop(NULL), 0);
+	return NULL;
+}
+
+static void *racing_main(void *arg)
+{
+	spawn_detached(stop_racer, NULL);
+	if ((uintptr_t)arg & 1)
+		weft_yield();
+	return arg;
+}
+
+Test(runtime, stop_racing_with_the_end_of_main, .timeout = WT_TIMEOUT(60))
+{
+	struct weft_config c = cfg_workers(2);
+
+	for (uintptr_t i = 0; i < RACE_ROUNDS; i++) {
+		void *res = NULL;
+		int rc = run_rc(racing_main, (void *)(i + 16), &c, &res);
+
+		cr_assert(rc == 0 || rc == -ECANCELED, "round %lu: %d",
+			  (unsigned long)i, rc);
+		cr_assert_eq(res, (void *)(i + 16));
+	}
+	wt_assert_no_failures();
+	WT_LEAK_ASSERT();
+}
+
+struct racer {
+	weft_runtime *rt;
+	atomic_int go;
+	int rc;
+};
+
+static void *stop_thread(void *arg)
+{
+	struct racer *r = arg;
+
+	while (!atomic_load(&r->go))
+		;
+	r->rc = weft_stop(r->rt);
+	return NULL;
+}
+
+Test(runtime, stop_from_a_thread_racing_with_runs,
+     .timeout = WT_TIMEOUT(60))
+{
+	struct weft_config c = cfg_workers(2);
+	struct racer r;
+
+	memset(&r, 0, sizeof(r));
+	r.rt = create_or_skip(&c);
+	for (uintptr_t i = 0; i < RACE_ROUNDS; i++) {
+		pthread_t th;
+		void *res = NULL;
+		int rc;
+
+		atomic_store(&r.go, 0);
+		cr_assert_eq(pthread_create(&th, NULL, stop_thread, &r), 0);
+		atomic_store(&r.go, 1);
+		if (i & 1) {
+			/* run_forever must return whenever the stop lands. */
+			rc = weft_runtime_run_forever(r.rt);
+			cr_assert_eq(rc, 0);
+		} else {
+			rc = weft_runtime_run(r.rt, quick_main,
+					      (void *)(i + 16), &res);
+			/* Cancelled before it started, main never ran. */
+			cr_assert(rc == 0 || rc == -ECANCELED,
+				  "round %lu: %d", (unsigned long)i, rc);
+			cr_assert(res == (void *)(i + 16) ||
+				  (rc == -ECANCELED && res == NULL));
+		}
+		pthread_join(th, NULL);
+		cr_assert_eq(r.rc, 0);
+		/* A stop that landed after the run ended stays pending and
+		 * ends the next round's run at once: allowed for above. */
+	}
+	weft_runtime_destroy(r.rt);
+	WT_LEAK_ASSERT();
+}

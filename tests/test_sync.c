@@ -1,0 +1,1642 @@
+/*
+ * Coordination objects of runtime/sync.c, against the contracts in
+ * weft.h ("coordination between tasks"): future, event, lock, semaphore
+ * and condition. Each is checked for its result codes, its wake-ups
+ * (who, how many, in which order), timeouts (own and deadline scope),
+ * cancellation (nothing taken), and, where the header promises it, waits
+ * from a thread outside the runtime.
+ *
+ * "Parked" without a way to see it. Several tests need a task to be
+ * waiting inside a call before the test acts (a lock's FIFO order, a
+ * close that must wake it). The waiter bumps a counter just before the
+ * call; the test polls the counter, then sleeps SETTLE_NS more, so that
+ * the waiter has linked itself by then on any sane machine. Where the
+ * order matters (the lock's FIFO), the waiters are pinned to the test's
+ * own worker and the run is repeated with one worker, where it is exact.
+ * Waiting on a condition needs no such delay: a waiter links itself
+ * before it lets the lock go, so a test that then takes the lock knows
+ * it is queued.
+ *
+ * Timing checks: never early (exact), and upper bounds of seconds times
+ * WT_SLOW only (sanitizers, a loaded 2-core machine).
+ */
+#include <pthread.h>
+
+#include "weft_test.h"
+
+WT_SUITE(sync, 120);
+
+#define MS WEFT_NSEC_PER_MSEC
+#define US WEFT_NSEC_PER_USEC
+#define SEC WEFT_NSEC_PER_SEC
+
+/* "Returned promptly", on a loaded CI machine. */
+#define PROMPT_NS ((uint64_t)2 * SEC * WT_SLOW)
+/* Time given to a task seen entering a call to link itself. */
+#define SETTLE_NS ((uint64_t)5 * MS * WT_SLOW)
+
+static const unsigned worker_counts[] = { 1, 2, 4 };
+#define N_COUNTS (sizeof(worker_counts) / sizeof(worker_counts[0]))
+
+#define CHECK_NOT_EARLY(elapsed, want)                                     \
+	do {                                                               \
+		uint64_t e_ = (elapsed), w_ = (want);                      \
+		if (e_ < w_) {                                             \
+			char b_[160];                                      \
+			snprintf(b_, sizeof(b_),                           \
+				 "returned early: %llu ns < %llu ns",      \
+				 (unsigned long long)e_,                   \
+				 (unsigned long long)w_);                  \
+			wt_fail_(__FILE__, __LINE__, b_);                  \
+		}                                                          \
+	} while (0)
+
+#define CHECK_BELOW(elapsed, bound)                                        \
+	do {                                                               \
+		uint64_t e_ = (elapsed), b2_ = (bound);                    \
+		if (e_ >= b2_) {                                           \
+			char b_[160];                                      \
+			snprintf(b_, sizeof(b_),                           \
+				 "took %llu ns, bound %llu ns (" #elapsed  \
+				 ")",                                      \
+				 (unsigned long long)e_,                   \
+				 (unsigned long long)b2_);                 \
+			wt_fail_(__FILE__, __LINE__, b_);                  \
+		}                                                          \
+	} while (0)
+
+/* In a task: sleeps in short steps until *c >= n (at most ~10 s times
+ * WT_SLOW), then SETTLE_NS more. Returns whether the count was reached. */
+static int settle_count(atomic_int *c, int n)
+{
+	uint64_t until = weft_now() + (uint64_t)10 * SEC * WT_SLOW;
+
+	while (atomic_load(c) < n) {
+		if (weft_now() > until)
+			return WT_CHECK(atomic_load(c) >= n);
+		weft_sleep(100 * US);
+	}
+	weft_sleep(SETTLE_NS);
+	return 1;
+}
+
+static void note_max(atomic_int *max, int v)
+{
+	int cur = atomic_load(max);
+
+	while (v > cur && !atomic_compare_exchange_weak(max, &cur, v))
+		;
+}
+
+static void release_all(weft_task **ts, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (ts[i])
+			weft_task_release(ts[i]);
+}
+
+/* ======================================================================
+ * future
+ * ====================================================================== */
+
+static void *future_basics_main(void *arg)
+{
+	weft_future *f, *g;
+	void *v = (void *)0x1;
+
+	(void)arg;
+	if (!WT_CHECK_EQ(weft_future_create(&f), 0))
+		return NULL;
+	WT_CHECK_EQ(weft_future_done(f), 0);
+	WT_CHECK_EQ(weft_future_await_timeout(f, &v, 0), -ETIMEDOUT);
+	WT_CHECK_PTR_EQ(v, 0x1); /* nothing stored */
+	WT_CHECK_EQ(weft_future_set(f, (void *)0x1234), 0);
+	WT_CHECK_EQ(weft_future_done(f), 1);
+	WT_CHECK_EQ(weft_future_await(f, &v), 0);
+	WT_CHECK_PTR_EQ(v, 0x1234);
+	/* Done is final: a second set or a fail changes nothing. */
+	WT_CHECK_EQ(weft_future_set(f, (void *)0x5678), -EALREADY);
+	WT_CHECK_EQ(weft_future_fail(f, -EIO), -EALREADY);
+	v = NULL;
+	WT_CHECK_EQ(weft_future_await_timeout(f, &v, 0), 0);
+	WT_CHECK_PTR_EQ(v, 0x1234);
+	WT_CHECK_EQ(weft_future_await(f, NULL), 0);
+	weft_future_destroy(f);
+
+	/* A failed future reports its error to every await. */
+	if (!WT_CHECK_EQ(weft_future_create(&g), 0))
+		return NULL;
+	WT_CHECK_EQ(weft_future_fail(g, 0), -EINVAL);
+	WT_CHECK_EQ(weft_future_fail(g, 5), -EINVAL);
+	WT_CHECK_EQ(weft_future_done(g), 0);
+	WT_CHECK_EQ(weft_future_fail(g, -EIO), 0);
+	WT_CHECK_EQ(weft_future_done(g), 1);
+	WT_CHECK_EQ(weft_future_await(g, &v), -EIO);
+	WT_CHECK_EQ(weft_future_await(g, NULL), -EIO);
+	WT_CHECK_EQ(weft_future_set(g, (void *)1), -EALREADY);
+	weft_future_destroy(g);
+
+	WT_CHECK_EQ(weft_future_create(NULL), -EINVAL);
+	WT_CHECK_EQ(weft_future_set(NULL, NULL), -EINVAL);
+	WT_CHECK_EQ(weft_future_await(NULL, NULL), -EINVAL);
+	return NULL;
+}
+
+Test(sync, future_set_or_fail_once_and_await_returns_it,
+     .timeout = WT_TIMEOUT(10))
+{
+	wt_run(future_basics_main, NULL, 2);
+}
+
+/* Many awaiters, parked on several workers; one set wakes them all with
+ * the value. Rounds alternate between awaiters known to be parked and
+ * awaiters racing the set (fast path against park). */
+#define FUT_AWAITERS 48
+#define FUT_ROUNDS 40
+
+struct fut_many {
+	weft_future *f;
+	atomic_int entered;
+	atomic_int got;
+	atomic_int workers_seen; /* bitmask of worker indices */
+};
+
+static void *fut_awaiter(void *arg)
+{
+	struct fut_many *m = arg;
+	void *v = NULL;
+	int w = weft_worker_index();
+
+	if (w >= 0 && w < 31)
+		atomic_fetch_or(&m->workers_seen, 1 << w);
+	atomic_fetch_add(&m->entered, 1);
+	if (WT_CHECK_EQ(weft_future_await(m->f, &v), 0) &&
+	    WT_CHECK_PTR_EQ(v, 0xf00d))
+		atomic_fetch_add(&m->got, 1);
+	return NULL;
+}
+
+static void *fut_many_main(void *arg)
+{
+	struct fut_many *m = arg;
+	weft_task *ts[FUT_AWAITERS];
+
+	for (int r = 0; r < FUT_ROUNDS; r++) {
+		if (!WT_CHECK_EQ(weft_future_create(&m->f), 0))
+			return NULL;
+		atomic_store(&m->entered, 0);
+		atomic_store(&m->got, 0);
+		for (int i = 0; i < FUT_AWAITERS; i++)
+			ts[i] = weft_spawn(fut_awaiter, m);
+		if (r % 2 == 0) {
+			settle_count(&m->entered, FUT_AWAITERS);
+			/* They are all parked: nobody got anything yet. */
+			WT_CHECK_EQ(atomic_load(&m->got), 0);
+		}
+		WT_CHECK_EQ(weft_future_set(m->f, (void *)0xf00d), 0);
+		WT_CHECK_EQ(weft_gather(ts, FUT_AWAITERS, NULL), 0);
+		WT_CHECK_EQ(atomic_load(&m->got), FUT_AWAITERS);
+		release_all(ts, FUT_AWAITERS);
+		weft_future_destroy(m->f);
+	}
+	return NULL;
+}
+
+Test(sync, future_set_wakes_every_awaiter_on_every_worker,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct fut_many m;
+
+	memset(&m, 0, sizeof(m));
+	wt_run(fut_many_main, &m, 4);
+	cr_log_info("awaiters ran on workers mask 0x%x",
+		    atomic_load(&m.workers_seen));
+}
+
+static void *fut_timeout_main(void *arg)
+{
+	weft_future *f;
+	void *v = (void *)0x1;
+	uint64_t b, saved;
+
+	(void)arg;
+	if (!WT_CHECK_EQ(weft_future_create(&f), 0))
+		return NULL;
+	b = weft_now();
+	WT_CHECK_EQ(weft_future_await_timeout(f, &v, 20 * MS), -ETIMEDOUT);
+	CHECK_NOT_EARLY(weft_now() - b, 20 * MS);
+	CHECK_BELOW(weft_now() - b, PROMPT_NS);
+	WT_CHECK_PTR_EQ(v, 0x1);
+	WT_CHECK_EQ(weft_future_done(f), 0);
+
+	/* The deadline scope cuts a wait without a timeout of its own. */
+	b = weft_now();
+	saved = weft_timeout_begin(20 * MS);
+	WT_CHECK_EQ(weft_future_await(f, &v), -ETIMEDOUT);
+	weft_timeout_end(saved);
+	CHECK_NOT_EARLY(weft_now() - b, 20 * MS);
+	CHECK_BELOW(weft_now() - b, PROMPT_NS);
+
+	/* A timed-out await left nothing behind: set, then await works. */
+	WT_CHECK_EQ(weft_future_set(f, (void *)0x77), 0);
+	WT_CHECK_EQ(weft_future_await_timeout(f, &v, 20 * MS), 0);
+	WT_CHECK_PTR_EQ(v, 0x77);
+	weft_future_destroy(f);
+	return NULL;
+}
+
+Test(sync, future_await_timeout_returns_etimedout, .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++)
+		wt_run(fut_timeout_main, NULL, worker_counts[c]);
+}
+
+struct fut_cancel {
+	weft_future *f;
+	atomic_int entered;
+	int rc;
+	void *v;
+};
+
+static void *fut_cancel_victim(void *arg)
+{
+	struct fut_cancel *c = arg;
+
+	c->v = (void *)0x1;
+	atomic_store(&c->entered, 1);
+	c->rc = weft_future_await(c->f, &c->v);
+	return NULL;
+}
+
+static void *fut_cancel_main(void *arg)
+{
+	struct fut_cancel *c = arg;
+	weft_task *t;
+	uint64_t b;
+
+	if (!WT_CHECK_EQ(weft_future_create(&c->f), 0))
+		return NULL;
+	t = weft_spawn(fut_cancel_victim, c);
+	settle_count(&c->entered, 1);
+	WT_CHECK_EQ(weft_task_done(t), 0);
+	b = weft_now();
+	WT_CHECK_EQ(weft_cancel(t), 0);
+	WT_CHECK_EQ(weft_await(t, NULL), -ECANCELED);
+	CHECK_BELOW(weft_now() - b, PROMPT_NS);
+	WT_CHECK_EQ(c->rc, -ECANCELED);
+	WT_CHECK_PTR_EQ(c->v, 0x1);
+	/* The future is untouched and its waiter gone: set and destroy
+	 * (destroy aborts on waiters left). */
+	WT_CHECK_EQ(weft_future_done(c->f), 0);
+	WT_CHECK_EQ(weft_future_set(c->f, NULL), 0);
+	weft_task_release(t);
+	weft_future_destroy(c->f);
+	return NULL;
+}
+
+Test(sync, future_await_cancelled_returns_ecanceled, .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct fut_cancel fc;
+
+		memset(&fc, 0, sizeof(fc));
+		wt_run(fut_cancel_main, &fc, worker_counts[c]);
+	}
+}
+
+/* A thread outside the runtime blocks in weft_future_await() until a task
+ * sets the future. */
+struct fut_foreign {
+	weft_future *f;
+	atomic_int entered;
+	atomic_int set_called;
+	atomic_int returned;
+	int set_before_return;
+	int rc;
+	void *v;
+};
+
+static void *fut_foreign_thread(void *arg)
+{
+	struct fut_foreign *ff = arg;
+
+	atomic_store(&ff->entered, 1);
+	ff->rc = weft_future_await(ff->f, &ff->v);
+	ff->set_before_return = atomic_load(&ff->set_called);
+	atomic_store(&ff->returned, 1);
+	return NULL;
+}
+
+static void *fut_foreign_main(void *arg)
+{
+	struct fut_foreign *ff = arg;
+	pthread_t th;
+
+	if (!WT_CHECK_EQ(weft_future_create(&ff->f), 0))
+		return NULL;
+	if (!WT_CHECK_EQ(pthread_create(&th, NULL, fut_foreign_thread, ff),
+			 0))
+		return NULL;
+	settle_count(&ff->entered, 1);
+	weft_sleep(20 * MS);
+	/* Still blocked. */
+	WT_CHECK_EQ(atomic_load(&ff->returned), 0);
+	atomic_store(&ff->set_called, 1);
+	WT_CHECK_EQ(weft_future_set(ff->f, (void *)0xabc), 0);
+	settle_count(&ff->returned, 1);
+	pthread_join(th, NULL);
+	WT_CHECK_EQ(ff->rc, 0);
+	WT_CHECK_PTR_EQ(ff->v, 0xabc);
+	WT_CHECK_EQ(ff->set_before_return, 1);
+	weft_future_destroy(ff->f);
+	return NULL;
+}
+
+Test(sync, future_await_from_a_foreign_thread_blocks_until_set,
+     .timeout = WT_TIMEOUT(20))
+{
+	struct fut_foreign ff;
+
+	memset(&ff, 0, sizeof(ff));
+	wt_run(fut_foreign_main, &ff, 2);
+}
+
+/* ======================================================================
+ * event
+ * ====================================================================== */
+
+static void *event_basics_main(void *arg)
+{
+	weft_event *e;
+	uint64_t b;
+
+	(void)arg;
+	if (!WT_CHECK_EQ(weft_event_create(&e), 0))
+		return NULL;
+	WT_CHECK_EQ(weft_event_is_set(e), 0);
+	WT_CHECK_EQ(weft_event_wait_timeout(e, 0), -ETIMEDOUT);
+	weft_event_set(e);
+	WT_CHECK_EQ(weft_event_is_set(e), 1);
+	b = weft_now();
+	for (int i = 0; i < 1000; i++) {
+		WT_CHECK_EQ(weft_event_wait(e), 0);
+		WT_CHECK_EQ(weft_event_wait_timeout(e, 0), 0);
+	}
+	CHECK_BELOW(weft_now() - b, PROMPT_NS);
+	weft_event_set(e); /* idempotent */
+	WT_CHECK_EQ(weft_event_is_set(e), 1);
+	weft_event_clear(e);
+	WT_CHECK_EQ(weft_event_is_set(e), 0);
+	b = weft_now();
+	WT_CHECK_EQ(weft_event_wait_timeout(e, 20 * MS), -ETIMEDOUT);
+	CHECK_NOT_EARLY(weft_now() - b, 20 * MS);
+	CHECK_BELOW(weft_now() - b, PROMPT_NS);
+	weft_event_destroy(e);
+	WT_CHECK_EQ(weft_event_create(NULL), -EINVAL);
+	WT_CHECK_EQ(weft_event_wait(NULL), -EINVAL);
+	return NULL;
+}
+
+Test(sync, event_wait_returns_at_once_while_set, .timeout = WT_TIMEOUT(10))
+{
+	wt_run(event_basics_main, NULL, 2);
+}
+
+#define EV_WAITERS 40
+
+struct ev_many {
+	weft_event *e;
+	atomic_int entered;
+	atomic_int woke;
+};
+
+static void *ev_waiter(void *arg)
+{
+	struct ev_many *m = arg;
+
+	atomic_fetch_add(&m->entered, 1);
+	if (WT_CHECK_EQ(weft_event_wait(m->e), 0))
+		atomic_fetch_add(&m->woke, 1);
+	return NULL;
+}
+
+static void *ev_timed_waiter(void *arg)
+{
+	struct ev_many *m = arg;
+
+	atomic_fetch_add(&m->entered, 1);
+	return (void *)(intptr_t)weft_event_wait_timeout(m->e, 30 * MS);
+}
+
+static void *ev_many_main(void *arg)
+{
+	struct ev_many *m = arg;
+	weft_task *ts[EV_WAITERS];
+	void *rs[EV_WAITERS];
+
+	if (!WT_CHECK_EQ(weft_event_create(&m->e), 0))
+		return NULL;
+	for (int round = 0; round < 3; round++) {
+		atomic_store(&m->entered, 0);
+		atomic_store(&m->woke, 0);
+		for (int i = 0; i < EV_WAITERS; i++)
+			ts[i] = weft_spawn(ev_waiter, m);
+		settle_count(&m->entered, EV_WAITERS);
+		WT_CHECK_EQ(atomic_load(&m->woke), 0);
+		weft_event_set(m->e);
+		WT_CHECK_EQ(weft_gather(ts, EV_WAITERS, NULL), 0);
+		WT_CHECK_EQ(atomic_load(&m->woke), EV_WAITERS);
+		release_all(ts, EV_WAITERS);
+		/* Cleared, the event holds waiters again. */
+		weft_event_clear(m->e);
+		atomic_store(&m->entered, 0);
+		for (int i = 0; i < 4; i++)
+			ts[i] = weft_spawn(ev_timed_waiter, m);
+		WT_CHECK_EQ(weft_gather(ts, 4, rs), 0);
+		for (int i = 0; i < 4; i++)
+			WT_CHECK_EQ((intptr_t)rs[i], -ETIMEDOUT);
+		release_all(ts, 4);
+	}
+	weft_event_destroy(m->e);
+	return NULL;
+}
+
+Test(sync, event_set_wakes_every_waiter_and_clear_makes_them_wait,
+     .timeout = WT_TIMEOUT(30))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct ev_many m;
+
+		memset(&m, 0, sizeof(m));
+		wt_run(ev_many_main, &m, worker_counts[c]);
+	}
+}
+
+struct ev_cancel {
+	weft_event *e;
+	atomic_int entered;
+	int rc;
+};
+
+static void *ev_cancel_victim(void *arg)
+{
+	struct ev_cancel *c = arg;
+
+	atomic_store(&c->entered, 1);
+	c->rc = weft_event_wait(c->e);
+	return NULL;
+}
+
+static void *ev_cancel_main(void *arg)
+{
+	struct ev_cancel *c = arg;
+	weft_task *t;
+	uint64_t b, saved;
+
+	if (!WT_CHECK_EQ(weft_event_create(&c->e), 0))
+		return NULL;
+	t = weft_spawn(ev_cancel_victim, c);
+	settle_count(&c->entered, 1);
+	WT_CHECK_EQ(weft_cancel(t), 0);
+	WT_CHECK_EQ(weft_await(t, NULL), -ECANCELED);
+	WT_CHECK_EQ(c->rc, -ECANCELED);
+	WT_CHECK_EQ(weft_event_is_set(c->e), 0);
+	weft_task_release(t);
+
+	/* The deadline scope applies to event waits. */
+	b = weft_now();
+	saved = weft_timeout_begin(20 * MS);
+	WT_CHECK_EQ(weft_event_wait(c->e), -ETIMEDOUT);
+	weft_timeout_end(saved);
+	CHECK_NOT_EARLY(weft_now() - b, 20 * MS);
+	weft_event_destroy(c->e); /* aborts if the cancelled node stayed */
+	return NULL;
+}
+
+Test(sync, event_wait_cancelled_returns_ecanceled, .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct ev_cancel ec;
+
+		memset(&ec, 0, sizeof(ec));
+		wt_run(ev_cancel_main, &ec, worker_counts[c]);
+	}
+}
+
+/* ======================================================================
+ * lock
+ * ====================================================================== */
+
+#define LOCK_TASKS 8
+#define LOCK_ITERS 10000
+
+struct lock_count {
+	weft_lock *l;
+	int counter; /* plain int: only the lock protects it */
+	atomic_int inside;
+	atomic_int max_inside;
+};
+
+static void *lock_incrementer(void *arg)
+{
+	struct lock_count *lc = arg;
+
+	for (int i = 0; i < LOCK_ITERS; i++) {
+		if (!WT_CHECK_EQ(weft_lock_acquire(lc->l), 0))
+			return NULL;
+		note_max(&lc->max_inside, atomic_fetch_add(&lc->inside, 1) + 1);
+		lc->counter++;
+		/* Suspend with the lock held now and then, so that others
+		 * queue up and release hands the lock over. */
+		if (i % 97 == 0)
+			weft_yield();
+		atomic_fetch_sub(&lc->inside, 1);
+		WT_CHECK_EQ(weft_lock_release(lc->l), 0);
+	}
+	return NULL;
+}
+
+static void *lock_count_main(void *arg)
+{
+	struct lock_count *lc = arg;
+	weft_task *ts[LOCK_TASKS];
+
+	if (!WT_CHECK_EQ(weft_lock_create(&lc->l), 0))
+		return NULL;
+	for (int i = 0; i < LOCK_TASKS; i++)
+		ts[i] = weft_spawn(lock_incrementer, lc);
+	WT_CHECK_EQ(weft_gather(ts, LOCK_TASKS, NULL), 0);
+	release_all(ts, LOCK_TASKS);
+	WT_CHECK_EQ(weft_lock_locked(lc->l), 0);
+	weft_lock_destroy(lc->l);
+	return NULL;
+}
+
+Test(sync, lock_excludes_eight_tasks_incrementing_a_plain_int,
+     .timeout = WT_TIMEOUT(60))
+{
+	struct lock_count lc;
+
+	memset(&lc, 0, sizeof(lc));
+	wt_run(lock_count_main, &lc, 4);
+	cr_assert_eq(lc.counter, LOCK_TASKS * LOCK_ITERS);
+	cr_assert_eq(atomic_load(&lc.max_inside), 1,
+		     "%d tasks inside the lock at once",
+		     atomic_load(&lc.max_inside));
+}
+
+/* FIFO: waiters queued one at a time, in a known order, get the lock in
+ * that order, and no newcomer overtakes them. */
+#define FIFO_N 8
+
+struct fifo {
+	weft_lock *l;
+	atomic_int queued[FIFO_N];
+	int order[FIFO_N];
+	int norder; /* under the lock */
+};
+
+struct fifo_arg {
+	struct fifo *f;
+	int i;
+};
+
+static void *fifo_waiter(void *arg)
+{
+	struct fifo_arg *a = arg;
+	struct fifo *f = a->f;
+
+	atomic_store(&f->queued[a->i], 1);
+	if (!WT_CHECK_EQ(weft_lock_acquire(f->l), 0))
+		return NULL;
+	if (f->norder < FIFO_N)
+		f->order[f->norder] = a->i;
+	f->norder++;
+	WT_CHECK_EQ(weft_lock_release(f->l), 0);
+	return NULL;
+}
+
+static void *fifo_main(void *arg)
+{
+	struct fifo *f = arg;
+	struct weft_spawn_opts o = { .flags = WEFT_SPAWN_PINNED };
+	struct fifo_arg args[FIFO_N];
+	weft_task *ts[FIFO_N];
+
+	if (!WT_CHECK_EQ(weft_lock_create(&f->l), 0))
+		return NULL;
+	WT_CHECK_EQ(weft_lock_acquire(f->l), 0);
+	for (int i = 0; i < FIFO_N; i++) {
+		args[i].f = f;
+		args[i].i = i;
+		/* Pinned to this worker, which it gets as soon as we
+		 * sleep: it runs into the lock before we go on. */
+		if (!WT_CHECK_EQ(weft_spawn_opts(&ts[i], fifo_waiter, &args[i],
+						 &o),
+				 0))
+			return NULL;
+		settle_count(&f->queued[i], 1);
+	}
+	WT_CHECK_EQ(f->norder, 0);
+	WT_CHECK_EQ(weft_lock_release(f->l), 0);
+	/* Handed to waiter 0: no newcomer gets it. */
+	WT_CHECK_EQ(weft_lock_locked(f->l), 1);
+	WT_CHECK_EQ(weft_lock_try_acquire(f->l), -EBUSY);
+	WT_CHECK_EQ(weft_gather(ts, FIFO_N, NULL), 0);
+	release_all(ts, FIFO_N);
+	WT_CHECK_EQ(weft_lock_locked(f->l), 0);
+	weft_lock_destroy(f->l);
+	return NULL;
+}
+
+Test(sync, lock_goes_to_waiters_in_the_order_they_queued,
+     .timeout = WT_TIMEOUT(30))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct fifo f;
+		char got[4 * FIFO_N + 1] = "";
+
+		memset(&f, 0, sizeof(f));
+		wt_run(fifo_main, &f, worker_counts[c]);
+		cr_assert_eq(f.norder, FIFO_N);
+		for (int i = 0; i < FIFO_N; i++) {
+			char b[8];
+
+			snprintf(b, sizeof(b), "%d ", f.order[i]);
+			strcat(got, b);
+		}
+		for (int i = 0; i < FIFO_N; i++)
+			cr_assert_eq(f.order[i], i,
+				     "workers=%u: acquisition order %s",
+				     worker_counts[c], got);
+	}
+}
+
+static void *lock_errors_main(void *arg)
+{
+	weft_lock *l;
+
+	(void)arg;
+	if (!WT_CHECK_EQ(weft_lock_create(&l), 0))
+		return NULL;
+	WT_CHECK_EQ(weft_lock_locked(l), 0);
+	WT_CHECK_EQ(weft_lock_release(l), -EPERM);
+	WT_CHECK_EQ(weft_lock_try_acquire(l), 0);
+	WT_CHECK_EQ(weft_lock_locked(l), 1);
+	WT_CHECK_EQ(weft_lock_try_acquire(l), -EBUSY);
+	/* Not recursive: the holder's own acquire waits (and times out). */
+	WT_CHECK_EQ(weft_lock_acquire_timeout(l, 0), -ETIMEDOUT);
+	WT_CHECK_EQ(weft_lock_acquire_timeout(l, MS), -ETIMEDOUT);
+	WT_CHECK_EQ(weft_lock_locked(l), 1);
+	WT_CHECK_EQ(weft_lock_release(l), 0);
+	WT_CHECK_EQ(weft_lock_locked(l), 0);
+	WT_CHECK_EQ(weft_lock_release(l), -EPERM);
+	WT_CHECK_EQ(weft_lock_acquire_timeout(l, 0), 0); /* free: at once */
+	WT_CHECK_EQ(weft_lock_release(l), 0);
+	weft_lock_destroy(l);
+	WT_CHECK_EQ(weft_lock_create(NULL), -EINVAL);
+	WT_CHECK_EQ(weft_lock_acquire(NULL), -EINVAL);
+	WT_CHECK_EQ(weft_lock_release(NULL), -EINVAL);
+	WT_CHECK_EQ(weft_lock_try_acquire(NULL), -EINVAL);
+	return NULL;
+}
+
+Test(sync, lock_try_acquire_is_ebusy_and_release_of_unheld_is_eperm,
+     .timeout = WT_TIMEOUT(10))
+{
+	wt_run(lock_errors_main, NULL, 1);
+}
+
+/* Non-waiting lock calls from a thread outside any runtime. */
+Test(sync, lock_try_acquire_and_release_work_outside_a_runtime)
+{
+	weft_lock *l;
+
+	cr_assert_eq(weft_lock_create(&l), 0);
+	cr_assert_eq(weft_lock_try_acquire(l), 0);
+	cr_assert_eq(weft_lock_try_acquire(l), -EBUSY);
+	cr_assert_eq(weft_lock_release(l), 0);
+	cr_assert_eq(weft_lock_release(l), -EPERM);
+	/* A blocking acquire of a free lock from a thread does not block. */
+	cr_assert_eq(weft_lock_acquire(l), 0);
+	cr_assert_eq(weft_lock_acquire_timeout(l, 10 * MS), -ETIMEDOUT);
+	cr_assert_eq(weft_lock_release(l), 0);
+	weft_lock_destroy(l);
+}
+
+/* A timed-out waiter takes nothing and leaves the queue intact: the
+ * holder still holds the lock, and a waiter queued behind it gets it. */
+/* Longer than the settling after each spawn, so that the second waiter
+ * queues behind the first while the first still waits. */
+#define LOCK_TO_NS (4 * SETTLE_NS + 10 * MS)
+
+struct lock_to {
+	weft_lock *l;
+	atomic_int entered;
+	int rc_timed, rc_next;
+	uint64_t timed_took;
+	atomic_int next_got;
+};
+
+static void *lock_timed_waiter(void *arg)
+{
+	struct lock_to *t = arg;
+	uint64_t b;
+
+	atomic_fetch_add(&t->entered, 1);
+	b = weft_now();
+	t->rc_timed = weft_lock_acquire_timeout(t->l, LOCK_TO_NS);
+	t->timed_took = weft_now() - b;
+	if (t->rc_timed == 0)
+		weft_lock_release(t->l);
+	return NULL;
+}
+
+static void *lock_next_waiter(void *arg)
+{
+	struct lock_to *t = arg;
+
+	atomic_fetch_add(&t->entered, 1);
+	t->rc_next = weft_lock_acquire(t->l);
+	if (t->rc_next == 0) {
+		atomic_store(&t->next_got, 1);
+		weft_lock_release(t->l);
+	}
+	return NULL;
+}
+
+static void *lock_timeout_main(void *arg)
+{
+	struct lock_to *t = arg;
+	weft_task *a, *b;
+	uint64_t saved, t0;
+
+	if (!WT_CHECK_EQ(weft_lock_create(&t->l), 0))
+		return NULL;
+	WT_CHECK_EQ(weft_lock_acquire(t->l), 0);
+	a = weft_spawn(lock_timed_waiter, t);
+	settle_count(&t->entered, 1);
+	b = weft_spawn(lock_next_waiter, t);
+	settle_count(&t->entered, 2);
+	WT_CHECK_EQ(weft_await(a, NULL), 0);
+	WT_CHECK_EQ(t->rc_timed, -ETIMEDOUT);
+	CHECK_NOT_EARLY(t->timed_took, LOCK_TO_NS);
+	CHECK_BELOW(t->timed_took, PROMPT_NS);
+	/* Still ours, and the second waiter still waits. */
+	WT_CHECK_EQ(weft_lock_locked(t->l), 1);
+	WT_CHECK_EQ(atomic_load(&t->next_got), 0);
+	WT_CHECK_EQ(weft_task_done(b), 0);
+
+	/* Our own deadline scope cuts an acquire too. */
+	t0 = weft_now();
+	saved = weft_timeout_begin(20 * MS);
+	WT_CHECK_EQ(weft_lock_acquire(t->l), -ETIMEDOUT);
+	weft_timeout_end(saved);
+	CHECK_NOT_EARLY(weft_now() - t0, 20 * MS);
+	WT_CHECK_EQ(weft_lock_locked(t->l), 1);
+
+	WT_CHECK_EQ(weft_lock_release(t->l), 0);
+	WT_CHECK_EQ(weft_await(b, NULL), 0);
+	WT_CHECK_EQ(t->rc_next, 0);
+	WT_CHECK_EQ(atomic_load(&t->next_got), 1);
+	WT_CHECK_EQ(weft_lock_locked(t->l), 0);
+	weft_task_release(a);
+	weft_task_release(b);
+	weft_lock_destroy(t->l);
+	return NULL;
+}
+
+Test(sync, lock_acquire_timeout_leaves_the_lock_and_queue_intact,
+     .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct lock_to t;
+
+		memset(&t, 0, sizeof(t));
+		wt_run(lock_timeout_main, &t, worker_counts[c]);
+	}
+}
+
+/* A waiter inside a deadline scope of its own. */
+static void *lock_scoped_waiter(void *arg)
+{
+	weft_lock *l = arg;
+	uint64_t saved = weft_timeout_begin(20 * MS);
+	uint64_t b = weft_now();
+	int rc = weft_lock_acquire(l);
+
+	weft_timeout_end(saved);
+	CHECK_NOT_EARLY(weft_now() - b, 20 * MS);
+	if (rc == 0)
+		weft_lock_release(l);
+	return (void *)(intptr_t)rc;
+}
+
+static void *lock_scope_main(void *arg)
+{
+	weft_lock *l;
+	weft_task *t;
+	void *r = NULL;
+
+	(void)arg;
+	if (!WT_CHECK_EQ(weft_lock_create(&l), 0))
+		return NULL;
+	WT_CHECK_EQ(weft_lock_acquire(l), 0);
+	t = weft_spawn(lock_scoped_waiter, l);
+	WT_CHECK_EQ(weft_await(t, &r), 0);
+	WT_CHECK_EQ((intptr_t)r, -ETIMEDOUT);
+	WT_CHECK_EQ(weft_lock_locked(l), 1);
+	WT_CHECK_EQ(weft_lock_release(l), 0);
+	weft_task_release(t);
+	weft_lock_destroy(l);
+	return NULL;
+}
+
+Test(sync, lock_acquire_honours_the_deadline_scope, .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++)
+		wt_run(lock_scope_main, NULL, worker_counts[c]);
+}
+
+/* A cancelled waiter does not get the lock; the one behind it does. */
+struct lock_cancel {
+	weft_lock *l;
+	atomic_int entered;
+	atomic_int got[2];
+	int rc[2];
+};
+
+struct lock_cancel_arg {
+	struct lock_cancel *c;
+	int i;
+};
+
+static void *lock_cancel_waiter(void *arg)
+{
+	struct lock_cancel_arg *a = arg;
+	struct lock_cancel *c = a->c;
+
+	atomic_fetch_add(&c->entered, 1);
+	c->rc[a->i] = weft_lock_acquire(c->l);
+	if (c->rc[a->i] == 0) {
+		atomic_store(&c->got[a->i], 1);
+		weft_lock_release(c->l);
+	}
+	return NULL;
+}
+
+static void *lock_cancel_main(void *arg)
+{
+	struct lock_cancel *c = arg;
+	struct lock_cancel_arg args[2] = { { c, 0 }, { c, 1 } };
+	weft_task *t[2];
+
+	if (!WT_CHECK_EQ(weft_lock_create(&c->l), 0))
+		return NULL;
+	WT_CHECK_EQ(weft_lock_acquire(c->l), 0);
+	t[0] = weft_spawn(lock_cancel_waiter, &args[0]);
+	settle_count(&c->entered, 1);
+	t[1] = weft_spawn(lock_cancel_waiter, &args[1]);
+	settle_count(&c->entered, 2);
+	WT_CHECK_EQ(weft_cancel(t[0]), 0);
+	WT_CHECK_EQ(weft_await(t[0], NULL), -ECANCELED);
+	WT_CHECK_EQ(c->rc[0], -ECANCELED);
+	WT_CHECK_EQ(atomic_load(&c->got[0]), 0);
+	WT_CHECK_EQ(weft_lock_locked(c->l), 1);
+	WT_CHECK_EQ(weft_lock_release(c->l), 0);
+	WT_CHECK_EQ(weft_await(t[1], NULL), 0);
+	WT_CHECK_EQ(c->rc[1], 0);
+	WT_CHECK_EQ(atomic_load(&c->got[1]), 1);
+	WT_CHECK_EQ(weft_lock_locked(c->l), 0);
+	release_all(t, 2);
+	weft_lock_destroy(c->l);
+	return NULL;
+}
+
+Test(sync, cancelled_lock_waiter_does_not_get_the_lock_the_next_does,
+     .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct lock_cancel lc;
+
+		memset(&lc, 0, sizeof(lc));
+		wt_run(lock_cancel_main, &lc, worker_counts[c]);
+	}
+}
+
+/* Cancel racing a hand-over: whatever wins, the lock ends up free or
+ * held by exactly one party, and a waiter that got it reports 0. */
+#define RACE_ROUNDS 300
+
+struct lock_race {
+	weft_lock *l;
+	atomic_int got;
+};
+
+static void *lock_race_waiter(void *arg)
+{
+	struct lock_race *r = arg;
+	int rc = weft_lock_acquire(r->l);
+
+	if (rc == 0) {
+		atomic_fetch_add(&r->got, 1);
+		WT_CHECK_EQ(weft_lock_release(r->l), 0);
+	} else {
+		WT_CHECK_EQ(rc, -ECANCELED);
+	}
+	return NULL;
+}
+
+static void *lock_race_main(void *arg)
+{
+	struct lock_race *r = arg;
+
+	if (!WT_CHECK_EQ(weft_lock_create(&r->l), 0))
+		return NULL;
+	for (int i = 0; i < RACE_ROUNDS; i++) {
+		weft_task *t;
+
+		WT_CHECK_EQ(weft_lock_acquire(r->l), 0);
+		t = weft_spawn(lock_race_waiter, r);
+		for (int k = 0; k < i % 5; k++)
+			weft_yield();
+		weft_cancel(t);
+		WT_CHECK_EQ(weft_lock_release(r->l), 0);
+		weft_await(t, NULL);
+		weft_task_release(t);
+		/* Free again either way. */
+		if (!WT_CHECK_EQ(weft_lock_locked(r->l), 0))
+			break;
+	}
+	weft_lock_destroy(r->l);
+	return NULL;
+}
+
+Test(sync, lock_cancel_racing_release_leaves_the_lock_consistent,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct lock_race r;
+
+	memset(&r, 0, sizeof(r));
+	wt_run(lock_race_main, &r, 4);
+	cr_log_info("waiter got the lock in %d of %d rounds",
+		    atomic_load(&r.got), RACE_ROUNDS);
+}
+
+/* A thread outside the runtime blocks in acquire until a task releases. */
+struct lock_foreign {
+	weft_lock *l;
+	atomic_int entered;
+	atomic_int released;
+	int released_before;
+	int rc;
+};
+
+static void *lock_foreign_thread(void *arg)
+{
+	struct lock_foreign *lf = arg;
+
+	atomic_store(&lf->entered, 1);
+	lf->rc = weft_lock_acquire(lf->l);
+	lf->released_before = atomic_load(&lf->released);
+	if (lf->rc == 0)
+		weft_lock_release(lf->l);
+	return NULL;
+}
+
+static void *lock_foreign_main(void *arg)
+{
+	struct lock_foreign *lf = arg;
+	pthread_t th;
+
+	if (!WT_CHECK_EQ(weft_lock_create(&lf->l), 0))
+		return NULL;
+	WT_CHECK_EQ(weft_lock_acquire(lf->l), 0);
+	if (!WT_CHECK_EQ(pthread_create(&th, NULL, lock_foreign_thread, lf),
+			 0))
+		return NULL;
+	settle_count(&lf->entered, 1);
+	weft_sleep(10 * MS);
+	atomic_store(&lf->released, 1);
+	WT_CHECK_EQ(weft_lock_release(lf->l), 0);
+	/* The thread has it now (handed over), or has had it. */
+	while (weft_lock_locked(lf->l))
+		weft_sleep(100 * US);
+	pthread_join(th, NULL);
+	WT_CHECK_EQ(lf->rc, 0);
+	WT_CHECK_EQ(lf->released_before, 1);
+	weft_lock_destroy(lf->l);
+	return NULL;
+}
+
+Test(sync, lock_acquire_from_a_foreign_thread_blocks_until_released,
+     .timeout = WT_TIMEOUT(20))
+{
+	struct lock_foreign lf;
+
+	memset(&lf, 0, sizeof(lf));
+	wt_run(lock_foreign_main, &lf, 2);
+}
+
+/* ======================================================================
+ * semaphore
+ * ====================================================================== */
+
+#define SEM_TASKS 32
+#define SEM_ITERS 200
+#define SEM_VALUE 3
+
+struct sem_limit {
+	weft_sem *s;
+	atomic_int inside;
+	atomic_int max_inside;
+	atomic_int done;
+};
+
+static void *sem_user(void *arg)
+{
+	struct sem_limit *sl = arg;
+
+	for (int i = 0; i < SEM_ITERS; i++) {
+		if (!WT_CHECK_EQ(weft_sem_acquire(sl->s), 0))
+			return NULL;
+		note_max(&sl->max_inside, atomic_fetch_add(&sl->inside, 1) + 1);
+		weft_yield(); /* let others try meanwhile */
+		atomic_fetch_sub(&sl->inside, 1);
+		atomic_fetch_add(&sl->done, 1);
+		WT_CHECK_EQ(weft_sem_release(sl->s), 0);
+	}
+	return NULL;
+}
+
+static void *sem_limit_main(void *arg)
+{
+	struct sem_limit *sl = arg;
+	weft_task *ts[SEM_TASKS];
+
+	if (!WT_CHECK_EQ(weft_sem_create(&sl->s, SEM_VALUE, WEFT_SEM_BOUNDED),
+			 0))
+		return NULL;
+	WT_CHECK_EQ(weft_sem_value(sl->s), SEM_VALUE);
+	for (int i = 0; i < SEM_TASKS; i++)
+		ts[i] = weft_spawn(sem_user, sl);
+	WT_CHECK_EQ(weft_gather(ts, SEM_TASKS, NULL), 0);
+	release_all(ts, SEM_TASKS);
+	WT_CHECK_EQ(weft_sem_value(sl->s), SEM_VALUE);
+	weft_sem_destroy(sl->s);
+	return NULL;
+}
+
+Test(sync, sem_admits_at_most_its_value_at_once, .timeout = WT_TIMEOUT(60))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct sem_limit sl;
+
+		memset(&sl, 0, sizeof(sl));
+		wt_run(sem_limit_main, &sl, worker_counts[c]);
+		cr_assert_eq(atomic_load(&sl.done), SEM_TASKS * SEM_ITERS);
+		cr_assert_leq(atomic_load(&sl.max_inside), SEM_VALUE,
+			      "workers=%u: %d holders at once (value %d)",
+			      worker_counts[c], atomic_load(&sl.max_inside),
+			      SEM_VALUE);
+		/* One worker: every holder yields, so the others fill the
+		 * semaphore up exactly. */
+		if (worker_counts[c] == 1)
+			cr_assert_eq(atomic_load(&sl.max_inside), SEM_VALUE);
+	}
+}
+
+Test(sync, sem_try_acquire_eagain_and_bounded_release_eoverflow)
+{
+	weft_sem *s;
+
+	/* Non-waiting calls from a plain thread. */
+	cr_assert_eq(weft_sem_create(&s, 2, 0x80), -EINVAL);
+	cr_assert_eq(weft_sem_create(NULL, 2, 0), -EINVAL);
+	cr_assert_eq(weft_sem_create(&s, 2, WEFT_SEM_BOUNDED), 0);
+	cr_assert_eq(weft_sem_release(s), -EOVERFLOW);
+	cr_assert_eq(weft_sem_value(s), 2);
+	cr_assert_eq(weft_sem_try_acquire(s), 0);
+	cr_assert_eq(weft_sem_value(s), 1);
+	cr_assert_eq(weft_sem_try_acquire(s), 0);
+	cr_assert_eq(weft_sem_value(s), 0);
+	cr_assert_eq(weft_sem_try_acquire(s), -EAGAIN);
+	cr_assert_eq(weft_sem_release(s), 0);
+	cr_assert_eq(weft_sem_release(s), 0);
+	cr_assert_eq(weft_sem_release(s), -EOVERFLOW);
+	cr_assert_eq(weft_sem_value(s), 2);
+	weft_sem_destroy(s);
+
+	/* Unbounded: a release above the initial value just counts. */
+	cr_assert_eq(weft_sem_create(&s, 1, 0), 0);
+	cr_assert_eq(weft_sem_release(s), 0);
+	cr_assert_eq(weft_sem_release(s), 0);
+	cr_assert_eq(weft_sem_value(s), 3);
+	weft_sem_destroy(s);
+
+	/* Zero permits. */
+	cr_assert_eq(weft_sem_create(&s, 0, 0), 0);
+	cr_assert_eq(weft_sem_try_acquire(s), -EAGAIN);
+	cr_assert_eq(weft_sem_acquire_timeout(s, 5 * MS), -ETIMEDOUT);
+	weft_sem_destroy(s);
+}
+
+/* Timeouts, the deadline scope and cancellation take no permit; a waiter
+ * that is there when a permit comes back gets it directly, so try_acquire
+ * sees none meanwhile. */
+struct sem_wait {
+	weft_sem *s;
+	atomic_int entered;
+	int rc;
+	atomic_int got;
+};
+
+static void *sem_waiter(void *arg)
+{
+	struct sem_wait *sw = arg;
+
+	atomic_fetch_add(&sw->entered, 1);
+	sw->rc = weft_sem_acquire(sw->s);
+	if (sw->rc == 0)
+		atomic_store(&sw->got, 1);
+	return NULL;
+}
+
+static void *sem_wait_main(void *arg)
+{
+	struct sem_wait *sw = arg;
+	weft_task *t;
+	uint64_t b, saved;
+
+	if (!WT_CHECK_EQ(weft_sem_create(&sw->s, 0, WEFT_SEM_BOUNDED), 0))
+		return NULL;
+	b = weft_now();
+	WT_CHECK_EQ(weft_sem_acquire_timeout(sw->s, 20 * MS), -ETIMEDOUT);
+	CHECK_NOT_EARLY(weft_now() - b, 20 * MS);
+	CHECK_BELOW(weft_now() - b, PROMPT_NS);
+	WT_CHECK_EQ(weft_sem_acquire_timeout(sw->s, 0), -ETIMEDOUT);
+	b = weft_now();
+	saved = weft_timeout_begin(20 * MS);
+	WT_CHECK_EQ(weft_sem_acquire(sw->s), -ETIMEDOUT);
+	weft_timeout_end(saved);
+	CHECK_NOT_EARLY(weft_now() - b, 20 * MS);
+	WT_CHECK_EQ(weft_sem_value(sw->s), 0);
+
+	/* Cancelled waiter: no permit taken. */
+	t = weft_spawn(sem_waiter, sw);
+	settle_count(&sw->entered, 1);
+	WT_CHECK_EQ(weft_cancel(t), 0);
+	WT_CHECK_EQ(weft_await(t, NULL), -ECANCELED);
+	WT_CHECK_EQ(sw->rc, -ECANCELED);
+	WT_CHECK_EQ(atomic_load(&sw->got), 0);
+	weft_task_release(t);
+	/* The bounded semaphore (initial 0) has no room for a release: the
+	 * cancelled waiter's node must be gone, or the release would have
+	 * been handed to it. */
+	WT_CHECK_EQ(weft_sem_release(sw->s), -EOVERFLOW);
+	WT_CHECK_EQ(weft_sem_value(sw->s), 0);
+	weft_sem_destroy(sw->s);
+
+	/* Hand-off: a release with a waiter queued goes to the waiter. */
+	if (!WT_CHECK_EQ(weft_sem_create(&sw->s, 0, 0), 0))
+		return NULL;
+	atomic_store(&sw->entered, 0);
+	t = weft_spawn(sem_waiter, sw);
+	settle_count(&sw->entered, 1);
+	WT_CHECK_EQ(weft_sem_release(sw->s), 0);
+	WT_CHECK_EQ(weft_sem_value(sw->s), 0);
+	WT_CHECK_EQ(weft_sem_try_acquire(sw->s), -EAGAIN);
+	WT_CHECK_EQ(weft_await(t, NULL), 0);
+	WT_CHECK_EQ(sw->rc, 0);
+	WT_CHECK_EQ(atomic_load(&sw->got), 1);
+	weft_task_release(t);
+	weft_sem_destroy(sw->s);
+	return NULL;
+}
+
+Test(sync, sem_timeout_scope_and_cancel_take_no_permit,
+     .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct sem_wait sw;
+
+		memset(&sw, 0, sizeof(sw));
+		wt_run(sem_wait_main, &sw, worker_counts[c]);
+	}
+}
+
+/* ======================================================================
+ * condition
+ * ====================================================================== */
+
+#define PC_CAP 4
+#define PC_PRODUCERS 2
+#define PC_CONSUMERS 2
+#define PC_ITEMS 5000 /* per producer */
+
+struct pc {
+	weft_lock *l;
+	weft_cond *not_empty, *not_full;
+	long buf[PC_CAP];
+	int head, len; /* under l */
+	int producers_left;
+	long sum, count; /* under l */
+};
+
+static void *pc_producer(void *arg)
+{
+	struct pc *p = arg;
+
+	for (long i = 1; i <= PC_ITEMS; i++) {
+		if (!WT_CHECK_EQ(weft_lock_acquire(p->l), 0))
+			return NULL;
+		while (p->len == PC_CAP)
+			if (!WT_CHECK_EQ(weft_cond_wait(p->not_full, p->l), 0))
+				break;
+		WT_CHECK(p->len < PC_CAP);
+		p->buf[(p->head + p->len) % PC_CAP] = i;
+		p->len++;
+		weft_cond_notify(p->not_empty, 1);
+		WT_CHECK_EQ(weft_lock_release(p->l), 0);
+	}
+	WT_CHECK_EQ(weft_lock_acquire(p->l), 0);
+	if (--p->producers_left == 0)
+		weft_cond_notify_all(p->not_empty);
+	WT_CHECK_EQ(weft_lock_release(p->l), 0);
+	return NULL;
+}
+
+static void *pc_consumer(void *arg)
+{
+	struct pc *p = arg;
+
+	for (;;) {
+		long v;
+
+		if (!WT_CHECK_EQ(weft_lock_acquire(p->l), 0))
+			return NULL;
+		while (p->len == 0 && p->producers_left > 0)
+			if (!WT_CHECK_EQ(weft_cond_wait(p->not_empty, p->l),
+					 0))
+				break;
+		if (p->len == 0) {
+			WT_CHECK_EQ(weft_lock_release(p->l), 0);
+			return NULL;
+		}
+		v = p->buf[p->head];
+		p->head = (p->head + 1) % PC_CAP;
+		p->len--;
+		p->sum += v;
+		p->count++;
+		weft_cond_notify(p->not_full, 1);
+		WT_CHECK_EQ(weft_lock_release(p->l), 0);
+	}
+}
+
+static void *pc_main(void *arg)
+{
+	struct pc *p = arg;
+	weft_task *ts[PC_PRODUCERS + PC_CONSUMERS];
+
+	WT_CHECK_EQ(weft_lock_create(&p->l), 0);
+	WT_CHECK_EQ(weft_cond_create(&p->not_empty), 0);
+	WT_CHECK_EQ(weft_cond_create(&p->not_full), 0);
+	p->producers_left = PC_PRODUCERS;
+	for (int i = 0; i < PC_CONSUMERS; i++)
+		ts[i] = weft_spawn(pc_consumer, p);
+	for (int i = 0; i < PC_PRODUCERS; i++)
+		ts[PC_CONSUMERS + i] = weft_spawn(pc_producer, p);
+	WT_CHECK_EQ(weft_gather(ts, PC_PRODUCERS + PC_CONSUMERS, NULL), 0);
+	release_all(ts, PC_PRODUCERS + PC_CONSUMERS);
+	WT_CHECK_EQ(weft_lock_locked(p->l), 0);
+	weft_cond_destroy(p->not_empty);
+	weft_cond_destroy(p->not_full);
+	weft_lock_destroy(p->l);
+	return NULL;
+}
+
+Test(sync, cond_producer_consumer_with_a_predicate_loop,
+     .timeout = WT_TIMEOUT(60))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct pc p;
+
+		memset(&p, 0, sizeof(p));
+		wt_run(pc_main, &p, worker_counts[c]);
+		cr_assert_eq(p.count, (long)PC_PRODUCERS * PC_ITEMS);
+		cr_assert_eq(p.sum, (long)PC_PRODUCERS * PC_ITEMS *
+					    (PC_ITEMS + 1) / 2);
+	}
+}
+
+/* notify(1) wakes exactly one waiter; notify_all the rest. */
+#define CN_WAITERS 4
+
+struct cond_notify {
+	weft_lock *l;
+	weft_cond *c;
+	int waiting; /* under l */
+	atomic_int woke;
+};
+
+static void *cn_waiter(void *arg)
+{
+	struct cond_notify *cn = arg;
+	int rc;
+
+	if (!WT_CHECK_EQ(weft_lock_acquire(cn->l), 0))
+		return NULL;
+	cn->waiting++;
+	rc = weft_cond_wait(cn->c, cn->l);
+	WT_CHECK_EQ(rc, 0);
+	/* Returned holding the lock. */
+	WT_CHECK_EQ(weft_lock_locked(cn->l), 1);
+	atomic_fetch_add(&cn->woke, 1);
+	WT_CHECK_EQ(weft_lock_release(cn->l), 0);
+	return NULL;
+}
+
+/* Takes the lock until `want` waiters have linked themselves. */
+static void cn_wait_for_waiters(struct cond_notify *cn, int want)
+{
+	uint64_t until = weft_now() + (uint64_t)10 * SEC * WT_SLOW;
+
+	for (;;) {
+		WT_CHECK_EQ(weft_lock_acquire(cn->l), 0);
+		if (cn->waiting >= want || weft_now() > until)
+			return; /* with the lock held */
+		WT_CHECK_EQ(weft_lock_release(cn->l), 0);
+		weft_sleep(100 * US);
+	}
+}
+
+static void *cond_notify_main(void *arg)
+{
+	struct cond_notify *cn = arg;
+	weft_task *ts[CN_WAITERS];
+
+	WT_CHECK_EQ(weft_lock_create(&cn->l), 0);
+	WT_CHECK_EQ(weft_cond_create(&cn->c), 0);
+	/* Nobody waits: notify wakes nobody. */
+	WT_CHECK_EQ(weft_cond_notify(cn->c, 1), 0);
+	WT_CHECK_EQ(weft_cond_notify_all(cn->c), 0);
+	for (int i = 0; i < CN_WAITERS; i++)
+		ts[i] = weft_spawn(cn_waiter, cn);
+	/* Holding the lock with all counted means all are linked (a
+	 * waiter links itself before it lets the lock go). */
+	cn_wait_for_waiters(cn, CN_WAITERS);
+	WT_CHECK_EQ(cn->waiting, CN_WAITERS);
+	WT_CHECK_EQ(weft_cond_notify(cn->c, 1), 1);
+	WT_CHECK_EQ(weft_lock_release(cn->l), 0);
+	weft_sleep(SETTLE_NS + 10 * MS);
+	WT_CHECK_EQ(atomic_load(&cn->woke), 1);
+	/* Two more. */
+	WT_CHECK_EQ(weft_lock_acquire(cn->l), 0);
+	WT_CHECK_EQ(weft_cond_notify(cn->c, 2), 2);
+	WT_CHECK_EQ(weft_lock_release(cn->l), 0);
+	weft_sleep(SETTLE_NS + 10 * MS);
+	WT_CHECK_EQ(atomic_load(&cn->woke), 3);
+	/* All that are left: one. */
+	WT_CHECK_EQ(weft_lock_acquire(cn->l), 0);
+	WT_CHECK_EQ(weft_cond_notify_all(cn->c), CN_WAITERS - 3);
+	WT_CHECK_EQ(weft_lock_release(cn->l), 0);
+	WT_CHECK_EQ(weft_gather(ts, CN_WAITERS, NULL), 0);
+	WT_CHECK_EQ(atomic_load(&cn->woke), CN_WAITERS);
+	release_all(ts, CN_WAITERS);
+
+	/* notify_all wakes every waiter. */
+	cn->waiting = 0;
+	atomic_store(&cn->woke, 0);
+	for (int i = 0; i < CN_WAITERS; i++)
+		ts[i] = weft_spawn(cn_waiter, cn);
+	cn_wait_for_waiters(cn, CN_WAITERS);
+	WT_CHECK_EQ(weft_cond_notify_all(cn->c), CN_WAITERS);
+	WT_CHECK_EQ(weft_cond_notify_all(cn->c), 0);
+	WT_CHECK_EQ(weft_lock_release(cn->l), 0);
+	WT_CHECK_EQ(weft_gather(ts, CN_WAITERS, NULL), 0);
+	WT_CHECK_EQ(atomic_load(&cn->woke), CN_WAITERS);
+	release_all(ts, CN_WAITERS);
+
+	weft_cond_destroy(cn->c);
+	weft_lock_destroy(cn->l);
+	return NULL;
+}
+
+Test(sync, cond_notify_one_wakes_one_and_notify_all_wakes_all,
+     .timeout = WT_TIMEOUT(30))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct cond_notify cn;
+
+		memset(&cn, 0, sizeof(cn));
+		wt_run(cond_notify_main, &cn, worker_counts[c]);
+	}
+}
+
+/* Cancelled or timed out, wait still returns with the lock held, and
+ * only after the lock's holder let it go. */
+struct cond_cancel {
+	weft_lock *l;
+	weft_cond *c;
+	int waiting; /* under l */
+	atomic_int released; /* set by main just before its release */
+	int rc;
+	int locked_after;
+	int released_before;
+	int release_rc;
+};
+
+static void *cc_victim(void *arg)
+{
+	struct cond_cancel *cc = arg;
+
+	if (!WT_CHECK_EQ(weft_lock_acquire(cc->l), 0))
+		return NULL;
+	cc->waiting++;
+	cc->rc = weft_cond_wait(cc->c, cc->l);
+	cc->locked_after = weft_lock_locked(cc->l);
+	cc->released_before = atomic_load(&cc->released);
+	cc->release_rc = weft_lock_release(cc->l);
+	return NULL;
+}
+
+static void *cond_cancel_main(void *arg)
+{
+	struct cond_cancel *cc = arg;
+	weft_task *t;
+	uint64_t b;
+
+	WT_CHECK_EQ(weft_lock_create(&cc->l), 0);
+	WT_CHECK_EQ(weft_cond_create(&cc->c), 0);
+	t = weft_spawn(cc_victim, cc);
+	/* Once we hold the lock with the victim counted, it is linked. */
+	for (;;) {
+		WT_CHECK_EQ(weft_lock_acquire(cc->l), 0);
+		if (cc->waiting)
+			break;
+		WT_CHECK_EQ(weft_lock_release(cc->l), 0);
+		weft_sleep(100 * US);
+	}
+	WT_CHECK_EQ(weft_cancel(t), 0);
+	/* The victim must wait for the lock even though cancelled. */
+	weft_sleep(20 * MS);
+	WT_CHECK_EQ(weft_task_done(t), 0);
+	atomic_store(&cc->released, 1);
+	WT_CHECK_EQ(weft_lock_release(cc->l), 0);
+	b = weft_now();
+	WT_CHECK_EQ(weft_await(t, NULL), -ECANCELED);
+	CHECK_BELOW(weft_now() - b, PROMPT_NS);
+	WT_CHECK_EQ(cc->rc, -ECANCELED);
+	WT_CHECK_EQ(cc->locked_after, 1);
+	WT_CHECK_EQ(cc->released_before, 1);
+	WT_CHECK_EQ(cc->release_rc, 0);
+	WT_CHECK_EQ(weft_lock_locked(cc->l), 0);
+	/* Its node is gone. */
+	WT_CHECK_EQ(weft_cond_notify_all(cc->c), 0);
+	weft_task_release(t);
+	weft_cond_destroy(cc->c);
+	weft_lock_destroy(cc->l);
+	return NULL;
+}
+
+Test(sync, cond_wait_cancelled_returns_with_the_lock_held,
+     .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct cond_cancel cc;
+
+		memset(&cc, 0, sizeof(cc));
+		wt_run(cond_cancel_main, &cc, worker_counts[c]);
+	}
+}
+
+struct cond_to {
+	weft_lock *l;
+	weft_cond *c;
+	atomic_int hold; /* 1: the waiter holds the lock, about to wait */
+	atomic_int released;
+	int rc, locked_after, released_before, release_rc;
+	uint64_t took;
+};
+
+static void *ct_waiter(void *arg)
+{
+	struct cond_to *ct = arg;
+	uint64_t b;
+
+	if (!WT_CHECK_EQ(weft_lock_acquire(ct->l), 0))
+		return NULL;
+	atomic_store(&ct->hold, 1);
+	b = weft_now();
+	ct->rc = weft_cond_wait_timeout(ct->c, ct->l, 20 * MS);
+	ct->took = weft_now() - b;
+	ct->locked_after = weft_lock_locked(ct->l);
+	ct->released_before = atomic_load(&ct->released);
+	ct->release_rc = weft_lock_release(ct->l);
+	return NULL;
+}
+
+static void *ct_scoped_waiter(void *arg)
+{
+	struct cond_to *ct = arg;
+	uint64_t saved, b;
+
+	if (!WT_CHECK_EQ(weft_lock_acquire(ct->l), 0))
+		return NULL;
+	b = weft_now();
+	saved = weft_timeout_begin(20 * MS);
+	ct->rc = weft_cond_wait(ct->c, ct->l);
+	weft_timeout_end(saved);
+	ct->took = weft_now() - b;
+	ct->locked_after = weft_lock_locked(ct->l);
+	ct->release_rc = weft_lock_release(ct->l);
+	return NULL;
+}
+
+static void *cond_timeout_main(void *arg)
+{
+	struct cond_to *ct = arg;
+	weft_task *t;
+
+	WT_CHECK_EQ(weft_lock_create(&ct->l), 0);
+	WT_CHECK_EQ(weft_cond_create(&ct->c), 0);
+
+	/* Timed out with the lock free: back at once, holding it. */
+	t = weft_spawn(ct_waiter, ct);
+	WT_CHECK_EQ(weft_await(t, NULL), 0);
+	weft_task_release(t);
+	WT_CHECK_EQ(ct->rc, -ETIMEDOUT);
+	CHECK_NOT_EARLY(ct->took, 20 * MS);
+	CHECK_BELOW(ct->took, PROMPT_NS);
+	WT_CHECK_EQ(ct->locked_after, 1);
+	WT_CHECK_EQ(ct->release_rc, 0);
+	WT_CHECK_EQ(weft_lock_locked(ct->l), 0);
+
+	/* Timed out while another task holds the lock: it waits for it. */
+	atomic_store(&ct->hold, 0);
+	atomic_store(&ct->released, 0);
+	t = weft_spawn(ct_waiter, ct);
+	/* Set with the lock held: our acquire then completes only when the
+	 * waiter lets the lock go inside its wait (before its timeout). */
+	while (!atomic_load(&ct->hold))
+		weft_sleep(100 * US);
+	WT_CHECK_EQ(weft_lock_acquire(ct->l), 0);
+	weft_sleep(40 * MS * WT_SLOW); /* past its timeout */
+	WT_CHECK_EQ(weft_task_done(t), 0);
+	atomic_store(&ct->released, 1);
+	WT_CHECK_EQ(weft_lock_release(ct->l), 0);
+	WT_CHECK_EQ(weft_await(t, NULL), 0);
+	weft_task_release(t);
+	WT_CHECK_EQ(ct->rc, -ETIMEDOUT);
+	WT_CHECK_EQ(ct->locked_after, 1);
+	WT_CHECK_EQ(ct->released_before, 1);
+	WT_CHECK_EQ(ct->release_rc, 0);
+
+	/* The deadline scope ends a cond wait the same way. */
+	t = weft_spawn(ct_scoped_waiter, ct);
+	WT_CHECK_EQ(weft_await(t, NULL), 0);
+	weft_task_release(t);
+	WT_CHECK_EQ(ct->rc, -ETIMEDOUT);
+	CHECK_NOT_EARLY(ct->took, 20 * MS);
+	WT_CHECK_EQ(ct->locked_after, 1);
+	WT_CHECK_EQ(ct->release_rc, 0);
+
+	WT_CHECK_EQ(weft_cond_notify_all(ct->c), 0);
+	weft_cond_destroy(ct->c);
+	weft_lock_destroy(ct->l);
+	return NULL;
+}
+
+Test(sync, cond_wait_timed_out_returns_with_the_lock_held,
+     .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct cond_to ct;
+
+		memset(&ct, 0, sizeof(ct));
+		wt_run(cond_timeout_main, &ct, worker_counts[c]);
+	}
+}
+
+static void *cond_eperm_main(void *arg)
+{
+	weft_lock *l;
+	weft_cond *c;
+
+	(void)arg;
+	WT_CHECK_EQ(weft_lock_create(&l), 0);
+	WT_CHECK_EQ(weft_cond_create(&c), 0);
+	WT_CHECK_EQ(weft_cond_wait(c, l), -EPERM);
+	WT_CHECK_EQ(weft_cond_wait_timeout(c, l, 10 * MS), -EPERM);
+	WT_CHECK_EQ(weft_lock_locked(l), 0);
+	WT_CHECK_EQ(weft_cond_notify(c, 1), 0);
+	weft_cond_destroy(c);
+	weft_lock_destroy(l);
+	WT_CHECK_EQ(weft_cond_create(NULL), -EINVAL);
+	return NULL;
+}
+
+Test(sync, cond_wait_without_the_lock_is_eperm, .timeout = WT_TIMEOUT(10))
+{
+	wt_run(cond_eperm_main, NULL, 1);
+}
