@@ -98,25 +98,41 @@ struct weft_config {
 
 /* weft_config.flags: SIGINT and SIGTERM call weft_stop() on the runtime
  * (a second one, while stopping, ends the process with the default
- * action). One runtime of the process at a time may ask for it. */
+ * action; so does one that comes during the shutdown). One runtime of the
+ * process at a time may ask for it; the previous dispositions are
+ * restored when it stops (weft_run() returns, or weft_runtime_close()). */
 #define WEFT_RUN_STOP_ON_SIGNALS 0x1u
 
 /*
  * Runs `main(arg)` as the first task of a new runtime and returns when it
  * ends. The calling thread becomes worker 0; config->workers - 1 more
- * threads are started. When main returns, every worker stops at its next
- * scheduling point, tasks that are still parked are dropped, and all
- * threads, stacks, rings and descriptors are released before weft_run()
- * returns. If `result` is not NULL it receives main's return value.
+ * threads are started. If `result` is not NULL it receives main's return
+ * value.
+ *
+ * Shutdown (asyncio.run's): when main's function returns, every other task
+ * still alive is cancelled (as by weft_cancel(); tasks spawned meanwhile
+ * too) and the runtime keeps running until none is left or
+ * config->shutdown_grace_ms has passed. Then every worker stops at its
+ * next scheduling point, tasks still alive (shielded, or ignoring their
+ * cancellation) are dropped where they are, and all threads, stacks, rings
+ * and descriptors are released before weft_run() returns. weft_stop(), or
+ * SIGINT/SIGTERM with WEFT_RUN_STOP_ON_SIGNALS, cancels main, and the same
+ * shutdown follows once it returns.
  *
  * Returns 0, or:
- *   -EINVAL  config has a non-zero reserved field or a bad wake_mode
+ *   -ECANCELED  main was cancelled (weft_stop(), a signal, weft_cancel())
+ *            before it returned; *result still gets what it returned
+ *   -EINVAL  config has a non-zero reserved field, a bad wake_mode or an
+ *            unknown flag
  *   -ENOMEM  out of memory at start-up
  *   -EPERM, -ENOSYS  io_uring is refused by the kernel (seccomp, sysctl
  *            kernel.io_uring_disabled) or missing
- *   -EBUSY   called from inside a task (nesting runtimes on one thread)
+ *   -EBUSY   called from inside a task (nesting runtimes on one thread),
+ *            or WEFT_RUN_STOP_ON_SIGNALS while another runtime has the
+ *            signals
  *   other negative errno values from thread or ring creation.
- * May be called from any thread that is not a worker.
+ * May be called from any thread that is not a worker; several may run at
+ * once, each on its own thread.
  */
 WEFT_API int weft_run(weft_fn main, void *arg, const struct weft_config *config,
 		      void **result);
@@ -156,7 +172,9 @@ WEFT_API weft_task *weft_spawn(weft_fn fn, void *arg);
  * thread when opts->runtime names a running runtime (the task then goes
  * through the runtime's shared inject queue).
  * Returns 0, or -EINVAL (bad flags, out NULL without DETACHED, stack_size
- * too large), -EPERM (no runtime given and not on a worker), -ENOMEM.
+ * too large), -EPERM (no runtime given and not on a worker), -ENOMEM,
+ * -ESHUTDOWN (from outside opts->runtime, which is shutting down: main of
+ * weft_run() has returned, or weft_runtime_close() has begun or ended).
  */
 WEFT_API int weft_spawn_opts(weft_task **out, weft_fn fn, void *arg,
 			     const struct weft_spawn_opts *opts);
@@ -889,37 +907,59 @@ WEFT_API void weft_proc_destroy(weft_proc *p);
  *     weft_runtime_run_forever(rt);               // until weft_stop(rt)
  *     weft_runtime_destroy(rt);                   // close() and free
  *
- * Tasks outlive a run: those still pending keep running between runs.
- * Several runtimes may exist in one process.
+ * Tasks outlive a run: those still pending keep running between runs (the
+ * workers run them whether or not a run is in progress). At most one run
+ * of a runtime is in progress at a time. Several runtimes may exist and
+ * run in one process at once, each with its own workers.
  */
+/* Makes a runtime with config (NULL: defaults), starts its workers and
+ * returns; the caller owns the handle and gives it back with
+ * weft_runtime_destroy(). Returns 0, -EINVAL (out NULL, bad config),
+ * -ENOMEM, -EPERM/-ENOSYS (io_uring refused or missing), -EBUSY
+ * (WEFT_RUN_STOP_ON_SIGNALS while another runtime has the signals), or an
+ * errno from thread or ring creation. Any thread. */
 WEFT_API int weft_runtime_create(weft_runtime **out,
 				 const struct weft_config *config);
-/* Runs main(arg) as a task of rt and returns when it has ended (its
- * result in *result). Returns what weft_await() would for it, -EBUSY if
- * rt is already running, -ESHUTDOWN if closed, -EDEADLK from a worker. */
+/* Runs main(arg) as rt's main task (the one weft_stop() cancels) and
+ * blocks until it has ended, its result in *result if result is not NULL.
+ * Other tasks are not waited for. If a stop is pending (see weft_stop),
+ * main never runs: -ECANCELED at once, *result NULL. Returns what
+ * weft_await() would for main, or -EBUSY (a run of rt is in progress),
+ * -ESHUTDOWN (closed or closing), -EINVAL (rt or main NULL), -EDEADLK
+ * (called on a worker). Any thread that is not a worker. */
 WEFT_API int weft_runtime_run(weft_runtime *rt, weft_fn main, void *arg,
 			      void **result);
-/* Blocks until weft_stop(rt). -EBUSY, -ESHUTDOWN, -EDEADLK as above. */
+/* Blocks until weft_stop(rt); returns at once if a stop is pending.
+ * Returns 0, -EBUSY, -ESHUTDOWN, -EINVAL, -EDEADLK as above. */
 WEFT_API int weft_runtime_run_forever(weft_runtime *rt);
 /*
  * Asks rt (NULL: the caller's runtime) to stop: weft_runtime_run_forever()
  * returns; the main task of weft_run() or weft_runtime_run() is cancelled,
- * so that it can stop accepting, clean up and return. Callable from any
- * thread. Returns 0, -EINVAL (NULL outside a runtime).
+ * so that it can stop accepting, clean up and return. With no main task
+ * to cancel the stop stays pending until a run consumes it (the
+ * run_forever in progress, or else the next run, which ends at once).
+ * Returns 0 (on a closed runtime too, doing nothing), -EINVAL (NULL
+ * outside a runtime). Any thread; not async-signal-safe (use
+ * WEFT_RUN_STOP_ON_SIGNALS).
  */
 WEFT_API int weft_stop(weft_runtime *rt);
-/* 1 once weft_stop() was called for the caller's runtime, else 0. */
+/* 1 once weft_stop() was called for the caller's runtime, else 0 (also
+ * outside a runtime). Stays 1 after the run it stopped has ended; back to
+ * 0 when a run begins with no stop pending. */
 WEFT_API int weft_stop_requested(void);
-/* Graceful close: cancels the tasks left, gives them
- * weft_config.shutdown_grace_ms to end, drops the rest, stops the workers
- * and releases everything but the handle. Returns 0, -EBUSY while a run
- * is in progress, -EDEADLK from a worker of rt. Again: 0. */
+/* Graceful close (loop.close with asyncio.run's clean-up): cancels the
+ * tasks left, gives them weft_config.shutdown_grace_ms to end, drops the
+ * rest, stops the workers and releases everything but the handle. Handles
+ * of rt's tasks must not be used afterwards. Returns 0 (also when already
+ * closed, or once another thread's close has finished), -EBUSY while a
+ * run is in progress, -EINVAL (NULL), -EDEADLK from a worker of rt. */
 WEFT_API int weft_runtime_close(weft_runtime *rt);
 /* 1 while a weft_runtime_run/run_forever (or weft_run) is in progress. */
 WEFT_API int weft_runtime_is_running(weft_runtime *rt);
 /* 1 after weft_runtime_close(). */
 WEFT_API int weft_runtime_is_closed(weft_runtime *rt);
-/* Closes if needed and frees the handle. */
+/* Closes if needed and frees the handle. NULL is ignored. During a run,
+ * or on a worker of rt, it aborts (API misuse). */
 WEFT_API void weft_runtime_destroy(weft_runtime *rt);
 
 /* Static text for a weft error code (negative errno). Never NULL. */

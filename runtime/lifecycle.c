@@ -33,8 +33,8 @@
  *   is cancelled (weft__task_cancel_all(), task.c) and the runtime keeps
  *   running until none is live or the grace period has passed; tasks still
  *   alive then are dropped when the runtime stops. The sweep is repeated
- *   every WEFT__DRAIN_POLL_NS, which also cancels tasks spawned meanwhile
- *   (by cleanup code). The main task drains shielded and with no deadline,
+ *   (after 1 ms, backing off to 16 ms), which also cancels tasks spawned
+ *   meanwhile (by cleanup code). The main task drains shielded and with no deadline,
  *   so its own pending cancellation (weft_stop) does not cut its sleeps
  *   short.
  *
@@ -86,8 +86,22 @@
 #include "internal.h"
 
 #define WEFT__DEFAULT_GRACE_MS 5000
-/* How often the drain sweeps again while tasks are still live. */
+/* How long the drain waits before it sweeps again while tasks are still
+ * live: 1 ms at first, doubling up to 16 ms, so that tasks that end at
+ * once are seen at once, and a long drain over many blocks (a sweep reads
+ * every control block) does not keep a worker busy. */
 #define WEFT__DRAIN_POLL_NS (1 * WEFT_NSEC_PER_MSEC)
+#define WEFT__DRAIN_POLL_MAX_NS (16 * WEFT_NSEC_PER_MSEC)
+
+/* The next wait of a drain: at most `poll`, not past `end`; doubles poll. */
+static uint64_t drain_wait(uint64_t *poll, uint64_t now, uint64_t end)
+{
+	uint64_t ns = end - now < *poll ? end - now : *poll;
+
+	if (*poll < WEFT__DRAIN_POLL_MAX_NS)
+		*poll *= 2;
+	return ns;
+}
 
 /* ---- signals ------------------------------------------------------------ */
 
@@ -279,7 +293,10 @@ void weft__lifecycle_quiesce(struct weft_runtime *rt)
 /* ---- runs ---------------------------------------------------------------- */
 
 /* A run begins (life_lock held, nothing running). Returns whether a stop
- * requested before it is to end it at once. */
+ * requested before it is to end it at once. The relaxed stores reach the
+ * run's tasks through the queue push that publishes main (release), and
+ * other threads through life_lock; is_running() from elsewhere is a status
+ * query with no ordering promised. */
 static bool run_begin(struct weft_runtime *rt)
 {
 	bool stop = rt->stop_pending;
@@ -306,9 +323,8 @@ static void run_end(struct weft_runtime *rt)
 int weft__lifecycle_start_main(struct weft_runtime *rt, weft_fn fn,
 			       void *arg, struct weft_task **out)
 {
-	int err;
-
 	bool stop;
+	int err;
 
 	/* The run begins before main is queued: main may run at once on
 	 * another worker, and must find `running` set. */
@@ -331,7 +347,7 @@ int weft__lifecycle_start_main(struct weft_runtime *rt, weft_fn fn,
 void weft__lifecycle_drain(struct weft_task *self)
 {
 	struct weft_runtime *rt = self->rt;
-	uint64_t end, now, saved;
+	uint64_t end, now, saved, poll = WEFT__DRAIN_POLL_NS;
 
 	pthread_mutex_lock(&rt->life_lock);
 	rt->run_task = NULL;
@@ -344,8 +360,7 @@ void weft__lifecycle_drain(struct weft_task *self)
 	self->shield++;
 	end = weft_now() + (uint64_t)rt->grace_ms * WEFT_NSEC_PER_MSEC;
 	while (weft__task_cancel_all(rt, self) && (now = weft_now()) < end)
-		weft_sleep(end - now < WEFT__DRAIN_POLL_NS ? end - now
-							   : WEFT__DRAIN_POLL_NS);
+		weft_sleep(drain_wait(&poll, now, end));
 	self->shield--;
 	self->deadline = saved;
 }
@@ -353,16 +368,13 @@ void weft__lifecycle_drain(struct weft_task *self)
 /* weft_runtime_close()'s drain, from a thread outside the runtime. */
 static void drain_outside(struct weft_runtime *rt)
 {
-	uint64_t end, now;
+	uint64_t end, now, poll = WEFT__DRAIN_POLL_NS;
 
 	if (rt->grace_ms < 0)
 		return;
 	end = weft_now() + (uint64_t)rt->grace_ms * WEFT_NSEC_PER_MSEC;
 	while (weft__task_cancel_all(rt, NULL) && (now = weft_now()) < end) {
-		uint64_t ns = end - now < WEFT__DRAIN_POLL_NS
-				      ? end - now
-				      : WEFT__DRAIN_POLL_NS;
-		struct timespec ts = { 0, (long)ns };
+		struct timespec ts = { 0, (long)drain_wait(&poll, now, end) };
 
 		nanosleep(&ts, NULL);
 	}
@@ -374,6 +386,7 @@ int weft_runtime_create(weft_runtime **out, const struct weft_config *config)
 {
 	if (!out)
 		return -EINVAL;
+	*out = NULL;
 	return weft__runtime_start(out, config, false);
 }
 

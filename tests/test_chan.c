@@ -73,6 +73,25 @@ static int settle_count(atomic_int *c, int n)
 	return 1;
 }
 
+static void sel_case(struct weft_sel *k, weft_chan *c, int op, void *v)
+{
+	k->chan = c;
+	k->op = op;
+	k->value = v;
+	k->result = 0x7777;
+}
+
+/* Spins until *started is set (by a task another worker stole), yielding
+ * after a while in case none does. */
+static void wait_started(atomic_ullong *started)
+{
+	uint64_t b = weft_now();
+
+	while (!atomic_load(started))
+		if (weft_now() - b > WEFT_NSEC_PER_MSEC)
+			weft_yield();
+}
+
 static void release_all(weft_task **ts, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -698,6 +717,153 @@ Test(chan, cancel_racing_a_rendezvous_never_loses_or_invents_a_value,
 		     r.mismatch, r.sent_ok, r.received);
 }
 
+/*
+ * A give-up racing a hand-over, for each kind of waiter: a sender, a
+ * select sending, a receiver, a select receiving, each with a timeout, on
+ * a rendezvous channel; the test's task completes the other side with a
+ * try_* call at about the moment the waiter gives up. The value must have
+ * moved exactly when the waiter reports 0 (select: its case). The window
+ * is a few instructions wide, so the moment adapts: a round where the
+ * value moved aims the next one later, a round where it did not, earlier,
+ * and the attempts settle on the give-up.
+ */
+#if defined(__SANITIZE_THREAD__)
+#define GR_ROUNDS 800
+#else
+#define GR_ROUNDS 4000
+#endif
+#define GR_WAIT_NS (100 * US * WT_SLOW)
+#define GR_STEP (1 * US)
+
+enum { GR_SEND, GR_SEL_SEND, GR_RECV, GR_SEL_RECV, GR_MODES };
+
+struct give_race {
+	weft_chan *c, *idle;
+	int mode;
+	atomic_ullong started; /* by the party, just before its call */
+	long moved[GR_MODES], kept[GR_MODES];
+	long mismatch[GR_MODES];
+};
+
+/* Returns V(1): the value moved, V(2): timed out; anything else is a
+ * wrong result. */
+static void *gr_party(void *arg)
+{
+	struct give_race *r = arg;
+	struct weft_sel k[2];
+	void *v = NULL;
+	int rc;
+
+	atomic_store(&r->started, weft_now());
+	switch (r->mode) {
+	case GR_SEND:
+		rc = weft_chan_send_timeout(r->c, V(0x5e), GR_WAIT_NS);
+		break;
+	case GR_SEL_SEND:
+		sel_case(&k[0], r->c, WEFT_SEL_SEND, V(0x5e));
+		sel_case(&k[1], r->idle, WEFT_SEL_RECV, NULL);
+		rc = weft_select(k, 2, GR_WAIT_NS);
+		if (rc >= 0 && !(WT_CHECK_EQ(rc, 0) &&
+				 WT_CHECK_EQ(k[0].result, 0)))
+			return V(3);
+		break;
+	case GR_RECV:
+		rc = weft_chan_recv_timeout(r->c, &v, GR_WAIT_NS);
+		if (rc == 0 && !WT_CHECK_PTR_EQ(v, 0x5e))
+			return V(3);
+		break;
+	default:
+		sel_case(&k[0], r->idle, WEFT_SEL_RECV, NULL);
+		sel_case(&k[1], r->c, WEFT_SEL_RECV, NULL);
+		rc = weft_select(k, 2, GR_WAIT_NS);
+		if (rc >= 0) {
+			if (!(WT_CHECK_EQ(rc, 1) &&
+			      WT_CHECK_EQ(k[1].result, 0) &&
+			      WT_CHECK_PTR_EQ(k[1].value, 0x5e)))
+				return V(3);
+			rc = 0;
+		}
+		break;
+	}
+	if (rc == 0)
+		return V(1);
+	return WT_CHECK_EQ(rc, -ETIMEDOUT) ? V(2) : V(3);
+}
+
+static void *give_race_main(void *arg)
+{
+	struct give_race *r = arg;
+	uint64_t edge[GR_MODES];
+
+	WT_CHECK_EQ(weft_chan_create(&r->c, 0), 0);
+	WT_CHECK_EQ(weft_chan_create(&r->idle, 1), 0);
+	for (int m = 0; m < GR_MODES; m++)
+		edge[m] = GR_WAIT_NS;
+	for (int i = 0; i < GR_ROUNDS; i++) {
+		int m = r->mode = i % GR_MODES;
+		uint64_t at;
+		weft_task *t;
+		void *res = NULL, *v = NULL;
+		int moved;
+
+		at = edge[m] + (uint64_t)((i * 37) % 41) * 100;
+		at = at > 2 * US ? at - 2 * US : 0;
+		atomic_store(&r->started, 0);
+		t = weft_spawn(gr_party, r);
+		/* Busy, so that the party runs on another worker; the aim
+		 * counts from its call, not from its (slower) start. */
+		wait_started(&r->started);
+		while (weft_now() < atomic_load(&r->started) + at)
+			;
+		if (m == GR_SEND || m == GR_SEL_SEND) {
+			moved = weft_chan_try_recv(r->c, &v) == 0;
+			if (moved)
+				WT_CHECK_PTR_EQ(v, 0x5e);
+		} else {
+			moved = weft_chan_try_send(r->c, V(0x5e)) == 0;
+		}
+		WT_CHECK_EQ(weft_await(t, &res), 0);
+		weft_task_release(t);
+		WT_CHECK(res == V(1) || res == V(2));
+		if (moved != (res == V(1)))
+			r->mismatch[m]++;
+		if (moved) {
+			r->moved[m]++;
+			edge[m] += GR_STEP;
+		} else {
+			r->kept[m]++;
+			if (edge[m] > GR_STEP)
+				edge[m] -= GR_STEP;
+		}
+		/* Nothing left behind either way. */
+		if (!WT_CHECK_EQ(weft_chan_try_recv(r->c, &v), -EAGAIN) ||
+		    !WT_CHECK_EQ(weft_chan_try_send(r->c, V(1)), -EAGAIN))
+			break;
+	}
+	weft_chan_destroy(r->c);
+	weft_chan_destroy(r->idle);
+	return NULL;
+}
+
+Test(chan, give_up_racing_a_hand_over_never_loses_or_invents_a_value,
+     .timeout = WT_TIMEOUT(60))
+{
+	static const char *names[GR_MODES] = { "send", "select send", "recv",
+					       "select recv" };
+	struct give_race r;
+
+	memset(&r, 0, sizeof(r));
+	wt_run(give_race_main, &r, 4);
+	for (int m = 0; m < GR_MODES; m++) {
+		cr_log_info("%s: moved %ld, timed out %ld", names[m],
+			    r.moved[m], r.kept[m]);
+		cr_assert_eq(r.mismatch[m], 0,
+			     "%s: %ld rounds where the waiter's result and "
+			     "the other side disagree",
+			     names[m], r.mismatch[m]);
+	}
+}
+
 /* ======================================================================
  * rendezvous, foreign threads
  * ====================================================================== */
@@ -862,14 +1028,6 @@ Test(chan, foreign_thread_sends_and_receives_blocking,
 /* ======================================================================
  * select
  * ====================================================================== */
-
-static void sel_case(struct weft_sel *k, weft_chan *c, int op, void *v)
-{
-	k->chan = c;
-	k->op = op;
-	k->value = v;
-	k->result = 0x7777;
-}
 
 static void *sel_order_main(void *arg)
 {
@@ -1377,7 +1535,7 @@ Test(chan, racing_selects_neither_lose_nor_duplicate_a_value,
 	long total, missing = 0;
 
 	memset(&r, 0, sizeof(r));
-	r.per = 300 * wt_scale();
+	r.per = 1000 * wt_scale();
 	total = (long)RS_SENDERS * r.per;
 	r.seen = calloc((size_t)total + 1, sizeof(*r.seen));
 	cr_assert(r.seen);

@@ -148,15 +148,26 @@ Test(runtime, main_return_cancels_the_tasks_left_which_clean_up,
 }
 
 /* Cancelled, spawns another sleeper in its cleanup: the drain's next
- * sweep must cancel that one too. */
+ * sweep must cancel that one too (it never runs if the sweep reaches it
+ * before it started). */
+struct respawn {
+	struct drain first, second;
+};
+
+static void *second_sleeper(void *arg)
+{
+	return hour_sleeper(&((struct respawn *)arg)->second);
+}
+
 static void *respawning_sleeper(void *arg)
 {
-	struct drain *d = arg;
+	struct respawn *r = arg;
+	struct drain *d = &r->first;
 
 	atomic_fetch_add(&d->started, 1);
 	if (weft_sleep(HOUR) == -ECANCELED) {
 		atomic_fetch_add(&d->cancelled, 1);
-		spawn_detached(hour_sleeper, d);
+		spawn_detached(second_sleeper, r);
 		atomic_fetch_add(&d->respawned, 1);
 	}
 	atomic_fetch_add(&d->cleaned, 1);
@@ -165,11 +176,12 @@ static void *respawning_sleeper(void *arg)
 
 static void *respawn_main(void *arg)
 {
-	struct drain *d = arg;
+	struct respawn *r = arg;
 
-	for (long i = 0; i < d->n; i++)
-		spawn_detached(respawning_sleeper, d);
-	WT_CHECK(wt_yield_until_count(&d->started, d->n, 10000000));
+	for (long i = 0; i < r->first.n; i++)
+		spawn_detached(respawning_sleeper, r);
+	WT_CHECK(wt_yield_until_count(&r->first.started, r->first.n,
+				      10000000));
 	return NULL;
 }
 
@@ -177,15 +189,25 @@ Test(runtime, tasks_spawned_during_the_drain_are_cancelled_too,
      .timeout = WT_TIMEOUT(30))
 {
 	struct weft_config c = cfg_workers(2);
-	struct drain d = { .n = 20 };
-	uint64_t t0 = wt_now_ns();
+	struct respawn r;
+	uint64_t t0;
 
-	wt_run_cfg(respawn_main, &d, &c);
+	memset(&r, 0, sizeof(r));
+	r.first.n = 20;
+	/* A grace far beyond the bound below: only cancellation can end
+	 * the second sleepers in time. */
+	c.shutdown_grace_ms = 600 * 1000;
+	t0 = wt_now_ns();
+	wt_run_cfg(respawn_main, &r, &c);
 	cr_assert_lt(wt_now_ns() - t0, PROMPT_NS);
-	cr_assert_eq(atomic_load(&d.respawned), 20);
-	/* 20 originals and the 20 they spawned while being cancelled. */
-	cr_assert_eq(atomic_load(&d.cancelled), 40);
-	cr_assert_eq(atomic_load(&d.cleaned), 40);
+	cr_assert_eq(atomic_load(&r.first.cancelled), 20);
+	cr_assert_eq(atomic_load(&r.first.respawned), 20);
+	cr_assert_eq(atomic_load(&r.first.cleaned), 20);
+	/* Those that ran saw -ECANCELED; the others never ran. */
+	cr_assert_eq(atomic_load(&r.second.cancelled),
+		     atomic_load(&r.second.started));
+	cr_assert_eq(atomic_load(&r.second.cleaned),
+		     atomic_load(&r.second.started));
 }
 
 /* Ignores cancellation for ever: sleeps in a loop under a shield. It is
@@ -514,13 +536,18 @@ Test(runtime, one_runtime_owns_the_signals_and_unknown_flags_are_refused,
  */
 static void *double_signal_main(void *arg)
 {
-	(void)arg;
+	int fd = *(int *)arg;
+
 	/* Shielded: the stop's cancellation must not end main, so the
 	 * runtime is still stopping when the second signal comes. */
 	weft_shield_begin();
 	raise(SIGINT);
 	for (int i = 0; i < 10000 && !weft_stop_requested(); i++)
 		weft_sleep_ms(1);
+	/* Tell the parent that the first signal stopped the runtime (and
+	 * did not kill the process). */
+	if (weft_stop_requested() && write(fd, "S", 1) != 1)
+		_exit(3);
 	raise(SIGINT);
 	weft_sleep(5 * SEC);
 	weft_shield_end();
@@ -531,12 +558,14 @@ __attribute__((constructor)) static void double_signal_entry(void)
 {
 	struct weft_config c = { .workers = 2,
 				 .flags = WEFT_RUN_STOP_ON_SIGNALS };
-	int rc;
+	const char *env = getenv("WEFT_TEST_DOUBLE_SIGNAL_CHILD");
+	int rc, fd;
 
-	if (!getenv("WEFT_TEST_DOUBLE_SIGNAL_CHILD"))
+	if (!env)
 		return;
+	fd = atoi(env);
 	alarm((unsigned)(20 * WT_SLOW));
-	rc = weft_run(double_signal_main, NULL, &c, NULL);
+	rc = weft_run(double_signal_main, &fd, &c, NULL);
 	_exit(rc == -EPERM || rc == -ENOSYS ? 77 : 2);
 }
 
@@ -544,23 +573,32 @@ Test(runtime, a_second_signal_while_stopping_ends_the_process,
      .timeout = WT_TIMEOUT(40))
 {
 	char *argv[] = { "test_runtime", NULL };
-	char **envp;
+	char var[64], **envp, mark = 0;
 	size_t n = 0;
 	pid_t pid;
-	int status, rc;
+	int status, rc, p[2];
 
+	/* The child reports through the pipe that its first signal was
+	 * handled: a process killed by the first one fails the test. */
+	cr_assert_eq(pipe(p), 0);
+	snprintf(var, sizeof(var), "WEFT_TEST_DOUBLE_SIGNAL_CHILD=%d", p[1]);
 	while (environ[n])
 		n++;
 	envp = calloc(n + 2, sizeof(*envp));
 	cr_assert_not_null(envp);
 	memcpy(envp, environ, n * sizeof(*envp));
-	envp[n] = "WEFT_TEST_DOUBLE_SIGNAL_CHILD=1";
+	envp[n] = var;
 	rc = posix_spawn(&pid, "/proc/self/exe", NULL, NULL, argv, envp);
 	free(envp);
+	close(p[1]);
 	cr_assert_eq(rc, 0, "posix_spawn: %s", strerror(rc));
 	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	rc = (int)read(p[0], &mark, 1);
+	close(p[0]);
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 77)
 		cr_skip_test("io_uring refused by the kernel");
+	cr_assert(rc == 1 && mark == 'S',
+		  "the first signal did not stop the runtime");
 	cr_assert(WIFSIGNALED(status),
 		  "the child survived (exit status %d)",
 		  WIFEXITED(status) ? WEXITSTATUS(status) : -1);

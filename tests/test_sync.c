@@ -21,6 +21,7 @@
  * WT_SLOW only (sanitizers, a loaded 2-core machine).
  */
 #include <pthread.h>
+#include <sched.h>
 
 #include "weft_test.h"
 
@@ -86,6 +87,17 @@ static void note_max(atomic_int *max, int v)
 
 	while (v > cur && !atomic_compare_exchange_weak(max, &cur, v))
 		;
+}
+
+/* Spins until *started is set (by a task another worker stole), yielding
+ * after a while in case none does. */
+static void wait_started(atomic_ullong *started)
+{
+	uint64_t b = weft_now();
+
+	while (!atomic_load(started))
+		if (weft_now() - b > WEFT_NSEC_PER_MSEC)
+			weft_yield();
 }
 
 static void release_all(weft_task **ts, size_t n)
@@ -924,63 +936,154 @@ Test(sync, cancelled_lock_waiter_does_not_get_the_lock_the_next_does,
 	}
 }
 
-/* Cancel racing a hand-over: whatever wins, the lock ends up free or
- * held by exactly one party, and a waiter that got it reports 0. */
-#define RACE_ROUNDS 300
+/*
+ * A give-up racing a hand-over. The waiter's timeout fires, or a foreign
+ * thread cancels it, at about the moment the holder releases: the release
+ * may grant the lock to the waiter just as it gives up. Whatever wins,
+ * the waiter must report what happened (0 with the lock, or the error
+ * without it), so the lock is free after every round; a grant lost in
+ * the race leaves it held for ever. The window is a few instructions
+ * wide, so the release time adapts: a round the waiter won moves the next
+ * release later, a round it gave up moves it earlier, and the releases
+ * settle around the moment of the give-up.
+ */
+#if defined(__SANITIZE_THREAD__)
+#define RACE_ROUNDS 600
+#else
+#define RACE_ROUNDS 3000
+#endif
+#define RACE_WAIT_NS (100 * US * WT_SLOW)
+#define EDGE_STEP (1 * US)
 
 struct lock_race {
 	weft_lock *l;
-	atomic_int got;
+	atomic_int ran, got, gave_up;
+	atomic_ullong started; /* by the waiter, just before its call */
+	/* The foreign canceller: cancels `victim` at cancel_at for each
+	 * new seq, then acknowledges it. */
+	weft_task *_Atomic victim;
+	atomic_ullong cancel_at;
+	atomic_int seq, acked, stop;
+	int mode; /* of the round: 0 timeout, 1 foreign cancel */
 };
 
 static void *lock_race_waiter(void *arg)
 {
 	struct lock_race *r = arg;
-	int rc = weft_lock_acquire(r->l);
+	int rc;
+
+	atomic_fetch_add(&r->ran, 1);
+	atomic_store(&r->started, weft_now());
+	rc = r->mode ? weft_lock_acquire(r->l)
+		     : weft_lock_acquire_timeout(r->l, RACE_WAIT_NS);
 
 	if (rc == 0) {
 		atomic_fetch_add(&r->got, 1);
 		WT_CHECK_EQ(weft_lock_release(r->l), 0);
 	} else {
-		WT_CHECK_EQ(rc, -ECANCELED);
+		WT_CHECK_EQ(rc, r->mode ? -ECANCELED : -ETIMEDOUT);
+		atomic_fetch_add(&r->gave_up, 1);
 	}
 	return NULL;
+}
+
+static void *lock_race_canceller(void *arg)
+{
+	struct lock_race *r = arg;
+	int seen = 0;
+
+	while (!atomic_load(&r->stop)) {
+		int s = atomic_load(&r->seq);
+
+		if (s == seen) {
+			sched_yield();
+			continue;
+		}
+		while (weft_now() < atomic_load(&r->cancel_at))
+			;
+		weft_cancel(atomic_load(&r->victim));
+		seen = s;
+		atomic_store(&r->acked, s);
+	}
+	return NULL;
+}
+
+static void spin_until(uint64_t t)
+{
+	while (weft_now() < t)
+		;
 }
 
 static void *lock_race_main(void *arg)
 {
 	struct lock_race *r = arg;
+	/* Per mode: when to release after the spawn (ns). */
+	uint64_t edge[2] = { RACE_WAIT_NS, RACE_WAIT_NS };
+	pthread_t th;
 
 	if (!WT_CHECK_EQ(weft_lock_create(&r->l), 0))
 		return NULL;
+	if (!WT_CHECK_EQ(pthread_create(&th, NULL, lock_race_canceller, r),
+			 0))
+		return NULL;
 	for (int i = 0; i < RACE_ROUNDS; i++) {
+		uint64_t t0, release_at;
+		int got_before = atomic_load(&r->got);
 		weft_task *t;
 
+		r->mode = i % 2;
+		/* Aim at the edge, with a little noise: -2 .. +2 us. */
+		release_at = edge[r->mode] + (uint64_t)((i * 37) % 41) * 100;
+		release_at = release_at > 2 * US ? release_at - 2 * US : 0;
 		WT_CHECK_EQ(weft_lock_acquire(r->l), 0);
+		atomic_store(&r->started, 0);
 		t = weft_spawn(lock_race_waiter, r);
-		for (int k = 0; k < i % 5; k++)
-			weft_yield();
-		weft_cancel(t);
+		/* Busy, so that the waiter runs on another worker; times
+		 * count from its call, not from its (slower) start. */
+		wait_started(&r->started);
+		t0 = atomic_load(&r->started);
+		if (r->mode) {
+			atomic_store(&r->victim, t);
+			atomic_store(&r->cancel_at, t0 + RACE_WAIT_NS);
+			atomic_fetch_add(&r->seq, 1);
+		}
+		spin_until(t0 + release_at);
 		WT_CHECK_EQ(weft_lock_release(r->l), 0);
 		weft_await(t, NULL);
+		/* Released before the give-up: aim later next time; after
+		 * it: earlier. The aim settles on the edge between them. */
+		if (atomic_load(&r->got) != got_before)
+			edge[r->mode] += EDGE_STEP;
+		else if (edge[r->mode] > EDGE_STEP)
+			edge[r->mode] -= EDGE_STEP;
+		if (r->mode)
+			while (atomic_load(&r->acked) != atomic_load(&r->seq))
+				weft_yield();
 		weft_task_release(t);
-		/* Free again either way. */
+		/* Free again, whoever won. */
 		if (!WT_CHECK_EQ(weft_lock_locked(r->l), 0))
 			break;
 	}
+	atomic_store(&r->stop, 1);
+	pthread_join(th, NULL);
 	weft_lock_destroy(r->l);
 	return NULL;
 }
 
-Test(sync, lock_cancel_racing_release_leaves_the_lock_consistent,
-     .timeout = WT_TIMEOUT(30))
+Test(sync, lock_give_up_racing_a_hand_over_loses_no_grant,
+     .timeout = WT_TIMEOUT(60))
 {
 	struct lock_race r;
 
 	memset(&r, 0, sizeof(r));
 	wt_run(lock_race_main, &r, 4);
-	cr_log_info("waiter got the lock in %d of %d rounds",
-		    atomic_load(&r.got), RACE_ROUNDS);
+	cr_log_info("waiter got the lock in %d rounds, gave up in %d, ran "
+		    "in %d of %d",
+		    atomic_load(&r.got), atomic_load(&r.gave_up),
+		    atomic_load(&r.ran), RACE_ROUNDS);
+	cr_assert_eq(atomic_load(&r.ran), RACE_ROUNDS);
+	cr_assert_eq(atomic_load(&r.got) + atomic_load(&r.gave_up),
+		     RACE_ROUNDS);
 }
 
 /* A thread outside the runtime blocks in acquire until a task releases. */
