@@ -579,7 +579,8 @@ WEFT_API size_t weft_chan_cap(weft_chan *c);
  * wins. A receive from a closed, drained channel and a send to a closed one
  * are ready: they complete with result -EPIPE. Returns the index, or
  * -ETIMEDOUT (timeout_ns passed, or the deadline; 0 polls), -ECANCELED,
- * -EINVAL (no usable case), -EPERM outside task context. */
+ * -EINVAL (no usable case, or a bad op), -ENOMEM (more than 8 cases need
+ * memory), -EPERM outside task context. */
 #define WEFT_SEL_SEND 1
 #define WEFT_SEL_RECV 2
 struct weft_sel {
@@ -602,7 +603,8 @@ WEFT_API void weft_future_destroy(weft_future *f);
 WEFT_API int weft_future_set(weft_future *f, void *value);
 WEFT_API int weft_future_fail(weft_future *f, int err);
 /* Waits until done; stores the value. Returns 0, the error it was failed
- * with, -ECANCELED, -ETIMEDOUT. */
+ * with, -ECANCELED, -ETIMEDOUT. weft_future_fail() returns -EINVAL for
+ * err >= 0. */
 WEFT_API int weft_future_await(weft_future *f, void **value);
 WEFT_API int weft_future_await_timeout(weft_future *f, void **value,
 				       uint64_t timeout_ns);
@@ -683,7 +685,7 @@ WEFT_API int weft_group_spawn(weft_group *g, weft_task **out, weft_fn fn,
  * failure's error (tasks were cancelled because of it). If the calling
  * task is cancelled or its deadline passes while waiting, the group's
  * tasks are cancelled and awaited, and -ECANCELED (-ETIMEDOUT) is
- * returned. Task context only. */
+ * returned. From a thread outside the runtime it blocks that thread. */
 WEFT_API int weft_group_wait(weft_group *g);
 /* Cancels every task of the group (and refuses new ones). */
 WEFT_API void weft_group_cancel(weft_group *g);
@@ -697,7 +699,10 @@ WEFT_API void weft_group_destroy(weft_group *g);
  * -ECANCELED, -EINVAL (n is 0, a stale or NULL handle). A waitset yields
  * the tasks in the order they end (asyncio.as_completed): each
  * weft_waitset_next() returns the index of the next one, or -ENOENT once
- * all were returned. Task context only. */
+ * all were returned. Both also return -EPERM outside task context and
+ * -ENOMEM; -EINVAL covers the caller's own handle too. A waitset takes no
+ * references: keep the handles until weft_waitset_destroy(). Task context
+ * only. */
 WEFT_API int weft_wait_any(weft_task *const *tasks, size_t n,
 			   uint64_t timeout_ns);
 typedef struct weft_waitset weft_waitset;
@@ -715,11 +720,12 @@ typedef int (*weft_gen_fn)(weft_gen *g, void *arg);
 WEFT_API int weft_gen_create(weft_gen **out, weft_gen_fn body, void *arg);
 /* In the body: hands value to the consumer, waiting until it asks.
  * Returns 0, or -ECANCELED once the consumer destroyed the generator
- * (the body should return). */
+ * (the body should return) or the body was cancelled, -ETIMEDOUT past the
+ * body's deadline scope. */
 WEFT_API int weft_gen_yield(weft_gen *g, void *value);
 /* In the consumer: 1 with the next value, 0 when the body has returned
- * 0, the body's return value if it returned an error, -ECANCELED,
- * -ETIMEDOUT. */
+ * 0 or more, the body's return value if it returned a negative error,
+ * -ECANCELED, -ETIMEDOUT. */
 WEFT_API int weft_gen_next(weft_gen *g, void **value);
 /* Cancels the body if it is still running, waits for it, frees (aclose).
  * Task context. */
@@ -769,15 +775,16 @@ WEFT_API int weft_getaddrinfo(const char *host, const char *service,
  * runs as a new task, at once, after delay_ns, or at the deadline (a
  * weft_now() value). out (may be NULL) receives a handle: cancelling it
  * before fn started keeps fn from running (TimerHandle.cancel). Callable
- * from task context or a worker. Returns 0, -ENOMEM, -EPERM. */
+ * from task context or a worker. Returns 0, -ENOMEM, -EPERM, -EINVAL (fn
+ * NULL). */
 WEFT_API int weft_call_soon(weft_task **out, weft_fn fn, void *arg);
 WEFT_API int weft_call_later(weft_task **out, uint64_t delay_ns, weft_fn fn,
 			     void *arg);
 WEFT_API int weft_call_at(weft_task **out, uint64_t deadline, weft_fn fn,
 			  void *arg);
 /* call_soon_threadsafe / run_coroutine_threadsafe: from any thread, runs
- * fn(arg) as a task of rt. Returns 0, -ENOMEM, -ESHUTDOWN (rt closed or
- * stopping), -EINVAL. */
+ * fn(arg) as a task of rt. Returns 0, -ENOMEM, -ESHUTDOWN (rt is shutting
+ * down or closed), -EINVAL. */
 WEFT_API int weft_call_soon_threadsafe(weft_runtime *rt, weft_task **out,
 				       weft_fn fn, void *arg);
 /* Blocks the calling thread, which must not be a worker, until task has
