@@ -148,6 +148,10 @@ static int chan_send(weft_chan *c, void *v, uint64_t timeout_ns, bool wait)
 	if (send_locked(c, v, &res, &wake)) {
 		weft__spin_unlock(&c->lock);
 		weft__wake_opt(wake);
+		/* A producer that never finds the channel full must still
+		 * let others run (Tokio's coop budget does the same). */
+		if (wait)
+			weft__coop_tick();
 		return res;
 	}
 	if (!wait) {
@@ -177,6 +181,8 @@ static int chan_recv(weft_chan *c, void **v, uint64_t timeout_ns, bool wait)
 	if (recv_locked(c, v, &res, &wake)) {
 		weft__spin_unlock(&c->lock);
 		weft__wake_opt(wake);
+		if (wait)
+			weft__coop_tick();
 		return res;
 	}
 	if (!wait) {

@@ -623,6 +623,10 @@ struct weft__worker *weft__switch_out(struct weft__worker *w, int action);
 void weft__worker_loop(struct weft__worker *w);
 void weft__after_switch(struct weft__worker *w);
 
+/* task.c: an operation completed without suspending; counts against the
+ * cooperative budget (may yield). No-op outside task context. */
+void weft__coop_tick(void);
+
 /* group.c: a group task has ended (called by task_finish()). */
 void weft__group_task_end(struct weft_task *t);
 /* Links t, not yet queued, into g (a slot was reserved). */

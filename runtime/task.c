@@ -480,8 +480,6 @@ static void task_finish(struct weft_task *t, int outcome)
 	    atomic_load_explicit(&t->cancel, memory_order_acquire))
 		outcome = -ECANCELED;
 	t->outcome = outcome;
-	if (t->group)
-		weft__group_task_end(t);
 
 	weft__spin_lock(&t->wlock);
 	/* Release: awaiters that read done == 1 (acquire) see result and
@@ -498,14 +496,21 @@ static void task_finish(struct weft_task *t, int outcome)
 		 * gone: read everything first. A thread's futex wake may then
 		 * hit reused memory: a spurious wake-up, which its loop
 		 * absorbs. */
+		bool thread = !wt && !list->ws;
 		if (list->ws)
 			wt = waitset_ready(list->ws, list->index);
 		atomic_store_explicit(&list->done, 1, memory_order_release);
 		if (wt)
 			weft__task_wake(wt);
-		else
+		else if (thread)
 			weft__futex_wake(&list->done, 1);
 	}
+
+	/* Only now that the task is done (weft_task_done, awaiters): a
+	 * group waiter released here must find every member ended. The
+	 * task's own reference keeps its block valid meanwhile. */
+	if (t->group)
+		weft__group_task_end(t);
 
 	if (t == t->rt->main_task) {
 		atomic_store_explicit(&t->rt->stopping, 1,
@@ -609,6 +614,14 @@ static inline void budget_tick(struct weft__worker *w)
 {
 	if (weft__unlikely(--w->budget <= 0))
 		weft__switch_out(w, WEFT__SW_YIELD);
+}
+
+void weft__coop_tick(void)
+{
+	struct weft__worker *w = weft__worker_self();
+
+	if (w && w->current)
+		budget_tick(w);
 }
 
 /* ---- await, gather ---------------------------------------------------- */

@@ -923,6 +923,113 @@ Test(chan, rendezvous_send_blocks_until_a_receiver_comes,
 	}
 }
 
+/* Waiting senders are served in the order they queued (their values are
+ * received in that order), and so are waiting receivers (the first value
+ * goes to the first). Waiters are queued one at a time, pinned to the
+ * test's worker, as in test_sync.c's lock FIFO test. */
+#define WQ_N 6
+
+struct wq_fifo {
+	weft_chan *c;
+	atomic_int queued[WQ_N];
+	int got_rank[WQ_N]; /* receivers: which value (1..) each got */
+	int rc[WQ_N];
+};
+
+struct wq_arg {
+	struct wq_fifo *f;
+	int i;
+};
+
+static void *wq_sender(void *arg)
+{
+	struct wq_arg *a = arg;
+
+	atomic_store(&a->f->queued[a->i], 1);
+	a->f->rc[a->i] = weft_chan_send(a->f->c, V(100 + a->i));
+	return NULL;
+}
+
+static void *wq_receiver(void *arg)
+{
+	struct wq_arg *a = arg;
+	void *v = NULL;
+
+	atomic_store(&a->f->queued[a->i], 1);
+	a->f->rc[a->i] = weft_chan_recv(a->f->c, &v);
+	a->f->got_rank[a->i] = (int)I(v);
+	return NULL;
+}
+
+static void wq_queue(struct wq_fifo *f, struct wq_arg *args, weft_task **ts,
+		     weft_fn fn)
+{
+	struct weft_spawn_opts o = { .flags = WEFT_SPAWN_PINNED };
+
+	for (int i = 0; i < WQ_N; i++) {
+		atomic_store(&f->queued[i], 0);
+		args[i].f = f;
+		args[i].i = i;
+		if (!WT_CHECK_EQ(weft_spawn_opts(&ts[i], fn, &args[i], &o), 0))
+			ts[i] = NULL;
+		settle_count(&f->queued[i], 1);
+	}
+}
+
+static void *wq_fifo_main(void *arg)
+{
+	struct wq_fifo *f = arg;
+	struct wq_arg args[WQ_N];
+	weft_task *ts[WQ_N];
+	void *v;
+
+	for (size_t cap = 0; cap <= 1; cap++) {
+		if (!WT_CHECK_EQ(weft_chan_create(&f->c, cap), 0))
+			return NULL;
+		/* Senders: with cap 1 the buffer is full first. */
+		if (cap)
+			WT_CHECK_EQ(weft_chan_send(f->c, V(99)), 0);
+		wq_queue(f, args, ts, wq_sender);
+		if (cap) {
+			WT_CHECK_EQ(weft_chan_recv(f->c, &v), 0);
+			WT_CHECK_PTR_EQ(v, 99);
+		}
+		for (int i = 0; i < WQ_N; i++) {
+			v = NULL;
+			WT_CHECK_EQ(weft_chan_recv(f->c, &v), 0);
+			WT_CHECK_PTR_EQ(v, 100 + i);
+		}
+		WT_CHECK_EQ(weft_gather(ts, WQ_N, NULL), 0);
+		release_all(ts, WQ_N);
+		for (int i = 0; i < WQ_N; i++)
+			WT_CHECK_EQ(f->rc[i], 0);
+
+		/* Receivers. */
+		wq_queue(f, args, ts, wq_receiver);
+		for (int i = 0; i < WQ_N; i++)
+			WT_CHECK_EQ(weft_chan_send(f->c, V(i + 1)), 0);
+		WT_CHECK_EQ(weft_gather(ts, WQ_N, NULL), 0);
+		release_all(ts, WQ_N);
+		for (int i = 0; i < WQ_N; i++) {
+			WT_CHECK_EQ(f->rc[i], 0);
+			WT_CHECK_EQ(f->got_rank[i], i + 1);
+		}
+		weft_chan_destroy(f->c);
+	}
+	return NULL;
+}
+
+Test(chan, waiting_senders_and_receivers_are_served_in_queue_order,
+     .timeout = WT_TIMEOUT(30))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct wq_fifo f;
+
+		memset(&f, 0, sizeof(f));
+		wt_run(wq_fifo_main, &f, worker_counts[c]);
+	}
+}
+
 /* A foreign thread sends (blocking) into a channel that tasks drain, and
  * receives (blocking) from one that tasks fill. */
 #define FT_VALUES 5000
@@ -1386,6 +1493,99 @@ Test(chan, parked_select_with_send_and_recv_completes_the_case_that_comes,
 	}
 }
 
+/* More cases than fit the select's stack arrays, and channels named by
+ * several cases (each locked once). */
+#define MANY_CASES 12
+
+struct sel_many {
+	weft_chan *c[MANY_CASES];
+	atomic_int entered;
+	int rc;
+	struct weft_sel k[MANY_CASES];
+};
+
+static void *smany_selector(void *arg)
+{
+	struct sel_many *s = arg;
+
+	for (int i = 0; i < MANY_CASES; i++)
+		sel_case(&s->k[i], s->c[i], WEFT_SEL_RECV, NULL);
+	atomic_store(&s->entered, 1);
+	s->rc = weft_select(s->k, MANY_CASES, WEFT_NEVER);
+	return NULL;
+}
+
+static void *sel_many_main(void *arg)
+{
+	struct sel_many *s = arg;
+	weft_chan *own[MANY_CASES];
+	struct weft_sel k[MANY_CASES];
+	weft_task *t;
+
+	for (int i = 0; i < MANY_CASES; i++)
+		WT_CHECK_EQ(weft_chan_create(&own[i], 0), 0);
+
+	/* Twelve distinct channels: one ready at index 10. */
+	WT_CHECK_EQ(weft_chan_close(own[10]), 0);
+	for (int i = 0; i < MANY_CASES; i++)
+		sel_case(&k[i], own[i], WEFT_SEL_RECV, NULL);
+	WT_CHECK_EQ(weft_select(k, MANY_CASES, WEFT_NEVER), 10);
+	WT_CHECK_EQ(k[10].result, -EPIPE);
+	WT_CHECK_EQ(weft_select(k, MANY_CASES, 5 * MS), 10);
+	k[10].chan = NULL;
+	WT_CHECK_EQ(weft_select(k, MANY_CASES, 5 * MS), -ETIMEDOUT);
+
+	/* Parked on twelve, woken by a send on the eighth. */
+	for (int i = 0; i < MANY_CASES; i++)
+		s->c[i] = own[i == 10 ? 0 : i];
+	t = weft_spawn(smany_selector, s);
+	settle_count(&s->entered, 1);
+	WT_CHECK_EQ(weft_chan_send(s->c[7], V(0x77)), 0);
+	WT_CHECK_EQ(weft_await(t, NULL), 0);
+	weft_task_release(t);
+	WT_CHECK_EQ(s->rc, 7);
+	WT_CHECK_PTR_EQ(s->k[7].value, 0x77);
+	/* Every node was taken back. */
+	for (int i = 0; i < MANY_CASES; i++)
+		if (i != 10)
+			WT_CHECK_EQ(weft_chan_try_send(own[i], V(1)), -EAGAIN);
+
+	/* Three channels, each named by four cases. */
+	atomic_store(&s->entered, 0);
+	for (int i = 0; i < MANY_CASES; i++)
+		s->c[i] = own[i % 3];
+	t = weft_spawn(smany_selector, s);
+	settle_count(&s->entered, 1);
+	WT_CHECK_EQ(weft_chan_send(own[2], V(0x22)), 0);
+	WT_CHECK_EQ(weft_await(t, NULL), 0);
+	weft_task_release(t);
+	/* The first case on that channel. */
+	WT_CHECK_EQ(s->rc, 2);
+	WT_CHECK_PTR_EQ(s->k[2].value, 0x22);
+	for (int i = 0; i < 3; i++)
+		WT_CHECK_EQ(weft_chan_try_send(own[i], V(1)), -EAGAIN);
+	/* Ready at once with repeats: the first of them. */
+	WT_CHECK_EQ(weft_chan_close(own[1]), 0);
+	for (int i = 0; i < MANY_CASES; i++)
+		sel_case(&k[i], own[i % 3], WEFT_SEL_RECV, NULL);
+	WT_CHECK_EQ(weft_select(k, MANY_CASES, WEFT_NEVER), 1);
+	WT_CHECK_EQ(weft_select(k, 3, WEFT_NEVER), 1);
+	for (int i = 0; i < MANY_CASES; i++)
+		weft_chan_destroy(own[i]);
+	return NULL;
+}
+
+Test(chan, select_with_many_cases_and_repeated_channels,
+     .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct sel_many s;
+
+		memset(&s, 0, sizeof(s));
+		wt_run(sel_many_main, &s, worker_counts[c]);
+	}
+}
+
 /* Racing selects: senders (plain and selecting) and receivers (selecting,
  * and one plain) on three channels of capacities 0, 1 and 4, on four
  * workers. Every value must be received exactly once: a select that
@@ -1719,6 +1919,77 @@ Test(chan, generator_destroy_mid_stream_cancels_the_body,
 
 		memset(&s, 0, sizeof(s));
 		wt_run(gen_destroy_main, &s, worker_counts[c]);
+	}
+}
+
+/* The consumer's wait for the next value times out (scope) or is
+ * cancelled like any wait; the generator stays usable. */
+struct gen_wait {
+	struct gen_state s;
+	weft_gen *g;
+	atomic_int entered;
+	int rc;
+};
+
+static int slow_body(weft_gen *g, void *arg)
+{
+	struct gen_state *s = arg;
+
+	s->sleep_rc = weft_sleep(s->sleep_after);
+	s->last_yield_rc = weft_gen_yield(g, V(1));
+	s->cleaned_up = 1;
+	return 0;
+}
+
+static void *gen_next_victim(void *arg)
+{
+	struct gen_wait *w = arg;
+	void *v;
+
+	atomic_store(&w->entered, 1);
+	w->rc = weft_gen_next(w->g, &v);
+	return NULL;
+}
+
+static void *gen_wait_main(void *arg)
+{
+	struct gen_wait *w = arg;
+	uint64_t b, saved;
+	weft_task *t;
+	void *v = V(0x1);
+
+	w->s.sleep_after = 10 * SEC;
+	if (!WT_CHECK_EQ(weft_gen_create(&w->g, slow_body, &w->s), 0))
+		return NULL;
+	b = weft_now();
+	saved = weft_timeout_begin(20 * MS);
+	WT_CHECK_EQ(weft_gen_next(w->g, &v), -ETIMEDOUT);
+	weft_timeout_end(saved);
+	CHECK_NOT_EARLY(weft_now() - b, 20 * MS);
+	CHECK_BELOW(weft_now() - b, PROMPT_NS);
+	WT_CHECK_PTR_EQ(v, 0x1);
+	t = weft_spawn(gen_next_victim, w);
+	settle_count(&w->entered, 1);
+	WT_CHECK_EQ(weft_cancel(t), 0);
+	WT_CHECK_EQ(weft_await(t, NULL), -ECANCELED);
+	WT_CHECK_EQ(w->rc, -ECANCELED);
+	weft_task_release(t);
+	/* The body is untouched by either. */
+	WT_CHECK_EQ(w->s.cleaned_up, 0);
+	weft_gen_destroy(w->g);
+	WT_CHECK_EQ(w->s.sleep_rc, -ECANCELED);
+	WT_CHECK_EQ(w->s.cleaned_up, 1);
+	return NULL;
+}
+
+Test(chan, generator_next_times_out_and_is_cancelled_like_any_wait,
+     .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct gen_wait w;
+
+		memset(&w, 0, sizeof(w));
+		wt_run(gen_wait_main, &w, worker_counts[c]);
 	}
 }
 

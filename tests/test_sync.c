@@ -11,11 +11,15 @@
  * close that must wake it). The waiter bumps a counter just before the
  * call; the test polls the counter, then sleeps SETTLE_NS more, so that
  * the waiter has linked itself by then on any sane machine. Where the
- * order matters (the lock's FIFO), the waiters are pinned to the test's
- * own worker and the run is repeated with one worker, where it is exact.
- * Waiting on a condition needs no such delay: a waiter links itself
- * before it lets the lock go, so a test that then takes the lock knows
- * it is queued.
+ * order matters (FIFO of the lock and the semaphore), the waiters are
+ * pinned to the test's own worker and the run is repeated with one
+ * worker, where it is exact. Waiting on a condition needs no such delay:
+ * a waiter links itself before it lets the lock go, so a test that then
+ * takes the lock knows it is queued.
+ *
+ * Races between giving up (timeout, cancel) and being granted are
+ * provoked with an adaptive aim (lock_give_up_racing_a_hand_over...):
+ * the window is a few instructions wide.
  *
  * Timing checks: never early (exact), and upper bounds of seconds times
  * WT_SLOW only (sanitizers, a loaded 2-core machine).
@@ -597,12 +601,15 @@ Test(sync, lock_excludes_eight_tasks_incrementing_a_plain_int,
 		     atomic_load(&lc.max_inside));
 }
 
-/* FIFO: waiters queued one at a time, in a known order, get the lock in
- * that order, and no newcomer overtakes them. */
+/* FIFO: waiters queued one at a time, in a known order, get the lock (or
+ * the semaphore's one permit) in that order, and no newcomer overtakes
+ * them. */
 #define FIFO_N 8
 
 struct fifo {
+	int use_sem; /* else the lock */
 	weft_lock *l;
+	weft_sem *s;
 	atomic_int queued[FIFO_N];
 	int order[FIFO_N];
 	int norder; /* under the lock */
@@ -619,12 +626,16 @@ static void *fifo_waiter(void *arg)
 	struct fifo *f = a->f;
 
 	atomic_store(&f->queued[a->i], 1);
-	if (!WT_CHECK_EQ(weft_lock_acquire(f->l), 0))
+	if (!WT_CHECK_EQ(f->use_sem ? weft_sem_acquire(f->s)
+				    : weft_lock_acquire(f->l),
+			 0))
 		return NULL;
 	if (f->norder < FIFO_N)
 		f->order[f->norder] = a->i;
 	f->norder++;
-	WT_CHECK_EQ(weft_lock_release(f->l), 0);
+	WT_CHECK_EQ(f->use_sem ? weft_sem_release(f->s)
+			       : weft_lock_release(f->l),
+		    0);
 	return NULL;
 }
 
@@ -635,9 +646,12 @@ static void *fifo_main(void *arg)
 	struct fifo_arg args[FIFO_N];
 	weft_task *ts[FIFO_N];
 
-	if (!WT_CHECK_EQ(weft_lock_create(&f->l), 0))
+	if (!WT_CHECK_EQ(weft_lock_create(&f->l), 0) ||
+	    !WT_CHECK_EQ(weft_sem_create(&f->s, 1, WEFT_SEM_BOUNDED), 0))
 		return NULL;
-	WT_CHECK_EQ(weft_lock_acquire(f->l), 0);
+	WT_CHECK_EQ(f->use_sem ? weft_sem_acquire(f->s)
+			       : weft_lock_acquire(f->l),
+		    0);
 	for (int i = 0; i < FIFO_N; i++) {
 		args[i].f = f;
 		args[i].i = i;
@@ -650,25 +664,33 @@ static void *fifo_main(void *arg)
 		settle_count(&f->queued[i], 1);
 	}
 	WT_CHECK_EQ(f->norder, 0);
-	WT_CHECK_EQ(weft_lock_release(f->l), 0);
-	/* Handed to waiter 0: no newcomer gets it. */
-	WT_CHECK_EQ(weft_lock_locked(f->l), 1);
-	WT_CHECK_EQ(weft_lock_try_acquire(f->l), -EBUSY);
+	if (f->use_sem) {
+		WT_CHECK_EQ(weft_sem_release(f->s), 0);
+		/* Handed to waiter 0: no newcomer gets it. */
+		WT_CHECK_EQ(weft_sem_value(f->s), 0);
+		WT_CHECK_EQ(weft_sem_try_acquire(f->s), -EAGAIN);
+	} else {
+		WT_CHECK_EQ(weft_lock_release(f->l), 0);
+		WT_CHECK_EQ(weft_lock_locked(f->l), 1);
+		WT_CHECK_EQ(weft_lock_try_acquire(f->l), -EBUSY);
+	}
 	WT_CHECK_EQ(weft_gather(ts, FIFO_N, NULL), 0);
 	release_all(ts, FIFO_N);
 	WT_CHECK_EQ(weft_lock_locked(f->l), 0);
+	WT_CHECK_EQ(weft_sem_value(f->s), 1);
 	weft_lock_destroy(f->l);
+	weft_sem_destroy(f->s);
 	return NULL;
 }
 
-Test(sync, lock_goes_to_waiters_in_the_order_they_queued,
-     .timeout = WT_TIMEOUT(30))
+static void fifo_run(int use_sem)
 {
 	for (unsigned c = 0; c < N_COUNTS; c++) {
 		struct fifo f;
 		char got[4 * FIFO_N + 1] = "";
 
 		memset(&f, 0, sizeof(f));
+		f.use_sem = use_sem;
 		wt_run(fifo_main, &f, worker_counts[c]);
 		cr_assert_eq(f.norder, FIFO_N);
 		for (int i = 0; i < FIFO_N; i++) {
@@ -679,9 +701,27 @@ Test(sync, lock_goes_to_waiters_in_the_order_they_queued,
 		}
 		for (int i = 0; i < FIFO_N; i++)
 			cr_assert_eq(f.order[i], i,
-				     "workers=%u: acquisition order %s",
+				     "%s, workers=%u: acquisition order %s",
+				     use_sem ? "sem" : "lock",
 				     worker_counts[c], got);
 	}
+}
+
+Test(sync, lock_goes_to_waiters_in_the_order_they_queued,
+     .timeout = WT_TIMEOUT(30))
+{
+	fifo_run(0);
+}
+
+Test(sync, sem_goes_to_waiters_in_the_order_they_queued,
+     .timeout = WT_TIMEOUT(30))
+{
+	fifo_run(1);
+}
+
+static void *releaser(void *arg)
+{
+	return (void *)(intptr_t)weft_lock_release(arg);
 }
 
 static void *lock_errors_main(void *arg)
@@ -705,6 +745,17 @@ static void *lock_errors_main(void *arg)
 	WT_CHECK_EQ(weft_lock_release(l), -EPERM);
 	WT_CHECK_EQ(weft_lock_acquire_timeout(l, 0), 0); /* free: at once */
 	WT_CHECK_EQ(weft_lock_release(l), 0);
+	/* Any task may release it (asyncio.Lock). */
+	WT_CHECK_EQ(weft_lock_acquire(l), 0);
+	{
+		weft_task *t = weft_spawn(releaser, l);
+		void *r = NULL;
+
+		WT_CHECK_EQ(weft_await(t, &r), 0);
+		WT_CHECK_EQ((intptr_t)r, 0);
+		weft_task_release(t);
+	}
+	WT_CHECK_EQ(weft_lock_locked(l), 0);
 	weft_lock_destroy(l);
 	WT_CHECK_EQ(weft_lock_create(NULL), -EINVAL);
 	WT_CHECK_EQ(weft_lock_acquire(NULL), -EINVAL);
@@ -1142,6 +1193,144 @@ Test(sync, lock_acquire_from_a_foreign_thread_blocks_until_released,
 }
 
 /* ======================================================================
+ * non-waiting calls from a thread outside the runtime
+ * ====================================================================== */
+
+/* set, release and notify from a plain thread wake the tasks parked on
+ * the objects (the wake goes to the runtime from outside it). */
+enum { NW_EVENT, NW_FUTURE, NW_SEM, NW_LOCK, NW_COND, NW_N };
+
+struct nw {
+	weft_event *e;
+	weft_future *f;
+	weft_sem *s;
+	weft_lock *l, *cl;
+	weft_cond *c;
+	atomic_int entered;
+	atomic_int returned[NW_N];
+	int rc[NW_N];
+	void *fv;
+	int thread_lock_rc;
+	int early;
+};
+
+struct nw_arg {
+	struct nw *n;
+	int kind;
+};
+
+static void *nw_waiter(void *arg)
+{
+	struct nw_arg *a = arg;
+	struct nw *n = a->n;
+	int rc = -1;
+
+	switch (a->kind) {
+	case NW_EVENT:
+		atomic_fetch_add(&n->entered, 1);
+		rc = weft_event_wait(n->e);
+		break;
+	case NW_FUTURE:
+		atomic_fetch_add(&n->entered, 1);
+		rc = weft_future_await(n->f, &n->fv);
+		break;
+	case NW_SEM:
+		atomic_fetch_add(&n->entered, 1);
+		rc = weft_sem_acquire(n->s);
+		break;
+	case NW_LOCK:
+		atomic_fetch_add(&n->entered, 1);
+		rc = weft_lock_acquire(n->l);
+		if (rc == 0)
+			weft_lock_release(n->l);
+		break;
+	case NW_COND:
+		if (weft_lock_acquire(n->cl) != 0)
+			break;
+		atomic_fetch_add(&n->entered, 1);
+		rc = weft_cond_wait(n->c, n->cl);
+		weft_lock_release(n->cl);
+		break;
+	}
+	n->rc[a->kind] = rc;
+	atomic_store(&n->returned[a->kind], 1);
+	return NULL;
+}
+
+static void *nw_thread(void *arg)
+{
+	struct nw *n = arg;
+
+	while (atomic_load(&n->entered) < NW_N)
+		wt_sleep_ms(1);
+	wt_sleep_ms(10);
+	for (int k = 0; k < NW_N; k++)
+		if (atomic_load(&n->returned[k]))
+			n->early = 1; /* woke before anything was set */
+	weft_event_set(n->e);
+	weft_future_set(n->f, (void *)0xf00);
+	weft_sem_release(n->s);
+	n->thread_lock_rc = weft_lock_release(n->l);
+	/* A notify finds only linked waiters: repeat until it returned. */
+	while (!atomic_load(&n->returned[NW_COND])) {
+		weft_cond_notify_all(n->c);
+		wt_sleep_ms(1);
+	}
+	return NULL;
+}
+
+static void *nw_main(void *arg)
+{
+	struct nw *n = arg;
+	struct nw_arg args[NW_N];
+	weft_task *ts[NW_N];
+	pthread_t th;
+
+	WT_CHECK_EQ(weft_event_create(&n->e), 0);
+	WT_CHECK_EQ(weft_future_create(&n->f), 0);
+	WT_CHECK_EQ(weft_sem_create(&n->s, 0, 0), 0);
+	WT_CHECK_EQ(weft_lock_create(&n->l), 0);
+	WT_CHECK_EQ(weft_lock_create(&n->cl), 0);
+	WT_CHECK_EQ(weft_cond_create(&n->c), 0);
+	/* Taken here, released by the thread. */
+	WT_CHECK_EQ(weft_lock_try_acquire(n->l), 0);
+	for (int k = 0; k < NW_N; k++) {
+		args[k].n = n;
+		args[k].kind = k;
+		ts[k] = weft_spawn(nw_waiter, &args[k]);
+	}
+	if (!WT_CHECK_EQ(pthread_create(&th, NULL, nw_thread, n), 0))
+		return NULL;
+	WT_CHECK_EQ(weft_gather(ts, NW_N, NULL), 0);
+	release_all(ts, NW_N);
+	pthread_join(th, NULL);
+	for (int k = 0; k < NW_N; k++)
+		WT_CHECK_EQ(n->rc[k], 0);
+	WT_CHECK_PTR_EQ(n->fv, 0xf00);
+	WT_CHECK_EQ(n->thread_lock_rc, 0);
+	WT_CHECK_EQ(n->early, 0);
+	WT_CHECK_EQ(weft_sem_value(n->s), 0);
+	weft_event_destroy(n->e);
+	weft_future_destroy(n->f);
+	weft_sem_destroy(n->s);
+	weft_lock_destroy(n->l);
+	weft_lock_destroy(n->cl);
+	weft_cond_destroy(n->c);
+	return NULL;
+}
+
+Test(sync, set_release_and_notify_from_a_foreign_thread_wake_tasks,
+     .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct nw n;
+
+		memset(&n, 0, sizeof(n));
+		wt_run(nw_main, &n, worker_counts[c]);
+	}
+}
+
+/* ======================================================================
  * semaphore
  * ====================================================================== */
 
@@ -1491,13 +1680,16 @@ static void *cond_notify_main(void *arg)
 	WT_CHECK_EQ(cn->waiting, CN_WAITERS);
 	WT_CHECK_EQ(weft_cond_notify(cn->c, 1), 1);
 	WT_CHECK_EQ(weft_lock_release(cn->l), 0);
-	weft_sleep(SETTLE_NS + 10 * MS);
+	/* The one notified wakes; after a while, still only it. */
+	settle_count(&cn->woke, 1);
+	weft_sleep(10 * MS);
 	WT_CHECK_EQ(atomic_load(&cn->woke), 1);
 	/* Two more. */
 	WT_CHECK_EQ(weft_lock_acquire(cn->l), 0);
 	WT_CHECK_EQ(weft_cond_notify(cn->c, 2), 2);
 	WT_CHECK_EQ(weft_lock_release(cn->l), 0);
-	weft_sleep(SETTLE_NS + 10 * MS);
+	settle_count(&cn->woke, 3);
+	weft_sleep(10 * MS);
 	WT_CHECK_EQ(atomic_load(&cn->woke), 3);
 	/* All that are left: one. */
 	WT_CHECK_EQ(weft_lock_acquire(cn->l), 0);
