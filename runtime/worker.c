@@ -155,15 +155,17 @@ pick_periodic(struct weft__worker *w)
 		remote_drain(w);
 	if (w->inject_countdown == 0) {
 		w->inject_countdown = WEFT__INJECT_INTERVAL;
-		t = pick_inject(w);
-		if (t)
-			return t;
 		/* Completions of in-flight I/O are reaped, queued requests
 		 * submitted, and due timers fired here while the worker
-		 * stays busy. */
+		 * stays busy: before the inject queue is looked at, since a
+		 * queue that never runs dry (tasks yielding through it) must
+		 * not starve them (a sleeper never woke in hazard mode). */
 		if (w->io_inflight || io_uring_sq_ready(&w->ring))
 			weft__ring_poll(w);
 		weft__timer_poll(w->rt);
+		t = pick_inject(w);
+		if (t)
+			return t;
 	}
 	return NULL;
 }
