@@ -367,20 +367,7 @@ static int sel_park(struct sel_state *s, struct weft__sel *sel,
 			w = weft__park(w);
 			continue;
 		}
-		if (weft__cancel_pending(self)) {
-			why = -ECANCELED;
-		} else if (deadline != WEFT_NEVER) {
-			if (!armed) {
-				if (deadline <= weft_now() ||
-				    !weft__timer_add(self->rt, &tm, self,
-						     deadline))
-					why = -ETIMEDOUT;
-				else
-					armed = true;
-			} else if (weft__timer_fired(&tm)) {
-				why = -ETIMEDOUT;
-			}
-		}
+		why = weft__wait_why(self, deadline, &tm, &armed);
 		if (why) {
 			int open = WEFT__SEL_OPEN;
 			if (atomic_compare_exchange_strong_explicit(

@@ -669,6 +669,13 @@ unsigned weft__timer_poll(struct weft_runtime *rt);
  * if it did not take the role (nobody needs it, or someone has it). */
 uint64_t weft__timer_keep(struct weft__worker *w);
 void weft__timer_unkeep(struct weft__worker *w);
+/* For a wait loop, after weft__park_prepare(): -ECANCELED if a
+ * cancellation is pending, -ETIMEDOUT if deadline (WEFT_NEVER: none) has
+ * passed, else 0. Arms tm (IDLE, on the caller's stack) to wake self at the
+ * deadline on first use and sets *armed; the caller cancels an armed tm
+ * (weft__timer_cancel) before tm goes out of scope. */
+int weft__wait_why(struct weft_task *self, uint64_t deadline,
+		   struct weft__timer *tm, bool *armed);
 
 /* pool.c: set up from the configuration (cannot fail; starts no thread),
  * and torn down: calls still queued complete with -ECANCELED, calls running

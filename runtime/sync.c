@@ -72,20 +72,7 @@ int weft__wq_park(weft__spin *lock, struct weft__wq *q, struct weft__wnode *n,
 		if (atomic_load_explicit(&n->state, memory_order_acquire) ==
 		    WEFT__WN_DONE)
 			break;
-		if (weft__cancel_pending(self)) {
-			why = -ECANCELED;
-		} else if (deadline != WEFT_NEVER) {
-			if (!armed) {
-				if (deadline <= weft_now() ||
-				    !weft__timer_add(self->rt, &tm, self,
-						     deadline))
-					why = -ETIMEDOUT;
-				else
-					armed = true;
-			} else if (weft__timer_fired(&tm)) {
-				why = -ETIMEDOUT;
-			}
-		}
+		why = weft__wait_why(self, deadline, &tm, &armed);
 		if (why) {
 			weft__park_done(self);
 			if (armed)

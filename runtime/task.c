@@ -1149,20 +1149,7 @@ int weft_waitset_next(weft_waitset *ws, uint64_t timeout_ns)
 		}
 		ws->owner = self;
 		weft__spin_unlock(&ws->lock);
-		if (cancel_pending(self)) {
-			why = -ECANCELED;
-		} else if (deadline != WEFT_NEVER) {
-			if (!armed) {
-				if (deadline <= weft_now() ||
-				    !weft__timer_add(self->rt, &tm, self,
-						     deadline))
-					why = -ETIMEDOUT;
-				else
-					armed = true;
-			} else if (weft__timer_fired(&tm)) {
-				why = -ETIMEDOUT;
-			}
-		}
+		why = weft__wait_why(self, deadline, &tm, &armed);
 		if (why) {
 			weft__spin_lock(&ws->lock);
 			ws->owner = NULL;

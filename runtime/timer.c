@@ -375,6 +375,23 @@ void weft__timer_unkeep(struct weft__worker *w)
 
 /* ---- sleeping and deadline scopes --------------------------------------- */
 
+int weft__wait_why(struct weft_task *self, uint64_t deadline,
+		   struct weft__timer *tm, bool *armed)
+{
+	if (weft__cancel_pending(self))
+		return -ECANCELED;
+	if (deadline == WEFT_NEVER)
+		return 0;
+	if (!*armed) {
+		if (deadline <= weft_now() ||
+		    !weft__timer_add(self->rt, tm, self, deadline))
+			return -ETIMEDOUT;
+		*armed = true;
+		return 0;
+	}
+	return weft__timer_fired(tm) ? -ETIMEDOUT : 0;
+}
+
 int weft_sleep_until(uint64_t deadline)
 {
 	struct weft__worker *w = weft__worker_self();
