@@ -19,59 +19,11 @@
 
 WT_SUITE(chan, 240);
 
-#define MS WEFT_NSEC_PER_MSEC
-#define US WEFT_NSEC_PER_USEC
-#define SEC WEFT_NSEC_PER_SEC
-
-#define PROMPT_NS ((uint64_t)2 * SEC * WT_SLOW)
-#define SETTLE_NS ((uint64_t)5 * MS * WT_SLOW)
-
 static const unsigned worker_counts[] = { 1, 2, 4 };
 #define N_COUNTS (sizeof(worker_counts) / sizeof(worker_counts[0]))
 
-#define CHECK_NOT_EARLY(elapsed, want)                                     \
-	do {                                                               \
-		uint64_t e_ = (elapsed), w_ = (want);                      \
-		if (e_ < w_) {                                             \
-			char b_[160];                                      \
-			snprintf(b_, sizeof(b_),                           \
-				 "returned early: %llu ns < %llu ns",      \
-				 (unsigned long long)e_,                   \
-				 (unsigned long long)w_);                  \
-			wt_fail_(__FILE__, __LINE__, b_);                  \
-		}                                                          \
-	} while (0)
-
-#define CHECK_BELOW(elapsed, bound)                                        \
-	do {                                                               \
-		uint64_t e_ = (elapsed), b2_ = (bound);                    \
-		if (e_ >= b2_) {                                           \
-			char b_[160];                                      \
-			snprintf(b_, sizeof(b_),                           \
-				 "took %llu ns, bound %llu ns (" #elapsed  \
-				 ")",                                      \
-				 (unsigned long long)e_,                   \
-				 (unsigned long long)b2_);                 \
-			wt_fail_(__FILE__, __LINE__, b_);                  \
-		}                                                          \
-	} while (0)
-
 #define V(i) ((void *)(uintptr_t)(i))
 #define I(p) ((uintptr_t)(p))
-
-/* In a task: sleeps in short steps until *c >= n, then SETTLE_NS more. */
-static int settle_count(atomic_int *c, int n)
-{
-	uint64_t until = weft_now() + (uint64_t)10 * SEC * WT_SLOW;
-
-	while (atomic_load(c) < n) {
-		if (weft_now() > until)
-			return WT_CHECK(atomic_load(c) >= n);
-		weft_sleep(100 * US);
-	}
-	weft_sleep(SETTLE_NS);
-	return 1;
-}
 
 static void sel_case(struct weft_sel *k, weft_chan *c, int op, void *v)
 {

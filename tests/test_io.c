@@ -65,21 +65,6 @@ static void tmp_remove(struct tmp *t)
 		     strerror(errno));
 }
 
-static int fd_count(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((e = readdir(d)) != NULL)
-		if (e->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n - 1; /* the directory's own descriptor */
-}
-
 /* A byte that depends on every bit of the offset, so a chunk written or
  * read at a wrong offset (or a truncated one) shows. */
 static uint8_t pat(uint64_t off)

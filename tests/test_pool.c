@@ -20,11 +20,6 @@
 
 WT_SUITE(pool, 120);
 
-#define MS WEFT_NSEC_PER_MSEC
-#define SEC WEFT_NSEC_PER_SEC
-
-/* A bound that a loaded CI machine keeps, for "returned promptly". */
-#define PROMPT_NS ((uint64_t)2 * SEC * WT_SLOW)
 /* How long a gate or barrier waits before it gives up (a failure). */
 #define GATE_MS (20000u * WT_SLOW)
 

@@ -21,27 +21,7 @@
 
 WT_SUITE(proc, 60);
 
-#define MS WEFT_NSEC_PER_MSEC
-#define SEC WEFT_NSEC_PER_SEC
-/* "At once", with room for a loaded machine and sanitizer builds. */
-#define PROMPT_NS ((uint64_t)2 * SEC * WT_SLOW)
-
 /* ---- helpers ------------------------------------------------------------- */
-
-static int fd_count(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((e = readdir(d)) != NULL)
-		if (e->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n - 1; /* the directory's own descriptor */
-}
 
 /* No child of ours exists, running or zombie. */
 static void assert_no_children(void)

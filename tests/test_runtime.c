@@ -19,31 +19,12 @@
 
 WT_SUITE(runtime, 120);
 
-#define MS WEFT_NSEC_PER_MSEC
-#define SEC WEFT_NSEC_PER_SEC
 #define HOUR (3600 * SEC)
-
-/* A bound that a loaded CI machine keeps, for "returned promptly". */
-#define PROMPT_NS ((uint64_t)2 * SEC * WT_SLOW)
 
 extern char **environ;
 
 static const unsigned worker_counts[] = { 1, 2, 4 };
 #define N_COUNTS (sizeof(worker_counts) / sizeof(worker_counts[0]))
-
-#define CHECK_BELOW(elapsed, bound)                                        \
-	do {                                                               \
-		uint64_t e_ = (elapsed), b2_ = (bound);                    \
-		if (e_ >= b2_) {                                           \
-			char b_[160];                                      \
-			snprintf(b_, sizeof(b_),                           \
-				 "took %llu ns, bound %llu ns (" #elapsed  \
-				 ")",                                      \
-				 (unsigned long long)e_,                   \
-				 (unsigned long long)b2_);                 \
-			wt_fail_(__FILE__, __LINE__, b_);                  \
-		}                                                          \
-	} while (0)
 
 static void *ret_arg(void *arg)
 {

@@ -21,13 +21,6 @@
 
 WT_SUITE(timer, 90);
 
-#define MS WEFT_NSEC_PER_MSEC
-#define US WEFT_NSEC_PER_USEC
-#define SEC WEFT_NSEC_PER_SEC
-
-/* A bound that a loaded CI machine keeps, for "returned promptly". */
-#define PROMPT_NS ((uint64_t)2 * SEC * WT_SLOW)
-
 static const unsigned worker_counts[] = { 1, 2, 4 };
 #define N_COUNTS (sizeof(worker_counts) / sizeof(worker_counts[0]))
 
@@ -45,34 +38,6 @@ static char *fmt_ns(char *buf, size_t n, const char *what, uint64_t ns)
 	snprintf(buf, n, "%s: %.3f ms", what, (double)ns / 1e6);
 	return buf;
 }
-
-/* Records a failure naming an elapsed time (WT_CHECK cannot print it). */
-#define CHECK_NOT_EARLY(elapsed, want)                                     \
-	do {                                                               \
-		uint64_t e_ = (elapsed), w_ = (want);                      \
-		if (e_ < w_) {                                             \
-			char b_[160];                                      \
-			snprintf(b_, sizeof(b_),                           \
-				 "woke early: %llu ns < %llu ns",          \
-				 (unsigned long long)e_,                   \
-				 (unsigned long long)w_);                  \
-			wt_fail_(__FILE__, __LINE__, b_);                  \
-		}                                                          \
-	} while (0)
-
-#define CHECK_BELOW(elapsed, bound)                                        \
-	do {                                                               \
-		uint64_t e_ = (elapsed), b2_ = (bound);                    \
-		if (e_ >= b2_) {                                           \
-			char b_[160];                                      \
-			snprintf(b_, sizeof(b_),                           \
-				 "took %llu ns, bound %llu ns (" #elapsed  \
-				 ")",                                      \
-				 (unsigned long long)e_,                   \
-				 (unsigned long long)b2_);                 \
-			wt_fail_(__FILE__, __LINE__, b_);                  \
-		}                                                          \
-	} while (0)
 
 static void *ret_arg(void *arg)
 {

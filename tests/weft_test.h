@@ -16,6 +16,7 @@
 #define WEFT_TEST_H
 
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -317,5 +318,80 @@ int rand_r(unsigned *seed)
 	return (int)(0x350000u + (x >> 8) % 0x18000u);
 }
 #endif
+
+
+/* ---- durations and timing checks ---------------------------------------
+ * Timing assertions are lower bounds (never early) or upper bounds of
+ * seconds scaled by WT_SLOW: sanitizers and a loaded 2-core machine are
+ * slow, never fast. */
+#define MS WEFT_NSEC_PER_MSEC
+#define US WEFT_NSEC_PER_USEC
+#define SEC WEFT_NSEC_PER_SEC
+/* "Returned promptly", on a loaded CI machine. */
+#define PROMPT_NS ((uint64_t)2 * SEC * WT_SLOW)
+/* Time given to a task seen entering a call to link itself. */
+#define SETTLE_NS ((uint64_t)5 * MS * WT_SLOW)
+
+/* Record a failure naming the elapsed time (WT_CHECK cannot print it). */
+#define CHECK_NOT_EARLY(elapsed, want)                                     \
+	do {                                                               \
+		uint64_t e_ = (elapsed), w_ = (want);                      \
+		if (e_ < w_) {                                             \
+			char b_[160];                                      \
+			snprintf(b_, sizeof(b_),                           \
+				 "returned early: %llu ns < %llu ns",      \
+				 (unsigned long long)e_,                   \
+				 (unsigned long long)w_);                  \
+			wt_fail_(__FILE__, __LINE__, b_);                  \
+		}                                                          \
+	} while (0)
+
+#define CHECK_BELOW(elapsed, bound)                                        \
+	do {                                                               \
+		uint64_t e_ = (elapsed), b2_ = (bound);                    \
+		if (e_ >= b2_) {                                           \
+			char b_[160];                                      \
+			snprintf(b_, sizeof(b_),                           \
+				 "took %llu ns, bound %llu ns (" #elapsed  \
+				 ")",                                      \
+				 (unsigned long long)e_,                   \
+				 (unsigned long long)b2_);                 \
+			wt_fail_(__FILE__, __LINE__, b_);                  \
+		}                                                          \
+	} while (0)
+
+/* In a task: sleeps in short steps until *c >= n (at most ~10 s times
+ * WT_SLOW), then SETTLE_NS more, so that a task seen bumping c just before
+ * a waiting call has linked itself. Returns whether the count was
+ * reached. */
+static inline int settle_count(atomic_int *c, int n)
+{
+	uint64_t until = weft_now() + (uint64_t)10 * SEC * WT_SLOW;
+
+	while (atomic_load(c) < n) {
+		if (weft_now() > until)
+			return WT_CHECK(atomic_load(c) >= n);
+		weft_sleep(100 * US);
+	}
+	weft_sleep(SETTLE_NS);
+	return 1;
+}
+
+/* Open descriptors of this process (-1 if /proc cannot be read): tests
+ * compare it before and after to prove that nothing leaked. */
+static inline int fd_count(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)) != NULL)
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n - 1; /* the directory's own descriptor */
+}
 
 #endif /* WEFT_TEST_H */
