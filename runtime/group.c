@@ -52,29 +52,13 @@ static void cancel_members(weft_group *g)
 	}
 }
 
-/* Under the lock; drops it. */
+/* Under the lock; drops it. The last member out releases the waiters. */
 static void member_gone(weft_group *g)
 {
-	struct weft__wnode *n;
-	struct weft_task *batch[16];
-	unsigned nb = 0;
-
-	if (--g->live) {
+	if (--g->live)
 		weft__spin_unlock(&g->lock);
-		return;
-	}
-	while ((n = weft__wq_take(&g->waiters))) {
-		struct weft_task *t = weft__wnode_grant(n, 0);
-		if (!t)
-			continue;
-		if (nb == 16)
-			weft__task_wake(t); /* rare: wake under the lock */
-		else
-			batch[nb++] = t;
-	}
-	weft__spin_unlock(&g->lock);
-	while (nb)
-		weft__task_wake(batch[--nb]);
+	else
+		weft__wq_grant_all(&g->lock, &g->waiters, 0, ~0u);
 }
 
 void weft__group_link(struct weft_group *g, struct weft_task *t)

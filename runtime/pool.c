@@ -350,7 +350,7 @@ int weft_run_blocking(weft_fn fn, void *arg, void **result)
 	struct weft__job job;
 	struct weft__timer tm;
 	uint64_t deadline;
-	bool taken = false;
+	bool taken = false, armed = false;
 	int err = 0;
 
 	if (!w || !w->current)
@@ -368,39 +368,27 @@ int weft_run_blocking(weft_fn fn, void *arg, void **result)
 	atomic_init(&job.done, 0);
 	atomic_init(&tm.state, WEFT__TM_IDLE);
 
-	/* Step 1 of the park protocol before anything a waker could act
-	 * on is published (the timer, the queued job). */
-	weft__park_prepare(self);
-	if (weft__cancel_pending(self)) {
-		weft__park_done(self);
+	/* Already cancelled or past the deadline: fn must not run, so the
+	 * job is not even queued. */
+	if (weft__cancel_pending(self))
 		return -ECANCELED;
-	}
-	if (deadline != WEFT_NEVER &&
-	    (deadline <= weft_now() ||
-	     !weft__timer_add(rt, &tm, self, deadline))) {
-		weft__park_done(self);
+	if (deadline != WEFT_NEVER && deadline <= weft_now())
 		return -ETIMEDOUT;
-	}
 	err = submit(rt, &job);
-	if (err < 0 && !atomic_load_explicit(&job.done, memory_order_acquire)) {
-		/* Refused at once (teardown): never queued. */
-		weft__park_done(self);
-		weft__timer_cancel(rt, &tm);
-		return err;
-	}
+	if (err < 0 && !atomic_load_explicit(&job.done, memory_order_acquire))
+		return err; /* refused at once (teardown): never queued */
 	err = 0;
 	for (;;) {
+		/* Every condition is checked after park_prepare (task.c):
+		 * a completion or cancel that came before it is seen here. */
+		weft__park_prepare(self);
 		/* Acquire: pairs with the completer's release store; result
 		 * and err are ours to read from here on. */
 		if (atomic_load_explicit(&job.done, memory_order_acquire))
 			break;
 		if (!taken) {
-			int why = 0;
+			int why = weft__wait_why(self, deadline, &tm, &armed);
 
-			if (weft__cancel_pending(self))
-				why = -ECANCELED;
-			else if (weft__timer_fired(&tm))
-				why = -ETIMEDOUT;
 			if (why) {
 				if (withdraw(&rt->pool, &job)) {
 					err = why;
@@ -412,10 +400,10 @@ int weft_run_blocking(weft_fn fn, void *arg, void **result)
 			}
 		}
 		w = weft__park(w);
-		weft__park_prepare(self);
 	}
 	weft__park_done(self);
-	weft__timer_cancel(rt, &tm);
+	if (armed)
+		weft__timer_cancel(rt, &tm);
 	if (err)
 		return err;
 	if (job.err)

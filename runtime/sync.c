@@ -97,20 +97,18 @@ static int wait_on(weft__spin *lock, struct weft__wq *q, struct weft__wnode *n,
 	return weft__wq_park(lock, q, n, deadline);
 }
 
-/* Grants every node of q with result; wakes them after unlocking. Used
- * by the broadcast operations (future set, event set, notify_all). The
- * nodes' tasks are collected first: after a grant the node may be gone. */
-static unsigned grant_all(weft__spin *lock, struct weft__wq *q, int result,
-			  void *value, unsigned max)
+/* The nodes' tasks are collected before the wakes: after a grant the node
+ * may be gone. */
+unsigned weft__wq_grant_all(weft__spin *lock, struct weft__wq *q, int result,
+			    unsigned max)
 {
 	struct weft_task *batch[32];
 	unsigned nb = 0, total = 0;
 	struct weft__wnode *n;
 
 	while (total < max && (n = weft__wq_take(q))) {
-		struct weft_task *t;
-		n->value = value ? value : n->value;
-		t = weft__wnode_grant(n, result);
+		struct weft_task *t = weft__wnode_grant(n, result);
+
 		total++;
 		if (t)
 			batch[nb++] = t;
@@ -173,7 +171,7 @@ static int future_complete(weft_future *f, void *value, int err)
 	f->value = value;
 	f->err = err;
 	atomic_store_explicit(&f->done, 1, memory_order_release);
-	grant_all(&f->lock, &f->waiters, 0, NULL, ~0u);
+	weft__wq_grant_all(&f->lock, &f->waiters, 0, ~0u);
 	return 0;
 }
 
@@ -217,7 +215,8 @@ int weft_future_await_timeout(weft_future *f, void **value,
 		      weft__wait_deadline(timeout_ns));
 	if (err)
 		return err;
-	atomic_load_explicit(&f->done, memory_order_acquire);
+	/* The node's DONE (acquire in weft__wq_park) came after the
+	 * setter's stores of value and err. */
 	return future_result(f, value);
 }
 
@@ -268,7 +267,7 @@ void weft_event_set(weft_event *e)
 		return;
 	weft__spin_lock(&e->lock);
 	atomic_store_explicit(&e->set, 1, memory_order_release);
-	grant_all(&e->lock, &e->waiters, 0, NULL, ~0u);
+	weft__wq_grant_all(&e->lock, &e->waiters, 0, ~0u);
 }
 
 void weft_event_clear(weft_event *e)
@@ -600,7 +599,7 @@ unsigned weft_cond_notify(weft_cond *c, unsigned n)
 	if (!c || !n)
 		return 0;
 	weft__spin_lock(&c->lock);
-	return grant_all(&c->lock, &c->waiters, 0, NULL, n);
+	return weft__wq_grant_all(&c->lock, &c->waiters, 0, n);
 }
 
 unsigned weft_cond_notify_all(weft_cond *c)

@@ -655,6 +655,29 @@ static bool waiter_leave(struct weft_task *t, struct weft__waiter *node)
 	return unlinked;
 }
 
+/* Fills node (task: the waiting task, NULL for a thread; ws: a waitset or
+ * NULL) and puts it on t's waiter list, unless t has ended already: then
+ * returns false and links nothing. Under wlock, so task_finish() either
+ * finds the node or we see done (its release store under the same lock). */
+static bool waiter_add(struct weft_task *t, struct weft__waiter *node,
+		       struct weft_task *task, struct weft_waitset *ws,
+		       size_t index)
+{
+	node->task = task;
+	node->ws = ws;
+	node->index = index;
+	atomic_init(&node->done, 0);
+	weft__spin_lock(&t->wlock);
+	if (atomic_load_explicit(&t->done, memory_order_acquire)) {
+		weft__spin_unlock(&t->wlock);
+		return false;
+	}
+	node->next = t->waiters;
+	t->waiters = node;
+	weft__spin_unlock(&t->wlock);
+	return true;
+}
+
 /* Waits for t to end and returns its outcome, or WEFT__SELF_CANCELLED /
  * WEFT__SELF_TIMEDOUT (storing nothing) if the caller was cancelled or
  * reached `deadline` (ns, WEFT_NEVER for none) while waiting. */
@@ -669,9 +692,6 @@ static int await_one(struct weft__worker *w, struct weft_task *self,
 		budget_tick(w);
 		return task_result(t, result);
 	}
-	node.task = self;
-	node.ws = NULL;
-	atomic_init(&node.done, 0);
 	atomic_init(&tm.state, WEFT__TM_IDLE);
 	/* Every condition that ends the wait is checked after
 	 * park_prepare(): a cancel that came before it left NOTIFIED, which
@@ -687,16 +707,11 @@ static int await_one(struct weft__worker *w, struct weft_task *self,
 		park_done(self);
 		return WEFT__SELF_TIMEDOUT;
 	}
-	weft__spin_lock(&t->wlock);
-	if (atomic_load_explicit(&t->done, memory_order_acquire)) {
-		weft__spin_unlock(&t->wlock);
+	if (!waiter_add(t, &node, self, NULL, 0)) {
 		park_done(self);
 		weft__timer_cancel(self->rt, &tm);
 		return task_result(t, result);
 	}
-	node.next = t->waiters;
-	t->waiters = &node;
-	weft__spin_unlock(&t->wlock);
 
 	for (;;) {
 		w = weft__park(w);
@@ -995,17 +1010,8 @@ int weft_join(weft_task *h, void **result)
 	t = resolve(h, &err);
 	if (!t)
 		return err;
-	node.task = NULL;
-	node.ws = NULL;
-	atomic_init(&node.done, 0);
-	weft__spin_lock(&t->wlock);
-	if (atomic_load_explicit(&t->done, memory_order_acquire)) {
-		weft__spin_unlock(&t->wlock);
+	if (!waiter_add(t, &node, NULL, NULL, 0))
 		return task_result(t, result);
-	}
-	node.next = t->waiters;
-	t->waiters = &node;
-	weft__spin_unlock(&t->wlock);
 	/* Acquire pairs with task_finish()'s release store of node.done,
 	 * made after t->done, result and outcome. */
 	while (!atomic_load_explicit(&node.done, memory_order_acquire))
@@ -1077,13 +1083,7 @@ int weft_waitset_create(weft_waitset **out, weft_task *const *hs, size_t n)
 	for (i = 0; i < n; i++) {
 		struct weft_task *t = ws->tasks[i];
 		struct weft__waiter *nd = &ws->nodes[i];
-		nd->task = NULL;
-		nd->ws = ws;
-		nd->index = i;
-		atomic_init(&nd->done, 0);
-		weft__spin_lock(&t->wlock);
-		if (atomic_load_explicit(&t->done, memory_order_acquire)) {
-			weft__spin_unlock(&t->wlock);
+		if (!waiter_add(t, nd, NULL, ws, i)) {
 			atomic_store_explicit(&nd->done, 1,
 					      memory_order_relaxed);
 			weft__spin_lock(&ws->lock);
@@ -1091,9 +1091,6 @@ int weft_waitset_create(weft_waitset **out, weft_task *const *hs, size_t n)
 			weft__spin_unlock(&ws->lock);
 			continue;
 		}
-		nd->next = t->waiters;
-		t->waiters = nd;
-		weft__spin_unlock(&t->wlock);
 	}
 	*out = ws;
 	return 0;
@@ -1135,10 +1132,9 @@ int weft_waitset_next(weft_waitset *ws, uint64_t timeout_ns)
 			park_done(self);
 			if (armed)
 				weft__timer_cancel(self->rt, &tm);
-			/* The task's result is final: its done flag was
-			 * released before the node's. */
-			atomic_load_explicit(&ws->nodes[i].done,
-					     memory_order_acquire);
+			/* The task's result is final for us: the ending
+			 * task stored it before it queued i under ws->lock,
+			 * and we took that lock after it released it. */
 			return (int)i;
 		}
 		if (ws->taken == ws->n) {

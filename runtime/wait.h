@@ -180,6 +180,12 @@ static inline void weft__wake_opt(struct weft_task *t)
 int weft__wq_park(weft__spin *lock, struct weft__wq *q, struct weft__wnode *n,
 		  uint64_t deadline);
 
+/* Grants up to max nodes of q with result (broadcasts: future set, event
+ * set, notify, a group emptied). The lock is held on entry and dropped
+ * here; the tasks are woken after it. Returns how many were granted. */
+unsigned weft__wq_grant_all(weft__spin *lock, struct weft__wq *q, int result,
+			    unsigned max);
+
 /* Deadline for a call with its own relative timeout, combined with the
  * calling task's deadline scope. */
 uint64_t weft__wait_deadline(uint64_t timeout_ns);
