@@ -71,7 +71,9 @@ void weft__group_link(struct weft_group *g, struct weft_task *t)
 		g->members->gprev = t;
 	g->members = t;
 	/* The group failed between the reservation and now: the task is
-	 * cancelled before it starts, so it never runs. */
+	 * cancelled before it starts, so it never runs. Relaxed is enough:
+	 * the task is not queued yet, and the queue push that publishes it
+	 * (release) carries this store to whichever worker runs it. */
 	if (g->refuse)
 		atomic_store_explicit(&t->cancel, 1, memory_order_relaxed);
 	weft__spin_unlock(&g->lock);
