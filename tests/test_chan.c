@@ -440,12 +440,9 @@ static void *close_wakes_main(void *arg)
 Test(chan, close_wakes_waiting_senders_and_receivers_with_epipe,
      .timeout = WT_TIMEOUT(20))
 {
-	for (unsigned c = 0; c < N_COUNTS; c++) {
-		struct close_wake w;
+	struct close_wake w;
 
-		memset(&w, 0, sizeof(w));
-		wt_run(close_wakes_main, &w, worker_counts[c]);
-	}
+	wt_run_each(close_wakes_main, &w, sizeof(w));
 }
 
 /* ======================================================================
@@ -595,12 +592,9 @@ static void *cancel_main(void *arg)
 Test(chan, cancelled_sender_sends_nothing_cancelled_receiver_takes_nothing,
      .timeout = WT_TIMEOUT(20))
 {
-	for (unsigned c = 0; c < N_COUNTS; c++) {
-		struct ch_cancel k;
+	struct ch_cancel k;
 
-		memset(&k, 0, sizeof(k));
-		wt_run(cancel_main, &k, worker_counts[c]);
-	}
+	wt_run_each(cancel_main, &k, sizeof(k));
 }
 
 /* Cancel racing a hand-over on a rendezvous channel: a value is either
@@ -867,12 +861,9 @@ static void *rdv_main(void *arg)
 Test(chan, rendezvous_send_blocks_until_a_receiver_comes,
      .timeout = WT_TIMEOUT(20))
 {
-	for (unsigned c = 0; c < N_COUNTS; c++) {
-		struct rdv r;
+	struct rdv r;
 
-		memset(&r, 0, sizeof(r));
-		wt_run(rdv_main, &r, worker_counts[c]);
-	}
+	wt_run_each(rdv_main, &r, sizeof(r));
 }
 
 /* Waiting senders are served in the order they queued (their values are
@@ -1357,12 +1348,9 @@ static void *sel_cancel_main(void *arg)
 Test(chan, select_cancelled_returns_ecanceled_and_moves_nothing,
      .timeout = WT_TIMEOUT(20))
 {
-	for (unsigned c = 0; c < N_COUNTS; c++) {
-		struct sel_cancel s;
+	struct sel_cancel s;
 
-		memset(&s, 0, sizeof(s));
-		wt_run(sel_cancel_main, &s, worker_counts[c]);
-	}
+	wt_run_each(sel_cancel_main, &s, sizeof(s));
 }
 
 /* A parked select with a send case and a recv case, completed by the
@@ -1439,12 +1427,9 @@ static void *sel_mixed_main(void *arg)
 Test(chan, parked_select_with_send_and_recv_completes_the_case_that_comes,
      .timeout = WT_TIMEOUT(20))
 {
-	for (unsigned c = 0; c < N_COUNTS; c++) {
-		struct sel_mixed s;
+	struct sel_mixed s;
 
-		memset(&s, 0, sizeof(s));
-		wt_run(sel_mixed_main, &s, worker_counts[c]);
-	}
+	wt_run_each(sel_mixed_main, &s, sizeof(s));
 }
 
 /* More cases than fit the select's stack arrays, and channels named by
@@ -1532,12 +1517,9 @@ static void *sel_many_main(void *arg)
 Test(chan, select_with_many_cases_and_repeated_channels,
      .timeout = WT_TIMEOUT(20))
 {
-	for (unsigned c = 0; c < N_COUNTS; c++) {
-		struct sel_many s;
+	struct sel_many s;
 
-		memset(&s, 0, sizeof(s));
-		wt_run(sel_many_main, &s, worker_counts[c]);
-	}
+	wt_run_each(sel_many_main, &s, sizeof(s));
 }
 
 /* Racing selects: senders (plain and selecting) and receivers (selecting,
@@ -1770,12 +1752,9 @@ static void *gen_order_main(void *arg)
 Test(chan, generator_yields_values_in_order_then_zero,
      .timeout = WT_TIMEOUT(10))
 {
-	for (unsigned c = 0; c < N_COUNTS; c++) {
-		struct gen_state s;
+	struct gen_state s;
 
-		memset(&s, 0, sizeof(s));
-		wt_run(gen_order_main, &s, worker_counts[c]);
-	}
+	wt_run_each(gen_order_main, &s, sizeof(s));
 }
 
 static void *gen_error_main(void *arg)
@@ -1809,12 +1788,9 @@ static void *gen_error_main(void *arg)
 Test(chan, generator_body_error_is_returned_by_next,
      .timeout = WT_TIMEOUT(10))
 {
-	for (unsigned c = 0; c < N_COUNTS; c++) {
-		struct gen_state s;
+	struct gen_state s;
 
-		memset(&s, 0, sizeof(s));
-		wt_run(gen_error_main, &s, worker_counts[c]);
-	}
+	wt_run_each(gen_error_main, &s, sizeof(s));
 }
 
 static void *gen_destroy_main(void *arg)
@@ -1868,12 +1844,9 @@ static void *gen_destroy_main(void *arg)
 Test(chan, generator_destroy_mid_stream_cancels_the_body,
      .timeout = WT_TIMEOUT(20))
 {
-	for (unsigned c = 0; c < N_COUNTS; c++) {
-		struct gen_state s;
+	struct gen_state s;
 
-		memset(&s, 0, sizeof(s));
-		wt_run(gen_destroy_main, &s, worker_counts[c]);
-	}
+	wt_run_each(gen_destroy_main, &s, sizeof(s));
 }
 
 /* The consumer's wait for the next value times out (scope) or is
@@ -1939,12 +1912,9 @@ static void *gen_wait_main(void *arg)
 Test(chan, generator_next_times_out_and_is_cancelled_like_any_wait,
      .timeout = WT_TIMEOUT(20))
 {
-	for (unsigned c = 0; c < N_COUNTS; c++) {
-		struct gen_wait w;
+	struct gen_wait w;
 
-		memset(&w, 0, sizeof(w));
-		wt_run(gen_wait_main, &w, worker_counts[c]);
-	}
+	wt_run_each(gen_wait_main, &w, sizeof(w));
 }
 
 Test(chan, generator_create_needs_a_runtime_and_a_body)

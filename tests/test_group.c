@@ -290,12 +290,9 @@ static void *waiter_cancel_main(void *arg)
 Test(group, cancelled_waiter_cancels_and_awaits_the_members,
      .timeout = WT_TIMEOUT(20))
 {
-	for (unsigned c = 0; c < N_COUNTS; c++) {
-		struct waiter_cancel w;
+	struct waiter_cancel w;
 
-		memset(&w, 0, sizeof(w));
-		wt_run(waiter_cancel_main, &w, worker_counts[c]);
-	}
+	wt_run_each(waiter_cancel_main, &w, sizeof(w));
 }
 
 static void *group_deadline_main(void *arg)
@@ -387,12 +384,9 @@ static void *group_size_main(void *arg)
 
 Test(group, size_counts_members_not_ended, .timeout = WT_TIMEOUT(20))
 {
-	for (unsigned c = 0; c < N_COUNTS; c++) {
-		struct size_state s;
+	struct size_state s;
 
-		memset(&s, 0, sizeof(s));
-		wt_run(group_size_main, &s, worker_counts[c]);
-	}
+	wt_run_each(group_size_main, &s, sizeof(s));
 }
 
 /* TSan counts live tasks (fibers) against its thread limit. */
@@ -673,12 +667,9 @@ static void *wait_any_cancel_main(void *arg)
 
 Test(group, wait_any_cancelled_returns_ecanceled, .timeout = WT_TIMEOUT(20))
 {
-	for (unsigned c = 0; c < N_COUNTS; c++) {
-		struct wa_cancel w;
+	struct wa_cancel w;
 
-		memset(&w, 0, sizeof(w));
-		wt_run(wait_any_cancel_main, &w, worker_counts[c]);
-	}
+	wt_run_each(wait_any_cancel_main, &w, sizeof(w));
 }
 
 /* Waitsets: completion order, -ENOENT at the end, ended tasks first. */

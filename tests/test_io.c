@@ -1062,11 +1062,8 @@ Test(io, cancelled_or_timed_out_pipe_reads_leave_data_for_the_next_read,
 {
 	int fds = fd_count();
 
-	for (unsigned c = 0; c < N_COUNTS; c++) {
-		struct pipe_cancel p;
+	struct pipe_cancel p;
 
-		memset(&p, 0, sizeof(p));
-		wt_run(pipe_cancel_main, &p, worker_counts[c]);
-	}
+	wt_run_each(pipe_cancel_main, &p, sizeof(p));
 	cr_assert_eq(fd_count(), fds, "descriptors leaked");
 }

@@ -261,12 +261,9 @@ static void *fut_cancel_main(void *arg)
 
 Test(sync, future_await_cancelled_returns_ecanceled, .timeout = WT_TIMEOUT(20))
 {
-	for (unsigned c = 0; c < N_COUNTS; c++) {
-		struct fut_cancel fc;
+	struct fut_cancel fc;
 
-		memset(&fc, 0, sizeof(fc));
-		wt_run(fut_cancel_main, &fc, worker_counts[c]);
-	}
+	wt_run_each(fut_cancel_main, &fc, sizeof(fc));
 }
 
 /* A thread outside the runtime blocks in weft_future_await() until a task
@@ -429,12 +426,9 @@ static void *ev_many_main(void *arg)
 Test(sync, event_set_wakes_every_waiter_and_clear_makes_them_wait,
      .timeout = WT_TIMEOUT(30))
 {
-	for (unsigned c = 0; c < N_COUNTS; c++) {
-		struct ev_many m;
+	struct ev_many m;
 
-		memset(&m, 0, sizeof(m));
-		wt_run(ev_many_main, &m, worker_counts[c]);
-	}
+	wt_run_each(ev_many_main, &m, sizeof(m));
 }
 
 struct ev_cancel {
@@ -480,12 +474,9 @@ static void *ev_cancel_main(void *arg)
 
 Test(sync, event_wait_cancelled_returns_ecanceled, .timeout = WT_TIMEOUT(20))
 {
-	for (unsigned c = 0; c < N_COUNTS; c++) {
-		struct ev_cancel ec;
+	struct ev_cancel ec;
 
-		memset(&ec, 0, sizeof(ec));
-		wt_run(ev_cancel_main, &ec, worker_counts[c]);
-	}
+	wt_run_each(ev_cancel_main, &ec, sizeof(ec));
 }
 
 /* ======================================================================
@@ -827,12 +818,9 @@ static void *lock_timeout_main(void *arg)
 Test(sync, lock_acquire_timeout_leaves_the_lock_and_queue_intact,
      .timeout = WT_TIMEOUT(20))
 {
-	for (unsigned c = 0; c < N_COUNTS; c++) {
-		struct lock_to t;
+	struct lock_to t;
 
-		memset(&t, 0, sizeof(t));
-		wt_run(lock_timeout_main, &t, worker_counts[c]);
-	}
+	wt_run_each(lock_timeout_main, &t, sizeof(t));
 }
 
 /* A waiter inside a deadline scope of its own. */
@@ -934,12 +922,9 @@ static void *lock_cancel_main(void *arg)
 Test(sync, cancelled_lock_waiter_does_not_get_the_lock_the_next_does,
      .timeout = WT_TIMEOUT(20))
 {
-	for (unsigned c = 0; c < N_COUNTS; c++) {
-		struct lock_cancel lc;
+	struct lock_cancel lc;
 
-		memset(&lc, 0, sizeof(lc));
-		wt_run(lock_cancel_main, &lc, worker_counts[c]);
-	}
+	wt_run_each(lock_cancel_main, &lc, sizeof(lc));
 }
 
 /*
@@ -1277,12 +1262,9 @@ static void *nw_main(void *arg)
 Test(sync, set_release_and_notify_from_a_foreign_thread_wake_tasks,
      .timeout = WT_TIMEOUT(20))
 {
-	for (unsigned c = 0; c < N_COUNTS; c++) {
-		struct nw n;
+	struct nw n;
 
-		memset(&n, 0, sizeof(n));
-		wt_run(nw_main, &n, worker_counts[c]);
-	}
+	wt_run_each(nw_main, &n, sizeof(n));
 }
 
 /* ======================================================================
@@ -1464,12 +1446,9 @@ static void *sem_wait_main(void *arg)
 Test(sync, sem_timeout_scope_and_cancel_take_no_permit,
      .timeout = WT_TIMEOUT(20))
 {
-	for (unsigned c = 0; c < N_COUNTS; c++) {
-		struct sem_wait sw;
+	struct sem_wait sw;
 
-		memset(&sw, 0, sizeof(sw));
-		wt_run(sem_wait_main, &sw, worker_counts[c]);
-	}
+	wt_run_each(sem_wait_main, &sw, sizeof(sw));
 }
 
 /* ======================================================================
@@ -1675,12 +1654,9 @@ static void *cond_notify_main(void *arg)
 Test(sync, cond_notify_one_wakes_one_and_notify_all_wakes_all,
      .timeout = WT_TIMEOUT(30))
 {
-	for (unsigned c = 0; c < N_COUNTS; c++) {
-		struct cond_notify cn;
+	struct cond_notify cn;
 
-		memset(&cn, 0, sizeof(cn));
-		wt_run(cond_notify_main, &cn, worker_counts[c]);
-	}
+	wt_run_each(cond_notify_main, &cn, sizeof(cn));
 }
 
 /* Cancelled or timed out, wait still returns with the lock held, and
@@ -1752,12 +1728,9 @@ static void *cond_cancel_main(void *arg)
 Test(sync, cond_wait_cancelled_returns_with_the_lock_held,
      .timeout = WT_TIMEOUT(20))
 {
-	for (unsigned c = 0; c < N_COUNTS; c++) {
-		struct cond_cancel cc;
+	struct cond_cancel cc;
 
-		memset(&cc, 0, sizeof(cc));
-		wt_run(cond_cancel_main, &cc, worker_counts[c]);
-	}
+	wt_run_each(cond_cancel_main, &cc, sizeof(cc));
 }
 
 struct cond_to {
@@ -1860,12 +1833,9 @@ static void *cond_timeout_main(void *arg)
 Test(sync, cond_wait_timed_out_returns_with_the_lock_held,
      .timeout = WT_TIMEOUT(20))
 {
-	for (unsigned c = 0; c < N_COUNTS; c++) {
-		struct cond_to ct;
+	struct cond_to ct;
 
-		memset(&ct, 0, sizeof(ct));
-		wt_run(cond_timeout_main, &ct, worker_counts[c]);
-	}
+	wt_run_each(cond_timeout_main, &ct, sizeof(ct));
 }
 
 static void *cond_eperm_main(void *arg)

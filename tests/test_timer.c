@@ -726,12 +726,9 @@ static void *cancel_sleep_main(void *arg)
 Test(timer, cancelling_a_sleeping_task_ends_its_sleep_with_ecanceled,
      .timeout = WT_TIMEOUT(20))
 {
-	for (unsigned c = 0; c < N_COUNTS; c++) {
-		struct sleeper s;
+	struct sleeper s;
 
-		memset(&s, 0, sizeof(s));
-		wt_run(cancel_sleep_main, &s, worker_counts[c]);
-	}
+	wt_run_each(cancel_sleep_main, &s, sizeof(s));
 }
 
 struct foreign_cancel {
@@ -1468,12 +1465,9 @@ static void *slow_with_cancel_main(void *arg)
 Test(timer, await_timeout_with_cancel_ends_the_task_before_returning,
      .timeout = WT_TIMEOUT(20))
 {
-	for (unsigned c = 0; c < N_COUNTS; c++) {
-		struct sleeper s;
+	struct sleeper s;
 
-		memset(&s, 0, sizeof(s));
-		wt_run(slow_with_cancel_main, &s, worker_counts[c]);
-	}
+	wt_run_each(slow_with_cancel_main, &s, sizeof(s));
 }
 
 static void *nap_then_ret(void *arg)
@@ -1557,12 +1551,9 @@ static void *await_timeout_cancelled_main(void *arg)
 Test(timer, await_timeout_reports_cancel_and_honours_the_scope,
      .timeout = WT_TIMEOUT(20))
 {
-	for (unsigned c = 0; c < N_COUNTS; c++) {
-		struct sleeper s;
+	struct sleeper s;
 
-		memset(&s, 0, sizeof(s));
-		wt_run(await_timeout_cancelled_main, &s, worker_counts[c]);
-	}
+	wt_run_each(await_timeout_cancelled_main, &s, sizeof(s));
 }
 
 /* ---- timers fired by another worker --------------------------------------- */

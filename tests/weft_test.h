@@ -394,4 +394,16 @@ static inline int fd_count(void)
 	return n - 1; /* the directory's own descriptor */
 }
 
+/* Runs fn(state) to completion under 1, 2 and 4 workers (wt_run), with
+ * state zeroed (size bytes) before each run: one test, three schedules. */
+static inline void wt_run_each(weft_fn fn, void *state, size_t size)
+{
+	static const unsigned counts[] = { 1, 2, 4 };
+
+	for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+		memset(state, 0, size);
+		wt_run(fn, state, counts[i]);
+	}
+}
+
 #endif /* WEFT_TEST_H */
