@@ -41,6 +41,32 @@
  * PARKING or PARKED and either the lander or the waker queues the task.
  * Wakes may be spurious (a late waker of an earlier wait): every wait loops
  * on its condition, so a spurious wake costs a pass through the loop.
+ *
+ * Why every waker writes park (store buffering)
+ * ---------------------------------------------
+ * Waker: store the condition (C), then an RMW on park. Task: the exchange
+ * of step 1/4 (acq_rel, an RMW on park), then a load of C. Two threads that
+ * each store one location and then load the other are the store-buffering
+ * shape: with a plain load of park on the waker's side, both loads may read
+ * the old values (x86-TSO allows it: the waker's store of C may still sit
+ * in its store buffer), so a waker that found NOTIFIED and returned at once
+ * could leave the task re-checking an old C and parking for good (bug 1 of
+ * issue 9: a shielded task woken by a cancel, its future set meanwhile).
+ * With an RMW in every case but FREE, C11 orders them: all RMWs on park
+ * are in one modification order, and only the task moves park out of
+ * NOTIFIED (its exchange); the lander moves it only out of PARKING.
+ *   - The waker's RMW comes first: the task's next exchange reads it, or a
+ *     later waker's RMW (RMWs continue its release sequence), so the
+ *     exchange (acquire) synchronises with the waker's release and the
+ *     load of C that follows sees C.
+ *   - The task's exchange comes first: the waker's RMW reads PARKING,
+ *     PARKED or RUNNING and turns it into NOTIFIED, so the task is queued
+ *     or re-checks after an exchange that reads it (first case again);
+ *     or it reads NOTIFIED from another waker that came after the
+ *     exchange, whose wake makes the task run another exchange, after
+ *     this waker's RMW (first case).
+ * The model in tests/model/park_wake.pml checks this protocol with store
+ * buffers, and finds the lost wake-up when the NOTIFIED case only loads.
  */
 #include <errno.h>
 #include <string.h>
@@ -581,7 +607,18 @@ static void task_wake(struct weft_task *t, bool back)
 				return;
 			}
 			break;
-		default: /* NOTIFIED: already woken; FREE: gone */
+		case WEFT__NOTIFIED:
+			/* Already woken, but this waker's condition store must
+			 * still reach the task's next check: an RMW, never a
+			 * plain load (store buffering; see "Why every waker
+			 * writes park" above). */
+			if (atomic_compare_exchange_weak_explicit(
+				    &t->park, &s, WEFT__NOTIFIED,
+				    memory_order_release,
+				    memory_order_acquire))
+				return;
+			break;
+		default: /* FREE: gone */
 			return;
 		}
 	}

@@ -488,6 +488,135 @@ Test(stress, cancel_racing_the_start_of_an_await_is_never_lost,
 	}
 }
 
+/* ---- a wake that finds the task already notified ----------------------- */
+
+/*
+ * A shielded task waits on a future; a thread outside the runtime cancels it
+ * (the shield keeps it waiting, but the cancel's wake moves it from PARKED
+ * to NOTIFIED and queues it) and then sets the future. The set's wake finds
+ * NOTIFIED and has nothing to do, yet its store of the grant must be visible
+ * to the task's next check: with a plain load there (no read-modify-write),
+ * the grant could still sit in the setter's store buffer when the task
+ * re-checks, and the task parked for ever with its future set (bug 1 of
+ * issue 9: 0.2-0.7 million rounds on x86-64). A task found stuck is counted
+ * and rescued by a second cancel, whose wake makes it look again.
+ */
+struct sbuf {
+	_Atomic(weft_task *) t;
+	_Atomic(weft_future *) f;
+	atomic_int posted; /* round number whose t and f are published */
+	atomic_int acked;  /* last round the thread has finished with */
+	atomic_int entered;
+	atomic_int quit;
+	long rounds, stuck;
+};
+
+static void *sbuf_waiter(void *arg)
+{
+	struct sbuf *s = arg;
+	weft_future *f = atomic_load(&s->f);
+	void *v = NULL;
+	int rc;
+
+	WT_CHECK_EQ(weft_shield_begin(), 0);
+	atomic_store(&s->entered, 1);
+	rc = weft_future_await(f, &v);
+	WT_CHECK_EQ(weft_shield_end(), 0);
+	WT_CHECK_EQ(rc, 0);
+	return v;
+}
+
+static void *sbuf_thread(void *arg)
+{
+	struct sbuf *s = arg;
+	unsigned x = 2463534242u;
+	int seen = 0;
+
+	while (!atomic_load(&s->quit)) {
+		int r = atomic_load(&s->posted);
+		if (r == seen || !atomic_load(&s->entered))
+			continue;
+		weft_task *t = atomic_load(&s->t);
+		weft_future *f = atomic_load(&s->f);
+		/* Sweep the window: the cancel and the set land anywhere
+		 * around the task's start of its wait. */
+		x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+		for (unsigned i = x % 4096; i; i--)
+			__asm__ volatile("" ::: "memory");
+		WT_CHECK_EQ(weft_cancel(t), 0);
+		WT_CHECK_EQ(weft_future_set(f, (void *)(uintptr_t)0x5b), 0);
+		seen = r;
+		atomic_store(&s->acked, r);
+	}
+	return NULL;
+}
+
+static void *sbuf_main(void *arg)
+{
+	struct sbuf *s = arg;
+	struct weft_spawn_opts o = { .flags = WEFT_SPAWN_PINNED };
+	uint64_t end = wt_now_ns() + (uint64_t)wt_scale() * 300 * MS;
+	pthread_t th;
+
+	WT_CHECK_EQ(pthread_create(&th, NULL, sbuf_thread, s), 0);
+	for (int r = 1; wt_now_ns() < end; r++) {
+		weft_future *f;
+		weft_task *t;
+		void *v = NULL;
+		int rc;
+
+		if (!WT_CHECK_EQ(weft_future_create(&f), 0))
+			break;
+		atomic_store(&s->f, f);
+		atomic_store(&s->entered, 0);
+		if (!WT_CHECK_EQ(weft_spawn_opts(&t, sbuf_waiter, s, &o), 0))
+			break;
+		atomic_store(&s->t, t);
+		atomic_store(&s->posted, r);
+		/* Yield rather than park: the worker stays awake and runs
+		 * the task as soon as the cancel queues it. */
+		uint64_t t0 = wt_now_ns();
+		while (weft_task_done(t) != 1 && wt_now_ns() - t0 < 1 * SEC)
+			weft_yield();
+		rc = weft_task_done(t) == 1 ? weft_await(t, &v) : -ETIMEDOUT;
+		if (rc == -ETIMEDOUT) {
+			s->stuck++;
+			/* Its future is set: one more wake finds it. */
+			while (atomic_load(&s->acked) != r)
+				weft_yield();
+			WT_CHECK_EQ(weft_cancel(t), 0);
+			rc = weft_await(t, &v);
+		}
+		/* Cancelled before it returned: -ECANCELED, with its
+		 * result (the future's value) still delivered. */
+		WT_CHECK_EQ(rc, -ECANCELED);
+		WT_CHECK_PTR_EQ(v, (void *)(uintptr_t)0x5b);
+		while (atomic_load(&s->acked) != r)
+			weft_yield();
+		weft_task_release(t);
+		weft_future_destroy(f);
+		s->rounds++;
+	}
+	atomic_store(&s->quit, 1);
+	pthread_join(th, NULL);
+	return NULL;
+}
+
+Test(stress, a_wake_that_finds_the_task_notified_is_never_lost,
+     .timeout = WT_TIMEOUT(120))
+{
+	struct sbuf s;
+
+	memset(&s, 0, sizeof(s));
+	wt_run(sbuf_main, &s, 1);
+	cr_log_info("%ld rounds, %ld stuck", s.rounds, s.stuck);
+	cr_assert_eq(s.stuck, 0,
+		     "%ld of %ld shielded waits stayed parked with their "
+		     "future set (a wake-up lost to store buffering)",
+		     s.stuck, s.rounds);
+	cr_assert_gt(s.rounds, 100);
+}
+
 /* ---- shutdown with work in flight --------------------------------------- */
 
 struct inflight {
