@@ -32,6 +32,7 @@ struct weft_chan {
 	bool closed;
 	size_t cap, head, len;
 	struct weft__wq sendq, recvq;
+	uint32_t tag; /* WEFT__LIVE while alive */
 	void *buf[]; /* cap slots */
 };
 
@@ -50,6 +51,7 @@ int weft_chan_create(weft_chan **out, size_t capacity)
 		return -ENOMEM;
 	memset(c, 0, sz);
 	c->cap = capacity;
+	c->tag = WEFT__LIVE;
 	*out = c;
 	return 0;
 }
@@ -58,6 +60,8 @@ void weft_chan_destroy(weft_chan *c)
 {
 	if (!c)
 		return;
+	weft__live_end(&c->tag, "weft_chan_destroy(): not a live channel "
+				     "(destroyed already?)");
 	/* A granter may still be between its DONE store and its unlock. */
 	weft__spin_lock(&c->lock);
 	weft__check(!weft__wq_any(&c->sendq) && !weft__wq_any(&c->recvq),

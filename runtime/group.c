@@ -25,6 +25,7 @@ struct weft_group {
 	bool refuse;
 	struct weft_task *members;
 	struct weft__wq waiters;
+	uint32_t tag; /* WEFT__LIVE while alive */
 };
 
 int weft_group_create(weft_group **out)
@@ -36,6 +37,7 @@ int weft_group_create(weft_group **out)
 	g = weft__calloc(1, sizeof(*g));
 	if (!g)
 		return -ENOMEM;
+	g->tag = WEFT__LIVE;
 	*out = g;
 	return 0;
 }
@@ -195,6 +197,8 @@ void weft_group_destroy(weft_group *g)
 {
 	if (!g)
 		return;
+	weft__live_end(&g->tag, "weft_group_destroy(): not a live task group "
+				     "(destroyed already?)");
 	if (weft_group_size(g))
 		weft_group_wait(g);
 	/* A last member may still be between its grant and its unlock. */

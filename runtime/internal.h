@@ -87,6 +87,22 @@ void weft__die(const char *file, int line, const char *msg)
 #define weft__check(c, msg) \
 	((c) ? (void)0 : weft__die(__FILE__, __LINE__, msg))
 
+/* ---- live-object tags ----------------------------------------------------
+ * Coordination objects (sync.c, chan.c, group.c) carry a tag set by their
+ * create and cleared by their destroy, so that a second destroy (or one of
+ * something that is no such object) aborts with a message instead of
+ * freeing twice or spinning on a lock byte the allocator has reused. The
+ * tag sits past an object's first 16 bytes, which glibc's free lists
+ * overwrite. A detectable misuse only: memory reused by another object
+ * since is not told apart. */
+#define WEFT__LIVE 0x6c697665u /* "live" */
+#define WEFT__DEAD 0x64656164u /* "dead" */
+#define weft__live_end(tag, msg)                                           \
+	do {                                                               \
+		weft__check(*(tag) == WEFT__LIVE, msg);                    \
+		*(tag) = WEFT__DEAD;                                       \
+	} while (0)
+
 /* ---- allocation --------------------------------------------------------
  * All heap memory of the runtime goes through these two (Lua's lua_Alloc):
  * one place to count, to fail on purpose in tests, or to swap allocators. */
@@ -211,9 +227,15 @@ struct weft_task {
 	/* References: one per handle the program holds, one held by the
 	 * task itself until it ends. The block returns to the pool at 0. */
 	atomic_uint refs;
-	/* Bumped each time the block returns to the pool; handles carry it
-	 * in their top 16 bits. Read by any thread, so atomic. */
-	atomic_uint gen;
+	/* The program's share of refs (handle references): a release or
+	 * retain when it is 0 is a doubly released handle, reported. */
+	atomic_uint hrefs;
+	/* Bumped each time the block returns to the pool (36 bits, never
+	 * 0); handles carry it. Read by any thread, so atomic. */
+	_Atomic uint64_t gen;
+	/* The block's place in the handle directory (task.c): slab id and
+	 * index in the slab. Fixed for the block's life. */
+	uint32_t hid;
 	/* Deadline of the current weft_timeout_begin() scope (ns), or
 	 * WEFT_NEVER; only the task itself touches it. */
 	uint64_t deadline;

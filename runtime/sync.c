@@ -133,6 +133,7 @@ struct weft_future {
 	int err;
 	void *value;
 	struct weft__wq waiters;
+	uint32_t tag; /* WEFT__LIVE while alive */
 };
 
 int weft_future_create(weft_future **out)
@@ -144,6 +145,7 @@ int weft_future_create(weft_future **out)
 	f = weft__calloc(1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;
+	f->tag = WEFT__LIVE;
 	*out = f;
 	return 0;
 }
@@ -152,6 +154,8 @@ void weft_future_destroy(weft_future *f)
 {
 	if (!f)
 		return;
+	weft__live_end(&f->tag, "weft_future_destroy(): not a live future "
+				     "(destroyed already?)");
 	/* A setter may still be between its DONE store and its unlock. */
 	weft__spin_lock(&f->lock);
 	weft__check(!f->waiters.head, "weft_future_destroy() with waiters");
@@ -236,6 +240,7 @@ struct weft_event {
 	weft__spin lock;
 	atomic_int set;
 	struct weft__wq waiters;
+	uint32_t tag; /* WEFT__LIVE while alive */
 };
 
 int weft_event_create(weft_event **out)
@@ -247,6 +252,7 @@ int weft_event_create(weft_event **out)
 	e = weft__calloc(1, sizeof(*e));
 	if (!e)
 		return -ENOMEM;
+	e->tag = WEFT__LIVE;
 	*out = e;
 	return 0;
 }
@@ -255,6 +261,8 @@ void weft_event_destroy(weft_event *e)
 {
 	if (!e)
 		return;
+	weft__live_end(&e->tag, "weft_event_destroy(): not a live event "
+				     "(destroyed already?)");
 	weft__spin_lock(&e->lock);
 	weft__check(!e->waiters.head, "weft_event_destroy() with waiters");
 	weft__spin_unlock(&e->lock);
@@ -313,6 +321,7 @@ struct weft_lock {
 	weft__spin lock;
 	bool held;
 	struct weft__wq waiters;
+	uint32_t tag; /* WEFT__LIVE while alive */
 };
 
 int weft_lock_create(weft_lock **out)
@@ -324,6 +333,7 @@ int weft_lock_create(weft_lock **out)
 	l = weft__calloc(1, sizeof(*l));
 	if (!l)
 		return -ENOMEM;
+	l->tag = WEFT__LIVE;
 	*out = l;
 	return 0;
 }
@@ -332,6 +342,8 @@ void weft_lock_destroy(weft_lock *l)
 {
 	if (!l)
 		return;
+	weft__live_end(&l->tag, "weft_lock_destroy(): not a live lock "
+				     "(destroyed already?)");
 	weft__spin_lock(&l->lock);
 	weft__check(!l->waiters.head, "weft_lock_destroy() with waiters");
 	weft__spin_unlock(&l->lock);
@@ -424,6 +436,7 @@ struct weft_sem {
 	unsigned initial;
 	bool bounded;
 	struct weft__wq waiters;
+	uint32_t tag; /* WEFT__LIVE while alive */
 };
 
 int weft_sem_create(weft_sem **out, unsigned value, unsigned flags)
@@ -437,6 +450,7 @@ int weft_sem_create(weft_sem **out, unsigned value, unsigned flags)
 		return -ENOMEM;
 	s->value = s->initial = value;
 	s->bounded = flags & WEFT_SEM_BOUNDED;
+	s->tag = WEFT__LIVE;
 	*out = s;
 	return 0;
 }
@@ -445,6 +459,8 @@ void weft_sem_destroy(weft_sem *s)
 {
 	if (!s)
 		return;
+	weft__live_end(&s->tag, "weft_sem_destroy(): not a live semaphore "
+				     "(destroyed already?)");
 	weft__spin_lock(&s->lock);
 	weft__check(!s->waiters.head, "weft_sem_destroy() with waiters");
 	weft__spin_unlock(&s->lock);
@@ -532,6 +548,7 @@ unsigned weft_sem_value(weft_sem *s)
 struct weft_cond {
 	weft__spin lock;
 	struct weft__wq waiters;
+	uint32_t tag; /* WEFT__LIVE while alive */
 };
 
 int weft_cond_create(weft_cond **out)
@@ -543,6 +560,7 @@ int weft_cond_create(weft_cond **out)
 	c = weft__calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
+	c->tag = WEFT__LIVE;
 	*out = c;
 	return 0;
 }
@@ -551,6 +569,8 @@ void weft_cond_destroy(weft_cond *c)
 {
 	if (!c)
 		return;
+	weft__live_end(&c->tag, "weft_cond_destroy(): not a live condition "
+				     "(destroyed already?)");
 	weft__spin_lock(&c->lock);
 	weft__check(!c->waiters.head, "weft_cond_destroy() with waiters");
 	weft__spin_unlock(&c->lock);

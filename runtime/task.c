@@ -83,12 +83,111 @@
 #define WEFT__SELF_TIMEDOUT 2
 #define WEFT__CB_SLAB 256
 #define WEFT__CB_CACHE 128
-#define WEFT__HANDLE_SHIFT 48
-#define WEFT__HANDLE_MASK ((UINT64_C(1) << WEFT__HANDLE_SHIFT) - 1)
+
+/*
+ * Handles
+ * -------
+ * A handle is not a pointer: it is (slab id: 20 bits | index of the block
+ * in its slab: 8 | generation: 36). A process-wide directory maps slab ids
+ * to slab memory, so any thread resolves any runtime's handle with two
+ * loads. A block's generation is bumped each time it returns to the pool,
+ * so a stale handle (its task ended and released) no longer matches; at
+ * one spawn/release per 300 ns on the same block it takes some 5.7 hours
+ * to come round (16 bits did in 20 ms). When a runtime frees its slabs,
+ * their ids go back to the directory with the next generation to use, so
+ * a slab id reused by a later runtime starts above every handle made with
+ * it before: stale handles of ended runtimes report -ESRCH too.
+ *
+ * Directory protocol: ids are taken and given back under dir_lock. A slab
+ * is published by a release store of its memory into its entry after its
+ * blocks are initialised; resolve() loads it with acquire. An entry is
+ * cleared before its slab is freed; a resolve() racing with that is the
+ * use of a handle of a runtime being destroyed, which the API forbids.
+ */
+#define H_GEN_BITS 36
+#define H_IDX_BITS 8 /* log2(WEFT__CB_SLAB) */
+#define H_SLAB_BITS 20
+#define H_GEN_MASK ((UINT64_C(1) << H_GEN_BITS) - 1)
+#define DIR_CHUNK 1024u
+#define DIR_CHUNKS ((1u << H_SLAB_BITS) / DIR_CHUNK)
+
+_Static_assert(WEFT__CB_SLAB == 1u << H_IDX_BITS, "slab size = index bits");
+_Static_assert(H_GEN_BITS + H_IDX_BITS + H_SLAB_BITS == 64, "handle bits");
+
+struct dir_entry {
+	_Atomic(struct weft_task *) mem; /* NULL: id not in use */
+	uint64_t floor;   /* first generation for the id's next slab */
+	uint32_t next_free; /* free-id list link (0: end); under dir_lock */
+};
+
+static _Atomic(struct dir_entry *) dir[DIR_CHUNKS];
+static pthread_mutex_t dir_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint32_t dir_free;     /* head of the free-id list; under dir_lock */
+static uint32_t dir_next = 1; /* first never-used id (0 is never used) */
+
+static struct dir_entry *dir_entry(uint32_t id)
+{
+	struct dir_entry *c = atomic_load_explicit(&dir[id / DIR_CHUNK],
+						   memory_order_acquire);
+
+	return c ? &c[id % DIR_CHUNK] : NULL;
+}
+
+/* A slab id for mem and the first generation of its blocks; 0 if none. */
+static uint32_t dir_take(uint64_t *floor)
+{
+	uint32_t id = 0;
+	struct dir_entry *e;
+
+	pthread_mutex_lock(&dir_lock);
+	if (dir_free) {
+		id = dir_free;
+		dir_free = dir_entry(id)->next_free;
+	} else if (dir_next < (1u << H_SLAB_BITS)) {
+		struct dir_entry *c = atomic_load_explicit(
+			&dir[dir_next / DIR_CHUNK], memory_order_relaxed);
+		if (!c) {
+			/* Chunks are never freed: resolve() may read them
+			 * at any time. */
+			c = calloc(DIR_CHUNK, sizeof(*c));
+			if (c)
+				atomic_store_explicit(
+					&dir[dir_next / DIR_CHUNK], c,
+					memory_order_release);
+		}
+		if (c)
+			id = dir_next++;
+	}
+	if (id) {
+		e = dir_entry(id);
+		*floor = e->floor ? e->floor : 1;
+	}
+	pthread_mutex_unlock(&dir_lock);
+	return id;
+}
+
+static void dir_give_back(uint32_t id, uint64_t floor)
+{
+	struct dir_entry *e = dir_entry(id);
+
+	pthread_mutex_lock(&dir_lock);
+	atomic_store_explicit(&e->mem, NULL, memory_order_release);
+	e->floor = floor;
+	e->next_free = dir_free;
+	dir_free = id;
+	pthread_mutex_unlock(&dir_lock);
+}
+
+static uint64_t gen_next(uint64_t g)
+{
+	g = (g + 1) & H_GEN_MASK;
+	return g ? g : 1;
+}
 
 struct weft__slab {
 	struct weft__slab *next;
 	void *mem;
+	uint32_t id; /* in the handle directory */
 };
 
 /* One task waiting in weft_await(), or a thread in weft_join() (task
@@ -110,30 +209,36 @@ struct weft__waiter {
 
 weft_task *weft__handle(struct weft_task *t)
 {
-	uint64_t g = atomic_load_explicit(&t->gen, memory_order_relaxed) &
-		     0xffffu;
-	return (weft_task *)(uintptr_t)((uint64_t)(uintptr_t)t |
-					(g << WEFT__HANDLE_SHIFT));
+	uint64_t g = atomic_load_explicit(&t->gen, memory_order_relaxed);
+
+	return (weft_task *)(uintptr_t)(((uint64_t)t->hid << H_GEN_BITS) | g);
 }
 
 /* Handle to block, or NULL if the handle is NULL or stale. */
 static struct weft_task *resolve(weft_task *h, int *err)
 {
 	uint64_t v = (uint64_t)(uintptr_t)h;
-	struct weft_task *t;
+	uint32_t slab = (uint32_t)(v >> (H_GEN_BITS + H_IDX_BITS));
+	struct dir_entry *e;
+	struct weft_task *mem, *t;
 
 	if (!h) {
 		*err = -EINVAL;
 		return NULL;
 	}
-	t = (struct weft_task *)(uintptr_t)(v & WEFT__HANDLE_MASK);
-	if ((atomic_load_explicit(&t->gen, memory_order_acquire) & 0xffffu) !=
-		    (v >> WEFT__HANDLE_SHIFT) ||
-	    atomic_load_explicit(&t->park, memory_order_acquire) ==
-		    WEFT__FREE) {
-		*err = -ESRCH;
+	*err = -ESRCH;
+	e = slab ? dir_entry(slab) : NULL;
+	if (!e)
 		return NULL;
-	}
+	mem = atomic_load_explicit(&e->mem, memory_order_acquire);
+	if (!mem)
+		return NULL;
+	t = &mem[(v >> H_GEN_BITS) & (WEFT__CB_SLAB - 1)];
+	if (atomic_load_explicit(&t->gen, memory_order_acquire) !=
+		    (v & H_GEN_MASK) ||
+	    atomic_load_explicit(&t->park, memory_order_acquire) ==
+		    WEFT__FREE)
+		return NULL;
 	return t;
 }
 
@@ -143,13 +248,16 @@ static int cb_refill(struct weft_runtime *rt)
 {
 	struct weft__slab *s = weft__malloc(sizeof(*s));
 	struct weft_task *blk;
+	uint64_t floor = 1;
 	unsigned i;
 
 	if (!s)
 		return -ENOMEM;
 	blk = aligned_alloc(WEFT__CACHELINE,
 			    WEFT__CB_SLAB * sizeof(struct weft_task));
-	if (!blk) {
+	s->id = blk ? dir_take(&floor) : 0;
+	if (!s->id) {
+		free(blk);
 		weft__free(s);
 		return -ENOMEM;
 	}
@@ -159,11 +267,15 @@ static int cb_refill(struct weft_runtime *rt)
 	rt->cb_slabs = s;
 	for (i = 0; i < WEFT__CB_SLAB; i++) {
 		atomic_init(&blk[i].park, WEFT__FREE);
-		atomic_init(&blk[i].gen, 1);
+		atomic_init(&blk[i].gen, floor);
+		blk[i].hid = s->id << H_IDX_BITS | i;
 		blk[i].rt = rt;
 		blk[i].qnext = rt->cb_free;
 		rt->cb_free = &blk[i];
 	}
+	/* Release: a resolve() that finds the slab sees its blocks. */
+	atomic_store_explicit(&dir_entry(s->id)->mem, blk,
+			      memory_order_release);
 	rt->cb_free_n += WEFT__CB_SLAB;
 	return 0;
 }
@@ -223,7 +335,7 @@ static void cb_free(struct weft_task *t)
 {
 	struct weft_runtime *rt = t->rt;
 	struct weft__worker *w = weft__worker_self();
-	unsigned g;
+	uint64_t g;
 
 	if (t->tls) {
 		weft__free(t->tls);
@@ -232,9 +344,7 @@ static void cb_free(struct weft_task *t)
 	/* gen first, then FREE (both release): a resolve() that sees the
 	 * old gen and then not-FREE raced with the release of the last
 	 * reference, which the API forbids. Generation 0 is never used. */
-	g = atomic_load_explicit(&t->gen, memory_order_relaxed) + 1;
-	if ((g & 0xffffu) == 0)
-		g++;
+	g = gen_next(atomic_load_explicit(&t->gen, memory_order_relaxed));
 	atomic_store_explicit(&t->gen, g, memory_order_release);
 	atomic_store_explicit(&t->park, WEFT__FREE, memory_order_release);
 
@@ -279,7 +389,17 @@ void weft__task_pool_fini(struct weft_runtime *rt)
 
 	for (; s; s = n) {
 		struct weft_task *blk = s->mem;
+		uint64_t floor = 1;
 		n = s->next;
+		/* The id's next slab starts above every generation handed
+		 * out here (a handle of a live block carries its gen). */
+		for (i = 0; i < WEFT__CB_SLAB; i++) {
+			uint64_t g = gen_next(atomic_load_explicit(
+				&blk[i].gen, memory_order_relaxed));
+			if (g > floor)
+				floor = g;
+		}
+		dir_give_back(s->id, floor);
 		for (i = 0; i < WEFT__CB_SLAB; i++) {
 			/* Tasks dropped at shutdown still hold what they
 			 * were given. */
@@ -391,6 +511,7 @@ static void task_start(struct weft_runtime *rt, struct weft__worker *w,
 	atomic_store_explicit(&t->cancel, 0, memory_order_relaxed);
 	atomic_store_explicit(&t->done, 0, memory_order_relaxed);
 	atomic_store_explicit(&t->refs, refs, memory_order_relaxed);
+	atomic_store_explicit(&t->hrefs, refs - 1, memory_order_relaxed);
 	/* Leaves FREE last: resolve() accepts the block from here on. The
 	 * queue push below publishes every field to the worker that runs
 	 * the task. */
@@ -938,6 +1059,21 @@ int weft_cancelled(void)
 
 /* ---- handles ---------------------------------------------------------- */
 
+/* Moves hrefs by d (+1/-1) unless it is 0; false if it was 0 (every handle
+ * reference already released). */
+static bool hrefs_move(struct weft_task *t, int d)
+{
+	unsigned v = atomic_load_explicit(&t->hrefs, memory_order_relaxed);
+
+	do {
+		if (v == 0)
+			return false;
+	} while (!atomic_compare_exchange_weak_explicit(
+		&t->hrefs, &v, v + (unsigned)d, memory_order_relaxed,
+		memory_order_relaxed));
+	return true;
+}
+
 int weft_task_retain(weft_task *h)
 {
 	struct weft_task *t;
@@ -946,6 +1082,11 @@ int weft_task_retain(weft_task *h)
 	t = resolve(h, &err);
 	if (!t)
 		return err;
+	/* Only through a handle reference still held: its holder keeps
+	 * hrefs above 0 meanwhile, so the increment cannot race with the
+	 * last release. */
+	if (!hrefs_move(t, 1))
+		return -ESRCH;
 	atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
 	return 0;
 }
@@ -958,6 +1099,11 @@ int weft_task_release(weft_task *h)
 	t = resolve(h, &err);
 	if (!t)
 		return err;
+	/* A task still alive (its own reference) whose handle references
+	 * are all given back: a second release of the same handle, which
+	 * would otherwise drop the task's own reference. */
+	if (!hrefs_move(t, -1))
+		return -ESRCH;
 	weft__task_unref(t);
 	return 0;
 }

@@ -1925,3 +1925,15 @@ Test(chan, generator_create_needs_a_runtime_and_a_body)
 	cr_assert_eq(weft_gen_create(&g, NULL, NULL), -EINVAL);
 	cr_assert_eq(weft_gen_create(NULL, gen_body, NULL), -EINVAL);
 }
+
+/* A second destroy is reported (abort with a message), never a spin on
+ * a lock byte the allocator reused nor a double free. */
+Test(chan, destroying_a_channel_twice_aborts_with_a_message, WT_MISUSE_ENDS,
+     .timeout = WT_TIMEOUT(10))
+{
+	weft_chan *c;
+
+	cr_assert_eq(weft_chan_create(&c, 4), 0);
+	weft_chan_destroy(c);
+	weft_chan_destroy(c);
+}

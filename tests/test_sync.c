@@ -1860,3 +1860,25 @@ Test(sync, cond_wait_without_the_lock_is_eperm, .timeout = WT_TIMEOUT(10))
 {
 	wt_run(cond_eperm_main, NULL, 1);
 }
+
+/* A second destroy is reported (abort with a message), never a double
+ * free or a spin on a reused lock byte. */
+Test(sync, destroying_a_future_twice_aborts_with_a_message, WT_MISUSE_ENDS,
+     .timeout = WT_TIMEOUT(10))
+{
+	weft_future *f;
+
+	cr_assert_eq(weft_future_create(&f), 0);
+	weft_future_destroy(f);
+	weft_future_destroy(f);
+}
+
+Test(sync, destroying_a_lock_twice_aborts_with_a_message, WT_MISUSE_ENDS,
+     .timeout = WT_TIMEOUT(10))
+{
+	weft_lock *l;
+
+	cr_assert_eq(weft_lock_create(&l), 0);
+	weft_lock_destroy(l);
+	weft_lock_destroy(l);
+}

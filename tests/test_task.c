@@ -448,6 +448,113 @@ Test(task, releasing_the_last_handle_lets_the_task_run_on,
 	cr_assert_eq(atomic_load(&s.finished), 1);
 }
 
+/*
+ * A stale handle kept while its control block is reused over and over on
+ * one worker (the block cache hands the same block back each time): it
+ * must never name the task that now lives in the block. With a 16-bit
+ * generation the 65,536th reuse matched again: weft_task_done() said 0 and
+ * weft_cancel() cancelled the live task, which then never ran.
+ */
+static void *reuse_main(void *arg)
+{
+	weft_task *stale = weft_spawn(ret_arg, (void *)1);
+	long *rounds = arg;
+
+	WT_CHECK_EQ(weft_await(stale, NULL), 0);
+	WT_CHECK_EQ(weft_task_release(stale), 0);
+	for (long i = 1; i <= 2 * 65536 + 10; i++) {
+		weft_task *t = weft_spawn(ret_arg, (void *)(uintptr_t)i);
+		void *r = NULL;
+
+		if (!WT_CHECK(t != NULL))
+			break;
+		if (!WT_CHECK_EQ(weft_task_done(stale), -ESRCH) ||
+		    !WT_CHECK_EQ(weft_cancel(stale), -ESRCH) ||
+		    !WT_CHECK_EQ(weft_task_retain(stale), -ESRCH) ||
+		    !WT_CHECK_EQ(weft_await(t, &r), 0) ||
+		    !WT_CHECK_PTR_EQ(r, (uintptr_t)i)) {
+			cr_log_error("stale handle matched after %ld reuses",
+				     i);
+			weft_task_release(t);
+			break;
+		}
+		weft_task_release(t);
+		*rounds = i;
+	}
+	return NULL;
+}
+
+Test(task, a_stale_handle_never_names_a_reused_block,
+     .timeout = WT_TIMEOUT(60))
+{
+	long rounds = 0;
+
+	wt_run(reuse_main, &rounds, 1);
+	cr_assert_eq(rounds, 2 * 65536 + 10);
+}
+
+/* Releasing a handle more times than it was retained is reported
+ * (-ESRCH) and leaves the task alone: before, the extra release dropped
+ * the task's own reference and its block went back to the pool while it
+ * was still queued. */
+static void *double_release_main(void *arg)
+{
+	struct release_running *s = arg;
+	weft_task *t = weft_spawn(finish_after_gate, s);
+
+	WT_CHECK_EQ(weft_task_retain(t), 0);
+	WT_CHECK_EQ(weft_task_release(t), 0);
+	WT_CHECK_EQ(weft_task_release(t), 0);
+	/* Every handle reference is gone; the task still runs. */
+	WT_CHECK_EQ(weft_task_release(t), -ESRCH);
+	WT_CHECK_EQ(weft_task_retain(t), -ESRCH);
+	WT_CHECK_EQ(weft_detach(t), -ESRCH);
+	/* Fresh tasks must not land in its block meanwhile. */
+	for (int i = 0; i < 100; i++) {
+		weft_task *o = weft_spawn(ret_arg, (void *)(uintptr_t)i);
+		void *r = NULL;
+		WT_CHECK_EQ(weft_await(o, &r), 0);
+		WT_CHECK_PTR_EQ(r, i);
+		WT_CHECK_EQ(weft_task_release(o), 0);
+	}
+	WT_CHECK_EQ(weft_task_done(t), 0);
+	atomic_store(&s->gate.open, 1);
+	WT_CHECK(wt_yield_until(&s->finished, 10000000));
+	return NULL;
+}
+
+Test(task, releasing_a_handle_once_too_often_is_reported,
+     .timeout = WT_TIMEOUT(10))
+{
+	struct release_running s;
+
+	memset(&s, 0, sizeof(s));
+	wt_run(double_release_main, &s, 1);
+	cr_assert_eq(atomic_load(&s.finished), 1);
+}
+
+/* A handle of a runtime that has ended names nothing. */
+static void *keep_handle_main(void *arg)
+{
+	weft_task **out = arg;
+
+	*out = weft_spawn(ret_arg, (void *)5);
+	WT_CHECK_EQ(weft_await(*out, NULL), 0);
+	return NULL;
+}
+
+Test(task, a_handle_of_an_ended_runtime_is_stale, .timeout = WT_TIMEOUT(10))
+{
+	weft_task *h = NULL;
+
+	wt_run(keep_handle_main, &h, 1);
+	/* Its last reference was never released: the runtime dropped it. */
+	cr_assert_eq(weft_task_done(h), -ESRCH);
+	cr_assert_eq(weft_cancel(h), -ESRCH);
+	wt_run(keep_handle_main, &(weft_task *){ NULL }, 1);
+	cr_assert_eq(weft_task_done(h), -ESRCH);
+}
+
 /* ---- detach ------------------------------------------------------------- */
 
 #define DETACHED_N 500
