@@ -190,7 +190,8 @@ WEFT_API int weft_spawn_opts(weft_task **out, weft_fn fn, void *arg,
  *               waiting; the awaited task keeps running)
  *   -ETIMEDOUT  the calling task's deadline (weft_timeout_begin) passed
  *               while waiting; the awaited task keeps running
- *   -ENOMEM     the task could not start (no stack could be had)
+ *   -ENOMEM     the task could not start (no guarded stack could be had:
+ *               out of memory, or of mappings, vm.max_map_count)
  *   -ESRCH      stale handle (its task ended and was released)
  *   -EDEADLK    a task awaiting itself
  *   -EPERM      not called from task context

@@ -7,8 +7,18 @@
  * region. On Linux 6.13+ it is installed with madvise(MADV_GUARD_INSTALL),
  * which marks page tables instead of splitting the mapping, so a million
  * guarded stacks stay a handful of VMAs, far under vm.max_map_count. Older
- * kernels get mprotect(PROT_NONE) guards (two VMAs a stack). Stacks of
- * other sizes get a mapping of their own, unmapped when their task ends.
+ * kernels get mprotect(PROT_NONE) guards: two VMAs a stack, so near
+ * vm.max_map_count (65,530 by default: about 32,000 stacks) the mprotect()
+ * fails. No layout avoids that: every stack needs a PROT_NONE region below
+ * it and a PROT_READ|WRITE one above it, so the runs alternate. An
+ * unmapped hole as guard would be one VMA a stack, but the kernel may put
+ * any later mapping into a hole. So a stack whose guard cannot be
+ * installed is never handed out: the task that wanted it fails to start
+ * with -ENOMEM (issue 9, bug 3: slabs used to hand such stacks out
+ * unguarded). Its slab keeps it and installs the guard on a later try,
+ * so the runtime recovers once mappings are freed. Stacks of other sizes
+ * get a mapping of their own, unmapped when their task ends; one whose
+ * guard fails is unmapped at once.
  *
  * Free arena stacks live in two tiers:
  *   - each worker's hot cache (at most rt->stack_cache), touched pages
@@ -33,9 +43,15 @@
  * guard of the running task's stack, prints the task's name and stack size
  * and lets the process die of the signal; any other fault goes to the
  * handler that was there before.
+ *
+ * Debugging: WEFT_DEBUG_STACK_GUARD=mprotect in the environment, read when
+ * a runtime starts, makes it use mprotect() guards even where
+ * MADV_GUARD_INSTALL works, so tests run the pre-6.13 path (Debian 12's
+ * 6.1, for one) on any kernel.
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -57,14 +73,31 @@
 #define WEFT__GUARD (64 * 1024)
 #define WEFT__ALTSTACK (64 * 1024)
 
-enum { GUARD_NONE = 0, GUARD_MADVISE = 1, GUARD_MPROTECT = 2 };
+enum { GUARD_MADVISE = 1, GUARD_MPROTECT = 2 };
 
+/*
+ * One slab: WEFT__STK_SLAB slots of guard + stack in one mapping, slot i
+ * described by desc[i].
+ *
+ *   mem                                                        mem + len
+ *   | guard 0 | stack 0 | guard 1 | stack 1 | ... | guard 31 | stack 31 |
+ *
+ * A stack is in a free list or in use only once its guard is installed;
+ * until then its bit in `unarmed` is set and only the slab knows of it.
+ * Only the newest slab (rt->stk_slabs) ever has unarmed stacks: a new slab
+ * is mapped only when the newest has none left to arm (slab_refill).
+ */
 struct weft__slab {
 	struct weft__slab *next;
 	void *mem;
 	size_t len;
+	uint32_t unarmed; /* bit i: guard i not installed, desc[i] unusable */
 	struct weft__stack desc[WEFT__STK_SLAB];
 };
+
+_Static_assert(WEFT__STK_SLAB <= 32, "weft__slab.unarmed has 32 bits");
+
+static void put_str(const char *s);
 
 static size_t page_size(void)
 {
@@ -87,19 +120,46 @@ static int probe_guard(void)
 	return mode;
 }
 
+/*
+ * Makes [lo, lo + len) a guard; returns 0 or -errno. Should
+ * MADV_GUARD_INSTALL be refused on a mapping although the probe took it,
+ * mprotect() guards this one region. (The mode used to change here, to
+ * mprotect and then to "none", unlocked for stack_own(); it is now set
+ * once, before any worker runs.) mprotect() splits the mapping and so
+ * fails with ENOMEM at vm.max_map_count.
+ */
 static int install_guard(struct weft_runtime *rt, char *lo, size_t len)
 {
-	if (rt->stk_guard_mode == GUARD_MADVISE)
-		return madvise(lo, len, MADV_GUARD_INSTALL) ? -errno : 0;
-	if (rt->stk_guard_mode == GUARD_MPROTECT)
-		return mprotect(lo, len, PROT_NONE) ? -errno : 0;
-	return 0;
+	static atomic_bool told;
+	int err;
+
+	if (rt->stk_guard_mode == GUARD_MADVISE &&
+	    madvise(lo, len, MADV_GUARD_INSTALL) == 0)
+		return 0;
+	if (mprotect(lo, len, PROT_NONE) == 0)
+		return 0;
+	err = errno;
+	/* Said once a process, as -ENOMEM from weft_await() cannot say that
+	 * mappings ran out, not memory. Relaxed: the exchange only elects
+	 * the one caller that writes; nothing else is published by it. */
+	if (err == ENOMEM &&
+	    !atomic_exchange_explicit(&told, true, memory_order_relaxed))
+		put_str("weft: cannot install a task stack's guard: mprotect() "
+			"failed with ENOMEM, likely at vm.max_map_count (before "
+			"Linux 6.13 each stack takes two mappings); tasks that "
+			"need a new stack fail to start with -ENOMEM\n");
+	return -err;
 }
 
 int weft__stack_init(struct weft_runtime *rt)
 {
+	const char *force = getenv("WEFT_DEBUG_STACK_GUARD");
+
 	rt->stk_guard = WEFT__GUARD;
-	rt->stk_guard_mode = probe_guard();
+	if (force && strcmp(force, "mprotect") == 0)
+		rt->stk_guard_mode = GUARD_MPROTECT;
+	else
+		rt->stk_guard_mode = probe_guard();
 	return 0;
 }
 
@@ -121,15 +181,51 @@ static void stack_deregister(struct weft__stack *s)
 #endif
 }
 
-/* New slab of arena stacks into the shared pool. Called with stk_lock. */
-static int slab_new(struct weft_runtime *rt)
+/*
+ * Installs the guards of sl's unarmed stacks, in address order, and puts
+ * each armed stack into the cold free list. Stops at the first failure:
+ * the next would fail the same way. Returns 0 if at least one stack was
+ * armed, else the error. Called with stk_lock.
+ */
+static int slab_arm(struct weft_runtime *rt, struct weft__slab *sl)
+{
+	size_t slot = rt->stk_guard + rt->stack_size;
+	int err = -ENOMEM, armed = 0;
+
+	while (sl->unarmed) {
+		unsigned i = (unsigned)__builtin_ctz(sl->unarmed);
+		struct weft__stack *s = &sl->desc[i];
+
+		err = install_guard(rt, (char *)sl->mem + i * slot,
+				    rt->stk_guard);
+		if (err < 0)
+			break;
+		sl->unarmed &= ~(1u << i);
+		s->next = rt->stk_free;
+		rt->stk_free = s;
+		armed++;
+	}
+	return armed ? 0 : err;
+}
+
+/*
+ * Puts at least one arena stack into the (empty) cold free list: arms
+ * stacks the newest slab still holds unarmed, or else maps a new slab and
+ * arms what it can of it. Returns 0, or -errno when no mapping could be
+ * made or no guard installed (the caller's task then fails to start with
+ * -ENOMEM). Called with stk_lock.
+ */
+static int slab_refill(struct weft_runtime *rt)
 {
 	size_t slot = rt->stk_guard + rt->stack_size;
 	size_t len = slot * WEFT__STK_SLAB;
-	struct weft__slab *sl = weft__calloc(1, sizeof(*sl));
+	struct weft__slab *sl = rt->stk_slabs;
 	char *mem;
 	unsigned i;
 
+	if (sl && sl->unarmed)
+		return slab_arm(rt, sl);
+	sl = weft__calloc(1, sizeof(*sl));
 	if (!sl)
 		return -ENOMEM;
 	mem = mmap(NULL, len, PROT_READ | PROT_WRITE,
@@ -138,17 +234,6 @@ static int slab_new(struct weft_runtime *rt)
 	if (mem == MAP_FAILED) {
 		weft__free(sl);
 		return -ENOMEM;
-	}
-	for (i = 0; i < WEFT__STK_SLAB; i++) {
-		char *g = mem + i * slot;
-		if (install_guard(rt, g, rt->stk_guard) < 0 &&
-		    rt->stk_guard_mode == GUARD_MADVISE) {
-			/* Guard markers refused on this mapping: fall back
-			 * for this and later slabs. */
-			rt->stk_guard_mode = GUARD_MPROTECT;
-			if (install_guard(rt, g, rt->stk_guard) < 0)
-				rt->stk_guard_mode = GUARD_NONE;
-		}
 	}
 	sl->mem = mem;
 	sl->len = len;
@@ -159,12 +244,11 @@ static int slab_new(struct weft_runtime *rt)
 		s->arena = true;
 		s->cold = true;
 		stack_register(s);
-		s->next = rt->stk_free;
-		rt->stk_free = s;
 	}
+	sl->unarmed = (uint32_t)((1ull << WEFT__STK_SLAB) - 1);
 	sl->next = rt->stk_slabs;
 	rt->stk_slabs = sl;
-	return 0;
+	return slab_arm(rt, sl);
 }
 
 static struct weft__stack *stack_own(struct weft_runtime *rt, size_t size)
@@ -183,10 +267,9 @@ static struct weft__stack *stack_own(struct weft_runtime *rt, size_t size)
 		weft__free(s);
 		return NULL;
 	}
-	if (install_guard(rt, mem, rt->stk_guard) < 0 &&
-	    mprotect(mem, rt->stk_guard, PROT_NONE) < 0) {
-		/* No guard at all: refuse rather than risk silent
-		 * corruption on overflow. */
+	if (install_guard(rt, mem, rt->stk_guard) < 0) {
+		/* No guard: refuse rather than risk silent corruption on
+		 * overflow. */
 		munmap(mem, rt->stk_guard + size);
 		weft__free(s);
 		return NULL;
@@ -219,7 +302,7 @@ struct weft__stack *weft__stack_get(struct weft__worker *w, size_t size)
 			rt->stk_warm = s->next;
 			rt->stk_warm_n--;
 		} else {
-			if (!rt->stk_free && slab_new(rt) < 0) {
+			if (!rt->stk_free && slab_refill(rt) < 0) {
 				weft__spin_unlock(&rt->stk_lock);
 				return NULL;
 			}

@@ -1,9 +1,12 @@
 /*
- * Task stacks: overflow reports (in a forked child), custom and default
- * sizes, many parked stacks at once, and shutdown with parked tasks.
+ * Task stacks: overflow reports (in a forked child), with either kind of
+ * guard; no stack without a guard when mappings run out; custom and
+ * default sizes, many parked stacks at once, and shutdown with parked
+ * tasks.
  */
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -81,6 +84,10 @@ static void *overflow_default_main(void *arg)
  */
 extern char **environ;
 
+static void *exhaust_main(void *arg);
+
+#define EXH_STACK (64 * 1024)
+
 static void __attribute__((constructor)) stack_child_entry(void)
 {
 	const char *sc = getenv("WT_STACK_CHILD");
@@ -97,17 +104,26 @@ static void __attribute__((constructor)) stack_child_entry(void)
 		cfg.workers = 1;
 		cfg.stack_size = 128 * 1024;
 		fn = overflow_default_main;
+	} else if (strcmp(sc, "exhaust") == 0) {
+		void *r = (void *)3;
+		cfg.workers = 1;
+		cfg.stack_size = EXH_STACK;
+		if (weft_run(exhaust_main, NULL, &cfg, &r) != 0)
+			_exit(3);
+		_exit((int)(intptr_t)r);
 	} else {
 		_exit(4);
 	}
 	_exit(weft_run(fn, NULL, &cfg, NULL) == 0 ? 0 : 3);
 }
 
-/* Runs a scenario in a child whose stderr comes back through a pipe. */
-static void run_in_child(const char *scenario, struct child_result *res)
+/* Runs a scenario in a child whose stderr comes back through a pipe;
+ * `extra` (NULL: none) is one more NAME=value for its environment. */
+static void run_in_child_env(const char *scenario, const char *extra,
+			     struct child_result *res)
 {
 	char var[64], *argv[] = { "test_stack-child", NULL }, **envp;
-	size_t n = 0, len = 0;
+	size_t n = 0, k = 0, len = 0;
 	int fds[2];
 	pid_t pid;
 
@@ -116,10 +132,13 @@ static void run_in_child(const char *scenario, struct child_result *res)
 	while (environ[n])
 		n++;
 	/* Built before fork(): the child only dups and execs. */
-	envp = calloc(n + 2, sizeof(*envp));
+	envp = calloc(n + 3, sizeof(*envp));
 	cr_assert_not_null(envp);
-	memcpy(envp, environ, n * sizeof(*envp));
-	envp[n] = var;
+	/* Ours first: getenv() takes the first of a name. */
+	envp[k++] = var;
+	if (extra)
+		envp[k++] = (char *)extra;
+	memcpy(envp + k, environ, n * sizeof(*envp));
 	cr_assert_eq(pipe(fds), 0);
 	fflush(NULL);
 	pid = fork();
@@ -147,6 +166,11 @@ static void run_in_child(const char *scenario, struct child_result *res)
 	res->err[len] = '\0';
 	close(fds[0]);
 	cr_assert_eq(waitpid(pid, &res->status, 0), pid);
+}
+
+static void run_in_child(const char *scenario, struct child_result *res)
+{
+	run_in_child_env(scenario, NULL, res);
 }
 
 static void assert_died_of_overflow(const struct child_result *res,
@@ -183,6 +207,216 @@ Test(stack, overflow_of_the_runtime_default_stack_is_reported,
 
 	run_in_child("default", &res);
 	assert_died_of_overflow(&res, "task", "131072");
+}
+
+/* The same with the guards older kernels get: mprotect(PROT_NONE) instead
+ * of MADV_GUARD_INSTALL (Linux 6.13), forced on this kernel. */
+Test(stack, overflow_into_an_mprotect_guard_is_reported,
+     .timeout = WT_TIMEOUT(20))
+{
+	struct child_result res;
+
+	run_in_child_env("named", "WEFT_DEBUG_STACK_GUARD=mprotect", &res);
+	assert_died_of_overflow(&res, "deep-recursion", "65536");
+	run_in_child_env("default", "WEFT_DEBUG_STACK_GUARD=mprotect", &res);
+	assert_died_of_overflow(&res, "task", "131072");
+}
+
+/* ---- guards when mappings run out (issue 9, bug 3) ---------------------- */
+
+/*
+ * An mprotect() guard splits its stack's mapping: two VMAs a stack. Near
+ * vm.max_map_count the mprotect() fails, and slabs used to hand such
+ * stacks out all the same, unguarded: about 33,000 tasks in, an overflow
+ * ran silently into the next stack. The child (mprotect guards forced)
+ * fills its address space with mappings up to the limit but for a few,
+ * then starts tasks that each look below their stack. Every task must run
+ * on a guarded stack or fail to start with -ENOMEM; once the filler is
+ * unmapped, tasks start again, all guarded.
+ */
+#define EXH_OWN_STACK (96 * 1024) /* a custom size: a mapping of its own */
+#define EXH_N 96		  /* default-size tasks per round */
+#define EXH_OWN_N 8		  /* custom-size tasks per round */
+#define EXH_SPARE 8		  /* splits undone: 16 VMAs left free */
+
+struct exh_task {
+	size_t stack_size;
+	atomic_int *open; /* holds the task (and its stack) till set; or NULL */
+	int ran;
+	int guarded;
+};
+
+static int exh_pipe[2];
+
+/* True if reading the byte at p faults. The kernel's copy from it fails
+ * with EFAULT, no signal involved. A raw syscall: sanitizers intercept
+ * write() and check the buffer themselves. */
+static int faults(const void *p)
+{
+	long r = syscall(SYS_write, exh_pipe[1], p, 1);
+	char c;
+
+	if (r == 1) {
+		r = read(exh_pipe[0], &c, 1);
+		return 0;
+	}
+	return r < 0 && errno == EFAULT;
+}
+
+static void *exh_fn(void *arg)
+{
+	struct exh_task *e = arg;
+	uintptr_t ps = (uintptr_t)sysconf(_SC_PAGESIZE);
+	/* The stack's top is page aligned and this frame lies within a page
+	 * or two of it, so `lo` is the stack's lowest byte or a page or two
+	 * below, inside the 64 KiB guard either way. */
+	uintptr_t top = ((uintptr_t)__builtin_frame_address(0) + ps - 1) &
+			~(ps - 1);
+	char *lo = (char *)(top - e->stack_size);
+
+	e->ran = 1;
+	e->guarded = faults(lo - 1) && faults(lo - 32 * 1024);
+	while (e->open && !atomic_load(e->open))
+		weft_yield();
+	return NULL;
+}
+
+struct exh_count {
+	int guarded, unguarded, enomem, other;
+};
+
+/* Spawns a round of tasks, default and custom sizes. */
+static void exh_spawn(struct exh_task *e, weft_task **t, atomic_int *open)
+{
+	struct weft_spawn_opts o;
+
+	memset(&o, 0, sizeof(o));
+	for (int i = 0; i < EXH_N + EXH_OWN_N; i++) {
+		o.stack_size = i < EXH_N ? 0 : EXH_OWN_STACK;
+		e[i].stack_size = i < EXH_N ? EXH_STACK : EXH_OWN_STACK;
+		e[i].open = open;
+		e[i].ran = e[i].guarded = 0;
+		WT_CHECK_EQ(weft_spawn_opts(&t[i], exh_fn, &e[i], &o), 0);
+	}
+}
+
+static struct exh_count exh_await(struct exh_task *e, weft_task **t)
+{
+	struct exh_count c = { 0, 0, 0, 0 };
+
+	for (int i = 0; i < EXH_N + EXH_OWN_N; i++) {
+		int rc = weft_await(t[i], NULL);
+
+		if (rc == 0 && e[i].ran)
+			*(e[i].guarded ? &c.guarded : &c.unguarded) += 1;
+		else if (rc == -ENOMEM && !e[i].ran)
+			c.enomem++;
+		else
+			c.other++;
+		weft_task_release(t[i]);
+	}
+	return c;
+}
+
+/* Splits a filler mapping until the kernel refuses another VMA, then
+ * undoes EXH_SPARE splits. Returns the filler's length, 0 to skip. */
+static size_t exh_fill(char **mem)
+{
+	size_t ps = (size_t)sysconf(_SC_PAGESIZE), len, i;
+	long max = 0;
+	FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
+
+	if (!f)
+		return 0;
+	if (fscanf(f, "%ld", &max) != 1)
+		max = 0;
+	fclose(f);
+	if (max <= 0 || max > (1L << 20))
+		return 0;
+	len = 2 * ((size_t)max + 64) * ps;
+	*mem = mmap(NULL, len, PROT_READ,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (*mem == MAP_FAILED)
+		return 0;
+	/* Every other page PROT_NONE: each call makes two more VMAs. */
+	for (i = 0; 2 * i + 1 < len / ps; i++)
+		if (mprotect(*mem + (2 * i + 1) * ps, ps, PROT_NONE) < 0)
+			break;
+	if (2 * i + 1 >= len / ps || errno != ENOMEM || i < EXH_SPARE) {
+		munmap(*mem, len);
+		return 0;
+	}
+	/* Undone, a split merges three VMAs back into one. */
+	for (size_t k = 1; k <= EXH_SPARE; k++)
+		mprotect(*mem + (2 * (i - k) + 1) * ps, ps, PROT_READ);
+	return len;
+}
+
+/* The child's main; returns its exit status: 0 passed, 77 skip, 6
+ * failed (counts on stderr). */
+static void *exhaust_main(void *arg)
+{
+	static struct exh_task e[EXH_N + EXH_OWN_N];
+	static weft_task *t[EXH_N + EXH_OWN_N];
+	struct exh_count c1, c2;
+	atomic_int open = 0;
+	char *filler = NULL;
+	size_t len;
+
+	(void)arg;
+	if (pipe(exh_pipe) < 0)
+		return (void *)3;
+	/* Spawned before the fill, so that their control blocks are
+	 * allocated now; stacks are taken when they first run, which on
+	 * this one worker is when main first yields, after the fill. */
+	exh_spawn(e, t, &open);
+	len = exh_fill(&filler);
+	if (!len) {
+		atomic_store(&open, 1);
+		exh_await(e, t);
+		return (void *)77;
+	}
+	/* Each task runs up to its loop (holding its stack) or fails. */
+	for (int i = 0; i < EXH_N + EXH_OWN_N; i++)
+		for (long y = 0; !e[i].ran && !weft_task_done(t[i]); y++)
+			weft_yield();
+	atomic_store(&open, 1);
+	munmap(filler, len);
+	c1 = exh_await(e, t);
+	/* Mappings to spare again: every task starts, on a guarded stack. */
+	exh_spawn(e, t, NULL);
+	c2 = exh_await(e, t);
+	fprintf(stderr,
+		"at the limit: %d guarded, %d UNGUARDED, %d -ENOMEM, %d other\n"
+		"after:        %d guarded, %d UNGUARDED, %d -ENOMEM, %d other\n",
+		c1.guarded, c1.unguarded, c1.enomem, c1.other, c2.guarded,
+		c2.unguarded, c2.enomem, c2.other);
+	close(exh_pipe[0]);
+	close(exh_pipe[1]);
+	if (c1.unguarded || c1.other || !c1.enomem || !c1.guarded ||
+	    c2.guarded != EXH_N + EXH_OWN_N)
+		return (void *)6;
+	return (void *)0;
+}
+
+Test(stack, guard_that_cannot_be_installed_fails_the_start_not_the_guard,
+     .timeout = WT_TIMEOUT(60))
+{
+	struct child_result res;
+
+#if defined(__SANITIZE_THREAD__)
+	/* TSan maps a trace for each fiber as it starts, and dies when the
+	 * kernel refuses ("can not mmap thread trace"). */
+	cr_skip_test("ThreadSanitizer needs mappings of its own for tasks");
+#endif
+	run_in_child_env("exhaust", "WEFT_DEBUG_STACK_GUARD=mprotect", &res);
+	if (WIFEXITED(res.status) && WEXITSTATUS(res.status) == 77)
+		cr_skip_test("vm.max_map_count unreadable, too large, or "
+			     "mappings could not be exhausted");
+	cr_assert(WIFEXITED(res.status) && WEXITSTATUS(res.status) == 0,
+		  "child status 0x%x; stderr:\n%s", res.status, res.err);
+	cr_assert(strstr(res.err, "cannot install a task stack's guard"),
+		  "no word of the failed guard on stderr:\n%s", res.err);
 }
 
 /* ---- deep but legal recursion ------------------------------------------- */
