@@ -22,7 +22,18 @@
  * whose result nobody wants, weft_detach()). Any number of tasks may await
  * one handle. A handle whose task has ended and whose last reference was
  * released is stale; calls on it return -ESRCH rather than touch another
- * task, as long as the runtime that made it is alive.
+ * task, also after the runtime that made it has ended. (Handles carry a
+ * 36-bit generation of their control block: a stale handle could only
+ * name a new task after its block was reused 2^36 times, some hours of
+ * nothing but spawning on one worker.) A release of a handle whose
+ * references were all released already is reported with -ESRCH and leaves
+ * the task alone.
+ *
+ * A new task starts with the floating-point control state (rounding mode,
+ * exception masks, x87 precision, flush-to-zero) its spawner had at the
+ * spawn, with no exception flags raised; weft_run()'s main, with that of
+ * the thread calling weft_run(). Each task then keeps its own across
+ * switches.
  */
 #ifndef WEFT_H
 #define WEFT_H
@@ -241,13 +252,17 @@ WEFT_API int weft_shield_end(void);
  * outside task context). Does not consume it. */
 WEFT_API int weft_cancelled(void);
 
-/* Adds a reference to the handle; each needs a weft_task_release().
- * Returns 0, -ESRCH (stale), -EINVAL (NULL). */
+/* Adds a reference to the handle; each needs a weft_task_release(). Also
+ * valid on weft_self()'s handle, or on one whose references were all
+ * released while its task still runs. Returns 0, -ESRCH (stale), -EINVAL
+ * (NULL). */
 WEFT_API int weft_task_retain(weft_task *task);
 
 /* Gives back one reference. The handle must not be used after its last
  * reference is gone. The task itself keeps running if it has not ended.
- * Returns 0, -ESRCH (stale), -EINVAL (NULL). Callable from any thread. */
+ * Returns 0, -ESRCH (stale, or released once more than it was retained:
+ * the extra release is refused), -EINVAL (NULL). Callable from any
+ * thread. */
 WEFT_API int weft_task_release(weft_task *task);
 
 /* Fire and forget: releases the caller's reference to a task whose result
@@ -541,7 +556,10 @@ static inline int weft_ptr_err(const void *p)
  * Non-waiting calls (try_*, set, release, close, notify) work from any
  * thread. Objects are created with *_create() (-ENOMEM, -EINVAL) and freed
  * with *_destroy(), which the caller may call only once nothing waits on
- * the object or will use it again.
+ * the object or will use it again. A destroy with tasks still waiting, or
+ * a second destroy of the same object, aborts the process with a message
+ * naming the call (a misuse that is detected; memory reused by another
+ * allocation since cannot always be told apart).
  */
 
 /* Channel: a bounded multi-producer multi-consumer FIFO of pointers

@@ -233,6 +233,9 @@ struct weft_task {
 	/* Bumped each time the block returns to the pool (36 bits, never
 	 * 0); handles carry it. Read by any thread, so atomic. */
 	_Atomic uint64_t gen;
+	/* Floating-point control state the task starts with: its
+	 * spawner's at the spawn (arch/switch.h weft__fpctl). */
+	uint64_t fpctl;
 	/* The block's place in the handle directory (task.c): slab id and
 	 * index in the slab. Fixed for the block's life. */
 	uint32_t hid;

@@ -72,6 +72,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "arch/switch.h"
 
 #ifdef WEFT__TSAN
 #include <sanitizer/tsan_interface.h>
@@ -495,6 +496,7 @@ static void task_start(struct weft_runtime *rt, struct weft__worker *w,
 	t->tls = NULL;
 	t->deadline = WEFT_NEVER;
 	t->start_at = 0;
+	t->fpctl = weft__fpctl_get();
 	atomic_store_explicit(&t->flags, 0, memory_order_relaxed);
 	t->home = NULL;
 	if ((flags & WEFT_SPAWN_PINNED) && w) {
@@ -1059,9 +1061,9 @@ int weft_cancelled(void)
 
 /* ---- handles ---------------------------------------------------------- */
 
-/* Moves hrefs by d (+1/-1) unless it is 0; false if it was 0 (every handle
+/* Takes one from hrefs unless it is 0; false if it was 0 (every handle
  * reference already released). */
-static bool hrefs_move(struct weft_task *t, int d)
+static bool hrefs_drop(struct weft_task *t)
 {
 	unsigned v = atomic_load_explicit(&t->hrefs, memory_order_relaxed);
 
@@ -1069,7 +1071,7 @@ static bool hrefs_move(struct weft_task *t, int d)
 		if (v == 0)
 			return false;
 	} while (!atomic_compare_exchange_weak_explicit(
-		&t->hrefs, &v, v + (unsigned)d, memory_order_relaxed,
+		&t->hrefs, &v, v - 1, memory_order_relaxed,
 		memory_order_relaxed));
 	return true;
 }
@@ -1082,11 +1084,10 @@ int weft_task_retain(weft_task *h)
 	t = resolve(h, &err);
 	if (!t)
 		return err;
-	/* Only through a handle reference still held: its holder keeps
-	 * hrefs above 0 meanwhile, so the increment cannot race with the
-	 * last release. */
-	if (!hrefs_move(t, 1))
-		return -ESRCH;
+	/* Also from a handle that holds no reference (weft_self()'s, or
+	 * one whose references were released while the task runs): the
+	 * task's own reference keeps the block alive meanwhile. */
+	atomic_fetch_add_explicit(&t->hrefs, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
 	return 0;
 }
@@ -1102,7 +1103,7 @@ int weft_task_release(weft_task *h)
 	/* A task still alive (its own reference) whose handle references
 	 * are all given back: a second release of the same handle, which
 	 * would otherwise drop the task's own reference. */
-	if (!hrefs_move(t, -1))
+	if (!hrefs_drop(t))
 		return -ESRCH;
 	weft__task_unref(t);
 	return 0;

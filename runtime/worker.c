@@ -361,6 +361,9 @@ static bool prepare(struct weft__worker *w, struct weft_task *t)
 	}
 	t->stack = s;
 	t->sp = weft__ctx_make(s->lo, s->lo + s->size, weft__task_entry, t);
+	/* The spawner's floating-point control state, not whatever the
+	 * task switching out here happens to run with. */
+	weft__ctx_set_fpctl(t->sp, t->fpctl);
 #ifdef WEFT__TSAN
 	t->tsan_fiber = __tsan_create_fiber(0);
 	__tsan_set_fiber_name(t->tsan_fiber, t->name);

@@ -2,6 +2,7 @@
  * Tasks: spawn, await, gather, handles (retain, release, detach, stale),
  * names, weft_self(), weft_yield(), spawn options and error strings.
  */
+#include <fenv.h>
 #include <pthread.h>
 #include <sys/resource.h>
 
@@ -507,8 +508,12 @@ static void *double_release_main(void *arg)
 	WT_CHECK_EQ(weft_task_release(t), 0);
 	/* Every handle reference is gone; the task still runs. */
 	WT_CHECK_EQ(weft_task_release(t), -ESRCH);
-	WT_CHECK_EQ(weft_task_retain(t), -ESRCH);
 	WT_CHECK_EQ(weft_detach(t), -ESRCH);
+	/* A new reference may still be taken while the task lives (as
+	 * from weft_self()'s handle), and given back once. */
+	WT_CHECK_EQ(weft_task_retain(t), 0);
+	WT_CHECK_EQ(weft_task_release(t), 0);
+	WT_CHECK_EQ(weft_task_release(t), -ESRCH);
 	/* Fresh tasks must not land in its block meanwhile. */
 	for (int i = 0; i < 100; i++) {
 		weft_task *o = weft_spawn(ret_arg, (void *)(uintptr_t)i);
@@ -553,6 +558,88 @@ Test(task, a_handle_of_an_ended_runtime_is_stale, .timeout = WT_TIMEOUT(10))
 	cr_assert_eq(weft_cancel(h), -ESRCH);
 	wt_run(keep_handle_main, &(weft_task *){ NULL }, 1);
 	cr_assert_eq(weft_task_done(h), -ESRCH);
+}
+
+/* ---- floating-point control state of new tasks ------------------------ */
+
+/*
+ * A new task starts with its spawner's floating-point control state (the
+ * rounding mode here), taken at the spawn: not with that of whichever
+ * task happened to be switching out when the new one got its stack. (A
+ * task spawned by a round-to-nearest main used to start rounding upward
+ * because another task that rounds upward ran just before it.)
+ */
+struct fpround {
+	atomic_int upward_ready;
+	atomic_int release;
+	int child_of_main, child_of_upward;
+};
+
+static void *report_round(void *arg)
+{
+	(void)arg;
+	return (void *)(intptr_t)fegetround();
+}
+
+static void *round_upward(void *arg)
+{
+	struct fpround *s = arg;
+	weft_task *t;
+	void *r = NULL;
+
+	fesetround(FE_UPWARD);
+	t = weft_spawn(report_round, NULL);
+	WT_CHECK_EQ(weft_await(t, &r), 0);
+	weft_task_release(t);
+	s->child_of_upward = (int)(intptr_t)r;
+	atomic_store(&s->upward_ready, 1);
+	/* Keep switching with rounding upward while main spawns. */
+	while (!atomic_load(&s->release))
+		weft_yield();
+	fesetround(FE_TONEAREST);
+	return NULL;
+}
+
+static void *fpround_main(void *arg)
+{
+	struct fpround *s = arg;
+	weft_task *up = weft_spawn(round_upward, s), *t;
+	void *r = NULL;
+
+	WT_CHECK(wt_yield_until(&s->upward_ready, 1000000));
+	WT_CHECK_EQ(fegetround(), FE_TONEAREST);
+	/* Several, so that some get their stacks while the other task
+	 * switches out (it yields between them). */
+	s->child_of_main = FE_TONEAREST;
+	weft_task *kids[20];
+	for (int i = 0; i < 20; i++)
+		kids[i] = weft_spawn(report_round, NULL);
+	for (int i = 0; i < 20; i++) {
+		WT_CHECK_EQ(weft_await(kids[i], &r), 0);
+		weft_task_release(kids[i]);
+		if ((int)(intptr_t)r != FE_TONEAREST)
+			s->child_of_main = (int)(intptr_t)r;
+	}
+	(void)t;
+	atomic_store(&s->release, 1);
+	WT_CHECK_EQ(weft_await(up, NULL), 0);
+	weft_task_release(up);
+	return NULL;
+}
+
+Test(task, a_new_task_starts_with_its_spawners_rounding_mode,
+     .timeout = WT_TIMEOUT(10))
+{
+	struct fpround s;
+
+	memset(&s, 0, sizeof(s));
+	wt_run(fpround_main, &s, 1);
+	cr_assert_eq(s.child_of_main, FE_TONEAREST,
+		     "spawned by a round-to-nearest task, started with %d",
+		     s.child_of_main);
+	cr_assert_eq(s.child_of_upward, FE_UPWARD,
+		     "spawned by a round-upward task, started with %d",
+		     s.child_of_upward);
 }
 
 /* ---- detach ------------------------------------------------------------- */

@@ -21,8 +21,36 @@ void weft__ctx_entry(void);
  * `ctx` from weft__ctx_make(). Must never return. */
 typedef void (*weft__ctx_fn)(void *arg, void *ctx);
 
+/* Floating-point control state a new context starts with (rounding mode,
+ * exception masks, x87 precision, flush-to-zero): x86-64: MXCSR's control
+ * bits | x87 control word << 32; AArch64: FPCR. weft__fpctl_get() reads
+ * the calling thread's; weft__ctx_set_fpctl() puts one into a frame made
+ * by weft__ctx_make() (which starts with the maker's own). */
+typedef uint64_t weft__fpctl;
+
 #if defined(__x86_64__)
 #define WEFT__CTX_FRAME 64
+
+static inline weft__fpctl weft__fpctl_get(void)
+{
+	uint32_t mxcsr;
+	uint16_t fpucw;
+
+	__asm__ volatile("stmxcsr %0" : "=m"(mxcsr));
+	__asm__ volatile("fnstcw %0" : "=m"(fpucw));
+	/* The six status flags (sticky exceptions) are not carried over. */
+	return (mxcsr & ~UINT32_C(0x3f)) | (uint64_t)fpucw << 32;
+}
+
+static inline void weft__ctx_set_fpctl(void *sp, weft__fpctl fp)
+{
+	uint32_t mxcsr = (uint32_t)fp;
+	uint16_t fpucw = (uint16_t)(fp >> 32);
+
+	memcpy(sp, &mxcsr, 4);
+	memcpy((char *)sp + 4, &fpucw, 2);
+}
+
 /* Builds a switch frame at the top of [lo, hi) and returns its stack
  * pointer, to be passed as load_sp. */
 static inline void *weft__ctx_make(void *lo, void *hi, weft__ctx_fn fn,
@@ -54,6 +82,20 @@ static inline void *weft__ctx_make(void *lo, void *hi, weft__ctx_fn fn,
 }
 #elif defined(__aarch64__)
 #define WEFT__CTX_FRAME 176
+
+static inline weft__fpctl weft__fpctl_get(void)
+{
+	uint64_t fpcr;
+
+	__asm__ volatile("mrs %0, fpcr" : "=r"(fpcr));
+	return fpcr;
+}
+
+static inline void weft__ctx_set_fpctl(void *sp, weft__fpctl fp)
+{
+	((uint64_t *)sp)[20] = fp;
+}
+
 static inline void *weft__ctx_make(void *lo, void *hi, weft__ctx_fn fn,
 				   void *ctx)
 {
