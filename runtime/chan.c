@@ -349,6 +349,11 @@ static void sel_unlink(struct sel_state *s)
 	unlock_all(s);
 }
 
+static void sel_unwait(void *arg)
+{
+	sel_unlink(arg);
+}
+
 static int sel_park(struct sel_state *s, struct weft__sel *sel,
 		    uint64_t deadline)
 {
@@ -359,6 +364,9 @@ static int sel_park(struct sel_state *s, struct weft__sel *sel,
 	int won, why = 0;
 
 	atomic_init(&tm.state, WEFT__TM_IDLE);
+	/* Dropped at shutdown: its nodes leave the channels. */
+	self->unwait = sel_unwait;
+	self->unwait_arg = s;
 	for (;;) {
 		weft__park_prepare(self);
 		won = atomic_load_explicit(&sel->winner, memory_order_acquire);
@@ -378,6 +386,7 @@ static int sel_park(struct sel_state *s, struct weft__sel *sel,
 				    &sel->winner, &open, WEFT__SEL_GAVE_UP,
 				    memory_order_acq_rel,
 				    memory_order_acquire)) {
+				self->unwait = NULL;
 				weft__park_done(self);
 				if (armed)
 					weft__timer_cancel(self->rt, &tm);
@@ -389,6 +398,7 @@ static int sel_park(struct sel_state *s, struct weft__sel *sel,
 		}
 		w = weft__park(w);
 	}
+	self->unwait = NULL;
 	weft__park_done(self);
 	if (armed)
 		weft__timer_cancel(self->rt, &tm);

@@ -233,6 +233,12 @@ struct weft_task {
 	/* Bumped each time the block returns to the pool (36 bits, never
 	 * 0); handles carry it. Read by any thread, so atomic. */
 	_Atomic uint64_t gen;
+	/* While parked on an object the program owns (a wait queue, a
+	 * select): how to take its wait nodes back if the task is dropped
+	 * at shutdown (weft__task_drop_all). Set and cleared by the task
+	 * around its wait; read only after every worker has stopped. */
+	void (*unwait)(void *arg);
+	void *unwait_arg;
 	/* Floating-point control state the task starts with: its
 	 * spawner's at the spawn (arch/switch.h weft__fpctl). */
 	uint64_t fpctl;
@@ -760,6 +766,12 @@ void weft__lifecycle_quiesce(struct weft_runtime *rt);
 /* task.c: shutdown sweep. Requests cancellation of every live task of rt
  * but `except` (may be NULL) and wakes those not cancelled before; returns
  * how many are live. Any thread. */
+/* Shutdown, after every worker has stopped and the blocking pool is
+ * down, before rings, stacks and blocks are freed: every task still alive
+ * is dropped. Its wait nodes are taken out of the objects the program
+ * owns, and it ends with -ECANCELED for threads in weft_join(), waitsets
+ * and task groups (runtime.c). */
+void weft__task_drop_all(struct weft_runtime *rt);
 unsigned weft__task_cancel_all(struct weft_runtime *rt,
 			       struct weft_task *except);
 

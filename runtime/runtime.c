@@ -353,6 +353,7 @@ void weft__runtime_release(struct weft_runtime *rt)
 	unsigned i;
 
 	weft__pool_fini(rt); /* no-op if done already or never set up */
+	weft__task_drop_all(rt);
 	rings_close(rt);
 	weft__task_pool_fini(rt);
 	weft__stack_fini(rt);

@@ -55,11 +55,30 @@ static int park_thread(weft__spin *lock, struct weft__wq *q,
 	}
 }
 
+/* A parked waiter's node and where it is linked, for a drop at shutdown
+ * (weft__task_drop_all): the node leaves the program's object. */
+struct wq_unwait {
+	weft__spin *lock;
+	struct weft__wq *q;
+	struct weft__wnode *n;
+};
+
+static void wq_unwait(void *arg)
+{
+	struct wq_unwait *u = arg;
+
+	weft__spin_lock(u->lock);
+	if (u->n->linked)
+		weft__wq_remove(u->q, u->n);
+	weft__spin_unlock(u->lock);
+}
+
 int weft__wq_park(weft__spin *lock, struct weft__wq *q, struct weft__wnode *n,
 		  uint64_t deadline)
 {
 	struct weft__worker *w = weft__worker_self();
 	struct weft_task *self = n->task;
+	struct wq_unwait u = { lock, q, n };
 	struct weft__timer tm;
 	bool armed = false;
 	int why = 0;
@@ -67,6 +86,8 @@ int weft__wq_park(weft__spin *lock, struct weft__wq *q, struct weft__wnode *n,
 	if (!self)
 		return park_thread(lock, q, n, deadline);
 	atomic_init(&tm.state, WEFT__TM_IDLE);
+	self->unwait = wq_unwait;
+	self->unwait_arg = &u;
 	for (;;) {
 		weft__park_prepare(self);
 		if (atomic_load_explicit(&n->state, memory_order_acquire) ==
@@ -74,6 +95,7 @@ int weft__wq_park(weft__spin *lock, struct weft__wq *q, struct weft__wnode *n,
 			break;
 		why = weft__wait_why(self, deadline, &tm, &armed);
 		if (why) {
+			self->unwait = NULL;
 			weft__park_done(self);
 			if (armed)
 				weft__timer_cancel(self->rt, &tm);
@@ -81,6 +103,7 @@ int weft__wq_park(weft__spin *lock, struct weft__wq *q, struct weft__wnode *n,
 		}
 		w = weft__park(w);
 	}
+	self->unwait = NULL;
 	weft__park_done(self);
 	if (armed)
 		weft__timer_cancel(self->rt, &tm);

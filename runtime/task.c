@@ -204,6 +204,11 @@ struct weft__waiter {
 	 * waiter must not return before it sees it, since the node is on its
 	 * stack. */
 	atomic_int done;
+	/* The task's result and outcome, written before done: a thread in
+	 * weft_join() reads them here, since the runtime (and the block)
+	 * may be gone once it wakes (a task dropped at shutdown). */
+	void *result;
+	int outcome;
 };
 
 /* ---- handles ---------------------------------------------------------- */
@@ -473,6 +478,53 @@ unsigned weft__task_cancel_all(struct weft_runtime *rt,
 	return live;
 }
 
+static void task_publish_end(struct weft_task *t, int outcome,
+			     bool dropped);
+
+/*
+ * Dropping at shutdown. Runs on the thread that frees the runtime, after
+ * every worker was joined and the blocking pool stopped: no task runs and
+ * no worker touches a block any more; threads outside the runtime may
+ * still use the program's objects, under their locks. Two passes: first
+ * every dropped task's wait nodes leave the objects they are linked into
+ * (unwait, under each object's lock), so that no grant made in the second
+ * pass can pick a node of a dropped task; then each dropped task ends
+ * with -ECANCELED, which wakes threads in weft_join(), reports to waitsets
+ * and leaves its task group (whose grant then reaches only threads).
+ * Before this, the nodes stayed linked after the stacks holding them were
+ * unmapped, and the next use of the object by the program touched freed
+ * memory (bug 2 of issue 9).
+ */
+void weft__task_drop_all(struct weft_runtime *rt)
+{
+	struct weft__slab *s;
+	unsigned i, pass;
+
+	for (pass = 0; pass < 2; pass++) {
+		for (s = rt->cb_slabs; s; s = s->next) {
+			struct weft_task *blk = s->mem;
+
+			for (i = 0; i < WEFT__CB_SLAB; i++) {
+				struct weft_task *t = &blk[i];
+
+				if (atomic_load_explicit(
+					    &t->park, memory_order_acquire) ==
+					    WEFT__FREE ||
+				    atomic_load_explicit(
+					    &t->done, memory_order_acquire))
+					continue;
+				if (pass == 0) {
+					if (t->unwait)
+						t->unwait(t->unwait_arg);
+					t->unwait = NULL;
+				} else {
+					task_publish_end(t, -ECANCELED, true);
+				}
+			}
+		}
+	}
+}
+
 /* ---- spawn ------------------------------------------------------------ */
 
 /* Fills a fresh block and queues it. `refs` is 1 (detached) or 2. */
@@ -496,6 +548,7 @@ static void task_start(struct weft_runtime *rt, struct weft__worker *w,
 	t->tls = NULL;
 	t->deadline = WEFT_NEVER;
 	t->start_at = 0;
+	t->unwait = NULL;
 	t->fpctl = weft__fpctl_get();
 	atomic_store_explicit(&t->flags, 0, memory_order_relaxed);
 	t->home = NULL;
@@ -621,13 +674,21 @@ static struct weft_task *waitset_ready(struct weft_waitset *ws, size_t i);
  * for a task that never started, on the stack of whoever failed it). */
 static void task_finish(struct weft_task *t, int outcome)
 {
-	struct weft__waiter *list, *n;
-
 	if (t->tls)
 		weft__tls_run_destructors(t);
 	if (outcome == 0 &&
 	    atomic_load_explicit(&t->cancel, memory_order_acquire))
 		outcome = -ECANCELED;
+	task_publish_end(t, outcome, false);
+}
+
+/* dropped: the runtime is stopped (weft__task_drop_all): tasks waiting
+ * are being dropped too and are not woken; threads, waitsets and groups
+ * are told. */
+static void task_publish_end(struct weft_task *t, int outcome, bool dropped)
+{
+	struct weft__waiter *list, *n;
+
 	t->outcome = outcome;
 
 	weft__spin_lock(&t->wlock);
@@ -648,8 +709,10 @@ static void task_finish(struct weft_task *t, int outcome)
 		bool thread = !wt && !list->ws;
 		if (list->ws)
 			wt = waitset_ready(list->ws, list->index);
+		list->result = t->result;
+		list->outcome = t->outcome;
 		atomic_store_explicit(&list->done, 1, memory_order_release);
-		if (wt)
+		if (wt && !dropped)
 			weft__task_wake(wt);
 		else if (thread)
 			weft__futex_wake(&list->done, 1);
@@ -661,7 +724,7 @@ static void task_finish(struct weft_task *t, int outcome)
 	if (t->group)
 		weft__group_task_end(t);
 
-	if (t == t->rt->main_task) {
+	if (!dropped && t == t->rt->main_task) {
 		atomic_store_explicit(&t->rt->stopping, 1,
 				      memory_order_seq_cst);
 		weft__idle_wake_all(t->rt);
@@ -1200,7 +1263,9 @@ int weft_join(weft_task *h, void **result)
 	 * made after t->done, result and outcome. */
 	while (!atomic_load_explicit(&node.done, memory_order_acquire))
 		weft__futex_wait(&node.done, 0, WEFT_NEVER);
-	return task_result(t, result);
+	if (result)
+		*result = node.result;
+	return node.outcome;
 }
 
 /* ---- waitsets: as_completed and wait(FIRST_COMPLETED) -----------------

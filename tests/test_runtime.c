@@ -250,6 +250,153 @@ Test(runtime, negative_grace_drops_the_tasks_left_at_once,
 	cr_assert_eq(atomic_load(&d.cleaned), 0, "no task runs again");
 }
 
+/*
+ * Tasks dropped after the grace while waiting on objects the program owns:
+ * their wait nodes lived on their stacks, which are unmapped, yet stayed
+ * linked in the objects. The program's next use of a channel, lock,
+ * future, event, semaphore or select channel after weft_run() returned
+ * touched freed memory (SIGSEGV; ASan: use-after-free). Now the drop takes
+ * every node out first; the objects are usable and destroyable, and a
+ * thread in weft_join() on a dropped task returns -ECANCELED.
+ */
+struct dropped {
+	weft_chan *full, *empty, *sel_chan;
+	weft_lock *lock;
+	weft_future *fut;
+	weft_event *ev;
+	weft_sem *sem;
+	weft_task *joined; /* one reference for the joining thread */
+	atomic_int waiting;
+	atomic_int join_rc;
+	pthread_t th;
+};
+
+static void *drop_send(void *arg)
+{
+	struct dropped *d = arg;
+
+	weft_shield_begin();
+	atomic_fetch_add(&d->waiting, 1);
+	for (;;)
+		weft_chan_send(d->full, (void *)2);
+	return NULL;
+}
+
+static void *drop_recv(void *arg)
+{
+	struct dropped *d = arg;
+
+	weft_shield_begin();
+	atomic_fetch_add(&d->waiting, 1);
+	for (;;)
+		weft_chan_recv(d->empty, NULL);
+	return NULL;
+}
+
+static void *drop_select(void *arg)
+{
+	struct dropped *d = arg;
+	struct weft_sel k[2] = {
+		{ .chan = d->sel_chan, .op = WEFT_SEL_RECV },
+		{ .chan = d->empty, .op = WEFT_SEL_RECV },
+	};
+
+	weft_shield_begin();
+	atomic_fetch_add(&d->waiting, 1);
+	for (;;)
+		weft_select(k, 2, WEFT_NEVER);
+	return NULL;
+}
+
+static void *drop_others(void *arg)
+{
+	struct dropped *d = arg;
+
+	weft_shield_begin();
+	atomic_fetch_add(&d->waiting, 1);
+	for (;;) {
+		weft_lock_acquire(d->lock);
+		weft_future_await(d->fut, NULL);
+		weft_event_wait(d->ev);
+		weft_sem_acquire(d->sem);
+	}
+	return NULL;
+}
+
+static void *joiner(void *arg)
+{
+	struct dropped *d = arg;
+
+	atomic_store(&d->join_rc, weft_join(d->joined, NULL));
+	return NULL;
+}
+
+static void *dropped_main(void *arg)
+{
+	struct dropped *d = arg;
+
+	WT_CHECK_EQ(weft_chan_send(d->full, (void *)1), 0);
+	WT_CHECK_EQ(weft_lock_acquire(d->lock), 0);
+	spawn_detached(drop_send, d);
+	spawn_detached(drop_recv, d);
+	spawn_detached(drop_select, d);
+	d->joined = weft_spawn(drop_others, d);
+	WT_CHECK_EQ(pthread_create(&d->th, NULL, joiner, d), 0);
+	for (int i = 0; i < 100000 && atomic_load(&d->waiting) < 4; i++)
+		weft_yield();
+	WT_CHECK_EQ(atomic_load(&d->waiting), 4);
+	weft_sleep_ms(5); /* let them park */
+	/* main ends holding the lock: drop_others stays parked on it */
+	return NULL;
+}
+
+Test(runtime, tasks_dropped_at_shutdown_leave_the_objects_they_waited_on,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct weft_config c = cfg_workers(2);
+	struct dropped d;
+	void *v = NULL;
+
+	memset(&d, 0, sizeof(d));
+	atomic_store(&d.join_rc, 1);
+	cr_assert_eq(weft_chan_create(&d.full, 1), 0);
+	cr_assert_eq(weft_chan_create(&d.empty, 0), 0);
+	cr_assert_eq(weft_chan_create(&d.sel_chan, 2), 0);
+	cr_assert_eq(weft_lock_create(&d.lock), 0);
+	cr_assert_eq(weft_future_create(&d.fut), 0);
+	cr_assert_eq(weft_event_create(&d.ev), 0);
+	cr_assert_eq(weft_sem_create(&d.sem, 0, 0), 0);
+	c.shutdown_grace_ms = 20;
+	wt_run_cfg(dropped_main, &d, &c);
+
+	/* The thread in weft_join() was told. */
+	cr_assert_eq(pthread_join(d.th, NULL), 0);
+	cr_assert_eq(atomic_load(&d.join_rc), -ECANCELED);
+	/* The objects work without the dropped waiters. */
+	cr_assert_eq(weft_chan_try_recv(d.full, &v), 0);
+	cr_assert_eq(v, (void *)1);
+	cr_assert_eq(weft_chan_try_recv(d.full, &v), -EAGAIN,
+		     "a dropped sender's value was taken");
+	cr_assert_eq(weft_chan_try_send(d.empty, (void *)3), -EAGAIN,
+		     "a dropped receiver took a value");
+	cr_assert_eq(weft_chan_try_send(d.sel_chan, (void *)4), 0);
+	cr_assert_eq(weft_chan_try_recv(d.sel_chan, &v), 0,
+		     "a dropped select took the value");
+	cr_assert_eq(weft_lock_release(d.lock), 0);
+	cr_assert_eq(weft_future_set(d.fut, NULL), 0);
+	weft_event_set(d.ev);
+	cr_assert_eq(weft_sem_release(d.sem), 0);
+	weft_chan_destroy(d.full);
+	weft_chan_destroy(d.empty);
+	weft_chan_destroy(d.sel_chan);
+	weft_lock_destroy(d.lock);
+	weft_future_destroy(d.fut);
+	weft_event_destroy(d.ev);
+	weft_sem_destroy(d.sem);
+	/* Its handle died with the runtime. */
+	cr_assert_eq(weft_task_release(d.joined), -ESRCH);
+}
+
 /* ---- weft_stop() ---------------------------------------------------------- */
 
 static void *stop_after_20ms(void *arg)
