@@ -400,6 +400,8 @@ WEFT_API int weft_accept(int fd, struct sockaddr *addr, socklen_t *addrlen,
 /* Connects; use a deadline scope for a connect timeout. */
 WEFT_API int weft_connect(int fd, const struct sockaddr *addr,
 			  socklen_t addrlen);
+/* recv(2) and send(2) (MSG_NOSIGNAL added). One call moves at most
+ * 0x7ffff000 bytes, as read(2) does: a larger len is capped. */
 WEFT_API ssize_t weft_recv(int fd, void *buf, size_t len, int flags);
 WEFT_API ssize_t weft_send(int fd, const void *buf, size_t len, int flags);
 WEFT_API ssize_t weft_recvfrom(int fd, void *buf, size_t len, int flags,

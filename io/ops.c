@@ -166,6 +166,20 @@ static int io_wait(struct io *io, struct io_uring_sqe *sqe)
 	return res;
 }
 
+/*
+ * The length to put in an SQE. Its field is 32 bits wide, and a result must
+ * fit the CQE's int: a size_t of 4 GiB or more would be cut (1 << 32 to 0,
+ * a false end of stream on a recv; issue 9). Cap it as read(2) does at
+ * MAX_RW_COUNT (INT_MAX rounded down to a page): the call returns a short
+ * count, which every caller of these calls must handle anyway.
+ */
+#define WEFT__IO_MAX 0x7ffff000u
+
+static unsigned sqe_len(size_t len)
+{
+	return len > WEFT__IO_MAX ? WEFT__IO_MAX : (unsigned)len;
+}
+
 /* The common shape of a call: prepare, or return why not; then wait. */
 #define IO_CALL(prep)                                                   \
 	do {                                                            \
@@ -200,12 +214,13 @@ int weft_connect(int fd, const struct sockaddr *addr, socklen_t addrlen)
 
 ssize_t weft_recv(int fd, void *buf, size_t len, int flags)
 {
-	IO_CALL(io_uring_prep_recv(sqe_, fd, buf, len, flags));
+	IO_CALL(io_uring_prep_recv(sqe_, fd, buf, sqe_len(len), flags));
 }
 
 ssize_t weft_send(int fd, const void *buf, size_t len, int flags)
 {
-	IO_CALL(io_uring_prep_send(sqe_, fd, buf, len, flags | MSG_NOSIGNAL));
+	IO_CALL(io_uring_prep_send(sqe_, fd, buf, sqe_len(len),
+				   flags | MSG_NOSIGNAL));
 }
 
 ssize_t weft_recvmsg(int fd, struct msghdr *msg, int flags)
@@ -292,18 +307,13 @@ int weft_open(const char *path, int flags, mode_t mode)
 
 ssize_t weft_read(int fd, void *buf, size_t len, int64_t offset)
 {
-	/* io_uring caps one read at what an int result can report. */
-	if (len > 0x7ffff000u)
-		len = 0x7ffff000u;
-	IO_CALL(io_uring_prep_read(sqe_, fd, buf, (unsigned)len,
+	IO_CALL(io_uring_prep_read(sqe_, fd, buf, sqe_len(len),
 				   (uint64_t)offset));
 }
 
 ssize_t weft_write(int fd, const void *buf, size_t len, int64_t offset)
 {
-	if (len > 0x7ffff000u)
-		len = 0x7ffff000u;
-	IO_CALL(io_uring_prep_write(sqe_, fd, buf, (unsigned)len,
+	IO_CALL(io_uring_prep_write(sqe_, fd, buf, sqe_len(len),
 				    (uint64_t)offset));
 }
 
