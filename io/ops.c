@@ -110,6 +110,34 @@ static void io_cancel(struct io *io)
 	io_uring_sqe_set_data64(sqe, WEFT__UD_IGNORE);
 }
 
+/*
+ * The caller's result for a completion. A request cancelled by us (why:
+ * the reason, 0 if no cancellation was sent) ends with -ECANCELED if the
+ * kernel took it back before it ran, or, if it was running on an io-wq
+ * thread (an open blocked on a FIFO, a read the kernel could not poll),
+ * with whatever the interrupted system call gave: -EINTR, or one of the
+ * kernel's internal restart codes, which must never reach a caller
+ * (issue 15: a weft_open under a deadline returned -512). All of them are
+ * the cancellation's reason. Without a cancellation a restart code is
+ * still an interruption: -EINTR.
+ */
+#define WEFT__ERESTARTSYS 512
+#define WEFT__ERESTARTNOINTR 513
+#define WEFT__ERESTARTNOHAND 514
+#define WEFT__ERESTART_RESTARTBLOCK 516
+
+static int io_result(int res, int why)
+{
+	bool restart = res == -WEFT__ERESTARTSYS ||
+		       res == -WEFT__ERESTARTNOINTR ||
+		       res == -WEFT__ERESTARTNOHAND ||
+		       res == -WEFT__ERESTART_RESTARTBLOCK;
+
+	if (why && (res == -ECANCELED || res == -EINTR || restart))
+		return why;
+	return restart ? -EINTR : res;
+}
+
 /* Waits for the request prepared in sqe; returns its result. */
 static int io_wait(struct io *io, struct io_uring_sqe *sqe)
 {
@@ -118,7 +146,7 @@ static int io_wait(struct io *io, struct io_uring_sqe *sqe)
 	unsigned flags = weft__task_flags(self);
 	uint64_t deadline = io->nocancel ? WEFT_NEVER : self->deadline;
 	struct weft__timer tm;
-	int why = 0, res;
+	int why = 0;
 	bool cancel_sent = false;
 
 	io->op.task = self;
@@ -160,10 +188,7 @@ static int io_wait(struct io *io, struct io_uring_sqe *sqe)
 	weft__park_done(self);
 	weft__timer_cancel(self->rt, &tm);
 	atomic_store_explicit(&self->flags, flags, memory_order_relaxed);
-	res = io->op.res;
-	if (res == -ECANCELED && why)
-		res = why;
-	return res;
+	return io_result(io->op.res, cancel_sent ? why : 0);
 }
 
 /*

@@ -472,6 +472,89 @@ Test(io, open_reports_errors_and_sets_close_on_exec,
 	cr_assert_eq(fd_count(), fds, "descriptors leaked");
 }
 
+/* ---- FIFOs: opens that block in the kernel ---------------------------------- */
+
+/*
+ * An open that blocks (a FIFO's other end not there yet) runs on one of
+ * the kernel's io-wq threads. A cancellation interrupts it there, and it
+ * completes with an interrupted-syscall code (-ERESTARTSYS, 512), which
+ * must come back as the cancellation's reason (issue 15: weft_open under a
+ * 100 ms deadline returned -512). O_CREAT sends the open to io-wq at once.
+ */
+struct fifo {
+	char path[512];
+	int flags;
+	atomic_int entered;
+	int rc;
+};
+
+static void *fifo_open_task(void *arg)
+{
+	struct fifo *f = arg;
+
+	atomic_store(&f->entered, 1);
+	f->rc = weft_open(f->path, f->flags, 0600);
+	return NULL;
+}
+
+/* Opens f->path with f->flags in a task and cancels it once it waited
+ * for 20 ms; returns that open's result. */
+static int fifo_open_cancelled(struct fifo *f)
+{
+	weft_task *t;
+
+	atomic_store(&f->entered, 0);
+	f->rc = 1;
+	t = weft_spawn(fifo_open_task, f);
+	WT_CHECK(wt_yield_until(&f->entered, 10000000));
+	WT_CHECK_EQ(weft_sleep(20 * WEFT_NSEC_PER_MSEC), 0);
+	WT_CHECK_EQ(weft_task_done(t), 0);
+	WT_CHECK_EQ(weft_cancel(t), 0);
+	weft_await(t, NULL);
+	weft_task_release(t);
+	return f->rc;
+}
+
+static void *fifo_interrupt_main(void *arg)
+{
+	struct fifo *f = arg;
+	uint64_t saved, b;
+	int fd;
+
+	b = weft_now();
+	saved = weft_timeout_begin(100 * WEFT_NSEC_PER_MSEC);
+	fd = weft_open(f->path, O_RDONLY | O_CREAT, 0600);
+	weft_timeout_end(saved);
+	WT_CHECK_EQ(fd, -ETIMEDOUT);
+	WT_CHECK(weft_now() - b >= 100 * WEFT_NSEC_PER_MSEC);
+	if (fd >= 0)
+		weft_close(fd);
+
+	f->flags = O_RDONLY | O_CREAT;
+	fd = fifo_open_cancelled(f);
+	WT_CHECK_EQ(fd, -ECANCELED);
+	if (fd >= 0)
+		weft_close(fd);
+	return NULL;
+}
+
+Test(io, interrupted_blocking_opens_return_etimedout_or_ecanceled,
+     .timeout = WT_TIMEOUT(10))
+{
+	struct tmp t;
+	struct fifo f;
+	int fds = fd_count();
+
+	memset(&f, 0, sizeof(f));
+	tmp_make(&t);
+	tmp_path(&t, "fifo", f.path, sizeof(f.path));
+	cr_assert_eq(mkfifo(f.path, 0600), 0);
+	for (unsigned c = 0; c < N_COUNTS; c++)
+		wt_run(fifo_interrupt_main, &f, worker_counts[c]);
+	tmp_remove(&t);
+	cr_assert_eq(fd_count(), fds, "descriptors leaked");
+}
+
 /* ---- bad descriptors -------------------------------------------------------- */
 
 static void *ret_arg(void *arg)
