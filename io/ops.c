@@ -319,10 +319,38 @@ int weft__poll(int fd, unsigned events)
 
 /* ---- files -------------------------------------------------------------- */
 
+/* block: IOSQE_ASYNC, so the kernel skips its non-blocking first try and
+ * opens on an io-wq thread, where the open may wait. */
+static int openat_call(int dirfd, const char *path, int flags, mode_t mode,
+		       bool block)
+{
+	struct io io = { .nocancel = false };
+	struct io_uring_sqe *sqe = io_begin(&io);
+
+	if (!sqe)
+		return io.err;
+	io_uring_prep_openat(sqe, dirfd, path, flags | O_CLOEXEC, mode);
+	if (block)
+		sqe->flags |= IOSQE_ASYNC;
+	return io_wait(&io, sqe);
+}
+
+/*
+ * io_uring first tries an open with O_NONBLOCK added (clearing it again on
+ * the new file). For a FIFO opened for writing with no reader that try
+ * fails with -ENXIO where openat(2) would wait for a reader (issue 15 #6):
+ * unless the caller asked for O_NONBLOCK, -ENXIO is tried again as a
+ * blocking open. Other -ENXIO (a socket file, a device with no device
+ * behind it) come back the same from the second try; only the error path
+ * pays for it.
+ */
 int weft_openat(int dirfd, const char *path, int flags, mode_t mode)
 {
-	IO_CALL(io_uring_prep_openat(sqe_, dirfd, path, flags | O_CLOEXEC,
-				     mode));
+	int fd = openat_call(dirfd, path, flags, mode, false);
+
+	if (fd == -ENXIO && !(flags & O_NONBLOCK))
+		fd = openat_call(dirfd, path, flags, mode, true);
+	return fd;
 }
 
 int weft_open(const char *path, int flags, mode_t mode)
