@@ -47,6 +47,8 @@
 #include <sanitizer/asan_interface.h>
 #endif
 
+#include "perturb.h"
+
 #define WEFT__CACHELINE 64
 #define WEFT__ALIGNED __attribute__((aligned(WEFT__CACHELINE)))
 #define weft__likely(x) __builtin_expect(!!(x), 1)

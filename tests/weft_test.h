@@ -247,7 +247,9 @@ static inline void wt_sleep_ms(unsigned ms)
 }
 
 /* How many times over stress loops run: WEFT_STRESS_SCALE (default 1, at
- * least 1) times a per-build base, so that the stress suite takes about the
+ * least 1) times a per-build base (WEFT_STRESS_BASE overrides it: the
+ * perturbation build, many times slower, runs with a small one), so that
+ * the stress suite takes about the
  * same wall time in every build (TSan is some 50 times slower here). */
 #if defined(__SANITIZE_THREAD__)
 #define WT_STRESS_BASE 1
@@ -260,9 +262,11 @@ static inline void wt_sleep_ms(unsigned ms)
 static inline unsigned wt_scale(void)
 {
 	const char *s = getenv("WEFT_STRESS_SCALE");
+	const char *b = getenv("WEFT_STRESS_BASE"); /* tests/run perturb */
 	long v = s ? strtol(s, NULL, 10) : 1;
+	long base = b ? strtol(b, NULL, 10) : WT_STRESS_BASE;
 
-	return (v < 1 ? 1u : (unsigned)v) * WT_STRESS_BASE;
+	return (v < 1 ? 1u : (unsigned)v) * (base < 1 ? 1u : (unsigned)base);
 }
 
 /* Yields until *flag is non-zero, at most `max_yields` times; returns
