@@ -875,7 +875,9 @@ struct weft_proc_opts {
  *   -ENOMEM, -EMFILE, -ENFILE, -EAGAIN (process limit), -E2BIG
  *   -ENOSYS   the kernel has no pidfd_open (before 5.3): the child was
  *             started, then killed and reaped
- * Nothing is left behind on failure: no descriptor, no process.
+ * Nothing is left behind on failure: no descriptor, no process. A piped
+ * stdin holds one descriptor more than its pipe end until it is closed
+ * (what weft_proc_close_stdin() leaves in its place).
  */
 WEFT_API int weft_proc_spawn(weft_proc **out, char *const argv[],
 			     const struct weft_proc_opts *opts);
@@ -889,9 +891,15 @@ WEFT_API int weft_proc_stdin(weft_proc *p);
 WEFT_API int weft_proc_stdout(weft_proc *p);
 WEFT_API int weft_proc_stderr(weft_proc *p);
 /* Closes the child's stdin pipe: it reads end of file once it has read
- * what was written. A write still in flight in another task keeps the
- * pipe open until it completes. Any thread. Returns 0, -EBADF if stdin
- * is not piped or is already closed, -EINVAL for NULL. */
+ * what was written. Safe while another task writes to stdin (a
+ * weft_write_all() to weft_proc_stdin(p), say): a request already in
+ * flight completes on the pipe, and the child sees end of file after it;
+ * every later write through the number, the rest of that write_all
+ * included, fails with -EPIPE. The descriptor number is not freed until
+ * weft_proc_destroy() (it is left referring to a pipe without reader),
+ * so no descriptor opened in the meantime can receive the child's input.
+ * Needs no free descriptor. Any thread. Returns 0, -EBADF if stdin is not
+ * piped or is already closed, -EINVAL for NULL. */
 WEFT_API int weft_proc_close_stdin(weft_proc *p);
 /*
  * Waits for the child to exit and reaps it. Stores the return code as

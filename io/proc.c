@@ -78,6 +78,11 @@ struct weft_proc {
 	int pidfd;             /* O_CLOEXEC; closed by weft_proc_destroy() */
 	atomic_int in;         /* parent's write end of the stdin pipe, or -1
 				  once closed; swapped out by close_stdin */
+	int in_tomb;           /* the write end of a pipe without reader,
+				  made by the spawn if stdin is piped, else
+				  -1; close_stdin moves it onto in's number,
+				  which it then holds until destroy (see
+				  "Closing stdin") */
 	int out;               /* read end of the stdout pipe, or -1 */
 	int err;               /* read end of the stderr pipe, or -1 */
 	atomic_int reaped;     /* 1 once returncode is final (release) */
@@ -112,6 +117,20 @@ static int make_pipe(int fds[2], int child)
 		close(fds[child]);
 		fds[child] = fd;
 	}
+	return 0;
+}
+
+/* The write end of a pipe whose read end is closed: writes to it fail
+ * with EPIPE. Close-on-exec like every pipe here. Stands in for stdin's
+ * number after weft_proc_close_stdin() (see "Closing stdin"). */
+static int make_tomb(int *out)
+{
+	int fds[2];
+
+	if (pipe2(fds, O_CLOEXEC) < 0)
+		return -errno;
+	close(fds[0]);
+	*out = fds[1];
 	return 0;
 }
 
@@ -179,6 +198,7 @@ int weft_proc_spawn(weft_proc **out, char *const argv[],
 	char *const *envp = opts && opts->envp ? opts->envp : environ;
 	const char *cwd = opts ? opts->cwd : NULL;
 	int in[2] = { -1, -1 }, o[2] = { -1, -1 }, e[2] = { -1, -1 };
+	int tomb = -1;
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
 	struct weft_proc *p;
@@ -197,8 +217,11 @@ int weft_proc_spawn(weft_proc **out, char *const argv[],
 		return -ENOMEM;
 
 	err = 0;
-	if (flags & WEFT_PROC_STDIN)
+	if (flags & WEFT_PROC_STDIN) {
 		err = make_pipe(in, 0);
+		if (!err)
+			err = make_tomb(&tomb);
+	}
 	if (!err && (flags & WEFT_PROC_STDOUT))
 		err = make_pipe(o, 1);
 	if (!err && (flags & WEFT_PROC_STDERR))
@@ -251,6 +274,7 @@ fail_fa:
 	p->pid = pid;
 	p->pidfd = pidfd;
 	atomic_init(&p->in, in[1]);
+	p->in_tomb = tomb;
 	p->out = o[0];
 	p->err = e[0];
 	atomic_init(&p->reaped, 0);
@@ -259,6 +283,7 @@ fail_fa:
 	return 0;
 
 fail_pipes:
+	close_fd(&tomb);
 	close_fd(&in[0]);
 	close_fd(&in[1]);
 	close_fd(&o[0]);
@@ -289,18 +314,60 @@ int weft_proc_stderr(weft_proc *p)
 	return p ? p->err : -1;
 }
 
+/*
+ * Closing stdin (issue 15). The parent's write end is handed out as a plain
+ * number (weft_proc_stdin), and a writer such as weft_write_all() keeps
+ * using the number it read, one request after another; weft cannot count
+ * such users. If close_stdin() freed the number, the writer's next request
+ * would go to whatever the next open(), socket() or accept() received: the
+ * rest of the child's input would land in an unrelated file, reported as
+ * written. So the number is never freed before weft_proc_destroy(). It
+ * becomes a tombstone instead: dup3() puts in_tomb, the write end of a pipe
+ * whose read end the spawn closed at once, in its place, atomically. From
+ * then on:
+ *   - a request on the number issued after the dup3 reaches the dead pipe
+ *     and fails with -EPIPE at once (weft_run() and weft_runtime_create()
+ *     set SIGPIPE to SIG_IGN unless the program chose a disposition; a
+ *     program with its own handler gets the signal, as for any write to a
+ *     closed pipe);
+ *   - a request already in flight holds its own reference to the real
+ *     pipe (io_uring takes one when it issues the request) and completes
+ *     on it;
+ *   - the child reads end of file once that last reference is gone: the fd
+ *     table's went with the dup3, and the pipe is close-on-exec, so no
+ *     other process keeps one (a sibling's posix_spawn holds a copy only
+ *     until its exec).
+ * The dead pipe is made by the spawn, not here, so that closing needs no
+ * free descriptor and cannot fail for want of one; it costs one descriptor
+ * per child from the spawn until stdin is closed. The dead pipe's original
+ * number is closed once it has been copied; the number stdin had stays in
+ * in_tomb until weft_proc_destroy(), whose contract already says that
+ * nobody uses the pipes any more.
+ * `in` is exchanged to -1 first, so of two racing closers exactly one gets
+ * the number and touches in_tomb; weft_proc_destroy() reads in_tomb after
+ * every other call on p has returned, which orders it after that write.
+ */
 int weft_proc_close_stdin(weft_proc *p)
 {
 	int fd;
 
 	if (!p)
 		return -EINVAL;
-	/* The exchange lets two closers race: one gets the fd. A pipe close
-	 * does not block, so a plain close() serves any thread. */
+	/* The exchange lets two closers race: one gets the fd. Nothing here
+	 * blocks (a pipe's release does not), so any thread may call. */
 	fd = atomic_exchange_explicit(&p->in, -1, memory_order_relaxed);
 	if (fd < 0)
 		return -EBADF;
-	close(fd);
+	/* Both numbers are open and differ, so dup3 fails only if the
+	 * program lowered RLIMIT_NOFILE below fd since the spawn (EBADF for
+	 * a target past the limit). Then there is no way to keep the
+	 * number: close it as before the tombstone existed. */
+	if (dup3(p->in_tomb, fd, O_CLOEXEC) < 0) {
+		close(fd);
+		return 0;
+	}
+	close(p->in_tomb);
+	p->in_tomb = fd;
 	return 0;
 }
 
@@ -392,6 +459,7 @@ void weft_proc_destroy(weft_proc *p)
 		return;
 	fd = atomic_exchange_explicit(&p->in, -1, memory_order_relaxed);
 	close_fd(&fd);
+	close_fd(&p->in_tomb);
 	close_fd(&p->out);
 	close_fd(&p->err);
 	if (reap(p, WNOHANG) == 0) {

@@ -14,6 +14,10 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -838,4 +842,137 @@ Test(proc, no_descriptor_leaks_into_the_child_or_stays_open,
 	unlink(path);
 	run_counts(leak_main, &fd, two, 1);
 	close(fd);
+}
+
+/* ---- closing stdin under a writer (issue 15) ------------------------------ */
+
+#define FEED_BYTES (256 * 1024)
+#define DECOYS 16
+
+struct feed_io {
+	weft_proc *p;
+	uint8_t *data;
+	ssize_t written;
+};
+
+static void *feed_writer(void *arg)
+{
+	struct feed_io *f = arg;
+
+	f->written = weft_write_all(weft_proc_stdin(f->p), f->data, FEED_BYTES,
+				    -1);
+	return NULL;
+}
+
+/*
+ * One task is in weft_write_all() of 256 KiB to a child that reads nothing
+ * for its first 300 ms; another closes stdin once the pipe is full, then
+ * opens descriptors, which take the lowest free numbers. The writer's next
+ * write must not reach any of them (before the fix the pipe's number was
+ * free at once, and the rest of the feed went into the first decoy with
+ * write_all reporting all of it written).
+ */
+static void *close_under_writer_main(void *arg)
+{
+	struct weft_proc_opts o = { .flags = WEFT_PROC_STDIN |
+					     WEFT_PROC_DEVNULL };
+	struct feed_io f = { .written = INT_MIN };
+	int decoy[DECOYS], sv[2] = { -1, -1 }, queued = 0, code = INT_MIN;
+	bool starve = arg != NULL;
+	struct rlimit lim;
+	weft_task *w = NULL;
+
+	for (int i = 0; i < DECOYS; i++)
+		decoy[i] = -1;
+	f.data = malloc(FEED_BYTES);
+	if (!WT_CHECK(f.data))
+		return NULL;
+	memset(f.data, 'x', FEED_BYTES);
+	if (!WT_CHECK_EQ(weft_proc_spawn(&f.p,
+					 SH("sleep 0.3; cat >/dev/null"), &o),
+			 0))
+		goto out;
+	w = weft_spawn(feed_writer, &f);
+	WT_CHECK(w != NULL);
+	/* The pipe holds 64 KiB: once they are in, the writer is mid-way
+	 * (the rest is in flight or about to be written). */
+	for (int i = 0; i < 2000 && queued < 65536; i++) {
+		if (ioctl(weft_proc_stdin(f.p), FIONREAD, &queued) < 0)
+			break;
+		if (queued < 65536)
+			weft_sleep(WEFT_NSEC_PER_MSEC);
+	}
+	WT_CHECK_EQ(queued, 65536);
+	if (starve) {
+		/* No number free below the limit: closing must not need
+		 * one. */
+		struct rlimit tight;
+		int lowest = dup(0);
+
+		WT_CHECK(lowest >= 0);
+		close(lowest);
+		WT_CHECK_EQ(getrlimit(RLIMIT_NOFILE, &lim), 0);
+		tight = lim;
+		tight.rlim_cur = (rlim_t)lowest;
+		WT_CHECK_EQ(setrlimit(RLIMIT_NOFILE, &tight), 0);
+		WT_CHECK_EQ(dup(0), -1); /* starved indeed */
+		WT_CHECK_EQ(weft_proc_close_stdin(f.p), 0);
+		WT_CHECK_EQ(setrlimit(RLIMIT_NOFILE, &lim), 0);
+	} else {
+		WT_CHECK_EQ(weft_proc_close_stdin(f.p), 0);
+	}
+	for (int i = 0; i < DECOYS; i++)
+		decoy[i] = memfd_create("weft-decoy", MFD_CLOEXEC);
+	WT_CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	if (w) {
+		WT_CHECK_EQ(weft_await(w, NULL), 0);
+		weft_task_release(w);
+	}
+	/* An error, not a success for bytes that the child never got. */
+	WT_CHECK_EQ(f.written, -EPIPE);
+	for (int i = 0; i < DECOYS; i++) {
+		struct stat st;
+
+		if (WT_CHECK(decoy[i] >= 0) &&
+		    WT_CHECK_EQ(fstat(decoy[i], &st), 0))
+			WT_CHECK_EQ(st.st_size, 0); /* no byte of the feed */
+		if (decoy[i] >= 0)
+			close(decoy[i]);
+	}
+	for (int i = 0; i < 2; i++) {
+		char c;
+
+		if (sv[i] < 0)
+			continue;
+		WT_CHECK_EQ(recv(sv[i], &c, 1, MSG_DONTWAIT), -1);
+		WT_CHECK_EQ(errno, EAGAIN);
+	}
+	for (int i = 0; i < 2; i++)
+		if (sv[i] >= 0)
+			close(sv[i]);
+	WT_CHECK_EQ(weft_proc_stdin(f.p), -1);
+	WT_CHECK_EQ(weft_proc_close_stdin(f.p), -EBADF);
+	/* The child still read end of file: cat exits 0. */
+	WT_CHECK_EQ(weft_proc_wait(f.p, &code), 0);
+	WT_CHECK_EQ(code, 0);
+	weft_proc_destroy(f.p);
+out:
+	free(f.data);
+	return NULL;
+}
+
+Test(proc, close_stdin_under_a_writer_never_lets_its_bytes_reach_a_reused_fd,
+     .timeout = WT_TIMEOUT(20))
+{
+	run_counts(close_under_writer_main, NULL, one_and_four, 2);
+}
+
+/* The same when the process has no descriptor to spare at the close. */
+Test(proc, close_stdin_without_a_free_descriptor_still_keeps_its_number,
+     .timeout = WT_TIMEOUT(20))
+{
+	static const unsigned one[] = { 1 };
+	static int starve = 1;
+
+	run_counts(close_under_writer_main, &starve, one, 1);
 }
