@@ -38,6 +38,9 @@ struct weft__op {
 	int res;
 	unsigned task_flags; /* the task's own flags, put back on completion */
 	atomic_int done;
+	/* The worker's list of requests in flight (w->ops), touched only
+	 * by that worker: linked at submission, unlinked at completion. */
+	struct weft__op *next, *prev;
 };
 
 struct io {
@@ -55,7 +58,18 @@ void weft__op_complete(struct weft__worker *w, struct weft__op *op,
 	unsigned tf = op->task_flags;
 
 	w->io_inflight--;
+	if (op->next)
+		op->next->prev = op->prev;
+	if (op->prev)
+		op->prev->next = op->next;
+	else
+		w->ops = op->next;
 	op->res = cqe->res;
+	/* Shutdown (weft__ring_quiesce): the task will never run again
+	 * and is dropped with its stack once every request is back; the
+	 * workers are stopping, so it is not woken. */
+	if (weft__unlikely(w->ring_draining))
+		return;
 	/* Last touch of the record. The task cannot return yet: it is
 	 * pinned here, and this worker is busy in this function. */
 	atomic_store_explicit(&op->done, 1, memory_order_release);
@@ -99,6 +113,26 @@ go:
 	io->w = w;
 	io->self = self;
 	return weft__ring_sqe(w);
+}
+
+/* Shutdown: every request still in flight on w's ring is cancelled (by
+ * its own user_data, which every kernel with io_uring understands;
+ * IORING_ASYNC_CANCEL_ANY would need 5.19). */
+void weft__op_cancel_all(struct weft__worker *w)
+{
+	struct weft__op *op;
+
+	/* weft__ring_sqe() may reap (SQ full), unlinking records as we go.
+	 * An unlinked record keeps its own `next`, and nothing is linked
+	 * any more, so following `next` still reaches every record in
+	 * flight (and perhaps some that completed: their cancels find
+	 * nothing, -ENOENT, ignored). */
+	for (op = w->ops; op; op = op->next) {
+		struct io_uring_sqe *sqe = weft__ring_sqe(w);
+
+		io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op, 0);
+		io_uring_sqe_set_data64(sqe, WEFT__UD_IGNORE);
+	}
 }
 
 /* Submits a cancellation of io's request on the current (issuing) ring. */
@@ -155,6 +189,11 @@ static int io_wait(struct io *io, struct io_uring_sqe *sqe)
 	atomic_init(&tm.state, WEFT__TM_IDLE);
 	io_uring_sqe_set_data(sqe, &io->op);
 	w->io_inflight++;
+	io->op.prev = NULL;
+	io->op.next = w->ops;
+	if (w->ops)
+		w->ops->prev = &io->op;
+	w->ops = &io->op;
 	/* Ordered before the wakers' reads by park_prepare() (acq_rel). */
 	atomic_store_explicit(&self->flags, flags | WEFT__T_PINNED,
 			      memory_order_relaxed);

@@ -91,7 +91,7 @@ static void arm_wake(struct weft__worker *w)
 {
 	struct io_uring_sqe *sqe;
 
-	if (w->wake_armed)
+	if (w->wake_armed || w->ring_draining)
 		return;
 	sqe = get_sqe(w);
 	io_uring_prep_read(sqe, w->wake_fd, &w->wake_buf, sizeof(w->wake_buf),
@@ -148,6 +148,65 @@ void weft__ring_fini(struct weft__worker *w)
 	io_uring_queue_exit(&w->ring);
 	close(w->wake_fd);
 	w->wake_fd = -1;
+}
+
+/*
+ * Shutdown of one ring, on its worker's thread once the loop has returned
+ * (SINGLE_ISSUER: no other thread may submit to it; with DEFER_TASKRUN
+ * none other may reap either), before any task stack is freed.
+ *
+ * Closing a ring does not end its requests: the kernel tears a ring down
+ * asynchronously, and not at all while another reference to its file
+ * lives (a child forked meanwhile holds one until it execs). A request of
+ * a dropped task (a read the kernel runs on an io-wq thread, a poll that
+ * fires later) would then write into a freed or reused stack (issue 9).
+ * So every request still in flight is cancelled here, and its completion
+ * waited for: the records in w->ops, and the armed eventfd read, whose
+ * buffer lives in the worker. From now on, completions wake no task
+ * (weft__op_complete) and nothing is re-armed.
+ *
+ * Cancelled requests end at once, or (running on io-wq) as soon as the
+ * interrupted call returns; a request that cannot be interrupted (a disk
+ * read under way) ends on its own. The wait is bounded by
+ * WEFT__RING_DRAIN_NS; what is still in flight then is reported, and
+ * the caller keeps the stacks mapped rather than free memory the kernel
+ * may still write.
+ */
+#define WEFT__RING_DRAIN_NS (2 * WEFT_NSEC_PER_SEC)
+
+unsigned weft__ring_quiesce(struct weft__worker *w)
+{
+	uint64_t until = weft_now() + WEFT__RING_DRAIN_NS;
+
+	w->ring_draining = true;
+	weft__op_cancel_all(w);
+	if (w->wake_armed) {
+		struct io_uring_sqe *sqe = get_sqe(w);
+
+		io_uring_prep_cancel64(sqe, WEFT__UD_WAKE_EFD, 0);
+		io_uring_sqe_set_data64(sqe, WEFT__UD_IGNORE);
+	}
+	while (w->io_inflight || w->wake_armed) {
+		uint64_t now = weft_now();
+		struct __kernel_timespec ts;
+		struct io_uring_cqe *cqe;
+		int r;
+
+		if (now >= until)
+			break;
+		ts.tv_sec = (long long)((until - now) / WEFT_NSEC_PER_SEC);
+		ts.tv_nsec = (long long)((until - now) % WEFT_NSEC_PER_SEC);
+		r = io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, &ts,
+						     NULL);
+		reap(w);
+		/* -ETIME: the bound passed; -EINTR, -EAGAIN, -EBUSY: try
+		 * again (reaping above made room). Anything else: the ring
+		 * refuses to run; nothing more will come back. */
+		if (r < 0 && r != -ETIME && r != -EINTR && r != -EAGAIN &&
+		    r != -EBUSY)
+			break;
+	}
+	return w->io_inflight;
 }
 
 /*

@@ -428,6 +428,11 @@ struct weft__worker {
 	/* Requests submitted on this ring whose completion has not been
 	 * reaped; the busy loop polls the ring only when it is non-zero. */
 	unsigned io_inflight;
+	/* Those requests' records, for the cancellation at shutdown
+	 * (io/ops.c); and set once that shutdown began: completions then
+	 * wake no task and the wake-up read is not re-armed (io/ring.c). */
+	struct weft__op *ops;
+	bool ring_draining;
 
 	pthread_t thread;
 	/* Alternate signal stack for stack-overflow reports (stack.c). */
@@ -644,6 +649,10 @@ struct weft_task *weft__inject_pop(struct weft_runtime *rt,
 /* idle.c */
 void weft__idle_init(struct weft_runtime *rt);
 void weft__idle_notify(struct weft_runtime *rt, bool fenced);
+/* A task was put in the next slot of a worker that is running another:
+ * make sure someone (a searcher or the watcher) will take it over if the
+ * running one computes for long (idle.c). */
+void weft__idle_watch(struct weft_runtime *rt);
 bool weft__idle_try_search(struct weft__worker *w);
 void weft__idle_stop_search(struct weft__worker *w);
 void weft__idle_park(struct weft__worker *w);
@@ -671,6 +680,11 @@ int weft__spawn_in(weft_task **out, weft_fn fn, void *arg,
 /* io/ring.c */
 int weft__ring_init(struct weft__worker *w);
 void weft__ring_fini(struct weft__worker *w);
+/* Shutdown, on w's own thread after its loop returned: cancels every
+ * request in flight on its ring and waits (bounded) for their completions,
+ * waking no task. Returns how many are still in flight: while non-zero,
+ * the kernel may still write into task stacks. */
+unsigned weft__ring_quiesce(struct weft__worker *w);
 void weft__ring_wait(struct weft__worker *w, uint64_t timeout_ns);
 void weft__ring_poll(struct weft__worker *w);
 void weft__ring_wake(struct weft__worker *from, struct weft__worker *to);
@@ -723,6 +737,9 @@ void weft__pool_fini(struct weft_runtime *rt);
 struct weft__op;
 void weft__op_complete(struct weft__worker *w, struct weft__op *op,
 		       const struct io_uring_cqe *cqe);
+/* Queues an IORING_OP_ASYNC_CANCEL for every request in flight on w's
+ * ring (shutdown; w's own thread). */
+void weft__op_cancel_all(struct weft__worker *w);
 /* Waits until fd is ready for `events` (POLLIN, POLLOUT, ...); returns the
  * ready mask, or -ECANCELED, -ETIMEDOUT, -EPERM (not in a task) or the
  * poll's error. Task context. */

@@ -100,17 +100,27 @@ static int worker_start(struct weft__worker *w)
  * another thread is allowed; only submitting is tied to the issuer). */
 static void worker_stop(struct weft__worker *w)
 {
+	/* Requests still in flight point into task stacks: cancelled and
+	 * reaped here, on the ring's own thread (io/ring.c). */
+	weft__ring_quiesce(w);
 	weft__worker_set_self(NULL);
 	weft__stack_signal_fini(w);
 }
 
-static void rings_close(struct weft_runtime *rt)
+/* Returns whether a ring still had requests in flight (its worker's
+ * weft__ring_quiesce() gave up waiting): the kernel may then still write
+ * into task stacks. */
+static bool rings_close(struct weft_runtime *rt)
 {
+	bool left = false;
 	unsigned i;
 
 	for (i = 0; rt->workers && i < rt->nworkers; i++)
-		if (rt->workers[i] && rt->workers[i]->wake_fd >= 0)
+		if (rt->workers[i] && rt->workers[i]->wake_fd >= 0) {
+			left |= rt->workers[i]->io_inflight != 0;
 			weft__ring_fini(rt->workers[i]);
+		}
+	return left;
 }
 
 void *weft__worker_thread(void *arg)
@@ -350,13 +360,17 @@ void weft__runtime_stop(struct weft_runtime *rt)
  * task stacks its jobs live on (pool.c). */
 void weft__runtime_release(struct weft_runtime *rt)
 {
+	bool io_left;
 	unsigned i;
 
 	weft__pool_fini(rt); /* no-op if done already or never set up */
 	weft__task_drop_all(rt);
-	rings_close(rt);
+	io_left = rings_close(rt);
 	weft__task_pool_fini(rt);
-	weft__stack_fini(rt);
+	/* A request the kernel did not give back in time: leak the stacks
+	 * rather than let it write into freed memory. */
+	if (!io_left)
+		weft__stack_fini(rt);
 	if (rt->workers) {
 		for (i = 0; i < rt->nworkers; i++)
 			free(rt->workers[i]);

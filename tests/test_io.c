@@ -1219,3 +1219,160 @@ Test(io, cancelled_or_timed_out_pipe_reads_leave_data_for_the_next_read,
 	wt_run_each(pipe_cancel_main, &p, sizeof(p));
 	cr_assert_eq(fd_count(), fds, "descriptors leaked");
 }
+
+
+/* ---- shutdown with requests in flight ----------------------------------------------- */
+
+/*
+ * Tasks still blocked in I/O when the runtime drops them (shielded past
+ * the grace) have requests in flight that point into their stacks. Closing
+ * a ring does not end them: the kernel tears a ring down asynchronously,
+ * and not at all while anything else holds the ring's file (a forked
+ * child, a dup). So the runtime must cancel and reap them before it frees
+ * the stacks (issue 9), or the kernel writes into freed or reused memory.
+ * ASan cannot see kernel writes; the test can see the requests: here the
+ * rings are kept alive by dups of their descriptors, and after weft_run()
+ * returns (1) bytes written into the pipe must still be there, not taken
+ * by a dropped read, and (2) a reader opening the FIFO must find no writer,
+ * as a dropped open still waiting on an io-wq thread would become (and
+ * leave an unaccounted descriptor behind).
+ */
+#define DROP_TASKS 8
+
+struct dropped_io {
+	char fifo[512];
+	int fds[2];
+	atomic_int entered;
+	atomic_int returned;
+	int rings[64]; /* dups of the runtime's ring descriptors */
+	int nrings;
+};
+
+static void *dropped_reader(void *arg)
+{
+	struct dropped_io *d = arg;
+	char buf[64];
+
+	weft_shield_begin();
+	atomic_fetch_add(&d->entered, 1);
+	weft_read(d->fds[0], buf, sizeof(buf), -1);
+	atomic_fetch_add(&d->returned, 1);
+	weft_shield_end();
+	return NULL;
+}
+
+static void *dropped_opener(void *arg)
+{
+	struct dropped_io *d = arg;
+	int fd;
+
+	weft_shield_begin();
+	atomic_fetch_add(&d->entered, 1);
+	fd = weft_open(d->fifo, O_WRONLY, 0);
+	atomic_fetch_add(&d->returned, 1);
+	if (fd >= 0)
+		weft_close(fd);
+	weft_shield_end();
+	return NULL;
+}
+
+/* Dups every io_uring descriptor of the process into d->rings. */
+static void keep_rings(struct dropped_io *d)
+{
+	DIR *dir = opendir("/proc/self/fd");
+	struct dirent *e;
+	int fds[64], n = 0;
+
+	if (!WT_CHECK(dir != NULL))
+		return;
+	while ((e = readdir(dir)) != NULL && n < 64) {
+		char p[300], l[64];
+		ssize_t k;
+
+		snprintf(p, sizeof(p), "/proc/self/fd/%s", e->d_name);
+		k = readlink(p, l, sizeof(l) - 1);
+		if (k <= 0)
+			continue;
+		l[k] = '\0';
+		if (strcmp(l, "anon_inode:[io_uring]") == 0)
+			fds[n++] = atoi(e->d_name);
+	}
+	closedir(dir);
+	for (int i = 0; i < n; i++)
+		d->rings[d->nrings++] = fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
+}
+
+static void *dropped_io_main(void *arg)
+{
+	struct dropped_io *d = arg;
+
+	for (int i = 0; i < DROP_TASKS; i++) {
+		weft_task *t = weft_spawn(i % 2 ? dropped_opener : dropped_reader,
+					  d);
+		weft_task_release(t);
+	}
+	for (int i = 0; i < 5000 && atomic_load(&d->entered) < DROP_TASKS; i++)
+		weft_sleep(WEFT_NSEC_PER_MSEC);
+	WT_CHECK_EQ(atomic_load(&d->entered), DROP_TASKS);
+	/* Time for the requests to reach the kernel and block there. */
+	WT_CHECK_EQ(weft_sleep(20 * WEFT_NSEC_PER_MSEC), 0);
+	keep_rings(d);
+	return NULL;
+}
+
+Test(io, requests_of_tasks_dropped_at_shutdown_are_cancelled_before_stacks_go,
+     .timeout = WT_TIMEOUT(20))
+{
+	int fds = fd_count();
+	struct tmp tmp;
+
+	tmp_make(&tmp);
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct dropped_io d;
+		struct weft_config cfg;
+		char got[8];
+		int rc, rfd;
+
+		memset(&d, 0, sizeof(d));
+		memset(&cfg, 0, sizeof(cfg));
+		tmp_path(&tmp, "fifo", d.fifo, sizeof(d.fifo));
+		unlink(d.fifo);
+		cr_assert_eq(mkfifo(d.fifo, 0600), 0);
+		cr_assert_eq(pipe2(d.fds, O_CLOEXEC), 0);
+		cfg.workers = worker_counts[c];
+		cfg.shutdown_grace_ms = 10;
+		rc = weft_run(dropped_io_main, &d, &cfg, NULL);
+		cr_assert_eq(rc, 0, "weft_run() = %d", rc);
+		wt_assert_no_failures();
+		cr_assert_eq(atomic_load(&d.returned), 0, "tasks were not dropped");
+		cr_assert_gt(d.nrings, 0);
+
+		/* (1) The pipe: what is written stays to be read. */
+		cr_assert_eq(write(d.fds[1], "abcdef", 6), 6);
+		wt_sleep_ms(20);
+		cr_assert_eq(fcntl(d.fds[0], F_SETFL, O_NONBLOCK), 0);
+		rc = (int)read(d.fds[0], got, sizeof(got));
+		cr_assert_eq(rc, 6,
+			     "%u workers: a dropped read took the bytes (read "
+			     "%d, %s)",
+			     worker_counts[c], rc, rc < 0 ? strerror(errno) : "");
+
+		/* (2) The FIFO: no dropped open is still waiting for us. */
+		rfd = open(d.fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+		cr_assert_geq(rfd, 0);
+		wt_sleep_ms(20);
+		rc = (int)read(rfd, got, sizeof(got));
+		cr_assert_eq(rc, 0,
+			     "%u workers: a dropped open of the FIFO is still in "
+			     "flight (read %d, %s)",
+			     worker_counts[c], rc, rc < 0 ? strerror(errno) : "");
+		close(rfd);
+		for (int i = 0; i < d.nrings; i++)
+			close(d.rings[i]);
+		close(d.fds[0]);
+		close(d.fds[1]);
+		WT_LEAK_ASSERT();
+	}
+	tmp_remove(&tmp);
+	cr_assert_eq(fd_count(), fds, "descriptors leaked");
+}
