@@ -167,6 +167,27 @@ static bool watch_claim(struct weft__worker *w, unsigned state)
 		memory_order_relaxed);
 }
 
+/*
+ * The watch must also exist when a worker woke alone from a fully idle
+ * runtime (for I/O, a remote hand-over, a foreign spawn): nobody parked
+ * while it was awake, so nobody claimed the role, and a task it puts in
+ * its next slot before computing for long would wait the whole time
+ * with every other worker asleep (bug 4 of issue 9: 300 ms). So the
+ * worker that fills its next slot while running a task calls this: with
+ * no watcher and nobody searching, one sleeper is woken; it searches
+ * (and takes the task if the owner stays stuck), then parks as the
+ * watcher since a worker is awake. Once a watcher exists this is one
+ * relaxed load; a missed watcher (the flag read just before a watcher
+ * gives the role up) leaves the next park's claim to restore it, and the
+ * check is made again at the next scheduling of a next slot.
+ */
+void weft__idle_watch(struct weft_runtime *rt)
+{
+	if (atomic_load_explicit(&rt->watcher, memory_order_relaxed))
+		return;
+	weft__idle_notify(rt, false);
+}
+
 static void idle_unpark(struct weft__worker *w);
 
 void weft__idle_park(struct weft__worker *w)

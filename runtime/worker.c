@@ -119,6 +119,9 @@ void weft__schedule(struct weft__worker *w, struct weft_task *t, bool yield)
 	if (t) {
 		lq_push(w, t);
 		weft__idle_notify(w->rt, false);
+	} else if (w->current) {
+		/* It waits for the current task to suspend. */
+		weft__idle_watch(w->rt);
 	}
 }
 
