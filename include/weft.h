@@ -137,7 +137,10 @@ struct weft_config {
  *            unknown flag
  *   -ENOMEM  out of memory at start-up
  *   -EPERM, -ENOSYS  io_uring is refused by the kernel (seccomp, sysctl
- *            kernel.io_uring_disabled) or missing
+ *            kernel.io_uring_disabled) or missing; also when a worker's
+ *            io_uring_enter fails for good while the runtime runs (any
+ *            errno but EINTR, EAGAIN, EBUSY): it stops, its tasks are
+ *            dropped, and weft_run() returns that error
  *   -EBUSY   called from inside a task (nesting runtimes on one thread),
  *            or WEFT_RUN_STOP_ON_SIGNALS while another runtime has the
  *            signals

@@ -92,6 +92,7 @@ void weft__op_complete(struct weft__worker *w, struct weft__op *op,
 static struct io_uring_sqe *io_begin(struct io *io)
 {
 	struct weft__worker *w = weft__worker_self();
+	struct io_uring_sqe *sqe;
 	struct weft_task *self;
 
 	if (!w || !w->current) {
@@ -112,7 +113,11 @@ static struct io_uring_sqe *io_begin(struct io *io)
 go:
 	io->w = w;
 	io->self = self;
-	return weft__ring_sqe(w);
+	sqe = weft__ring_sqe(w);
+	if (!sqe) /* the ring failed for good; the runtime is stopping */
+		io->err = atomic_load_explicit(&w->rt->fatal,
+					       memory_order_relaxed);
+	return sqe;
 }
 
 /* Shutdown: every request still in flight on w's ring is cancelled (by
@@ -130,6 +135,8 @@ void weft__op_cancel_all(struct weft__worker *w)
 	for (op = w->ops; op; op = op->next) {
 		struct io_uring_sqe *sqe = weft__ring_sqe(w);
 
+		if (!sqe)
+			return; /* the ring failed: nothing can be cancelled */
 		io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op, 0);
 		io_uring_sqe_set_data64(sqe, WEFT__UD_IGNORE);
 	}
@@ -140,6 +147,10 @@ static void io_cancel(struct io *io)
 {
 	struct io_uring_sqe *sqe = weft__ring_sqe(io->w);
 
+	/* NULL: the ring failed for good and the runtime is stopping; the
+	 * task is dropped with its request. */
+	if (!sqe)
+		return;
 	io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)&io->op, 0);
 	io_uring_sqe_set_data64(sqe, WEFT__UD_IGNORE);
 }

@@ -61,10 +61,49 @@ static const unsigned ring_flag_tries[] = {
 static void reap(struct weft__worker *w);
 
 /*
- * A free submission entry, never NULL: when the SQ is full, what is queued
- * goes to the kernel and we retry. If the kernel will not take it (-EBUSY
- * or -EAGAIN: completions backlogged, older kernels), completions are
- * collected first, which is what frees it.
+ * Errors of io_uring_enter (every submit, wait and get_events goes
+ * through it). Each one either passes or ends the runtime:
+ *   -EINTR            a signal arrived: the caller's loop tries again.
+ *   -EAGAIN, -EBUSY   the kernel has no room for now (requests it could
+ *                     not allocate, completions backlogged on kernels
+ *                     without NODROP): reaping frees it; the callers reap
+ *                     before they retry.
+ *   -ETIME            a timed wait ended.
+ *   anything else     the ring will not work again: io_uring_enter refused
+ *                     (seccomp: -EPERM, -EACCES, -ENOSYS), the ring gone
+ *                     (-EBADF, -ENXIO), called from a thread that does not
+ *                     own it (-EEXIST), its memory bad (-EFAULT). A worker
+ *                     that cannot wait in its ring would spin, and one
+ *                     that cannot submit never serves: the runtime records
+ *                     the first such error in rt->fatal (relaxed CAS; read
+ *                     after the joins, which order it), stops (stopping,
+ *                     seq_cst, as task.c does at main's end) and wakes
+ *                     every worker through its eventfd, which needs no
+ *                     ring. weft_run() returns the error (runtime.c).
+ * Returns whether r is such a fatal error.
+ */
+static bool ring_failed(struct weft__worker *w, int r)
+{
+	struct weft_runtime *rt = w->rt;
+	int none = 0;
+
+	if (r >= 0 || r == -EINTR || r == -EAGAIN || r == -EBUSY ||
+	    r == -ETIME)
+		return false;
+	atomic_compare_exchange_strong_explicit(&rt->fatal, &none, r,
+						memory_order_relaxed,
+						memory_order_relaxed);
+	if (!atomic_exchange_explicit(&rt->stopping, 1, memory_order_seq_cst))
+		weft__idle_wake_all(rt);
+	return true;
+}
+
+/*
+ * A free submission entry: when the SQ is full, what is queued goes to the
+ * kernel and we retry. If the kernel will not take it for now (-EBUSY,
+ * -EAGAIN), completions are collected first, which is what frees it.
+ * NULL only if the ring failed for good (ring_failed()): nothing queued
+ * will ever be submitted then.
  */
 static struct io_uring_sqe *get_sqe(struct weft__worker *w)
 {
@@ -73,8 +112,11 @@ static struct io_uring_sqe *get_sqe(struct weft__worker *w)
 	while (!sqe) {
 		int r = io_uring_submit(&w->ring);
 
+		if (ring_failed(w, r))
+			return NULL;
 		if (r < 0 && r != -EINTR) {
-			io_uring_get_events(&w->ring);
+			if (ring_failed(w, io_uring_get_events(&w->ring)))
+				return NULL;
 			reap(w);
 		}
 		sqe = io_uring_get_sqe(&w->ring);
@@ -94,6 +136,8 @@ static void arm_wake(struct weft__worker *w)
 	if (w->wake_armed || w->ring_draining)
 		return;
 	sqe = get_sqe(w);
+	if (!sqe)
+		return;
 	io_uring_prep_read(sqe, w->wake_fd, &w->wake_buf, sizeof(w->wake_buf),
 			   0);
 	io_uring_sqe_set_data64(sqe, WEFT__UD_WAKE_EFD);
@@ -139,7 +183,16 @@ int weft__ring_init(struct weft__worker *w)
 	}
 	w->wake_armed = false;
 	arm_wake(w);
-	io_uring_submit(&w->ring);
+	/* The first enter: a kernel (or seccomp profile) that lets a ring
+	 * be set up but refuses io_uring_enter fails here, at start-up,
+	 * not later in a runtime that could never serve. */
+	do
+		err = io_uring_submit(&w->ring);
+	while (err == -EINTR);
+	if (err < 0 && err != -EAGAIN && err != -EBUSY) {
+		weft__ring_fini(w);
+		return err;
+	}
 	return 0;
 }
 
@@ -183,8 +236,10 @@ unsigned weft__ring_quiesce(struct weft__worker *w)
 	if (w->wake_armed) {
 		struct io_uring_sqe *sqe = get_sqe(w);
 
-		io_uring_prep_cancel64(sqe, WEFT__UD_WAKE_EFD, 0);
-		io_uring_sqe_set_data64(sqe, WEFT__UD_IGNORE);
+		if (sqe) {
+			io_uring_prep_cancel64(sqe, WEFT__UD_WAKE_EFD, 0);
+			io_uring_sqe_set_data64(sqe, WEFT__UD_IGNORE);
+		}
 	}
 	while (w->io_inflight || w->wake_armed) {
 		uint64_t now = weft_now();
@@ -202,8 +257,7 @@ unsigned weft__ring_quiesce(struct weft__worker *w)
 		/* -ETIME: the bound passed; -EINTR, -EAGAIN, -EBUSY: try
 		 * again (reaping above made room). Anything else: the ring
 		 * refuses to run; nothing more will come back. */
-		if (r < 0 && r != -ETIME && r != -EINTR && r != -EAGAIN &&
-		    r != -EBUSY)
+		if (ring_failed(w, r))
 			break;
 	}
 	return w->io_inflight;
@@ -255,13 +309,16 @@ static void reap(struct weft__worker *w)
 
 void weft__ring_poll(struct weft__worker *w)
 {
-	/* get_events also flushes an overflowed CQ back into the ring. */
+	/* get_events also flushes an overflowed CQ back into the ring.
+	 * Errors: see ring_failed(); the passing ones are retried on the
+	 * next poll, after this one's reap. */
 	if ((w->ring_flags & IORING_SETUP_DEFER_TASKRUN) ||
 	    io_uring_cq_has_overflow(&w->ring))
-		io_uring_get_events(&w->ring);
+		if (ring_failed(w, io_uring_get_events(&w->ring)))
+			return;
 	reap(w);
 	if (io_uring_sq_ready(&w->ring))
-		io_uring_submit(&w->ring);
+		ring_failed(w, io_uring_submit(&w->ring));
 }
 
 /*
@@ -289,9 +346,12 @@ void weft__ring_wait(struct weft__worker *w, uint64_t timeout_ns)
 			struct io_uring_cqe *cqe;
 			uint64_t left = timeout_ns ? timeout_ns / 1000000 + 1
 						   : UINT64_MAX;
+			int r;
+
 			while (left-- &&
-			       io_uring_submit_and_wait_timeout(
-				       &w->ring, &cqe, 1, &ts, NULL) == -ETIME &&
+			       (r = io_uring_submit_and_wait_timeout(
+					&w->ring, &cqe, 1, &ts, NULL)) ==
+				       -ETIME &&
 			       !atomic_load_explicit(&w->remote_n,
 						     memory_order_seq_cst) &&
 			       !atomic_load_explicit(&w->rt->stopping,
@@ -299,6 +359,7 @@ void weft__ring_wait(struct weft__worker *w, uint64_t timeout_ns)
 			       !atomic_load_explicit(&w->notified,
 						     memory_order_seq_cst))
 				sched_yield(); /* hands valgrind's lock on */
+			ring_failed(w, r);
 		} else if (timeout_ns) {
 			struct __kernel_timespec ts = {
 				.tv_sec = (long long)(timeout_ns / 1000000000u),
@@ -306,10 +367,12 @@ void weft__ring_wait(struct weft__worker *w, uint64_t timeout_ns)
 			};
 			struct io_uring_cqe *cqe;
 			/* -ETIME on timeout: nothing to do but return. */
-			io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, &ts,
-							 NULL);
+			ring_failed(w, io_uring_submit_and_wait_timeout(
+					       &w->ring, &cqe, 1, &ts, NULL));
 		} else {
-			io_uring_submit_and_wait(&w->ring, 1);
+			/* -EINTR, -EAGAIN, -EBUSY: the worker loop reaps
+			 * (ring_poll below) and comes back. */
+			ring_failed(w, io_uring_submit_and_wait(&w->ring, 1));
 		}
 	}
 	atomic_store_explicit(&w->in_ring_wait, 0, memory_order_relaxed);
@@ -318,8 +381,13 @@ void weft__ring_wait(struct weft__worker *w, uint64_t timeout_ns)
 
 void weft__ring_wake(struct weft__worker *from, struct weft__worker *to)
 {
+	int r;
+
 	if (from && from != to && to->rt->wake_mode == WEFT_WAKE_MSG_RING) {
 		struct io_uring_sqe *sqe = get_sqe(from);
+
+		if (!sqe)
+			goto efd;
 		io_uring_prep_msg_ring(sqe, to->ring.ring_fd, 0,
 				       WEFT__UD_WAKE_MSG, 0);
 		/* No completion on our side unless it failed, and then it
@@ -327,9 +395,12 @@ void weft__ring_wake(struct weft__worker *from, struct weft__worker *to)
 		sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
 		io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)to |
 						     WEFT__UD_WAKE_MSG);
-		if (io_uring_submit(&from->ring) >= 0)
+		r = io_uring_submit(&from->ring);
+		if (r >= 0)
 			return;
+		ring_failed(from, r);
 	}
+efd:
 	/* Write errors cannot happen short of a counter overflow at 2^64-1,
 	 * which would itself mean the target is awake. */
 	if (eventfd_write(to->wake_fd, 1) < 0)

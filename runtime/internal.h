@@ -505,6 +505,9 @@ struct weft_runtime {
 
 	/* Set once the main task has ended: workers leave their loops. */
 	_Alignas(WEFT__CACHELINE) atomic_int stopping;
+	/* A ring failed for good (io/ring.c): the first -errno, stored
+	 * before `stopping`; weft_run() returns it. 0: none. */
+	atomic_int fatal;
 
 	/* Task control block pool (task.c). */
 	weft__spin cb_lock;
@@ -688,7 +691,8 @@ unsigned weft__ring_quiesce(struct weft__worker *w);
 void weft__ring_wait(struct weft__worker *w, uint64_t timeout_ns);
 void weft__ring_poll(struct weft__worker *w);
 void weft__ring_wake(struct weft__worker *from, struct weft__worker *to);
-/* A free SQE of w's ring (submits and retries while the SQ is full). */
+/* A free SQE of w's ring (submits and retries while the SQ is full), or
+ * NULL if the ring failed for good (rt->fatal holds why). */
 struct io_uring_sqe *weft__ring_sqe(struct weft__worker *w);
 #define WEFT__RING_ENTRIES 512u
 /* user_data of requests whose completion nobody waits for. */

@@ -412,6 +412,11 @@ static int run(weft_fn main_fn, void *arg, const struct weft_config *config,
 		if (result)
 			*result = mt->result;
 		err = mt->outcome;
+		/* A ring failed for good and stopped the runtime under
+		 * main (io/ring.c); the joins order the store. */
+		if (atomic_load_explicit(&rt->fatal, memory_order_relaxed))
+			err = atomic_load_explicit(&rt->fatal,
+						   memory_order_relaxed);
 	}
 	weft__runtime_release(rt);
 	weft__runtime_free(rt);

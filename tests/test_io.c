@@ -10,8 +10,13 @@
  */
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <signal.h>
+#include <stddef.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 
 #include "weft_test.h"
 
@@ -1375,4 +1380,150 @@ Test(io, requests_of_tasks_dropped_at_shutdown_are_cancelled_before_stacks_go,
 	}
 	tmp_remove(&tmp);
 	cr_assert_eq(fd_count(), fds, "descriptors leaked");
+}
+
+/* ---- the ring refused ------------------------------------------------------------- */
+
+/*
+ * io_uring_enter refused (a seccomp profile that allows io_uring_setup but
+ * not io_uring_enter): every worker's submit and wait fails at once. The
+ * runtime used to ignore that, spin, and never serve (issue 9: a server
+ * printed "listening", served nothing, and took 10% CPU). Refused before
+ * weft_run(), it must fail to start; refused while it runs, it must stop
+ * and return the error. Each case runs in a child process (the filter
+ * cannot be taken back), killed if weft_run() does not return.
+ */
+
+/* Makes io_uring_enter fail with EPERM from now on: this thread (and those
+ * it creates) with prctl(), or every thread of the process with
+ * seccomp(SECCOMP_FILTER_FLAG_TSYNC). Returns 0 or -errno. */
+static int refuse_io_uring_enter(int all_threads)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+			 offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_enter, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { .len = sizeof(f) / sizeof(f[0]),
+				   .filter = f };
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return -errno;
+	if (all_threads)
+		return syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+			       SECCOMP_FILTER_FLAG_TSYNC, &prog) < 0
+			       ? -errno
+			       : 0;
+	return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0 ? -errno
+								      : 0;
+}
+
+struct refused {
+	int wfd;     /* the child's report pipe */
+	int filter;  /* refuse_io_uring_enter()'s result, from the task */
+};
+
+static void *refused_before_main(void *arg)
+{
+	(void)arg;
+	weft_sleep(10 * WEFT_NSEC_PER_MSEC);
+	return NULL;
+}
+
+static void *refused_reader(void *arg)
+{
+	char buf[8];
+
+	weft_read(*(int *)arg, buf, sizeof(buf), -1);
+	return NULL;
+}
+
+/* Refuses io_uring_enter to every worker, with a read in flight, then
+ * keeps sleeping (3 s at most): the runtime must stop under it. */
+static void *refused_during_main(void *arg)
+{
+	struct refused *r = arg;
+	int p[2];
+
+	if (pipe2(p, O_CLOEXEC) == 0) {
+		weft_task_release(weft_spawn(refused_reader, &p[0]));
+		weft_sleep(10 * WEFT_NSEC_PER_MSEC);
+	}
+	r->filter = refuse_io_uring_enter(1);
+	for (int i = 0; i < 300; i++)
+		weft_sleep(10 * WEFT_NSEC_PER_MSEC);
+	return NULL;
+}
+
+/* In a child: installs the filter first (before) or lets main do it, runs
+ * weft_run() with `workers`, and reports weft_run()'s result and the
+ * filter's. Returns through *rc and *filter; fails the test if the child
+ * did not report (killed by its alarm: weft_run() never returned). */
+static void run_refused(int before, unsigned workers, int *rc, int *filter)
+{
+	int p[2], st, got[2] = { 1, 1 };
+	pid_t pid;
+	ssize_t n;
+
+	cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+	fflush(NULL);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		struct weft_config cfg;
+		struct refused r = { .wfd = p[1], .filter = 0 };
+		int res[2];
+
+		close(p[0]);
+		alarm((unsigned)WT_TIMEOUT(10));
+		memset(&cfg, 0, sizeof(cfg));
+		cfg.workers = workers;
+		cfg.shutdown_grace_ms = 100;
+		if (before)
+			r.filter = refuse_io_uring_enter(0);
+		res[0] = weft_run(before ? refused_before_main
+					 : refused_during_main,
+				  &r, &cfg, NULL);
+		res[1] = r.filter;
+		if (write(p[1], res, sizeof(res)) != sizeof(res))
+			_exit(2);
+		_exit(0);
+	}
+	close(p[1]);
+	n = read(p[0], got, sizeof(got));
+	close(p[0]);
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(n == sizeof(got),
+		  "%s, %u workers: weft_run() did not return (child status "
+		  "%#x%s)",
+		  before ? "refused before" : "refused during", workers, st,
+		  WIFSIGNALED(st) && WTERMSIG(st) == SIGALRM
+			  ? ", killed by its alarm"
+			  : "");
+	*rc = got[0];
+	*filter = got[1];
+}
+
+Test(io, a_refused_io_uring_enter_ends_weft_run_with_its_error,
+     .timeout = WT_TIMEOUT(60))
+{
+	for (int before = 1; before >= 0; before--) {
+		for (unsigned c = 0; c < N_COUNTS; c++) {
+			int rc, filter;
+
+			run_refused(before, worker_counts[c], &rc, &filter);
+			if (filter == -EINVAL || filter == -ENOSYS ||
+			    filter == -EACCES)
+				cr_skip_test("no seccomp filters here: %s",
+					     strerror(-filter));
+			cr_assert_eq(filter, 0, "seccomp: %s", strerror(-filter));
+			cr_assert_eq(rc, -EPERM,
+				     "%s, %u workers: weft_run() = %d (%s), "
+				     "want -EPERM",
+				     before ? "refused before" : "refused during",
+				     worker_counts[c], rc, weft_strerror(rc));
+		}
+	}
 }
