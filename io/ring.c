@@ -105,7 +105,8 @@ static bool ring_failed(struct weft__worker *w, int r)
  * NULL only if the ring failed for good (ring_failed()): nothing queued
  * will ever be submitted then.
  */
-static struct io_uring_sqe *get_sqe(struct weft__worker *w)
+static struct io_uring_sqe *get_sqe_reaping(struct weft__worker *w,
+					    bool *reaped)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
 
@@ -118,10 +119,18 @@ static struct io_uring_sqe *get_sqe(struct weft__worker *w)
 			if (ring_failed(w, io_uring_get_events(&w->ring)))
 				return NULL;
 			reap(w);
+			*reaped = true;
 		}
 		sqe = io_uring_get_sqe(&w->ring);
 	}
 	return sqe;
+}
+
+static struct io_uring_sqe *get_sqe(struct weft__worker *w)
+{
+	bool reaped = false;
+
+	return get_sqe_reaping(w, &reaped);
 }
 
 struct io_uring_sqe *weft__ring_sqe(struct weft__worker *w)
@@ -129,19 +138,23 @@ struct io_uring_sqe *weft__ring_sqe(struct weft__worker *w)
 	return get_sqe(w);
 }
 
-static void arm_wake(struct weft__worker *w)
+/* Arms the eventfd read, unless it is armed. Returns whether getting its
+ * SQE reaped completions (a full SQ that the kernel would not take). */
+static bool arm_wake(struct weft__worker *w)
 {
 	struct io_uring_sqe *sqe;
+	bool reaped = false;
 
 	if (w->wake_armed || w->ring_draining)
-		return;
-	sqe = get_sqe(w);
+		return false;
+	sqe = get_sqe_reaping(w, &reaped);
 	if (!sqe)
-		return;
+		return reaped;
 	io_uring_prep_read(sqe, w->wake_fd, &w->wake_buf, sizeof(w->wake_buf),
 			   0);
 	io_uring_sqe_set_data64(sqe, WEFT__UD_WAKE_EFD);
 	w->wake_armed = true;
+	return reaped;
 }
 
 int weft__ring_init(struct weft__worker *w)
@@ -323,19 +336,32 @@ void weft__ring_poll(struct weft__worker *w)
 
 /*
  * Blocks until something arrives in the ring (or timeout_ns pass, if not
- * zero), unless there is already a reason not to. in_ring_wait (seq_cst store, then seq_cst loads of
- * remote_n and stopping) pairs with remote_push()/stop, which write their
- * flag (seq_cst) and then load in_ring_wait: one side always sees the
- * other. Notifications (idle.c) need no flag: their eventfd write or
- * MSG_RING completes the wait whenever it comes.
+ * zero), unless there is already a reason not to. in_ring_wait (seq_cst
+ * store, then seq_cst loads of remote_n and stopping) pairs with
+ * remote_push()/stop, which write their flag (seq_cst) and then load
+ * in_ring_wait: one side always sees the other. Notifications (idle.c)
+ * need no flag: their eventfd write or MSG_RING completes the wait
+ * whenever it comes, as long as it is not reaped before we block.
+ *
+ * So nothing may reap between the final checks and the blocking enter
+ * (issue 9): a reap there could make tasks runnable here, or consume the
+ * very wake-up (the eventfd read's completion, a MSG_RING) that the wait
+ * is for, and the worker would then sleep over work already here. The one
+ * step that can reap is arming the eventfd read (with the SQ full and the
+ * kernel refusing it, getting an SQE reaps), so it comes first, and a wait
+ * whose arming reaped, or could not arm (the ring failed), does not block:
+ * the caller's loop looks for work again. The blocking calls themselves
+ * only peek at the CQ (liburing's submit-and-wait), never consume it.
  */
 void weft__ring_wait(struct weft__worker *w, uint64_t timeout_ns)
 {
+	bool reaped = arm_wake(w);
+
 	atomic_store_explicit(&w->in_ring_wait, 1, memory_order_seq_cst);
-	if (!atomic_load_explicit(&w->remote_n, memory_order_seq_cst) &&
+	if (!reaped && w->wake_armed &&
+	    !atomic_load_explicit(&w->remote_n, memory_order_seq_cst) &&
 	    !atomic_load_explicit(&w->rt->stopping, memory_order_seq_cst) &&
 	    !atomic_load_explicit(&w->notified, memory_order_seq_cst)) {
-		arm_wake(w);
 		if (weft__unlikely(RUNNING_ON_VALGRIND)) {
 			/* Valgrind (3.19) runs one thread at a time and keeps
 			 * its lock across io_uring_enter, so a worker blocked

@@ -130,14 +130,39 @@ static inline void weft__cpu_relax(void)
 #endif
 }
 
+/*
+ * One step of a spin-wait, with back-off: 1, 2, 4 ... 64 pauses, then a
+ * sched_yield() per step. A waiter whose holder (or granter) was preempted
+ * (more workers than cores, a busy machine, a thread outside the runtime
+ * spinning on an object's lock) gives the CPU up instead of burning its
+ * time slice; the common case, a holder running elsewhere for a few
+ * instructions, stays a short pause loop. *n starts at 0 for each wait.
+ * (Concurrency Kit's ck_backoff_eb has the exponential part only, with a
+ * compiler barrier instead of a pause: no yield for a preempted holder.)
+ */
+#define WEFT__BACKOFF_YIELD 7
+void weft__backoff_yield(void);
+static inline void weft__backoff(unsigned *n)
+{
+	if (*n < WEFT__BACKOFF_YIELD) {
+		for (unsigned i = 1u << *n; i; i--)
+			weft__cpu_relax();
+		++*n;
+	} else {
+		weft__backoff_yield();
+	}
+}
+
 static inline void weft__spin_lock(weft__spin *l)
 {
+	unsigned n = 0;
+
 	for (;;) {
 		if (!atomic_exchange_explicit(&l->held, true,
 					      memory_order_acquire))
 			return;
 		while (atomic_load_explicit(&l->held, memory_order_relaxed))
-			weft__cpu_relax();
+			weft__backoff(&n);
 	}
 }
 

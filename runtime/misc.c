@@ -116,6 +116,12 @@ unsigned weft_worker_count(void)
 	return w ? w->rt->nworkers : 0;
 }
 
+/* Out of line: the yield is the slow path of every spin-wait. */
+void weft__backoff_yield(void)
+{
+	sched_yield();
+}
+
 #ifdef WEFT__PERTURB
 /* perturb.h: one step. A thread's xorshift state is seeded on its first
  * step from WEFT_PERTURB_SEED (or the clock) and the thread's order of

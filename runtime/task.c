@@ -872,9 +872,11 @@ static bool waiter_leave(struct weft_task *t, struct weft__waiter *node)
 		}
 	}
 	weft__spin_unlock(&t->wlock);
-	if (!unlinked)
+	if (!unlinked) {
+		unsigned spin = 0;
 		while (!atomic_load_explicit(&node->done, memory_order_acquire))
-			weft__cpu_relax();
+			weft__backoff(&spin);
+	}
 	return unlinked;
 }
 

@@ -256,10 +256,12 @@ bool weft__timer_cancel(struct weft_runtime *rt, struct weft__timer *n)
 		if (s == WEFT__TM_PENDING)
 			return false;
 	}
-	/* FIRING: the firer is between its unlock and the FIRED store. */
+	/* FIRING: the firer is between its unlock and the FIRED store
+	 * (backing off to yields: it may have been preempted there). */
+	unsigned spin = 0;
 	while (atomic_load_explicit(&n->state, memory_order_acquire) !=
 	       WEFT__TM_FIRED)
-		weft__cpu_relax();
+		weft__backoff(&spin);
 	atomic_store_explicit(&n->state, WEFT__TM_IDLE, memory_order_relaxed);
 	return true;
 }

@@ -264,8 +264,11 @@ static struct weft_task *steal_next(struct weft__worker *w)
 			continue;
 		ticks = atomic_load_explicit(&v->ticks, memory_order_relaxed);
 		until = now_ns() + WEFT__NEXT_STEAL_NS;
+		/* Backing off to yields: with more workers than cores the
+		 * victim may need this CPU to move on. */
+		unsigned spin = 0;
 		while (now_ns() < until)
-			weft__cpu_relax();
+			weft__backoff(&spin);
 		if (atomic_load_explicit(&v->ticks, memory_order_relaxed) !=
 		    ticks)
 			continue; /* it moved on: leave the pair together */
