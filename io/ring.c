@@ -50,6 +50,21 @@
 /* WEFT__UD_IGNORE (3, internal.h): requests whose completion nobody
  * waits for (cancellations). */
 
+/*
+ * Test hook, debug builds only: WEFT_DEBUG_MSG_RING_FAIL=1 in the
+ * environment when a runtime starts makes every MSG_RING wake fail in the
+ * kernel (it names no ring: -EBADF), as on a kernel without MSG_RING, so
+ * that tests can reach the eventfd fallback. Read by each worker at ring
+ * set-up (relaxed: any reader's value is the same).
+ */
+#ifndef NDEBUG
+static atomic_int debug_msg_ring_fail;
+#define DEBUG_MSG_RING_FAIL() \
+	atomic_load_explicit(&debug_msg_ring_fail, memory_order_relaxed)
+#else
+#define DEBUG_MSG_RING_FAIL() 0
+#endif
+
 static const unsigned ring_flag_tries[] = {
 	IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
 	IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN |
@@ -184,6 +199,14 @@ int weft__ring_init(struct weft__worker *w)
 	}
 	if (err < 0)
 		return err;
+#ifndef NDEBUG
+	{
+		const char *e = getenv("WEFT_DEBUG_MSG_RING_FAIL");
+
+		atomic_store_explicit(&debug_msg_ring_fail, e && e[0] == '1',
+				      memory_order_relaxed);
+	}
+#endif
 	/* Saves an fget/fput per enter (5.18+); optional. */
 	io_uring_register_ring_fd(&w->ring);
 
@@ -414,8 +437,10 @@ void weft__ring_wake(struct weft__worker *from, struct weft__worker *to)
 
 		if (!sqe)
 			goto efd;
-		io_uring_prep_msg_ring(sqe, to->ring.ring_fd, 0,
-				       WEFT__UD_WAKE_MSG, 0);
+		io_uring_prep_msg_ring(sqe,
+				       DEBUG_MSG_RING_FAIL() ? -1
+							     : to->ring.ring_fd,
+				       0, WEFT__UD_WAKE_MSG, 0);
 		/* No completion on our side unless it failed, and then it
 		 * names the target, so reap() can fall back to its eventfd. */
 		sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
