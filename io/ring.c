@@ -20,7 +20,8 @@
  *             bench/wake_latency (docs/design/scheduler.md): about 12%
  *             faster per round trip than the eventfd here, so it is the
  *             default for worker-to-worker wakes. A failed MSG_RING (an old
- *             kernel) falls back to the eventfd for that wake.
+ *             kernel) falls back to the eventfd for that wake, at once
+ *             (weft__ring_wake()).
  * Both stay pending until the target waits, so a wake sent before the
  * target blocks is not lost.
  */
@@ -48,7 +49,8 @@
 #define WEFT__UD_WAKE_EFD 1u
 #define WEFT__UD_WAKE_MSG 2u
 /* WEFT__UD_IGNORE (3, internal.h): requests whose completion nobody
- * waits for (cancellations). */
+ * waits for (cancellations), and failed MSG_RING completions already
+ * handled by weft__ring_wake(). */
 
 /*
  * Test hook, debug builds only: WEFT_DEBUG_MSG_RING_FAIL=1 in the
@@ -428,12 +430,63 @@ void weft__ring_wait(struct weft__worker *w, uint64_t timeout_ns)
 	weft__ring_poll(w);
 }
 
+/*
+ * Whether the MSG_RING to `to` just submitted failed inline: its failure
+ * CQE is among those posted to from's CQ since `tail` (read before the
+ * submit). If so, the CQE is marked done (user_data WEFT__UD_IGNORE: we
+ * own the CQ memory until we advance its head, and the kernel never reads
+ * a CQE back), so that reap() does not wake the target a second time.
+ */
+static bool msg_failed_inline(struct weft__worker *from,
+			      struct weft__worker *to, unsigned tail)
+{
+	struct io_uring_cq *cq = &from->ring.cq;
+	/* Acquire: pairs with the kernel's release of the CQ tail, so the
+	 * CQEs up to it are visible. */
+	unsigned end = io_uring_smp_load_acquire(cq->ktail);
+	uint64_t ud = (uint64_t)(uintptr_t)to | WEFT__UD_WAKE_MSG;
+
+	for (; tail != end; tail++) {
+		struct io_uring_cqe *cqe = &cq->cqes[tail & cq->ring_mask];
+
+		if (cqe->user_data == ud) {
+			cqe->user_data = WEFT__UD_IGNORE;
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * Wakes `to` (parked in its ring, or about to be). From a worker in
+ * MSG_RING mode: a MSG_RING from our ring into its (no completion on our
+ * side when it succeeds: IOSQE_CQE_SKIP_SUCCESS). Otherwise, or when the
+ * MSG_RING failed, the eventfd, which any thread may write.
+ *
+ * "Failed", and when we learn it: a failure must be caught here, at once,
+ * not at our next reap, which a sender busy in a long task may not do for
+ * a long time while the target sleeps (issue 9).
+ *   - The submit failed (an io_uring_enter error), or left SQEs in the SQ
+ *     (the kernel took fewer than were queued; ours was queued last): the
+ *     target has not been told. Eventfd now. (A MSG_RING still in the SQ
+ *     goes with our next submit: one spurious wake-up.)
+ *   - The kernel refused the message: -EINVAL before 5.18, -EBADFD for a
+ *     ring being torn down, -EOVERFLOW or -ENOMEM where it could not post.
+ *     For targets like ours (not IOPOLL) MSG_RING runs inline during the
+ *     submit, so the failure CQE is in our CQ when the submit returns.
+ *     Eventfd now (msg_failed_inline()).
+ *   - A failure CQE the kernel could not post because our own CQ was full
+ *     waits on the overflow list until our next reap, which falls back
+ *     then (reap(): user_data worker | 2). So does a MSG_RING the kernel
+ *     punted to io-wq, which it does for IOPOLL targets only.
+ */
 void weft__ring_wake(struct weft__worker *from, struct weft__worker *to)
 {
 	int r;
 
 	if (from && from != to && to->rt->wake_mode == WEFT_WAKE_MSG_RING) {
 		struct io_uring_sqe *sqe = get_sqe(from);
+		unsigned tail;
 
 		if (!sqe)
 			goto efd;
@@ -441,15 +494,18 @@ void weft__ring_wake(struct weft__worker *from, struct weft__worker *to)
 				       DEBUG_MSG_RING_FAIL() ? -1
 							     : to->ring.ring_fd,
 				       0, WEFT__UD_WAKE_MSG, 0);
-		/* No completion on our side unless it failed, and then it
-		 * names the target, so reap() can fall back to its eventfd. */
 		sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
 		io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)to |
 						     WEFT__UD_WAKE_MSG);
+		tail = io_uring_smp_load_acquire(from->ring.cq.ktail);
 		r = io_uring_submit(&from->ring);
-		if (r >= 0)
+		if (r < 0) {
+			ring_failed(from, r);
+			goto efd;
+		}
+		if (!io_uring_sq_ready(&from->ring) &&
+		    !msg_failed_inline(from, to, tail))
 			return;
-		ring_failed(from, r);
 	}
 efd:
 	/* Write errors cannot happen short of a counter overflow at 2^64-1,

@@ -1527,3 +1527,116 @@ Test(io, a_refused_io_uring_enter_ends_weft_run_with_its_error,
 		}
 	}
 }
+
+/* ---- a failed MSG_RING wake ------------------------------------------------------- */
+
+/*
+ * A worker wakes a sleeping one with MSG_RING; if the kernel refuses it,
+ * the eventfd must do it at once. It used to be done only when the sender
+ * next reaped its ring, which a sender busy in a long task does not do
+ * (issue 9). Tasks pinned to the other workers wait on an event; main sets
+ * it and then computes for 500 ms without yielding: each must wake long
+ * before that. WEFT_DEBUG_MSG_RING_FAIL (debug builds) makes every
+ * MSG_RING fail in the kernel (-EBADF).
+ */
+#define MSGF_TASKS 12
+#define MSGF_SPIN_MS 500
+
+struct msgf {
+	weft_event *ev;
+	atomic_int ready;
+	weft_task *pinned[MSGF_TASKS];
+	int home[MSGF_TASKS];
+	uint64_t woke[MSGF_TASKS];
+	uint64_t set_at;
+};
+
+struct msgf_arg {
+	struct msgf *m;
+	int i;
+};
+
+static struct msgf_arg msgf_args[MSGF_TASKS];
+
+static void *msgf_waiter(void *arg)
+{
+	struct msgf_arg *a = arg;
+	struct msgf *m = a->m;
+
+	m->home[a->i] = weft_worker_index();
+	atomic_fetch_add(&m->ready, 1);
+	WT_CHECK_EQ(weft_event_wait(m->ev), 0);
+	m->woke[a->i] = weft_now();
+	return NULL;
+}
+
+/* Spawns the waiter pinned to whatever worker this task runs on. */
+static void *msgf_placer(void *arg)
+{
+	struct msgf_arg *a = arg;
+	struct weft_spawn_opts o = { .flags = WEFT_SPAWN_PINNED };
+
+	/* Busy for a while, so that idle workers steal the placers queued
+	 * behind this one. */
+	wt_spin_us(3000);
+	WT_CHECK_EQ(weft_spawn_opts(&a->m->pinned[a->i], msgf_waiter, a, &o),
+		    0);
+	return NULL;
+}
+
+static void *msgf_main(void *arg)
+{
+	struct msgf *m = arg;
+	int self;
+
+	if (!WT_CHECK_EQ(weft_event_create(&m->ev), 0))
+		return NULL;
+	for (int i = 0; i < MSGF_TASKS; i++) {
+		msgf_args[i].m = m;
+		msgf_args[i].i = i;
+		weft_task_release(weft_spawn(msgf_placer, &msgf_args[i]));
+	}
+	for (int i = 0; i < 5000 && atomic_load(&m->ready) < MSGF_TASKS; i++)
+		weft_sleep(WEFT_NSEC_PER_MSEC);
+	WT_CHECK_EQ(atomic_load(&m->ready), MSGF_TASKS);
+	/* Every other worker goes to sleep in its ring. */
+	weft_sleep(50 * WEFT_NSEC_PER_MSEC);
+	self = weft_worker_index();
+	m->set_at = weft_now();
+	weft_event_set(m->ev);
+	wt_spin_us(MSGF_SPIN_MS * 1000);
+	for (int i = 0; i < MSGF_TASKS; i++) {
+		WT_CHECK_EQ(weft_await(m->pinned[i], NULL), 0);
+		weft_task_release(m->pinned[i]);
+		if (m->home[i] != self &&
+		    m->woke[i] - m->set_at > 200 * WEFT_NSEC_PER_MSEC) {
+			char msg[128];
+
+			snprintf(msg, sizeof(msg),
+				 "task on worker %d woke %llu ms after the set "
+				 "(the setter ran on worker %d)",
+				 m->home[i],
+				 (unsigned long long)((m->woke[i] - m->set_at) /
+						      WEFT_NSEC_PER_MSEC),
+				 self);
+			wt_fail_(__FILE__, __LINE__, msg);
+		}
+	}
+	weft_event_destroy(m->ev);
+	return NULL;
+}
+
+Test(io, a_failed_msg_ring_wake_falls_back_to_the_eventfd_at_once,
+     .timeout = WT_TIMEOUT(20))
+{
+	struct weft_config cfg;
+	struct msgf m;
+
+	setenv("WEFT_DEBUG_MSG_RING_FAIL", "1", 1);
+	memset(&m, 0, sizeof(m));
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.workers = 4;
+	cfg.wake_mode = WEFT_WAKE_MSG_RING;
+	wt_run_cfg(msgf_main, &m, &cfg);
+	unsetenv("WEFT_DEBUG_MSG_RING_FAIL");
+}
