@@ -53,11 +53,15 @@
  * handled by weft__ring_wake(). */
 
 /*
- * Test hook, debug builds only: WEFT_DEBUG_MSG_RING_FAIL=1 in the
- * environment when a runtime starts makes every MSG_RING wake fail in the
- * kernel (it names no ring: -EBADF), as on a kernel without MSG_RING, so
- * that tests can reach the eventfd fallback. Read by each worker at ring
- * set-up (relaxed: any reader's value is the same).
+ * Test hooks, debug builds only, read from the environment by each worker
+ * at ring set-up:
+ *   WEFT_DEBUG_MSG_RING_FAIL=1  every MSG_RING wake fails in the kernel
+ *       (it names no ring: -EBADF), as on a kernel without MSG_RING, so
+ *       that tests can reach the eventfd fallback (relaxed: any reader's
+ *       value is the same);
+ *   WEFT_DEBUG_RING_FLAGS=n  the setup flags start at ring_flag_tries[n],
+ *       as on a kernel that refused the n before (2: no SINGLE_ISSUER, as
+ *       before 6.0).
  */
 #ifndef NDEBUG
 static atomic_int debug_msg_ring_fail;
@@ -178,10 +182,17 @@ int weft__ring_init(struct weft__worker *w)
 {
 	struct io_uring_params p;
 	int err = -EINVAL;
-	size_t i;
+	size_t i = 0;
 
-	for (i = 0; i < sizeof(ring_flag_tries) / sizeof(ring_flag_tries[0]);
-	     i++) {
+#ifndef NDEBUG
+	{
+		const char *e = getenv("WEFT_DEBUG_RING_FLAGS");
+
+		if (e && e[0] >= '0' && e[0] <= '3')
+			i = (size_t)(e[0] - '0');
+	}
+#endif
+	for (; i < sizeof(ring_flag_tries) / sizeof(ring_flag_tries[0]); i++) {
 		memset(&p, 0, sizeof(p));
 		p.flags = ring_flag_tries[i];
 		/* A CQ four times the SQ: completions of many sockets'
