@@ -220,8 +220,9 @@ int weft__ring_init(struct weft__worker *w)
 				      memory_order_relaxed);
 	}
 #endif
-	/* Saves an fget/fput per enter (5.18+); optional. */
-	io_uring_register_ring_fd(&w->ring);
+	/* Saves an fget/fput per enter (5.18+); optional. The slot is this
+	 * thread's, and is given back on it (weft__ring_quiesce()). */
+	w->ring_fd_reg = io_uring_register_ring_fd(&w->ring) == 1;
 
 	w->wake_fd = eventfd(0, EFD_CLOEXEC);
 	if (w->wake_fd < 0) {
@@ -309,6 +310,16 @@ unsigned weft__ring_quiesce(struct weft__worker *w)
 		if (ring_failed(w, r))
 			break;
 	}
+	/* Give the registered ring fd's slot back here, on the thread whose
+	 * slots hold it. liburing 2.3's io_uring_queue_exit() would do it on
+	 * the thread that closes the ring (weft__ring_fini(), another one),
+	 * where the slot number names that thread's own registration: a
+	 * caller's ring of its own lost it, its next submit -EBADF (issue
+	 * 15; on 6.0+ SINGLE_ISSUER rings the kernel refuses the call from
+	 * another thread with -EEXIST instead). Success clears liburing's
+	 * flag, so io_uring_queue_exit() leaves the slots alone. */
+	if (w->ring_fd_reg && io_uring_unregister_ring_fd(&w->ring) == 1)
+		w->ring_fd_reg = false;
 	return w->io_inflight;
 }
 

@@ -446,6 +446,7 @@ struct weft__worker {
 	/* The worker's io_uring (io/ring.c). */
 	_Alignas(WEFT__CACHELINE) struct io_uring ring;
 	unsigned ring_flags;
+	bool ring_fd_reg;      /* ring fd registered in this thread's slots */
 	int wake_fd;           /* eventfd woken by other threads */
 	uint64_t wake_buf;     /* target of the armed eventfd read */
 	bool wake_armed;

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <liburing.h>
 #include <signal.h>
 #include <stddef.h>
 #include <sys/prctl.h>
@@ -1639,4 +1640,91 @@ Test(io, a_failed_msg_ring_wake_falls_back_to_the_eventfd_at_once,
 	cfg.wake_mode = WEFT_WAKE_MSG_RING;
 	wt_run_cfg(msgf_main, &m, &cfg);
 	unsetenv("WEFT_DEBUG_MSG_RING_FAIL");
+}
+
+/* ---- the calling thread's own rings ------------------------------------------------- */
+
+/*
+ * A thread may have rings of its own whose descriptors it registered
+ * (io_uring_register_ring_fd(): slots per thread). Each worker registers
+ * its ring in its own thread's slots, and the slot must be given back
+ * there. liburing 2.3's io_uring_queue_exit() gives back the slot of that
+ * number on whichever thread calls it, so the thread that closed a
+ * runtime's rings lost its own registrations (issue 15): its ring's next
+ * submit failed with -EBADF.
+ */
+static void *nothing_main(void *arg)
+{
+	return arg;
+}
+
+/* A NOP through r: its result, or the submit's or wait's error. */
+static int own_ring_nop(struct io_uring *r)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(r);
+	struct io_uring_cqe *cqe;
+	int ret;
+
+	if (!sqe)
+		return -EBUSY;
+	io_uring_prep_nop(sqe);
+	ret = io_uring_submit(r);
+	if (ret < 0)
+		return ret;
+	ret = io_uring_wait_cqe(r, &cqe);
+	if (ret < 0)
+		return ret;
+	ret = cqe->res;
+	io_uring_cqe_seen(r, cqe);
+	return ret;
+}
+
+/* flags: WEFT_DEBUG_RING_FLAGS, or NULL for the kernel's best. (Before
+ * 6.0 there is no SINGLE_ISSUER; with it, the kernel itself refuses a
+ * register call from another thread, -EEXIST, and hid the bug.) */
+static void callers_ring_check(struct io_uring *r, const char *flags)
+{
+	struct weft_config cfg;
+	weft_runtime *rt;
+	int ret;
+
+	if (flags)
+		setenv("WEFT_DEBUG_RING_FLAGS", flags, 1);
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		wt_run(nothing_main, NULL, worker_counts[c]);
+		ret = own_ring_nop(r);
+		cr_assert_eq(ret, 0,
+			     "ring flags %s, after weft_run() with %u workers: "
+			     "our ring's NOP = %d (%s)",
+			     flags ? flags : "best", worker_counts[c], ret,
+			     strerror(-ret));
+	}
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.workers = 2;
+	cr_assert_eq(weft_runtime_create(&rt, &cfg), 0);
+	cr_assert_eq(weft_runtime_close(rt), 0);
+	weft_runtime_destroy(rt);
+	ret = own_ring_nop(r);
+	cr_assert_eq(ret, 0,
+		     "ring flags %s, after weft_runtime_close(): our ring's "
+		     "NOP = %d (%s)",
+		     flags ? flags : "best", ret, strerror(-ret));
+	unsetenv("WEFT_DEBUG_RING_FLAGS");
+}
+
+Test(io, the_callers_registered_rings_survive_weft_run_and_runtime_close,
+     .timeout = WT_TIMEOUT(20))
+{
+	struct io_uring r;
+
+	if (io_uring_queue_init(8, &r, 0) < 0)
+		cr_skip_test("no io_uring here");
+	if (io_uring_register_ring_fd(&r) != 1) {
+		io_uring_queue_exit(&r);
+		cr_skip_test("no registered ring descriptors (Linux 5.18)");
+	}
+	cr_assert_eq(own_ring_nop(&r), 0);
+	callers_ring_check(&r, NULL);
+	callers_ring_check(&r, "2");
+	io_uring_queue_exit(&r);
 }
