@@ -61,14 +61,31 @@
  *       value is the same);
  *   WEFT_DEBUG_RING_FLAGS=n  the setup flags start at ring_flag_tries[n],
  *       as on a kernel that refused the n before (2: no SINGLE_ISSUER, as
- *       before 6.0).
+ *       before 6.0);
+ *   WEFT_DEBUG_SQ_BUSY=n  the next n times an SQE is asked for, the SQ is
+ *       taken to be full and the kernel to refuse the submit (-EBUSY), so
+ *       tests can reach get_sqe()'s reap (a process-wide count, set by
+ *       each ring set-up that finds the variable).
  */
 #ifndef NDEBUG
 static atomic_int debug_msg_ring_fail;
+static atomic_int debug_sq_busy;
 #define DEBUG_MSG_RING_FAIL() \
 	atomic_load_explicit(&debug_msg_ring_fail, memory_order_relaxed)
+static bool debug_sq_busy_take(void)
+{
+	int n = atomic_load_explicit(&debug_sq_busy, memory_order_relaxed);
+
+	while (n > 0 && !atomic_compare_exchange_weak_explicit(
+				&debug_sq_busy, &n, n - 1, memory_order_relaxed,
+				memory_order_relaxed))
+		;
+	return n > 0;
+}
+#define DEBUG_SQ_BUSY() debug_sq_busy_take()
 #else
 #define DEBUG_MSG_RING_FAIL() 0
+#define DEBUG_SQ_BUSY() false
 #endif
 
 static const unsigned ring_flag_tries[] = {
@@ -129,10 +146,11 @@ static bool ring_failed(struct weft__worker *w, int r)
 static struct io_uring_sqe *get_sqe_reaping(struct weft__worker *w,
 					    bool *reaped)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+	bool busy = DEBUG_SQ_BUSY();
+	struct io_uring_sqe *sqe = busy ? NULL : io_uring_get_sqe(&w->ring);
 
 	while (!sqe) {
-		int r = io_uring_submit(&w->ring);
+		int r = busy ? -EBUSY : io_uring_submit(&w->ring);
 
 		if (ring_failed(w, r))
 			return NULL;
@@ -142,6 +160,7 @@ static struct io_uring_sqe *get_sqe_reaping(struct weft__worker *w,
 			reap(w);
 			*reaped = true;
 		}
+		busy = false;
 		sqe = io_uring_get_sqe(&w->ring);
 	}
 	return sqe;
@@ -218,6 +237,10 @@ int weft__ring_init(struct weft__worker *w)
 
 		atomic_store_explicit(&debug_msg_ring_fail, e && e[0] == '1',
 				      memory_order_relaxed);
+		e = getenv("WEFT_DEBUG_SQ_BUSY");
+		if (e)
+			atomic_store_explicit(&debug_sq_busy, atoi(e),
+					      memory_order_relaxed);
 	}
 #endif
 	/* Saves an fget/fput per enter (5.18+); optional. The slot is this
