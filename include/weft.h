@@ -991,14 +991,16 @@ WEFT_API int weft_stop_requested(void);
  * rest, stops the workers and releases everything but the handle. Handles
  * of rt's tasks must not be used afterwards. Returns 0 (also when already
  * closed, or once another thread's close has finished), -EBUSY while a
- * run is in progress, -EINVAL (NULL), -EDEADLK from a worker of rt. */
+ * run is in progress, -EINVAL (NULL), -EDEADLK from a worker of rt or
+ * from a thread of its blocking pool (a weft_run_blocking() function),
+ * which the close would wait for; the runtime is left as it was. */
 WEFT_API int weft_runtime_close(weft_runtime *rt);
 /* 1 while a weft_runtime_run/run_forever (or weft_run) is in progress. */
 WEFT_API int weft_runtime_is_running(weft_runtime *rt);
 /* 1 after weft_runtime_close(). */
 WEFT_API int weft_runtime_is_closed(weft_runtime *rt);
 /* Closes if needed and frees the handle. NULL is ignored. During a run,
- * or on a worker of rt, it aborts (API misuse). */
+ * or on a worker or blocking-pool thread of rt, it aborts (API misuse). */
 WEFT_API void weft_runtime_destroy(weft_runtime *rt);
 
 /* Static text for a weft error code (negative errno). Never NULL. */

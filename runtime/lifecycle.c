@@ -382,6 +382,10 @@ static void drain_outside(struct weft_runtime *rt)
 
 /* ---- the public calls ---------------------------------------------------- */
 
+/* pool.c: the runtime whose blocking pool the calling thread belongs to,
+ * or NULL. (Belongs in internal.h beside weft__pool_init.) */
+struct weft_runtime *weft__pool_owner(void);
+
 int weft_runtime_create(weft_runtime **out, const struct weft_config *config)
 {
 	if (!out)
@@ -494,7 +498,12 @@ int weft_runtime_close(weft_runtime *rt)
 
 	if (!rt)
 		return -EINVAL;
-	if (w && w->rt == rt)
+	/* A worker of rt would wait for its own join; a thread of rt's
+	 * blocking pool (fn of weft_run_blocking) for weft__pool_fini() to
+	 * see the pool empty, which it is one of (issue 15). Both are
+	 * refused before anything changes, so a later close from elsewhere
+	 * still works. */
+	if ((w && w->rt == rt) || weft__pool_owner() == rt)
 		return -EDEADLK;
 	pthread_mutex_lock(&rt->life_lock);
 	if (atomic_load_explicit(&rt->closed, memory_order_relaxed)) {
@@ -545,6 +554,7 @@ void weft_runtime_destroy(weft_runtime *rt)
 		return;
 	err = weft_runtime_close(rt);
 	weft__check(err == 0, "weft_runtime_destroy() while the runtime runs, "
-			      "or from one of its own workers");
+			      "or from one of its own workers or "
+			      "blocking-pool threads");
 	weft__runtime_free(rt);
 }

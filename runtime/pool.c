@@ -11,6 +11,12 @@
  * process-directed signals (SIGINT) go to the application's threads, and
  * they are not workers: weft__worker_self() is NULL there, so the task
  * calls of the API return -EPERM in fn, as on any foreign thread.
+ * Each pool thread records its runtime in a thread-local (pool_owner,
+ * written once by the thread itself before it takes a job, read only on
+ * that thread: no ordering involved). weft_runtime_close() looks at it
+ * and refuses with -EDEADLK when fn tries to close its own runtime: the
+ * close would end in weft__pool_fini(), waiting for `threads` to reach 0,
+ * and the caller is one of them (issue 15).
  *
  * Protocol between a waiting task and the pool
  * --------------------------------------------
@@ -103,6 +109,15 @@ struct weft__pool_thread {
 	struct weft_runtime *rt;
 };
 
+/* The runtime whose pool the calling thread belongs to, or NULL (see the
+ * file comment). */
+static _Thread_local struct weft_runtime *pool_owner;
+
+struct weft_runtime *weft__pool_owner(void)
+{
+	return pool_owner;
+}
+
 /* ---- the queue (caller holds pool->lock) ------------------------------ */
 
 static void queue_append(struct weft__pool *p, struct weft__job *j)
@@ -193,6 +208,7 @@ static void *pool_thread(void *arg)
 	struct weft__job *j;
 
 	me->tid = pthread_self();
+	pool_owner = me->rt;
 	/* 15 characters at most; tests count pool threads by this name. */
 	pthread_setname_np(me->tid, "weft-blocking");
 	pthread_mutex_lock(&p->lock);

@@ -1132,3 +1132,103 @@ Test(runtime, stop_from_a_thread_racing_with_runs,
 	weft_runtime_destroy(r.rt);
 	WT_LEAK_ASSERT();
 }
+
+/* ---- close from the runtime's own blocking pool (issue 15) --------------- */
+
+struct pool_close {
+	weft_runtime *rt;
+	atomic_int rc;
+};
+
+/* Runs on a pool thread of pc->rt (weft_run_blocking's fn). */
+static void *close_own_runtime(void *arg)
+{
+	struct pool_close *pc = arg;
+
+	atomic_store(&pc->rc, weft_runtime_close(pc->rt));
+	return NULL;
+}
+
+static void *pool_close_task(void *arg)
+{
+	WT_CHECK_EQ(weft_run_blocking(close_own_runtime, arg, NULL), 0);
+	return NULL;
+}
+
+/*
+ * Before the fix the close ran on: it drained, stopped the workers, and
+ * then waited in the pool's teardown for a thread count that included its
+ * own caller, forever; every later close of the runtime waited for that
+ * one.
+ */
+Test(runtime, close_from_its_own_blocking_pool_returns_edeadlk,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct weft_config c = cfg_workers(2);
+	struct pool_close pc;
+	struct weft_spawn_opts o;
+	weft_task *h = NULL;
+	uint64_t t0;
+
+	c.shutdown_grace_ms = 100;
+	pc.rt = create_or_skip(&c);
+	atomic_init(&pc.rc, 1); /* close never returns a positive value */
+	memset(&o, 0, sizeof(o));
+	o.runtime = pc.rt;
+	cr_assert_eq(weft_spawn_opts(&h, pool_close_task, &pc, &o), 0);
+	cr_assert_eq(weft_join(h, NULL), 0);
+	weft_task_release(h);
+	cr_assert_eq(atomic_load(&pc.rc), -EDEADLK);
+	cr_assert_eq(weft_runtime_is_closed(pc.rt), 0, "left as it was");
+	/* The runtime still works, and closes from a thread of the test. */
+	cr_assert_eq(weft_runtime_run(pc.rt, ret_arg, (void *)7, NULL), 0);
+	t0 = wt_now_ns();
+	cr_assert_eq(weft_runtime_close(pc.rt), 0);
+	cr_assert_lt(wt_now_ns() - t0, PROMPT_NS);
+	weft_runtime_destroy(pc.rt);
+	wt_assert_no_failures();
+	WT_LEAK_ASSERT();
+}
+
+static void *destroy_own_runtime(void *arg)
+{
+	weft_runtime_destroy(arg);
+	return NULL;
+}
+
+static void *pool_destroy_task(void *arg)
+{
+	weft_run_blocking(destroy_own_runtime, arg, NULL);
+	return NULL;
+}
+
+/* In the child process of wt_assert_misuse_reported(). */
+static void destroy_from_own_pool(void)
+{
+	struct weft_config c = cfg_workers(1);
+	struct weft_spawn_opts o;
+	weft_runtime *rt = NULL;
+	weft_task *h = NULL;
+
+	/* A hang ends this child (pool threads block signals; the alarm
+	 * reaches this thread) instead of outliving the test. */
+	alarm(10 * WT_SLOW);
+	if (weft_runtime_create(&rt, &c) != 0)
+		_exit(77);
+	memset(&o, 0, sizeof(o));
+	o.runtime = rt;
+	if (weft_spawn_opts(&h, pool_destroy_task, rt, &o) == 0)
+		weft_join(h, NULL);
+}
+
+/* Misuse, like a destroy from one of its workers: reported and aborted
+ * (was: hung in the pool's teardown). */
+Test(runtime, destroy_from_its_own_blocking_pool_aborts_with_a_report,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct weft_config c = cfg_workers(1);
+
+	weft_runtime_destroy(create_or_skip(&c)); /* skips without io_uring */
+	wt_assert_misuse_reported(destroy_from_own_pool,
+				  "blocking-pool threads");
+}
