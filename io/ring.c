@@ -178,8 +178,17 @@ struct io_uring_sqe *weft__ring_sqe(struct weft__worker *w)
 	return get_sqe(w);
 }
 
-/* Arms the eventfd read, unless it is armed. Returns whether getting its
- * SQE reaped completions (a full SQ that the kernel would not take). */
+/*
+ * Arms the eventfd read, unless it is armed. Returns whether getting its
+ * SQE reaped completions (a full SQ that the kernel would not take).
+ *
+ * wake_armed is claimed before the SQE is asked for: getting it may reap,
+ * and every reap ends by arming, which must then find the read armed.
+ * Set after, each refused submit armed one more read (issue 15): extra
+ * reads that take eventfd writes meant for later waits, and that the one
+ * cancel at shutdown leaves in flight. No eventfd completion can be
+ * reaped meanwhile to clear the claim: none is armed (that is why we arm).
+ */
 static bool arm_wake(struct weft__worker *w)
 {
 	struct io_uring_sqe *sqe;
@@ -187,13 +196,15 @@ static bool arm_wake(struct weft__worker *w)
 
 	if (w->wake_armed || w->ring_draining)
 		return false;
+	w->wake_armed = true;
 	sqe = get_sqe_reaping(w, &reaped);
-	if (!sqe)
+	if (!sqe) {
+		w->wake_armed = false; /* the ring failed for good */
 		return reaped;
+	}
 	io_uring_prep_read(sqe, w->wake_fd, &w->wake_buf, sizeof(w->wake_buf),
 			   0);
 	io_uring_sqe_set_data64(sqe, WEFT__UD_WAKE_EFD);
-	w->wake_armed = true;
 	return reaped;
 }
 

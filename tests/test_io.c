@@ -1282,16 +1282,18 @@ static void *dropped_opener(void *arg)
 	return NULL;
 }
 
-/* Dups every io_uring descriptor of the process into d->rings. */
-static void keep_rings(struct dropped_io *d)
+/* The descriptors of the process whose /proc link reads `what`
+ * (anon_inode:[io_uring], anon_inode:[eventfd]) into fds[]; returns how
+ * many (at most max). */
+static int fds_of(const char *what, int *fds, int max)
 {
 	DIR *dir = opendir("/proc/self/fd");
 	struct dirent *e;
-	int fds[64], n = 0;
+	int n = 0;
 
-	if (!WT_CHECK(dir != NULL))
-		return;
-	while ((e = readdir(dir)) != NULL && n < 64) {
+	if (!dir)
+		return 0;
+	while ((e = readdir(dir)) != NULL && n < max) {
 		char p[300], l[64];
 		ssize_t k;
 
@@ -1300,12 +1302,34 @@ static void keep_rings(struct dropped_io *d)
 		if (k <= 0)
 			continue;
 		l[k] = '\0';
-		if (strcmp(l, "anon_inode:[io_uring]") == 0)
+		if (strcmp(l, what) == 0)
 			fds[n++] = atoi(e->d_name);
 	}
 	closedir(dir);
-	for (int i = 0; i < n; i++)
-		d->rings[d->nrings++] = fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
+	return n;
+}
+
+/* Dups those of fds_of(what) that are not among skip[0..nskip) into
+ * out[]; returns how many. */
+static int dup_fds_of(const char *what, const int *skip, int nskip,
+		      int *out, int max)
+{
+	int fds[64], n = fds_of(what, fds, 64), k = 0;
+
+	for (int i = 0; i < n && k < max; i++) {
+		int j = 0;
+
+		while (j < nskip && skip[j] != fds[i])
+			j++;
+		if (j == nskip)
+			out[k++] = fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
+	}
+	return k;
+}
+
+static void keep_rings(struct dropped_io *d)
+{
+	d->nrings = dup_fds_of("anon_inode:[io_uring]", NULL, 0, d->rings, 64);
 }
 
 static void *dropped_io_main(void *arg)
@@ -1727,4 +1751,75 @@ Test(io, the_callers_registered_rings_survive_weft_run_and_runtime_close,
 	callers_ring_check(&r, NULL);
 	callers_ring_check(&r, "2");
 	io_uring_queue_exit(&r);
+}
+
+/* ---- the wake-up read is armed once ------------------------------------------------- */
+
+/*
+ * Each worker keeps one read armed on its eventfd. Arming takes an SQE;
+ * with the SQ full and the kernel refusing the submit, getting one reaps,
+ * and the reap ends by arming the read too: the outer arm then armed a
+ * second one (issue 15), and so on for every refused submit. Extra reads
+ * are not cancelled at shutdown (one cancel per read armed) and take
+ * later eventfd writes. WEFT_DEBUG_SQ_BUSY (debug builds) makes the first
+ * submits refused; the rings and eventfds are kept alive past weft_run()
+ * by dups, and a write to each eventfd must then still be there to read.
+ */
+struct one_arm {
+	int before[16], nbefore; /* eventfds not ours (Criterion's) */
+	int rings[8], nrings;
+	int efds[8], nefds;
+};
+
+static void *one_arm_main(void *arg)
+{
+	struct one_arm *o = arg;
+
+	WT_CHECK_EQ(weft_sleep(5 * WEFT_NSEC_PER_MSEC), 0);
+	o->nrings = dup_fds_of("anon_inode:[io_uring]", NULL, 0, o->rings, 8);
+	o->nefds = dup_fds_of("anon_inode:[eventfd]", o->before, o->nbefore,
+			      o->efds, 8);
+	return NULL;
+}
+
+Test(io, the_wake_up_read_is_armed_once_when_submits_are_refused,
+     .timeout = WT_TIMEOUT(10))
+{
+	int fds = fd_count();
+	struct one_arm o;
+
+	memset(&o, 0, sizeof(o));
+	o.nbefore = fds_of("anon_inode:[eventfd]", o.before, 16);
+	setenv("WEFT_DEBUG_SQ_BUSY", "3", 1);
+	/* Without DEFER_TASKRUN (flags 1: COOP_TASKRUN), a read whose
+	 * eventfd became ready completes on the next return to user space
+	 * of the ring's thread, this one; with it, only when that thread
+	 * enters the ring, which hides the extra reads. */
+	setenv("WEFT_DEBUG_RING_FLAGS", "1", 1);
+	wt_run(one_arm_main, &o, 1);
+	unsetenv("WEFT_DEBUG_SQ_BUSY");
+	unsetenv("WEFT_DEBUG_RING_FLAGS");
+	cr_assert_gt(o.nrings, 0);
+	cr_assert_gt(o.nefds, 0);
+	for (int i = 0; i < o.nefds; i++) {
+		uint64_t v = 1;
+
+		cr_assert_eq(write(o.efds[i], &v, sizeof(v)), sizeof(v));
+	}
+	wt_sleep_ms(20);
+	for (int i = 0; i < o.nefds; i++) {
+		uint64_t v = 0;
+		ssize_t n;
+
+		cr_assert_eq(fcntl(o.efds[i], F_SETFL, O_NONBLOCK), 0);
+		n = read(o.efds[i], &v, sizeof(v));
+		cr_assert(n == sizeof(v) && v == 1,
+			  "a wake-up read still armed after weft_run() took "
+			  "the eventfd's count (read %zd, %s)",
+			  n, n < 0 ? strerror(errno) : "");
+		close(o.efds[i]);
+	}
+	for (int i = 0; i < o.nrings; i++)
+		close(o.rings[i]);
+	cr_assert_eq(fd_count(), fds, "descriptors leaked");
 }
