@@ -24,6 +24,12 @@
  *             (weft__ring_wake()).
  * Both stay pending until the target waits, so a wake sent before the
  * target blocks is not lost.
+ *
+ * Errors of io_uring_enter are retried or end the runtime (ring_failed()).
+ * At shutdown each worker cancels and reaps what is still in flight on its
+ * ring, on its own thread, before any task stack is freed
+ * (weft__ring_quiesce()); the ring itself is closed later, from whichever
+ * thread releases the runtime (weft__ring_fini()).
  */
 #include <errno.h>
 #include <string.h>
