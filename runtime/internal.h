@@ -815,8 +815,8 @@ void weft__lifecycle_quiesce(struct weft_runtime *rt);
 /* task.c: shutdown sweep. Requests cancellation of every live task of rt
  * but `except` (may be NULL) and wakes those not cancelled before; returns
  * how many are live. Any thread. */
-/* Shutdown, after every worker has stopped and the blocking pool is
- * down, before rings, stacks and blocks are freed: every task still alive
+/* Shutdown, after every worker has stopped, before the blocking pool is
+ * shut down and rings, stacks and blocks are freed: every task still alive
  * is dropped. Its wait nodes are taken out of the objects the program
  * owns, and it ends with -ECANCELED for threads in weft_join(), waitsets
  * and task groups (runtime.c). */

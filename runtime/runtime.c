@@ -363,8 +363,12 @@ void weft__runtime_release(struct weft_runtime *rt)
 	bool io_left;
 	unsigned i;
 
-	weft__pool_fini(rt); /* no-op if done already or never set up */
+	/* Dropped tasks end first: a blocking-pool call (or any thread)
+	 * waiting for one in weft_join(), a waitset or a group returns, so
+	 * the pool's shutdown below does not wait for it for ever. Nothing
+	 * is freed here, and no worker runs. */
 	weft__task_drop_all(rt);
+	weft__pool_fini(rt); /* no-op if done already or never set up */
 	io_left = rings_close(rt);
 	weft__task_pool_fini(rt);
 	/* A request the kernel did not give back in time: leak the stacks

@@ -483,9 +483,12 @@ static void task_publish_end(struct weft_task *t, int outcome,
 
 /*
  * Dropping at shutdown. Runs on the thread that frees the runtime, after
- * every worker was joined and the blocking pool stopped: no task runs and
- * no worker touches a block any more; threads outside the runtime may
- * still use the program's objects, under their locks. Two passes: first
+ * every worker was joined: no task runs and no worker touches a block any
+ * more; threads outside the runtime (blocking-pool threads included, whose
+ * shutdown comes after this, so that a pool call in weft_join() on a
+ * dropped task returns) may still use the program's objects, under their
+ * locks, and a finishing pool call may still wake its (dropped) task, which
+ * only queues it. Two passes: first
  * every dropped task's wait nodes leave the objects they are linked into
  * (unwait, under each object's lock), so that no grant made in the second
  * pass can pick a node of a dropped task; then each dropped task ends

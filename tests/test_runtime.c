@@ -397,6 +397,64 @@ Test(runtime, tasks_dropped_at_shutdown_leave_the_objects_they_waited_on,
 	cr_assert_eq(weft_task_release(d.joined), -ESRCH);
 }
 
+/* A blocking-pool call waiting in weft_join() for a task that is dropped
+ * at shutdown returns (-ECANCELED): the pool's shutdown used to wait for
+ * that call while the drop that ends the join came after it (hang). */
+struct pool_join {
+	weft_task *stubborn;
+	atomic_int started;
+	atomic_int join_rc;
+};
+
+static void *pj_stubborn(void *arg)
+{
+	struct pool_join *p = arg;
+
+	weft_shield_begin();
+	atomic_store(&p->started, 1);
+	for (;;)
+		weft_sleep_ms(5);
+	return NULL;
+}
+
+static void *pj_join(void *arg)
+{
+	struct pool_join *p = arg;
+
+	atomic_store(&p->join_rc, weft_join(p->stubborn, NULL));
+	return NULL;
+}
+
+static void *pj_caller(void *arg)
+{
+	weft_run_blocking(pj_join, arg, NULL);
+	return NULL;
+}
+
+static void *pool_join_main(void *arg)
+{
+	struct pool_join *p = arg;
+
+	p->stubborn = weft_spawn(pj_stubborn, p);
+	spawn_detached(pj_caller, p);
+	WT_CHECK(wt_yield_until(&p->started, 1000000));
+	weft_sleep_ms(5);
+	return NULL;
+}
+
+Test(runtime, a_pool_call_joining_a_dropped_task_does_not_hang_shutdown,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct weft_config c = cfg_workers(2);
+	struct pool_join p;
+
+	memset(&p, 0, sizeof(p));
+	atomic_store(&p.join_rc, 1);
+	c.shutdown_grace_ms = 20;
+	wt_run_cfg(pool_join_main, &p, &c);
+	cr_assert_eq(atomic_load(&p.join_rc), -ECANCELED);
+}
+
 /* ---- weft_stop() ---------------------------------------------------------- */
 
 static void *stop_after_20ms(void *arg)
