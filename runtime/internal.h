@@ -534,6 +534,9 @@ struct weft_runtime {
 	/* A ring failed for good (io/ring.c): the first -errno, stored
 	 * before `stopping`; weft_run() returns it. 0: none. */
 	atomic_int fatal;
+	/* Worker threads of an explicit runtime that have left their loop
+	 * (runtime.c): the last one after a fatal error ends what waits. */
+	atomic_uint exited;
 
 	/* Task control block pool (task.c). */
 	weft__spin cb_lock;
@@ -811,6 +814,11 @@ void weft__lifecycle_drain(struct weft_task *self);
 int weft__lifecycle_enter(struct weft_runtime *rt);
 void weft__lifecycle_leave(struct weft_runtime *rt);
 void weft__lifecycle_quiesce(struct weft_runtime *rt);
+/* An explicit runtime stopped by a fatal ring error, its last worker
+ * thread out of its loop: tasks still alive are dropped (threads in
+ * weft_join(), weft_runtime_run() among them, get -ECANCELED) and
+ * weft_runtime_run_forever() returns. Called by that thread. */
+void weft__lifecycle_fatal(struct weft_runtime *rt);
 
 /* task.c: shutdown sweep. Requests cancellation of every live task of rt
  * but `except` (may be NULL) and wakes those not cancelled before; returns

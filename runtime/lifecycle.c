@@ -441,7 +441,22 @@ int weft_runtime_run(weft_runtime *rt, weft_fn main, void *arg,
 	run_end(rt);
 	pthread_mutex_unlock(&rt->life_lock);
 	weft_task_release(h);
+	/* A ring failed for good: the runtime stopped under main, which
+	 * was dropped (weft__lifecycle_fatal); report why. */
+	if (atomic_load_explicit(&rt->fatal, memory_order_relaxed))
+		err = atomic_load_explicit(&rt->fatal, memory_order_relaxed);
 	return err;
+}
+
+void weft__lifecycle_fatal(struct weft_runtime *rt)
+{
+	/* No worker runs: what waits for a task waits for ever unless
+	 * the task is dropped now (it would be at the close anyway). */
+	weft__task_drop_all(rt);
+	pthread_mutex_lock(&rt->life_lock);
+	rt->stop_pending = true;
+	pthread_cond_broadcast(&rt->life_cond);
+	pthread_mutex_unlock(&rt->life_lock);
 }
 
 int weft_runtime_run_forever(weft_runtime *rt)

@@ -146,6 +146,13 @@ void *weft__worker_thread(void *arg)
 	if (go)
 		weft__worker_loop(w);
 	worker_stop(w);
+	/* acq_rel: the last one out sees every other worker's stop. */
+	if (go &&
+	    atomic_fetch_add_explicit(&w->rt->exited, 1,
+				      memory_order_acq_rel) + 1 ==
+		    w->rt->nworkers &&
+	    atomic_load_explicit(&w->rt->fatal, memory_order_relaxed))
+		weft__lifecycle_fatal(w->rt);
 	return NULL;
 }
 

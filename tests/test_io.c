@@ -1495,7 +1495,18 @@ static void *refused_during_main(void *arg)
  * weft_run() with `workers`, and reports weft_run()'s result and the
  * filter's. Returns through *rc and *filter; fails the test if the child
  * did not report (killed by its alarm: weft_run() never returned). */
+static void run_refused_in(int before, int explicit_rt, unsigned workers,
+			   int *rc, int *filter);
+
 static void run_refused(int before, unsigned workers, int *rc, int *filter)
+{
+	run_refused_in(before, 0, workers, rc, filter);
+}
+
+/* explicit_rt: weft_runtime_create() + weft_runtime_run() (main refuses
+ * during the run), then weft_runtime_close(). */
+static void run_refused_in(int before, int explicit_rt, unsigned workers,
+			   int *rc, int *filter)
 {
 	int p[2], st, got[2] = { 1, 1 };
 	pid_t pid;
@@ -1515,11 +1526,22 @@ static void run_refused(int before, unsigned workers, int *rc, int *filter)
 		memset(&cfg, 0, sizeof(cfg));
 		cfg.workers = workers;
 		cfg.shutdown_grace_ms = 100;
-		if (before)
-			r.filter = refuse_io_uring_enter(0);
-		res[0] = weft_run(before ? refused_before_main
-					 : refused_during_main,
-				  &r, &cfg, NULL);
+		if (explicit_rt) {
+			weft_runtime *rt;
+			res[0] = weft_runtime_create(&rt, &cfg);
+			if (res[0] == 0) {
+				res[0] = weft_runtime_run(
+					rt, refused_during_main, &r, NULL);
+				weft_runtime_close(rt);
+				weft_runtime_destroy(rt);
+			}
+		} else {
+			if (before)
+				r.filter = refuse_io_uring_enter(0);
+			res[0] = weft_run(before ? refused_before_main
+						 : refused_during_main,
+					  &r, &cfg, NULL);
+		}
 		res[1] = r.filter;
 		if (write(p[1], res, sizeof(res)) != sizeof(res))
 			_exit(2);
@@ -1559,6 +1581,27 @@ Test(io, a_refused_io_uring_enter_ends_weft_run_with_its_error,
 				     before ? "refused before" : "refused during",
 				     worker_counts[c], rc, weft_strerror(rc));
 		}
+	}
+}
+
+/* The same for an explicit runtime: weft_runtime_run() returns the error
+ * (it used to wait for ever in its join on main, whose workers had
+ * stopped), and the runtime can still be closed. */
+Test(io, a_refused_io_uring_enter_ends_weft_runtime_run_with_its_error,
+     .timeout = WT_TIMEOUT(60))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		int rc, filter;
+
+		run_refused_in(0, 1, worker_counts[c], &rc, &filter);
+		if (filter == -EINVAL || filter == -ENOSYS || filter == -EACCES)
+			cr_skip_test("no seccomp filters here: %s",
+				     strerror(-filter));
+		cr_assert_eq(filter, 0, "seccomp: %s", strerror(-filter));
+		cr_assert_eq(rc, -EPERM,
+			     "explicit runtime, %u workers: "
+			     "weft_runtime_run() = %d (%s), want -EPERM",
+			     worker_counts[c], rc, weft_strerror(rc));
 	}
 }
 
