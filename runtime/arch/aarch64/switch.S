@@ -7,7 +7,9 @@
  * pointer x29, the link register x30, the low halves d8-d15 of v8-v15 (the
  * only callee-saved SIMD state) and the floating-point control register
  * FPCR. Stores sp in *save_sp, loads load_sp, restores the same set and
- * returns `arg` (in x0) through the restored x30.
+ * returns `arg` (in x0) through the restored x30. FPCR is written only
+ * when it differs: a write to it is expensive, serialising on some cores,
+ * and most switches go between contexts in the same mode.
  *
  * Saved frame (176 bytes), from load_sp upwards:
  *   [0]   x19 x20  [16] x21 x22  [32] x23 x24  [48] x25 x26
@@ -34,10 +36,10 @@ weft__ctx_switch:
 	stp	d10, d11, [sp, #112]
 	stp	d12, d13, [sp, #128]
 	stp	d14, d15, [sp, #144]
-	mrs	x9, fpcr
+	mrs	x9, fpcr		/* kept in x9 for the compare below */
 	str	x9, [sp, #160]
-	mov	x9, sp
-	str	x9, [x0]
+	mov	x10, sp
+	str	x10, [x0]
 	mov	sp, x1
 	ldp	x19, x20, [sp, #0]
 	ldp	x21, x22, [sp, #16]
@@ -49,9 +51,13 @@ weft__ctx_switch:
 	ldp	d10, d11, [sp, #112]
 	ldp	d12, d13, [sp, #128]
 	ldp	d14, d15, [sp, #144]
-	ldr	x9, [sp, #160]
-	msr	fpcr, x9
-	add	sp, sp, #176
+	/* FPCR holds control bits only (the sticky flags live in FPSR),
+	 * so the whole register is compared. */
+	ldr	x10, [sp, #160]
+	cmp	x9, x10
+	b.eq	1f
+	msr	fpcr, x10
+1:	add	sp, sp, #176
 	mov	x0, x2
 	ret
 	.size	weft__ctx_switch, .-weft__ctx_switch
