@@ -6,6 +6,16 @@
 #ifndef WEFT_ARCH_SWITCH_H
 #define WEFT_ARCH_SWITCH_H
 
+/* A new context resumes this many bytes into weft__ctx_entry, past one
+ * padding instruction that keeps unwinders inside that function (see
+ * switch.S, which includes this header to check the distance). */
+#if defined(__x86_64__)
+#define WEFT__CTX_ENTRY_SKIP 1
+#elif defined(__aarch64__)
+#define WEFT__CTX_ENTRY_SKIP 4
+#endif
+
+#ifndef __ASSEMBLER__
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -77,7 +87,7 @@ static inline void *weft__ctx_make(void *lo, void *hi, weft__ctx_fn fn,
 	sp[4] = (uint64_t)(uintptr_t)fn;	/* r12 */
 	sp[5] = 0;			/* rbx */
 	sp[6] = 0;			/* rbp */
-	sp[7] = (uint64_t)(uintptr_t)weft__ctx_entry;
+	sp[7] = (uint64_t)(uintptr_t)weft__ctx_entry + WEFT__CTX_ENTRY_SKIP;
 	return sp;
 }
 #elif defined(__aarch64__)
@@ -108,12 +118,14 @@ static inline void *weft__ctx_make(void *lo, void *hi, weft__ctx_fn fn,
 	memset(sp, 0, WEFT__CTX_FRAME);
 	sp[0] = (uint64_t)(uintptr_t)fn;	/* x19 */
 	sp[1] = (uint64_t)(uintptr_t)ctx; /* x20 */
-	sp[11] = (uint64_t)(uintptr_t)weft__ctx_entry; /* x30 */
+	sp[11] = (uint64_t)(uintptr_t)weft__ctx_entry +
+		 WEFT__CTX_ENTRY_SKIP; /* x30 */
 	sp[20] = fpcr;
 	return sp;
 }
 #else
 #error "weft: no context switch for this CPU (x86-64 and AArch64 only)"
 #endif
+#endif /* !__ASSEMBLER__ */
 
 #endif /* WEFT_ARCH_SWITCH_H */

@@ -8,8 +8,9 @@
  * stores the resulting stack pointer in *save_sp, switches to load_sp,
  * restores the same set from there and returns `arg` to whoever switched
  * away from load_sp last. The floating-point control state is restored
- * only where it differs (see below). Caller-saved registers need no saving: the ABI
- * already lets the call clobber them. No signal mask, no syscall.
+ * only where it differs (see below). Caller-saved registers need no
+ * saving: the ABI already lets the call clobber them. No signal mask, no
+ * syscall.
  *
  * Saved frame, from load_sp upwards:
  *   [0]  mxcsr (4 bytes) | x87 cw (2 bytes) | pad
@@ -17,9 +18,26 @@
  *   [56] return address
  *
  * A new context is made by weft__ctx_make() (runtime/arch/switch.h), which
- * writes such a frame whose return address is weft__ctx_entry below, r12
- * holding the entry function and r13 its first argument.
+ * writes such a frame whose return address is just inside weft__ctx_entry
+ * below, r12 holding the entry function and r13 its first argument.
+ *
+ * Unwinding (debuggers, profilers). The CFI below tells an unwinder, at
+ * every instruction, where the caller's registers and return address
+ * are. Up to `movq %rsi, %rsp` they are those of the context that is
+ * switching out. From that instruction on, rsp points at the resumed
+ * context's frame, whose layout is the same, so the same rules (CFA = rsp
+ * + 64, each register at its slot) now describe the resumed context: a
+ * backtrace taken there shows the stack that is coming in, down to its
+ * own switch call or, for a new context, to weft__ctx_entry, where it
+ * ends. That is the truthful picture (rsp, and from the pops on every
+ * register, belong to the new context), and it needs no second set of
+ * rules: describing the old context there instead would need expressions
+ * through *save_sp for every register. The pops then hand each register
+ * back as an epilogue does. tests/gdb_unwind.sh checks a backtrace at
+ * every instruction.
  */
+#include "../switch.h"
+
 	.text
 	.globl	weft__ctx_switch
 	.hidden	weft__ctx_switch
@@ -28,16 +46,31 @@
 weft__ctx_switch:
 	.cfi_startproc
 	pushq	%rbp
+	.cfi_adjust_cfa_offset 8
+	.cfi_rel_offset %rbp, 0
 	pushq	%rbx
+	.cfi_adjust_cfa_offset 8
+	.cfi_rel_offset %rbx, 0
 	pushq	%r12
+	.cfi_adjust_cfa_offset 8
+	.cfi_rel_offset %r12, 0
 	pushq	%r13
+	.cfi_adjust_cfa_offset 8
+	.cfi_rel_offset %r13, 0
 	pushq	%r14
+	.cfi_adjust_cfa_offset 8
+	.cfi_rel_offset %r14, 0
 	pushq	%r15
+	.cfi_adjust_cfa_offset 8
+	.cfi_rel_offset %r15, 0
 	subq	$8, %rsp
+	.cfi_adjust_cfa_offset 8
 	stmxcsr	(%rsp)
 	fnstcw	4(%rsp)
 	movq	%rsp, (%rdi)
 	movq	%rsi, %rsp
+	/* The CFI is unchanged, and now describes the resumed context's
+	 * frame (see the top of this file). */
 	/* Restore only what differs, and only control bits count: MXCSR's
 	 * six status flags are caller-saved in the ABI, and tasks doing
 	 * floating-point work leave different sticky flags behind. A load
@@ -58,12 +91,25 @@ weft__ctx_switch:
 	fldcw	4(%rsp)
 2:
 	addq	$8, %rsp
+	.cfi_adjust_cfa_offset -8
 	popq	%r15
+	.cfi_adjust_cfa_offset -8
+	.cfi_restore %r15
 	popq	%r14
+	.cfi_adjust_cfa_offset -8
+	.cfi_restore %r14
 	popq	%r13
+	.cfi_adjust_cfa_offset -8
+	.cfi_restore %r13
 	popq	%r12
+	.cfi_adjust_cfa_offset -8
+	.cfi_restore %r12
 	popq	%rbx
+	.cfi_adjust_cfa_offset -8
+	.cfi_restore %rbx
 	popq	%rbp
+	.cfi_adjust_cfa_offset -8
+	.cfi_restore %rbp
 	movq	%rdx, %rax
 	/* A plain ret keeps the CPU's return-stack predictor balanced. Most
 	 * switches leave from and resume at the same call site (the one in
@@ -75,11 +121,24 @@ weft__ctx_switch:
 	.size	weft__ctx_switch, .-weft__ctx_switch
 
 /*
- * First instructions of a new context. Reached by the `ret` above with rax
- * = the arg passed to the switch, r12 = entry function, r13 = its context
- * pointer. Calls entry(arg, ctx), which never returns. rsp is 16-byte
- * aligned here (weft__ctx_make arranges it), so the call leaves the callee
- * with the ABI's rsp+8 alignment. The zero return address ends unwinding.
+ * First instructions of a new context. Reached by the `ret` above, at
+ * .Lctx_start, with rax = the arg passed to the switch, r12 = entry
+ * function, r13 = its context pointer. Calls entry(arg, ctx), which never
+ * returns. rsp is 16-byte aligned there (weft__ctx_make arranges it), so
+ * the call leaves the callee with the ABI's rsp+8 alignment.
+ *
+ * Unwinding ends here: the return-address column is undefined in this
+ * whole function, the unwinders' mark of the outermost frame (as in
+ * glibc's _start and clone). rbp = 0 also ends frame-pointer chains.
+ *
+ * Why the nop: an unwinder looks a caller's return address up at address
+ * - 1 (the call instruction, for a normal return address). A new
+ * context's return address is .Lctx_start, so that lookup lands one byte
+ * earlier; without the nop it would fall outside this function (in the
+ * padding after weft__ctx_switch), in no FDE and no symbol, and a
+ * backtrace taken in weft__ctx_switch after the stack switch would go
+ * astray. weft__ctx_make adds WEFT__CTX_ENTRY_SKIP (switch.h) to this
+ * function's address; the check at the end keeps the two in step.
  */
 	.globl	weft__ctx_entry
 	.hidden	weft__ctx_entry
@@ -88,6 +147,8 @@ weft__ctx_switch:
 weft__ctx_entry:
 	.cfi_startproc
 	.cfi_undefined rip
+	nop
+.Lctx_start:
 	xorl	%ebp, %ebp
 	movq	%rax, %rdi
 	movq	%r13, %rsi
@@ -95,5 +156,8 @@ weft__ctx_entry:
 	ud2
 	.cfi_endproc
 	.size	weft__ctx_entry, .-weft__ctx_entry
+	.if	.Lctx_start - weft__ctx_entry - WEFT__CTX_ENTRY_SKIP
+	.error	"weft__ctx_entry: resume point and WEFT__CTX_ENTRY_SKIP disagree"
+	.endif
 
 	.section .note.GNU-stack,"",@progbits
