@@ -3,6 +3,11 @@
  * under Criterion) and tests/switch_cross.c (cross-built for the other
  * architecture and run under qemu-user by tests/run). Each check returns 0
  * when it holds, or a line number.
+ *
+ * A file that includes this may define SC_GUARD(on) first: called with 1
+ * just before the switching starts and 0 after it ends, to put the code
+ * under test under stricter rules meanwhile (switch_cross.c: BTI-guarded
+ * pages on AArch64). It returns 0 or a line number.
  */
 #ifndef WEFT_SWITCH_CHECK_H
 #define WEFT_SWITCH_CHECK_H
@@ -12,6 +17,14 @@
 #include <stdlib.h>
 
 #include "../runtime/arch/switch.h"
+
+#ifndef SC_GUARD
+#define SC_GUARD(on) 0
+#endif
+
+/* Called through a pointer, so that the switch is entered by an indirect
+ * call, as branch-target checks (BTI, IBT) see it. */
+static void *(*volatile sc_switch)(void **, void *, void *) = weft__ctx_switch;
 
 /* Flush-to-zero on or off: a control bit beside the rounding mode that
  * fesetround() leaves alone (MXCSR.FTZ, bit 15; FPCR.FZ, bit 24). */
@@ -68,8 +81,8 @@ static void sc_entry(void *arg, void *ctx)
 			sc_set_fpmode((unsigned)(n / 3 % 8));
 			sc_co_fp = weft__fpctl_get();
 		}
-		arg = weft__ctx_switch(&sc_co_sp, sc_main_sp,
-				       (void *)((uintptr_t)arg + 1000));
+		arg = sc_switch(&sc_co_sp, sc_main_sp,
+				(void *)((uintptr_t)arg + 1000));
 		if (weft__fpctl_get() != sc_co_fp && !sc_co_bad)
 			sc_co_bad = __LINE__;
 	}
@@ -88,7 +101,7 @@ static int sc_run_checks(void)
 	double third[4];
 	weft__fpctl want = 0;
 	register uint64_t k1 = 11, k2 = 13, k3 = 17;
-	int bad = 0;
+	int line, bad = 0;
 
 	if (!stk)
 		return __LINE__;
@@ -102,6 +115,8 @@ static int sc_run_checks(void)
 	sc_co_bad = 0;
 	sc_co_fp = weft__fpctl_get(); /* a new context starts with ours */
 	sc_co_sp = weft__ctx_make(stk, stk + sz, sc_entry, NULL);
+	if ((line = SC_GUARD(1)))
+		return line;
 	for (uint64_t i = 0; i < 10000; i++) {
 		unsigned m = (unsigned)(i / 2 % 8);
 
@@ -113,8 +128,8 @@ static int sc_run_checks(void)
 			same++;
 		else
 			differ++;
-		sum += (uintptr_t)weft__ctx_switch(&sc_main_sp, sc_co_sp,
-						   (void *)(uintptr_t)i);
+		sum += (uintptr_t)sc_switch(&sc_main_sp, sc_co_sp,
+				    (void *)(uintptr_t)i);
 		if (weft__fpctl_get() != want || sc_third() != third[m % 4]) {
 			bad = __LINE__; /* the coroutine's mode leaked */
 			break;
@@ -123,6 +138,8 @@ static int sc_run_checks(void)
 		k2 += 2;
 		k3 += 3;
 	}
+	if ((line = SC_GUARD(0)))
+		return line;
 	sc_set_fpmode(0);
 	free(stk);
 	if (bad)

@@ -106,6 +106,20 @@ static inline void weft__ctx_set_fpctl(void *sp, weft__fpctl fp)
 	((uint64_t *)sp)[20] = fp;
 }
 
+/* Signs a return address as weft__ctx_switch's PACIASP does when sp is
+ * `modifier`: PACIA1716 signs x17 with key A and modifier x16. Like
+ * PACIASP and AUTIASP it sits in the hint space, so on a CPU without
+ * pointer authentication (or with key A disabled for the process) all
+ * three are nops and the address stays plain at both ends. */
+static inline uint64_t weft__ctx_sign_ra(uint64_t ra, uint64_t modifier)
+{
+	register uint64_t x17 __asm__("x17") = ra;
+	register uint64_t x16 __asm__("x16") = modifier;
+
+	__asm__("hint #8" : "+r"(x17) : "r"(x16)); /* pacia1716 */
+	return x17;
+}
+
 static inline void *weft__ctx_make(void *lo, void *hi, weft__ctx_fn fn,
 				   void *ctx)
 {
@@ -118,8 +132,11 @@ static inline void *weft__ctx_make(void *lo, void *hi, weft__ctx_fn fn,
 	memset(sp, 0, WEFT__CTX_FRAME);
 	sp[0] = (uint64_t)(uintptr_t)fn;	/* x19 */
 	sp[1] = (uint64_t)(uintptr_t)ctx; /* x20 */
-	sp[11] = (uint64_t)(uintptr_t)weft__ctx_entry +
-		 WEFT__CTX_ENTRY_SKIP; /* x30 */
+	/* x30, signed for the switch's AUTIASP, which runs with sp = top
+	 * once it has popped this frame. */
+	sp[11] = weft__ctx_sign_ra((uint64_t)(uintptr_t)weft__ctx_entry +
+					   WEFT__CTX_ENTRY_SKIP,
+				   top);
 	sp[20] = fpcr;
 	return sp;
 }

@@ -19,14 +19,34 @@
  * weft__ctx_make() writes a frame whose x30 is just inside weft__ctx_entry,
  * x19 the entry function and x20 its context pointer.
  *
+ * Return-address signing (PAC). The saved x30 is signed (PACIASP: key A,
+ * modifier the sp at the call) before it is stored, and authenticated
+ * (AUTIASP) after the resumed context's frame is popped, when sp is again
+ * the value it had when that context called the switch: each context's
+ * x30 is checked against its own sp. weft__ctx_make signs a new
+ * context's x30 the same way (switch.h weft__ctx_sign_ra). So a
+ * return address overwritten in a suspended task's stack faults instead
+ * of being followed. Without PAC hardware all three are nops.
+ *
+ * Branch target identification (BTI). PACIASP is an implicit `bti c`
+ * landing pad, so weft__ctx_switch may be called through a register (a
+ * linker veneer's BR x16 included). A new context is entered by RET,
+ * which BTI does not check, so its resume point needs no landing pad; its
+ * `blr x19` goes to weft__task_entry, C code with its own landing pad
+ * (-mbranch-protection). The note at the end claims BTI and PAC, not GCS
+ * (bit 2, Arm's shadow stack): a switch of stacks by RET breaks it as it
+ * breaks x86's SHSTK (see runtime/arch/x86_64/switch.S). tests/run's
+ * cross check runs the switch with BTI and PAC enforced under qemu.
+ *
  * Unwinding. The CFI describes, at every instruction, where the caller's
  * registers are. Up to `mov sp, x1` that is the context switching out;
  * from there on sp points at the resumed context's frame, whose layout is
  * the same, so the same rules (CFA = sp + 176, each register at its slot)
  * describe the resumed context, and a backtrace shows the stack coming
  * in, down to its own switch call or, for a new context, to
- * weft__ctx_entry. tests/gdb_unwind.sh checks a backtrace at every
- * instruction.
+ * weft__ctx_entry. .cfi_negate_ra_state follows the signing state of x30
+ * so that unwinders strip the signature. tests/gdb_unwind.sh checks a
+ * backtrace at every instruction.
  */
 #include "../switch.h"
 
@@ -37,6 +57,8 @@
 	.p2align 4
 weft__ctx_switch:
 	.cfi_startproc
+	hint	#25			/* paciasp */
+	.cfi_negate_ra_state
 	sub	sp, sp, #176
 	.cfi_def_cfa_offset 176
 	stp	x19, x20, [sp, #0]
@@ -114,6 +136,8 @@ weft__ctx_switch:
 	msr	fpcr, x10
 1:	add	sp, sp, #176
 	.cfi_def_cfa_offset 0
+	hint	#29			/* autiasp */
+	.cfi_negate_ra_state
 	mov	x0, x2
 	ret
 	.cfi_endproc
@@ -135,7 +159,9 @@ weft__ctx_switch:
  * the padding after weft__ctx_switch), in no FDE and no symbol, and a
  * backtrace taken in weft__ctx_switch after the stack switch would go
  * astray. weft__ctx_make adds WEFT__CTX_ENTRY_SKIP (switch.h) to this
- * function's address; the check at the end keeps the two in step.
+ * function's address; the check at the end keeps the two in step. The
+ * nop is no landing pad: weft__ctx_entry is never called, and under BTI a
+ * call to it faults.
  */
 	.globl	weft__ctx_entry
 	.hidden	weft__ctx_entry
@@ -156,5 +182,18 @@ weft__ctx_entry:
 	.if	.Lctx_start - weft__ctx_entry - WEFT__CTX_ENTRY_SKIP
 	.error	"weft__ctx_entry: resume point and WEFT__CTX_ENTRY_SKIP disagree"
 	.endif
+
+/* NT_GNU_PROPERTY_TYPE_0 note: GNU_PROPERTY_AARCH64_FEATURE_1_AND with BTI
+ * (bit 0) and PAC (bit 1). */
+	.section .note.gnu.property, "a"
+	.p2align 3
+	.long	4		/* name size: "GNU\0" */
+	.long	16		/* descriptor size */
+	.long	5		/* NT_GNU_PROPERTY_TYPE_0 */
+	.asciz	"GNU"
+	.long	0xc0000000	/* GNU_PROPERTY_AARCH64_FEATURE_1_AND */
+	.long	4		/* property data size */
+	.long	0x3		/* BTI | PAC */
+	.long	0		/* pad to 8 bytes */
 
 	.section .note.GNU-stack,"",%progbits

@@ -35,6 +35,28 @@
  * through *save_sp for every register. The pops then hand each register
  * back as an epilogue does. tests/gdb_unwind.sh checks a backtrace at
  * every instruction.
+ *
+ * Control-flow enforcement (CET). The note at the end marks this object
+ * IBT-compatible: weft__ctx_switch starts with endbr64, so it may be
+ * reached by an indirect call or jump (it is called directly today, but
+ * nothing stops taking its address); weft__ctx_entry is entered only by
+ * `ret`, which IBT does not check; and the one indirect branch here, the
+ * `call *%r12`, goes to weft__task_entry, C code with its own endbr64
+ * (-fcf-protection).
+ *
+ * The note does not claim SHSTK, on purpose. Under a shadow stack every
+ * `ret` must return to the address its `call` pushed on the thread's
+ * shadow stack, and the `ret` below returns on another stack than the one
+ * it was called on: at once when a new task starts (weft__ctx_entry was
+ * never pushed by a call), and otherwise as soon as the resumed context
+ * returns up its own call chain while the shadow stack holds the other
+ * context's, the CPU raises #CP. Supporting it would take a shadow stack
+ * per task (map_shadow_stack, Linux 6.6) and a switch of shadow-stack
+ * pointers with restore tokens (saveprevssp/rstorssp, as glibc's
+ * swapcontext does), which weft does not have. The linker ANDs these bits
+ * over all objects, so linking this object leaves the program without
+ * SHSTK, and it runs without a shadow stack: the honest outcome, where
+ * claiming it would make task switches fault.
  */
 #include "../switch.h"
 
@@ -45,6 +67,7 @@
 	.p2align 4
 weft__ctx_switch:
 	.cfi_startproc
+	endbr64
 	pushq	%rbp
 	.cfi_adjust_cfa_offset 8
 	.cfi_rel_offset %rbp, 0
@@ -138,7 +161,10 @@ weft__ctx_switch:
  * padding after weft__ctx_switch), in no FDE and no symbol, and a
  * backtrace taken in weft__ctx_switch after the stack switch would go
  * astray. weft__ctx_make adds WEFT__CTX_ENTRY_SKIP (switch.h) to this
- * function's address; the check at the end keeps the two in step.
+ * function's address; the check at the end keeps the two in step. No
+ * endbr64 is needed at .Lctx_start: IBT checks indirect calls and jumps,
+ * not returns. weft__ctx_entry itself is never called, so the nop (not an
+ * endbr64) at its start also makes an indirect call to it fault under IBT.
  */
 	.globl	weft__ctx_entry
 	.hidden	weft__ctx_entry
@@ -159,5 +185,18 @@ weft__ctx_entry:
 	.if	.Lctx_start - weft__ctx_entry - WEFT__CTX_ENTRY_SKIP
 	.error	"weft__ctx_entry: resume point and WEFT__CTX_ENTRY_SKIP disagree"
 	.endif
+
+/* NT_GNU_PROPERTY_TYPE_0 note: GNU_PROPERTY_X86_FEATURE_1_AND with IBT
+ * (bit 0) only; SHSTK (bit 1) is not claimed, see the top of this file. */
+	.section .note.gnu.property, "a"
+	.p2align 3
+	.long	4		/* name size: "GNU\0" */
+	.long	16		/* descriptor size */
+	.long	5		/* NT_GNU_PROPERTY_TYPE_0 */
+	.asciz	"GNU"
+	.long	0xc0000002	/* GNU_PROPERTY_X86_FEATURE_1_AND */
+	.long	4		/* property data size */
+	.long	0x1		/* GNU_PROPERTY_X86_FEATURE_1_IBT */
+	.long	0		/* pad to 8 bytes */
 
 	.section .note.GNU-stack,"",@progbits
