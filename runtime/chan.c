@@ -570,15 +570,42 @@ int weft_gen_next(weft_gen *g, void **value)
 
 void weft_gen_destroy(weft_gen *g)
 {
+	struct weft__worker *w = weft__worker_self();
+
 	if (!g)
 		return;
+	/* From the body itself the wait below could never end. */
+	weft__check(!w || !w->current || weft_self() != g->task,
+		    "weft_gen_destroy() from the generator's own body");
 	/* aclose(): the body's pending or next yield fails, and a cancel
 	 * ends any other wait it is in. */
 	weft_chan_close(g->chan);
 	weft_cancel(g->task);
-	weft_shield_begin();
-	weft_await(g->task, NULL);
-	weft_shield_end();
+	/* Then wait until the body has returned, whatever happens: it still
+	 * writes g->status and closes g->chan. A shield blocks cancellation
+	 * but not the caller's deadline scope, which ended this wait at once
+	 * in an expired scope and freed g under the running body (issue 15):
+	 * the scope is lifted for the wait. A thread outside the runtime
+	 * joins instead (weft_await refused it, and the free followed). */
+	if (w && w->current) {
+		struct weft_task *self = w->current;
+		uint64_t saved = self->deadline;
+
+		self->deadline = WEFT_NEVER;
+		self->shield++;
+		/* Shielded and without deadline it returns only once the
+		 * body has ended (its outcome, -ECANCELED as a rule). The
+		 * task may resume on another worker: self is still its
+		 * control block. */
+		(void)weft_await(g->task, NULL);
+		self->shield--;
+		self->deadline = saved;
+	} else {
+		int err = weft_join(g->task, NULL);
+
+		weft__check(err != -EDEADLK,
+			    "weft_gen_destroy() on a worker outside a task");
+	}
 	weft_task_release(g->task);
 	weft_chan_destroy(g->chan);
 	weft__free(g);

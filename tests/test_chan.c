@@ -1947,3 +1947,83 @@ Test(chan, destroying_a_channel_twice_aborts_with_a_message,
 	wt_assert_misuse_reported(chan_destroy_twice,
 				  "weft_chan_destroy(): not a live channel");
 }
+
+/* ======================================================================
+ * Issue 15: lifetimes, the budget
+ * ====================================================================== */
+
+/* weft_gen_destroy() waited for the body with weft_await, which the
+ * consumer's deadline scope ends (a shield blocks cancellation only): in
+ * an expired scope it returned at once and freed the generator, and the
+ * body then wrote its status and closed its channel in freed memory. From
+ * a thread outside the runtime the await failed with -EPERM and the same
+ * free followed. Either way the body must have returned when destroy
+ * does. */
+static int gen_slow_cleanup_body(weft_gen *g, void *arg)
+{
+	struct gen_state *s = arg;
+
+	for (int i = 1;; i++) {
+		s->last_yield_rc = weft_gen_yield(g, V(i));
+		if (s->last_yield_rc)
+			break;
+		s->yields++;
+	}
+	/* Cleanup that takes a while and must not be cut short. */
+	weft_shield_begin();
+	s->sleep_rc = weft_sleep(2 * MS);
+	weft_shield_end();
+	s->cleaned_up = 1;
+	return 0;
+}
+
+static void *gen_destroy_blocking(void *arg)
+{
+	weft_gen_destroy(arg);
+	return NULL;
+}
+
+static void *gen_destroy_waits_main(void *arg)
+{
+	struct gen_state *s = arg;
+	uint64_t saved;
+	weft_gen *g;
+	void *v;
+
+	/* The guide's count(): an expired scope around the destroy. */
+	if (!WT_CHECK_EQ(weft_gen_create(&g, gen_slow_cleanup_body, s), 0))
+		return NULL;
+	WT_CHECK_EQ(weft_gen_next(g, &v), 1);
+	saved = weft_timeout_begin(0);
+	weft_gen_destroy(g);
+	weft_timeout_end(saved);
+	WT_CHECK_EQ(s->cleaned_up, 1);
+	WT_CHECK_EQ(s->last_yield_rc, -ECANCELED);
+	WT_CHECK_EQ(s->sleep_rc, 0);
+	/* The caller's scope is back in force. */
+	WT_CHECK_EQ(weft_deadline(), WEFT_NEVER);
+	saved = weft_timeout_begin(10 * SEC);
+	if (!WT_CHECK_EQ(weft_gen_create(&g, gen_slow_cleanup_body, s), 0))
+		return NULL;
+	weft_gen_destroy(g);
+	WT_CHECK(weft_deadline() != WEFT_NEVER);
+	weft_timeout_end(saved);
+
+	/* From a thread outside the runtime (the blocking pool's). */
+	memset(s, 0, sizeof(*s));
+	if (!WT_CHECK_EQ(weft_gen_create(&g, gen_slow_cleanup_body, s), 0))
+		return NULL;
+	WT_CHECK_EQ(weft_gen_next(g, &v), 1);
+	WT_CHECK_EQ(weft_run_blocking(gen_destroy_blocking, g, NULL), 0);
+	WT_CHECK_EQ(s->cleaned_up, 1);
+	WT_CHECK_EQ(s->last_yield_rc, -ECANCELED);
+	return NULL;
+}
+
+Test(chan, generator_destroy_waits_for_the_body_despite_an_expired_deadline_scope_and_from_a_thread,
+     .timeout = WT_TIMEOUT(20))
+{
+	struct gen_state s;
+
+	wt_run_each(gen_destroy_waits_main, &s, sizeof(s));
+}
