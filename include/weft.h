@@ -565,6 +565,16 @@ static inline int weft_ptr_err(const void *p)
  * a second destroy of the same object, aborts the process with a message
  * naming the call (a misuse that is detected; memory reused by another
  * allocation since cannot always be told apart).
+ * Lifetime after a grant: a call that satisfies a waiter (a send or
+ * receive that completes a waiting one, close, set, fail, release,
+ * notify, a group's last task ending) ends that waiter's use of the
+ * object. Once that call has returned the object may be destroyed, even
+ * before the waiter has run: a task may send a reply on a one-shot channel
+ * and destroy it, or set an event and destroy it. A waiter whose timeout
+ * or cancellation comes at that moment either gets the grant or gives up
+ * without it, and a destroy waits for one that is still giving up. A
+ * select is in progress on every channel of its cases until it returns,
+ * except the one whose operation completed it.
  */
 
 /* Channel: a bounded multi-producer multi-consumer FIFO of pointers

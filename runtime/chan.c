@@ -13,10 +13,12 @@
  *     for cap 0 always), and a receiver that takes a buffered value moves
  *     the first waiting sender's value into the freed slot, so FIFO order
  *     across buffered and waiting values is kept;
- *   - after close, neither queue holds a node: close granted them all
- *     (-EPIPE), and no one links a node on a closed channel.
- * "Live" matters only for select nodes, which may be stale (their select
- * went another way); weft__wq_take() skips those.
+ *   - after close, neither queue holds a live node: close granted them
+ *     all (-EPIPE), and no one links a node on a closed channel.
+ * "Live": a node that weft__wq_take() may still grant. The others stay
+ * linked until their owners unlink them: nodes whose waiter is giving up,
+ * and nodes of a select that gave up or was granted on another channel
+ * (wait.h argues why granters leave those alone).
  *
  * Direct hand-off keeps a send to a waiting receiver at one lock round and
  * one wake: the woken receiver goes to the sender's worker's next slot and
@@ -62,11 +64,14 @@ void weft_chan_destroy(weft_chan *c)
 		return;
 	weft__live_end(&c->tag, "weft_chan_destroy(): not a live channel "
 				     "(destroyed already?)");
-	/* A granter may still be between its DONE store and its unlock. */
-	weft__spin_lock(&c->lock);
-	weft__check(!weft__wq_any(&c->sendq) && !weft__wq_any(&c->recvq),
-		    "weft_chan_destroy() with waiters");
-	weft__spin_unlock(&c->lock);
+	/* A granter may still be between its DONE store and its unlock, a
+	 * waiter between giving up and its unlink. A node of a select that
+	 * was granted on another channel counts as a waiter: that select is
+	 * still in progress here and will lock c to unlink it (this check
+	 * used to skip such nodes, and the select then locked freed
+	 * memory). */
+	weft__wq_retire(&c->lock, &c->sendq, &c->recvq,
+			"weft_chan_destroy() with waiters");
 	free(c); /* aligned_alloc()ed: not through the hook */
 }
 
@@ -280,9 +285,14 @@ size_t weft_chan_cap(weft_chan *c)
  * Go's scheme: lock every channel involved (in address order, so two
  * selects never deadlock), take the first ready case; otherwise link one
  * node per case, all sharing one sel word, unlock and park. The first
- * granter to win the sel's CAS completes its case; the others find the
- * node stale. On wake-up (or giving up) the select locks the channels
- * again and unlinks what is still linked. */
+ * granter to win the sel's CAS completes its case and unlinks the
+ * select's other nodes on its channel; granters elsewhere find the word
+ * taken and leave those nodes linked. On wake-up the select locks the
+ * OTHER channels and unlinks its nodes there; after giving up (its own
+ * CAS won, so no grant can come) it locks them all. wait.h argues why the
+ * winning channel must not be touched again (its granter may destroy it
+ * as soon as its call returns: a one-shot reply channel) and why the
+ * others are still there. */
 
 #define SEL_STACK 8
 
@@ -292,6 +302,7 @@ struct sel_state {
 	weft_chan **order; /* distinct channels in address order */
 	size_t norder;
 	struct weft__wnode *nodes;
+	struct weft__sel *sel;
 };
 
 static void lock_all(struct sel_state *s)
@@ -334,24 +345,66 @@ static int sel_try(struct sel_state *s, struct weft_task **wake)
 	return -1;
 }
 
-static void sel_unlink(struct sel_state *s)
+/*
+ * Unlinks the select's nodes from every channel but skip (the channel
+ * that granted it, whose granter took them all and may have destroyed it
+ * since; NULL after giving up), in address order. Each of those channels
+ * still holds every node of ours it was given: granters there lost the
+ * sel CAS and left them linked, and their destroy refuses to free a
+ * channel with a select node of a select that did not give up, or waits
+ * for one that did (weft__wq_retire). The `linked` check is for a drop at
+ * shutdown that came first.
+ */
+static void sel_unlink(struct sel_state *s, const weft_chan *skip)
 {
-	lock_all(s);
-	for (size_t i = 0; i < s->n; i++) {
+	size_t i;
+
+	for (i = 0; i < s->norder; i++)
+		if (s->order[i] != skip)
+			weft__spin_lock(&s->order[i]->lock);
+	for (i = 0; i < s->n; i++) {
 		struct weft_sel *k = &s->cases[i];
 		struct weft__wnode *nd = &s->nodes[i];
-		if (k->chan && nd->linked)
-			weft__wq_remove(k->op == WEFT_SEL_SEND
-						? &k->chan->sendq
-						: &k->chan->recvq,
-					nd);
+
+		if (k->chan && k->chan != skip && nd->linked)
+			weft__wq_remove(nd->q, nd);
 	}
-	unlock_all(s);
+	for (i = s->norder; i-- > 0;)
+		if (s->order[i] != skip)
+			weft__spin_unlock(&s->order[i]->lock);
 }
 
+/* Claims the select for leaving (winner OPEN -> GAVE_UP). Returns -1 if it
+ * won (no grant can come any more), else the case a granter claimed,
+ * once that grant is DONE (its granter holds the channel lock from its
+ * CAS to the DONE store and never suspends there). */
+static int sel_leave(struct weft__sel *sel)
+{
+	int won = WEFT__SEL_OPEN;
+
+	/* acq_rel: pairs with the granter's CAS in weft__wq_take(). */
+	if (atomic_compare_exchange_strong_explicit(
+		    &sel->winner, &won, WEFT__SEL_GAVE_UP,
+		    memory_order_acq_rel, memory_order_acquire))
+		return -1;
+	/* Acquire pairs with the release in weft__wnode_grant(). */
+	unsigned spin = 0;
+
+	while (atomic_load_explicit(&sel->nodes[won].state,
+				    memory_order_acquire) != WEFT__WN_DONE)
+		weft__backoff(&spin);
+	return won;
+}
+
+/* Dropped at shutdown (weft__task_drop_all) while parked: its nodes leave
+ * the channels, except the one that granted it, if one did (a thread
+ * outside the runtime may have granted and destroyed it). */
 static void sel_unwait(void *arg)
 {
-	sel_unlink(arg);
+	struct sel_state *s = arg;
+	int won = sel_leave(s->sel);
+
+	sel_unlink(s, won >= 0 ? s->cases[won].chan : NULL);
 }
 
 static int sel_park(struct sel_state *s, struct weft__sel *sel,
@@ -381,20 +434,13 @@ static int sel_park(struct sel_state *s, struct weft__sel *sel,
 		}
 		why = weft__wait_why(self, deadline, &tm, &armed);
 		if (why) {
-			int open = WEFT__SEL_OPEN;
-			if (atomic_compare_exchange_strong_explicit(
-				    &sel->winner, &open, WEFT__SEL_GAVE_UP,
-				    memory_order_acq_rel,
-				    memory_order_acquire)) {
-				self->unwait = NULL;
-				weft__park_done(self);
-				if (armed)
-					weft__timer_cancel(self->rt, &tm);
-				return why;
-			}
+			self->unwait = NULL;
+			weft__park_done(self);
+			if (armed)
+				weft__timer_cancel(self->rt, &tm);
+			won = sel_leave(sel);
 			/* A granter won first: report its case. */
-			why = 0;
-			continue;
+			return won >= 0 ? won : why;
 		}
 		w = weft__park(w);
 	}
@@ -465,11 +511,17 @@ int weft_select(struct weft_sel *cases, size_t n, uint64_t timeout_ns)
 		goto out;
 	}
 	atomic_init(&sel.winner, WEFT__SEL_OPEN);
+	sel.nodes = s.nodes;
+	sel.n = n;
+	s.sel = &sel;
+	/* Every node is filled before the first unlock: a granter that finds
+	 * one reads its siblings' obj (weft__sel_take_siblings). */
 	for (i = 0; i < n; i++) {
 		struct weft__wnode *nd = &s.nodes[i];
 		weft__wnode_init(nd, cases[i].value);
 		nd->sel = &sel;
 		nd->index = (int)i;
+		nd->obj = cases[i].chan;
 		if (!cases[i].chan)
 			continue;
 		weft__wq_push(cases[i].op == WEFT_SEL_SEND
@@ -479,7 +531,8 @@ int weft_select(struct weft_sel *cases, size_t n, uint64_t timeout_ns)
 	}
 	unlock_all(&s);
 	won = sel_park(&s, &sel, deadline);
-	sel_unlink(&s);
+	/* Never the granting channel again (wait.h, Lifetime). */
+	sel_unlink(&s, won >= 0 ? cases[won].chan : NULL);
 	if (won >= 0) {
 		struct weft__wnode *nd = &s.nodes[won];
 		cases[won].result = nd->result;

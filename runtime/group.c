@@ -13,6 +13,17 @@
  * grants every waiter. Its unlock is its last access to the group: a
  * waiter released by the grant may destroy the group, and destroy takes
  * the lock once before freeing, so it waits out that unlock.
+ *
+ * Lifetime (wait.h): a granted waiter does not touch the group again (the
+ * first failure travels in its node), so another waiter released by the
+ * same grant may destroy it at once. A waiter whose wait fails (cancelled,
+ * timed out) must still cancel the members and wait for them, but only if
+ * the group has not emptied meanwhile: it decides that under the lock it
+ * took to unlink its node (weft__wq_park_locked) and links its next node
+ * in the same critical section. Once the group is empty it touches
+ * nothing more, since the waiters released by the emptying may destroy the
+ * group; while a member is left, none of them has been released, so the
+ * group is there.
  */
 #include <errno.h>
 
@@ -60,7 +71,8 @@ static void member_gone(weft_group *g)
 	if (--g->live)
 		weft__spin_unlock(&g->lock);
 	else
-		weft__wq_grant_all(&g->lock, &g->waiters, 0, ~0u);
+		weft__wq_grant_all(&g->lock, &g->waiters, g->first_err, NULL,
+				   ~0u);
 }
 
 void weft__group_link(struct weft_group *g, struct weft_task *t)
@@ -150,47 +162,49 @@ size_t weft_group_size(weft_group *g)
 	return n;
 }
 
-/* Waits for live == 0 with the given deadline. */
-static int wait_empty(weft_group *g, uint64_t deadline)
+int weft_group_wait(weft_group *g)
 {
+	struct weft__worker *w;
 	struct weft__wnode n;
+	int err;
 
+	if (!g)
+		return -EINVAL;
 	weft__spin_lock(&g->lock);
 	if (!g->live) {
+		err = g->first_err;
 		weft__spin_unlock(&g->lock);
-		return 0;
+		return err;
 	}
 	weft__wnode_init(&n, NULL);
 	weft__wq_push(&g->waiters, &n);
 	weft__spin_unlock(&g->lock);
-	return weft__wq_park(&g->lock, &g->waiters, &n, deadline);
-}
-
-int weft_group_wait(weft_group *g)
-{
-	struct weft__worker *w;
-	int err, first;
-
-	if (!g)
-		return -EINVAL;
-	err = wait_empty(g, weft__wait_deadline(WEFT_NEVER));
-	if (err) {
-		/* The waiter was cancelled or timed out: asyncio cancels the
-		 * group's tasks and still waits for them, shielded. */
-		weft_group_cancel(g);
-		w = weft__worker_self();
-		if (w && w->current)
-			w->current->shield++;
-		wait_empty(g, WEFT_NEVER);
-		w = weft__worker_self();
-		if (w && w->current)
-			w->current->shield--;
+	err = weft__wq_park_locked(&g->lock, &g->waiters, &n,
+				   weft__wait_deadline(WEFT_NEVER));
+	if (!err)
+		return n.result; /* first_err, from the grant */
+	/* Cancelled or timed out; the lock is held and n unlinked. The last
+	 * member ended meanwhile: its grant skipped our leaving node and may
+	 * have released others, who may be destroying the group now. */
+	if (!g->live) {
+		weft__spin_unlock(&g->lock);
 		return err;
 	}
-	weft__spin_lock(&g->lock);
-	first = g->first_err;
+	/* asyncio cancels the group's tasks and still waits for them,
+	 * shielded, without deadline. Relinked before the unlock: the
+	 * emptying grant cannot miss us. */
+	cancel_members(g);
+	weft__wnode_init(&n, NULL);
+	weft__wq_push(&g->waiters, &n);
 	weft__spin_unlock(&g->lock);
-	return first;
+	w = weft__worker_self();
+	if (w && w->current)
+		w->current->shield++;
+	weft__wq_park(&g->lock, &g->waiters, &n, WEFT_NEVER);
+	w = weft__worker_self();
+	if (w && w->current)
+		w->current->shield--;
+	return err;
 }
 
 void weft_group_destroy(weft_group *g)
@@ -201,8 +215,9 @@ void weft_group_destroy(weft_group *g)
 				     "(destroyed already?)");
 	if (weft_group_size(g))
 		weft_group_wait(g);
-	/* A last member may still be between its grant and its unlock. */
-	weft__spin_lock(&g->lock);
-	weft__spin_unlock(&g->lock);
+	/* A last member may still be between its grant and its unlock, a
+	 * waiter between giving up and its unlink. */
+	weft__wq_retire(&g->lock, &g->waiters, NULL,
+			"weft_group_destroy() with waiters");
 	weft__free(g);
 }

@@ -7,7 +7,14 @@
  * Fairness: the lock and the semaphore hand ownership to the longest
  * waiter directly on release (the releaser never puts the permit back
  * while someone waits), so a newcomer's fast path cannot overtake a
- * waiter: invariant "waiters queued => held (lock) / no permit free (sem)".
+ * waiter: invariant "waiters queued => held (lock) / no permit free (sem)",
+ * counting waiters that can still be granted (a node whose waiter is
+ * leaving stays linked until it unlinks itself, and is never granted).
+ *
+ * Lifetime (wait.h): a granted waiter reads only its node, and the
+ * destroys wait for waiters that are leaving (weft__wq_retire), so an
+ * object may be destroyed as soon as the call that granted its last
+ * waiter has returned.
  */
 #include <errno.h>
 
@@ -28,35 +35,68 @@ uint64_t weft__wait_deadline(uint64_t timeout_ns)
 	return d;
 }
 
-/* Gives up on n: unlinks it unless a grant got there first. */
+/*
+ * Gives up on n (the wait failed with why): claims the node, then unlinks
+ * it. A failed claim means a granter claimed it first: the grant is
+ * reported (0) and the object is not touched, since the granting side may
+ * destroy it as soon as its call returns (wait.h, Lifetime). keep: return
+ * with the lock held after the unlink.
+ */
 static int give_up(weft__spin *lock, struct weft__wq *q, struct weft__wnode *n,
-		   int why)
+		   int why, bool keep)
 {
+	int s = WEFT__WN_WAITING;
+
+	/* Relaxed: only the outcome matters (one of this CAS and the
+	 * granter's in weft__wq_take fails); see wait.h. */
+	if (!atomic_compare_exchange_strong_explicit(
+		    &n->state, &s, WEFT__WN_LEAVING, memory_order_relaxed,
+		    memory_order_relaxed)) {
+		/* GRANTING or DONE. A granter holds the lock between its
+		 * claim and DONE and never suspends there; acquire pairs
+		 * with the release in weft__wnode_grant(). */
+		unsigned spin = 0;
+
+		while (atomic_load_explicit(&n->state, memory_order_acquire) !=
+		       WEFT__WN_DONE)
+			weft__backoff(&spin);
+		return 0;
+	}
+	/* Ours: still linked (granters skip LEAVING nodes), so every destroy
+	 * waits for the unlink below (weft__wq_retire): the object is
+	 * there. */
 	weft__spin_lock(lock);
-	if (atomic_load_explicit(&n->state, memory_order_acquire) ==
-	    WEFT__WN_DONE)
-		why = 0;
-	else
+	if (n->linked) /* not after a drop at shutdown */
 		weft__wq_remove(q, n);
-	weft__spin_unlock(lock);
+	if (!keep)
+		weft__spin_unlock(lock);
 	return why;
 }
 
 static int park_thread(weft__spin *lock, struct weft__wq *q,
-		       struct weft__wnode *n, uint64_t deadline)
+		       struct weft__wnode *n, uint64_t deadline, bool keep)
 {
+	unsigned spin = 0;
+
 	for (;;) {
-		if (atomic_load_explicit(&n->state, memory_order_acquire) ==
-		    WEFT__WN_DONE)
+		int s = atomic_load_explicit(&n->state, memory_order_acquire);
+
+		if (s == WEFT__WN_DONE)
 			return 0;
 		if (deadline != WEFT_NEVER && weft_now() >= deadline)
-			return give_up(lock, q, n, -ETIMEDOUT);
-		weft__futex_wait(&n->state, WEFT__WN_WAITING, deadline);
+			return give_up(lock, q, n, -ETIMEDOUT, keep);
+		/* GRANTING: the DONE store is a few instructions away. */
+		if (s == WEFT__WN_WAITING)
+			weft__futex_wait(&n->state, WEFT__WN_WAITING, deadline);
+		else
+			weft__backoff(&spin);
 	}
 }
 
 /* A parked waiter's node and where it is linked, for a drop at shutdown
- * (weft__task_drop_all): the node leaves the program's object. */
+ * (weft__task_drop_all): the node leaves the program's object, unless it
+ * was granted (a thread outside the runtime may have granted it and freed
+ * the object since): the same claim as give_up(). */
 struct wq_unwait {
 	weft__spin *lock;
 	struct weft__wq *q;
@@ -67,14 +107,11 @@ static void wq_unwait(void *arg)
 {
 	struct wq_unwait *u = arg;
 
-	weft__spin_lock(u->lock);
-	if (u->n->linked)
-		weft__wq_remove(u->q, u->n);
-	weft__spin_unlock(u->lock);
+	give_up(u->lock, u->q, u->n, -ECANCELED, false);
 }
 
-int weft__wq_park(weft__spin *lock, struct weft__wq *q, struct weft__wnode *n,
-		  uint64_t deadline)
+static int park(weft__spin *lock, struct weft__wq *q, struct weft__wnode *n,
+		uint64_t deadline, bool keep)
 {
 	struct weft__worker *w = weft__worker_self();
 	struct weft_task *self = n->task;
@@ -84,7 +121,7 @@ int weft__wq_park(weft__spin *lock, struct weft__wq *q, struct weft__wnode *n,
 	int why = 0;
 
 	if (!self)
-		return park_thread(lock, q, n, deadline);
+		return park_thread(lock, q, n, deadline, keep);
 	atomic_init(&tm.state, WEFT__TM_IDLE);
 	self->unwait = wq_unwait;
 	self->unwait_arg = &u;
@@ -99,7 +136,7 @@ int weft__wq_park(weft__spin *lock, struct weft__wq *q, struct weft__wnode *n,
 			weft__park_done(self);
 			if (armed)
 				weft__timer_cancel(self->rt, &tm);
-			return give_up(lock, q, n, why);
+			return give_up(lock, q, n, why, keep);
 		}
 		w = weft__park(w);
 	}
@@ -108,6 +145,18 @@ int weft__wq_park(weft__spin *lock, struct weft__wq *q, struct weft__wnode *n,
 	if (armed)
 		weft__timer_cancel(self->rt, &tm);
 	return 0;
+}
+
+int weft__wq_park(weft__spin *lock, struct weft__wq *q, struct weft__wnode *n,
+		  uint64_t deadline)
+{
+	return park(lock, q, n, deadline, false);
+}
+
+int weft__wq_park_locked(weft__spin *lock, struct weft__wq *q,
+			 struct weft__wnode *n, uint64_t deadline)
+{
+	return park(lock, q, n, deadline, true);
 }
 
 /* Links a node for the caller and waits; the lock is held on entry and
@@ -123,15 +172,17 @@ static int wait_on(weft__spin *lock, struct weft__wq *q, struct weft__wnode *n,
 /* The nodes' tasks are collected before the wakes: after a grant the node
  * may be gone. */
 unsigned weft__wq_grant_all(weft__spin *lock, struct weft__wq *q, int result,
-			    unsigned max)
+			    void *value, unsigned max)
 {
 	struct weft_task *batch[32];
 	unsigned nb = 0, total = 0;
 	struct weft__wnode *n;
 
 	while (total < max && (n = weft__wq_take(q))) {
-		struct weft_task *t = weft__wnode_grant(n, result);
+		struct weft_task *t;
 
+		n->value = value;
+		t = weft__wnode_grant(n, result);
 		total++;
 		if (t)
 			batch[nb++] = t;
@@ -146,6 +197,57 @@ unsigned weft__wq_grant_all(weft__spin *lock, struct weft__wq *q, int result,
 	for (unsigned i = 0; i < nb; i++)
 		weft__task_wake(batch[i]);
 	return total;
+}
+
+/* A node of a waiter that is on its way out: it unlinks itself without
+ * suspending (wait.h, Lifetime). */
+static bool leaving(const struct weft__wnode *n)
+{
+	if (n->sel)
+		return atomic_load_explicit(&n->sel->winner,
+					    memory_order_acquire) ==
+		       WEFT__SEL_GAVE_UP;
+	return atomic_load_explicit(&n->state, memory_order_acquire) ==
+	       WEFT__WN_LEAVING;
+}
+
+/* 0: q empty; 1: only leavers linked; 2: someone else is linked. */
+static int wq_census(const struct weft__wq *q)
+{
+	const struct weft__wnode *n;
+	int r = 0;
+
+	if (!q)
+		return 0;
+	for (n = q->head; n; n = n->next) {
+		if (!leaving(n))
+			return 2;
+		r = 1;
+	}
+	return r;
+}
+
+void weft__wq_retire(weft__spin *lock, struct weft__wq *q1,
+		     struct weft__wq *q2, const char *msg)
+{
+	unsigned spin = 0;
+
+	for (;;) {
+		int a, b;
+
+		weft__spin_lock(lock);
+		a = wq_census(q1);
+		b = wq_census(q2);
+		weft__check(a < 2 && b < 2, msg);
+		if (!a && !b)
+			break;
+		/* A leaver needs the lock to unlink itself. It does not
+		 * suspend on the way, but its thread may have lost its CPU
+		 * (to this one, say): the back-off ends in yields. */
+		weft__spin_unlock(lock);
+		weft__backoff(&spin);
+	}
+	weft__spin_unlock(lock);
 }
 
 /* ---- future ----------------------------------------------------------- */
@@ -179,10 +281,10 @@ void weft_future_destroy(weft_future *f)
 		return;
 	weft__live_end(&f->tag, "weft_future_destroy(): not a live future "
 				     "(destroyed already?)");
-	/* A setter may still be between its DONE store and its unlock. */
-	weft__spin_lock(&f->lock);
-	weft__check(!f->waiters.head, "weft_future_destroy() with waiters");
-	weft__spin_unlock(&f->lock);
+	/* A setter may still be between its DONE store and its unlock, a
+	 * waiter between giving up and its unlink. */
+	weft__wq_retire(&f->lock, &f->waiters, NULL,
+			"weft_future_destroy() with waiters");
 	weft__free(f);
 }
 
@@ -198,7 +300,9 @@ static int future_complete(weft_future *f, void *value, int err)
 	f->value = value;
 	f->err = err;
 	atomic_store_explicit(&f->done, 1, memory_order_release);
-	weft__wq_grant_all(&f->lock, &f->waiters, 0, ~0u);
+	/* The outcome travels in each node: a woken awaiter must not read
+	 * f, which may be destroyed once this call has returned. */
+	weft__wq_grant_all(&f->lock, &f->waiters, err, value, ~0u);
 	return 0;
 }
 
@@ -242,9 +346,11 @@ int weft_future_await_timeout(weft_future *f, void **value,
 		      weft__wait_deadline(timeout_ns));
 	if (err)
 		return err;
-	/* The node's DONE (acquire in weft__wq_park) came after the
-	 * setter's stores of value and err. */
-	return future_result(f, value);
+	/* From the node (its DONE, acquire in weft__wq_park, came after the
+	 * setter wrote it), not from f: the setter may have destroyed f. */
+	if (value)
+		*value = n.result ? NULL : n.value;
+	return n.result;
 }
 
 int weft_future_await(weft_future *f, void **value)
@@ -286,9 +392,8 @@ void weft_event_destroy(weft_event *e)
 		return;
 	weft__live_end(&e->tag, "weft_event_destroy(): not a live event "
 				     "(destroyed already?)");
-	weft__spin_lock(&e->lock);
-	weft__check(!e->waiters.head, "weft_event_destroy() with waiters");
-	weft__spin_unlock(&e->lock);
+	weft__wq_retire(&e->lock, &e->waiters, NULL,
+			"weft_event_destroy() with waiters");
 	weft__free(e);
 }
 
@@ -298,7 +403,7 @@ void weft_event_set(weft_event *e)
 		return;
 	weft__spin_lock(&e->lock);
 	atomic_store_explicit(&e->set, 1, memory_order_release);
-	weft__wq_grant_all(&e->lock, &e->waiters, 0, ~0u);
+	weft__wq_grant_all(&e->lock, &e->waiters, 0, NULL, ~0u);
 }
 
 void weft_event_clear(weft_event *e)
@@ -367,9 +472,8 @@ void weft_lock_destroy(weft_lock *l)
 		return;
 	weft__live_end(&l->tag, "weft_lock_destroy(): not a live lock "
 				     "(destroyed already?)");
-	weft__spin_lock(&l->lock);
-	weft__check(!l->waiters.head, "weft_lock_destroy() with waiters");
-	weft__spin_unlock(&l->lock);
+	weft__wq_retire(&l->lock, &l->waiters, NULL,
+			"weft_lock_destroy() with waiters");
 	weft__free(l);
 }
 
@@ -484,9 +588,8 @@ void weft_sem_destroy(weft_sem *s)
 		return;
 	weft__live_end(&s->tag, "weft_sem_destroy(): not a live semaphore "
 				     "(destroyed already?)");
-	weft__spin_lock(&s->lock);
-	weft__check(!s->waiters.head, "weft_sem_destroy() with waiters");
-	weft__spin_unlock(&s->lock);
+	weft__wq_retire(&s->lock, &s->waiters, NULL,
+			"weft_sem_destroy() with waiters");
 	weft__free(s);
 }
 
@@ -594,9 +697,8 @@ void weft_cond_destroy(weft_cond *c)
 		return;
 	weft__live_end(&c->tag, "weft_cond_destroy(): not a live condition "
 				     "(destroyed already?)");
-	weft__spin_lock(&c->lock);
-	weft__check(!c->waiters.head, "weft_cond_destroy() with waiters");
-	weft__spin_unlock(&c->lock);
+	weft__wq_retire(&c->lock, &c->waiters, NULL,
+			"weft_cond_destroy() with waiters");
 	weft__free(c);
 }
 
@@ -642,7 +744,7 @@ unsigned weft_cond_notify(weft_cond *c, unsigned n)
 	if (!c || !n)
 		return 0;
 	weft__spin_lock(&c->lock);
-	return weft__wq_grant_all(&c->lock, &c->waiters, 0, n);
+	return weft__wq_grant_all(&c->lock, &c->waiters, 0, NULL, n);
 }
 
 unsigned weft_cond_notify_all(weft_cond *c)

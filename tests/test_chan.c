@@ -2027,3 +2027,122 @@ Test(chan, generator_destroy_waits_for_the_body_despite_an_expired_deadline_scop
 
 	wt_run_each(gen_destroy_waits_main, &s, sizeof(s));
 }
+
+/* A parked select that a rendezvous send completes: the sender's call
+ * returns 0 and it destroys the channel at once (a one-shot reply
+ * channel). The select relocked every channel of its cases to unlink its
+ * nodes, the completed one too, in freed memory (ASan: heap-use-after-free
+ * in weft__spin_lock <- lock_all <- sel_unlink). With the channel in two
+ * cases, the second node must be gone from it as well. One worker: the
+ * select runs only after the destroy. */
+struct sel_reply {
+	weft_chan *reply, *other;
+	int twice; /* reply in cases 0 and 2 */
+	atomic_int entered;
+	int won;
+	void *value;
+};
+
+static void *sel_reply_waiter(void *arg)
+{
+	struct sel_reply *r = arg;
+	struct weft_sel k[3];
+	size_t n = r->twice ? 3 : 2;
+
+	sel_case(&k[0], r->reply, WEFT_SEL_RECV, NULL);
+	sel_case(&k[1], r->other, WEFT_SEL_RECV, NULL);
+	sel_case(&k[2], r->reply, WEFT_SEL_RECV, NULL);
+	atomic_store(&r->entered, 1);
+	r->won = weft_select(k, n, WEFT_NEVER);
+	if (r->won >= 0)
+		r->value = k[r->won].value;
+	return NULL;
+}
+
+static void *sel_reply_main(void *arg)
+{
+	struct sel_reply *r = arg;
+
+	for (int twice = 0; twice < 2; twice++) {
+		weft_task *t;
+
+		r->twice = twice;
+		atomic_store(&r->entered, 0);
+		if (!WT_CHECK_EQ(weft_chan_create(&r->reply, 0), 0) ||
+		    !WT_CHECK_EQ(weft_chan_create(&r->other, 0), 0))
+			return NULL;
+		t = weft_spawn(sel_reply_waiter, r);
+		/* One worker: once it has entered, it is parked. */
+		while (!atomic_load(&r->entered))
+			weft_yield();
+		WT_CHECK_EQ(weft_chan_send(r->reply, V(0x77)), 0);
+		weft_chan_destroy(r->reply);
+		WT_CHECK_EQ(weft_await(t, NULL), 0);
+		weft_task_release(t);
+		WT_CHECK(r->won == 0 || r->won == 2);
+		WT_CHECK_PTR_EQ(r->value, 0x77);
+		weft_chan_destroy(r->other);
+	}
+	return NULL;
+}
+
+Test(chan, select_completed_by_a_send_never_touches_that_channel_again,
+     .timeout = WT_TIMEOUT(10))
+{
+	struct sel_reply r;
+
+	memset(&r, 0, sizeof(r));
+	wt_run(sel_reply_main, &r, 1);
+}
+
+/* The other side of that rule: a select granted by one channel still has
+ * nodes in its other channels until it returns, and destroying one of
+ * those meanwhile is a misuse, now reported. weft_chan_destroy() skipped
+ * such stale select nodes and freed the channel, which the select then
+ * locked to unlink its node. One worker: the select is granted on `a` and
+ * has not run yet when `b` is destroyed. */
+static void *sel_stale_waiter(void *arg)
+{
+	weft_chan **cs = arg;
+	struct weft_sel k[2];
+
+	sel_case(&k[0], cs[0], WEFT_SEL_RECV, NULL);
+	sel_case(&k[1], cs[1], WEFT_SEL_RECV, NULL);
+	weft_select(k, 2, WEFT_NEVER);
+	return NULL;
+}
+
+static void *sel_stale_main(void *arg)
+{
+	weft_chan *cs[2];
+	weft_task *t;
+
+	(void)arg;
+	if (weft_chan_create(&cs[0], 0) || weft_chan_create(&cs[1], 0))
+		return NULL;
+	t = weft_spawn(sel_stale_waiter, cs);
+	for (int i = 0; i < 100; i++)
+		weft_yield();
+	weft_chan_send(cs[0], V(1));
+	weft_chan_destroy(cs[1]); /* the select has not unlinked from b */
+	weft_await(t, NULL);
+	weft_task_release(t);
+	weft_chan_destroy(cs[0]);
+	return NULL;
+}
+
+static void sel_stale_destroy(void)
+{
+	struct weft_config cfg;
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.workers = 1;
+	weft_run(sel_stale_main, NULL, &cfg, NULL);
+}
+
+Test(chan, destroying_a_channel_a_select_is_still_leaving_aborts_with_a_message,
+     .timeout = WT_TIMEOUT(10))
+{
+	wt_assert_misuse_reported(sel_stale_destroy,
+				  "weft_chan_destroy() with waiters");
+}

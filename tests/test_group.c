@@ -1124,3 +1124,75 @@ Test(group, spawning_calls_outside_a_runtime_are_eperm)
 	cr_assert_eq(atomic_load(&c.ran), 0);
 	cr_assert_eq(weft_group_create(NULL), -EINVAL);
 }
+
+/* ======================================================================
+ * Issue 15: lifetimes, waitset order
+ * ====================================================================== */
+
+/* Two tasks wait on a group; the last member's end releases both, and
+ * the first to return destroys the group (weft.h: once the call that
+ * granted a waiter has returned, the object may go). The other read the
+ * group's first failure back from it after its grant: heap-use-after-free
+ * under ASan. One worker: the second resumes after the destroy. */
+struct grp_pair {
+	weft_group *g;
+	atomic_int go, entered, returned;
+	int rc[2];
+	struct grp_pair_arg {
+		struct grp_pair *p;
+		int i;
+	} args[2];
+};
+
+static void *grp_pair_member(void *arg)
+{
+	struct grp_pair *p = arg;
+
+	while (!atomic_load(&p->go))
+		weft_yield();
+	return weft_err_ptr(-EIO);
+}
+
+static void *grp_pair_waiter(void *arg)
+{
+	struct grp_pair_arg *a = arg;
+	struct grp_pair *p = a->p;
+
+	atomic_fetch_add(&p->entered, 1);
+	p->rc[a->i] = weft_group_wait(p->g);
+	if (atomic_fetch_add(&p->returned, 1) == 0)
+		weft_group_destroy(p->g);
+	return NULL;
+}
+
+static void *grp_pair_main(void *arg)
+{
+	struct grp_pair *p = arg;
+	weft_task *ts[2];
+
+	if (!WT_CHECK_EQ(weft_group_create(&p->g), 0))
+		return NULL;
+	WT_CHECK_EQ(weft_group_spawn(p->g, NULL, grp_pair_member, p), 0);
+	for (int i = 0; i < 2; i++) {
+		p->args[i] = (struct grp_pair_arg){ p, i };
+		ts[i] = weft_spawn(grp_pair_waiter, &p->args[i]);
+	}
+	/* One worker: both have parked once they entered. */
+	while (atomic_load(&p->entered) < 2)
+		weft_yield();
+	atomic_store(&p->go, 1);
+	WT_CHECK_EQ(weft_gather(ts, 2, NULL), 0);
+	release_all(ts, 2);
+	WT_CHECK_EQ(p->rc[0], -EIO);
+	WT_CHECK_EQ(p->rc[1], -EIO);
+	return NULL;
+}
+
+Test(group, waiters_released_together_read_nothing_after_one_destroys_the_group,
+     .timeout = WT_TIMEOUT(10))
+{
+	struct grp_pair p;
+
+	memset(&p, 0, sizeof(p));
+	wt_run(grp_pair_main, &p, 1);
+}

@@ -1891,3 +1891,438 @@ Test(sync, destroying_a_future_or_a_lock_twice_aborts_with_a_message,
 	wt_assert_misuse_reported(lock_destroy_twice,
 				  "weft_lock_destroy(): not a live lock");
 }
+
+/* ======================================================================
+ * Issue 15: grant, then destroy
+ * ====================================================================== */
+
+/* A future's awaiter read the value and error back from the future after
+ * its grant, and the setter may destroy the future as soon as its set
+ * has returned (weft.h: lifetime of the objects): heap-use-after-free
+ * under ASan. One worker: the awaiter resumes only after the destroy. */
+struct fut_reply {
+	weft_future *f;
+	atomic_int entered;
+	int rc;
+	void *value;
+};
+
+static void *fut_reply_awaiter(void *arg)
+{
+	struct fut_reply *r = arg;
+
+	atomic_store(&r->entered, 1);
+	r->rc = weft_future_await(r->f, &r->value);
+	return NULL;
+}
+
+static void *fut_reply_main(void *arg)
+{
+	struct fut_reply *r = arg;
+
+	for (int fail = 0; fail < 2; fail++) {
+		weft_task *t;
+
+		atomic_store(&r->entered, 0);
+		if (!WT_CHECK_EQ(weft_future_create(&r->f), 0))
+			return NULL;
+		t = weft_spawn(fut_reply_awaiter, r);
+		while (!atomic_load(&r->entered))
+			weft_yield();
+		if (fail)
+			WT_CHECK_EQ(weft_future_fail(r->f, -EIO), 0);
+		else
+			WT_CHECK_EQ(weft_future_set(r->f, (void *)0x5a), 0);
+		weft_future_destroy(r->f);
+		WT_CHECK_EQ(weft_await(t, NULL), 0);
+		weft_task_release(t);
+		WT_CHECK_EQ(r->rc, fail ? -EIO : 0);
+		WT_CHECK_PTR_EQ(r->value, fail ? NULL : (void *)0x5a);
+	}
+	return NULL;
+}
+
+Test(sync, future_awaiter_takes_its_result_from_the_grant_not_the_destroyed_future,
+     .timeout = WT_TIMEOUT(10))
+{
+	struct fut_reply r;
+
+	memset(&r, 0, sizeof(r));
+	wt_run(fut_reply_main, &r, 1);
+}
+
+/*
+ * Every kind of object destroyed by the side that granted its waiter, as
+ * soon as the granting call returned, with the waiter's timeout racing the
+ * grant. The waiter W runs in a runtime of one worker with a helper H:
+ * when H runs after W announced its call, W is suspended, and the only
+ * suspension in its call is the park after it linked its node, so W is
+ * queued on the object (or has returned). H then lets the granter G go:
+ * a thread outside the runtime, or a task of a second runtime, so that G
+ * runs truly in parallel with W's give-up path. G grants (try_send,
+ * try_recv, set, release, notify; for a group: the last member ends and
+ * G, released by it like W, destroys the group) and destroys the object
+ * at once. G aims at the moment W's timeout fires, moving its aim by the
+ * outcome of the previous round (adaptive, like lock_give_up_racing...).
+ * Before the fix W's give-up locked the object after the grant (ASan:
+ * give_up <- weft__wq_park), a select relocked the channel that completed
+ * it, a future's and a group's waiters read the object after the grant.
+ * Each round also checks that nothing granted was lost: the waiter got
+ * the grant exactly when the granter's call says it gave one.
+ */
+enum {
+	GD_CHAN0,      /* rendezvous: receive vs try_send */
+	GD_CHAN1_RECV, /* buffered: receive vs try_send */
+	GD_CHAN1_SEND, /* buffered, full: send vs try_recv */
+	GD_SELECT,     /* select of two receives vs try_send on one */
+	GD_FUTURE,
+	GD_EVENT,
+	GD_LOCK,
+	GD_SEM,
+	GD_COND,
+	GD_GROUP,      /* group wait vs the last member's end */
+	GD_KINDS
+};
+
+static const char *const gd_names[GD_KINDS] = {
+	"chan0", "chan1-recv", "chan1-send", "select", "future",
+	"event", "lock",       "sem",        "cond",   "group",
+};
+
+#define GD_WAIT_NS (50 * US * WT_SLOW)
+
+struct gd_round {
+	int kind;
+	weft_chan *c, *c2;
+	weft_future *f;
+	weft_event *e;
+	weft_lock *l;
+	weft_sem *s;
+	weft_cond *cv;
+	weft_group *g;
+	uint64_t aim;      /* G grants at t0 + aim */
+	atomic_ullong t0;  /* W, just before its call */
+	atomic_int go;     /* H: W is in its call, linked (or returned) */
+	atomic_int g_done; /* G: granted and destroyed */
+	int w_rc, g_rc;
+	void *w_val;
+	size_t g_len;
+};
+
+struct gd_rig {
+	struct gd_round *_Atomic job;
+	atomic_int stop;
+	int from_task; /* G is a task of a second runtime */
+	long granted[GD_KINDS], gave_up[GD_KINDS];
+};
+
+static void *gd_waiter(void *arg)
+{
+	struct gd_round *r = arg;
+	struct weft_sel k[2];
+	uint64_t saved = WEFT_NEVER;
+	void *v = NULL;
+	int rc = -1;
+
+	if (r->kind == GD_COND)
+		WT_CHECK_EQ(weft_lock_acquire(r->l), 0);
+	if (r->kind == GD_GROUP)
+		saved = weft_timeout_begin(GD_WAIT_NS);
+	k[0] = (struct weft_sel){ r->c, WEFT_SEL_RECV, NULL, 0 };
+	k[1] = (struct weft_sel){ r->c2, WEFT_SEL_RECV, NULL, 0 };
+	/* Nothing suspends from here to the link inside the call. */
+	atomic_store(&r->t0, weft_now());
+	switch (r->kind) {
+	case GD_CHAN0:
+	case GD_CHAN1_RECV:
+		rc = weft_chan_recv_timeout(r->c, &v, GD_WAIT_NS);
+		break;
+	case GD_CHAN1_SEND:
+		rc = weft_chan_send_timeout(r->c, (void *)2, GD_WAIT_NS);
+		break;
+	case GD_SELECT:
+		rc = weft_select(k, 2, GD_WAIT_NS);
+		if (rc >= 0) {
+			WT_CHECK_EQ(rc, 0);
+			WT_CHECK_EQ(k[0].result, 0);
+			v = k[0].value;
+			rc = 0;
+		}
+		break;
+	case GD_FUTURE:
+		rc = weft_future_await_timeout(r->f, &v, GD_WAIT_NS);
+		break;
+	case GD_EVENT:
+		rc = weft_event_wait_timeout(r->e, GD_WAIT_NS);
+		break;
+	case GD_LOCK:
+		rc = weft_lock_acquire_timeout(r->l, GD_WAIT_NS);
+		break;
+	case GD_SEM:
+		rc = weft_sem_acquire_timeout(r->s, GD_WAIT_NS);
+		break;
+	case GD_COND:
+		rc = weft_cond_wait_timeout(r->cv, r->l, GD_WAIT_NS);
+		WT_CHECK_EQ(weft_lock_release(r->l), 0);
+		break;
+	case GD_GROUP:
+		rc = weft_group_wait(r->g);
+		weft_timeout_end(saved);
+		break;
+	}
+	r->w_rc = rc;
+	r->w_val = v;
+	return NULL;
+}
+
+/* One worker with W: when this runs after W's t0, W is parked in its
+ * call, linked (a timer that fired only queued it), or has returned. */
+static void *gd_helper(void *arg)
+{
+	struct gd_round *r = arg;
+
+	while (!atomic_load(&r->t0))
+		weft_yield();
+	atomic_store(&r->go, 1);
+	return NULL;
+}
+
+/* The group's last member: ends at t0 + aim, yielding meanwhile so that
+ * W (same worker) can give up first. */
+static void *gd_member(void *arg)
+{
+	struct gd_round *r = arg;
+
+	while (!atomic_load(&r->go) ||
+	       weft_now() < atomic_load(&r->t0) + r->aim)
+		weft_yield();
+	return NULL;
+}
+
+static void gd_grant(struct gd_round *r)
+{
+	uint64_t at;
+	void *v;
+
+	while (!atomic_load(&r->go))
+		sched_yield();
+	at = atomic_load(&r->t0) + r->aim;
+	while (weft_now() < at)
+		;
+	switch (r->kind) {
+	case GD_CHAN0:
+	case GD_CHAN1_RECV:
+	case GD_SELECT:
+		r->g_rc = weft_chan_try_send(r->c, (void *)1);
+		weft_chan_destroy(r->c);
+		break;
+	case GD_CHAN1_SEND:
+		r->g_rc = weft_chan_try_recv(r->c, &v);
+		r->g_len = weft_chan_len(r->c);
+		weft_chan_destroy(r->c);
+		break;
+	case GD_FUTURE:
+		r->g_rc = weft_future_set(r->f, (void *)1);
+		weft_future_destroy(r->f);
+		break;
+	case GD_EVENT:
+		weft_event_set(r->e);
+		weft_event_destroy(r->e);
+		break;
+	case GD_LOCK:
+		r->g_rc = weft_lock_release(r->l);
+		weft_lock_destroy(r->l);
+		break;
+	case GD_SEM:
+		r->g_rc = weft_sem_release(r->s);
+		weft_sem_destroy(r->s);
+		break;
+	case GD_COND:
+		r->g_rc = (int)weft_cond_notify(r->cv, 1);
+		weft_cond_destroy(r->cv);
+		break;
+	case GD_GROUP:
+		r->g_rc = weft_group_wait(r->g);
+		weft_group_destroy(r->g);
+		break;
+	}
+	atomic_store(&r->g_done, 1);
+}
+
+static void gd_serve(struct gd_rig *rig)
+{
+	while (!atomic_load(&rig->stop)) {
+		struct gd_round *r = atomic_load(&rig->job);
+
+		if (!r) {
+			sched_yield();
+			continue;
+		}
+		gd_grant(r);
+		atomic_store(&rig->job, NULL);
+	}
+}
+
+static void *gd_serve_thread(void *arg)
+{
+	gd_serve(arg);
+	return NULL;
+}
+
+static void *gd_serve_task(void *arg)
+{
+	gd_serve(arg);
+	return NULL;
+}
+
+static void *gd_runtime_thread(void *arg)
+{
+	struct weft_config cfg;
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.workers = 1;
+	WT_CHECK_EQ(weft_run(gd_serve_task, arg, &cfg, NULL), 0);
+	return NULL;
+}
+
+static int gd_setup(struct gd_round *r)
+{
+	switch (r->kind) {
+	case GD_CHAN0:
+		return weft_chan_create(&r->c, 0);
+	case GD_CHAN1_RECV:
+		return weft_chan_create(&r->c, 1);
+	case GD_CHAN1_SEND:
+		return weft_chan_create(&r->c, 1) ?:
+		       weft_chan_try_send(r->c, (void *)9);
+	case GD_SELECT:
+		return weft_chan_create(&r->c, 0) ?:
+		       weft_chan_create(&r->c2, 0);
+	case GD_FUTURE:
+		return weft_future_create(&r->f);
+	case GD_EVENT:
+		return weft_event_create(&r->e);
+	case GD_LOCK:
+		return weft_lock_create(&r->l) ?: weft_lock_acquire(r->l);
+	case GD_SEM:
+		return weft_sem_create(&r->s, 0, 0);
+	case GD_COND:
+		return weft_lock_create(&r->l) ?: weft_cond_create(&r->cv);
+	case GD_GROUP:
+		return weft_group_create(&r->g) ?:
+		       weft_group_spawn(r->g, NULL, gd_member, r);
+	}
+	return -EINVAL;
+}
+
+/* The waiter got the grant exactly when the granter gave one. */
+static void gd_check(const struct gd_round *r)
+{
+	bool got = r->w_rc == 0;
+
+	if (!got)
+		WT_CHECK_EQ(r->w_rc, -ETIMEDOUT);
+	switch (r->kind) {
+	case GD_CHAN0:
+	case GD_SELECT:
+		WT_CHECK_EQ(r->g_rc, got ? 0 : -EAGAIN);
+		if (got)
+			WT_CHECK_PTR_EQ(r->w_val, 1);
+		break;
+	case GD_CHAN1_RECV:
+	case GD_FUTURE:
+		WT_CHECK_EQ(r->g_rc, 0);
+		if (got)
+			WT_CHECK_PTR_EQ(r->w_val, 1);
+		break;
+	case GD_CHAN1_SEND:
+		WT_CHECK_EQ(r->g_rc, 0);
+		WT_CHECK_EQ(r->g_len, got ? 1 : 0);
+		break;
+	case GD_COND:
+		WT_CHECK_EQ(r->g_rc, got ? 1 : 0);
+		break;
+	default:
+		WT_CHECK_EQ(r->g_rc, 0);
+	}
+}
+
+static void *gd_main(void *arg)
+{
+	struct gd_rig *rig = arg;
+	uint64_t aim[GD_KINDS];
+	long rounds = 30L * GD_KINDS * wt_scale();
+	pthread_t th;
+
+	for (int k = 0; k < GD_KINDS; k++)
+		aim[k] = GD_WAIT_NS;
+	if (!WT_CHECK_EQ(pthread_create(&th, NULL,
+					rig->from_task ? gd_runtime_thread
+						       : gd_serve_thread,
+					rig),
+			 0))
+		return NULL;
+	for (long i = 0; i < rounds; i++) {
+		struct gd_round r;
+		weft_task *tw, *th2;
+		int k = (int)(i % GD_KINDS);
+
+		memset(&r, 0, sizeof(r));
+		r.kind = k;
+		/* Around the edge, -2 .. +2 us. */
+		r.aim = aim[k] + (uint64_t)((i * 37) % 41) * 100;
+		r.aim = r.aim > 2 * US ? r.aim - 2 * US : 0;
+		if (!WT_CHECK_EQ(gd_setup(&r), 0))
+			break;
+		atomic_store(&rig->job, &r);
+		tw = weft_spawn(gd_waiter, &r);
+		th2 = weft_spawn(gd_helper, &r);
+		WT_CHECK_EQ(weft_await(tw, NULL), 0);
+		WT_CHECK_EQ(weft_await(th2, NULL), 0);
+		weft_task_release(tw);
+		weft_task_release(th2);
+		while (atomic_load(&rig->job))
+			weft_sleep(10 * US);
+		gd_check(&r);
+		if (r.w_rc == 0) {
+			rig->granted[k]++;
+			aim[k] += 1 * US; /* granted first: later next time */
+		} else {
+			rig->gave_up[k]++;
+			if (aim[k] > 1 * US)
+				aim[k] -= 1 * US;
+		}
+		/* What the granter does not own. */
+		if (r.c2)
+			weft_chan_destroy(r.c2);
+		if (k == GD_COND)
+			weft_lock_destroy(r.l);
+	}
+	atomic_store(&rig->stop, 1);
+	pthread_join(th, NULL);
+	return NULL;
+}
+
+static void gd_run(int from_task)
+{
+	struct gd_rig rig;
+	char buf[512];
+	size_t n = 0;
+
+	memset(&rig, 0, sizeof(rig));
+	rig.from_task = from_task;
+	wt_run(gd_main, &rig, 1);
+	for (int k = 0; k < GD_KINDS; k++)
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, " %s %ld/%ld",
+				      gd_names[k], rig.granted[k],
+				      rig.gave_up[k]);
+	cr_log_info("granter %s; granted/gave up:%s",
+		    from_task ? "a task" : "a thread", buf);
+}
+
+Test(sync, every_object_may_be_destroyed_once_the_call_that_granted_its_waiter_returns,
+     .timeout = WT_TIMEOUT(120))
+{
+	gd_run(0);
+	gd_run(1);
+}
