@@ -508,6 +508,11 @@ int weft_select(struct weft_sel *cases, size_t n, uint64_t timeout_ns)
 		if (won < 0)
 			won = weft__cancel_pending(w->current) ? -ECANCELED
 								: -ETIMEDOUT;
+		else
+			/* Completed without suspending: counts against the
+			 * budget like a send or receive that did (200,000
+			 * ready selects starved a ticker task; issue 15 #7). */
+			weft__coop_tick();
 		goto out;
 	}
 	atomic_init(&sel.winner, WEFT__SEL_OPEN);

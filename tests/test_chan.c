@@ -2146,3 +2146,63 @@ Test(chan, destroying_a_channel_a_select_is_still_leaving_aborts_with_a_message,
 	wt_assert_misuse_reported(sel_stale_destroy,
 				  "weft_chan_destroy() with waiters");
 }
+
+/* Issue 15 #7: a select that completes at once counts against the
+ * cooperative budget like a send or receive that does. 200,000 ready
+ * selects on one worker let a ticker run 0 times (1,562 for as many
+ * weft_chan_send calls: one yield per 128). */
+#define COOP_SELECTS 200000
+
+struct sel_coop {
+	atomic_int stop;
+	long ticks;
+};
+
+static void *sel_coop_ticker(void *arg)
+{
+	struct sel_coop *s = arg;
+
+	while (!atomic_load(&s->stop)) {
+		s->ticks++;
+		weft_yield();
+	}
+	return NULL;
+}
+
+static void *sel_coop_main(void *arg)
+{
+	struct sel_coop *s = arg;
+	struct weft_sel k;
+	weft_chan *c;
+	weft_task *t;
+
+	if (!WT_CHECK_EQ(weft_chan_create(&c, 1), 0))
+		return NULL;
+	t = weft_spawn(sel_coop_ticker, s);
+	weft_yield(); /* the ticker has started */
+	s->ticks = 0;
+	for (long i = 0; i < COOP_SELECTS; i++) {
+		sel_case(&k, c, (i & 1) ? WEFT_SEL_RECV : WEFT_SEL_SEND, V(1));
+		if (!WT_CHECK_EQ(weft_select(&k, 1, WEFT_NEVER), 0))
+			break;
+	}
+	long ticks = s->ticks;
+	atomic_store(&s->stop, 1);
+	weft_await(t, NULL);
+	weft_task_release(t);
+	weft_chan_destroy(c);
+	/* 1,562 expected; well above 0 is the point. */
+	if (!WT_CHECK(ticks >= COOP_SELECTS / 128 / 2))
+		fprintf(stderr, "ticker ran %ld times during %d selects\n",
+			ticks, COOP_SELECTS);
+	return NULL;
+}
+
+Test(chan, ready_selects_count_against_the_budget_so_others_still_run,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct sel_coop s;
+
+	memset(&s, 0, sizeof(s));
+	wt_run(sel_coop_main, &s, 1);
+}
