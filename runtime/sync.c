@@ -169,8 +169,15 @@ static int wait_on(weft__spin *lock, struct weft__wq *q, struct weft__wnode *n,
 	return weft__wq_park(lock, q, n, deadline);
 }
 
-/* The nodes' tasks are collected before the wakes: after a grant the node
- * may be gone. */
+/*
+ * The nodes' tasks are collected before the wakes: after a grant the node
+ * may be gone. Order: grants are first come first served, and so are the
+ * wakes. A lone grant goes to the waker's next slot (a hand-off, as a
+ * channel's); several go to the back of the queue one after the other
+ * (weft__task_wake_back), as asyncio's call_soon queues them: waking each
+ * into the next slot displaced the previous one, so 5 waiters resumed 4 0
+ * 1 2 3 (issue 15 #8). A batch is woken in order too (it was reversed).
+ */
 unsigned weft__wq_grant_all(weft__spin *lock, struct weft__wq *q, int result,
 			    void *value, unsigned max)
 {
@@ -188,14 +195,20 @@ unsigned weft__wq_grant_all(weft__spin *lock, struct weft__wq *q, int result,
 			batch[nb++] = t;
 		if (nb == 32) {
 			/* Wake a full batch under the lock: rare (32+
-			 * waiters) and still correct. */
-			while (nb)
-				weft__task_wake(batch[--nb]);
+			 * waiters) and still correct. More follow, so to
+			 * the back. */
+			for (unsigned i = 0; i < nb; i++)
+				weft__task_wake_back(batch[i]);
+			nb = 0;
 		}
 	}
 	weft__spin_unlock(lock);
-	for (unsigned i = 0; i < nb; i++)
-		weft__task_wake(batch[i]);
+	for (unsigned i = 0; i < nb; i++) {
+		if (total == 1)
+			weft__task_wake(batch[i]);
+		else
+			weft__task_wake_back(batch[i]);
+	}
 	return total;
 }
 

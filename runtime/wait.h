@@ -280,9 +280,10 @@ int weft__wq_park_locked(weft__spin *lock, struct weft__wq *q,
 			 struct weft__wnode *n, uint64_t deadline);
 
 /* Grants up to max nodes of q with result and value (broadcasts: future
- * set, event set, notify, a group emptied). The lock is held on entry and
- * dropped here; the tasks are woken after it. Returns how many were
- * granted. */
+ * set, event set, notify, a group emptied), first come first served. The
+ * lock is held on entry and dropped here; the tasks are woken after it, in
+ * grant order, at the back of their worker's queue when more than one was
+ * granted (asyncio's order). Returns how many were granted. */
 unsigned weft__wq_grant_all(weft__spin *lock, struct weft__wq *q, int result,
 			    void *value, unsigned max);
 

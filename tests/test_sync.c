@@ -2326,3 +2326,122 @@ Test(sync, every_object_may_be_destroyed_once_the_call_that_granted_its_waiter_r
 	gd_run(0);
 	gd_run(1);
 }
+
+/* Issue 15 #8: a broadcast (notify_all, event set, future set) grants
+ * its waiters first come first served, and they must resume in that
+ * order, at the back of the queue, as asyncio's call_soon runs them.
+ * Each wake went to the waker's next slot, displacing the previous one,
+ * and batches of 32 were woken in reverse: 5 waiters resumed 4 0 1 2 3,
+ * 40 resumed 39 31 30 ... 0 32 ... 38. One worker, so the order is
+ * exact. */
+#define BCAST_MAX 40
+
+enum { BC_COND, BC_EVENT, BC_FUTURE, BC_KINDS };
+
+struct bcast {
+	int kind;
+	weft_cond *c;
+	weft_lock *l;
+	weft_event *e;
+	weft_future *f;
+	int waited[BCAST_MAX], resumed[BCAST_MAX];
+	int nw, nr;
+	struct bcast_arg {
+		struct bcast *b;
+		int id;
+	} args[BCAST_MAX];
+};
+
+static void *bcast_waiter(void *arg)
+{
+	struct bcast_arg *a = arg;
+	struct bcast *b = a->b;
+
+	switch (b->kind) {
+	case BC_COND:
+		WT_CHECK_EQ(weft_lock_acquire(b->l), 0);
+		b->waited[b->nw++] = a->id;
+		WT_CHECK_EQ(weft_cond_wait(b->c, b->l), 0);
+		b->resumed[b->nr++] = a->id;
+		WT_CHECK_EQ(weft_lock_release(b->l), 0);
+		break;
+	case BC_EVENT:
+		b->waited[b->nw++] = a->id;
+		WT_CHECK_EQ(weft_event_wait(b->e), 0);
+		b->resumed[b->nr++] = a->id;
+		break;
+	case BC_FUTURE:
+		b->waited[b->nw++] = a->id;
+		WT_CHECK_EQ(weft_future_await(b->f, NULL), 0);
+		b->resumed[b->nr++] = a->id;
+		break;
+	}
+	return NULL;
+}
+
+static void *bcast_main(void *arg)
+{
+	struct bcast *b = arg;
+	static const int sizes[] = { 5, BCAST_MAX };
+
+	for (int kind = 0; kind < BC_KINDS; kind++) {
+		for (size_t z = 0; z < 2; z++) {
+			weft_task *ts[BCAST_MAX];
+			int n = sizes[z];
+			char got[BCAST_MAX * 4 + 1], want[BCAST_MAX * 4 + 1];
+			size_t gl = 0, wl = 0;
+
+			memset(b, 0, sizeof(*b));
+			b->kind = kind;
+			WT_CHECK_EQ(weft_cond_create(&b->c), 0);
+			WT_CHECK_EQ(weft_lock_create(&b->l), 0);
+			WT_CHECK_EQ(weft_event_create(&b->e), 0);
+			WT_CHECK_EQ(weft_future_create(&b->f), 0);
+			for (int i = 0; i < n; i++) {
+				b->args[i] = (struct bcast_arg){ b, i };
+				ts[i] = weft_spawn(bcast_waiter, &b->args[i]);
+			}
+			/* One worker: each runs until it parks. */
+			while (b->nw < n)
+				weft_yield();
+			if (kind == BC_COND)
+				WT_CHECK_EQ(weft_cond_notify_all(b->c),
+					    (unsigned)n);
+			else if (kind == BC_EVENT)
+				weft_event_set(b->e);
+			else
+				WT_CHECK_EQ(weft_future_set(b->f, NULL), 0);
+			WT_CHECK_EQ(weft_gather(ts, (size_t)n, NULL), 0);
+			release_all(ts, (size_t)n);
+			WT_CHECK_EQ(b->nr, n);
+			for (int i = 0; i < n; i++) {
+				gl += (size_t)snprintf(got + gl,
+						       sizeof(got) - gl, " %d",
+						       b->resumed[i]);
+				wl += (size_t)snprintf(want + wl,
+						       sizeof(want) - wl, " %d",
+						       b->waited[i]);
+			}
+			if (!WT_CHECK(strcmp(got, want) == 0))
+				fprintf(stderr,
+					"%s, %d waiters: waited%s, resumed%s\n",
+					kind == BC_COND	   ? "notify_all"
+					: kind == BC_EVENT ? "event set"
+							   : "future set",
+					n, want, got);
+			weft_cond_destroy(b->c);
+			weft_lock_destroy(b->l);
+			weft_event_destroy(b->e);
+			weft_future_destroy(b->f);
+		}
+	}
+	return NULL;
+}
+
+Test(sync, broadcast_wakes_resume_waiters_in_the_order_they_waited,
+     .timeout = WT_TIMEOUT(10))
+{
+	static struct bcast b;
+
+	wt_run(bcast_main, &b, 1);
+}
