@@ -1308,7 +1308,7 @@ int weft_waitset_create(weft_waitset **out, weft_task *const *hs, size_t n)
 {
 	struct weft__worker *w = weft__worker_self();
 	struct weft_waitset *ws;
-	size_t i;
+	size_t i, npre = 0;
 	int err = 0;
 
 	if (!out || (n && !hs))
@@ -1334,17 +1334,35 @@ int weft_waitset_create(weft_waitset **out, weft_task *const *hs, size_t n)
 		}
 		ws->tasks[i] = t;
 	}
+	/* Tasks that had ended come first, in index order (as documented),
+	 * before any that ends while the nodes are being linked. Such a
+	 * task appends its index to the ring at once, and used to come out
+	 * ahead of a task with a higher index that this loop found ended
+	 * later (issue 15). Found-ended nodes are marked (ws NULL: they are
+	 * not linked, so no ending task reads them) and put in front
+	 * afterwards, under the lock, before anything can be taken. */
 	for (i = 0; i < n; i++) {
-		struct weft_task *t = ws->tasks[i];
 		struct weft__waiter *nd = &ws->nodes[i];
-		if (!waiter_add(t, nd, NULL, ws, i)) {
+
+		if (!waiter_add(ws->tasks[i], nd, NULL, ws, i)) {
 			atomic_store_explicit(&nd->done, 1,
 					      memory_order_relaxed);
-			weft__spin_lock(&ws->lock);
-			ws->ready[ws->nready++] = i;
-			weft__spin_unlock(&ws->lock);
-			continue;
+			nd->ws = NULL;
+			npre++;
 		}
+	}
+	if (npre) {
+		size_t k = 0;
+
+		weft__spin_lock(&ws->lock);
+		/* nready + npre <= n: each index is queued once. */
+		memmove(ws->ready + npre, ws->ready,
+			ws->nready * sizeof(*ws->ready));
+		for (i = 0; i < n; i++)
+			if (!ws->nodes[i].ws)
+				ws->ready[k++] = i;
+		ws->nready += npre;
+		weft__spin_unlock(&ws->lock);
 	}
 	*out = ws;
 	return 0;

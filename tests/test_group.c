@@ -1196,3 +1196,103 @@ Test(group, waiters_released_together_read_nothing_after_one_destroys_the_group,
 	memset(&p, 0, sizeof(p));
 	wt_run(grp_pair_main, &p, 1);
 }
+
+/* Issue 15: tasks that had ended when the waitset was made come first, in
+ * index order, also when another task ends while the set is being made.
+ * That one appended its index to the ready ring at once, ahead of the
+ * ended tasks the creating loop had not reached yet (1 .. k, 0, k+1 ..).
+ * Task 0 runs on the other worker and ends a little after the creation
+ * began, later each round; WS_ENDED ended tasks make the creation last
+ * long enough for some of those moments to fall inside it. */
+#define WS_ENDED 2000
+#define WS_ROUNDS 50
+
+struct ws_mid {
+	atomic_int creating;
+	atomic_ullong started;
+	weft_task *ts[WS_ENDED + 1];
+	int order[WS_ENDED + 1];
+	unsigned delay_us; /* task 0 ends this long after the creation began */
+	int mid;           /* rounds where task 0 came last */
+};
+
+static void *ws_mid_runner(void *arg)
+{
+	struct ws_mid *m = arg;
+
+	atomic_store(&m->started, 1);
+	while (!atomic_load(&m->creating))
+		weft_yield();
+	/* At a different point of the creation each round. */
+	wt_spin_us(m->delay_us);
+	return NULL;
+}
+
+static void *ws_quick(void *arg)
+{
+	return arg;
+}
+
+static void *ws_mid_main(void *arg)
+{
+	struct ws_mid *m = arg;
+	int mid = 0;
+
+	for (int round = 0; round < WS_ROUNDS; round++) {
+		weft_waitset *ws;
+		uint64_t b;
+		int n = 0, pos;
+
+		atomic_store(&m->creating, 0);
+		atomic_store(&m->started, 0);
+		m->delay_us = (unsigned)(round % 25) * 6 * WT_SLOW;
+		m->ts[0] = weft_spawn(ws_mid_runner, m);
+		for (int i = 1; i <= WS_ENDED; i++)
+			m->ts[i] = weft_spawn(ws_quick, NULL);
+		WT_CHECK_EQ(weft_gather(m->ts + 1, WS_ENDED, NULL), 0);
+		/* Busy, so that the runner is on the other worker. */
+		b = weft_now();
+		while (!atomic_load(&m->started))
+			if (weft_now() - b > MS)
+				weft_yield();
+		atomic_store(&m->creating, 1);
+		if (!WT_CHECK_EQ(weft_waitset_create(&ws, m->ts, WS_ENDED + 1),
+				 0))
+			break;
+		for (int i; (i = weft_waitset_next(ws, WEFT_NEVER)) >= 0;)
+			m->order[n++] = i;
+		weft_waitset_destroy(ws);
+		release_all(m->ts, WS_ENDED + 1);
+		if (!WT_CHECK_EQ(n, WS_ENDED + 1))
+			break;
+		/* 0 ended before the creation (first) or during it (last);
+		 * 1 .. WS_ENDED come in index order either way. */
+		for (pos = 0; pos < n && m->order[pos] != 0; pos++)
+			;
+		if (!WT_CHECK(pos == 0 || pos == WS_ENDED)) {
+			fprintf(stderr, "waitset: task 0, which ended during "
+					"the creation, came out %d-th of %d\n",
+				pos + 1, n);
+			break;
+		}
+		for (int k = 0, want = 1; k < n; k++) {
+			if (k == pos)
+				continue;
+			if (!WT_CHECK_EQ(m->order[k], want++))
+				break;
+		}
+		mid += pos == WS_ENDED;
+	}
+	m->mid = mid;
+	return NULL;
+}
+
+Test(group, waitset_reports_tasks_ended_before_its_creation_first_in_index_order,
+     .timeout = WT_TIMEOUT(60))
+{
+	static struct ws_mid m;
+
+	wt_run(ws_mid_main, &m, 2);
+	cr_log_info("task 0 came last in %d of %d rounds", m.mid,
+		    WS_ROUNDS);
+}
