@@ -761,8 +761,10 @@ WEFT_API int weft_gen_yield(weft_gen *g, void *value);
  * 0 or more, the body's return value if it returned a negative error,
  * -ECANCELED, -ETIMEDOUT. */
 WEFT_API int weft_gen_next(weft_gen *g, void **value);
-/* Cancels the body if it is still running, waits for it, frees (aclose).
- * Task context. */
+/* Cancels the body if it is still running, waits for it (shielded, and
+ * past any deadline scope of the caller), frees (aclose). From a task, or
+ * from a thread outside the runtime (which then blocks); from the body's
+ * own task it aborts (the wait could never end). */
 WEFT_API void weft_gen_destroy(weft_gen *g);
 
 /* ---- offload and callbacks -------------------------------------------------
