@@ -79,7 +79,7 @@ void weft_chan_destroy(weft_chan *c)
  * Each returns 1 when it completed the operation (and may set *wake to a
  * task to wake after unlocking), 0 when the caller would have to wait. */
 
-static int send_locked(weft_chan *c, void *v, int *res, struct weft_task **wake)
+static int send_locked(weft_chan *c, void *v, int *res, struct weft__wake *wake)
 {
 	struct weft__wnode *r;
 
@@ -106,7 +106,7 @@ static int send_locked(weft_chan *c, void *v, int *res, struct weft_task **wake)
 }
 
 static int recv_locked(weft_chan *c, void **v, int *res,
-		       struct weft_task **wake)
+		       struct weft__wake *wake)
 {
 	struct weft__wnode *s;
 
@@ -147,7 +147,7 @@ static int recv_locked(weft_chan *c, void **v, int *res,
 
 static int chan_send(weft_chan *c, void *v, uint64_t timeout_ns, bool wait)
 {
-	struct weft_task *wake = NULL;
+	struct weft__wake wake = { NULL, NULL };
 	struct weft__wnode n;
 	int res, err;
 
@@ -177,7 +177,7 @@ static int chan_send(weft_chan *c, void *v, uint64_t timeout_ns, bool wait)
 
 static int chan_recv(weft_chan *c, void **v, uint64_t timeout_ns, bool wait)
 {
-	struct weft_task *wake = NULL;
+	struct weft__wake wake = { NULL, NULL };
 	struct weft__wnode n;
 	void *tmp;
 	int res, err;
@@ -252,16 +252,26 @@ int weft_chan_close(weft_chan *c)
 	}
 	c->closed = true;
 	/* Every waiter learns of the close: senders fail, receivers (which
-	 * wait only while the buffer is empty) see the end. Woken under the
-	 * lock: close is rare, and the nodes may vanish after their grant. */
-	while ((n = weft__wq_take(&c->sendq)))
-		weft__wake_opt(weft__wnode_grant(n, -EPIPE));
-	while ((n = weft__wq_take(&c->recvq))) {
-		n->value = NULL;
-		weft__wake_opt(weft__wnode_grant(n, -EPIPE));
+	 * wait only while the buffer is empty) see the end. In batches, each
+	 * woken after the unlock: once closed, nobody new waits, so the
+	 * queues only shrink between batches. */
+	for (;;) {
+		struct weft__wake batch[32];
+		unsigned nb = 0;
+
+		while (nb < 32 && (n = weft__wq_take(&c->sendq)))
+			batch[nb++] = weft__wnode_grant(n, -EPIPE);
+		while (nb < 32 && (n = weft__wq_take(&c->recvq))) {
+			n->value = NULL;
+			batch[nb++] = weft__wnode_grant(n, -EPIPE);
+		}
+		weft__spin_unlock(&c->lock);
+		for (unsigned i = 0; i < nb; i++)
+			weft__wake_opt(batch[i]);
+		if (nb < 32)
+			return 0;
+		weft__spin_lock(&c->lock);
 	}
-	weft__spin_unlock(&c->lock);
-	return 0;
 }
 
 size_t weft_chan_len(weft_chan *c)
@@ -327,7 +337,7 @@ static int ptr_cmp(const void *a, const void *b)
 
 /* Tries the cases in order with every lock held; returns the index of the
  * one that completed, or -1. */
-static int sel_try(struct sel_state *s, struct weft_task **wake)
+static int sel_try(struct sel_state *s, struct weft__wake *wake)
 {
 	for (size_t i = 0; i < s->n; i++) {
 		struct weft_sel *k = &s->cases[i];
@@ -456,7 +466,7 @@ int weft_select(struct weft_sel *cases, size_t n, uint64_t timeout_ns)
 	struct weft__worker *w = weft__worker_self();
 	weft_chan *order_stack[SEL_STACK];
 	struct weft__wnode nodes_stack[SEL_STACK];
-	struct weft_task *wake = NULL;
+	struct weft__wake wake = { NULL, NULL };
 	struct sel_state s = { .cases = cases, .n = n };
 	struct weft__sel sel;
 	uint64_t deadline;

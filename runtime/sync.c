@@ -178,36 +178,41 @@ static int wait_on(weft__spin *lock, struct weft__wq *q, struct weft__wnode *n,
  * into the next slot displaced the previous one, so 5 waiters resumed 4 0
  * 1 2 3 (issue 15 #8). A batch is woken in order too (it was reversed).
  */
+static void wake_back(struct weft__wake k)
+{
+	if (k.task)
+		weft__task_wake_back(k.task);
+	else
+		weft__wake_opt(k);
+}
+
 unsigned weft__wq_grant_all(weft__spin *lock, struct weft__wq *q, int result,
 			    void *value, unsigned max)
 {
-	struct weft_task *batch[32];
+	struct weft__wake batch[32];
 	unsigned nb = 0, total = 0;
 	struct weft__wnode *n;
 
 	while (total < max && (n = weft__wq_take(q))) {
-		struct weft_task *t;
-
 		n->value = value;
-		t = weft__wnode_grant(n, result);
+		batch[nb++] = weft__wnode_grant(n, result);
 		total++;
-		if (t)
-			batch[nb++] = t;
 		if (nb == 32) {
 			/* Wake a full batch under the lock: rare (32+
-			 * waiters) and still correct. More follow, so to
-			 * the back. */
+			 * waiters; a broadcast must not let later waiters
+			 * in, so the lock stays held) and still correct.
+			 * More follow, so to the back. */
 			for (unsigned i = 0; i < nb; i++)
-				weft__task_wake_back(batch[i]);
+				wake_back(batch[i]);
 			nb = 0;
 		}
 	}
 	weft__spin_unlock(lock);
 	for (unsigned i = 0; i < nb; i++) {
 		if (total == 1)
-			weft__task_wake(batch[i]);
+			weft__wake_opt(batch[i]);
 		else
-			weft__task_wake_back(batch[i]);
+			wake_back(batch[i]);
 	}
 	return total;
 }
@@ -537,7 +542,7 @@ int weft_lock_acquire(weft_lock *l)
 int weft_lock_release(weft_lock *l)
 {
 	struct weft__wnode *n;
-	struct weft_task *t = NULL;
+	struct weft__wake t = { NULL, NULL };
 
 	if (!l)
 		return -EINVAL;
@@ -648,7 +653,7 @@ int weft_sem_acquire(weft_sem *s)
 int weft_sem_release(weft_sem *s)
 {
 	struct weft__wnode *n;
-	struct weft_task *t = NULL;
+	struct weft__wake t = { NULL, NULL };
 
 	if (!s)
 		return -EINVAL;

@@ -237,28 +237,43 @@ static inline struct weft__wnode *weft__wq_take(struct weft__wq *q)
 }
 
 /*
- * Grants a node taken off its queue (under the owner's lock): stores the
- * result, then DONE. Returns the task to wake once the lock is dropped
- * (weft__task_wake), or NULL when a thread was woken here.
+ * What a grant leaves to do once the object's lock is dropped: wake a task,
+ * or a thread outside the runtime through the futex on its node's state.
+ * No wake-up syscall is made under an object's lock (with more workers than
+ * cores a holder in a syscall stalls every spinner). By the time of the
+ * futex wake the thread may have returned and its node be gone: a wake on
+ * an address nobody waits on any more is at worst a spurious wake-up of
+ * whoever waits there now, which every futex waiter's loop absorbs (as in
+ * task.c's task_finish).
  */
-static inline struct weft_task *weft__wnode_grant(struct weft__wnode *n,
+struct weft__wake {
+	struct weft_task *task;
+	atomic_int *word;
+};
+
+/*
+ * Grants a node taken off its queue (under the owner's lock): stores the
+ * result, then DONE. Returns what to wake once the lock is dropped
+ * (weft__wake_opt).
+ */
+static inline struct weft__wake weft__wnode_grant(struct weft__wnode *n,
 						  int result)
 {
-	struct weft_task *t = n->task;
+	struct weft__wake k = { n->task, n->task ? NULL : &n->state };
 
 	n->result = result;
 	/* Release: pairs with the waiter's acquire load of DONE (park,
 	 * give_up, select), which then reads result and value. */
 	atomic_store_explicit(&n->state, WEFT__WN_DONE, memory_order_release);
-	if (!t)
-		weft__futex_wake(&n->state, 1);
-	return t;
+	return k;
 }
 
-static inline void weft__wake_opt(struct weft_task *t)
+static inline void weft__wake_opt(struct weft__wake k)
 {
-	if (t)
-		weft__task_wake(t);
+	if (k.task)
+		weft__task_wake(k.task);
+	else if (k.word)
+		weft__futex_wake(k.word, 1);
 }
 
 /*
