@@ -66,19 +66,12 @@ void weft__idle_init(struct weft_runtime *rt)
 	rt->sleepers = NULL;
 }
 
-void weft__idle_notify(struct weft_runtime *rt, bool fenced)
+/* weft__idle_notify() (internal.h) checks, without the lock, that nobody
+ * searches and somebody sleeps; then this wakes one sleeper. */
+void weft__idle_notify_slow(struct weft_runtime *rt)
 {
 	struct weft__worker *w;
 	unsigned s;
-
-	if (fenced) {
-		/* Pairs with the seq_cst RMW of the last searcher (see
-		 * the file comment). */
-		atomic_thread_fence(memory_order_seq_cst);
-	}
-	s = atomic_load_explicit(&rt->idle_state, memory_order_relaxed);
-	if (N_SEARCHING(s) != 0 || N_UNPARKED(s) >= rt->nworkers)
-		return;
 
 	weft__spin_lock(&rt->idle_lock);
 	s = atomic_load_explicit(&rt->idle_state, memory_order_relaxed);
@@ -180,13 +173,8 @@ static bool watch_claim(struct weft__worker *w, unsigned state)
  * relaxed load; a missed watcher (the flag read just before a watcher
  * gives the role up) leaves the next park's claim to restore it, and the
  * check is made again at the next scheduling of a next slot.
- */
-void weft__idle_watch(struct weft_runtime *rt)
-{
-	if (atomic_load_explicit(&rt->watcher, memory_order_relaxed))
-		return;
-	weft__idle_notify(rt, false);
-}
+ *
+ * weft__idle_watch() itself is inline, in internal.h. */
 
 static void idle_unpark(struct weft__worker *w);
 

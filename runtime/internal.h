@@ -153,17 +153,18 @@ static inline void weft__backoff(unsigned *n)
 	}
 }
 
+/* Contended: waits with weft__backoff() (misc.c). Out of line, so that
+ * the uncontended lock stays one exchange in every caller (inlining the
+ * back-off loop cost its callers their shrink-wrapped fast paths: five
+ * register saves on every weft__idle_notify()). */
+void weft__spin_lock_slow(weft__spin *l);
+
 static inline void weft__spin_lock(weft__spin *l)
 {
-	unsigned n = 0;
-
-	for (;;) {
-		if (!atomic_exchange_explicit(&l->held, true,
-					      memory_order_acquire))
-			return;
-		while (atomic_load_explicit(&l->held, memory_order_relaxed))
-			weft__backoff(&n);
-	}
+	if (weft__likely(!atomic_exchange_explicit(&l->held, true,
+						   memory_order_acquire)))
+		return;
+	weft__spin_lock_slow(l);
 }
 
 static inline void weft__spin_unlock(weft__spin *l)
@@ -252,11 +253,12 @@ struct weft_task {
 	weft__spin wlock;
 	struct weft__waiter *waiters;
 	/* References: one per handle the program holds, one held by the
-	 * task itself until it ends. The block returns to the pool at 0. */
-	atomic_uint refs;
-	/* The program's share of refs (handle references): a release or
-	 * retain when it is 0 is a doubly released handle, reported. */
-	atomic_uint hrefs;
+	 * task itself until it ends; the block returns to the pool at 0.
+	 * Low 32 bits: all references; high 32: the program's share (handle
+	 * references), so that a release past the last handle reference is
+	 * refused (-ESRCH) instead of dropping the task's own, in the same
+	 * single RMW (task.c). */
+	_Atomic uint64_t refs;
 	/* Bumped each time the block returns to the pool (36 bits, never
 	 * 0); handles carry it. Read by any thread, so atomic. */
 	_Atomic uint64_t gen;
@@ -680,11 +682,13 @@ struct weft_task *weft__inject_pop(struct weft_runtime *rt,
 
 /* idle.c */
 void weft__idle_init(struct weft_runtime *rt);
-void weft__idle_notify(struct weft_runtime *rt, bool fenced);
+static inline void weft__idle_notify(struct weft_runtime *rt, bool fenced);
+void weft__idle_notify_slow(struct weft_runtime *rt);
 /* A task was put in the next slot of a worker that is running another:
  * make sure someone (a searcher or the watcher) will take it over if the
- * running one computes for long (idle.c). */
-void weft__idle_watch(struct weft_runtime *rt);
+ * running one computes for long (idle.c, argued there). Inline: with a
+ * watcher or a searcher, or nobody asleep, it is a load or two. */
+static inline void weft__idle_watch(struct weft_runtime *rt);
 bool weft__idle_try_search(struct weft__worker *w);
 void weft__idle_stop_search(struct weft__worker *w);
 void weft__idle_park(struct weft__worker *w);
@@ -831,5 +835,37 @@ void weft__lifecycle_fatal(struct weft_runtime *rt);
 void weft__task_drop_all(struct weft_runtime *rt);
 unsigned weft__task_cancel_all(struct weft_runtime *rt,
 			       struct weft_task *except);
+
+/* idle.c's notify: the check that nobody searches and somebody sleeps is
+ * inline (the common answer is "nothing to do"), the wake out of line. */
+static inline void weft__idle_notify(struct weft_runtime *rt, bool fenced)
+{
+	unsigned s;
+
+	if (fenced) {
+		/* Pairs with the seq_cst RMW of the last searcher (see
+		 * idle.c's file comment). */
+		atomic_thread_fence(memory_order_seq_cst);
+	}
+	s = atomic_load_explicit(&rt->idle_state, memory_order_relaxed);
+	if ((s & 0xffffu) != 0 || (s >> 16) >= rt->nworkers)
+		return;
+	weft__idle_notify_slow(rt);
+}
+
+/* idle.c's next-slot watch, inline (declared with the idle protocol):
+ * nothing to do while a watcher exists, a worker searches (it will look at
+ * next slots) or no worker sleeps. Relaxed: advisory, see idle.c. */
+static inline void weft__idle_watch(struct weft_runtime *rt)
+{
+	unsigned s;
+
+	if (atomic_load_explicit(&rt->watcher, memory_order_relaxed))
+		return;
+	s = atomic_load_explicit(&rt->idle_state, memory_order_relaxed);
+	if ((s & 0xffffu) != 0 || (s >> 16) >= rt->nworkers)
+		return;
+	weft__idle_notify_slow(rt);
+}
 
 #endif /* WEFT_INTERNAL_H */

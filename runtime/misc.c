@@ -122,6 +122,19 @@ void weft__backoff_yield(void)
 	sched_yield();
 }
 
+void weft__spin_lock_slow(weft__spin *l)
+{
+	unsigned n = 0;
+
+	for (;;) {
+		while (atomic_load_explicit(&l->held, memory_order_relaxed))
+			weft__backoff(&n);
+		if (!atomic_exchange_explicit(&l->held, true,
+					      memory_order_acquire))
+			return;
+	}
+}
+
 #ifdef WEFT__PERTURB
 /* perturb.h: one step. A thread's xorshift state is seeded on its first
  * step from WEFT_PERTURB_SEED (or the clock) and the thread's order of

@@ -115,42 +115,41 @@
 _Static_assert(WEFT__CB_SLAB == 1u << H_IDX_BITS, "slab size = index bits");
 _Static_assert(H_GEN_BITS + H_IDX_BITS + H_SLAB_BITS == 64, "handle bits");
 
-struct dir_entry {
-	_Atomic(struct weft_task *) mem; /* NULL: id not in use */
-	uint64_t floor;   /* first generation for the id's next slab */
-	uint32_t next_free; /* free-id list link (0: end); under dir_lock */
+/* One chunk of the directory: the slabs (what resolve() reads, 8 bytes an
+ * entry), and per id the generation its next slab starts at and the
+ * free-id link (under dir_lock). */
+struct dir_chunk {
+	_Atomic(struct weft_task *) mem[DIR_CHUNK]; /* NULL: id not in use */
+	uint64_t floor[DIR_CHUNK];
+	uint32_t next_free[DIR_CHUNK]; /* 0: end of the list */
 };
 
-static _Atomic(struct dir_entry *) dir[DIR_CHUNKS];
+static _Atomic(struct dir_chunk *) dir[DIR_CHUNKS];
 static pthread_mutex_t dir_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint32_t dir_free;     /* head of the free-id list; under dir_lock */
 static uint32_t dir_next = 1; /* first never-used id (0 is never used) */
 
-static struct dir_entry *dir_entry(uint32_t id)
+static struct dir_chunk *dir_chunk(uint32_t id)
 {
-	struct dir_entry *c = atomic_load_explicit(&dir[id / DIR_CHUNK],
-						   memory_order_acquire);
-
-	return c ? &c[id % DIR_CHUNK] : NULL;
+	return atomic_load_explicit(&dir[id / DIR_CHUNK],
+				    memory_order_acquire);
 }
 
-/* A slab id for mem and the first generation of its blocks; 0 if none. */
+/* A slab id and the first generation of its blocks; 0 if none. */
 static uint32_t dir_take(uint64_t *floor)
 {
 	uint32_t id = 0;
-	struct dir_entry *e;
 
 	pthread_mutex_lock(&dir_lock);
 	if (dir_free) {
 		id = dir_free;
-		dir_free = dir_entry(id)->next_free;
+		dir_free = dir_chunk(id)->next_free[id % DIR_CHUNK];
 	} else if (dir_next < (1u << H_SLAB_BITS)) {
-		struct dir_entry *c = atomic_load_explicit(
-			&dir[dir_next / DIR_CHUNK], memory_order_relaxed);
+		struct dir_chunk *c = dir_chunk(dir_next);
 		if (!c) {
 			/* Chunks are never freed: resolve() may read them
 			 * at any time. */
-			c = calloc(DIR_CHUNK, sizeof(*c));
+			c = calloc(1, sizeof(*c));
 			if (c)
 				atomic_store_explicit(
 					&dir[dir_next / DIR_CHUNK], c,
@@ -160,21 +159,29 @@ static uint32_t dir_take(uint64_t *floor)
 			id = dir_next++;
 	}
 	if (id) {
-		e = dir_entry(id);
-		*floor = e->floor ? e->floor : 1;
+		uint64_t f = dir_chunk(id)->floor[id % DIR_CHUNK];
+		*floor = f ? f : 1;
 	}
 	pthread_mutex_unlock(&dir_lock);
 	return id;
 }
 
+/* Publishes a slab (release: a resolve() that finds it sees its blocks). */
+static void dir_publish(uint32_t id, struct weft_task *mem)
+{
+	atomic_store_explicit(&dir_chunk(id)->mem[id % DIR_CHUNK], mem,
+			      memory_order_release);
+}
+
 static void dir_give_back(uint32_t id, uint64_t floor)
 {
-	struct dir_entry *e = dir_entry(id);
+	struct dir_chunk *c = dir_chunk(id);
 
 	pthread_mutex_lock(&dir_lock);
-	atomic_store_explicit(&e->mem, NULL, memory_order_release);
-	e->floor = floor;
-	e->next_free = dir_free;
+	atomic_store_explicit(&c->mem[id % DIR_CHUNK], NULL,
+			      memory_order_release);
+	c->floor[id % DIR_CHUNK] = floor;
+	c->next_free[id % DIR_CHUNK] = dir_free;
 	dir_free = id;
 	pthread_mutex_unlock(&dir_lock);
 }
@@ -225,7 +232,7 @@ static struct weft_task *resolve(weft_task *h, int *err)
 {
 	uint64_t v = (uint64_t)(uintptr_t)h;
 	uint32_t slab = (uint32_t)(v >> (H_GEN_BITS + H_IDX_BITS));
-	struct dir_entry *e;
+	struct dir_chunk *c;
 	struct weft_task *mem, *t;
 
 	if (!h) {
@@ -233,10 +240,11 @@ static struct weft_task *resolve(weft_task *h, int *err)
 		return NULL;
 	}
 	*err = -ESRCH;
-	e = slab ? dir_entry(slab) : NULL;
-	if (!e)
+	c = slab ? dir_chunk(slab) : NULL;
+	if (!c)
 		return NULL;
-	mem = atomic_load_explicit(&e->mem, memory_order_acquire);
+	mem = atomic_load_explicit(&c->mem[slab % DIR_CHUNK],
+				   memory_order_acquire);
 	if (!mem)
 		return NULL;
 	t = &mem[(v >> H_GEN_BITS) & (WEFT__CB_SLAB - 1)];
@@ -279,9 +287,7 @@ static int cb_refill(struct weft_runtime *rt)
 		blk[i].qnext = rt->cb_free;
 		rt->cb_free = &blk[i];
 	}
-	/* Release: a resolve() that finds the slab sees its blocks. */
-	atomic_store_explicit(&dir_entry(s->id)->mem, blk,
-			      memory_order_release);
+	dir_publish(s->id, blk);
 	rt->cb_free_n += WEFT__CB_SLAB;
 	return 0;
 }
@@ -380,11 +386,15 @@ static void cb_free(struct weft_task *t)
 	weft__spin_unlock(&rt->cb_lock);
 }
 
+#define REFS_ALL UINT64_C(0xffffffff)
+#define REFS_HANDLE (UINT64_C(1) << 32)
+
 void weft__task_unref(struct weft_task *t)
 {
 	/* acq_rel: the last dropper sees every write made under the other
 	 * references before it recycles the block. */
-	if (atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) == 1)
+	if ((atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) &
+	     REFS_ALL) == 1)
 		cb_free(t);
 }
 
@@ -568,8 +578,8 @@ static void task_start(struct weft_runtime *rt, struct weft__worker *w,
 	}
 	atomic_store_explicit(&t->cancel, 0, memory_order_relaxed);
 	atomic_store_explicit(&t->done, 0, memory_order_relaxed);
-	atomic_store_explicit(&t->refs, refs, memory_order_relaxed);
-	atomic_store_explicit(&t->hrefs, refs - 1, memory_order_relaxed);
+	atomic_store_explicit(&t->refs, refs + (refs - 1) * REFS_HANDLE,
+			      memory_order_relaxed);
 	/* Leaves FREE last: resolve() accepts the block from here on. The
 	 * queue push below publishes every field to the worker that runs
 	 * the task. */
@@ -1129,21 +1139,6 @@ int weft_cancelled(void)
 
 /* ---- handles ---------------------------------------------------------- */
 
-/* Takes one from hrefs unless it is 0; false if it was 0 (every handle
- * reference already released). */
-static bool hrefs_drop(struct weft_task *t)
-{
-	unsigned v = atomic_load_explicit(&t->hrefs, memory_order_relaxed);
-
-	do {
-		if (v == 0)
-			return false;
-	} while (!atomic_compare_exchange_weak_explicit(
-		&t->hrefs, &v, v - 1, memory_order_relaxed,
-		memory_order_relaxed));
-	return true;
-}
-
 int weft_task_retain(weft_task *h)
 {
 	struct weft_task *t;
@@ -1155,8 +1150,8 @@ int weft_task_retain(weft_task *h)
 	/* Also from a handle that holds no reference (weft_self()'s, or
 	 * one whose references were released while the task runs): the
 	 * task's own reference keeps the block alive meanwhile. */
-	atomic_fetch_add_explicit(&t->hrefs, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&t->refs, 1 + REFS_HANDLE,
+				  memory_order_relaxed);
 	return 0;
 }
 
@@ -1170,10 +1165,18 @@ int weft_task_release(weft_task *h)
 		return err;
 	/* A task still alive (its own reference) whose handle references
 	 * are all given back: a second release of the same handle, which
-	 * would otherwise drop the task's own reference. */
-	if (!hrefs_drop(t))
-		return -ESRCH;
-	weft__task_unref(t);
+	 * would otherwise drop the task's own reference, is refused. One
+	 * CAS takes a handle reference and a reference together; acq_rel
+	 * as in weft__task_unref(), whose last-dropper rule this follows. */
+	uint64_t v = atomic_load_explicit(&t->refs, memory_order_relaxed);
+	do {
+		if (v < REFS_HANDLE)
+			return -ESRCH;
+	} while (!atomic_compare_exchange_weak_explicit(
+		&t->refs, &v, v - 1 - REFS_HANDLE, memory_order_acq_rel,
+		memory_order_relaxed));
+	if ((v & REFS_ALL) == 1)
+		cb_free(t);
 	return 0;
 }
 

@@ -353,13 +353,13 @@ static inline void san_finish(struct weft__worker *w)
 }
 
 /* Gives t a stack and an initial frame if it has never run. False if no
- * stack can be had: t is then ended with -ENOMEM. */
-static bool prepare(struct weft__worker *w, struct weft_task *t)
+ * stack can be had: t is then ended with -ENOMEM. The first run only; out
+ * of line so that prepare() stays a test in the switch path. */
+static __attribute__((noinline)) bool prepare_first(struct weft__worker *w,
+						    struct weft_task *t)
 {
 	struct weft__stack *s;
 
-	if (weft__likely(t->sp != NULL))
-		return true;
 	s = weft__stack_get(w, t->stack_size);
 	if (!s) {
 		weft__task_fail_start(w, t, -ENOMEM);
@@ -378,6 +378,11 @@ static bool prepare(struct weft__worker *w, struct weft_task *t)
 	t->asan_fake = NULL;
 #endif
 	return true;
+}
+
+static inline bool prepare(struct weft__worker *w, struct weft_task *t)
+{
+	return weft__likely(t->sp != NULL) || prepare_first(w, t);
 }
 
 void weft__after_switch(struct weft__worker *w)
