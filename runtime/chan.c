@@ -409,9 +409,14 @@ static int sel_leave(struct weft__sel *sel)
 /* Dropped at shutdown (weft__task_drop_all) while parked: its nodes leave
  * the channels, except the one that granted it, if one did (a thread
  * outside the runtime may have granted and destroyed it). */
-static void sel_unwait(void *arg)
+struct sel_unwait {
+	struct weft__unwait base; /* first: the drop calls base.fn(&base) */
+	struct sel_state *s;
+};
+
+static void sel_unwait(struct weft__unwait *arg)
 {
-	struct sel_state *s = arg;
+	struct sel_state *s = ((struct sel_unwait *)arg)->s;
 	int won = sel_leave(s->sel);
 
 	sel_unlink(s, won >= 0 ? s->cases[won].chan : NULL);
@@ -428,8 +433,9 @@ static int sel_park(struct sel_state *s, struct weft__sel *sel,
 
 	atomic_init(&tm.state, WEFT__TM_IDLE);
 	/* Dropped at shutdown: its nodes leave the channels. */
-	self->unwait = sel_unwait;
-	self->unwait_arg = s;
+	struct sel_unwait u = { { sel_unwait }, s };
+
+	self->unwait = &u.base;
 	for (;;) {
 		weft__park_prepare(self);
 		won = atomic_load_explicit(&sel->winner, memory_order_acquire);

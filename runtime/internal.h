@@ -174,6 +174,12 @@ static inline void weft__spin_unlock(weft__spin *l)
 
 /* ---- tasks ------------------------------------------------------------ */
 
+/* A parked task's way out of the objects it waits on, for a drop at
+ * shutdown: embedded first in the waiter's own record (on its stack). */
+struct weft__unwait {
+	void (*fn)(struct weft__unwait *u);
+};
+
 /* Park states of a task (task->park). The protocol is argued in task.c. */
 enum {
 	WEFT__RUNNING = 0,  /* on a CPU or queued; no wait in progress */
@@ -259,21 +265,19 @@ struct weft_task {
 	 * refused (-ESRCH) instead of dropping the task's own, in the same
 	 * single RMW (task.c). */
 	_Atomic uint64_t refs;
-	/* Bumped each time the block returns to the pool (36 bits, never
-	 * 0); handles carry it. Read by any thread, so atomic. */
-	_Atomic uint64_t gen;
+	/* The block's handle (task.c): its place in the handle directory
+	 * (slab id and index, fixed for the block's life) above its
+	 * generation (low 36 bits, never 0), which is bumped each time the
+	 * block returns to the pool. Read by any thread, so atomic. */
+	_Atomic uint64_t handle;
 	/* While parked on an object the program owns (a wait queue, a
 	 * select): how to take its wait nodes back if the task is dropped
 	 * at shutdown (weft__task_drop_all). Set and cleared by the task
 	 * around its wait; read only after every worker has stopped. */
-	void (*unwait)(void *arg);
-	void *unwait_arg;
+	struct weft__unwait *unwait;
 	/* Floating-point control state the task starts with: its
 	 * spawner's at the spawn (arch/switch.h weft__fpctl). */
 	uint64_t fpctl;
-	/* The block's place in the handle directory (task.c): slab id and
-	 * index in the slab. Fixed for the block's life. */
-	uint32_t hid;
 	/* Deadline of the current weft_timeout_begin() scope (ns), or
 	 * WEFT_NEVER; only the task itself touches it. */
 	uint64_t deadline;

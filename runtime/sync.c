@@ -98,14 +98,15 @@ static int park_thread(weft__spin *lock, struct weft__wq *q,
  * was granted (a thread outside the runtime may have granted it and freed
  * the object since): the same claim as give_up(). */
 struct wq_unwait {
+	struct weft__unwait base; /* first: the drop calls base.fn(&base) */
 	weft__spin *lock;
 	struct weft__wq *q;
 	struct weft__wnode *n;
 };
 
-static void wq_unwait(void *arg)
+static void wq_unwait(struct weft__unwait *arg)
 {
-	struct wq_unwait *u = arg;
+	struct wq_unwait *u = (struct wq_unwait *)arg;
 
 	give_up(u->lock, u->q, u->n, -ECANCELED, false);
 }
@@ -115,7 +116,7 @@ static int park(weft__spin *lock, struct weft__wq *q, struct weft__wnode *n,
 {
 	struct weft__worker *w = weft__worker_self();
 	struct weft_task *self = n->task;
-	struct wq_unwait u = { lock, q, n };
+	struct wq_unwait u = { { wq_unwait }, lock, q, n };
 	struct weft__timer tm;
 	bool armed = false;
 	int why = 0;
@@ -123,8 +124,7 @@ static int park(weft__spin *lock, struct weft__wq *q, struct weft__wnode *n,
 	if (!self)
 		return park_thread(lock, q, n, deadline, keep);
 	atomic_init(&tm.state, WEFT__TM_IDLE);
-	self->unwait = wq_unwait;
-	self->unwait_arg = &u;
+	self->unwait = &u.base;
 	for (;;) {
 		weft__park_prepare(self);
 		if (atomic_load_explicit(&n->state, memory_order_acquire) ==

@@ -222,9 +222,8 @@ struct weft__waiter {
 
 weft_task *weft__handle(struct weft_task *t)
 {
-	uint64_t g = atomic_load_explicit(&t->gen, memory_order_relaxed);
-
-	return (weft_task *)(uintptr_t)(((uint64_t)t->hid << H_GEN_BITS) | g);
+	return (weft_task *)(uintptr_t)atomic_load_explicit(
+		&t->handle, memory_order_relaxed);
 }
 
 /* Handle to block, or NULL if the handle is NULL or stale. */
@@ -248,8 +247,7 @@ static struct weft_task *resolve(weft_task *h, int *err)
 	if (!mem)
 		return NULL;
 	t = &mem[(v >> H_GEN_BITS) & (WEFT__CB_SLAB - 1)];
-	if (atomic_load_explicit(&t->gen, memory_order_acquire) !=
-		    (v & H_GEN_MASK) ||
+	if (atomic_load_explicit(&t->handle, memory_order_acquire) != v ||
 	    atomic_load_explicit(&t->park, memory_order_acquire) ==
 		    WEFT__FREE)
 		return NULL;
@@ -281,8 +279,9 @@ static int cb_refill(struct weft_runtime *rt)
 	rt->cb_slabs = s;
 	for (i = 0; i < WEFT__CB_SLAB; i++) {
 		atomic_init(&blk[i].park, WEFT__FREE);
-		atomic_init(&blk[i].gen, floor);
-		blk[i].hid = s->id << H_IDX_BITS | i;
+		atomic_init(&blk[i].handle,
+			    (uint64_t)(s->id << H_IDX_BITS | i) << H_GEN_BITS |
+				    floor);
 		blk[i].rt = rt;
 		blk[i].qnext = rt->cb_free;
 		rt->cb_free = &blk[i];
@@ -356,8 +355,9 @@ static void cb_free(struct weft_task *t)
 	/* gen first, then FREE (both release): a resolve() that sees the
 	 * old gen and then not-FREE raced with the release of the last
 	 * reference, which the API forbids. Generation 0 is never used. */
-	g = gen_next(atomic_load_explicit(&t->gen, memory_order_relaxed));
-	atomic_store_explicit(&t->gen, g, memory_order_release);
+	g = atomic_load_explicit(&t->handle, memory_order_relaxed);
+	g = (g & ~H_GEN_MASK) | gen_next(g & H_GEN_MASK);
+	atomic_store_explicit(&t->handle, g, memory_order_release);
 	atomic_store_explicit(&t->park, WEFT__FREE, memory_order_release);
 
 	if (w && w->rt == rt) {
@@ -411,7 +411,8 @@ void weft__task_pool_fini(struct weft_runtime *rt)
 		 * out here (a handle of a live block carries its gen). */
 		for (i = 0; i < WEFT__CB_SLAB; i++) {
 			uint64_t g = gen_next(atomic_load_explicit(
-				&blk[i].gen, memory_order_relaxed));
+				&blk[i].handle, memory_order_relaxed) &
+				H_GEN_MASK);
 			if (g > floor)
 				floor = g;
 		}
@@ -528,7 +529,7 @@ void weft__task_drop_all(struct weft_runtime *rt)
 					continue;
 				if (pass == 0) {
 					if (t->unwait)
-						t->unwait(t->unwait_arg);
+						t->unwait->fn(t->unwait);
 					t->unwait = NULL;
 				} else {
 					task_publish_end(t, -ECANCELED, true);
@@ -779,7 +780,8 @@ void weft__task_entry(void *arg, void *ctx)
 
 /* back: queue a parked task behind the worker's others instead of in its
  * next slot (timers woken in a batch keep their deadline order). */
-static void task_wake(struct weft_task *t, bool back)
+static inline __attribute__((always_inline)) void task_wake(struct weft_task *t,
+							 bool back)
 {
 	int s = atomic_load_explicit(&t->park, memory_order_acquire);
 
