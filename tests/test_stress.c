@@ -555,7 +555,9 @@ static void *sbuf_main(void *arg)
 {
 	struct sbuf *s = arg;
 	struct weft_spawn_opts o = { .flags = WEFT_SPAWN_PINNED };
-	uint64_t end = wt_now_ns() + (uint64_t)wt_scale() * 300 * MS;
+	/* A fixed time in every build (TSan manages ~60 rounds a second,
+	 * a plain build ~300,000). */
+	uint64_t end = wt_now_ns() + 3 * SEC;
 	pthread_t th;
 
 	WT_CHECK_EQ(pthread_create(&th, NULL, sbuf_thread, s), 0);
@@ -614,7 +616,7 @@ Test(stress, a_wake_that_finds_the_task_notified_is_never_lost,
 		     "%ld of %ld shielded waits stayed parked with their "
 		     "future set (a wake-up lost to store buffering)",
 		     s.stuck, s.rounds);
-	cr_assert_gt(s.rounds, 100);
+	cr_assert_gt(s.rounds, 10);
 }
 
 /* ---- shutdown with work in flight --------------------------------------- */
