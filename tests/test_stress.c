@@ -10,6 +10,7 @@
  * 8,000 under ASan, 20,000 in a plain build.
  */
 #include <pthread.h>
+#include <sched.h>
 
 #include "weft_test.h"
 
@@ -534,8 +535,10 @@ static void *sbuf_thread(void *arg)
 
 	while (!atomic_load(&s->quit)) {
 		int r = atomic_load(&s->posted);
-		if (r == seen || !atomic_load(&s->entered))
+		if (r == seen || !atomic_load(&s->entered)) {
+			sched_yield(); /* the worker may need this core */
 			continue;
+		}
 		weft_task *t = atomic_load(&s->t);
 		weft_future *f = atomic_load(&s->f);
 		/* Sweep the window: the cancel and the set land anywhere
