@@ -102,8 +102,10 @@ static void steal_check(unsigned workers, int wake_mode)
 			     "workers=%u: worker %u never ran a task in %d "
 			     "batches of %d: no stealing",
 			     workers, i, s.batches, STEAL_TASKS);
+	/* Information, not a warning: Criterion 2.4 exits non-zero when a
+	 * test logs a warning, even if every test passed. */
 	if (s.batches > 1)
-		cr_log_warn("workers=%u: every worker ran a task only after "
+		cr_log_info("workers=%u: every worker ran a task only after "
 			    "%d batches", workers, s.batches);
 }
 
