@@ -197,7 +197,15 @@ void weft__idle_park(struct weft__worker *w)
 	w->sleeping = true;
 	weft__spin_unlock(&rt->idle_lock);
 
-	/* The seq_cst RMW above orders this re-scan after it. */
+	/* A seq_cst RMW does not order later relaxed loads of other
+	 * locations in C11 (on ARMv8.0 a plain load may pass the STLXR; only
+	 * x86 and LSE happen to order them): this fence does, pairing with
+	 * the fence in weft__idle_notify(rt, true) after an inject push and
+	 * after timer_add's store of timer_next. Without it the re-scan
+	 * below and weft__timer_keep()'s pre-check may read old values
+	 * while the producer reads our old idle_state: a stranded task or a
+	 * late timer (tests/model: idle_notify and timer_keeper, weak RMW). */
+	atomic_thread_fence(memory_order_seq_cst);
 	if (last && work_pending(rt))
 		weft__idle_notify(rt, false);
 
