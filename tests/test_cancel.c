@@ -71,13 +71,15 @@ Test(cancel, cancelling_a_task_parked_in_await_returns_ecanceled_to_both,
 /* Every awaiter of a cancelled task gets -ECANCELED and its result. */
 struct cancelled_target {
 	weft_task *victim;
+	atomic_int started; /* the victim runs: cancelled while running */
 	atomic_long entered;
 	atomic_long ok;
 };
 
 static void *yield_until_cancelled(void *arg)
 {
-	(void)arg;
+	if (arg)
+		atomic_store((atomic_int *)arg, 1);
 	while (weft_yield() != -ECANCELED)
 		;
 	return (void *)0xc0ffee;
@@ -102,10 +104,13 @@ static void *awaiters_of_cancelled_main(void *arg)
 	weft_task *ws[16];
 
 	(void)arg;
-	c.victim = weft_spawn(yield_until_cancelled, NULL);
+	c.victim = weft_spawn(yield_until_cancelled, &c.started);
 	for (int i = 0; i < 16; i++)
 		ws[i] = weft_spawn(await_victim, &c);
 	WT_CHECK(wt_yield_until_count(&c.entered, 16, 10000000));
+	/* It must have started, or the cancel keeps it from running and its
+	 * result is NULL (seen under the perturbation build, 3 workers). */
+	WT_CHECK(wt_yield_until(&c.started, 10000000));
 	weft_yield();
 	WT_CHECK_EQ(weft_cancel(c.victim), 0);
 	WT_CHECK_EQ(weft_gather(ws, 16, NULL), 0);
