@@ -369,10 +369,16 @@ void weft__timer_unkeep(struct weft__worker *w)
 			      memory_order_relaxed);
 	atomic_store_explicit(&rt->keeper, NULL, memory_order_seq_cst);
 	/* Timers still pending: make sure someone holds the role while we
-	 * may be running tasks (see the file comment). */
+	 * may be running tasks (see the file comment). Fenced: the notify's
+	 * check of idle_state is a relaxed load, which C11 lets pass our
+	 * seq_cst store of keeper; with the fence, it and a parking
+	 * searcher's RMW + fence (idle_park) are a Dekker pair: either we see
+	 * the searcher (its park then finds keeper NULL and claims the role
+	 * in weft__timer_keep) or it has slept and we wake one sleeper. x86
+	 * and ARMv8 (STLR then LDAR) order the pair anyway; C11 does not. */
 	if (atomic_load_explicit(&rt->timer_next, memory_order_seq_cst) !=
 	    WEFT_NEVER)
-		weft__idle_notify(rt, false);
+		weft__idle_notify(rt, true);
 }
 
 /* ---- sleeping and deadline scopes --------------------------------------- */

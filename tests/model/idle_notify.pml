@@ -31,12 +31,12 @@
  * Variants
  *   (default)          the code as it is, TSO: must pass.
  *   -DWEAK_RMW         RMWs are not full fences (tso.pml; AArch64 without
- *                      LSE, and C11): the last searcher's re-scan in
- *                      idle_park may read the queues as they were before
- *                      its fetch_sub. Fails: the lost notify of the Dekker
- *                      pair. -DWEAK_RMW -DFIX_PARK_FENCE adds
- *                      atomic_thread_fence(seq_cst) after that fetch_sub:
- *                      must pass.
+ *                      LSE, and C11); idle_park's seq_cst fence after its
+ *                      fetch_sub keeps the last searcher's re-scan after
+ *                      it: must pass. With -DINJ_NO_PARK_FENCE (the code
+ *                      before 5fb7831) the re-scan may read the queues as
+ *                      they were before the fetch_sub: the lost notify of
+ *                      the Dekker pair, must fail.
  *   -DINJ_NO_NOTIFY_FENCE, -DINJ_NO_RESCAN  bug injections (the producer's
  *                      fence, the last searcher's re-scan): must fail, which
  *                      shows the model sees both halves of the Dekker pair.

@@ -461,8 +461,12 @@ inline idle_park(w)
 	 * else can change it meanwhile (rule d) */
 	LOCK_LOAD(w, IDLE_LOCK, SLEEPERS, m);
 	if :: searching -> n = UNPARK_ONE + SEARCH_ONE :: else -> n = UNPARK_ONE fi;
-#ifndef FIX_PARK_FENCE
-	/* fetch_sub (seq_cst); push on the sleeper stack; unlock (rule b) */
+#if !defined(WEAK_RMW) || defined(INJ_NO_PARK_FENCE)
+	/* fetch_sub (seq_cst); push on the sleeper stack; unlock (rule b).
+	 * The seq_cst fence that follows in idle.c is left out here: under
+	 * TSO the RMW has drained the buffer, so the fence is a no-op (and
+	 * merging keeps the state space small); under WEAK_RMW this branch
+	 * is the bug injection INJ_NO_PARK_FENCE (the code before 5fb7831). */
 	atomic {
 		RMW_GUARD(w, IDLE_STATE) && ROOMK(w, 3) ->
 		S_FADD(w, IDLE_STATE, -n, old);
@@ -471,8 +475,9 @@ inline idle_park(w)
 	};
 #else
 	FADD(w, IDLE_STATE, -n, old);
-	/* The fix for C11 / AArch64: atomic_thread_fence(seq_cst) after the
-	 * fetch_sub, so the loads below cannot be satisfied before it. */
+	/* idle.c: atomic_thread_fence(seq_cst) after the fetch_sub (the
+	 * fix for C11 / AArch64), so the loads below cannot be satisfied
+	 * before it. */
 	FENCE(w);
 	PUNLOCK_AFTER(w, SLEEPERS, m | (1 << w), IDLE_LOCK);
 #endif

@@ -58,13 +58,15 @@
  *
  * Variants
  *   (default)              the code as it is, TSO: must pass.
- *   -DWEAK_RMW             RMWs are not full fences (tso.pml). In scenario
- *                          1, timer_keep's relaxed pre-check of timer_next,
- *                          right after idle_park's fetch_sub, can read
- *                          NEVER although the arming task's notify read
+ *   -DWEAK_RMW             RMWs are not full fences (tso.pml); with
+ *                          idle_park's fence after its fetch_sub: must
+ *                          pass. With -DINJ_NO_PARK_FENCE as well (the
+ *                          code before 5fb7831), in scenario 1
+ *                          timer_keep's relaxed pre-check of timer_next,
+ *                          right after the fetch_sub, can read NEVER
+ *                          although the arming task's notify read
  *                          idle_state from before that fetch_sub: nobody
- *                          keeps. -DFIX_PARK_FENCE (a seq_cst fence after
- *                          the fetch_sub) makes it pass.
+ *                          keeps, must fail.
  *   -DINJ_NO_KEEPER_WAKE   bug injection (scenario 2): an earlier timer
  *                          does not wake the keeper. Must fail.
  *   -DINJ_NO_UNKEEP_NOTIFY bug injection (scenario 5): the keeper that

@@ -187,11 +187,12 @@ inline timer_unkeep(w)
 	STORE(w, KEEPER_UNTIL, NEVER);	/* relaxed */
 	SC_STORE(w, KEEPER, 0);
 	/* "Timers still pending: make sure someone holds the role while we
-	 * may be running tasks" */
+	 * may be running tasks"; the notify is fenced (pairs with the
+	 * parking searcher's RMW + fence in idle_park) */
 	SC_LOAD(w, TIMER_NEXT, r);
 	if
 #ifndef INJ_NO_UNKEEP_NOTIFY
-	:: r != NEVER -> idle_notify(w, false)
+	:: r != NEVER -> idle_notify(w, true)
 #endif
 	:: else
 	fi
