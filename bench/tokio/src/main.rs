@@ -12,9 +12,29 @@
 //!   RESULT tokio <workload> <value> <unit> key=value...
 //! in the C programs' units. --workers 0 (the default) means the number of
 //! online CPUs, like weft's default; context_switch defaults to 1 worker.
+//!
+//! Two ways to yield. weft_yield puts the task at the back of its worker's
+//! queue, behind every task that is runnable now. Tokio's `yield_now`
+//! (since Tokio 1.24) does not queue the task at all: it hands the waker to
+//! the worker's defer list, which the worker wakes only when it has run out
+//! of other work or reaches its periodic maintenance (every 61 polls), each
+//! time after polling its driver with a zero timeout. So yield_many and
+//! context_switch come in two versions here:
+//!   yield_many, context_switch            a self-waking yield (SelfWakeYield
+//!                                          below): the task wakes its own
+//!                                          waker and returns Pending once, so
+//!                                          the scheduler puts it at the back
+//!                                          of the run queue: weft's operation;
+//!   yield_many_yield_now,                 Tokio's `task::yield_now()`:
+//!   context_switch_yield_now               Tokio's own idiom, whose cost
+//!                                          includes the defer list and the
+//!                                          driver polls.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::process::exit;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -23,9 +43,11 @@ use tokio::task::{self, JoinHandle};
 const WORKLOADS: &[&str] = &[
     "spawn_many",
     "yield_many",
+    "yield_many_yield_now",
     "chained_spawn",
     "chained_spawn_oneshot",
     "context_switch",
+    "context_switch_yield_now",
     "park_many",
     "ping_pong",
 ];
@@ -158,12 +180,69 @@ async fn spawn_many(a: &Args, workers: usize) -> Option<()> {
     Some(())
 }
 
+// ------------------------------------------------------------ the two yields
+
+/// A yield that re-queues the task at the back of its worker's run queue,
+/// as weft_yield does: the first poll wakes the task's own waker and
+/// returns Pending; the second returns Ready. The wake happens while the
+/// task is running, so Tokio only marks it notified; when the poll returns
+/// Pending, the task harness hands it back to the scheduler as a yield
+/// (multi_thread worker: `yield_now` -> `schedule_task(task, true)`), which
+/// pushes it to the back of the local run queue and never to the LIFO slot.
+/// This is what Tokio's own `yield_now` did before 1.24.
+struct SelfWakeYield {
+    yielded: bool,
+}
+
+impl Future for SelfWakeYield {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.yielded {
+            return Poll::Ready(());
+        }
+        self.yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+fn self_wake_yield() -> SelfWakeYield {
+    SelfWakeYield { yielded: false }
+}
+
+/// Which yield a workload uses.
+#[derive(Clone, Copy)]
+enum Yield {
+    /// SelfWakeYield: to the back of the run queue (weft's operation).
+    SelfWake,
+    /// tokio::task::yield_now: deferred until the worker is out of work.
+    YieldNow,
+}
+
+impl Yield {
+    async fn now(self) {
+        match self {
+            Yield::SelfWake => self_wake_yield().await,
+            Yield::YieldNow => task::yield_now().await,
+        }
+    }
+
+    /// The workload's name suffix in RESULT lines.
+    fn suffix(self) -> &'static str {
+        match self {
+            Yield::SelfWake => "",
+            Yield::YieldNow => "_yield_now",
+        }
+    }
+}
+
 // ---------------------------------------------------------------- yield_many
 // 1,000 tasks each yield n times (default 1,000). Wall ns per yield.
 
 const YIELD_TASKS: usize = 1000;
 
-async fn yield_many(a: &Args, workers: usize) -> Option<()> {
+async fn yield_many(a: &Args, workers: usize, y: Yield) -> Option<()> {
     let yields = if a.n != 0 { a.n } else { 1000 };
     let b = best!(a.reps, async {
         let t0 = Instant::now();
@@ -171,7 +250,7 @@ async fn yield_many(a: &Args, workers: usize) -> Option<()> {
             .map(|_| {
                 tokio::spawn(async move {
                     for _ in 0..yields {
-                        task::yield_now().await;
+                        y.now().await;
                     }
                 })
             })
@@ -182,7 +261,8 @@ async fn yield_many(a: &Args, workers: usize) -> Option<()> {
         Some(elapsed_ns(t0))
     })?;
     println!(
-        "RESULT tokio yield_many {:.2} ns/yield tasks={} yields={} workers={}",
+        "RESULT tokio yield_many{} {:.2} ns/yield tasks={} yields={} workers={}",
+        y.suffix(),
         b as f64 / (YIELD_TASKS as f64 * yields as f64),
         YIELD_TASKS,
         yields,
@@ -195,7 +275,10 @@ async fn yield_many(a: &Args, workers: usize) -> Option<()> {
 // A chain of n tasks (default 100,000), each spawning the next (detached:
 // the JoinHandle is dropped) and ending. As in the C program, the main task
 // waits for the last link by yielding until an atomic flag is set.
-// ns per link.
+// ns per link. The main task polls with Tokio's yield_now, which parks it
+// in the defer list until the worker runs out of links to run; weft's main
+// task goes to the back of the queue each time and so takes turns with the
+// links. The polling therefore costs Tokio less than it costs weft here.
 
 static REACHED: AtomicU32 = AtomicU32::new(0);
 
@@ -262,18 +345,21 @@ async fn chained_spawn_oneshot(a: &Args, workers: usize) -> Option<()> {
 }
 
 // ------------------------------------------------------------ context_switch
-// Two tasks switch back and forth with yield_now (n = yields per task,
-// default 1,000,000) on a 1-worker multi-thread runtime (Tokio cannot pin
-// a task to a worker; with one worker there is nowhere else to run).
-// The main task spawns both, starts the clock and awaits them (parks).
-// ns per switch = total / (2 n).
+// Two tasks switch back and forth by yielding (n = yields per task, default
+// 1,000,000) on a 1-worker multi-thread runtime (Tokio cannot pin a task to
+// a worker; with one worker there is nowhere else to run). The main task
+// spawns both, starts the clock and awaits them (parks). ns per switch =
+// total / (2 n). With the self-waking yield each yield is one switch to
+// the other task, as in the C program; with yield_now both tasks go to the
+// defer list and the worker wakes them after a zero-timeout park, so that
+// variant also counts one park per two switches.
 
-async fn context_switch(a: &Args, workers: usize) -> Option<()> {
+async fn context_switch(a: &Args, workers: usize, y: Yield) -> Option<()> {
     let n = if a.n != 0 { a.n } else { 1_000_000 };
     let b = best!(a.reps, async {
         let pingpong = move || async move {
             for _ in 0..n {
-                task::yield_now().await;
+                y.now().await;
             }
         };
         let h0 = tokio::spawn(pingpong());
@@ -284,7 +370,8 @@ async fn context_switch(a: &Args, workers: usize) -> Option<()> {
         Some(elapsed_ns(t0))
     })?;
     println!(
-        "RESULT tokio context_switch {:.2} ns/switch switches={} workers={}",
+        "RESULT tokio context_switch{} {:.2} ns/switch switches={} workers={}",
+        y.suffix(),
         b as f64 / (2.0 * n as f64),
         2 * n,
         workers
@@ -419,10 +506,12 @@ async fn ping_pong(a: &Args, workers: usize) -> Option<()> {
 async fn amain(a: Args, workers: usize) -> Option<()> {
     match a.workload.as_str() {
         "spawn_many" => spawn_many(&a, workers).await,
-        "yield_many" => yield_many(&a, workers).await,
+        "yield_many" => yield_many(&a, workers, Yield::SelfWake).await,
+        "yield_many_yield_now" => yield_many(&a, workers, Yield::YieldNow).await,
         "chained_spawn" => chained_spawn(&a, workers).await,
         "chained_spawn_oneshot" => chained_spawn_oneshot(&a, workers).await,
-        "context_switch" => context_switch(&a, workers).await,
+        "context_switch" => context_switch(&a, workers, Yield::SelfWake).await,
+        "context_switch_yield_now" => context_switch(&a, workers, Yield::YieldNow).await,
         "park_many" => park_many(&a, workers).await,
         "ping_pong" => ping_pong(&a, workers).await,
         _ => None,
@@ -433,7 +522,7 @@ fn main() {
     let a = parse();
     let mut workers = a.workers;
     if workers == 0 {
-        workers = if a.workload == "context_switch" {
+        workers = if a.workload.starts_with("context_switch") {
             1
         } else {
             // Like bench_workers(): sysconf(_SC_NPROCESSORS_ONLN).
