@@ -790,6 +790,90 @@ Test(task, yield_returns_zero, .timeout = WT_TIMEOUT(20))
 	wt_run(yield_main, NULL, 2);
 }
 
+/*
+ * "Lets every other runnable task on this worker run, then continues (the
+ * task goes to the back of its worker's queue)": on one worker, tasks that
+ * do nothing but note their number and yield must take turns in a fixed
+ * cycle, each once per turn. A yield that does not switch (or that puts
+ * the task at the front) lets one task run many steps in a row.
+ */
+#define RR_TASKS 4
+#define RR_STEPS 50
+
+struct rr {
+	int log[RR_TASKS * RR_STEPS];
+	int n; /* one worker: no concurrent access */
+	int rc_bad;
+};
+
+struct rr_arg {
+	struct rr *rr;
+	int id;
+};
+
+static void *rr_task(void *arg)
+{
+	struct rr_arg *a = arg;
+
+	for (int i = 0; i < RR_STEPS; i++) {
+		a->rr->log[a->rr->n++] = a->id;
+		if (weft_yield() != 0)
+			a->rr->rc_bad++;
+	}
+	return NULL;
+}
+
+static void *rr_main(void *arg)
+{
+	struct rr *rr = arg;
+	struct rr_arg as[RR_TASKS];
+	weft_task *ts[RR_TASKS];
+
+	for (int i = 0; i < RR_TASKS; i++) {
+		as[i].rr = rr;
+		as[i].id = i;
+		ts[i] = weft_spawn(rr_task, &as[i]);
+		WT_CHECK(ts[i] != NULL);
+	}
+	WT_CHECK_EQ(weft_gather(ts, RR_TASKS, NULL), 0);
+	for (int i = 0; i < RR_TASKS; i++)
+		weft_task_release(ts[i]);
+	return NULL;
+}
+
+Test(task, yielding_tasks_on_one_worker_take_turns_round_robin,
+     .timeout = WT_TIMEOUT(20))
+{
+	struct rr rr;
+	int seen = 0;
+
+	/* The hazard mode (tests/run migrate) sends every yield through the
+	 * shared inject queue, on purpose not in this order; the order is
+	 * what this test checks. (Criterion runs each test in a process of
+	 * its own.) */
+	unsetenv("WEFT_DEBUG_MIGRATE");
+	memset(&rr, 0, sizeof(rr));
+	wt_run(rr_main, &rr, 1);
+	cr_assert_eq(rr.n, RR_TASKS * RR_STEPS);
+	cr_assert_eq(rr.rc_bad, 0, "%d yields did not return 0", rr.rc_bad);
+	/* The first turn: every task once, in some order. */
+	for (int i = 0; i < RR_TASKS; i++) {
+		cr_assert(rr.log[i] >= 0 && rr.log[i] < RR_TASKS);
+		cr_assert(!(seen & (1 << rr.log[i])),
+			  "task %d ran twice in the first turn (steps %d, "
+			  "%d, %d, %d): its yield let no other task run",
+			  rr.log[i], rr.log[0], rr.log[1], rr.log[2],
+			  rr.log[3]);
+		seen |= 1 << rr.log[i];
+	}
+	/* Then the same order turn after turn. */
+	for (int i = RR_TASKS; i < RR_TASKS * RR_STEPS; i++)
+		cr_assert_eq(rr.log[i], rr.log[i - RR_TASKS],
+			     "step %d ran task %d, but the turn before ran "
+			     "task %d in that place: not round-robin",
+			     i, rr.log[i], rr.log[i - RR_TASKS]);
+}
+
 /* ---- spawn options ------------------------------------------------------ */
 
 /* Uses ~600 KiB of stack: only fits a stack larger than the default. */
@@ -803,6 +887,56 @@ static void *big_frame(void *arg)
 		buf[i] = (char)i;
 	return (void *)(uintptr_t)(buf[0] + buf[sizeof(buf) - 1] + 1 +
 				   (uintptr_t)arg);
+}
+
+/*
+ * The usable stack of a task, seen from inside: its top is page-aligned
+ * (a stack is whole pages above its guard) and the task's first frame lies
+ * in its highest page, so the lowest usable byte of a `want`-byte stack is
+ * top - want, and nearly all of it lies below that first frame (an
+ * unrounded stack would start up to a page lower). The bytes are probed
+ * with write(2) from them into a pipe, which fails with EFAULT on a guard
+ * (MADV_GUARD_INSTALL or PROT_NONE) instead of killing the test.
+ */
+struct stack_edge {
+	size_t ps, want;
+	size_t below_first_frame; /* bytes from the first frame down */
+	int lowest_readable, lowest_written, below_faults;
+};
+
+static const size_t edge_sizes[] = { 100 * 1024 + 123, 64 * 1024 + 1,
+				     128 * 1024 - 1 };
+
+static int byte_readable(const volatile char *p)
+{
+	int fds[2], ok;
+	char c;
+
+	if (pipe(fds) < 0)
+		return -1;
+	ok = write(fds[1], (const void *)p, 1) == 1;
+	if (ok && read(fds[0], &c, 1) != 1)
+		ok = -1;
+	close(fds[0]);
+	close(fds[1]);
+	return ok;
+}
+
+static void *stack_edge_task(void *arg)
+{
+	struct stack_edge *e = arg;
+	uintptr_t here = (uintptr_t)__builtin_frame_address(0);
+	uintptr_t top = (here + e->ps - 1) & ~(uintptr_t)(e->ps - 1);
+	volatile char *lowest = (volatile char *)(top - e->want);
+
+	e->below_first_frame = here - (uintptr_t)lowest;
+	e->lowest_readable = byte_readable(lowest) == 1;
+	if (e->lowest_readable) {
+		*lowest = 0x5a;
+		e->lowest_written = *lowest == 0x5a;
+	}
+	e->below_faults = byte_readable(lowest - 1) == 0;
+	return e;
 }
 
 static void *spawn_opts_main(void *arg)
@@ -821,14 +955,53 @@ static void *spawn_opts_main(void *arg)
 	WT_CHECK(r != NULL);
 	weft_task_release(t);
 
-	/* Stack size that is not a page multiple is rounded up. */
-	o.stack_size = 100 * 1024 + 123;
-	o.name = NULL;
-	WT_CHECK_EQ(weft_spawn_opts(&t, ret_double, (void *)4, &o), 0);
-	WT_CHECK_EQ(weft_await(t, &r), 0);
-	WT_CHECK_PTR_EQ(r, 8);
-	WT_CHECK(strcmp(weft_task_name(t), "task") == 0);
-	weft_task_release(t);
+	/* Stack size that is not a page multiple is rounded up: the whole
+	 * rounded size is usable, down to its lowest byte, and the guard
+	 * starts right under it. */
+	for (size_t k = 0; k < sizeof(edge_sizes) / sizeof(edge_sizes[0]);
+	     k++) {
+		struct stack_edge e;
+
+		memset(&e, 0, sizeof(e));
+		e.ps = (size_t)sysconf(_SC_PAGESIZE);
+		e.want = (edge_sizes[k] + e.ps - 1) & ~(e.ps - 1);
+		o.stack_size = edge_sizes[k];
+		o.name = NULL;
+		WT_CHECK_EQ(weft_spawn_opts(&t, stack_edge_task, &e, &o), 0);
+		WT_CHECK_EQ(weft_await(t, &r), 0);
+		WT_CHECK_PTR_EQ(r, &e);
+		WT_CHECK(strcmp(weft_task_name(t), "task") == 0);
+		weft_task_release(t);
+		if (!e.lowest_readable || !e.lowest_written) {
+			char b[160];
+
+			snprintf(b, sizeof(b),
+				 "stack_size %zu: byte %zu below the top is not "
+				 "usable: the stack is smaller than %zu (rounded "
+				 "up to pages)",
+				 edge_sizes[k], e.want, e.want);
+			wt_fail_(__FILE__, __LINE__, b);
+		}
+		if (e.below_first_frame < e.want - 2048) {
+			char b[160];
+
+			snprintf(b, sizeof(b),
+				 "stack_size %zu: the task starts %zu bytes "
+				 "above the guard, less than the %zu promised "
+				 "(rounded up to pages) minus 2 KiB",
+				 edge_sizes[k], e.below_first_frame, e.want);
+			wt_fail_(__FILE__, __LINE__, b);
+		}
+		if (!e.below_faults) {
+			char b[160];
+
+			snprintf(b, sizeof(b),
+				 "stack_size %zu: byte %zu below the top is not "
+				 "the guard: the stack is larger than %zu",
+				 edge_sizes[k], e.want + 1, e.want);
+			wt_fail_(__FILE__, __LINE__, b);
+		}
+	}
 
 	/* NULL options mean defaults. */
 	WT_CHECK_EQ(weft_spawn_opts(&t, ret_double, (void *)5, NULL), 0);
