@@ -135,6 +135,228 @@ Test(sched, idle_workers_steal_with_eventfd_wakeups,
 	steal_check(4, WEFT_WAKE_EVENTFD);
 }
 
+/* ---- wake modes --------------------------------------------------------- */
+
+/*
+ * How a worker wakes a sleeping one (weft_config.wake_mode): with
+ * WEFT_WAKE_EVENTFD it writes the sleeper's eventfd, a write(2) of the
+ * waker; with WEFT_WAKE_MSG_RING, which the header names as the default, it
+ * posts IORING_OP_MSG_RING from its own ring, no write(2) at all (foreign
+ * threads and failed sends still use the eventfd; neither happens here).
+ *
+ * Two tasks pinned to two workers pass a turn back and forth through two
+ * semaphores, each spinning a while before passing it on, so that the
+ * other worker has gone to sleep in its ring every time: every pass is a
+ * worker-to-worker wake-up when the other worker is asleep by then (all of
+ * them on a quiet machine, about half on a busy one, where a worker's
+ * thread may not have got back to its ring in time). The
+ * process's write(2) count (syscw of /proc/self/io, every thread) tells
+ * the two mechanisms apart, the eventfd run of the same rounds showing
+ * that they did wake sleeping workers. (The voluntary context switches of
+ * the second worker's thread are logged.)
+ */
+#define WM_ROUNDS 100
+#define WM_SPIN_US (300 * WT_SLOW)
+
+struct wm {
+	weft_sem *to_a, *to_b;
+	int home_a, home_b;
+	long csw_b;  /* voluntary context switches of B's worker thread */
+	long writes; /* write(2) calls of the process during the rounds */
+};
+
+/* A number from a "key: value" line of a /proc file, or -1. */
+static long proc_value(const char *path, const char *key)
+{
+	FILE *f = fopen(path, "r");
+	size_t kl = strlen(key);
+	char line[256];
+	long v = -1;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (strncmp(line, key, kl) == 0) {
+			v = strtol(line + kl, NULL, 10);
+			break;
+		}
+	fclose(f);
+	return v;
+}
+
+static void *wm_a(void *arg)
+{
+	struct wm *m = arg;
+
+	WT_CHECK_EQ(weft_sem_acquire(m->to_a), 0); /* main's go */
+	for (int i = 0; i < WM_ROUNDS; i++) {
+		wt_spin_us(WM_SPIN_US);
+		WT_CHECK_EQ(weft_sem_release(m->to_b), 0);
+		WT_CHECK_EQ(weft_sem_acquire(m->to_a), 0);
+	}
+	return NULL;
+}
+
+static void *wm_b(void *arg)
+{
+	struct wm *m = arg;
+	long c0 = proc_value("/proc/thread-self/status",
+			     "voluntary_ctxt_switches:");
+
+	for (int i = 0; i < WM_ROUNDS; i++) {
+		WT_CHECK_EQ(weft_sem_acquire(m->to_b), 0);
+		WT_CHECK_EQ(weft_worker_index(), m->home_b);
+		wt_spin_us(WM_SPIN_US);
+		WT_CHECK_EQ(weft_sem_release(m->to_a), 0);
+	}
+	m->csw_b = proc_value("/proc/thread-self/status",
+			      "voluntary_ctxt_switches:") - c0;
+	return NULL;
+}
+
+/* Runs where a thief took it: pins B to that worker if it is not A's. */
+static void *wm_finder(void *arg)
+{
+	struct wm *m = arg;
+	struct weft_spawn_opts o = { .flags = WEFT_SPAWN_PINNED,
+				     .name = "wake-b" };
+	weft_task *b = NULL;
+
+	/* No suspension between reading the index and spawning. */
+	if (weft_worker_index() == m->home_a)
+		return NULL;
+	m->home_b = weft_worker_index();
+	WT_CHECK_EQ(weft_spawn_opts(&b, wm_b, m, &o), 0);
+	return b;
+}
+
+static void *wm_main(void *arg)
+{
+	struct wm *m = arg;
+	struct weft_spawn_opts o = { .flags = WEFT_SPAWN_PINNED,
+				     .name = "wake-a" };
+	weft_task *a = NULL, *b = NULL;
+	long w0;
+
+	if (!WT_CHECK_EQ(weft_sem_create(&m->to_a, 0, 0), 0) ||
+	    !WT_CHECK_EQ(weft_sem_create(&m->to_b, 0, 0), 0))
+		return NULL;
+	m->home_a = weft_worker_index();
+	if (!WT_CHECK_EQ(weft_spawn_opts(&a, wm_a, m, &o), 0))
+		return NULL;
+	/* The finder waits in our next slot while we spin: the other
+	 * worker takes it over (a stuck owner's next slot). */
+	for (int i = 0; i < 100 && !b; i++) {
+		weft_task *f = weft_spawn(wm_finder, m);
+		void *r = NULL;
+
+		wt_spin_us(2000);
+		WT_CHECK_EQ(weft_await(f, &r), 0);
+		weft_task_release(f);
+		b = r;
+	}
+	if (!WT_CHECK(b != NULL)) {
+		weft_cancel(a);
+		weft_await(a, NULL);
+		weft_task_release(a);
+		return NULL;
+	}
+	w0 = proc_value("/proc/self/io", "syscw:");
+	WT_CHECK_EQ(weft_sem_release(m->to_a), 0);
+	WT_CHECK_EQ(weft_await(a, NULL), 0);
+	WT_CHECK_EQ(weft_await(b, NULL), 0);
+	m->writes = proc_value("/proc/self/io", "syscw:") - w0;
+	weft_task_release(a);
+	weft_task_release(b);
+	weft_sem_destroy(m->to_a);
+	weft_sem_destroy(m->to_b);
+	return NULL;
+}
+
+/* Runs the rounds in wake_mode; returns the write(2) count. */
+static long wm_run(int wake_mode, const char *name)
+{
+	struct weft_config c = { .workers = 2, .wake_mode = wake_mode };
+	struct wm m;
+
+	if (proc_value("/proc/self/io", "syscw:") < 0)
+		cr_skip_test("no /proc/self/io (CONFIG_TASK_IO_ACCOUNTING): "
+			     "write(2) calls cannot be counted");
+	memset(&m, 0, sizeof(m));
+	wt_run_cfg(wm_main, &m, &c);
+	cr_log_info("%s: %d rounds, %ld write(2) calls, %ld voluntary "
+		    "context switches of the second worker",
+		    name, WM_ROUNDS, m.writes, m.csw_b);
+	return m.writes;
+}
+
+/* The same rounds with eventfd wake-ups write once per wake-up of a
+ * sleeping worker: at least a quarter of the 2 * WM_ROUNDS passes find
+ * the other worker asleep (nearly all on a quiet machine). Fewer, and the
+ * rounds did not exercise wake-ups at all. */
+static long wm_eventfd_writes(void)
+{
+	long writes = wm_run(WEFT_WAKE_EVENTFD, "eventfd");
+
+	cr_assert_geq(writes, WM_ROUNDS / 2,
+		      "eventfd mode: %ld write(2) calls for %d passes between "
+		      "two workers: sleeping workers were not woken through "
+		      "the eventfd (or never slept)",
+		      writes, 2 * WM_ROUNDS);
+	return writes;
+}
+
+/* MSG_RING came with Linux 5.18; before, every send falls back to the
+ * eventfd (io/ring.c), which a test of the mechanism would count. */
+static void skip_without_msg_ring(void)
+{
+	FILE *f = fopen("/proc/sys/kernel/osrelease", "r");
+	int major = 0, minor = 0;
+
+	if (f) {
+		if (fscanf(f, "%d.%d", &major, &minor) != 2)
+			major = 0;
+		fclose(f);
+	}
+	if (major < 5 || (major == 5 && minor < 18))
+		cr_skip_test("kernel %d.%d has no IORING_OP_MSG_RING (5.18)",
+			     major, minor);
+}
+
+/* Worker-to-worker wake-ups in `mode` write nothing, where the same
+ * rounds in eventfd mode write once per wake-up. */
+static void wm_check_msg_ring(int mode, const char *name)
+{
+	long efd, writes;
+
+	skip_without_msg_ring();
+	efd = wm_eventfd_writes();
+	writes = wm_run(mode, name);
+	cr_assert_lt(writes, WM_ROUNDS / 10,
+		     "%s mode: %ld write(2) calls for %d passes between two "
+		     "workers (eventfd mode: %ld): sleeping workers were woken "
+		     "through the eventfd, not by MSG_RING",
+		     name, writes, 2 * WM_ROUNDS, efd);
+}
+
+Test(sched, eventfd_wake_mode_wakes_sleeping_workers_with_eventfd_writes,
+     .timeout = WT_TIMEOUT(30))
+{
+	wm_eventfd_writes();
+}
+
+Test(sched, msg_ring_wake_mode_wakes_sleeping_workers_without_a_write,
+     .timeout = WT_TIMEOUT(30))
+{
+	wm_check_msg_ring(WEFT_WAKE_MSG_RING, "MSG_RING");
+}
+
+/* The header: WEFT_WAKE_DEFAULT is MSG_RING. */
+Test(sched, default_wake_mode_is_msg_ring, .timeout = WT_TIMEOUT(30))
+{
+	wm_check_msg_ring(WEFT_WAKE_DEFAULT, "default");
+}
+
 /*
  * Regression test: a sleeping worker woken by a notification starts out as
  * a searcher (it counts in the searching number, and while that is not zero
