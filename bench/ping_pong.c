@@ -6,6 +6,13 @@
  * trip, the throughput measure Tokio's sync benchmarks use). A round trip
  * is two sends, two receives and two task switches.
  *
+ * The timed region is spawning the 2 * pairs tasks, the round trips and
+ * gathering the tasks. The channels are made once, before the first
+ * (warm-up) repetition, and reused by every repetition, so their creation
+ * is outside the timed region; bench/tokio's ping_pong makes its channels
+ * outside the timed region too (fresh ones per repetition, untimed, as a
+ * Tokio channel's halves are moved into its tasks).
+ *
  *   ping_pong [--workers N] [--reps N] [--n ROUND_TRIPS] [--pairs P]
  */
 #include <errno.h>
