@@ -1,9 +1,14 @@
 /*
  * park_many: n tasks (default 1,000,000) parked at once, each awaiting one
  * gate task, then released and gathered; guard pages on (the default).
- * Reports total seconds per repetition and peak RSS per parked task
- * (growth of the process's peak resident set over its size before the
- * first repetition, divided by n).
+ * Reports the seconds of the best repetition, and the resident set per
+ * parked task: growth of /proc/self/statm's resident size, sampled once
+ * all waiters have started, over its size before the first repetition,
+ * divided by n (the largest over the repetitions), as
+ *   RESULT weft park_many <s> s tasks=N workers=W rss_per_task_kib=K
+ *          peak_rss_mib=M
+ * bench/tokio samples Tokio's figure the same way. bench/run checks
+ * rss_per_task_kib against its target (< 5 KiB).
  */
 #include <stdatomic.h>
 
@@ -66,13 +71,11 @@ static struct bench_args args;
 static void *amain(void *p)
 {
 	rss_base = bench_rss_kib();
-	long peak0 = bench_peak_rss_kib();
 	uint64_t best = bench_best(rep, p, args.reps);
 
 	if (!best)
 		return (void *)1;
 	long peak = bench_peak_rss_kib();
-	(void)peak0;
 	printf("RESULT weft park_many %.3f s tasks=%lu workers=%u "
 	       "rss_per_task_kib=%.2f peak_rss_mib=%ld\n",
 	       (double)best / 1e9, n, weft_worker_count(),
