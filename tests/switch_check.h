@@ -45,15 +45,52 @@ static void sc_set_ftz(int on)
 #endif
 }
 
+/* The other control bits weft.h names ("exception masks, x87
+ * precision"), three of them: x86-64: MXCSR's denormals-are-zero bit and
+ * its denormal-operand exception mask (unmasked for bit 1), and the x87
+ * precision control (53 bits for bit 2, else 64); AArch64: FPCR's
+ * default-NaN and alternative-half-precision bits (bit 2: none). e = 0 is
+ * the state a thread starts with. No value computed here is a denormal, a
+ * NaN or a half, and none goes through the x87 unit, so none of them
+ * changes a result or traps. */
+static void sc_set_extra(unsigned e)
+{
+#if defined(__x86_64__)
+	uint32_t csr;
+	uint16_t cw;
+
+	__asm__ volatile("stmxcsr %0" : "=m"(csr));
+	csr = e & 1 ? csr | 0x40u : csr & ~0x40u;
+	csr = e & 2 ? csr & ~0x100u : csr | 0x100u;
+	__asm__ volatile("ldmxcsr %0" : : "m"(csr));
+	__asm__ volatile("fnstcw %0" : "=m"(cw));
+	cw = (uint16_t)((cw & ~0x300u) | (e & 4 ? 0x200u : 0x300u));
+	__asm__ volatile("fldcw %0" : : "m"(cw));
+#elif defined(__aarch64__)
+	uint64_t fpcr;
+
+	__asm__ volatile("mrs %0, fpcr" : "=r"(fpcr));
+	fpcr = e & 1 ? fpcr | UINT64_C(1) << 25 : fpcr & ~(UINT64_C(1) << 25);
+	fpcr = e & 2 ? fpcr | UINT64_C(1) << 26 : fpcr & ~(UINT64_C(1) << 26);
+	__asm__ volatile("msr fpcr, %0" : : "r"(fpcr));
+#endif
+}
+
 static const int sc_rounding[4] = {FE_TONEAREST, FE_UPWARD, FE_DOWNWARD,
 				   FE_TOWARDZERO};
 
-/* Floating-point control mode m (of 8): rounding m % 4, flush-to-zero
- * m / 4. */
+/* How many modes the switching checks cycle through: 8 (rounding and
+ * flush-to-zero), or 64 (sc_run_control_checks: the other control bits
+ * too). */
+static unsigned sc_nmodes = 8;
+
+/* Floating-point control mode m (of 64): rounding m % 4, flush-to-zero
+ * m / 4 % 2, the other bits m / 8 (sc_set_extra). */
 static void sc_set_fpmode(unsigned m)
 {
 	fesetround(sc_rounding[m % 4]);
 	sc_set_ftz(m / 4 % 2);
+	sc_set_extra(m / 8 % 8);
 }
 
 /* 1/3 in each rounding mode (upward and downward differ). */
@@ -78,7 +115,7 @@ static void sc_entry(void *arg, void *ctx)
 	(void)ctx;
 	for (uint64_t n = 0;; n++) {
 		if (n % 3 == 0) {
-			sc_set_fpmode((unsigned)(n / 3 % 8));
+			sc_set_fpmode((unsigned)(n / 3 % sc_nmodes));
 			sc_co_fp = weft__fpctl_get();
 		}
 		arg = sc_switch(&sc_co_sp, sc_main_sp,
@@ -118,7 +155,7 @@ static int sc_run_checks(void)
 	if ((line = SC_GUARD(1)))
 		return line;
 	for (uint64_t i = 0; i < 10000; i++) {
-		unsigned m = (unsigned)(i / 2 % 8);
+		unsigned m = (unsigned)(i / 2 % sc_nmodes);
 
 		if (i % 2 == 0) {
 			sc_set_fpmode(m);
@@ -153,6 +190,67 @@ static int sc_run_checks(void)
 	if (same == 0 || differ == 0)
 		return __LINE__; /* one path of the switch's compare untested */
 	return 0;
+}
+
+/* The same over all 64 modes: a context keeps its exception masks,
+ * denormal handling and x87 precision too, not only the bits that
+ * fesetround() and flush-to-zero touch (a switch that compared only those
+ * before it skipped the load would hand one context's masks to the
+ * other). */
+static int sc_run_control_checks(void)
+{
+	int line;
+
+	sc_nmodes = 64;
+	line = sc_run_checks();
+	sc_nmodes = 8;
+	return line;
+}
+
+/* A new context records its control state on entry, then only switches
+ * back. */
+static weft__fpctl sc_new_fp;
+
+static void sc_new_entry(void *arg, void *ctx)
+{
+	(void)ctx;
+	sc_new_fp = weft__fpctl_get();
+	for (;;)
+		arg = sc_switch(&sc_co_sp, sc_main_sp, arg);
+}
+
+/* weft__ctx_set_fpctl(): a new context starts with the control state put
+ * in its frame (every bit of it), whatever its maker's is; its maker gets
+ * its own back. The runtime starts each task so, with the state its
+ * spawner had at the spawn (weft.h). */
+static int sc_run_new_context_checks(void)
+{
+	size_t sz = 64 * 1024;
+	char *stk = malloc(sz);
+	int bad = 0;
+
+	if (!stk)
+		return __LINE__;
+	for (unsigned m = 0; m < 64 && !bad; m++) {
+		weft__fpctl want, mine;
+		void *sp;
+
+		sc_set_fpmode(m);
+		want = weft__fpctl_get();
+		sc_set_fpmode(m ^ 63); /* the maker's: every bit the other way */
+		mine = weft__fpctl_get();
+		sp = weft__ctx_make(stk, stk + sz, sc_new_entry, NULL);
+		weft__ctx_set_fpctl(sp, want);
+		sc_new_fp = ~want;
+		sc_switch(&sc_main_sp, sp, NULL);
+		if (sc_new_fp != want)
+			bad = __LINE__; /* started with another state */
+		else if (weft__fpctl_get() != mine)
+			bad = __LINE__; /* the maker's did not come back */
+	}
+	sc_set_fpmode(0);
+	free(stk);
+	return bad;
 }
 
 #endif

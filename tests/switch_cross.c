@@ -140,6 +140,10 @@ int main(void)
 
 	if (!line)
 		line = sc_run_checks();
+	if (!line)
+		line = sc_run_control_checks();
+	if (!line)
+		line = sc_run_new_context_checks();
 	if (line)
 		printf("switch check failed at line %d (switch_check.h, or\n"
 		       "switch_cross.c for the probes)\n", line);

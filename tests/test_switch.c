@@ -12,6 +12,25 @@ Test(switch, preserves_registers_arguments_and_fp_control_state)
 	cr_assert_eq(line, 0, "check failed at switch_check.h:%d", line);
 }
 
+/* weft.h: each task keeps its "rounding mode, exception masks, x87
+ * precision, flush-to-zero" across switches; the test above varies the
+ * first and the last. */
+Test(switch, each_context_keeps_its_exception_masks_and_x87_precision)
+{
+	int line = sc_run_control_checks();
+
+	cr_assert_eq(line, 0, "check failed at switch_check.h:%d", line);
+}
+
+/* The runtime starts a task with its spawner's control state by putting
+ * it in the new frame (weft__ctx_set_fpctl): every bit of it must take. */
+Test(switch, a_new_context_starts_with_the_control_state_put_in_its_frame)
+{
+	int line = sc_run_new_context_checks();
+
+	cr_assert_eq(line, 0, "check failed at switch_check.h:%d", line);
+}
+
 static void *al_main_sp, *al_co_sp;
 static uintptr_t al_frame;
 
