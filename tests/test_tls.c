@@ -265,6 +265,93 @@ Test(tls, destructors_run_for_the_main_task, .timeout = WT_TIMEOUT(10))
 	cr_assert_eq(atomic_load(&main_dtor), 1);
 }
 
+/*
+ * weft.h: "the destructor (if any) runs on each non-NULL value, in the
+ * task, before awaiters are woken": for every key that has one, with the
+ * ending task itself as weft_self() (not the awaiter, not a task that
+ * runs after it), and with that task's own value. Several keys with
+ * destructors, and more than the destructor loop's rounds (4): one
+ * destructor per round would leave some uncalled.
+ */
+#define EVERY_KEYS 6
+#define EVERY_TASKS 40
+
+struct every_value {
+	weft_task *owner; /* the task that set it */
+	int key;	  /* index of its key in every_keys[] */
+	atomic_int calls;
+	atomic_int wrong_task;
+};
+
+static weft_tls_key every_keys[EVERY_KEYS];
+
+static void every_dtor(void *v)
+{
+	struct every_value *e = v;
+
+	atomic_fetch_add(&e->calls, 1);
+	if (weft_self() != e->owner)
+		atomic_fetch_add(&e->wrong_task, 1);
+}
+
+static void *every_task(void *arg)
+{
+	struct every_value *vals = arg; /* EVERY_KEYS of them */
+
+	for (int k = 0; k < EVERY_KEYS; k++) {
+		vals[k].owner = weft_self();
+		vals[k].key = k;
+		WT_CHECK_EQ(weft_tls_set(every_keys[k], &vals[k]), 0);
+	}
+	/* Suspend once, so that the end may come on another worker. */
+	WT_CHECK_EQ(weft_yield(), 0);
+	return NULL;
+}
+
+static void *every_main(void *arg)
+{
+	struct every_value (*vals)[EVERY_KEYS] = arg;
+	weft_task *ts[EVERY_TASKS];
+
+	for (int i = 0; i < EVERY_TASKS; i++)
+		ts[i] = weft_spawn(every_task, vals[i]);
+	for (int i = 0; i < EVERY_TASKS; i++) {
+		WT_CHECK_EQ(weft_await(ts[i], NULL), 0);
+		/* Every destructor of that task has run by now. */
+		for (int k = 0; k < EVERY_KEYS; k++)
+			WT_CHECK_EQ(atomic_load(&vals[i][k].calls), 1);
+		weft_task_release(ts[i]);
+	}
+	return NULL;
+}
+
+Test(tls, destructors_run_in_the_ending_task_for_every_key,
+     .timeout = WT_TIMEOUT(20))
+{
+	static struct every_value vals[EVERY_TASKS][EVERY_KEYS];
+	static const unsigned ws[] = { 1, 3 };
+
+	for (int k = 0; k < EVERY_KEYS; k++)
+		cr_assert_eq(weft_tls_key_create(&every_keys[k], every_dtor), 0);
+	for (unsigned w = 0; w < 2; w++) {
+		memset(vals, 0, sizeof(vals));
+		wt_run(every_main, vals, ws[w]);
+		for (int i = 0; i < EVERY_TASKS; i++)
+			for (int k = 0; k < EVERY_KEYS; k++) {
+				cr_assert_eq(atomic_load(&vals[i][k].calls), 1,
+					     "workers=%u: task %d, key %d: "
+					     "destructor ran %d times, want 1",
+					     ws[w], i, k,
+					     atomic_load(&vals[i][k].calls));
+				cr_assert_eq(atomic_load(&vals[i][k].wrong_task),
+					     0,
+					     "workers=%u: task %d, key %d: "
+					     "destructor ran in another task",
+					     ws[w], i, k);
+			}
+	}
+}
+
 /* A recycled control block starts with no values. */
 struct recycle {
 	weft_tls_key key;
