@@ -421,6 +421,102 @@ Test(net, tcp_ipv6_echo_round_trip, .timeout = WT_TIMEOUT(20))
 	tcp_echo_run("::1", AF_INET6);
 }
 
+/*
+ * WEFT_SO_V6ONLY (IPV6_V6ONLY on an IPv6 listener): a listener on "::"
+ * with the flag takes IPv6 clients only, so an IPv4 connect to its port
+ * is refused; without it the same listener is dual-stack (the helper sets
+ * IPV6_V6ONLY to 0, whatever net.ipv6.bindv6only says) and accepts the
+ * IPv4 client as a v4-mapped peer. The dual-stack half is what makes the
+ * refusal mean the flag: the same IPv4 connect succeeds there.
+ */
+struct v6only {
+	int opt[2];        /* IPV6_V6ONLY read back: [0] with the flag */
+	int v6_rc[2];      /* connect to ::1 */
+	int v4_rc[2];      /* connect to 127.0.0.1, same port */
+	int v4_mapped_peer; /* the dual-stack listener saw ::ffff:127.0.0.1 */
+};
+
+/* Connects to addr:port, accepts on lfd; 0, or the connect's error. */
+static int connect_accept(int lfd, const char *addr, int port,
+			  struct sockaddr_in6 *peer)
+{
+	socklen_t plen = sizeof(*peer);
+	int c = weft_tcp_connect(addr, (uint16_t)port, 0), a;
+
+	if (c < 0)
+		return c;
+	a = weft_accept(lfd, (struct sockaddr *)peer, &plen, 0);
+	WT_CHECK(a >= 0);
+	if (a >= 0)
+		WT_CHECK_EQ(weft_close(a), 0);
+	WT_CHECK_EQ(weft_close(c), 0);
+	return 0;
+}
+
+static void *v6only_main(void *arg)
+{
+	struct v6only *v = arg;
+
+	for (int i = 0; i < 2; i++) {
+		unsigned flags = i == 0 ? WEFT_SO_V6ONLY : 0;
+		struct sockaddr_in6 peer;
+		socklen_t sl = sizeof(int);
+		int lfd = weft_tcp_listen("::", 0, 4, flags), port;
+
+		if (!WT_CHECK(lfd >= 0))
+			return NULL;
+		port = weft_local_port(lfd);
+		WT_CHECK(port > 0);
+		WT_CHECK_EQ(getsockopt(lfd, IPPROTO_IPV6, IPV6_V6ONLY,
+				       &v->opt[i], &sl),
+			    0);
+		v->v6_rc[i] = connect_accept(lfd, "::1", port, &peer);
+		memset(&peer, 0, sizeof(peer));
+		v->v4_rc[i] = connect_accept(lfd, "127.0.0.1", port, &peer);
+		if (i == 1 && v->v4_rc[i] == 0) {
+			uint32_t a4;
+
+			memcpy(&a4, &peer.sin6_addr.s6_addr[12], 4);
+			v->v4_mapped_peer =
+				peer.sin6_family == AF_INET6 &&
+				IN6_IS_ADDR_V4MAPPED(&peer.sin6_addr) &&
+				a4 == htonl(INADDR_LOOPBACK);
+		}
+		WT_CHECK_EQ(weft_close(lfd), 0);
+	}
+	return NULL;
+}
+
+Test(net, v6only_listener_refuses_ipv4_clients_and_a_plain_one_takes_them,
+     .timeout = WT_TIMEOUT(10))
+{
+	struct v6only v;
+	int fds = fd_count();
+
+	if (!have_ipv6_loopback())
+		cr_skip_test("no IPv6 loopback (::1) here");
+	memset(&v, 0, sizeof(v));
+	wt_run(v6only_main, &v, 2);
+	cr_assert_eq(v.v6_rc[0], 0, "V6ONLY listener: IPv6 connect %d (%s)",
+		     v.v6_rc[0], weft_strerror(v.v6_rc[0]));
+	cr_assert_eq(v.v4_rc[0], -ECONNREFUSED,
+		     "V6ONLY listener on [::]: the IPv4 connect to its port "
+		     "gave %d (%s), not -ECONNREFUSED (the flag was ignored?)",
+		     v.v4_rc[0], weft_strerror(v.v4_rc[0]));
+	cr_assert_eq(v.opt[0], 1, "WEFT_SO_V6ONLY: IPV6_V6ONLY is %d",
+		     v.opt[0]);
+	cr_assert_eq(v.opt[1], 0, "no flag: IPV6_V6ONLY is %d", v.opt[1]);
+	cr_assert_eq(v.v6_rc[1], 0, "dual-stack listener: IPv6 connect %d "
+				    "(%s)", v.v6_rc[1],
+		     weft_strerror(v.v6_rc[1]));
+	cr_assert_eq(v.v4_rc[1], 0, "dual-stack listener on [::]: IPv4 "
+				    "connect %d (%s)", v.v4_rc[1],
+		     weft_strerror(v.v4_rc[1]));
+	cr_assert(v.v4_mapped_peer, "dual-stack listener: the IPv4 client "
+				    "was not seen as ::ffff:127.0.0.1");
+	cr_assert_eq(fd_count(), fds, "descriptors leaked");
+}
+
 /* ---- UDP ---------------------------------------------------------------------- */
 
 struct udp {
