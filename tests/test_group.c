@@ -233,6 +233,185 @@ Test(group, cancel_cancels_every_member_and_refuses_new_ones,
 	}
 }
 
+/*
+ * "A task that ends cancelled is not a failure" (weft.h, task group), for
+ * members cancelled one by one, not by the group: two cancelled from
+ * outside with weft_cancel() while they sleep, one returning NULL and one
+ * passing its -ECANCELED up as an error pointer (as code that returns its
+ * errors does), and one that cancels itself and passes the -ECANCELED of
+ * its next suspension point up the same way. The group's wait returns 0,
+ * the group cancels none of the others because of them (they finish their
+ * work) and still takes new members. Then the first real failure after
+ * such a cancellation is what the wait returns.
+ */
+struct lone_cancel {
+	struct member victim[2]; /* [1] returns its error pointer */
+	struct member survivor[2];
+	atomic_int self_ended;
+	int self_yield_rc;
+	int cancel_rc[2];     /* weft_cancel() of the victims */
+	int victim_rc[2];     /* weft_await() on the victims' handles */
+	int wait_rc;          /* the group's wait */
+	int late_spawn_rc;    /* a member spawned after that wait */
+	int late_wait_rc;     /* and the wait for it */
+	int fail_wait_rc;     /* a later group: a cancelled member, then -EIO */
+};
+
+static void *passing_victim(void *arg)
+{
+	struct member *m = arg;
+	int rc;
+
+	atomic_store(&m->ran, 1);
+	rc = m->sleep_rc = weft_sleep(m->sleep_ns);
+	atomic_store(&m->ended, 1);
+	return rc < 0 ? weft_err_ptr(rc) : NULL;
+}
+
+static void *self_cancelling(void *arg)
+{
+	struct lone_cancel *lc = arg;
+
+	WT_CHECK_EQ(weft_cancel(weft_self()), 0);
+	lc->self_yield_rc = weft_yield();
+	atomic_store(&lc->self_ended, 1);
+	return weft_err_ptr(lc->self_yield_rc);
+}
+
+/* Survivors outlive the cancelled ones: they sleep until those ended, so
+ * a group that took a cancellation for a failure would cut their sleep. */
+struct survivor_arg {
+	struct lone_cancel *lc;
+	int i;
+};
+
+static void *survivor_fn(void *arg)
+{
+	struct survivor_arg *a = arg;
+	struct lone_cancel *lc = a->lc;
+	struct member *m = &lc->survivor[a->i];
+
+	atomic_store(&m->ran, 1);
+	for (int i = 0; i < 10000 * WT_SLOW; i++) {
+		if (atomic_load(&lc->victim[0].ended) &&
+		    atomic_load(&lc->victim[1].ended) &&
+		    atomic_load(&lc->self_ended))
+			break;
+		if ((m->sleep_rc = weft_sleep(MS)) != 0)
+			break;
+	}
+	if (m->sleep_rc == 0)
+		m->sleep_rc = weft_sleep(5 * MS);
+	atomic_store(&m->ended, 1);
+	return m->sleep_rc ? weft_err_ptr(m->sleep_rc) : V(1);
+}
+
+static void *lone_cancel_main(void *arg)
+{
+	struct lone_cancel *lc = arg;
+	struct survivor_arg sa[2] = { { lc, 0 }, { lc, 1 } };
+	struct member late, fail;
+	weft_group *g;
+	weft_task *h[2];
+
+	memset(&late, 0, sizeof(late));
+	memset(&fail, 0, sizeof(fail));
+	if (!WT_CHECK_EQ(weft_group_create(&g), 0))
+		return NULL;
+	for (int i = 0; i < 2; i++) {
+		lc->victim[i].sleep_ns = 10 * SEC;
+		WT_CHECK_EQ(weft_group_spawn(g, &h[i], i ? passing_victim
+							 : member_fn,
+					     &lc->victim[i]),
+			    0);
+	}
+	WT_CHECK_EQ(weft_group_spawn(g, NULL, self_cancelling, lc), 0);
+	for (int i = 0; i < 2; i++)
+		WT_CHECK_EQ(weft_group_spawn(g, NULL, survivor_fn, &sa[i]), 0);
+	/* Cancelled while they sleep, not before they started. */
+	settle_count(&lc->victim[0].ran, 1);
+	settle_count(&lc->victim[1].ran, 1);
+	for (int i = 0; i < 2; i++)
+		lc->cancel_rc[i] = weft_cancel(h[i]);
+	lc->wait_rc = weft_group_wait(g);
+	for (int i = 0; i < 2; i++) {
+		lc->victim_rc[i] = weft_await(h[i], NULL);
+		weft_task_release(h[i]);
+	}
+	/* Not failed, not cancelled: it takes new members. */
+	lc->late_spawn_rc = weft_group_spawn(g, NULL, member_fn, &late);
+	lc->late_wait_rc = weft_group_wait(g);
+	weft_group_destroy(g);
+
+	/* The first real failure after a cancelled member is the wait's. */
+	memset(&lc->victim[1], 0, sizeof(lc->victim[1]));
+	lc->victim[1].sleep_ns = 10 * SEC;
+	fail.ret = weft_err_ptr(-EIO);
+	if (!WT_CHECK_EQ(weft_group_create(&g), 0))
+		return NULL;
+	WT_CHECK_EQ(weft_group_spawn(g, &h[0], passing_victim,
+				     &lc->victim[1]),
+		    0);
+	settle_count(&lc->victim[1].ran, 1);
+	WT_CHECK_EQ(weft_cancel(h[0]), 0);
+	WT_CHECK_EQ(weft_await(h[0], NULL), -ECANCELED);
+	weft_task_release(h[0]);
+	/* A group that took the cancellation for a failure refuses this
+	 * one (-ECANCELED) and its wait returns -ECANCELED, not -EIO. */
+	weft_group_spawn(g, NULL, member_fn, &fail);
+	lc->fail_wait_rc = weft_group_wait(g);
+	weft_group_destroy(g);
+	return NULL;
+}
+
+Test(group, a_member_cancelled_on_its_own_is_not_a_failure,
+     .timeout = WT_TIMEOUT(30))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct lone_cancel lc;
+		unsigned w = worker_counts[c];
+
+		memset(&lc, 0, sizeof(lc));
+		wt_run(lone_cancel_main, &lc, w);
+		cr_assert_eq(lc.wait_rc, 0,
+			     "workers=%u: weft_group_wait() = %d (%s) with "
+			     "only cancelled members failing: a cancelled "
+			     "member was taken for a failure", w, lc.wait_rc,
+			     weft_strerror(lc.wait_rc));
+		for (int i = 0; i < 2; i++) {
+			cr_assert_eq(lc.cancel_rc[i], 0,
+				     "workers=%u: weft_cancel(victim %d) = %d",
+				     w, i, lc.cancel_rc[i]);
+			cr_assert_eq(lc.victim[i].sleep_rc, -ECANCELED,
+				     "workers=%u: victim %d's sleep: %d", w,
+				     i, lc.victim[i].sleep_rc);
+			cr_assert_eq(lc.victim_rc[i], -ECANCELED,
+				     "workers=%u: await of victim %d: %d", w,
+				     i, lc.victim_rc[i]);
+		}
+		cr_assert_eq(lc.self_yield_rc, -ECANCELED,
+			     "workers=%u: the self-cancelled yield: %d", w,
+			     lc.self_yield_rc);
+		for (int i = 0; i < 2; i++)
+			cr_assert(atomic_load(&lc.survivor[i].ended) &&
+					  lc.survivor[i].sleep_rc == 0,
+				  "workers=%u: survivor %d was cut short "
+				  "(sleep %d): the group cancelled it", w, i,
+				  lc.survivor[i].sleep_rc);
+		cr_assert_eq(lc.late_spawn_rc, 0,
+			     "workers=%u: the group refuses new members "
+			     "(%d) after cancelled ones", w,
+			     lc.late_spawn_rc);
+		cr_assert_eq(lc.late_wait_rc, 0,
+			     "workers=%u: wait for a member spawned after "
+			     "the cancelled ones: %d", w, lc.late_wait_rc);
+		cr_assert_eq(lc.fail_wait_rc, -EIO,
+			     "workers=%u: a cancelled member, then one "
+			     "failing with -EIO: wait %d (%s)", w,
+			     lc.fail_wait_rc, weft_strerror(lc.fail_wait_rc));
+	}
+}
+
 /* The task waiting on the group is cancelled: the members are cancelled
  * and awaited before its wait returns -ECANCELED. */
 struct waiter_cancel {
