@@ -13,7 +13,9 @@
  * the waiter has linked itself by then on any sane machine. Where the
  * order matters (FIFO of the lock and the semaphore), the waiters are
  * pinned to the test's own worker and the run is repeated with one
- * worker, where it is exact. Waiting on a condition needs no such delay:
+ * worker, where it is exact; with four workers, each waiter is seen
+ * queued through a witness task pinned to its worker, which runs only
+ * once the waiter has suspended (fifo_mw_run). Waiting on a condition needs no such delay:
  * a waiter links itself before it lets the lock go, so a test that then
  * takes the lock knows it is queued.
  *
@@ -663,6 +665,154 @@ Test(sync, sem_goes_to_waiters_in_the_order_they_queued,
      .timeout = WT_TIMEOUT(30))
 {
 	fifo_run(1);
+}
+
+/*
+ * The same order with four workers, the waiters on several of them and
+ * the hand-offs crossing between workers. Without one worker to make the
+ * order exact, each waiter is seen parked before the next one starts: a
+ * waiter spawns a witness pinned to its own worker and then calls
+ * acquire; that worker can run the witness only once the waiter has
+ * suspended, and acquire suspends only after linking the waiter into the
+ * queue (runtime/sync.c, wait_on). So when the witness has run, the
+ * waiter is queued, whatever the load. The main task spins (does not
+ * suspend) until each waiter has started, so that another worker steals
+ * it rather than the main task's own running it.
+ */
+#define FIFO_MW_WORKERS 4
+
+struct fifo_mw {
+	struct fifo f;
+	atomic_int started[FIFO_N];
+	atomic_int parked[FIFO_N]; /* set by the waiter's witness */
+	int worker[FIFO_N];        /* where each waiter queued */
+	int workers_used;
+};
+
+struct fifo_mw_arg {
+	struct fifo_mw *m;
+	int i;
+};
+
+static void *fifo_witness(void *arg)
+{
+	atomic_store((atomic_int *)arg, 1);
+	return NULL;
+}
+
+static void *fifo_mw_waiter(void *arg)
+{
+	struct fifo_mw_arg *a = arg;
+	struct fifo_mw *m = a->m;
+	struct fifo *f = &m->f;
+	struct weft_spawn_opts o = { .flags = WEFT_SPAWN_PINNED |
+					      WEFT_SPAWN_DETACHED };
+
+	atomic_store(&m->started[a->i], 1);
+	m->worker[a->i] = weft_worker_index();
+	if (!WT_CHECK_EQ(weft_spawn_opts(NULL, fifo_witness,
+					 &m->parked[a->i], &o),
+			 0))
+		return NULL;
+	if (!WT_CHECK_EQ(f->use_sem ? weft_sem_acquire(f->s)
+				    : weft_lock_acquire(f->l),
+			 0))
+		return NULL;
+	if (f->norder < FIFO_N)
+		f->order[f->norder] = a->i;
+	f->norder++;
+	WT_CHECK_EQ(f->use_sem ? weft_sem_release(f->s)
+			       : weft_lock_release(f->l),
+		    0);
+	return NULL;
+}
+
+static void *fifo_mw_main(void *arg)
+{
+	struct fifo_mw *m = arg;
+	struct fifo *f = &m->f;
+	struct fifo_mw_arg args[FIFO_N];
+	weft_task *ts[FIFO_N];
+	unsigned used = 0;
+
+	if (!WT_CHECK_EQ(weft_lock_create(&f->l), 0) ||
+	    !WT_CHECK_EQ(weft_sem_create(&f->s, 1, WEFT_SEM_BOUNDED), 0))
+		return NULL;
+	WT_CHECK_EQ(f->use_sem ? weft_sem_acquire(f->s)
+			       : weft_lock_acquire(f->l),
+		    0);
+	for (int i = 0; i < FIFO_N; i++) {
+		uint64_t b = weft_now();
+
+		args[i].m = m;
+		args[i].i = i;
+		ts[i] = weft_spawn(fifo_mw_waiter, &args[i]);
+		if (!WT_CHECK(ts[i] != NULL))
+			return NULL;
+		/* Spin, then yield (no idle worker took it in 1 ms). */
+		while (!atomic_load(&m->started[i]))
+			if (weft_now() - b > MS)
+				weft_yield();
+		/* Queued before the next one starts. */
+		while (!atomic_load(&m->parked[i]) &&
+		       weft_now() - b < 10 * SEC * WT_SLOW)
+			weft_sleep(50 * US);
+		if (!WT_CHECK_EQ(atomic_load(&m->parked[i]), 1))
+			return NULL;
+		if (m->worker[i] >= 0 && m->worker[i] < 32)
+			used |= 1u << m->worker[i];
+	}
+	m->workers_used = __builtin_popcount(used);
+	WT_CHECK_EQ(f->norder, 0);
+	WT_CHECK_EQ(f->use_sem ? weft_sem_release(f->s)
+			       : weft_lock_release(f->l),
+		    0);
+	WT_CHECK_EQ(weft_gather(ts, FIFO_N, NULL), 0);
+	release_all(ts, FIFO_N);
+	WT_CHECK_EQ(weft_lock_locked(f->l), 0);
+	WT_CHECK_EQ(weft_sem_value(f->s), 1);
+	weft_lock_destroy(f->l);
+	weft_sem_destroy(f->s);
+	return NULL;
+}
+
+static void fifo_mw_run(int use_sem)
+{
+	struct fifo_mw m;
+	char got[4 * FIFO_N + 1] = "", where[4 * FIFO_N + 1] = "";
+
+	memset(&m, 0, sizeof(m));
+	m.f.use_sem = use_sem;
+	wt_run(fifo_mw_main, &m, FIFO_MW_WORKERS);
+	for (int i = 0; i < FIFO_N; i++) {
+		char b[8];
+
+		snprintf(b, sizeof(b), "%d ", m.f.order[i]);
+		strcat(got, b);
+		snprintf(b, sizeof(b), "%d ", m.worker[i]);
+		strcat(where, b);
+	}
+	cr_log_info("%s: waiters queued on workers %s(%d distinct)",
+		    use_sem ? "sem" : "lock", where, m.workers_used);
+	cr_assert_eq(m.f.norder, FIFO_N);
+	for (int i = 0; i < FIFO_N; i++)
+		cr_assert_eq(m.f.order[i], i,
+			     "%s, %d workers: waiters queued in order 0..%d "
+			     "(on workers %s) got it in the order %s",
+			     use_sem ? "sem" : "lock", FIFO_MW_WORKERS,
+			     FIFO_N - 1, where, got);
+}
+
+Test(sync, lock_goes_to_waiters_in_queue_order_across_workers,
+     .timeout = WT_TIMEOUT(30))
+{
+	fifo_mw_run(0);
+}
+
+Test(sync, sem_goes_to_waiters_in_queue_order_across_workers,
+     .timeout = WT_TIMEOUT(30))
+{
+	fifo_mw_run(1);
 }
 
 static void *releaser(void *arg)
