@@ -13,7 +13,9 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 
 #include "weft_test.h"
@@ -913,6 +915,146 @@ static void *connect_name_main(void *arg)
 Test(pool, tcp_connect_resolves_a_host_name, .timeout = WT_TIMEOUT(30))
 {
 	wt_run(connect_name_main, NULL, 2);
+}
+
+/*
+ * weft_tcp_connect() tries each address of a name in turn (weft.h, socket
+ * helpers). "localhost" has one address here, so the test makes a name
+ * with two: in a mount namespace of its own (Criterion runs each test in a
+ * process of its own; the runtime's threads, started after the unshare,
+ * share it), a copy of /etc/hosts with two lines for one name, 127.0.0.2
+ * and 127.0.0.1, is mounted over /etc/hosts. getaddrinfo()'s files
+ * service answers from it, so no query leaves the machine. The test asks
+ * the resolver which address comes first (RFC 6724 sorting may reorder
+ * them) and listens on the other one only: the first refuses (nothing is
+ * bound there; all of 127.0.0.0/8 is loopback), so a connect by name that
+ * tried only the first address would fail. With nothing listening on
+ * either, the last address's error comes back.
+ */
+#define TWO_NAME "weft-two-addresses.test"
+
+struct two_addr {
+	char first[INET_ADDRSTRLEN], second[INET_ADDRSTRLEN];
+	int n_addrs;
+	int first_rc;  /* a numeric connect to the first address */
+	int name_rc;   /* the connect by name */
+	char peer[INET_ADDRSTRLEN]; /* whom it reached */
+	int accepted;
+	int none_rc;   /* by name, with nothing listening */
+};
+
+static void *two_addr_main(void *arg)
+{
+	struct two_addr *t = arg;
+	struct addrinfo hints, *res = NULL, *ai;
+	struct sockaddr_in peer;
+	socklen_t plen = sizeof(peer);
+	int lfd, port, cfd, afd;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	if (!WT_CHECK_EQ(weft_getaddrinfo(TWO_NAME, "80", &hints, &res), 0))
+		return NULL;
+	for (ai = res; ai; ai = ai->ai_next) {
+		const struct sockaddr_in *a = (void *)ai->ai_addr;
+		char *dst = t->n_addrs == 0 ? t->first : t->second;
+
+		if (t->n_addrs++ < 2 && ai->ai_family == AF_INET)
+			inet_ntop(AF_INET, &a->sin_addr, dst, INET_ADDRSTRLEN);
+	}
+	freeaddrinfo(res);
+	if (t->n_addrs != 2 || !t->first[0] || !t->second[0])
+		return NULL;
+
+	lfd = weft_tcp_listen(t->second, 0, 4, 0);
+	if (!WT_CHECK(lfd >= 0))
+		return NULL;
+	port = weft_local_port(lfd);
+	t->first_rc = weft_tcp_connect(t->first, (uint16_t)port, 0);
+	if (t->first_rc >= 0)
+		weft_close(t->first_rc);
+	cfd = t->name_rc = weft_tcp_connect(TWO_NAME, (uint16_t)port, 0);
+	if (cfd >= 0) {
+		t->name_rc = 0;
+		if (getpeername(cfd, (struct sockaddr *)&peer, &plen) == 0)
+			inet_ntop(AF_INET, &peer.sin_addr, t->peer,
+				  sizeof(t->peer));
+		afd = weft_accept(lfd, NULL, NULL, 0);
+		t->accepted = afd >= 0;
+		if (afd >= 0)
+			weft_close(afd);
+		weft_close(cfd);
+	}
+	WT_CHECK_EQ(weft_close(lfd), 0);
+	/* Nothing listens on that port now: every address refuses. */
+	t->none_rc = weft_tcp_connect(TWO_NAME, (uint16_t)port, 0);
+	if (t->none_rc >= 0)
+		weft_close(t->none_rc);
+	return NULL;
+}
+
+/* Mounts a copy of /etc/hosts with TWO_NAME's lines over it, in a mount
+ * namespace of the calling thread's own; skips the test where that cannot
+ * be had (no privilege). */
+static void mount_two_address_hosts(void)
+{
+	char tmp[] = "/tmp/weft-hosts-XXXXXX", buf[4096];
+	FILE *in, *out;
+	size_t n;
+	int fd;
+
+	if (unshare(CLONE_NEWNS) != 0)
+		cr_skip_test("no private mount namespace for a hosts file of "
+			     "the test's own: unshare: %s", strerror(errno));
+	/* Nothing mounted here may reach the parent's namespace. */
+	cr_assert_eq(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0,
+		     "mount --make-rprivate /: %s", strerror(errno));
+	fd = mkstemp(tmp);
+	cr_assert_geq(fd, 0, "mkstemp: %s", strerror(errno));
+	out = fdopen(fd, "w");
+	cr_assert_not_null(out);
+	in = fopen("/etc/hosts", "r");
+	if (in) {
+		while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+			fwrite(buf, 1, n, out);
+		fclose(in);
+	}
+	fprintf(out, "\n127.0.0.2 " TWO_NAME "\n127.0.0.1 " TWO_NAME "\n");
+	cr_assert_eq(fclose(out), 0);
+	cr_assert_eq(mount(tmp, "/etc/hosts", NULL, MS_BIND, NULL), 0,
+		     "bind-mounting %s over /etc/hosts: %s", tmp,
+		     strerror(errno));
+	unlink(tmp);
+}
+
+Test(pool, tcp_connect_tries_the_next_address_when_the_first_refuses,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct two_addr t;
+
+	mount_two_address_hosts();
+	memset(&t, 0, sizeof(t));
+	wt_run(two_addr_main, &t, 2);
+	umount2("/etc/hosts", MNT_DETACH);
+	cr_log_info(TWO_NAME ": %s first, then %s", t.first, t.second);
+	cr_assert_eq(t.n_addrs, 2, TWO_NAME " resolved to %d address(es), "
+		     "not the hosts file's two IPv4 ones", t.n_addrs);
+	cr_assert_eq(t.first_rc, -ECONNREFUSED,
+		     "the first address %s does not refuse: %d (%s)", t.first,
+		     t.first_rc, weft_strerror(t.first_rc));
+	cr_assert_eq(t.name_rc, 0,
+		     "connect by name gave %d (%s): the second address %s, "
+		     "which listens, was not tried after %s refused",
+		     t.name_rc, weft_strerror(t.name_rc), t.second, t.first);
+	cr_assert_str_eq(t.peer, t.second, "connected to %s, not %s", t.peer,
+			 t.second);
+	cr_assert(t.accepted, "the listener on %s accepted nothing",
+		  t.second);
+	cr_assert_eq(t.none_rc, -ECONNREFUSED,
+		     "with nothing listening: %d (%s), not the last "
+		     "address's -ECONNREFUSED", t.none_rc,
+		     weft_strerror(t.none_rc));
 }
 
 /* ---- stress --------------------------------------------------------------- */
