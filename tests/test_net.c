@@ -1,6 +1,7 @@
 /*
- * Sockets: TCP over IPv4 and IPv6, UDP, Unix stream sockets (paths and
- * abstract names), the socket helpers, timeouts on recv and connect,
+ * Sockets: TCP over IPv4 and IPv6 (and IPv6-only listeners), UDP, Unix
+ * stream sockets (paths and abstract names), the socket helpers, timeouts
+ * on recv and connect (best of WT_TRIES within QUICK_NS of the deadline),
  * cancellation of tasks blocked in accept, recv and sleep, peer resets and
  * SIGPIPE, bad descriptors, and a thousand concurrent connections against
  * an echo server inside the test, with and without migration between I/O
@@ -127,6 +128,18 @@ static int port_of(const struct sockaddr_storage *ss)
 	if (ss->ss_family == AF_INET6)
 		return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
 	return -1;
+}
+
+/* For WT_BEST_OF: how late a wait that should end `want` ns after it
+ * began (a timeout, a deadline) came back; 0 when on time. Every try is
+ * checked never to end early, and to end within PROMPT_NS past its time
+ * (a hang guard only); the caller checks the best try against what the
+ * header promises (QUICK_NS). */
+static uint64_t late_by(uint64_t elapsed, uint64_t want)
+{
+	CHECK_NOT_EARLY(elapsed, want);
+	CHECK_BELOW(elapsed, want + PROMPT_NS);
+	return elapsed > want ? elapsed - want : 0;
 }
 
 /* A connected TCP pair on 127.0.0.1 made from inside a task: *c is the
@@ -732,23 +745,36 @@ Test(net, unix_socket_with_an_abstract_name_listens_and_connects,
 struct recv_timeout {
 	uint8_t buf[256];
 	int rc, rc_late;
-	uint64_t elapsed;
+	int tries;
+	uint64_t late; /* the best try's lateness past its 30 ms */
 };
+
+/* One recv cut by a 30 ms scope; returns how late it came back. */
+static uint64_t recv_timeout_try(struct recv_timeout *t, int c)
+{
+	uint64_t saved, b = weft_now();
+	int rc;
+
+	saved = weft_timeout_begin(30 * MS);
+	rc = (int)weft_recv(c, t->buf, sizeof(t->buf), 0);
+	weft_timeout_end(saved);
+	if (t->tries++ == 0 || rc != -ETIMEDOUT)
+		t->rc = rc;
+	return late_by(weft_now() - b, 30 * MS);
+}
 
 static void *recv_timeout_main(void *arg)
 {
 	struct recv_timeout *t = arg;
 	int c, s;
-	uint64_t saved, b;
+	uint64_t saved;
 
 	if (!WT_CHECK_EQ(tcp_pair(&c, &s), 0))
 		return NULL;
 	memset(t->buf, 0xab, sizeof(t->buf));
-	b = weft_now();
-	saved = weft_timeout_begin(30 * MS);
-	t->rc = (int)weft_recv(c, t->buf, sizeof(t->buf), 0);
-	weft_timeout_end(saved);
-	t->elapsed = weft_now() - b;
+	/* The deadline promises -ETIMEDOUT at 30 ms, late by a timer slot
+	 * plus the kernel's cancel of the recv: best of WT_TRIES. */
+	t->late = WT_BEST_OF(WT_TRIES, QUICK_NS, recv_timeout_try(t, c));
 	/* The socket still works: data sent after the timeout arrives. */
 	WT_CHECK_EQ(send_all(s, "late!", 5), 5);
 	t->rc_late = (int)weft_recv(c, t->buf, sizeof(t->buf), 0);
@@ -774,8 +800,10 @@ Test(net, recv_in_a_timeout_scope_returns_etimedout_and_the_socket_survives,
 		wt_run(recv_timeout_main, &t, counts[c]);
 		cr_assert_eq(t.rc, -ETIMEDOUT, "recv: %d (%s)", t.rc,
 			     weft_strerror(t.rc));
-		cr_assert_geq(t.elapsed, 30 * MS);
-		cr_assert_lt(t.elapsed, PROMPT_NS);
+		cr_assert_lt(t.late, QUICK_NS,
+			     "workers=%u: the recv's timeout came %.1f ms "
+			     "late at best of %d", counts[c],
+			     (double)t.late / 1e6, t.tries);
 		cr_assert_eq(t.rc_late, 5, "recv after the timeout: %d",
 			     t.rc_late);
 		cr_assert(memcmp(t.buf, "late!", 5) == 0);
@@ -794,47 +822,81 @@ Test(net, recv_in_a_timeout_scope_returns_etimedout_and_the_socket_survives,
  * for its 1 s retransmission; a few connects may still finish first (the
  * client side completes before the server drops the final ACK).
  */
+#define MAX_TRIES 32
+
 struct connect_timeout {
-	int rc, tries;
-	uint64_t elapsed;
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int fds[MAX_TRIES + WT_TRIES], n;
+	int rc, tries, timed;
+	uint64_t late; /* the best timed-out try's lateness past 100 ms */
 };
 
-#define MAX_TRIES 32
+/* One connect, on a new socket kept open until the end (the queue stays
+ * full), in a 100 ms scope. Stores its result; returns its duration. */
+static uint64_t connect_once(struct connect_timeout *t)
+{
+	int fd = weft_socket(AF_INET, SOCK_STREAM, 0);
+	uint64_t saved, b;
+
+	if (!WT_CHECK(fd >= 0)) {
+		t->rc = fd;
+		return 0;
+	}
+	t->fds[t->n++] = fd;
+	b = weft_now();
+	saved = weft_timeout_begin(100 * MS);
+	t->rc = weft_connect(fd, (struct sockaddr *)&t->ss, t->len);
+	weft_timeout_end(saved);
+	return weft_now() - b;
+}
+
+/* Once one connect timed out the queue is full: every further one times
+ * out too. For WT_BEST_OF: how late. */
+static uint64_t connect_timeout_try(struct connect_timeout *t)
+{
+	uint64_t e = connect_once(t);
+
+	t->timed++;
+	WT_CHECK_EQ(t->rc, -ETIMEDOUT);
+	return late_by(e, 100 * MS);
+}
 
 static void *connect_timeout_main(void *arg)
 {
 	struct connect_timeout *t = arg;
-	struct sockaddr_storage ss;
-	socklen_t len;
-	int lfd, port, fds[MAX_TRIES], n = 0;
+	int lfd, port;
+	uint64_t e = 0;
 
 	lfd = weft_tcp_listen("127.0.0.1", 0, 1, 0);
 	if (!WT_CHECK(lfd >= 0))
 		return NULL;
 	port = weft_local_port(lfd);
-	len = (socklen_t)weft_sockaddr(&ss, "127.0.0.1", (uint16_t)port);
+	t->len = (socklen_t)weft_sockaddr(&t->ss, "127.0.0.1",
+					  (uint16_t)port);
 	t->rc = 1;
-	while (n < MAX_TRIES) {
-		int fd = weft_socket(AF_INET, SOCK_STREAM, 0);
-		uint64_t saved, b;
-		int rc;
+	while (t->n < MAX_TRIES) {
+		e = connect_once(t);
+		if (t->rc != 0)
+			break;
+	}
+	t->tries = t->n;
+	if (t->rc == -ETIMEDOUT) {
+		/* The deadline promises -ETIMEDOUT at 100 ms, late by a
+		 * timer slot plus the kernel's cancel of the connect: the
+		 * best of this try and up to WT_TRIES - 1 more. */
+		t->timed = 1;
+		t->late = late_by(e, 100 * MS);
+		if (t->late >= QUICK_NS) {
+			uint64_t more = WT_BEST_OF(WT_TRIES - 1, QUICK_NS,
+						   connect_timeout_try(t));
 
-		if (!WT_CHECK(fd >= 0))
-			break;
-		fds[n++] = fd;
-		b = weft_now();
-		saved = weft_timeout_begin(100 * MS);
-		rc = weft_connect(fd, (struct sockaddr *)&ss, len);
-		weft_timeout_end(saved);
-		if (rc != 0) {
-			t->rc = rc;
-			t->elapsed = weft_now() - b;
-			break;
+			if (more < t->late)
+				t->late = more;
 		}
 	}
-	t->tries = n;
-	while (n > 0)
-		WT_CHECK_EQ(weft_close(fds[--n]), 0);
+	while (t->n > 0)
+		WT_CHECK_EQ(weft_close(t->fds[--t->n]), 0);
 	WT_CHECK_EQ(weft_close(lfd), 0);
 	return NULL;
 }
@@ -847,13 +909,15 @@ Test(net, connect_to_a_full_listener_times_out_in_a_scope,
 
 	memset(&t, 0, sizeof(t));
 	wt_run(connect_timeout_main, &t, 2);
-	cr_log_info("connect %d of a backlog-1 listener: %d after %.1f ms",
-		    t.tries, t.rc, (double)t.elapsed / 1e6);
+	cr_log_info("connect %d of a backlog-1 listener: %d, %.1f ms late "
+		    "(best of %d)", t.tries, t.rc, (double)t.late / 1e6,
+		    t.timed);
 	cr_assert_eq(t.rc, -ETIMEDOUT, "connect %d: %d (%s)", t.tries, t.rc,
 		     t.rc == 1 ? "every connect succeeded"
 			       : weft_strerror(t.rc));
-	cr_assert_geq(t.elapsed, 100 * MS);
-	cr_assert_lt(t.elapsed, PROMPT_NS);
+	cr_assert_lt(t.late, QUICK_NS,
+		     "the connect's deadline came %.1f ms late at best of %d",
+		     (double)t.late / 1e6, t.timed);
 	cr_assert_eq(fd_count(), fds, "descriptors leaked");
 }
 
@@ -880,9 +944,12 @@ struct full_queue {
 	int lfd, port;
 	int base; /* SYN-SENT sockets to the listener before the connect */
 	int seen; /* the most seen while it waited */
-	int after; /* left once it returned */
+	int after; /* the most left once a try returned */
 	int rc, rescued;
-	uint64_t elapsed;
+	int tries;
+	uint64_t elapsed; /* of the try whose result is rc */
+	uint64_t late;    /* the best try's lateness past its 100 ms */
+	_Atomic uint64_t began; /* weft_now() at the current try's start */
 	atomic_int done;
 };
 
@@ -958,7 +1025,6 @@ out:
 static void *full_queue_watch(void *arg)
 {
 	struct full_queue *q = arg;
-	uint64_t until = weft_now() + PROMPT_NS;
 
 	while (!atomic_load(&q->done)) {
 		int n = syn_sent_to(q->port);
@@ -969,7 +1035,8 @@ static void *full_queue_watch(void *arg)
 		 * Shut down, the listener stops listening and the kernel
 		 * refuses the next SYN retransmission, so the test fails in
 		 * seconds with a message instead of hanging two minutes. */
-		if (!q->rescued && weft_now() > until) {
+		if (!q->rescued &&
+		    weft_now() > atomic_load(&q->began) + 100 * MS + PROMPT_NS) {
 			q->rescued = 1;
 			shutdown(q->lfd, SHUT_RDWR);
 		}
@@ -978,31 +1045,52 @@ static void *full_queue_watch(void *arg)
 	return NULL;
 }
 
-static void *full_queue_main(void *arg)
+/* One connect in a 100 ms scope; returns how late it came back
+ * (WT_BEST_OF), once its socket has left SYN-SENT or a moment passed. */
+static uint64_t full_queue_try(struct full_queue *q)
 {
-	struct full_queue *q = arg;
-	weft_task *w = weft_spawn(full_queue_watch, q);
-	uint64_t b, saved;
+	uint64_t b, saved, e;
+	int rc, after = 0;
 
-	if (!WT_CHECK(w != NULL))
-		return NULL;
 	b = weft_now();
+	atomic_store(&q->began, b);
 	saved = weft_timeout_begin(100 * MS);
-	q->rc = weft_tcp_connect("127.0.0.1", (uint16_t)q->port, 0);
+	rc = weft_tcp_connect("127.0.0.1", (uint16_t)q->port, 0);
 	weft_timeout_end(saved);
-	q->elapsed = weft_now() - b;
-	atomic_store(&q->done, 1);
-	if (q->rc >= 0)
-		weft_close(q->rc);
+	e = weft_now() - b;
+	if (q->tries++ == 0 || rc != -ETIMEDOUT) {
+		q->rc = rc;
+		q->elapsed = e;
+	}
+	if (rc >= 0)
+		weft_close(rc);
 	/* The last reference to the socket may be put just after the
 	 * completion was posted: give it a moment (a request left in flight
 	 * keeps it for minutes). */
 	for (int i = 0; i < 100; i++) {
-		q->after = syn_sent_to(q->port);
-		if (q->after <= q->base)
+		after = syn_sent_to(q->port);
+		if (after <= q->base)
 			break;
 		weft_sleep(MS);
 	}
+	if (after > q->after)
+		q->after = after;
+	return late_by(e, 100 * MS);
+}
+
+static void *full_queue_main(void *arg)
+{
+	struct full_queue *q = arg;
+	weft_task *w;
+
+	atomic_store(&q->began, weft_now());
+	w = weft_spawn(full_queue_watch, q);
+	if (!WT_CHECK(w != NULL))
+		return NULL;
+	/* The deadline promises -ETIMEDOUT at 100 ms, late by a timer slot
+	 * plus the kernel's cancel of the connect: best of WT_TRIES. */
+	q->late = WT_BEST_OF(WT_TRIES, QUICK_NS, full_queue_try(q));
+	atomic_store(&q->done, 1);
 	WT_CHECK_EQ(weft_await(w, NULL), 0);
 	return NULL;
 }
@@ -1057,16 +1145,18 @@ Test(net, connect_to_a_full_accept_queue_ends_within_its_scope,
 
 	wt_run(full_queue_main, &q, 2);
 	cr_log_info("connect to a full accept queue (%d filler(s)): %d (%s) "
-		    "after %.1f ms; in SYN-SENT: %d before, %d during, %d "
-		    "after", n, q.rc, weft_strerror(q.rc),
-		    (double)q.elapsed / 1e6, q.base, q.seen, q.after);
+		    "after %.1f ms, best of %d %.1f ms late; in SYN-SENT: %d "
+		    "before, %d during, %d after", n, q.rc,
+		    weft_strerror(q.rc), (double)q.elapsed / 1e6, q.tries,
+		    (double)q.late / 1e6, q.base, q.seen, q.after);
 	cr_assert_eq(q.rc, -ETIMEDOUT, "connect: %d (%s) after %.1f ms%s",
 		     q.rc, weft_strerror(q.rc), (double)q.elapsed / 1e6,
 		     q.rescued ? " (the deadline was ignored: still waiting "
 				 "when the listener was closed)"
 			       : "");
-	cr_assert_geq(q.elapsed, 100 * MS);
-	cr_assert_lt(q.elapsed, PROMPT_NS);
+	cr_assert_lt(q.late, QUICK_NS,
+		     "the connect's deadline came %.1f ms late at best of %d",
+		     (double)q.late / 1e6, q.tries);
 	cr_assert_eq(q.seen, q.base + 1,
 		     "the connect was not seen waiting in SYN-SENT");
 	cr_assert_eq(q.after, q.base,
@@ -1249,26 +1339,45 @@ static void *sleepy_handler(void *arg)
 	return NULL;
 }
 
-static void *cancel_sleep_main(void *arg)
+/* One handler, cancelled in its sleep; returns how long the cancel took
+ * to end it (WT_BEST_OF). */
+static uint64_t cancel_sleep_try(struct sleepy *s, int c)
 {
-	struct sleepy *s = arg;
 	weft_task *t;
-	uint64_t b;
-	char buf[8];
-	int c, srv;
+	uint64_t b, e;
 
-	if (!WT_CHECK_EQ(tcp_pair(&c, &srv), 0))
-		return NULL;
-	s->fd = srv;
+	atomic_store(&s->entered, 0);
+	s->rc_recv = s->rc_sleep = 1;
 	t = weft_spawn(sleepy_handler, s);
+	if (!WT_CHECK(t != NULL))
+		return 0;
 	WT_CHECK_EQ(send_all(c, "ping", 4), 4);
 	WT_CHECK(wt_yield_until(&s->entered, 100000000));
 	WT_CHECK_EQ(weft_sleep(10 * MS), 0);
 	b = weft_now();
 	WT_CHECK_EQ(weft_cancel(t), 0);
 	WT_CHECK_EQ(weft_await(t, NULL), -ECANCELED);
-	WT_CHECK(weft_now() - b < PROMPT_NS);
+	e = weft_now() - b;
+	CHECK_BELOW(e, PROMPT_NS);
 	weft_task_release(t);
+	WT_CHECK_EQ(s->rc_recv, 4);
+	WT_CHECK_EQ(s->rc_sleep, -ECANCELED);
+	return e;
+}
+
+static void *cancel_sleep_main(void *arg)
+{
+	struct sleepy *s = arg;
+	uint64_t best;
+	char buf[8];
+	int c, srv;
+
+	if (!WT_CHECK_EQ(tcp_pair(&c, &srv), 0))
+		return NULL;
+	s->fd = srv;
+	/* A cancel ends a sleep at once (weft.h, weft_cancel). */
+	best = WT_BEST_OF(WT_TRIES, QUICK_NS, cancel_sleep_try(s, c));
+	CHECK_BELOW(best, QUICK_NS);
 	WT_CHECK_EQ(send_all(srv, "pong", 4), 4);
 	WT_CHECK_EQ(recv_exact(c, buf, 4), 4);
 	WT_CHECK(memcmp(buf, "pong", 4) == 0);
