@@ -20,6 +20,7 @@
 int weft_sockaddr(struct sockaddr_storage *ss, const char *addr,
 		  uint16_t port)
 {
+	WEFT__KEEP_ERRNO;
 	struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
 	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
 
@@ -48,11 +49,13 @@ static int set_int(int fd, int level, int opt, int v)
 
 int weft_tcp_nodelay(int fd, int on)
 {
+	WEFT__KEEP_ERRNO;
 	return set_int(fd, IPPROTO_TCP, TCP_NODELAY, !!on);
 }
 
 int weft_local_port(int fd)
 {
+	WEFT__KEEP_ERRNO;
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
 
@@ -102,12 +105,14 @@ static int bound_socket(const char *addr, uint16_t port, int type,
 int weft_tcp_listen(const char *addr, uint16_t port, int backlog,
 		    unsigned flags)
 {
+	WEFT__KEEP_ERRNO;
 	return bound_socket(addr, port, SOCK_STREAM,
 			    backlog <= 0 ? SOMAXCONN : backlog, flags);
 }
 
 int weft_udp_bind(const char *addr, uint16_t port, unsigned flags)
 {
+	WEFT__KEEP_ERRNO;
 	return bound_socket(addr, port, SOCK_DGRAM, -1, flags);
 }
 
@@ -162,6 +167,7 @@ static int connect_host(const char *host, uint16_t port, unsigned flags)
 
 int weft_tcp_connect(const char *addr, uint16_t port, unsigned flags)
 {
+	WEFT__KEEP_ERRNO;
 	struct sockaddr_storage ss;
 	int len;
 
@@ -197,6 +203,7 @@ static int unix_addr(struct sockaddr_un *sa, const char *path)
 
 int weft_unix_listen(const char *path, int backlog)
 {
+	WEFT__KEEP_ERRNO;
 	struct sockaddr_un sa;
 	int len = unix_addr(&sa, path), fd, err = 0;
 
@@ -217,6 +224,7 @@ int weft_unix_listen(const char *path, int backlog)
 
 int weft_unix_connect(const char *path)
 {
+	WEFT__KEEP_ERRNO;
 	struct sockaddr_un sa;
 	int len = unix_addr(&sa, path), fd, err;
 

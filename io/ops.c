@@ -270,6 +270,7 @@ static unsigned sqe_len(size_t len)
 
 int weft_socket(int domain, int type, int protocol)
 {
+	WEFT__KEEP_ERRNO;
 	/* socket(2) never blocks: a direct call, errno read at once. */
 	int fd = socket(domain, type | SOCK_CLOEXEC, protocol);
 
@@ -348,6 +349,7 @@ int weft_shutdown(int fd, int how)
  * descriptor open (close is where cleanup code ends up). */
 int weft_close(int fd)
 {
+	WEFT__KEEP_ERRNO;
 	struct io io = { .nocancel = true };
 	struct io_uring_sqe *sqe = io_begin(&io);
 

@@ -194,6 +194,7 @@ static int spawn_attrs(posix_spawnattr_t *attr)
 int weft_proc_spawn(weft_proc **out, char *const argv[],
 		    const struct weft_proc_opts *opts)
 {
+	WEFT__KEEP_ERRNO;
 	unsigned flags = opts ? opts->flags : 0;
 	char *const *envp = opts && opts->envp ? opts->envp : environ;
 	const char *cwd = opts ? opts->cwd : NULL;
@@ -349,6 +350,7 @@ int weft_proc_stderr(weft_proc *p)
  */
 int weft_proc_close_stdin(weft_proc *p)
 {
+	WEFT__KEEP_ERRNO;
 	int fd;
 
 	if (!p)
@@ -410,6 +412,7 @@ static int reap(struct weft_proc *p, int options)
 
 int weft_proc_wait(weft_proc *p, int *returncode)
 {
+	WEFT__KEEP_ERRNO;
 	int r;
 
 	if (!p)
@@ -437,6 +440,7 @@ int weft_proc_wait(weft_proc *p, int *returncode)
 
 int weft_proc_kill(weft_proc *p, int sig)
 {
+	WEFT__KEEP_ERRNO;
 	if (!p)
 		return -EINVAL;
 	/* Once reaped, the pidfd refers to no process; the kernel would say
@@ -453,6 +457,7 @@ int weft_proc_kill(weft_proc *p, int sig)
 
 void weft_proc_destroy(weft_proc *p)
 {
+	WEFT__KEEP_ERRNO;
 	int fd;
 
 	if (!p)

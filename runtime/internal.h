@@ -28,6 +28,7 @@
 #ifndef WEFT_INTERNAL_H
 #define WEFT_INTERNAL_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -104,6 +105,21 @@ void weft__die(const char *file, int line, const char *msg)
 		weft__check(*(tag) == WEFT__LIVE, msg);                    \
 		*(tag) = WEFT__DEAD;                                       \
 	} while (0)
+
+/* ---- errno -------------------------------------------------------------
+ * weft.h: I/O calls "never set errno". A public call that makes system
+ * calls directly declares WEFT__KEEP_ERRNO first: errno is put back as it
+ * was when the call returns (after its return value, which may read errno,
+ * is computed). Inside a call that may suspend, the put-back may happen on
+ * another thread; that thread's errno means nothing there at that moment
+ * (weft.h: never read errno after a call that may suspend). */
+static inline void weft__errno_restore(const int *saved)
+{
+	errno = *saved;
+}
+#define WEFT__KEEP_ERRNO                                                   \
+	int weft__errno_saved_ __attribute__((cleanup(weft__errno_restore))) = \
+		errno
 
 /* ---- allocation --------------------------------------------------------
  * All heap memory of the runtime goes through these two (Lua's lua_Alloc):

@@ -759,6 +759,8 @@ void weft__task_entry(void *arg, void *ctx)
 	struct weft_task *t = ctx;
 
 	weft__after_switch(w);
+	/* weft.h: a new task starts "with no exception flags raised". */
+	weft__fpflags_clear();
 	/* call_later/call_at: wait for the start moment first; a cancel
 	 * meanwhile ends the sleep and keeps fn from running. */
 	if (t->start_at)

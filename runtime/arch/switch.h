@@ -61,6 +61,26 @@ static inline void weft__ctx_set_fpctl(void *sp, weft__fpctl fp)
 	memcpy((char *)sp + 4, &fpucw, 2);
 }
 
+/* Lowers any raised floating-point exception flags (MXCSR's six, the x87
+ * status word's) of the calling thread: a new task starts with none (the
+ * switch carries control state, not the flags, which belong to the
+ * thread and whatever ran on it). Reads first: the usual case writes
+ * nothing. */
+static inline void weft__fpflags_clear(void)
+{
+	uint32_t mxcsr;
+	uint16_t sw;
+
+	__asm__ volatile("stmxcsr %0" : "=m"(mxcsr));
+	if (mxcsr & 0x3fu) {
+		mxcsr &= ~UINT32_C(0x3f);
+		__asm__ volatile("ldmxcsr %0" : : "m"(mxcsr));
+	}
+	__asm__ volatile("fnstsw %0" : "=am"(sw));
+	if (sw & 0x3fu)
+		__asm__ volatile("fnclex");
+}
+
 /* Builds a switch frame at the top of [lo, hi) and returns its stack
  * pointer, to be passed as load_sp. */
 static inline void *weft__ctx_make(void *lo, void *hi, weft__ctx_fn fn,
@@ -104,6 +124,18 @@ static inline weft__fpctl weft__fpctl_get(void)
 static inline void weft__ctx_set_fpctl(void *sp, weft__fpctl fp)
 {
 	((uint64_t *)sp)[20] = fp;
+}
+
+/* As on x86-64: FPSR's cumulative exception flags (IOC, DZC, OFC, UFC,
+ * IXC, IDC) and QC. */
+static inline void weft__fpflags_clear(void)
+{
+	uint64_t fpsr;
+
+	__asm__ volatile("mrs %0, fpsr" : "=r"(fpsr));
+	if (fpsr & UINT64_C(0x0800009f))
+		__asm__ volatile("msr fpsr, %0"
+				 : : "r"(fpsr & ~UINT64_C(0x0800009f)));
 }
 
 /* Signs a return address as weft__ctx_switch's PACIASP does when sp is
