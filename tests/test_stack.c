@@ -1,8 +1,8 @@
 /*
  * Task stacks: overflow reports (in a forked child), with either kind of
  * guard; no stack without a guard when mappings run out; custom and
- * default sizes, many parked stacks at once, and shutdown with parked
- * tasks.
+ * default sizes, many parked stacks at once, shutdown with parked tasks,
+ * and the per-worker stack cache (weft_config.stack_cache).
  */
 #include <signal.h>
 #include <sys/mman.h>
@@ -723,4 +723,159 @@ Test(stack, remapped_custom_stack_carries_no_stale_asan_poison,
 {
 	wt_run(reuse_main, NULL, 1);
 	wt_run(reuse_main, NULL, 2);
+}
+
+/* ---- the per-worker stack cache ------------------------------------------
+ *
+ * weft_config.stack_cache: "free stacks each worker keeps ready (hot)
+ * before handing them to the shared pool, which gives their pages back to
+ * the kernel; 0: 64". A burst of tasks holds stacks at once, touches them
+ * and ends; once the pool's decay has passed (about 1 s, stack.c) the
+ * stacks of the burst still resident (mincore() of each task's first
+ * frame) are those the worker keeps hot, plus as many again that the pool
+ * keeps warm (one cache's worth per worker) for the next burst; the pages
+ * of all the others have gone back to the kernel. On one worker, with
+ * cache C, that is between C and 2 C of them: the hot cache holds C / 2 + 1
+ * to C (one that overflows hands its older half on), the pool C (one of
+ * them may be the gate task's stack, which is not counted).
+ */
+struct burst {
+	struct wt_gate gate;
+	weft_task *gate_task;
+	int n;
+	uintptr_t *frame; /* an address in each task's first frame */
+};
+
+struct burst_arg {
+	struct burst *b;
+	int i;
+};
+
+static void *burst_task(void *arg)
+{
+	struct burst_arg *a = arg;
+
+	a->b->frame[a->i] = (uintptr_t)__builtin_frame_address(0);
+	WT_CHECK_EQ(weft_await(a->b->gate_task, NULL), 0);
+	return NULL;
+}
+
+/* How many of the burst's stacks have their first frame's page
+ * resident. */
+static int burst_resident(const struct burst *b)
+{
+	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+	int n = 0;
+
+	for (int i = 0; i < b->n; i++) {
+		unsigned char vec = 0;
+
+		if (mincore((void *)(b->frame[i] & ~(uintptr_t)(ps - 1)), ps,
+			    &vec) == 0 &&
+		    (vec & 1))
+			n++;
+	}
+	return n;
+}
+
+struct cache_check {
+	struct burst b;
+	int cache;	     /* the cache in effect (64 for 0) */
+	int resident_before; /* all of them, before the decay */
+	int resident_after;
+	uint64_t waited_ns;
+};
+
+static void *cache_main(void *arg)
+{
+	struct cache_check *c = arg;
+	struct burst *b = &c->b;
+	struct burst_arg *as = calloc((size_t)b->n, sizeof(*as));
+	weft_task **ts = calloc((size_t)b->n, sizeof(*ts));
+	uint64_t t0;
+
+	if (!WT_CHECK(as && ts))
+		goto out;
+	b->gate_task = weft_spawn(wt_gate_fn, &b->gate);
+	for (int i = 0; i < b->n; i++) {
+		as[i].b = b;
+		as[i].i = i;
+		ts[i] = weft_spawn(burst_task, &as[i]);
+		WT_CHECK(ts[i] != NULL);
+	}
+	/* One worker: every task has run to its await once we get here
+	 * after the gate's yields (it yields until opened). */
+	for (int i = 0; i < 2 * b->n; i++)
+		weft_yield();
+	for (int i = 0; i < b->n; i++)
+		WT_CHECK(b->frame[i] != 0);
+	c->resident_before = burst_resident(b);
+	atomic_store(&b->gate.open, 1);
+	WT_CHECK_EQ(weft_gather(ts, (size_t)b->n, NULL), 0);
+	for (int i = 0; i < b->n; i++)
+		weft_task_release(ts[i]);
+	WT_CHECK_EQ(weft_await(b->gate_task, NULL), 0);
+	weft_task_release(b->gate_task);
+	/* Sleep past the decay until no more than two caches' worth are
+	 * resident (or 10 s: then it failed). The worker trims when it
+	 * parks, which it does while we sleep. */
+	t0 = weft_now();
+	do {
+		weft_sleep(50 * MS);
+		c->resident_after = burst_resident(b);
+	} while (c->resident_after > 2 * c->cache &&
+		 weft_now() - t0 < 10 * SEC * WT_SLOW);
+	/* And a while longer: nothing more goes. */
+	weft_sleep(1500 * MS);
+	c->resident_after = burst_resident(b);
+	c->waited_ns = weft_now() - t0;
+out:
+	free(as);
+	free(ts);
+	return NULL;
+}
+
+static void cache_check(unsigned cache_config, int cache, int n)
+{
+	struct weft_config cfg = { .workers = 1, .stack_cache = cache_config };
+	struct cache_check c;
+
+	memset(&c, 0, sizeof(c));
+	c.cache = cache;
+	c.b.n = n;
+	c.b.frame = calloc((size_t)n, sizeof(*c.b.frame));
+	cr_assert_not_null(c.b.frame);
+	wt_run_cfg(cache_main, &c, &cfg);
+	cr_log_info("stack_cache %u: %d of %d stacks resident before, %d "
+		    "after %.1f s",
+		    cache_config, c.resident_before, n, c.resident_after,
+		    (double)c.waited_ns / 1e9);
+	cr_assert_eq(c.resident_before, n,
+		     "only %d of %d stacks in use were resident",
+		     c.resident_before, n);
+	cr_assert_leq(c.resident_after, 2 * cache,
+		      "stack_cache %u: %d of %d stacks of ended tasks still "
+		      "resident after %.1f s; one worker keeps at most %d "
+		      "hot and the pool as many warm, the rest go back to "
+		      "the kernel",
+		      cache_config, c.resident_after, n,
+		      (double)c.waited_ns / 1e9, cache);
+	cr_assert_geq(c.resident_after, cache,
+		      "stack_cache %u: only %d stacks of ended tasks still "
+		      "resident: the worker did not keep a cache of %d hot "
+		      "(and the pool as many warm)",
+		      cache_config, c.resident_after, cache);
+	free(c.b.frame);
+}
+
+Test(stack, a_small_stack_cache_gives_the_rest_back_to_the_kernel,
+     .timeout = WT_TIMEOUT(30))
+{
+	cache_check(4, 4, 40);
+}
+
+Test(stack, the_default_stack_cache_keeps_64_stacks_per_worker,
+     .timeout = WT_TIMEOUT(30))
+{
+	cache_check(0, 64, 200);
 }
