@@ -2228,3 +2228,55 @@ Test(net, connections_whose_tasks_migrate_between_io_calls_keep_their_data,
 	raise_nofile(300);
 	farm_run(4, 300, 1);
 }
+
+/* ---- errno ------------------------------------------------------------------
+ * weft.h: the I/O calls "never set errno". The helpers that make system
+ * calls directly read errno to return it negated; before the fix they
+ * left it set (tests/PROMISES.md 11.3). Each failing call below must
+ * return its error and leave errno as the caller set it, outside a task
+ * and inside one. */
+#define ERRNO_MARK 4242
+
+static void errno_kept_check(void)
+{
+	struct sockaddr_storage ss;
+	int busy = weft_tcp_listen("127.0.0.1", 0, 1, 0), port;
+
+	WT_CHECK(busy >= 0);
+	port = weft_local_port(busy);
+	WT_CHECK(port > 0);
+#define KEPT(call, want)                                                   \
+	do {                                                               \
+		errno = ERRNO_MARK;                                        \
+		int r_ = (call);                                           \
+		int e_ = errno;                                            \
+		WT_CHECK_EQ(r_, (want));                                   \
+		if (e_ != ERRNO_MARK)                                      \
+			wt_fail_(__FILE__, __LINE__,                       \
+				 #call " changed errno (to " #want ")");   \
+	} while (0)
+	KEPT(weft_socket(-1, SOCK_STREAM, 0), -EAFNOSUPPORT);
+	KEPT(weft_close(-1), -EBADF);
+	KEPT(weft_tcp_nodelay(-1, 1), -EBADF);
+	KEPT(weft_local_port(-1), -EBADF);
+	KEPT(weft_tcp_listen("127.0.0.1", (uint16_t)port, 1, 0), -EADDRINUSE);
+	KEPT(weft_udp_bind("203.0.113.1", 0, 0), -EADDRNOTAVAIL);
+	KEPT(weft_unix_listen("/nonexistent-weft-dir/sock", 1), -ENOENT);
+	KEPT(weft_sockaddr(&ss, "not an address", 1), -EINVAL);
+#undef KEPT
+	WT_CHECK_EQ(weft_close(busy), 0);
+}
+
+static void *errno_kept_main(void *arg)
+{
+	(void)arg;
+	errno_kept_check();
+	return NULL;
+}
+
+Test(net, failing_socket_helpers_leave_errno_as_it_was,
+     .timeout = WT_TIMEOUT(10))
+{
+	errno_kept_check(); /* outside a task: plain system calls */
+	wt_run(errno_kept_main, NULL, 1);
+}
