@@ -1552,3 +1552,254 @@ Test(group, waitset_reports_tasks_ended_before_its_creation_first_in_index_order
 	cr_log_info("task 0 came last in %d of %d rounds", m.mid,
 		    WS_ROUNDS);
 }
+
+/* ======================================================================
+ * Issue 18: promises of weft.h that had no test
+ * ====================================================================== */
+
+/* weft.h, weft_group_wait(): "From a thread outside the runtime it blocks
+ * that thread." A foreign thread waits on a group whose members are held
+ * by a gate; it must still be waiting while they are held, and return 0
+ * only once all three have ended. */
+#define GWF_N 3
+
+struct gw_foreign {
+	weft_group *g;
+	atomic_int open;             /* the members' gate */
+	atomic_int ended;            /* members that have ended */
+	atomic_int started, returned;
+	int ended_at_return;         /* `ended` when the wait returned */
+	int rc;
+};
+
+static void *gw_gated_member(void *arg)
+{
+	struct gw_foreign *f = arg;
+
+	while (!atomic_load(&f->open))
+		weft_sleep(MS);
+	atomic_fetch_add(&f->ended, 1);
+	return NULL;
+}
+
+static void *gw_foreign_thread(void *arg)
+{
+	struct gw_foreign *f = arg;
+
+	atomic_store(&f->started, 1);
+	f->rc = weft_group_wait(f->g);
+	f->ended_at_return = atomic_load(&f->ended);
+	atomic_store(&f->returned, 1);
+	return NULL;
+}
+
+static void *gw_foreign_main(void *arg)
+{
+	struct gw_foreign *f = arg;
+	pthread_t th;
+
+	if (!WT_CHECK_EQ(weft_group_create(&f->g), 0))
+		return NULL;
+	for (int i = 0; i < GWF_N; i++)
+		WT_CHECK_EQ(weft_group_spawn(f->g, NULL, gw_gated_member, f),
+			    0);
+	if (!WT_CHECK_EQ(pthread_create(&th, NULL, gw_foreign_thread, f),
+			 0)) {
+		atomic_store(&f->open, 1);
+		weft_group_destroy(f->g);
+		return NULL;
+	}
+	settle_count(&f->started, 1);
+	/* Time for a wait that does not block to have returned. */
+	weft_sleep(20 * MS * WT_SLOW);
+	if (!WT_CHECK_EQ(atomic_load(&f->returned), 0))
+		wt_fail_(__FILE__, __LINE__,
+			 "weft_group_wait() from a foreign thread returned "
+			 "while every member was still running");
+	WT_CHECK_EQ(weft_group_size(f->g), GWF_N);
+	atomic_store(&f->open, 1);
+	settle_count(&f->returned, 1);
+	pthread_join(th, NULL);
+	WT_CHECK_EQ(f->rc, 0);
+	if (!WT_CHECK_EQ(f->ended_at_return, GWF_N))
+		wt_fail_(__FILE__, __LINE__,
+			 "the foreign wait returned before every member "
+			 "ended");
+	WT_CHECK_EQ(weft_group_size(f->g), 0);
+	weft_group_destroy(f->g);
+	return NULL;
+}
+
+Test(group, wait_from_a_foreign_thread_blocks_until_every_member_ended,
+     .timeout = WT_TIMEOUT(20))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct gw_foreign f;
+
+		memset(&f, 0, sizeof(f));
+		wt_run(gw_foreign_main, &f, worker_counts[c]);
+	}
+}
+
+/* weft.h, waiting on several tasks: "Both also return -EPERM outside
+ * task context." A thread outside the runtime calls weft_wait_any() on a
+ * task that has ended and weft_waitset_next() on a set whose task has
+ * ended: from a task both would return index 0 at once; from there both
+ * must refuse with -EPERM, and the set must still hold the index for its
+ * owner afterwards. */
+struct eperm_foreign {
+	weft_task *t;
+	weft_waitset *ws;
+	atomic_int done;
+	int rc_any, rc_next;
+};
+
+static void *eperm_foreign_thread(void *arg)
+{
+	struct eperm_foreign *e = arg;
+
+	e->rc_any = weft_wait_any(&e->t, 1, 0);
+	e->rc_next = weft_waitset_next(e->ws, 0);
+	atomic_store(&e->done, 1);
+	return NULL;
+}
+
+static void *eperm_foreign_main(void *arg)
+{
+	struct eperm_foreign *e = arg;
+	pthread_t th;
+
+	e->t = weft_spawn(ret_fn, V(7));
+	if (!WT_CHECK(e->t != NULL))
+		return NULL;
+	WT_CHECK_EQ(weft_await(e->t, NULL), 0);
+	if (!WT_CHECK_EQ(weft_waitset_create(&e->ws, &e->t, 1), 0)) {
+		weft_task_release(e->t);
+		return NULL;
+	}
+	if (WT_CHECK_EQ(pthread_create(&th, NULL, eperm_foreign_thread, e),
+			0)) {
+		settle_count(&e->done, 1);
+		pthread_join(th, NULL);
+		WT_CHECK_EQ(e->rc_any, -EPERM);
+		WT_CHECK_EQ(e->rc_next, -EPERM);
+	}
+	/* Nothing was taken from the set by the refused call. */
+	WT_CHECK_EQ(weft_waitset_next(e->ws, 0), 0);
+	WT_CHECK_EQ(weft_waitset_next(e->ws, 0), -ENOENT);
+	weft_waitset_destroy(e->ws);
+	weft_task_release(e->t);
+	return NULL;
+}
+
+Test(group, wait_any_and_waitset_next_outside_a_task_are_eperm,
+     .timeout = WT_TIMEOUT(10))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct eperm_foreign e;
+
+		memset(&e, 0, sizeof(e));
+		wt_run(eperm_foreign_main, &e, worker_counts[c]);
+	}
+}
+
+/* weft.h: a waitset's "-EINVAL (n is 0, a stale or NULL handle) ...
+ * -EINVAL covers the caller's own handle too". weft_waitset_create()
+ * itself, with a running task beside the bad handle: the caller's own
+ * (a set that could never yield it), NULL, and a handle ended and
+ * released. Then a good set works, and the running task, which the
+ * refused sets had touched, ends normally. */
+static void *ws_create_einval_main(void *arg)
+{
+	struct wt_gate gate = { .value = V(5) };
+	weft_task *hs[2], *stale;
+	weft_waitset *ws = NULL;
+	void *r = NULL;
+	int rc;
+
+	(void)arg;
+	hs[0] = weft_spawn(wt_gate_fn, &gate);
+	stale = weft_spawn(ret_fn, NULL);
+	if (!WT_CHECK(hs[0] != NULL) || !WT_CHECK(stale != NULL))
+		return NULL;
+	WT_CHECK_EQ(weft_await(stale, NULL), 0);
+	weft_task_release(stale);
+
+	const struct {
+		weft_task *bad;
+		const char *what;
+	} cases[] = {
+		{ weft_self(), "the caller's own handle" },
+		{ NULL, "a NULL handle" },
+		{ stale, "a stale handle" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		hs[1] = cases[i].bad;
+		ws = NULL;
+		rc = weft_waitset_create(&ws, hs, 2);
+		if (!WT_CHECK_EQ(rc, -EINVAL)) {
+			char b[128];
+
+			snprintf(b, sizeof(b),
+				 "weft_waitset_create() with %s = %d",
+				 cases[i].what, rc);
+			wt_fail_(__FILE__, __LINE__, b);
+			if (rc == 0)
+				weft_waitset_destroy(ws);
+		}
+	}
+	/* The good handle alone. */
+	if (WT_CHECK_EQ(weft_waitset_create(&ws, hs, 1), 0)) {
+		WT_CHECK_EQ(weft_waitset_next(ws, 0), -ETIMEDOUT);
+		atomic_store(&gate.open, 1);
+		WT_CHECK_EQ(weft_waitset_next(ws, WEFT_NEVER), 0);
+		weft_waitset_destroy(ws);
+	}
+	atomic_store(&gate.open, 1);
+	WT_CHECK_EQ(weft_await(hs[0], &r), 0);
+	WT_CHECK_PTR_EQ(r, 5);
+	weft_task_release(hs[0]);
+	return NULL;
+}
+
+Test(group, waitset_create_refuses_the_callers_own_a_null_or_a_stale_handle,
+     .timeout = WT_TIMEOUT(10))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++)
+		wt_run(ws_create_einval_main, NULL, worker_counts[c]);
+}
+
+/* weft.h, callbacks: "Returns 0, -ENOMEM, -EPERM, -EINVAL (fn NULL)" for
+ * weft_call_later() and weft_call_at() as for weft_call_soon(). Far
+ * deadlines, so that a NULL fn wrongly accepted is cancelled (and
+ * reported) before it could run. */
+static void *call_null_fn_main(void *arg)
+{
+	weft_task *h;
+	int rc;
+
+	(void)arg;
+	h = NULL;
+	rc = weft_call_later(&h, 10 * SEC, NULL, NULL);
+	if (!WT_CHECK_EQ(rc, -EINVAL) && rc == 0 && h) {
+		weft_cancel(h);
+		weft_task_release(h);
+	}
+	h = NULL;
+	rc = weft_call_at(&h, weft_now() + 10 * SEC, NULL, NULL);
+	if (!WT_CHECK_EQ(rc, -EINVAL) && rc == 0 && h) {
+		weft_cancel(h);
+		weft_task_release(h);
+	}
+	/* Without a handle too (a detached callback). */
+	WT_CHECK_EQ(weft_call_later(NULL, 10 * SEC, NULL, NULL), -EINVAL);
+	WT_CHECK_EQ(weft_call_at(NULL, weft_now() + 10 * SEC, NULL, NULL),
+		    -EINVAL);
+	return NULL;
+}
+
+Test(group, call_later_and_call_at_with_a_null_fn_are_einval,
+     .timeout = WT_TIMEOUT(10))
+{
+	wt_run(call_null_fn_main, NULL, 1);
+}
