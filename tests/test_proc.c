@@ -999,3 +999,391 @@ Test(proc, close_stdin_without_a_free_descriptor_still_keeps_its_number,
 
 	run_counts(close_under_writer_main, &starve, one, 1);
 }
+
+/* ---- issue 18: promises of weft.h that had no test ------------------------ */
+
+/* A temporary directory under $TMPDIR (or /tmp) in buf; asserts. */
+static void make_tmpdir(char *buf, size_t cap, const char *tag)
+{
+	const char *base = getenv("TMPDIR");
+
+	if (!base || !*base)
+		base = "/tmp";
+	snprintf(buf, cap, "%s/weft-%s-XXXXXX", base, tag);
+	cr_assert_not_null(mkdtemp(buf), "mkdtemp(%s): %s", buf,
+			   strerror(errno));
+}
+
+/*
+ * weft.h: "Do not reap weft's children by other means (waitpid(-1, ...),
+ * ...): the wait then returns -ECHILD." Once with the child reaped before
+ * the wait, once while a task is parked in it (the pidfd turns readable,
+ * the reap finds nothing). Destroy must not hang on such a handle either.
+ * The second case runs on one worker: with more, the waiter woken by the
+ * exit could reap before the test's waitpid() does.
+ */
+struct echild {
+	weft_proc *p;
+	atomic_int entered;
+	int rc, code;
+};
+
+static void *echild_waiter(void *arg)
+{
+	struct echild *e = arg;
+
+	atomic_store(&e->entered, 1);
+	e->rc = weft_proc_wait(e->p, &e->code);
+	return NULL;
+}
+
+static void *echild_main(void *arg)
+{
+	struct echild e = { .rc = INT_MIN, .code = INT_MIN };
+	weft_task *t;
+	pid_t pid;
+	int st, code = INT_MIN;
+
+	(void)arg;
+	/* Reaped before the wait. */
+	if (!WT_CHECK_EQ(weft_proc_spawn(&e.p, SH("exit 3"), NULL), 0))
+		return NULL;
+	pid = weft_proc_pid(e.p);
+	WT_CHECK_EQ(waitpid(pid, &st, 0), pid);
+	WT_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 3);
+	WT_CHECK_EQ(weft_proc_wait(e.p, &code), -ECHILD);
+	WT_CHECK_EQ(code, INT_MIN); /* no code was collected */
+	weft_proc_destroy(e.p);
+	if (!arg)
+		return NULL;
+
+	/* Reaped while a task waits. One worker (arg set): the waiter
+	 * cannot run, so cannot reap, until this task's waitpid() has. */
+	if (!WT_CHECK_EQ(weft_proc_spawn(&e.p, sleep10, &sleep_opts), 0))
+		return NULL;
+	pid = weft_proc_pid(e.p);
+	t = weft_spawn(echild_waiter, &e);
+	if (!WT_CHECK(t != NULL)) {
+		weft_proc_destroy(e.p);
+		return NULL;
+	}
+	settle_count(&e.entered, 1);
+	WT_CHECK_EQ(kill(pid, SIGKILL), 0);
+	WT_CHECK_EQ(waitpid(pid, &st, 0), pid);
+	WT_CHECK_EQ(weft_await(t, NULL), 0);
+	weft_task_release(t);
+	WT_CHECK_EQ(e.rc, -ECHILD);
+	WT_CHECK_EQ(e.code, INT_MIN);
+	weft_proc_destroy(e.p);
+	return NULL;
+}
+
+Test(proc, a_child_reaped_behind_wefts_back_makes_wait_return_echild,
+     .timeout = WT_TIMEOUT(10))
+{
+	static const unsigned one[] = { 1 };
+
+	run_counts(echild_main, NULL, one_and_four, 2);
+	run_counts(echild_main, (void *)1, one, 1);
+}
+
+/*
+ * weft.h: "no SIGCHLD handler is installed". A process with a SIGCHLD
+ * handler of its own (a counter) spawns, waits for and destroys children:
+ * afterwards the handler is still its own, with its flags, and the same
+ * for SIGCHLD at SIG_DFL.
+ */
+static atomic_int sigchld_seen;
+
+static void sigchld_count(int sig)
+{
+	(void)sig;
+	atomic_fetch_add(&sigchld_seen, 1);
+}
+
+static void *sigchld_main(void *arg)
+{
+	struct sigaction now;
+	weft_proc *p;
+	int code = INT_MIN;
+	void (*want)(int) = (void (*)(int))arg;
+
+	for (int i = 0; i < 3; i++) {
+		if (!WT_CHECK_EQ(weft_proc_spawn(&p, SH("exit 0"), NULL), 0))
+			return NULL;
+		sigaction(SIGCHLD, NULL, &now);
+		WT_CHECK_PTR_EQ(now.sa_handler, want); /* after the spawn */
+		WT_CHECK_EQ(weft_proc_wait(p, &code), 0);
+		WT_CHECK_EQ(code, 0);
+		weft_proc_destroy(p);
+	}
+	/* One destroyed while running (killed and reaped there). */
+	if (WT_CHECK_EQ(weft_proc_spawn(&p, sleep10, &sleep_opts), 0))
+		weft_proc_destroy(p);
+	return NULL;
+}
+
+Test(proc, spawning_leaves_the_sigchld_disposition_as_it_was,
+     .timeout = WT_TIMEOUT(10))
+{
+	struct sigaction sa, now;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = sigchld_count;
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	cr_assert_eq(sigaction(SIGCHLD, &sa, NULL), 0);
+	run_counts(sigchld_main, (void *)sigchld_count, one_and_four, 2);
+	cr_assert_eq(sigaction(SIGCHLD, NULL, &now), 0);
+	cr_assert(now.sa_handler == sigchld_count,
+		  "SIGCHLD's handler was replaced (now %p)",
+		  (void *)now.sa_handler);
+	cr_assert(now.sa_flags & SA_RESTART, "SIGCHLD's flags changed: %#x",
+		  (unsigned)now.sa_flags);
+	cr_log_info("SIGCHLD delivered to our handler %d time(s)",
+		    atomic_load(&sigchld_seen));
+
+	sa.sa_handler = SIG_DFL;
+	sa.sa_flags = 0;
+	cr_assert_eq(sigaction(SIGCHLD, &sa, NULL), 0);
+	run_counts(sigchld_main, (void *)SIG_DFL, one_and_four, 2);
+	cr_assert_eq(sigaction(SIGCHLD, NULL, &now), 0);
+	cr_assert(now.sa_handler == SIG_DFL,
+		  "SIGCHLD is no longer SIG_DFL after spawning (now %p)",
+		  (void *)now.sa_handler);
+}
+
+/*
+ * weft.h: the child gets "SIGPIPE and SIGXFSZ at their default action".
+ * The parent ignores SIGXFSZ (an ignored disposition survives exec), the
+ * child sends it to itself: killed, -SIGXFSZ; an ignored one would let
+ * it exit 0.
+ */
+static void *sigxfsz_main(void *arg)
+{
+	struct outcome r;
+
+	(void)arg;
+	WT_CHECK_EQ(run_collect(SH("kill -XFSZ $$; exit 0"), NULL, &r), 0);
+	WT_CHECK_EQ(r.code, -SIGXFSZ);
+	return NULL;
+}
+
+Test(proc, sigxfsz_ignored_in_the_parent_is_at_its_default_in_the_child,
+     .timeout = WT_TIMEOUT(10))
+{
+	struct sigaction ign, old;
+
+	memset(&ign, 0, sizeof(ign));
+	ign.sa_handler = SIG_IGN;
+	sigemptyset(&ign.sa_mask);
+	cr_assert_eq(sigaction(SIGXFSZ, &ign, &old), 0);
+	run_counts(sigxfsz_main, NULL, one_and_four, 2);
+	cr_assert_eq(sigaction(SIGXFSZ, &old, NULL), 0);
+}
+
+/*
+ * weft.h: "-ENOTDIR  a component of the path or cwd is not a directory".
+ * A regular file used as a directory: in the program's path (with and
+ * without WEFT_PROC_SEARCH_PATH, which a '/' in argv[0] bypasses), as the
+ * cwd and inside the cwd.
+ */
+struct notdir {
+	char file[PATH_MAX];
+	char below[PATH_MAX + 8]; /* file + "/x" */
+};
+
+static void *notdir_main(void *arg)
+{
+	struct notdir *n = arg;
+	struct weft_proc_opts o = { .flags = WEFT_PROC_DEVNULL };
+	struct outcome r;
+
+	WT_CHECK_EQ(run_collect((char *const[]){ n->below, NULL }, &o, &r),
+		    -ENOTDIR);
+	o.flags |= WEFT_PROC_SEARCH_PATH;
+	WT_CHECK_EQ(run_collect((char *const[]){ n->below, NULL }, &o, &r),
+		    -ENOTDIR);
+	o.flags = WEFT_PROC_DEVNULL;
+	o.cwd = n->file;
+	WT_CHECK_EQ(run_collect(SH("exit 0"), &o, &r), -ENOTDIR);
+	o.cwd = n->below;
+	WT_CHECK_EQ(run_collect(SH("exit 0"), &o, &r), -ENOTDIR);
+	return NULL;
+}
+
+Test(proc, a_file_used_as_a_directory_is_enotdir, .timeout = WT_TIMEOUT(10))
+{
+	struct notdir n;
+	const char *base = getenv("TMPDIR");
+	int fd;
+
+	if (!base || !*base)
+		base = "/tmp";
+	snprintf(n.file, sizeof(n.file), "%s/weft-notdir-XXXXXX", base);
+	fd = mkstemp(n.file);
+	cr_assert(fd >= 0, "mkstemp: %s", strerror(errno));
+	close(fd);
+	snprintf(n.below, sizeof(n.below), "%s/x", n.file);
+	run_counts(notdir_main, &n, one_and_four, 2);
+	unlink(n.file);
+}
+
+/*
+ * weft.h, weft_proc_kill(): "Returns 0 (also when the child has exited
+ * but was not reaped yet: the signal does nothing)". waitid(WNOWAIT)
+ * sees the exit without reaping; then signal 0 and SIGTERM both return
+ * 0, and the wait still reports the exit status 3, not -SIGTERM.
+ */
+static void *kill_exited_main(void *arg)
+{
+	weft_proc *p;
+	siginfo_t si;
+	int code = INT_MIN, rc;
+
+	(void)arg;
+	if (!WT_CHECK_EQ(weft_proc_spawn(&p, SH("exit 3"), NULL), 0))
+		return NULL;
+	memset(&si, 0, sizeof(si));
+	do
+		rc = waitid(P_PID, (id_t)weft_proc_pid(p), &si,
+			    WEXITED | WNOWAIT);
+	while (rc < 0 && errno == EINTR);
+	WT_CHECK_EQ(rc, 0);
+	WT_CHECK_EQ(si.si_code, CLD_EXITED);
+	WT_CHECK_EQ(weft_proc_kill(p, 0), 0);
+	WT_CHECK_EQ(weft_proc_kill(p, SIGTERM), 0);
+	WT_CHECK_EQ(weft_proc_wait(p, &code), 0);
+	WT_CHECK_EQ(code, 3);
+	/* Reaped now. */
+	WT_CHECK_EQ(weft_proc_kill(p, 0), -ESRCH);
+	weft_proc_destroy(p);
+	return NULL;
+}
+
+Test(proc, kill_succeeds_on_a_child_that_exited_but_was_not_reaped,
+     .timeout = WT_TIMEOUT(10))
+{
+	run_counts(kill_exited_main, NULL, one_and_four, 2);
+}
+
+/* weft.h, weft_proc_kill(): "-EINVAL (bad signal, NULL p)". Negative and
+ * past the last signal; the child is untouched by them. Outside a
+ * runtime (kill and destroy are callable from any thread). */
+Test(proc, kill_with_a_bad_signal_number_is_einval,
+     .timeout = WT_TIMEOUT(10))
+{
+	static const int bad[] = { -1, INT_MIN, NSIG, NSIG + 1, 1000 };
+	weft_proc *p;
+	int fds = fd_count(), rc;
+	pid_t pid;
+
+	cr_assert_eq(weft_proc_spawn(&p, sleep10, &sleep_opts), 0);
+	pid = weft_proc_pid(p);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		rc = weft_proc_kill(p, bad[i]);
+		cr_assert_eq(rc, -EINVAL, "weft_proc_kill(p, %d) = %d (%s)",
+			     bad[i], rc, weft_strerror(rc));
+	}
+	cr_assert_eq(weft_proc_kill(p, 0), 0, "the child did not survive");
+	cr_assert_eq(kill(pid, 0), 0);
+	weft_proc_destroy(p);
+	cr_assert_eq(fd_count(), fds, "descriptors leaked");
+	assert_no_children();
+}
+
+/*
+ * weft.h, WEFT_PROC_SEARCH_PATH: "look argv[0] up in PATH (the parent's
+ * PATH, not envp's)". envp's PATH names a directory that does not exist:
+ * "sh" is still found (and the child sees envp's PATH). Then envp's PATH
+ * names a directory holding a program the parent's PATH lacks: not found.
+ */
+struct spath {
+	char dir[PATH_MAX];
+	char envpath[PATH_MAX + 8];
+	char prog_name[64];
+};
+
+static void *search_path_main(void *arg)
+{
+	struct spath *s = arg;
+	char *env_nodir[] = { "PATH=/nonexistent-weft-path", "WEFT_T=1",
+			      NULL };
+	char *env_dir[] = { s->envpath, NULL };
+	struct weft_proc_opts o = { .flags = WEFT_PROC_SEARCH_PATH |
+					     WEFT_PROC_STDOUT,
+				    .envp = env_nodir };
+	struct outcome r;
+
+	WT_CHECK_EQ(run_collect((char *const[]){ "sh", "-c",
+						 "echo \"$PATH\"; exit 6",
+						 NULL },
+				&o, &r),
+		    0);
+	WT_CHECK(strcmp(r.out, "/nonexistent-weft-path\n") == 0);
+	WT_CHECK_EQ(r.code, 6);
+
+	o.envp = env_dir;
+	WT_CHECK_EQ(run_collect((char *const[]){ s->prog_name, NULL }, &o,
+				&r),
+		    -ENOENT);
+	return NULL;
+}
+
+Test(proc, search_path_looks_in_the_parents_path_not_in_envps,
+     .timeout = WT_TIMEOUT(10))
+{
+	struct spath s;
+	char prog[PATH_MAX + 80];
+	const char *path = getenv("PATH");
+	FILE *f;
+
+	cr_assert(path && *path, "the test needs a PATH");
+	make_tmpdir(s.dir, sizeof(s.dir), "spath");
+	cr_assert(!strstr(path, s.dir));
+	snprintf(s.envpath, sizeof(s.envpath), "PATH=%s", s.dir);
+	snprintf(s.prog_name, sizeof(s.prog_name), "weft-only-in-envp-%d",
+		 (int)getpid());
+	snprintf(prog, sizeof(prog), "%s/%s", s.dir, s.prog_name);
+	f = fopen(prog, "w");
+	cr_assert_not_null(f);
+	fputs("#!/bin/sh\nexit 0\n", f);
+	fclose(f);
+	cr_assert_eq(chmod(prog, 0755), 0);
+	run_counts(search_path_main, &s, one_and_four, 2);
+	unlink(prog);
+	cr_assert_eq(rmdir(s.dir), 0);
+}
+
+/* weft.h: "Pipe fds are blocking-mode pipes, close-on-exec". The
+ * parent's three ends: FD_CLOEXEC set, O_NONBLOCK clear. Outside a
+ * runtime (spawn and destroy are callable from any thread). */
+Test(proc, the_parents_pipe_ends_are_blocking_and_close_on_exec,
+     .timeout = WT_TIMEOUT(10))
+{
+	struct weft_proc_opts o = { .flags = WEFT_PROC_STDIN |
+					     WEFT_PROC_STDOUT |
+					     WEFT_PROC_STDERR };
+	static const char *const name[] = { "stdin", "stdout", "stderr" };
+	weft_proc *p;
+	int fds = fd_count();
+
+	cr_assert_eq(weft_proc_spawn(&p, (char *const[]){ "/bin/cat", NULL },
+				     &o),
+		     0);
+	int ends[3] = { weft_proc_stdin(p), weft_proc_stdout(p),
+			weft_proc_stderr(p) };
+	for (int i = 0; i < 3; i++) {
+		int fdfl = fcntl(ends[i], F_GETFD), fl = fcntl(ends[i], F_GETFL);
+
+		cr_assert(ends[i] >= 0 && fdfl >= 0 && fl >= 0,
+			  "%s end %d unreadable", name[i], ends[i]);
+		cr_assert(fdfl & FD_CLOEXEC, "%s end %d is not close-on-exec",
+			  name[i], ends[i]);
+		cr_assert_eq(fl & O_NONBLOCK, 0, "%s end %d is non-blocking",
+			     name[i], ends[i]);
+	}
+	weft_proc_destroy(p);
+	cr_assert_eq(fd_count(), fds, "descriptors leaked");
+	assert_no_children();
+}
