@@ -1880,3 +1880,155 @@ Test(io, the_wake_up_read_is_armed_once_when_submits_are_refused,
 		close(o.rings[i]);
 	cr_assert_eq(fd_count(), fds, "descriptors leaked");
 }
+
+/* ---- argument checks, errno, SIGPIPE on sockets ------------------------------ */
+
+static void *stat_null_main(void *arg)
+{
+	struct stat st;
+	int fd;
+
+	(void)arg;
+	WT_CHECK_EQ(weft_stat(NULL, &st), -EINVAL);
+	WT_CHECK_EQ(weft_stat("/", NULL), -EINVAL);
+	WT_CHECK_EQ(weft_stat(NULL, NULL), -EINVAL);
+	fd = weft_open("/", O_RDONLY | O_DIRECTORY, 0);
+	if (WT_CHECK(fd >= 0)) {
+		WT_CHECK_EQ(weft_fstat(fd, NULL), -EINVAL);
+		WT_CHECK_EQ(weft_close(fd), 0);
+	}
+	/* The runtime keeps working. */
+	WT_CHECK_EQ(weft_stat("/", &st), 0);
+	WT_CHECK(S_ISDIR(st.st_mode));
+	return NULL;
+}
+
+Test(io, stat_and_fstat_with_null_arguments_return_einval,
+     .timeout = WT_TIMEOUT(10))
+{
+	wt_run(stat_null_main, NULL, 1);
+}
+
+/* weft.h: I/O calls never set errno. A task on one worker stays on its
+ * thread, so errno read after each call is the errno the call would have
+ * set. */
+static void *ring_errno_main(void *arg)
+{
+	struct tmp *t = arg;
+	char buf[8], missing[512];
+	struct stat st;
+	int mark = 4242;
+
+	tmp_path(t, "no-such-file", missing, sizeof(missing));
+#define KEPT(call, want)                                                   \
+	do {                                                               \
+		errno = mark;                                              \
+		WT_CHECK_EQ((call), (want));                               \
+		WT_CHECK_EQ(errno, mark);                                  \
+	} while (0)
+	KEPT(weft_read(-1, buf, sizeof(buf), -1), -EBADF);
+	KEPT(weft_read(-1, buf, sizeof(buf), 0), -EBADF);
+	KEPT(weft_write(-1, buf, sizeof(buf), -1), -EBADF);
+	KEPT(weft_open(missing, O_RDONLY, 0), -ENOENT);
+	KEPT(weft_openat(AT_FDCWD, missing, O_RDONLY, 0), -ENOENT);
+	KEPT(weft_stat(missing, &st), -ENOENT);
+	KEPT(weft_fstat(-1, &st), -EBADF);
+	KEPT(weft_fsync(-1), -EBADF);
+	KEPT(weft_close(-1), -EBADF);
+#undef KEPT
+	return NULL;
+}
+
+Test(io, failing_ring_calls_leave_errno_as_it_was,
+     .timeout = WT_TIMEOUT(10))
+{
+	struct tmp t;
+
+	tmp_make(&t);
+	wt_run(ring_errno_main, &t, 1);
+	tmp_remove(&t);
+}
+
+/*
+ * weft_write_all() at offset -1 on a socket whose peer reset the
+ * connection, with a SIGPIPE handler of the program's own (weft_run()
+ * leaves a handler alone, so only MSG_NOSIGNAL keeps the signal away).
+ * After a reset the first send reports ECONNRESET without a signal, the
+ * next ones EPIPE, which is the one that raises SIGPIPE: the test goes on
+ * writing after the first error.
+ */
+static atomic_int sigpipes;
+
+static void count_sigpipe(int sig)
+{
+	(void)sig;
+	atomic_fetch_add(&sigpipes, 1);
+}
+
+struct wa_reset {
+	int first_err, later_err[3];
+};
+
+static void *write_all_reset_main(void *arg)
+{
+	struct wa_reset *r = arg;
+	struct linger lg = { 1, 0 };
+	static char buf[4096];
+	int lfd, c, s, port;
+	ssize_t n = 0;
+
+	lfd = weft_tcp_listen("127.0.0.1", 0, 4, 0);
+	if (!WT_CHECK(lfd >= 0))
+		return NULL;
+	port = weft_local_port(lfd);
+	c = weft_tcp_connect("127.0.0.1", (uint16_t)port, 0);
+	s = weft_accept(lfd, NULL, NULL, 0);
+	WT_CHECK_EQ(weft_close(lfd), 0);
+	if (!WT_CHECK(c >= 0) || !WT_CHECK(s >= 0))
+		return NULL;
+	/* linger {1, 0}: the close sends RST. */
+	WT_CHECK_EQ(setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)),
+		    0);
+	WT_CHECK_EQ(weft_close(c), 0);
+	memset(buf, 'w', sizeof(buf));
+	for (int i = 0; i < 200 && n >= 0; i++) {
+		n = weft_write_all(s, buf, sizeof(buf), -1);
+		if (n >= 0)
+			weft_sleep(WEFT_NSEC_PER_MSEC);
+	}
+	r->first_err = (int)n;
+	for (int i = 0; i < 3; i++)
+		r->later_err[i] = (int)weft_write_all(s, buf, sizeof(buf), -1);
+	WT_CHECK_EQ(weft_close(s), 0);
+	return (void *)0x600d;
+}
+
+Test(io, write_all_to_a_reset_socket_fails_without_raising_sigpipe,
+     .timeout = WT_TIMEOUT(20))
+{
+	struct sigaction sa;
+	struct wa_reset r;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = count_sigpipe;
+	sigemptyset(&sa.sa_mask);
+	cr_assert_eq(sigaction(SIGPIPE, &sa, NULL), 0);
+	for (unsigned c = 0; c < 2; c++) {
+		memset(&r, 0, sizeof(r));
+		cr_assert_eq(wt_run(write_all_reset_main, &r, c + 1),
+			     (void *)0x600d);
+		cr_assert(r.first_err == -EPIPE || r.first_err == -ECONNRESET,
+			  "write_all to a reset peer: %d (%s)", r.first_err,
+			  weft_strerror(r.first_err));
+		for (int i = 0; i < 3; i++)
+			cr_assert(r.later_err[i] == -EPIPE ||
+					  r.later_err[i] == -ECONNRESET,
+				  "write_all %d after the reset: %d (%s)", i,
+				  r.later_err[i],
+				  weft_strerror(r.later_err[i]));
+		cr_assert_eq(atomic_load(&sigpipes), 0,
+			     "SIGPIPE raised %d times: write_all did not "
+			     "send with MSG_NOSIGNAL",
+			     atomic_load(&sigpipes));
+	}
+}

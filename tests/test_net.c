@@ -20,6 +20,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -2279,4 +2280,305 @@ Test(net, failing_socket_helpers_leave_errno_as_it_was,
 {
 	errno_kept_check(); /* outside a task: plain system calls */
 	wt_run(errno_kept_main, NULL, 1);
+}
+
+/* ---- close under cancellation, listener options, helpers off the runtime -- */
+
+/* weft_close() closes even when the calling task has a cancellation
+ * pending or its deadline passed (weft.h: cleanup must not leak). */
+struct close_anyway {
+	int cancel_rc, cancel_fcntl, cancel_errno;
+	int deadline_rc, deadline_fcntl, deadline_errno;
+};
+
+static void *close_cancelled_task(void *arg)
+{
+	struct close_anyway *ca = arg;
+	int fd = weft_socket(AF_INET, SOCK_STREAM, 0);
+
+	if (!WT_CHECK(fd >= 0))
+		return NULL;
+	WT_CHECK_EQ(weft_cancel(weft_self()), 0);
+	ca->cancel_rc = weft_close(fd);
+	errno = 0;
+	ca->cancel_fcntl = fcntl(fd, F_GETFD);
+	ca->cancel_errno = errno;
+	return NULL;
+}
+
+static void *close_anyway_main(void *arg)
+{
+	struct close_anyway *ca = arg;
+	weft_task *t;
+	uint64_t saved;
+	int fd;
+
+	t = weft_spawn(close_cancelled_task, ca);
+	if (!WT_CHECK(t != NULL))
+		return NULL;
+	WT_CHECK_EQ(weft_await(t, NULL), -ECANCELED);
+	weft_task_release(t);
+
+	fd = weft_socket(AF_INET, SOCK_STREAM, 0);
+	if (!WT_CHECK(fd >= 0))
+		return NULL;
+	saved = weft_deadline_begin(weft_now() - 1);
+	ca->deadline_rc = weft_close(fd);
+	errno = 0;
+	ca->deadline_fcntl = fcntl(fd, F_GETFD);
+	ca->deadline_errno = errno;
+	weft_timeout_end(saved);
+	return NULL;
+}
+
+Test(net, close_closes_with_a_cancel_pending_or_the_deadline_passed,
+     .timeout = WT_TIMEOUT(10))
+{
+	for (unsigned w = 1; w <= 2; w++) {
+		struct close_anyway ca;
+		int fds = fd_count();
+
+		memset(&ca, 0, sizeof(ca));
+		wt_run(close_anyway_main, &ca, w);
+		cr_assert_eq(ca.cancel_rc, 0,
+			     "weft_close with a cancel pending: %d (%s)",
+			     ca.cancel_rc, weft_strerror(ca.cancel_rc));
+		cr_assert(ca.cancel_fcntl == -1 && ca.cancel_errno == EBADF,
+			  "fd still open after weft_close with a cancel "
+			  "pending (fcntl %d, errno %d)",
+			  ca.cancel_fcntl, ca.cancel_errno);
+		cr_assert_eq(ca.deadline_rc, 0,
+			     "weft_close past the deadline: %d (%s)",
+			     ca.deadline_rc, weft_strerror(ca.deadline_rc));
+		cr_assert(ca.deadline_fcntl == -1 &&
+				  ca.deadline_errno == EBADF,
+			  "fd still open after weft_close past the deadline "
+			  "(fcntl %d, errno %d)",
+			  ca.deadline_fcntl, ca.deadline_errno);
+		cr_assert_eq(fd_count(), fds, "descriptors leaked");
+	}
+}
+
+static int sockopt_int(int fd, int level, int name)
+{
+	int v = -1;
+	socklen_t len = sizeof(v);
+
+	if (getsockopt(fd, level, name, &v, &len) < 0)
+		return -errno;
+	return v;
+}
+
+Test(net, tcp_listen_sets_so_reuseaddr)
+{
+	static const char *const addrs[] = { "127.0.0.1", "::1" };
+
+	for (int i = 0; i < 2; i++) {
+		int fd = weft_tcp_listen(addrs[i], 0, 4, 0);
+
+		cr_assert(fd >= 0, "weft_tcp_listen(%s): %d (%s)", addrs[i], fd,
+			  weft_strerror(fd));
+		cr_assert_eq(sockopt_int(fd, SOL_SOCKET, SO_REUSEADDR), 1,
+			     "SO_REUSEADDR not set on a %s listener", addrs[i]);
+		cr_assert_eq(weft_close(fd), 0);
+	}
+}
+
+/* WEFT_SO_NODELAY on a listener: sockets it accepts have TCP_NODELAY
+ * (client side connected without it). A plain listener's accepted
+ * sockets do not, which shows the check reads what it should. */
+struct nodelay_accept {
+	int with, without;
+};
+
+static int accepted_nodelay(unsigned flags)
+{
+	int lfd = weft_tcp_listen("127.0.0.1", 0, 4, flags), c, s, v;
+
+	if (lfd < 0)
+		return lfd;
+	c = weft_tcp_connect("127.0.0.1", (uint16_t)weft_local_port(lfd), 0);
+	s = weft_accept(lfd, NULL, NULL, 0);
+	v = s >= 0 ? sockopt_int(s, IPPROTO_TCP, TCP_NODELAY) : s;
+	WT_CHECK(c >= 0);
+	if (c >= 0)
+		WT_CHECK_EQ(weft_close(c), 0);
+	if (s >= 0)
+		WT_CHECK_EQ(weft_close(s), 0);
+	WT_CHECK_EQ(weft_close(lfd), 0);
+	return v;
+}
+
+static void *nodelay_accept_main(void *arg)
+{
+	struct nodelay_accept *na = arg;
+
+	na->with = accepted_nodelay(WEFT_SO_NODELAY);
+	na->without = accepted_nodelay(0);
+	return NULL;
+}
+
+Test(net, sockets_accepted_by_a_nodelay_listener_have_tcp_nodelay,
+     .timeout = WT_TIMEOUT(10))
+{
+	struct nodelay_accept na;
+
+	memset(&na, 0, sizeof(na));
+	wt_run(nodelay_accept_main, &na, 1);
+	cr_assert_eq(na.with, 1,
+		     "TCP_NODELAY of a socket accepted by a WEFT_SO_NODELAY "
+		     "listener: %d",
+		     na.with);
+	cr_assert_eq(na.without, 0,
+		     "TCP_NODELAY of a socket accepted by a plain listener: %d",
+		     na.without);
+}
+
+/* The non-blocking helpers work from a thread that no runtime knows. */
+struct plain_thread {
+	int sock, sock_cloexec, tcp, tcp_port, udp, udp_port, unix_fd;
+	int nodelay_rc, nodelay_v, close_rc[4];
+	char path[108];
+};
+
+static void *plain_thread_fn(void *arg)
+{
+	struct plain_thread *p = arg;
+
+	p->sock = weft_socket(AF_INET, SOCK_STREAM, 0);
+	p->sock_cloexec = p->sock >= 0 ? fcntl(p->sock, F_GETFD) : -1;
+	p->tcp = weft_tcp_listen("127.0.0.1", 0, 4, 0);
+	p->tcp_port = p->tcp >= 0 ? weft_local_port(p->tcp) : p->tcp;
+	p->udp = weft_udp_bind("127.0.0.1", 0, 0);
+	p->udp_port = p->udp >= 0 ? weft_local_port(p->udp) : p->udp;
+	p->unix_fd = weft_unix_listen(p->path, 4);
+	if (p->sock >= 0) {
+		p->nodelay_rc = weft_tcp_nodelay(p->sock, 1);
+		p->nodelay_v = sockopt_int(p->sock, IPPROTO_TCP, TCP_NODELAY);
+	}
+	p->close_rc[0] = p->sock >= 0 ? weft_close(p->sock) : 0;
+	p->close_rc[1] = p->tcp >= 0 ? weft_close(p->tcp) : 0;
+	p->close_rc[2] = p->udp >= 0 ? weft_close(p->udp) : 0;
+	p->close_rc[3] = p->unix_fd >= 0 ? weft_close(p->unix_fd) : 0;
+	return NULL;
+}
+
+Test(net, socket_helpers_work_from_a_thread_outside_any_runtime,
+     .timeout = WT_TIMEOUT(10))
+{
+	struct plain_thread p;
+	pthread_t th;
+	int fds = fd_count();
+
+	memset(&p, 0, sizeof(p));
+	snprintf(p.path, sizeof(p.path), "@weft-plain-thread-%d", getpid());
+	cr_assert_eq(pthread_create(&th, NULL, plain_thread_fn, &p), 0);
+	cr_assert_eq(pthread_join(th, NULL), 0);
+	cr_assert(p.sock >= 0, "weft_socket: %d (%s)", p.sock,
+		  weft_strerror(p.sock));
+	cr_assert(p.sock_cloexec >= 0 && (p.sock_cloexec & FD_CLOEXEC),
+		  "weft_socket's fd is not close-on-exec");
+	cr_assert(p.tcp >= 0, "weft_tcp_listen: %d (%s)", p.tcp,
+		  weft_strerror(p.tcp));
+	cr_assert(p.tcp_port > 0, "weft_local_port of the listener: %d (%s)",
+		  p.tcp_port, weft_strerror(p.tcp_port));
+	cr_assert(p.udp >= 0, "weft_udp_bind: %d (%s)", p.udp,
+		  weft_strerror(p.udp));
+	cr_assert(p.udp_port > 0, "weft_local_port of the UDP socket: %d (%s)",
+		  p.udp_port, weft_strerror(p.udp_port));
+	cr_assert(p.unix_fd >= 0, "weft_unix_listen(%s): %d (%s)", p.path,
+		  p.unix_fd, weft_strerror(p.unix_fd));
+	cr_assert_eq(p.nodelay_rc, 0, "weft_tcp_nodelay: %d (%s)",
+		     p.nodelay_rc, weft_strerror(p.nodelay_rc));
+	cr_assert_eq(p.nodelay_v, 1, "TCP_NODELAY after weft_tcp_nodelay: %d",
+		     p.nodelay_v);
+	for (int i = 0; i < 4; i++)
+		cr_assert_eq(p.close_rc[i], 0, "weft_close %d: %d (%s)", i,
+			     p.close_rc[i], weft_strerror(p.close_rc[i]));
+	cr_assert_eq(fd_count(), fds, "descriptors leaked");
+}
+
+/*
+ * Sends to a peer that reset the connection, with a SIGPIPE handler of the
+ * program's own installed before weft_run() (which then leaves SIGPIPE
+ * alone): only MSG_NOSIGNAL keeps the signal away. After a reset the
+ * first send reports ECONNRESET without a signal and later ones EPIPE,
+ * which is the one that raises SIGPIPE, so each send call is tried after
+ * the first error.
+ */
+static atomic_int sigpipes;
+
+static void count_sigpipe(int sig)
+{
+	(void)sig;
+	atomic_fetch_add(&sigpipes, 1);
+}
+
+struct send_reset {
+	int first_err, send_rc, sendmsg_rc, sendto_rc;
+};
+
+static void *send_reset_main(void *arg)
+{
+	struct send_reset *r = arg;
+	struct linger lg = { 1, 0 };
+	char buf[512];
+	struct iovec iov = { buf, sizeof(buf) };
+	struct msghdr msg;
+	ssize_t n = 0;
+	int c, s;
+
+	if (!WT_CHECK_EQ(tcp_pair(&c, &s), 0))
+		return NULL;
+	/* linger {1, 0}: the close sends RST. */
+	WT_CHECK_EQ(setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)),
+		    0);
+	WT_CHECK_EQ(weft_close(c), 0);
+	memset(buf, 'z', sizeof(buf));
+	for (int i = 0; i < 200 && n >= 0; i++) {
+		n = weft_send(s, buf, sizeof(buf), 0);
+		if (n >= 0)
+			weft_sleep(WEFT_NSEC_PER_MSEC);
+	}
+	r->first_err = (int)n;
+	memset(&msg, 0, sizeof(msg));
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	r->send_rc = (int)weft_send(s, buf, sizeof(buf), 0);
+	r->sendmsg_rc = (int)weft_sendmsg(s, &msg, 0);
+	r->sendto_rc = (int)weft_sendto(s, buf, sizeof(buf), 0, NULL, 0);
+	WT_CHECK_EQ(weft_close(s), 0);
+	return (void *)0x600d;
+}
+
+#define RESET_ERR(e) ((e) == -EPIPE || (e) == -ECONNRESET)
+
+Test(net, sends_to_a_reset_peer_raise_no_sigpipe_even_with_a_handler,
+     .timeout = WT_TIMEOUT(20))
+{
+	struct sigaction sa;
+	struct send_reset r;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = count_sigpipe;
+	sigemptyset(&sa.sa_mask);
+	cr_assert_eq(sigaction(SIGPIPE, &sa, NULL), 0);
+	for (unsigned w = 1; w <= 2; w++) {
+		memset(&r, 0, sizeof(r));
+		cr_assert_eq(wt_run(send_reset_main, &r, w), (void *)0x600d);
+		cr_assert(RESET_ERR(r.first_err), "send to a reset peer: %d (%s)",
+			  r.first_err, weft_strerror(r.first_err));
+		cr_assert(RESET_ERR(r.send_rc), "send after the reset: %d (%s)",
+			  r.send_rc, weft_strerror(r.send_rc));
+		cr_assert(RESET_ERR(r.sendmsg_rc),
+			  "sendmsg after the reset: %d (%s)", r.sendmsg_rc,
+			  weft_strerror(r.sendmsg_rc));
+		cr_assert(RESET_ERR(r.sendto_rc),
+			  "sendto after the reset: %d (%s)", r.sendto_rc,
+			  weft_strerror(r.sendto_rc));
+		cr_assert_eq(atomic_load(&sigpipes), 0,
+			     "SIGPIPE raised %d times: a send went without "
+			     "MSG_NOSIGNAL",
+			     atomic_load(&sigpipes));
+	}
 }
