@@ -10,13 +10,17 @@
  */
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stddef.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 
 #include "weft_test.h"
 
@@ -1188,4 +1192,225 @@ Test(pool, random_cancellations_run_fn_once_or_not_at_all,
 		    "tasks cancelled before they started",
 		    ran, cancelled, unstarted);
 	cr_assert_gt(ran, 0);
+}
+
+/* ---- queue order, resolution behind a full pool, no thread at all -------- */
+
+/* With one pool thread, calls queued behind a blocked one run in the order
+ * they were queued (weft.h: a FIFO queue). Each caller is spawned only once
+ * the previous one has queued its call: on one worker a task runs from its
+ * start into weft_run_blocking() without suspending, so "entered" seen by
+ * main (which got the worker back) means queued. */
+#define FIFO_N 8
+
+struct fifo {
+	atomic_int entered;
+	atomic_int ran;
+	int order[FIFO_N];
+};
+
+static struct fifo *fifo_of_run;
+
+static void *fifo_fn(void *arg)
+{
+	int i = atomic_fetch_add(&fifo_of_run->ran, 1);
+
+	if (i < FIFO_N)
+		fifo_of_run->order[i] = (int)(uintptr_t)arg;
+	return NULL;
+}
+
+struct fifo_call {
+	struct fifo *f;
+	int i;
+};
+
+static void *fifo_task(void *arg)
+{
+	struct fifo_call *c = arg;
+
+	atomic_fetch_add(&c->f->entered, 1);
+	WT_CHECK_EQ(weft_run_blocking(fifo_fn, (void *)(uintptr_t)c->i, NULL),
+		    0);
+	return NULL;
+}
+
+static void *fifo_main(void *arg)
+{
+	struct fifo *f = arg;
+	struct fifo_call calls[FIFO_N];
+	weft_task *fill[1], *t[FIFO_N];
+	struct gate g;
+
+	memset(&g, 0, sizeof(g));
+	fifo_of_run = f;
+	fill_pool(&g, fill, 1);
+	for (int i = 0; i < FIFO_N; i++) {
+		calls[i].f = f;
+		calls[i].i = i;
+		t[i] = weft_spawn(fifo_task, &calls[i]);
+		if (!WT_CHECK(t[i] != NULL))
+			return NULL;
+		settle_count(&f->entered, i + 1);
+	}
+	WT_CHECK_EQ(atomic_load(&f->ran), 0);
+	drain_pool(&g, fill, 1);
+	WT_CHECK_EQ(weft_gather(t, FIFO_N, NULL), 0);
+	for (int i = 0; i < FIFO_N; i++)
+		weft_task_release(t[i]);
+	return NULL;
+}
+
+Test(pool, queued_calls_run_in_the_order_they_were_queued,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct weft_config c = config(1, 1, 0);
+	struct fifo f;
+
+	memset(&f, 0, sizeof(f));
+	wt_run_cfg(fifo_main, &f, &c);
+	cr_assert_eq(atomic_load(&f.ran), FIFO_N, "%d of %d queued calls ran",
+		     atomic_load(&f.ran), FIFO_N);
+	for (int i = 0; i < FIFO_N; i++)
+		cr_assert_eq(f.order[i], i,
+			     "call %d ran in place %d (order %d %d %d %d %d %d "
+			     "%d %d)",
+			     f.order[i], i, f.order[0], f.order[1], f.order[2],
+			     f.order[3], f.order[4], f.order[5], f.order[6],
+			     f.order[7]);
+}
+
+/* weft_getaddrinfo() queued behind a full pool: a deadline scope or a
+ * cancel ends it like weft_run_blocking, with *res NULL (nothing to free;
+ * *res starts as a pointer that a caller would wrongly free). */
+struct gai_queued {
+	atomic_int entered;
+	int timed_rc, cancel_rc;
+	struct addrinfo *timed_res, *cancel_res;
+};
+
+static void *gai_cancel_task(void *arg)
+{
+	struct gai_queued *q = arg;
+
+	q->cancel_res = (struct addrinfo *)(uintptr_t)0x1;
+	atomic_store(&q->entered, 1);
+	q->cancel_rc = weft_getaddrinfo("localhost", "80", NULL,
+					&q->cancel_res);
+	return NULL;
+}
+
+static void *gai_queued_main(void *arg)
+{
+	struct gai_queued *q = arg;
+	weft_task *fill[1], *t;
+	struct gate g;
+	uint64_t saved;
+
+	memset(&g, 0, sizeof(g));
+	fill_pool(&g, fill, 1);
+
+	q->timed_res = (struct addrinfo *)(uintptr_t)0x1;
+	saved = weft_timeout_begin(20 * MS);
+	q->timed_rc = weft_getaddrinfo("localhost", "80", NULL, &q->timed_res);
+	weft_timeout_end(saved);
+
+	t = weft_spawn(gai_cancel_task, q);
+	if (WT_CHECK(t != NULL)) {
+		WT_CHECK(task_wait_flag(&q->entered));
+		weft_sleep_ms(20); /* queued behind the blocked call, parked */
+		WT_CHECK_EQ(weft_cancel(t), 0);
+		WT_CHECK_EQ(weft_await(t, NULL), -ECANCELED);
+		weft_task_release(t);
+	}
+	drain_pool(&g, fill, 1);
+	if (q->timed_rc == 0 && q->timed_res)
+		freeaddrinfo(q->timed_res);
+	if (q->cancel_rc == 0 && q->cancel_res)
+		freeaddrinfo(q->cancel_res);
+	return NULL;
+}
+
+Test(pool, getaddrinfo_behind_a_full_pool_times_out_or_is_cancelled,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct weft_config c = config(2, 1, 0);
+	struct gai_queued q;
+
+	memset(&q, 0, sizeof(q));
+	wt_run_cfg(gai_queued_main, &q, &c);
+	cr_assert_eq(q.timed_rc, -ETIMEDOUT,
+		     "getaddrinfo in a 20 ms scope behind a full pool: %d (%s)",
+		     q.timed_rc, weft_strerror(q.timed_rc));
+	cr_assert_null(q.timed_res, "*res after -ETIMEDOUT: %p",
+		       (void *)q.timed_res);
+	cr_assert_eq(q.cancel_rc, -ECANCELED,
+		     "cancelled getaddrinfo behind a full pool: %d (%s)",
+		     q.cancel_rc, weft_strerror(q.cancel_rc));
+	cr_assert_null(q.cancel_res, "*res after -ECANCELED: %p",
+		       (void *)q.cancel_res);
+}
+
+/*
+ * No pool thread and none can be started: the call fails with the error of
+ * pthread_create() (-EAGAIN here) and fn does not run. A seccomp filter on
+ * the one worker's thread (the thread that starts pool threads, and no
+ * other) makes clone and clone3 fail with EAGAIN, as an exhausted
+ * RLIMIT_NPROC would (which does not bind root).
+ */
+static int refuse_clone_here(void)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+			 offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone, 2, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone3, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EAGAIN),
+	};
+	struct sock_fprog prog = { .len = sizeof(f) / sizeof(f[0]),
+				   .filter = f };
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return -errno;
+	return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0 ? -errno
+								      : 0;
+}
+
+struct no_thread {
+	int filter, rc, threads;
+	void *result;
+};
+
+static void *no_thread_main(void *arg)
+{
+	struct no_thread *n = arg;
+
+	n->filter = refuse_clone_here();
+	if (n->filter)
+		return NULL;
+	n->result = (void *)0x77;
+	n->rc = weft_run_blocking(count_fn, (void *)0x99, &n->result);
+	n->threads = pool_threads();
+	return NULL;
+}
+
+Test(pool, empty_pool_that_cannot_start_a_thread_returns_eagain,
+     .timeout = WT_TIMEOUT(20))
+{
+	struct weft_config c = config(1, 1, 0);
+	struct no_thread n;
+
+	memset(&n, 0, sizeof(n));
+	atomic_store(&count_runs, 0);
+	wt_run_cfg(no_thread_main, &n, &c);
+	if (n.filter == -EINVAL || n.filter == -ENOSYS || n.filter == -EACCES)
+		cr_skip_test("no seccomp filters here: %s", strerror(-n.filter));
+	cr_assert_eq(n.filter, 0, "seccomp: %s", strerror(-n.filter));
+	cr_assert_eq(n.rc, -EAGAIN,
+		     "run_blocking with no thread and none startable: %d (%s)",
+		     n.rc, weft_strerror(n.rc));
+	cr_assert_eq(atomic_load(&count_runs), 0, "fn ran %d times",
+		     atomic_load(&count_runs));
+	cr_assert_eq(n.threads, 0, "%d pool threads", n.threads);
 }
