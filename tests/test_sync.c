@@ -2699,3 +2699,338 @@ Test(sync, broadcast_wakes_resume_waiters_in_the_order_they_waited,
 
 	wt_run(bcast_main, &b, 1);
 }
+
+/* ======================================================================
+ * Misuse: destroy under a waiter, destroy twice; waits from plain threads
+ * ====================================================================== */
+
+/* A destroy with a task parked on the object aborts with a message naming
+ * the call (weft.h). Each case runs in a child process
+ * (wt_assert_misuse_reported) with one worker: the waiter has parked by
+ * the time main, having yielded to it, destroys the object. */
+enum parked_kind { PK_FUTURE, PK_EVENT, PK_LOCK, PK_SEM, PK_COND };
+
+struct parked {
+	enum parked_kind kind;
+	weft_future *f;
+	weft_event *e;
+	weft_lock *l;
+	weft_sem *s;
+	weft_cond *c;
+	atomic_int entered;
+};
+
+static struct parked parked_case;
+
+static void *parked_waiter(void *arg)
+{
+	struct parked *p = arg;
+
+	atomic_store(&p->entered, 1);
+	switch (p->kind) {
+	case PK_FUTURE:
+		weft_future_await(p->f, NULL);
+		break;
+	case PK_EVENT:
+		weft_event_wait(p->e);
+		break;
+	case PK_LOCK: /* main holds it */
+		if (weft_lock_acquire(p->l) == 0)
+			weft_lock_release(p->l);
+		break;
+	case PK_SEM:
+		weft_sem_acquire(p->s);
+		break;
+	case PK_COND:
+		if (weft_lock_acquire(p->l) == 0) {
+			weft_cond_wait(p->c, p->l);
+			weft_lock_release(p->l);
+		}
+		break;
+	}
+	return NULL;
+}
+
+static void *parked_main(void *arg)
+{
+	struct parked *p = arg;
+	weft_task *t;
+
+	if (weft_future_create(&p->f) || weft_event_create(&p->e) ||
+	    weft_lock_create(&p->l) || weft_sem_create(&p->s, 0, 0) ||
+	    weft_cond_create(&p->c))
+		return NULL;
+	if (p->kind == PK_LOCK)
+		weft_lock_acquire(p->l);
+	t = weft_spawn(parked_waiter, p);
+	settle_count(&p->entered, 1); /* parked by now: one worker */
+	switch (p->kind) {
+	case PK_FUTURE:
+		weft_future_destroy(p->f);
+		break;
+	case PK_EVENT:
+		weft_event_destroy(p->e);
+		break;
+	case PK_LOCK:
+		weft_lock_destroy(p->l);
+		break;
+	case PK_SEM:
+		weft_sem_destroy(p->s);
+		break;
+	case PK_COND:
+		weft_cond_destroy(p->c);
+		break;
+	}
+	/* Not reached when the misuse is reported: the parent fails. */
+	weft_cancel(t);
+	weft_await(t, NULL);
+	weft_task_release(t);
+	return NULL;
+}
+
+static void parked_destroy(enum parked_kind kind)
+{
+	struct weft_config cfg;
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.workers = 1;
+	memset(&parked_case, 0, sizeof(parked_case));
+	parked_case.kind = kind;
+	weft_run(parked_main, &parked_case, &cfg, NULL);
+}
+
+static void future_destroy_parked(void) { parked_destroy(PK_FUTURE); }
+static void event_destroy_parked(void) { parked_destroy(PK_EVENT); }
+static void lock_destroy_parked(void) { parked_destroy(PK_LOCK); }
+static void sem_destroy_parked(void) { parked_destroy(PK_SEM); }
+static void cond_destroy_parked(void) { parked_destroy(PK_COND); }
+
+Test(sync, destroying_an_object_a_task_is_parked_on_aborts_with_a_message,
+     .timeout = WT_TIMEOUT(20))
+{
+	wt_assert_misuse_reported(future_destroy_parked,
+				  "weft_future_destroy() with waiters");
+	wt_assert_misuse_reported(event_destroy_parked,
+				  "weft_event_destroy() with waiters");
+	wt_assert_misuse_reported(lock_destroy_parked,
+				  "weft_lock_destroy() with waiters");
+	wt_assert_misuse_reported(sem_destroy_parked,
+				  "weft_sem_destroy() with waiters");
+	wt_assert_misuse_reported(cond_destroy_parked,
+				  "weft_cond_destroy() with waiters");
+}
+
+static void event_destroy_twice(void)
+{
+	weft_event *e;
+
+	if (weft_event_create(&e))
+		return;
+	weft_event_destroy(e);
+	weft_event_destroy(e);
+}
+
+static void sem_destroy_twice(void)
+{
+	weft_sem *s;
+
+	if (weft_sem_create(&s, 1, 0))
+		return;
+	weft_sem_destroy(s);
+	weft_sem_destroy(s);
+}
+
+static void cond_destroy_twice(void)
+{
+	weft_cond *c;
+
+	if (weft_cond_create(&c))
+		return;
+	weft_cond_destroy(c);
+	weft_cond_destroy(c);
+}
+
+Test(sync, destroying_an_event_a_semaphore_or_a_condition_twice_aborts_with_a_message,
+     .timeout = WT_TIMEOUT(10))
+{
+	wt_assert_misuse_reported(event_destroy_twice,
+				  "weft_event_destroy(): not a live event");
+	wt_assert_misuse_reported(sem_destroy_twice,
+				  "weft_sem_destroy(): not a live semaphore");
+	wt_assert_misuse_reported(cond_destroy_twice,
+				  "weft_cond_destroy(): not a live condition");
+}
+
+/* Event, semaphore and condition waits from a thread outside any runtime
+ * block that thread until a task acts (weft.h: every wait works from a
+ * thread outside the runtime); their timeout variants time out there. */
+enum foreign_kind { FK_EVENT, FK_EVENT_TIMEOUT, FK_SEM, FK_SEM_TIMEOUT,
+		    FK_COND, FK_COND_TIMEOUT, FK_N };
+
+static const char *const foreign_names[FK_N] = {
+	"event_wait", "event_wait_timeout", "sem_acquire",
+	"sem_acquire_timeout", "cond_wait", "cond_wait_timeout",
+};
+
+struct foreign_wait {
+	enum foreign_kind kind;
+	weft_event *e;
+	weft_sem *s;
+	weft_cond *c;
+	weft_lock *l;
+	int ready; /* the condition's predicate, under l */
+	atomic_int entered, acted, returned;
+	int acted_before_return, rc, short_rc, held_after;
+	uint64_t short_took;
+};
+
+static void *foreign_wait_thread(void *arg)
+{
+	struct foreign_wait *fw = arg;
+	uint64_t t0;
+
+	/* First a short timeout with nobody acting: -ETIMEDOUT, not early. */
+	t0 = wt_now_ns();
+	switch (fw->kind) {
+	case FK_EVENT_TIMEOUT:
+		fw->short_rc = weft_event_wait_timeout(fw->e, 20 * MS);
+		break;
+	case FK_SEM_TIMEOUT:
+		fw->short_rc = weft_sem_acquire_timeout(fw->s, 20 * MS);
+		break;
+	case FK_COND_TIMEOUT:
+		if (weft_lock_acquire(fw->l) == 0) {
+			fw->short_rc = weft_cond_wait_timeout(fw->c, fw->l,
+							      20 * MS);
+			weft_lock_release(fw->l);
+		}
+		break;
+	default:
+		break;
+	}
+	fw->short_took = wt_now_ns() - t0;
+
+	switch (fw->kind) {
+	case FK_EVENT:
+		atomic_store(&fw->entered, 1);
+		fw->rc = weft_event_wait(fw->e);
+		break;
+	case FK_EVENT_TIMEOUT:
+		atomic_store(&fw->entered, 1);
+		fw->rc = weft_event_wait_timeout(fw->e, 60 * SEC);
+		break;
+	case FK_SEM:
+		atomic_store(&fw->entered, 1);
+		fw->rc = weft_sem_acquire(fw->s);
+		break;
+	case FK_SEM_TIMEOUT:
+		atomic_store(&fw->entered, 1);
+		fw->rc = weft_sem_acquire_timeout(fw->s, 60 * SEC);
+		break;
+	case FK_COND:
+	case FK_COND_TIMEOUT:
+		fw->rc = weft_lock_acquire(fw->l);
+		if (fw->rc)
+			break;
+		atomic_store(&fw->entered, 1);
+		while (!fw->ready && fw->rc == 0)
+			fw->rc = fw->kind == FK_COND
+					 ? weft_cond_wait(fw->c, fw->l)
+					 : weft_cond_wait_timeout(fw->c, fw->l,
+								  60 * SEC);
+		fw->held_after = weft_lock_locked(fw->l);
+		weft_lock_release(fw->l);
+		break;
+	default:
+		break;
+	}
+	fw->acted_before_return = atomic_load(&fw->acted);
+	atomic_store(&fw->returned, 1);
+	return NULL;
+}
+
+static void *foreign_wait_main(void *arg)
+{
+	struct foreign_wait *fw = arg;
+	pthread_t th;
+
+	if (!WT_CHECK_EQ(pthread_create(&th, NULL, foreign_wait_thread, fw),
+			 0))
+		return NULL;
+	settle_count(&fw->entered, 1);
+	weft_sleep(20 * MS);
+	/* Still blocked. */
+	if (atomic_load(&fw->returned)) {
+		char b[160];
+
+		snprintf(b, sizeof(b),
+			 "%s from a plain thread returned %d (%s) before the "
+			 "task acted",
+			 foreign_names[fw->kind], fw->rc,
+			 weft_strerror(fw->rc));
+		wt_fail_(__FILE__, __LINE__, b);
+	}
+	atomic_store(&fw->acted, 1);
+	switch (fw->kind) {
+	case FK_EVENT:
+	case FK_EVENT_TIMEOUT:
+		weft_event_set(fw->e);
+		break;
+	case FK_SEM:
+	case FK_SEM_TIMEOUT:
+		WT_CHECK_EQ(weft_sem_release(fw->s), 0);
+		break;
+	default:
+		if (WT_CHECK_EQ(weft_lock_acquire(fw->l), 0)) {
+			fw->ready = 1;
+			weft_cond_notify_all(fw->c);
+			WT_CHECK_EQ(weft_lock_release(fw->l), 0);
+		}
+		break;
+	}
+	settle_count(&fw->returned, 1);
+	pthread_join(th, NULL);
+	return NULL;
+}
+
+Test(sync, event_sem_and_cond_waits_from_a_plain_thread_block_until_a_task_acts,
+     .timeout = WT_TIMEOUT(60))
+{
+	for (int k = 0; k < FK_N; k++) {
+		struct foreign_wait fw;
+
+		memset(&fw, 0, sizeof(fw));
+		fw.kind = (enum foreign_kind)k;
+		cr_assert_eq(weft_event_create(&fw.e), 0);
+		cr_assert_eq(weft_sem_create(&fw.s, 0, 0), 0);
+		cr_assert_eq(weft_cond_create(&fw.c), 0);
+		cr_assert_eq(weft_lock_create(&fw.l), 0);
+		wt_run(foreign_wait_main, &fw, 2);
+		if (k == FK_EVENT_TIMEOUT || k == FK_SEM_TIMEOUT ||
+		    k == FK_COND_TIMEOUT) {
+			cr_assert_eq(fw.short_rc, -ETIMEDOUT,
+				     "%s(20 ms) from a plain thread: %d (%s)",
+				     foreign_names[k], fw.short_rc,
+				     weft_strerror(fw.short_rc));
+			cr_assert_geq(fw.short_took, 20 * MS,
+				      "%s(20 ms) from a plain thread returned "
+				      "after %llu ns",
+				      foreign_names[k],
+				      (unsigned long long)fw.short_took);
+		}
+		cr_assert_eq(fw.rc, 0, "%s from a plain thread: %d (%s)",
+			     foreign_names[k], fw.rc, weft_strerror(fw.rc));
+		cr_assert_eq(fw.acted_before_return, 1,
+			     "%s from a plain thread returned before the task "
+			     "acted",
+			     foreign_names[k]);
+		if (k == FK_COND || k == FK_COND_TIMEOUT)
+			cr_assert_eq(fw.held_after, 1,
+				     "%s returned without the lock held",
+				     foreign_names[k]);
+		weft_event_destroy(fw.e);
+		weft_sem_destroy(fw.s);
+		weft_cond_destroy(fw.c);
+		weft_lock_destroy(fw.l);
+	}
+}
