@@ -2309,3 +2309,101 @@ Test(chan, ready_selects_count_against_the_budget_so_others_still_run,
 	memset(&s, 0, sizeof(s));
 	wt_run(sel_coop_main, &s, 1);
 }
+
+/* ---- generator: the body's own deadline scope, destroy from the body ---- */
+
+/* A body that yields inside a 20 ms deadline scope while nobody asks for
+ * a value: weft_gen_yield() returns -ETIMEDOUT (weft.h), not early, and
+ * the body goes on to return normally. */
+struct gen_scope {
+	atomic_int done;
+	int yield_rc;
+	uint64_t took;
+};
+
+static int gen_scope_body(weft_gen *g, void *arg)
+{
+	struct gen_scope *s = arg;
+	uint64_t t0 = weft_now(), saved;
+
+	saved = weft_timeout_begin(20 * MS);
+	s->yield_rc = weft_gen_yield(g, V(1));
+	s->took = weft_now() - t0;
+	weft_timeout_end(saved);
+	atomic_store(&s->done, 1);
+	return 0;
+}
+
+static void *gen_scope_main(void *arg)
+{
+	struct gen_scope *s = arg;
+	weft_gen *g;
+
+	if (!WT_CHECK_EQ(weft_gen_create(&g, gen_scope_body, s), 0))
+		return NULL;
+	/* No weft_gen_next(): nobody asks. */
+	for (uint64_t t0 = weft_now();
+	     !atomic_load(&s->done) && weft_now() - t0 < PROMPT_NS;)
+		weft_sleep(MS);
+	WT_CHECK(atomic_load(&s->done));
+	weft_gen_destroy(g);
+	return NULL;
+}
+
+Test(chan, generator_yield_past_the_bodys_deadline_scope_returns_etimedout,
+     .timeout = WT_TIMEOUT(10))
+{
+	static const unsigned counts[] = { 1, 2 };
+
+	for (int i = 0; i < 2; i++) {
+		struct gen_scope s;
+
+		memset(&s, 0, sizeof(s));
+		wt_run(gen_scope_main, &s, counts[i]);
+		cr_assert_eq(s.yield_rc, -ETIMEDOUT,
+			     "gen_yield in a 20 ms scope, nobody asking: %d (%s)",
+			     s.yield_rc, weft_strerror(s.yield_rc));
+		cr_assert_geq(s.took, 20 * MS,
+			      "gen_yield timed out early: %llu ns",
+			      (unsigned long long)s.took);
+	}
+}
+
+/* weft_gen_destroy() from the body's own task aborts (its wait for the
+ * body could never end), with a message naming the call. Runs in a child
+ * process (wt_assert_misuse_reported). */
+static int gen_self_destroy_body(weft_gen *g, void *arg)
+{
+	(void)arg;
+	weft_gen_destroy(g);
+	return 0;
+}
+
+static void *gen_self_destroy_main(void *arg)
+{
+	weft_gen *g;
+	void *v;
+
+	(void)arg;
+	if (weft_gen_create(&g, gen_self_destroy_body, NULL))
+		return NULL;
+	weft_gen_next(g, &v);
+	return NULL;
+}
+
+static void gen_self_destroy(void)
+{
+	struct weft_config cfg;
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.workers = 1;
+	weft_run(gen_self_destroy_main, NULL, &cfg, NULL);
+}
+
+Test(chan, generator_destroy_from_its_own_body_aborts_with_a_message,
+     .timeout = WT_TIMEOUT(10))
+{
+	wt_assert_misuse_reported(gen_self_destroy,
+				  "weft_gen_destroy() from the generator's "
+				  "own body");
+}
