@@ -15,6 +15,7 @@
  * apart.
  */
 #include <pthread.h>
+#include <sys/resource.h>
 
 #include "weft_test.h"
 
@@ -1806,4 +1807,116 @@ Test(group, call_later_and_call_at_with_a_null_fn_are_einval,
      .timeout = WT_TIMEOUT(10))
 {
 	wt_run(call_null_fn_main, NULL, 1);
+}
+
+/*
+ * weft.h, task groups: "When a task of the group fails (returns an error
+ * pointer, or cannot start), the group cancels the others". A member
+ * cannot start when no stack can be had. Stacks of the runtime's size
+ * come from slabs of 32 mapped at once; with 32 MiB stacks a new slab
+ * needs about 1 GiB of address space, which RLIMIT_AS, lowered to what
+ * the process uses plus 256 MiB, refuses. Forty members that would sleep
+ * 10 s: the first slab starts the first ones, a later one fails to start
+ * with -ENOMEM, and the group must cancel the rest: the wait returns
+ * -ENOMEM at once, every member that ran had its sleep cut. Nothing else
+ * maps memory meanwhile (the members only sleep).
+ */
+#define NOSTACK_N 40
+#define NOSTACK_STACK ((size_t)32 << 20)
+
+struct nostack {
+	struct member ms[NOSTACK_N];
+	int rc, limited;
+	uint64_t took;
+};
+
+/* The process's address space in bytes (VmSize), or 0. */
+static uint64_t vm_size(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	unsigned long long kb = 0;
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmSize: %llu kB", &kb) == 1)
+			break;
+	fclose(f);
+	return (uint64_t)kb * 1024;
+}
+
+static void *nostack_main(void *arg)
+{
+	struct nostack *n = arg;
+	struct rlimit old, low;
+	weft_group *g;
+	uint64_t vm, t0;
+
+	if (!WT_CHECK_EQ(weft_group_create(&g), 0))
+		return NULL;
+	vm = vm_size();
+	if (!WT_CHECK(vm > 0) || !WT_CHECK_EQ(getrlimit(RLIMIT_AS, &old), 0))
+		return NULL;
+	low = old;
+	low.rlim_cur = vm + ((uint64_t)256 << 20);
+	if (old.rlim_cur != RLIM_INFINITY && old.rlim_cur < low.rlim_cur)
+		low.rlim_cur = old.rlim_cur;
+	if (!WT_CHECK_EQ(setrlimit(RLIMIT_AS, &low), 0))
+		return NULL;
+	n->limited = 1;
+	t0 = weft_now();
+	for (int i = 0; i < NOSTACK_N; i++) {
+		n->ms[i].sleep_ns = 10 * SEC;
+		/* Refused once the group has failed: fine. */
+		int rc = weft_group_spawn(g, NULL, member_fn, &n->ms[i]);
+		if (rc != 0 && !WT_CHECK_EQ(rc, -ECANCELED))
+			break;
+	}
+	n->rc = weft_group_wait(g);
+	n->took = weft_now() - t0;
+	WT_CHECK_EQ(setrlimit(RLIMIT_AS, &old), 0);
+	weft_group_destroy(g);
+	return NULL;
+}
+
+Test(group, a_member_that_cannot_get_a_stack_fails_the_group_with_enomem,
+     .timeout = WT_TIMEOUT(20))
+{
+	static const unsigned counts[] = { 1, 2 };
+	struct weft_config cfg;
+
+	for (unsigned c = 0; c < 2; c++) {
+		static struct nostack n;
+		int ran = 0;
+
+		memset(&n, 0, sizeof(n));
+		memset(&cfg, 0, sizeof(cfg));
+		cfg.workers = counts[c];
+		cfg.stack_size = NOSTACK_STACK;
+		wt_run_cfg(nostack_main, &n, &cfg);
+		cr_assert(n.limited, "RLIMIT_AS could not be lowered");
+		cr_assert_eq(n.rc, -ENOMEM,
+			     "%u worker(s): wait = %d (%s), not -ENOMEM from a "
+			     "member that could not start",
+			     counts[c], n.rc, weft_strerror(n.rc));
+		cr_assert_lt(n.took, PROMPT_NS,
+			     "the wait took %llu ns: the members were not "
+			     "cancelled", (unsigned long long)n.took);
+		for (int i = 0; i < NOSTACK_N; i++) {
+			struct member *m = &n.ms[i];
+
+			if (!atomic_load(&m->ran))
+				continue;
+			ran++;
+			cr_assert_eq(atomic_load(&m->ended), 1);
+			cr_assert_eq(m->sleep_rc, -ECANCELED,
+				     "member %d ran and was not cancelled "
+				     "(sleep = %d)", i, m->sleep_rc);
+		}
+		cr_assert(ran > 0 && ran < NOSTACK_N,
+			  "%d of %d members ran: expected the first slab's "
+			  "worth", ran, NOSTACK_N);
+		cr_log_info("%u worker(s): %d members ran", counts[c], ran);
+	}
 }
