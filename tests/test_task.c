@@ -1141,3 +1141,46 @@ Test(task, version_matches_the_header)
 		 WEFT_VERSION_MINOR, WEFT_VERSION_PATCH);
 	cr_assert_str_eq(weft_version(), want);
 }
+
+/* ---- floating-point exception flags of a new task --------------------------
+ * weft.h: a new task starts "with no exception flags raised". The flags are
+ * the thread's (the switch carries control state only), so a child could
+ * start with whatever its spawner, or any task before it on that thread,
+ * had raised: before the fix, a child of a task that had divided by zero
+ * started with FE_DIVBYZERO raised (tests/PROMISES.md 1.11). */
+static void *report_flags(void *arg)
+{
+	(void)arg;
+	return (void *)(intptr_t)fetestexcept(FE_ALL_EXCEPT);
+}
+
+static void *fpflags_main(void *arg)
+{
+	int *got = arg;
+	void *r = NULL;
+
+	for (int i = 0; i < 20; i++) {
+		weft_task *t;
+
+		WT_CHECK_EQ(feraiseexcept(FE_DIVBYZERO | FE_INEXACT), 0);
+		WT_CHECK(fetestexcept(FE_DIVBYZERO) != 0); /* the spawner's */
+		t = weft_spawn(report_flags, NULL);
+		WT_CHECK_EQ(weft_await(t, &r), 0);
+		weft_task_release(t);
+		if ((int)(intptr_t)r != 0)
+			*got = (int)(intptr_t)r;
+	}
+	feclearexcept(FE_ALL_EXCEPT);
+	return NULL;
+}
+
+Test(task, a_new_task_starts_with_no_exception_flags_raised,
+     .timeout = WT_TIMEOUT(10))
+{
+	int got = 0;
+
+	wt_run(fpflags_main, &got, 1);
+	cr_assert_eq(got, 0,
+		     "a task spawned while its thread had FE_DIVBYZERO | "
+		     "FE_INEXACT raised started with flags 0x%x raised", got);
+}
