@@ -1184,3 +1184,142 @@ Test(task, a_new_task_starts_with_no_exception_flags_raised,
 		     "a task spawned while its thread had FE_DIVBYZERO | "
 		     "FE_INEXACT raised started with flags 0x%x raised", got);
 }
+
+/* ---- errors as results (weft_is_err, weft_ptr_err) ------------------------
+ * weft.h: an error pointer is one of "the top 4095 addresses"; weft_ptr_err
+ * gives its errno back, 0 for any other pointer. */
+Test(task, error_pointers_are_the_top_4095_addresses_only)
+{
+	int local;
+
+	cr_assert(weft_is_err((void *)-1), "(void *)-1 is not an error");
+	cr_assert(weft_is_err((void *)-4095),
+		  "(void *)-4095 (-WEFT_MAX_ERRNO) is not an error");
+	cr_assert(!weft_is_err((void *)-4096),
+		  "(void *)-4096 is taken for an error");
+	cr_assert(!weft_is_err(NULL), "NULL is taken for an error");
+	cr_assert(!weft_is_err(&local), "a stack address is an error");
+	cr_assert_eq(weft_ptr_err(weft_err_ptr(-EIO)), -EIO,
+		     "weft_ptr_err(weft_err_ptr(-EIO)) = %d",
+		     weft_ptr_err(weft_err_ptr(-EIO)));
+	cr_assert_eq(weft_ptr_err(weft_err_ptr(-4095)), -4095,
+		     "weft_ptr_err of the lowest error pointer = %d",
+		     weft_ptr_err(weft_err_ptr(-4095)));
+	cr_assert_eq(weft_ptr_err(&local), 0,
+		     "weft_ptr_err of a real pointer = %d",
+		     weft_ptr_err(&local));
+	cr_assert_eq(weft_ptr_err(NULL), 0, "weft_ptr_err(NULL) = %d",
+		     weft_ptr_err(NULL));
+	cr_assert_eq(weft_ptr_err((void *)-4096), 0,
+		     "weft_ptr_err((void *)-4096) = %d",
+		     weft_ptr_err((void *)-4096));
+}
+
+/* ---- gather: the first error in list order ---------------------------------
+ * weft.h: gather returns "the first error weft_await() would give for
+ * them, in order". A task cancelled before it started gives -ECANCELED,
+ * weft_self() gives -EDEADLK; whichever comes first in the list wins. */
+static void *gather_first_error_main(void *arg)
+{
+	int *got = arg;
+	weft_task *c = weft_spawn(ret_arg, NULL), *list[2];
+
+	if (!WT_CHECK(c != NULL))
+		return NULL;
+	/* One worker and no suspension since the spawn: c has not started. */
+	WT_CHECK_EQ(weft_cancel(c), 0);
+	list[0] = c;
+	list[1] = weft_self();
+	got[0] = weft_gather(list, 2, NULL);
+	list[0] = weft_self();
+	list[1] = c;
+	got[1] = weft_gather(list, 2, NULL);
+	weft_task_release(c);
+	return NULL;
+}
+
+Test(task, gather_returns_the_first_error_in_list_order,
+     .timeout = WT_TIMEOUT(10))
+{
+	int got[2] = { 1, 1 };
+
+	wt_run(gather_first_error_main, got, 1);
+	cr_assert_eq(got[0], -ECANCELED,
+		     "gather([cancelled, self]) = %d (%s), want -ECANCELED",
+		     got[0], weft_strerror(got[0]));
+	cr_assert_eq(got[1], -EDEADLK,
+		     "gather([self, cancelled]) = %d (%s), want -EDEADLK",
+		     got[1], weft_strerror(got[1]));
+}
+
+/* ---- a cancelled yield still yields ----------------------------------------
+ * weft.h: weft_yield() returns -ECANCELED with a cancellation pending, "the
+ * yield still happened": a partner on the same (only) worker runs during
+ * each such yield. */
+#define CYIELD_N 20
+
+struct cyield {
+	atomic_long count;
+	atomic_int stop;
+	int bad_rc, stalled;
+};
+
+static void *cyield_partner(void *arg)
+{
+	struct cyield *s = arg;
+
+	while (!atomic_load(&s->stop)) {
+		atomic_fetch_add(&s->count, 1);
+		weft_yield();
+	}
+	return NULL;
+}
+
+static void *cyield_victim(void *arg)
+{
+	struct cyield *s = arg;
+
+	WT_CHECK_EQ(weft_cancel(weft_self()), 0);
+	for (int i = 0; i < CYIELD_N; i++) {
+		long before = atomic_load(&s->count);
+		int rc = weft_yield();
+
+		if (rc != -ECANCELED)
+			s->bad_rc = rc ? rc : 1;
+		if (atomic_load(&s->count) == before)
+			s->stalled++;
+	}
+	atomic_store(&s->stop, 1);
+	return NULL;
+}
+
+static void *cyield_main(void *arg)
+{
+	struct cyield *s = arg;
+	weft_task *p = weft_spawn(cyield_partner, s);
+	weft_task *v = weft_spawn(cyield_victim, s);
+
+	if (!WT_CHECK(p != NULL && v != NULL))
+		return NULL;
+	weft_await(v, NULL);
+	atomic_store(&s->stop, 1);
+	WT_CHECK_EQ(weft_await(p, NULL), 0);
+	weft_task_release(p);
+	weft_task_release(v);
+	return NULL;
+}
+
+Test(task, a_yield_with_a_cancel_pending_still_lets_others_run,
+     .timeout = WT_TIMEOUT(10))
+{
+	struct cyield s;
+
+	memset(&s, 0, sizeof(s));
+	wt_run(cyield_main, &s, 1);
+	cr_assert_eq(s.bad_rc, 0,
+		     "a yield with a cancel pending returned %d, want -ECANCELED",
+		     s.bad_rc);
+	cr_assert_eq(s.stalled, 0,
+		     "%d of %d cancelled yields let no other task run", s.stalled,
+		     CYIELD_N);
+}
