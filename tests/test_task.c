@@ -1323,3 +1323,195 @@ Test(task, a_yield_with_a_cancel_pending_still_lets_others_run,
 		     "%d of %d cancelled yields let no other task run", s.stalled,
 		     CYIELD_N);
 }
+
+/* ---- the whole floating-point control state of a new task -----------------
+ * weft.h: a new task starts with the control state "(rounding mode,
+ * exception masks, x87 precision, flush-to-zero) its spawner had at the
+ * spawn"; weft_run()'s main with that of the thread calling weft_run().
+ * x86-64: MXCSR without its six flag bits (masks, DAZ, FTZ, rounding) and
+ * the x87 control word; AArch64: FPCR. */
+#if defined(__x86_64__)
+static uint64_t fpstate_get(void)
+{
+	uint32_t mxcsr;
+	uint16_t cw;
+
+	__asm__ volatile("stmxcsr %0" : "=m"(mxcsr));
+	__asm__ volatile("fnstcw %0" : "=m"(cw));
+	return (mxcsr & 0xffc0u) | (uint64_t)cw << 32;
+}
+
+static void fpstate_set(uint64_t s)
+{
+	uint32_t mxcsr;
+	uint16_t cw = (uint16_t)(s >> 32);
+
+	__asm__ volatile("stmxcsr %0" : "=m"(mxcsr));
+	mxcsr = (mxcsr & 0x3fu) | ((uint32_t)s & 0xffc0u);
+	__asm__ volatile("ldmxcsr %0" : : "m"(mxcsr));
+	__asm__ volatile("fldcw %0" : : "m"(cw));
+}
+
+/* FTZ (bit 15) and DAZ (bit 6) on, the denormal exception unmasked (DM,
+ * bit 8, cleared), round up (RC 10); x87: 53-bit precision (PC 10), round
+ * up, the denormal exception unmasked. */
+static uint64_t fpstate_unusual(uint64_t dflt)
+{
+	uint32_t mxcsr = (uint32_t)dflt;
+	uint16_t cw = (uint16_t)(dflt >> 32);
+
+	mxcsr |= 0x8000u | 0x40u;
+	mxcsr &= ~0x100u;
+	mxcsr = (mxcsr & ~0x6000u) | 0x4000u;
+	cw = (uint16_t)((cw & ~0x0300u) | 0x0200u);
+	cw = (uint16_t)((cw & ~0x0c00u) | 0x0800u);
+	cw &= (uint16_t)~0x0002u;
+	return mxcsr | (uint64_t)cw << 32;
+}
+#elif defined(__aarch64__)
+static uint64_t fpstate_get(void)
+{
+	uint64_t v;
+
+	__asm__ volatile("mrs %0, fpcr" : "=r"(v));
+	return v;
+}
+
+static void fpstate_set(uint64_t s)
+{
+	__asm__ volatile("msr fpcr, %0" : : "r"(s));
+}
+
+/* FZ (bit 24) on, round up (RMode 01, bits 22-23). */
+static uint64_t fpstate_unusual(uint64_t dflt)
+{
+	return (dflt | (1u << 24)) & ~(UINT64_C(3) << 22) | (UINT64_C(1) << 22);
+}
+#endif
+
+#if defined(__x86_64__) || defined(__aarch64__)
+struct fpfull {
+	uint64_t dflt, want;
+	uint64_t child[20];
+	uint64_t spawner_after, other;
+	atomic_int stop;
+	atomic_long switches;
+};
+
+static void *fpfull_report(void *arg)
+{
+	(void)arg;
+	return (void *)(uintptr_t)fpstate_get();
+}
+
+/* Keeps switching on the same worker with the default state. */
+static void *fpfull_other(void *arg)
+{
+	struct fpfull *s = arg;
+
+	while (!atomic_load(&s->stop)) {
+		atomic_fetch_add(&s->switches, 1);
+		weft_yield();
+	}
+	return (void *)(uintptr_t)fpstate_get();
+}
+
+static void *fpfull_spawner(void *arg)
+{
+	struct fpfull *s = arg;
+	uint64_t saved = fpstate_get();
+	void *r = NULL;
+
+	fpstate_set(s->want);
+	for (int i = 0; i < 20; i++) {
+		weft_task *t = weft_spawn(fpfull_report, NULL);
+
+		if (!WT_CHECK(t != NULL))
+			break;
+		/* Let the other task run (and switch) before the child
+		 * starts. */
+		weft_yield();
+		WT_CHECK_EQ(weft_await(t, &r), 0);
+		weft_task_release(t);
+		s->child[i] = (uint64_t)(uintptr_t)r;
+	}
+	s->spawner_after = fpstate_get();
+	fpstate_set(saved);
+	return NULL;
+}
+
+static void *fpfull_main(void *arg)
+{
+	struct fpfull *s = arg;
+	weft_task *o = weft_spawn(fpfull_other, s), *sp;
+	void *r = NULL;
+
+	if (!WT_CHECK(o != NULL))
+		return NULL;
+	sp = weft_spawn(fpfull_spawner, s);
+	if (WT_CHECK(sp != NULL)) {
+		WT_CHECK_EQ(weft_await(sp, NULL), 0);
+		weft_task_release(sp);
+	}
+	atomic_store(&s->stop, 1);
+	WT_CHECK_EQ(weft_await(o, &r), 0);
+	weft_task_release(o);
+	s->other = (uint64_t)(uintptr_t)r;
+	return NULL;
+}
+
+Test(task, a_new_task_starts_with_its_spawners_whole_fp_control_state,
+     .timeout = WT_TIMEOUT(10))
+{
+	struct fpfull s;
+
+	memset(&s, 0, sizeof(s));
+	s.dflt = fpstate_get();
+	s.want = fpstate_unusual(s.dflt);
+	cr_assert_neq(s.want, s.dflt);
+	wt_run(fpfull_main, &s, 1);
+	fpstate_set(s.dflt);
+	cr_assert_gt(atomic_load(&s.switches), 1,
+		     "the other task did not keep switching");
+	cr_assert_eq(s.spawner_after, s.want,
+		     "the spawner's own state changed to %#llx from %#llx",
+		     (unsigned long long)s.spawner_after,
+		     (unsigned long long)s.want);
+	for (int i = 0; i < 20; i++)
+		cr_assert_eq(s.child[i], s.want,
+			     "child %d started with fp control %#llx, its "
+			     "spawner had %#llx (default %#llx)",
+			     i, (unsigned long long)s.child[i],
+			     (unsigned long long)s.want,
+			     (unsigned long long)s.dflt);
+	cr_assert_eq(s.other, s.dflt,
+		     "the other task, started with the default %#llx, ended "
+		     "with %#llx",
+		     (unsigned long long)s.dflt, (unsigned long long)s.other);
+}
+
+static void *fpmain_report(void *arg)
+{
+	(void)arg;
+	return (void *)(uintptr_t)fpstate_get();
+}
+
+Test(task, weft_run_main_starts_with_the_calling_threads_fp_control_state,
+     .timeout = WT_TIMEOUT(10))
+{
+	uint64_t dflt = fpstate_get(), want = fpstate_unusual(dflt);
+	int round;
+	void *r = NULL;
+
+	fpstate_set(want);
+	round = fegetround();
+	r = wt_run(fpmain_report, NULL, 2);
+	fpstate_set(dflt);
+	cr_assert_eq(round, FE_UPWARD, "the test set no FE_UPWARD");
+	cr_assert_eq((uint64_t)(uintptr_t)r, want,
+		     "main started with fp control %#llx, the thread calling "
+		     "weft_run() had %#llx (default %#llx)",
+		     (unsigned long long)(uintptr_t)r,
+		     (unsigned long long)want, (unsigned long long)dflt);
+}
+#endif
