@@ -1515,3 +1515,154 @@ Test(task, weft_run_main_starts_with_the_calling_threads_fp_control_state,
 		     (unsigned long long)want, (unsigned long long)dflt);
 }
 #endif
+
+/* ---- spawning from outside a runtime that is shutting down -----------------
+ * weft.h: weft_spawn_opts() from outside opts->runtime returns -ESHUTDOWN
+ * once "main of weft_run() has returned, or weft_runtime_close() has begun
+ * or ended". A shielded task holds the shutdown open (its drain, or the
+ * close's) until a foreign thread, spawning all along, has seen
+ * -ESHUTDOWN; it gives up after a hang guard, and waits for the thread to
+ * stop calling before it lets the runtime go. */
+struct shutspawn {
+	weft_runtime *rt;
+	atomic_int holder_started, shutting, seen, give_up, thread_done;
+	atomic_long ok;
+	int early, other;
+};
+
+static void *shutspawn_noop(void *arg)
+{
+	(void)arg;
+	return NULL;
+}
+
+static void *shutspawn_thread(void *arg)
+{
+	struct shutspawn *s = arg;
+	struct weft_spawn_opts o = { .runtime = s->rt,
+				     .flags = WEFT_SPAWN_DETACHED };
+
+	while (!atomic_load(&s->give_up)) {
+		int shutting = atomic_load(&s->shutting);
+		int rc = weft_spawn_opts(NULL, shutspawn_noop, NULL, &o);
+
+		if (rc == 0) {
+			atomic_fetch_add(&s->ok, 1);
+		} else if (rc == -ESHUTDOWN) {
+			if (!shutting && !atomic_load(&s->shutting))
+				s->early = 1;
+			atomic_store(&s->seen, 1);
+			break;
+		} else {
+			s->other = rc;
+			break;
+		}
+		wt_sleep_ms(1);
+	}
+	atomic_store(&s->thread_done, 1);
+	return NULL;
+}
+
+static void *shutspawn_holder(void *arg)
+{
+	struct shutspawn *s = arg;
+	uint64_t until = weft_now() + PROMPT_NS;
+
+	WT_CHECK_EQ(weft_shield_begin(), 0);
+	atomic_store(&s->holder_started, 1);
+	while (!atomic_load(&s->seen) && !atomic_load(&s->thread_done) &&
+	       weft_now() < until)
+		weft_sleep(MS);
+	atomic_store(&s->give_up, 1);
+	while (!atomic_load(&s->thread_done))
+		weft_sleep(MS);
+	WT_CHECK_EQ(weft_shield_end(), 0);
+	return NULL;
+}
+
+static void *shutspawn_main(void *arg)
+{
+	struct shutspawn *s = arg;
+	pthread_t th;
+	weft_task *h = weft_spawn(shutspawn_holder, s);
+
+	s->rt = weft_runtime_self();
+	if (!WT_CHECK(h != NULL))
+		return NULL;
+	weft_task_release(h);
+	if (!WT_CHECK(wt_yield_until(&s->holder_started, 10000000)))
+		return NULL;
+	if (!WT_CHECK_EQ(pthread_create(&th, NULL, shutspawn_thread, s), 0))
+		return NULL;
+	pthread_detach(th); /* thread_done says when it stopped */
+	while (atomic_load(&s->ok) < 3 && !atomic_load(&s->thread_done))
+		weft_sleep(MS);
+	atomic_store(&s->shutting, 1);
+	return NULL;
+}
+
+static void assert_shutspawn(const struct shutspawn *s, const char *when)
+{
+	cr_assert_eq(s->other, 0, "a spawn from outside returned %d (%s)",
+		     s->other, weft_strerror(s->other));
+	cr_assert_eq(s->early, 0, "-ESHUTDOWN before the shutdown began");
+	cr_assert_geq(atomic_load(&s->ok), 3,
+		      "spawns from outside failed before the shutdown");
+	cr_assert(atomic_load(&s->seen),
+		  "spawns from outside went on succeeding while %s (%ld "
+		  "succeeded); want -ESHUTDOWN",
+		  when, atomic_load(&s->ok));
+}
+
+Test(task, spawn_from_outside_during_the_shutdown_drain_returns_eshutdown,
+     .timeout = WT_TIMEOUT(20))
+{
+	struct shutspawn s;
+	struct weft_config cfg;
+
+	memset(&s, 0, sizeof(s));
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.workers = 2;
+	cfg.shutdown_grace_ms = 60000;
+	wt_run_cfg(shutspawn_main, &s, &cfg);
+	cr_assert(atomic_load(&s.thread_done), "the spawning thread runs on");
+	assert_shutspawn(&s, "main had returned and a shielded task kept "
+			 "the drain going");
+}
+
+Test(task, spawn_from_outside_during_a_close_returns_eshutdown,
+     .timeout = WT_TIMEOUT(20))
+{
+	struct shutspawn s;
+	struct weft_config cfg;
+	weft_runtime *rt;
+	pthread_t th;
+	int rc;
+
+	memset(&s, 0, sizeof(s));
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.workers = 2;
+	cfg.shutdown_grace_ms = 60000;
+	rc = weft_runtime_create(&rt, &cfg);
+	if (rc == -EPERM || rc == -ENOSYS)
+		cr_skip_test("io_uring refused by the kernel");
+	cr_assert_eq(rc, 0, "weft_runtime_create() = %d", rc);
+	s.rt = rt;
+	cr_assert_eq(weft_call_soon_threadsafe(rt, NULL, shutspawn_holder, &s),
+		     0);
+	for (int i = 0; i < 10000 && !atomic_load(&s.holder_started); i++)
+		wt_sleep_ms(1);
+	cr_assert(atomic_load(&s.holder_started), "the holder never started");
+	cr_assert_eq(pthread_create(&th, NULL, shutspawn_thread, &s), 0);
+	for (int i = 0; i < 10000 && atomic_load(&s.ok) < 3 &&
+			!atomic_load(&s.thread_done); i++)
+		wt_sleep_ms(1);
+	atomic_store(&s.shutting, 1);
+	rc = weft_runtime_close(rt);
+	cr_assert_eq(pthread_join(th, NULL), 0);
+	weft_runtime_destroy(rt);
+	cr_assert_eq(rc, 0, "weft_runtime_close() = %d", rc);
+	wt_assert_no_failures();
+	WT_LEAK_ASSERT();
+	assert_shutspawn(&s, "a close was in progress");
+}
