@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include "weft_test.h"
@@ -1400,4 +1401,420 @@ Test(runtime, destroy_from_its_own_blocking_pool_aborts_with_a_report,
 	weft_runtime_destroy(create_or_skip(&c)); /* skips without io_uring */
 	wt_assert_misuse_reported(destroy_from_own_pool,
 				  "blocking-pool threads");
+}
+
+/* ---- issue 18: promises of weft_run() and the explicit runtime ----------- */
+
+/* weft.h: shutdown_grace_ms "0: 5000 ms". A shielded task that ignores its
+ * cancellation keeps weft_run() going for the whole default grace, and is
+ * dropped then (a hang guard past it). */
+Test(runtime, zero_grace_means_the_five_second_default,
+     .timeout = WT_TIMEOUT(40))
+{
+	struct weft_config c = cfg_workers(2);
+	struct drain d = { .n = 0 };
+	uint64_t e;
+
+	c.shutdown_grace_ms = 0;
+	e = run_ended_at(stubborn_main, &d, &c, NULL) - d.main_end;
+	cr_assert_geq(e, 5 * SEC,
+		      "weft_run() returned %.3f ms after main with "
+		      "shutdown_grace_ms 0: before the 5000 ms default grace",
+		      (double)e / 1e6);
+	cr_assert_lt(e, 5 * SEC + PROMPT_NS,
+		     "weft_run() returned %.3f ms after main: the stubborn "
+		     "task was not dropped when the 5 s grace ended",
+		     (double)e / 1e6);
+}
+
+/*
+ * weft.h, WEFT_RUN_STOP_ON_SIGNALS: a signal "that comes during the
+ * shutdown" (main has returned, the tasks left are draining) ends the
+ * process with the default action. The child is this program run afresh,
+ * as for a_second_signal_while_stopping_ends_the_process. Exit codes: 2
+ * survived, 4 never saw the shutdown begin, 77 no io_uring.
+ */
+static atomic_int drain_sig_go;
+
+static void *drain_signal_holder(void *arg)
+{
+	int fd = *(int *)arg;
+
+	weft_shield_begin();
+	atomic_store(&drain_sig_go, 1);
+	/* The shutdown cancels the tasks left once main has returned;
+	 * shielded, this one sees it only through weft_cancelled(). */
+	for (int i = 0; i < 10000 && !weft_cancelled(); i++)
+		weft_sleep_ms(1);
+	if (!weft_cancelled())
+		_exit(4);
+	if (write(fd, "D", 1) != 1)
+		_exit(3);
+	raise(SIGINT);
+	weft_sleep(5 * SEC);
+	weft_shield_end();
+	return NULL;
+}
+
+static void *drain_signal_main(void *arg)
+{
+	weft_task *t = weft_spawn(drain_signal_holder, arg);
+
+	if (!t)
+		_exit(3);
+	weft_detach(t);
+	while (!atomic_load(&drain_sig_go))
+		weft_yield();
+	return NULL;
+}
+
+__attribute__((constructor)) static void drain_signal_entry(void)
+{
+	struct weft_config c = { .workers = 2,
+				 .shutdown_grace_ms = 60000,
+				 .flags = WEFT_RUN_STOP_ON_SIGNALS };
+	const char *env = getenv("WEFT_TEST_DRAIN_SIGNAL_CHILD");
+	int rc, fd;
+
+	if (!env)
+		return;
+	fd = atoi(env);
+	alarm((unsigned)(20 * WT_SLOW));
+	rc = weft_run(drain_signal_main, &fd, &c, NULL);
+	_exit(rc == -EPERM || rc == -ENOSYS ? 77 : 2);
+}
+
+Test(runtime, a_signal_during_the_shutdown_drain_ends_the_process,
+     .timeout = WT_TIMEOUT(40))
+{
+	char *argv[] = { "test_runtime", NULL };
+	char var[64], **envp, mark = 0;
+	size_t n = 0;
+	pid_t pid;
+	int status, rc, p[2];
+
+	cr_assert_eq(pipe(p), 0);
+	snprintf(var, sizeof(var), "WEFT_TEST_DRAIN_SIGNAL_CHILD=%d", p[1]);
+	while (environ[n])
+		n++;
+	envp = calloc(n + 2, sizeof(*envp));
+	cr_assert_not_null(envp);
+	memcpy(envp, environ, n * sizeof(*envp));
+	envp[n] = var;
+	rc = posix_spawn(&pid, "/proc/self/exe", NULL, NULL, argv, envp);
+	free(envp);
+	close(p[1]);
+	cr_assert_eq(rc, 0, "posix_spawn: %s", strerror(rc));
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	rc = (int)read(p[0], &mark, 1);
+	close(p[0]);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 77)
+		cr_skip_test("io_uring refused by the kernel");
+	cr_assert(rc == 1 && mark == 'D',
+		  "the child never reached the shutdown drain (status %#x)",
+		  status);
+	cr_assert(WIFSIGNALED(status),
+		  "a SIGINT during the shutdown drain did not end the "
+		  "process: it exited with status %d",
+		  WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	cr_assert_eq(WTERMSIG(status), SIGINT, "killed by signal %d",
+		     WTERMSIG(status));
+}
+
+/* weft.h: "The calling thread becomes worker 0". */
+struct caller0 {
+	pid_t tid;
+	int index, same_thread;
+};
+
+static void *caller0_main(void *arg)
+{
+	struct caller0 *s = arg;
+
+	/* Before any suspension: main has not moved yet. */
+	s->index = weft_worker_index();
+	s->same_thread = (pid_t)syscall(SYS_gettid) == s->tid;
+	return NULL;
+}
+
+Test(runtime, the_thread_calling_weft_run_is_worker_zero,
+     .timeout = WT_TIMEOUT(10))
+{
+	struct caller0 s = { .index = -2 };
+
+	s.tid = (pid_t)syscall(SYS_gettid);
+	wt_run(caller0_main, &s, 4);
+	cr_assert_eq(s.same_thread, 1,
+		     "main did not start on the thread calling weft_run()");
+	cr_assert_eq(s.index, 0,
+		     "main started on the calling thread as worker %d, want 0",
+		     s.index);
+}
+
+/* weft.h: -ECANCELED when main "was cancelled (... weft_cancel()) before
+ * it returned; *result still gets what it returned". */
+static void *self_cancel_main(void *arg)
+{
+	(void)arg;
+	WT_CHECK_EQ(weft_cancel(weft_self()), 0);
+	return (void *)7;
+}
+
+Test(runtime, main_cancelling_itself_gives_ecanceled_and_its_result,
+     .timeout = WT_TIMEOUT(10))
+{
+	struct weft_config c = cfg_workers(2);
+	void *res = NULL;
+	int rc = run_rc(self_cancel_main, NULL, &c, &res);
+
+	cr_assert_eq(rc, -ECANCELED,
+		     "weft_run() = %d (%s) for a main that cancelled itself",
+		     rc, weft_strerror(rc));
+	cr_assert_eq(res, (void *)7, "*result = %p, want main's 7", res);
+	wt_assert_no_failures();
+	WT_LEAK_ASSERT();
+}
+
+/* weft.h: "all threads, stacks, rings and descriptors are released before
+ * weft_run() returns". */
+static int thread_count(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)) != NULL)
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+static void *count_workers_main(void *arg)
+{
+	int *during = arg;
+
+	*during = thread_count();
+	return NULL;
+}
+
+Test(runtime, weft_run_returns_with_no_thread_or_descriptor_left,
+     .timeout = WT_TIMEOUT(20))
+{
+	int threads = thread_count(), fds = fd_count(), during = 0;
+
+	cr_assert_gt(threads, 0, "cannot read /proc/self/task");
+	for (int i = 0; i < 3; i++) {
+		wt_run(count_workers_main, &during, 4);
+		cr_assert_geq(during, threads + 3,
+			      "%d threads during a 4-worker run, %d before",
+			      during, threads);
+		cr_assert_eq(thread_count(), threads,
+			     "%d threads after a 4-worker run, %d before",
+			     thread_count(), threads);
+		cr_assert_eq(fd_count(), fds,
+			     "%d descriptors after a 4-worker run, %d before",
+			     fd_count(), fds);
+	}
+}
+
+/* weft.h, weft_stop_requested(): "Stays 1 after the run it stopped has
+ * ended; back to 0 when a run begins with no stop pending". Between runs
+ * the runtime's tasks still run; one started then asks. */
+static void *stop_when_running(void *arg)
+{
+	weft_runtime *rt = arg;
+
+	for (int i = 0; i < 10000 && !weft_runtime_is_running(rt); i++)
+		weft_sleep_ms(1);
+	WT_CHECK_EQ(weft_runtime_is_running(rt), 1);
+	WT_CHECK_EQ(weft_stop(NULL), 0);
+	return NULL;
+}
+
+static void *report_stop_requested(void *arg)
+{
+	(void)arg;
+	return (void *)(intptr_t)weft_stop_requested();
+}
+
+Test(runtime, stop_requested_stays_set_after_the_stopped_run_until_the_next,
+     .timeout = WT_TIMEOUT(20))
+{
+	struct weft_config c = cfg_workers(2);
+	weft_runtime *rt = create_or_skip(&c);
+	weft_task *h = NULL;
+	void *r = (void *)-1;
+
+	cr_assert_eq(weft_call_soon_threadsafe(rt, NULL, stop_when_running,
+					       rt), 0);
+	cr_assert_eq(weft_runtime_run_forever(rt), 0);
+	/* Between runs. */
+	cr_assert_eq(weft_call_soon_threadsafe(rt, &h, report_stop_requested,
+					       NULL), 0);
+	cr_assert_eq(weft_join(h, &r), 0);
+	weft_task_release(h);
+	cr_assert_eq(r, (void *)1,
+		     "weft_stop_requested() = %d between runs after a stopped "
+		     "run, want 1", (int)(intptr_t)r);
+	/* The stop was consumed by run_forever: the next run clears it. */
+	r = (void *)-1;
+	cr_assert_eq(weft_runtime_run(rt, report_stop_requested, NULL, &r), 0);
+	cr_assert_eq(r, (void *)0,
+		     "weft_stop_requested() = %d in a run begun with no stop "
+		     "pending, want 0", (int)(intptr_t)r);
+	weft_runtime_destroy(rt);
+	wt_assert_no_failures();
+	WT_LEAK_ASSERT();
+}
+
+/* weft.h, weft_runtime_close(): returns 0 "once another thread's close
+ * has finished". Two threads close a runtime whose stubborn task holds
+ * the close for its 200 ms grace; neither may return before. */
+struct dclose {
+	weft_runtime *rt;
+	atomic_int stubborn_started;
+	uint64_t start;
+	struct {
+		int rc, closed;
+		uint64_t end;
+	} th[2];
+};
+
+static void *dclose_stubborn(void *arg)
+{
+	struct dclose *s = arg;
+
+	weft_shield_begin();
+	atomic_store(&s->stubborn_started, 1);
+	for (;;)
+		weft_sleep_ms(5);
+	return NULL;
+}
+
+struct dclose_arg {
+	struct dclose *s;
+	int i;
+};
+
+static void *dclose_closer(void *arg)
+{
+	struct dclose_arg *a = arg;
+	struct dclose *s = a->s;
+
+	s->th[a->i].rc = weft_runtime_close(s->rt);
+	s->th[a->i].end = wt_now_ns();
+	s->th[a->i].closed = weft_runtime_is_closed(s->rt);
+	return NULL;
+}
+
+Test(runtime, a_second_close_returns_once_the_first_has_finished,
+     .timeout = WT_TIMEOUT(20))
+{
+	struct weft_config c = cfg_workers(2);
+	struct dclose s;
+	struct dclose_arg a[2] = { { &s, 0 }, { &s, 1 } };
+	pthread_t t[2];
+
+	memset(&s, 0, sizeof(s));
+	c.shutdown_grace_ms = 200;
+	s.rt = create_or_skip(&c);
+	cr_assert_eq(weft_call_soon_threadsafe(s.rt, NULL, dclose_stubborn,
+					       &s), 0);
+	for (int i = 0; i < 10000 && !atomic_load(&s.stubborn_started); i++)
+		wt_sleep_ms(1);
+	cr_assert(atomic_load(&s.stubborn_started));
+	s.start = wt_now_ns();
+	cr_assert_eq(pthread_create(&t[0], NULL, dclose_closer, &a[0]), 0);
+	wt_sleep_ms(50); /* the second comes while the first is closing */
+	cr_assert_eq(pthread_create(&t[1], NULL, dclose_closer, &a[1]), 0);
+	for (int i = 0; i < 2; i++)
+		cr_assert_eq(pthread_join(t[i], NULL), 0);
+	weft_runtime_destroy(s.rt);
+	for (int i = 0; i < 2; i++) {
+		cr_assert_eq(s.th[i].rc, 0, "close %d returned %d (%s)", i,
+			     s.th[i].rc, weft_strerror(s.th[i].rc));
+		cr_assert_geq(s.th[i].end - s.start, 200 * MS,
+			      "close %d returned %.3f ms after the first "
+			      "began, before the 200 ms grace",
+			      i, (double)(s.th[i].end - s.start) / 1e6);
+		cr_assert_eq(s.th[i].closed, 1,
+			     "close %d returned before the runtime was closed",
+			     i);
+	}
+	wt_assert_no_failures();
+	WT_LEAK_ASSERT();
+}
+
+/* weft.h: weft_runtime_create() returns -EINVAL for out NULL;
+ * weft_runtime_destroy(NULL) is ignored. */
+Test(runtime, create_without_out_is_einval_and_destroy_of_null_is_ignored)
+{
+	int rc = weft_runtime_create(NULL, NULL);
+
+	cr_assert_eq(rc, -EINVAL, "weft_runtime_create(NULL, NULL) = %d (%s)",
+		     rc, weft_strerror(rc));
+	weft_runtime_destroy(NULL); /* must not crash */
+}
+
+/* weft.h, weft_runtime_destroy(): "During a run, or on a worker ... of
+ * rt, it aborts (API misuse)". Each case in a child process. */
+static void *run_forever_thread(void *arg)
+{
+	weft_runtime_run_forever(arg);
+	return NULL;
+}
+
+static void destroy_during_a_run(void)
+{
+	struct weft_config c = cfg_workers(1);
+	weft_runtime *rt = NULL;
+	pthread_t th;
+
+	alarm(10 * WT_SLOW);
+	if (weft_runtime_create(&rt, &c) != 0)
+		_exit(77);
+	if (pthread_create(&th, NULL, run_forever_thread, rt) != 0)
+		_exit(78);
+	while (!weft_runtime_is_running(rt))
+		wt_sleep_ms(1);
+	weft_runtime_destroy(rt);
+}
+
+static void *destroy_own(void *arg)
+{
+	weft_runtime_destroy(arg);
+	return NULL;
+}
+
+static void destroy_from_a_task(void)
+{
+	struct weft_config c = cfg_workers(1);
+	weft_runtime *rt = NULL;
+	weft_task *h = NULL;
+
+	alarm(10 * WT_SLOW);
+	if (weft_runtime_create(&rt, &c) != 0)
+		_exit(77);
+	if (weft_call_soon_threadsafe(rt, &h, destroy_own, rt) == 0)
+		weft_join(h, NULL);
+}
+
+Test(runtime, destroy_during_a_run_or_from_a_task_aborts_with_a_report,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct weft_config c = cfg_workers(1);
+
+#if defined(__SANITIZE_THREAD__)
+	cr_skip_test("needs fork with threads, which ThreadSanitizer refuses");
+#endif
+	weft_runtime_destroy(create_or_skip(&c)); /* skips without io_uring */
+	wt_assert_misuse_reported(destroy_during_a_run,
+				  "weft_runtime_destroy() while the runtime "
+				  "runs");
+	wt_assert_misuse_reported(destroy_from_a_task,
+				  "weft_runtime_destroy() while the runtime "
+				  "runs");
 }
