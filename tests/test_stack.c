@@ -104,6 +104,10 @@ static void __attribute__((constructor)) stack_child_entry(void)
 		cfg.workers = 1;
 		cfg.stack_size = 128 * 1024;
 		fn = overflow_default_main;
+	} else if (strcmp(sc, "default0") == 0) {
+		/* Every field zero: the 256 KiB default stack. */
+		cfg.workers = 1;
+		fn = overflow_default_main;
 	} else if (strcmp(sc, "exhaust") == 0) {
 		void *r = (void *)3;
 		cfg.workers = 1;
@@ -207,6 +211,17 @@ Test(stack, overflow_of_the_runtime_default_stack_is_reported,
 
 	run_in_child("default", &res);
 	assert_died_of_overflow(&res, "task", "131072");
+}
+
+/* weft.h: stack_size "0: 256 KiB". The overflow report names the size of
+ * the stack that overflowed. */
+Test(stack, overflow_of_the_256_kib_default_stack_is_reported,
+     .timeout = WT_TIMEOUT(20))
+{
+	struct child_result res;
+
+	run_in_child("default0", &res);
+	assert_died_of_overflow(&res, "task", "262144");
 }
 
 /* The same with the guards older kernels get: mprotect(PROT_NONE) instead
@@ -878,4 +893,87 @@ Test(stack, the_default_stack_cache_keeps_64_stacks_per_worker,
      .timeout = WT_TIMEOUT(30))
 {
 	cache_check(0, 64, 200);
+}
+
+/* ---- stack pages are committed only when touched ---------------------------
+ * weft.h: stack_size "Pages are committed only when touched". 1000 tasks
+ * parked on default (256 KiB) stacks, each having touched a page or two,
+ * grow the resident set by far less than their 250 MiB of stack. */
+#define LAZY_N 1000
+
+struct lazy {
+	weft_task *gate;
+	atomic_int parked;
+	long before_kib, parked_kib;
+};
+
+/* Resident set of this process in KiB (VmRSS), -1 if unreadable. */
+static long rss_kib(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	long kib = -1;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+			break;
+	fclose(f);
+	return kib;
+}
+
+static void *lazy_waiter(void *arg)
+{
+	struct lazy *s = arg;
+
+	atomic_fetch_add(&s->parked, 1);
+	weft_await(s->gate, NULL);
+	return NULL;
+}
+
+static void *lazy_main(void *arg)
+{
+	struct lazy *s = arg;
+	struct wt_gate g = { .value = NULL };
+	weft_task **t = calloc(LAZY_N, sizeof(*t));
+
+	if (!WT_CHECK(t != NULL))
+		return NULL;
+	s->before_kib = rss_kib();
+	s->gate = weft_spawn(wt_gate_fn, &g);
+	if (!WT_CHECK(s->gate != NULL))
+		return NULL;
+	for (int i = 0; i < LAZY_N; i++)
+		WT_CHECK((t[i] = weft_spawn(lazy_waiter, s)) != NULL);
+	WT_CHECK(settle_count(&s->parked, LAZY_N));
+	s->parked_kib = rss_kib();
+	atomic_store(&g.open, 1);
+	for (int i = 0; i < LAZY_N; i++)
+		if (t[i]) {
+			WT_CHECK_EQ(weft_await(t[i], NULL), 0);
+			weft_task_release(t[i]);
+		}
+	WT_CHECK_EQ(weft_await(s->gate, NULL), 0);
+	weft_task_release(s->gate);
+	free(t);
+	return NULL;
+}
+
+Test(stack, parked_tasks_commit_only_the_stack_pages_they_touched,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct lazy s;
+	long grew, bound = LAZY_N * 256L / 4;
+
+	memset(&s, 0, sizeof(s));
+	wt_run(lazy_main, &s, 2);
+	cr_assert(s.before_kib > 0 && s.parked_kib > 0,
+		  "cannot read VmRSS from /proc/self/status");
+	grew = s.parked_kib - s.before_kib;
+	cr_assert_lt(grew, bound,
+		     "%d parked tasks with 256 KiB stacks grew the resident "
+		     "set by %ld KiB (bound %ld KiB, a quarter of their "
+		     "stacks): untouched stack pages were committed",
+		     LAZY_N, grew, bound);
 }
