@@ -1666,3 +1666,75 @@ Test(task, spawn_from_outside_during_a_close_returns_eshutdown,
 	WT_LEAK_ASSERT();
 	assert_shutspawn(&s, "a close was in progress");
 }
+
+/* ---- PINNED from outside the runtime ---------------------------------------
+ * weft.h: WEFT_SPAWN_PINNED is "Ignored (no worker to pin to) when spawning
+ * from outside the runtime". Such a task must move like any other: each
+ * round it starts a non-yielding hog pinned to its current worker and
+ * yields behind it; the other (idle) worker steals it meanwhile. A pinned
+ * task would wait for the hog on its own worker instead. */
+#define PIN_ROUNDS 5
+
+struct outpin {
+	int moves, rounds;
+};
+
+static void *outpin_hog(void *arg)
+{
+	(void)arg;
+	wt_spin_us(100 * 1000 * WT_SLOW);
+	return NULL;
+}
+
+static void *outpin_task(void *arg)
+{
+	struct outpin *s = arg;
+	struct weft_spawn_opts o = { .flags = WEFT_SPAWN_PINNED };
+
+	for (int i = 0; i < PIN_ROUNDS; i++) {
+		int before = weft_worker_index();
+		weft_task *h;
+
+		if (!WT_CHECK_EQ(weft_spawn_opts(&h, outpin_hog, NULL, &o), 0))
+			break;
+		weft_yield();
+		if (weft_worker_index() != before)
+			s->moves++;
+		s->rounds++;
+		WT_CHECK_EQ(weft_await(h, NULL), 0);
+		weft_task_release(h);
+	}
+	return NULL;
+}
+
+Test(task, pinned_is_ignored_when_spawning_from_outside_the_runtime,
+     .timeout = WT_TIMEOUT(20))
+{
+	struct weft_config cfg;
+	struct weft_spawn_opts o = { .flags = WEFT_SPAWN_PINNED };
+	struct outpin s;
+	weft_runtime *rt;
+	weft_task *h = NULL;
+	int rc;
+
+	memset(&s, 0, sizeof(s));
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.workers = 2;
+	rc = weft_runtime_create(&rt, &cfg);
+	if (rc == -EPERM || rc == -ENOSYS)
+		cr_skip_test("io_uring refused by the kernel");
+	cr_assert_eq(rc, 0, "weft_runtime_create() = %d", rc);
+	o.runtime = rt;
+	cr_assert_eq(weft_spawn_opts(&h, outpin_task, &s, &o), 0,
+		     "PINNED from outside refused");
+	cr_assert_eq(weft_join(h, NULL), 0);
+	weft_task_release(h);
+	weft_runtime_destroy(rt);
+	wt_assert_no_failures();
+	WT_LEAK_ASSERT();
+	cr_assert_eq(s.rounds, PIN_ROUNDS);
+	cr_assert_geq(s.moves, 2,
+		      "a task spawned PINNED from outside moved off a busy "
+		      "worker in %d of %d rounds: it was pinned", s.moves,
+		      PIN_ROUNDS);
+}
