@@ -1385,7 +1385,8 @@ static void fpstate_set(uint64_t s)
 /* FZ (bit 24) on, round up (RMode 01, bits 22-23). */
 static uint64_t fpstate_unusual(uint64_t dflt)
 {
-	return (dflt | (1u << 24)) & ~(UINT64_C(3) << 22) | (UINT64_C(1) << 22);
+	return ((dflt | (UINT64_C(1) << 24)) & ~(UINT64_C(3) << 22)) |
+	       (UINT64_C(1) << 22);
 }
 #endif
 
