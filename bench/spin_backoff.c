@@ -1,11 +1,9 @@
 /*
  * Spin-wait back-off under contention, with and without more threads than
- * cores: the runtime's spinlock loop (runtime/internal.h and misc.c:
- * pauses doubling to 64, then pauses for about 20 us in all, calibrated,
- * then sched_yield) against its first version (sched_yield right after the
- * 127 pauses), a bare pause loop (what weft had before) and Concurrency
- * Kit's ck_backoff_eb (exponential compiler-barrier loop, no pause, no
- * yield). Each of T threads takes the lock, does a short critical
+ * cores: the runtime's spinlock loop (runtime/internal.h: pauses doubling
+ * to 64, then sched_yield) against a bare pause loop (what weft had) and
+ * Concurrency Kit's ck_backoff_eb (exponential compiler-barrier loop, no
+ * pause, no yield). Each of T threads takes the lock, does a short critical
  * section, releases it, for a fixed time. Reports acquisitions per second
  * and CPU time per acquisition (getrusage), which is what a preempted
  * holder costs the others.
@@ -37,26 +35,8 @@ static inline void relax(void)
 #endif
 }
 
-enum { BARE, CK_EB, WEFT_V1, WEFT, NVARIANTS };
-static const char *names[] = { "bare_pause", "ck_backoff_eb", "weft_backoff_v1",
-			       "weft_backoff" };
-
-/* As runtime/misc.c: rounds of 128 pauses in 20 us. */
-static unsigned rounds;
-
-static void calibrate(void)
-{
-	struct timespec a, b;
-	double ns;
-
-	clock_gettime(CLOCK_MONOTONIC, &a);
-	for (unsigned i = 0; i < 8 * 128; i++)
-		relax();
-	clock_gettime(CLOCK_MONOTONIC, &b);
-	ns = (b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec);
-	rounds = (unsigned)(20000.0 * 8 / (ns > 0 ? ns : 1));
-	rounds = rounds < 1 ? 1 : rounds > 4096 ? 4096 : rounds;
-}
+enum { BARE, CK_EB, WEFT };
+static const char *names[] = { "bare_pause", "ck_backoff_eb", "weft_backoff" };
 
 static atomic_bool held;
 static atomic_int stop;
@@ -79,22 +59,9 @@ static void lock(void)
 			case CK_EB:
 				ck_backoff_eb(&ck);
 				break;
-			case WEFT_V1:
-				if (n < 7) {
-					for (unsigned i = 1u << n; i; i--)
-						relax();
-					n++;
-				} else {
-					sched_yield();
-				}
-				break;
 			default:
 				if (n < 7) {
 					for (unsigned i = 1u << n; i; i--)
-						relax();
-					n++;
-				} else if (n - 7 < rounds) {
-					for (unsigned i = 128; i; i--)
 						relax();
 					n++;
 				} else {
@@ -144,9 +111,8 @@ int main(int argc, char **argv)
 		for (int i = 2; i < argc && ncounts < 8; i++)
 			counts[ncounts++] = atoi(argv[i]);
 	}
-	calibrate();
 	for (int c = 0; c < ncounts; c++) {
-		for (variant = 0; variant < NVARIANTS; variant++) {
+		for (variant = 0; variant < 3; variant++) {
 			int n = counts[c];
 			pthread_t th[256];
 			unsigned long per[256];

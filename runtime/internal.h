@@ -147,34 +147,25 @@ static inline void weft__cpu_relax(void)
 }
 
 /*
- * One step of a spin-wait, with back-off: 1, 2, 4 ... 64 pauses, then
- * rounds of 128 pauses for about WEFT__BACKOFF_SPIN_NS in all, then a
+ * One step of a spin-wait, with back-off: 1, 2, 4 ... 64 pauses, then a
  * sched_yield() per step. A waiter whose holder (or granter) was preempted
  * (more workers than cores, a busy machine, a thread outside the runtime
  * spinning on an object's lock) gives the CPU up instead of burning its
- * time slice; a holder running elsewhere, even through an interrupt or a
- * slow critical section, is waited for with pauses only. The spinning part
- * is a time, not a count: a pause takes a few cycles on some x86 cores and
- * over a hundred on others, so the number of rounds is calibrated once per
- * process (misc.c). Yielding after 127 pauses (the first version) made a
- * waiter on a lock held for half a microsecond enter the kernel: 418
- * sched_yield calls in one bench/ping_pong run on a 2-vCPU Zen 1 VM, and
- * ping_pong and yield_many slower than the plain pause loop before it.
- * *n starts at 0 for each wait. (Concurrency Kit's ck_backoff_eb has the
- * exponential part only, with a compiler barrier instead of a pause: no
- * yield for a preempted holder; bench/spin_backoff.)
+ * time slice; the common case, a holder running elsewhere for a few
+ * instructions, stays a short pause loop. *n starts at 0 for each wait.
+ * (Concurrency Kit's ck_backoff_eb has the exponential part only, with a
+ * compiler barrier instead of a pause: no yield for a preempted holder.)
  */
-#define WEFT__BACKOFF_EXP 7
-#define WEFT__BACKOFF_SPIN_NS 20000
-void weft__backoff_slow(unsigned *n);
+#define WEFT__BACKOFF_YIELD 7
+void weft__backoff_yield(void);
 static inline void weft__backoff(unsigned *n)
 {
-	if (*n < WEFT__BACKOFF_EXP) {
+	if (*n < WEFT__BACKOFF_YIELD) {
 		for (unsigned i = 1u << *n; i; i--)
 			weft__cpu_relax();
 		++*n;
 	} else {
-		weft__backoff_slow(n);
+		weft__backoff_yield();
 	}
 }
 

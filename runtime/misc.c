@@ -116,45 +116,10 @@ unsigned weft_worker_count(void)
 	return w ? w->rt->nworkers : 0;
 }
 
-/* Rounds of 128 pauses in WEFT__BACKOFF_SPIN_NS, measured on first use:
- * 0 until then. Relaxed: threads that race here measure the same thing,
- * and any of their answers will do. */
-static atomic_uint backoff_rounds;
-
-static unsigned backoff_calibrate(void)
+/* Out of line: the yield is the slow path of every spin-wait. */
+void weft__backoff_yield(void)
 {
-	struct timespec a, b;
-	uint64_t ns;
-	unsigned r;
-
-	clock_gettime(CLOCK_MONOTONIC, &a);
-	for (unsigned i = 0; i < 8 * 128; i++)
-		weft__cpu_relax();
-	clock_gettime(CLOCK_MONOTONIC, &b);
-	ns = (uint64_t)(b.tv_sec - a.tv_sec) * WEFT_NSEC_PER_SEC +
-	     (uint64_t)b.tv_nsec - (uint64_t)a.tv_nsec;
-	/* ns / 8 per round; an interrupted measurement only spins less. */
-	r = (unsigned)(WEFT__BACKOFF_SPIN_NS * UINT64_C(8) / (ns ? ns : 1));
-	r = r < 1 ? 1 : r > 4096 ? 4096 : r;
-	atomic_store_explicit(&backoff_rounds, r, memory_order_relaxed);
-	return r;
-}
-
-/* Out of line: the slow path of every spin-wait (internal.h). */
-void weft__backoff_slow(unsigned *n)
-{
-	unsigned r = atomic_load_explicit(&backoff_rounds,
-					  memory_order_relaxed);
-
-	if (!r)
-		r = backoff_calibrate();
-	if (*n - WEFT__BACKOFF_EXP < r) {
-		for (unsigned i = 128; i; i--)
-			weft__cpu_relax();
-		++*n;
-	} else {
-		sched_yield();
-	}
+	sched_yield();
 }
 
 void weft__spin_lock_slow(weft__spin *l)
