@@ -2209,10 +2209,17 @@ static void farm_run(unsigned workers, int conns, int migrate)
 	cr_assert_eq(atomic_load(&f.verified), (long)conns * PER_CONN);
 	cr_assert_eq(atomic_load(&f.served), (long)conns * PER_CONN);
 	cr_assert_eq(fd_count(), fds, "descriptors leaked");
+	/* A real share, not just one: with tasks left pinned after their
+	 * I/O (the mutant io_leaves_its_task_pinned) 36 of 6,900 calls still
+	 * moved, through the yields in between; the real code moves 8-9%
+	 * (4 workers on a 2-core VM). */
 	if (migrate && workers > 1)
-		cr_assert_gt(atomic_load(&f.moved), 0,
-			     "no task changed worker between I/O calls: the "
-			     "migration this test is about never happened");
+		cr_assert_geq(atomic_load(&f.moved) * 50,
+			      atomic_load(&f.calls),
+			      "only %ld of %ld I/O calls started on another "
+			      "worker than the last (want 2%% or more): tasks "
+			      "do not migrate between I/O calls",
+			      atomic_load(&f.moved), atomic_load(&f.calls));
 }
 
 Test(net, thousand_concurrent_echo_clients_get_every_byte_back,
