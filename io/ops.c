@@ -14,7 +14,7 @@
  *   after its CAS on task->park, which the acq_rel exchange orders.
  *
  * The request's record (struct weft__op) is on the task's stack. reap()
- * (io/ring.c) runs on the same worker; it stores the result, then `done`
+ * (runtime/ring.c) runs on the same worker; it stores the result, then `done`
  * (release), then wakes the task, reading op->task before the store. The
  * task leaves only after seeing `done` (acquire), so the record outlives
  * the kernel's use of it, and a cancelled call returns only once the
@@ -31,17 +31,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include "../runtime/internal.h"
-
-struct weft__op {
-	struct weft_task *task;
-	int res;
-	unsigned task_flags; /* the task's own flags, put back on completion */
-	atomic_int done;
-	/* The worker's list of requests in flight (w->ops), touched only
-	 * by that worker: linked at submission, unlinked at completion. */
-	struct weft__op *next, *prev;
-};
+#include "io.h"
 
 struct io {
 	struct weft__worker *w;
@@ -50,40 +40,6 @@ struct io {
 	int err;
 	bool nocancel; /* weft_close(): runs to completion regardless */
 };
-
-void weft__op_complete(struct weft__worker *w, struct weft__op *op,
-		       const struct io_uring_cqe *cqe)
-{
-	struct weft_task *t = op->task;
-	unsigned tf = op->task_flags;
-
-	w->io_inflight--;
-	if (op->next)
-		op->next->prev = op->prev;
-	if (op->prev)
-		op->prev->next = op->next;
-	else
-		w->ops = op->next;
-	op->res = cqe->res;
-	/* Shutdown (weft__ring_quiesce): the task will never run again
-	 * and is dropped with its stack once every request is back; the
-	 * workers are stopping, so it is not woken. */
-	if (weft__unlikely(w->ring_draining))
-		return;
-	/* Last touch of the record. The task cannot return yet: it is
-	 * pinned here, and this worker is busy in this function. */
-	atomic_store_explicit(&op->done, 1, memory_order_release);
-	/* Unpin before the wake: the task no longer needs this ring, so its
-	 * wake-up may put it where any worker can steal it. Another waker
-	 * (a cancel) may read the flags at any moment: if it reads them
-	 * pinned, the task comes back here after we return; if unpinned,
-	 * its acquire load (weft__task_flags) orders it after this release
-	 * store and so after `done`, which the task will see wherever it
-	 * runs. `home` is left alone: a task pinned by its spawner has home
-	 * == this worker anyway. */
-	atomic_store_explicit(&t->flags, tf, memory_order_release);
-	weft__task_wake(t);
-}
 
 /*
  * Starts a request: an SQE to fill, or NULL with io->err set when the call
@@ -118,41 +74,6 @@ go:
 		io->err = atomic_load_explicit(&w->rt->fatal,
 					       memory_order_relaxed);
 	return sqe;
-}
-
-/* Shutdown: every request still in flight on w's ring is cancelled (by
- * its own user_data, which every kernel with io_uring understands;
- * IORING_ASYNC_CANCEL_ANY would need 5.19). */
-void weft__op_cancel_all(struct weft__worker *w)
-{
-	struct weft__op *op;
-
-	/* weft__ring_sqe() may reap (SQ full), unlinking records as we go.
-	 * An unlinked record keeps its own `next`, and nothing is linked
-	 * any more, so following `next` still reaches every record in
-	 * flight (and perhaps some that completed: their cancels find
-	 * nothing, -ENOENT, ignored). */
-	for (op = w->ops; op; op = op->next) {
-		struct io_uring_sqe *sqe = weft__ring_sqe(w);
-
-		if (!sqe)
-			return; /* the ring failed: nothing can be cancelled */
-		io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op, 0);
-		io_uring_sqe_set_data64(sqe, WEFT__UD_IGNORE);
-	}
-}
-
-/* Submits a cancellation of io's request on the current (issuing) ring. */
-static void io_cancel(struct io *io)
-{
-	struct io_uring_sqe *sqe = weft__ring_sqe(io->w);
-
-	/* NULL: the ring failed for good and the runtime is stopping; the
-	 * task is dropped with its request. */
-	if (!sqe)
-		return;
-	io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)&io->op, 0);
-	io_uring_sqe_set_data64(sqe, WEFT__UD_IGNORE);
 }
 
 /*
@@ -194,17 +115,8 @@ static int io_wait(struct io *io, struct io_uring_sqe *sqe)
 	int why = 0;
 	bool cancel_sent = false;
 
-	io->op.task = self;
-	io->op.task_flags = flags;
-	atomic_init(&io->op.done, 0);
 	atomic_init(&tm.state, WEFT__TM_IDLE);
-	io_uring_sqe_set_data(sqe, &io->op);
-	w->io_inflight++;
-	io->op.prev = NULL;
-	io->op.next = w->ops;
-	if (w->ops)
-		w->ops->prev = &io->op;
-	w->ops = &io->op;
+	weft__ring_op_start(w, &io->op, self, flags, sqe);
 	/* Ordered before the wakers' reads by park_prepare() (acq_rel). */
 	atomic_store_explicit(&self->flags, flags | WEFT__T_PINNED,
 			      memory_order_relaxed);
@@ -225,7 +137,7 @@ static int io_wait(struct io *io, struct io_uring_sqe *sqe)
 			else if (!why && weft__timer_fired(&tm))
 				why = -ETIMEDOUT;
 			if (why) {
-				io_cancel(io);
+				weft__ring_op_cancel(io->w, &io->op);
 				cancel_sent = true;
 			}
 		}

@@ -42,7 +42,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../runtime/internal.h"
+#include "io.h"
 
 extern char **environ;
 

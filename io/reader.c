@@ -6,7 +6,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "../runtime/internal.h"
+#include "io.h"
 
 void weft_reader_init(struct weft_reader *r, int fd, void *buf, size_t cap)
 {

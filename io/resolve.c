@@ -8,7 +8,7 @@
 #include <errno.h>
 #include <netdb.h>
 
-#include "../runtime/internal.h"
+#include "io.h"
 
 /* One getaddrinfo() call, on the waiting task's stack; the pool's done
  * flag publishes rc, err and res back to the task. */

@@ -20,9 +20,11 @@
  *   timer.c    the timer service: one timing wheel, fired by any worker
  *   pool.c     the blocking pool: threads that run weft_run_blocking()
  *              calls off the workers
- *   io/ring.c  each worker's io_uring: creation, parking, wake-ups,
- *              completions
- *   io/ops.c   I/O requests of tasks: submit, wait, cancel
+ *   ring.c     the reactor (ring.h): each worker's io_uring: creation,
+ *              parking, wake-ups, completions of requests
+ *   io/ops.c   I/O requests of tasks: prepare, wait, cancel (io/ calls
+ *              into runtime/, through ring.h and this header; nothing in
+ *              runtime/ calls io/)
  *   io/net.c   socket helpers; io/reader.c the buffered reader
  */
 #ifndef WEFT_INTERNAL_H
@@ -49,6 +51,7 @@
 #endif
 
 #include "perturb.h"
+#include "ring.h"
 
 #define WEFT__CACHELINE 64
 #define WEFT__ALIGNED __attribute__((aligned(WEFT__CACHELINE)))
@@ -465,22 +468,8 @@ struct weft__worker {
 	struct weft__worker *sleep_next;
 	bool sleeping; /* on the sleeper stack; guarded by the idle lock */
 
-	/* The worker's io_uring (io/ring.c). */
-	_Alignas(WEFT__CACHELINE) struct io_uring ring;
-	unsigned ring_flags;
-	bool ring_fd_reg;      /* ring fd registered in this thread's slots */
-	int wake_fd;           /* eventfd woken by other threads */
-	uint64_t wake_buf;     /* target of the armed eventfd read */
-	bool wake_armed;
-	atomic_int in_ring_wait; /* 1 while blocked in the ring */
-	/* Requests submitted on this ring whose completion has not been
-	 * reaped; the busy loop polls the ring only when it is non-zero. */
-	unsigned io_inflight;
-	/* Those requests' records, for the cancellation at shutdown
-	 * (io/ops.c); and set once that shutdown began: completions then
-	 * wake no task and the wake-up read is not re-armed (io/ring.c). */
-	struct weft__op *ops;
-	bool ring_draining;
+	/* The worker's reactor (ring.h). */
+	_Alignas(WEFT__CACHELINE) struct weft__ring ring;
 
 	pthread_t thread;
 	/* Alternate signal stack for stack-overflow reports (stack.c). */
@@ -553,7 +542,7 @@ struct weft_runtime {
 
 	/* Set once the main task has ended: workers leave their loops. */
 	_Alignas(WEFT__CACHELINE) atomic_int stopping;
-	/* A ring failed for good (io/ring.c): the first -errno, stored
+	/* A ring failed for good (ring.c): the first -errno, stored
 	 * before `stopping`; weft_run() returns it. 0: none. */
 	atomic_int fatal;
 	/* Worker threads of an explicit runtime that have left their loop
@@ -649,7 +638,7 @@ int weft__spawn_main(struct weft_runtime *rt, weft_fn fn, void *arg,
 weft_task *weft__handle(struct weft_task *t);
 
 /* Acquire: pairs with the unpinning release store of a completion
- * (io/ops.c weft__op_complete). */
+ * (ring.c op_complete). */
 static inline unsigned weft__task_flags(const struct weft_task *t)
 {
 	return atomic_load_explicit(&t->flags, memory_order_acquire);
@@ -733,24 +722,6 @@ void weft__group_link(struct weft_group *g, struct weft_task *t);
 int weft__spawn_in(weft_task **out, weft_fn fn, void *arg,
 		   struct weft_group *g);
 
-/* io/ring.c */
-int weft__ring_init(struct weft__worker *w);
-void weft__ring_fini(struct weft__worker *w);
-/* Shutdown, on w's own thread after its loop returned: cancels every
- * request in flight on its ring and waits (bounded) for their completions,
- * waking no task. Returns how many are still in flight: while non-zero,
- * the kernel may still write into task stacks. */
-unsigned weft__ring_quiesce(struct weft__worker *w);
-void weft__ring_wait(struct weft__worker *w, uint64_t timeout_ns);
-void weft__ring_poll(struct weft__worker *w);
-void weft__ring_wake(struct weft__worker *from, struct weft__worker *to);
-/* A free SQE of w's ring (submits and retries while the SQ is full), or
- * NULL if the ring failed for good (rt->fatal holds why). */
-struct io_uring_sqe *weft__ring_sqe(struct weft__worker *w);
-#define WEFT__RING_ENTRIES 512u
-/* user_data of requests whose completion nobody waits for. */
-#define WEFT__UD_IGNORE 3u
-
 /* timer.c */
 void weft__timer_init(struct weft_runtime *rt);
 /* Files n to wake task at deadline (ns). False, with nothing filed, if the
@@ -789,18 +760,6 @@ int weft__wait_why(struct weft_task *self, uint64_t deadline,
  * stacks); it does nothing if init never ran. */
 void weft__pool_init(struct weft_runtime *rt, const struct weft_config *c);
 void weft__pool_fini(struct weft_runtime *rt);
-
-/* io/ops.c: completion of one request (io/ring.c calls it). */
-struct weft__op;
-void weft__op_complete(struct weft__worker *w, struct weft__op *op,
-		       const struct io_uring_cqe *cqe);
-/* Queues an IORING_OP_ASYNC_CANCEL for every request in flight on w's
- * ring (shutdown; w's own thread). */
-void weft__op_cancel_all(struct weft__worker *w);
-/* Waits until fd is ready for `events` (POLLIN, POLLOUT, ...); returns the
- * ready mask, or -ECANCELED, -ETIMEDOUT, -EPERM (not in a task) or the
- * poll's error. Task context. */
-int weft__poll(int fd, unsigned events);
 
 /* runtime.c: building and tearing down a runtime. start() validates the
  * configuration, starts the workers (the caller becomes worker 0 if

@@ -101,7 +101,7 @@ static int worker_start(struct weft__worker *w)
 static void worker_stop(struct weft__worker *w)
 {
 	/* Requests still in flight point into task stacks: cancelled and
-	 * reaped here, on the ring's own thread (io/ring.c). */
+	 * reaped here, on the ring's own thread (ring.c). */
 	weft__ring_quiesce(w);
 	weft__worker_set_self(NULL);
 	weft__stack_signal_fini(w);
@@ -116,8 +116,8 @@ static bool rings_close(struct weft_runtime *rt)
 	unsigned i;
 
 	for (i = 0; rt->workers && i < rt->nworkers; i++)
-		if (rt->workers[i] && rt->workers[i]->wake_fd >= 0) {
-			left |= rt->workers[i]->io_inflight != 0;
+		if (rt->workers[i] && weft__ring_ready(&rt->workers[i]->ring)) {
+			left |= rt->workers[i]->ring.inflight != 0;
 			weft__ring_fini(rt->workers[i]);
 		}
 	return left;
@@ -279,7 +279,7 @@ int weft__runtime_start(struct weft_runtime **out,
 				  ? config->stack_cache
 				  : WEFT__DEFAULT_CACHE;
 	rt->wake_mode = config ? config->wake_mode : WEFT_WAKE_DEFAULT;
-	/* MSG_RING measured faster (bench/wake_latency); see io/ring.c. */
+	/* MSG_RING measured faster (bench/wake_latency); see ring.c. */
 	if (rt->wake_mode == WEFT_WAKE_DEFAULT)
 		rt->wake_mode = WEFT_WAKE_MSG_RING;
 	weft__stack_init(rt);
@@ -308,7 +308,7 @@ int weft__runtime_start(struct weft_runtime **out,
 		w->rng = 0x9e3779b9u * (i + 1);
 		w->inject_countdown = WEFT__INJECT_INTERVAL;
 		w->debug_migrate = debug_migrate;
-		w->wake_fd = -1;
+		w->ring.wake_fd = -1;
 		rt->workers[i] = w;
 	}
 
@@ -351,8 +351,8 @@ void weft__runtime_stop(struct weft_runtime *rt)
 
 	weft__lifecycle_signals_stop(rt);
 	weft__lifecycle_quiesce(rt);
-	/* seq_cst: pairs with the seq_cst loads of in_ring_wait's sleepers
-	 * (io/ring.c); the wake-ups below reach those already asleep. */
+	/* seq_cst: pairs with the seq_cst loads of ring.in_wait's sleepers
+	 * (ring.c); the wake-ups below reach those already asleep. */
 	atomic_store_explicit(&rt->stopping, 1, memory_order_seq_cst);
 	weft__idle_wake_all(rt);
 	for (i = first_thread(rt); i < rt->nworkers; i++)
@@ -424,7 +424,7 @@ static int run(weft_fn main_fn, void *arg, const struct weft_config *config,
 			*result = mt->result;
 		err = mt->outcome;
 		/* A ring failed for good and stopped the runtime under
-		 * main (io/ring.c); the joins order the store. */
+		 * main (ring.c); the joins order the store. */
 		if (atomic_load_explicit(&rt->fatal, memory_order_relaxed))
 			err = atomic_load_explicit(&rt->fatal,
 						   memory_order_relaxed);

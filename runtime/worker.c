@@ -73,7 +73,7 @@ static void lq_push(struct weft__worker *w, struct weft_task *t)
 
 /* Pinned task woken by a thread other than its home worker. The seq_cst
  * increment of remote_n pairs with the home worker's seq_cst store of
- * in_ring_wait before it checks remote_n and blocks (io/ring.c): either it
+ * ring.in_wait before it checks remote_n and blocks (ring.c): either it
  * sees the count, or we see it waiting and wake it. */
 static void remote_push(struct weft__worker *home, struct weft_task *t)
 {
@@ -81,7 +81,7 @@ static void remote_push(struct weft__worker *home, struct weft_task *t)
 	weft__tlist_append(&home->remote, t, t);
 	atomic_fetch_add_explicit(&home->remote_n, 1, memory_order_seq_cst);
 	weft__spin_unlock(&home->remote_lock);
-	if (atomic_load_explicit(&home->in_ring_wait, memory_order_seq_cst))
+	if (atomic_load_explicit(&home->ring.in_wait, memory_order_seq_cst))
 		weft__ring_wake(weft__worker_self(), home);
 }
 
@@ -163,7 +163,7 @@ pick_periodic(struct weft__worker *w)
 		 * stays busy: before the inject queue is looked at, since a
 		 * queue that never runs dry (tasks yielding through it) must
 		 * not starve them (a sleeper never woke in hazard mode). */
-		if (w->io_inflight || io_uring_sq_ready(&w->ring))
+		if (weft__ring_busy(&w->ring))
 			weft__ring_poll(w);
 		weft__timer_poll(w->rt);
 		t = pick_inject(w);
@@ -476,7 +476,7 @@ static bool idle_work(struct weft__worker *w)
 {
 	bool more = false;
 
-	if (w->io_inflight || io_uring_sq_ready(&w->ring)) {
+	if (weft__ring_busy(&w->ring)) {
 		weft__ring_poll(w);
 		more = true;
 	}

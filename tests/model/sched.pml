@@ -12,7 +12,7 @@
  *     not "work pending" for idle.c either; the watcher (idle.c
  *     watch_claim) exists only for them. A spawned task is modelled as the
  *     task the next slot displaces: lq_push, then idle_notify(false).
- *   - remote_n and in_ring_wait (io/ring.c: the pinned-task hand-over is
+ *   - remote_n and in_ring_wait (runtime/ring.c: the pinned-task hand-over is
  *     modelled, with -DPINS, as a queue only its owner takes from and a
  *     ring wake that always comes), stopping, the stack trim timeout, I/O
  *     completions, timer cancellation.
@@ -104,7 +104,7 @@ byte ran = 0;		/* tasks that have run to their end (ghost) */
 	RESET_TIMER_TMP \
 	skip
 
-/* io/ring.c weft__ring_wake: eventfd_write or MSG_RING, a system call. */
+/* runtime/ring.c weft__ring_wake: eventfd_write or MSG_RING, a system call. */
 inline ring_wake(t, v)
 {
 	atomic {
@@ -411,7 +411,7 @@ inline idle_unpark(w)
 	fi
 }
 
-/* io/ring.c weft__ring_wait(w, timeout): the seq_cst store of
+/* runtime/ring.c weft__ring_wait(w, timeout): the seq_cst store of
  * in_ring_wait (a fence: no model reads in_ring_wait), a seq_cst load of
  * notified (rule c), and if it is clear, the wait: until a ring wake, or
  * (TIMERS) until the clock reaches until[w] (0: no timeout). A sleep is a

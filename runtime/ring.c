@@ -37,7 +37,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "../runtime/internal.h"
+#include "internal.h"
 
 #if __has_include(<valgrind/valgrind.h>)
 #include <valgrind/valgrind.h>
@@ -54,9 +54,9 @@
 #define WEFT__UD_TAG_MASK 7u
 #define WEFT__UD_WAKE_EFD 1u
 #define WEFT__UD_WAKE_MSG 2u
-/* WEFT__UD_IGNORE (3, internal.h): requests whose completion nobody
- * waits for (cancellations), and failed MSG_RING completions already
- * handled by weft__ring_wake(). */
+/* Requests whose completion nobody waits for (cancellations), and failed
+ * MSG_RING completions already handled by weft__ring_wake(). */
+#define WEFT__UD_IGNORE 3u
 
 /*
  * Test hooks, debug builds only, read from the environment by each worker
@@ -103,6 +103,9 @@ static const unsigned ring_flag_tries[] = {
 };
 
 static void reap(struct weft__worker *w);
+static void op_complete(struct weft__worker *w, struct weft__op *op,
+			const struct io_uring_cqe *cqe);
+static void op_cancel_all(struct weft__worker *w);
 
 /*
  * Errors of io_uring_enter (every submit, wait and get_events goes
@@ -153,21 +156,21 @@ static struct io_uring_sqe *get_sqe_reaping(struct weft__worker *w,
 					    bool *reaped)
 {
 	bool busy = DEBUG_SQ_BUSY();
-	struct io_uring_sqe *sqe = busy ? NULL : io_uring_get_sqe(&w->ring);
+	struct io_uring_sqe *sqe = busy ? NULL : io_uring_get_sqe(&w->ring.uring);
 
 	while (!sqe) {
-		int r = busy ? -EBUSY : io_uring_submit(&w->ring);
+		int r = busy ? -EBUSY : io_uring_submit(&w->ring.uring);
 
 		if (ring_failed(w, r))
 			return NULL;
 		if (r < 0 && r != -EINTR) {
-			if (ring_failed(w, io_uring_get_events(&w->ring)))
+			if (ring_failed(w, io_uring_get_events(&w->ring.uring)))
 				return NULL;
 			reap(w);
 			*reaped = true;
 		}
 		busy = false;
-		sqe = io_uring_get_sqe(&w->ring);
+		sqe = io_uring_get_sqe(&w->ring.uring);
 	}
 	return sqe;
 }
@@ -200,15 +203,15 @@ static bool arm_wake(struct weft__worker *w)
 	struct io_uring_sqe *sqe;
 	bool reaped = false;
 
-	if (w->wake_armed || w->ring_draining)
+	if (w->ring.wake_armed || w->ring.draining)
 		return false;
-	w->wake_armed = true;
+	w->ring.wake_armed = true;
 	sqe = get_sqe_reaping(w, &reaped);
 	if (!sqe) {
-		w->wake_armed = false; /* the ring failed for good */
+		w->ring.wake_armed = false; /* the ring failed for good */
 		return reaped;
 	}
-	io_uring_prep_read(sqe, w->wake_fd, &w->wake_buf, sizeof(w->wake_buf),
+	io_uring_prep_read(sqe, w->ring.wake_fd, &w->ring.wake_buf, sizeof(w->ring.wake_buf),
 			   0);
 	io_uring_sqe_set_data64(sqe, WEFT__UD_WAKE_EFD);
 	return reaped;
@@ -237,10 +240,10 @@ int weft__ring_init(struct weft__worker *w)
 		 * flushed by the next io_uring_get_events(). */
 		p.flags |= IORING_SETUP_CQSIZE;
 		p.cq_entries = 4 * WEFT__RING_ENTRIES;
-		err = io_uring_queue_init_params(WEFT__RING_ENTRIES, &w->ring,
+		err = io_uring_queue_init_params(WEFT__RING_ENTRIES, &w->ring.uring,
 						 &p);
 		if (err == 0) {
-			w->ring_flags = p.flags & ~IORING_SETUP_CQSIZE;
+			w->ring.flags = p.flags & ~IORING_SETUP_CQSIZE;
 			break;
 		}
 		if (err != -EINVAL)
@@ -262,22 +265,22 @@ int weft__ring_init(struct weft__worker *w)
 #endif
 	/* Saves an fget/fput per enter (5.18+); optional. The slot is this
 	 * thread's, and is given back on it (weft__ring_quiesce()). */
-	w->ring_fd_reg = io_uring_register_ring_fd(&w->ring) == 1;
+	w->ring.fd_reg = io_uring_register_ring_fd(&w->ring.uring) == 1;
 
-	w->wake_fd = eventfd(0, EFD_CLOEXEC);
-	if (w->wake_fd < 0) {
+	w->ring.wake_fd = eventfd(0, EFD_CLOEXEC);
+	if (w->ring.wake_fd < 0) {
 		err = -errno;
-		w->wake_fd = -1;
-		io_uring_queue_exit(&w->ring);
+		w->ring.wake_fd = -1;
+		io_uring_queue_exit(&w->ring.uring);
 		return err;
 	}
-	w->wake_armed = false;
+	w->ring.wake_armed = false;
 	arm_wake(w);
 	/* The first enter: a kernel (or seccomp profile) that lets a ring
 	 * be set up but refuses io_uring_enter fails here, at start-up,
 	 * not later in a runtime that could never serve. */
 	do
-		err = io_uring_submit(&w->ring);
+		err = io_uring_submit(&w->ring.uring);
 	while (err == -EINTR);
 	if (err < 0 && err != -EAGAIN && err != -EBUSY) {
 		weft__ring_fini(w);
@@ -288,9 +291,9 @@ int weft__ring_init(struct weft__worker *w)
 
 void weft__ring_fini(struct weft__worker *w)
 {
-	io_uring_queue_exit(&w->ring);
-	close(w->wake_fd);
-	w->wake_fd = -1;
+	io_uring_queue_exit(&w->ring.uring);
+	close(w->ring.wake_fd);
+	w->ring.wake_fd = -1;
 }
 
 /*
@@ -304,9 +307,9 @@ void weft__ring_fini(struct weft__worker *w)
  * a dropped task (a read the kernel runs on an io-wq thread, a poll that
  * fires later) would then write into a freed or reused stack (issue 9).
  * So every request still in flight is cancelled here, and its completion
- * waited for: the records in w->ops, and the armed eventfd read, whose
+ * waited for: the records in w->ring.ops, and the armed eventfd read, whose
  * buffer lives in the worker. From now on, completions wake no task
- * (weft__op_complete) and nothing is re-armed.
+ * (op_complete) and nothing is re-armed.
  *
  * Cancelled requests end at once, or (running on io-wq) as soon as the
  * interrupted call returns; a request that cannot be interrupted (a disk
@@ -321,9 +324,9 @@ unsigned weft__ring_quiesce(struct weft__worker *w)
 {
 	uint64_t until = weft_now() + WEFT__RING_DRAIN_NS;
 
-	w->ring_draining = true;
-	weft__op_cancel_all(w);
-	if (w->wake_armed) {
+	w->ring.draining = true;
+	op_cancel_all(w);
+	if (w->ring.wake_armed) {
 		struct io_uring_sqe *sqe = get_sqe(w);
 
 		if (sqe) {
@@ -331,7 +334,7 @@ unsigned weft__ring_quiesce(struct weft__worker *w)
 			io_uring_sqe_set_data64(sqe, WEFT__UD_IGNORE);
 		}
 	}
-	while (w->io_inflight || w->wake_armed) {
+	while (w->ring.inflight || w->ring.wake_armed) {
 		uint64_t now = weft_now();
 		struct __kernel_timespec ts;
 		struct io_uring_cqe *cqe;
@@ -341,7 +344,7 @@ unsigned weft__ring_quiesce(struct weft__worker *w)
 			break;
 		ts.tv_sec = (long long)((until - now) / WEFT_NSEC_PER_SEC);
 		ts.tv_nsec = (long long)((until - now) % WEFT_NSEC_PER_SEC);
-		r = io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, &ts,
+		r = io_uring_submit_and_wait_timeout(&w->ring.uring, &cqe, 1, &ts,
 						     NULL);
 		reap(w);
 		/* -ETIME: the bound passed; -EINTR, -EAGAIN, -EBUSY: try
@@ -358,9 +361,9 @@ unsigned weft__ring_quiesce(struct weft__worker *w)
 	 * 15; on 6.0+ SINGLE_ISSUER rings the kernel refuses the call from
 	 * another thread with -EEXIST instead). Success clears liburing's
 	 * flag, so io_uring_queue_exit() leaves the slots alone. */
-	if (w->ring_fd_reg && io_uring_unregister_ring_fd(&w->ring) == 1)
-		w->ring_fd_reg = false;
-	return w->io_inflight;
+	if (w->ring.fd_reg && io_uring_unregister_ring_fd(&w->ring.uring) == 1)
+		w->ring.fd_reg = false;
+	return w->ring.inflight;
 }
 
 /*
@@ -376,21 +379,21 @@ static void reap(struct weft__worker *w)
 	struct io_uring_cqe got[32];
 	unsigned n, i;
 
-	while ((n = io_uring_peek_batch_cqe(&w->ring, cqes, 32)) != 0) {
+	while ((n = io_uring_peek_batch_cqe(&w->ring.uring, cqes, 32)) != 0) {
 		for (i = 0; i < n; i++)
 			got[i] = *cqes[i];
-		io_uring_cq_advance(&w->ring, n);
+		io_uring_cq_advance(&w->ring.uring, n);
 		for (i = 0; i < n; i++) {
 			uint64_t ud = got[i].user_data;
 
 			if (weft__likely(!(ud & WEFT__UD_TAG_MASK))) {
 				if (ud)
-					weft__op_complete(
+					op_complete(
 						w,
 						(struct weft__op *)(uintptr_t)ud,
 						&got[i]);
 			} else if (ud == WEFT__UD_WAKE_EFD) {
-				w->wake_armed = false;
+				w->ring.wake_armed = false;
 			} else if ((ud & WEFT__UD_TAG_MASK) ==
 					   WEFT__UD_WAKE_MSG &&
 				   ud != WEFT__UD_WAKE_MSG) {
@@ -400,7 +403,7 @@ static void reap(struct weft__worker *w)
 				struct weft__worker *to =
 					(struct weft__worker *)(uintptr_t)(
 						ud & ~(uint64_t)WEFT__UD_TAG_MASK);
-				eventfd_write(to->wake_fd, 1);
+				eventfd_write(to->ring.wake_fd, 1);
 			}
 		}
 	}
@@ -412,21 +415,21 @@ void weft__ring_poll(struct weft__worker *w)
 	/* get_events also flushes an overflowed CQ back into the ring.
 	 * Errors: see ring_failed(); the passing ones are retried on the
 	 * next poll, after this one's reap. */
-	if ((w->ring_flags & IORING_SETUP_DEFER_TASKRUN) ||
-	    io_uring_cq_has_overflow(&w->ring))
-		if (ring_failed(w, io_uring_get_events(&w->ring)))
+	if ((w->ring.flags & IORING_SETUP_DEFER_TASKRUN) ||
+	    io_uring_cq_has_overflow(&w->ring.uring))
+		if (ring_failed(w, io_uring_get_events(&w->ring.uring)))
 			return;
 	reap(w);
-	if (io_uring_sq_ready(&w->ring))
-		ring_failed(w, io_uring_submit(&w->ring));
+	if (io_uring_sq_ready(&w->ring.uring))
+		ring_failed(w, io_uring_submit(&w->ring.uring));
 }
 
 /*
  * Blocks until something arrives in the ring (or timeout_ns pass, if not
- * zero), unless there is already a reason not to. in_ring_wait (seq_cst
+ * zero), unless there is already a reason not to. ring.in_wait (seq_cst
  * store, then seq_cst loads of remote_n and stopping) pairs with
  * remote_push()/stop, which write their flag (seq_cst) and then load
- * in_ring_wait: one side always sees the other. Notifications (idle.c)
+ * ring.in_wait: one side always sees the other. Notifications (idle.c)
  * need no flag: their eventfd write or MSG_RING completes the wait
  * whenever it comes, as long as it is not reaped before we block.
  *
@@ -444,8 +447,8 @@ void weft__ring_wait(struct weft__worker *w, uint64_t timeout_ns)
 {
 	bool reaped = arm_wake(w);
 
-	atomic_store_explicit(&w->in_ring_wait, 1, memory_order_seq_cst);
-	if (!reaped && w->wake_armed &&
+	atomic_store_explicit(&w->ring.in_wait, 1, memory_order_seq_cst);
+	if (!reaped && w->ring.wake_armed &&
 	    !atomic_load_explicit(&w->remote_n, memory_order_seq_cst) &&
 	    !atomic_load_explicit(&w->rt->stopping, memory_order_seq_cst) &&
 	    !atomic_load_explicit(&w->notified, memory_order_seq_cst)) {
@@ -463,7 +466,7 @@ void weft__ring_wait(struct weft__worker *w, uint64_t timeout_ns)
 
 			while (left-- &&
 			       (r = io_uring_submit_and_wait_timeout(
-					&w->ring, &cqe, 1, &ts, NULL)) ==
+					&w->ring.uring, &cqe, 1, &ts, NULL)) ==
 				       -ETIME &&
 			       !atomic_load_explicit(&w->remote_n,
 						     memory_order_seq_cst) &&
@@ -481,14 +484,14 @@ void weft__ring_wait(struct weft__worker *w, uint64_t timeout_ns)
 			struct io_uring_cqe *cqe;
 			/* -ETIME on timeout: nothing to do but return. */
 			ring_failed(w, io_uring_submit_and_wait_timeout(
-					       &w->ring, &cqe, 1, &ts, NULL));
+					       &w->ring.uring, &cqe, 1, &ts, NULL));
 		} else {
 			/* -EINTR, -EAGAIN, -EBUSY: the worker loop reaps
 			 * (ring_poll below) and comes back. */
-			ring_failed(w, io_uring_submit_and_wait(&w->ring, 1));
+			ring_failed(w, io_uring_submit_and_wait(&w->ring.uring, 1));
 		}
 	}
-	atomic_store_explicit(&w->in_ring_wait, 0, memory_order_relaxed);
+	atomic_store_explicit(&w->ring.in_wait, 0, memory_order_relaxed);
 	weft__ring_poll(w);
 }
 
@@ -502,7 +505,7 @@ void weft__ring_wait(struct weft__worker *w, uint64_t timeout_ns)
 static bool msg_failed_inline(struct weft__worker *from,
 			      struct weft__worker *to, unsigned tail)
 {
-	struct io_uring_cq *cq = &from->ring.cq;
+	struct io_uring_cq *cq = &from->ring.uring.cq;
 	/* Acquire: pairs with the kernel's release of the CQ tail, so the
 	 * CQEs up to it are visible. */
 	unsigned end = io_uring_smp_load_acquire(cq->ktail);
@@ -554,24 +557,114 @@ void weft__ring_wake(struct weft__worker *from, struct weft__worker *to)
 			goto efd;
 		io_uring_prep_msg_ring(sqe,
 				       DEBUG_MSG_RING_FAIL() ? -1
-							     : to->ring.ring_fd,
+							     : to->ring.uring.ring_fd,
 				       0, WEFT__UD_WAKE_MSG, 0);
 		sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
 		io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)to |
 						     WEFT__UD_WAKE_MSG);
-		tail = io_uring_smp_load_acquire(from->ring.cq.ktail);
-		r = io_uring_submit(&from->ring);
+		tail = io_uring_smp_load_acquire(from->ring.uring.cq.ktail);
+		r = io_uring_submit(&from->ring.uring);
 		if (r < 0) {
 			ring_failed(from, r);
 			goto efd;
 		}
-		if (!io_uring_sq_ready(&from->ring) &&
+		if (!io_uring_sq_ready(&from->ring.uring) &&
 		    !msg_failed_inline(from, to, tail))
 			return;
 	}
 efd:
 	/* Write errors cannot happen short of a counter overflow at 2^64-1,
 	 * which would itself mean the target is awake. */
-	if (eventfd_write(to->wake_fd, 1) < 0)
+	if (eventfd_write(to->ring.wake_fd, 1) < 0)
 		return;
+}
+
+/* ---- requests ------------------------------------------------------------
+ * A task's I/O call (io/ops.c) prepares an SQE and starts its record here;
+ * its task is pinned to this worker while the request is in flight (the
+ * argument is in io/ops.c). Records are linked in ring.ops for the
+ * cancellation at shutdown.
+ */
+void weft__ring_op_start(struct weft__worker *w, struct weft__op *op,
+			 struct weft_task *task, unsigned task_flags,
+			 struct io_uring_sqe *sqe)
+{
+	op->task = task;
+	op->task_flags = task_flags;
+	atomic_init(&op->done, 0);
+	io_uring_sqe_set_data(sqe, op);
+	w->ring.inflight++;
+	op->prev = NULL;
+	op->next = w->ring.ops;
+	if (w->ring.ops)
+		w->ring.ops->prev = op;
+	w->ring.ops = op;
+}
+
+void weft__ring_op_cancel(struct weft__worker *w, struct weft__op *op)
+{
+	struct io_uring_sqe *sqe = weft__ring_sqe(w);
+
+	/* NULL: the ring failed for good and the runtime is stopping; the
+	 * task is dropped with its request. */
+	if (!sqe)
+		return;
+	io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op, 0);
+	io_uring_sqe_set_data64(sqe, WEFT__UD_IGNORE);
+}
+
+static void op_complete(struct weft__worker *w, struct weft__op *op,
+			const struct io_uring_cqe *cqe)
+{
+	struct weft_task *t = op->task;
+	unsigned tf = op->task_flags;
+
+	w->ring.inflight--;
+	if (op->next)
+		op->next->prev = op->prev;
+	if (op->prev)
+		op->prev->next = op->next;
+	else
+		w->ring.ops = op->next;
+	op->res = cqe->res;
+	/* Shutdown (weft__ring_quiesce): the task will never run again
+	 * and is dropped with its stack once every request is back; the
+	 * workers are stopping, so it is not woken. */
+	if (weft__unlikely(w->ring.draining))
+		return;
+	/* Last touch of the record. The task cannot return yet: it is
+	 * pinned here, and this worker is busy in this function. */
+	atomic_store_explicit(&op->done, 1, memory_order_release);
+	/* Unpin before the wake: the task no longer needs this ring, so its
+	 * wake-up may put it where any worker can steal it. Another waker
+	 * (a cancel) may read the flags at any moment: if it reads them
+	 * pinned, the task comes back here after we return; if unpinned,
+	 * its acquire load (weft__task_flags) orders it after this release
+	 * store and so after `done`, which the task will see wherever it
+	 * runs. `home` is left alone: a task pinned by its spawner has home
+	 * == this worker anyway. */
+	atomic_store_explicit(&t->flags, tf, memory_order_release);
+	weft__task_wake(t);
+}
+
+/* Shutdown: every request still in flight on w's ring is cancelled (by
+ * its own user_data, which every kernel with io_uring understands;
+ * IORING_ASYNC_CANCEL_ANY would need 5.19). */
+static void op_cancel_all(struct weft__worker *w)
+{
+	struct weft__op *op;
+
+	/* weft__ring_sqe() may reap (SQ full), unlinking records as we go.
+	 * An unlinked record keeps its own `next`, and nothing is linked
+	 * any more, so following `next` still reaches every record in
+	 * flight (and perhaps some that completed: their cancels find
+	 * nothing, -ENOENT, ignored). */
+	for (op = w->ring.ops; op; op = op->next) {
+		struct io_uring_sqe *sqe = weft__ring_sqe(w);
+
+		if (!sqe)
+			return; /* the ring failed: nothing can be cancelled */
+		io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op, 0);
+		io_uring_sqe_set_data64(sqe, WEFT__UD_IGNORE);
+	}
 }
