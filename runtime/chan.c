@@ -48,7 +48,7 @@ int weft_chan_create(weft_chan **out, size_t capacity)
 	 * not share one (false sharing doubled ping_pong's cost). */
 	size_t sz = sizeof(*c) + capacity * sizeof(void *);
 	sz = (sz + WEFT__CACHELINE - 1) & ~(size_t)(WEFT__CACHELINE - 1);
-	c = aligned_alloc(WEFT__CACHELINE, sz);
+	c = weft__aligned_alloc(WEFT__CACHELINE, sz);
 	if (!c)
 		return -ENOMEM;
 	memset(c, 0, sz);
@@ -72,7 +72,7 @@ void weft_chan_destroy(weft_chan *c)
 	 * memory). */
 	weft__wq_retire(&c->lock, &c->sendq, &c->recvq,
 			"weft_chan_destroy() with waiters");
-	free(c); /* aligned_alloc()ed: not through the hook */
+	weft__free(c);
 }
 
 /* ---- operations under the lock ----------------------------------------

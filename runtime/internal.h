@@ -125,10 +125,11 @@ static inline void weft__errno_restore(const int *saved)
 		errno
 
 /* ---- allocation --------------------------------------------------------
- * All heap memory of the runtime goes through these two (Lua's lua_Alloc):
- * one place to count, to fail on purpose in tests, or to swap allocators. */
+ * All heap memory of the runtime goes through these (Lua's lua_Alloc): one
+ * place to count, to fail on purpose in tests, or to swap allocators. */
 void *weft__malloc(size_t size);
 void *weft__calloc(size_t n, size_t size);
+void *weft__aligned_alloc(size_t align, size_t size);
 void weft__free(void *p);
 
 /* ---- spinlock ----------------------------------------------------------

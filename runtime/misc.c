@@ -23,6 +23,13 @@ void *weft__calloc(size_t n, size_t size)
 	return calloc(n, size);
 }
 
+/* align: a power of two; size is rounded up to a multiple of it, as C11's
+ * aligned_alloc() asks. Freed with weft__free(). */
+void *weft__aligned_alloc(size_t align, size_t size)
+{
+	return aligned_alloc(align, (size + align - 1) & ~(align - 1));
+}
+
 void weft__free(void *p)
 {
 	free(p);

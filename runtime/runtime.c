@@ -299,7 +299,7 @@ int weft__runtime_start(struct weft_runtime **out,
 
 	for (i = 0; i < rt->nworkers; i++) {
 		struct weft__worker *w =
-			aligned_alloc(WEFT__CACHELINE, sizeof(*w));
+			weft__aligned_alloc(WEFT__CACHELINE, sizeof(*w));
 		if (!w)
 			goto fail;
 		memset(w, 0, sizeof(*w));
@@ -384,7 +384,7 @@ void weft__runtime_release(struct weft_runtime *rt)
 		weft__stack_fini(rt);
 	if (rt->workers) {
 		for (i = 0; i < rt->nworkers; i++)
-			free(rt->workers[i]);
+			weft__free(rt->workers[i]);
 		weft__free(rt->workers);
 		rt->workers = NULL;
 	}

@@ -149,7 +149,7 @@ static uint32_t dir_take(uint64_t *floor)
 		if (!c) {
 			/* Chunks are never freed: resolve() may read them
 			 * at any time. */
-			c = calloc(1, sizeof(*c));
+			c = weft__calloc(1, sizeof(*c));
 			if (c)
 				atomic_store_explicit(
 					&dir[dir_next / DIR_CHUNK], c,
@@ -265,11 +265,11 @@ static int cb_refill(struct weft_runtime *rt)
 
 	if (!s)
 		return -ENOMEM;
-	blk = aligned_alloc(WEFT__CACHELINE,
-			    WEFT__CB_SLAB * sizeof(struct weft_task));
+	blk = weft__aligned_alloc(WEFT__CACHELINE,
+				  WEFT__CB_SLAB * sizeof(struct weft_task));
 	s->id = blk ? dir_take(&floor) : 0;
 	if (!s->id) {
-		free(blk);
+		weft__free(blk);
 		weft__free(s);
 		return -ENOMEM;
 	}
@@ -429,7 +429,7 @@ void weft__task_pool_fini(struct weft_runtime *rt)
 				__tsan_destroy_fiber(blk[i].tsan_fiber);
 #endif
 		}
-		free(blk);
+		weft__free(blk);
 		weft__free(s);
 	}
 	rt->cb_slabs = NULL;
