@@ -4,28 +4,7 @@
  * sanitizer switches). Never installed; the public header only declares
  * struct weft_task and struct weft_runtime.
  *
- * Map of the runtime (one concern a file):
- *   task.c     task control blocks, spawn, the park/wake protocol, await,
- *              gather, cancel, shield, handles
- *   stack.c    task stacks: arena, guard pages, caches, overflow reports
- *   lqueue.h   each worker's bounded local run queue (stealable)
- *   inject.c   the global inject queue (foreign spawns, overflow)
- *   idle.c     which workers search, sleep and get woken
- *   worker.c   the scheduler loop, next-task choice, stealing, switching
- *   runtime.c  weft_run(): start-up, shutdown, configuration
- *   lifecycle.c  event-loop control: explicit runtimes (create, run,
- *              run_forever, close), weft_stop, the graceful shutdown
- *              drain, SIGINT/SIGTERM handling
- *   tls.c      task-local storage
- *   timer.c    the timer service: one timing wheel, fired by any worker
- *   pool.c     the blocking pool: threads that run weft_run_blocking()
- *              calls off the workers
- *   ring.c     the reactor (ring.h): each worker's io_uring: creation,
- *              parking, wake-ups, completions of requests
- *   io/ops.c   I/O requests of tasks: prepare, wait, cancel (io/ calls
- *              into runtime/, through ring.h and this header; nothing in
- *              runtime/ calls io/)
- *   io/net.c   socket helpers; io/reader.c the buffered reader
+ * What each file owns, and which way calls go: docs/design/layers.md.
  */
 #ifndef WEFT_INTERNAL_H
 #define WEFT_INTERNAL_H
