@@ -307,7 +307,7 @@ static long wm_eventfd_writes(void)
 }
 
 /* MSG_RING came with Linux 5.18; before, every send falls back to the
- * eventfd (io/ring.c), which a test of the mechanism would count. */
+ * eventfd (runtime/ring.c), which a test of the mechanism would count. */
 static void skip_without_msg_ring(void)
 {
 	FILE *f = fopen("/proc/sys/kernel/osrelease", "r");
