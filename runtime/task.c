@@ -251,6 +251,18 @@ static struct weft_task *resolve(weft_task *h, int *err)
 	    atomic_load_explicit(&t->park, memory_order_acquire) ==
 		    WEFT__FREE)
 		return NULL;
+	/* weft.h: a handle is stale once its task has ended and its last
+	 * reference was released, also while the block still waits for the
+	 * task's own reference (the ended task may still be on its way out
+	 * on a worker; the perturbation build caught a weft_wait_any() on
+	 * such a handle finding the task instead of -EINVAL). A running
+	 * task's handle with no handle reference stays usable: weft_self()
+	 * of a detached task is one. */
+	if (weft__unlikely(
+		    atomic_load_explicit(&t->done, memory_order_acquire) &&
+		    atomic_load_explicit(&t->refs, memory_order_acquire) <
+			    (UINT64_C(1) << 32)))
+		return NULL;
 	return t;
 }
 

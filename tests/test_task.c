@@ -1739,3 +1739,46 @@ Test(task, pinned_is_ignored_when_spawning_from_outside_the_runtime,
 		      "worker in %d of %d rounds: it was pinned", s.moves,
 		      PIN_ROUNDS);
 }
+
+/* ---- a released handle of an ended task is stale at once -----------------
+ * weft.h: "A handle whose task has ended and whose last reference was
+ * released is stale". The block stays alive until the ended task, still
+ * on its way out on its worker, drops its own reference; before that was
+ * checked, a call in that window found the task (weft_task_done() gave 1,
+ * weft_wait_any() an index instead of -EINVAL: the perturbation build
+ * caught it in group::wait_any_returns_the_index_of_the_first_to_end). */
+static void *end_at_once(void *arg)
+{
+	return arg;
+}
+
+static void *stale_at_once_main(void *arg)
+{
+	long *found = arg;
+
+	for (int i = 0; i < 20000; i++) {
+		weft_task *t = weft_spawn(end_at_once, NULL);
+		int d;
+
+		WT_CHECK_EQ(weft_await(t, NULL), 0);
+		WT_CHECK_EQ(weft_task_release(t), 0);
+		d = weft_task_done(t);
+		if (d != -ESRCH) {
+			WT_CHECK_EQ(d, 1); /* never another task's answer */
+			(*found)++;
+		}
+	}
+	return NULL;
+}
+
+Test(task, a_released_handle_of_an_ended_task_is_stale_at_once,
+     .timeout = WT_TIMEOUT(30))
+{
+	long found = 0;
+
+	wt_run(stale_at_once_main, &found, 2);
+	cr_assert_eq(found, 0,
+		     "%ld of 20000 released handles of ended tasks still "
+		     "named their task (weft_task_done() = 1, not -ESRCH)",
+		     found);
+}
