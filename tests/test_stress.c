@@ -457,12 +457,20 @@ static void *lost_victim(void *arg)
 static void *lost_canceller(void *arg)
 {
 	struct lost *l = arg;
-	unsigned x = 12345;
+	unsigned x = 12345, idle = 0;
 
 	while (!atomic_load(&l->quit)) {
 		weft_task *v = atomic_load(&l->victim);
-		if (!v || !atomic_load(&l->entered))
+		if (!v || !atomic_load(&l->entered)) {
+			/* Spin, to cancel at the very start of the wait, but
+			 * give the CPU up now and then: on 2 cores with 2
+			 * workers (and another test beside this one) a thread
+			 * that never yields starved the tasks it waits for
+			 * (a 60 s time-out in tests/run's hazard mode). */
+			if (++idle % 4096 == 0)
+				sched_yield();
 			continue;
+		}
 		/* Take it first: main publishes the next victim as soon as
 		 * this one has ended. */
 		if (!atomic_compare_exchange_strong(&l->victim, &v, NULL))
@@ -495,9 +503,16 @@ static void *lost_main(void *arg)
 		v = weft_spawn(lost_victim, l);
 		atomic_store(&l->victim, v);
 		t0 = wt_now_ns();
-		while (weft_task_done(v) != 1 &&
-		       wt_now_ns() - t0 < 2000000000u)
-			weft_yield();
+		/* Yield while the victim starts; then sleep a little, so
+		 * that the canceller thread gets a CPU on a busy machine. */
+		for (unsigned spins = 0; weft_task_done(v) != 1 &&
+					 wt_now_ns() - t0 < 2000000000u;
+		     spins++) {
+			if (spins < 64)
+				weft_yield();
+			else
+				weft_sleep(20 * WEFT_NSEC_PER_USEC);
+		}
 		if (weft_task_done(v) != 1) {
 			/* Lost: the victim stays parked (dropped at the end). */
 			wt_fail_(__FILE__, __LINE__,
