@@ -2249,10 +2249,14 @@ static void errno_kept_check(void)
 {
 	struct sockaddr_storage ss;
 	int busy = weft_tcp_listen("127.0.0.1", 0, 1, 0), port;
+	int ubusy = weft_udp_bind("127.0.0.1", 0, 0), uport;
 
 	WT_CHECK(busy >= 0);
+	WT_CHECK(ubusy >= 0);
 	port = weft_local_port(busy);
+	uport = weft_local_port(ubusy);
 	WT_CHECK(port > 0);
+	WT_CHECK(uport > 0);
 #define KEPT(call, want)                                                   \
 	do {                                                               \
 		errno = ERRNO_MARK;                                        \
@@ -2268,10 +2272,11 @@ static void errno_kept_check(void)
 	KEPT(weft_tcp_nodelay(-1, 1), -EBADF);
 	KEPT(weft_local_port(-1), -EBADF);
 	KEPT(weft_tcp_listen("127.0.0.1", (uint16_t)port, 1, 0), -EADDRINUSE);
-	KEPT(weft_udp_bind("203.0.113.1", 0, 0), -EADDRNOTAVAIL);
+	KEPT(weft_udp_bind("127.0.0.1", (uint16_t)uport, 0), -EADDRINUSE);
 	KEPT(weft_unix_listen("/nonexistent-weft-dir/sock", 1), -ENOENT);
 	KEPT(weft_sockaddr(&ss, "not an address", 1), -EINVAL);
 #undef KEPT
+	WT_CHECK_EQ(weft_close(ubusy), 0);
 	WT_CHECK_EQ(weft_close(busy), 0);
 }
 
