@@ -468,6 +468,7 @@ struct pool_join {
 	weft_task *stubborn;
 	atomic_int started;
 	atomic_int join_rc;
+	atomic_int joining; /* the pool call is about to join */
 };
 
 static void *pj_stubborn(void *arg)
@@ -485,6 +486,7 @@ static void *pj_join(void *arg)
 {
 	struct pool_join *p = arg;
 
+	atomic_store(&p->joining, 1);
 	atomic_store(&p->join_rc, weft_join(p->stubborn, NULL));
 	return NULL;
 }
@@ -502,6 +504,10 @@ static void *pool_join_main(void *arg)
 	p->stubborn = weft_spawn(pj_stubborn, p);
 	spawn_detached(pj_caller, p);
 	WT_CHECK(wt_yield_until(&p->started, 1000000));
+	/* The call must be running when the shutdown comes: one still
+	 * queued then is cancelled without running (ThreadSanitizer's slow
+	 * thread start made that happen once), and never joins. */
+	WT_CHECK(wt_yield_until(&p->joining, 1000000));
 	weft_sleep_ms(5);
 	return NULL;
 }
