@@ -257,7 +257,14 @@ static struct weft_task *resolve(weft_task *h, int *err)
 	 * on a worker; the perturbation build caught a weft_wait_any() on
 	 * such a handle finding the task instead of -EINVAL). A running
 	 * task's handle with no handle reference stays usable: weft_self()
-	 * of a detached task is one. */
+	 * of a detached task is one. Orderings: done is stored (release) by
+	 * the ending task before it drops its own reference; a caller that
+	 * still holds a handle reference made the RMW that counts it before
+	 * this load, so it reads refs >= 1 << 32 and is never refused; only
+	 * a caller whose references are all gone (its own release RMW came
+	 * first) can read fewer, and then the handle is stale by weft.h's
+	 * rule whichever done it reads. No store-then-load pair across
+	 * threads here: nothing waits on the answer. */
 	if (weft__unlikely(
 		    atomic_load_explicit(&t->done, memory_order_acquire) &&
 		    atomic_load_explicit(&t->refs, memory_order_acquire) <

@@ -1585,17 +1585,7 @@ Test(runtime, main_cancelling_itself_gives_ecanceled_and_its_result,
  * weft_run() returns". */
 static int thread_count(void)
 {
-	DIR *d = opendir("/proc/self/task");
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((e = readdir(d)) != NULL)
-		if (e->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n;
+	return wt_dir_entries("/proc/self/task");
 }
 
 static void *count_workers_main(void *arg)

@@ -441,11 +441,11 @@ static inline int settle_count(atomic_int *c, int n)
 	return 1;
 }
 
-/* Open descriptors of this process (-1 if /proc cannot be read): tests
- * compare it before and after to prove that nothing leaked. */
-static inline int fd_count(void)
+/* Entries of a /proc directory, "." and ".." aside (-1 if it cannot be
+ * read). */
+static inline int wt_dir_entries(const char *path)
 {
-	DIR *d = opendir("/proc/self/fd");
+	DIR *d = opendir(path);
 	struct dirent *e;
 	int n = 0;
 
@@ -455,7 +455,16 @@ static inline int fd_count(void)
 		if (e->d_name[0] != '.')
 			n++;
 	closedir(d);
-	return n - 1; /* the directory's own descriptor */
+	return n;
+}
+
+/* Open descriptors of this process (-1 if /proc cannot be read): tests
+ * compare it before and after to prove that nothing leaked. */
+static inline int fd_count(void)
+{
+	int n = wt_dir_entries("/proc/self/fd");
+
+	return n < 0 ? -1 : n - 1; /* the directory's own descriptor */
 }
 
 /* Runs fn(state) to completion under 1, 2 and 4 workers (wt_run), with
