@@ -109,6 +109,10 @@ static inline void weft__errno_restore(const int *saved)
 void *weft__malloc(size_t size);
 void *weft__calloc(size_t n, size_t size);
 void *weft__aligned_alloc(size_t align, size_t size);
+/* Tests: fail allocations on demand (misc.c); declared again in
+ * tests/weft_test.h, which cannot include this header. */
+void weft__debug_fail_alloc(long skip, long n);
+unsigned long weft__debug_fail_alloc_hits(void);
 void weft__free(void *p);
 
 /* ---- spinlock ----------------------------------------------------------

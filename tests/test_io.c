@@ -1431,13 +1431,13 @@ Test(io, requests_of_tasks_dropped_at_shutdown_are_cancelled_before_stacks_go,
 /* Makes io_uring_enter fail with EPERM from now on: this thread (and those
  * it creates) with prctl(), or every thread of the process with
  * seccomp(SECCOMP_FILTER_FLAG_TSYNC). Returns 0 or -errno. */
-static int refuse_io_uring_enter(int all_threads)
+static int refuse_syscall(unsigned nr, unsigned err, int all_threads)
 {
 	struct sock_filter f[] = {
 		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
 			 offsetof(struct seccomp_data, nr)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_enter, 0, 1),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, nr, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | err),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 	};
 	struct sock_fprog prog = { .len = sizeof(f) / sizeof(f[0]),
@@ -1452,6 +1452,11 @@ static int refuse_io_uring_enter(int all_threads)
 			       : 0;
 	return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0 ? -errno
 								      : 0;
+}
+
+static int refuse_io_uring_enter(int all_threads)
+{
+	return refuse_syscall(__NR_io_uring_enter, EPERM, all_threads);
 }
 
 struct refused {
@@ -1607,6 +1612,87 @@ Test(io, a_refused_io_uring_enter_ends_weft_runtime_run_with_its_error,
 			     "explicit runtime, %u workers: "
 			     "weft_runtime_run() = %d (%s), want -EPERM",
 			     worker_counts[c], rc, weft_strerror(rc));
+	}
+}
+
+/*
+ * io_uring_setup refused, as Docker's and containerd's default seccomp
+ * profiles do (EPERM), or missing (a kernel without io_uring: ENOSYS):
+ * weft_run() and weft_runtime_create() return that error at once and
+ * leave nothing behind. In a child process: the filter cannot be taken
+ * back.
+ */
+static void *setup_refused_main(void *arg)
+{
+	atomic_store((atomic_int *)arg, 1);
+	return NULL;
+}
+
+static void run_setup_refused(unsigned err, int res[4])
+{
+#if defined(__SANITIZE_THREAD__)
+	cr_skip_test("needs fork with threads, which ThreadSanitizer refuses");
+#endif
+	int p[2], st;
+	pid_t pid;
+	ssize_t n;
+
+	cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+	fflush(NULL);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		struct weft_config cfg = { .workers = 2 };
+		weft_runtime *rt = (weft_runtime *)&cfg;
+		atomic_int ran = 0;
+		int out[4], fds;
+
+		close(p[0]);
+		alarm((unsigned)WT_TIMEOUT(10));
+		out[0] = refuse_syscall(__NR_io_uring_setup, err, 0);
+		fds = fd_count();
+		out[1] = weft_run(setup_refused_main, &ran, &cfg, NULL);
+		out[2] = weft_runtime_create(&rt, &cfg);
+		/* Main never ran, no runtime was handed out, no descriptor
+		 * stayed open. */
+		out[3] = atomic_load(&ran) ||
+			 (rt != NULL && rt != (weft_runtime *)&cfg) ||
+			 fd_count() != fds;
+		if (write(p[1], out, sizeof(out)) != sizeof(out))
+			_exit(2);
+		_exit(0);
+	}
+	close(p[1]);
+	n = read(p[0], res, 4 * sizeof(int));
+	close(p[0]);
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert_eq(n, 4 * (ssize_t)sizeof(int),
+		     "the child did not report (status %#x)", st);
+	if (res[0] == -EINVAL || res[0] == -ENOSYS || res[0] == -EACCES)
+		cr_skip_test("no seccomp filters here: %s", strerror(-res[0]));
+	cr_assert_eq(res[0], 0, "seccomp: %s", strerror(-res[0]));
+}
+
+Test(io, a_refused_or_missing_io_uring_setup_fails_the_start_with_its_error,
+     .timeout = WT_TIMEOUT(30))
+{
+	static const unsigned errs[] = { EPERM, ENOSYS };
+
+	for (unsigned i = 0; i < 2; i++) {
+		int res[4];
+
+		run_setup_refused(errs[i], res);
+		cr_assert_eq(res[1], -(int)errs[i],
+			     "io_uring_setup failing with %s: weft_run() = %d "
+			     "(%s)", strerror((int)errs[i]), res[1],
+			     weft_strerror(res[1]));
+		cr_assert_eq(res[2], -(int)errs[i],
+			     "io_uring_setup failing with %s: "
+			     "weft_runtime_create() = %d (%s)",
+			     strerror((int)errs[i]), res[2],
+			     weft_strerror(res[2]));
+		cr_assert_eq(res[3], 0, "main ran, a runtime was returned or "
+					"a descriptor was left open");
 	}
 }
 

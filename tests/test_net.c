@@ -276,6 +276,48 @@ Test(net, socket_helpers_parse_addresses_and_set_options,
 	cr_assert_eq(fd_count(), fds, "descriptors leaked");
 }
 
+/* weft.h, socket helpers: a NULL addr means any IPv4 address, for
+ * listeners and UDP sockets as for weft_sockaddr(). Plain calls: the
+ * helpers work outside a runtime. */
+static void assert_bound_to_any_ipv4(int fd)
+{
+	struct sockaddr_storage ss;
+	struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+	socklen_t len = sizeof(ss);
+
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&ss, &len), 0,
+		     "getsockname: %s", strerror(errno));
+	cr_assert_eq(ss.ss_family, AF_INET);
+	cr_assert_eq(in->sin_addr.s_addr, htonl(INADDR_ANY),
+		     "bound to %08x, not INADDR_ANY",
+		     ntohl(in->sin_addr.s_addr));
+	cr_assert_gt(ntohs(in->sin_port), 0);
+}
+
+Test(net, listen_and_bind_with_a_null_address_take_any_ipv4_address)
+{
+	struct sockaddr_in to = { .sin_family = AF_INET,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int lfd = weft_tcp_listen(NULL, 0, 0, 0), ufd, c;
+
+	cr_assert_geq(lfd, 0, "weft_tcp_listen(NULL): %s",
+		      weft_strerror(lfd));
+	assert_bound_to_any_ipv4(lfd);
+	/* Reachable on loopback, as any IPv4 address is. */
+	to.sin_port = htons((uint16_t)weft_local_port(lfd));
+	c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_geq(c, 0);
+	cr_assert_eq(connect(c, (struct sockaddr *)&to, sizeof(to)), 0,
+		     "connect: %s", strerror(errno));
+	close(c);
+	close(lfd);
+
+	ufd = weft_udp_bind(NULL, 0, 0);
+	cr_assert_geq(ufd, 0, "weft_udp_bind(NULL): %s", weft_strerror(ufd));
+	assert_bound_to_any_ipv4(ufd);
+	close(ufd);
+}
+
 /* ---- TCP echo, IPv4 and IPv6 ----------------------------------------------------- */
 
 struct tcp_echo {
@@ -950,6 +992,8 @@ struct full_queue {
 	int tries;
 	uint64_t elapsed; /* of the try whose result is rc */
 	uint64_t late;    /* the best try's lateness past its 100 ms */
+	int cancel_rc;    /* a connect cancelled 20 ms in */
+	uint64_t cancel_took; /* from weft_cancel() to the await's return */
 	_Atomic uint64_t began; /* weft_now() at the current try's start */
 	atomic_int done;
 };
@@ -1079,6 +1123,35 @@ static uint64_t full_queue_try(struct full_queue *q)
 	return late_by(e, 100 * MS);
 }
 
+static void *full_queue_cancelled(void *arg)
+{
+	struct full_queue *q = arg;
+
+	q->cancel_rc = weft_tcp_connect("127.0.0.1", (uint16_t)q->port, 0);
+	if (q->cancel_rc >= 0)
+		weft_close(q->cancel_rc);
+	return NULL;
+}
+
+/* A connect that waits on the full queue, cancelled by another task:
+ * cancellation stops the tries as a deadline does. */
+static void full_queue_cancel(struct full_queue *q)
+{
+	weft_task *c;
+	uint64_t t;
+
+	atomic_store(&q->began, weft_now());
+	c = weft_spawn(full_queue_cancelled, q);
+	if (!WT_CHECK(c != NULL))
+		return;
+	weft_sleep(20 * MS);
+	t = weft_now();
+	WT_CHECK_EQ(weft_cancel(c), 0);
+	WT_CHECK_EQ(weft_await(c, NULL), -ECANCELED);
+	q->cancel_took = weft_now() - t;
+	weft_task_release(c);
+}
+
 static void *full_queue_main(void *arg)
 {
 	struct full_queue *q = arg;
@@ -1091,6 +1164,7 @@ static void *full_queue_main(void *arg)
 	/* The deadline promises -ETIMEDOUT at 100 ms, late by a timer slot
 	 * plus the kernel's cancel of the connect: best of WT_TRIES. */
 	q->late = WT_BEST_OF(WT_TRIES, QUICK_NS, full_queue_try(q));
+	full_queue_cancel(q);
 	atomic_store(&q->done, 1);
 	WT_CHECK_EQ(weft_await(w, NULL), 0);
 	return NULL;
@@ -1158,6 +1232,12 @@ Test(net, connect_to_a_full_accept_queue_ends_within_its_scope,
 	cr_assert_lt(q.late, QUICK_NS,
 		     "the connect's deadline came %.1f ms late at best of %d",
 		     (double)q.late / 1e6, q.tries);
+	cr_assert_eq(q.cancel_rc, -ECANCELED,
+		     "a cancelled connect to the full queue: %d (%s)",
+		     q.cancel_rc, weft_strerror(q.cancel_rc));
+	cr_assert_lt(q.cancel_took, QUICK_NS,
+		     "the cancelled connect took %.1f ms to return",
+		     (double)q.cancel_took / 1e6);
 	cr_assert_eq(q.seen, q.base + 1,
 		     "the connect was not seen waiting in SYN-SENT");
 	cr_assert_eq(q.after, q.base,
@@ -1560,6 +1640,81 @@ Test(net, recv_timeouts_racing_arriving_data_lose_no_bytes,
 		cr_assert_gt(r.timeouts, 0, "no recv timed out: the race "
 					    "this test is about never ran");
 	}
+}
+
+/*
+ * weft.h, I/O cancellation: a request that completed before the
+ * cancellation reached it returns its result, and the cancellation stays
+ * pending for the next suspension point. On one worker a task waits in
+ * recv; a second task sends to it and cancels it at once, before the
+ * worker has reaped. Either the recv was cancelled (-ECANCELED, nothing
+ * consumed: the byte is still in the socket) or it completed (the byte,
+ * and then the next weft_yield() returns -ECANCELED).
+ */
+#define CANCEL_ROUNDS 300
+
+struct completed_first {
+	int c, s;
+	ssize_t got;
+	int next_rc;
+	uint8_t byte;
+	long completed, cancelled;
+};
+
+static void *completed_first_recv(void *arg)
+{
+	struct completed_first *r = arg;
+
+	r->got = weft_recv(r->s, &r->byte, 1, 0);
+	r->next_rc = weft_yield();
+	return NULL;
+}
+
+static void *completed_first_main(void *arg)
+{
+	struct completed_first *r = arg;
+
+	if (!WT_CHECK_EQ(tcp_pair(&r->c, &r->s), 0))
+		return NULL;
+	for (int i = 0; i < CANCEL_ROUNDS; i++) {
+		uint8_t b = (uint8_t)i, left = 0;
+		weft_task *t;
+
+		r->got = 1000;
+		r->next_rc = 1000;
+		t = weft_spawn(completed_first_recv, r);
+		weft_yield(); /* it runs and waits in recv */
+		WT_CHECK_EQ(send(r->c, &b, 1, MSG_NOSIGNAL), 1);
+		WT_CHECK_EQ(weft_cancel(t), 0);
+		weft_await(t, NULL);
+		weft_task_release(t);
+		if (r->got == 1) {
+			r->completed++;
+			WT_CHECK_EQ(r->byte, b);
+			WT_CHECK_EQ(r->next_rc, -ECANCELED);
+		} else if (WT_CHECK_EQ(r->got, -ECANCELED)) {
+			r->cancelled++;
+			/* The byte was not consumed. */
+			WT_CHECK_EQ(recv(r->s, &left, 1, MSG_DONTWAIT), 1);
+			WT_CHECK_EQ(left, b);
+		}
+	}
+	WT_CHECK_EQ(weft_close(r->c), 0);
+	WT_CHECK_EQ(weft_close(r->s), 0);
+	return NULL;
+}
+
+Test(net, a_recv_that_completed_before_its_cancel_returns_data_and_the_cancel_waits,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct completed_first r;
+
+	memset(&r, 0, sizeof(r));
+	wt_run(completed_first_main, &r, 1);
+	cr_log_info("%ld recvs completed first, %ld were cancelled",
+		    r.completed, r.cancelled);
+	cr_assert_gt(r.completed, 0, "no recv completed before its cancel: "
+				     "the case this test is about never ran");
 }
 
 /* The same for accept: every connection is accepted once, whichever way

@@ -10,6 +10,7 @@
  */
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <dlfcn.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <netdb.h>
@@ -317,6 +318,46 @@ Test(pool, never_more_than_blocking_threads_calls_run_at_once,
 	cr_assert_leq(atomic_load(&l.max), LIMIT_THREADS);
 }
 
+/* blocking_threads = 0 means 64 (weft.h, weft_config): 70 calls that
+ * block together start 64 threads and no more; the other 6 wait. */
+#define DEFAULT_THREADS 64
+#define OVER_DEFAULT 70
+
+static void *default_limit_main(void *arg)
+{
+	weft_task *ts[OVER_DEFAULT];
+	struct gate *g = arg;
+	int i;
+
+	for (i = 0; i < OVER_DEFAULT; i++) {
+		ts[i] = weft_spawn(gate_task, g);
+		WT_CHECK(ts[i] != NULL);
+	}
+	for (unsigned k = 0;
+	     k < GATE_MS && atomic_load(&g->started) < DEFAULT_THREADS; k++)
+		weft_sleep_ms(1);
+	/* Time for any 65th thread to show up. */
+	weft_sleep_ms(50);
+	WT_CHECK_EQ(atomic_load(&g->started), DEFAULT_THREADS);
+	WT_CHECK_EQ(pool_threads(), DEFAULT_THREADS);
+	atomic_store(&g->open, 1);
+	WT_CHECK_EQ(weft_gather(ts, OVER_DEFAULT, NULL), 0);
+	for (i = 0; i < OVER_DEFAULT; i++)
+		weft_task_release(ts[i]);
+	WT_CHECK_EQ(atomic_load(&g->finished), OVER_DEFAULT);
+	return NULL;
+}
+
+Test(pool, blocking_threads_zero_means_at_most_64_threads,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct gate g;
+	struct weft_config c = config(2, 0, 0);
+
+	memset(&g, 0, sizeof(g));
+	wt_run_cfg(default_limit_main, &g, &c);
+}
+
 /* N calls that each wait until all N are in fn: they can only return if
  * the pool ran them on N threads at once. */
 struct barrier {
@@ -445,6 +486,53 @@ Test(pool, idle_threads_exit_after_blocking_idle_ms,
 	b.n = 4;
 	wt_run_cfg(idle_main, &b, &c);
 	cr_assert_eq(pool_threads(), 0);
+}
+
+/* blocking_idle_ms = 0 means 10 s (weft.h, weft_config): a pool thread
+ * that ran one call exits 10 s after it, not sooner, not much later. */
+struct idle_default {
+	atomic_ullong last_end;
+	uint64_t gone_after; /* from the call's end to the thread's exit */
+};
+
+static void *stamp_fn(void *arg)
+{
+	atomic_store(&((struct idle_default *)arg)->last_end, wt_now_ns());
+	return NULL;
+}
+
+static void *idle_default_main(void *arg)
+{
+	struct idle_default *d = arg;
+
+	WT_CHECK_EQ(weft_run_blocking(stamp_fn, d, NULL), 0);
+	for (unsigned i = 0; i < 300u * WT_SLOW; i++) {
+		if (pool_threads() == 0) {
+			d->gone_after = wt_now_ns() - atomic_load(&d->last_end);
+			break;
+		}
+		weft_sleep_ms(50);
+	}
+	return NULL;
+}
+
+Test(pool, blocking_idle_ms_zero_means_ten_seconds,
+     .timeout = WT_TIMEOUT(40))
+{
+	struct idle_default d;
+	struct weft_config c = config(1, 1, 0);
+
+	memset(&d, 0, sizeof(d));
+	wt_run_cfg(idle_default_main, &d, &c);
+	cr_log_info("the idle pool thread exited %.2f s after its call",
+		    (double)d.gone_after / 1e9);
+	cr_assert_neq(d.gone_after, 0, "the idle thread never exited");
+	cr_assert_geq(d.gone_after, 10 * SEC,
+		      "exited %.2f s after its call, before 10 s",
+		      (double)d.gone_after / 1e9);
+	cr_assert_lt(d.gone_after, 10 * SEC + 2 * SEC * WT_SLOW,
+		     "exited %.2f s after its call",
+		     (double)d.gone_after / 1e9);
 }
 
 /* ---- cancellation and deadlines ------------------------------------------ */
@@ -857,6 +945,76 @@ Test(pool, getaddrinfo_resolves_localhost_to_a_loopback_address,
      .timeout = WT_TIMEOUT(30))
 {
 	wt_run(resolve_main, NULL, 2);
+}
+
+/*
+ * A resolver that fails on demand. This executable's getaddrinfo() comes
+ * before the C library's (the tests link libweft statically, so the
+ * library's resolver thread calls this one): names under "fail.test"
+ * (never looked up) return the EAI_* code their first label names, any
+ * other name goes to the real getaddrinfo() (the next definition: the C
+ * library's, or a sanitizer's interceptor in front of it).
+ */
+int getaddrinfo(const char *host, const char *service,
+		const struct addrinfo *hints, struct addrinfo **res)
+{
+	static const struct {
+		const char *name;
+		int rc, err;
+	} fail[] = {
+		{ "eai-again.fail.test", EAI_AGAIN, 0 },
+		{ "eai-fail.fail.test", EAI_FAIL, 0 },
+		{ "eai-memory.fail.test", EAI_MEMORY, 0 },
+		{ "eai-system.fail.test", EAI_SYSTEM, EMFILE },
+	};
+	int (*real)(const char *, const char *, const struct addrinfo *,
+		    struct addrinfo **);
+	size_t i;
+
+	for (i = 0; host && i < sizeof(fail) / sizeof(fail[0]); i++) {
+		if (strcmp(host, fail[i].name) == 0) {
+			*res = NULL;
+			errno = fail[i].err;
+			return fail[i].rc;
+		}
+	}
+	*(void **)&real = dlsym(RTLD_NEXT, "getaddrinfo");
+	return real(host, service, hints, res);
+}
+
+static void *resolver_failures_main(void *arg)
+{
+	struct addrinfo *res;
+
+	(void)arg;
+	res = (struct addrinfo *)1;
+	WT_CHECK_EQ(weft_getaddrinfo("eai-again.fail.test", "80", NULL, &res),
+		    -EAGAIN);
+	WT_CHECK(res == NULL);
+	res = (struct addrinfo *)1;
+	WT_CHECK_EQ(weft_getaddrinfo("eai-fail.fail.test", "80", NULL, &res),
+		    -EIO);
+	WT_CHECK(res == NULL);
+	WT_CHECK_EQ(weft_getaddrinfo("eai-memory.fail.test", "80", NULL, &res),
+		    -ENOMEM);
+	/* EAI_SYSTEM: the errno the resolver left, read on its thread. */
+	WT_CHECK_EQ(weft_getaddrinfo("eai-system.fail.test", "80", NULL, &res),
+		    -EMFILE);
+	WT_CHECK(res == NULL);
+	/* weft_tcp_connect() returns the resolver's error. */
+	WT_CHECK_EQ(weft_tcp_connect("eai-again.fail.test", 80, 0), -EAGAIN);
+	WT_CHECK_EQ(weft_tcp_connect("eai-system.fail.test", 80, 0), -EMFILE);
+	/* Names not under fail.test still resolve. */
+	res = NULL;
+	if (WT_CHECK_EQ(weft_getaddrinfo("127.0.0.1", "80", NULL, &res), 0))
+		freeaddrinfo(res);
+	return NULL;
+}
+
+Test(pool, resolver_failures_become_their_errno_values,
+     .timeout = WT_TIMEOUT(30))
+{
+	wt_run(resolver_failures_main, NULL, 2);
 }
 
 static atomic_int nxdomain_rc;
@@ -1405,6 +1563,90 @@ static void *no_thread_runner(void *arg)
 
 	n->run_rc = weft_run(no_thread_main, n, &c, NULL);
 	return NULL;
+}
+
+/*
+ * The other half of that promise: a pool that cannot start a thread but
+ * has one running queues the call behind it instead of failing. One call
+ * holds the pool's one thread in gate_fn; the worker (the thread that
+ * starts pool threads) is then refused clone; a second call waits, and
+ * runs once the first is done.
+ */
+struct queued_behind {
+	struct gate g;
+	int filter, rc, done_early, threads, run_rc;
+	void *result;
+};
+
+static void *queued_behind_task(void *arg)
+{
+	struct queued_behind *q = arg;
+
+	q->result = (void *)0x77;
+	q->rc = weft_run_blocking(count_fn, (void *)0x99, &q->result);
+	return NULL;
+}
+
+static void *queued_behind_main(void *arg)
+{
+	struct queued_behind *q = arg;
+	weft_task *hold, *t;
+
+	fill_pool(&q->g, &hold, 1);
+	q->filter = refuse_clone_here();
+	if (q->filter) {
+		drain_pool(&q->g, &hold, 1);
+		return NULL;
+	}
+	t = weft_spawn(queued_behind_task, q);
+	weft_sleep_ms(20);
+	q->done_early = weft_task_done(t);
+	WT_CHECK_EQ(atomic_load(&count_runs), 0);
+	drain_pool(&q->g, &hold, 1);
+	WT_CHECK_EQ(weft_await(t, NULL), 0);
+	weft_task_release(t);
+	q->threads = pool_threads();
+	return NULL;
+}
+
+static void *queued_behind_runner(void *arg)
+{
+	struct queued_behind *q = arg;
+	struct weft_config c = config(1, 0, 0);
+
+	q->run_rc = weft_run(queued_behind_main, q, &c, NULL);
+	return NULL;
+}
+
+Test(pool, a_pool_that_cannot_start_a_thread_queues_behind_a_running_one,
+     .timeout = WT_TIMEOUT(20))
+{
+	struct queued_behind q;
+	pthread_t th;
+
+	memset(&q, 0, sizeof(q));
+	atomic_store(&count_runs, 0);
+	/* On a thread of its own, as in the test below. */
+	cr_assert_eq(pthread_create(&th, NULL, queued_behind_runner, &q), 0);
+	cr_assert_eq(pthread_join(th, NULL), 0);
+	if (q.run_rc == -EPERM || q.run_rc == -ENOSYS)
+		cr_skip_test("io_uring refused by the kernel: %s",
+			     weft_strerror(q.run_rc));
+	cr_assert_eq(q.run_rc, 0, "weft_run() = %d (%s)", q.run_rc,
+		     weft_strerror(q.run_rc));
+	wt_assert_no_failures();
+	WT_LEAK_ASSERT();
+	if (q.filter == -EINVAL || q.filter == -ENOSYS || q.filter == -EACCES)
+		cr_skip_test("no seccomp filters here: %s", strerror(-q.filter));
+	cr_assert_eq(q.filter, 0, "seccomp: %s", strerror(-q.filter));
+	cr_assert_eq(q.done_early, 0, "the second call returned (%d, %s) "
+				      "while the pool's thread was busy",
+		     q.rc, weft_strerror(q.rc));
+	cr_assert_eq(q.rc, 0, "the queued call: %d (%s)", q.rc,
+		     weft_strerror(q.rc));
+	cr_assert_eq(q.result, (void *)0x99);
+	cr_assert_eq(atomic_load(&count_runs), 1);
+	cr_assert_eq(q.threads, 1, "%d pool threads", q.threads);
 }
 
 Test(pool, empty_pool_that_cannot_start_a_thread_returns_eagain,

@@ -373,10 +373,13 @@ static uint64_t sigterm_try(void)
 	weft_proc *p;
 	uint64_t t0, took;
 	int code = INT_MIN;
+	pid_t pid;
 
 	if (!WT_CHECK_EQ(weft_proc_spawn(&p, sleep10, &sleep_opts), 0))
 		return 0;
-	WT_CHECK(weft_proc_pid(p) > 0);
+	pid = weft_proc_pid(p);
+	WT_CHECK(pid > 0);
+	WT_CHECK_EQ(getpgid(pid), getpgid(0)); /* a process, of ours */
 	WT_CHECK_EQ(weft_proc_stdin(p), -1);
 	WT_CHECK_EQ(weft_proc_stdout(p), -1);
 	WT_CHECK_EQ(weft_proc_close_stdin(p), -EBADF);
@@ -392,6 +395,8 @@ static uint64_t sigterm_try(void)
 	WT_CHECK_EQ(weft_proc_wait(p, &code), 0);
 	WT_CHECK_EQ(code, -SIGTERM);
 	WT_CHECK_EQ(weft_proc_kill(p, SIGTERM), -ESRCH);
+	/* The pid stays readable after the reap (for logs). */
+	WT_CHECK_EQ(weft_proc_pid(p), pid);
 	weft_proc_destroy(p);
 	return took;
 }

@@ -23,6 +23,10 @@
 
 WT_SUITE(runtime, 120);
 
+/* How long a helper waits for a flag before it gives up (then a check
+ * fails). */
+#define GATE_WAIT_MS (10000u * WT_SLOW)
+
 #define HOUR (3600 * SEC)
 
 extern char **environ;
@@ -987,6 +991,90 @@ Test(runtime, create_run_run_again_run_forever_close,
 	WT_LEAK_ASSERT();
 }
 
+/*
+ * -ESHUTDOWN while shutting down, not only once closed: a thread outside
+ * the runtime calls weft_call_soon_threadsafe() and weft_spawn_opts()
+ * after weft_run()'s main has returned while a shielded task still keeps
+ * the runtime in its grace period. Neither callback may run.
+ */
+struct late_call {
+	weft_runtime *rt;
+	weft_event *never;
+	atomic_int in_shutdown; /* the late task saw its cancellation */
+	atomic_int reported;    /* the outside thread has called */
+	atomic_int callback_ran;
+	int wait_rc, soon_rc, spawn_rc;
+};
+
+static void *late_callback(void *arg)
+{
+	atomic_store(&((struct late_call *)arg)->callback_ran, 1);
+	return NULL;
+}
+
+static void *late_task(void *arg)
+{
+	struct late_call *l = arg;
+
+	/* Cancelled by the shutdown sweep, which starts after main returned
+	 * and shutdown began (lifecycle.c, weft__lifecycle_drain). */
+	l->wait_rc = weft_event_wait(l->never);
+	weft_shield_begin();
+	atomic_store(&l->in_shutdown, 1);
+	for (unsigned i = 0; i < GATE_WAIT_MS && !atomic_load(&l->reported);
+	     i++)
+		weft_sleep(MS);
+	weft_shield_end();
+	return NULL;
+}
+
+static void *late_outsider(void *arg)
+{
+	struct late_call *l = arg;
+	struct weft_spawn_opts o = { .flags = WEFT_SPAWN_DETACHED };
+
+	for (unsigned i = 0; i < GATE_WAIT_MS && !atomic_load(&l->in_shutdown);
+	     i++)
+		wt_sleep_ms(1);
+	o.runtime = l->rt; /* stored by main, before in_shutdown was set */
+	l->soon_rc = weft_call_soon_threadsafe(l->rt, NULL, late_callback, l);
+	l->spawn_rc = weft_spawn_opts(NULL, late_callback, l, &o);
+	atomic_store(&l->reported, 1);
+	return NULL;
+}
+
+static void *late_main(void *arg)
+{
+	struct late_call *l = arg;
+
+	l->rt = weft_runtime_self();
+	WT_CHECK_EQ(weft_event_create(&l->never), 0);
+	weft_task_release(weft_spawn(late_task, l));
+	weft_yield();
+	return NULL;
+}
+
+Test(runtime, calls_from_outside_during_the_shutdown_grace_get_eshutdown,
+     .timeout = WT_TIMEOUT(20))
+{
+	struct late_call l;
+	struct weft_config cfg = { .workers = 2, .shutdown_grace_ms = 10000 };
+	pthread_t th;
+
+	memset(&l, 0, sizeof(l));
+	cr_assert_eq(pthread_create(&th, NULL, late_outsider, &l), 0);
+	wt_run_cfg(late_main, &l, &cfg);
+	cr_assert_eq(pthread_join(th, NULL), 0);
+	weft_event_destroy(l.never);
+	cr_assert_eq(l.wait_rc, -ECANCELED);
+	cr_assert_eq(atomic_load(&l.in_shutdown), 1);
+	cr_assert_eq(l.soon_rc, -ESHUTDOWN, "call_soon_threadsafe: %d (%s)",
+		     l.soon_rc, weft_strerror(l.soon_rc));
+	cr_assert_eq(l.spawn_rc, -ESHUTDOWN, "spawn_opts: %d (%s)", l.spawn_rc,
+		     weft_strerror(l.spawn_rc));
+	cr_assert_eq(atomic_load(&l.callback_ran), 0);
+}
+
 static void *stop_flag_main(void *arg)
 {
 	int *seen = arg;
@@ -1614,6 +1702,63 @@ Test(runtime, weft_run_returns_with_no_thread_or_descriptor_left,
 			     "%d descriptors after a 4-worker run, %d before",
 			     fd_count(), fds);
 	}
+}
+
+/*
+ * The same promise for threads that exited but were never joined: they
+ * leave /proc/self/task at once, but keep their stacks mapped (8 MiB each
+ * by default) until joined. 40 runs of 4 workers and a pool thread would
+ * leave 160 such stacks, well over a GiB of address space; joined ones
+ * leave none (glibc caches a few freed stacks, 40 MiB at most).
+ */
+static long vm_size_kib(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	long kib = -1;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmSize: %ld kB", &kib) == 1)
+			break;
+	fclose(f);
+	return kib;
+}
+
+static void *one_blocking_call(void *arg)
+{
+	(void)arg;
+	return arg;
+}
+
+static void *blocking_call_main(void *arg)
+{
+	void *r = NULL;
+
+	WT_CHECK_EQ(weft_run_blocking(one_blocking_call, arg, &r), 0);
+	WT_CHECK_PTR_EQ(r, arg);
+	return NULL;
+}
+
+Test(runtime, every_thread_of_a_run_is_joined_before_weft_run_returns,
+     .timeout = WT_TIMEOUT(60))
+{
+	long before, after;
+	int x;
+
+	wt_run(blocking_call_main, &x, 4);
+	before = vm_size_kib();
+	cr_assert_gt(before, 0, "cannot read VmSize");
+	for (int i = 0; i < 40; i++)
+		wt_run(blocking_call_main, &x, 4);
+	after = vm_size_kib();
+	cr_log_info("VmSize %ld kB before 40 runs, %ld kB after", before,
+		    after);
+	cr_assert_lt(after - before, 256 * 1024,
+		     "address space grew by %ld kB over 40 runs: threads "
+		     "left unjoined keep their stacks",
+		     after - before);
 }
 
 /* weft.h, weft_stop_requested(): "Stays 1 after the run it stopped has
