@@ -547,6 +547,7 @@ struct weft_runtime {
 	atomic_ulong stk_warm_hint; /* stk_warm_n, readable without lock */
 	uint64_t stk_trim_at;       /* armed trim moment (ns), 0: none */
 	struct weft__slab *stk_slabs;
+	unsigned long stk_unarmed;  /* stacks of stk_slabs without a guard */
 	size_t stk_guard;     /* guard bytes below each stack */
 	int stk_guard_mode;   /* 0 none, 1 madvise guard, 2 mprotect */
 

@@ -84,8 +84,13 @@ enum { GUARD_MADVISE = 1, GUARD_MPROTECT = 2 };
  *
  * A stack is in a free list or in use only once its guard is installed;
  * until then its bit in `unarmed` is set and only the slab knows of it.
- * Only the newest slab (rt->stk_slabs) ever has unarmed stacks: a new slab
- * is mapped only when the newest has none left to arm (slab_refill).
+ * A new slab is mapped and armed outside stk_lock by the thread that
+ * found the pool empty (an mmap and 32 guard installs take tens of
+ * microseconds, which every other thread wanting a stack used to wait out
+ * on the spinlock), then published under it. A slab whose guards could
+ * not all be installed keeps its unarmed stacks, counted in
+ * rt->stk_unarmed, and later refills arm them (under the lock: it only
+ * happens near vm.max_map_count) before they map anything new.
  */
 struct weft__slab {
 	struct weft__slab *next;
@@ -182,58 +187,86 @@ static void stack_deregister(struct weft__stack *s)
 }
 
 /*
- * Installs the guards of sl's unarmed stacks, in address order, and puts
- * each armed stack into the cold free list. Stops at the first failure:
- * the next would fail the same way. Returns 0 if at least one stack was
- * armed, else the error. Called with stk_lock.
+ * Installs the guards of sl's unarmed stacks, in address order, and links
+ * each armed stack into *list. Stops at the first failure: the next would
+ * fail the same way. Returns how many were armed, and the error in *err.
+ * Needs no lock for a slab nobody else knows of; stk_lock for a published
+ * one.
  */
-static int slab_arm(struct weft_runtime *rt, struct weft__slab *sl)
+static unsigned slab_arm(struct weft_runtime *rt, struct weft__slab *sl,
+			 struct weft__stack **list, int *err)
 {
 	size_t slot = rt->stk_guard + rt->stack_size;
-	int err = -ENOMEM, armed = 0;
+	unsigned armed = 0;
 
+	*err = -ENOMEM;
 	while (sl->unarmed) {
 		unsigned i = (unsigned)__builtin_ctz(sl->unarmed);
 		struct weft__stack *s = &sl->desc[i];
 
-		err = install_guard(rt, (char *)sl->mem + i * slot,
-				    rt->stk_guard);
-		if (err < 0)
+		*err = install_guard(rt, (char *)sl->mem + i * slot,
+				     rt->stk_guard);
+		if (*err < 0)
 			break;
 		sl->unarmed &= ~(1u << i);
-		s->next = rt->stk_free;
-		rt->stk_free = s;
+		s->next = *list;
+		*list = s;
 		armed++;
 	}
-	return armed ? 0 : err;
+	return armed;
 }
 
 /*
- * Puts at least one arena stack into the (empty) cold free list: arms
- * stacks the newest slab still holds unarmed, or else maps a new slab and
- * arms what it can of it. Returns 0, or -errno when no mapping could be
- * made or no guard installed (the caller's task then fails to start with
- * -ENOMEM). Called with stk_lock.
+ * Arms stacks that published slabs still hold unarmed, into the cold free
+ * list. Returns 0 if at least one was armed, else the error. Called with
+ * stk_lock, only while rt->stk_unarmed is not 0.
  */
-static int slab_refill(struct weft_runtime *rt)
+static int slab_rearm(struct weft_runtime *rt)
+{
+	struct weft__slab *sl;
+	int err = -ENOMEM;
+
+	for (sl = rt->stk_slabs; sl; sl = sl->next) {
+		unsigned n;
+
+		if (!sl->unarmed)
+			continue;
+		n = slab_arm(rt, sl, &rt->stk_free, &err);
+		rt->stk_unarmed -= n;
+		if (n)
+			return 0;
+		if (err < 0)
+			break; /* the next would fail the same way */
+	}
+	return err;
+}
+
+/*
+ * Maps a new slab and arms what it can of it, outside stk_lock: nobody
+ * else knows of the slab until slab_publish(). Returns it with its armed
+ * stacks in *armed, or NULL when no mapping could be made or no guard
+ * installed (the caller's task then fails to start with -ENOMEM).
+ */
+static struct weft__slab *slab_new(struct weft_runtime *rt,
+				   struct weft__stack **armed)
 {
 	size_t slot = rt->stk_guard + rt->stack_size;
 	size_t len = slot * WEFT__STK_SLAB;
-	struct weft__slab *sl = rt->stk_slabs;
+	struct weft__slab *sl;
 	char *mem;
 	unsigned i;
+	int err;
 
-	if (sl && sl->unarmed)
-		return slab_arm(rt, sl);
+	*armed = NULL;
 	sl = weft__calloc(1, sizeof(*sl));
 	if (!sl)
-		return -ENOMEM;
+		return NULL;
 	mem = mmap(NULL, len, PROT_READ | PROT_WRITE,
 		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1,
 		   0);
 	if (mem == MAP_FAILED) {
 		weft__free(sl);
-		return -ENOMEM;
+		return NULL;
 	}
 	sl->mem = mem;
 	sl->len = len;
@@ -243,12 +276,36 @@ static int slab_refill(struct weft_runtime *rt)
 		s->size = rt->stack_size;
 		s->arena = true;
 		s->cold = true;
-		stack_register(s);
 	}
 	sl->unarmed = (uint32_t)((1ull << WEFT__STK_SLAB) - 1);
+	if (!slab_arm(rt, sl, armed, &err)) {
+		/* Not one guard: keep nothing of it. */
+		munmap(mem, len);
+		weft__free(sl);
+		return NULL;
+	}
+	for (i = 0; i < WEFT__STK_SLAB; i++)
+		stack_register(&sl->desc[i]);
+	return sl;
+}
+
+/* Makes a slab from slab_new() known: its armed stacks (a list, maybe
+ * empty) join the cold free list, its unarmed ones are counted for
+ * slab_rearm(). Called with stk_lock. */
+static void slab_publish(struct weft_runtime *rt, struct weft__slab *sl,
+			 struct weft__stack *armed)
+{
+	struct weft__stack *tail = armed;
+
+	if (tail) {
+		while (tail->next)
+			tail = tail->next;
+		tail->next = rt->stk_free;
+		rt->stk_free = armed;
+	}
+	rt->stk_unarmed += (unsigned)__builtin_popcount(sl->unarmed);
 	sl->next = rt->stk_slabs;
 	rt->stk_slabs = sl;
-	return slab_arm(rt, sl);
 }
 
 static struct weft__stack *stack_own(struct weft_runtime *rt, size_t size)
@@ -301,13 +358,23 @@ struct weft__stack *weft__stack_get(struct weft__worker *w, size_t size)
 		if ((s = rt->stk_warm)) {
 			rt->stk_warm = s->next;
 			rt->stk_warm_n--;
-		} else {
-			if (!rt->stk_free && slab_refill(rt) < 0) {
-				weft__spin_unlock(&rt->stk_lock);
-				return NULL;
-			}
+		} else if (rt->stk_free ||
+			   (rt->stk_unarmed && slab_rearm(rt) == 0)) {
 			s = rt->stk_free;
 			rt->stk_free = s->next;
+		} else {
+			struct weft__slab *sl;
+			struct weft__stack *armed;
+
+			/* Empty: map and arm a slab without the lock (two
+			 * threads may both do so; each keeps its own). */
+			weft__spin_unlock(&rt->stk_lock);
+			sl = slab_new(rt, &armed);
+			if (!sl)
+				return NULL;
+			s = armed;
+			weft__spin_lock(&rt->stk_lock);
+			slab_publish(rt, sl, s->next);
 		}
 		weft__spin_unlock(&rt->stk_lock);
 	}
@@ -466,6 +533,7 @@ void weft__stack_fini(struct weft_runtime *rt)
 		weft__free(sl);
 	}
 	rt->stk_slabs = NULL;
+	rt->stk_unarmed = 0;
 	rt->stk_free = NULL;
 	rt->stk_warm = NULL;
 	rt->stk_warm_n = 0;
