@@ -557,7 +557,11 @@ static inline int weft_ptr_err(const void *p)
  *     passes, or the call's own timeout (the *_timeout variants, relative
  *     ns; 0 polls, WEFT_NEVER waits for ever);
  *   - works from a thread outside any runtime too (it then blocks that
- *     thread; no cancellation there), except where a call says otherwise.
+ *     thread; no cancellation there), except where a call says otherwise;
+ *   - counts against the task's cooperative budget when it completes
+ *     without suspending (a free lock or permit, a set event, a finished
+ *     future, a channel ready at once): after 128 such calls in a row the
+ *     task yields, so a loop of them cannot starve its worker.
  * Non-waiting calls (try_*, set, release, close, notify) work from any
  * thread. Objects are created with *_create() (-ENOMEM, -EINVAL) and freed
  * with *_destroy(), which the caller may call only once nothing waits on

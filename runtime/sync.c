@@ -352,12 +352,15 @@ int weft_future_await_timeout(weft_future *f, void **value,
 	if (!f)
 		return -EINVAL;
 	/* Acquire pairs with the release in future_complete(). */
-	if (atomic_load_explicit(&f->done, memory_order_acquire))
+	if (atomic_load_explicit(&f->done, memory_order_acquire)) {
+		weft__coop_tick(); /* done without suspending: counts */
 		return future_result(f, value);
+	}
 	weft__wnode_init(&n, NULL);
 	weft__spin_lock(&f->lock);
 	if (atomic_load_explicit(&f->done, memory_order_relaxed)) {
 		weft__spin_unlock(&f->lock);
+		weft__coop_tick();
 		return future_result(f, value);
 	}
 	err = wait_on(&f->lock, &f->waiters, &n,
@@ -444,12 +447,15 @@ int weft_event_wait_timeout(weft_event *e, uint64_t timeout_ns)
 
 	if (!e)
 		return -EINVAL;
-	if (atomic_load_explicit(&e->set, memory_order_acquire))
+	if (atomic_load_explicit(&e->set, memory_order_acquire)) {
+		weft__coop_tick(); /* done without suspending: counts */
 		return 0;
+	}
 	weft__wnode_init(&n, NULL);
 	weft__spin_lock(&e->lock);
 	if (atomic_load_explicit(&e->set, memory_order_relaxed)) {
 		weft__spin_unlock(&e->lock);
+		weft__coop_tick();
 		return 0;
 	}
 	return wait_on(&e->lock, &e->waiters, &n,
@@ -531,6 +537,11 @@ int weft_lock_acquire_timeout(weft_lock *l, uint64_t timeout_ns)
 {
 	if (!l)
 		return -EINVAL;
+	/* Every acquire counts against the cooperative budget, an
+	 * uncontended one too; counted before taking the lock, so that the
+	 * yield it may cause does not hold the lock over a round. (The
+	 * condition's re-acquire does not count: its wait suspended.) */
+	weft__coop_tick();
 	return lock_acquire(l, weft__wait_deadline(timeout_ns));
 }
 
@@ -634,6 +645,8 @@ int weft_sem_acquire_timeout(weft_sem *s, uint64_t timeout_ns)
 	if (!s)
 		return -EINVAL;
 	d = weft__wait_deadline(timeout_ns);
+	/* Counts against the budget before taking a permit, as the lock. */
+	weft__coop_tick();
 	weft__spin_lock(&s->lock);
 	if (s->value) {
 		/* value > 0 implies nobody waits (hand-off invariant). */

@@ -3034,3 +3034,111 @@ Test(sync, event_sem_and_cond_waits_from_a_plain_thread_block_until_a_task_acts,
 		weft_lock_destroy(fw.l);
 	}
 }
+
+/*
+ * The cooperative budget (weft.h): an operation that completes without
+ * suspending counts against it like one that suspends, so a task looping
+ * on it still lets the other tasks of its worker run. Issue 17 found four
+ * that did not count: an uncontended lock acquire, a wait on a set event,
+ * an await of a finished future and a semaphore acquire with permits
+ * free. On one worker a ticker yields in a loop while main makes 200,000
+ * such calls: with the budget (one yield per 128) it runs about 1,562
+ * times; without, not once.
+ */
+#define COOP_CALLS 200000
+
+enum { CO_LOCK, CO_EVENT, CO_FUTURE, CO_SEM, CO_N };
+static const char *const coop_names[CO_N] = {
+	"weft_lock_acquire (uncontended)", "weft_event_wait (set)",
+	"weft_future_await (done)", "weft_sem_acquire (permits free)"
+};
+
+struct coop {
+	int kind;
+	atomic_int stop;
+	long ticks;
+};
+
+static void *coop_ticker(void *arg)
+{
+	struct coop *c = arg;
+
+	while (!atomic_load(&c->stop)) {
+		c->ticks++;
+		weft_yield();
+	}
+	return NULL;
+}
+
+static void *coop_main(void *arg)
+{
+	struct coop *c = arg;
+	weft_lock *l = NULL;
+	weft_event *e = NULL;
+	weft_future *f = NULL;
+	weft_sem *s = NULL;
+	weft_task *t;
+	long ticks, i;
+
+	WT_CHECK_EQ(weft_lock_create(&l), 0);
+	WT_CHECK_EQ(weft_event_create(&e), 0);
+	WT_CHECK_EQ(weft_future_create(&f), 0);
+	WT_CHECK_EQ(weft_sem_create(&s, 1, 0), 0);
+	weft_event_set(e);
+	WT_CHECK_EQ(weft_future_set(f, f), 0);
+	t = weft_spawn(coop_ticker, c);
+	weft_yield(); /* the ticker has started */
+	c->ticks = 0;
+	for (i = 0; i < COOP_CALLS; i++) {
+		int rc = 0;
+		void *v;
+
+		switch (c->kind) {
+		case CO_LOCK:
+			rc = weft_lock_acquire(l);
+			weft_lock_release(l);
+			break;
+		case CO_EVENT:
+			rc = weft_event_wait(e);
+			break;
+		case CO_FUTURE:
+			rc = weft_future_await(f, &v);
+			break;
+		case CO_SEM:
+			rc = weft_sem_acquire(s);
+			weft_sem_release(s);
+			break;
+		}
+		if (!WT_CHECK_EQ(rc, 0))
+			break;
+	}
+	ticks = c->ticks;
+	atomic_store(&c->stop, 1);
+	WT_CHECK_EQ(weft_await(t, NULL), 0);
+	weft_task_release(t);
+	c->ticks = ticks;
+	weft_lock_destroy(l);
+	weft_event_destroy(e);
+	weft_future_destroy(f);
+	weft_sem_destroy(s);
+	return NULL;
+}
+
+Test(sync, calls_that_complete_at_once_count_against_the_budget,
+     .timeout = WT_TIMEOUT(30))
+{
+	for (int k = 0; k < CO_N; k++) {
+		struct coop c;
+
+		memset(&c, 0, sizeof(c));
+		c.kind = k;
+		wt_run(coop_main, &c, 1);
+		cr_log_info("%s: the ticker ran %ld times in %d calls",
+			    coop_names[k], c.ticks, COOP_CALLS);
+		/* 1,562 expected; well above 0 is the point. */
+		cr_assert_geq(c.ticks, COOP_CALLS / 128 / 2,
+			      "%s: the ticker ran %ld times in %d calls that "
+			      "never suspended",
+			      coop_names[k], c.ticks, COOP_CALLS);
+	}
+}
