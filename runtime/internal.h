@@ -606,8 +606,6 @@ struct weft__worker *weft__worker_self(void);
 void weft__worker_set_self(struct weft__worker *w);
 
 /* task.c */
-int weft__task_alloc(struct weft_runtime *rt, struct weft__worker *w,
-		     struct weft_task **out);
 void weft__task_unref(struct weft_task *t);
 void weft__task_entry(void *arg, void *ctx) __attribute__((noreturn));
 void weft__task_wake(struct weft_task *t);

@@ -335,30 +335,40 @@ static struct weft_task *cb_take(struct weft_runtime *rt, unsigned want,
 	return head;
 }
 
-int weft__task_alloc(struct weft_runtime *rt, struct weft__worker *w,
-		     struct weft_task **out)
+/* The shared pool's part of task_alloc(): out of line, so that the
+ * common case (a block from the worker's cache) inlines into spawn. */
+static __attribute__((noinline)) struct weft_task *
+task_alloc_shared(struct weft_runtime *rt, struct weft__worker *w)
+{
+	struct weft_task *t;
+	unsigned got;
+
+	weft__spin_lock(&rt->cb_lock);
+	t = cb_take(rt, w ? WEFT__CB_CACHE / 2 : 1, &got);
+	weft__spin_unlock(&rt->cb_lock);
+	if (t && w && got > 1) {
+		w->cb_free = t->qnext;
+		w->cb_n = got - 1;
+	}
+	return t;
+}
+
+/* A free block (FREE), from the calling worker's cache if it has one
+ * (w may be NULL: a thread outside the runtime), or NULL: out of memory. */
+static inline struct weft_task *task_alloc(struct weft_runtime *rt,
+					   struct weft__worker *w)
 {
 	struct weft_task *t;
 
-	if (w && w->cb_free) {
+	if (weft__likely(w && w->cb_free)) {
 		t = w->cb_free;
 		w->cb_free = t->qnext;
 		w->cb_n--;
-	} else {
-		unsigned got;
-		weft__spin_lock(&rt->cb_lock);
-		t = cb_take(rt, w ? WEFT__CB_CACHE / 2 : 1, &got);
-		weft__spin_unlock(&rt->cb_lock);
-		if (!t)
-			return -ENOMEM;
-		if (w && got > 1) {
-			w->cb_free = t->qnext;
-			w->cb_n = got - 1;
-		}
+	} else if (!(t = task_alloc_shared(rt, w))) {
+		return NULL;
 	}
 	t->qnext = NULL;
-	*out = t;
-	return 0;
+	return t;
 }
 
 static void cb_free(struct weft_task *t)
@@ -561,9 +571,11 @@ void weft__task_drop_all(struct weft_runtime *rt)
 /* ---- spawn ------------------------------------------------------------ */
 
 /* Fills a fresh block and queues it. `refs` is 1 (detached) or 2. */
-static void task_start(struct weft_runtime *rt, struct weft__worker *w,
-		       struct weft_task *t, weft_fn fn, void *arg,
-		       const struct weft_spawn_opts *opts, unsigned refs)
+/* Inline: spawn's every argument would otherwise be passed through. */
+static inline __attribute__((always_inline)) void
+task_start(struct weft_runtime *rt, struct weft__worker *w,
+	   struct weft_task *t, weft_fn fn, void *arg,
+	   const struct weft_spawn_opts *opts, unsigned refs)
 {
 	unsigned flags = opts ? opts->flags : 0;
 
@@ -633,11 +645,11 @@ static int spawn(weft_task **out, weft_fn fn, void *arg,
 	if (!w && (err = weft__lifecycle_enter(rt)) < 0)
 		return err;
 
-	err = weft__task_alloc(rt, w, &t);
-	if (err < 0) {
+	t = task_alloc(rt, w);
+	if (!t) {
 		if (!w)
 			weft__lifecycle_leave(rt);
-		return err;
+		return -ENOMEM;
 	}
 	task_start(rt, w, t, fn, arg, opts, detached ? 1 : 2);
 	t->start_at = start_at;
@@ -676,11 +688,10 @@ int weft__spawn_main(struct weft_runtime *rt, weft_fn fn, void *arg,
 {
 	struct weft_spawn_opts o = { .name = "main" };
 	struct weft__worker *w = rt->workers[0];
-	struct weft_task *t;
-	int err = weft__task_alloc(rt, w, &t);
+	struct weft_task *t = task_alloc(rt, w);
 
-	if (err < 0)
-		return err;
+	if (!t)
+		return -ENOMEM;
 	/* Two references: the task's own and weft_run()'s, which is never
 	 * given back (the pool is freed whole). */
 	task_start(rt, w, t, fn, arg, &o, 2);

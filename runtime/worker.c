@@ -366,10 +366,10 @@ static __attribute__((noinline)) bool prepare_first(struct weft__worker *w,
 		return false;
 	}
 	t->stack = s;
-	t->sp = weft__ctx_make(s->lo, s->lo + s->size, weft__task_entry, t);
 	/* The spawner's floating-point control state, not whatever the
 	 * task switching out here happens to run with. */
-	weft__ctx_set_fpctl(t->sp, t->fpctl);
+	t->sp = weft__ctx_make(s->lo, s->lo + s->size, weft__task_entry, t,
+			       t->fpctl);
 #ifdef WEFT__TSAN
 	t->tsan_fiber = __tsan_create_fiber(0);
 	__tsan_set_fiber_name(t->tsan_fiber, t->name);

@@ -151,7 +151,7 @@ static int sc_run_checks(void)
 	sc_set_fpmode(0);
 	sc_co_bad = 0;
 	sc_co_fp = weft__fpctl_get(); /* a new context starts with ours */
-	sc_co_sp = weft__ctx_make(stk, stk + sz, sc_entry, NULL);
+	sc_co_sp = weft__ctx_make(stk, stk + sz, sc_entry, NULL, sc_co_fp);
 	if ((line = SC_GUARD(1)))
 		return line;
 	for (uint64_t i = 0; i < 10000; i++) {
@@ -239,8 +239,7 @@ static int sc_run_new_context_checks(void)
 		want = weft__fpctl_get();
 		sc_set_fpmode(m ^ 63); /* the maker's: every bit the other way */
 		mine = weft__fpctl_get();
-		sp = weft__ctx_make(stk, stk + sz, sc_new_entry, NULL);
-		weft__ctx_set_fpctl(sp, want);
+		sp = weft__ctx_make(stk, stk + sz, sc_new_entry, NULL, want);
 		sc_new_fp = ~want;
 		sc_switch(&sc_main_sp, sp, NULL);
 		if (sc_new_fp != want)

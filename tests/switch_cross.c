@@ -105,7 +105,8 @@ static void pac_probe(void)
 {
 	size_t sz = 64 * 1024;
 	char *stk = malloc(sz);
-	uint64_t *sp = weft__ctx_make(stk, stk + sz, sc_entry, NULL);
+	uint64_t *sp = weft__ctx_make(stk, stk + sz, sc_entry, NULL,
+				      weft__fpctl_get());
 
 	sp[11] = (uint64_t)(uintptr_t)weft__ctx_entry + WEFT__CTX_ENTRY_SKIP;
 	weft__ctx_switch(&sc_main_sp, sp, NULL);

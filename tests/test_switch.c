@@ -54,7 +54,7 @@ Test(switch, new_context_starts_with_an_aligned_stack)
 	for (int off = 0; off < 64; off += 8) {
 		al_frame = 1;
 		al_co_sp = weft__ctx_make(stk, stk + 64 * 1024 + off,
-					  al_entry, NULL);
+					  al_entry, NULL, weft__fpctl_get());
 		weft__ctx_switch(&al_main_sp, al_co_sp, NULL);
 		cr_assert_eq(al_frame % 16, 0,
 			     "frame %#lx misaligned for top offset %d",

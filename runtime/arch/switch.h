@@ -34,8 +34,8 @@ typedef void (*weft__ctx_fn)(void *arg, void *ctx);
 /* Floating-point control state a new context starts with (rounding mode,
  * exception masks, x87 precision, flush-to-zero): x86-64: MXCSR's control
  * bits | x87 control word << 32; AArch64: FPCR. weft__fpctl_get() reads
- * the calling thread's; weft__ctx_set_fpctl() puts one into a frame made
- * by weft__ctx_make() (which starts with the maker's own). */
+ * the calling thread's; weft__ctx_make() puts one into the frame it
+ * makes. */
 typedef uint64_t weft__fpctl;
 
 #if defined(__x86_64__)
@@ -52,30 +52,17 @@ static inline weft__fpctl weft__fpctl_get(void)
 	return (mxcsr & ~UINT32_C(0x3f)) | (uint64_t)fpucw << 32;
 }
 
-static inline void weft__ctx_set_fpctl(void *sp, weft__fpctl fp)
-{
-	uint32_t mxcsr = (uint32_t)fp;
-	uint16_t fpucw = (uint16_t)(fp >> 32);
-
-	memcpy(sp, &mxcsr, 4);
-	memcpy((char *)sp + 4, &fpucw, 2);
-}
-
-/* Lowers any raised floating-point exception flags (MXCSR's six, the x87
- * status word's) of the calling thread: a new task starts with none (the
- * switch carries control state, not the flags, which belong to the
- * thread and whatever ran on it). Reads first: the usual case writes
- * nothing. */
+/* Lowers any raised x87 exception flags of the calling thread: a new task
+ * starts with none (the switch carries control state, not the flags,
+ * which belong to the thread and whatever ran on it). MXCSR's six flags
+ * need no work here: a new context's first switch-in loads its MXCSR,
+ * which has none, whatever the thread had (switch.S, the frame's
+ * first-entry byte). Reads first: fnclex costs about 14 ns on AMD Zen,
+ * the read about 5. */
 static inline void weft__fpflags_clear(void)
 {
-	uint32_t mxcsr;
 	uint16_t sw;
 
-	__asm__ volatile("stmxcsr %0" : "=m"(mxcsr));
-	if (mxcsr & 0x3fu) {
-		mxcsr &= ~UINT32_C(0x3f);
-		__asm__ volatile("ldmxcsr %0" : : "m"(mxcsr));
-	}
 	__asm__ volatile("fnstsw %0" : "=am"(sw));
 	if (sw & 0x3fu)
 		__asm__ volatile("fnclex");
@@ -84,7 +71,7 @@ static inline void weft__fpflags_clear(void)
 /* Builds a switch frame at the top of [lo, hi) and returns its stack
  * pointer, to be passed as load_sp. */
 static inline void *weft__ctx_make(void *lo, void *hi, weft__ctx_fn fn,
-				   void *ctx)
+				   void *ctx, weft__fpctl fp)
 {
 	uintptr_t top = ((uintptr_t)hi) & ~(uintptr_t)15;
 	/* After the frame is popped and `ret` consumed its slot, rsp must be
@@ -92,15 +79,17 @@ static inline void *weft__ctx_make(void *lo, void *hi, weft__ctx_fn fn,
 	 * callee the ABI's rsp = 8 mod 16): the return slot sits at top - 24,
 	 * so rsp is top - 16 after the `ret`. */
 	uint64_t *sp = (uint64_t *)(top - 16 - WEFT__CTX_FRAME);
-	uint32_t mxcsr;
-	uint16_t fpucw;
+	uint32_t mxcsr = (uint32_t)fp & ~UINT32_C(0x3f);
+	uint16_t fpucw = (uint16_t)(fp >> 32);
+	uint8_t first = 1;
 
 	(void)lo;
-	__asm__ volatile("stmxcsr %0" : "=m"(mxcsr));
-	__asm__ volatile("fnstcw %0" : "=m"(fpucw));
 	memset(sp, 0, WEFT__CTX_FRAME + 16);
 	memcpy(&sp[0], &mxcsr, 4);
 	memcpy((char *)&sp[0] + 4, &fpucw, 2);
+	/* The first switch-in loads this MXCSR even where its control
+	 * bits match the thread's: that clears the thread's flags. */
+	memcpy((char *)&sp[0] + 6, &first, 1);
 	sp[1] = 0;			/* r15 */
 	sp[2] = 0;			/* r14 */
 	sp[3] = (uint64_t)(uintptr_t)ctx; /* r13 */
@@ -119,11 +108,6 @@ static inline weft__fpctl weft__fpctl_get(void)
 
 	__asm__ volatile("mrs %0, fpcr" : "=r"(fpcr));
 	return fpcr;
-}
-
-static inline void weft__ctx_set_fpctl(void *sp, weft__fpctl fp)
-{
-	((uint64_t *)sp)[20] = fp;
 }
 
 /* As on x86-64: FPSR's cumulative exception flags (IOC, DZC, OFC, UFC,
@@ -153,14 +137,12 @@ static inline uint64_t weft__ctx_sign_ra(uint64_t ra, uint64_t modifier)
 }
 
 static inline void *weft__ctx_make(void *lo, void *hi, weft__ctx_fn fn,
-				   void *ctx)
+				   void *ctx, weft__fpctl fpcr)
 {
 	uintptr_t top = ((uintptr_t)hi) & ~(uintptr_t)15;
 	uint64_t *sp = (uint64_t *)(top - WEFT__CTX_FRAME);
-	uint64_t fpcr;
 
 	(void)lo;
-	__asm__ volatile("mrs %0, fpcr" : "=r"(fpcr));
 	memset(sp, 0, WEFT__CTX_FRAME);
 	sp[0] = (uint64_t)(uintptr_t)fn;	/* x19 */
 	sp[1] = (uint64_t)(uintptr_t)ctx; /* x20 */

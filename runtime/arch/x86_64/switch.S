@@ -13,7 +13,7 @@
  * syscall.
  *
  * Saved frame, from load_sp upwards:
- *   [0]  mxcsr (4 bytes) | x87 cw (2 bytes) | pad
+ *   [0]  mxcsr (4 bytes) | x87 cw (2 bytes) | first entry (1) | pad
  *   [8]  r15  [16] r14  [24] r13  [32] r12  [40] rbx  [48] rbp
  *   [56] return address
  *
@@ -90,6 +90,10 @@ weft__ctx_switch:
 	.cfi_adjust_cfa_offset 8
 	stmxcsr	(%rsp)
 	fnstcw	4(%rsp)
+	movb	$0, 6(%rsp)	/* not a first entry (see below) */
+	/* What the thread runs with now, kept for the comparison below. */
+	movl	(%rsp), %ecx
+	movzwl	4(%rsp), %r8d
 	movq	%rsp, (%rdi)
 	movq	%rsi, %rsp
 	/* The CFI is unchanged, and now describes the resumed context's
@@ -99,17 +103,22 @@ weft__ctx_switch:
 	 * floating-point work leave different sticky flags behind. A load
 	 * of a different MXCSR or x87 control word costs tens of ns on
 	 * current Intel parts; comparing first makes the common case two
-	 * stores, two loads and two branches. The red zone below rsp is
-	 * ours (leaf code). */
-	stmxcsr	-8(%rsp)
-	movl	-8(%rsp), %eax
-	xorl	(%rsp), %eax
-	testl	$0xffc0, %eax
-	jz	1f
-	ldmxcsr	(%rsp)
-1:	fnstcw	-8(%rsp)
-	movzwl	-8(%rsp), %eax
-	cmpw	4(%rsp), %ax
+	 * loads and two branches. The comparison is with the values just
+	 * saved (the thread's own, nothing ran since), not a second
+	 * stmxcsr/fnstcw: on AMD Zen a stmxcsr costs about 4.5 ns, as much
+	 * as the rest of the switch (issue 12: context_switch took 26-38 ns
+	 * on EPYC, 12-17 on Xeon).
+	 * A new context's frame (weft__ctx_make) has its first-entry byte
+	 * set: its MXCSR is loaded whatever the comparison says, which
+	 * clears the flags the thread had (weft.h: a new task starts with
+	 * none raised). */
+	xorl	(%rsp), %ecx
+	testl	$0xffc0, %ecx
+	jnz	0f
+	cmpb	$0, 6(%rsp)
+	je	1f
+0:	ldmxcsr	(%rsp)
+1:	cmpw	4(%rsp), %r8w
 	je	2f
 	fldcw	4(%rsp)
 2:
