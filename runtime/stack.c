@@ -40,9 +40,19 @@
  *
  * A stack overflow runs into the guard and faults. The SIGSEGV handler,
  * on a per-worker alternate signal stack, recognises a fault inside the
- * guard of the running task's stack, prints the task's name and stack size
- * and lets the process die of the signal; any other fault goes to the
- * handler that was there before.
+ * guard of the running task's stack, or any fault while the stack pointer
+ * is below that stack, prints the task's name and stack size and lets the
+ * process die of the signal; any other fault goes to the handler that was
+ * there before. A frame larger than the guard could skip it and write
+ * into the stack below (another task's) without a fault: weft is built
+ * with -fstack-clash-protection, and passes it to code that links it
+ * (CMake package, weft.pc), so such a frame touches each page on its way
+ * down and faults in the guard. Code built without it keeps that hole.
+ * The guard stays 64 KiB: with MADV_GUARD_INSTALL a larger one costs page
+ * tables (a 1 MiB guard per stack needs about one page-table page per
+ * stack: 4 GiB for a million parked tasks), with mprotect() nothing but
+ * address space, and neither closes the hole for an unprobed frame larger
+ * still.
  *
  * Debugging: WEFT_DEBUG_STACK_GUARD=mprotect in the environment, read when
  * a runtime starts, makes it use mprotect() guards even where
@@ -54,6 +64,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -568,6 +579,22 @@ static void put_num(size_t v)
 	put_str(&buf[i]);
 }
 
+/* The stack pointer of the code that faulted, or UINTPTR_MAX if this CPU's
+ * context is not known here. */
+static uintptr_t fault_sp(void *uctx)
+{
+	ucontext_t *uc = uctx;
+
+#if defined(__x86_64__)
+	return (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
+#elif defined(__aarch64__)
+	return (uintptr_t)uc->uc_mcontext.sp;
+#else
+	(void)uc;
+	return UINTPTR_MAX;
+#endif
+}
+
 static void segv_handler(int sig, siginfo_t *si, void *uctx)
 {
 	struct weft__worker *w = weft__tls_worker;
@@ -577,7 +604,12 @@ static void segv_handler(int sig, siginfo_t *si, void *uctx)
 	if (t && t->stack) {
 		char *lo = t->stack->lo;
 		size_t guard = w->rt->stk_guard;
-		if (addr < lo && addr >= lo - guard) {
+		/* In the guard; or anywhere, with the stack pointer below the
+		 * stack: a frame larger than the guard, not probed page by
+		 * page, that jumped past it and faulted further down (in
+		 * another stack's guard, say). */
+		if ((addr < lo && addr >= lo - guard) ||
+		    fault_sp(uctx) < (uintptr_t)lo) {
 			put_str("weft: stack overflow in task '");
 			put_str(t->name);
 			put_str("' (stack size ");

@@ -75,6 +75,73 @@ static void *overflow_default_main(void *arg)
 }
 
 /*
+ * A frame larger than the guard (issue 17): a 400 KiB local array in a
+ * task with the 256 KiB default stack. Its lowest bytes lie below the
+ * 64 KiB guard, in the next stack down (another task's, in use); the
+ * write used to land there silently and the program crashed much later in
+ * the victim. Built with -fstack-clash-protection (weft's CMake adds it,
+ * and gives it to whatever links weft), the frame's allocation touches
+ * every page on its way down, so it faults in the guard first and is
+ * reported as an overflow. The neighbour is a parked task whose stack
+ * holds a pattern: the report must come before any write reached it.
+ */
+#define BIG_FRAME (400 * 1024)
+
+static __attribute__((noinline)) int big_frame(int k)
+{
+	volatile char buf[BIG_FRAME];
+
+	buf[k] = (char)k;
+	buf[BIG_FRAME - 1 - k] = (char)k;
+	return buf[k] + buf[BIG_FRAME - 1 - k];
+}
+
+static void *big_frame_task(void *arg)
+{
+	(void)arg;
+	return (void *)(intptr_t)big_frame(1);
+}
+
+static void *neighbour_task(void *arg)
+{
+	/* Holds its stack, parked, with a pattern on it. */
+	volatile char pattern[8192];
+
+	memset((char *)pattern, 0x5a, sizeof(pattern));
+	weft_event_wait(arg);
+	for (size_t i = 0; i < sizeof(pattern); i++)
+		if (pattern[i] != 0x5a)
+			return (void *)1;
+	return NULL;
+}
+
+static void *big_frame_main(void *arg)
+{
+	struct weft_spawn_opts o = { .name = "big-frame" };
+	weft_task *n[8], *t;
+	weft_event *e;
+
+	(void)arg;
+	if (weft_event_create(&e) < 0)
+		return NULL;
+	/* Neighbours first: the stacks below and above the big frame's. */
+	for (int i = 0; i < 8; i++)
+		n[i] = weft_spawn(neighbour_task, e);
+	weft_yield();
+	if (weft_spawn_opts(&t, big_frame_task, NULL, &o) == 0)
+		weft_await(t, NULL);
+	/* Not reached when the overflow is reported. */
+	weft_event_set(e);
+	for (int i = 0; i < 8; i++) {
+		void *r = NULL;
+		weft_await(n[i], &r);
+		if (r)
+			fprintf(stderr, "a neighbour's stack was overwritten\n");
+	}
+	return NULL;
+}
+
+/*
  * The overflow scenarios run in a child process: this same executable,
  * started afresh with WT_STACK_CHILD=<scenario> in its environment, runs
  * the scenario from a constructor (before Criterion's main) and exits 0 if
@@ -108,6 +175,9 @@ static void __attribute__((constructor)) stack_child_entry(void)
 		/* Every field zero: the 256 KiB default stack. */
 		cfg.workers = 1;
 		fn = overflow_default_main;
+	} else if (strcmp(sc, "bigframe") == 0) {
+		cfg.workers = 1;
+		fn = big_frame_main;
 	} else if (strcmp(sc, "exhaust") == 0) {
 		void *r = (void *)3;
 		cfg.workers = 1;
@@ -235,6 +305,17 @@ Test(stack, overflow_into_an_mprotect_guard_is_reported,
 	assert_died_of_overflow(&res, "deep-recursion", "65536");
 	run_in_child_env("default", "WEFT_DEBUG_STACK_GUARD=mprotect", &res);
 	assert_died_of_overflow(&res, "task", "131072");
+}
+
+Test(stack, a_frame_larger_than_the_guard_is_reported_as_an_overflow,
+     .timeout = WT_TIMEOUT(20))
+{
+	struct child_result res;
+
+	run_in_child("bigframe", &res);
+	assert_died_of_overflow(&res, "big-frame", "262144");
+	run_in_child_env("bigframe", "WEFT_DEBUG_STACK_GUARD=mprotect", &res);
+	assert_died_of_overflow(&res, "big-frame", "262144");
 }
 
 /* ---- guards when mappings run out (issue 9, bug 3) ---------------------- */
