@@ -298,15 +298,25 @@ WEFT_API unsigned weft_worker_count(void);
  * need not use thread-locals, which change under a migrating task).
  * A key is created once; each task sees NULL until it sets a value. When a
  * task ends, the destructor (if any) runs on each non-NULL value, in the
- * task, before awaiters are woken. At most WEFT_TLS_KEYS keys per process.
+ * task, before awaiters are woken. At most WEFT_TLS_KEYS keys exist at a
+ * time in a process; a deleted key's place can be taken by a new key.
  */
 #define WEFT_TLS_KEYS 64
 typedef unsigned weft_tls_key;
-/* Returns 0 and stores the key, or -EAGAIN when all keys are taken. */
+/* Returns 0 and stores the key, or -EAGAIN when WEFT_TLS_KEYS keys exist.
+ * Any thread. */
 WEFT_API int weft_tls_key_create(weft_tls_key *key, void (*destructor)(void *));
-/* Returns 0, -EINVAL (bad key), -EPERM (not in a task), -ENOMEM. */
+/* Deletes key (pthread_key_delete): the values tasks stored under it are
+ * dropped without its destructor, and the key is invalid from now on, also
+ * once its place is given to a new key (which starts with NULL in every
+ * task). Returns 0, or -EINVAL for a key that does not exist (never
+ * created, or deleted already). Any thread. */
+WEFT_API int weft_tls_key_delete(weft_tls_key key);
+/* Returns 0, -EINVAL (a key that does not exist), -EPERM (not in a task),
+ * -ENOMEM. */
 WEFT_API int weft_tls_set(weft_tls_key key, void *value);
-/* The calling task's value for key, or NULL. */
+/* The calling task's value for key, or NULL (also for a key that does not
+ * exist, and outside a task). */
 WEFT_API void *weft_tls_get(weft_tls_key key);
 
 /* ---- time ---------------------------------------------------------------

@@ -225,6 +225,12 @@ struct weft__waiter;
  * so a late wake-up or a stale handle reads a valid (if reused) block and
  * the generation number tells them apart.
  */
+/* One task-local value and the key it was stored under (tls.c). */
+struct weft__tls_slot {
+	void *value;
+	unsigned key;
+};
+
 struct weft_task {
 	/* Saved stack pointer while off-CPU; NULL before the first run.
 	 * Written by the worker that switches the task out, read by the one
@@ -292,7 +298,7 @@ struct weft_task {
 	 * before fn runs; 0: start at once. Set before the task is queued. */
 	uint64_t start_at;
 	/* Task-local values (tls.c), allocated on first weft_tls_set(). */
-	void **tls;
+	struct weft__tls_slot *tls;
 	/* The runtime the task belongs to. */
 	struct weft_runtime *rt;
 #ifdef WEFT__TSAN

@@ -491,3 +491,102 @@ Test(tls, key_create_returns_eagain_when_all_keys_are_taken)
 	cr_assert_eq(made, WEFT_TLS_KEYS);
 	cr_assert_eq(weft_tls_key_create(&k, NULL), -EAGAIN);
 }
+
+/* ---- deleting keys (issue 17: 64 keys per process, never returned) ----- */
+
+Test(tls, a_deleted_key_is_invalid_and_its_place_can_be_taken_again)
+{
+	weft_tls_key keys[WEFT_TLS_KEYS], k2, k3;
+	int x;
+
+	for (int i = 0; i < WEFT_TLS_KEYS; i++)
+		cr_assert_eq(weft_tls_key_create(&keys[i], NULL), 0);
+	cr_assert_eq(weft_tls_key_create(&k2, NULL), -EAGAIN);
+	cr_assert_eq(weft_tls_key_delete(keys[7]), 0);
+	cr_assert_eq(weft_tls_key_delete(keys[7]), -EINVAL,
+		     "a second delete of one key must be refused");
+	cr_assert_eq(weft_tls_key_delete(12345678), -EINVAL);
+	/* The place is free again; the new key is not the old one. */
+	cr_assert_eq(weft_tls_key_create(&k2, NULL), 0);
+	cr_assert_neq(k2, keys[7]);
+	cr_assert_eq(weft_tls_key_create(&k3, NULL), -EAGAIN);
+	/* The old key stays invalid, outside a task too. */
+	cr_assert_eq(weft_tls_set(keys[7], &x), -EINVAL);
+	cr_assert_null(weft_tls_get(keys[7]));
+	cr_assert_eq(weft_tls_key_delete(keys[7]), -EINVAL);
+	/* Many rounds of delete and create on one place. */
+	for (int i = 0; i < 1000; i++) {
+		weft_tls_key old = k2;
+		cr_assert_eq(weft_tls_key_delete(k2), 0);
+		cr_assert_eq(weft_tls_key_create(&k2, NULL), 0);
+		cr_assert_neq(k2, old);
+		cr_assert_eq(weft_tls_key_delete(old), -EINVAL);
+	}
+}
+
+static atomic_int deleted_dtor_runs, kept_dtor_runs;
+
+static void deleted_dtor(void *v)
+{
+	(void)v;
+	atomic_fetch_add(&deleted_dtor_runs, 1);
+}
+
+static void kept_dtor(void *v)
+{
+	(void)v;
+	atomic_fetch_add(&kept_dtor_runs, 1);
+}
+
+struct del {
+	weft_tls_key old, fresh;
+	int x, y;
+};
+
+static void *delete_in_task(void *arg)
+{
+	struct del *d = arg;
+
+	WT_CHECK_EQ(weft_tls_key_create(&d->old, deleted_dtor), 0);
+	WT_CHECK_EQ(weft_tls_set(d->old, &d->x), 0);
+	WT_CHECK_PTR_EQ(weft_tls_get(d->old), &d->x);
+	WT_CHECK_EQ(weft_tls_key_delete(d->old), 0);
+	/* Gone at once, for this task too. */
+	WT_CHECK(weft_tls_get(d->old) == NULL);
+	WT_CHECK_EQ(weft_tls_set(d->old, &d->x), -EINVAL);
+	/* The place's next key starts with NULL here, not with the value
+	 * stored under the deleted one. */
+	WT_CHECK_EQ(weft_tls_key_create(&d->fresh, kept_dtor), 0);
+	WT_CHECK(weft_tls_get(d->fresh) == NULL);
+	WT_CHECK_EQ(weft_tls_set(d->fresh, &d->y), 0);
+	WT_CHECK_PTR_EQ(weft_tls_get(d->fresh), &d->y);
+	return NULL;
+}
+
+static void *delete_main(void *arg)
+{
+	weft_task *t = weft_spawn(delete_in_task, arg);
+
+	WT_CHECK_EQ(weft_await(t, NULL), 0);
+	weft_task_release(t);
+	return NULL;
+}
+
+Test(tls, a_deleted_keys_values_get_no_destructor_and_do_not_leak_into_the_next_key,
+     .timeout = WT_TIMEOUT(10))
+{
+	struct del d;
+	weft_tls_key keys[WEFT_TLS_KEYS - 1];
+
+	memset(&d, 0, sizeof(d));
+	/* All places but one taken: the new key must reuse the deleted
+	 * one's place. */
+	for (int i = 0; i < WEFT_TLS_KEYS - 1; i++)
+		cr_assert_eq(weft_tls_key_create(&keys[i], NULL), 0);
+	wt_run(delete_main, &d, 1);
+	cr_assert_eq(d.fresh % WEFT_TLS_KEYS, d.old % WEFT_TLS_KEYS,
+		     "the new key did not take the deleted one's place");
+	cr_assert_eq(atomic_load(&deleted_dtor_runs), 0,
+		     "a deleted key's destructor ran");
+	cr_assert_eq(atomic_load(&kept_dtor_runs), 1);
+}
