@@ -76,6 +76,9 @@ enum weft_wake_mode {
 				  failed sends use the eventfd) */
 };
 
+/* weft_config.stack_cache: keep no free stack's pages (0 means 64). */
+#define WEFT_STACK_CACHE_NONE 0xffffffffu
+
 /*
  * Runtime settings. Zero-initialise and set what you need; every zero field
  * takes its default. Pass NULL to weft_run() for all defaults.
@@ -87,9 +90,14 @@ struct weft_config {
 	/* Default usable stack size of a task in bytes, rounded up to pages.
 	 * 0: 256 KiB. Pages are committed only when touched. */
 	size_t stack_size;
-	/* Free stacks each worker keeps ready (hot) before handing them to
-	 * the shared pool, which gives their pages back to the kernel.
-	 * 0: 64. */
+	/* Free stacks each worker keeps ready, pages and all, before handing
+	 * them to the shared pool. The pool keeps as many again per worker
+	 * with their pages, and gives the pages of the rest back to the
+	 * kernel about a second after they were freed (in batches: each
+	 * give-back costs every CPU of the process a TLB flush). So up to
+	 * 2 x stack_cache x workers free stacks stay resident.
+	 * 0: 64. WEFT_STACK_CACHE_NONE: none; every free stack's pages go
+	 * back (after that second). */
 	unsigned stack_cache;
 	/* enum weft_wake_mode. */
 	int wake_mode;

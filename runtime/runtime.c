@@ -278,6 +278,8 @@ int weft__runtime_start(struct weft_runtime **out,
 	rt->stack_cache = (config && config->stack_cache)
 				  ? config->stack_cache
 				  : WEFT__DEFAULT_CACHE;
+	if (rt->stack_cache == WEFT_STACK_CACHE_NONE)
+		rt->stack_cache = 0;
 	rt->wake_mode = config ? config->wake_mode : WEFT_WAKE_DEFAULT;
 	/* MSG_RING measured faster (bench/wake_latency); see ring.c. */
 	if (rt->wake_mode == WEFT_WAKE_DEFAULT)

@@ -21,8 +21,9 @@
  * guard fails is unmapped at once.
  *
  * Free arena stacks live in two tiers:
- *   - each worker's hot cache (at most rt->stack_cache), touched pages
- *     kept, so steady-state spawning does no syscall at all;
+ *   - each worker's hot cache (at most rt->stack_cache, which may be 0:
+ *     WEFT_STACK_CACHE_NONE), touched pages kept, so steady-state
+ *     spawning does no syscall at all;
  *   - the shared pool, under stk_lock, in two lists: warm stacks (pages
  *     kept) that overflowed a hot cache, and cold ones (pages given back
  *     with MADV_DONTNEED; guard markers survive it). Giving pages back is
@@ -455,13 +456,19 @@ void weft__stack_put(struct weft__worker *w, struct weft__stack *s)
 	w->stk_free = s;
 	if (++w->stk_n <= rt->stack_cache)
 		return;
-	/* Over the watermark: the older half goes to the shared warm list.
-	 * The cache keeps the most recently used (warmest). */
-	n = w->stk_n / 2;
-	for (tail = w->stk_free, i = 1; i < w->stk_n - n; i++)
-		tail = tail->next;
-	head = tail->next;
-	tail->next = NULL;
+	/* Over the watermark: the older half goes to the shared warm list
+	 * (rounded up: with no cache, the one stack). The cache keeps the
+	 * most recently used (warmest). */
+	n = (w->stk_n + 1) / 2;
+	if (n == w->stk_n) {
+		head = w->stk_free;
+		w->stk_free = NULL;
+	} else {
+		for (tail = w->stk_free, i = 1; i < w->stk_n - n; i++)
+			tail = tail->next;
+		head = tail->next;
+		tail->next = NULL;
+	}
 	w->stk_n -= n;
 	for (tail = head; tail->next; tail = tail->next)
 		;

@@ -970,6 +970,13 @@ Test(stack, a_small_stack_cache_gives_the_rest_back_to_the_kernel,
 	cache_check(4, 4, 40);
 }
 
+/* Issue 17: 0 means 64, so caching could not be turned off. */
+Test(stack, stack_cache_none_keeps_no_free_stack_resident,
+     .timeout = WT_TIMEOUT(30))
+{
+	cache_check(WEFT_STACK_CACHE_NONE, 0, 40);
+}
+
 Test(stack, the_default_stack_cache_keeps_64_stacks_per_worker,
      .timeout = WT_TIMEOUT(30))
 {
