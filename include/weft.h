@@ -57,6 +57,13 @@ extern "C" {
 #define WEFT_VERSION_MAJOR 0
 #define WEFT_VERSION_MINOR 1
 #define WEFT_VERSION_PATCH 0
+/* The version as one number, major * 10000 + minor * 100 + patch, to
+ * compare with weft_version_number(), the library's at run time (the
+ * header a program was built with may be older or newer than the library
+ * it runs with). */
+#define WEFT_VERSION_NUMBER                                                \
+	(WEFT_VERSION_MAJOR * 10000 + WEFT_VERSION_MINOR * 100 +             \
+	 WEFT_VERSION_PATCH)
 
 /* A task handle. Opaque: its layout is private and may change. */
 typedef struct weft_task weft_task;
@@ -1042,6 +1049,8 @@ WEFT_API const char *weft_strerror(int err);
 
 /* Library version as "major.minor.patch". */
 WEFT_API const char *weft_version(void);
+/* Library version as WEFT_VERSION_NUMBER counts it. */
+WEFT_API unsigned weft_version_number(void);
 
 #ifdef __cplusplus
 }

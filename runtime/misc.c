@@ -153,9 +153,19 @@ const char *weft_strerror(int err)
 	}
 }
 
+#define WEFT__STR_(x) #x
+#define WEFT__STR(x) WEFT__STR_(x)
+
+/* Both from the header's macros, which the build of the library uses. */
 const char *weft_version(void)
 {
-	return "0.1.0";
+	return WEFT__STR(WEFT_VERSION_MAJOR) "." WEFT__STR(
+		WEFT_VERSION_MINOR) "." WEFT__STR(WEFT_VERSION_PATCH);
+}
+
+unsigned weft_version_number(void)
+{
+	return WEFT_VERSION_NUMBER;
 }
 
 int weft_worker_index(void)

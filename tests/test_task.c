@@ -1140,6 +1140,13 @@ Test(task, version_matches_the_header)
 	snprintf(want, sizeof(want), "%d.%d.%d", WEFT_VERSION_MAJOR,
 		 WEFT_VERSION_MINOR, WEFT_VERSION_PATCH);
 	cr_assert_str_eq(weft_version(), want);
+	/* The number: the same version, ordered as versions are. */
+	cr_assert_eq(weft_version_number(), (unsigned)WEFT_VERSION_NUMBER);
+	cr_assert_eq(WEFT_VERSION_NUMBER,
+		     WEFT_VERSION_MAJOR * 10000 + WEFT_VERSION_MINOR * 100 +
+			     WEFT_VERSION_PATCH);
+	cr_assert_lt(WEFT_VERSION_MINOR, 100);
+	cr_assert_lt(WEFT_VERSION_PATCH, 100);
 }
 
 /* ---- floating-point exception flags of a new task --------------------------
