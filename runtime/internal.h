@@ -208,6 +208,10 @@ enum {
 /* A worker looks at the inject queue first every this many picks (Go's
  * and Tokio's 61), so tasks there are not starved by a busy local queue. */
 #define WEFT__INJECT_INTERVAL 61
+/* A busy worker looks at its ring and the timers about this often (run
+ * time measured at its picks; issue 17: a pick count alone left I/O and
+ * timers waiting a second behind tasks that compute 1 ms at a time). */
+#define WEFT__SERVE_NS (50 * WEFT_NSEC_PER_USEC)
 
 /* task->flags: written by the spawner before the task is published, and
  * by io/ops.c around an I/O wait (pinned while a request is in flight;
@@ -427,8 +431,17 @@ struct weft__worker {
 	unsigned next_streak;
 	/* Scheduling ticks (alternates pinned and local-queue priority). */
 	unsigned tick;
-	/* Picks left until the inject queue is looked at first. */
+	/* Picks left until the periodic pick (pick_periodic: the ring, the
+	 * timers, the inject queue first). The countdown starts from
+	 * periodic_every, which adapts so that the periodic pick comes about
+	 * every WEFT__SERVE_NS of run time, and at most every
+	 * WEFT__INJECT_INTERVAL picks; periodic_at is when the last one
+	 * ran (weft_now()). */
 	unsigned inject_countdown;
+	unsigned periodic_every;
+	uint64_t periodic_at;
+	/* Picks since the inject queue was last looked at first. */
+	unsigned inject_picks;
 	/* xorshift state for choosing a victim. */
 	uint32_t rng;
 	/* Whether this worker counts in the runtime's searching number. */
@@ -666,9 +679,10 @@ struct weft__stack *weft__stack_get(struct weft__worker *w, size_t size);
 void weft__stack_put(struct weft__worker *w, struct weft__stack *s);
 void weft__stack_drop(struct weft_runtime *rt, struct weft__stack *s);
 int weft__stack_signal_init(struct weft__worker *w);
-/* Called by a parking worker: gives back pages of warm stacks beyond the
- * hot caches once they have been idle long enough. Returns the moment (ns)
- * a trim is armed for, which the worker should not sleep past, or 0. */
+/* Called by a parking worker, and by busy ones from their periodic pick:
+ * gives back pages of warm stacks beyond the hot caches once they have
+ * been idle long enough. Returns the moment (ns) a trim is armed for,
+ * which the worker should not sleep past, or 0. */
 uint64_t weft__stack_trim(struct weft__worker *w, uint64_t now);
 void weft__stack_signal_fini(struct weft__worker *w);
 
@@ -729,6 +743,8 @@ static inline bool weft__timer_fired(const struct weft__timer *n)
 unsigned weft__timer_run(struct weft_runtime *rt, uint64_t now);
 /* Fires what is due, reading the clock only if a timer is pending. */
 unsigned weft__timer_poll(struct weft_runtime *rt);
+/* weft__timer_poll() with the clock already read. */
+unsigned weft__timer_poll_at(struct weft_runtime *rt, uint64_t now);
 /* Keeper role for a parking worker: the ns deadline to sleep until, or 0
  * if it did not take the role (nobody needs it, or someone has it). */
 uint64_t weft__timer_keep(struct weft__worker *w);

@@ -309,6 +309,7 @@ int weft__runtime_start(struct weft_runtime **out,
 		w->index = i;
 		w->rng = 0x9e3779b9u * (i + 1);
 		w->inject_countdown = WEFT__INJECT_INTERVAL;
+		w->periodic_every = WEFT__INJECT_INTERVAL;
 		w->debug_migrate = debug_migrate;
 		w->ring.wake_fd = -1;
 		rt->workers[i] = w;

@@ -35,7 +35,9 @@
  *     moment moves the excess to the cold list in one address-sorted pass
  *     (neighbours merged into one madvise), and parking workers wait no
  *     longer than the armed moment (idle.c), so memory does return to the
- *     kernel after a burst even when the process then sleeps.
+ *     kernel after a burst even when the process then sleeps. Busy
+ *     workers do the same from their periodic pick (worker.c, about every
+ *     50 us of run time), so it returns under steady load too.
  * Arena address space is kept until the runtime ends, never unmapped
  * earlier.
  *

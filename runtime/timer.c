@@ -38,9 +38,10 @@
  * Who fires, and no timer is late because of a sleeping worker
  *   rt->timer_next holds the earliest slot expiration in ns (WEFT_NEVER if
  *   the wheel is empty), stored seq_cst under the lock. Busy workers compare
- *   it with the clock every WEFT__INJECT_INTERVAL picks and before parking
- *   (worker.c). Among parked workers one holds the keeper role (rt->keeper)
- *   and sleeps in its ring no longer than timer_next; the others sleep
+ *   it with the clock about every WEFT__SERVE_NS of run time (at most
+ *   every WEFT__INJECT_INTERVAL picks) and before parking (worker.c).
+ *   Among parked workers one holds the keeper role (rt->keeper) and
+ *   sleeps in its ring no longer than timer_next; the others sleep
  *   without timeout. An insert whose expiration is earlier than the
  *   keeper's wake-up time wakes the keeper; with no keeper, it notifies the
  *   idle protocol, which wakes a sleeper unless one is searching (and a
@@ -312,9 +313,15 @@ unsigned weft__timer_run(struct weft_runtime *rt, uint64_t now)
 		/* Last touch of the node: its owner may return after this. */
 		atomic_store_explicit(&n->state, WEFT__TM_FIRED,
 				      memory_order_release);
-		/* At the back: a batch runs in deadline order, not reversed
+		/* The earliest into the next slot: it runs next, not behind
+		 * every task queued on a busy worker (issue 17: a sleep(1 ms)
+		 * overshot by as many slices as tasks were queued). The rest
+		 * at the back: a batch runs in deadline order, not reversed
 		 * by the next slot. */
-		weft__task_wake_back(t);
+		if (fired == 0)
+			weft__task_wake(t);
+		else
+			weft__task_wake_back(t);
 		fired++;
 	}
 	if (fired)
@@ -330,6 +337,13 @@ unsigned weft__timer_poll(struct weft_runtime *rt)
 
 	/* No clock read while no timer is pending. */
 	if (next == WEFT_NEVER || next > (now = weft_now()))
+		return 0;
+	return weft__timer_run(rt, now);
+}
+
+unsigned weft__timer_poll_at(struct weft_runtime *rt, uint64_t now)
+{
+	if (atomic_load_explicit(&rt->timer_next, memory_order_relaxed) > now)
 		return 0;
 	return weft__timer_run(rt, now);
 }

@@ -15,6 +15,9 @@
  * visible to another worker while its stack is still in use.
  *
  * Choice of the next task (pick_local), in order:
+ *   - about every WEFT__SERVE_NS (50 us) of run time, measured at picks
+ *     (at least every pick, at most every 61st), the ring is polled and due
+ *     timers fired, so I/O and timers are served on a busy worker too;
  *   - every 61st tick, the inject queue first (nothing waits forever there);
  *   - the next slot (the task just woken or spawned: message-passing pairs
  *     run back to back), at most WEFT__NEXT_STREAK times in a row;
@@ -157,7 +160,30 @@ pick_periodic(struct weft__worker *w)
 	if (atomic_load_explicit(&w->remote_n, memory_order_relaxed))
 		remote_drain(w);
 	if (w->inject_countdown == 0) {
-		w->inject_countdown = WEFT__INJECT_INTERVAL;
+		uint64_t now = weft_now(), per_pick;
+		bool inject_first;
+
+		/* The inject queue first every WEFT__INJECT_INTERVAL picks
+		 * still, however often the ring is looked at. */
+		w->inject_picks += w->periodic_every;
+		inject_first = w->inject_picks >= WEFT__INJECT_INTERVAL;
+		if (inject_first)
+			w->inject_picks = 0;
+
+		/* Every WEFT__SERVE_NS of run time, not every so many picks:
+		 * picks that come slowly (tasks computing for long between
+		 * suspensions) shorten the countdown, down to every pick;
+		 * fast ones lengthen it, up to WEFT__INJECT_INTERVAL, which
+		 * keeps the clock read under half a nanosecond a pick. */
+		per_pick = (now - w->periodic_at) / w->periodic_every + 1;
+		w->periodic_every =
+			per_pick >= WEFT__SERVE_NS
+				? 1
+				: (unsigned)(WEFT__SERVE_NS / per_pick);
+		if (w->periodic_every > WEFT__INJECT_INTERVAL)
+			w->periodic_every = WEFT__INJECT_INTERVAL;
+		w->inject_countdown = w->periodic_every;
+		w->periodic_at = now;
 		/* Completions of in-flight I/O are reaped, queued requests
 		 * submitted, and due timers fired here while the worker
 		 * stays busy: before the inject queue is looked at, since a
@@ -165,9 +191,13 @@ pick_periodic(struct weft__worker *w)
 		 * not starve them (a sleeper never woke in hazard mode). */
 		if (weft__ring_busy(&w->ring))
 			weft__ring_poll(w);
-		weft__timer_poll(w->rt);
-		t = pick_inject(w);
-		if (t)
+		weft__timer_poll_at(w->rt, now);
+		/* Stack pages of a burst go back on a busy worker too, not
+		 * only when one parks (issue 17: a server under steady load
+		 * kept a burst's stacks resident for ever). A relaxed load
+		 * unless the shared pool holds more than the caches keep. */
+		weft__stack_trim(w, now);
+		if (inject_first && (t = pick_inject(w)))
 			return t;
 	}
 	return NULL;

@@ -1459,3 +1459,113 @@ Test(sched, two_runtimes_side_by_side_spawn_into_each_other,
 	WT_LEAK_ASSERT();
 	cr_assert_eq(atomic_load(&tw.cross_ran), 200);
 }
+
+/* ---- I/O and timers on a busy worker (issue 17) ---------------------------
+ * A worker that always has tasks to run used to look at its ring and the
+ * timers only every 61 picks: with tasks computing 1 ms between yields, a
+ * pipe read waited about a second and a 1 ms sleep overshot by tens of
+ * ms. Now the periodic pick comes about every 50 us of run time, and a
+ * fired timer's task runs next. On one worker two tasks compute 1 ms and
+ * yield, for ever; a pipe read (the write made by a plain thread 5 ms
+ * after the read started) and a 1 ms sleep must each come back within
+ * QUICK_NS (20 ms) of their moment, best of WT_TRIES. */
+struct busy_serve {
+	atomic_int stop;
+	int p[2];
+	_Atomic uint64_t written; /* when the writer wrote (ns) */
+};
+
+static void *busy_spinner(void *arg)
+{
+	struct busy_serve *b = arg;
+
+	while (!atomic_load(&b->stop)) {
+		uint64_t end = wt_now_ns() + MS;
+		while (wt_now_ns() < end)
+			;
+		weft_yield();
+	}
+	return NULL;
+}
+
+static void *busy_writer(void *arg)
+{
+	struct busy_serve *b = arg;
+	char c = 'x';
+
+	wt_sleep_ms(5);
+	atomic_store(&b->written, wt_now_ns());
+	if (write(b->p[1], &c, 1) != 1)
+		atomic_store(&b->written, 0);
+	return NULL;
+}
+
+/* How late a read returned after the byte was written. */
+static uint64_t busy_read_try(struct busy_serve *b)
+{
+	pthread_t th;
+	char c;
+	uint64_t late;
+
+	atomic_store(&b->written, 0);
+	if (!WT_CHECK_EQ(pthread_create(&th, NULL, busy_writer, b), 0))
+		return UINT64_MAX;
+	WT_CHECK_EQ(weft_read(b->p[0], &c, 1, -1), 1);
+	late = wt_now_ns() - atomic_load(&b->written);
+	pthread_join(th, NULL);
+	return late;
+}
+
+/* How late a 1 ms sleep came back. */
+static uint64_t busy_sleep_try(void)
+{
+	uint64_t t0 = weft_now();
+
+	WT_CHECK_EQ(weft_sleep(MS), 0);
+	return weft_now() - t0 - MS;
+}
+
+struct busy_result {
+	uint64_t read_late, sleep_late;
+};
+
+static void *busy_serve_main(void *arg)
+{
+	struct busy_result *res = arg;
+	struct busy_serve b;
+	weft_task *sp[2];
+
+	memset(&b, 0, sizeof(b));
+	if (!WT_CHECK_EQ(pipe(b.p), 0))
+		return NULL;
+	for (int i = 0; i < 2; i++)
+		sp[i] = weft_spawn(busy_spinner, &b);
+	weft_yield();
+	res->read_late = WT_BEST_OF(WT_TRIES, QUICK_NS, busy_read_try(&b));
+	res->sleep_late = WT_BEST_OF(WT_TRIES, QUICK_NS, busy_sleep_try());
+	atomic_store(&b.stop, 1);
+	for (int i = 0; i < 2; i++) {
+		WT_CHECK_EQ(weft_await(sp[i], NULL), 0);
+		weft_task_release(sp[i]);
+	}
+	close(b.p[0]);
+	close(b.p[1]);
+	return NULL;
+}
+
+Test(sched, io_and_timers_are_served_on_a_busy_worker,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct busy_result r = { 0, 0 };
+
+	wt_run(busy_serve_main, &r, 1);
+	cr_log_info("busy worker: read %.2f ms, sleep %.2f ms late (best of "
+		    "%d)", (double)r.read_late / 1e6,
+		    (double)r.sleep_late / 1e6, WT_TRIES);
+	cr_assert_lt(r.read_late, QUICK_NS,
+		     "a pipe read on a busy worker came back %.1f ms after "
+		     "the write", (double)r.read_late / 1e6);
+	cr_assert_lt(r.sleep_late, QUICK_NS,
+		     "a 1 ms sleep on a busy worker overshot by %.1f ms",
+		     (double)r.sleep_late / 1e6);
+}

@@ -876,11 +876,28 @@ static int burst_resident(const struct burst *b)
 
 struct cache_check {
 	struct burst b;
+	int busy;	     /* keep the worker busy while the pages go back */
+	atomic_int stop;     /* ends the busy tasks */
 	int cache;	     /* the cache in effect (64 for 0) */
 	int resident_before; /* all of them, before the decay */
 	int resident_after;
 	uint64_t waited_ns;
 };
+
+/* Computes 100 us at a time and yields, until told to stop: with two of
+ * them the worker never parks. */
+static void *busy_task(void *arg)
+{
+	struct cache_check *c = arg;
+
+	while (!atomic_load(&c->stop)) {
+		uint64_t end = wt_now_ns() + 100 * US;
+		while (wt_now_ns() < end)
+			;
+		weft_yield();
+	}
+	return NULL;
+}
 
 static void *cache_main(void *arg)
 {
@@ -912,6 +929,10 @@ static void *cache_main(void *arg)
 		weft_task_release(ts[i]);
 	WT_CHECK_EQ(weft_await(b->gate_task, NULL), 0);
 	weft_task_release(b->gate_task);
+	weft_task *busy[2] = { NULL, NULL };
+	if (c->busy)
+		for (int i = 0; i < 2; i++)
+			busy[i] = weft_spawn(busy_task, c);
 	/* Sleep past the decay until no more than two caches' worth are
 	 * resident (or 10 s: then it failed). The worker trims when it
 	 * parks, which it does while we sleep. */
@@ -925,18 +946,27 @@ static void *cache_main(void *arg)
 	weft_sleep(1500 * MS);
 	c->resident_after = burst_resident(b);
 	c->waited_ns = weft_now() - t0;
+	atomic_store(&c->stop, 1);
+	for (int i = 0; i < 2; i++) {
+		if (busy[i]) {
+			WT_CHECK_EQ(weft_await(busy[i], NULL), 0);
+			weft_task_release(busy[i]);
+		}
+	}
 out:
 	free(as);
 	free(ts);
 	return NULL;
 }
 
-static void cache_check(unsigned cache_config, int cache, int n)
+static void cache_check_busy(unsigned cache_config, int cache, int n,
+			     int busy)
 {
 	struct weft_config cfg = { .workers = 1, .stack_cache = cache_config };
 	struct cache_check c;
 
 	memset(&c, 0, sizeof(c));
+	c.busy = busy;
 	c.cache = cache;
 	c.b.n = n;
 	c.b.frame = calloc((size_t)n, sizeof(*c.b.frame));
@@ -962,6 +992,20 @@ static void cache_check(unsigned cache_config, int cache, int n)
 		      "(and the pool as many warm)",
 		      cache_config, c.resident_after, cache);
 	free(c.b.frame);
+}
+
+static void cache_check(unsigned cache_config, int cache, int n)
+{
+	cache_check_busy(cache_config, cache, n, 0);
+}
+
+/* Issue 17: pages were given back only by a worker that parked; a worker
+ * kept busy (two tasks computing and yielding) kept a burst's stacks for
+ * ever. */
+Test(stack, a_busy_worker_gives_a_bursts_stack_pages_back_too,
+     .timeout = WT_TIMEOUT(30))
+{
+	cache_check_busy(4, 4, 40, 1);
 }
 
 Test(stack, a_small_stack_cache_gives_the_rest_back_to_the_kernel,
