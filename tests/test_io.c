@@ -1460,7 +1460,6 @@ static int refuse_io_uring_enter(int all_threads)
 }
 
 struct refused {
-	int wfd;     /* the child's report pipe */
 	int filter;  /* refuse_io_uring_enter()'s result, from the task */
 };
 
@@ -1510,58 +1509,50 @@ static void run_refused(int before, unsigned workers, int *rc, int *filter)
 
 /* explicit_rt: weft_runtime_create() + weft_runtime_run() (main refuses
  * during the run), then weft_runtime_close(). */
+struct refused_how {
+	int before, explicit_rt;
+	unsigned workers;
+};
+
+/* In the child: out gets weft_run()'s (or weft_runtime_run()'s) result
+ * and the filter's. */
+static void refused_child(void *arg, void *out)
+{
+	const struct refused_how *h = arg;
+	struct weft_config cfg;
+	struct refused r = { .filter = 0 };
+	int *res = out;
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.workers = h->workers;
+	cfg.shutdown_grace_ms = 100;
+	if (h->explicit_rt) {
+		weft_runtime *rt;
+		res[0] = weft_runtime_create(&rt, &cfg);
+		if (res[0] == 0) {
+			res[0] = weft_runtime_run(rt, refused_during_main, &r,
+						  NULL);
+			weft_runtime_close(rt);
+			weft_runtime_destroy(rt);
+		}
+	} else {
+		if (h->before)
+			r.filter = refuse_io_uring_enter(0);
+		res[0] = weft_run(h->before ? refused_before_main
+					    : refused_during_main,
+				  &r, &cfg, NULL);
+	}
+	res[1] = r.filter;
+}
+
 static void run_refused_in(int before, int explicit_rt, unsigned workers,
 			   int *rc, int *filter)
 {
-#if defined(__SANITIZE_THREAD__)
-	/* TSan's own thread makes the process multi-threaded, and it kills
-	 * a fork child that starts threads; the other builds run this. */
-	cr_skip_test("needs fork with threads, which ThreadSanitizer refuses");
-#endif
-	int p[2], st, got[2] = { 1, 1 };
-	pid_t pid;
-	ssize_t n;
+	struct refused_how h = { before, explicit_rt, workers };
+	int got[2] = { 1, 1 }, st = 0;
 
-	cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
-	fflush(NULL);
-	pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		struct weft_config cfg;
-		struct refused r = { .wfd = p[1], .filter = 0 };
-		int res[2];
-
-		close(p[0]);
-		alarm((unsigned)WT_TIMEOUT(10));
-		memset(&cfg, 0, sizeof(cfg));
-		cfg.workers = workers;
-		cfg.shutdown_grace_ms = 100;
-		if (explicit_rt) {
-			weft_runtime *rt;
-			res[0] = weft_runtime_create(&rt, &cfg);
-			if (res[0] == 0) {
-				res[0] = weft_runtime_run(
-					rt, refused_during_main, &r, NULL);
-				weft_runtime_close(rt);
-				weft_runtime_destroy(rt);
-			}
-		} else {
-			if (before)
-				r.filter = refuse_io_uring_enter(0);
-			res[0] = weft_run(before ? refused_before_main
-						 : refused_during_main,
-					  &r, &cfg, NULL);
-		}
-		res[1] = r.filter;
-		if (write(p[1], res, sizeof(res)) != sizeof(res))
-			_exit(2);
-		_exit(0);
-	}
-	close(p[1]);
-	n = read(p[0], got, sizeof(got));
-	close(p[0]);
-	cr_assert_eq(waitpid(pid, &st, 0), pid);
-	cr_assert(n == sizeof(got),
+	cr_assert(wt_in_child(refused_child, &h, got, sizeof(got), 10,
+			      &st) == 0,
 		  "%s, %u workers: weft_run() did not return (child status "
 		  "%#x%s)",
 		  before ? "refused before" : "refused during", workers, st,
@@ -1628,46 +1619,33 @@ static void *setup_refused_main(void *arg)
 	return NULL;
 }
 
+/* In the child: out gets the filter's result, weft_run()'s and
+ * weft_runtime_create()'s, and whether anything was left behind. */
+static void setup_refused_child(void *arg, void *out)
+{
+	struct weft_config cfg = { .workers = 2 };
+	weft_runtime *rt = (weft_runtime *)&cfg;
+	atomic_int ran = 0;
+	int *res = out, fds;
+
+	res[0] = refuse_syscall(__NR_io_uring_setup, *(unsigned *)arg, 0);
+	fds = fd_count();
+	res[1] = weft_run(setup_refused_main, &ran, &cfg, NULL);
+	res[2] = weft_runtime_create(&rt, &cfg);
+	/* Main never ran, no runtime was handed out, no descriptor stayed
+	 * open. */
+	res[3] = atomic_load(&ran) ||
+		 (rt != NULL && rt != (weft_runtime *)&cfg) ||
+		 fd_count() != fds;
+}
+
 static void run_setup_refused(unsigned err, int res[4])
 {
-#if defined(__SANITIZE_THREAD__)
-	cr_skip_test("needs fork with threads, which ThreadSanitizer refuses");
-#endif
-	int p[2], st;
-	pid_t pid;
-	ssize_t n;
+	int st = 0;
 
-	cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
-	fflush(NULL);
-	pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		struct weft_config cfg = { .workers = 2 };
-		weft_runtime *rt = (weft_runtime *)&cfg;
-		atomic_int ran = 0;
-		int out[4], fds;
-
-		close(p[0]);
-		alarm((unsigned)WT_TIMEOUT(10));
-		out[0] = refuse_syscall(__NR_io_uring_setup, err, 0);
-		fds = fd_count();
-		out[1] = weft_run(setup_refused_main, &ran, &cfg, NULL);
-		out[2] = weft_runtime_create(&rt, &cfg);
-		/* Main never ran, no runtime was handed out, no descriptor
-		 * stayed open. */
-		out[3] = atomic_load(&ran) ||
-			 (rt != NULL && rt != (weft_runtime *)&cfg) ||
-			 fd_count() != fds;
-		if (write(p[1], out, sizeof(out)) != sizeof(out))
-			_exit(2);
-		_exit(0);
-	}
-	close(p[1]);
-	n = read(p[0], res, 4 * sizeof(int));
-	close(p[0]);
-	cr_assert_eq(waitpid(pid, &st, 0), pid);
-	cr_assert_eq(n, 4 * (ssize_t)sizeof(int),
-		     "the child did not report (status %#x)", st);
+	cr_assert(wt_in_child(setup_refused_child, &err, res, 4 * sizeof(int),
+			      10, &st) == 0,
+		  "the child did not report (status %#x)", st);
 	if (res[0] == -EINVAL || res[0] == -ENOSYS || res[0] == -EACCES)
 		cr_skip_test("no seccomp filters here: %s", strerror(-res[0]));
 	cr_assert_eq(res[0], 0, "seccomp: %s", strerror(-res[0]));

@@ -219,6 +219,50 @@ static inline void *wt_run(weft_fn fn, void *arg, unsigned workers)
 	return wt_run_cfg(fn, arg, &cfg);
 }
 
+/*
+ * Runs fn(arg, out) in a forked child and brings `size` bytes of *out back:
+ * for what cannot be undone in the test's process (a seccomp filter) or
+ * might never return. The child is killed by SIGALRM after `seconds`
+ * (scaled by WT_TIMEOUT). Returns 0 when the child reported, -1 when it
+ * did not; *status gets its wait status either way. ThreadSanitizer kills
+ * a fork child that starts threads, so the test is skipped there (an
+ * allowed skip in tests/run).
+ */
+static inline int wt_in_child(void (*fn)(void *arg, void *out), void *arg,
+			      void *out, size_t size, unsigned seconds,
+			      int *status)
+{
+#if defined(__SANITIZE_THREAD__)
+	cr_skip_test("needs fork with threads, which ThreadSanitizer refuses");
+#endif
+	size_t got = 0;
+	int p[2];
+	pid_t pid;
+
+	cr_assert_eq(pipe(p), 0);
+	fflush(NULL);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		close(p[0]);
+		alarm((unsigned)WT_TIMEOUT(seconds));
+		fn(arg, out);
+		_exit(write(p[1], out, size) == (ssize_t)size ? 0 : 2);
+	}
+	close(p[1]);
+	while (got < size) {
+		ssize_t n = read(p[0], (char *)out + got, size - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	close(p[0]);
+	cr_assert_eq(waitpid(pid, status, 0), pid);
+	return got == size ? 0 : -1;
+}
+
 /* ---- small tools -------------------------------------------------------- */
 
 static inline uint64_t wt_now_ns(void)
