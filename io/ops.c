@@ -127,6 +127,10 @@ static int io_wait(struct io *io, struct io_uring_sqe *sqe)
 		/* Passed between io_begin() and here: cancel at once. */
 		why = -ETIMEDOUT;
 	}
+	/* Into the kernel now if the worker runs other tasks first, and
+	 * looked for from its next pick on. */
+	weft__ring_submit_busy(w);
+	weft__serve_soon(w);
 	for (;;) {
 		weft__park_prepare(self);
 		if (atomic_load_explicit(&io->op.done, memory_order_acquire))

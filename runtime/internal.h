@@ -684,6 +684,9 @@ int weft__stack_signal_init(struct weft__worker *w);
  * been idle long enough. Returns the moment (ns) a trim is armed for,
  * which the worker should not sleep past, or 0. */
 uint64_t weft__stack_trim(struct weft__worker *w, uint64_t now);
+/* Whether the shared pool holds more warm stacks than the caches keep (a
+ * trim is due or armed). A relaxed load. */
+bool weft__stack_trim_wanted(struct weft__worker *w);
 void weft__stack_signal_fini(struct weft__worker *w);
 
 /* inject.c */
@@ -708,6 +711,11 @@ void weft__idle_wake_all(struct weft_runtime *rt);
 
 /* worker.c */
 void weft__schedule(struct weft__worker *w, struct weft_task *t, bool yield);
+bool weft__worker_has_work(struct weft__worker *w);
+/* Something now waits on time on w (a request, a timer): its next pick
+ * looks at the ring and timers and measures the pick rate afresh. Owner
+ * only. */
+void weft__serve_soon(struct weft__worker *w);
 void weft__schedule_remote(struct weft_runtime *rt, struct weft_task *t);
 struct weft__worker *weft__switch_out(struct weft__worker *w, int action);
 void weft__worker_loop(struct weft__worker *w);

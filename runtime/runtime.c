@@ -308,8 +308,10 @@ int weft__runtime_start(struct weft_runtime **out,
 		w->rt = rt;
 		w->index = i;
 		w->rng = 0x9e3779b9u * (i + 1);
-		w->inject_countdown = WEFT__INJECT_INTERVAL;
-		w->periodic_every = WEFT__INJECT_INTERVAL;
+		/* The periodic pick starts at every pick and lengthens as
+		 * fast picks are measured (worker.c, pick_periodic). */
+		w->inject_countdown = 1;
+		w->periodic_every = 1;
 		w->debug_migrate = debug_migrate;
 		w->ring.wake_fd = -1;
 		rt->workers[i] = w;

@@ -483,6 +483,14 @@ void weft__stack_put(struct weft__worker *w, struct weft__stack *s)
 	weft__spin_unlock(&rt->stk_lock);
 }
 
+bool weft__stack_trim_wanted(struct weft__worker *w)
+{
+	struct weft_runtime *rt = w->rt;
+
+	return atomic_load_explicit(&rt->stk_warm_hint, memory_order_relaxed) >
+	       (unsigned long)rt->stack_cache * rt->nworkers;
+}
+
 uint64_t weft__stack_trim(struct weft__worker *w, uint64_t now)
 {
 	struct weft_runtime *rt = w->rt;

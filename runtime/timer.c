@@ -206,6 +206,10 @@ bool weft__timer_add(struct weft_runtime *rt, struct weft__timer *n,
 
 	n->task = task;
 	n->when = tick_ceil(deadline);
+	/* A busy worker adding a timer looks at the timers from its next
+	 * pick on (worker.c, serve()). */
+	if ((k = weft__worker_self()) && k->rt == rt)
+		weft__serve_soon(k);
 	weft__spin_lock(&wh->lock);
 	if (n->when <= wh->elapsed) {
 		/* That tick has been processed: it is due now. */

@@ -59,6 +59,15 @@ void weft__worker_set_self(struct weft__worker *w)
 	weft__tls_worker = w;
 }
 
+/* Whether w has a task to run besides the current one (its next slot, its
+ * local queue, its pinned tasks). Owner only; the loads are hints. */
+bool weft__worker_has_work(struct weft__worker *w)
+{
+	return atomic_load_explicit(&w->next, memory_order_relaxed) ||
+	       weft__lq_len(&w->lq) || w->pins.head ||
+	       atomic_load_explicit(&w->remote_n, memory_order_relaxed);
+}
+
 /* ---- handing tasks to queues ------------------------------------------ */
 
 static void lq_push(struct weft__worker *w, struct weft_task *t)
@@ -103,13 +112,20 @@ static void remote_drain(struct weft__worker *w)
 
 void weft__schedule(struct weft__worker *w, struct weft_task *t, bool yield)
 {
-	if (weft__task_flags(t) & WEFT__T_PINNED) {
+	bool pinned = weft__task_flags(t) & WEFT__T_PINNED;
+
+	if (pinned && (t->home != w || yield)) {
 		if (t->home != w)
 			remote_push(t->home, t);
 		else
 			weft__tlist_append(&w->pins, t, t);
 		return;
 	}
+	/* A pinned task woken on its own worker (its I/O completed) takes
+	 * the next slot like any woken task, so that it runs next rather
+	 * than after the slices of the tasks queued before it (issue 17).
+	 * steal_next() leaves pinned tasks in the slot; one displaced from
+	 * it goes back to the pinned list, never to the stealable queue. */
 	if (yield) {
 		/* Back of our own queue. No notify: a yield adds no work,
 		 * and pick_local() notifies whenever it leaves tasks behind
@@ -117,9 +133,12 @@ void weft__schedule(struct weft__worker *w, struct weft_task *t, bool yield)
 		lq_push(w, t);
 		return;
 	}
-	/* Release publishes t to a thief's acquire CAS on the slot. */
+	/* Release publishes t (its flags included) to a thief's acquire
+	 * load and CAS of the slot. */
 	t = atomic_exchange_explicit(&w->next, t, memory_order_acq_rel);
-	if (t) {
+	if (t && (weft__task_flags(t) & WEFT__T_PINNED)) {
+		weft__tlist_append(&w->pins, t, t);
+	} else if (t) {
 		lq_push(w, t);
 		weft__idle_notify(w->rt, false);
 	} else if (w->current) {
@@ -148,6 +167,59 @@ static struct weft_task *pick_inject(struct weft__worker *w)
 	return weft__inject_pop(w->rt, w, room / 2 + 1);
 }
 
+/*
+ * The periodic pick's service of time: the ring (completions reaped,
+ * queued requests submitted), due timers, the stack trim. It comes about
+ * every WEFT__SERVE_NS of run time, not every so many picks: picks that
+ * come slowly (tasks computing for long between suspensions) shorten the
+ * countdown at once, down to every pick; fast ones lengthen it one pick
+ * per periodic pick, up to WEFT__INJECT_INTERVAL, which keeps the clock
+ * read under half a nanosecond a pick. Lengthening slowly: one quick pick
+ * between 1 ms slices must not set a countdown of 25 (a sleeper's wake-up
+ * among 1 ms spinners did: 57 ms late). Called only while something waits
+ * on time (pick_periodic); weft__serve_soon() restarts the measure when
+ * something new does.
+ */
+static void serve(struct weft__worker *w)
+{
+	uint64_t now = weft_now(), per_pick;
+	unsigned every;
+
+	per_pick = (now - w->periodic_at) / w->periodic_every + 1;
+	every = per_pick >= WEFT__SERVE_NS
+			? 1
+			: (unsigned)(WEFT__SERVE_NS / per_pick);
+	if (every > w->periodic_every + 1)
+		every = w->periodic_every + 1;
+	if (every > WEFT__INJECT_INTERVAL)
+		every = WEFT__INJECT_INTERVAL;
+	w->periodic_every = every;
+	w->inject_countdown = every;
+	w->periodic_at = now;
+	/* Before the inject queue is looked at, since a queue that never
+	 * runs dry (tasks yielding through it) must not starve them (a
+	 * sleeper never woke in hazard mode). */
+	if (weft__ring_busy(&w->ring))
+		weft__ring_poll(w);
+	weft__timer_poll_at(w->rt, now);
+	/* Stack pages of a burst go back on a busy worker too, not only when
+	 * one parks (issue 17: a server under steady load kept a burst's
+	 * stacks resident for ever). */
+	weft__stack_trim(w, now);
+}
+
+void weft__serve_soon(struct weft__worker *w)
+{
+	/* The next pick serves (its measure, from a periodic_at that may be
+	 * old, gives every pick), and the countdown grows from there. No
+	 * clock read here: this is on every request's path. */
+	if (w->periodic_every > 1) {
+		w->inject_picks += w->periodic_every - w->inject_countdown;
+		w->periodic_every = 1;
+		w->inject_countdown = 1;
+	}
+}
+
 /* The rare part of pick_local(), out of line so that the common path
  * stays a short leaf: pinned tasks handed over by other threads, and every
  * WEFT__INJECT_INTERVAL-th pick the inject queue first (a countdown,
@@ -160,7 +232,7 @@ pick_periodic(struct weft__worker *w)
 	if (atomic_load_explicit(&w->remote_n, memory_order_relaxed))
 		remote_drain(w);
 	if (w->inject_countdown == 0) {
-		uint64_t now = weft_now(), per_pick;
+		struct weft_runtime *rt = w->rt;
 		bool inject_first;
 
 		/* The inject queue first every WEFT__INJECT_INTERVAL picks
@@ -169,34 +241,18 @@ pick_periodic(struct weft__worker *w)
 		inject_first = w->inject_picks >= WEFT__INJECT_INTERVAL;
 		if (inject_first)
 			w->inject_picks = 0;
-
-		/* Every WEFT__SERVE_NS of run time, not every so many picks:
-		 * picks that come slowly (tasks computing for long between
-		 * suspensions) shorten the countdown, down to every pick;
-		 * fast ones lengthen it, up to WEFT__INJECT_INTERVAL, which
-		 * keeps the clock read under half a nanosecond a pick. */
-		per_pick = (now - w->periodic_at) / w->periodic_every + 1;
-		w->periodic_every =
-			per_pick >= WEFT__SERVE_NS
-				? 1
-				: (unsigned)(WEFT__SERVE_NS / per_pick);
-		if (w->periodic_every > WEFT__INJECT_INTERVAL)
+		if (weft__ring_busy(&w->ring) ||
+		    atomic_load_explicit(&rt->timer_next,
+					 memory_order_relaxed) != WEFT_NEVER ||
+		    weft__stack_trim_wanted(w)) {
+			serve(w);
+		} else {
+			/* Nothing waits on time: no clock read, and the
+			 * countdown goes back to the pick count (a request or
+			 * timer made here brings it down again). */
 			w->periodic_every = WEFT__INJECT_INTERVAL;
-		w->inject_countdown = w->periodic_every;
-		w->periodic_at = now;
-		/* Completions of in-flight I/O are reaped, queued requests
-		 * submitted, and due timers fired here while the worker
-		 * stays busy: before the inject queue is looked at, since a
-		 * queue that never runs dry (tasks yielding through it) must
-		 * not starve them (a sleeper never woke in hazard mode). */
-		if (weft__ring_busy(&w->ring))
-			weft__ring_poll(w);
-		weft__timer_poll_at(w->rt, now);
-		/* Stack pages of a burst go back on a busy worker too, not
-		 * only when one parks (issue 17: a server under steady load
-		 * kept a burst's stacks resident for ever). A relaxed load
-		 * unless the shared pool holds more than the caches keep. */
-		weft__stack_trim(w, now);
+			w->inject_countdown = WEFT__INJECT_INTERVAL;
+		}
 		if (inject_first && (t = pick_inject(w)))
 			return t;
 	}
@@ -303,6 +359,12 @@ static struct weft_task *steal_next(struct weft__worker *w)
 		    ticks)
 			continue; /* it moved on: leave the pair together */
 		t = atomic_load_explicit(&v->next, memory_order_acquire);
+		/* A pinned task stays with its worker. Its flags were stored
+		 * before the release that put it in the slot, which this
+		 * acquire load pairs with; a CAS that then succeeds took it
+		 * before it ran, so they had not changed. */
+		if (t && (weft__task_flags(t) & WEFT__T_PINNED))
+			continue;
 		if (t && atomic_compare_exchange_strong_explicit(
 				 &v->next, &t, NULL, memory_order_acq_rel,
 				 memory_order_relaxed)) {
