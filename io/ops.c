@@ -127,9 +127,10 @@ static int io_wait(struct io *io, struct io_uring_sqe *sqe)
 		/* Passed between io_begin() and here: cancel at once. */
 		why = -ETIMEDOUT;
 	}
-	/* Into the kernel now if the worker runs other tasks first, and
-	 * looked for from its next pick on. */
-	weft__ring_submit_busy(w);
+	/* Looked for from the worker's next pick on (submitted there, or
+	 * when it parks). Submitting here at once when the worker had other
+	 * tasks cost the http benchmark a fifth of its throughput (one
+	 * io_uring_enter per request instead of per batch): not done. */
 	weft__serve_soon(w);
 	for (;;) {
 		weft__park_prepare(self);

@@ -442,6 +442,9 @@ struct weft__worker {
 	uint64_t periodic_at;
 	/* Picks since the inject queue was last looked at first. */
 	unsigned inject_picks;
+	/* Something waits on time here (ring, timers, trim): the periodic
+	 * pick reads the clock and serves it (worker.c, serve()). */
+	bool serving;
 	/* xorshift state for choosing a victim. */
 	uint32_t rng;
 	/* Whether this worker counts in the runtime's searching number. */
@@ -711,7 +714,6 @@ void weft__idle_wake_all(struct weft_runtime *rt);
 
 /* worker.c */
 void weft__schedule(struct weft__worker *w, struct weft_task *t, bool yield);
-bool weft__worker_has_work(struct weft__worker *w);
 /* Something now waits on time on w (a request, a timer): its next pick
  * looks at the ring and timers and measures the pick rate afresh. Owner
  * only. */

@@ -410,12 +410,6 @@ static void reap(struct weft__worker *w)
 	arm_wake(w);
 }
 
-void weft__ring_submit_busy(struct weft__worker *w)
-{
-	if (io_uring_sq_ready(&w->ring.uring) && weft__worker_has_work(w))
-		ring_failed(w, io_uring_submit(&w->ring.uring));
-}
-
 void weft__ring_poll(struct weft__worker *w)
 {
 	/* get_events also flushes an overflowed CQ back into the ring.

@@ -88,12 +88,6 @@ static inline bool weft__ring_busy(struct weft__ring *r)
 	return r->inflight || io_uring_sq_ready(&r->uring);
 }
 
-/* Submits the queued requests now if w has other tasks to run (a task is
- * about to park on one of them): otherwise they would reach the kernel
- * only at w's next periodic pick, after those tasks' slices (issue 17). A
- * worker about to go idle submits when it parks anyway. */
-void weft__ring_submit_busy(struct weft__worker *w);
-
 /* ---- requests (io/'s half) ------------------------------------------ */
 
 /* A free SQE of w's ring (submits and retries while the SQ is full), or
