@@ -1000,6 +1000,9 @@ Test(runtime, create_run_run_again_run_forever_close,
 struct late_call {
 	weft_runtime *rt;
 	weft_event *never;
+	atomic_int started;     /* the late task runs (so it is not
+				 * cancelled before it starts, which would
+				 * keep it from running at all) */
 	atomic_int in_shutdown; /* the late task saw its cancellation */
 	atomic_int reported;    /* the outside thread has called */
 	atomic_int callback_ran;
@@ -1016,6 +1019,7 @@ static void *late_task(void *arg)
 {
 	struct late_call *l = arg;
 
+	atomic_store(&l->started, 1);
 	/* Cancelled by the shutdown sweep, which starts after main returned
 	 * and shutdown began (lifecycle.c, weft__lifecycle_drain). */
 	l->wait_rc = weft_event_wait(l->never);
@@ -1050,7 +1054,9 @@ static void *late_main(void *arg)
 	l->rt = weft_runtime_self();
 	WT_CHECK_EQ(weft_event_create(&l->never), 0);
 	weft_task_release(weft_spawn(late_task, l));
-	weft_yield();
+	/* Hazard mode sends yields through the inject queue: wait until it
+	 * has really started. */
+	WT_CHECK(wt_yield_until(&l->started, 1000000));
 	return NULL;
 }
 
