@@ -140,8 +140,10 @@ struct weft_config {
  * too) and the runtime keeps running until none is left or
  * config->shutdown_grace_ms has passed. Then every worker stops at its
  * next scheduling point, tasks still alive (shielded, or ignoring their
- * cancellation) are dropped where they are, and all threads, stacks, rings
- * and descriptors are released before weft_run() returns. weft_stop(), or
+ * cancellation) are dropped where they are, and all of the runtime's
+ * threads, stacks, rings and descriptors are released before weft_run()
+ * returns (descriptors the program's tasks opened are theirs: weft does
+ * not track or close them). weft_stop(), or
  * SIGINT/SIGTERM with WEFT_RUN_STOP_ON_SIGNALS, cancels main, and the same
  * shutdown follows once it returns.
  *
@@ -558,18 +560,28 @@ static inline size_t weft_reader_buffered(const struct weft_reader *r)
  * failure (asyncio: the task raised).
  */
 #define WEFT_MAX_ERRNO 4095
+/* Casts that are C casts in C and named casts in C++ (a C++ program built
+ * with -Wold-style-cast includes this header too). */
+#ifdef __cplusplus
+#define WEFT__SCAST(T, x) static_cast<T>(x)
+#define WEFT__RCAST(T, x) reinterpret_cast<T>(x)
+#else
+#define WEFT__SCAST(T, x) ((T)(x))
+#define WEFT__RCAST(T, x) ((T)(x))
+#endif
 static inline void *weft_err_ptr(int err)
 {
-	return (void *)(intptr_t)err;
+	return WEFT__RCAST(void *, WEFT__SCAST(intptr_t, err));
 }
 static inline int weft_is_err(const void *p)
 {
-	return (uintptr_t)p >= (uintptr_t)-WEFT_MAX_ERRNO;
+	return WEFT__RCAST(uintptr_t, p) >=
+	       WEFT__SCAST(uintptr_t, -WEFT_MAX_ERRNO);
 }
 /* The negative errno value of an error pointer; 0 for any other. */
 static inline int weft_ptr_err(const void *p)
 {
-	return weft_is_err(p) ? (int)(intptr_t)p : 0;
+	return weft_is_err(p) ? WEFT__SCAST(int, WEFT__RCAST(intptr_t, p)) : 0;
 }
 
 /* ---- coordination between tasks -------------------------------------------

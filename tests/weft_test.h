@@ -149,9 +149,11 @@ static char wt_first_failure[512];
 
 static inline void wt_fail_(const char *file, int line, const char *what)
 {
+	/* Precisions: the message is cut to fit, and the compiler can see
+	 * that it is (a Release build warned of truncation). */
 	if (atomic_fetch_add(&wt_failures, 1) == 0)
 		snprintf(wt_first_failure, sizeof(wt_first_failure),
-			 "%s:%d: %s", file, line, what);
+			 "%.200s:%d: %.280s", file, line, what);
 }
 
 static inline int wt_check_(int ok, const char *expr, const char *file,
