@@ -483,6 +483,9 @@ void weft__stack_put(struct weft__worker *w, struct weft__stack *s)
 	weft__spin_unlock(&rt->stk_lock);
 }
 
+/* Relaxed: stk_warm_hint is a hint, stored under stk_lock; a stale value
+ * only moves the trim to a later look, and weft__stack_trim() decides
+ * under the lock. */
 bool weft__stack_trim_wanted(struct weft__worker *w)
 {
 	struct weft_runtime *rt = w->rt;
@@ -498,8 +501,7 @@ uint64_t weft__stack_trim(struct weft__worker *w, uint64_t now)
 	struct weft__stack *head = NULL, *tail = NULL, *s;
 	uint64_t at;
 
-	if (atomic_load_explicit(&rt->stk_warm_hint, memory_order_relaxed) <=
-	    keep)
+	if (!weft__stack_trim_wanted(w))
 		return 0;
 	weft__spin_lock(&rt->stk_lock);
 	if (rt->stk_warm_n <= keep) {

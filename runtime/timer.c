@@ -333,23 +333,23 @@ unsigned weft__timer_run(struct weft_runtime *rt, uint64_t now)
 	return fired;
 }
 
-unsigned weft__timer_poll(struct weft_runtime *rt)
-{
-	uint64_t next = atomic_load_explicit(&rt->timer_next,
-					     memory_order_relaxed);
-	uint64_t now;
-
-	/* No clock read while no timer is pending. */
-	if (next == WEFT_NEVER || next > (now = weft_now()))
-		return 0;
-	return weft__timer_run(rt, now);
-}
-
+/* Relaxed loads of timer_next: a busy worker's look is opportunistic. A
+ * stale value only defers the firing to its next look or to the keeper,
+ * whose protocol (the seq_cst pairs above) is what guarantees it. */
 unsigned weft__timer_poll_at(struct weft_runtime *rt, uint64_t now)
 {
 	if (atomic_load_explicit(&rt->timer_next, memory_order_relaxed) > now)
 		return 0;
 	return weft__timer_run(rt, now);
+}
+
+unsigned weft__timer_poll(struct weft_runtime *rt)
+{
+	/* No clock read while no timer is pending. */
+	if (atomic_load_explicit(&rt->timer_next, memory_order_relaxed) ==
+	    WEFT_NEVER)
+		return 0;
+	return weft__timer_poll_at(rt, weft_now());
 }
 
 /* ---- the keeper role ---------------------------------------------------- */

@@ -237,6 +237,9 @@ pick_periodic(struct weft__worker *w)
 		inject_first = w->inject_picks >= WEFT__INJECT_INTERVAL;
 		if (inject_first)
 			w->inject_picks = 0;
+		/* Owner-only fields (serving, periodic_*, inject_*);
+		 * timer_next and the trim hint are relaxed hints (timer.c,
+		 * stack.c say why a stale one is harmless). */
 		w->serving = weft__ring_busy(&w->ring) ||
 			     atomic_load_explicit(&rt->timer_next,
 						  memory_order_relaxed) !=

@@ -1536,7 +1536,7 @@ static int refuse_clone_here(void)
 }
 
 struct no_thread {
-	int filter, rc, threads, run_rc;
+	int filter, rc, threads;
 	void *result;
 };
 
@@ -1553,16 +1553,48 @@ static void *no_thread_main(void *arg)
 	return NULL;
 }
 
-/* The runtime runs on a thread of its own, whose worker (the thread that
- * called weft_run) carries the filter and then ends: the test's thread
- * stays free to clone (LeakSanitizer's check does). */
-static void *no_thread_runner(void *arg)
-{
-	struct no_thread *n = arg;
-	struct weft_config c = config(1, 1, 0);
+/*
+ * Runs fn as main of a 1-worker runtime with `threads` pool threads, on a
+ * thread of its own: its worker (the thread that called weft_run) may
+ * install a seccomp filter and then end, leaving the test's thread free to
+ * clone (LeakSanitizer's check does). Checks weft_run()'s result, the
+ * tasks' checks and leaks, and *filter (the filter's result, set by fn):
+ * skips the test where seccomp filters are not available.
+ */
+struct own_run {
+	weft_fn fn;
+	void *arg;
+	unsigned threads;
+	int rc;
+};
 
-	n->run_rc = weft_run(no_thread_main, n, &c, NULL);
+static void *own_run_thread(void *p)
+{
+	struct own_run *o = p;
+	struct weft_config c = config(1, o->threads, 0);
+
+	o->rc = weft_run(o->fn, o->arg, &c, NULL);
 	return NULL;
+}
+
+static void run_filtered(weft_fn fn, void *arg, unsigned threads,
+			 const int *filter)
+{
+	struct own_run o = { fn, arg, threads, 0 };
+	pthread_t th;
+
+	cr_assert_eq(pthread_create(&th, NULL, own_run_thread, &o), 0);
+	cr_assert_eq(pthread_join(th, NULL), 0);
+	if (o.rc == -EPERM || o.rc == -ENOSYS)
+		cr_skip_test("io_uring refused by the kernel: %s",
+			     weft_strerror(o.rc));
+	cr_assert_eq(o.rc, 0, "weft_run() = %d (%s)", o.rc,
+		     weft_strerror(o.rc));
+	wt_assert_no_failures();
+	WT_LEAK_ASSERT();
+	if (*filter == -EINVAL || *filter == -ENOSYS || *filter == -EACCES)
+		cr_skip_test("no seccomp filters here: %s", strerror(-*filter));
+	cr_assert_eq(*filter, 0, "seccomp: %s", strerror(-*filter));
 }
 
 /*
@@ -1574,7 +1606,7 @@ static void *no_thread_runner(void *arg)
  */
 struct queued_behind {
 	struct gate g;
-	int filter, rc, done_early, threads, run_rc;
+	int filter, rc, done_early, threads;
 	void *result;
 };
 
@@ -1609,36 +1641,14 @@ static void *queued_behind_main(void *arg)
 	return NULL;
 }
 
-static void *queued_behind_runner(void *arg)
-{
-	struct queued_behind *q = arg;
-	struct weft_config c = config(1, 0, 0);
-
-	q->run_rc = weft_run(queued_behind_main, q, &c, NULL);
-	return NULL;
-}
-
 Test(pool, a_pool_that_cannot_start_a_thread_queues_behind_a_running_one,
      .timeout = WT_TIMEOUT(20))
 {
 	struct queued_behind q;
-	pthread_t th;
 
 	memset(&q, 0, sizeof(q));
 	atomic_store(&count_runs, 0);
-	/* On a thread of its own, as in the test below. */
-	cr_assert_eq(pthread_create(&th, NULL, queued_behind_runner, &q), 0);
-	cr_assert_eq(pthread_join(th, NULL), 0);
-	if (q.run_rc == -EPERM || q.run_rc == -ENOSYS)
-		cr_skip_test("io_uring refused by the kernel: %s",
-			     weft_strerror(q.run_rc));
-	cr_assert_eq(q.run_rc, 0, "weft_run() = %d (%s)", q.run_rc,
-		     weft_strerror(q.run_rc));
-	wt_assert_no_failures();
-	WT_LEAK_ASSERT();
-	if (q.filter == -EINVAL || q.filter == -ENOSYS || q.filter == -EACCES)
-		cr_skip_test("no seccomp filters here: %s", strerror(-q.filter));
-	cr_assert_eq(q.filter, 0, "seccomp: %s", strerror(-q.filter));
+	run_filtered(queued_behind_main, &q, 0, &q.filter);
 	cr_assert_eq(q.done_early, 0, "the second call returned (%d, %s) "
 				      "while the pool's thread was busy",
 		     q.rc, weft_strerror(q.rc));
@@ -1653,22 +1663,10 @@ Test(pool, empty_pool_that_cannot_start_a_thread_returns_eagain,
      .timeout = WT_TIMEOUT(20))
 {
 	struct no_thread n;
-	pthread_t th;
 
 	memset(&n, 0, sizeof(n));
 	atomic_store(&count_runs, 0);
-	cr_assert_eq(pthread_create(&th, NULL, no_thread_runner, &n), 0);
-	cr_assert_eq(pthread_join(th, NULL), 0);
-	if (n.run_rc == -EPERM || n.run_rc == -ENOSYS)
-		cr_skip_test("io_uring refused by the kernel: %s",
-			     weft_strerror(n.run_rc));
-	cr_assert_eq(n.run_rc, 0, "weft_run() = %d (%s)", n.run_rc,
-		     weft_strerror(n.run_rc));
-	wt_assert_no_failures();
-	WT_LEAK_ASSERT();
-	if (n.filter == -EINVAL || n.filter == -ENOSYS || n.filter == -EACCES)
-		cr_skip_test("no seccomp filters here: %s", strerror(-n.filter));
-	cr_assert_eq(n.filter, 0, "seccomp: %s", strerror(-n.filter));
+	run_filtered(no_thread_main, &n, 1, &n.filter);
 	cr_assert_eq(n.rc, -EAGAIN,
 		     "run_blocking with no thread and none startable: %d (%s)",
 		     n.rc, weft_strerror(n.rc));
