@@ -35,7 +35,7 @@
 
 struct io {
 	struct weft__worker *w;
-	struct weft_task *self;
+	struct weft__tcb *self;
 	struct weft__op op;
 	int err;
 	bool nocancel; /* weft_close(): runs to completion regardless */
@@ -49,7 +49,7 @@ static struct io_uring_sqe *io_begin(struct io *io)
 {
 	struct weft__worker *w = weft__worker_self();
 	struct io_uring_sqe *sqe;
-	struct weft_task *self;
+	struct weft__tcb *self;
 
 	if (!w || !w->current) {
 		io->err = -EPERM;
@@ -107,7 +107,7 @@ static int io_result(int res, int why)
 /* Waits for the request prepared in sqe; returns its result. */
 static int io_wait(struct io *io, struct io_uring_sqe *sqe)
 {
-	struct weft_task *self = io->self;
+	struct weft__tcb *self = io->self;
 	struct weft__worker *w = io->w;
 	unsigned flags = weft__task_flags(self);
 	uint64_t deadline = io->nocancel ? WEFT_NEVER : self->deadline;

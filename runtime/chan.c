@@ -426,7 +426,7 @@ static int sel_park(struct sel_state *s, struct weft__sel *sel,
 		    uint64_t deadline)
 {
 	struct weft__worker *w = weft__worker_self();
-	struct weft_task *self = w->current;
+	struct weft__tcb *self = w->current;
 	struct weft__timer tm;
 	bool armed = false;
 	int won, why = 0;
@@ -662,7 +662,7 @@ void weft_gen_destroy(weft_gen *g)
 	 * the scope is lifted for the wait. A thread outside the runtime
 	 * joins instead (weft_await refused it, and the free followed). */
 	if (w && w->current) {
-		struct weft_task *self = w->current;
+		struct weft__tcb *self = w->current;
 		uint64_t saved = self->deadline;
 
 		self->deadline = WEFT_NEVER;

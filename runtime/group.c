@@ -34,7 +34,7 @@ struct weft_group {
 	size_t live;
 	int first_err;
 	bool refuse;
-	struct weft_task *members;
+	struct weft__tcb *members;
 	struct weft__wq waiters;
 	uint32_t tag; /* WEFT__LIVE while alive */
 };
@@ -56,7 +56,7 @@ int weft_group_create(weft_group **out)
 /* Under the lock. Release pairs with cancel_pending()'s acquire. */
 static void cancel_members(weft_group *g)
 {
-	struct weft_task *t;
+	struct weft__tcb *t;
 
 	g->refuse = true;
 	for (t = g->members; t; t = t->gnext) {
@@ -75,7 +75,7 @@ static void member_gone(weft_group *g)
 				   ~0u);
 }
 
-void weft__group_link(struct weft_group *g, struct weft_task *t)
+void weft__group_link(struct weft_group *g, struct weft__tcb *t)
 {
 	weft__spin_lock(&g->lock);
 	t->group = g;
@@ -93,7 +93,7 @@ void weft__group_link(struct weft_group *g, struct weft_task *t)
 	weft__spin_unlock(&g->lock);
 }
 
-void weft__group_task_end(struct weft_task *t)
+void weft__group_task_end(struct weft__tcb *t)
 {
 	weft_group *g = t->group;
 	int err = 0;

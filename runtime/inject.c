@@ -12,8 +12,8 @@
 #include "internal.h"
 #include "lqueue.h"
 
-void weft__inject_push(struct weft_runtime *rt, struct weft_task *head,
-		       struct weft_task *tail, unsigned n)
+void weft__inject_push(struct weft_runtime *rt, struct weft__tcb *head,
+		       struct weft__tcb *tail, unsigned n)
 {
 	weft__spin_lock(&rt->inject_lock);
 	weft__tlist_append(&rt->inject, head, tail);
@@ -29,10 +29,10 @@ void weft__inject_push(struct weft_runtime *rt, struct weft_task *head,
  * into w's local queue (which has room for them: the caller passes at most
  * the free slots), a fair share so other workers get some too.
  */
-struct weft_task *weft__inject_pop(struct weft_runtime *rt,
+struct weft__tcb *weft__inject_pop(struct weft_runtime *rt,
 				   struct weft__worker *w, unsigned max)
 {
-	struct weft_task *t;
+	struct weft__tcb *t;
 	unsigned len, take;
 
 	if (!atomic_load_explicit(&rt->inject_len, memory_order_relaxed))

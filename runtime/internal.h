@@ -2,7 +2,7 @@
  * Internal layout of the runtime: tasks, workers, the runtime object, and the
  * helpers every runtime file shares (allocation hook, assertions, spinlock,
  * sanitizer switches). Never installed; the public header only declares
- * struct weft_task and struct weft_runtime.
+ * struct weft__tcb and struct weft_runtime.
  *
  * What each file owns, and which way calls go: docs/design/layers.md.
  */
@@ -223,19 +223,23 @@ struct weft__stack;
 struct weft__worker;
 struct weft__waiter;
 
-/*
- * A task control block. Allocated from the runtime's type-stable pool
- * (task.c): its memory stays a task control block until the runtime ends,
- * so a late wake-up or a stale handle reads a valid (if reused) block and
- * the generation number tells them apart.
- */
 /* One task-local value and the key it was stored under (tls.c). */
 struct weft__tls_slot {
 	void *value;
 	unsigned key;
 };
 
-struct weft_task {
+/*
+ * A task control block. Allocated from the runtime's type-stable pool
+ * (task.c): its memory stays a task control block until the runtime ends,
+ * so a late wake-up or a stale handle reads a valid (if reused) block and
+ * the generation number tells them apart. The program never sees one: its
+ * `weft_task *` is a tagged handle (struct weft_task, never defined), a
+ * different type, which task.c resolves (weft__handle() makes one), so
+ * the compiler refuses a block where a handle is expected and back.
+ */
+
+struct weft__tcb {
 	/* Saved stack pointer while off-CPU; NULL before the first run.
 	 * Written by the worker that switches the task out, read by the one
 	 * that switches it in; the run queues order the two. */
@@ -249,7 +253,7 @@ struct weft_task {
 	struct weft__stack *stack;
 	/* Link in the inject queue, a worker's remote or pinned list, or the
 	 * free pool. Owned by whoever holds the task in that list. */
-	struct weft_task *qnext;
+	struct weft__tcb *qnext;
 	/* Pinned tasks: the worker they always run on. */
 	struct weft__worker *home;
 	/* Body, argument, and result once returned. */
@@ -297,7 +301,7 @@ struct weft_task {
 	/* Task group (group.c): the group, and the links of its list of
 	 * live members; under the group's lock. */
 	struct weft_group *group;
-	struct weft_task *gnext, *gprev;
+	struct weft__tcb *gnext, *gprev;
 	/* weft_call_later/call_at: the task sleeps until this moment (ns)
 	 * before fn runs; 0: start at once. Set before the task is queued. */
 	uint64_t start_at;
@@ -327,13 +331,13 @@ void weft__futex_wake(atomic_int *word, int n);
  * queue and the pinned and remote lists. No locking of its own: each user
  * says what guards it. */
 struct weft__tlist {
-	struct weft_task *head, *tail;
+	struct weft__tcb *head, *tail;
 };
 
 /* Appends the chain first..last (already linked through qnext). */
 static inline void weft__tlist_append(struct weft__tlist *l,
-				      struct weft_task *first,
-				      struct weft_task *last)
+				      struct weft__tcb *first,
+				      struct weft__tcb *last)
 {
 	last->qnext = NULL;
 	if (l->tail)
@@ -343,9 +347,9 @@ static inline void weft__tlist_append(struct weft__tlist *l,
 	l->tail = last;
 }
 
-static inline struct weft_task *weft__tlist_pop(struct weft__tlist *l)
+static inline struct weft__tcb *weft__tlist_pop(struct weft__tlist *l)
 {
-	struct weft_task *t = l->head;
+	struct weft__tcb *t = l->head;
 
 	if (t) {
 		l->head = t->qnext;
@@ -375,7 +379,7 @@ enum {
 struct weft__timer {
 	struct weft__timer *next, *prev; /* slot list, under the wheel lock */
 	struct weft__timer *fnext;       /* the firer's private list */
-	struct weft_task *task;
+	struct weft__tcb *task;
 	uint64_t when; /* deadline in ticks, rounded up */
 	atomic_int state;
 	uint8_t lvl, slot;
@@ -400,7 +404,7 @@ struct weft__lq {
 	_Alignas(WEFT__CACHELINE) atomic_uint head;
 	/* Next slot to fill; written only by the owner. */
 	_Alignas(WEFT__CACHELINE) atomic_uint tail;
-	_Alignas(WEFT__CACHELINE) _Atomic(struct weft_task *) slot[WEFT__LQ_SIZE];
+	_Alignas(WEFT__CACHELINE) _Atomic(struct weft__tcb *) slot[WEFT__LQ_SIZE];
 };
 
 /* ---- workers ---------------------------------------------------------- */
@@ -410,7 +414,7 @@ struct weft__worker {
 	struct weft__lq lq;
 	/* The one-task "next" slot for the task just woken or spawned: run
 	 * before the queue; taken by thieves only as a last resort. */
-	_Alignas(WEFT__CACHELINE) _Atomic(struct weft_task *) next;
+	_Alignas(WEFT__CACHELINE) _Atomic(struct weft__tcb *) next;
 	/* Count of tasks switched in; thieves watch it to tell whether the
 	 * owner has been stuck in one task for a while. */
 	atomic_ulong ticks;
@@ -419,9 +423,9 @@ struct weft__worker {
 	_Alignas(WEFT__CACHELINE) struct weft_runtime *rt;
 	unsigned index;
 	/* The task running now, NULL in the scheduler context. */
-	struct weft_task *current;
+	struct weft__tcb *current;
 	/* Hand-over from the context just left (see WEFT__SW_*). */
-	struct weft_task *prev;
+	struct weft__tcb *prev;
 	int prev_action;
 	/* Saved stack pointer of the scheduler context. */
 	void *sched_sp;
@@ -460,7 +464,7 @@ struct weft__worker {
 	struct weft__stack *stk_free;
 	unsigned stk_n;
 	/* Free task control blocks (task.c). */
-	struct weft_task *cb_free;
+	struct weft__tcb *cb_free;
 	unsigned cb_n;
 
 	/* Pinned tasks woken by other threads, handed over under the lock. */
@@ -557,7 +561,7 @@ struct weft_runtime {
 
 	/* Task control block pool (task.c). */
 	weft__spin cb_lock;
-	struct weft_task *cb_free;
+	struct weft__tcb *cb_free;
 	unsigned cb_free_n;
 	struct weft__slab *cb_slabs;
 
@@ -573,7 +577,7 @@ struct weft_runtime {
 	size_t stk_guard;     /* guard bytes below each stack */
 	int stk_guard_mode;   /* 0 none, 1 madvise guard, 2 mprotect */
 
-	struct weft_task *main_task;
+	struct weft__tcb *main_task;
 
 	/* Timer service (timer.c): the wheel, the earliest expiration in ns
 	 * (WEFT_NEVER: none), and the keeper: the parked worker that sleeps
@@ -628,40 +632,40 @@ struct weft__worker *weft__worker_self(void);
 void weft__worker_set_self(struct weft__worker *w);
 
 /* task.c */
-void weft__task_unref(struct weft_task *t);
+void weft__task_unref(struct weft__tcb *t);
 void weft__task_entry(void *arg, void *ctx) __attribute__((noreturn));
-void weft__task_wake(struct weft_task *t);
+void weft__task_wake(struct weft__tcb *t);
 /* weft__task_wake(), but a parked task woken on this worker goes to the
  * back of its queue, not the next slot. The caller notifies. */
-void weft__task_wake_back(struct weft_task *t);
-void weft__task_fail_start(struct weft__worker *w, struct weft_task *t,
+void weft__task_wake_back(struct weft__tcb *t);
+void weft__task_fail_start(struct weft__worker *w, struct weft__tcb *t,
 			   int err);
 struct weft__worker *weft__park(struct weft__worker *w);
 void weft__task_pool_fini(struct weft_runtime *rt);
 int weft__spawn_main(struct weft_runtime *rt, weft_fn fn, void *arg,
-		     struct weft_task **out);
-weft_task *weft__handle(struct weft_task *t);
+		     struct weft__tcb **out);
+weft_task *weft__handle(struct weft__tcb *t);
 
 /* Acquire: pairs with the unpinning release store of a completion
  * (ring.c op_complete). */
-static inline unsigned weft__task_flags(const struct weft_task *t)
+static inline unsigned weft__task_flags(const struct weft__tcb *t)
 {
 	return atomic_load_explicit(&t->flags, memory_order_acquire);
 }
 
 /* Park protocol steps (argued in task.c). Step 1: announce the wait. */
-static inline void weft__park_prepare(struct weft_task *t)
+static inline void weft__park_prepare(struct weft__tcb *t)
 {
 	atomic_exchange_explicit(&t->park, WEFT__PARKING, memory_order_acq_rel);
 }
 
 /* The condition held: no park after all. */
-static inline void weft__park_done(struct weft_task *t)
+static inline void weft__park_done(struct weft__tcb *t)
 {
 	atomic_store_explicit(&t->park, WEFT__RUNNING, memory_order_relaxed);
 }
 
-static inline bool weft__cancel_pending(struct weft_task *t)
+static inline bool weft__cancel_pending(struct weft__tcb *t)
 {
 	return t->shield == 0 &&
 	       atomic_load_explicit(&t->cancel, memory_order_acquire);
@@ -693,9 +697,9 @@ bool weft__stack_trim_wanted(struct weft__worker *w);
 void weft__stack_signal_fini(struct weft__worker *w);
 
 /* inject.c */
-void weft__inject_push(struct weft_runtime *rt, struct weft_task *head,
-		       struct weft_task *tail, unsigned n);
-struct weft_task *weft__inject_pop(struct weft_runtime *rt,
+void weft__inject_push(struct weft_runtime *rt, struct weft__tcb *head,
+		       struct weft__tcb *tail, unsigned n);
+struct weft__tcb *weft__inject_pop(struct weft_runtime *rt,
 				   struct weft__worker *w, unsigned max);
 
 /* idle.c */
@@ -713,12 +717,12 @@ void weft__idle_park(struct weft__worker *w);
 void weft__idle_wake_all(struct weft_runtime *rt);
 
 /* worker.c */
-void weft__schedule(struct weft__worker *w, struct weft_task *t, bool yield);
+void weft__schedule(struct weft__worker *w, struct weft__tcb *t, bool yield);
 /* Something now waits on time on w (a request, a timer): its next pick
  * looks at the ring and timers and measures the pick rate afresh. Owner
  * only. */
 void weft__serve_soon(struct weft__worker *w);
-void weft__schedule_remote(struct weft_runtime *rt, struct weft_task *t);
+void weft__schedule_remote(struct weft_runtime *rt, struct weft__tcb *t);
 struct weft__worker *weft__switch_out(struct weft__worker *w, int action);
 void weft__worker_loop(struct weft__worker *w);
 void weft__after_switch(struct weft__worker *w);
@@ -728,9 +732,9 @@ void weft__after_switch(struct weft__worker *w);
 void weft__coop_tick(void);
 
 /* group.c: a group task has ended (called by task_finish()). */
-void weft__group_task_end(struct weft_task *t);
+void weft__group_task_end(struct weft__tcb *t);
 /* Links t, not yet queued, into g (a slot was reserved). */
-void weft__group_link(struct weft_group *g, struct weft_task *t);
+void weft__group_link(struct weft_group *g, struct weft__tcb *t);
 /* task.c: spawn into a group (g may be NULL). */
 int weft__spawn_in(weft_task **out, weft_fn fn, void *arg,
 		   struct weft_group *g);
@@ -740,7 +744,7 @@ void weft__timer_init(struct weft_runtime *rt);
 /* Files n to wake task at deadline (ns). False, with nothing filed, if the
  * deadline's tick has already been processed: it is due. */
 bool weft__timer_add(struct weft_runtime *rt, struct weft__timer *n,
-		     struct weft_task *task, uint64_t deadline);
+		     struct weft__tcb *task, uint64_t deadline);
 /* Takes n out of the wheel; true if it had fired (or was firing: waits
  * until the firer is done with it). n is IDLE afterwards. */
 bool weft__timer_cancel(struct weft_runtime *rt, struct weft__timer *n);
@@ -764,7 +768,7 @@ void weft__timer_unkeep(struct weft__worker *w);
  * passed, else 0. Arms tm (IDLE, on the caller's stack) to wake self at the
  * deadline on first use and sets *armed; the caller cancels an armed tm
  * (weft__timer_cancel) before tm goes out of scope. */
-int weft__wait_why(struct weft_task *self, uint64_t deadline,
+int weft__wait_why(struct weft__tcb *self, uint64_t deadline,
 		   struct weft__timer *tm, bool *armed);
 
 /* pool.c: set up from the configuration (cannot fail; starts no thread),
@@ -802,10 +806,10 @@ void weft__lifecycle_signals_stop(struct weft_runtime *rt);
 void weft__lifecycle_fini(struct weft_runtime *rt);
 /* weft_run(): spawns main on worker 0 as the run's main task. */
 int weft__lifecycle_start_main(struct weft_runtime *rt, weft_fn fn,
-			       void *arg, struct weft_task **out);
+			       void *arg, struct weft__tcb **out);
 /* weft_run()'s main task after fn returned, in task context: cancels the
  * other tasks and waits up to the grace for them to end. */
-void weft__lifecycle_drain(struct weft_task *self);
+void weft__lifecycle_drain(struct weft__tcb *self);
 /* Spawn gate for threads outside rt: enter() returns 0 or -ESHUTDOWN;
  * a 0 must be matched by leave() once the task is queued. quiesce()
  * closes the gate and waits for the spawns inside it. */
@@ -828,7 +832,7 @@ void weft__lifecycle_fatal(struct weft_runtime *rt);
  * and task groups (runtime.c). */
 void weft__task_drop_all(struct weft_runtime *rt);
 unsigned weft__task_cancel_all(struct weft_runtime *rt,
-			       struct weft_task *except);
+			       struct weft__tcb *except);
 
 /* idle.c's notify: the check that nobody searches and somebody sleeps is
  * inline (the common answer is "nothing to do"), the wake out of line. */

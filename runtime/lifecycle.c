@@ -321,7 +321,7 @@ static void run_end(struct weft_runtime *rt)
 }
 
 int weft__lifecycle_start_main(struct weft_runtime *rt, weft_fn fn,
-			       void *arg, struct weft_task **out)
+			       void *arg, struct weft__tcb **out)
 {
 	bool stop;
 	int err;
@@ -344,7 +344,7 @@ int weft__lifecycle_start_main(struct weft_runtime *rt, weft_fn fn,
 	return err;
 }
 
-void weft__lifecycle_drain(struct weft_task *self)
+void weft__lifecycle_drain(struct weft__tcb *self)
 {
 	struct weft_runtime *rt = self->rt;
 	uint64_t end, now, saved, poll = WEFT__DRAIN_POLL_NS;

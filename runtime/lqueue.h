@@ -39,7 +39,7 @@ static inline unsigned weft__lq_len(struct weft__lq *q)
 
 /* Owner only. Pushes t; returns false if the queue is full (the caller
  * then moves half of it to the inject queue). */
-static inline bool weft__lq_push(struct weft__lq *q, struct weft_task *t)
+static inline bool weft__lq_push(struct weft__lq *q, struct weft__tcb *t)
 {
 	unsigned tl = atomic_load_explicit(&q->tail, memory_order_relaxed);
 	unsigned h = atomic_load_explicit(&q->head, memory_order_acquire);
@@ -57,13 +57,13 @@ static inline bool weft__lq_push(struct weft__lq *q, struct weft_task *t)
  * linked list for the inject queue. Returns the number taken (0 if a thief
  * emptied part of the queue meanwhile: just retry the push). */
 static inline unsigned weft__lq_take_half(struct weft__lq *q,
-					  struct weft_task **head,
-					  struct weft_task **tail)
+					  struct weft__tcb **head,
+					  struct weft__tcb **tail)
 {
 	unsigned h = atomic_load_explicit(&q->head, memory_order_acquire);
 	unsigned tl = atomic_load_explicit(&q->tail, memory_order_relaxed);
 	unsigned n = WEFT__LQ_SIZE / 2, i;
-	struct weft_task *first = NULL, *last = NULL;
+	struct weft__tcb *first = NULL, *last = NULL;
 
 	if (tl - h < WEFT__LQ_SIZE)
 		return 0;
@@ -74,7 +74,7 @@ static inline unsigned weft__lq_take_half(struct weft__lq *q,
 		    memory_order_relaxed))
 		return 0;
 	for (i = 0; i < n; i++) {
-		struct weft_task *t = atomic_load_explicit(
+		struct weft__tcb *t = atomic_load_explicit(
 			&q->slot[(h + i) & WEFT__LQ_MASK], memory_order_relaxed);
 		t->qnext = NULL;
 		if (last)
@@ -90,14 +90,14 @@ static inline unsigned weft__lq_take_half(struct weft__lq *q,
 
 /* Any consumer: takes the oldest task, or NULL if empty. If `more` is
  * given, it is set when tasks remained behind the one taken. */
-static inline struct weft_task *weft__lq_pop(struct weft__lq *q, bool *more)
+static inline struct weft__tcb *weft__lq_pop(struct weft__lq *q, bool *more)
 {
 	unsigned h = atomic_load_explicit(&q->head, memory_order_acquire);
 
 	for (;;) {
 		unsigned tl = atomic_load_explicit(&q->tail,
 						   memory_order_acquire);
-		struct weft_task *t;
+		struct weft__tcb *t;
 
 		if (h == tl)
 			return NULL;
@@ -120,7 +120,7 @@ static inline struct weft_task *weft__lq_pop(struct weft__lq *q, bool *more)
  * nothing). Returns one of them to run at once (not placed in dst), or
  * NULL if the victim had nothing.
  */
-static inline struct weft_task *weft__lq_steal(struct weft__lq *victim,
+static inline struct weft__tcb *weft__lq_steal(struct weft__lq *victim,
 					       struct weft__lq *dst)
 {
 	unsigned dtail = atomic_load_explicit(&dst->tail, memory_order_relaxed);
@@ -141,7 +141,7 @@ static inline struct weft_task *weft__lq_steal(struct weft__lq *victim,
 			continue;
 		}
 		for (i = 0; i < n; i++) {
-			struct weft_task *t = atomic_load_explicit(
+			struct weft__tcb *t = atomic_load_explicit(
 				&victim->slot[(h + i) & WEFT__LQ_MASK],
 				memory_order_relaxed);
 			/* dst is ours and empty: its head cannot move past
@@ -158,7 +158,7 @@ static inline struct weft_task *weft__lq_steal(struct weft__lq *victim,
 	}
 	/* Keep the last one to run now; publish the rest. */
 	n--;
-	struct weft_task *run = atomic_load_explicit(
+	struct weft__tcb *run = atomic_load_explicit(
 		&dst->slot[(dtail + n) & WEFT__LQ_MASK], memory_order_relaxed);
 	if (n)
 		atomic_store_explicit(&dst->tail, dtail + n,

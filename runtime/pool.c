@@ -96,7 +96,7 @@ struct weft__job {
 	struct weft__job *next, *prev; /* queue links, under pool->lock */
 	weft_fn fn;
 	void *arg;
-	struct weft_task *task; /* the task to wake */
+	struct weft__tcb *task; /* the task to wake */
 	void *result;           /* fn's return, written before done */
 	int err;                /* 0, or why fn never ran (dropped) */
 	int state;              /* JOB_*, under pool->lock */
@@ -166,7 +166,7 @@ static void drop_complete(struct weft__job *list, int err)
 {
 	while (list) {
 		struct weft__job *j = list;
-		struct weft_task *t = j->task;
+		struct weft__tcb *t = j->task;
 
 		list = j->next;
 		j->err = err;
@@ -182,7 +182,7 @@ static void drop_complete(struct weft__job *list, int err)
 /* Runs a job taken from the queue and completes it. */
 static void job_run(struct weft__job *j)
 {
-	struct weft_task *t = j->task;
+	struct weft__tcb *t = j->task;
 	void *r = j->fn(j->arg);
 
 	j->result = r;
@@ -362,7 +362,7 @@ int weft_run_blocking(weft_fn fn, void *arg, void **result)
 {
 	struct weft__worker *w = weft__worker_self();
 	struct weft_runtime *rt;
-	struct weft_task *self;
+	struct weft__tcb *self;
 	struct weft__job job;
 	struct weft__timer tm;
 	uint64_t deadline;

@@ -586,7 +586,7 @@ efd:
  * cancellation at shutdown.
  */
 void weft__ring_op_start(struct weft__worker *w, struct weft__op *op,
-			 struct weft_task *task, unsigned task_flags,
+			 struct weft__tcb *task, unsigned task_flags,
 			 struct io_uring_sqe *sqe)
 {
 	op->task = task;
@@ -616,7 +616,7 @@ void weft__ring_op_cancel(struct weft__worker *w, struct weft__op *op)
 static void op_complete(struct weft__worker *w, struct weft__op *op,
 			const struct io_uring_cqe *cqe)
 {
-	struct weft_task *t = op->task;
+	struct weft__tcb *t = op->task;
 	unsigned tf = op->task_flags;
 
 	w->ring.inflight--;

@@ -21,14 +21,14 @@
 
 #include <liburing.h>
 
-struct weft_task;
+struct weft__tcb;
 struct weft__worker;
 
 /* One request in flight: on the issuing task's stack. The reactor stores
  * res, then done (release), then wakes task; the task leaves only after
  * seeing done (acquire), so the record outlives the kernel's use of it. */
 struct weft__op {
-	struct weft_task *task;
+	struct weft__tcb *task;
 	int res;
 	unsigned task_flags; /* the task's own flags, put back on completion */
 	atomic_int done;
@@ -96,7 +96,7 @@ struct io_uring_sqe *weft__ring_sqe(struct weft__worker *w);
 /* Puts op (task's, whose flags it will put back to task_flags) in flight
  * as the request prepared in sqe. */
 void weft__ring_op_start(struct weft__worker *w, struct weft__op *op,
-			 struct weft_task *task, unsigned task_flags,
+			 struct weft__tcb *task, unsigned task_flags,
 			 struct io_uring_sqe *sqe);
 /* Asks the kernel to cancel op (in flight on w's ring, w's thread); its
  * completion still comes. */

@@ -411,7 +411,7 @@ static int run(weft_fn main_fn, void *arg, const struct weft_config *config,
 	       void **result)
 {
 	struct weft_runtime *rt;
-	struct weft_task *mt;
+	struct weft__tcb *mt;
 	int err;
 
 	if (!main_fn)

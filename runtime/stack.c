@@ -617,7 +617,7 @@ static uintptr_t fault_sp(void *uctx)
 static void segv_handler(int sig, siginfo_t *si, void *uctx)
 {
 	struct weft__worker *w = weft__tls_worker;
-	struct weft_task *t = w ? w->current : NULL;
+	struct weft__tcb *t = w ? w->current : NULL;
 	char *addr = si->si_addr;
 
 	if (t && t->stack) {

@@ -115,7 +115,7 @@ static int park(weft__spin *lock, struct weft__wq *q, struct weft__wnode *n,
 		uint64_t deadline, bool keep)
 {
 	struct weft__worker *w = weft__worker_self();
-	struct weft_task *self = n->task;
+	struct weft__tcb *self = n->task;
 	struct wq_unwait u = { { wq_unwait }, lock, q, n };
 	struct weft__timer tm;
 	bool armed = false;

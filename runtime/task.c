@@ -119,7 +119,7 @@ _Static_assert(H_GEN_BITS + H_IDX_BITS + H_SLAB_BITS == 64, "handle bits");
  * entry), and per id the generation its next slab starts at and the
  * free-id link (under dir_lock). */
 struct dir_chunk {
-	_Atomic(struct weft_task *) mem[DIR_CHUNK]; /* NULL: id not in use */
+	_Atomic(struct weft__tcb *) mem[DIR_CHUNK]; /* NULL: id not in use */
 	uint64_t floor[DIR_CHUNK];
 	uint32_t next_free[DIR_CHUNK]; /* 0: end of the list */
 };
@@ -167,7 +167,7 @@ static uint32_t dir_take(uint64_t *floor)
 }
 
 /* Publishes a slab (release: a resolve() that finds it sees its blocks). */
-static void dir_publish(uint32_t id, struct weft_task *mem)
+static void dir_publish(uint32_t id, struct weft__tcb *mem)
 {
 	atomic_store_explicit(&dir_chunk(id)->mem[id % DIR_CHUNK], mem,
 			      memory_order_release);
@@ -202,7 +202,7 @@ struct weft__slab {
  * NULL: woken through the futex on `done`); lives on the waiter's stack. */
 struct weft__waiter {
 	struct weft__waiter *next;
-	struct weft_task *task;
+	struct weft__tcb *task;
 	/* A waitset's node: the ending task reports index to ws instead of
 	 * waking `task` (see weft_waitset below). */
 	struct weft_waitset *ws;
@@ -220,19 +220,19 @@ struct weft__waiter {
 
 /* ---- handles ---------------------------------------------------------- */
 
-weft_task *weft__handle(struct weft_task *t)
+weft_task *weft__handle(struct weft__tcb *t)
 {
 	return (weft_task *)(uintptr_t)atomic_load_explicit(
 		&t->handle, memory_order_relaxed);
 }
 
 /* Handle to block, or NULL if the handle is NULL or stale. */
-static struct weft_task *resolve(weft_task *h, int *err)
+static struct weft__tcb *resolve(weft_task *h, int *err)
 {
 	uint64_t v = (uint64_t)(uintptr_t)h;
 	uint32_t slab = (uint32_t)(v >> (H_GEN_BITS + H_IDX_BITS));
 	struct dir_chunk *c;
-	struct weft_task *mem, *t;
+	struct weft__tcb *mem, *t;
 
 	if (!h) {
 		*err = -EINVAL;
@@ -278,21 +278,21 @@ static struct weft_task *resolve(weft_task *h, int *err)
 static int cb_refill(struct weft_runtime *rt)
 {
 	struct weft__slab *s = weft__malloc(sizeof(*s));
-	struct weft_task *blk;
+	struct weft__tcb *blk;
 	uint64_t floor = 1;
 	unsigned i;
 
 	if (!s)
 		return -ENOMEM;
 	blk = weft__aligned_alloc(WEFT__CACHELINE,
-				  WEFT__CB_SLAB * sizeof(struct weft_task));
+				  WEFT__CB_SLAB * sizeof(struct weft__tcb));
 	s->id = blk ? dir_take(&floor) : 0;
 	if (!s->id) {
 		weft__free(blk);
 		weft__free(s);
 		return -ENOMEM;
 	}
-	memset(blk, 0, WEFT__CB_SLAB * sizeof(struct weft_task));
+	memset(blk, 0, WEFT__CB_SLAB * sizeof(struct weft__tcb));
 	s->mem = blk;
 	s->next = rt->cb_slabs;
 	rt->cb_slabs = s;
@@ -312,14 +312,14 @@ static int cb_refill(struct weft_runtime *rt)
 
 /* Takes up to `want` blocks from the shared pool into a list. Called with
  * cb_lock held. */
-static struct weft_task *cb_take(struct weft_runtime *rt, unsigned want,
+static struct weft__tcb *cb_take(struct weft_runtime *rt, unsigned want,
 				 unsigned *got)
 {
-	struct weft_task *head = NULL;
+	struct weft__tcb *head = NULL;
 	unsigned n = 0;
 
 	while (n < want) {
-		struct weft_task *t = rt->cb_free;
+		struct weft__tcb *t = rt->cb_free;
 		if (!t) {
 			if (n || cb_refill(rt) < 0)
 				break;
@@ -337,10 +337,10 @@ static struct weft_task *cb_take(struct weft_runtime *rt, unsigned want,
 
 /* The shared pool's part of task_alloc(): out of line, so that the
  * common case (a block from the worker's cache) inlines into spawn. */
-static __attribute__((noinline)) struct weft_task *
+static __attribute__((noinline)) struct weft__tcb *
 task_alloc_shared(struct weft_runtime *rt, struct weft__worker *w)
 {
-	struct weft_task *t;
+	struct weft__tcb *t;
 	unsigned got;
 
 	weft__spin_lock(&rt->cb_lock);
@@ -355,10 +355,10 @@ task_alloc_shared(struct weft_runtime *rt, struct weft__worker *w)
 
 /* A free block (FREE), from the calling worker's cache if it has one
  * (w may be NULL: a thread outside the runtime), or NULL: out of memory. */
-static inline struct weft_task *task_alloc(struct weft_runtime *rt,
+static inline struct weft__tcb *task_alloc(struct weft_runtime *rt,
 					   struct weft__worker *w)
 {
-	struct weft_task *t;
+	struct weft__tcb *t;
 
 	if (weft__likely(w && w->cb_free)) {
 		t = w->cb_free;
@@ -371,7 +371,7 @@ static inline struct weft_task *task_alloc(struct weft_runtime *rt,
 	return t;
 }
 
-static void cb_free(struct weft_task *t)
+static void cb_free(struct weft__tcb *t)
 {
 	struct weft_runtime *rt = t->rt;
 	struct weft__worker *w = weft__worker_self();
@@ -395,7 +395,7 @@ static void cb_free(struct weft_task *t)
 		if (++w->cb_n < WEFT__CB_CACHE)
 			return;
 		/* Give half back to the shared pool. */
-		struct weft_task *head = w->cb_free, *tail = head;
+		struct weft__tcb *head = w->cb_free, *tail = head;
 		unsigned i;
 		for (i = 1; i < WEFT__CB_CACHE / 2; i++)
 			tail = tail->qnext;
@@ -418,7 +418,7 @@ static void cb_free(struct weft_task *t)
 #define REFS_ALL UINT64_C(0xffffffff)
 #define REFS_HANDLE (UINT64_C(1) << 32)
 
-void weft__task_unref(struct weft_task *t)
+void weft__task_unref(struct weft__tcb *t)
 {
 	/* acq_rel: the last dropper sees every write made under the other
 	 * references before it recycles the block. */
@@ -433,7 +433,7 @@ void weft__task_pool_fini(struct weft_runtime *rt)
 	unsigned i;
 
 	for (; s; s = n) {
-		struct weft_task *blk = s->mem;
+		struct weft__tcb *blk = s->mem;
 		uint64_t floor = 1;
 		n = s->next;
 		/* The id's next slab starts above every generation handed
@@ -488,7 +488,7 @@ void weft__task_pool_fini(struct weft_runtime *rt)
  *   allows).
  */
 unsigned weft__task_cancel_all(struct weft_runtime *rt,
-			       struct weft_task *except)
+			       struct weft__tcb *except)
 {
 	struct weft__slab *s;
 	unsigned live = 0, i;
@@ -497,10 +497,10 @@ unsigned weft__task_cancel_all(struct weft_runtime *rt,
 	s = rt->cb_slabs;
 	weft__spin_unlock(&rt->cb_lock);
 	for (; s; s = s->next) {
-		struct weft_task *blk = s->mem;
+		struct weft__tcb *blk = s->mem;
 
 		for (i = 0; i < WEFT__CB_SLAB; i++) {
-			struct weft_task *t = &blk[i];
+			struct weft__tcb *t = &blk[i];
 
 			if (t == except ||
 			    atomic_load_explicit(&t->park,
@@ -518,7 +518,7 @@ unsigned weft__task_cancel_all(struct weft_runtime *rt,
 	return live;
 }
 
-static void task_publish_end(struct weft_task *t, int outcome,
+static void task_publish_end(struct weft__tcb *t, int outcome,
 			     bool dropped);
 
 /*
@@ -545,10 +545,10 @@ void weft__task_drop_all(struct weft_runtime *rt)
 
 	for (pass = 0; pass < 2; pass++) {
 		for (s = rt->cb_slabs; s; s = s->next) {
-			struct weft_task *blk = s->mem;
+			struct weft__tcb *blk = s->mem;
 
 			for (i = 0; i < WEFT__CB_SLAB; i++) {
-				struct weft_task *t = &blk[i];
+				struct weft__tcb *t = &blk[i];
 
 				if (atomic_load_explicit(
 					    &t->park, memory_order_acquire) ==
@@ -574,7 +574,7 @@ void weft__task_drop_all(struct weft_runtime *rt)
 /* Inline: spawn's every argument would otherwise be passed through. */
 static inline __attribute__((always_inline)) void
 task_start(struct weft_runtime *rt, struct weft__worker *w,
-	   struct weft_task *t, weft_fn fn, void *arg,
+	   struct weft__tcb *t, weft_fn fn, void *arg,
 	   const struct weft_spawn_opts *opts, unsigned refs)
 {
 	unsigned flags = opts ? opts->flags : 0;
@@ -626,7 +626,7 @@ static int spawn(weft_task **out, weft_fn fn, void *arg,
 {
 	struct weft__worker *w = weft__worker_self();
 	struct weft_runtime *rt;
-	struct weft_task *t;
+	struct weft__tcb *t;
 	unsigned flags = opts ? opts->flags : 0;
 	bool detached = flags & WEFT_SPAWN_DETACHED;
 	int err = 0;
@@ -684,11 +684,11 @@ int weft__spawn_in(weft_task **out, weft_fn fn, void *arg,
 }
 
 int weft__spawn_main(struct weft_runtime *rt, weft_fn fn, void *arg,
-		     struct weft_task **out)
+		     struct weft__tcb **out)
 {
 	struct weft_spawn_opts o = { .name = "main" };
 	struct weft__worker *w = rt->workers[0];
-	struct weft_task *t = task_alloc(rt, w);
+	struct weft__tcb *t = task_alloc(rt, w);
 
 	if (!t)
 		return -ENOMEM;
@@ -710,13 +710,13 @@ weft_task *weft_spawn(weft_fn fn, void *arg)
 
 /* ---- ending ----------------------------------------------------------- */
 
-void weft__tls_run_destructors(struct weft_task *t);
+void weft__tls_run_destructors(struct weft__tcb *t);
 
-static struct weft_task *waitset_ready(struct weft_waitset *ws, size_t i);
+static struct weft__tcb *waitset_ready(struct weft_waitset *ws, size_t i);
 
 /* Publishes the end of t and wakes its awaiters. Runs on t's own stack (or,
  * for a task that never started, on the stack of whoever failed it). */
-static void task_finish(struct weft_task *t, int outcome)
+static void task_finish(struct weft__tcb *t, int outcome)
 {
 	if (t->tls)
 		weft__tls_run_destructors(t);
@@ -729,7 +729,7 @@ static void task_finish(struct weft_task *t, int outcome)
 /* dropped: the runtime is stopped (weft__task_drop_all): tasks waiting
  * are being dropped too and are not woken; threads, waitsets and groups
  * are told. */
-static void task_publish_end(struct weft_task *t, int outcome, bool dropped)
+static void task_publish_end(struct weft__tcb *t, int outcome, bool dropped)
 {
 	struct weft__waiter *list, *n;
 
@@ -744,7 +744,7 @@ static void task_publish_end(struct weft_task *t, int outcome, bool dropped)
 	weft__spin_unlock(&t->wlock);
 
 	for (; list; list = n) {
-		struct weft_task *wt = list->task;
+		struct weft__tcb *wt = list->task;
 		n = list->next;
 		/* After this store the node (on the waiter's stack) may be
 		 * gone: read everything first. A thread's futex wake may then
@@ -775,7 +775,7 @@ static void task_publish_end(struct weft_task *t, int outcome, bool dropped)
 	}
 }
 
-void weft__task_fail_start(struct weft__worker *w, struct weft_task *t,
+void weft__task_fail_start(struct weft__worker *w, struct weft__tcb *t,
 			   int err)
 {
 	(void)w;
@@ -786,7 +786,7 @@ void weft__task_fail_start(struct weft__worker *w, struct weft_task *t,
 void weft__task_entry(void *arg, void *ctx)
 {
 	struct weft__worker *w = arg;
-	struct weft_task *t = ctx;
+	struct weft__tcb *t = ctx;
 
 	weft__after_switch(w);
 	/* weft.h: a new task starts "with no exception flags raised". */
@@ -812,7 +812,7 @@ void weft__task_entry(void *arg, void *ctx)
 
 /* back: queue a parked task behind the worker's others instead of in its
  * next slot (timers woken in a batch keep their deadline order). */
-static inline __attribute__((always_inline)) void task_wake(struct weft_task *t,
+static inline __attribute__((always_inline)) void task_wake(struct weft__tcb *t,
 							 bool back)
 {
 	int s = atomic_load_explicit(&t->park, memory_order_acquire);
@@ -857,12 +857,12 @@ static inline __attribute__((always_inline)) void task_wake(struct weft_task *t,
 	}
 }
 
-void weft__task_wake(struct weft_task *t)
+void weft__task_wake(struct weft__tcb *t)
 {
 	task_wake(t, false);
 }
 
-void weft__task_wake_back(struct weft_task *t)
+void weft__task_wake_back(struct weft__tcb *t)
 {
 	task_wake(t, true);
 }
@@ -896,7 +896,7 @@ void weft__coop_tick(void)
 
 /* ---- await, gather ---------------------------------------------------- */
 
-static int task_result(struct weft_task *t, void **result)
+static int task_result(struct weft__tcb *t, void **result)
 {
 	if (result)
 		*result = t->result;
@@ -905,7 +905,7 @@ static int task_result(struct weft_task *t, void **result)
 
 /* Takes node off t's waiter list. False if the ending task had already
  * taken it: it then sets node->done at once, which we wait for. */
-static bool waiter_leave(struct weft_task *t, struct weft__waiter *node)
+static bool waiter_leave(struct weft__tcb *t, struct weft__waiter *node)
 {
 	struct weft__waiter **pp;
 	bool unlinked = false;
@@ -931,8 +931,8 @@ static bool waiter_leave(struct weft_task *t, struct weft__waiter *node)
  * NULL) and puts it on t's waiter list, unless t has ended already: then
  * returns false and links nothing. Under wlock, so task_finish() either
  * finds the node or we see done (its release store under the same lock). */
-static bool waiter_add(struct weft_task *t, struct weft__waiter *node,
-		       struct weft_task *task, struct weft_waitset *ws,
+static bool waiter_add(struct weft__tcb *t, struct weft__waiter *node,
+		       struct weft__tcb *task, struct weft_waitset *ws,
 		       size_t index)
 {
 	node->task = task;
@@ -953,8 +953,8 @@ static bool waiter_add(struct weft_task *t, struct weft__waiter *node,
 /* Waits for t to end and returns its outcome, or WEFT__SELF_CANCELLED /
  * WEFT__SELF_TIMEDOUT (storing nothing) if the caller was cancelled or
  * reached `deadline` (ns, WEFT_NEVER for none) while waiting. */
-static int await_one(struct weft__worker *w, struct weft_task *self,
-		     struct weft_task *t, void **result, uint64_t deadline)
+static int await_one(struct weft__worker *w, struct weft__tcb *self,
+		     struct weft__tcb *t, void **result, uint64_t deadline)
 {
 	struct weft__waiter node;
 	struct weft__timer tm;
@@ -1019,7 +1019,7 @@ static inline int self_err(int err)
 int weft_await(weft_task *h, void **result)
 {
 	struct weft__worker *w = weft__worker_self();
-	struct weft_task *t;
+	struct weft__tcb *t;
 	int err = 0;
 
 	if (!w || !w->current)
@@ -1037,7 +1037,7 @@ int weft_await_timeout(weft_task *h, void **result, uint64_t timeout_ns,
 		       unsigned flags)
 {
 	struct weft__worker *w = weft__worker_self();
-	struct weft_task *t, *self;
+	struct weft__tcb *t, *self;
 	uint64_t d, now;
 	int err = 0;
 
@@ -1071,7 +1071,7 @@ int weft_await_timeout(weft_task *h, void **result, uint64_t timeout_ns,
 int weft_gather(weft_task *const *hs, size_t n, void **results)
 {
 	struct weft__worker *w = weft__worker_self();
-	struct weft_task *self;
+	struct weft__tcb *self;
 	int first = 0;
 	size_t i;
 
@@ -1081,7 +1081,7 @@ int weft_gather(weft_task *const *hs, size_t n, void **results)
 		return -EINVAL;
 	self = w->current;
 	for (i = 0; i < n; i++) {
-		struct weft_task *t;
+		struct weft__tcb *t;
 		int err;
 
 		if (results)
@@ -1111,7 +1111,7 @@ int weft_gather(weft_task *const *hs, size_t n, void **results)
 int weft_yield(void)
 {
 	struct weft__worker *w = weft__worker_self();
-	struct weft_task *self;
+	struct weft__tcb *self;
 
 	if (!w || !w->current)
 		return -EPERM;
@@ -1124,7 +1124,7 @@ int weft_yield(void)
 
 int weft_cancel(weft_task *h)
 {
-	struct weft_task *t;
+	struct weft__tcb *t;
 	int err = 0;
 
 	t = resolve(h, &err);
@@ -1175,7 +1175,7 @@ int weft_cancelled(void)
 
 int weft_task_retain(weft_task *h)
 {
-	struct weft_task *t;
+	struct weft__tcb *t;
 	int err = 0;
 
 	t = resolve(h, &err);
@@ -1191,7 +1191,7 @@ int weft_task_retain(weft_task *h)
 
 int weft_task_release(weft_task *h)
 {
-	struct weft_task *t;
+	struct weft__tcb *t;
 	int err = 0;
 
 	t = resolve(h, &err);
@@ -1229,7 +1229,7 @@ weft_task *weft_self(void)
 const char *weft_task_name(weft_task *h)
 {
 	int err = 0;
-	struct weft_task *t = resolve(h, &err);
+	struct weft__tcb *t = resolve(h, &err);
 
 	return t ? t->name : NULL;
 }
@@ -1237,7 +1237,7 @@ const char *weft_task_name(weft_task *h)
 int weft_task_done(weft_task *h)
 {
 	int err = 0;
-	struct weft_task *t = resolve(h, &err);
+	struct weft__tcb *t = resolve(h, &err);
 
 	if (!t)
 		return err;
@@ -1291,7 +1291,7 @@ int weft_call_soon_threadsafe(weft_runtime *rt, weft_task **out, weft_fn fn,
 int weft_join(weft_task *h, void **result)
 {
 	struct weft__waiter node;
-	struct weft_task *t;
+	struct weft__tcb *t;
 	int err = 0;
 
 	if (weft__worker_self())
@@ -1323,16 +1323,16 @@ int weft_join(weft_task *h, void **result)
 
 struct weft_waitset {
 	weft__spin lock;
-	struct weft_task *owner;
+	struct weft__tcb *owner;
 	size_t n, nready, taken;
 	size_t *ready;
-	struct weft_task **tasks;
+	struct weft__tcb **tasks;
 	struct weft__waiter *nodes;
 };
 
-static struct weft_task *waitset_ready(struct weft_waitset *ws, size_t i)
+static struct weft__tcb *waitset_ready(struct weft_waitset *ws, size_t i)
 {
-	struct weft_task *owner;
+	struct weft__tcb *owner;
 
 	weft__spin_lock(&ws->lock);
 	ws->ready[ws->nready++] = i;
@@ -1364,7 +1364,7 @@ int weft_waitset_create(weft_waitset **out, weft_task *const *hs, size_t n)
 		goto fail;
 	}
 	for (i = 0; i < n; i++) {
-		struct weft_task *t = resolve(hs[i], &err);
+		struct weft__tcb *t = resolve(hs[i], &err);
 		if (!t || t == w->current) {
 			err = -EINVAL;
 			goto fail;
@@ -1414,7 +1414,7 @@ fail:
 int weft_waitset_next(weft_waitset *ws, uint64_t timeout_ns)
 {
 	struct weft__worker *w = weft__worker_self();
-	struct weft_task *self;
+	struct weft__tcb *self;
 	struct weft__timer tm;
 	uint64_t deadline, now;
 	bool armed = false;

@@ -198,7 +198,7 @@ static void publish_next(struct weft_runtime *rt)
 }
 
 bool weft__timer_add(struct weft_runtime *rt, struct weft__timer *n,
-		     struct weft_task *task, uint64_t deadline)
+		     struct weft__tcb *task, uint64_t deadline)
 {
 	struct weft__wheel *wh = &rt->wheel;
 	struct weft__worker *k;
@@ -310,7 +310,7 @@ unsigned weft__timer_run(struct weft_runtime *rt, uint64_t now)
 	weft__spin_unlock(&wh->lock);
 
 	while (fire) {
-		struct weft_task *t = fire->task;
+		struct weft__tcb *t = fire->task;
 
 		n = fire;
 		fire = fire->fnext;
@@ -401,7 +401,7 @@ void weft__timer_unkeep(struct weft__worker *w)
 
 /* ---- sleeping and deadline scopes --------------------------------------- */
 
-int weft__wait_why(struct weft_task *self, uint64_t deadline,
+int weft__wait_why(struct weft__tcb *self, uint64_t deadline,
 		   struct weft__timer *tm, bool *armed)
 {
 	if (weft__cancel_pending(self))
@@ -421,7 +421,7 @@ int weft__wait_why(struct weft_task *self, uint64_t deadline,
 int weft_sleep_until(uint64_t deadline)
 {
 	struct weft__worker *w = weft__worker_self();
-	struct weft_task *self;
+	struct weft__tcb *self;
 	struct weft__timer tm;
 	bool scope = false;
 

@@ -85,7 +85,7 @@ int weft_tls_key_delete(weft_tls_key key)
 int weft_tls_set(weft_tls_key key, void *value)
 {
 	struct weft__worker *w = weft__worker_self();
-	struct weft_task *t;
+	struct weft__tcb *t;
 
 	if (!key_live(key))
 		return -EINVAL;
@@ -119,7 +119,7 @@ void *weft_tls_get(weft_tls_key key)
  * threads, repeat a few rounds, then give up on them. Values of keys
  * deleted since are dropped without their destructor (pthread_key_delete's
  * rule). */
-void weft__tls_run_destructors(struct weft_task *t)
+void weft__tls_run_destructors(struct weft__tcb *t)
 {
 	int round, again = 1;
 	unsigned k;

@@ -122,7 +122,7 @@ struct weft__sel {
 struct weft__wnode {
 	struct weft__wnode *next, *prev;
 	/* The waiting task, or NULL for a thread outside the runtime. */
-	struct weft_task *task;
+	struct weft__tcb *task;
 	atomic_int state; /* WEFT__WN_*; unused by select nodes until DONE */
 	bool linked; /* under the owner's lock */
 	int result;  /* written by the granter before DONE */
@@ -247,7 +247,7 @@ static inline struct weft__wnode *weft__wq_take(struct weft__wq *q)
  * task.c's task_finish).
  */
 struct weft__wake {
-	struct weft_task *task;
+	struct weft__tcb *task;
 	atomic_int *word;
 };
 

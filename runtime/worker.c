@@ -61,10 +61,10 @@ void weft__worker_set_self(struct weft__worker *w)
 
 /* ---- handing tasks to queues ------------------------------------------ */
 
-static void lq_push(struct weft__worker *w, struct weft_task *t)
+static void lq_push(struct weft__worker *w, struct weft__tcb *t)
 {
 	while (!weft__lq_push(&w->lq, t)) {
-		struct weft_task *h, *tl;
+		struct weft__tcb *h, *tl;
 		unsigned n = weft__lq_take_half(&w->lq, &h, &tl);
 		if (n) {
 			tl->qnext = t;
@@ -78,7 +78,7 @@ static void lq_push(struct weft__worker *w, struct weft_task *t)
  * increment of remote_n pairs with the home worker's seq_cst store of
  * ring.in_wait before it checks remote_n and blocks (ring.c): either it
  * sees the count, or we see it waiting and wake it. */
-static void remote_push(struct weft__worker *home, struct weft_task *t)
+static void remote_push(struct weft__worker *home, struct weft__tcb *t)
 {
 	weft__spin_lock(&home->remote_lock);
 	weft__tlist_append(&home->remote, t, t);
@@ -101,7 +101,7 @@ static void remote_drain(struct weft__worker *w)
 		weft__tlist_append(&w->pins, got.head, got.tail);
 }
 
-void weft__schedule(struct weft__worker *w, struct weft_task *t, bool yield)
+void weft__schedule(struct weft__worker *w, struct weft__tcb *t, bool yield)
 {
 	bool pinned = weft__task_flags(t) & WEFT__T_PINNED;
 
@@ -138,7 +138,7 @@ void weft__schedule(struct weft__worker *w, struct weft_task *t, bool yield)
 	}
 }
 
-void weft__schedule_remote(struct weft_runtime *rt, struct weft_task *t)
+void weft__schedule_remote(struct weft_runtime *rt, struct weft__tcb *t)
 {
 	if (weft__task_flags(t) & WEFT__T_PINNED) {
 		remote_push(t->home, t);
@@ -151,7 +151,7 @@ void weft__schedule_remote(struct weft_runtime *rt, struct weft_task *t)
 
 /* ---- choosing the next task ------------------------------------------- */
 
-static struct weft_task *pick_inject(struct weft__worker *w)
+static struct weft__tcb *pick_inject(struct weft__worker *w)
 {
 	unsigned room = WEFT__LQ_SIZE - weft__lq_len(&w->lq);
 
@@ -220,10 +220,10 @@ void weft__serve_soon(struct weft__worker *w)
  * stays a short leaf: pinned tasks handed over by other threads, and every
  * WEFT__INJECT_INTERVAL-th pick the inject queue first (a countdown,
  * cheaper than a modulo) and the ring (Tokio's event_interval). */
-static __attribute__((noinline)) struct weft_task *
+static __attribute__((noinline)) struct weft__tcb *
 pick_periodic(struct weft__worker *w)
 {
-	struct weft_task *t;
+	struct weft__tcb *t;
 
 	if (atomic_load_explicit(&w->remote_n, memory_order_relaxed))
 		remote_drain(w);
@@ -262,10 +262,10 @@ pick_periodic(struct weft__worker *w)
 
 /* Nothing in the usual places: pinned tasks, the next slot past its
  * streak, then the inject queue. */
-static __attribute__((noinline)) struct weft_task *
+static __attribute__((noinline)) struct weft__tcb *
 pick_rest(struct weft__worker *w)
 {
-	struct weft_task *t;
+	struct weft__tcb *t;
 
 	if ((t = weft__tlist_pop(&w->pins)))
 		return t;
@@ -276,10 +276,10 @@ pick_rest(struct weft__worker *w)
 	return pick_inject(w);
 }
 
-static inline __attribute__((always_inline)) struct weft_task *
+static inline __attribute__((always_inline)) struct weft__tcb *
 pick_local(struct weft__worker *w)
 {
-	struct weft_task *t;
+	struct weft__tcb *t;
 	unsigned tick = ++w->tick;
 	bool more;
 
@@ -335,14 +335,14 @@ static uint64_t now_ns(void)
 }
 
 /* Last resort: the next slot of a victim stuck in one task. */
-static struct weft_task *steal_next(struct weft__worker *w)
+static struct weft__tcb *steal_next(struct weft__worker *w)
 {
 	struct weft_runtime *rt = w->rt;
 	unsigned n = rt->nworkers, i;
 
 	for (i = 0; i < n; i++) {
 		struct weft__worker *v = rt->workers[i];
-		struct weft_task *t;
+		struct weft__tcb *t;
 		unsigned long ticks;
 		uint64_t until;
 
@@ -379,11 +379,11 @@ static struct weft_task *steal_next(struct weft__worker *w)
 	return NULL;
 }
 
-static struct weft_task *search(struct weft__worker *w)
+static struct weft__tcb *search(struct weft__worker *w)
 {
 	struct weft_runtime *rt = w->rt;
 	unsigned n = rt->nworkers, i, round;
-	struct weft_task *t;
+	struct weft__tcb *t;
 
 	if (!weft__idle_try_search(w))
 		return NULL;
@@ -408,8 +408,8 @@ static struct weft_task *search(struct weft__worker *w)
 
 /* ---- switching -------------------------------------------------------- */
 
-static inline void san_start(struct weft__worker *w, struct weft_task *from,
-			     struct weft_task *to, bool leaving_for_good)
+static inline void san_start(struct weft__worker *w, struct weft__tcb *from,
+			     struct weft__tcb *to, bool leaving_for_good)
 {
 #ifdef WEFT__ASAN
 	/* A context left for good passes NULL so ASan drops its fake
@@ -437,7 +437,7 @@ static inline void san_start(struct weft__worker *w, struct weft_task *from,
 static inline void san_finish(struct weft__worker *w)
 {
 #ifdef WEFT__ASAN
-	struct weft_task *cur = w->current;
+	struct weft__tcb *cur = w->current;
 	__sanitizer_finish_switch_fiber(cur ? cur->asan_fake : w->asan_fake,
 					NULL, NULL);
 #else
@@ -449,7 +449,7 @@ static inline void san_finish(struct weft__worker *w)
  * stack can be had: t is then ended with -ENOMEM. The first run only; out
  * of line so that prepare() stays a test in the switch path. */
 static __attribute__((noinline)) bool prepare_first(struct weft__worker *w,
-						    struct weft_task *t)
+						    struct weft__tcb *t)
 {
 	struct weft__stack *s;
 
@@ -473,14 +473,14 @@ static __attribute__((noinline)) bool prepare_first(struct weft__worker *w,
 	return true;
 }
 
-static inline bool prepare(struct weft__worker *w, struct weft_task *t)
+static inline bool prepare(struct weft__worker *w, struct weft__tcb *t)
 {
 	return weft__likely(t->sp != NULL) || prepare_first(w, t);
 }
 
 void weft__after_switch(struct weft__worker *w)
 {
-	struct weft_task *p = w->prev;
+	struct weft__tcb *p = w->prev;
 	int s;
 
 	san_finish(w);
@@ -529,9 +529,9 @@ void weft__after_switch(struct weft__worker *w)
  * (or, t NULL, to the scheduler context). Returns, on the resumed side,
  * the worker we now run on. */
 static struct weft__worker *switch_to(struct weft__worker *w, void **save,
-				      struct weft_task *t, bool leaving)
+				      struct weft__tcb *t, bool leaving)
 {
-	struct weft_task *from = w->current;
+	struct weft__tcb *from = w->current;
 
 	w->current = t;
 	if (t) {
@@ -551,7 +551,7 @@ static struct weft__worker *switch_to(struct weft__worker *w, void **save,
 
 struct weft__worker *weft__switch_out(struct weft__worker *w, int action)
 {
-	struct weft_task *cur = w->current, *t = NULL;
+	struct weft__tcb *cur = w->current, *t = NULL;
 
 	w->prev = cur;
 	w->prev_action = action;
@@ -582,7 +582,7 @@ void weft__worker_loop(struct weft__worker *w)
 	struct weft_runtime *rt = w->rt;
 
 	while (!atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
-		struct weft_task *t = pick_local(w);
+		struct weft__tcb *t = pick_local(w);
 
 		if (!t && idle_work(w))
 			t = pick_local(w);
