@@ -1,6 +1,6 @@
 /*
  * Spin-wait back-off under contention, with and without more threads than
- * cores: the runtime's spinlock loop (runtime/internal.h: pauses doubling
+ * cores: the runtime's spinlock loop (runtime/spin.h: pauses doubling
  * to 64, then sched_yield) against a bare pause loop (what weft had) and
  * Concurrency Kit's ck_backoff_eb (exponential compiler-barrier loop, no
  * pause, no yield). Each of T threads takes the lock, does a short critical

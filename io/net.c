@@ -15,7 +15,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "io.h"
+#include "../runtime/base.h"
 
 int weft_sockaddr(struct sockaddr_storage *ss, const char *addr,
 		  uint16_t port)

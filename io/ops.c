@@ -10,8 +10,9 @@
  *   a deadline's, brings it back there, where it can submit the
  *   IORING_OP_ASYNC_CANCEL that a cancellation needs. When the call returns
  *   the task's own pinning is put back and it may be stolen again. The
- *   flags are written by the task before park_prepare() and read by a waker
- *   after its CAS on task->park, which the acq_rel exchange orders.
+ *   flags are written by the task before its wait prepares the park and read
+ *   by a waker after its CAS on task->park, which the acq_rel exchange
+ *   orders (wait.h).
  *
  * The request's record (struct weft__op) is on the task's stack. reap()
  * (runtime/ring.c) runs on the same worker; it stores the result, then `done`
@@ -31,7 +32,13 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include "io.h"
+#include "ops.h"
+#include "../runtime/base.h"
+#include "../runtime/ring.h"
+#include "../runtime/runtime.h"
+#include "../runtime/task.h"
+#include "../runtime/wait.h"
+#include "../runtime/worker.h"
 
 struct io {
 	struct weft__worker *w;
@@ -58,7 +65,7 @@ static struct io_uring_sqe *io_begin(struct io *io)
 	self = w->current;
 	if (io->nocancel)
 		goto go;
-	if (weft__cancel_pending(self)) {
+	if (weft__task_cancel_pending(self)) {
 		io->err = -ECANCELED;
 		return NULL;
 	}
@@ -104,58 +111,60 @@ static int io_result(int res, int why)
 	return restart ? -EINTR : res;
 }
 
+struct io_waiting {
+	struct weft__wait wt;
+	struct io *io;
+	int why; /* what made the task cancel the request; 0: nothing */
+};
+
+/* Acquire: pairs with the completion's release of done (ring.c). */
+static bool io_ready(struct weft__wait *wt)
+{
+	struct io *io = ((struct io_waiting *)wt)->io;
+
+	if (atomic_load_explicit(&io->op.done, memory_order_acquire))
+		return true;
+	/* Not done: still pinned, so back on the issuing worker. */
+	weft__assert(wt->w == io->w);
+	return false;
+}
+
+/* Cancelled or timed out: the request is asked to stop, and the wait
+ * goes on for its own completion (the kernel may still use the buffer
+ * until then). */
+static bool io_give_up(struct weft__wait *wt, int why)
+{
+	struct io_waiting *u = (struct io_waiting *)wt;
+
+	u->why = why;
+	weft__ring_op_cancel(u->io->w, &u->io->op);
+	return false;
+}
+
 /* Waits for the request prepared in sqe; returns its result. */
 static int io_wait(struct io *io, struct io_uring_sqe *sqe)
 {
 	struct weft__tcb *self = io->self;
 	struct weft__worker *w = io->w;
 	unsigned flags = weft__task_flags(self);
-	uint64_t deadline = io->nocancel ? WEFT_NEVER : self->deadline;
-	struct weft__timer tm;
-	int why = 0;
-	bool cancel_sent = false;
+	struct io_waiting u = { .io = io, .why = 0 };
 
-	atomic_init(&tm.state, WEFT__TM_IDLE);
 	weft__ring_op_start(w, &io->op, self, flags, sqe);
-	/* Ordered before the wakers' reads by park_prepare() (acq_rel). */
+	/* Ordered before the wakers' reads by the park's prepare (acq_rel). */
 	atomic_store_explicit(&self->flags, flags | WEFT__T_PINNED,
 			      memory_order_relaxed);
 	if (!(flags & WEFT__T_PINNED))
 		self->home = w;
-	if (deadline != WEFT_NEVER &&
-	    !weft__timer_add(self->rt, &tm, self, deadline)) {
-		/* Passed between io_begin() and here: cancel at once. */
-		why = -ETIMEDOUT;
-	}
 	/* Looked for from the worker's next pick on (submitted there, or
 	 * when it parks). Submitting here at once when the worker had other
 	 * tasks cost the http benchmark a fifth of its throughput (one
 	 * io_uring_enter per request instead of per batch): not done. */
-	weft__serve_soon(w);
-	for (;;) {
-		weft__park_prepare(self);
-		if (atomic_load_explicit(&io->op.done, memory_order_acquire))
-			break;
-		if (!cancel_sent && !io->nocancel) {
-			if (!why && weft__cancel_pending(self))
-				why = -ECANCELED;
-			else if (!why && weft__timer_fired(&tm))
-				why = -ETIMEDOUT;
-			if (why) {
-				weft__ring_op_cancel(io->w, &io->op);
-				cancel_sent = true;
-			}
-		}
-		w = weft__park(w);
-		/* Not done: still pinned, so back on the issuing worker. */
-		weft__assert(w == io->w ||
-			     atomic_load_explicit(&io->op.done,
-						  memory_order_acquire));
-	}
-	weft__park_done(self);
-	weft__timer_cancel(self->rt, &tm);
+	weft__worker_serve_soon(w);
+	weft__wait_init(&u.wt, w, io->nocancel ? WEFT_NEVER : self->deadline);
+	u.wt.nocancel = io->nocancel;
+	weft__wait(&u.wt, io_ready, io_give_up);
 	atomic_store_explicit(&self->flags, flags, memory_order_relaxed);
-	return io_result(io->op.res, cancel_sent ? why : 0);
+	return io_result(io->op.res, u.why);
 }
 
 /*
@@ -281,7 +290,7 @@ int weft_close(int fd)
 /* One-shot poll (IORING_OP_POLL_ADD) for descriptors that have no read or
  * write to wait with, such as a pidfd (io/proc.c). Cancellation and the
  * deadline come from io_wait() as for any request. */
-int weft__poll(int fd, unsigned events)
+int weft__ops_poll(int fd, unsigned events)
 {
 	IO_CALL(io_uring_prep_poll_add(sqe_, fd, events));
 }

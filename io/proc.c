@@ -28,11 +28,12 @@
  *
  * Waiting. The pidfd turns readable when the child has exited. A waiter
  * polls it with a one-shot IORING_OP_POLL_ADD on its worker's ring
- * (weft__poll in io/ops.c, which brings cancellation and deadlines), then
+ * (weft__ops_poll in io/ops.c, which brings cancellation and deadlines), then
  * reaps with waitid(P_PIDFD, ..., WNOHANG). See "reaping" below for how
  * several waiters share the one exit status.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -42,7 +43,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "io.h"
+#include "ops.h"
+#include "../runtime/base.h"
+#include "../runtime/mem.h"
 
 extern char **environ;
 
@@ -213,7 +216,7 @@ int weft_proc_spawn(weft_proc **out, char *const argv[],
 	    ((flags & WEFT_PROC_STDERR) &&
 	     (flags & WEFT_PROC_STDERR_TO_STDOUT)))
 		return -EINVAL;
-	p = weft__calloc(1, sizeof(*p));
+	p = weft__mem_calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
 
@@ -291,7 +294,7 @@ fail_pipes:
 	close_fd(&o[1]);
 	close_fd(&e[0]);
 	close_fd(&e[1]);
-	weft__free(p);
+	weft__mem_free(p);
 	return err;
 }
 
@@ -432,7 +435,7 @@ int weft_proc_wait(weft_proc *p, int *returncode)
 		 * level-triggered, so an exit between the reap above and the
 		 * arming completes it at once. -ECANCELED and -ETIMEDOUT
 		 * come from here, with the poll taken back from the kernel. */
-		r = weft__poll(p->pidfd, POLLIN);
+		r = weft__ops_poll(p->pidfd, POLLIN);
 		if (r < 0)
 			return r;
 	}
@@ -479,5 +482,5 @@ void weft_proc_destroy(weft_proc *p)
 	}
 	close(p->pidfd);
 	pthread_mutex_destroy(&p->reap_lock);
-	weft__free(p);
+	weft__mem_free(p);
 }

@@ -6,7 +6,8 @@
 #include <errno.h>
 #include <string.h>
 
-#include "io.h"
+#include "weft.h"
+
 
 void weft_reader_init(struct weft_reader *r, int fd, void *buf, size_t cap)
 {

@@ -8,7 +8,8 @@
 #include <errno.h>
 #include <netdb.h>
 
-#include "io.h"
+#include "weft.h"
+
 
 /* One getaddrinfo() call, on the waiting task's stack; the pool's done
  * flag publishes rc, err and res back to the task. */

@@ -2,7 +2,7 @@
  * Channels (bounded MPMC FIFO of pointers), select over channel
  * operations, and the async generator built on a channel.
  *
- * A channel is a ring buffer of `cap` slots plus two wait queues (wait.h
+ * A channel is a ring buffer of `cap` slots plus two wait queues (wq.h
  * argues the protocol), all under one spinlock:
  *   sendq  senders waiting for room (their node carries the value);
  *   recvq  receivers waiting for a value.
@@ -18,16 +18,23 @@
  * "Live": a node that weft__wq_take() may still grant. The others stay
  * linked until their owners unlink them: nodes whose waiter is giving up,
  * and nodes of a select that gave up or was granted on another channel
- * (wait.h argues why granters leave those alone).
+ * (wq.h argues why granters leave those alone).
  *
  * Direct hand-off keeps a send to a waiting receiver at one lock round and
  * one wake: the woken receiver goes to the sender's worker's next slot and
  * runs as soon as the sender suspends (ping-pong needs that).
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "base.h"
+#include "mem.h"
+#include "spin.h"
+#include "task.h"
 #include "wait.h"
+#include "worker.h"
+#include "wq.h"
 
 struct weft_chan {
 	weft__spin lock;
@@ -48,7 +55,7 @@ int weft_chan_create(weft_chan **out, size_t capacity)
 	 * not share one (false sharing doubled ping_pong's cost). */
 	size_t sz = sizeof(*c) + capacity * sizeof(void *);
 	sz = (sz + WEFT__CACHELINE - 1) & ~(size_t)(WEFT__CACHELINE - 1);
-	c = weft__aligned_alloc(WEFT__CACHELINE, sz);
+	c = weft__mem_aligned(WEFT__CACHELINE, sz);
 	if (!c)
 		return -ENOMEM;
 	memset(c, 0, sz);
@@ -72,7 +79,7 @@ void weft_chan_destroy(weft_chan *c)
 	 * memory). */
 	weft__wq_retire(&c->lock, &c->sendq, &c->recvq,
 			"weft_chan_destroy() with waiters");
-	weft__free(c);
+	weft__mem_free(c);
 }
 
 /* ---- operations under the lock ----------------------------------------
@@ -89,7 +96,7 @@ static int send_locked(weft_chan *c, void *v, int *res, struct weft__wake *wake)
 	}
 	if ((r = weft__wq_take(&c->recvq))) {
 		r->value = v;
-		*wake = weft__wnode_grant(r, 0);
+		*wake = weft__wq_grant(r, 0);
 		*res = 0;
 		return 1;
 	}
@@ -122,7 +129,7 @@ static int recv_locked(weft_chan *c, void **v, int *res,
 				i -= c->cap;
 			c->buf[i] = s->value;
 			c->len++;
-			*wake = weft__wnode_grant(s, 0);
+			*wake = weft__wq_grant(s, 0);
 		}
 		*res = 0;
 		return 1;
@@ -131,7 +138,7 @@ static int recv_locked(weft_chan *c, void **v, int *res,
 		/* Rendezvous (cap 0), or a full channel of cap > 0 that a
 		 * racing receiver emptied: take the value directly. */
 		*v = s->value;
-		*wake = weft__wnode_grant(s, 0);
+		*wake = weft__wq_grant(s, 0);
 		*res = 0;
 		return 1;
 	}
@@ -156,18 +163,18 @@ static int chan_send(weft_chan *c, void *v, uint64_t timeout_ns, bool wait)
 	weft__spin_lock(&c->lock);
 	if (send_locked(c, v, &res, &wake)) {
 		weft__spin_unlock(&c->lock);
-		weft__wake_opt(wake);
+		weft__wq_wake(wake);
 		/* A producer that never finds the channel full must still
 		 * let others run (Tokio's coop budget does the same). */
 		if (wait)
-			weft__coop_tick();
+			weft__task_coop_tick();
 		return res;
 	}
 	if (!wait) {
 		weft__spin_unlock(&c->lock);
 		return -EAGAIN;
 	}
-	weft__wnode_init(&n, v);
+	weft__wq_node_init(&n, v);
 	weft__wq_push(&c->sendq, &n);
 	weft__spin_unlock(&c->lock);
 	err = weft__wq_park(&c->lock, &c->sendq, &n,
@@ -189,16 +196,16 @@ static int chan_recv(weft_chan *c, void **v, uint64_t timeout_ns, bool wait)
 	weft__spin_lock(&c->lock);
 	if (recv_locked(c, v, &res, &wake)) {
 		weft__spin_unlock(&c->lock);
-		weft__wake_opt(wake);
+		weft__wq_wake(wake);
 		if (wait)
-			weft__coop_tick();
+			weft__task_coop_tick();
 		return res;
 	}
 	if (!wait) {
 		weft__spin_unlock(&c->lock);
 		return -EAGAIN;
 	}
-	weft__wnode_init(&n, NULL);
+	weft__wq_node_init(&n, NULL);
 	weft__wq_push(&c->recvq, &n);
 	weft__spin_unlock(&c->lock);
 	err = weft__wq_park(&c->lock, &c->recvq, &n,
@@ -260,14 +267,14 @@ int weft_chan_close(weft_chan *c)
 		unsigned nb = 0;
 
 		while (nb < 32 && (n = weft__wq_take(&c->sendq)))
-			batch[nb++] = weft__wnode_grant(n, -EPIPE);
+			batch[nb++] = weft__wq_grant(n, -EPIPE);
 		while (nb < 32 && (n = weft__wq_take(&c->recvq))) {
 			n->value = NULL;
-			batch[nb++] = weft__wnode_grant(n, -EPIPE);
+			batch[nb++] = weft__wq_grant(n, -EPIPE);
 		}
 		weft__spin_unlock(&c->lock);
 		for (unsigned i = 0; i < nb; i++)
-			weft__wake_opt(batch[i]);
+			weft__wq_wake(batch[i]);
 		if (nb < 32)
 			return 0;
 		weft__spin_lock(&c->lock);
@@ -299,7 +306,7 @@ size_t weft_chan_cap(weft_chan *c)
  * select's other nodes on its channel; granters elsewhere find the word
  * taken and leave those nodes linked. On wake-up the select locks the
  * OTHER channels and unlinks its nodes there; after giving up (its own
- * CAS won, so no grant can come) it locks them all. wait.h argues why the
+ * CAS won, so no grant can come) it locks them all. wq.h argues why the
  * winning channel must not be touched again (its granter may destroy it
  * as soon as its call returns: a one-shot reply channel) and why the
  * others are still there. */
@@ -397,74 +404,67 @@ static int sel_leave(struct weft__sel *sel)
 		    &sel->winner, &won, WEFT__SEL_GAVE_UP,
 		    memory_order_acq_rel, memory_order_acquire))
 		return -1;
-	/* Acquire pairs with the release in weft__wnode_grant(). */
+	/* Acquire pairs with the release in weft__wq_grant(). */
 	unsigned spin = 0;
 
 	while (atomic_load_explicit(&sel->nodes[won].state,
 				    memory_order_acquire) != WEFT__WN_DONE)
-		weft__backoff(&spin);
+		weft__spin_backoff(&spin);
 	return won;
 }
 
 /* Dropped at shutdown (weft__task_drop_all) while parked: its nodes leave
  * the channels, except the one that granted it, if one did (a thread
  * outside the runtime may have granted and destroyed it). */
-struct sel_unwait {
-	struct weft__unwait base; /* first: the drop calls base.fn(&base) */
+struct sel_wait {
+	struct weft__wait wt;
+	struct weft__unwait unwait; /* the drop calls unwait.fn(&unwait) */
 	struct sel_state *s;
 };
 
 static void sel_unwait(struct weft__unwait *arg)
 {
-	struct sel_state *s = ((struct sel_unwait *)arg)->s;
+	struct sel_state *s =
+		weft__container_of(arg, struct sel_wait, unwait)->s;
 	int won = sel_leave(s->sel);
 
 	sel_unlink(s, won >= 0 ? s->cases[won].chan : NULL);
 }
 
-static int sel_park(struct sel_state *s, struct weft__sel *sel,
-		    uint64_t deadline)
+/* Granted: a case won (acquire, pairs with the granter's CAS) and its node
+ * is DONE (acquire, pairs with weft__wq_grant's release). A case that won
+ * without DONE yet is a grant on its way under that channel's lock: the
+ * wait goes on, and its wake follows. */
+static bool sel_ready(struct weft__wait *wt)
 {
-	struct weft__worker *w = weft__worker_self();
-	struct weft__tcb *self = w->current;
-	struct weft__timer tm;
-	bool armed = false;
-	int won, why = 0;
+	struct sel_state *s = ((struct sel_wait *)wt)->s;
+	int won = atomic_load_explicit(&s->sel->winner, memory_order_acquire);
 
-	atomic_init(&tm.state, WEFT__TM_IDLE);
+	if (won < 0 || atomic_load_explicit(&s->nodes[won].state,
+					    memory_order_acquire) !=
+			       WEFT__WN_DONE)
+		return false;
+	wt->res = won;
+	return true;
+}
+
+/* A granter that won first (sel_leave waits for its DONE) is reported. */
+static bool sel_give_up(struct weft__wait *wt, int why)
+{
+	int won = sel_leave(((struct sel_wait *)wt)->s->sel);
+
+	wt->res = won >= 0 ? won : why;
+	return true;
+}
+
+static int sel_park(struct sel_state *s, uint64_t deadline)
+{
+	struct sel_wait u = { .unwait = { sel_unwait }, .s = s };
+
+	weft__wait_init(&u.wt, weft__worker_self(), deadline);
 	/* Dropped at shutdown: its nodes leave the channels. */
-	struct sel_unwait u = { { sel_unwait }, s };
-
-	self->unwait = &u.base;
-	for (;;) {
-		weft__park_prepare(self);
-		won = atomic_load_explicit(&sel->winner, memory_order_acquire);
-		if (won >= 0) {
-			/* Claimed: the grant follows under the channel lock. */
-			if (atomic_load_explicit(&s->nodes[won].state,
-						 memory_order_acquire) ==
-			    WEFT__WN_DONE)
-				break;
-			w = weft__park(w);
-			continue;
-		}
-		why = weft__wait_why(self, deadline, &tm, &armed);
-		if (why) {
-			self->unwait = NULL;
-			weft__park_done(self);
-			if (armed)
-				weft__timer_cancel(self->rt, &tm);
-			won = sel_leave(sel);
-			/* A granter won first: report its case. */
-			return won >= 0 ? won : why;
-		}
-		w = weft__park(w);
-	}
-	self->unwait = NULL;
-	weft__park_done(self);
-	if (armed)
-		weft__timer_cancel(self->rt, &tm);
-	return won;
+	u.wt.unwait = &u.unwait;
+	return weft__wait(&u.wt, sel_ready, sel_give_up);
 }
 
 int weft_select(struct weft_sel *cases, size_t n, uint64_t timeout_ns)
@@ -498,11 +498,11 @@ int weft_select(struct weft_sel *cases, size_t n, uint64_t timeout_ns)
 		s.order = order_stack;
 		s.nodes = nodes_stack;
 	} else {
-		s.order = weft__malloc(m * sizeof(*s.order));
-		s.nodes = weft__malloc(n * sizeof(*s.nodes));
+		s.order = weft__mem_alloc(m * sizeof(*s.order));
+		s.nodes = weft__mem_alloc(n * sizeof(*s.nodes));
 		if (!s.order || !s.nodes) {
-			weft__free(s.order);
-			weft__free(s.nodes);
+			weft__mem_free(s.order);
+			weft__mem_free(s.nodes);
 			return -ENOMEM;
 		}
 	}
@@ -518,17 +518,17 @@ int weft_select(struct weft_sel *cases, size_t n, uint64_t timeout_ns)
 	lock_all(&s);
 	won = sel_try(&s, &wake);
 	if (won >= 0 || deadline <= weft_now() ||
-	    weft__cancel_pending(w->current)) {
+	    weft__task_cancel_pending(w->current)) {
 		unlock_all(&s);
-		weft__wake_opt(wake);
+		weft__wq_wake(wake);
 		if (won < 0)
-			won = weft__cancel_pending(w->current) ? -ECANCELED
+			won = weft__task_cancel_pending(w->current) ? -ECANCELED
 								: -ETIMEDOUT;
 		else
 			/* Completed without suspending: counts against the
 			 * budget like a send or receive that did (200,000
 			 * ready selects starved a ticker task; issue 15 #7). */
-			weft__coop_tick();
+			weft__task_coop_tick();
 		goto out;
 	}
 	atomic_init(&sel.winner, WEFT__SEL_OPEN);
@@ -536,10 +536,10 @@ int weft_select(struct weft_sel *cases, size_t n, uint64_t timeout_ns)
 	sel.n = n;
 	s.sel = &sel;
 	/* Every node is filled before the first unlock: a granter that finds
-	 * one reads its siblings' obj (weft__sel_take_siblings). */
+	 * one reads its siblings' obj (weft__wq_sel_take_siblings). */
 	for (i = 0; i < n; i++) {
 		struct weft__wnode *nd = &s.nodes[i];
-		weft__wnode_init(nd, cases[i].value);
+		weft__wq_node_init(nd, cases[i].value);
 		nd->sel = &sel;
 		nd->index = (int)i;
 		nd->obj = cases[i].chan;
@@ -551,8 +551,8 @@ int weft_select(struct weft_sel *cases, size_t n, uint64_t timeout_ns)
 			      nd);
 	}
 	unlock_all(&s);
-	won = sel_park(&s, &sel, deadline);
-	/* Never the granting channel again (wait.h, Lifetime). */
+	won = sel_park(&s, deadline);
+	/* Never the granting channel again (wq.h, Lifetime). */
 	sel_unlink(&s, won >= 0 ? cases[won].chan : NULL);
 	if (won >= 0) {
 		struct weft__wnode *nd = &s.nodes[won];
@@ -562,8 +562,8 @@ int weft_select(struct weft_sel *cases, size_t n, uint64_t timeout_ns)
 	}
 out:
 	if (s.order != order_stack) {
-		weft__free(s.order);
-		weft__free(s.nodes);
+		weft__mem_free(s.order);
+		weft__mem_free(s.nodes);
 	}
 	return won;
 }
@@ -598,7 +598,7 @@ int weft_gen_create(weft_gen **out, weft_gen_fn body, void *arg)
 		return -EINVAL;
 	if (!weft_runtime_self())
 		return -EPERM;
-	g = weft__calloc(1, sizeof(*g));
+	g = weft__mem_calloc(1, sizeof(*g));
 	if (!g)
 		return -ENOMEM;
 	g->body = body;
@@ -606,7 +606,7 @@ int weft_gen_create(weft_gen **out, weft_gen_fn body, void *arg)
 	if ((err = weft_chan_create(&g->chan, 0)) < 0 ||
 	    (err = weft_spawn_opts(&g->task, gen_main, g, &o)) < 0) {
 		weft_chan_destroy(g->chan);
-		weft__free(g);
+		weft__mem_free(g);
 		return err;
 	}
 	*out = g;
@@ -682,5 +682,5 @@ void weft_gen_destroy(weft_gen *g)
 	}
 	weft_task_release(g->task);
 	weft_chan_destroy(g->chan);
-	weft__free(g);
+	weft__mem_free(g);
 }

@@ -5,7 +5,7 @@
  * ended (`live`, reserved before a spawn so that a wait cannot miss a task
  * being started), the list of those already linked (for cancel-all), the
  * first failure, whether the group refuses new tasks, and the queue of
- * tasks waiting for it to empty (wait.h protocol).
+ * tasks waiting for it to empty (wq.h protocol).
  *
  * A member task reaches weft__group_task_end() from task_finish(), on its
  * own stack, after its result and outcome are final. It unlinks itself,
@@ -14,7 +14,7 @@
  * waiter released by the grant may destroy the group, and destroy takes
  * the lock once before freeing, so it waits out that unlock.
  *
- * Lifetime (wait.h): a granted waiter does not touch the group again (the
+ * Lifetime (wq.h): a granted waiter does not touch the group again (the
  * first failure travels in its node), so another waiter released by the
  * same grant may destroy it at once. A waiter whose wait fails (cancelled,
  * timed out) must still cancel the members and wait for them, but only if
@@ -27,7 +27,14 @@
  */
 #include <errno.h>
 
+#include "base.h"
+#include "group.h"
+#include "mem.h"
+#include "spin.h"
+#include "task.h"
 #include "wait.h"
+#include "worker.h"
+#include "wq.h"
 
 struct weft_group {
 	weft__spin lock;
@@ -45,7 +52,7 @@ int weft_group_create(weft_group **out)
 
 	if (!out)
 		return -EINVAL;
-	g = weft__calloc(1, sizeof(*g));
+	g = weft__mem_calloc(1, sizeof(*g));
 	if (!g)
 		return -ENOMEM;
 	g->tag = WEFT__LIVE;
@@ -133,7 +140,7 @@ int weft_group_spawn(weft_group *g, weft_task **out, weft_fn fn, void *arg)
 	}
 	g->live++; /* reserved: a waiter cannot see 0 meanwhile */
 	weft__spin_unlock(&g->lock);
-	err = weft__spawn_in(out, fn, arg, g);
+	err = weft__task_spawn_in(out, fn, arg, g);
 	if (err < 0) {
 		weft__spin_lock(&g->lock);
 		member_gone(g);
@@ -176,7 +183,7 @@ int weft_group_wait(weft_group *g)
 		weft__spin_unlock(&g->lock);
 		return err;
 	}
-	weft__wnode_init(&n, NULL);
+	weft__wq_node_init(&n, NULL);
 	weft__wq_push(&g->waiters, &n);
 	weft__spin_unlock(&g->lock);
 	err = weft__wq_park_locked(&g->lock, &g->waiters, &n,
@@ -194,7 +201,7 @@ int weft_group_wait(weft_group *g)
 	 * shielded, without deadline. Relinked before the unlock: the
 	 * emptying grant cannot miss us. */
 	cancel_members(g);
-	weft__wnode_init(&n, NULL);
+	weft__wq_node_init(&n, NULL);
 	weft__wq_push(&g->waiters, &n);
 	weft__spin_unlock(&g->lock);
 	w = weft__worker_self();
@@ -219,5 +226,5 @@ void weft_group_destroy(weft_group *g)
 	 * waiter between giving up and its unlink. */
 	weft__wq_retire(&g->lock, &g->waiters, NULL,
 			"weft_group_destroy() with waiters");
-	weft__free(g);
+	weft__mem_free(g);
 }

@@ -45,8 +45,14 @@
  *   sends MSG_RING) after popping it, and both stay pending in the ring until
  *   the sleeper waits, however late it gets there.
  */
-#include "internal.h"
-#include "lqueue.h"
+#include "idle.h"
+#include "lq.h"
+#include "ring.h"
+#include "runtime.h"
+#include "spin.h"
+#include "stack.h"
+#include "timer.h"
+#include "worker.h"
 
 /* How long the watcher sleeps before looking at next slots again: from
  * WEFT__WATCH_MIN_NS, doubling after each watch up to WEFT__WATCH_MAX_NS,
@@ -66,7 +72,7 @@ void weft__idle_init(struct weft_runtime *rt)
 	rt->sleepers = NULL;
 }
 
-/* weft__idle_notify() (internal.h) checks, without the lock, that nobody
+/* weft__idle_notify() (idle.h) checks, without the lock, that nobody
  * searches and somebody sleeps; then this wakes one sleeper. */
 void weft__idle_notify_slow(struct weft_runtime *rt)
 {
@@ -174,7 +180,7 @@ static bool watch_claim(struct weft__worker *w, unsigned state)
  * gives the role up) leaves the next park's claim to restore it, and the
  * check is made again at the next scheduling of a next slot.
  *
- * weft__idle_watch() itself is inline, in internal.h. */
+ * weft__idle_watch() itself is inline, in idle.h. */
 
 static void idle_unpark(struct weft__worker *w);
 

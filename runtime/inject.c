@@ -9,8 +9,13 @@
  * task here is not starved by two tasks that keep respawning each other on
  * one worker (Go's findRunnable, Tokio's global_queue_interval).
  */
-#include "internal.h"
-#include "lqueue.h"
+#include "inject.h"
+#include "lq.h"
+#include "runtime.h"
+#include "spin.h"
+#include "task.h"
+#include "tlist.h"
+#include "worker.h"
 
 void weft__inject_push(struct weft_runtime *rt, struct weft__tcb *head,
 		       struct weft__tcb *tail, unsigned n)

@@ -83,7 +83,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "base.h"
+#include "lifecycle.h"
+#include "pool.h"
+#include "runtime.h"
+#include "task.h"
+#include "worker.h"
 
 #define WEFT__DEFAULT_GRACE_MS 5000
 /* How long the drain waits before it sweeps again while tasks are still
@@ -330,9 +335,9 @@ int weft__lifecycle_start_main(struct weft_runtime *rt, weft_fn fn,
 	 * another worker, and must find `running` set. */
 	pthread_mutex_lock(&rt->life_lock);
 	stop = run_begin(rt);
-	err = weft__spawn_main(rt, fn, arg, out);
+	err = weft__task_spawn_main(rt, fn, arg, out);
 	if (!err) {
-		rt->run_task = weft__handle(*out);
+		rt->run_task = weft__task_handle(*out);
 		/* A stop before the run (a signal during start-up): main
 		 * must still run, to end the runtime. */
 		if (stop)
@@ -382,9 +387,6 @@ static void drain_outside(struct weft_runtime *rt)
 
 /* ---- the public calls ---------------------------------------------------- */
 
-/* pool.c: the runtime whose blocking pool the calling thread belongs to,
- * or NULL. (Belongs in internal.h beside weft__pool_init.) */
-struct weft_runtime *weft__pool_owner(void);
 
 int weft_runtime_create(weft_runtime **out, const struct weft_config *config)
 {

@@ -7,7 +7,7 @@
  * queues, select, the spinlocks) that are a few instructions wide in a
  * normal build are then hit in seconds of a stress run instead of hours.
  *
- * How: this header, included by internal.h after <stdatomic.h>, redefines
+ * How: this header, included by base.h after <stdatomic.h>, redefines
  * the <stdatomic.h> operations the runtime uses with the same semantics
  * (GCC's __atomic builtins, as <stdatomic.h> has them) preceded by a
  * perturbation. atomic_init is left alone (no other thread can see the

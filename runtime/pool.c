@@ -41,15 +41,13 @@
  * weft__task_wake() (callable from any thread). The task may already have
  * seen `done` and returned by then: the wake then lands on a task (or a
  * reused control block, which is type-stable) that is not waiting for it,
- * which the park protocol of task.c allows as a spurious wake.
+ * which the park protocol (wait.h) allows as a spurious wake.
  *
- * The waiting task follows the park protocol of task.c: park_prepare
- * (PARKING), check every condition that ends the wait, park, repeat. The
- * conditions are `done` (acquire, above), its cancellation (the acquire in
- * weft__cancel_pending() pairs with weft_cancel()'s release store), and its
- * deadline timer (weft__timer_fired(), acquire, pairs with the firer). Each
- * party makes its condition true before it wakes the task, and the task
- * checks after park_prepare, so no wake is lost (the argument of task.c).
+ * The waiting task waits with weft__wait() (wait.h): its own condition is
+ * `done` (acquire, above); cancellation and the deadline are the common
+ * ones. Each party makes its condition true before it wakes the task, and
+ * the task checks after the park is prepared, so no wake is lost (the
+ * argument of wait.h).
  *
  * Who decides the outcome of a cancellation or deadline is settled under
  * pool->lock: the task, woken by cancel or timer, locks and looks at state.
@@ -83,7 +81,12 @@
 #include <signal.h>
 #include <time.h>
 
-#include "internal.h"
+#include "mem.h"
+#include "pool.h"
+#include "runtime.h"
+#include "task.h"
+#include "wait.h"
+#include "worker.h"
 
 #define WEFT__POOL_DEFAULT_THREADS 64u
 #define WEFT__POOL_DEFAULT_IDLE_MS 10000u
@@ -248,7 +251,7 @@ static void *pool_thread(void *arg)
 	 * instructions from its end. */
 	if (prev) {
 		pthread_join(prev->tid, NULL);
-		weft__free(prev);
+		weft__mem_free(prev);
 	}
 	return NULL;
 }
@@ -256,7 +259,7 @@ static void *pool_thread(void *arg)
 /* Starts a pool thread with every signal blocked. Returns 0 or -errno. */
 static int thread_start(struct weft_runtime *rt)
 {
-	struct weft__pool_thread *rec = weft__malloc(sizeof(*rec));
+	struct weft__pool_thread *rec = weft__mem_alloc(sizeof(*rec));
 	pthread_attr_t attr;
 	sigset_t all;
 	pthread_t tid;
@@ -268,7 +271,7 @@ static int thread_start(struct weft_runtime *rt)
 	sigfillset(&all);
 	err = pthread_attr_init(&attr);
 	if (err) {
-		weft__free(rec);
+		weft__mem_free(rec);
 		return -err;
 	}
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 32)
@@ -289,7 +292,7 @@ static int thread_start(struct weft_runtime *rt)
 #endif
 	pthread_attr_destroy(&attr);
 	if (err) {
-		weft__free(rec);
+		weft__mem_free(rec);
 		return -err;
 	}
 	/* Not detached: joined by the next thread to leave, or by
@@ -358,68 +361,66 @@ static bool withdraw(struct weft__pool *p, struct weft__job *j)
 	return queued;
 }
 
+struct job_wait {
+	struct weft__wait wt;
+	struct weft__job *job;
+	struct weft__pool *pool;
+};
+
+/* Acquire: pairs with the completer's release store; result and err are
+ * ours to read from here on. */
+static bool job_ready(struct weft__wait *wt)
+{
+	return atomic_load_explicit(&((struct job_wait *)wt)->job->done,
+				    memory_order_acquire);
+}
+
+/* Cancelled or timed out: a job no thread has taken is withdrawn and the
+ * wait ends with why; one that runs or ran is waited for, leaving the
+ * cancellation pending. */
+static bool job_give_up(struct weft__wait *wt, int why)
+{
+	struct job_wait *u = (struct job_wait *)wt;
+
+	if (!withdraw(u->pool, u->job))
+		return false;
+	wt->res = why;
+	return true;
+}
+
 int weft_run_blocking(weft_fn fn, void *arg, void **result)
 {
 	struct weft__worker *w = weft__worker_self();
-	struct weft_runtime *rt;
 	struct weft__tcb *self;
 	struct weft__job job;
-	struct weft__timer tm;
-	uint64_t deadline;
-	bool taken = false, armed = false;
-	int err = 0;
+	struct job_wait u;
+	int err;
 
 	if (!w || !w->current)
 		return -EPERM;
 	if (!fn)
 		return -EINVAL;
 	self = w->current;
-	rt = self->rt;
-	deadline = self->deadline;
 	job.fn = fn;
 	job.arg = arg;
 	job.task = self;
 	job.result = NULL;
 	job.err = 0;
 	atomic_init(&job.done, 0);
-	atomic_init(&tm.state, WEFT__TM_IDLE);
 
 	/* Already cancelled or past the deadline: fn must not run, so the
 	 * job is not even queued. */
-	if (weft__cancel_pending(self))
+	if (weft__task_cancel_pending(self))
 		return -ECANCELED;
-	if (deadline != WEFT_NEVER && deadline <= weft_now())
+	if (self->deadline != WEFT_NEVER && self->deadline <= weft_now())
 		return -ETIMEDOUT;
-	err = submit(rt, &job);
+	err = submit(self->rt, &job);
 	if (err < 0 && !atomic_load_explicit(&job.done, memory_order_acquire))
 		return err; /* refused at once (teardown): never queued */
-	err = 0;
-	for (;;) {
-		/* Every condition is checked after park_prepare (task.c):
-		 * a completion or cancel that came before it is seen here. */
-		weft__park_prepare(self);
-		/* Acquire: pairs with the completer's release store; result
-		 * and err are ours to read from here on. */
-		if (atomic_load_explicit(&job.done, memory_order_acquire))
-			break;
-		if (!taken) {
-			int why = weft__wait_why(self, deadline, &tm, &armed);
-
-			if (why) {
-				if (withdraw(&rt->pool, &job)) {
-					err = why;
-					break;
-				}
-				/* fn runs or ran: wait for it, leaving the
-				 * cancellation pending. */
-				taken = true;
-			}
-		}
-		w = weft__park(w);
-	}
-	weft__park_done(self);
-	if (armed)
-		weft__timer_cancel(rt, &tm);
+	weft__wait_init(&u.wt, w, self->deadline);
+	u.job = &job;
+	u.pool = &self->rt->pool;
+	err = weft__wait(&u.wt, job_ready, job_give_up);
 	if (err)
 		return err;
 	if (job.err)
@@ -484,7 +485,7 @@ void weft__pool_fini(struct weft_runtime *rt)
 	pthread_mutex_unlock(&p->lock);
 	if (last) {
 		pthread_join(last->tid, NULL);
-		weft__free(last);
+		weft__mem_free(last);
 	}
 	pthread_cond_destroy(&p->gone);
 	pthread_cond_destroy(&p->work);

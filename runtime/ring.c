@@ -32,12 +32,18 @@
  * thread releases the runtime (weft__ring_fini()).
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sched.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "base.h"
+#include "idle.h"
+#include "ring.h"
+#include "runtime.h"
+#include "task.h"
+#include "worker.h"
 
 #if __has_include(<valgrind/valgrind.h>)
 #include <valgrind/valgrind.h>

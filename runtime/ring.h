@@ -6,7 +6,7 @@
  * it prepares an SQE, hands its record (struct weft__op) to
  * weft__ring_op_start(), parks its task and, once `done`, reads `res`.
  * Calls go from io/ to here, never back: a completion reaches its task
- * through the park/wake protocol (task.c), not through io/.
+ * through the park/wake protocol (wait.h), not through io/.
  *
  * A second reactor (epoll, issue 11) would sit behind the same parking
  * and waking calls and complete the same records; the SQE is the io_uring

@@ -25,6 +25,7 @@
  * weft_runtime_close() does the same from outside: drain, then stop.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
@@ -32,7 +33,17 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "base.h"
+#include "idle.h"
+#include "lifecycle.h"
+#include "mem.h"
+#include "pool.h"
+#include "ring.h"
+#include "runtime.h"
+#include "stack.h"
+#include "task.h"
+#include "timer.h"
+#include "worker.h"
 
 #define WEFT__DEFAULT_STACK (256u * 1024u)
 #define WEFT__DEFAULT_CACHE 64u
@@ -123,7 +134,7 @@ static bool rings_close(struct weft_runtime *rt)
 	return left;
 }
 
-void *weft__worker_thread(void *arg)
+void *weft__runtime_thread(void *arg)
 {
 	struct worker_arg *wa = arg;
 	struct weft__worker *w = wa->w;
@@ -140,7 +151,7 @@ void *weft__worker_thread(void *arg)
 		pthread_cond_wait(&b->cond, &b->lock);
 	go = b->go && !b->err;
 	pthread_mutex_unlock(&b->lock);
-	weft__free(wa);
+	weft__mem_free(wa);
 	if (err < 0)
 		return NULL;
 	if (go)
@@ -214,7 +225,7 @@ static int threads_start(struct weft_runtime *rt)
 	int err = 0;
 
 	for (i = first; i < rt->nworkers; i++) {
-		struct worker_arg *wa = weft__malloc(sizeof(*wa));
+		struct worker_arg *wa = weft__mem_alloc(sizeof(*wa));
 		if (!wa) {
 			err = -ENOMEM;
 			break;
@@ -222,9 +233,9 @@ static int threads_start(struct weft_runtime *rt)
 		wa->w = rt->workers[i];
 		wa->boot = b;
 		err = -pthread_create(&rt->workers[i]->thread, NULL,
-				      weft__worker_thread, wa);
+				      weft__runtime_thread, wa);
 		if (err < 0) {
-			weft__free(wa);
+			weft__mem_free(wa);
 			break;
 		}
 		started++;
@@ -260,13 +271,13 @@ int weft__runtime_start(struct weft_runtime **out,
 	if (caller_is_worker && weft__worker_self())
 		return -EBUSY;
 
-	rt = weft__calloc(1, sizeof(*rt));
+	rt = weft__mem_calloc(1, sizeof(*rt));
 	if (!rt)
 		return -ENOMEM;
 	/* First: it claims the signals, which a second runtime may not. */
 	err = weft__lifecycle_init(rt, config);
 	if (err < 0) {
-		weft__free(rt);
+		weft__mem_free(rt);
 		return err;
 	}
 	rt->caller_is_worker = caller_is_worker;
@@ -290,8 +301,8 @@ int weft__runtime_start(struct weft_runtime **out,
 	weft__pool_init(rt, config);
 
 	err = -ENOMEM;
-	rt->workers = weft__calloc(rt->nworkers, sizeof(*rt->workers));
-	rt->boot = weft__calloc(1, sizeof(*rt->boot));
+	rt->workers = weft__mem_calloc(rt->nworkers, sizeof(*rt->workers));
+	rt->boot = weft__mem_calloc(1, sizeof(*rt->boot));
 	if (!rt->workers || !rt->boot)
 		goto fail;
 	pthread_mutex_init(&rt->boot->lock, NULL);
@@ -301,7 +312,7 @@ int weft__runtime_start(struct weft_runtime **out,
 
 	for (i = 0; i < rt->nworkers; i++) {
 		struct weft__worker *w =
-			weft__aligned_alloc(WEFT__CACHELINE, sizeof(*w));
+			weft__mem_aligned(WEFT__CACHELINE, sizeof(*w));
 		if (!w)
 			goto fail;
 		memset(w, 0, sizeof(*w));
@@ -389,14 +400,14 @@ void weft__runtime_release(struct weft_runtime *rt)
 		weft__stack_fini(rt);
 	if (rt->workers) {
 		for (i = 0; i < rt->nworkers; i++)
-			weft__free(rt->workers[i]);
-		weft__free(rt->workers);
+			weft__mem_free(rt->workers[i]);
+		weft__mem_free(rt->workers);
 		rt->workers = NULL;
 	}
 	if (rt->boot) {
 		pthread_mutex_destroy(&rt->boot->lock);
 		pthread_cond_destroy(&rt->boot->cond);
-		weft__free(rt->boot);
+		weft__mem_free(rt->boot);
 		rt->boot = NULL;
 	}
 }
@@ -404,7 +415,7 @@ void weft__runtime_release(struct weft_runtime *rt)
 void weft__runtime_free(struct weft_runtime *rt)
 {
 	weft__lifecycle_fini(rt);
-	weft__free(rt);
+	weft__mem_free(rt);
 }
 
 static int run(weft_fn main_fn, void *arg, const struct weft_config *config,

@@ -70,7 +70,13 @@
 #include <ucontext.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "base.h"
+#include "mem.h"
+#include "runtime.h"
+#include "spin.h"
+#include "stack.h"
+#include "task.h"
+#include "worker.h"
 
 #if __has_include(<valgrind/valgrind.h>)
 #include <valgrind/valgrind.h>
@@ -272,14 +278,14 @@ static struct weft__slab *slab_new(struct weft_runtime *rt,
 	int err;
 
 	*armed = NULL;
-	sl = weft__calloc(1, sizeof(*sl));
+	sl = weft__mem_calloc(1, sizeof(*sl));
 	if (!sl)
 		return NULL;
 	mem = mmap(NULL, len, PROT_READ | PROT_WRITE,
 		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1,
 		   0);
 	if (mem == MAP_FAILED) {
-		weft__free(sl);
+		weft__mem_free(sl);
 		return NULL;
 	}
 	sl->mem = mem;
@@ -295,7 +301,7 @@ static struct weft__slab *slab_new(struct weft_runtime *rt,
 	if (!slab_arm(rt, sl, armed, &err)) {
 		/* Not one guard: keep nothing of it. */
 		munmap(mem, len);
-		weft__free(sl);
+		weft__mem_free(sl);
 		return NULL;
 	}
 	for (i = 0; i < WEFT__STK_SLAB; i++)
@@ -325,7 +331,7 @@ static void slab_publish(struct weft_runtime *rt, struct weft__slab *sl,
 static struct weft__stack *stack_own(struct weft_runtime *rt, size_t size)
 {
 	size_t ps = page_size();
-	struct weft__stack *s = weft__calloc(1, sizeof(*s));
+	struct weft__stack *s = weft__mem_calloc(1, sizeof(*s));
 	char *mem;
 
 	if (!s)
@@ -335,14 +341,14 @@ static struct weft__stack *stack_own(struct weft_runtime *rt, size_t size)
 		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1,
 		   0);
 	if (mem == MAP_FAILED) {
-		weft__free(s);
+		weft__mem_free(s);
 		return NULL;
 	}
 	if (install_guard(rt, mem, rt->stk_guard) < 0) {
 		/* No guard: refuse rather than risk silent corruption on
 		 * overflow. */
 		munmap(mem, rt->stk_guard + size);
-		weft__free(s);
+		weft__mem_free(s);
 		return NULL;
 	}
 	s->lo = mem + rt->stk_guard;
@@ -451,7 +457,7 @@ void weft__stack_put(struct weft__worker *w, struct weft__stack *s)
 	if (!s->arena) {
 		stack_deregister(s);
 		munmap(s->lo - rt->stk_guard, rt->stk_guard + s->size);
-		weft__free(s);
+		weft__mem_free(s);
 		return;
 	}
 	s->next = w->stk_free;
@@ -546,7 +552,7 @@ void weft__stack_drop(struct weft_runtime *rt, struct weft__stack *s)
 	if (!s->arena) {
 		stack_deregister(s);
 		munmap(s->lo - rt->stk_guard, rt->stk_guard + s->size);
-		weft__free(s);
+		weft__mem_free(s);
 	}
 }
 
@@ -560,7 +566,7 @@ void weft__stack_fini(struct weft_runtime *rt)
 		for (i = 0; i < WEFT__STK_SLAB; i++)
 			stack_deregister(&sl->desc[i]);
 		munmap(sl->mem, sl->len);
-		weft__free(sl);
+		weft__mem_free(sl);
 	}
 	rt->stk_slabs = NULL;
 	rt->stk_unarmed = 0;
@@ -571,7 +577,6 @@ void weft__stack_fini(struct weft_runtime *rt)
 
 /* ---- stack overflow reports ------------------------------------------- */
 
-extern __thread struct weft__worker *weft__tls_worker;
 
 static struct sigaction old_segv;
 /* The alternate signal stack the thread had before it became a worker
@@ -616,7 +621,7 @@ static uintptr_t fault_sp(void *uctx)
 
 static void segv_handler(int sig, siginfo_t *si, void *uctx)
 {
-	struct weft__worker *w = weft__tls_worker;
+	struct weft__worker *w = weft__worker_tls;
 	struct weft__tcb *t = w ? w->current : NULL;
 	char *addr = si->si_addr;
 

@@ -1,5 +1,5 @@
 /*
- * Coordination objects on wait queues (wait.h argues the protocol):
+ * Coordination objects on wait queues (wq.h argues the protocol):
  * future, event, lock, semaphore, condition. Each object has one spinlock
  * that guards its state and its wait queues; nothing is held across a
  * suspension. Grants wake the waiter after the lock is dropped.
@@ -11,153 +11,20 @@
  * counting waiters that can still be granted (a node whose waiter is
  * leaving stays linked until it unlinks itself, and is never granted).
  *
- * Lifetime (wait.h): a granted waiter reads only its node, and the
+ * Lifetime (wq.h): a granted waiter reads only its node, and the
  * destroys wait for waiters that are leaving (weft__wq_retire), so an
  * object may be destroyed as soon as the call that granted its last
  * waiter has returned.
  */
 #include <errno.h>
 
+#include "base.h"
+#include "mem.h"
+#include "spin.h"
+#include "task.h"
 #include "wait.h"
-
-uint64_t weft__wait_deadline(uint64_t timeout_ns)
-{
-	struct weft__worker *w = weft__worker_self();
-	uint64_t d = WEFT_NEVER;
-
-	if (timeout_ns != WEFT_NEVER) {
-		uint64_t now = weft_now();
-		d = timeout_ns >= WEFT_NEVER - now ? WEFT_NEVER
-						   : now + timeout_ns;
-	}
-	if (w && w->current && w->current->deadline < d)
-		d = w->current->deadline;
-	return d;
-}
-
-/*
- * Gives up on n (the wait failed with why): claims the node, then unlinks
- * it. A failed claim means a granter claimed it first: the grant is
- * reported (0) and the object is not touched, since the granting side may
- * destroy it as soon as its call returns (wait.h, Lifetime). keep: return
- * with the lock held after the unlink.
- */
-static int give_up(weft__spin *lock, struct weft__wq *q, struct weft__wnode *n,
-		   int why, bool keep)
-{
-	int s = WEFT__WN_WAITING;
-
-	/* Relaxed: only the outcome matters (one of this CAS and the
-	 * granter's in weft__wq_take fails); see wait.h. */
-	if (!atomic_compare_exchange_strong_explicit(
-		    &n->state, &s, WEFT__WN_LEAVING, memory_order_relaxed,
-		    memory_order_relaxed)) {
-		/* GRANTING or DONE. A granter holds the lock between its
-		 * claim and DONE and never suspends there; acquire pairs
-		 * with the release in weft__wnode_grant(). */
-		unsigned spin = 0;
-
-		while (atomic_load_explicit(&n->state, memory_order_acquire) !=
-		       WEFT__WN_DONE)
-			weft__backoff(&spin);
-		return 0;
-	}
-	/* Ours: still linked (granters skip LEAVING nodes), so every destroy
-	 * waits for the unlink below (weft__wq_retire): the object is
-	 * there. */
-	weft__spin_lock(lock);
-	if (n->linked) /* not after a drop at shutdown */
-		weft__wq_remove(q, n);
-	if (!keep)
-		weft__spin_unlock(lock);
-	return why;
-}
-
-static int park_thread(weft__spin *lock, struct weft__wq *q,
-		       struct weft__wnode *n, uint64_t deadline, bool keep)
-{
-	unsigned spin = 0;
-
-	for (;;) {
-		int s = atomic_load_explicit(&n->state, memory_order_acquire);
-
-		if (s == WEFT__WN_DONE)
-			return 0;
-		if (deadline != WEFT_NEVER && weft_now() >= deadline)
-			return give_up(lock, q, n, -ETIMEDOUT, keep);
-		/* GRANTING: the DONE store is a few instructions away. */
-		if (s == WEFT__WN_WAITING)
-			weft__futex_wait(&n->state, WEFT__WN_WAITING, deadline);
-		else
-			weft__backoff(&spin);
-	}
-}
-
-/* A parked waiter's node and where it is linked, for a drop at shutdown
- * (weft__task_drop_all): the node leaves the program's object, unless it
- * was granted (a thread outside the runtime may have granted it and freed
- * the object since): the same claim as give_up(). */
-struct wq_unwait {
-	struct weft__unwait base; /* first: the drop calls base.fn(&base) */
-	weft__spin *lock;
-	struct weft__wq *q;
-	struct weft__wnode *n;
-};
-
-static void wq_unwait(struct weft__unwait *arg)
-{
-	struct wq_unwait *u = (struct wq_unwait *)arg;
-
-	give_up(u->lock, u->q, u->n, -ECANCELED, false);
-}
-
-static int park(weft__spin *lock, struct weft__wq *q, struct weft__wnode *n,
-		uint64_t deadline, bool keep)
-{
-	struct weft__worker *w = weft__worker_self();
-	struct weft__tcb *self = n->task;
-	struct wq_unwait u = { { wq_unwait }, lock, q, n };
-	struct weft__timer tm;
-	bool armed = false;
-	int why = 0;
-
-	if (!self)
-		return park_thread(lock, q, n, deadline, keep);
-	atomic_init(&tm.state, WEFT__TM_IDLE);
-	self->unwait = &u.base;
-	for (;;) {
-		weft__park_prepare(self);
-		if (atomic_load_explicit(&n->state, memory_order_acquire) ==
-		    WEFT__WN_DONE)
-			break;
-		why = weft__wait_why(self, deadline, &tm, &armed);
-		if (why) {
-			self->unwait = NULL;
-			weft__park_done(self);
-			if (armed)
-				weft__timer_cancel(self->rt, &tm);
-			return give_up(lock, q, n, why, keep);
-		}
-		w = weft__park(w);
-	}
-	self->unwait = NULL;
-	weft__park_done(self);
-	if (armed)
-		weft__timer_cancel(self->rt, &tm);
-	return 0;
-}
-
-int weft__wq_park(weft__spin *lock, struct weft__wq *q, struct weft__wnode *n,
-		  uint64_t deadline)
-{
-	return park(lock, q, n, deadline, false);
-}
-
-int weft__wq_park_locked(weft__spin *lock, struct weft__wq *q,
-			 struct weft__wnode *n, uint64_t deadline)
-{
-	return park(lock, q, n, deadline, true);
-}
+#include "worker.h"
+#include "wq.h"
 
 /* Links a node for the caller and waits; the lock is held on entry and
  * dropped here. */
@@ -167,105 +34,6 @@ static int wait_on(weft__spin *lock, struct weft__wq *q, struct weft__wnode *n,
 	weft__wq_push(q, n);
 	weft__spin_unlock(lock);
 	return weft__wq_park(lock, q, n, deadline);
-}
-
-/*
- * The nodes' tasks are collected before the wakes: after a grant the node
- * may be gone. Order: grants are first come first served, and so are the
- * wakes. A lone grant goes to the waker's next slot (a hand-off, as a
- * channel's); several go to the back of the queue one after the other
- * (weft__task_wake_back), as asyncio's call_soon queues them: waking each
- * into the next slot displaced the previous one, so 5 waiters resumed 4 0
- * 1 2 3 (issue 15 #8). A batch is woken in order too (it was reversed).
- */
-static void wake_back(struct weft__wake k)
-{
-	if (k.task)
-		weft__task_wake_back(k.task);
-	else
-		weft__wake_opt(k);
-}
-
-unsigned weft__wq_grant_all(weft__spin *lock, struct weft__wq *q, int result,
-			    void *value, unsigned max)
-{
-	struct weft__wake batch[32];
-	unsigned nb = 0, total = 0;
-	struct weft__wnode *n;
-
-	while (total < max && (n = weft__wq_take(q))) {
-		n->value = value;
-		batch[nb++] = weft__wnode_grant(n, result);
-		total++;
-		if (nb == 32) {
-			/* Wake a full batch under the lock: rare (32+
-			 * waiters; a broadcast must not let later waiters
-			 * in, so the lock stays held) and still correct.
-			 * More follow, so to the back. */
-			for (unsigned i = 0; i < nb; i++)
-				wake_back(batch[i]);
-			nb = 0;
-		}
-	}
-	weft__spin_unlock(lock);
-	for (unsigned i = 0; i < nb; i++) {
-		if (total == 1)
-			weft__wake_opt(batch[i]);
-		else
-			wake_back(batch[i]);
-	}
-	return total;
-}
-
-/* A node of a waiter that is on its way out: it unlinks itself without
- * suspending (wait.h, Lifetime). */
-static bool leaving(const struct weft__wnode *n)
-{
-	if (n->sel)
-		return atomic_load_explicit(&n->sel->winner,
-					    memory_order_acquire) ==
-		       WEFT__SEL_GAVE_UP;
-	return atomic_load_explicit(&n->state, memory_order_acquire) ==
-	       WEFT__WN_LEAVING;
-}
-
-/* 0: q empty; 1: only leavers linked; 2: someone else is linked. */
-static int wq_census(const struct weft__wq *q)
-{
-	const struct weft__wnode *n;
-	int r = 0;
-
-	if (!q)
-		return 0;
-	for (n = q->head; n; n = n->next) {
-		if (!leaving(n))
-			return 2;
-		r = 1;
-	}
-	return r;
-}
-
-void weft__wq_retire(weft__spin *lock, struct weft__wq *q1,
-		     struct weft__wq *q2, const char *msg)
-{
-	unsigned spin = 0;
-
-	for (;;) {
-		int a, b;
-
-		weft__spin_lock(lock);
-		a = wq_census(q1);
-		b = wq_census(q2);
-		weft__check(a < 2 && b < 2, msg);
-		if (!a && !b)
-			break;
-		/* A leaver needs the lock to unlink itself. It does not
-		 * suspend on the way, but its thread may have lost its CPU
-		 * (to this one, say): the back-off ends in yields. */
-		weft__spin_unlock(lock);
-		weft__backoff(&spin);
-	}
-	weft__spin_unlock(lock);
 }
 
 /* ---- future ----------------------------------------------------------- */
@@ -285,7 +53,7 @@ int weft_future_create(weft_future **out)
 
 	if (!out)
 		return -EINVAL;
-	f = weft__calloc(1, sizeof(*f));
+	f = weft__mem_calloc(1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;
 	f->tag = WEFT__LIVE;
@@ -303,7 +71,7 @@ void weft_future_destroy(weft_future *f)
 	 * waiter between giving up and its unlink. */
 	weft__wq_retire(&f->lock, &f->waiters, NULL,
 			"weft_future_destroy() with waiters");
-	weft__free(f);
+	weft__mem_free(f);
 }
 
 static int future_complete(weft_future *f, void *value, int err)
@@ -353,14 +121,14 @@ int weft_future_await_timeout(weft_future *f, void **value,
 		return -EINVAL;
 	/* Acquire pairs with the release in future_complete(). */
 	if (atomic_load_explicit(&f->done, memory_order_acquire)) {
-		weft__coop_tick(); /* done without suspending: counts */
+		weft__task_coop_tick(); /* done without suspending: counts */
 		return future_result(f, value);
 	}
-	weft__wnode_init(&n, NULL);
+	weft__wq_node_init(&n, NULL);
 	weft__spin_lock(&f->lock);
 	if (atomic_load_explicit(&f->done, memory_order_relaxed)) {
 		weft__spin_unlock(&f->lock);
-		weft__coop_tick();
+		weft__task_coop_tick();
 		return future_result(f, value);
 	}
 	err = wait_on(&f->lock, &f->waiters, &n,
@@ -399,7 +167,7 @@ int weft_event_create(weft_event **out)
 
 	if (!out)
 		return -EINVAL;
-	e = weft__calloc(1, sizeof(*e));
+	e = weft__mem_calloc(1, sizeof(*e));
 	if (!e)
 		return -ENOMEM;
 	e->tag = WEFT__LIVE;
@@ -415,7 +183,7 @@ void weft_event_destroy(weft_event *e)
 				     "(destroyed already?)");
 	weft__wq_retire(&e->lock, &e->waiters, NULL,
 			"weft_event_destroy() with waiters");
-	weft__free(e);
+	weft__mem_free(e);
 }
 
 void weft_event_set(weft_event *e)
@@ -448,14 +216,14 @@ int weft_event_wait_timeout(weft_event *e, uint64_t timeout_ns)
 	if (!e)
 		return -EINVAL;
 	if (atomic_load_explicit(&e->set, memory_order_acquire)) {
-		weft__coop_tick(); /* done without suspending: counts */
+		weft__task_coop_tick(); /* done without suspending: counts */
 		return 0;
 	}
-	weft__wnode_init(&n, NULL);
+	weft__wq_node_init(&n, NULL);
 	weft__spin_lock(&e->lock);
 	if (atomic_load_explicit(&e->set, memory_order_relaxed)) {
 		weft__spin_unlock(&e->lock);
-		weft__coop_tick();
+		weft__task_coop_tick();
 		return 0;
 	}
 	return wait_on(&e->lock, &e->waiters, &n,
@@ -482,7 +250,7 @@ int weft_lock_create(weft_lock **out)
 
 	if (!out)
 		return -EINVAL;
-	l = weft__calloc(1, sizeof(*l));
+	l = weft__mem_calloc(1, sizeof(*l));
 	if (!l)
 		return -ENOMEM;
 	l->tag = WEFT__LIVE;
@@ -498,7 +266,7 @@ void weft_lock_destroy(weft_lock *l)
 				     "(destroyed already?)");
 	weft__wq_retire(&l->lock, &l->waiters, NULL,
 			"weft_lock_destroy() with waiters");
-	weft__free(l);
+	weft__mem_free(l);
 }
 
 int weft_lock_try_acquire(weft_lock *l)
@@ -528,7 +296,7 @@ static int lock_acquire(weft_lock *l, uint64_t deadline)
 		weft__spin_unlock(&l->lock);
 		return 0;
 	}
-	weft__wnode_init(&n, NULL);
+	weft__wq_node_init(&n, NULL);
 	/* A grant hands the lock over: held stays true throughout. */
 	return wait_on(&l->lock, &l->waiters, &n, deadline);
 }
@@ -541,7 +309,7 @@ int weft_lock_acquire_timeout(weft_lock *l, uint64_t timeout_ns)
 	 * uncontended one too; counted before taking the lock, so that the
 	 * yield it may cause does not hold the lock over a round. (The
 	 * condition's re-acquire does not count: its wait suspended.) */
-	weft__coop_tick();
+	weft__task_coop_tick();
 	return lock_acquire(l, weft__wait_deadline(timeout_ns));
 }
 
@@ -564,11 +332,11 @@ int weft_lock_release(weft_lock *l)
 	}
 	n = weft__wq_take(&l->waiters);
 	if (n)
-		t = weft__wnode_grant(n, 0);
+		t = weft__wq_grant(n, 0);
 	else
 		l->held = false;
 	weft__spin_unlock(&l->lock);
-	weft__wake_opt(t);
+	weft__wq_wake(t);
 	return 0;
 }
 
@@ -601,7 +369,7 @@ int weft_sem_create(weft_sem **out, unsigned value, unsigned flags)
 
 	if (!out || (flags & ~WEFT_SEM_BOUNDED))
 		return -EINVAL;
-	s = weft__calloc(1, sizeof(*s));
+	s = weft__mem_calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
 	s->value = s->initial = value;
@@ -619,7 +387,7 @@ void weft_sem_destroy(weft_sem *s)
 				     "(destroyed already?)");
 	weft__wq_retire(&s->lock, &s->waiters, NULL,
 			"weft_sem_destroy() with waiters");
-	weft__free(s);
+	weft__mem_free(s);
 }
 
 int weft_sem_try_acquire(weft_sem *s)
@@ -646,7 +414,7 @@ int weft_sem_acquire_timeout(weft_sem *s, uint64_t timeout_ns)
 		return -EINVAL;
 	d = weft__wait_deadline(timeout_ns);
 	/* Counts against the budget before taking a permit, as the lock. */
-	weft__coop_tick();
+	weft__task_coop_tick();
 	weft__spin_lock(&s->lock);
 	if (s->value) {
 		/* value > 0 implies nobody waits (hand-off invariant). */
@@ -654,7 +422,7 @@ int weft_sem_acquire_timeout(weft_sem *s, uint64_t timeout_ns)
 		weft__spin_unlock(&s->lock);
 		return 0;
 	}
-	weft__wnode_init(&n, NULL);
+	weft__wq_node_init(&n, NULL);
 	return wait_on(&s->lock, &s->waiters, &n, d);
 }
 
@@ -673,7 +441,7 @@ int weft_sem_release(weft_sem *s)
 	weft__spin_lock(&s->lock);
 	n = weft__wq_take(&s->waiters);
 	if (n) {
-		t = weft__wnode_grant(n, 0);
+		t = weft__wq_grant(n, 0);
 	} else if (s->bounded && s->value >= s->initial) {
 		weft__spin_unlock(&s->lock);
 		return -EOVERFLOW;
@@ -684,7 +452,7 @@ int weft_sem_release(weft_sem *s)
 		s->value++;
 	}
 	weft__spin_unlock(&s->lock);
-	weft__wake_opt(t);
+	weft__wq_wake(t);
 	return 0;
 }
 
@@ -714,7 +482,7 @@ int weft_cond_create(weft_cond **out)
 
 	if (!out)
 		return -EINVAL;
-	c = weft__calloc(1, sizeof(*c));
+	c = weft__mem_calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
 	c->tag = WEFT__LIVE;
@@ -730,7 +498,7 @@ void weft_cond_destroy(weft_cond *c)
 				     "(destroyed already?)");
 	weft__wq_retire(&c->lock, &c->waiters, NULL,
 			"weft_cond_destroy() with waiters");
-	weft__free(c);
+	weft__mem_free(c);
 }
 
 int weft_cond_wait_timeout(weft_cond *c, weft_lock *l, uint64_t timeout_ns)
@@ -745,7 +513,7 @@ int weft_cond_wait_timeout(weft_cond *c, weft_lock *l, uint64_t timeout_ns)
 	if (!weft_lock_locked(l))
 		return -EPERM;
 	d = weft__wait_deadline(timeout_ns);
-	weft__wnode_init(&n, NULL);
+	weft__wq_node_init(&n, NULL);
 	/* Linked before the lock is released: a notify made by whoever
 	 * takes the lock next finds us. */
 	weft__spin_lock(&c->lock);

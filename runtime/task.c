@@ -8,71 +8,25 @@
  * its address reads a valid block; the generation counter (gen) and the
  * WEFT__FREE park state tell a reused block apart.
  *
- * Park/wake protocol (task->park)
- * -------------------------------
- * Every suspension is "wait until a condition holds". A waiting task:
- *   1. exchanges park to PARKING (acq_rel),
- *   2. publishes itself where a waker will find it (a waiter list, a
- *      timer, an I/O request) and checks its condition,
- *   3. if the condition does not hold, switches away with WEFT__SW_PARK;
- *      the context it lands on, now that the old stack is idle, does
- *      CAS(park, PARKING -> PARKED). If that CAS fails the state was
- *      NOTIFIED, i.e. a waker came in between, and the lander queues the
- *      task itself.
- *   4. on resuming, loops back to 1 (exchanges PARKING again) and re-checks,
- *      leaving with park = RUNNING once the condition holds.
- * Every condition that may end the wait, cancellation included, must be
- * checked after step 1 and before step 3: a wake that came before step 1
- * left NOTIFIED, which step 1 overwrites, so the check is all that is left
- * of it. (Checking the cancel flag only before step 1 lost cancellations:
- * bench/wake_latency hung on it under load.)
- * A waker first makes the condition true, then moves park to NOTIFIED:
- *   RUNNING or PARKING -> NOTIFIED: the task is still on its stack; it will
- *      see the condition at its next check (the exchange in step 1/4 reads
- *      NOTIFIED and so synchronises with the waker's release CAS), or the
- *      lander of step 3 queues it;
- *   PARKED -> NOTIFIED: the task is off its stack; the waker queues it.
- *   NOTIFIED or FREE: nothing to do.
- * Exactly one party queues a parked task, because only one CAS can take
- * PARKING or PARKED to another state, and a task is never queued while it
- * is still on its stack: the waker queues only from PARKED, which only the
- * lander (after the switch) sets. No wake is lost: a waker that runs before
- * step 1 is followed by the check in step 2; one that runs after step 1 finds
- * PARKING or PARKED and either the lander or the waker queues the task.
- * Wakes may be spurious (a late waker of an earlier wait): every wait loops
- * on its condition, so a spurious wake costs a pass through the loop.
- *
- * Why every waker writes park (store buffering)
- * ---------------------------------------------
- * Waker: store the condition (C), then an RMW on park. Task: the exchange
- * of step 1/4 (acq_rel, an RMW on park), then a load of C. Two threads that
- * each store one location and then load the other are the store-buffering
- * shape: with a plain load of park on the waker's side, both loads may read
- * the old values (x86-TSO allows it: the waker's store of C may still sit
- * in its store buffer), so a waker that found NOTIFIED and returned at once
- * could leave the task re-checking an old C and parking for good (bug 1 of
- * issue 9: a shielded task woken by a cancel, its future set meanwhile).
- * With an RMW in every case but FREE, C11 orders them: all RMWs on park
- * are in one modification order, and only the task moves park out of
- * NOTIFIED (its exchange); the lander moves it only out of PARKING.
- *   - The waker's RMW comes first: the task's next exchange reads it, or a
- *     later waker's RMW (RMWs continue its release sequence), so the
- *     exchange (acquire) synchronises with the waker's release and the
- *     load of C that follows sees C.
- *   - The task's exchange comes first: the waker's RMW reads PARKING,
- *     PARKED or RUNNING and turns it into NOTIFIED, so the task is queued
- *     or re-checks after an exchange that reads it (first case again);
- *     or it reads NOTIFIED from another waker that came after the
- *     exchange, whose wake makes the task run another exchange, after
- *     this waker's RMW (first case).
- * The model in tests/model/park_wake.pml checks this protocol with store
- * buffers, and finds the lost wake-up when the NOTIFIED case only loads.
+ * The park/wake protocol (task->park) is argued in wait.h, next to the one
+ * wait loop that follows it; the waker's half is task_wake() below.
  */
 #include <errno.h>
 #include <string.h>
 
-#include "internal.h"
-#include "arch/switch.h"
+#include "await.h"
+#include "base.h"
+#include "group.h"
+#include "idle.h"
+#include "lifecycle.h"
+#include "mem.h"
+#include "runtime.h"
+#include "spin.h"
+#include "stack.h"
+#include "task.h"
+#include "tls.h"
+#include "worker.h"
+#include "arch/ctx.h"
 
 #ifdef WEFT__TSAN
 #include <sanitizer/tsan_interface.h>
@@ -80,8 +34,6 @@
 
 /* await_one(): the caller, not the awaited task, was cancelled, or its
  * deadline passed. */
-#define WEFT__SELF_CANCELLED 1
-#define WEFT__SELF_TIMEDOUT 2
 #define WEFT__CB_SLAB 256
 #define WEFT__CB_CACHE 128
 
@@ -101,8 +53,8 @@
  *
  * Directory protocol: ids are taken and given back under dir_lock. A slab
  * is published by a release store of its memory into its entry after its
- * blocks are initialised; resolve() loads it with acquire. An entry is
- * cleared before its slab is freed; a resolve() racing with that is the
+ * blocks are initialised; weft__task_resolve() loads it with acquire. An entry is
+ * cleared before its slab is freed; a weft__task_resolve() racing with that is the
  * use of a handle of a runtime being destroyed, which the API forbids.
  */
 #define H_GEN_BITS 36
@@ -115,7 +67,7 @@
 _Static_assert(WEFT__CB_SLAB == 1u << H_IDX_BITS, "slab size = index bits");
 _Static_assert(H_GEN_BITS + H_IDX_BITS + H_SLAB_BITS == 64, "handle bits");
 
-/* One chunk of the directory: the slabs (what resolve() reads, 8 bytes an
+/* One chunk of the directory: the slabs (what weft__task_resolve() reads, 8 bytes an
  * entry), and per id the generation its next slab starts at and the
  * free-id link (under dir_lock). */
 struct dir_chunk {
@@ -147,9 +99,9 @@ static uint32_t dir_take(uint64_t *floor)
 	} else if (dir_next < (1u << H_SLAB_BITS)) {
 		struct dir_chunk *c = dir_chunk(dir_next);
 		if (!c) {
-			/* Chunks are never freed: resolve() may read them
+			/* Chunks are never freed: weft__task_resolve() may read them
 			 * at any time. */
-			c = weft__calloc(1, sizeof(*c));
+			c = weft__mem_calloc(1, sizeof(*c));
 			if (c)
 				atomic_store_explicit(
 					&dir[dir_next / DIR_CHUNK], c,
@@ -166,7 +118,7 @@ static uint32_t dir_take(uint64_t *floor)
 	return id;
 }
 
-/* Publishes a slab (release: a resolve() that finds it sees its blocks). */
+/* Publishes a slab (release: a weft__task_resolve() that finds it sees its blocks). */
 static void dir_publish(uint32_t id, struct weft__tcb *mem)
 {
 	atomic_store_explicit(&dir_chunk(id)->mem[id % DIR_CHUNK], mem,
@@ -198,36 +150,16 @@ struct weft__slab {
 	uint32_t id; /* in the handle directory */
 };
 
-/* One task waiting in weft_await(), or a thread in weft_join() (task
- * NULL: woken through the futex on `done`); lives on the waiter's stack. */
-struct weft__waiter {
-	struct weft__waiter *next;
-	struct weft__tcb *task;
-	/* A waitset's node: the ending task reports index to ws instead of
-	 * waking `task` (see weft_waitset below). */
-	struct weft_waitset *ws;
-	size_t index;
-	/* Set (release) by the ending task after it unlinked the node; the
-	 * waiter must not return before it sees it, since the node is on its
-	 * stack. */
-	atomic_int done;
-	/* The task's result and outcome, written before done: a thread in
-	 * weft_join() reads them here, since the runtime (and the block)
-	 * may be gone once it wakes (a task dropped at shutdown). */
-	void *result;
-	int outcome;
-};
-
 /* ---- handles ---------------------------------------------------------- */
 
-weft_task *weft__handle(struct weft__tcb *t)
+weft_task *weft__task_handle(struct weft__tcb *t)
 {
 	return (weft_task *)(uintptr_t)atomic_load_explicit(
 		&t->handle, memory_order_relaxed);
 }
 
 /* Handle to block, or NULL if the handle is NULL or stale. */
-static struct weft__tcb *resolve(weft_task *h, int *err)
+struct weft__tcb *weft__task_resolve(weft_task *h, int *err)
 {
 	uint64_t v = (uint64_t)(uintptr_t)h;
 	uint32_t slab = (uint32_t)(v >> (H_GEN_BITS + H_IDX_BITS));
@@ -277,19 +209,19 @@ static struct weft__tcb *resolve(weft_task *h, int *err)
 
 static int cb_refill(struct weft_runtime *rt)
 {
-	struct weft__slab *s = weft__malloc(sizeof(*s));
+	struct weft__slab *s = weft__mem_alloc(sizeof(*s));
 	struct weft__tcb *blk;
 	uint64_t floor = 1;
 	unsigned i;
 
 	if (!s)
 		return -ENOMEM;
-	blk = weft__aligned_alloc(WEFT__CACHELINE,
+	blk = weft__mem_aligned(WEFT__CACHELINE,
 				  WEFT__CB_SLAB * sizeof(struct weft__tcb));
 	s->id = blk ? dir_take(&floor) : 0;
 	if (!s->id) {
-		weft__free(blk);
-		weft__free(s);
+		weft__mem_free(blk);
+		weft__mem_free(s);
 		return -ENOMEM;
 	}
 	memset(blk, 0, WEFT__CB_SLAB * sizeof(struct weft__tcb));
@@ -378,10 +310,10 @@ static void cb_free(struct weft__tcb *t)
 	uint64_t g;
 
 	if (t->tls) {
-		weft__free(t->tls);
+		weft__mem_free(t->tls);
 		t->tls = NULL;
 	}
-	/* gen first, then FREE (both release): a resolve() that sees the
+	/* gen first, then FREE (both release): a weft__task_resolve() that sees the
 	 * old gen and then not-FREE raced with the release of the last
 	 * reference, which the API forbids. Generation 0 is never used. */
 	g = atomic_load_explicit(&t->handle, memory_order_relaxed);
@@ -450,7 +382,7 @@ void weft__task_pool_fini(struct weft_runtime *rt)
 			/* Tasks dropped at shutdown still hold what they
 			 * were given. */
 			if (blk[i].tls)
-				weft__free(blk[i].tls);
+				weft__mem_free(blk[i].tls);
 			if (blk[i].stack)
 				weft__stack_drop(rt, blk[i].stack);
 #ifdef WEFT__TSAN
@@ -458,8 +390,8 @@ void weft__task_pool_fini(struct weft_runtime *rt)
 				__tsan_destroy_fiber(blk[i].tsan_fiber);
 #endif
 		}
-		weft__free(blk);
-		weft__free(s);
+		weft__mem_free(blk);
+		weft__mem_free(s);
 	}
 	rt->cb_slabs = NULL;
 	rt->cb_free = NULL;
@@ -480,7 +412,7 @@ void weft__task_pool_fini(struct weft_runtime *rt)
  *   either reaches the new task (spawned during shutdown, which is to be
  *   cancelled anyway) or lands before task_start() clears the flag and is
  *   lost, and the next sweep sees the new task live and cancels it then.
- *   The exchange's release pairs with the acquire in cancel_pending(), as
+ *   The exchange's release pairs with the acquire in weft__task_cancel_pending(), as
  *   weft_cancel()'s store does. Only a task whose flag was clear is woken:
  *   whoever set it before woke it, and the flag stays set, so sweeps
  *   repeated while shielded tasks linger do not keep waking them (a wake
@@ -594,7 +526,7 @@ task_start(struct weft_runtime *rt, struct weft__worker *w,
 	t->deadline = WEFT_NEVER;
 	t->start_at = 0;
 	t->unwait = NULL;
-	t->fpctl = weft__fpctl_get();
+	t->fpctl = weft__ctx_fpctl_get();
 	atomic_store_explicit(&t->flags, 0, memory_order_relaxed);
 	t->home = NULL;
 	if ((flags & WEFT_SPAWN_PINNED) && w) {
@@ -612,7 +544,7 @@ task_start(struct weft_runtime *rt, struct weft__worker *w,
 	atomic_store_explicit(&t->done, 0, memory_order_relaxed);
 	atomic_store_explicit(&t->refs, refs + (refs - 1) * REFS_HANDLE,
 			      memory_order_relaxed);
-	/* Leaves FREE last: resolve() accepts the block from here on. The
+	/* Leaves FREE last: weft__task_resolve() accepts the block from here on. The
 	 * queue push below publishes every field to the worker that runs
 	 * the task. */
 	atomic_store_explicit(&t->park, WEFT__RUNNING, memory_order_release);
@@ -657,11 +589,11 @@ static int spawn(weft_task **out, weft_fn fn, void *arg,
 	if (group)
 		weft__group_link(group, t);
 	if (out)
-		*out = detached ? NULL : weft__handle(t);
+		*out = detached ? NULL : weft__task_handle(t);
 	if (w) {
-		weft__schedule(w, t, false);
+		weft__worker_schedule(w, t, false);
 	} else {
-		weft__schedule_remote(rt, t);
+		weft__worker_schedule_remote(rt, t);
 		weft__lifecycle_leave(rt);
 	}
 	return 0;
@@ -673,7 +605,7 @@ int weft_spawn_opts(weft_task **out, weft_fn fn, void *arg,
 	return spawn(out, fn, arg, opts, 0, NULL);
 }
 
-int weft__spawn_in(weft_task **out, weft_fn fn, void *arg,
+int weft__task_spawn_in(weft_task **out, weft_fn fn, void *arg,
 		   struct weft_group *g)
 {
 	struct weft_spawn_opts o = { .name = "group task" };
@@ -683,7 +615,13 @@ int weft__spawn_in(weft_task **out, weft_fn fn, void *arg,
 	return spawn(out, fn, arg, &o, 0, g);
 }
 
-int weft__spawn_main(struct weft_runtime *rt, weft_fn fn, void *arg,
+int weft__task_spawn_at(weft_task **out, weft_fn fn, void *arg,
+			const struct weft_spawn_opts *opts, uint64_t start_at)
+{
+	return spawn(out, fn, arg, opts, start_at, NULL);
+}
+
+int weft__task_spawn_main(struct weft_runtime *rt, weft_fn fn, void *arg,
 		     struct weft__tcb **out)
 {
 	struct weft_spawn_opts o = { .name = "main" };
@@ -696,7 +634,7 @@ int weft__spawn_main(struct weft_runtime *rt, weft_fn fn, void *arg,
 	 * given back (the pool is freed whole). */
 	task_start(rt, w, t, fn, arg, &o, 2);
 	rt->main_task = t;
-	weft__schedule(w, t, false);
+	weft__worker_schedule(w, t, false);
 	*out = t;
 	return 0;
 }
@@ -710,9 +648,7 @@ weft_task *weft_spawn(weft_fn fn, void *arg)
 
 /* ---- ending ----------------------------------------------------------- */
 
-void weft__tls_run_destructors(struct weft__tcb *t);
 
-static struct weft__tcb *waitset_ready(struct weft_waitset *ws, size_t i);
 
 /* Publishes the end of t and wakes its awaiters. Runs on t's own stack (or,
  * for a task that never started, on the stack of whoever failed it). */
@@ -731,36 +667,9 @@ static void task_finish(struct weft__tcb *t, int outcome)
  * are told. */
 static void task_publish_end(struct weft__tcb *t, int outcome, bool dropped)
 {
-	struct weft__waiter *list, *n;
-
 	t->outcome = outcome;
 
-	weft__spin_lock(&t->wlock);
-	/* Release: awaiters that read done == 1 (acquire) see result and
-	 * outcome. */
-	atomic_store_explicit(&t->done, 1, memory_order_release);
-	list = t->waiters;
-	t->waiters = NULL;
-	weft__spin_unlock(&t->wlock);
-
-	for (; list; list = n) {
-		struct weft__tcb *wt = list->task;
-		n = list->next;
-		/* After this store the node (on the waiter's stack) may be
-		 * gone: read everything first. A thread's futex wake may then
-		 * hit reused memory: a spurious wake-up, which its loop
-		 * absorbs. */
-		bool thread = !wt && !list->ws;
-		if (list->ws)
-			wt = waitset_ready(list->ws, list->index);
-		list->result = t->result;
-		list->outcome = t->outcome;
-		atomic_store_explicit(&list->done, 1, memory_order_release);
-		if (wt && !dropped)
-			weft__task_wake(wt);
-		else if (thread)
-			weft__futex_wake(&list->done, 1);
-	}
+	weft__await_finish(t, dropped);
 
 	/* Only now that the task is done (weft_task_done, awaiters): a
 	 * group waiter released here must find every member ended. The
@@ -788,9 +697,9 @@ void weft__task_entry(void *arg, void *ctx)
 	struct weft__worker *w = arg;
 	struct weft__tcb *t = ctx;
 
-	weft__after_switch(w);
+	weft__worker_after_switch(w);
 	/* weft.h: a new task starts "with no exception flags raised". */
-	weft__fpflags_clear();
+	weft__ctx_fpflags_clear();
 	/* call_later/call_at: wait for the start moment first; a cancel
 	 * meanwhile ends the sleep and keeps fn from running. */
 	if (t->start_at)
@@ -804,7 +713,7 @@ void weft__task_entry(void *arg, void *ctx)
 	task_finish(t, 0);
 	/* The task may have moved: ask for the current worker afresh. */
 	w = weft__worker_self();
-	weft__switch_out(w, WEFT__SW_EXIT);
+	weft__worker_switch_out(w, WEFT__SW_EXIT);
 	__builtin_unreachable();
 }
 
@@ -834,9 +743,9 @@ static inline __attribute__((always_inline)) void task_wake(struct weft__tcb *t,
 				    memory_order_acquire)) {
 				struct weft__worker *w = weft__worker_self();
 				if (w && w->rt == t->rt)
-					weft__schedule(w, t, back);
+					weft__worker_schedule(w, t, back);
 				else
-					weft__schedule_remote(t->rt, t);
+					weft__worker_schedule_remote(t->rt, t);
 				return;
 			}
 			break;
@@ -867,245 +776,19 @@ void weft__task_wake_back(struct weft__tcb *t)
 	task_wake(t, true);
 }
 
-#define park_prepare weft__park_prepare
-#define park_done weft__park_done
-#define cancel_pending weft__cancel_pending
 
-struct weft__worker *weft__park(struct weft__worker *w)
+struct weft__worker *weft__task_park(struct weft__worker *w)
 {
-	return weft__switch_out(w, WEFT__SW_PARK);
+	return weft__worker_switch_out(w, WEFT__SW_PARK);
 }
 
 
-/* One operation completed without suspending: after WEFT__BUDGET in a row
- * the task yields, so it cannot starve its worker's queue (Tokio's coop
- * budget). */
-static inline void budget_tick(struct weft__worker *w)
-{
-	if (weft__unlikely(--w->budget <= 0))
-		weft__switch_out(w, WEFT__SW_YIELD);
-}
-
-void weft__coop_tick(void)
+void weft__task_coop_tick(void)
 {
 	struct weft__worker *w = weft__worker_self();
 
 	if (w && w->current)
-		budget_tick(w);
-}
-
-/* ---- await, gather ---------------------------------------------------- */
-
-static int task_result(struct weft__tcb *t, void **result)
-{
-	if (result)
-		*result = t->result;
-	return t->outcome;
-}
-
-/* Takes node off t's waiter list. False if the ending task had already
- * taken it: it then sets node->done at once, which we wait for. */
-static bool waiter_leave(struct weft__tcb *t, struct weft__waiter *node)
-{
-	struct weft__waiter **pp;
-	bool unlinked = false;
-
-	weft__spin_lock(&t->wlock);
-	for (pp = &t->waiters; *pp; pp = &(*pp)->next) {
-		if (*pp == node) {
-			*pp = node->next;
-			unlinked = true;
-			break;
-		}
-	}
-	weft__spin_unlock(&t->wlock);
-	if (!unlinked) {
-		unsigned spin = 0;
-		while (!atomic_load_explicit(&node->done, memory_order_acquire))
-			weft__backoff(&spin);
-	}
-	return unlinked;
-}
-
-/* Fills node (task: the waiting task, NULL for a thread; ws: a waitset or
- * NULL) and puts it on t's waiter list, unless t has ended already: then
- * returns false and links nothing. Under wlock, so task_finish() either
- * finds the node or we see done (its release store under the same lock). */
-static bool waiter_add(struct weft__tcb *t, struct weft__waiter *node,
-		       struct weft__tcb *task, struct weft_waitset *ws,
-		       size_t index)
-{
-	node->task = task;
-	node->ws = ws;
-	node->index = index;
-	atomic_init(&node->done, 0);
-	weft__spin_lock(&t->wlock);
-	if (atomic_load_explicit(&t->done, memory_order_acquire)) {
-		weft__spin_unlock(&t->wlock);
-		return false;
-	}
-	node->next = t->waiters;
-	t->waiters = node;
-	weft__spin_unlock(&t->wlock);
-	return true;
-}
-
-/* Waits for t to end and returns its outcome, or WEFT__SELF_CANCELLED /
- * WEFT__SELF_TIMEDOUT (storing nothing) if the caller was cancelled or
- * reached `deadline` (ns, WEFT_NEVER for none) while waiting. */
-static int await_one(struct weft__worker *w, struct weft__tcb *self,
-		     struct weft__tcb *t, void **result, uint64_t deadline)
-{
-	struct weft__waiter node;
-	struct weft__timer tm;
-	int why = 0;
-
-	if (atomic_load_explicit(&t->done, memory_order_acquire)) {
-		budget_tick(w);
-		return task_result(t, result);
-	}
-	atomic_init(&tm.state, WEFT__TM_IDLE);
-	/* Every condition that ends the wait is checked after
-	 * park_prepare(): a cancel that came before it left NOTIFIED, which
-	 * the prepare overwrites, so only this check still sees it. */
-	park_prepare(self);
-	if (cancel_pending(self)) {
-		park_done(self);
-		return WEFT__SELF_CANCELLED;
-	}
-	if (deadline != WEFT_NEVER &&
-	    (deadline <= weft_now() ||
-	     !weft__timer_add(self->rt, &tm, self, deadline))) {
-		park_done(self);
-		return WEFT__SELF_TIMEDOUT;
-	}
-	if (!waiter_add(t, &node, self, NULL, 0)) {
-		park_done(self);
-		weft__timer_cancel(self->rt, &tm);
-		return task_result(t, result);
-	}
-
-	for (;;) {
-		w = weft__park(w);
-		park_prepare(self);
-		if (atomic_load_explicit(&node.done, memory_order_acquire))
-			break;
-		if (cancel_pending(self))
-			why = WEFT__SELF_CANCELLED;
-		else if (weft__timer_fired(&tm))
-			why = WEFT__SELF_TIMEDOUT;
-		if (why) {
-			/* If the ending task already holds our node, the
-			 * completion won the race: report it. */
-			if (!waiter_leave(t, &node))
-				why = 0;
-			break;
-		}
-	}
-	park_done(self);
-	weft__timer_cancel(self->rt, &tm);
-	return why ? why : task_result(t, result);
-}
-
-static inline int self_err(int err)
-{
-	if (err == WEFT__SELF_CANCELLED)
-		return -ECANCELED;
-	if (err == WEFT__SELF_TIMEDOUT)
-		return -ETIMEDOUT;
-	return err;
-}
-
-int weft_await(weft_task *h, void **result)
-{
-	struct weft__worker *w = weft__worker_self();
-	struct weft__tcb *t;
-	int err = 0;
-
-	if (!w || !w->current)
-		return -EPERM;
-	t = resolve(h, &err);
-	if (!t)
-		return err;
-	if (t == w->current)
-		return -EDEADLK;
-	err = await_one(w, w->current, t, result, w->current->deadline);
-	return self_err(err);
-}
-
-int weft_await_timeout(weft_task *h, void **result, uint64_t timeout_ns,
-		       unsigned flags)
-{
-	struct weft__worker *w = weft__worker_self();
-	struct weft__tcb *t, *self;
-	uint64_t d, now;
-	int err = 0;
-
-	if (!w || !w->current)
-		return -EPERM;
-	if (flags & ~WEFT_TIMEOUT_CANCEL)
-		return -EINVAL;
-	t = resolve(h, &err);
-	if (!t)
-		return err;
-	self = w->current;
-	if (t == self)
-		return -EDEADLK;
-	now = weft_now();
-	d = timeout_ns >= WEFT_NEVER - now ? WEFT_NEVER : now + timeout_ns;
-	if (self->deadline < d)
-		d = self->deadline;
-	err = await_one(w, self, t, result, d);
-	if (err == WEFT__SELF_TIMEDOUT && (flags & WEFT_TIMEOUT_CANCEL)) {
-		/* asyncio.wait_for: cancel it and wait until it has ended,
-		 * shielded, so that it has when we return. */
-		atomic_store_explicit(&t->cancel, 1, memory_order_release);
-		weft__task_wake(t);
-		self->shield++;
-		await_one(weft__worker_self(), self, t, NULL, WEFT_NEVER);
-		self->shield--;
-	}
-	return self_err(err);
-}
-
-int weft_gather(weft_task *const *hs, size_t n, void **results)
-{
-	struct weft__worker *w = weft__worker_self();
-	struct weft__tcb *self;
-	int first = 0;
-	size_t i;
-
-	if (!w || !w->current)
-		return -EPERM;
-	if (n && !hs)
-		return -EINVAL;
-	self = w->current;
-	for (i = 0; i < n; i++) {
-		struct weft__tcb *t;
-		int err;
-
-		if (results)
-			results[i] = NULL;
-		t = resolve(hs[i], &err);
-		if (t && t == self)
-			err = -EDEADLK, t = NULL;
-		if (t) {
-			err = await_one(weft__worker_self(), self, t,
-					results ? &results[i] : NULL,
-					self->deadline);
-			if (err == WEFT__SELF_CANCELLED ||
-			    err == WEFT__SELF_TIMEDOUT) {
-				/* As documented: what was not collected is
-				 * NULL. */
-				while (results && ++i < n)
-					results[i] = NULL;
-				return self_err(err);
-			}
-		}
-		if (err && !first)
-			first = err;
-	}
-	return first;
+		weft__worker_budget_tick(w);
 }
 
 int weft_yield(void)
@@ -1116,8 +799,8 @@ int weft_yield(void)
 	if (!w || !w->current)
 		return -EPERM;
 	self = w->current;
-	weft__switch_out(w, WEFT__SW_YIELD);
-	return cancel_pending(self) ? -ECANCELED : 0;
+	weft__worker_switch_out(w, WEFT__SW_YIELD);
+	return weft__task_cancel_pending(self) ? -ECANCELED : 0;
 }
 
 /* ---- cancellation ----------------------------------------------------- */
@@ -1127,12 +810,12 @@ int weft_cancel(weft_task *h)
 	struct weft__tcb *t;
 	int err = 0;
 
-	t = resolve(h, &err);
+	t = weft__task_resolve(h, &err);
 	if (!t)
 		return err;
 	if (atomic_load_explicit(&t->done, memory_order_acquire))
 		return -EALREADY;
-	/* Release pairs with the acquire in cancel_pending(); the wake makes
+	/* Release pairs with the acquire in weft__task_cancel_pending(); the wake makes
 	 * a suspended task look at it. */
 	atomic_store_explicit(&t->cancel, 1, memory_order_release);
 	weft__task_wake(t);
@@ -1178,7 +861,7 @@ int weft_task_retain(weft_task *h)
 	struct weft__tcb *t;
 	int err = 0;
 
-	t = resolve(h, &err);
+	t = weft__task_resolve(h, &err);
 	if (!t)
 		return err;
 	/* Also from a handle that holds no reference (weft_self()'s, or
@@ -1194,7 +877,7 @@ int weft_task_release(weft_task *h)
 	struct weft__tcb *t;
 	int err = 0;
 
-	t = resolve(h, &err);
+	t = weft__task_resolve(h, &err);
 	if (!t)
 		return err;
 	/* A task still alive (its own reference) whose handle references
@@ -1223,13 +906,13 @@ weft_task *weft_self(void)
 {
 	struct weft__worker *w = weft__worker_self();
 
-	return (w && w->current) ? weft__handle(w->current) : NULL;
+	return (w && w->current) ? weft__task_handle(w->current) : NULL;
 }
 
 const char *weft_task_name(weft_task *h)
 {
 	int err = 0;
-	struct weft__tcb *t = resolve(h, &err);
+	struct weft__tcb *t = weft__task_resolve(h, &err);
 
 	return t ? t->name : NULL;
 }
@@ -1237,266 +920,10 @@ const char *weft_task_name(weft_task *h)
 int weft_task_done(weft_task *h)
 {
 	int err = 0;
-	struct weft__tcb *t = resolve(h, &err);
+	struct weft__tcb *t = weft__task_resolve(h, &err);
 
 	if (!t)
 		return err;
 	return atomic_load_explicit(&t->done, memory_order_acquire) != 0;
 }
 
-/* ---- callbacks and foreign threads ----------------------------------- */
-
-static int call_at(weft_task **out, uint64_t start_at, weft_fn fn, void *arg)
-{
-	struct weft_spawn_opts o = { .name = "callback" };
-
-	if (!out)
-		o.flags = WEFT_SPAWN_DETACHED;
-	return spawn(out, fn, arg, &o, start_at, NULL);
-}
-
-int weft_call_soon(weft_task **out, weft_fn fn, void *arg)
-{
-	return call_at(out, 0, fn, arg);
-}
-
-int weft_call_later(weft_task **out, uint64_t delay_ns, weft_fn fn,
-		    void *arg)
-{
-	uint64_t now = weft_now();
-
-	return call_at(out, delay_ns >= WEFT_NEVER - now ? WEFT_NEVER
-							  : now + delay_ns,
-		       fn, arg);
-}
-
-int weft_call_at(weft_task **out, uint64_t deadline, weft_fn fn, void *arg)
-{
-	/* 0 means "at once" inside; any past deadline does too. */
-	return call_at(out, deadline ? deadline : 1, fn, arg);
-}
-
-int weft_call_soon_threadsafe(weft_runtime *rt, weft_task **out, weft_fn fn,
-			      void *arg)
-{
-	struct weft_spawn_opts o = { .name = "callback", .runtime = rt };
-
-	if (!rt)
-		return -EINVAL;
-	if (!out)
-		o.flags = WEFT_SPAWN_DETACHED;
-	return spawn(out, fn, arg, &o, 0, NULL);
-}
-
-int weft_join(weft_task *h, void **result)
-{
-	struct weft__waiter node;
-	struct weft__tcb *t;
-	int err = 0;
-
-	if (weft__worker_self())
-		return -EDEADLK;
-	t = resolve(h, &err);
-	if (!t)
-		return err;
-	if (!waiter_add(t, &node, NULL, NULL, 0))
-		return task_result(t, result);
-	/* Acquire pairs with task_finish()'s release store of node.done,
-	 * made after t->done, result and outcome. */
-	while (!atomic_load_explicit(&node.done, memory_order_acquire))
-		weft__futex_wait(&node.done, 0, WEFT_NEVER);
-	if (result)
-		*result = node.result;
-	return node.outcome;
-}
-
-/* ---- waitsets: as_completed and wait(FIRST_COMPLETED) -----------------
- * One waiter node per task, on each task's waiter list. An ending task
- * that finds a waitset node appends the node's index to the set's ready
- * ring and reads the owner (the task now in weft_waitset_next(), or NULL),
- * both under the set's lock, then stores the node's done (release) and
- * wakes the owner. It touches neither node nor set after that store;
- * weft_waitset_destroy() takes back every node that is not done (or waits
- * for its done), so the set outlives every access to it. The owner
- * publishes itself under the same lock after finding the ring empty, so an
- * index appended later comes with a wake-up. */
-
-struct weft_waitset {
-	weft__spin lock;
-	struct weft__tcb *owner;
-	size_t n, nready, taken;
-	size_t *ready;
-	struct weft__tcb **tasks;
-	struct weft__waiter *nodes;
-};
-
-static struct weft__tcb *waitset_ready(struct weft_waitset *ws, size_t i)
-{
-	struct weft__tcb *owner;
-
-	weft__spin_lock(&ws->lock);
-	ws->ready[ws->nready++] = i;
-	owner = ws->owner;
-	weft__spin_unlock(&ws->lock);
-	return owner;
-}
-
-int weft_waitset_create(weft_waitset **out, weft_task *const *hs, size_t n)
-{
-	struct weft__worker *w = weft__worker_self();
-	struct weft_waitset *ws;
-	size_t i, npre = 0;
-	int err = 0;
-
-	if (!out || (n && !hs))
-		return -EINVAL;
-	if (!w || !w->current)
-		return -EPERM;
-	ws = weft__calloc(1, sizeof(*ws));
-	if (!ws)
-		return -ENOMEM;
-	ws->n = n;
-	ws->ready = weft__calloc(n ? n : 1, sizeof(*ws->ready));
-	ws->tasks = weft__calloc(n ? n : 1, sizeof(*ws->tasks));
-	ws->nodes = weft__calloc(n ? n : 1, sizeof(*ws->nodes));
-	if (!ws->ready || !ws->tasks || !ws->nodes) {
-		err = -ENOMEM;
-		goto fail;
-	}
-	for (i = 0; i < n; i++) {
-		struct weft__tcb *t = resolve(hs[i], &err);
-		if (!t || t == w->current) {
-			err = -EINVAL;
-			goto fail;
-		}
-		ws->tasks[i] = t;
-	}
-	/* Tasks that had ended come first, in index order (as documented),
-	 * before any that ends while the nodes are being linked. Such a
-	 * task appends its index to the ring at once, and used to come out
-	 * ahead of a task with a higher index that this loop found ended
-	 * later (issue 15). Found-ended nodes are marked (ws NULL: they are
-	 * not linked, so no ending task reads them) and put in front
-	 * afterwards, under the lock, before anything can be taken. */
-	for (i = 0; i < n; i++) {
-		struct weft__waiter *nd = &ws->nodes[i];
-
-		if (!waiter_add(ws->tasks[i], nd, NULL, ws, i)) {
-			atomic_store_explicit(&nd->done, 1,
-					      memory_order_relaxed);
-			nd->ws = NULL;
-			npre++;
-		}
-	}
-	if (npre) {
-		size_t k = 0;
-
-		weft__spin_lock(&ws->lock);
-		/* nready + npre <= n: each index is queued once. */
-		memmove(ws->ready + npre, ws->ready,
-			ws->nready * sizeof(*ws->ready));
-		for (i = 0; i < n; i++)
-			if (!ws->nodes[i].ws)
-				ws->ready[k++] = i;
-		ws->nready += npre;
-		weft__spin_unlock(&ws->lock);
-	}
-	*out = ws;
-	return 0;
-fail:
-	weft__free(ws->ready);
-	weft__free(ws->tasks);
-	weft__free(ws->nodes);
-	weft__free(ws);
-	return err;
-}
-
-int weft_waitset_next(weft_waitset *ws, uint64_t timeout_ns)
-{
-	struct weft__worker *w = weft__worker_self();
-	struct weft__tcb *self;
-	struct weft__timer tm;
-	uint64_t deadline, now;
-	bool armed = false;
-	int why = 0;
-
-	if (!ws)
-		return -EINVAL;
-	if (!w || !w->current)
-		return -EPERM;
-	self = w->current;
-	now = weft_now();
-	deadline = timeout_ns >= WEFT_NEVER - now ? WEFT_NEVER
-						  : now + timeout_ns;
-	if (self->deadline < deadline)
-		deadline = self->deadline;
-	atomic_init(&tm.state, WEFT__TM_IDLE);
-	for (;;) {
-		park_prepare(self);
-		weft__spin_lock(&ws->lock);
-		if (ws->taken < ws->nready) {
-			size_t i = ws->ready[ws->taken++];
-			ws->owner = NULL;
-			weft__spin_unlock(&ws->lock);
-			park_done(self);
-			if (armed)
-				weft__timer_cancel(self->rt, &tm);
-			/* The task's result is final for us: the ending
-			 * task stored it before it queued i under ws->lock,
-			 * and we took that lock after it released it. */
-			return (int)i;
-		}
-		if (ws->taken == ws->n) {
-			ws->owner = NULL;
-			weft__spin_unlock(&ws->lock);
-			park_done(self);
-			return -ENOENT;
-		}
-		ws->owner = self;
-		weft__spin_unlock(&ws->lock);
-		why = weft__wait_why(self, deadline, &tm, &armed);
-		if (why) {
-			weft__spin_lock(&ws->lock);
-			ws->owner = NULL;
-			weft__spin_unlock(&ws->lock);
-			park_done(self);
-			if (armed)
-				weft__timer_cancel(self->rt, &tm);
-			return why;
-		}
-		w = weft__park(w);
-	}
-}
-
-void weft_waitset_destroy(weft_waitset *ws)
-{
-	size_t i;
-
-	if (!ws)
-		return;
-	for (i = 0; i < ws->n; i++)
-		if (!atomic_load_explicit(&ws->nodes[i].done,
-					  memory_order_acquire))
-			waiter_leave(ws->tasks[i], &ws->nodes[i]);
-	/* Every node is done or unlinked: an ending task stores done only
-	 * after its last access to the set, so nobody can touch it now. */
-	weft__free(ws->ready);
-	weft__free(ws->tasks);
-	weft__free(ws->nodes);
-	weft__free(ws);
-}
-
-int weft_wait_any(weft_task *const *hs, size_t n, uint64_t timeout_ns)
-{
-	weft_waitset *ws;
-	int err;
-
-	if (!n)
-		return -EINVAL;
-	err = weft_waitset_create(&ws, hs, n);
-	if (err < 0)
-		return err;
-	err = weft_waitset_next(ws, timeout_ns);
-	weft_waitset_destroy(ws);
-	return err;
-}

@@ -32,7 +32,7 @@
  *   after it; an owner that finds FIRING spins until FIRED (a few
  *   instructions away). The owner sees FIRED with acquire, then the firer
  *   wakes the task. A wake may therefore reach a task that has already
- *   left the wait (even ended): the park protocol (task.c) allows spurious
+ *   left the wait (even ended): the park protocol (wait.h) allows spurious
  *   wakes, and control blocks are type-stable.
  *
  * Who fires, and no timer is late because of a sleeping worker
@@ -56,7 +56,14 @@
 #include <errno.h>
 #include <time.h>
 
-#include "internal.h"
+#include "idle.h"
+#include "ring.h"
+#include "runtime.h"
+#include "spin.h"
+#include "task.h"
+#include "timer.h"
+#include "wait.h"
+#include "worker.h"
 
 #define LVL_BITS 6u
 #define LVL_SLOTS (1u << LVL_BITS)
@@ -209,7 +216,7 @@ bool weft__timer_add(struct weft_runtime *rt, struct weft__timer *n,
 	/* A busy worker adding a timer looks at the timers from its next
 	 * pick on (worker.c, serve()). */
 	if ((k = weft__worker_self()) && k->rt == rt)
-		weft__serve_soon(k);
+		weft__worker_serve_soon(k);
 	weft__spin_lock(&wh->lock);
 	if (n->when <= wh->elapsed) {
 		/* That tick has been processed: it is due now. */
@@ -266,7 +273,7 @@ bool weft__timer_cancel(struct weft_runtime *rt, struct weft__timer *n)
 	unsigned spin = 0;
 	while (atomic_load_explicit(&n->state, memory_order_acquire) !=
 	       WEFT__TM_FIRED)
-		weft__backoff(&spin);
+		weft__spin_backoff(&spin);
 	atomic_store_explicit(&n->state, WEFT__TM_IDLE, memory_order_relaxed);
 	return true;
 }
@@ -401,66 +408,49 @@ void weft__timer_unkeep(struct weft__worker *w)
 
 /* ---- sleeping and deadline scopes --------------------------------------- */
 
-int weft__wait_why(struct weft__tcb *self, uint64_t deadline,
-		   struct weft__timer *tm, bool *armed)
+/* A sleep is a wait whose own condition is its timer: it ends when the
+ * timer has fired, which inside a deadline scope that ends first is the
+ * scope's -ETIMEDOUT. */
+struct sleep_wait {
+	struct weft__wait wt;
+	bool scope; /* the scope's deadline, not the sleep's, is the timer's */
+};
+
+static bool sleep_ready(struct weft__wait *wt)
 {
-	if (weft__cancel_pending(self))
-		return -ECANCELED;
-	if (deadline == WEFT_NEVER)
-		return 0;
-	if (!*armed) {
-		if (deadline <= weft_now() ||
-		    !weft__timer_add(self->rt, tm, self, deadline))
-			return -ETIMEDOUT;
-		*armed = true;
-		return 0;
-	}
-	return weft__timer_fired(tm) ? -ETIMEDOUT : 0;
+	if (!wt->armed || !weft__timer_fired(&wt->tm))
+		return false;
+	wt->res = ((struct sleep_wait *)wt)->scope ? -ETIMEDOUT : 0;
+	return true;
+}
+
+/* Cancelled; or due before anything was filed (the caller yields). */
+static bool sleep_give_up(struct weft__wait *wt, int why)
+{
+	wt->res = why == -ETIMEDOUT && !((struct sleep_wait *)wt)->scope
+			  ? 0
+			  : why;
+	return true;
 }
 
 int weft_sleep_until(uint64_t deadline)
 {
 	struct weft__worker *w = weft__worker_self();
-	struct weft__tcb *self;
-	struct weft__timer tm;
-	bool scope = false;
+	struct sleep_wait s;
+	int res;
 
 	if (!w || !w->current)
 		return -EPERM;
-	self = w->current;
-	if (self->deadline < deadline) {
-		deadline = self->deadline;
-		scope = true;
-	}
-	atomic_init(&tm.state, WEFT__TM_IDLE);
-	weft__park_prepare(self);
-	if (weft__cancel_pending(self)) {
-		weft__park_done(self);
-		return -ECANCELED;
-	}
-	if (deadline <= weft_now() ||
-	    !weft__timer_add(self->rt, &tm, self, deadline)) {
+	s.scope = w->current->deadline < deadline;
+	weft__wait_init(&s.wt, w, s.scope ? w->current->deadline : deadline);
+	res = weft__wait(&s.wt, sleep_ready, sleep_give_up);
+	if (s.wt.due) {
 		/* Due already: asyncio.sleep(0) still lets others run. */
-		weft__park_done(self);
-		weft__switch_out(w, WEFT__SW_YIELD);
-		if (weft__cancel_pending(self))
+		weft__worker_switch_out(s.wt.w, WEFT__SW_YIELD);
+		if (weft__task_cancel_pending(s.wt.self))
 			return -ECANCELED;
-		return scope ? -ETIMEDOUT : 0;
 	}
-	for (;;) {
-		w = weft__park(w);
-		weft__park_prepare(self);
-		if (weft__timer_fired(&tm))
-			break;
-		if (weft__cancel_pending(self)) {
-			weft__park_done(self);
-			weft__timer_cancel(self->rt, &tm);
-			return -ECANCELED;
-		}
-	}
-	weft__park_done(self);
-	weft__timer_cancel(self->rt, &tm);
-	return scope ? -ETIMEDOUT : 0;
+	return res;
 }
 
 int weft_sleep(uint64_t ns)

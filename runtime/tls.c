@@ -19,7 +19,10 @@
 #include <limits.h>
 #include <pthread.h>
 
-#include "internal.h"
+#include "mem.h"
+#include "task.h"
+#include "tls.h"
+#include "worker.h"
 
 #define SLOT(key) ((key) % WEFT_TLS_KEYS)
 #define GEN(key) ((key) / WEFT_TLS_KEYS)
@@ -95,7 +98,7 @@ int weft_tls_set(weft_tls_key key, void *value)
 	if (!t->tls) {
 		if (!value)
 			return 0;
-		t->tls = weft__calloc(WEFT_TLS_KEYS, sizeof(*t->tls));
+		t->tls = weft__mem_calloc(WEFT_TLS_KEYS, sizeof(*t->tls));
 		if (!t->tls)
 			return -ENOMEM;
 	}

@@ -1,316 +1,183 @@
 /*
- * Wait queues: the one waiting mechanism under every coordination object
- * (sync.c, chan.c, group.c). Internal; included by those files only.
+ * The one wait primitive (in the spirit of libdill's dill_wait): every call
+ * that suspends a task until something happens (an I/O completion, a timer,
+ * a grant on a wait queue, a select, an awaited task, a waitset, a blocking
+ * pool job) runs weft__wait(), which follows the park protocol below and
+ * checks the conditions every wait shares (cancellation, the deadline); the
+ * call supplies two small hooks for what is its own.
  *
- * Protocol
- * --------
- * A wait queue is a FIFO of nodes, each on its waiter's stack, guarded by
- * the lock of the object that owns the queue. A node is linked and unlinked
- * only under that lock.
+ * Park/wake protocol (task->park)
+ * -------------------------------
+ * Every suspension is "wait until a condition holds", and every one goes
+ * through weft__wait() below. A waiting task:
+ *   1. exchanges park to PARKING (acq_rel),
+ *   2. publishes itself where a waker will find it (a waiter list, a
+ *      timer, an I/O request) and checks its condition,
+ *   3. if the condition does not hold, switches away with WEFT__SW_PARK;
+ *      the context it lands on, now that the old stack is idle, does
+ *      CAS(park, PARKING -> PARKED). If that CAS fails the state was
+ *      NOTIFIED, i.e. a waker came in between, and the lander queues the
+ *      task itself.
+ *   4. on resuming, loops back to 1 (exchanges PARKING again) and re-checks,
+ *      leaving with park = RUNNING once the condition holds.
+ * Every condition that may end the wait, cancellation included, must be
+ * checked after step 1 and before step 3: a wake that came before step 1
+ * left NOTIFIED, which step 1 overwrites, so the check is all that is left
+ * of it. (Checking the cancel flag only before step 1 lost cancellations:
+ * bench/wake_latency hung on it under load.)
+ * A waker first makes the condition true, then moves park to NOTIFIED:
+ *   RUNNING or PARKING -> NOTIFIED: the task is still on its stack; it will
+ *      see the condition at its next check (the exchange in step 1/4 reads
+ *      NOTIFIED and so synchronises with the waker's release CAS), or the
+ *      lander of step 3 queues it;
+ *   PARKED -> NOTIFIED: the task is off its stack; the waker queues it.
+ *   NOTIFIED or FREE: nothing to do.
+ * Exactly one party queues a parked task, because only one CAS can take
+ * PARKING or PARKED to another state, and a task is never queued while it
+ * is still on its stack: the waker queues only from PARKED, which only the
+ * lander (after the switch) sets. No wake is lost: a waker that runs before
+ * step 1 is followed by the check in step 2; one that runs after step 1 finds
+ * PARKING or PARKED and either the lander or the waker queues the task.
+ * Wakes may be spurious (a late waker of an earlier wait): every wait loops
+ * on its condition, so a spurious wake costs a pass through the loop.
  *
- * Node states (n->state):
- *   WAITING   linked; a granter may claim it, or its waiter (giving up);
- *   GRANTING  claimed by a granter, which holds the lock and has unlinked
- *             it; DONE follows before that granter drops the lock;
- *   DONE      granted: result (and value) are final; never linked again;
- *   LEAVING   claimed by its waiter, which is giving up (cancelled, timed
- *             out); stays linked until the waiter unlinks it itself.
- * WAITING is left by exactly one CAS: the granter's (-> GRANTING, in
- * weft__wq_take) or the waiter's (-> LEAVING, in give_up). Both are RMWs
- * on the same word, so one of them fails whatever the ordering; no data
- * travels with either (the granter reads the node's fields under the
- * lock the waiter linked it under; the waiter reads the grant only after
- * DONE), so they are relaxed.
- *
- * A waiter that cannot proceed links its node (WAITING) under the lock,
- * drops the lock and calls weft__wq_park(). The granter, holding the lock,
- * claims the node, unlinks it, writes its result and value, and stores
- * DONE (release). After that store the node may be gone (its waiter may
- * have returned), so the granter reads the task pointer first and wakes
- * the task after it (for a thread outside the runtime: a futex wake on the
- * state word; a late wake is spurious and the thread's loop absorbs it).
- * The waiter's acquire load of DONE pairs with that release, so it sees
- * the result and value.
- *
- * A waiter that gives up claims its node first (WAITING -> LEAVING). If
- * the claim fails the grant won: the waiter spins until DONE (the granter
- * is inside its critical section, a few instructions from the store) and
- * reports the grant (a lock acquired, a value received) WITHOUT touching
- * the object again; the cancellation stays pending for the next
- * suspension point, so nothing granted is ever lost. If the claim
- * succeeds, granters skip the node (weft__wq_take leaves it linked), and
- * the waiter takes the lock, unlinks it and reports its error.
- *
- * Lifetime (weft.h states the rule for the program): once a call that
- * granted a waiter has returned, that waiter never touches the object
- * again, so the object may be destroyed then. What makes it hold:
- *   - a granted waiter reads only its own node after DONE: every result a
- *     wait returns travels in the node (a future's value and error, a
- *     group's first failure), never read back from the object;
- *   - a granted waiter never takes the object's lock: its give-up path
- *     takes the lock only after winning the claim, i.e. only if it was
- *     not granted. Before the claim protocol, a waiter whose timeout fired
- *     as it was granted locked the object after the grant, in an object
- *     the granting side had already freed (issue 15);
- *   - a waiter that won its claim locks an object that is still there:
- *     its node is still linked (granters skip LEAVING nodes, and only the
- *     waiter unlinks it), and every destroy (weft__wq_retire) takes the
- *     lock and, while it finds a LEAVING node linked, drops it and spins:
- *     the leaver is between its claim and its unlink, where nothing
- *     suspends, so the wait is a few instructions long. A destroy that
- *     finds a WAITING node aborts: that waiter was neither granted nor
- *     leaving, i.e. the program destroyed an object that is waited on;
- *   - the granter itself touches the object until its unlock; a destroy
- *     takes the lock once more, which waits that unlock out.
- *
- * Tasks follow the park protocol of task.c: the DONE check comes after
- * weft__park_prepare(), so a grant made between the unlock and the park is
- * seen (the grant's wake moved park to NOTIFIED, which the prepare
- * overwrote; the check is what remains of it).
- *
- * Select (chan.c) adds one step: a node that belongs to a select carries
- * the select's shared `sel` word instead of using its own state for the
- * claim. A granter must win CAS(sel->winner, OPEN -> the node's case
- * index) before granting; the select gives up by winning CAS(winner,
- * OPEN -> GAVE_UP); if it loses, a grant is on its way and it waits for
- * that node's DONE. One word for all its nodes means one winner across
- * every channel of the select.
- *   - A granter that finds a select node it cannot claim leaves it linked
- *     and looks further: the select either gave up (it is unlinking, like
- *     a LEAVING node) or was granted on another channel; either way the
- *     select itself unlinks that node before it returns.
- *   - The granter that wins also unlinks, under the lock it holds, every
- *     other node of the same select on the same channel (a channel may
- *     appear in several cases). So once the grant's call has returned, no
- *     node of the select is linked in the channel that completed it, and
- *     the select never touches that channel again: it locks and unlinks
- *     only the other channels of its cases. Those are alive: the select's
- *     call is still in progress on them, and the program may destroy them
- *     only once it has returned (a destroy that finds a node of a select
- *     granted elsewhere aborts as a misuse; one that finds a select that
- *     gave up waits for it, as for LEAVING).
- *   - sel->nodes and sel->n let the granter find the siblings; each node's
- *     obj (its channel) and q (its queue) are written before the select
- *     drops the first lock and never change, and a sibling's `linked` is
- *     read only when it is in the granter's own channel, under its lock.
+ * Why every waker writes park (store buffering)
+ * ---------------------------------------------
+ * Waker: store the condition (C), then an RMW on park. Task: the exchange
+ * of step 1/4 (acq_rel, an RMW on park), then a load of C. Two threads that
+ * each store one location and then load the other are the store-buffering
+ * shape: with a plain load of park on the waker's side, both loads may read
+ * the old values (x86-TSO allows it: the waker's store of C may still sit
+ * in its store buffer), so a waker that found NOTIFIED and returned at once
+ * could leave the task re-checking an old C and parking for good (bug 1 of
+ * issue 9: a shielded task woken by a cancel, its future set meanwhile).
+ * With an RMW in every case but FREE, C11 orders them: all RMWs on park
+ * are in one modification order, and only the task moves park out of
+ * NOTIFIED (its exchange); the lander moves it only out of PARKING.
+ *   - The waker's RMW comes first: the task's next exchange reads it, or a
+ *     later waker's RMW (RMWs continue its release sequence), so the
+ *     exchange (acquire) synchronises with the waker's release and the
+ *     load of C that follows sees C.
+ *   - The task's exchange comes first: the waker's RMW reads PARKING,
+ *     PARKED or RUNNING and turns it into NOTIFIED, so the task is queued
+ *     or re-checks after an exchange that reads it (first case again);
+ *     or it reads NOTIFIED from another waker that came after the
+ *     exchange, whose wake makes the task run another exchange, after
+ *     this waker's RMW (first case).
+ * The model in tests/model/park_wake.pml checks this protocol with store
+ * buffers, and finds the lost wake-up when the NOTIFIED case only loads.
  */
 #ifndef WEFT_WAIT_H
 #define WEFT_WAIT_H
 
-#include "internal.h"
-
-enum {
-	WEFT__WN_WAITING = 0,
-	WEFT__WN_DONE = 1,
-	WEFT__WN_GRANTING = 2,
-	WEFT__WN_LEAVING = 3,
-};
-
-#define WEFT__SEL_OPEN (-1)
-#define WEFT__SEL_GAVE_UP (-2)
-
-struct weft__wnode;
-
-struct weft__sel {
-	/* WEFT__SEL_OPEN, a case index, or WEFT__SEL_GAVE_UP. */
-	atomic_int winner;
-	/* The select's nodes, one per case (for the sibling unlink). */
-	struct weft__wnode *nodes;
-	size_t n;
-};
-
-struct weft__wnode {
-	struct weft__wnode *next, *prev;
-	/* The waiting task, or NULL for a thread outside the runtime. */
-	struct weft__tcb *task;
-	atomic_int state; /* WEFT__WN_*; unused by select nodes until DONE */
-	bool linked; /* under the owner's lock */
-	int result;  /* written by the granter before DONE */
-	void *value; /* in (a sender's value) or out (what was received) */
-	struct weft__wq *q;    /* the queue it was linked into last */
-	struct weft__sel *sel; /* NULL unless part of a select */
-	const void *obj;       /* select: the case's channel */
-	int index;             /* the select case it stands for */
-};
-
-struct weft__wq {
-	struct weft__wnode *head, *tail;
-};
-
-/* Fills n for the calling task or thread. */
-static inline void weft__wnode_init(struct weft__wnode *n, void *value)
-{
-	struct weft__worker *w = weft__worker_self();
-
-	n->next = n->prev = NULL;
-	n->task = (w && w->current) ? w->current : NULL;
-	atomic_init(&n->state, WEFT__WN_WAITING);
-	n->linked = false;
-	n->result = 0;
-	n->value = value;
-	n->q = NULL;
-	n->sel = NULL;
-	n->obj = NULL;
-	n->index = 0;
-}
-
-static inline void weft__wq_push(struct weft__wq *q, struct weft__wnode *n)
-{
-	n->next = NULL;
-	n->prev = q->tail;
-	if (q->tail)
-		q->tail->next = n;
-	else
-		q->head = n;
-	q->tail = n;
-	n->q = q;
-	n->linked = true;
-}
-
-static inline void weft__wq_remove(struct weft__wq *q, struct weft__wnode *n)
-{
-	if (n->prev)
-		n->prev->next = n->next;
-	else
-		q->head = n->next;
-	if (n->next)
-		n->next->prev = n->prev;
-	else
-		q->tail = n->prev;
-	n->next = n->prev = NULL;
-	n->linked = false;
-}
-
-/* Under the lock of won's channel, after the CAS that made won the
- * select's winner: unlinks the select's other nodes on that channel, so
- * that the select never has to lock it again (see Select above). Siblings
- * on other channels are left to the select: their `linked` belongs to
- * those channels' locks and is not even read here. */
-static inline void weft__sel_take_siblings(const struct weft__wnode *won)
-{
-	struct weft__sel *sel = won->sel;
-
-	for (size_t i = 0; i < sel->n; i++) {
-		struct weft__wnode *m = &sel->nodes[i];
-
-		if (m != won && m->obj == won->obj && m->linked)
-			weft__wq_remove(m->q, m);
-	}
-}
+#include "base.h"
+#include "task.h"
+#include "timer.h"
+#include "worker.h"
 
 /*
- * The first node of q that may be granted, claimed and unlinked; NULL if
- * none. Nodes whose waiter is leaving (LEAVING, or a select that gave up)
- * and nodes of a select granted elsewhere are skipped and left linked:
- * their owners unlink them (see the protocol above).
+ * A wait in progress: on the waiting task's stack, usually embedded first
+ * in a record of the call's own, which the hooks reach through it.
+ * The call fills the first five fields; weft__wait() owns the rest.
  */
-static inline struct weft__wnode *weft__wq_take(struct weft__wq *q)
-{
-	struct weft__wnode *n;
-
-	for (n = q->head; n; n = n->next) {
-		if (!n->sel) {
-			int s = WEFT__WN_WAITING;
-			/* Relaxed: pairs with give_up()'s claim only in that
-			 * one of the two CASes fails (see the protocol). */
-			if (atomic_compare_exchange_strong_explicit(
-				    &n->state, &s, WEFT__WN_GRANTING,
-				    memory_order_relaxed, memory_order_relaxed)) {
-				weft__wq_remove(q, n);
-				return n;
-			}
-			continue;
-		}
-		int open = WEFT__SEL_OPEN;
-		/* acq_rel: the winning CAS orders the grant after every
-		 * earlier claim attempt on the select; pairs with the
-		 * select's own CAS (GAVE_UP) and its acquire load. */
-		if (atomic_compare_exchange_strong_explicit(
-			    &n->sel->winner, &open, n->index,
-			    memory_order_acq_rel, memory_order_acquire)) {
-			weft__wq_remove(q, n);
-			weft__sel_take_siblings(n);
-			return n;
-		}
-	}
-	return NULL;
-}
-
-/*
- * What a grant leaves to do once the object's lock is dropped: wake a task,
- * or a thread outside the runtime through the futex on its node's state.
- * No wake-up syscall is made under an object's lock (with more workers than
- * cores a holder in a syscall stalls every spinner). By the time of the
- * futex wake the thread may have returned and its node be gone: a wake on
- * an address nobody waits on any more is at worst a spurious wake-up of
- * whoever waits there now, which every futex waiter's loop absorbs (as in
- * task.c's task_finish).
- */
-struct weft__wake {
-	struct weft__tcb *task;
-	atomic_int *word;
+struct weft__wait {
+	struct weft__worker *w;  /* the calling worker; after the wait, the
+				    one the task last woke on */
+	struct weft__tcb *self;  /* the waiting task (w->current) */
+	uint64_t deadline;       /* ns on weft_now(); WEFT_NEVER: none */
+	bool nocancel;           /* neither cancellation nor the deadline
+				    ends this wait (a close, a cancel) */
+	struct weft__unwait *unwait; /* how a drop at shutdown takes the
+					task's wait nodes back, or NULL */
+	/* weft__wait()'s own. */
+	struct weft__timer tm;   /* the deadline's timer */
+	bool armed;              /* tm is filed (cancel it afterwards) */
+	bool due;                /* the deadline had passed before the
+				    first park: nothing was filed */
+	bool held;               /* give_up() kept waiting: the common
+				    conditions are checked no more */
+	int res;                 /* what weft__wait() returns */
 };
 
-/*
- * Grants a node taken off its queue (under the owner's lock): stores the
- * result, then DONE. Returns what to wake once the lock is dropped
- * (weft__wake_opt).
- */
-static inline struct weft__wake weft__wnode_grant(struct weft__wnode *n,
-						  int result)
+/* Fills the call's fields of wt for the calling task of w. */
+static inline void weft__wait_init(struct weft__wait *wt,
+				   struct weft__worker *w, uint64_t deadline)
 {
-	struct weft__wake k = { n->task, n->task ? NULL : &n->state };
-
-	n->result = result;
-	/* Release: pairs with the waiter's acquire load of DONE (park,
-	 * give_up, select), which then reads result and value. */
-	atomic_store_explicit(&n->state, WEFT__WN_DONE, memory_order_release);
-	return k;
+	wt->w = w;
+	wt->self = w->current;
+	wt->deadline = deadline;
+	wt->nocancel = false;
+	wt->unwait = NULL;
 }
 
-static inline void weft__wake_opt(struct weft__wake k)
-{
-	if (k.task)
-		weft__task_wake(k.task);
-	else if (k.word)
-		weft__futex_wake(k.word, 1);
-}
+/* The common conditions, checked after the park is prepared: -ECANCELED
+ * if a cancellation is pending, -ETIMEDOUT if the deadline has passed,
+ * else 0. Arms wt->tm on first use (wait.c). */
+int weft__wait_why(struct weft__wait *wt);
 
-/*
- * Waits until n is DONE, the task is cancelled or deadline (ns on
- * weft_now(); WEFT_NEVER: none) passes. n was linked into q under lock by
- * the caller, which dropped the lock. Returns 0 when granted (the grant's
- * result is in n->result; the object is not touched after the grant), or
- * -ECANCELED / -ETIMEDOUT after taking n back. Threads outside the runtime
- * wait on a futex (no cancellation).
- */
-int weft__wq_park(weft__spin *lock, struct weft__wq *q, struct weft__wnode *n,
-		  uint64_t deadline);
-
-/* As weft__wq_park(), but a wait that fails returns with the lock held
- * (n unlinked), so that the caller can act on the object's state in the
- * same critical section (a task group's wait: nothing may be assumed
- * about the object once the lock is dropped). */
-int weft__wq_park_locked(weft__spin *lock, struct weft__wq *q,
-			 struct weft__wnode *n, uint64_t deadline);
-
-/* Grants up to max nodes of q with result and value (broadcasts: future
- * set, event set, notify, a group emptied), first come first served. The
- * lock is held on entry and dropped here; the tasks are woken after it, in
- * grant order, at the back of their worker's queue when more than one was
- * granted (asyncio's order). Returns how many were granted. */
-unsigned weft__wq_grant_all(weft__spin *lock, struct weft__wq *q, int result,
-			    void *value, unsigned max);
-
-/* For *_destroy(): takes lock, waits while a node of q1 or q2 (NULL: none)
- * belongs to a waiter that is leaving, aborts with msg if any other node
- * is linked (a waiter neither granted nor leaving), and drops the lock.
- * After it returns nobody touches the object any more (see Lifetime). */
-void weft__wq_retire(weft__spin *lock, struct weft__wq *q1,
-		     struct weft__wq *q2, const char *msg);
-
-/* Deadline for a call with its own relative timeout, combined with the
- * calling task's deadline scope. */
+/* Deadline for a call with its own relative timeout (WEFT_NEVER: none),
+ * combined with the calling task's deadline scope (wait.c). */
 uint64_t weft__wait_deadline(uint64_t timeout_ns);
+
+/*
+ * Waits until ready(wt) says the wait is over, running the park protocol
+ * above: each pass prepares the park (step 1), asks ready(), then the
+ * common conditions, and parks (step 3) if none ended it. Returns wt->res.
+ *
+ *   ready(wt):        the call's own condition, read after the prepare
+ *                     (with acquire, pairing with its waker's release).
+ *                     True ends the wait; it sets wt->res first.
+ *   give_up(wt, why): a cancellation or the deadline (why: -ECANCELED,
+ *                     -ETIMEDOUT) came first. True ends the wait (wt->res
+ *                     set: why, or the outcome that won the race with
+ *                     it); false keeps waiting, for ready() alone (the
+ *                     request was asked to stop, and its completion is
+ *                     what ends the wait: I/O, a blocking job already
+ *                     running). Runs with the park prepared: it may spin
+ *                     and take locks, never suspend.
+ *
+ * While the task is parked its unwait record is published (weft__tcb
+ * unwait); the deadline's timer is taken back before returning. Inline,
+ * so that each call's hooks are direct calls; the park protocol is here
+ * once.
+ */
+static inline __attribute__((always_inline)) int
+weft__wait(struct weft__wait *wt, bool (*ready)(struct weft__wait *),
+	   bool (*give_up)(struct weft__wait *, int))
+{
+	struct weft__tcb *self = wt->self;
+
+	atomic_init(&wt->tm.state, WEFT__TM_IDLE);
+	wt->armed = wt->due = wt->held = false;
+	wt->res = 0;
+	self->unwait = wt->unwait;
+	for (;;) {
+		weft__task_park_prepare(self);
+		if (ready(wt))
+			break;
+		if (!wt->held && !wt->nocancel) {
+			int why = weft__wait_why(wt);
+
+			if (why) {
+				/* Done with: it fired, or the wait ends (or
+				 * is held) on why. Before give_up(), which
+				 * may return holding the object's lock. */
+				if (wt->armed) {
+					weft__timer_cancel(self->rt, &wt->tm);
+					wt->armed = false;
+				}
+				if (give_up(wt, why))
+					break;
+				wt->held = true;
+			}
+		}
+		wt->w = weft__task_park(wt->w);
+	}
+	self->unwait = NULL;
+	weft__task_park_done(self);
+	if (wt->armed)
+		weft__timer_cancel(self->rt, &wt->tm);
+	return wt->res;
+}
 
 #endif /* WEFT_WAIT_H */

@@ -10,7 +10,7 @@
  *
  * Whatever the context being left still needs done once its stack is idle
  * (requeue it after a yield, commit its park, free it after it ended) is
- * recorded in w->prev / w->prev_action and done by weft__after_switch() on
+ * recorded in w->prev / w->prev_action and done by weft__worker_after_switch() on
  * the context that is switched to, first thing. A task is thus never
  * visible to another worker while its stack is still in use.
  *
@@ -33,14 +33,24 @@
 #include <string.h>
 #include <time.h>
 
-#include "internal.h"
-#include "lqueue.h"
-#include "arch/switch.h"
+#include "base.h"
+#include "idle.h"
+#include "inject.h"
+#include "lq.h"
+#include "ring.h"
+#include "runtime.h"
+#include "spin.h"
+#include "stack.h"
+#include "task.h"
+#include "timer.h"
+#include "tlist.h"
+#include "worker.h"
+#include "arch/ctx.h"
 
 #define WEFT__NEXT_STREAK 32
 #define WEFT__NEXT_STEAL_NS 3000
 
-__thread struct weft__worker *weft__tls_worker
+__thread struct weft__worker *weft__worker_tls
 	__attribute__((tls_model("initial-exec")));
 
 struct weft__worker *weft__worker_self(void)
@@ -50,13 +60,13 @@ struct weft__worker *weft__worker_self(void)
 	/* The asm barrier keeps the compiler from treating this call as
 	 * pure and reusing its result across a switch. */
 	__asm__ volatile("" ::: "memory");
-	w = weft__tls_worker;
+	w = weft__worker_tls;
 	return w;
 }
 
 void weft__worker_set_self(struct weft__worker *w)
 {
-	weft__tls_worker = w;
+	weft__worker_tls = w;
 }
 
 /* ---- handing tasks to queues ------------------------------------------ */
@@ -101,7 +111,7 @@ static void remote_drain(struct weft__worker *w)
 		weft__tlist_append(&w->pins, got.head, got.tail);
 }
 
-void weft__schedule(struct weft__worker *w, struct weft__tcb *t, bool yield)
+void weft__worker_schedule(struct weft__worker *w, struct weft__tcb *t, bool yield)
 {
 	bool pinned = weft__task_flags(t) & WEFT__T_PINNED;
 
@@ -138,7 +148,7 @@ void weft__schedule(struct weft__worker *w, struct weft__tcb *t, bool yield)
 	}
 }
 
-void weft__schedule_remote(struct weft_runtime *rt, struct weft__tcb *t)
+void weft__worker_schedule_remote(struct weft_runtime *rt, struct weft__tcb *t)
 {
 	if (weft__task_flags(t) & WEFT__T_PINNED) {
 		remote_push(t->home, t);
@@ -168,7 +178,7 @@ static struct weft__tcb *pick_inject(struct weft__worker *w)
  * read under half a nanosecond a pick. Lengthening slowly: one quick pick
  * between 1 ms slices must not set a countdown of 25 (a sleeper's wake-up
  * among 1 ms spinners did: 57 ms late). Called only while something waits
- * on time (pick_periodic); weft__serve_soon() restarts the measure when
+ * on time (pick_periodic); weft__worker_serve_soon() restarts the measure when
  * something new does.
  */
 static void serve(struct weft__worker *w)
@@ -199,7 +209,7 @@ static void serve(struct weft__worker *w)
 	weft__stack_trim(w, now);
 }
 
-void weft__serve_soon(struct weft__worker *w)
+void weft__worker_serve_soon(struct weft__worker *w)
 {
 	/* Only when the worker was not serving: its countdown then came from
 	 * the pick count, not from a measure. The next pick serves (its
@@ -355,7 +365,7 @@ static struct weft__tcb *steal_next(struct weft__worker *w)
 		 * victim may need this CPU to move on. */
 		unsigned spin = 0;
 		while (now_ns() < until)
-			weft__backoff(&spin);
+			weft__spin_backoff(&spin);
 		if (atomic_load_explicit(&v->ticks, memory_order_relaxed) !=
 		    ticks)
 			continue; /* it moved on: leave the pair together */
@@ -478,7 +488,7 @@ static inline bool prepare(struct weft__worker *w, struct weft__tcb *t)
 	return weft__likely(t->sp != NULL) || prepare_first(w, t);
 }
 
-void weft__after_switch(struct weft__worker *w)
+void weft__worker_after_switch(struct weft__worker *w)
 {
 	struct weft__tcb *p = w->prev;
 	int s;
@@ -495,7 +505,7 @@ void weft__after_switch(struct weft__worker *w)
 			weft__idle_notify(w->rt, true);
 			break;
 		}
-		weft__schedule(w, p, true);
+		weft__worker_schedule(w, p, true);
 		break;
 	case WEFT__SW_PARK:
 		s = WEFT__PARKING;
@@ -507,7 +517,7 @@ void weft__after_switch(struct weft__worker *w)
 			/* Only a waker moves PARKING on, and only to
 			 * NOTIFIED. */
 			weft__assert(s == WEFT__NOTIFIED);
-			weft__schedule(w, p, true);
+			weft__worker_schedule(w, p, true);
 		}
 		break;
 	case WEFT__SW_EXIT:
@@ -545,11 +555,11 @@ static struct weft__worker *switch_to(struct weft__worker *w, void **save,
 	/* TSan wants its switch call immediately before the switch. */
 	san_start(w, from, t, leaving);
 	w = weft__ctx_switch(save, t ? t->sp : w->sched_sp, w);
-	weft__after_switch(w);
+	weft__worker_after_switch(w);
 	return w;
 }
 
-struct weft__worker *weft__switch_out(struct weft__worker *w, int action)
+struct weft__worker *weft__worker_switch_out(struct weft__worker *w, int action)
 {
 	struct weft__tcb *cur = w->current, *t = NULL;
 
@@ -605,4 +615,27 @@ void weft__worker_loop(struct weft__worker *w)
 	}
 	if (w->searching)
 		weft__idle_stop_search(w);
+}
+
+/* ---- questions about the calling worker -------------------------------- */
+
+int weft_worker_index(void)
+{
+	struct weft__worker *w = weft__worker_self();
+
+	return w ? (int)w->index : -1;
+}
+
+weft_runtime *weft_runtime_self(void)
+{
+	struct weft__worker *w = weft__worker_self();
+
+	return w ? w->rt : NULL;
+}
+
+unsigned weft_worker_count(void)
+{
+	struct weft__worker *w = weft__worker_self();
+
+	return w ? w->rt->nworkers : 0;
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Debuggers and profilers must unwind through weft's task stacks and its
-# context switch (the CFI in runtime/arch/*/switch.S). This builds a small
+# context switch (the CFI in runtime/arch/*/ctx.S). This builds a small
 # program, stops it in gdb (batch mode) at every instruction of
 # weft__ctx_switch and weft__ctx_entry and in a function called from a
 # task, and checks every backtrace there (tests/gdb_unwind.py says how).
@@ -47,7 +47,7 @@ cross() {
 	mkdir -p build-test-cross
 	# -O0: the frames named in GU_TASK_FRAMES are not inlined.
 	"$cc" -O0 -g -static -o "$bin" tests/switch_cross.c \
-		"runtime/arch/$arch/switch.S" -lm || {
+		"runtime/arch/$arch/ctx.S" -lm || {
 		echo "gdb-unwind: FAILED: $cc cannot build tests/switch_cross.c"
 		return 1
 	}

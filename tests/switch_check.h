@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "../runtime/arch/switch.h"
+#include "../runtime/arch/ctx.h"
 
 #ifndef SC_GUARD
 #define SC_GUARD(on) 0
@@ -116,11 +116,11 @@ static void sc_entry(void *arg, void *ctx)
 	for (uint64_t n = 0;; n++) {
 		if (n % 3 == 0) {
 			sc_set_fpmode((unsigned)(n / 3 % sc_nmodes));
-			sc_co_fp = weft__fpctl_get();
+			sc_co_fp = weft__ctx_fpctl_get();
 		}
 		arg = sc_switch(&sc_co_sp, sc_main_sp,
 				(void *)((uintptr_t)arg + 1000));
-		if (weft__fpctl_get() != sc_co_fp && !sc_co_bad)
+		if (weft__ctx_fpctl_get() != sc_co_fp && !sc_co_bad)
 			sc_co_bad = __LINE__;
 	}
 }
@@ -150,7 +150,7 @@ static int sc_run_checks(void)
 		return __LINE__; /* the rounding modes do not take */
 	sc_set_fpmode(0);
 	sc_co_bad = 0;
-	sc_co_fp = weft__fpctl_get(); /* a new context starts with ours */
+	sc_co_fp = weft__ctx_fpctl_get(); /* a new context starts with ours */
 	sc_co_sp = weft__ctx_make(stk, stk + sz, sc_entry, NULL, sc_co_fp);
 	if ((line = SC_GUARD(1)))
 		return line;
@@ -159,7 +159,7 @@ static int sc_run_checks(void)
 
 		if (i % 2 == 0) {
 			sc_set_fpmode(m);
-			want = weft__fpctl_get();
+			want = weft__ctx_fpctl_get();
 		}
 		if (want == sc_co_fp)
 			same++;
@@ -167,7 +167,7 @@ static int sc_run_checks(void)
 			differ++;
 		sum += (uintptr_t)sc_switch(&sc_main_sp, sc_co_sp,
 				    (void *)(uintptr_t)i);
-		if (weft__fpctl_get() != want || sc_third() != third[m % 4]) {
+		if (weft__ctx_fpctl_get() != want || sc_third() != third[m % 4]) {
 			bad = __LINE__; /* the coroutine's mode leaked */
 			break;
 		}
@@ -214,12 +214,12 @@ static weft__fpctl sc_new_fp;
 static void sc_new_entry(void *arg, void *ctx)
 {
 	(void)ctx;
-	sc_new_fp = weft__fpctl_get();
+	sc_new_fp = weft__ctx_fpctl_get();
 	for (;;)
 		arg = sc_switch(&sc_co_sp, sc_main_sp, arg);
 }
 
-/* weft__ctx_set_fpctl(): a new context starts with the control state put
+/* weft__ctx_make()'s fpctl: a new context starts with the control state put
  * in its frame (every bit of it), whatever its maker's is; its maker gets
  * its own back. The runtime starts each task so, with the state its
  * spawner had at the spawn (weft.h). */
@@ -236,15 +236,15 @@ static int sc_run_new_context_checks(void)
 		void *sp;
 
 		sc_set_fpmode(m);
-		want = weft__fpctl_get();
+		want = weft__ctx_fpctl_get();
 		sc_set_fpmode(m ^ 63); /* the maker's: every bit the other way */
-		mine = weft__fpctl_get();
+		mine = weft__ctx_fpctl_get();
 		sp = weft__ctx_make(stk, stk + sz, sc_new_entry, NULL, want);
 		sc_new_fp = ~want;
 		sc_switch(&sc_main_sp, sp, NULL);
 		if (sc_new_fp != want)
 			bad = __LINE__; /* started with another state */
-		else if (weft__fpctl_get() != mine)
+		else if (weft__ctx_fpctl_get() != mine)
 			bad = __LINE__; /* the maker's did not come back */
 	}
 	sc_set_fpmode(0);

@@ -50,7 +50,7 @@ static int guard_range(uintptr_t a, uintptr_t b, int on)
 }
 
 /* The switch's code and the coroutine it enters, which the linker lays
- * out together (this file's text, then switch.S's). */
+ * out together (this file's text, then ctx.S's). */
 static int guard(int on)
 {
 	uintptr_t a[] = {(uintptr_t)weft__ctx_switch,
@@ -106,7 +106,7 @@ static void pac_probe(void)
 	size_t sz = 64 * 1024;
 	char *stk = malloc(sz);
 	uint64_t *sp = weft__ctx_make(stk, stk + sz, sc_entry, NULL,
-				      weft__fpctl_get());
+				      weft__ctx_fpctl_get());
 
 	sp[11] = (uint64_t)(uintptr_t)weft__ctx_entry + WEFT__CTX_ENTRY_SKIP;
 	weft__ctx_switch(&sc_main_sp, sp, NULL);

@@ -564,7 +564,7 @@ Test(io, interrupted_blocking_opens_return_etimedout_or_ecanceled,
 /*
  * io_uring first tries an open without blocking, which for a FIFO opened
  * for writing with no reader fails with -ENXIO; openat(2) waits for the
- * reader, as docs/api.md promises weft_open does (issue 15 #6). With
+ * reader, as weft.h promises weft_open does (issue 15 #6). With
  * O_NONBLOCK asked for, -ENXIO is the answer.
  */
 static void *fifo_writer_main(void *arg)

@@ -5,7 +5,7 @@
  * processes) and leave the runtime working.
  *
  * The failures come from the library's allocation hook
- * (weft__debug_fail_alloc() in runtime/misc.c): a walk arms it to let k
+ * (weft__mem_debug_fail() in runtime/misc.c): a walk arms it to let k
  * allocations pass and fail the next, runs the call, and goes on with
  * k + 1 until a run injects no failure, so each allocation the call makes
  * fails once. State a call keeps (a slab of task blocks, cached stacks)
@@ -20,8 +20,8 @@ WT_SUITE(nomem, 120);
 
 /* The hook (runtime/misc.c): hidden in the shared library, reachable from
  * the tests, which link the static one. */
-void weft__debug_fail_alloc(long skip, long n);
-unsigned long weft__debug_fail_alloc_hits(void);
+void weft__mem_debug_fail(long skip, long n);
+unsigned long weft__mem_debug_fail_hits(void);
 
 #define WALK_MAX 400
 #define WT_CHECK_GT(a, b) WT_CHECK((a) > (b))
@@ -43,10 +43,10 @@ static int walk(const char *what, walk_op op, void *state)
 		unsigned long hits;
 		int rc;
 
-		weft__debug_fail_alloc(k, 1);
+		weft__mem_debug_fail(k, 1);
 		rc = op(state);
-		hits = weft__debug_fail_alloc_hits();
-		weft__debug_fail_alloc(-1, 0);
+		hits = weft__mem_debug_fail_hits();
+		weft__mem_debug_fail(-1, 0);
 		if (!hits) {
 			if (!WT_CHECK_EQ(rc, 0))
 				fprintf(stderr, "%s: %d with no failure\n",
@@ -123,7 +123,7 @@ static int create_once(void *arg)
 
 	/* What create made must work without help (the count of failures
 	 * injected stays). */
-	weft__debug_fail_alloc(-1, 0);
+	weft__mem_debug_fail(-1, 0);
 	if (rc == 0) {
 		WT_CHECK_EQ(weft_runtime_run(rt, mark_ran, &ran, NULL), 0);
 		WT_CHECK(atomic_load(&ran));
@@ -269,10 +269,10 @@ static void *tls_try(void *arg)
 	struct tls_state *s = arg;
 	int v;
 
-	weft__debug_fail_alloc(s->k, 1);
+	weft__mem_debug_fail(s->k, 1);
 	s->rc = weft_tls_set(s->key, &v);
-	s->hits = weft__debug_fail_alloc_hits();
-	weft__debug_fail_alloc(-1, 0);
+	s->hits = weft__mem_debug_fail_hits();
+	weft__mem_debug_fail(-1, 0);
 	if (s->rc == -ENOMEM)
 		WT_CHECK(weft_tls_get(s->key) == NULL);
 	else

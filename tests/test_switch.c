@@ -23,7 +23,7 @@ Test(switch, each_context_keeps_its_exception_masks_and_x87_precision)
 }
 
 /* The runtime starts a task with its spawner's control state by putting
- * it in the new frame (weft__ctx_set_fpctl): every bit of it must take. */
+ * it in the new frame (weft__ctx_make's fpctl argument): every bit of it must take. */
 Test(switch, a_new_context_starts_with_the_control_state_put_in_its_frame)
 {
 	int line = sc_run_new_context_checks();
@@ -54,7 +54,7 @@ Test(switch, new_context_starts_with_an_aligned_stack)
 	for (int off = 0; off < 64; off += 8) {
 		al_frame = 1;
 		al_co_sp = weft__ctx_make(stk, stk + 64 * 1024 + off,
-					  al_entry, NULL, weft__fpctl_get());
+					  al_entry, NULL, weft__ctx_fpctl_get());
 		weft__ctx_switch(&al_main_sp, al_co_sp, NULL);
 		cr_assert_eq(al_frame % 16, 0,
 			     "frame %#lx misaligned for top offset %d",

@@ -11,7 +11,7 @@
  *                    NSPAWN in all.
  *   producer         a thread outside the runtime (a pool thread finishing
  *                    a job, weft_spawn from a foreign thread):
- *                    worker.c weft__schedule_remote = inject.c
+ *                    worker.c weft__worker_schedule_remote = inject.c
  *                    weft__inject_push, then weft__idle_notify(rt, true),
  *                    NP times. With NP=0 there is none, and worker 0
  *                    starts with a task in its queue instead.
@@ -78,7 +78,7 @@ bool pdone = false;
 #define FINISHED (pdone && ran == created)
 
 /* What a task does when a worker runs it: maybe spawn (weft_spawn ->
- * weft__schedule(w, t, false): the displaced next-slot task goes to the
+ * weft__worker_schedule(w, t, false): the displaced next-slot task goes to the
  * local queue and idle_notify(rt, false) follows). */
 inline run_task(w)
 {
@@ -108,7 +108,7 @@ proctype producer()
 		LOCK_LOAD(P, INJ_LOCK, INJ_LEN, r);
 		created++;
 		UNLOCK_AFTER(P, INJ_LEN, r + 1, INJ_LOCK);	/* relaxed */
-		/* worker.c weft__schedule_remote: "No worker of ours runs
+		/* worker.c weft__worker_schedule_remote: "No worker of ours runs
 		 * here: the work must not be stranded." */
 		idle_notify(P, true);
 		i++

@@ -1,10 +1,10 @@
 /*
- * The task park/wake protocol (runtime/task.c, file comment "Park/wake
+ * The task park/wake protocol (runtime/wait.h, file comment "Park/wake
  * protocol" and "Why every waker writes park") under x86-TSO.
  *
  * Cast
  *   T      one task in a wait loop, and the contexts it lands on when it
- *          switches away (the lander of weft__after_switch, worker.c).
+ *          switches away (the lander of weft__worker_after_switch, worker.c).
  *          The wait is the one of bug 1 of issue 9: it ends only when DONE
  *          is set; a cancel wakes it but cannot end it (a shielded wait, or
  *          weft_pool_call() after its job was TAKEN: pool.c, "fn runs or
@@ -58,7 +58,7 @@
 #define DONE 1
 #define CANCEL 2
 
-/* runtime/internal.h: enum WEFT__RUNNING ... */
+/* runtime/task.h: enum WEFT__RUNNING ... */
 #define RUNNING 0
 #define PARKING 1
 #define PARKED 2
@@ -68,7 +68,7 @@ byte runq = 0;		/* T is on a run queue */
 bool onstack = true;	/* T's stack is in use (it runs or is leaving) */
 bool resumed = false;	/* the scheduler switched to T */
 
-/* weft__schedule() / weft__schedule_remote() (worker.c), by thread t. */
+/* weft__worker_schedule() / weft__worker_schedule_remote() (worker.c), by thread t. */
 inline queue_T(t)
 {
 	atomic {
@@ -111,14 +111,14 @@ active proctype task()
 	bool ok, taken = false;
 
 	do
-	:: /* weft__park_prepare (internal.h): exchange(park, PARKING,
+	:: /* weft__task_park_prepare (task.h): exchange(park, PARKING,
 	    * acq_rel) */
 		XCHG(TT, PARK, PARKING, s);
 		/* the wait's condition (pool.c: atomic_load(&job.done,
 		 * acquire); sync.c: the future's state) */
 		LOAD(TT, DONE, r);
 		if :: r -> break :: else fi;
-		/* weft__wait_why / weft__cancel_pending (acquire load of
+		/* weft__wait_why / weft__task_cancel_pending (acquire load of
 		 * cancel), until a cancel has been seen and could not end the
 		 * wait (pool.c: taken = true) */
 		if
@@ -131,8 +131,8 @@ active proctype task()
 			fi
 		:: else
 		fi;
-		/* weft__park -> weft__switch_out(WEFT__SW_PARK): T's stack is
-		 * left; the lander, weft__after_switch() case WEFT__SW_PARK
+		/* weft__task_park -> weft__worker_switch_out(WEFT__SW_PARK): T's stack is
+		 * left; the lander, weft__worker_after_switch() case WEFT__SW_PARK
 		 * (worker.c), commits the park. */
 		onstack = false;
 		printf("t0: switches away; its lander commits the park\n");
@@ -149,7 +149,7 @@ active proctype task()
 		/* Parked (or queued): wait to be run. Not an end state. */
 parked:		atomic { resumed -> resumed = false }
 	od;
-	/* weft__park_done: store(park, RUNNING, relaxed) */
+	/* weft__task_park_done: store(park, RUNNING, relaxed) */
 	STORE(TT, PARK, RUNNING)
 }
 

@@ -1,13 +1,13 @@
 /*
  * Workers, run queues and the idle protocol (runtime/worker.c,
- * runtime/idle.c, runtime/inject.c, runtime/lqueue.h), and with -DTIMERS
+ * runtime/idle.c, runtime/inject.c, runtime/lq.h), and with -DTIMERS
  * the timer keeper (timers.pml: runtime/timer.c), on the store buffers of
  * tso.pml. Included by idle_notify.pml and timer_keeper.pml, which define
  * NW (the number of workers, 2 or 3), NT, and then include worker.pml
  * after saying what a task does (run_task).
  *
  * Every step names the C it stands for as file:function. Left out:
- *   - next slots (worker.c weft__schedule's non-yield path): a task there is
+ *   - next slots (worker.c weft__worker_schedule's non-yield path): a task there is
  *     run by its owner, which is awake (it just put it there), and they are
  *     not "work pending" for idle.c either; the watcher (idle.c
  *     watch_claim) exists only for them. A spawned task is modelled as the
@@ -21,7 +21,7 @@
  *   - the sleeper stack's order: notify pops any sleeper, not the top
  *     (more behaviours than LIFO).
  *   - lqueue slots: a queue is its head and tail (what lq_len, push, pop and
- *     steal decide on); the slots are lqueue.h's own protocol.
+ *     steal decide on); the slots are lq.h's own protocol.
  *
  * Shared locations (index in mem[]):
  *   IDLE_STATE  rt->idle_state: searching + 4 * unparked (NW <= 3)
@@ -169,7 +169,7 @@ inline idle_notify(t, fenced)
 	fi
 }
 
-/* lqueue.h weft__lq_push, owner w: tail + 1 (release store). Only the
+/* lq.h weft__lq_push, owner w: tail + 1 (release store). Only the
  * owner writes tail, so its relaxed load of tail is folded into the store
  * step; the load of head only serves the full check, and the queue never
  * fills here. Also the end of weft__lq_steal, which publishes k tasks in
@@ -177,7 +177,7 @@ inline idle_notify(t, fenced)
 inline lq_publish(w, k) { OWN_ADD(w, LQT(w), k, tl) }
 #define lq_push(w) lq_publish(w, 1)
 
-/* lqueue.h weft__lq_pop(&w->lq, &more), then worker.c pick_local's
+/* lq.h weft__lq_pop(&w->lq, &more), then worker.c pick_local's
  * "if (more) weft__idle_notify(w->rt, false)". */
 inline lq_pop_local(w)
 {
@@ -259,7 +259,7 @@ inline pick_local(w)
 #endif
 }
 
-/* lqueue.h weft__lq_steal(&v->lq, &w->lq): takes half (rounded up) of
+/* lq.h weft__lq_steal(&v->lq, &w->lq): takes half (rounded up) of
  * v's tasks, runs one, publishes the rest in w's queue. */
 inline lq_steal(w, v)
 {
@@ -341,7 +341,7 @@ inline stop_search(w)
 }
 
 /* idle.c work_pending: relaxed loads of inject_len and each queue's
- * head and tail (acquire, lqueue.h weft__lq_len). */
+ * head and tail (acquire, lq.h weft__lq_len). */
 inline work_pending(w)
 {
 	more = false;

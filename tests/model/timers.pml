@@ -81,7 +81,7 @@ inline timer_add(t, i, dl)
 /* timer.c weft__timer_run(rt, tn): fire every pending timer due at tn
  * under the lock, publish timer_next, then wake each timer's task
  * (weft__task_wake_back: the task is parked, so the waker's CAS on its
- * park, an RMW, then weft__schedule(w, t, true): the back of w's own
+ * park, an RMW, then weft__worker_schedule(w, t, true): the back of w's own
  * queue, no notify) and notify once. */
 inline timer_run(t)
 {

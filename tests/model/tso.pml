@@ -34,7 +34,7 @@
  *                     Weak CAS may also fail spuriously; that only adds a
  *                     retry and is not modelled.
  *   LOCK(t, x) / UNLOCK(t, x)
- *                     weft__spin_lock/unlock (internal.h): the lock is an
+ *                     weft__spin_lock/unlock (spin.h): the lock is an
  *                     RMW on x, the unlock a release store of 0. Another
  *                     thread can take the lock only once the unlock store,
  *                     and before it (FIFO) every store made inside the

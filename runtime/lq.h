@@ -25,10 +25,23 @@
  * The 32-bit indices wrap; differences are taken modulo 2^32 and are never
  * more than SIZE apart.
  */
-#ifndef WEFT_LQUEUE_H
-#define WEFT_LQUEUE_H
+#ifndef WEFT_LQ_H
+#define WEFT_LQ_H
 
-#include "internal.h"
+#include "base.h"
+#include "task.h"
+
+#define WEFT__LQ_SIZE 256u
+#define WEFT__LQ_MASK (WEFT__LQ_SIZE - 1)
+
+struct weft__lq {
+	/* Next slot to take; advanced by the owner's pops and by stealers,
+	 * always with a CAS. */
+	_Alignas(WEFT__CACHELINE) atomic_uint head;
+	/* Next slot to fill; written only by the owner. */
+	_Alignas(WEFT__CACHELINE) atomic_uint tail;
+	_Alignas(WEFT__CACHELINE) _Atomic(struct weft__tcb *) slot[WEFT__LQ_SIZE];
+};
 
 static inline unsigned weft__lq_len(struct weft__lq *q)
 {
@@ -166,4 +179,4 @@ static inline struct weft__tcb *weft__lq_steal(struct weft__lq *victim,
 	return run;
 }
 
-#endif /* WEFT_LQUEUE_H */
+#endif /* WEFT_LQ_H */

@@ -17,7 +17,7 @@
  *   [8]  r15  [16] r14  [24] r13  [32] r12  [40] rbx  [48] rbp
  *   [56] return address
  *
- * A new context is made by weft__ctx_make() (runtime/arch/switch.h), which
+ * A new context is made by weft__ctx_make() (runtime/arch/ctx.h), which
  * writes such a frame whose return address is just inside weft__ctx_entry
  * below, r12 holding the entry function and r13 its first argument.
  *
@@ -58,7 +58,7 @@
  * SHSTK, and it runs without a shadow stack: the honest outcome, where
  * claiming it would make task switches fault.
  */
-#include "../switch.h"
+#include "../ctx.h"
 
 	.text
 	.globl	weft__ctx_switch
@@ -169,7 +169,7 @@ weft__ctx_switch:
  * earlier; without the nop it would fall outside this function (in the
  * padding after weft__ctx_switch), in no FDE and no symbol, and a
  * backtrace taken in weft__ctx_switch after the stack switch would go
- * astray. weft__ctx_make adds WEFT__CTX_ENTRY_SKIP (switch.h) to this
+ * astray. weft__ctx_make adds WEFT__CTX_ENTRY_SKIP (ctx.h) to this
  * function's address; the check at the end keeps the two in step. No
  * endbr64 is needed at .Lctx_start: IBT checks indirect calls and jumps,
  * not returns. weft__ctx_entry itself is never called, so the nop (not an

@@ -24,7 +24,7 @@
  * (AUTIASP) after the resumed context's frame is popped, when sp is again
  * the value it had when that context called the switch: each context's
  * x30 is checked against its own sp. weft__ctx_make signs a new
- * context's x30 the same way (switch.h weft__ctx_sign_ra). So a
+ * context's x30 the same way (ctx.h weft__ctx_sign_ra). So a
  * return address overwritten in a suspended task's stack faults instead
  * of being followed. Without PAC hardware all three are nops.
  *
@@ -35,7 +35,7 @@
  * `blr x19` goes to weft__task_entry, C code with its own landing pad
  * (-mbranch-protection). The note at the end claims BTI and PAC, not GCS
  * (bit 2, Arm's shadow stack): a switch of stacks by RET breaks it as it
- * breaks x86's SHSTK (see runtime/arch/x86_64/switch.S). tests/run's
+ * breaks x86's SHSTK (see runtime/arch/x86_64/ctx.S). tests/run's
  * cross check runs the switch with BTI and PAC enforced under qemu.
  *
  * Unwinding. The CFI describes, at every instruction, where the caller's
@@ -48,7 +48,7 @@
  * so that unwinders strip the signature. tests/gdb_unwind.sh checks a
  * backtrace at every instruction.
  */
-#include "../switch.h"
+#include "../ctx.h"
 
 	.text
 	.globl	weft__ctx_switch
@@ -158,7 +158,7 @@ weft__ctx_switch:
  * before it; without the nop that would be outside this function (in
  * the padding after weft__ctx_switch), in no FDE and no symbol, and a
  * backtrace taken in weft__ctx_switch after the stack switch would go
- * astray. weft__ctx_make adds WEFT__CTX_ENTRY_SKIP (switch.h) to this
+ * astray. weft__ctx_make adds WEFT__CTX_ENTRY_SKIP (ctx.h) to this
  * function's address; the check at the end keeps the two in step. The
  * nop is no landing pad: weft__ctx_entry is never called, and under BTI a
  * call to it faults.

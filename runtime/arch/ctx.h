@@ -1,14 +1,14 @@
 /*
  * The context switch, chosen by CPU. The assembly lives in
- * runtime/arch/<arch>/switch.S; this header is the one place that picks it
+ * runtime/arch/<arch>/ctx.S; this header is the one place that picks it
  * and knows each architecture's initial frame layout.
  */
-#ifndef WEFT_ARCH_SWITCH_H
-#define WEFT_ARCH_SWITCH_H
+#ifndef WEFT_ARCH_CTX_H
+#define WEFT_ARCH_CTX_H
 
 /* A new context resumes this many bytes into weft__ctx_entry, past one
  * padding instruction that keeps unwinders inside that function (see
- * switch.S, which includes this header to check the distance). */
+ * ctx.S, which includes this header to check the distance). */
 #if defined(__x86_64__)
 #define WEFT__CTX_ENTRY_SKIP 1
 #elif defined(__aarch64__)
@@ -33,7 +33,7 @@ typedef void (*weft__ctx_fn)(void *arg, void *ctx);
 
 /* Floating-point control state a new context starts with (rounding mode,
  * exception masks, x87 precision, flush-to-zero): x86-64: MXCSR's control
- * bits | x87 control word << 32; AArch64: FPCR. weft__fpctl_get() reads
+ * bits | x87 control word << 32; AArch64: FPCR. weft__ctx_fpctl_get() reads
  * the calling thread's; weft__ctx_make() puts one into the frame it
  * makes. */
 typedef uint64_t weft__fpctl;
@@ -41,7 +41,7 @@ typedef uint64_t weft__fpctl;
 #if defined(__x86_64__)
 #define WEFT__CTX_FRAME 64
 
-static inline weft__fpctl weft__fpctl_get(void)
+static inline weft__fpctl weft__ctx_fpctl_get(void)
 {
 	uint32_t mxcsr;
 	uint16_t fpucw;
@@ -56,10 +56,10 @@ static inline weft__fpctl weft__fpctl_get(void)
  * starts with none (the switch carries control state, not the flags,
  * which belong to the thread and whatever ran on it). MXCSR's six flags
  * need no work here: a new context's first switch-in loads its MXCSR,
- * which has none, whatever the thread had (switch.S, the frame's
+ * which has none, whatever the thread had (ctx.S, the frame's
  * first-entry byte). Reads first: fnclex costs about 14 ns on AMD Zen,
  * the read about 5. */
-static inline void weft__fpflags_clear(void)
+static inline void weft__ctx_fpflags_clear(void)
 {
 	uint16_t sw;
 
@@ -102,7 +102,7 @@ static inline void *weft__ctx_make(void *lo, void *hi, weft__ctx_fn fn,
 #elif defined(__aarch64__)
 #define WEFT__CTX_FRAME 176
 
-static inline weft__fpctl weft__fpctl_get(void)
+static inline weft__fpctl weft__ctx_fpctl_get(void)
 {
 	uint64_t fpcr;
 
@@ -112,7 +112,7 @@ static inline weft__fpctl weft__fpctl_get(void)
 
 /* As on x86-64: FPSR's cumulative exception flags (IOC, DZC, OFC, UFC,
  * IXC, IDC) and QC. */
-static inline void weft__fpflags_clear(void)
+static inline void weft__ctx_fpflags_clear(void)
 {
 	uint64_t fpsr;
 
@@ -159,4 +159,4 @@ static inline void *weft__ctx_make(void *lo, void *hi, weft__ctx_fn fn,
 #endif
 #endif /* !__ASSEMBLER__ */
 
-#endif /* WEFT_ARCH_SWITCH_H */
+#endif /* WEFT_ARCH_CTX_H */

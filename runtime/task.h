@@ -1,0 +1,194 @@
+/*
+ * Task control blocks, handles, spawn and the waker's half of the park
+ * protocol (task.c; the protocol is argued in wait.h).
+ */
+#ifndef WEFT_TASK_H
+#define WEFT_TASK_H
+
+#include "base.h"
+#include "spin.h"
+
+/* ---- tasks ------------------------------------------------------------ */
+
+/* A parked task's way out of the objects it waits on, for a drop at
+ * shutdown: embedded first in the waiter's own record (on its stack). */
+struct weft__unwait {
+	void (*fn)(struct weft__unwait *u);
+};
+
+/* Park states of a task (task->park). The protocol is argued in wait.h. */
+enum {
+	WEFT__RUNNING = 0,  /* on a CPU or queued; no wait in progress */
+	WEFT__PARKING = 1,  /* announced a wait, still on its stack */
+	WEFT__PARKED = 2,   /* off its stack, waiting for a wake */
+	WEFT__NOTIFIED = 3, /* woken; the next park re-checks its condition */
+	WEFT__FREE = 4      /* control block is in the free pool */
+};
+
+/* task->flags: written by the spawner before the task is published, and
+ * by io/ops.c around an I/O wait (pinned while a request is in flight;
+ * unpinned by the completion, which may race with another waker reading
+ * them: hence atomic; see io/ops.c). */
+#define WEFT__T_PINNED 0x1u
+
+struct weft__stack;
+struct weft__worker;
+struct weft__waiter;
+struct weft__tls_slot;
+
+/*
+ * A task control block. Allocated from the runtime's type-stable pool
+ * (task.c): its memory stays a task control block until the runtime ends,
+ * so a late wake-up or a stale handle reads a valid (if reused) block and
+ * the generation number tells them apart. The program never sees one: its
+ * `weft_task *` is a tagged handle (struct weft_task, never defined), a
+ * different type, which task.c resolves (weft__task_handle() makes one), so
+ * the compiler refuses a block where a handle is expected and back.
+ */
+struct weft__tcb {
+	/* Saved stack pointer while off-CPU; NULL before the first run.
+	 * Written by the worker that switches the task out, read by the one
+	 * that switches it in; the run queues order the two. */
+	void *sp;
+	/* WEFT__RUNNING..WEFT__FREE; see the protocol in wait.h. */
+	atomic_int park;
+	/* WEFT__T_* flags; read with weft__task_flags(). */
+	atomic_uint flags;
+	/* The stack, taken when the task first runs, given back when it
+	 * ends (stack.c). */
+	struct weft__stack *stack;
+	/* Link in the inject queue, a worker's remote or pinned list, or the
+	 * free pool. Owned by whoever holds the task in that list. */
+	struct weft__tcb *qnext;
+	/* Pinned tasks: the worker they always run on. */
+	struct weft__worker *home;
+	/* Body, argument, and result once returned. */
+	weft_fn fn;
+	void *arg;
+	void *result;
+	/* Usable stack size asked for; 0: the runtime's default. */
+	size_t stack_size;
+	/* Cancellation: set by weft_cancel() from any thread (release), read
+	 * at suspension points (acquire). */
+	atomic_int cancel;
+	/* Shield depth; only the task itself touches it. */
+	int shield;
+	/* Outcome reported to awaiters: 0, -ECANCELED or -ENOMEM. Written
+	 * before `done` is set (release), read after it (acquire). */
+	int outcome;
+	/* 1 once the task has ended and its result is final. */
+	atomic_int done;
+	/* Tasks waiting in weft_await(), guarded by wlock. */
+	weft__spin wlock;
+	struct weft__waiter *waiters;
+	/* References: one per handle the program holds, one held by the
+	 * task itself until it ends; the block returns to the pool at 0.
+	 * Low 32 bits: all references; high 32: the program's share (handle
+	 * references), so that a release past the last handle reference is
+	 * refused (-ESRCH) instead of dropping the task's own, in the same
+	 * single RMW (task.c). */
+	_Atomic uint64_t refs;
+	/* The block's handle (task.c): its place in the handle directory
+	 * (slab id and index, fixed for the block's life) above its
+	 * generation (low 36 bits, never 0), which is bumped each time the
+	 * block returns to the pool. Read by any thread, so atomic. */
+	_Atomic uint64_t handle;
+	/* While parked on an object the program owns (a wait queue, a
+	 * select): how to take its wait nodes back if the task is dropped
+	 * at shutdown (weft__task_drop_all). Set and cleared by the task
+	 * around its wait; read only after every worker has stopped. */
+	struct weft__unwait *unwait;
+	/* Floating-point control state the task starts with: its
+	 * spawner's at the spawn (arch/ctx.h weft__fpctl). */
+	uint64_t fpctl;
+	/* Deadline of the current weft_timeout_begin() scope (ns), or
+	 * WEFT_NEVER; only the task itself touches it. */
+	uint64_t deadline;
+	/* Task group (group.c): the group, and the links of its list of
+	 * live members; under the group's lock. */
+	struct weft_group *group;
+	struct weft__tcb *gnext, *gprev;
+	/* weft_call_later/call_at: the task sleeps until this moment (ns)
+	 * before fn runs; 0: start at once. Set before the task is queued. */
+	uint64_t start_at;
+	/* Task-local values (tls.c), allocated on first weft_tls_set(). */
+	struct weft__tls_slot *tls;
+	/* The runtime the task belongs to. */
+	struct weft_runtime *rt;
+#ifdef WEFT__TSAN
+	void *tsan_fiber;
+#endif
+#ifdef WEFT__ASAN
+	void *asan_fake; /* ASan fake-stack handle while switched out */
+#endif
+	char name[32];
+};
+
+/* task.c */
+void weft__task_unref(struct weft__tcb *t);
+void weft__task_entry(void *arg, void *ctx) __attribute__((noreturn));
+void weft__task_wake(struct weft__tcb *t);
+/* weft__task_wake(), but a parked task woken on this worker goes to the
+ * back of its queue, not the next slot. The caller notifies. */
+void weft__task_wake_back(struct weft__tcb *t);
+void weft__task_fail_start(struct weft__worker *w, struct weft__tcb *t,
+			   int err);
+struct weft__worker *weft__task_park(struct weft__worker *w);
+void weft__task_pool_fini(struct weft_runtime *rt);
+int weft__task_spawn_main(struct weft_runtime *rt, weft_fn fn, void *arg,
+		     struct weft__tcb **out);
+weft_task *weft__task_handle(struct weft__tcb *t);
+
+/* Acquire: pairs with the unpinning release store of a completion
+ * (ring.c op_complete). */
+static inline unsigned weft__task_flags(const struct weft__tcb *t)
+{
+	return atomic_load_explicit(&t->flags, memory_order_acquire);
+}
+
+/* Park protocol steps (argued in wait.h). Step 1: announce the wait. */
+static inline void weft__task_park_prepare(struct weft__tcb *t)
+{
+	atomic_exchange_explicit(&t->park, WEFT__PARKING, memory_order_acq_rel);
+}
+
+/* The condition held: no park after all. */
+static inline void weft__task_park_done(struct weft__tcb *t)
+{
+	atomic_store_explicit(&t->park, WEFT__RUNNING, memory_order_relaxed);
+}
+
+static inline bool weft__task_cancel_pending(struct weft__tcb *t)
+{
+	return t->shield == 0 &&
+	       atomic_load_explicit(&t->cancel, memory_order_acquire);
+}
+
+/* An operation completed without suspending; counts against the
+ * cooperative budget (may yield). No-op outside task context. */
+void weft__task_coop_tick(void);
+
+/* Spawn into a group (g may be NULL). */
+int weft__task_spawn_in(weft_task **out, weft_fn fn, void *arg,
+		   struct weft_group *g);
+
+/* Shutdown, after every worker has stopped, before the blocking pool is
+ * shut down and rings, stacks and blocks are freed: every task still alive
+ * is dropped. Its wait nodes are taken out of the objects the program
+ * owns, and it ends with -ECANCELED for threads in weft_join(), waitsets
+ * and task groups (runtime.c). */
+void weft__task_drop_all(struct weft_runtime *rt);
+/* Shutdown sweep. Requests cancellation of every live task of rt but
+ * `except` (may be NULL) and wakes those not cancelled before; returns
+ * how many are live. Any thread. */
+unsigned weft__task_cancel_all(struct weft_runtime *rt,
+			       struct weft__tcb *except);
+/* The block a handle names, or NULL with *err set (-EINVAL: NULL;
+ * -ESRCH: stale, or no handle of this process). */
+struct weft__tcb *weft__task_resolve(weft_task *h, int *err);
+/* Spawns with opts; the task sleeps until start_at (ns; 0: at once)
+ * before fn runs (call.c's callbacks). */
+int weft__task_spawn_at(weft_task **out, weft_fn fn, void *arg,
+			const struct weft_spawn_opts *opts, uint64_t start_at);
+
+#endif /* WEFT_TASK_H */

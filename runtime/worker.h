@@ -1,0 +1,157 @@
+/*
+ * Workers: the scheduler loop, next-task choice, stealing, switching
+ * (worker.c).
+ */
+#ifndef WEFT_WORKER_H
+#define WEFT_WORKER_H
+
+#include <pthread.h>
+
+#include "base.h"
+#include "lq.h"
+#include "ring.h"
+#include "spin.h"
+#include "task.h"
+#include "tlist.h"
+
+/* What the context being left asks the one it lands on to finish, once
+ * the old stack is no longer in use (worker->prev_action). */
+enum {
+	WEFT__SW_NONE = 0,
+	WEFT__SW_YIELD, /* requeue the previous task at the back */
+	WEFT__SW_PARK,  /* commit its park: PARKING -> PARKED, or requeue */
+	WEFT__SW_EXIT   /* it ended: free its stack, drop its own reference */
+};
+
+/* Operations a task may complete without suspending before it is made to
+ * yield (Tokio's coop budget, same figure). */
+#define WEFT__BUDGET 128
+
+/* A worker looks at the inject queue first every this many picks (Go's
+ * and Tokio's 61), so tasks there are not starved by a busy local queue. */
+#define WEFT__INJECT_INTERVAL 61
+/* A busy worker looks at its ring and the timers about this often (run
+ * time measured at its picks; issue 17: a pick count alone left I/O and
+ * timers waiting a second behind tasks that compute 1 ms at a time). */
+#define WEFT__SERVE_NS (50 * WEFT_NSEC_PER_USEC)
+
+/* ---- workers ---------------------------------------------------------- */
+
+struct weft__worker {
+	/* Fields stealers and wakers read; first, on their own line. */
+	struct weft__lq lq;
+	/* The one-task "next" slot for the task just woken or spawned: run
+	 * before the queue; taken by thieves only as a last resort. */
+	_Alignas(WEFT__CACHELINE) _Atomic(struct weft__tcb *) next;
+	/* Count of tasks switched in; thieves watch it to tell whether the
+	 * owner has been stuck in one task for a while. */
+	atomic_ulong ticks;
+
+	/* Fields only the owning thread touches. */
+	_Alignas(WEFT__CACHELINE) struct weft_runtime *rt;
+	unsigned index;
+	/* The task running now, NULL in the scheduler context. */
+	struct weft__tcb *current;
+	/* Hand-over from the context just left (see WEFT__SW_*). */
+	struct weft__tcb *prev;
+	int prev_action;
+	/* Saved stack pointer of the scheduler context. */
+	void *sched_sp;
+	/* Cooperative budget left to the current task (task.c). */
+	int budget;
+	/* Tasks taken from the next slot in a row (fairness bound). */
+	unsigned next_streak;
+	/* Scheduling ticks (alternates pinned and local-queue priority). */
+	unsigned tick;
+	/* Picks left until the periodic pick (pick_periodic: the ring, the
+	 * timers, the inject queue first). The countdown starts from
+	 * periodic_every, which adapts so that the periodic pick comes about
+	 * every WEFT__SERVE_NS of run time, and at most every
+	 * WEFT__INJECT_INTERVAL picks; periodic_at is when the last one
+	 * ran (weft_now()). */
+	unsigned inject_countdown;
+	unsigned periodic_every;
+	uint64_t periodic_at;
+	/* Picks since the inject queue was last looked at first. */
+	unsigned inject_picks;
+	/* Something waits on time here (ring, timers, trim): the periodic
+	 * pick reads the clock and serves it (worker.c, serve()). */
+	bool serving;
+	/* xorshift state for choosing a victim. */
+	uint32_t rng;
+	/* Whether this worker counts in the runtime's searching number. */
+	bool searching;
+	/* Hazard mode (WEFT_DEBUG_MIGRATE=1 in the environment): every
+	 * yield goes through the inject queue, so tasks change worker as
+	 * often as the scheduler allows. Makes migration bugs (a cached
+	 * thread-local, errno across a switch) show up in tests. */
+	bool debug_migrate;
+	/* Pinned tasks ready to run here, private FIFO. */
+	struct weft__tlist pins;
+	/* Hot free stacks (stack.c). */
+	struct weft__stack *stk_free;
+	unsigned stk_n;
+	/* Free task control blocks (task.c). */
+	struct weft__tcb *cb_free;
+	unsigned cb_n;
+
+	/* Pinned tasks woken by other threads, handed over under the lock. */
+	_Alignas(WEFT__CACHELINE) weft__spin remote_lock;
+	struct weft__tlist remote;
+	atomic_int remote_n;
+
+	/* Idle protocol (idle.c): set by the notifier that picked this
+	 * worker from the sleeper stack, cleared by the worker. */
+	atomic_int notified;
+	struct weft__worker *sleep_next;
+	bool sleeping; /* on the sleeper stack; guarded by the idle lock */
+
+	/* The worker's reactor (ring.h). */
+	_Alignas(WEFT__CACHELINE) struct weft__ring ring;
+
+	pthread_t thread;
+	/* Alternate signal stack for stack-overflow reports (stack.c). */
+	void *altstack;
+#ifdef WEFT__TSAN
+	void *tsan_sched_fiber;
+#endif
+#ifdef WEFT__ASAN
+	const void *asan_sched_lo;
+	size_t asan_sched_size;
+	void *asan_fake;
+#endif
+};
+
+/* ---- cross-file internals --------------------------------------------- */
+
+/* The worker running the calling thread, or NULL. Never inlined and read
+ * through an asm barrier, so that a task which migrated between threads
+ * never uses a thread-local address computed before the switch (QEMU's
+ * coroutine-tls rule, mordor issue 18). */
+struct weft__worker *weft__worker_self(void);
+/* What weft__worker_self() reads; read directly only by the SIGSEGV
+ * handler (stack.c), which runs on the faulting thread and cannot switch. */
+extern __thread struct weft__worker *weft__worker_tls;
+void weft__worker_set_self(struct weft__worker *w);
+
+/* worker.c */
+void weft__worker_schedule(struct weft__worker *w, struct weft__tcb *t, bool yield);
+/* Something now waits on time on w (a request, a timer): its next pick
+ * looks at the ring and timers and measures the pick rate afresh. Owner
+ * only. */
+void weft__worker_serve_soon(struct weft__worker *w);
+void weft__worker_schedule_remote(struct weft_runtime *rt, struct weft__tcb *t);
+struct weft__worker *weft__worker_switch_out(struct weft__worker *w, int action);
+void weft__worker_loop(struct weft__worker *w);
+void weft__worker_after_switch(struct weft__worker *w);
+
+/* One operation completed without suspending: after WEFT__BUDGET in a row
+ * the task yields, so it cannot starve its worker's queue (Tokio's coop
+ * budget). w runs a task. */
+static inline void weft__worker_budget_tick(struct weft__worker *w)
+{
+	if (weft__unlikely(--w->budget <= 0))
+		weft__worker_switch_out(w, WEFT__SW_YIELD);
+}
+
+#endif /* WEFT_WORKER_H */
