@@ -16,6 +16,12 @@
  *     errors through their return value only.
  *   - "Task context" means code running inside a weft task. Calls that
  *     suspend (await, gather, yield) need it and return -EPERM elsewhere.
+ *     "Any worker": a worker thread of a runtime, in a task or not. "A
+ *     thread outside the runtime": a thread that is not one of its
+ *     workers (the application's, or fn of weft_run_blocking()).
+ *
+ * The comment above each declaration is its contract. docs/api.md is the
+ * map: an overview per section, and the rules common to many calls.
  *
  * Handles: weft_spawn() returns a reference-counted handle. The caller owns
  * one reference and gives it back with weft_task_release() (or, for a task
@@ -142,28 +148,33 @@ struct weft_config {
  * next scheduling point, tasks still alive (shielded, or ignoring their
  * cancellation) are dropped where they are, and all of the runtime's
  * threads, stacks, rings and descriptors are released before weft_run()
- * returns (descriptors the program's tasks opened are theirs: weft does
- * not track or close them). weft_stop(), or
+ * returns (the blocking pool first finishes the calls it is running;
+ * descriptors the program's tasks opened are theirs: weft does not track
+ * or close them). weft_stop(), or
  * SIGINT/SIGTERM with WEFT_RUN_STOP_ON_SIGNALS, cancels main, and the same
  * shutdown follows once it returns.
  *
  * Returns 0, or:
  *   -ECANCELED  main was cancelled (weft_stop(), a signal, weft_cancel())
  *            before it returned; *result still gets what it returned
- *   -EINVAL  config has a non-zero reserved field, a bad wake_mode or an
- *            unknown flag
+ *   -EINVAL  main is NULL, or config has a non-zero reserved field, a
+ *            bad wake_mode, an unknown flag, workers above 1024 or
+ *            stack_size above 2^40
  *   -ENOMEM  out of memory at start-up
  *   -EPERM, -ENOSYS  io_uring is refused by the kernel (seccomp, sysctl
  *            kernel.io_uring_disabled) or missing; also when a worker's
  *            io_uring_enter fails for good while the runtime runs (any
  *            errno but EINTR, EAGAIN, EBUSY): it stops, its tasks are
  *            dropped, and weft_run() returns that error
- *   -EBUSY   called from inside a task (nesting runtimes on one thread),
- *            or WEFT_RUN_STOP_ON_SIGNALS while another runtime has the
- *            signals
+ *   -EBUSY   called on a worker (from inside a task: nesting runtimes
+ *            on one thread), or WEFT_RUN_STOP_ON_SIGNALS while another
+ *            runtime has the signals
  *   other negative errno values from thread or ring creation.
- * May be called from any thread that is not a worker; several may run at
- * once, each on its own thread.
+ * main's result comes back through `result`, not as the return value,
+ * which is for the runtime's own errors (io_uring is disabled in many
+ * containers). May be called from any thread that is not a worker;
+ * several may run at once, each on its own thread. Process-wide effects
+ * (SIGPIPE ignored, timer slack, signal handlers): docs/api.md, Running.
  */
 WEFT_API int weft_run(weft_fn main, void *arg, const struct weft_config *config,
 		      void **result);
@@ -191,9 +202,10 @@ struct weft_spawn_opts {
 
 /*
  * Starts fn(arg) as a new task and returns its handle (one reference owned
- * by the caller), or NULL if it cannot: out of memory, or not called from a
- * worker of a runtime. The task is queued on the calling worker and may be
- * stolen by any other. Callable from task context or any worker.
+ * by the caller), or NULL if it cannot: out of memory, not called from a
+ * worker of a runtime, or fn NULL. The task is queued on the calling
+ * worker and may be stolen by any other. Callable from task context or
+ * any worker.
  */
 WEFT_API weft_task *weft_spawn(weft_fn fn, void *arg);
 
@@ -202,10 +214,11 @@ WEFT_API weft_task *weft_spawn(weft_fn fn, void *arg);
  * WEFT_SPAWN_DETACHED is set. Callable from task context, or from any
  * thread when opts->runtime names a running runtime (the task then goes
  * through the runtime's shared inject queue).
- * Returns 0, or -EINVAL (bad flags, out NULL without DETACHED, stack_size
- * too large), -EPERM (no runtime given and not on a worker), -ENOMEM,
- * -ESHUTDOWN (from outside opts->runtime, which is shutting down: main of
- * weft_run() has returned, or weft_runtime_close() has begun or ended).
+ * Returns 0, or -EINVAL (fn NULL, bad flags, out NULL without DETACHED,
+ * stack_size above 2^40), -EPERM (no runtime given and not on a worker),
+ * -ENOMEM, -ESHUTDOWN (from outside opts->runtime, which is shutting
+ * down: main of weft_run() has returned, or weft_runtime_close() has
+ * begun or ended).
  */
 WEFT_API int weft_spawn_opts(weft_task **out, weft_fn fn, void *arg,
 			     const struct weft_spawn_opts *opts);
@@ -218,7 +231,8 @@ WEFT_API int weft_spawn_opts(weft_task **out, weft_fn fn, void *arg,
  *   -ECANCELED  the awaited task was cancelled (weft_cancel() reached it
  *               before it returned; *result still gets what it returned),
  *               or the calling task was cancelled while waiting (it stops
- *               waiting; the awaited task keeps running)
+ *               waiting; the awaited task keeps running: asyncio would
+ *               cancel it too, weft leaves that to the caller)
  *   -ETIMEDOUT  the calling task's deadline (weft_timeout_begin) passed
  *               while waiting; the awaited task keeps running
  *   -ENOMEM     the task could not start (no guarded stack could be had:
@@ -236,9 +250,11 @@ WEFT_API int weft_await(weft_task *task, void **result);
  * the order given, in results[0..n-1] (results may be NULL). Waits for all
  * of them even when some were cancelled. Returns 0 if all returned
  * normally, otherwise the first error weft_await() would give for them, in
- * order (-ECANCELED, -ENOMEM, -ESRCH, -EDEADLK). If the calling task is
- * cancelled while waiting, returns -ECANCELED at once (-ETIMEDOUT if its
- * deadline passes); results of tasks not yet awaited are then NULL.
+ * order (-ECANCELED, -ENOMEM, -ESRCH, -EDEADLK, -EINVAL for a NULL
+ * handle). If the calling task is cancelled while waiting, returns
+ * -ECANCELED at once (-ETIMEDOUT if its deadline passes); results of tasks
+ * not yet awaited are then NULL, and the tasks keep running. Also -EINVAL
+ * (tasks NULL with n > 0), -EPERM outside task context.
  */
 WEFT_API int weft_gather(weft_task *const *tasks, size_t n, void **results);
 
@@ -262,9 +278,10 @@ WEFT_API int weft_yield(void);
 WEFT_API int weft_cancel(weft_task *task);
 
 /* Raise/lower the calling task's cancellation shield (nestable). While up,
- * suspension points do not report a pending cancellation. Returns 0 or
- * -EPERM outside task context; weft_shield_end() without a matching begin
- * aborts (API misuse). */
+ * suspension points do not report a pending cancellation; the first one
+ * after the shield drops does. Shields hold off cancellation, not
+ * deadlines. Returns 0 or -EPERM outside task context; weft_shield_end()
+ * without a matching begin aborts with a message (API misuse). */
 WEFT_API int weft_shield_begin(void);
 WEFT_API int weft_shield_end(void);
 
@@ -275,7 +292,7 @@ WEFT_API int weft_cancelled(void);
 /* Adds a reference to the handle; each needs a weft_task_release(). Also
  * valid on weft_self()'s handle, or on one whose references were all
  * released while its task still runs. Returns 0, -ESRCH (stale), -EINVAL
- * (NULL). */
+ * (NULL). Any thread. */
 WEFT_API int weft_task_retain(weft_task *task);
 
 /* Gives back one reference. The handle must not be used after its last
@@ -286,8 +303,8 @@ WEFT_API int weft_task_retain(weft_task *task);
 WEFT_API int weft_task_release(weft_task *task);
 
 /* Fire and forget: releases the caller's reference to a task whose result
- * nobody will collect. The same call as weft_task_release(), named for
- * intent. */
+ * nobody will collect ("I will never await this"). The same call as
+ * weft_task_release(), named for intent. */
 WEFT_API int weft_detach(weft_task *task);
 
 /* The calling task's handle (no new reference), or NULL outside tasks. */
@@ -315,13 +332,15 @@ WEFT_API unsigned weft_worker_count(void);
  * need not use thread-locals, which change under a migrating task).
  * A key is created once; each task sees NULL until it sets a value. When a
  * task ends, the destructor (if any) runs on each non-NULL value, in the
- * task, before awaiters are woken. At most WEFT_TLS_KEYS keys exist at a
- * time in a process; a deleted key's place can be taken by a new key.
+ * task, before awaiters are woken; if destructors set values again this
+ * repeats, up to 4 rounds, and values left after that are dropped. At
+ * most WEFT_TLS_KEYS keys exist at a time in a process; a deleted key's
+ * place can be taken by a new key.
  */
 #define WEFT_TLS_KEYS 64
 typedef unsigned weft_tls_key;
-/* Returns 0 and stores the key, or -EAGAIN when WEFT_TLS_KEYS keys exist.
- * Any thread. */
+/* Returns 0 and stores the key, or -EAGAIN when WEFT_TLS_KEYS keys exist,
+ * -EINVAL for key NULL. Any thread. */
 WEFT_API int weft_tls_key_create(weft_tls_key *key, void (*destructor)(void *));
 /* Deletes key (pthread_key_delete): the values tasks stored under it are
  * dropped without its destructor, and the key is invalid from now on, also
@@ -329,8 +348,8 @@ WEFT_API int weft_tls_key_create(weft_tls_key *key, void (*destructor)(void *));
  * task). Returns 0, or -EINVAL for a key that does not exist (never
  * created, or deleted already). Any thread. */
 WEFT_API int weft_tls_key_delete(weft_tls_key key);
-/* Returns 0, -EINVAL (a key that does not exist), -EPERM (not in a task),
- * -ENOMEM. */
+/* Sets the calling task's value for key. Returns 0, -EINVAL (a key that
+ * does not exist), -EPERM (not in a task), -ENOMEM. */
 WEFT_API int weft_tls_set(weft_tls_key key, void *value);
 /* The calling task's value for key, or NULL (also for a key that does not
  * exist, and outside a task). */
@@ -338,10 +357,12 @@ WEFT_API void *weft_tls_get(weft_tls_key key);
 
 /* ---- time ---------------------------------------------------------------
  * Times are nanoseconds on CLOCK_MONOTONIC; deadlines are absolute values
- * of weft_now(). One timer service serves the whole runtime (a hierarchical
- * timing wheel with 16.384 us slots, O(1) insert and cancel): a sleep never
- * ends early, and ends at most one slot plus a wake-up late while a worker
- * is free to fire it, whichever worker that is.
+ * of weft_now(), timeouts durations. Sums that would overflow (now plus a
+ * timeout) saturate to WEFT_NEVER. One timer service serves the whole
+ * runtime (a hierarchical timing wheel with 16.384 us slots, O(1) insert
+ * and cancel): a sleep never ends early, and ends at most one slot plus a
+ * wake-up late while a worker is free to fire it, whichever worker that
+ * is.
  */
 #define WEFT_NSEC_PER_USEC UINT64_C(1000)
 #define WEFT_NSEC_PER_MSEC UINT64_C(1000000)
@@ -353,32 +374,47 @@ WEFT_API void *weft_tls_get(weft_tls_key key);
 WEFT_API uint64_t weft_now(void);
 
 /*
- * asyncio.sleep: suspends the calling task for at least ns nanoseconds
- * (0 yields). Returns 0, -ECANCELED if the task was cancelled meanwhile,
- * -ETIMEDOUT if the task's deadline (weft_timeout_begin) passes first, or
- * -EPERM outside task context.
+ * asyncio.sleep: suspends the calling task (not its thread) for at least
+ * ns nanoseconds (weft_sleep_ms: ms milliseconds). A zero or already
+ * elapsed sleep still yields once, as asyncio.sleep(0). Returns 0, or:
+ *   -ECANCELED  the task was cancelled before or during the sleep (one
+ *               pending at the call returns at once, without sleeping);
+ *               a shield holds it off as at any suspension point
+ *   -ETIMEDOUT  the task's deadline (weft_timeout_begin) comes before
+ *               the end of the sleep, which then ends at the deadline
+ *   -EPERM      not called from task context
  */
 WEFT_API int weft_sleep(uint64_t ns);
 WEFT_API int weft_sleep_ms(uint64_t ms);
-/* Sleeps until weft_now() >= deadline; same returns as weft_sleep(). */
+/* Sleeps until weft_now() >= deadline; same returns as weft_sleep(). A
+ * deadline in the past yields once and returns 0 (-ETIMEDOUT if the
+ * task's own deadline is earlier still). Task context. */
 WEFT_API int weft_sleep_until(uint64_t deadline);
 
 /*
  * asyncio.timeout(): a deadline for everything the task waits on inside a
  * scope. Until the matching weft_timeout_end(), every suspension point of
- * the calling task (sleep, await, gather, every I/O call) returns
+ * the calling task that waits (sleep, await, gather, weft_await_timeout,
+ * every I/O call, the waits of the coordination objects) returns
  * -ETIMEDOUT once weft_now() reaches the deadline; I/O in flight is
  * cancelled in the kernel first, so no buffer is touched after the call
- * returned. Scopes nest: the earliest deadline wins.
+ * returned. A call made once the deadline has passed does not wait: an
+ * I/O call returns -ETIMEDOUT without starting anything (weft_close()
+ * excepted: it always closes), so end the scope before clean-up I/O.
+ * weft_yield() ignores the deadline. Scopes nest and only narrow: the
+ * earliest deadline wins, and an inner scope cannot extend an outer one.
+ * Shields hold off cancellation, not deadlines. The deadline is the
+ * calling task's own: tasks it spawns or awaits do not inherit it.
  *
  *     uint64_t saved = weft_timeout_begin(500 * WEFT_NSEC_PER_MSEC);
  *     n = weft_recv(fd, buf, sizeof buf, 0);   // -ETIMEDOUT after 500 ms
  *     weft_timeout_end(saved);
  *
- * weft_timeout_begin() takes a relative timeout, weft_deadline_begin() an
- * absolute deadline; both return the deadline in force before, which
- * weft_timeout_end() restores. Outside task context they do nothing and
- * return WEFT_NEVER.
+ * weft_timeout_begin() takes a relative timeout (asyncio.timeout),
+ * weft_deadline_begin() an absolute deadline (asyncio.timeout_at); both
+ * return the deadline in force before, which weft_timeout_end() restores
+ * (end scopes in reverse order: nothing checks it). Outside task context
+ * they do nothing and return WEFT_NEVER.
  */
 WEFT_API uint64_t weft_timeout_begin(uint64_t timeout_ns);
 WEFT_API uint64_t weft_deadline_begin(uint64_t deadline);
@@ -391,10 +427,17 @@ WEFT_API uint64_t weft_deadline(void);
 #define WEFT_TIMEOUT_CANCEL 0x1u
 
 /*
- * asyncio.wait_for: weft_await() that gives up after timeout_ns. Returns
- * what weft_await() returns, or -ETIMEDOUT when the time ran out first.
- * With WEFT_TIMEOUT_CANCEL the awaited task is then cancelled and waited
- * for (so it has ended when this returns; its result is dropped).
+ * asyncio.wait_for: weft_await() that gives up after timeout_ns, or at the
+ * caller's own deadline if that is earlier; timeout_ns 0 only checks
+ * whether the task has ended. Returns what weft_await() returns,
+ * -ETIMEDOUT when the time ran out first, or -EINVAL for unknown flags.
+ * Without flags the awaited task keeps running after a timeout. With
+ * WEFT_TIMEOUT_CANCEL it is then cancelled and waited for, shielded and
+ * without a time limit, so it has ended when this returns (its result is
+ * dropped; a task that ignores cancellation keeps the caller waiting, as
+ * in asyncio). A cancellation of the caller returns -ECANCELED without
+ * cancelling the awaited task, even with WEFT_TIMEOUT_CANCEL (asyncio's
+ * wait_for would cancel it). Task context.
  */
 WEFT_API int weft_await_timeout(weft_task *task, void **result,
 				uint64_t timeout_ns, unsigned flags);
@@ -410,66 +453,93 @@ WEFT_API int weft_await_timeout(weft_task *task, void **result,
  * weft_unix_listen, weft_sockaddr, weft_local_port, weft_tcp_nodelay) and
  * weft_close() work from any thread.
  *
- * Cancellation: if the task is cancelled (or its deadline passes) while a
- * request is in flight, the request is cancelled in the kernel
- * (IORING_OP_ASYNC_CANCEL) and the call returns -ECANCELED (-ETIMEDOUT)
- * once the kernel has let go of the buffer. If the request completed first,
- * its result is returned and the cancellation stays pending for the next
- * suspension point.
+ * Cancellation: a call made with a cancellation pending (or its deadline
+ * passed) starts nothing and returns -ECANCELED (-ETIMEDOUT). If the task
+ * is cancelled (or its deadline passes) while a request is in flight, the
+ * request is cancelled in the kernel (IORING_OP_ASYNC_CANCEL) and the call
+ * returns -ECANCELED (-ETIMEDOUT) once the kernel has let go of the
+ * buffer. Every buffer, address and msghdr may therefore live on the
+ * task's stack. If the request completed first, its result is returned (an
+ * accepted descriptor is then the caller's) and the cancellation stays
+ * pending for the next suspension point. The kernel cannot interrupt
+ * every request (a regular-file read or write it has started): the call
+ * then waits for it and returns its result the same way. While a request
+ * is in flight its task stays on the worker whose ring issued it.
  *
  * All descriptors are created close-on-exec. Sends never raise SIGPIPE
  * (MSG_NOSIGNAL is always added, and weft_run() sets SIGPIPE to SIG_IGN if
  * it was SIG_DFL, so writes to a closed pipe return -EPIPE).
  */
 
-/* Sockets. weft_socket() adds SOCK_CLOEXEC. */
+/* Sockets. weft_socket() is socket(2) with SOCK_CLOEXEC added, a direct
+ * system call (it never blocks); returns the descriptor. */
 WEFT_API int weft_socket(int domain, int type, int protocol);
-/* Accepts a connection (accept4 with SOCK_CLOEXEC added to flags). */
+/* Accepts a connection (accept4 with SOCK_CLOEXEC added to flags); returns
+ * the new descriptor. Worth handling in an accept loop: -ECONNABORTED,
+ * -EINTR (retry), -EMFILE, -ENFILE, -ENOBUFS, -ENOMEM (back off). */
 WEFT_API int weft_accept(int fd, struct sockaddr *addr, socklen_t *addrlen,
 			 int flags);
-/* Connects; use a deadline scope for a connect timeout. */
+/* Connects; returns 0. Use a deadline scope for a connect timeout (the
+ * kernel's own TCP timeout also gives -ETIMEDOUT). */
 WEFT_API int weft_connect(int fd, const struct sockaddr *addr,
 			  socklen_t addrlen);
-/* recv(2) and send(2) (MSG_NOSIGNAL added). One call moves at most
- * 0x7ffff000 bytes, as read(2) does: a larger len is capped. */
+/* recv(2) and send(2) (MSG_NOSIGNAL added). recv returns the count, 0 at
+ * end of stream; send may write less than len. One call moves at most
+ * 0x7ffff000 bytes, as read(2) does: a larger len is capped (never cut to
+ * 32 bits). */
 WEFT_API ssize_t weft_recv(int fd, void *buf, size_t len, int flags);
 WEFT_API ssize_t weft_send(int fd, const void *buf, size_t len, int flags);
+/* Datagram forms, built on weft_recvmsg()/weft_sendmsg(). addr may be
+ * NULL; *addrlen is updated on success. */
 WEFT_API ssize_t weft_recvfrom(int fd, void *buf, size_t len, int flags,
 			       struct sockaddr *addr, socklen_t *addrlen);
 WEFT_API ssize_t weft_sendto(int fd, const void *buf, size_t len, int flags,
 			     const struct sockaddr *addr, socklen_t addrlen);
+/* recvmsg(2) and sendmsg(2) (the send with MSG_NOSIGNAL added). */
 WEFT_API ssize_t weft_recvmsg(int fd, struct msghdr *msg, int flags);
 WEFT_API ssize_t weft_sendmsg(int fd, const struct msghdr *msg, int flags);
-/* how: SHUT_RD, SHUT_WR, SHUT_RDWR. */
+/* shutdown(2); how: SHUT_RD, SHUT_WR, SHUT_RDWR. The way to wake another
+ * task's weft_recv() on the socket (it returns 0); a close does not. */
 WEFT_API int weft_shutdown(int fd, int how);
-/* Closes any descriptor. Always closes, even with a cancellation pending
- * or the deadline passed (cleanup code must not leak descriptors). A
- * request still in flight on fd in another task is not woken by the close
- * (the kernel holds its own reference): use weft_shutdown() for sockets or
- * cancel that task. */
+/* Closes any descriptor, through the ring; outside a task it is close(2).
+ * Always closes, even with a cancellation pending or the deadline passed
+ * (cleanup code must not leak descriptors). A request still in flight on
+ * fd in another task is not woken by the close (the kernel holds its own
+ * reference): use weft_shutdown() for sockets or cancel that task. */
 WEFT_API int weft_close(int fd);
 
 /*
  * Socket helpers. addr is a numeric IPv4 or IPv6 address ("127.0.0.1",
  * "::1", "0.0.0.0", "::"); NULL means any IPv4 address. Only
- * weft_tcp_connect() also takes a host name.
+ * weft_tcp_connect() also takes a host name. Creation, options, bind and
+ * listen are direct system calls: only the two connect helpers need task
+ * context. On failure a helper closes the socket it made.
  *
  * weft_tcp_listen(): socket, SO_REUSEADDR, the WEFT_SO_* options in flags,
  * bind, listen. Returns the listening fd. port 0 picks a free port (see
- * weft_local_port()).
- * weft_tcp_connect(): socket, connect, TCP_NODELAY if asked. Returns the fd.
- * A numeric addr is used as it is; any other is a host name, resolved with
- * weft_getaddrinfo() (AF_UNSPEC, SOCK_STREAM), and each of its addresses is
- * tried in turn until one connects. Returns the resolver's error (-ENOENT:
- * no such host, -EAGAIN: no answer), or the last address's connect error;
- * cancellation or the deadline stops the tries (-ECANCELED, -ETIMEDOUT).
- * weft_udp_bind(): a UDP socket bound to addr:port (port 0: any).
+ * weft_local_port()); a backlog of 0 or less means SOMAXCONN. Errors:
+ * -EINVAL (bad address or flags), -EADDRINUSE, -EACCES, -EMFILE, ...
+ * weft_tcp_connect(): socket, TCP_NODELAY if WEFT_SO_NODELAY (the only
+ * flag accepted: -EINVAL otherwise), connect. Returns the fd. A numeric
+ * addr (or NULL) is used as it is; any other is a host name, resolved with
+ * weft_getaddrinfo() (AF_UNSPEC, SOCK_STREAM) on the blocking pool, and
+ * its addresses are tried in the order the resolver gives until one
+ * connects. Returns the resolver's error (-ENOENT: no such host, -EAGAIN:
+ * no answer, ...), or the last address's connect error (-ECONNREFUSED,
+ * -ENETUNREACH, -ETIMEDOUT from the kernel's timeout, ...); cancellation
+ * or the deadline ends the tries at once (-ECANCELED, -ETIMEDOUT).
+ * weft_udp_bind(): a UDP socket bound to addr:port (port 0: any);
+ * WEFT_SO_NODELAY is ignored.
  * weft_unix_listen()/weft_unix_connect(): SOCK_STREAM Unix sockets; a path
- * starting with '@' names an abstract socket.
+ * starting with '@' names an abstract socket. A path that exists already
+ * gives -EADDRINUSE (remove a stale one first); -ENAMETOOLONG for an empty
+ * path or one longer than sun_path holds (107 bytes), -EINVAL for NULL.
+ * A backlog of 0 or less means SOMAXCONN.
  */
 #define WEFT_SO_REUSEPORT 0x1u /* SO_REUSEPORT before bind */
 #define WEFT_SO_NODELAY 0x2u   /* TCP_NODELAY (accepted sockets inherit it) */
-#define WEFT_SO_V6ONLY 0x4u    /* IPV6_V6ONLY on an IPv6 listener */
+#define WEFT_SO_V6ONLY 0x4u    /* IPV6_V6ONLY on an IPv6 socket; without
+				  it "::" accepts IPv4 too */
 WEFT_API int weft_tcp_listen(const char *addr, uint16_t port, int backlog,
 			     unsigned flags);
 WEFT_API int weft_tcp_connect(const char *addr, uint16_t port,
@@ -481,16 +551,28 @@ WEFT_API int weft_unix_connect(const char *path);
  * -EINVAL. NULL addr: 0.0.0.0. */
 WEFT_API int weft_sockaddr(struct sockaddr_storage *ss, const char *addr,
 			   uint16_t port);
-/* The local port a socket is bound to, or a negative errno value. */
+/* The local port a socket is bound to, or a negative errno value
+ * (-EAFNOSUPPORT for a socket that is not IPv4 or IPv6). */
 WEFT_API int weft_local_port(int fd);
-/* Sets TCP_NODELAY on (1) or off (0). */
+/* Sets TCP_NODELAY on (non-zero) or off (0). */
 WEFT_API int weft_tcp_nodelay(int fd, int on);
 
-/* Files. flags and mode as for openat(2); O_CLOEXEC is always added. */
+/* Files. openat(2) (weft_open(): relative to the working directory);
+ * flags and mode as for openat(2); O_CLOEXEC is always added. Returns the
+ * descriptor. Opening a FIFO for writing waits for a reader, as openat(2)
+ * does (with O_NONBLOCK: -ENXIO). Known difference: opening a FIFO for
+ * reading returns at once even with no writer (io_uring's open tries
+ * without blocking first, and that succeeds), so reads then see end of
+ * file until a writer opens. Where that matters, open it O_RDWR (reads
+ * then wait for data), or with open(2) through weft_run_blocking(). */
 WEFT_API int weft_open(const char *path, int flags, mode_t mode);
 WEFT_API int weft_openat(int dirfd, const char *path, int flags, mode_t mode);
-/* Read or write at offset; offset -1 uses (and moves) the file position,
- * which is also what pipes, sockets and terminals need. */
+/* pread/pwrite at offset, or read/write at (and moving) the file position
+ * when offset is -1, which is also what pipes, sockets and terminals need.
+ * One call moves at most 0x7ffff000 bytes (as Linux's read and write do);
+ * counts may be short. weft_write() does not add MSG_NOSIGNAL (see
+ * "SIGPIPE" in docs/io.md). The vectored forms return -EINVAL for a
+ * negative iovcnt. */
 WEFT_API ssize_t weft_read(int fd, void *buf, size_t len, int64_t offset);
 WEFT_API ssize_t weft_write(int fd, const void *buf, size_t len,
 			    int64_t offset);
@@ -498,22 +580,28 @@ WEFT_API ssize_t weft_readv(int fd, const struct iovec *iov, int iovcnt,
 			    int64_t offset);
 WEFT_API ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt,
 			     int64_t offset);
+/* fsync(2) and fdatasync(2). */
 WEFT_API int weft_fsync(int fd);
 WEFT_API int weft_fdatasync(int fd);
 struct stat;
-/* stat(2) of path (relative to the working directory); weft_fstat() of an
- * open descriptor. -EINVAL for NULL arguments. */
+/* stat(2) of path (relative to the working directory, symbolic links
+ * followed), through statx; weft_fstat() of an open descriptor (statx
+ * with AT_EMPTY_PATH). -EINVAL for NULL arguments. */
 WEFT_API int weft_stat(const char *path, struct stat *st);
 WEFT_API int weft_fstat(int fd, struct stat *st);
 
 /*
- * Loops for servers. weft_read_exact() reads exactly len bytes (offset -1:
- * from the current position; otherwise from offset on), retrying short
- * reads; returns len, or the bytes read before end of file (less than len),
- * or a negative errno value. weft_write_all() writes all len bytes,
- * retrying short writes; returns len or a negative errno value (bytes
- * already written are then lost to the caller, as with any failed stream).
- * With offset -1 it sends with MSG_NOSIGNAL when fd is a socket.
+ * Loops for servers, built on weft_read()/weft_write(): they work on
+ * files, pipes and sockets, and stop at the first cancellation or
+ * deadline. weft_read_exact() reads exactly len bytes (offset -1: from the
+ * current position; otherwise from offset on), retrying short reads;
+ * returns len, or the bytes read before end of file (less than len), or
+ * the first negative errno value (bytes read before it are in buf but not
+ * counted). weft_write_all() writes all len bytes, retrying short writes;
+ * returns len or the first negative errno value (bytes already written
+ * are then lost to the caller, as with any failed stream); -EIO if a
+ * write makes no progress. With offset -1 it sends with MSG_NOSIGNAL
+ * (weft_send) when fd is a socket, else it uses weft_write().
  */
 WEFT_API ssize_t weft_read_exact(int fd, void *buf, size_t len,
 				 int64_t offset);
@@ -522,7 +610,10 @@ WEFT_API ssize_t weft_write_all(int fd, const void *buf, size_t len,
 
 /*
  * Buffered reader over a descriptor, for line and HTTP-style protocols.
- * The caller owns the buffer; the reader keeps only offsets into it.
+ * The caller owns the buffer; the reader keeps only offsets into it. Reads
+ * go through weft_read(fd, ..., -1), so they honour cancellation and
+ * deadlines and work on sockets, pipes and files. Not for concurrent use
+ * by two tasks. weft_reader_init() works in any context.
  */
 struct weft_reader {
 	int fd;
@@ -539,15 +630,19 @@ WEFT_API void weft_reader_init(struct weft_reader *r, int fd, void *buf,
  * and including the delimiter and returns its length. The data stays valid
  * until the next call on the reader. Returns 0 at end of file (any partial
  * data is left in the buffer: see weft_reader_buffered()), -ENOBUFS if the
- * delimiter is not within the buffer's capacity, or a negative errno.
+ * delimiter is not within the buffer's capacity (cap bytes hold none: a
+ * line too long), -EINVAL (delim or out NULL, delim_len 0 or above cap),
+ * or weft_read()'s error; on an error nothing buffered is lost.
  */
 WEFT_API ssize_t weft_reader_until(struct weft_reader *r, const char *delim,
 				   size_t delim_len, char **out);
 /* Copies up to len bytes: from the buffer first, else one read. Returns
- * the count, 0 at end of file, or a negative errno. */
+ * the count, 0 at end of file, or a negative errno. Use it (not
+ * weft_read() on the descriptor) for a body after a header: the header's
+ * read may have buffered part of it. */
 WEFT_API ssize_t weft_reader_read(struct weft_reader *r, void *dst,
 				  size_t len);
-/* Bytes read from the descriptor but not consumed yet. */
+/* Bytes read from the descriptor but not consumed yet. Any context. */
 static inline size_t weft_reader_buffered(const struct weft_reader *r)
 {
 	return r->end - r->start;
@@ -557,7 +652,9 @@ static inline size_t weft_reader_buffered(const struct weft_reader *r)
  * A task's result is a pointer. A task that fails returns an error pointer
  * (the Linux kernel's ERR_PTR idiom: the top 4095 addresses, which no object
  * has): weft_err_ptr(-EIO). Task groups treat such a result as the task's
- * failure (asyncio: the task raised).
+ * failure (asyncio: the task raised); weft_await(), weft_gather() and
+ * weft_join() pass it through like any other result. The helpers are
+ * inline and work anywhere.
  */
 #define WEFT_MAX_ERRNO 4095
 /* Casts that are C casts in C and named casts in C++ (a C++ program built
@@ -569,10 +666,13 @@ static inline size_t weft_reader_buffered(const struct weft_reader *r)
 #define WEFT__SCAST(T, x) ((T)(x))
 #define WEFT__RCAST(T, x) ((T)(x))
 #endif
+/* The error pointer for err, a negative errno value from -1 to
+ * -WEFT_MAX_ERRNO. weft_err_ptr(0) is NULL, which is not an error. */
 static inline void *weft_err_ptr(int err)
 {
 	return WEFT__RCAST(void *, WEFT__SCAST(intptr_t, err));
 }
+/* 1 if p is an error pointer, else 0 (NULL included). */
 static inline int weft_is_err(const void *p)
 {
 	return WEFT__RCAST(uintptr_t, p) >=
@@ -587,25 +687,35 @@ static inline int weft_ptr_err(const void *p)
 /* ---- coordination between tasks -------------------------------------------
  * Every object below is safe to share between tasks on any workers (they
  * run in parallel, unlike asyncio's). Waiting suspends the task, not its
- * thread; waiters are served first come, first served. Every wait:
- *   - returns -ECANCELED if the task is cancelled while waiting (nothing
- *     was taken: no value received, no lock or permit held);
+ * thread; waiters are served first come, first served. A call that can
+ * complete at once does, and succeeds, even with a cancellation pending or
+ * the deadline passed: only a call that has to wait looks at them (the
+ * I/O calls, in contrast, check first). Every wait:
+ *   - returns -ECANCELED if the task is cancelled before or while it
+ *     waits (a shield holds this off as at any suspension point); nothing
+ *     was taken: no value sent or received, no lock or permit held;
  *   - returns -ETIMEDOUT once the task's deadline (weft_timeout_begin)
  *     passes, or the call's own timeout (the *_timeout variants, relative
- *     ns; 0 polls, WEFT_NEVER waits for ever);
+ *     ns; 0 polls, WEFT_NEVER waits for ever), whichever is earlier;
+ *   - if the grant came first, reports the grant, and a cancellation
+ *     stays pending for the next suspension point;
  *   - works from a thread outside any runtime too (it then blocks that
- *     thread; no cancellation there), except where a call says otherwise;
+ *     thread, honours the call's own timeout, and cannot be cancelled),
+ *     except where a call says "task context";
  *   - counts against the task's cooperative budget when it completes
  *     without suspending (a free lock or permit, a set event, a finished
  *     future, a channel ready at once): after 128 such calls in a row the
  *     task yields, so a loop of them cannot starve its worker.
- * Non-waiting calls (try_*, set, release, close, notify) work from any
- * thread. Objects are created with *_create() (-ENOMEM, -EINVAL) and freed
- * with *_destroy(), which the caller may call only once nothing waits on
- * the object or will use it again. A destroy with tasks still waiting, or
- * a second destroy of the same object, aborts the process with a message
- * naming the call (a misuse that is detected; memory reused by another
- * allocation since cannot always be told apart).
+ * Non-waiting calls (try_*, set, fail, clear, release, close, notify, the
+ * queries) work from any thread. A NULL object gives -EINVAL from the
+ * calls that report errors and 0 from the queries; the void calls ignore
+ * it. Objects are created with *_create() (0, -ENOMEM, -EINVAL: out NULL
+ * or a bad argument; from any thread) and freed with *_destroy() (NULL is
+ * ignored; any thread), which the caller may call only once nothing waits
+ * on the object or will use it again. A destroy with tasks still waiting,
+ * or a second destroy of the same object, aborts the process with a
+ * message naming the call (a misuse that is detected; memory reused by
+ * another allocation since cannot always be told apart).
  * Lifetime after a grant: a call that satisfies a waiter (a send or
  * receive that completes a waiting one, close, set, fail, release,
  * notify, a group's last task ending) ends that waiter's use of the
@@ -619,32 +729,41 @@ static inline int weft_ptr_err(const void *p)
  */
 
 /* Channel: a bounded multi-producer multi-consumer FIFO of pointers
- * (asyncio.Queue with maxsize, Go's chan). capacity 0 makes a rendezvous
- * channel: a send completes when a receiver takes the value. */
+ * (asyncio.Queue with maxsize, Go's chan) that buffers up to capacity
+ * values (-EINVAL above 2^32). capacity 0 makes a rendezvous channel: a
+ * send completes when a receiver takes the value. NULL is a value like
+ * any other; what a value points to is the business of sender and
+ * receiver. Destroying drops the values still buffered unlooked-at. */
 typedef struct weft_chan weft_chan;
 WEFT_API int weft_chan_create(weft_chan **out, size_t capacity);
 WEFT_API void weft_chan_destroy(weft_chan *c);
-/* Sends value, waiting while the channel is full. Returns 0, -EPIPE if the
+/* Sends value: straight to the receiver that has waited longest, else
+ * into the buffer, else waits for room. Values come out in the order they
+ * went in, those of waiting senders included. Returns 0, -EPIPE if the
  * channel is closed (before or while waiting: the value was not sent),
- * -ECANCELED, -ETIMEDOUT. */
+ * -ECANCELED, -ETIMEDOUT (not sent), -EINVAL. */
 WEFT_API int weft_chan_send(weft_chan *c, void *value);
 WEFT_API int weft_chan_send_timeout(weft_chan *c, void *value,
 				    uint64_t timeout_ns);
-/* Receives into *value, waiting while the channel is empty. Returns 0,
- * -EPIPE once the channel is closed and drained (values sent before the
- * close are received first), -ECANCELED, -ETIMEDOUT. */
+/* Receives the oldest value into *value (value may be NULL to drop it),
+ * waiting while the channel is empty. Returns 0, -EPIPE once the channel
+ * is closed and drained (values sent before the close are received first;
+ * *value is then NULL), -ECANCELED, -ETIMEDOUT (nothing received),
+ * -EINVAL. */
 WEFT_API int weft_chan_recv(weft_chan *c, void **value);
 WEFT_API int weft_chan_recv_timeout(weft_chan *c, void **value,
 				    uint64_t timeout_ns);
-/* Without waiting: -EAGAIN when full (send) or empty (recv), -EPIPE when
- * closed (and, for recv, drained). */
+/* Without waiting: -EAGAIN when full (send; rendezvous: no receiver
+ * waits) or empty (recv: no value buffered and no sender waiting), -EPIPE
+ * when closed (and, for recv, drained). */
 WEFT_API int weft_chan_try_send(weft_chan *c, void *value);
 WEFT_API int weft_chan_try_recv(weft_chan *c, void **value);
 /* Closes: sends fail with -EPIPE from now on, waiting senders are woken
- * with -EPIPE, receivers drain what is buffered and then get -EPIPE.
- * Returns 0, or -EALREADY if it was closed already. */
+ * with -EPIPE (their values are not sent), receivers drain what is
+ * buffered and then get -EPIPE. Returns 0, -EALREADY if it was closed
+ * already, -EINVAL. */
 WEFT_API int weft_chan_close(weft_chan *c);
-/* Values buffered now, and the capacity. */
+/* Values buffered now (a snapshot), and the capacity. */
 WEFT_API size_t weft_chan_len(weft_chan *c);
 WEFT_API size_t weft_chan_cap(weft_chan *c);
 
@@ -652,10 +771,12 @@ WEFT_API size_t weft_chan_cap(weft_chan *c);
  * does that one only, and returns its index (Go's select). Cases with a
  * NULL chan are ignored. When several are ready, the first in the array
  * wins. A receive from a closed, drained channel and a send to a closed one
- * are ready: they complete with result -EPIPE. Returns the index, or
- * -ETIMEDOUT (timeout_ns passed, or the deadline; 0 polls), -ECANCELED,
- * -EINVAL (no usable case, or a bad op), -ENOMEM (more than 8 cases need
- * memory), -EPERM outside task context. */
+ * are ready: they complete with result -EPIPE (a receive's value is then
+ * NULL). Only the chosen case's result and, for a receive, value are
+ * written. Returns the index, or -ETIMEDOUT (timeout_ns passed, or the
+ * deadline; 0 polls), -ECANCELED (no case completed), -EINVAL (cases NULL
+ * with n > 0, no case with a channel, or a bad op), -ENOMEM (more than 8
+ * cases need memory), -EPERM outside task context: task context only. */
 #define WEFT_SEL_SEND 1
 #define WEFT_SEL_RECV 2
 struct weft_sel {
@@ -667,145 +788,197 @@ struct weft_sel {
 WEFT_API int weft_select(struct weft_sel *cases, size_t n,
 			 uint64_t timeout_ns);
 
-/* Future: a one-shot result that one party sets and any number await
- * (asyncio.Future). */
+/* Future: a one-shot result that one party sets and any number of tasks
+ * and threads await (asyncio.Future). */
 typedef struct weft_future weft_future;
 WEFT_API int weft_future_create(weft_future **out);
 WEFT_API void weft_future_destroy(weft_future *f);
 /* Sets the value (set_result) or an error (set_exception; err < 0, e.g.
- * -ECANCELED for cancel()) and wakes every awaiter. Returns 0 or
- * -EALREADY if the future was already done. */
+ * -ECANCELED for cancel()) and wakes every awaiter. Returns 0, -EALREADY
+ * if the future was already done (nothing changes), -EINVAL (NULL; for
+ * weft_future_fail() also err >= 0). */
 WEFT_API int weft_future_set(weft_future *f, void *value);
 WEFT_API int weft_future_fail(weft_future *f, int err);
-/* Waits until done; stores the value. Returns 0, the error it was failed
- * with, -ECANCELED, -ETIMEDOUT. weft_future_fail() returns -EINVAL for
- * err >= 0. */
+/* Waits until done. Returns 0 with the value in *value (value may be
+ * NULL), or the error it was failed with (*value NULL); a done future
+ * answers at once, as often as asked. Also -ECANCELED, -ETIMEDOUT (the
+ * future is not affected), -EINVAL. */
 WEFT_API int weft_future_await(weft_future *f, void **value);
 WEFT_API int weft_future_await_timeout(weft_future *f, void **value,
 				       uint64_t timeout_ns);
-/* 1 once set or failed, else 0. */
+/* 1 once set or failed, else 0 (also for NULL). */
 WEFT_API int weft_future_done(weft_future *f);
 
-/* Event (asyncio.Event): wait() returns at once while set. */
+/* Event (asyncio.Event): a flag that tasks wait for; it starts clear.
+ * set() sets it and wakes every waiter; clear() clears it (waiters woken
+ * already are not affected); is_set() is 1 or 0. */
 typedef struct weft_event weft_event;
 WEFT_API int weft_event_create(weft_event **out);
 WEFT_API void weft_event_destroy(weft_event *e);
 WEFT_API void weft_event_set(weft_event *e);
 WEFT_API void weft_event_clear(weft_event *e);
 WEFT_API int weft_event_is_set(weft_event *e);
-/* Returns 0 once the event is set, -ECANCELED, -ETIMEDOUT. */
+/* Returns 0 at once while the event is set, else once weft_event_set()
+ * is called; -ECANCELED, -ETIMEDOUT, -EINVAL. */
 WEFT_API int weft_event_wait(weft_event *e);
 WEFT_API int weft_event_wait_timeout(weft_event *e, uint64_t timeout_ns);
 
-/* Lock (asyncio.Lock): an async mutex. Fair: release() hands the lock to
- * the longest waiter directly, so no newcomer can overtake it. Not
- * recursive; any task may release it (as in asyncio). */
+/* Lock (asyncio.Lock): an async mutex; waiting for it suspends the task,
+ * not the thread, so it may be held across suspension points. Fair:
+ * release() hands the lock to the longest waiter directly, so no newcomer
+ * can overtake it. No owner, not recursive: any task or thread may
+ * release it (as in asyncio), and a task that acquires a lock it holds
+ * waits until someone else releases it. Starts unlocked. */
 typedef struct weft_lock weft_lock;
 WEFT_API int weft_lock_create(weft_lock **out);
 WEFT_API void weft_lock_destroy(weft_lock *l);
-/* Returns 0 with the lock held, -ECANCELED, -ETIMEDOUT (not held). */
+/* Returns 0 with the lock held, -ECANCELED, -ETIMEDOUT (not held),
+ * -EINVAL. */
 WEFT_API int weft_lock_acquire(weft_lock *l);
 WEFT_API int weft_lock_acquire_timeout(weft_lock *l, uint64_t timeout_ns);
-/* Returns 0 or -EBUSY (held, or others are waiting for it). */
+/* Takes the lock if it is free. Returns 0, -EBUSY (held; tasks wait only
+ * while it is held), -EINVAL. */
 WEFT_API int weft_lock_try_acquire(weft_lock *l);
-/* Returns 0, or -EPERM if the lock is not held. */
+/* Releases the lock, or passes it to the longest waiter. Returns 0,
+ * -EPERM if the lock is not held, -EINVAL. */
 WEFT_API int weft_lock_release(weft_lock *l);
+/* 1 if held, else 0. */
 WEFT_API int weft_lock_locked(weft_lock *l);
 
-/* Semaphore (asyncio.Semaphore; BoundedSemaphore with WEFT_SEM_BOUNDED:
- * a release above the initial value fails with -EOVERFLOW). Fair like the
- * lock. */
+/* Semaphore of `value` permits (asyncio.Semaphore; BoundedSemaphore with
+ * WEFT_SEM_BOUNDED, the only flag: a release above the initial value
+ * fails with -EOVERFLOW). Fair like the lock: a release gives the permit
+ * straight to the longest waiter. create: -EINVAL for unknown flags. */
 #define WEFT_SEM_BOUNDED 0x1u
 typedef struct weft_sem weft_sem;
 WEFT_API int weft_sem_create(weft_sem **out, unsigned value, unsigned flags);
 WEFT_API void weft_sem_destroy(weft_sem *s);
+/* Takes a permit, waiting while none is free. Returns 0, -ECANCELED,
+ * -ETIMEDOUT (no permit taken), -EINVAL. */
 WEFT_API int weft_sem_acquire(weft_sem *s);
 WEFT_API int weft_sem_acquire_timeout(weft_sem *s, uint64_t timeout_ns);
-/* Returns 0 or -EAGAIN (no permit free, or others are waiting). */
+/* Takes a permit if one is free. Returns 0, -EAGAIN (none free; tasks
+ * wait only while none is), -EINVAL. */
 WEFT_API int weft_sem_try_acquire(weft_sem *s);
-/* Returns 0, or -EOVERFLOW (bounded, above the initial value). */
+/* Gives a permit back: to the longest waiter if there is one, else to the
+ * count. Returns 0, -EOVERFLOW (bounded and back at its initial value, or
+ * the count at UINT_MAX), -EINVAL. */
 WEFT_API int weft_sem_release(weft_sem *s);
-/* Permits free now. */
+/* Permits free now (0 while tasks wait). */
 WEFT_API unsigned weft_sem_value(weft_sem *s);
 
 /* Condition (asyncio.Condition) over a weft_lock the caller holds.
  * wait() releases the lock, waits for a notify, and takes the lock again
- * before it returns, whatever it returns (as asyncio does); a woken waiter
- * re-checks its predicate in a loop. */
+ * before it returns, whatever it returns (as asyncio does; that re-acquire
+ * is neither cancelled nor timed out). The waiter is queued before the
+ * lock is released, so a notify from whoever takes the lock next reaches
+ * it. Another task may run between the notify and the wake-up: a woken
+ * waiter re-checks its predicate in a loop. */
 typedef struct weft_cond weft_cond;
 WEFT_API int weft_cond_create(weft_cond **out);
 WEFT_API void weft_cond_destroy(weft_cond *c);
 /* Returns 0 (notified), -ECANCELED, -ETIMEDOUT; -EPERM if lock is not
- * held. */
+ * held (by anyone: locks have no owner), -EINVAL (NULL). */
 WEFT_API int weft_cond_wait(weft_cond *c, weft_lock *lock);
 WEFT_API int weft_cond_wait_timeout(weft_cond *c, weft_lock *lock,
 				    uint64_t timeout_ns);
-/* Wakes up to n waiters (notify), or all (notify_all). Returns how many
- * were woken. */
+/* Wakes up to n waiters (notify), longest-waiting first, or all
+ * (notify_all). Returns how many were woken (0 for NULL). Change the
+ * state the waiters test while holding the lock. */
 WEFT_API unsigned weft_cond_notify(weft_cond *c, unsigned n);
 WEFT_API unsigned weft_cond_notify_all(weft_cond *c);
 
 /* Task group (asyncio.TaskGroup), also a wait group: a scope that awaits
  * every task spawned in it. When a task of the group fails (returns an
- * error pointer, or cannot start), the group cancels the others; a task
- * that ends cancelled is not a failure. */
+ * error pointer, or cannot start: no stack, -ENOMEM), the group cancels
+ * the others and refuses new ones; a task that ends cancelled is not a
+ * failure. */
 typedef struct weft_group weft_group;
 WEFT_API int weft_group_create(weft_group **out);
-/* Spawns fn(arg) in the group. out (may be NULL) receives a handle of
- * its own. Returns 0, -ECANCELED if the group has failed or was cancelled
- * (the task was not started), -ENOMEM, -EPERM (no runtime). */
+/* Spawns fn(arg) in the group, as a task named "group task". out (may be
+ * NULL) receives a handle with a reference of its own, to release as
+ * usual; with out NULL the task is detached, and the group still waits
+ * for it. Members may spawn into their own group. Returns 0, -ECANCELED
+ * if the group has failed or was cancelled (the task was not started),
+ * -EINVAL (g or fn NULL), -ENOMEM, -EPERM (not on a worker). Task context
+ * or any worker. */
 WEFT_API int weft_group_spawn(weft_group *g, weft_task **out, weft_fn fn,
 			      void *arg);
-/* Waits until every task of the group has ended. Returns 0, or the first
- * failure's error (tasks were cancelled because of it). If the calling
- * task is cancelled or its deadline passes while waiting, the group's
- * tasks are cancelled and awaited, and -ECANCELED (-ETIMEDOUT) is
- * returned. From a thread outside the runtime it blocks that thread. */
+/* Waits until every task of the group has ended, those spawned meanwhile
+ * included. Returns 0 if none failed (cancelled members do not count), or
+ * the first failure's error (tasks were cancelled because of it). If the
+ * calling task is cancelled or its deadline passes while waiting, the
+ * group's tasks are cancelled and awaited (shielded, without a time
+ * limit), and -ECANCELED (-ETIMEDOUT) is returned. -EINVAL for NULL. From
+ * a thread outside the runtime it blocks that thread until the members
+ * have ended. */
 WEFT_API int weft_group_wait(weft_group *g);
-/* Cancels every task of the group (and refuses new ones). */
+/* Cancels every task of the group and refuses new ones from then on
+ * (weft_group_spawn returns -ECANCELED). Not a failure: a later
+ * weft_group_wait() returns 0 unless a member failed. */
 WEFT_API void weft_group_cancel(weft_group *g);
 /* Tasks of the group that have not ended. */
 WEFT_API size_t weft_group_size(weft_group *g);
-/* Frees the group; waits (as weft_group_wait) if tasks are left. */
+/* Frees the group; first waits as weft_group_wait() does (from a task or
+ * a thread outside the runtime) if tasks are left. */
 WEFT_API void weft_group_destroy(weft_group *g);
 
 /* Waiting on several tasks. weft_wait_any() (asyncio.wait with
- * FIRST_COMPLETED) returns the index of a task that has ended, -ETIMEDOUT,
- * -ECANCELED, -EINVAL (n is 0, a stale or NULL handle). A waitset yields
- * the tasks in the order they end (asyncio.as_completed): each
- * weft_waitset_next() returns the index of the next one, or -ENOENT once
- * all were returned. Both also return -EPERM outside task context and
- * -ENOMEM; -EINVAL covers the caller's own handle too. A waitset takes no
- * references: keep the handles until weft_waitset_destroy(). Task context
- * only. */
+ * FIRST_COMPLETED) returns the index of a task that has ended (if some had
+ * ended already, the lowest such index at once), -ETIMEDOUT, -ECANCELED,
+ * -EINVAL (n is 0, tasks NULL, a stale or NULL handle). The handles are
+ * neither released nor awaited: weft_await() then returns the result at
+ * once. A waitset yields the tasks in the order they end
+ * (asyncio.as_completed; n may be 0): each weft_waitset_next() returns the
+ * index of the next one, waiting while every ended task was returned
+ * already, or -ENOENT once all were returned; tasks that had ended when
+ * the set was made come first, in index order. A -ECANCELED or -ETIMEDOUT
+ * from it loses no index (a later call returns it). One task at a time
+ * per set. timeout_ns is relative (0 only checks, WEFT_NEVER waits
+ * without limit), and the caller's deadline applies too. They return
+ * -EPERM outside task context; wait_any and waitset_create also -ENOMEM,
+ * and -EINVAL for the caller's own handle, out NULL or tasks NULL with
+ * n > 0 (next: ws NULL). A waitset takes no references: keep the handles
+ * until weft_waitset_destroy(). Task context only. */
 WEFT_API int weft_wait_any(weft_task *const *tasks, size_t n,
 			   uint64_t timeout_ns);
 typedef struct weft_waitset weft_waitset;
 WEFT_API int weft_waitset_create(weft_waitset **out, weft_task *const *tasks,
 				 size_t n);
 WEFT_API int weft_waitset_next(weft_waitset *ws, uint64_t timeout_ns);
+/* Frees the set; its tasks not yet returned keep running. NULL is
+ * ignored. Any thread, once no weft_waitset_next() on it is in progress. */
 WEFT_API void weft_waitset_destroy(weft_waitset *ws);
 
 /* Async generator: a producer task that yields values one at a time to a
  * consumer (the tutorial's `async def ... yield`, consumed by `async for`).
- * The body runs as its own task and computes at most one value ahead. */
+ * The body runs as its own task (named "generator") and computes at most
+ * one value ahead, since each weft_gen_yield() waits until the consumer
+ * asks. */
 typedef struct weft_gen weft_gen;
 typedef int (*weft_gen_fn)(weft_gen *g, void *arg);
-/* Starts body(g, arg). Returns 0, -ENOMEM, -EPERM (not in a runtime). */
+/* Starts body(g, arg). Returns 0, -EINVAL (out or body NULL), -ENOMEM,
+ * -EPERM (not on a worker). Task context or any worker. */
 WEFT_API int weft_gen_create(weft_gen **out, weft_gen_fn body, void *arg);
-/* In the body: hands value to the consumer, waiting until it asks.
- * Returns 0, or -ECANCELED once the consumer destroyed the generator
- * (the body should return) or the body was cancelled, -ETIMEDOUT past the
- * body's deadline scope. */
+/* In the body: hands value to the consumer, waiting until its
+ * weft_gen_next() takes it. Returns 0, or -ECANCELED once the consumer
+ * destroyed the generator (the body should clean up and return) or the
+ * body was cancelled: the value was not delivered; -ETIMEDOUT past the
+ * body's deadline scope; -EINVAL. Task context (the body). */
 WEFT_API int weft_gen_yield(weft_gen *g, void *value);
-/* In the consumer: 1 with the next value, 0 when the body has returned
- * 0 or more, the body's return value if it returned a negative error,
- * -ECANCELED, -ETIMEDOUT. */
+/* In the consumer: 1 with the next value in *value (value may be NULL),
+ * waiting until the body yields it. Once the body has returned: 0 if it
+ * returned 0 or more, its return value if negative; every later call
+ * says the same. Also -ECANCELED, -ETIMEDOUT (the consumer's wait ended;
+ * the body keeps its value for the next call), -EINVAL. Task context. */
 WEFT_API int weft_gen_next(weft_gen *g, void **value);
-/* Cancels the body if it is still running, waits for it (shielded, and
- * past any deadline scope of the caller), frees (aclose). From a task, or
- * from a thread outside the runtime (which then blocks); from the body's
- * own task it aborts (the wait could never end). */
+/* aclose() and free: the body's pending or next weft_gen_yield() returns
+ * -ECANCELED and the body task is cancelled (so any other wait of its
+ * ends too); then waits for the body to return (shielded, and past any
+ * deadline scope of the caller), and frees. Call it whether or not the
+ * body has finished. NULL is ignored. From a task, or from a thread
+ * outside the runtime (which then blocks); from the body's own task it
+ * aborts with a message (the wait could never end). */
 WEFT_API void weft_gen_destroy(weft_gen *g);
 
 /* ---- offload and callbacks -------------------------------------------------
@@ -816,57 +989,75 @@ WEFT_API void weft_gen_destroy(weft_gen *g);
  * pool starts threads on demand up to weft_config.blocking_threads and lets
  * a thread go after blocking_idle_ms without work; calls beyond the
  * threads wait in a FIFO queue. fn runs on a thread that is not a worker
- * (weft_worker_index() is -1 there, task calls return -EPERM) and that
- * blocks every signal. Returns 0 with fn's result in *result (may be
- * NULL), or:
+ * (weft_worker_index() is -1 there, task calls return -EPERM, waits on
+ * coordination objects block the thread) and that blocks every signal.
+ * Once fn has started nothing stops it, and the call returns only after
+ * it, so arg may live on the task's stack. Returns 0 with fn's result in
+ * *result (result may be NULL), or:
  *   -ECANCELED, -ETIMEDOUT  the task was cancelled (its deadline passed)
  *               before a pool thread took the call: fn did not run. Once
  *               fn runs it runs to the end and the call returns after it
  *               (arg stays valid for it), reporting fn's result; the
  *               cancellation stays pending for the next suspension point.
- *   -EAGAIN     (or another error of pthread_create()) the pool has no
- *               thread and could not start one: fn did not run. With
- *               threads running, the call waits for one of them instead.
+ *   -EAGAIN     (or another error of pthread_create(), -ENOMEM) the
+ *               pool has no thread and could not start one: fn did not
+ *               run. With threads running, the call waits for one of them
+ *               instead.
  *   -EINVAL     fn is NULL.
  *   -EPERM      not called from task context.
  * Runtime teardown waits for the calls that are running (fn cannot be
- * interrupted) and joins every pool thread; queued calls never run.
+ * interrupted) and joins every pool thread; queued calls never run (they
+ * return -ECANCELED).
  */
 WEFT_API int weft_run_blocking(weft_fn fn, void *arg, void **result);
 
 /* Host name resolution through the blocking pool (getaddrinfo(3), called
- * with the same arguments). Returns 0 with *res to free with
- * freeaddrinfo(), or -ENOENT (no such host or service: EAI_NONAME,
- * EAI_SERVICE, EAI_NODATA, EAI_ADDRFAMILY), -EAGAIN (temporary failure,
- * e.g. no DNS server answered), -ENOMEM, -EAFNOSUPPORT (EAI_FAMILY),
+ * with the same arguments; it may read files and wait seconds for a name
+ * server). Returns 0 with *res to free with freeaddrinfo(), or -ENOENT (no
+ * such host or service: EAI_NONAME, EAI_SERVICE, EAI_NODATA,
+ * EAI_ADDRFAMILY), -EAGAIN (EAI_AGAIN: temporary failure, e.g. no DNS
+ * server answered), -ENOMEM (EAI_MEMORY), -EAFNOSUPPORT (EAI_FAMILY),
  * -EINVAL (EAI_BADFLAGS, EAI_SOCKTYPE; res NULL; host and service both
- * NULL), -EIO (EAI_FAIL), -ECANCELED, -ETIMEDOUT (as weft_run_blocking:
- * nothing to free), -EPERM outside task context, or the errno of a system
- * error (EAI_SYSTEM). *res is NULL after a failure. Task context. */
+ * NULL), -EIO (EAI_FAIL, and any undocumented code), -ECANCELED,
+ * -ETIMEDOUT (as weft_run_blocking: a lookup already started finishes and
+ * is returned; nothing to free), -EPERM outside task context, or the
+ * errno of a system error (EAI_SYSTEM; -EIO if none). *res is NULL after
+ * a failure. Task context. */
 struct addrinfo;
 WEFT_API int weft_getaddrinfo(const char *host, const char *service,
 			      const struct addrinfo *hints,
 			      struct addrinfo **res);
 
-/* Callbacks, as tasks (asyncio.loop.call_soon/call_later/call_at): fn(arg)
- * runs as a new task, at once, after delay_ns, or at the deadline (a
- * weft_now() value). out (may be NULL) receives a handle: cancelling it
- * before fn started keeps fn from running (TimerHandle.cancel). Callable
- * from task context or a worker. Returns 0, -ENOMEM, -EPERM, -EINVAL (fn
- * NULL). */
+/* Callbacks, as tasks (asyncio.loop.call_soon/call_later/call_at), so
+ * they may suspend: fn(arg) runs as a new task named "callback", at once,
+ * after delay_ns, or at the deadline (a weft_now() value; a past one
+ * means at once). out receives a handle with one reference; with out NULL
+ * the task is detached. Cancelling the handle before fn started keeps fn
+ * from running (TimerHandle.cancel); awaiting it then gives -ECANCELED.
+ * Until its time a delayed callback is a sleeping task that holds a
+ * stack. Callable from task context or any worker. Returns 0, -ENOMEM,
+ * -EPERM (not on a worker), -EINVAL (fn NULL). */
 WEFT_API int weft_call_soon(weft_task **out, weft_fn fn, void *arg);
 WEFT_API int weft_call_later(weft_task **out, uint64_t delay_ns, weft_fn fn,
 			     void *arg);
 WEFT_API int weft_call_at(weft_task **out, uint64_t deadline, weft_fn fn,
 			  void *arg);
-/* call_soon_threadsafe / run_coroutine_threadsafe: from any thread, runs
- * fn(arg) as a task of rt. Returns 0, -ENOMEM, -ESHUTDOWN (rt is shutting
- * down or closed), -EINVAL. */
+/* call_soon_threadsafe / run_coroutine_threadsafe (with weft_join()):
+ * from any thread, runs fn(arg) as a task of rt; from outside rt it goes
+ * through rt's shared inject queue. rt comes from weft_runtime_self() or
+ * weft_runtime_create() and must not have been destroyed. out as for
+ * weft_call_soon(). Returns 0, -ENOMEM, -ESHUTDOWN (rt is shutting down
+ * or closed), -EINVAL (rt or fn NULL). */
 WEFT_API int weft_call_soon_threadsafe(weft_runtime *rt, weft_task **out,
 				       weft_fn fn, void *arg);
 /* Blocks the calling thread, which must not be a worker, until task has
  * ended (Future.result() of run_coroutine_threadsafe); stores its result.
- * Returns what weft_await() would, or -EDEADLK on a worker thread. */
+ * For the thread that drives a weft_runtime_create() runtime, threads of
+ * the application, fn of weft_run_blocking(). No timeout, no
+ * cancellation. Does not release the handle, which must stay valid, with
+ * its runtime alive, until the call returns. Returns what weft_await()
+ * would (0, -ECANCELED, -ENOMEM, -ESRCH, -EINVAL), or -EDEADLK on a
+ * worker thread of any runtime (use weft_await() there). */
 WEFT_API int weft_join(weft_task *task, void **result);
 
 /* ---- subprocesses -----------------------------------------------------------
@@ -894,7 +1085,9 @@ WEFT_API int weft_join(weft_task *task, void **result);
  * close_fds=True), an empty signal mask, and SIGPIPE and SIGXFSZ at their
  * default action (weft_run() ignores SIGPIPE in the parent). Streams not
  * piped are inherited from the parent unless WEFT_PROC_DEVNULL is set.
- * Pipe fds are blocking-mode pipes, close-on-exec, owned by the handle.
+ * Pipe fds are blocking-mode pipes, close-on-exec, owned by the handle;
+ * use the weft calls on them, since a plain read(2) would block the
+ * worker.
  */
 typedef struct weft_proc weft_proc;
 #define WEFT_PROC_STDIN 0x1u     /* pipe to the child's stdin */
@@ -938,11 +1131,11 @@ struct weft_proc_opts {
 WEFT_API int weft_proc_spawn(weft_proc **out, char *const argv[],
 			     const struct weft_proc_opts *opts);
 /* The child's process id (still valid after it was reaped, for logs), or
- * -1 for NULL. */
+ * -1 for NULL. Any thread. */
 WEFT_API pid_t weft_proc_pid(weft_proc *p);
 /* The parent's ends of the pipes, or -1 where not piped (and stdin once
- * weft_proc_close_stdin() closed it). Owned by p: do not close them. Any
- * thread. */
+ * weft_proc_close_stdin() closed it) or p is NULL. Owned by p: do not
+ * close them. Any thread. */
 WEFT_API int weft_proc_stdin(weft_proc *p);
 WEFT_API int weft_proc_stdout(weft_proc *p);
 WEFT_API int weft_proc_stderr(weft_proc *p);
@@ -958,8 +1151,9 @@ WEFT_API int weft_proc_stderr(weft_proc *p);
  * piped or is already closed, -EINVAL for NULL. */
 WEFT_API int weft_proc_close_stdin(weft_proc *p);
 /*
- * Waits for the child to exit and reaps it. Stores the return code as
- * asyncio has it: the exit status (0..255), or -N if killed by signal N.
+ * Waits for the child to exit and reaps it. Stores the return code in
+ * *returncode (returncode may be NULL) as asyncio has it: the exit status
+ * (0..255), or -N if killed by signal N.
  * Once reaped, every later call returns 0 with the same code at once. Any
  * number of tasks may wait on one handle at the same time; each gets the
  * code. Task context. Returns 0, or:
@@ -972,10 +1166,11 @@ WEFT_API int weft_proc_close_stdin(weft_proc *p);
  */
 WEFT_API int weft_proc_wait(weft_proc *p, int *returncode);
 /*
- * Sends sig (SIGTERM: asyncio's terminate(), SIGKILL: kill(); 0 checks
- * that the child has not been reaped). Any thread. Returns 0 (also when
- * the child has exited but was not reaped yet: the signal does nothing),
- * -ESRCH once the child was reaped, -EINVAL (bad signal, NULL p), -EPERM.
+ * Sends sig through the child's pidfd (SIGTERM: asyncio's terminate(),
+ * SIGKILL: kill(); 0 checks that the child has not been reaped). Any
+ * thread. Returns 0 (also when the child has exited but was not reaped
+ * yet: the signal does nothing), -ESRCH once the child was reaped,
+ * -EINVAL (bad signal, NULL p), -EPERM (as for kill(2)).
  */
 WEFT_API int weft_proc_kill(weft_proc *p, int sig);
 /*
@@ -1000,34 +1195,44 @@ WEFT_API void weft_proc_destroy(weft_proc *p);
  *     weft_runtime_destroy(rt);                   // close() and free
  *
  * Tasks outlive a run: those still pending keep running between runs (the
- * workers run them whether or not a run is in progress). At most one run
- * of a runtime is in progress at a time. Several runtimes may exist and
- * run in one process at once, each with its own workers.
+ * workers run them whether or not a run is in progress), until the
+ * runtime is closed. At most one run of a runtime is in progress at a
+ * time. Several runtimes may exist and run in one process at once, each
+ * with its own workers. weft_stop(), weft_stop_requested() and
+ * weft_runtime_is_running() serve the runtime of weft_run() too
+ * (weft_runtime_self()); weft_run() closes that one itself.
  */
 /* Makes a runtime with config (NULL: defaults), starts its workers and
- * returns; the caller owns the handle and gives it back with
- * weft_runtime_destroy(). Returns 0, -EINVAL (out NULL, bad config),
- * -ENOMEM, -EPERM/-ENOSYS (io_uring refused or missing), -EBUSY
- * (WEFT_RUN_STOP_ON_SIGNALS while another runtime has the signals), or an
- * errno from thread or ring creation. Any thread. */
+ * returns; unlike with weft_run(), the caller is not one of them. The
+ * process-wide effects of weft_run() apply from here on. The caller owns
+ * the handle and gives it back with weft_runtime_destroy(). Returns 0,
+ * -EINVAL (out NULL, bad config), -ENOMEM, -EPERM/-ENOSYS (io_uring
+ * refused or missing), -EBUSY (WEFT_RUN_STOP_ON_SIGNALS while another
+ * runtime has the signals), or an errno from thread or ring creation.
+ * Any thread. */
 WEFT_API int weft_runtime_create(weft_runtime **out,
 				 const struct weft_config *config);
 /* Runs main(arg) as rt's main task (the one weft_stop() cancels) and
- * blocks until it has ended, its result in *result if result is not NULL.
+ * blocks until it has ended (loop.run_until_complete), its result in
+ * *result if result is not NULL.
  * Other tasks are not waited for. If a stop is pending (see weft_stop),
  * main never runs: -ECANCELED at once, *result NULL. Returns what
- * weft_await() would for main, or -EBUSY (a run of rt is in progress),
+ * weft_await() would for main (-ECANCELED when it was cancelled, by
+ * weft_stop() among others), or -EBUSY (a run of rt is in progress),
  * -ESHUTDOWN (closed or closing), -EINVAL (rt or main NULL), -EDEADLK
  * (called on a worker). Any thread that is not a worker. */
 WEFT_API int weft_runtime_run(weft_runtime *rt, weft_fn main, void *arg,
 			      void **result);
-/* Blocks until weft_stop(rt); returns at once if a stop is pending.
- * Returns 0, -EBUSY, -ESHUTDOWN, -EINVAL, -EDEADLK as above. */
+/* Blocks until weft_stop(rt) (loop.run_forever); returns at once if a
+ * stop is pending. Returns 0, -EBUSY, -ESHUTDOWN, -EINVAL, -EDEADLK as
+ * above. Any thread that is not a worker. */
 WEFT_API int weft_runtime_run_forever(weft_runtime *rt);
 /*
- * Asks rt (NULL: the caller's runtime) to stop: weft_runtime_run_forever()
- * returns; the main task of weft_run() or weft_runtime_run() is cancelled,
- * so that it can stop accepting, clean up and return. With no main task
+ * Asks rt (NULL: the caller's runtime) to stop (loop.stop):
+ * weft_runtime_run_forever() returns; the main task of weft_run() or
+ * weft_runtime_run() is cancelled, so that it can stop accepting, clean
+ * up and return, and the run then ends as it always does (weft_run():
+ * with the graceful shutdown). With no main task
  * to cancel the stop stays pending until a run consumes it (the
  * run_forever in progress, or else the next run, which ends at once).
  * Returns 0 (on a closed runtime too, doing nothing), -EINVAL (NULL
@@ -1036,30 +1241,36 @@ WEFT_API int weft_runtime_run_forever(weft_runtime *rt);
  */
 WEFT_API int weft_stop(weft_runtime *rt);
 /* 1 once weft_stop() was called for the caller's runtime, else 0 (also
- * outside a runtime). Stays 1 after the run it stopped has ended; back to
- * 0 when a run begins with no stop pending. */
+ * outside a runtime). Stays 1 after the run it stopped has ended, so that
+ * tasks still running after weft_runtime_run_forever() returned can tell;
+ * back to 0 when a run begins with no stop pending. Any thread. */
 WEFT_API int weft_stop_requested(void);
 /* Graceful close (loop.close with asyncio.run's clean-up): cancels the
  * tasks left, gives them weft_config.shutdown_grace_ms to end, drops the
- * rest, stops the workers and releases everything but the handle. Handles
- * of rt's tasks must not be used afterwards. Returns 0 (also when already
- * closed, or once another thread's close has finished), -EBUSY while a
- * run is in progress, -EINVAL (NULL), -EDEADLK from a worker of rt or
- * from a thread of its blocking pool (a weft_run_blocking() function),
- * which the close would wait for; the runtime is left as it was. */
+ * rest, stops the workers and the blocking pool (after the calls it is
+ * running) and releases everything but the handle. From then on runs
+ * fail with -ESHUTDOWN, and so do spawns into rt from other threads.
+ * Handles of rt's tasks must not be used afterwards. Returns 0 (also when
+ * already closed, or once another thread's close has finished), -EBUSY
+ * while a run is in progress, -EINVAL (NULL), -EDEADLK from a worker of
+ * rt or from a thread of its blocking pool (a weft_run_blocking()
+ * function), which the close would wait for; the runtime is left as it
+ * was. */
 WEFT_API int weft_runtime_close(weft_runtime *rt);
-/* 1 while a weft_runtime_run/run_forever (or weft_run) is in progress. */
+/* 1 while a weft_runtime_run/run_forever of rt (or the weft_run that made
+ * it) is in progress, else 0. Any thread. */
 WEFT_API int weft_runtime_is_running(weft_runtime *rt);
-/* 1 after weft_runtime_close(). */
+/* 1 once weft_runtime_close() has closed rt, else 0. Any thread. */
 WEFT_API int weft_runtime_is_closed(weft_runtime *rt);
-/* Closes if needed and frees the handle. NULL is ignored. During a run,
- * or on a worker or blocking-pool thread of rt, it aborts (API misuse). */
+/* Closes if needed (as weft_runtime_close) and frees the handle, which
+ * must not be used again. NULL is ignored. During a run, or on a worker
+ * or blocking-pool thread of rt, it aborts with a message (API misuse). */
 WEFT_API void weft_runtime_destroy(weft_runtime *rt);
 
 /* Static text for a weft error code (negative errno). Never NULL. */
 WEFT_API const char *weft_strerror(int err);
 
-/* Library version as "major.minor.patch". */
+/* Library version as "major.minor.patch" (e.g. "0.1.0"). */
 WEFT_API const char *weft_version(void);
 /* Library version as WEFT_VERSION_NUMBER counts it. */
 WEFT_API unsigned weft_version_number(void);
