@@ -147,7 +147,7 @@ static int io_wait(struct io *io, struct io_uring_sqe *sqe)
 	struct weft__tcb *self = io->self;
 	struct weft__worker *w = io->w;
 	unsigned flags = weft__task_flags(self);
-	struct io_waiting u = { .io = io, .why = 0 };
+	struct io_waiting u; /* field by field: see runtime/wq.c's park() */
 
 	weft__ring_op_start(w, &io->op, self, flags, sqe);
 	/* Ordered before the wakers' reads by the park's prepare (acq_rel). */
@@ -160,6 +160,8 @@ static int io_wait(struct io *io, struct io_uring_sqe *sqe)
 	 * tasks cost the http benchmark a fifth of its throughput (one
 	 * io_uring_enter per request instead of per batch): not done. */
 	weft__worker_serve_soon(w);
+	u.io = io;
+	u.why = 0;
 	weft__wait_init(&u.wt, w, io->nocancel ? WEFT_NEVER : self->deadline);
 	u.wt.nocancel = io->nocancel;
 	weft__wait(&u.wt, io_ready, io_give_up);

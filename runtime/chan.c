@@ -459,8 +459,10 @@ static bool sel_give_up(struct weft__wait *wt, int why)
 
 static int sel_park(struct sel_state *s, uint64_t deadline)
 {
-	struct sel_wait u = { .unwait = { sel_unwait }, .s = s };
+	struct sel_wait u; /* field by field: see wq.c's park() */
 
+	u.unwait.fn = sel_unwait;
+	u.s = s;
 	weft__wait_init(&u.wt, weft__worker_self(), deadline);
 	/* Dropped at shutdown: its nodes leave the channels. */
 	u.wt.unwait = &u.unwait;

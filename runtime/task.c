@@ -32,9 +32,6 @@
 #include <sanitizer/tsan_interface.h>
 #endif
 
-/* await_one(): the caller, not the awaited task, was cancelled, or its
- * deadline passed. */
-#define WEFT__CB_SLAB 256
 #define WEFT__CB_CACHE 128
 
 /*
@@ -57,34 +54,24 @@
  * cleared before its slab is freed; a weft__task_resolve() racing with that is the
  * use of a handle of a runtime being destroyed, which the API forbids.
  */
-#define H_GEN_BITS 36
-#define H_IDX_BITS 8 /* log2(WEFT__CB_SLAB) */
-#define H_SLAB_BITS 20
+#define H_GEN_BITS WEFT__H_GEN_BITS
+#define H_IDX_BITS WEFT__H_IDX_BITS
+#define H_SLAB_BITS WEFT__H_SLAB_BITS
 #define H_GEN_MASK ((UINT64_C(1) << H_GEN_BITS) - 1)
-#define DIR_CHUNK 1024u
-#define DIR_CHUNKS ((1u << H_SLAB_BITS) / DIR_CHUNK)
+#define DIR_CHUNK WEFT__DIR_CHUNK
+#define DIR_CHUNKS WEFT__DIR_CHUNKS
 
 _Static_assert(WEFT__CB_SLAB == 1u << H_IDX_BITS, "slab size = index bits");
 _Static_assert(H_GEN_BITS + H_IDX_BITS + H_SLAB_BITS == 64, "handle bits");
 
-/* One chunk of the directory: the slabs (what weft__task_resolve() reads, 8 bytes an
- * entry), and per id the generation its next slab starts at and the
- * free-id link (under dir_lock). */
-struct dir_chunk {
-	_Atomic(struct weft__tcb *) mem[DIR_CHUNK]; /* NULL: id not in use */
-	uint64_t floor[DIR_CHUNK];
-	uint32_t next_free[DIR_CHUNK]; /* 0: end of the list */
-};
-
-static _Atomic(struct dir_chunk *) dir[DIR_CHUNKS];
+_Atomic(struct weft__task_dir_chunk *) weft__task_dir[DIR_CHUNKS];
 static pthread_mutex_t dir_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint32_t dir_free;     /* head of the free-id list; under dir_lock */
 static uint32_t dir_next = 1; /* first never-used id (0 is never used) */
 
-static struct dir_chunk *dir_chunk(uint32_t id)
+static struct weft__task_dir_chunk *dir_chunk(uint32_t id)
 {
-	return atomic_load_explicit(&dir[id / DIR_CHUNK],
-				    memory_order_acquire);
+	return weft__task_dir_chunk(id);
 }
 
 /* A slab id and the first generation of its blocks; 0 if none. */
@@ -97,14 +84,14 @@ static uint32_t dir_take(uint64_t *floor)
 		id = dir_free;
 		dir_free = dir_chunk(id)->next_free[id % DIR_CHUNK];
 	} else if (dir_next < (1u << H_SLAB_BITS)) {
-		struct dir_chunk *c = dir_chunk(dir_next);
+		struct weft__task_dir_chunk *c = dir_chunk(dir_next);
 		if (!c) {
 			/* Chunks are never freed: weft__task_resolve() may read them
 			 * at any time. */
 			c = weft__mem_calloc(1, sizeof(*c));
 			if (c)
 				atomic_store_explicit(
-					&dir[dir_next / DIR_CHUNK], c,
+					&weft__task_dir[dir_next / DIR_CHUNK], c,
 					memory_order_release);
 		}
 		if (c)
@@ -127,7 +114,7 @@ static void dir_publish(uint32_t id, struct weft__tcb *mem)
 
 static void dir_give_back(uint32_t id, uint64_t floor)
 {
-	struct dir_chunk *c = dir_chunk(id);
+	struct weft__task_dir_chunk *c = dir_chunk(id);
 
 	pthread_mutex_lock(&dir_lock);
 	atomic_store_explicit(&c->mem[id % DIR_CHUNK], NULL,
@@ -159,51 +146,6 @@ weft_task *weft__task_handle(struct weft__tcb *t)
 }
 
 /* Handle to block, or NULL if the handle is NULL or stale. */
-struct weft__tcb *weft__task_resolve(weft_task *h, int *err)
-{
-	uint64_t v = (uint64_t)(uintptr_t)h;
-	uint32_t slab = (uint32_t)(v >> (H_GEN_BITS + H_IDX_BITS));
-	struct dir_chunk *c;
-	struct weft__tcb *mem, *t;
-
-	if (!h) {
-		*err = -EINVAL;
-		return NULL;
-	}
-	*err = -ESRCH;
-	c = slab ? dir_chunk(slab) : NULL;
-	if (!c)
-		return NULL;
-	mem = atomic_load_explicit(&c->mem[slab % DIR_CHUNK],
-				   memory_order_acquire);
-	if (!mem)
-		return NULL;
-	t = &mem[(v >> H_GEN_BITS) & (WEFT__CB_SLAB - 1)];
-	if (atomic_load_explicit(&t->handle, memory_order_acquire) != v ||
-	    atomic_load_explicit(&t->park, memory_order_acquire) ==
-		    WEFT__FREE)
-		return NULL;
-	/* weft.h: a handle is stale once its task has ended and its last
-	 * reference was released, also while the block still waits for the
-	 * task's own reference (the ended task may still be on its way out
-	 * on a worker; the perturbation build caught a weft_wait_any() on
-	 * such a handle finding the task instead of -EINVAL). A running
-	 * task's handle with no handle reference stays usable: weft_self()
-	 * of a detached task is one. Orderings: done is stored (release) by
-	 * the ending task before it drops its own reference; a caller that
-	 * still holds a handle reference made the RMW that counts it before
-	 * this load, so it reads refs >= 1 << 32 and is never refused; only
-	 * a caller whose references are all gone (its own release RMW came
-	 * first) can read fewer, and then the handle is stale by weft.h's
-	 * rule whichever done it reads. No store-then-load pair across
-	 * threads here: nothing waits on the answer. */
-	if (weft__unlikely(
-		    atomic_load_explicit(&t->done, memory_order_acquire) &&
-		    atomic_load_explicit(&t->refs, memory_order_acquire) <
-			    (UINT64_C(1) << 32)))
-		return NULL;
-	return t;
-}
 
 /* ---- control block pool ------------------------------------------------ */
 

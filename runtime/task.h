@@ -183,9 +183,83 @@ void weft__task_drop_all(struct weft_runtime *rt);
  * how many are live. Any thread. */
 unsigned weft__task_cancel_all(struct weft_runtime *rt,
 			       struct weft__tcb *except);
+/* ---- handles -------------------------------------------------------------
+ * A handle is (slab id | index in the slab | generation); a process-wide
+ * directory maps slab ids to slab memory (task.c argues the protocol).
+ * Resolving one is inline: every call that takes a handle does it. */
+#define WEFT__CB_SLAB 256
+#define WEFT__H_GEN_BITS 36
+#define WEFT__H_IDX_BITS 8 /* log2(WEFT__CB_SLAB) */
+#define WEFT__H_SLAB_BITS 20
+#define WEFT__DIR_CHUNK 1024u
+#define WEFT__DIR_CHUNKS ((1u << WEFT__H_SLAB_BITS) / WEFT__DIR_CHUNK)
+
+/* One chunk of the directory: the slabs (what weft__task_resolve() reads, 8
+ * bytes an entry), and per id the generation its next slab starts at and
+ * the free-id link (under task.c's dir_lock). */
+struct weft__task_dir_chunk {
+	_Atomic(struct weft__tcb *) mem[WEFT__DIR_CHUNK]; /* NULL: id unused */
+	uint64_t floor[WEFT__DIR_CHUNK];
+	uint32_t next_free[WEFT__DIR_CHUNK]; /* 0: end of the list */
+};
+
+extern _Atomic(struct weft__task_dir_chunk *)
+	weft__task_dir[WEFT__DIR_CHUNKS];
+
+/* Acquire: pairs with the release store that publishes a chunk. */
+static inline struct weft__task_dir_chunk *weft__task_dir_chunk(uint32_t id)
+{
+	return atomic_load_explicit(&weft__task_dir[id / WEFT__DIR_CHUNK],
+				    memory_order_acquire);
+}
+
 /* The block a handle names, or NULL with *err set (-EINVAL: NULL;
  * -ESRCH: stale, or no handle of this process). */
-struct weft__tcb *weft__task_resolve(weft_task *h, int *err);
+static inline struct weft__tcb *weft__task_resolve(weft_task *h, int *err)
+{
+	uint64_t v = (uint64_t)(uintptr_t)h;
+	uint32_t slab = (uint32_t)(v >> (WEFT__H_GEN_BITS + WEFT__H_IDX_BITS));
+	struct weft__task_dir_chunk *c;
+	struct weft__tcb *mem, *t;
+
+	if (!h) {
+		*err = -EINVAL;
+		return NULL;
+	}
+	*err = -ESRCH;
+	c = slab ? weft__task_dir_chunk(slab) : NULL;
+	if (!c)
+		return NULL;
+	mem = atomic_load_explicit(&c->mem[slab % WEFT__DIR_CHUNK],
+				   memory_order_acquire);
+	if (!mem)
+		return NULL;
+	t = &mem[(v >> WEFT__H_GEN_BITS) & (WEFT__CB_SLAB - 1)];
+	if (atomic_load_explicit(&t->handle, memory_order_acquire) != v ||
+	    atomic_load_explicit(&t->park, memory_order_acquire) ==
+		    WEFT__FREE)
+		return NULL;
+	/* weft.h: a handle is stale once its task has ended and its last
+	 * reference was released, also while the block still waits for the
+	 * task's own reference (the ended task may still be on its way out
+	 * on a worker; the perturbation build caught a weft_wait_any() on
+	 * such a handle finding the task instead of -EINVAL). A running
+	 * task's handle with no handle reference stays usable: weft_self()
+	 * of a detached task is one. Orderings: done is stored (release) by
+	 * the ending task before it drops its own reference; a caller that
+	 * still holds a handle reference made the RMW that counts it before
+	 * this load, so it reads refs >= 1 << 32 and is never refused; only
+	 * a caller whose references are all gone (its own release RMW came
+	 * first) can read fewer, and then the handle is stale by weft.h's
+	 * rule whichever done it reads. No store-then-load pair across
+	 * threads here: nothing waits on the answer. */
+	if (weft__unlikely(
+		    atomic_load_explicit(&t->done, memory_order_acquire) &&
+		    atomic_load_explicit(&t->refs, memory_order_acquire) <
+			    (UINT64_C(1) << 32)))
+		return NULL;
+	return t;
+}
 /* Spawns with opts; the task sleeps until start_at (ns; 0: at once)
  * before fn runs (call.c's callbacks). */
 int weft__task_spawn_at(weft_task **out, weft_fn fn, void *arg,

@@ -110,11 +110,16 @@ static bool wq_give_up(struct weft__wait *wt, int why)
 static int park(weft__spin *lock, struct weft__wq *q, struct weft__wnode *n,
 		uint64_t deadline, bool keep)
 {
-	struct wq_wait u = { .unwait = { wq_unwait },
-			     .lock = lock, .q = q, .n = n, .keep = keep };
+	struct wq_wait u; /* field by field: an initialiser would zero the
+			     whole record, timer included, on every park */
 
 	if (!n->task)
 		return park_thread(lock, q, n, deadline, keep);
+	u.unwait.fn = wq_unwait;
+	u.lock = lock;
+	u.q = q;
+	u.n = n;
+	u.keep = keep;
 	weft__wait_init(&u.wt, weft__worker_self(), deadline);
 	u.wt.unwait = &u.unwait;
 	return weft__wait(&u.wt, wq_ready, wq_give_up);
