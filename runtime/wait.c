@@ -1,5 +1,5 @@
 /*
- * The conditions every wait shares (wait.h): cancellation and deadlines.
+ * Deadlines of waits with a timeout of their own (wait.h).
  */
 #include <errno.h>
 
@@ -7,26 +7,6 @@
 #include "timer.h"
 #include "wait.h"
 #include "worker.h"
-
-int weft__wait_why(struct weft__wait *wt)
-{
-	struct weft__tcb *self = wt->self;
-
-	if (weft__task_cancel_pending(self))
-		return -ECANCELED;
-	if (wt->deadline == WEFT_NEVER)
-		return 0;
-	if (!wt->armed) {
-		if (wt->deadline <= weft_now() ||
-		    !weft__timer_add(self->rt, &wt->tm, self, wt->deadline)) {
-			wt->due = true;
-			return -ETIMEDOUT;
-		}
-		wt->armed = true;
-		return 0;
-	}
-	return weft__timer_fired(&wt->tm) ? -ETIMEDOUT : 0;
-}
 
 uint64_t weft__wait_deadline(uint64_t timeout_ns)
 {

@@ -112,8 +112,27 @@ static inline void weft__wait_init(struct weft__wait *wt,
 
 /* The common conditions, checked after the park is prepared: -ECANCELED
  * if a cancellation is pending, -ETIMEDOUT if the deadline has passed,
- * else 0. Arms wt->tm on first use (wait.c). */
-int weft__wait_why(struct weft__wait *wt);
+ * else 0. Arms wt->tm on first use. Inline: out of line, its call was a
+ * twentieth of a sleep's instructions (bench/sleep_many). */
+static inline int weft__wait_why(struct weft__wait *wt)
+{
+	struct weft__tcb *self = wt->self;
+
+	if (weft__task_cancel_pending(self))
+		return -ECANCELED;
+	if (wt->deadline == WEFT_NEVER)
+		return 0;
+	if (!wt->armed) {
+		if (wt->deadline <= weft_now() ||
+		    !weft__timer_add(self->rt, &wt->tm, self, wt->deadline)) {
+			wt->due = true;
+			return -ETIMEDOUT;
+		}
+		wt->armed = true;
+		return 0;
+	}
+	return weft__timer_fired(&wt->tm) ? -ETIMEDOUT : 0;
+}
 
 /* Deadline for a call with its own relative timeout (WEFT_NEVER: none),
  * combined with the calling task's deadline scope (wait.c). */
