@@ -20,14 +20,17 @@
  *     timers fired, so I/O and timers are served on a busy worker too;
  *   - every 61st tick, the inject queue first (nothing waits forever there);
  *   - the next slot (the task just woken or spawned: message-passing pairs
- *     run back to back), at most WEFT__NEXT_STREAK times in a row;
+ *     run back to back), then the woken tasks the slot's newer occupants
+ *     displaced while this worker runs long slices (worker->woken), at
+ *     most WEFT__NEXT_STREAK of the two in a row;
  *   - pinned tasks and the local queue, alternating which goes first;
  *   - the inject queue.
  * Stealing (scheduler context only): the inject queue, then half of a
  * victim's queue, victims tried from a random start; last, a victim's next
- * slot, but only if that victim has not switched task for a few
- * microseconds (it is stuck in a long task; Go's runqgrab waits 3 us the
- * same way), so message-passing pairs are not split while they progress.
+ * slot or oldest woken task, but only if that victim has not switched task
+ * for a few microseconds (it is stuck in a long task; Go's runqgrab waits
+ * 3 us the same way), so message-passing pairs are not split while they
+ * progress.
  */
 #include <errno.h>
 #include <string.h>
@@ -111,6 +114,35 @@ static void remote_drain(struct weft__worker *w)
 		weft__tlist_append(&w->pins, got.head, got.tail);
 }
 
+/* The woken list (worker->woken): the owner appends and takes in order;
+ * a thief takes the oldest of a stuck owner's. Under remote_lock, whose
+ * release orders a task's publication before a thief's acquire. */
+static void woken_push(struct weft__worker *w, struct weft__tcb *t)
+{
+	weft__spin_lock(&w->remote_lock);
+	weft__tlist_append(&w->woken, t, t);
+	atomic_store_explicit(&w->woken_n,
+			      atomic_load_explicit(&w->woken_n,
+						   memory_order_relaxed) + 1,
+			      memory_order_relaxed);
+	weft__spin_unlock(&w->remote_lock);
+}
+
+static struct weft__tcb *woken_pop(struct weft__worker *v)
+{
+	struct weft__tcb *t;
+
+	weft__spin_lock(&v->remote_lock);
+	t = weft__tlist_pop(&v->woken);
+	if (t)
+		atomic_store_explicit(&v->woken_n,
+				      atomic_load_explicit(&v->woken_n,
+							   memory_order_relaxed) - 1,
+				      memory_order_relaxed);
+	weft__spin_unlock(&v->remote_lock);
+	return t;
+}
+
 void weft__worker_schedule(struct weft__worker *w, struct weft__tcb *t, bool yield)
 {
 	bool pinned = weft__task_flags(t) & WEFT__T_PINNED;
@@ -139,6 +171,14 @@ void weft__worker_schedule(struct weft__worker *w, struct weft__tcb *t, bool yie
 	t = atomic_exchange_explicit(&w->next, t, memory_order_acq_rel);
 	if (t && (weft__task_flags(t) & WEFT__T_PINNED)) {
 		weft__tlist_append(&w->pins, t, t);
+	} else if (t && w->slices_long &&
+		   atomic_load_explicit(&w->woken_n, memory_order_relaxed) <
+			   WEFT__WOKEN_MAX) {
+		/* Ahead of the queue's long slices; the one in the slot
+		 * runs first (see worker->woken). Watched like the slot. */
+		woken_push(w, t);
+		if (w->current)
+			weft__idle_watch(w->rt);
 	} else if (t) {
 		lq_push(w, t);
 		weft__idle_notify(w->rt, false);
@@ -195,6 +235,8 @@ static void serve(struct weft__worker *w)
 	if (every > WEFT__INJECT_INTERVAL)
 		every = WEFT__INJECT_INTERVAL;
 	w->periodic_every = every;
+	w->slices_long = w->measured && per_pick >= WEFT__SERVE_NS;
+	w->measured = true;
 	w->inject_countdown = every;
 	w->periodic_at = now;
 	/* Before the inject queue is looked at, since a queue that never
@@ -220,6 +262,7 @@ void weft__worker_serve_soon(struct weft__worker *w)
 	 * this is on every request's path. */
 	if (!w->serving) {
 		w->serving = true;
+		w->measured = false;
 		w->inject_picks += w->periodic_every - w->inject_countdown;
 		w->periodic_every = 1;
 		w->inject_countdown = 1;
@@ -263,6 +306,7 @@ pick_periodic(struct weft__worker *w)
 			 * timer made here brings it down again). */
 			w->periodic_every = WEFT__INJECT_INTERVAL;
 			w->inject_countdown = WEFT__INJECT_INTERVAL;
+			w->slices_long = false;
 		}
 		if (inject_first && (t = pick_inject(w)))
 			return t;
@@ -270,14 +314,17 @@ pick_periodic(struct weft__worker *w)
 	return NULL;
 }
 
-/* Nothing in the usual places: pinned tasks, the next slot past its
- * streak, then the inject queue. */
+/* Nothing in the usual places: pinned tasks, woken ones and the next
+ * slot past their streak, then the inject queue. */
 static __attribute__((noinline)) struct weft__tcb *
 pick_rest(struct weft__worker *w)
 {
 	struct weft__tcb *t;
 
 	if ((t = weft__tlist_pop(&w->pins)))
+		return t;
+	if (atomic_load_explicit(&w->woken_n, memory_order_relaxed) &&
+	    (t = woken_pop(w)))
 		return t;
 	if (atomic_load_explicit(&w->next, memory_order_relaxed) &&
 	    (t = atomic_exchange_explicit(&w->next, NULL,
@@ -303,11 +350,17 @@ pick_local(struct weft__worker *w)
 	/* Load before exchanging: an RMW on an empty slot costs more than
 	 * the rest of the pick. Only thieves write the slot besides us, and
 	 * only to empty it. */
-	if (w->next_streak < WEFT__NEXT_STREAK &&
-	    atomic_load_explicit(&w->next, memory_order_relaxed)) {
-		t = atomic_exchange_explicit(&w->next, NULL,
-					     memory_order_acquire);
-		if (t) {
+	if (w->next_streak < WEFT__NEXT_STREAK) {
+		if (atomic_load_explicit(&w->next, memory_order_relaxed) &&
+		    (t = atomic_exchange_explicit(&w->next, NULL,
+						  memory_order_acquire))) {
+			w->next_streak++;
+			return t;
+		}
+		/* Woken tasks the slot's newer occupant displaced: the
+		 * same streak bounds them, so the queue is never starved. */
+		if (atomic_load_explicit(&w->woken_n, memory_order_relaxed) &&
+		    (t = woken_pop(w))) {
 			w->next_streak++;
 			return t;
 		}
@@ -344,7 +397,8 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* Last resort: the next slot of a victim stuck in one task. */
+/* Last resort: the next slot, or else the oldest woken task (worker->
+ * woken), of a victim stuck in one task. */
 static struct weft__tcb *steal_next(struct weft__worker *w)
 {
 	struct weft_runtime *rt = w->rt;
@@ -356,8 +410,10 @@ static struct weft__tcb *steal_next(struct weft__worker *w)
 		unsigned long ticks;
 		uint64_t until;
 
-		if (v == w || !atomic_load_explicit(&v->next,
-						    memory_order_relaxed))
+		if (v == w || (!atomic_load_explicit(&v->next,
+						     memory_order_relaxed) &&
+			       !atomic_load_explicit(&v->woken_n,
+						     memory_order_relaxed)))
 			continue;
 		ticks = atomic_load_explicit(&v->ticks, memory_order_relaxed);
 		until = now_ns() + WEFT__NEXT_STEAL_NS;
@@ -375,10 +431,12 @@ static struct weft__tcb *steal_next(struct weft__worker *w)
 		 * acquire load pairs with; a CAS that then succeeds took it
 		 * before it ran, so they had not changed. */
 		if (t && (weft__task_flags(t) & WEFT__T_PINNED))
-			continue;
-		if (t && atomic_compare_exchange_strong_explicit(
-				 &v->next, &t, NULL, memory_order_acq_rel,
-				 memory_order_relaxed)) {
+			t = NULL;
+		if ((t && atomic_compare_exchange_strong_explicit(
+				  &v->next, &t, NULL, memory_order_acq_rel,
+				  memory_order_relaxed)) ||
+		    (atomic_load_explicit(&v->woken_n, memory_order_relaxed) &&
+		     (t = woken_pop(v)))) {
 			/* A stuck worker was found: watch closely again
 			 * (idle.c). */
 			atomic_store_explicit(&rt->watch_ns, 0,
@@ -592,7 +650,12 @@ void weft__worker_loop(struct weft__worker *w)
 	struct weft_runtime *rt = w->rt;
 
 	while (!atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
-		struct weft__tcb *t = pick_local(w);
+		struct weft__tcb *t;
+
+		/* Back in the scheduler: the time since the last serve was
+		 * not all run time (see slices_long). */
+		w->measured = false;
+		t = pick_local(w);
 
 		if (!t && idle_work(w))
 			t = pick_local(w);

@@ -34,6 +34,10 @@ enum {
  * time measured at its picks; issue 17: a pick count alone left I/O and
  * timers waiting a second behind tasks that compute 1 ms at a time). */
 #define WEFT__SERVE_NS (50 * WEFT_NSEC_PER_USEC)
+/* Most woken tasks a worker running long slices keeps ahead of its local
+ * queue (worker->woken); more go to the queue, where others can steal
+ * them. */
+#define WEFT__WOKEN_MAX 8
 
 /* ---- workers ---------------------------------------------------------- */
 
@@ -88,6 +92,15 @@ struct weft__worker {
 	bool debug_migrate;
 	/* Pinned tasks ready to run here, private FIFO. */
 	struct weft__tlist pins;
+	/* Set by each serve(): the picks since the last one ran at least
+	 * WEFT__SERVE_NS each on average, so the local queue's order costs
+	 * a woken task whole slices. Only from a measure that covered run
+	 * time alone (measured: no trip through the scheduler loop, which
+	 * is where a worker idles, and no restart by serve_soon since the
+	 * last serve); a server's worker coming back from a wait is not
+	 * running long slices. */
+	bool slices_long;
+	bool measured;
 	/* Hot free stacks (stack.c). */
 	struct weft__stack *stk_free;
 	unsigned stk_n;
@@ -99,6 +112,16 @@ struct weft__worker {
 	_Alignas(WEFT__CACHELINE) weft__spin remote_lock;
 	struct weft__tlist remote;
 	atomic_int remote_n;
+	/* Tasks woken here and displaced from the next slot by a newer
+	 * wake while this worker runs long slices (slices_long): they run
+	 * before the local queue, at most WEFT__WOKEN_MAX of them. On the
+	 * back of the local queue, a read completed on a worker running 8
+	 * tasks of 1 ms slices waited 7 ms behind them (issue 17). Under
+	 * remote_lock: the owner takes them in order, and a thief takes one
+	 * as it takes the next slot's, when the owner is stuck in a task.
+	 * woken_n: their count, read without the lock as a hint. */
+	struct weft__tlist woken;
+	atomic_uint woken_n;
 
 	/* Idle protocol (idle.c): set by the notifier that picked this
 	 * worker from the sleeper stack, cleared by the worker. */
