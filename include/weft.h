@@ -191,6 +191,9 @@ struct weft_spawn_opts {
 	/* Runtime to spawn into when calling from a thread that is not one
 	 * of its workers. NULL: the calling worker's runtime. */
 	weft_runtime *runtime;
+	/* Reserved for fields to come (zero keeps today's behaviour); must
+	 * be zero, or the spawn fails with -EINVAL. */
+	uint64_t reserved[2];
 };
 
 /* Keep the task on the worker that spawned it: never stolen, always resumed
@@ -215,7 +218,7 @@ WEFT_API weft_task *weft_spawn(weft_fn fn, void *arg);
  * thread when opts->runtime names a running runtime (the task then goes
  * through the runtime's shared inject queue).
  * Returns 0, or -EINVAL (fn NULL, bad flags, out NULL without DETACHED,
- * stack_size above 2^40), -EPERM (no runtime given and not on a worker),
+ * stack_size above 2^40, a non-zero reserved field), -EPERM (no runtime given and not on a worker),
  * -ENOMEM, -ESHUTDOWN (from outside opts->runtime, which is shutting
  * down: main of weft_run() has returned, or weft_runtime_close() has
  * begun or ended).
@@ -1106,6 +1109,7 @@ struct weft_proc_opts {
 	char *const *envp;       /* NULL: the parent's environment */
 	const char *cwd;         /* NULL: the parent's; a relative argv[0] is
 				    looked up from here */
+	uint64_t reserved[2];    /* for fields to come; must be zero */
 };
 /*
  * Starts argv[0] with arguments argv (NULL-terminated; argv[0] is also
@@ -1119,8 +1123,9 @@ struct weft_proc_opts {
  *   -EACCES   the file is not executable (or is a directory)
  *   -ENOEXEC  not a format the kernel runs (a script without #!)
  *   -ENOTDIR  a component of the path or cwd is not a directory
- *   -EINVAL   out or argv NULL, argv[0] NULL, unknown flags, or both
- *             WEFT_PROC_STDERR and WEFT_PROC_STDERR_TO_STDOUT
+ *   -EINVAL   out or argv NULL, argv[0] NULL, unknown flags, both
+ *             WEFT_PROC_STDERR and WEFT_PROC_STDERR_TO_STDOUT, or a
+ *             non-zero reserved field
  *   -ENOMEM, -EMFILE, -ENFILE, -EAGAIN (process limit), -E2BIG
  *   -ENOSYS   the kernel has no pidfd_open (before 5.3): the child was
  *             started, then killed and reaped

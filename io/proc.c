@@ -214,7 +214,8 @@ int weft_proc_spawn(weft_proc **out, char *const argv[],
 	*out = NULL;
 	if ((flags & ~PROC_FLAGS) ||
 	    ((flags & WEFT_PROC_STDERR) &&
-	     (flags & WEFT_PROC_STDERR_TO_STDOUT)))
+	     (flags & WEFT_PROC_STDERR_TO_STDOUT)) ||
+	    (opts && (opts->reserved[0] || opts->reserved[1])))
 		return -EINVAL;
 	p = weft__mem_calloc(1, sizeof(*p));
 	if (!p)

@@ -507,7 +507,8 @@ static int spawn(weft_task **out, weft_fn fn, void *arg,
 
 	if (!fn || (flags & ~(WEFT_SPAWN_PINNED | WEFT_SPAWN_DETACHED)) ||
 	    (!out && !detached) ||
-	    (opts && opts->stack_size > ((size_t)1 << 40)))
+	    (opts && (opts->stack_size > ((size_t)1 << 40) ||
+		      opts->reserved[0] || opts->reserved[1])))
 		return -EINVAL;
 	rt = (opts && opts->runtime) ? opts->runtime : (w ? w->rt : NULL);
 	if (!rt)

@@ -624,6 +624,10 @@ Test(proc, bad_arguments_return_einval)
 	cr_assert_eq(weft_proc_spawn(&p, argv, &o), -EINVAL);
 	o.flags = 0x1000;
 	cr_assert_eq(weft_proc_spawn(&p, argv, &o), -EINVAL);
+	/* Reserved words are for fields to come: zero, or refused. */
+	o.flags = 0;
+	o.reserved[1] = 1;
+	cr_assert_eq(weft_proc_spawn(&p, argv, &o), -EINVAL);
 	cr_assert_eq(weft_proc_spawn(&p, NULL, NULL), -EINVAL);
 	cr_assert_eq(weft_proc_spawn(&p, empty, NULL), -EINVAL);
 	cr_assert_eq(weft_proc_spawn(NULL, argv, NULL), -EINVAL);

@@ -1965,3 +1965,26 @@ Test(runtime, destroy_during_a_run_or_from_a_task_aborts_with_a_report,
 				  "weft_runtime_destroy() while the runtime "
 				  "runs");
 }
+
+/* ---- loading the shared library at run time (issue 17) --------------------
+ * libweft.so is flagged STATIC_TLS (an initial-exec thread-local: the
+ * worker pointer, read on every scheduling step), which some loaders
+ * refuse for dlopen. glibc keeps static TLS space for such modules; this
+ * loads the library into a program not linked with weft, runs a runtime
+ * through the symbols it finds and closes it again (tests/dlopen_check.c). */
+#if defined(WT_DLOPEN_CHECK) && defined(WT_LIBWEFT_SO)
+Test(runtime, library_loads_with_dlopen_and_runs, .timeout = WT_TIMEOUT(30))
+{
+	char *argv[] = { WT_DLOPEN_CHECK, WT_LIBWEFT_SO, NULL };
+	pid_t pid;
+	int status;
+
+	cr_assert_eq(posix_spawn(&pid, WT_DLOPEN_CHECK, NULL, NULL, argv,
+				 environ),
+		     0);
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		  "dlopen_check %s failed (status 0x%x; its stderr says why)",
+		  WT_LIBWEFT_SO, status);
+}
+#endif

@@ -1021,6 +1021,13 @@ static void *spawn_opts_main(void *arg)
 	WT_CHECK_EQ(weft_spawn_opts(&t, NULL, NULL, &o), -EINVAL);
 	o.stack_size = (size_t)1 << 41;
 	WT_CHECK_EQ(weft_spawn_opts(&t, ret_arg, NULL, &o), -EINVAL);
+	/* Reserved words are for fields to come: zero, or refused. */
+	o.stack_size = 0;
+	o.reserved[0] = 1;
+	WT_CHECK_EQ(weft_spawn_opts(&t, ret_arg, NULL, &o), -EINVAL);
+	o.reserved[0] = 0;
+	o.reserved[1] = 1;
+	WT_CHECK_EQ(weft_spawn_opts(&t, ret_arg, NULL, &o), -EINVAL);
 	WT_CHECK_PTR_EQ(t, 1); /* untouched on error */
 	WT_CHECK(weft_spawn(NULL, NULL) == NULL);
 	return NULL;
