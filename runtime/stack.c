@@ -578,11 +578,22 @@ void weft__stack_fini(struct weft_runtime *rt)
 /* ---- stack overflow reports ------------------------------------------- */
 
 
+/*
+ * The SIGSEGV handler is the process's, and other code may install its
+ * own after weft (a crash reporter): each worker's start looks whether
+ * weft's is still the one installed and, if not, installs it again over
+ * the newcomer, which becomes the handler it hands on to (old_segv).
+ * So an overflow is reported whatever was installed since, and the other
+ * handler still sees every fault: the ones that are not overflows at
+ * once, an overflow after weft's report. old_segv is written (under
+ * segv_lock) before weft's handler is installed, and read only by that
+ * handler, i.e. after the install.
+ */
 static struct sigaction old_segv;
+static pthread_mutex_t segv_lock = PTHREAD_MUTEX_INITIALIZER;
 /* The alternate signal stack the thread had before it became a worker
  * (worker 0 is the user's thread), restored when it stops being one. */
 static __thread stack_t saved_ss;
-static pthread_once_t segv_once = PTHREAD_ONCE_INIT;
 
 static void put_str(const char *s)
 {
@@ -619,6 +630,8 @@ static uintptr_t fault_sp(void *uctx)
 #endif
 }
 
+static bool segv_chain(int sig, siginfo_t *si, void *uctx);
+
 static void segv_handler(int sig, siginfo_t *si, void *uctx)
 {
 	struct weft__worker *w = weft__worker_tls;
@@ -639,39 +652,60 @@ static void segv_handler(int sig, siginfo_t *si, void *uctx)
 			put_str("' (stack size ");
 			put_num(t->stack->size);
 			put_str(" bytes); give it a larger stack_size\n");
+			/* The handler installed before (a crash reporter)
+			 * sees it too; then the access runs again under
+			 * SIG_DFL and the process dies of it. */
+			segv_chain(sig, si, uctx);
 			signal(sig, SIG_DFL);
-			return; /* re-executes the access and dies of it */
+			return;
 		}
 	}
+	/* Not an overflow: the other handler decides (it may recover, a
+	 * collector's write barrier say); with none, the default. */
+	if (!segv_chain(sig, si, uctx))
+		signal(sig, SIG_DFL);
+}
+
+/* Hands a fault on to the handler installed before weft's; false if there
+ * was none. */
+static bool segv_chain(int sig, siginfo_t *si, void *uctx)
+{
 	if (old_segv.sa_flags & SA_SIGINFO) {
 		if (old_segv.sa_sigaction) {
 			old_segv.sa_sigaction(sig, si, uctx);
-			return;
+			return true;
 		}
 	} else if (old_segv.sa_handler != SIG_DFL &&
 		   old_segv.sa_handler != SIG_IGN) {
 		old_segv.sa_handler(sig);
-		return;
+		return true;
 	}
-	signal(sig, SIG_DFL);
+	return false;
 }
 
+/* Installs weft's handler unless it is the one installed (see above). */
 static void segv_install(void)
 {
-	struct sigaction sa;
+	struct sigaction sa, cur;
 
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_sigaction = segv_handler;
-	sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGSEGV, &sa, &old_segv);
+	pthread_mutex_lock(&segv_lock);
+	if (sigaction(SIGSEGV, NULL, &cur) == 0 &&
+	    !((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == segv_handler)) {
+		old_segv = cur;
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_sigaction = segv_handler;
+		sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGSEGV, &sa, NULL);
+	}
+	pthread_mutex_unlock(&segv_lock);
 }
 
 int weft__stack_signal_init(struct weft__worker *w)
 {
 	stack_t ss;
 
-	pthread_once(&segv_once, segv_install);
+	segv_install();
 	w->altstack = mmap(NULL, WEFT__ALTSTACK, PROT_READ | PROT_WRITE,
 			   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (w->altstack == MAP_FAILED) {

@@ -155,6 +155,24 @@ static void *exhaust_main(void *arg);
 
 #define EXH_STACK (64 * 1024)
 
+static void *noop_main(void *arg)
+{
+	return arg;
+}
+
+/* A crash reporter installed after weft's handler: says so, then lets the
+ * fault kill the process, as reporters do. */
+static void reporter(int sig, siginfo_t *si, void *uctx)
+{
+	static const char msg[] = "reporter: SIGSEGV\n";
+	ssize_t r = write(STDERR_FILENO, msg, sizeof(msg) - 1);
+
+	(void)r;
+	(void)si;
+	(void)uctx;
+	signal(sig, SIG_DFL);
+}
+
 static void __attribute__((constructor)) stack_child_entry(void)
 {
 	const char *sc = getenv("WT_STACK_CHILD");
@@ -174,6 +192,22 @@ static void __attribute__((constructor)) stack_child_entry(void)
 	} else if (strcmp(sc, "default0") == 0) {
 		/* Every field zero: the 256 KiB default stack. */
 		cfg.workers = 1;
+		fn = overflow_default_main;
+	} else if (strcmp(sc, "reporter") == 0) {
+		/* A first runtime installs weft's handler; the reporter
+		 * replaces it; the next runtime must report the overflow
+		 * and still hand the fault on to the reporter. */
+		struct sigaction sa;
+
+		cfg.workers = 1;
+		if (weft_run(noop_main, NULL, &cfg, NULL) != 0)
+			_exit(3);
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_sigaction = reporter;
+		sa.sa_flags = SA_SIGINFO;
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGSEGV, &sa, NULL);
+		cfg.stack_size = 128 * 1024;
 		fn = overflow_default_main;
 	} else if (strcmp(sc, "bigframe") == 0) {
 		cfg.workers = 1;
@@ -281,6 +315,22 @@ Test(stack, overflow_of_the_runtime_default_stack_is_reported,
 
 	run_in_child("default", &res);
 	assert_died_of_overflow(&res, "task", "131072");
+}
+
+/* A SIGSEGV handler installed after weft's (a crash reporter) used to
+ * silence every later overflow report: weft's handler was installed once.
+ * A runtime's start now puts it back in front, and it hands the fault on
+ * to the reporter after its report (issue 17). */
+Test(stack, overflow_is_reported_after_a_crash_reporter_took_sigsegv,
+     .timeout = WT_TIMEOUT(20))
+{
+	struct child_result res;
+
+	run_in_child("reporter", &res);
+	assert_died_of_overflow(&res, "task", "131072");
+	cr_assert(strstr(res.err, "reporter: SIGSEGV") != NULL,
+		  "the reporter installed after weft did not see the "
+		  "fault; stderr:\n%s", res.err);
 }
 
 /* weft.h: stack_size "0: 256 KiB". The overflow report names the size of
