@@ -583,9 +583,9 @@ void weft__stack_fini(struct weft_runtime *rt)
  * own after weft (a crash reporter): each worker's start looks whether
  * weft's is still the one installed and, if not, installs it again over
  * the newcomer, which becomes the handler it hands on to (old_segv).
- * So an overflow is reported whatever was installed since, and the other
- * handler still sees every fault: the ones that are not overflows at
- * once, an overflow after weft's report. old_segv is written (under
+ * So an overflow is reported whatever was installed since (and kills the
+ * process with the default action), and the other handler still sees
+ * every fault that is not an overflow. old_segv is written (under
  * segv_lock) before weft's handler is installed, and read only by that
  * handler, i.e. after the install.
  */
@@ -652,10 +652,10 @@ static void segv_handler(int sig, siginfo_t *si, void *uctx)
 			put_str("' (stack size ");
 			put_num(t->stack->size);
 			put_str(" bytes); give it a larger stack_size\n");
-			/* The handler installed before (a crash reporter)
-			 * sees it too; then the access runs again under
-			 * SIG_DFL and the process dies of it. */
-			segv_chain(sig, si, uctx);
+			/* The access runs again under SIG_DFL and the
+			 * process dies of it. Not handed on: a sanitizer's
+			 * handler would turn the death into a report of its
+			 * own and an exit status. */
 			signal(sig, SIG_DFL);
 			return;
 		}
@@ -689,8 +689,11 @@ static void segv_install(void)
 	struct sigaction sa, cur;
 
 	pthread_mutex_lock(&segv_lock);
+	/* By the handler alone (sa_handler and sa_sigaction share their
+	 * storage): an interposer (a sanitizer's sigaction) may report the
+	 * flags otherwise, and weft must never hand faults on to itself. */
 	if (sigaction(SIGSEGV, NULL, &cur) == 0 &&
-	    !((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == segv_handler)) {
+	    cur.sa_sigaction != segv_handler) {
 		old_segv = cur;
 		memset(&sa, 0, sizeof(sa));
 		sa.sa_sigaction = segv_handler;

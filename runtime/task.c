@@ -86,8 +86,8 @@ static uint32_t dir_take(uint64_t *floor)
 	} else if (dir_next < (1u << H_SLAB_BITS)) {
 		struct weft__task_dir_chunk *c = dir_chunk(dir_next);
 		if (!c) {
-			/* Chunks are never freed: weft__task_resolve() may read them
-			 * at any time. */
+			/* Freed only with the library (dir_release):
+			 * weft__task_resolve() may read them at any time. */
 			c = weft__mem_calloc(1, sizeof(*c));
 			if (c)
 				atomic_store_explicit(
@@ -122,6 +122,40 @@ static void dir_give_back(uint32_t id, uint64_t floor)
 	c->floor[id % DIR_CHUNK] = floor;
 	c->next_free[id % DIR_CHUNK] = dir_free;
 	dir_free = id;
+	pthread_mutex_unlock(&dir_lock);
+}
+
+/*
+ * The chunks outlive every runtime, so that a stale handle of an ended
+ * runtime is still told apart. They go with the library (dlclose, or the
+ * process's exit), if no runtime holds a slab then: no call may reach the
+ * library after that. Kept if one does (a runtime still running at exit):
+ * its threads may still resolve handles. Without this a dlopen/dlclose
+ * cycle lost its chunks (LeakSanitizer found it: tests/dlopen_check.c).
+ */
+__attribute__((destructor)) static void dir_release(void)
+{
+	unsigned i, j;
+
+	pthread_mutex_lock(&dir_lock);
+	for (i = 0; i < DIR_CHUNKS; i++) {
+		struct weft__task_dir_chunk *c = atomic_load_explicit(
+			&weft__task_dir[i], memory_order_relaxed);
+
+		for (j = 0; c && j < DIR_CHUNK; j++)
+			if (atomic_load_explicit(&c->mem[j],
+						 memory_order_relaxed))
+				goto busy;
+	}
+	for (i = 0; i < DIR_CHUNKS; i++) {
+		weft__mem_free(atomic_load_explicit(&weft__task_dir[i],
+						    memory_order_relaxed));
+		atomic_store_explicit(&weft__task_dir[i], NULL,
+				      memory_order_relaxed);
+	}
+	dir_free = 0;
+	dir_next = 1;
+busy:
 	pthread_mutex_unlock(&dir_lock);
 }
 
