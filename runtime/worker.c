@@ -117,7 +117,8 @@ static void remote_drain(struct weft__worker *w)
 /* The woken list (worker->woken): the owner appends and takes in order;
  * a thief takes the oldest of a stuck owner's. Under remote_lock, whose
  * release orders a task's publication before a thief's acquire. */
-static void woken_push(struct weft__worker *w, struct weft__tcb *t)
+static __attribute__((noinline, cold)) void
+woken_push(struct weft__worker *w, struct weft__tcb *t)
 {
 	weft__spin_lock(&w->remote_lock);
 	weft__tlist_append(&w->woken, t, t);
@@ -126,9 +127,13 @@ static void woken_push(struct weft__worker *w, struct weft__tcb *t)
 						   memory_order_relaxed) + 1,
 			      memory_order_relaxed);
 	weft__spin_unlock(&w->remote_lock);
+	w->woken_len++;
+	if (w->current)
+		weft__idle_watch(w->rt);
 }
 
-static struct weft__tcb *woken_pop(struct weft__worker *v)
+static __attribute__((noinline)) struct weft__tcb *
+woken_pop(struct weft__worker *v)
 {
 	struct weft__tcb *t;
 
@@ -141,6 +146,26 @@ static struct weft__tcb *woken_pop(struct weft__worker *v)
 				      memory_order_relaxed);
 	weft__spin_unlock(&v->remote_lock);
 	return t;
+}
+
+/* The owner's take: keeps its count, which a thief's takes leave high. */
+static struct weft__tcb *woken_take(struct weft__worker *w)
+{
+	struct weft__tcb *t = woken_pop(w);
+
+	w->woken_len = t ? w->woken_len - 1 : 0;
+	return t;
+}
+
+/* Moves the oldest woken task into the empty next slot (owner only; only
+ * the owner fills the slot, thieves only empty it). Release: publishes
+ * the task to a thief's acquire, as schedule's exchange does. */
+static __attribute__((noinline)) void woken_refill(struct weft__worker *w)
+{
+	struct weft__tcb *t = woken_take(w);
+
+	if (t)
+		atomic_store_explicit(&w->next, t, memory_order_release);
 }
 
 void weft__worker_schedule(struct weft__worker *w, struct weft__tcb *t, bool yield)
@@ -171,14 +196,13 @@ void weft__worker_schedule(struct weft__worker *w, struct weft__tcb *t, bool yie
 	t = atomic_exchange_explicit(&w->next, t, memory_order_acq_rel);
 	if (t && (weft__task_flags(t) & WEFT__T_PINNED)) {
 		weft__tlist_append(&w->pins, t, t);
-	} else if (t && w->slices_long &&
-		   atomic_load_explicit(&w->woken_n, memory_order_relaxed) <
-			   WEFT__WOKEN_MAX) {
+	} else if (t && weft__unlikely(w->slices_long) &&
+		   w->woken_len < WEFT__WOKEN_MAX) {
 		/* Ahead of the queue's long slices; the one in the slot
-		 * runs first (see worker->woken). Watched like the slot. */
+		 * runs first (see worker->woken). Watched like the slot.
+		 * A tail call: the fast paths keep no register. */
 		woken_push(w, t);
-		if (w->current)
-			weft__idle_watch(w->rt);
+		return;
 	} else if (t) {
 		lq_push(w, t);
 		weft__idle_notify(w->rt, false);
@@ -234,8 +258,23 @@ static void serve(struct weft__worker *w)
 		every = w->periodic_every + 1;
 	if (every > WEFT__INJECT_INTERVAL)
 		every = WEFT__INJECT_INTERVAL;
+	/* One quick pick between long slices (a 1 ms sleeper among tasks of
+	 * 1 ms slices) is not a change of pace: it neither spaces the next
+	 * serve out nor ends slices_long; two in a row do. Without this the
+	 * serve after the sleeper's pick came two slices later, and a read
+	 * completed meanwhile waited a second slice (loaded_read's p99 sat
+	 * at 2 ms). */
+	if (w->measured && per_pick >= WEFT__SERVE_NS) {
+		w->slices_long = true;
+		w->slices_grace = true;
+	} else if (w->measured && w->slices_long && w->slices_grace) {
+		every = 1;
+		w->slices_grace = false;
+	} else {
+		w->slices_long = false;
+		w->slices_grace = false;
+	}
 	w->periodic_every = every;
-	w->slices_long = w->measured && per_pick >= WEFT__SERVE_NS;
 	w->measured = true;
 	w->inject_countdown = every;
 	w->periodic_at = now;
@@ -280,6 +319,10 @@ pick_periodic(struct weft__worker *w)
 
 	if (atomic_load_explicit(&w->remote_n, memory_order_relaxed))
 		remote_drain(w);
+	/* A thief emptied the slot ahead of the woken tasks. */
+	if (weft__unlikely(w->woken_len) &&
+	    !atomic_load_explicit(&w->next, memory_order_relaxed))
+		woken_refill(w);
 	if (w->inject_countdown == 0) {
 		struct weft_runtime *rt = w->rt;
 		bool inject_first;
@@ -323,8 +366,7 @@ pick_rest(struct weft__worker *w)
 
 	if ((t = weft__tlist_pop(&w->pins)))
 		return t;
-	if (atomic_load_explicit(&w->woken_n, memory_order_relaxed) &&
-	    (t = woken_pop(w)))
+	if (w->woken_len && (t = woken_take(w)))
 		return t;
 	if (atomic_load_explicit(&w->next, memory_order_relaxed) &&
 	    (t = atomic_exchange_explicit(&w->next, NULL,
@@ -350,18 +392,18 @@ pick_local(struct weft__worker *w)
 	/* Load before exchanging: an RMW on an empty slot costs more than
 	 * the rest of the pick. Only thieves write the slot besides us, and
 	 * only to empty it. */
-	if (w->next_streak < WEFT__NEXT_STREAK) {
-		if (atomic_load_explicit(&w->next, memory_order_relaxed) &&
-		    (t = atomic_exchange_explicit(&w->next, NULL,
-						  memory_order_acquire))) {
+	if (w->next_streak < WEFT__NEXT_STREAK &&
+	    atomic_load_explicit(&w->next, memory_order_relaxed)) {
+		t = atomic_exchange_explicit(&w->next, NULL,
+					     memory_order_acquire);
+		if (t) {
 			w->next_streak++;
-			return t;
-		}
-		/* Woken tasks the slot's newer occupant displaced: the
-		 * same streak bounds them, so the queue is never starved. */
-		if (atomic_load_explicit(&w->woken_n, memory_order_relaxed) &&
-		    (t = woken_pop(w))) {
-			w->next_streak++;
+			/* Woken tasks the slot's newer occupants displaced
+			 * follow it through the slot, so the same streak
+			 * bounds them and a pick whose slot is empty (every
+			 * yield) pays nothing for them. */
+			if (weft__unlikely(w->woken_len))
+				woken_refill(w);
 			return t;
 		}
 	}

@@ -65,6 +65,10 @@ struct weft__worker {
 	int budget;
 	/* Tasks taken from the next slot in a row (fairness bound). */
 	unsigned next_streak;
+	/* Owner's count of the woken list (below): an upper bound, as a
+	 * thief may have taken some; read on every pick instead of woken_n,
+	 * whose line other threads write. */
+	unsigned woken_len;
 	/* Scheduling ticks (alternates pinned and local-queue priority). */
 	unsigned tick;
 	/* Picks left until the periodic pick (pick_periodic: the ring, the
@@ -101,6 +105,9 @@ struct weft__worker {
 	 * running long slices. */
 	bool slices_long;
 	bool measured;
+	/* slices_long may outlast one quick pick (serve(): a short task
+	 * among long slices); cleared by the quick pick it covers. */
+	bool slices_grace;
 	/* Hot free stacks (stack.c). */
 	struct weft__stack *stk_free;
 	unsigned stk_n;
