@@ -55,6 +55,15 @@ static inline uint64_t bench_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* Computes for ns without suspending (a task's slice of work). */
+static inline void bench_compute_ns(uint64_t ns)
+{
+	uint64_t end = bench_now_ns() + ns;
+
+	while (bench_now_ns() < end)
+		;
+}
+
 /* Peak resident set of the process so far, in KiB. */
 static inline long bench_peak_rss_kib(void)
 {

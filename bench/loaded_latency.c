@@ -46,9 +46,7 @@ static void *spinner(void *arg)
 	struct run *r = arg;
 
 	while (!atomic_load_explicit(&r->stop, memory_order_relaxed)) {
-		uint64_t end = bench_now_ns() + SLICE_NS;
-		while (bench_now_ns() < end)
-			;
+		bench_compute_ns(SLICE_NS);
 		weft_yield();
 	}
 	return NULL;

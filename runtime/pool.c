@@ -364,7 +364,6 @@ static bool withdraw(struct weft__pool *p, struct weft__job *j)
 struct job_wait {
 	struct weft__wait wt;
 	struct weft__job *job;
-	struct weft__pool *pool;
 };
 
 /* Acquire: pairs with the completer's release store; result and err are
@@ -382,7 +381,7 @@ static bool job_give_up(struct weft__wait *wt, int why)
 {
 	struct job_wait *u = (struct job_wait *)wt;
 
-	if (!withdraw(u->pool, u->job))
+	if (!withdraw(&wt->self->rt->pool, u->job))
 		return false;
 	wt->res = why;
 	return true;
@@ -419,7 +418,6 @@ int weft_run_blocking(weft_fn fn, void *arg, void **result)
 		return err; /* refused at once (teardown): never queued */
 	weft__wait_init(&u.wt, w, self->deadline);
 	u.job = &job;
-	u.pool = &self->rt->pool;
 	err = weft__wait(&u.wt, job_ready, job_give_up);
 	if (err)
 		return err;

@@ -132,6 +132,8 @@ static void dir_give_back(uint32_t id, uint64_t floor)
  * library after that. Kept if one does (a runtime still running at exit):
  * its threads may still resolve handles. Without this a dlopen/dlclose
  * cycle lost its chunks (LeakSanitizer found it: tests/dlopen_check.c).
+ * Relaxed loads under dir_lock: at unload or exit no runtime may still
+ * be publishing a slab (the API), so what publishers stored is final.
  */
 __attribute__((destructor)) static void dir_release(void)
 {

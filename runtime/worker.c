@@ -115,8 +115,12 @@ static void remote_drain(struct weft__worker *w)
 }
 
 /* The woken list (worker->woken): the owner appends and takes in order;
- * a thief takes the oldest of a stuck owner's. Under remote_lock, whose
- * release orders a task's publication before a thief's acquire. */
+ * a thief takes the oldest of a stuck owner's. Under remote_lock: the
+ * unlock after an append (release) pairs with a thief's lock (acquire),
+ * so the task is published to it. woken_n is written only under the
+ * lock and read without it by thieves, as a hint: a stale 0 skips a
+ * victim this round (the watcher's next search comes back), a stale
+ * count finds the list empty under the lock. */
 static __attribute__((noinline, cold)) void
 woken_push(struct weft__worker *w, struct weft__tcb *t)
 {
@@ -158,8 +162,9 @@ static struct weft__tcb *woken_take(struct weft__worker *w)
 }
 
 /* Moves the oldest woken task into the empty next slot (owner only; only
- * the owner fills the slot, thieves only empty it). Release: publishes
- * the task to a thief's acquire, as schedule's exchange does. */
+ * the owner fills the slot, thieves only empty it, so a slot the owner
+ * saw empty stays empty until this store). Release: publishes the task
+ * to a thief's acquire load and CAS, as schedule's exchange does. */
 static __attribute__((noinline)) void woken_refill(struct weft__worker *w)
 {
 	struct weft__tcb *t = woken_take(w);
@@ -319,7 +324,9 @@ pick_periodic(struct weft__worker *w)
 
 	if (atomic_load_explicit(&w->remote_n, memory_order_relaxed))
 		remote_drain(w);
-	/* A thief emptied the slot ahead of the woken tasks. */
+	/* A thief emptied the slot ahead of the woken tasks. Relaxed: a
+	 * stale non-NULL (a thief's CAS not seen yet) only defers the
+	 * refill to a later pick; NULL is never stale (see woken_refill). */
 	if (weft__unlikely(w->woken_len) &&
 	    !atomic_load_explicit(&w->next, memory_order_relaxed))
 		woken_refill(w);

@@ -1480,9 +1480,7 @@ static void *busy_spinner(void *arg)
 	struct busy_serve *b = arg;
 
 	while (!atomic_load(&b->stop)) {
-		uint64_t end = wt_now_ns() + MS;
-		while (wt_now_ns() < end)
-			;
+		wt_spin_us(1000);
 		weft_yield();
 	}
 	return NULL;
@@ -1600,9 +1598,7 @@ static void *woken_spinner(void *arg)
 	struct woken_order *o = arg;
 
 	while (!atomic_load(&o->stop)) {
-		uint64_t end = wt_now_ns() + 200 * WEFT_NSEC_PER_USEC;
-		while (wt_now_ns() < end)
-			;
+		wt_spin_us(200);
 		atomic_fetch_add(&o->slices, 1);
 		weft_yield();
 	}
@@ -1743,9 +1739,7 @@ static void *wstuck_slicer(void *arg)
 	struct wstuck *s = arg;
 
 	while (!atomic_load(&s->stop)) {
-		uint64_t end = wt_now_ns() + 200 * WEFT_NSEC_PER_USEC;
-		while (wt_now_ns() < end)
-			;
+		wt_spin_us(200);
 		weft_yield();
 	}
 	return NULL;

@@ -188,6 +188,21 @@ static void reporter(int sig, siginfo_t *si, void *uctx)
 	signal(sig, SIG_DFL);
 }
 
+/* A first runtime installs weft's SIGSEGV handler; the reporter is
+ * installed over it, as a crash reporter set up later would be. */
+static void install_reporter_after_weft(const struct weft_config *cfg)
+{
+	struct sigaction sa;
+
+	if (weft_run(noop_main, NULL, cfg, NULL) != 0)
+		_exit(3);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = reporter;
+	sa.sa_flags = SA_SIGINFO;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGSEGV, &sa, NULL);
+}
+
 static void __attribute__((constructor)) stack_child_entry(void)
 {
 	const char *sc = getenv("WT_STACK_CHILD");
@@ -210,36 +225,19 @@ static void __attribute__((constructor)) stack_child_entry(void)
 		cfg.workers = 1;
 		fn = overflow_default_main;
 	} else if (strcmp(sc, "reporter") == 0) {
-		/* A first runtime installs weft's handler; the reporter
-		 * replaces it; the next runtime must report the overflow
-		 * and still hand the fault on to the reporter. */
-		struct sigaction sa;
-
+		/* weft's handler, then the reporter over it: the next
+		 * runtime must report the overflow all the same. */
 		cfg.workers = 1;
-		if (weft_run(noop_main, NULL, &cfg, NULL) != 0)
-			_exit(3);
-		memset(&sa, 0, sizeof(sa));
-		sa.sa_sigaction = reporter;
-		sa.sa_flags = SA_SIGINFO;
-		sigemptyset(&sa.sa_mask);
-		sigaction(SIGSEGV, &sa, NULL);
+		install_reporter_after_weft(&cfg);
 		cfg.stack_size = 128 * 1024;
 		fn = overflow_default_main;
 	} else if (strcmp(sc, "reporter_fault") == 0) {
-		struct sigaction sa;
-
 		cfg.workers = 1;
 		page = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS,
 			    -1, 0);
 		if (page == MAP_FAILED)
 			_exit(4);
-		if (weft_run(noop_main, NULL, &cfg, NULL) != 0)
-			_exit(3);
-		memset(&sa, 0, sizeof(sa));
-		sa.sa_sigaction = reporter;
-		sa.sa_flags = SA_SIGINFO;
-		sigemptyset(&sa.sa_mask);
-		sigaction(SIGSEGV, &sa, NULL);
+		install_reporter_after_weft(&cfg);
 		fn = fault_main;
 	} else if (strcmp(sc, "bigframe") == 0) {
 		cfg.workers = 1;
@@ -986,9 +984,7 @@ static void *busy_task(void *arg)
 	struct cache_check *c = arg;
 
 	while (!atomic_load(&c->stop)) {
-		uint64_t end = wt_now_ns() + 100 * US;
-		while (wt_now_ns() < end)
-			;
+		wt_spin_us(100);
 		weft_yield();
 	}
 	return NULL;
