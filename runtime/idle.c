@@ -51,6 +51,7 @@
 #include "runtime.h"
 #include "spin.h"
 #include "stack.h"
+#include "task.h"
 #include "timer.h"
 #include "worker.h"
 
@@ -188,7 +189,7 @@ void weft__idle_park(struct weft__worker *w)
 {
 	struct weft_runtime *rt = w->rt;
 	unsigned dec = UNPARK_ONE, prev;
-	uint64_t keep, trim, wait_ns = 0;
+	uint64_t keep, trim, cb, wait_ns = 0;
 	bool last, watching;
 
 	weft__spin_lock(&rt->idle_lock);
@@ -227,8 +228,12 @@ void weft__idle_park(struct weft__worker *w)
 			wait_ns = keep - now;
 		}
 	}
-	/* Warm stacks to give back later: do not sleep past that. */
+	/* Warm stacks or control blocks to give back later: do not sleep
+	 * past that. */
 	trim = weft__stack_trim(w, weft_now());
+	cb = weft__task_trim(w, weft_now());
+	if (cb && (!trim || cb < trim))
+		trim = cb;
 	if (trim) {
 		uint64_t now = weft_now(), t = trim > now ? trim - now : 1;
 

@@ -4,6 +4,7 @@
  * purpose in tests, or to swap allocators.
  */
 #include <stdlib.h>
+#include <sys/mman.h>
 
 #include "base.h"
 #include "mem.h"
@@ -84,4 +85,28 @@ void *weft__mem_aligned(size_t align, size_t size)
 void weft__mem_free(void *p)
 {
 	free(p);
+}
+
+void *weft__mem_map(size_t size)
+{
+	void *p;
+
+	if (alloc_fails())
+		return NULL;
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+void weft__mem_unmap(void *p, size_t size)
+{
+	if (p)
+		munmap(p, size);
+}
+
+void weft__mem_give_back(void *p, size_t size)
+{
+	/* Cannot fail on a private anonymous mapping of our own; if it did,
+	 * the pages would only stay resident. */
+	(void)madvise(p, size, MADV_DONTNEED);
 }

@@ -15,7 +15,8 @@
 
 /* ---- the runtime ------------------------------------------------------ */
 
-struct weft__slab; /* task.c / stack.c bookkeeping */
+struct weft__slab; /* stack.c bookkeeping */
+struct weft__cb_slab; /* task.c */
 
 struct weft_runtime {
 	unsigned nworkers;
@@ -48,11 +49,16 @@ struct weft_runtime {
 	 * (runtime.c): the last one after a fatal error ends what waits. */
 	atomic_uint exited;
 
-	/* Task control block pool (task.c). */
+	/* Task control block pool (task.c): every slab (cb_slabs, never
+	 * unlinked before the end), and under cb_lock the slabs with free
+	 * blocks, the all-free ones with pages and those without. */
 	weft__spin cb_lock;
-	struct weft__tcb *cb_free;
-	unsigned cb_free_n;
-	struct weft__slab *cb_slabs;
+	struct weft__cb_slab *cb_slabs;
+	struct weft__cb_slab *cb_list[3];
+	unsigned cb_list_n[3];
+	atomic_uint cb_empty_hint;  /* cb_list_n[all free], without lock */
+	uint64_t cb_trim_at;        /* armed trim moment (ns), 0: none */
+	atomic_uint cb_trim_gen;    /* bumped: workers give back cold caches */
 
 	/* Stack pool (stack.c). */
 	weft__spin stk_lock;

@@ -2,17 +2,19 @@
  * Tasks: control blocks, spawn, the park/wake protocol, await, gather,
  * cancellation, shields, the cooperative budget and handles.
  *
- * Control blocks come from a type-stable pool: slabs allocated on demand and
- * freed only when the runtime ends. A block that returns to the pool keeps
- * being a task control block, so a waker or a stale handle that still holds
- * its address reads a valid block; the generation counter (gen) and the
- * WEFT__FREE park state tell a reused block apart.
+ * Control blocks come from a type-stable pool: slabs mapped on demand and
+ * unmapped only when the runtime ends; the pages of a slab whose blocks are
+ * all free go back to the kernel meanwhile. A block that returns to the
+ * pool keeps being a task control block, so a waker or a stale handle that
+ * still holds its address reads a valid block; the generation counter
+ * (gen) and the WEFT__FREE park state tell a reused block apart.
  *
  * The park/wake protocol (task->park) is argued in wait.h, next to the one
  * wait loop that follows it; the waker's half is task_wake() below.
  */
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "await.h"
 #include "base.h"
@@ -167,11 +169,77 @@ static uint64_t gen_next(uint64_t g)
 	return g ? g : 1;
 }
 
-struct weft__slab {
-	struct weft__slab *next;
-	void *mem;
-	uint32_t id; /* in the handle directory */
+/*
+ * Control block pool
+ * ------------------
+ * Blocks come in slabs of WEFT__CB_SLAB, each slab a mapping of its own
+ * kept until the runtime ends: an address that was a control block stays
+ * one, so a late waker (a wait queue's grant that reaches a task after it
+ * woke for another reason and ended) or a stale handle always reads a
+ * control block. A free block reads park == FREE and a handle whose
+ * generation moved on.
+ *
+ * Free blocks live in two tiers. Each worker keeps a LIFO cache of up to
+ * WEFT__CB_CACHE (no lock; half goes back when it fills). The shared pool,
+ * under cb_lock, keeps free blocks on their own slab's list, and the slabs
+ * on three lists: PARTIAL (some blocks free), EMPTY (all free, pages
+ * resident) and BARE (all free, pages given back). A slab whose blocks are
+ * all handed out is on none. Blocks are taken from PARTIAL first, so that
+ * the others can stay all free, then EMPTY, then BARE, then a new slab.
+ *
+ * Giving pages back (issue 17: a burst of a million tasks left 200 MB
+ * resident for ever). A slab's pages go back only while it is all free and
+ * off every list but BARE, so no block of it can be handed out meanwhile;
+ * after MADV_DONTNEED its blocks read as zeros, and zero is FREE (task.h),
+ * handle 0 matches no handle (generation 0 is never used), so late readers
+ * keep reading free blocks. What late writers may store there (weft_cancel
+ * racing the end of a task it holds no reference to; a shutdown sweep's
+ * cancel flag) dirties a page again, nothing more: reuse writes every field
+ * a free block must have. The generations are lost with the pages, so the
+ * slab keeps the first one its blocks start at when reused (floor, above
+ * every generation handed out before), as the directory does for ids.
+ * As with stacks (stack.c), the give-back is decayed, because each
+ * madvise is a TLB shoot-down: the first worker to see more than
+ * CB_KEEP_EMPTY all-free slabs arms a trim WEFT__CB_DECAY_NS ahead; the
+ * one that finds it due takes the excess off EMPTY, gives the pages back
+ * outside the lock and puts the slabs on BARE. Workers' caches would pin a
+ * slab each block (a burst leaves them 128 blocks of 128 slabs): arming
+ * and each give-back bump cb_trim_gen, and each worker, at its next
+ * periodic service, gives back all of its cache but the CB_CACHE_HOT
+ * blocks on top (the ones in use), so that their slabs empty and go at
+ * the next trim.
+ */
+#define CB_PARTIAL 0
+#define CB_EMPTY 1
+#define CB_BARE 2
+#define CB_NONE 3
+#define CB_KEEP_EMPTY 2
+#define CB_CACHE_HOT 16
+#define WEFT__CB_DECAY_NS (1000 * WEFT_NSEC_PER_MSEC)
+
+struct weft__cb_slab {
+	struct weft__cb_slab *next;          /* all slabs; never unlinked */
+	struct weft__cb_slab *lnext, *lprev; /* its list; under cb_lock */
+	struct weft__tcb *mem;
+	struct weft__tcb *free;              /* its blocks in the shared pool */
+	unsigned nfree;
+	unsigned list;                       /* CB_PARTIAL .. CB_NONE */
+	uint64_t floor; /* first generation at the next (re)start of blocks */
+	uint32_t id;    /* in the handle directory */
 };
+
+/* Bytes of a slab's mapping: whole pages. */
+static size_t cb_slab_bytes(void)
+{
+	static size_t bytes;
+	size_t ps;
+
+	if (weft__likely(bytes))
+		return bytes;
+	ps = (size_t)sysconf(_SC_PAGESIZE);
+	bytes = (WEFT__CB_SLAB * sizeof(struct weft__tcb) + ps - 1) & ~(ps - 1);
+	return bytes;
+}
 
 /* ---- handles ---------------------------------------------------------- */
 
@@ -181,43 +249,118 @@ weft_task *weft__task_handle(struct weft__tcb *t)
 		&t->handle, memory_order_relaxed);
 }
 
-/* Handle to block, or NULL if the handle is NULL or stale. */
+void *weft__task_debug_block(weft_task *h)
+{
+	int err;
+
+	return weft__task_resolve(h, &err);
+}
 
 /* ---- control block pool ------------------------------------------------ */
 
-static int cb_refill(struct weft_runtime *rt)
+/* Lists of slabs; under cb_lock. */
+static void cb_list_del(struct weft_runtime *rt, struct weft__cb_slab *s)
 {
-	struct weft__slab *s = weft__mem_alloc(sizeof(*s));
-	struct weft__tcb *blk;
-	uint64_t floor = 1;
+	if (s->list == CB_NONE)
+		return;
+	if (s->lprev)
+		s->lprev->lnext = s->lnext;
+	else
+		rt->cb_list[s->list] = s->lnext;
+	if (s->lnext)
+		s->lnext->lprev = s->lprev;
+	rt->cb_list_n[s->list]--;
+	s->list = CB_NONE;
+}
+
+static void cb_list_add(struct weft_runtime *rt, struct weft__cb_slab *s,
+			unsigned list)
+{
+	s->list = list;
+	s->lprev = NULL;
+	s->lnext = rt->cb_list[list];
+	if (s->lnext)
+		s->lnext->lprev = s;
+	rt->cb_list[list] = s;
+	rt->cb_list_n[list]++;
+}
+
+/* Relaxed: a hint for weft__task_trim_wanted(); the trim decides under the
+ * lock. */
+static void cb_hint(struct weft_runtime *rt)
+{
+	atomic_store_explicit(&rt->cb_empty_hint, rt->cb_list_n[CB_EMPTY],
+			      memory_order_relaxed);
+}
+
+/* The generation the slab's blocks start at after a restart: above every
+ * one handed out (a handle of a live block carries its gen; a free
+ * block's is the next to hand out, so its successor is above both). */
+static uint64_t cb_slab_floor(const struct weft__cb_slab *s)
+{
+	uint64_t floor = s->floor;
 	unsigned i;
 
-	if (!s)
-		return -ENOMEM;
-	blk = weft__mem_aligned(WEFT__CACHELINE,
-				  WEFT__CB_SLAB * sizeof(struct weft__tcb));
-	s->id = blk ? dir_take(&floor) : 0;
-	if (!s->id) {
-		weft__mem_free(blk);
-		weft__mem_free(s);
-		return -ENOMEM;
+	for (i = 0; i < WEFT__CB_SLAB; i++) {
+		uint64_t g = gen_next(atomic_load_explicit(
+			&s->mem[i].handle, memory_order_relaxed) & H_GEN_MASK);
+		if (g > floor)
+			floor = g;
 	}
-	memset(blk, 0, WEFT__CB_SLAB * sizeof(struct weft__tcb));
-	s->mem = blk;
+	return floor;
+}
+
+/* Makes every block of s free with generation s->floor, all on s's free
+ * list. Fresh pages or given-back ones: every field a free block is read
+ * for is written (a late writer may have left a cancel flag, which
+ * task_start() clears). */
+static void cb_slab_fill(struct weft_runtime *rt, struct weft__cb_slab *s)
+{
+	struct weft__tcb *blk = s->mem;
+	unsigned i;
+
+	s->free = NULL;
+	for (i = WEFT__CB_SLAB; i-- > 0;) {
+		atomic_store_explicit(&blk[i].park, WEFT__FREE,
+				      memory_order_relaxed);
+		atomic_store_explicit(
+			&blk[i].handle,
+			(uint64_t)(s->id << H_IDX_BITS | i) << H_GEN_BITS |
+				s->floor,
+			memory_order_relaxed);
+		blk[i].rt = rt;
+		blk[i].slab = s;
+		blk[i].tls = NULL;
+		blk[i].stack = NULL;
+		blk[i].qnext = s->free;
+		s->free = &blk[i];
+	}
+	s->nfree = WEFT__CB_SLAB;
+}
+
+/* A new slab, all free, on no list. Called with cb_lock held. */
+static struct weft__cb_slab *cb_slab_new(struct weft_runtime *rt)
+{
+	struct weft__cb_slab *s = weft__mem_calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	s->mem = weft__mem_map(cb_slab_bytes());
+	s->floor = 1;
+	s->id = s->mem ? dir_take(&s->floor) : 0;
+	if (!s->id) {
+		weft__mem_unmap(s->mem, cb_slab_bytes());
+		weft__mem_free(s);
+		return NULL;
+	}
+	s->list = CB_NONE;
+	cb_slab_fill(rt, s);
 	s->next = rt->cb_slabs;
 	rt->cb_slabs = s;
-	for (i = 0; i < WEFT__CB_SLAB; i++) {
-		atomic_init(&blk[i].park, WEFT__FREE);
-		atomic_init(&blk[i].handle,
-			    (uint64_t)(s->id << H_IDX_BITS | i) << H_GEN_BITS |
-				    floor);
-		blk[i].rt = rt;
-		blk[i].qnext = rt->cb_free;
-		rt->cb_free = &blk[i];
-	}
-	dir_publish(s->id, blk);
-	rt->cb_free_n += WEFT__CB_SLAB;
-	return 0;
+	/* Release: a weft__task_resolve() that finds the slab sees its
+	 * blocks. */
+	dir_publish(s->id, s->mem);
+	return s;
 }
 
 /* Takes up to `want` blocks from the shared pool into a list. Called with
@@ -229,20 +372,56 @@ static struct weft__tcb *cb_take(struct weft_runtime *rt, unsigned want,
 	unsigned n = 0;
 
 	while (n < want) {
-		struct weft__tcb *t = rt->cb_free;
-		if (!t) {
-			if (n || cb_refill(rt) < 0)
+		struct weft__cb_slab *s = rt->cb_list[CB_PARTIAL];
+
+		if (!s && !(s = rt->cb_list[CB_EMPTY])) {
+			if (n)
 				break;
-			continue;
+			if ((s = rt->cb_list[CB_BARE])) {
+				cb_list_del(rt, s);
+				cb_slab_fill(rt, s);
+			} else if (!(s = cb_slab_new(rt))) {
+				break;
+			}
+		} else {
+			cb_list_del(rt, s);
 		}
-		rt->cb_free = t->qnext;
-		rt->cb_free_n--;
-		t->qnext = head;
-		head = t;
-		n++;
+		while (n < want && s->nfree) {
+			struct weft__tcb *t = s->free;
+
+			s->free = t->qnext;
+			s->nfree--;
+			t->qnext = head;
+			head = t;
+			n++;
+		}
+		if (s->nfree)
+			cb_list_add(rt, s, CB_PARTIAL);
 	}
+	cb_hint(rt);
 	*got = n;
 	return head;
+}
+
+/* Puts a list of free blocks back on their slabs. Called with cb_lock
+ * held. */
+static void cb_give(struct weft_runtime *rt, struct weft__tcb *head)
+{
+	while (head) {
+		struct weft__tcb *t = head;
+		struct weft__cb_slab *s = t->slab;
+
+		head = t->qnext;
+		t->qnext = s->free;
+		s->free = t;
+		if (++s->nfree == 1) {
+			cb_list_add(rt, s, CB_PARTIAL);
+		} else if (s->nfree == WEFT__CB_SLAB) {
+			cb_list_del(rt, s);
+			cb_list_add(rt, s, CB_EMPTY);
+		}
+	}
+	cb_hint(rt);
 }
 
 /* The shared pool's part of task_alloc(): out of line, so that the
@@ -281,6 +460,29 @@ static inline struct weft__tcb *task_alloc(struct weft_runtime *rt,
 	return t;
 }
 
+/* Gives back the part of w's cache below its first `keep` blocks. */
+static void cb_cache_give(struct weft__worker *w, unsigned keep)
+{
+	struct weft__tcb *head, *t = w->cb_free;
+	unsigned i;
+
+	if (w->cb_n <= keep)
+		return;
+	if (keep == 0) {
+		head = w->cb_free;
+		w->cb_free = NULL;
+	} else {
+		for (i = 1; i < keep; i++)
+			t = t->qnext;
+		head = t->qnext;
+		t->qnext = NULL;
+	}
+	w->cb_n = keep;
+	weft__spin_lock(&w->rt->cb_lock);
+	cb_give(w->rt, head);
+	weft__spin_unlock(&w->rt->cb_lock);
+}
+
 static void cb_free(struct weft__tcb *t)
 {
 	struct weft_runtime *rt = t->rt;
@@ -302,27 +504,99 @@ static void cb_free(struct weft__tcb *t)
 	if (w && w->rt == rt) {
 		t->qnext = w->cb_free;
 		w->cb_free = t;
-		if (++w->cb_n < WEFT__CB_CACHE)
-			return;
-		/* Give half back to the shared pool. */
-		struct weft__tcb *head = w->cb_free, *tail = head;
-		unsigned i;
-		for (i = 1; i < WEFT__CB_CACHE / 2; i++)
-			tail = tail->qnext;
-		w->cb_free = tail->qnext;
-		w->cb_n -= WEFT__CB_CACHE / 2;
-		weft__spin_lock(&rt->cb_lock);
-		tail->qnext = rt->cb_free;
-		rt->cb_free = head;
-		rt->cb_free_n += WEFT__CB_CACHE / 2;
-		weft__spin_unlock(&rt->cb_lock);
+		/* Full: the half on top goes back to the shared pool. */
+		if (++w->cb_n >= WEFT__CB_CACHE) {
+			struct weft__tcb *head = w->cb_free;
+			unsigned i;
+
+			for (i = 0; i < WEFT__CB_CACHE / 2; i++)
+				w->cb_free = w->cb_free->qnext;
+			t = head;
+			for (i = 1; i < WEFT__CB_CACHE / 2; i++)
+				t = t->qnext;
+			t->qnext = NULL;
+			w->cb_n -= WEFT__CB_CACHE / 2;
+			weft__spin_lock(&rt->cb_lock);
+			cb_give(rt, head);
+			weft__spin_unlock(&rt->cb_lock);
+		}
 		return;
 	}
+	t->qnext = NULL;
 	weft__spin_lock(&rt->cb_lock);
-	t->qnext = rt->cb_free;
-	rt->cb_free = t;
-	rt->cb_free_n++;
+	cb_give(rt, t);
 	weft__spin_unlock(&rt->cb_lock);
+}
+
+/* Relaxed: both are hints. A stale cb_empty_hint only moves the trim to a
+ * later look (it decides under cb_lock); a stale cb_trim_gen only delays
+ * the give-back of a cache to a later service. */
+bool weft__task_trim_wanted(struct weft__worker *w)
+{
+	struct weft_runtime *rt = w->rt;
+
+	return atomic_load_explicit(&rt->cb_empty_hint,
+				    memory_order_relaxed) > CB_KEEP_EMPTY ||
+	       w->cb_trim_seen != atomic_load_explicit(&rt->cb_trim_gen,
+						       memory_order_relaxed);
+}
+
+uint64_t weft__task_trim(struct weft__worker *w, uint64_t now)
+{
+	struct weft_runtime *rt = w->rt;
+	struct weft__cb_slab *bare = NULL, *s;
+	unsigned gen = atomic_load_explicit(&rt->cb_trim_gen,
+					    memory_order_relaxed);
+	uint64_t at;
+
+	if (w->cb_trim_seen != gen) {
+		w->cb_trim_seen = gen;
+		cb_cache_give(w, CB_CACHE_HOT);
+	}
+	if (atomic_load_explicit(&rt->cb_empty_hint, memory_order_relaxed) <=
+	    CB_KEEP_EMPTY)
+		return 0;
+	weft__spin_lock(&rt->cb_lock);
+	if (rt->cb_list_n[CB_EMPTY] <= CB_KEEP_EMPTY) {
+		rt->cb_trim_at = 0;
+		weft__spin_unlock(&rt->cb_lock);
+		return 0;
+	}
+	if (!rt->cb_trim_at || now < rt->cb_trim_at) {
+		if (!rt->cb_trim_at) {
+			rt->cb_trim_at = now + WEFT__CB_DECAY_NS;
+			/* Caches give back their cold blocks before the
+			 * trim comes, so their slabs go with it. */
+			atomic_fetch_add_explicit(&rt->cb_trim_gen, 1,
+						  memory_order_relaxed);
+		}
+		at = rt->cb_trim_at;
+		weft__spin_unlock(&rt->cb_lock);
+		return at;
+	}
+	/* Decayed: all-free slabs beyond CB_KEEP_EMPTY give their pages
+	 * back. Off every list meanwhile: nothing can hand a block out. */
+	while (rt->cb_list_n[CB_EMPTY] > CB_KEEP_EMPTY) {
+		s = rt->cb_list[CB_EMPTY];
+		cb_list_del(rt, s);
+		s->lnext = bare;
+		bare = s;
+	}
+	rt->cb_trim_at = 0;
+	cb_hint(rt);
+	weft__spin_unlock(&rt->cb_lock);
+	for (s = bare; s; s = s->lnext) {
+		s->floor = cb_slab_floor(s);
+		weft__mem_give_back(s->mem, cb_slab_bytes());
+	}
+	weft__spin_lock(&rt->cb_lock);
+	while ((s = bare)) {
+		bare = s->lnext;
+		cb_list_add(rt, s, CB_BARE);
+	}
+	atomic_fetch_add_explicit(&rt->cb_trim_gen, 1, memory_order_relaxed);
+	weft__spin_unlock(&rt->cb_lock);
+	return 0;
 }
 
 #define REFS_ALL UINT64_C(0xffffffff)
@@ -339,26 +613,19 @@ void weft__task_unref(struct weft__tcb *t)
 
 void weft__task_pool_fini(struct weft_runtime *rt)
 {
-	struct weft__slab *s = rt->cb_slabs, *n;
+	struct weft__cb_slab *s = rt->cb_slabs, *n;
 	unsigned i;
 
 	for (; s; s = n) {
 		struct weft__tcb *blk = s->mem;
-		uint64_t floor = 1;
+
 		n = s->next;
 		/* The id's next slab starts above every generation handed
-		 * out here (a handle of a live block carries its gen). */
-		for (i = 0; i < WEFT__CB_SLAB; i++) {
-			uint64_t g = gen_next(atomic_load_explicit(
-				&blk[i].handle, memory_order_relaxed) &
-				H_GEN_MASK);
-			if (g > floor)
-				floor = g;
-		}
-		dir_give_back(s->id, floor);
+		 * out here. */
+		dir_give_back(s->id, cb_slab_floor(s));
 		for (i = 0; i < WEFT__CB_SLAB; i++) {
 			/* Tasks dropped at shutdown still hold what they
-			 * were given. */
+			 * were given (a slab without pages reads zeros). */
 			if (blk[i].tls)
 				weft__mem_free(blk[i].tls);
 			if (blk[i].stack)
@@ -368,11 +635,14 @@ void weft__task_pool_fini(struct weft_runtime *rt)
 				__tsan_destroy_fiber(blk[i].tsan_fiber);
 #endif
 		}
-		weft__mem_free(blk);
+		weft__mem_unmap(blk, cb_slab_bytes());
 		weft__mem_free(s);
 	}
 	rt->cb_slabs = NULL;
-	rt->cb_free = NULL;
+	for (i = 0; i < 3; i++) {
+		rt->cb_list[i] = NULL;
+		rt->cb_list_n[i] = 0;
+	}
 }
 
 /*
@@ -385,7 +655,8 @@ void weft__task_pool_fini(struct weft_runtime *rt)
  *   included; slabs linked after are missed, and the drain sweeps again.
  *   Blocks: only the atomics park, done and cancel are touched, because a
  *   block may end and be recycled by task_start() at any moment. A block is
- *   live if park (acquire) is not FREE and done (acquire) is 0. A decision
+ *   live if park (acquire) is not FREE and done (acquire) is 0 (a slab
+ *   whose pages went back reads zeros: FREE). A decision
  *   made on a block that is recycled meanwhile is harmless: the cancel
  *   either reaches the new task (spawned during shutdown, which is to be
  *   cancelled anyway) or lands before task_start() clears the flag and is
@@ -400,7 +671,7 @@ void weft__task_pool_fini(struct weft_runtime *rt)
 unsigned weft__task_cancel_all(struct weft_runtime *rt,
 			       struct weft__tcb *except)
 {
-	struct weft__slab *s;
+	struct weft__cb_slab *s;
 	unsigned live = 0, i;
 
 	weft__spin_lock(&rt->cb_lock);
@@ -450,7 +721,7 @@ static void task_publish_end(struct weft__tcb *t, int outcome,
  */
 void weft__task_drop_all(struct weft_runtime *rt)
 {
-	struct weft__slab *s;
+	struct weft__cb_slab *s;
 	unsigned i, pass;
 
 	for (pass = 0; pass < 2; pass++) {

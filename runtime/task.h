@@ -18,11 +18,14 @@ struct weft__unwait {
 
 /* Park states of a task (task->park). The protocol is argued in wait.h. */
 enum {
-	WEFT__RUNNING = 0,  /* on a CPU or queued; no wait in progress */
-	WEFT__PARKING = 1,  /* announced a wait, still on its stack */
-	WEFT__PARKED = 2,   /* off its stack, waiting for a wake */
-	WEFT__NOTIFIED = 3, /* woken; the next park re-checks its condition */
-	WEFT__FREE = 4      /* control block is in the free pool */
+	/* Control block is in the free pool. Zero on purpose: a slab whose
+	 * pages went back to the kernel reads as zeros, that is as free
+	 * blocks, to a late waker or a stale handle (task.c). */
+	WEFT__FREE = 0,
+	WEFT__RUNNING = 1,  /* on a CPU or queued; no wait in progress */
+	WEFT__PARKING = 2,  /* announced a wait, still on its stack */
+	WEFT__PARKED = 3,   /* off its stack, waiting for a wake */
+	WEFT__NOTIFIED = 4  /* woken; the next park re-checks its condition */
 };
 
 /* task->flags: written by the spawner before the task is published, and
@@ -31,6 +34,7 @@ enum {
  * them: hence atomic; see io/ops.c). */
 #define WEFT__T_PINNED 0x1u
 
+struct weft__cb_slab;
 struct weft__stack;
 struct weft__worker;
 struct weft__waiter;
@@ -38,9 +42,10 @@ struct weft__tls_slot;
 
 /*
  * A task control block. Allocated from the runtime's type-stable pool
- * (task.c): its memory stays a task control block until the runtime ends,
- * so a late wake-up or a stale handle reads a valid (if reused) block and
- * the generation number tells them apart. The program never sees one: its
+ * (task.c): its address stays a task control block until the runtime ends
+ * (pages of an all-free slab go back to the kernel and read as free
+ * blocks), so a late wake-up or a stale handle reads a valid (if reused
+ * or free) block and the generation number tells them apart. The program never sees one: its
  * `weft_task *` is a tagged handle (struct weft_task, never defined), a
  * different type, which task.c resolves (weft__task_handle() makes one), so
  * the compiler refuses a block where a handle is expected and back.
@@ -50,7 +55,7 @@ struct weft__tcb {
 	 * Written by the worker that switches the task out, read by the one
 	 * that switches it in; the run queues order the two. */
 	void *sp;
-	/* WEFT__RUNNING..WEFT__FREE; see the protocol in wait.h. */
+	/* WEFT__FREE..WEFT__NOTIFIED; see the protocol in wait.h. */
 	atomic_int park;
 	/* WEFT__T_* flags; read with weft__task_flags(). */
 	atomic_uint flags;
@@ -93,6 +98,9 @@ struct weft__tcb {
 	 * generation (low 36 bits, never 0), which is bumped each time the
 	 * block returns to the pool. Read by any thread, so atomic. */
 	_Atomic uint64_t handle;
+	/* The slab the block belongs to (task.c); set while the slab's
+	 * pages are in use, read only by whoever holds the free block. */
+	struct weft__cb_slab *slab;
 	/* While parked on an object the program owns (a wait queue, a
 	 * select): how to take its wait nodes back if the task is dropped
 	 * at shutdown (weft__task_drop_all). Set and cleared by the task
@@ -135,6 +143,16 @@ void weft__task_fail_start(struct weft__worker *w, struct weft__tcb *t,
 			   int err);
 struct weft__worker *weft__task_park(struct weft__worker *w);
 void weft__task_pool_fini(struct weft_runtime *rt);
+/* Returning control blocks to the kernel, the way weft__stack_trim() does
+ * stacks (task.c): gives back the cold part of the worker's cache when
+ * asked to, and the pages of all-free slabs beyond a few, decayed. Returns
+ * the moment a trim is armed for, 0 if none. Owner worker only. */
+uint64_t weft__task_trim(struct weft__worker *w, uint64_t now);
+/* Whether weft__task_trim() has something to do (relaxed hints). */
+bool weft__task_trim_wanted(struct weft__worker *w);
+/* Tests: the address of the block a handle names (NULL if stale), to ask
+ * the kernel whether its page is resident; declared again in the test. */
+void *weft__task_debug_block(weft_task *h);
 int weft__task_spawn_main(struct weft_runtime *rt, weft_fn fn, void *arg,
 		     struct weft__tcb **out);
 weft_task *weft__task_handle(struct weft__tcb *t);

@@ -114,6 +114,7 @@ struct weft__worker {
 	/* Free task control blocks (task.c). */
 	struct weft__tcb *cb_free;
 	unsigned cb_n;
+	unsigned cb_trim_seen; /* rt->cb_trim_gen last answered */
 
 	/* Pinned tasks woken by other threads, handed over under the lock. */
 	_Alignas(WEFT__CACHELINE) weft__spin remote_lock;
