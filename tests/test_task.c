@@ -1804,12 +1804,14 @@ Test(task, a_released_handle_of_an_ended_task_is_stale_at_once,
  * Issue 17: control blocks were never freed before the runtime ended (a
  * million tasks then a steady hundred kept 200 MB). A burst of tasks
  * spawned faster than two busy workers run them (every one of them alive
- * at once, queued), ends; with both workers kept busy by spinners (no
- * worker ever idles), the pages of the blocks must go back to the kernel
- * within seconds: at most a tenth of the pages that held them stays
- * resident (the worker caches and the few all-free slabs kept on purpose).
- * mincore() asks the kernel, so the test sees what the process holds, not
- * what the pool believes. Before: every page stayed resident.
+ * at once, queued), ends; their handles are released in a shuffled order,
+ * so that the worker's cache of free blocks holds blocks of many slabs.
+ * With both workers kept busy by spinners (no worker ever idles), the
+ * pages of the blocks must go back to the kernel within seconds: at most a
+ * tenth of the pages that held them stays resident (the hot tops of the
+ * worker caches and the few all-free slabs kept on purpose). mincore()
+ * asks the kernel, so the test sees what the process holds, not what the
+ * pool believes. Before: every page stayed resident.
  */
 void *weft__task_debug_block(weft_task *h);
 
@@ -1818,6 +1820,7 @@ void *weft__task_debug_block(weft_task *h);
 struct cb_burst {
 	atomic_int stop;
 	atomic_long ended;
+	weft_task **task;
 	uintptr_t *page;
 	unsigned npages;
 };
@@ -1867,28 +1870,39 @@ static void *cb_burst_main(void *arg)
 	struct cb_burst *b = arg;
 	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
 	weft_task *spin[2];
-	unsigned i, n = 0, before, after = 0;
+	unsigned i, n = 0, before, after = 0, seed = 17;
 	uint64_t deadline;
 
 	for (i = 0; i < 2; i++)
 		WT_CHECK((spin[i] = weft_spawn(cb_spinner, b)) != NULL);
 	b->page = calloc(CB_BURST, sizeof(*b->page));
-	if (!WT_CHECK(b->page != NULL))
+	b->task = calloc(CB_BURST, sizeof(*b->task));
+	if (!WT_CHECK(b->page != NULL && b->task != NULL))
 		return NULL;
 	/* No suspension in the loop: the tasks queue faster than the
 	 * other worker, busy with a spinner, takes them. */
 	for (i = 0; i < CB_BURST; i++) {
-		weft_task *t = weft_spawn(cb_noop, b);
 		void *blk;
 
-		if (!WT_CHECK(t != NULL))
+		if (!WT_CHECK((b->task[i] = weft_spawn(cb_noop, b)) != NULL))
 			break;
-		blk = weft__task_debug_block(t);
+		blk = weft__task_debug_block(b->task[i]);
 		if (blk)
 			b->page[n++] = (uintptr_t)blk & ~(uintptr_t)(ps - 1);
-		WT_CHECK_EQ(weft_task_release(t), 0);
 	}
 	WT_CHECK(wt_yield_until_count(&b->ended, CB_BURST, 100000000L));
+	/* Released in a shuffled order: each block returns to this
+	 * worker's cache, which keeps blocks of slabs all over. */
+	for (i = CB_BURST - 1; i > 0; i--) {
+		unsigned j = (unsigned)rand_r(&seed) % (i + 1);
+		weft_task *t = b->task[i];
+
+		b->task[i] = b->task[j];
+		b->task[j] = t;
+	}
+	for (i = 0; i < CB_BURST; i++)
+		if (b->task[i])
+			WT_CHECK_EQ(weft_task_release(b->task[i]), 0);
 	qsort(b->page, n, sizeof(*b->page), cmp_uptr);
 	for (i = 0; i < n; i++)
 		if (!b->npages || b->page[b->npages - 1] != b->page[i])
@@ -1913,6 +1927,7 @@ static void *cb_burst_main(void *arg)
 		weft_task_release(spin[i]);
 	}
 	free(b->page);
+	free(b->task);
 	return NULL;
 }
 
