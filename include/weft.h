@@ -174,7 +174,8 @@ struct weft_config {
  * which is for the runtime's own errors (io_uring is disabled in many
  * containers). May be called from any thread that is not a worker;
  * several may run at once, each on its own thread. Process-wide effects
- * (SIGPIPE ignored, timer slack, signal handlers): docs/api.md, Running.
+ * (SIGPIPE ignored, SIGURG and SIGSEGV handlers, timer slack):
+ * docs/api.md, Running.
  */
 WEFT_API int weft_run(weft_fn main, void *arg, const struct weft_config *config,
 		      void **result);

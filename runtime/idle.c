@@ -241,8 +241,10 @@ void weft__idle_park(struct weft__worker *w)
 			wait_ns = t;
 	}
 	if (watching) {
-		/* Only the watcher touches watch_ns; relaxed suffices, the
-		 * role's acquire/release orders successive watchers. */
+		/* The watcher doubles watch_ns; lookers may lower it (a
+		 * stuck worker found, a rescue due soon: worker.c). Relaxed:
+		 * a hint, and the role's acquire/release orders successive
+		 * watchers. */
 		unsigned long ns = atomic_load_explicit(&rt->watch_ns,
 							memory_order_relaxed);
 		if (ns < WEFT__WATCH_MIN_NS)

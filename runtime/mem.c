@@ -95,7 +95,14 @@ void *weft__mem_map(size_t size)
 		return NULL;
 	p = mmap(NULL, size, PROT_READ | PROT_WRITE,
 		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	return p == MAP_FAILED ? NULL : p;
+	if (p == MAP_FAILED)
+		return NULL;
+#ifdef WEFT__ASAN
+	/* A task stack unmapped before may have left these addresses
+	 * poisoned (frames that never returned); fresh pages are not. */
+	__asan_unpoison_memory_region(p, size);
+#endif
+	return p;
 }
 
 void weft__mem_unmap(void *p, size_t size)

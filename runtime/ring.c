@@ -34,14 +34,20 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
+#include <signal.h>
+#include <stdio.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "base.h"
 #include "idle.h"
 #include "ring.h"
 #include "runtime.h"
+#include "spin.h"
 #include "task.h"
 #include "worker.h"
 
@@ -109,9 +115,10 @@ static const unsigned ring_flag_tries[] = {
 };
 
 static void reap(struct weft__worker *w);
-static void op_complete(struct weft__worker *w, struct weft__op *op,
-			const struct io_uring_cqe *cqe);
+static void op_unlink(struct weft__worker *w, struct weft__op *op);
+static void op_finish(struct weft__op *op, int res, bool draining);
 static void op_cancel_all(struct weft__worker *w);
+static void kick_install(void);
 
 /*
  * Errors of io_uring_enter (every submit, wait and get_events goes
@@ -281,6 +288,10 @@ int weft__ring_init(struct weft__worker *w)
 		return err;
 	}
 	w->ring.wake_armed = false;
+	w->ring.tid = (int)syscall(SYS_gettid);
+	if (w->ring.flags &
+	    (IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_COOP_TASKRUN))
+		kick_install();
 	arm_wake(w);
 	/* The first enter: a kernel (or seccomp profile) that lets a ring
 	 * be set up but refuses io_uring_enter fails here, at start-up,
@@ -315,7 +326,7 @@ void weft__ring_fini(struct weft__worker *w)
  * So every request still in flight is cancelled here, and its completion
  * waited for: the records in w->ring.ops, and the armed eventfd read, whose
  * buffer lives in the worker. From now on, completions wake no task
- * (op_complete) and nothing is re-armed.
+ * (op_finish) and nothing is re-armed.
  *
  * Cancelled requests end at once, or (running on io-wq) as soon as the
  * interrupted call returns; a request that cannot be interrupted (a disk
@@ -330,7 +341,11 @@ unsigned weft__ring_quiesce(struct weft__worker *w)
 {
 	uint64_t until = weft_now() + WEFT__RING_DRAIN_NS;
 
+	/* Under cq_lock: a rescuer that took it before sees no draining and
+	 * has finished; one after it rescues nothing. */
+	weft__spin_lock(&w->ring.cq_lock);
 	w->ring.draining = true;
+	weft__spin_unlock(&w->ring.cq_lock);
 	op_cancel_all(w);
 	if (w->ring.wake_armed) {
 		struct io_uring_sqe *sqe = get_sqe(w);
@@ -340,7 +355,7 @@ unsigned weft__ring_quiesce(struct weft__worker *w)
 			io_uring_sqe_set_data64(sqe, WEFT__UD_IGNORE);
 		}
 	}
-	while (w->ring.inflight || w->ring.wake_armed) {
+	while (weft__ring_inflight(&w->ring) || w->ring.wake_armed) {
 		uint64_t now = weft_now();
 		struct __kernel_timespec ts;
 		struct io_uring_cqe *cqe;
@@ -369,7 +384,7 @@ unsigned weft__ring_quiesce(struct weft__worker *w)
 	 * flag, so io_uring_queue_exit() leaves the slots alone. */
 	if (w->ring.fd_reg && io_uring_unregister_ring_fd(&w->ring.uring) == 1)
 		w->ring.fd_reg = false;
-	return w->ring.inflight;
+	return weft__ring_inflight(&w->ring);
 }
 
 /*
@@ -377,7 +392,9 @@ unsigned weft__ring_quiesce(struct weft__worker *w)
  * any is acted on: acting on one can submit (a wake-up sent to another
  * worker), and a full SQ then makes get_sqe() reap again; working on
  * copies keeps that nested call from seeing, or advancing past, entries
- * the outer one still holds.
+ * the outer one still holds. The copying, the advance and the unlinking of
+ * the requests' records happen under cq_lock, which a rescuer may hold
+ * (weft__ring_rescue()); the acting does not.
  */
 static void reap(struct weft__worker *w)
 {
@@ -385,19 +402,30 @@ static void reap(struct weft__worker *w)
 	struct io_uring_cqe got[32];
 	unsigned n, i;
 
-	while ((n = io_uring_peek_batch_cqe(&w->ring.uring, cqes, 32)) != 0) {
-		for (i = 0; i < n; i++)
+	for (;;) {
+		weft__spin_lock(&w->ring.cq_lock);
+		n = io_uring_peek_batch_cqe(&w->ring.uring, cqes, 32);
+		for (i = 0; i < n; i++) {
 			got[i] = *cqes[i];
+			if (weft__likely(!(got[i].user_data &
+					   WEFT__UD_TAG_MASK)) &&
+			    got[i].user_data)
+				op_unlink(w, (struct weft__op *)(uintptr_t)
+						     got[i].user_data);
+		}
 		io_uring_cq_advance(&w->ring.uring, n);
+		weft__spin_unlock(&w->ring.cq_lock);
+		if (!n)
+			break;
 		for (i = 0; i < n; i++) {
 			uint64_t ud = got[i].user_data;
 
 			if (weft__likely(!(ud & WEFT__UD_TAG_MASK))) {
 				if (ud)
-					op_complete(
-						w,
-						(struct weft__op *)(uintptr_t)ud,
-						&got[i]);
+					op_finish((struct weft__op *)(uintptr_t)
+							  ud,
+						  got[i].res,
+						  w->ring.draining);
 			} else if (ud == WEFT__UD_WAKE_EFD) {
 				w->ring.wake_armed = false;
 			} else if ((ud & WEFT__UD_TAG_MASK) ==
@@ -599,12 +627,16 @@ void weft__ring_op_start(struct weft__worker *w, struct weft__op *op,
 	op->task_flags = task_flags;
 	atomic_init(&op->done, 0);
 	io_uring_sqe_set_data(sqe, op);
-	w->ring.inflight++;
+	weft__spin_lock(&w->ring.cq_lock);
+	atomic_store_explicit(&w->ring.inflight,
+			      weft__ring_inflight(&w->ring) + 1,
+			      memory_order_relaxed);
 	op->prev = NULL;
 	op->next = w->ring.ops;
 	if (w->ring.ops)
 		w->ring.ops->prev = op;
 	w->ring.ops = op;
+	weft__spin_unlock(&w->ring.cq_lock);
 }
 
 void weft__ring_op_cancel(struct weft__worker *w, struct weft__op *op)
@@ -619,32 +651,42 @@ void weft__ring_op_cancel(struct weft__worker *w, struct weft__op *op)
 	io_uring_sqe_set_data64(sqe, WEFT__UD_IGNORE);
 }
 
-static void op_complete(struct weft__worker *w, struct weft__op *op,
-			const struct io_uring_cqe *cqe)
+/* The request's record leaves w's list. Under w's cq_lock. */
+static void op_unlink(struct weft__worker *w, struct weft__op *op)
 {
-	struct weft__tcb *t = op->task;
-	unsigned tf = op->task_flags;
-
-	w->ring.inflight--;
+	atomic_store_explicit(&w->ring.inflight,
+			      weft__ring_inflight(&w->ring) - 1,
+			      memory_order_relaxed);
 	if (op->next)
 		op->next->prev = op->prev;
 	if (op->prev)
 		op->prev->next = op->next;
 	else
 		w->ring.ops = op->next;
-	op->res = cqe->res;
+}
+
+/* A request completed with res (its record unlinked): the result goes to
+ * the task, which is woken unless its ring is draining. On the ring's
+ * worker, or a rescuer (which saw it not draining, under cq_lock). */
+static void op_finish(struct weft__op *op, int res, bool draining)
+{
+	struct weft__tcb *t = op->task;
+	unsigned tf = op->task_flags;
+
+	op->res = res;
 	/* Shutdown (weft__ring_quiesce): the task will never run again
 	 * and is dropped with its stack once every request is back; the
 	 * workers are stopping, so it is not woken. */
-	if (weft__unlikely(w->ring.draining))
+	if (weft__unlikely(draining))
 		return;
-	/* Last touch of the record. The task cannot return yet: it is
-	 * pinned here, and this worker is busy in this function. */
+	/* Last touch of the record. The task cannot return before this
+	 * store: it waits for `done` (it may run meanwhile, on its worker,
+	 * where it is pinned, and park again). */
 	atomic_store_explicit(&op->done, 1, memory_order_release);
 	/* Unpin before the wake: the task no longer needs this ring, so its
 	 * wake-up may put it where any worker can steal it. Another waker
 	 * (a cancel) may read the flags at any moment: if it reads them
-	 * pinned, the task comes back here after we return; if unpinned,
+	 * pinned, the task goes back to its ring's worker; if unpinned,
 	 * its acquire load (weft__task_flags) orders it after this release
 	 * store and so after `done`, which the task will see wherever it
 	 * runs. `home` is left alone: a task pinned by its spawner has home
@@ -673,4 +715,196 @@ static void op_cancel_all(struct weft__worker *w)
 		io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op, 0);
 		io_uring_sqe_set_data64(sqe, WEFT__UD_IGNORE);
 	}
+}
+
+/*
+ * Rescue of a stuck worker's completions (issue 17)
+ * --------------------------------------------------
+ * A request's task is pinned to the worker whose ring holds it, and only
+ * that worker reaps: if it then runs one task for long (a 500 ms
+ * computation), a read whose data is there waited the whole time while
+ * other workers idled. Another worker h that saw v switch no task for
+ * WEFT__RESCUE_NS with requests in flight (worker.c, steal_next(); the
+ * watcher looks even when every other worker sleeps) rescues them: it
+ * reaps what v's CQ holds (2); if that is nothing, it kicks v (1), and a
+ * look WEFT__RESCUE_KICK_LOOK_NS later reaps what the kick brought. A kick
+ * that brings nothing (the requests wait for data) doubles the wait
+ * before the next, up to WEFT__RESCUE_MAX_NS (worker.c, rescue_done()).
+ *
+ * 1. Kick. With DEFER_TASKRUN (or COOP_TASKRUN) the kernel posts v's
+ *    completions only when v's thread enters it, and SINGLE_ISSUER lets no
+ *    other thread do that for v. So h sends v's thread WEFT__KICK_SIG
+ *    (SIGURG, which Go's runtime uses for the same purpose: ignored by
+ *    default, rarely used otherwise), whose handler calls io_uring_enter
+ *    with GETEVENTS and nothing to submit: the kernel runs v's pending
+ *    task work, which posts the CQEs. The handler reads the worker
+ *    pointer (TLS) and the ring fd, nothing else of weft's, and keeps
+ *    errno: it may interrupt any code, weft's included. Only a thread the
+ *    kernel reports running (state R in /proc) is kicked; one blocked in
+ *    a system call (a task calling sleep(3): a mistake, but the program's
+ *    own) is left alone, so that weft never makes such a call return
+ *    EINTR. The handler is installed (SA_RESTART) only if the program has
+ *    none for SIGURG, and a kick is sent only while it is still the one
+ *    installed; otherwise the completions of a stuck worker wait for it,
+ *    as before. Rings with neither flag get their CQEs posted by the
+ *    kernel's own task-work interrupt: no kick.
+ * 2. Reap. Under v's cq_lock (trylock: h never waits for v), h consumes
+ *    v's CQ from its head while the entries are request completions (or
+ *    ignored ones), unlinks their records, and then, outside the lock,
+ *    acts on them as v would (op_finish: result, done, unpin, wake). A
+ *    wake-up entry (eventfd read, MSG_RING) stops it: those are v's own
+ *    state (wake_armed), and they only come while v waits in its ring,
+ *    when it reaps itself. The head is read and advanced directly, not
+ *    through liburing, which may enter the kernel for the ring.
+ * Orderings: the kernel stores the CQ tail with release, read here with
+ * acquire; the head is stored with release, as liburing's advance does,
+ * so the kernel reuses a slot only after its copy was made. cq_lock's
+ * acquire and release order h's and v's turns at the CQ and at the
+ * records list (op_start links under it too). A woken task is no longer
+ * pinned (op_finish puts its own flags back): it runs on h. A task the
+ * program pinned to v still goes back to v.
+ * Cost to v: an uncontended lock per reap batch and per request started.
+ */
+#define WEFT__KICK_SIG SIGURG
+
+static pthread_mutex_t kick_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void kick_handler(int sig)
+{
+	int e = errno;
+	struct weft__worker *w = weft__worker_self();
+
+	(void)sig;
+	if (w && w->ring.wake_fd >= 0)
+		(void)syscall(__NR_io_uring_enter, w->ring.uring.ring_fd, 0, 0,
+			      IORING_ENTER_GETEVENTS, NULL, 0);
+	errno = e;
+}
+
+static bool kick_installed(void)
+{
+	struct sigaction cur;
+
+	return sigaction(WEFT__KICK_SIG, NULL, &cur) == 0 &&
+	       !(cur.sa_flags & SA_SIGINFO) && cur.sa_handler == kick_handler;
+}
+
+/* Once per process (or again after the library's destructor took it
+ * out): only over the default or ignored disposition. */
+static void kick_install(void)
+{
+	struct sigaction cur, sa;
+
+	pthread_mutex_lock(&kick_lock);
+	if (sigaction(WEFT__KICK_SIG, NULL, &cur) == 0 &&
+	    !(cur.sa_flags & SA_SIGINFO) &&
+	    (cur.sa_handler == SIG_DFL || cur.sa_handler == SIG_IGN)) {
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = kick_handler;
+		sa.sa_flags = SA_RESTART;
+		sigemptyset(&sa.sa_mask);
+		sigaction(WEFT__KICK_SIG, &sa, NULL);
+	}
+	pthread_mutex_unlock(&kick_lock);
+}
+
+/* dlclose() or exit: a later SIGURG must not run unmapped code. */
+__attribute__((destructor)) static void kick_uninstall(void)
+{
+	pthread_mutex_lock(&kick_lock);
+	if (kick_installed())
+		signal(WEFT__KICK_SIG, SIG_DFL);
+	pthread_mutex_unlock(&kick_lock);
+}
+
+/* The kernel's state letter for thread tid of this process ('R': running
+ * or runnable), or 0 if it cannot be read. */
+static char thread_state(int tid)
+{
+	char path[64], buf[512], *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	return p && p[1] == ' ' ? p[2] : 0;
+}
+
+/* Sends v's thread the kick; false if it was not sent. tgkill, not
+ * pthread_kill: a thread that has just left (shutdown) answers ESRCH
+ * instead of being undefined behaviour. */
+static bool kick(struct weft__worker *v)
+{
+	if (thread_state(v->ring.tid) != 'R' || !kick_installed())
+		return false;
+	return syscall(SYS_tgkill, (int)getpid(), v->ring.tid,
+		       WEFT__KICK_SIG) == 0;
+}
+
+/* Consumes v's completions from the CQ head (see above); returns how
+ * many requests it finished. */
+static unsigned rescue_reap(struct weft__worker *v)
+{
+	struct io_uring_cq *cq = &v->ring.uring.cq;
+	struct weft__op *ops[32];
+	int res[32];
+	unsigned head, tail, n = 0, i;
+
+	if (!weft__spin_trylock(&v->ring.cq_lock))
+		return 0;
+	if (v->ring.draining) {
+		weft__spin_unlock(&v->ring.cq_lock);
+		return 0;
+	}
+	head = IO_URING_READ_ONCE(*cq->khead);
+	tail = io_uring_smp_load_acquire(cq->ktail);
+	while (head != tail && n < 32) {
+		struct io_uring_cqe *cqe = &cq->cqes[head & cq->ring_mask];
+		uint64_t ud = cqe->user_data;
+
+		if (ud & WEFT__UD_TAG_MASK) {
+			if (ud != WEFT__UD_IGNORE)
+				break;
+		} else if (ud) {
+			ops[n] = (struct weft__op *)(uintptr_t)ud;
+			res[n] = cqe->res;
+			op_unlink(v, ops[n]);
+			n++;
+		}
+		head++;
+	}
+	io_uring_smp_store_release(cq->khead, head);
+	weft__spin_unlock(&v->ring.cq_lock);
+	for (i = 0; i < n; i++)
+		op_finish(ops[i], res[i], false);
+	return n;
+}
+
+unsigned weft__ring_rescue(struct weft__worker *h, struct weft__worker *v,
+			   bool *kicked)
+{
+	unsigned n, woken = 0;
+
+	(void)h;
+	while ((n = rescue_reap(v)) != 0) {
+		woken += n;
+		if (n < 32)
+			break;
+	}
+	/* Nothing posted: the kick's handler posts what the kernel holds,
+	 * for the next look (the handler runs when v's thread is next
+	 * scheduled; waiting for it here would spin this worker). */
+	if (!woken && kicked &&
+	    (v->ring.flags &
+	     (IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_COOP_TASKRUN)))
+		*kicked = kick(v);
+	return woken;
 }

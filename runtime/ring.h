@@ -19,6 +19,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "spin.h"
+
 #include <liburing.h>
 
 struct weft__tcb;
@@ -39,7 +41,8 @@ struct weft__op {
 
 /* A worker's reactor state, embedded in struct weft__worker (on a line of
  * its own). Only the owning worker touches it, except wake_fd (written to
- * by wakers) and in_wait (read by remote_push(), worker.c). */
+ * by wakers), in_wait (read by remote_push(), worker.c), and what a
+ * rescuer takes cq_lock for (weft__ring_rescue()). */
 struct weft__ring {
 	struct io_uring uring;
 	unsigned flags;      /* the setup flags the kernel accepted */
@@ -48,12 +51,19 @@ struct weft__ring {
 	uint64_t wake_buf;   /* target of the armed eventfd read */
 	bool wake_armed;
 	atomic_int in_wait;  /* 1 while blocked in the ring */
+	int tid;             /* the owning thread's kernel id (kicks) */
+	/* Consuming the CQ, and the records of requests in flight: the
+	 * owner always, another worker rescuing a stuck owner's completions
+	 * (trylock only: it never waits for the owner). */
+	weft__spin cq_lock;
 	/* Requests submitted whose completion has not been reaped; the busy
-	 * loop polls the ring only when it is non-zero. */
-	unsigned inflight;
-	/* Those requests' records, for the cancellation at shutdown; and
-	 * set once that shutdown began: completions then wake no task and
-	 * the wake-up read is not re-armed. */
+	 * loop polls the ring only when it is non-zero. Written under
+	 * cq_lock; read without it as a hint (relaxed). */
+	atomic_uint inflight;
+	/* Those requests' records, for the cancellation at shutdown (under
+	 * cq_lock); and set (under cq_lock) once that shutdown began:
+	 * completions then wake no task, the wake-up read is not re-armed,
+	 * and nobody rescues. */
 	struct weft__op *ops;
 	bool draining;
 };
@@ -85,8 +95,29 @@ static inline bool weft__ring_ready(const struct weft__ring *r)
 /* Work for weft__ring_poll(): completions to come or SQEs to submit. */
 static inline bool weft__ring_busy(struct weft__ring *r)
 {
-	return r->inflight || io_uring_sq_ready(&r->uring);
+	return atomic_load_explicit(&r->inflight, memory_order_relaxed) ||
+	       io_uring_sq_ready(&r->uring);
 }
+
+/* Requests in flight on r (a relaxed hint, for any thread). */
+static inline unsigned weft__ring_inflight(struct weft__ring *r)
+{
+	return atomic_load_explicit(&r->inflight, memory_order_relaxed);
+}
+
+/*
+ * Completions of a worker stuck in one long task (issue 17), from another
+ * worker h that saw v switch no task for a while with requests in flight:
+ * what v's CQ holds is reaped here and the tasks woken (onto h). With
+ * DEFER_TASKRUN (or COOP_TASKRUN) the kernel posts v's completions only
+ * when v enters it; so if nothing was posted and `kicked` is not NULL, v
+ * is kicked: a signal whose handler, on v's thread, asks the kernel for
+ * them, to be reaped at a later look (ring.c argues it); *kicked says
+ * whether it was sent. Returns how many tasks were woken. Scheduler
+ * context of h only.
+ */
+unsigned weft__ring_rescue(struct weft__worker *h, struct weft__worker *v,
+			   bool *kicked);
 
 /* ---- requests (io/'s half) ------------------------------------------ */
 

@@ -128,7 +128,7 @@ static bool rings_close(struct weft_runtime *rt)
 
 	for (i = 0; rt->workers && i < rt->nworkers; i++)
 		if (rt->workers[i] && weft__ring_ready(&rt->workers[i]->ring)) {
-			left |= rt->workers[i]->ring.inflight != 0;
+			left |= weft__ring_inflight(&rt->workers[i]->ring) != 0;
 			weft__ring_fini(rt->workers[i]);
 		}
 	return left;

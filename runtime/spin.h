@@ -61,6 +61,14 @@ static inline void weft__spin_lock(weft__spin *l)
 	weft__spin_lock_slow(l);
 }
 
+/* True if the lock was taken. For a thread that must never wait on the
+ * holder (a helper reaping another worker's ring, ring.c). */
+static inline bool weft__spin_trylock(weft__spin *l)
+{
+	return !atomic_load_explicit(&l->held, memory_order_relaxed) &&
+	       !atomic_exchange_explicit(&l->held, true, memory_order_acquire);
+}
+
 static inline void weft__spin_unlock(weft__spin *l)
 {
 	atomic_store_explicit(&l->held, false, memory_order_release);

@@ -231,14 +231,9 @@ struct weft__cb_slab {
 /* Bytes of a slab's mapping: whole pages. */
 static size_t cb_slab_bytes(void)
 {
-	static size_t bytes;
-	size_t ps;
+	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
 
-	if (weft__likely(bytes))
-		return bytes;
-	ps = (size_t)sysconf(_SC_PAGESIZE);
-	bytes = (WEFT__CB_SLAB * sizeof(struct weft__tcb) + ps - 1) & ~(ps - 1);
-	return bytes;
+	return (WEFT__CB_SLAB * sizeof(struct weft__tcb) + ps - 1) & ~(ps - 1);
 }
 
 /* ---- handles ---------------------------------------------------------- */

@@ -449,8 +449,91 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* The watcher looks again within ns (a hint: the watcher reads it before
+ * its next wait, idle.c). */
+static void watch_within(struct weft_runtime *rt, uint64_t ns)
+{
+	if (atomic_load_explicit(&rt->watch_ns, memory_order_relaxed) > ns)
+		atomic_store_explicit(&rt->watch_ns, ns, memory_order_relaxed);
+}
+
+enum { RESCUE_NO, RESCUE_REAP, RESCUE_KICK };
+
+/*
+ * Whether v is stuck, having switched no task for WEFT__RESCUE_NS while
+ * requests wait on its ring, and what to do: reap the completions posted
+ * (a kick's), or kick it (not before rescue_next). Judged across looks,
+ * with no waiting here: a look that finds v's ticks moved records them
+ * and the time, a later one that finds them unchanged long enough says
+ * stuck. A worker blocked in its ring is not stuck (it reaps when
+ * something comes). Each look asks the watcher back in time for the next
+ * verdict. Every field is a hint: lookers racing on the record only move
+ * a verdict by one look.
+ */
+static int rescue_due(struct weft__worker *v)
+{
+	struct weft_runtime *rt = v->rt;
+	unsigned long ticks;
+	uint64_t now, since, next;
+
+	if (!weft__ring_inflight(&v->ring) ||
+	    atomic_load_explicit(&v->ring.in_wait, memory_order_relaxed))
+		return RESCUE_NO;
+	ticks = atomic_load_explicit(&v->ticks, memory_order_relaxed);
+	now = now_ns();
+	if (ticks != atomic_load_explicit(&v->rescue_ticks,
+					  memory_order_relaxed)) {
+		atomic_store_explicit(&v->rescue_ticks, ticks,
+				      memory_order_relaxed);
+		atomic_store_explicit(&v->rescue_since, now,
+				      memory_order_relaxed);
+		atomic_store_explicit(&v->rescue_next, now + WEFT__RESCUE_NS,
+				      memory_order_relaxed);
+		atomic_store_explicit(&v->rescue_gap, WEFT__RESCUE_NS,
+				      memory_order_relaxed);
+		watch_within(rt, WEFT__RESCUE_LOOK_NS);
+		return RESCUE_NO;
+	}
+	since = atomic_load_explicit(&v->rescue_since, memory_order_relaxed);
+	if (now - since < WEFT__RESCUE_NS) {
+		watch_within(rt, since + WEFT__RESCUE_NS - now);
+		return RESCUE_NO;
+	}
+	if (io_uring_cq_ready(&v->ring.uring))
+		return RESCUE_REAP;
+	next = atomic_load_explicit(&v->rescue_next, memory_order_relaxed);
+	if (now < next) {
+		watch_within(rt, next - now);
+		return RESCUE_NO;
+	}
+	return RESCUE_KICK;
+}
+
+/* After a rescue of v that woke `woken` tasks or kicked v: the next kick
+ * comes WEFT__RESCUE_NS later if this one found something, else after
+ * twice the last wait (a stuck worker whose requests wait for data is not
+ * kicked at every look); a kick's completions are reaped soon. */
+static void rescue_done(struct weft__worker *v, unsigned woken, bool kicked)
+{
+	uint64_t gap = atomic_load_explicit(&v->rescue_gap,
+					    memory_order_relaxed);
+
+	if (woken)
+		gap = WEFT__RESCUE_NS;
+	else if (kicked)
+		gap = gap * 2 > WEFT__RESCUE_MAX_NS ? WEFT__RESCUE_MAX_NS
+						     : gap * 2;
+	atomic_store_explicit(&v->rescue_gap, gap, memory_order_relaxed);
+	if (woken || kicked)
+		atomic_store_explicit(&v->rescue_next, now_ns() + gap,
+				      memory_order_relaxed);
+	watch_within(v->rt, kicked ? WEFT__RESCUE_KICK_LOOK_NS : gap);
+}
+
 /* Last resort: the next slot, or else the oldest woken task (worker->
- * woken), of a victim stuck in one task. */
+ * woken), of a victim stuck in one task; or the completions waiting on
+ * the ring of a victim stuck for longer (weft__ring_rescue), which wakes
+ * their tasks here. */
 static struct weft__tcb *steal_next(struct weft__worker *w)
 {
 	struct weft_runtime *rt = w->rt;
@@ -462,10 +545,21 @@ static struct weft__tcb *steal_next(struct weft__worker *w)
 		unsigned long ticks;
 		uint64_t until;
 
-		if (v == w || (!atomic_load_explicit(&v->next,
-						     memory_order_relaxed) &&
-			       !atomic_load_explicit(&v->woken_n,
-						     memory_order_relaxed)))
+		if (v == w)
+			continue;
+		int due = rescue_due(v);
+
+		if (due != RESCUE_NO) {
+			bool kicked = false;
+			unsigned woken = weft__ring_rescue(
+				w, v, due == RESCUE_KICK ? &kicked : NULL);
+
+			rescue_done(v, woken, kicked);
+			if (woken && (t = pick_local(w)))
+				return t;
+		}
+		if (!atomic_load_explicit(&v->next, memory_order_relaxed) &&
+		    !atomic_load_explicit(&v->woken_n, memory_order_relaxed))
 			continue;
 		ticks = atomic_load_explicit(&v->ticks, memory_order_relaxed);
 		until = now_ns() + WEFT__NEXT_STEAL_NS;

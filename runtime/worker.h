@@ -38,6 +38,18 @@ enum {
  * queue (worker->woken); more go to the queue, where others can steal
  * them. */
 #define WEFT__WOKEN_MAX 8
+/* A worker that has switched no task for this long while requests wait on
+ * its ring is stuck: another worker takes its completions (ring.c,
+ * weft__ring_rescue), kicking it first if none are posted. A kick that
+ * brings nothing doubles the wait before the next one, up to
+ * WEFT__RESCUE_MAX_NS (what a completion may still wait); what a kick
+ * brings is reaped at a look WEFT__RESCUE_KICK_LOOK_NS later; while some
+ * busy worker has requests in flight, the watcher looks at least every
+ * WEFT__RESCUE_LOOK_NS. */
+#define WEFT__RESCUE_NS (500 * WEFT_NSEC_PER_USEC)
+#define WEFT__RESCUE_MAX_NS (2 * WEFT_NSEC_PER_MSEC)
+#define WEFT__RESCUE_KICK_LOOK_NS (100 * WEFT_NSEC_PER_USEC)
+#define WEFT__RESCUE_LOOK_NS (2 * WEFT_NSEC_PER_MSEC)
 
 /* ---- workers ---------------------------------------------------------- */
 
@@ -50,6 +62,14 @@ struct weft__worker {
 	/* Count of tasks switched in; thieves watch it to tell whether the
 	 * owner has been stuck in one task for a while. */
 	atomic_ulong ticks;
+	/* Written by other workers looking for a stuck owner with requests
+	 * in flight (worker.c, rescue_due): the ticks they last saw, since
+	 * when (ns), and how long to wait before the next rescue. Hints,
+	 * relaxed. */
+	atomic_ulong rescue_ticks;
+	_Atomic uint64_t rescue_since;
+	_Atomic uint64_t rescue_next; /* no kick before (ns) */
+	_Atomic uint64_t rescue_gap;  /* between kicks that found nothing */
 
 	/* Fields only the owning thread touches. */
 	_Alignas(WEFT__CACHELINE) struct weft_runtime *rt;

@@ -2096,3 +2096,92 @@ Test(io, write_all_to_a_reset_socket_fails_without_raising_sigpipe,
 			     atomic_load(&sigpipes));
 	}
 }
+
+/* ---- a worker stuck in one task ----------------------------------------- */
+
+/*
+ * Issue 17: a request's completion used to wait for its worker, and a
+ * worker running one long task reaps nothing: a read whose data was there
+ * returned only when that task ended, while the other worker idled. Here
+ * the reader's worker runs a task that computes until the read has
+ * returned (or 10 s pass): the read must complete, and its task run on the
+ * other worker, while the spinner still runs. The spinner is pinned to the
+ * reader's worker; nothing waits on a clock but the 10 s give-up.
+ */
+struct stuck_io {
+	int fds[2];
+	atomic_int spinning;
+	atomic_int got;
+	atomic_int spinner_saw_got;
+	int reader_worker, spinner_worker, reader_after;
+	ssize_t n;
+};
+
+static void *stuck_spinner(void *arg)
+{
+	struct stuck_io *s = arg;
+	uint64_t until = wt_now_ns() + 10 * SEC * WT_SLOW;
+
+	s->spinner_worker = weft_worker_index();
+	atomic_store(&s->spinning, 1);
+	while (!atomic_load(&s->got) && wt_now_ns() < until)
+		;
+	atomic_store(&s->spinner_saw_got, atomic_load(&s->got));
+	return NULL;
+}
+
+static void *stuck_reader(void *arg)
+{
+	struct stuck_io *s = arg;
+	struct weft_spawn_opts o = {
+		.flags = WEFT_SPAWN_PINNED | WEFT_SPAWN_DETACHED
+	};
+	char c = 0;
+
+	s->reader_worker = weft_worker_index();
+	WT_CHECK_EQ(weft_spawn_opts(NULL, stuck_spinner, s, &o), 0);
+	s->n = weft_read(s->fds[0], &c, 1, -1);
+	s->reader_after = weft_worker_index();
+	atomic_store(&s->got, 1);
+	return NULL;
+}
+
+static void *stuck_io_main(void *arg)
+{
+	struct stuck_io *s = arg;
+	weft_task *r;
+
+	if (!WT_CHECK((r = weft_spawn(stuck_reader, s)) != NULL))
+		return NULL;
+	WT_CHECK(wt_yield_until(&s->spinning, 100000000L));
+	/* The read is in the kernel before its worker picked the spinner
+	 * (a pick after an I/O call serves the ring first). */
+	WT_CHECK_EQ(write(s->fds[1], "x", 1), 1);
+	WT_CHECK_EQ(weft_await(r, NULL), 0);
+	weft_task_release(r);
+	/* The spinner ends on its own once it saw the read return. */
+	while (!atomic_load(&s->spinner_saw_got) &&
+	       atomic_load(&s->spinning) == 1 && !atomic_load(&s->got))
+		weft_yield();
+	return NULL;
+}
+
+Test(io, a_read_completes_while_its_worker_is_stuck_in_another_task,
+     .timeout = WT_TIMEOUT(60))
+{
+	struct stuck_io s = { .fds = { -1, -1 } };
+
+	cr_assert_eq(pipe2(s.fds, O_CLOEXEC), 0);
+	wt_run(stuck_io_main, &s, 2);
+	wt_assert_no_failures();
+	cr_assert_eq(s.n, 1, "the read returned %zd", s.n);
+	cr_assert_eq(s.spinner_worker, s.reader_worker,
+		     "the spinner runs on the reader's worker");
+	cr_assert(atomic_load(&s.spinner_saw_got),
+		  "the read returned only after the task that kept its "
+		  "worker busy gave up (10 s)");
+	cr_assert_neq(s.reader_after, s.reader_worker,
+		      "the reader went on on the other worker");
+	close(s.fds[0]);
+	close(s.fds[1]);
+}
