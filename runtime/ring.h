@@ -99,6 +99,17 @@ static inline bool weft__ring_busy(struct weft__ring *r)
 	       io_uring_sq_ready(&r->uring);
 }
 
+/* Whether r's CQ holds entries not yet consumed: any thread (a rescuer's
+ * look, worker.c). Both indices read atomically: the kernel stores the
+ * tail, the owner or a rescuer the head (liburing's io_uring_cq_ready()
+ * reads the head plainly, fine for the owner only). Acquire on the tail:
+ * pairs with the kernel's release. */
+static inline bool weft__ring_cq_posted(struct weft__ring *r)
+{
+	return io_uring_smp_load_acquire(r->uring.cq.ktail) !=
+	       IO_URING_READ_ONCE(*r->uring.cq.khead);
+}
+
 /* Requests in flight on r (a relaxed hint, for any thread). */
 static inline unsigned weft__ring_inflight(struct weft__ring *r)
 {

@@ -499,7 +499,7 @@ static int rescue_due(struct weft__worker *v)
 		watch_within(rt, since + WEFT__RESCUE_NS - now);
 		return RESCUE_NO;
 	}
-	if (io_uring_cq_ready(&v->ring.uring))
+	if (weft__ring_cq_posted(&v->ring))
 		return RESCUE_REAP;
 	next = atomic_load_explicit(&v->rescue_next, memory_order_relaxed);
 	if (now < next) {
