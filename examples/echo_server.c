@@ -6,14 +6,21 @@
  * threading code here.
  *
  *   echo_server [-p PORT] [-a ADDR] [-w WORKERS] [-n CONNECTIONS]
+ *               [-i IDLE_SECONDS]
  *
  * -p 0 (the default) takes any free port; the line `listening on port N`
  * says which. -n N exits once N connections have been served to
- * completion (for tests). SIGINT or SIGTERM stops the server: weft has no
- * signal integration yet, so the handler only sets a flag, and the accept
- * loop waits in 200 ms slices (a deadline scope around weft_accept) to
- * look at it. Connection tasks still open when main returns are dropped
- * by weft_run, as the runtime promises.
+ * completion (for tests). A connection that sends nothing, or reads none
+ * of its echo, for -i seconds (default 60) is closed: each receive and
+ * each write sits in a deadline scope (a client that sends and never
+ * reads would otherwise hold its connection, and the bytes queued for it,
+ * for ever). SIGINT or SIGTERM stops the server (WEFT_RUN_STOP_ON_SIGNALS:
+ * weft turns the signal into weft_stop(), which cancels main, so the
+ * accept returns -ECANCELED); a stop is a clean end: exit status 0.
+ * Connection tasks still open then are cancelled, given the shutdown
+ * grace, and dropped, as the runtime promises. The listening socket is
+ * retried for a while if its port is still taken (http_server.c,
+ * listen_retry(), says why).
  *
  *   asyncio:                                  weft:
  *     server = await asyncio.start_server(...)  weft_tcp_listen + accept loop
@@ -21,7 +28,7 @@
  *     writer.write(data); await writer.drain()  weft_write_all()
  */
 #include <errno.h>
-#include <signal.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -30,19 +37,12 @@
 #include <weft.h>
 
 #define BUF_SIZE 16384
-#define ACCEPT_SLICE_NS (200 * WEFT_NSEC_PER_MSEC)
 
-static volatile sig_atomic_t stop;
 static const char *addr;          /* NULL: any IPv4 address */
 static uint16_t port;             /* 0: any free port */
 static unsigned long limit;       /* -n: 0 means serve forever */
 static atomic_ulong served;       /* connections finished */
-
-static void on_signal(int sig)
-{
-	(void)sig;
-	stop = 1;
-}
+static uint64_t idle_ns = 60 * WEFT_NSEC_PER_SEC;
 
 /* One connection: echo until end of stream or an error, then close. */
 static void *conn_main(void *arg)
@@ -51,10 +51,14 @@ static void *conn_main(void *arg)
 	char buf[BUF_SIZE];
 
 	for (;;) {
+		uint64_t saved = weft_timeout_begin(idle_ns);
 		ssize_t n = weft_recv(fd, buf, sizeof buf, 0);
-		if (n <= 0) /* 0: peer closed; <0: reset, cancelled, ... */
-			break;
-		if (weft_write_all(fd, buf, (size_t)n, -1) < 0)
+
+		/* 0: peer closed; <0: reset, idle too long, cancelled... */
+		if (n > 0 && weft_write_all(fd, buf, (size_t)n, -1) < 0)
+			n = -1; /* not read for idle_ns, reset, ... */
+		weft_timeout_end(saved);
+		if (n <= 0)
 			break;
 	}
 	weft_close(fd);
@@ -67,10 +71,16 @@ static void *amain(void *arg)
 	struct weft_spawn_opts opts = { .name = "echo-conn",
 					.flags = WEFT_SPAWN_DETACHED };
 	unsigned long accepted = 0;
+	bool stopped = false;
 	int lfd, err = 0;
 
 	(void)arg;
-	lfd = weft_tcp_listen(addr, port, 1024, WEFT_SO_NODELAY);
+	lfd = -EADDRINUSE;
+	for (int i = 0; i < 100 && lfd == -EADDRINUSE; i++) {
+		if (i)
+			weft_sleep_ms(20);
+		lfd = weft_tcp_listen(addr, port, 1024, WEFT_SO_NODELAY);
+	}
 	if (lfd < 0) {
 		fprintf(stderr, "echo_server: listen: %s\n",
 			weft_strerror(lfd));
@@ -79,14 +89,15 @@ static void *amain(void *arg)
 	printf("listening on port %d\n", weft_local_port(lfd));
 	fflush(stdout);
 
-	while (!stop && (limit == 0 || accepted < limit)) {
-		uint64_t saved = weft_timeout_begin(ACCEPT_SLICE_NS);
+	while (limit == 0 || accepted < limit) {
 		int cfd = weft_accept(lfd, NULL, NULL, 0);
-		weft_timeout_end(saved);
 
-		if (cfd == -ETIMEDOUT || cfd == -EINTR ||
-		    cfd == -ECONNABORTED)
-			continue; /* look at the stop flag, then go on */
+		if (cfd == -ECANCELED) {
+			stopped = true; /* weft_stop(): SIGINT or SIGTERM */
+			break;
+		}
+		if (cfd == -EINTR || cfd == -ECONNABORTED)
+			continue;
 		if (cfd == -EMFILE || cfd == -ENFILE || cfd == -ENOBUFS ||
 		    cfd == -ENOMEM) {
 			/* Out of descriptors or memory: let connections
@@ -116,9 +127,10 @@ static void *amain(void *arg)
 	weft_close(lfd);
 
 	/* -n: wait for the last connections to be served to completion. */
-	while (!err && !stop && limit != 0 &&
+	while (!err && !stopped && limit != 0 &&
 	       atomic_load_explicit(&served, memory_order_relaxed) < limit)
-		weft_sleep_ms(5);
+		if (weft_sleep_ms(5) == -ECANCELED)
+			break;
 	fprintf(stderr, "echo_server: %lu connections served\n",
 		atomic_load_explicit(&served, memory_order_relaxed));
 	return err ? (void *)1 : NULL;
@@ -127,19 +139,19 @@ static void *amain(void *arg)
 static void usage(const char *prog)
 {
 	fprintf(stderr,
-		"usage: %s [-p PORT] [-a ADDR] [-w WORKERS] [-n CONNECTIONS]\n",
+		"usage: %s [-p PORT] [-a ADDR] [-w WORKERS] [-n CONNECTIONS] "
+		"[-i IDLE_SECONDS]\n",
 		prog);
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
-	struct weft_config cfg = { 0 };
-	struct sigaction sa = { .sa_handler = on_signal };
+	struct weft_config cfg = { .flags = WEFT_RUN_STOP_ON_SIGNALS };
 	void *res = NULL;
 	int opt, err;
 
-	while ((opt = getopt(argc, argv, "p:a:w:n:h")) != -1) {
+	while ((opt = getopt(argc, argv, "p:a:w:n:i:h")) != -1) {
 		switch (opt) {
 		case 'p':
 			port = (uint16_t)strtoul(optarg, NULL, 10);
@@ -153,6 +165,10 @@ int main(int argc, char **argv)
 		case 'n':
 			limit = strtoul(optarg, NULL, 10);
 			break;
+		case 'i':
+			idle_ns = (uint64_t)(strtod(optarg, NULL) *
+					     (double)WEFT_NSEC_PER_SEC);
+			break;
 		default:
 			usage(argv[0]);
 		}
@@ -160,14 +176,9 @@ int main(int argc, char **argv)
 	if (optind != argc)
 		usage(argv[0]);
 
-	/* SA_RESTART so that no worker sees EINTR from the handler. */
-	sa.sa_flags = SA_RESTART;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-
+	/* -ECANCELED: stopped by a signal, main cancelled, a clean end. */
 	err = weft_run(amain, NULL, &cfg, &res);
-	if (err < 0) {
+	if (err < 0 && err != -ECANCELED) {
 		fprintf(stderr, "weft_run: %s\n", weft_strerror(err));
 		return 1;
 	}

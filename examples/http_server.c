@@ -5,10 +5,16 @@
  * requests included) and sends the answers of one read in one write.
  *
  *   http_server [-p PORT] [-a ADDR] [-w WORKERS] [-i IDLE_SECONDS]
+ *               [-H HEAD_SECONDS]
  *
  * What it checks, and nothing more:
  *   - the request line is METHOD SP TARGET SP HTTP/1.x CRLF, and each
  *     header line is NAME ":" VALUE; otherwise 400 and close;
+ *   - no NUL, no CR without LF after it and no LF without CR before it
+ *     anywhere in the header block, and no other control character in a
+ *     header value (RFC 9112: a bare LF read as a line end by one parser
+ *     and as part of a value by another is how requests are smuggled past
+ *     a proxy); otherwise 400 and close, as soon as the bad byte arrives;
  *   - the header block (request line to the blank line) is at most 8 KiB;
  *     otherwise 400 and close;
  *   - a body announced by Content-Length is skipped; Transfer-Encoding
@@ -16,13 +22,19 @@
  *     without a chunk parser;
  *   - "Connection: close" (or HTTP/1.0 without "Connection: keep-alive")
  *     closes after the answer; HEAD gets the headers only.
- * A connection with no request for -i seconds (default 10) is closed: the
- * read sits in a deadline scope (weft_timeout_begin). SIGINT or SIGTERM
- * stops the server as in echo_server.c.
+ * Deadlines, each a deadline scope around the calls it bounds, so that no
+ * client can hold a connection and its memory for long:
+ *   - idle (-i, default 10 s): no request begins, no body byte comes, or
+ *     the client reads none of our answers for that long: closed;
+ *   - head (-H, default 10 s): a request head must be complete this long
+ *     after its first byte, however slowly it keeps coming (slowloris).
+ * SIGINT or SIGTERM stops the server (WEFT_RUN_STOP_ON_SIGNALS: weft turns
+ * the signal into weft_stop(), which cancels main, so the accept returns
+ * -ECANCELED); a stop is a clean end: exit status 0. The listening socket
+ * is retried for a while if its port is still taken (see listen_retry()).
  */
 #define _GNU_SOURCE /* memmem */
 #include <errno.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -35,7 +47,6 @@
 #define MAX_HEADER 8192          /* longest header block accepted */
 #define IN_CAP (2 * MAX_HEADER)  /* request buffer: always >= 8 KiB free */
 #define OUT_CAP 16384            /* answers batched per write */
-#define ACCEPT_SLICE_NS (200 * WEFT_NSEC_PER_MSEC)
 #define LINGER_NS (2 * WEFT_NSEC_PER_SEC) /* see linger_close() */
 #define LINGER_MAX (1u << 20)
 
@@ -50,16 +61,10 @@ static const char bad_resp[] = "HTTP/1.1 400 Bad Request\r\n"
 			       "Connection: close\r\n"
 			       "\r\n";
 
-static volatile sig_atomic_t stop;
 static const char *addr;
 static uint16_t port;
 static uint64_t idle_ns = 10 * WEFT_NSEC_PER_SEC;
-
-static void on_signal(int sig)
-{
-	(void)sig;
-	stop = 1;
-}
+static uint64_t head_ns = 10 * WEFT_NSEC_PER_SEC;
 
 /* ---- parsing ---------------------------------------------------------- */
 
@@ -147,6 +152,10 @@ static bool parse_request(const char *p, size_t len, struct request *rq)
 			return false;
 		size_t nlen = (size_t)(q - n);
 		const char *v = q + 1, *ve = eol;
+		for (const char *x = v; x < ve; x++)
+			if (((unsigned char)*x < 0x20 && *x != '\t') ||
+			    *x == 0x7f)
+				return false; /* NUL, bare LF, other controls */
 		while (v < ve && (*v == ' ' || *v == '\t'))
 			v++;
 		while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
@@ -178,6 +187,25 @@ static bool parse_request(const char *p, size_t len, struct request *rq)
 	return true;
 }
 
+/*
+ * Whether p[0..len), the start of a header block, has a line break that
+ * is not CRLF or a NUL: such a head is refused as soon as the byte comes,
+ * not when (if ever) the blank line does. A CR at the very end may still
+ * get its LF.
+ */
+static bool head_bytes_ok(const char *p, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		if (p[i] == '\0')
+			return false;
+		if (p[i] == '\n' && (i == 0 || p[i - 1] != '\r'))
+			return false;
+		if (p[i] == '\r' && i + 1 < len && p[i + 1] != '\n')
+			return false;
+	}
+	return true;
+}
+
 /* ---- one connection ----------------------------------------------------- */
 
 struct conn {
@@ -185,16 +213,24 @@ struct conn {
 	size_t start, end; /* unconsumed bytes: in[start..end) */
 	size_t outlen;     /* answers waiting in out[] */
 	uint64_t skip;     /* body bytes still to drop */
+	uint64_t head_by;  /* the partial head buffered must be complete by
+			    * then (ns); 0: no partial head */
 	char in[IN_CAP];
 	char out[OUT_CAP];
 };
 
+/* A client that does not read our answers for idle_ns is dropped (a
+ * pipelining client that never reads kept its connection for ever). */
 static int flush(struct conn *c)
 {
 	ssize_t n = 0;
 
-	if (c->outlen)
+	if (c->outlen) {
+		uint64_t saved = weft_timeout_begin(idle_ns);
+
 		n = weft_write_all(c->fd, c->out, c->outlen, -1);
+		weft_timeout_end(saved);
+	}
 	c->outlen = 0;
 	return n < 0 ? (int)n : 0;
 }
@@ -231,16 +267,23 @@ static int serve_buffered(struct conn *c)
 		const char *p = c->in + c->start;
 		const char *e = memmem(p, avail, "\r\n\r\n", 4);
 		size_t hlen = e ? (size_t)(e - p) + 4 : 0;
-		if (!e && avail < MAX_HEADER)
-			return 1; /* incomplete: read more */
+		bool bytes_ok = head_bytes_ok(p, e ? hlen : avail);
+		if (!e && avail < MAX_HEADER && bytes_ok) {
+			/* Incomplete: read more, until head_by at most. */
+			if (!c->head_by)
+				c->head_by = weft_now() + head_ns;
+			return 1;
+		}
 
 		struct request rq;
-		if (!e || hlen > MAX_HEADER || !parse_request(p, hlen, &rq)) {
+		if (!e || !bytes_ok || hlen > MAX_HEADER ||
+		    !parse_request(p, hlen, &rq)) {
 			if (queue(c, bad_resp, sizeof bad_resp - 1) < 0)
 				return -1;
 			return 0;
 		}
 		c->start += hlen;
+		c->head_by = 0;
 		c->skip = rq.body;
 		if (queue(c, ok_resp, rq.head ? OK_HEAD_LEN
 					       : sizeof ok_resp - 1) < 0)
@@ -294,7 +337,11 @@ static void *conn_main(void *arg)
 		c->start = 0;
 		c->end = avail;
 
-		uint64_t saved = weft_timeout_begin(idle_ns);
+		/* The idle deadline, or the partial head's if sooner. */
+		uint64_t by = weft_now() + idle_ns;
+		if (c->head_by && c->head_by < by)
+			by = c->head_by;
+		uint64_t saved = weft_deadline_begin(by);
 		ssize_t n = weft_recv(c->fd, c->in + c->end,
 				      IN_CAP - c->end, 0);
 		weft_timeout_end(saved);
@@ -309,6 +356,29 @@ static void *conn_main(void *arg)
 
 /* ---- accept loop -------------------------------------------------------- */
 
+/*
+ * The listening socket, retried for a while if its port is still taken.
+ * After a crash (kill -9) the old process's socket outlives it for a few
+ * to a hundred milliseconds, while the kernel tears down its io_uring
+ * (whose accept still holds the socket), and SO_REUSEADDR does not let a
+ * second socket listen on a port that still has a listener. A supervisor
+ * that restarts the server at once must not see it fail, so a busy port
+ * is tried again every 20 ms for up to 2 s. In the example, not in
+ * weft_tcp_listen(): a port taken by another server for good must fail at
+ * once there, and only the program knows it is restarting.
+ */
+static int listen_retry(void)
+{
+	int lfd = -EADDRINUSE;
+
+	for (int i = 0; i < 100 && lfd == -EADDRINUSE; i++) {
+		if (i)
+			weft_sleep_ms(20);
+		lfd = weft_tcp_listen(addr, port, 1024, WEFT_SO_NODELAY);
+	}
+	return lfd;
+}
+
 static void *amain(void *arg)
 {
 	struct weft_spawn_opts opts = { .name = "http-conn",
@@ -316,7 +386,7 @@ static void *amain(void *arg)
 	int lfd, err = 0;
 
 	(void)arg;
-	lfd = weft_tcp_listen(addr, port, 1024, WEFT_SO_NODELAY);
+	lfd = listen_retry();
 	if (lfd < 0) {
 		fprintf(stderr, "http_server: listen: %s\n",
 			weft_strerror(lfd));
@@ -325,13 +395,12 @@ static void *amain(void *arg)
 	printf("listening on port %d\n", weft_local_port(lfd));
 	fflush(stdout);
 
-	while (!stop) {
-		uint64_t saved = weft_timeout_begin(ACCEPT_SLICE_NS);
+	for (;;) {
 		int cfd = weft_accept(lfd, NULL, NULL, 0);
-		weft_timeout_end(saved);
 
-		if (cfd == -ETIMEDOUT || cfd == -EINTR ||
-		    cfd == -ECONNABORTED)
+		if (cfd == -ECANCELED)
+			break; /* weft_stop(): SIGINT or SIGTERM */
+		if (cfd == -EINTR || cfd == -ECONNABORTED)
 			continue;
 		if (cfd == -EMFILE || cfd == -ENFILE || cfd == -ENOBUFS ||
 		    cfd == -ENOMEM) {
@@ -354,6 +423,7 @@ static void *amain(void *arg)
 		c->fd = cfd;
 		c->start = c->end = c->outlen = 0;
 		c->skip = 0;
+		c->head_by = 0;
 		int e = weft_spawn_opts(NULL, conn_main, c, &opts);
 		if (e < 0) {
 			fprintf(stderr, "http_server: spawn: %s\n",
@@ -369,19 +439,24 @@ static void *amain(void *arg)
 static void usage(const char *prog)
 {
 	fprintf(stderr,
-		"usage: %s [-p PORT] [-a ADDR] [-w WORKERS] [-i IDLE_SECONDS]\n",
+		"usage: %s [-p PORT] [-a ADDR] [-w WORKERS] [-i IDLE_SECONDS] "
+		"[-H HEAD_SECONDS]\n",
 		prog);
 	exit(2);
 }
 
+static uint64_t seconds(const char *s)
+{
+	return (uint64_t)(strtod(s, NULL) * (double)WEFT_NSEC_PER_SEC);
+}
+
 int main(int argc, char **argv)
 {
-	struct weft_config cfg = { 0 };
-	struct sigaction sa = { .sa_handler = on_signal };
+	struct weft_config cfg = { .flags = WEFT_RUN_STOP_ON_SIGNALS };
 	void *res = NULL;
 	int opt, err;
 
-	while ((opt = getopt(argc, argv, "p:a:w:i:h")) != -1) {
+	while ((opt = getopt(argc, argv, "p:a:w:i:H:h")) != -1) {
 		switch (opt) {
 		case 'p':
 			port = (uint16_t)strtoul(optarg, NULL, 10);
@@ -393,8 +468,10 @@ int main(int argc, char **argv)
 			cfg.workers = (unsigned)strtoul(optarg, NULL, 10);
 			break;
 		case 'i':
-			idle_ns = (uint64_t)(strtod(optarg, NULL) *
-					     (double)WEFT_NSEC_PER_SEC);
+			idle_ns = seconds(optarg);
+			break;
+		case 'H':
+			head_ns = seconds(optarg);
 			break;
 		default:
 			usage(argv[0]);
@@ -403,13 +480,9 @@ int main(int argc, char **argv)
 	if (optind != argc)
 		usage(argv[0]);
 
-	sa.sa_flags = SA_RESTART;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-
+	/* -ECANCELED: stopped by a signal, main cancelled, a clean end. */
 	err = weft_run(amain, NULL, &cfg, &res);
-	if (err < 0) {
+	if (err < 0 && err != -ECANCELED) {
 		fprintf(stderr, "weft_run: %s\n", weft_strerror(err));
 		return 1;
 	}

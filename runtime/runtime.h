@@ -50,14 +50,21 @@ struct weft_runtime {
 	atomic_uint exited;
 
 	/* Task control block pool (task.c): every slab (cb_slabs, never
-	 * unlinked before the end), and under cb_lock the slabs with free
-	 * blocks, the all-free ones with pages and those without. */
-	weft__spin cb_lock;
+	 * unlinked before the end), and under cb_lock the list of free
+	 * blocks, the all-free slabs with pages and those without. Off
+	 * the line of `stopping`, which every worker loop reads. */
+	_Alignas(WEFT__CACHELINE) weft__spin cb_lock;
 	struct weft__cb_slab *cb_slabs;
-	struct weft__cb_slab *cb_list[3];
-	unsigned cb_list_n[3];
-	atomic_uint cb_empty_hint;  /* cb_list_n[all free], without lock */
-	uint64_t cb_trim_at;        /* armed trim moment (ns), 0: none */
+	struct weft__tcb *cb_free;
+	struct weft__cb_slab *cb_list[2];
+	unsigned cb_list_n[2];
+	/* Read by every worker's periodic pick: on a line of their own, not
+	 * the lock's (written on every take and give). */
+	_Alignas(WEFT__CACHELINE) atomic_uint cb_empty_hint; /* cb_list_n[
+				     * all free], without lock */
+	/* Armed trim moment (ns), 0: none; written under cb_lock, read
+	 * without it as a hint (relaxed). */
+	_Atomic uint64_t cb_trim_at;
 	atomic_uint cb_trim_gen;    /* bumped: workers give back cold caches */
 
 	/* Stack pool (stack.c). */
