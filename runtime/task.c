@@ -205,8 +205,8 @@ static uint64_t gen_next(uint64_t g)
  * madvise is a TLB shoot-down: the first worker to see more than
  * CB_KEEP_EMPTY all-free slabs arms a trim WEFT__CB_DECAY_NS ahead; the
  * one that finds it due takes the excess off EMPTY and their blocks off
- * the list, gives the pages back outside the lock and puts the slabs on
- * BARE. Workers' caches would pin a
+ * the list, a few slabs at a time, gives their pages back outside the
+ * lock and puts the slabs on BARE. Workers' caches would pin a
  * slab each block (a burst leaves them 128 blocks of 128 slabs): arming
  * and each give-back bump cb_trim_gen, and each worker, at its next
  * periodic service, gives back all of its cache but the CB_CACHE_HOT
@@ -218,6 +218,7 @@ static uint64_t gen_next(uint64_t g)
 #define CB_NONE 2
 #define CB_KEEP_EMPTY 2
 #define CB_CACHE_HOT 16
+#define CB_TRIM_BATCH 8
 #define WEFT__CB_DECAY_NS (1000 * WEFT_NSEC_PER_MSEC)
 
 struct weft__cb_slab {
@@ -608,27 +609,35 @@ uint64_t weft__task_trim(struct weft__worker *w, uint64_t now)
 		return at;
 	}
 	/* Decayed: all-free slabs beyond CB_KEEP_EMPTY give their pages
-	 * back. Off every list meanwhile: nothing can hand a block out. */
-	while (rt->cb_list_n[CB_EMPTY] > CB_KEEP_EMPTY) {
-		s = rt->cb_list[CB_EMPTY];
-		cb_list_del(rt, s);
-		for (unsigned i = 0; i < WEFT__CB_SLAB; i++)
-			cb_unlink(rt, &s->mem[i]);
-		s->nfree = 0;
-		s->lnext = bare;
-		bare = s;
-	}
+	 * back, CB_TRIM_BATCH at a time so that the lock is never held for
+	 * long (unlinking a slab's blocks touches 256 cold lines; a million
+	 * tasks' slabs at once held it some 100 ms). Off every list
+	 * meanwhile: nothing can hand a block out. */
 	atomic_store_explicit(&rt->cb_trim_at, 0, memory_order_relaxed);
-	cb_hint(rt);
-	weft__spin_unlock(&rt->cb_lock);
-	for (s = bare; s; s = s->lnext) {
-		s->floor = cb_slab_floor(s);
-		weft__mem_give_back(s->mem, cb_slab_bytes());
-	}
-	weft__spin_lock(&rt->cb_lock);
-	while ((s = bare)) {
-		bare = s->lnext;
-		cb_list_add(rt, s, CB_BARE);
+	while (rt->cb_list_n[CB_EMPTY] > CB_KEEP_EMPTY) {
+		unsigned n = 0;
+
+		while (n++ < CB_TRIM_BATCH &&
+		       rt->cb_list_n[CB_EMPTY] > CB_KEEP_EMPTY) {
+			s = rt->cb_list[CB_EMPTY];
+			cb_list_del(rt, s);
+			for (unsigned i = 0; i < WEFT__CB_SLAB; i++)
+				cb_unlink(rt, &s->mem[i]);
+			s->nfree = 0;
+			s->lnext = bare;
+			bare = s;
+		}
+		cb_hint(rt);
+		weft__spin_unlock(&rt->cb_lock);
+		for (s = bare; s; s = s->lnext) {
+			s->floor = cb_slab_floor(s);
+			weft__mem_give_back(s->mem, cb_slab_bytes());
+		}
+		weft__spin_lock(&rt->cb_lock);
+		while ((s = bare)) {
+			bare = s->lnext;
+			cb_list_add(rt, s, CB_BARE);
+		}
 	}
 	atomic_fetch_add_explicit(&rt->cb_trim_gen, 1, memory_order_relaxed);
 	weft__spin_unlock(&rt->cb_lock);
