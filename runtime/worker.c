@@ -566,6 +566,12 @@ static struct weft__tcb *steal_next(struct weft__worker *w)
 		    !atomic_load_explicit(&v->woken_n, memory_order_relaxed))
 			continue;
 		ticks = atomic_load_explicit(&v->ticks, memory_order_relaxed);
+		/* A worker that has never switched to a task is starting,
+		 * not stuck: weft_run's main waits in worker 0's slot for the
+		 * calling thread (weft.h: it becomes worker 0), which a slow
+		 * start (TSan) let a thief take. */
+		if (ticks == 0)
+			continue;
 		until = now_ns() + WEFT__NEXT_STEAL_NS;
 		/* Backing off to yields: with more workers than cores the
 		 * victim may need this CPU to move on. */

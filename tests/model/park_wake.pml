@@ -58,7 +58,8 @@
 #define DONE 1
 #define CANCEL 2
 
-/* runtime/task.h: enum WEFT__RUNNING ... */
+/* runtime/task.h: enum WEFT__RUNNING ... (the model's own numbering; in
+ * task.h FREE is 0 since issue 17, and the order is the same) */
 #define RUNNING 0
 #define PARKING 1
 #define PARKED 2

@@ -11,7 +11,9 @@
  *     run by its owner, which is awake (it just put it there), and they are
  *     not "work pending" for idle.c either; the watcher (idle.c
  *     watch_claim) exists only for them. A spawned task is modelled as the
- *     task the next slot displaces: lq_push, then idle_notify(false).
+ *     task the next slot displaces: lq_push, then idle_notify(false). The
+ *     slot's own hand-over between its owner and a thief (and the woken
+ *     list behind it) is modelled in next_slot.pml.
  *   - remote_n and in_ring_wait (runtime/ring.c: the pinned-task hand-over is
  *     modelled, with -DPINS, as a queue only its owner takes from and a
  *     ring wake that always comes), stopping, the stack trim timeout, I/O
