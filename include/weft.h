@@ -426,6 +426,39 @@ WEFT_API void weft_timeout_end(uint64_t saved);
 /* The calling task's deadline in force, or WEFT_NEVER. */
 WEFT_API uint64_t weft_deadline(void);
 
+/*
+ * Scopes that end themselves (GCC and Clang, C and C++): a begin/end pair
+ * left unbalanced by an early return leaks its deadline into the rest of
+ * the task. WEFT_TIMEOUT_SCOPE(ns) and WEFT_DEADLINE_SCOPE(deadline) open
+ * a scope that ends when the enclosing block is left, however it is left
+ * (the end of the block, return, break, continue, goto out of it):
+ *
+ *     {
+ *         WEFT_TIMEOUT_SCOPE(500 * WEFT_NSEC_PER_MSEC);
+ *         n = weft_recv(fd, buf, sizeof buf, 0);
+ *         if (n <= 0)
+ *             return n;            // the scope ends here too
+ *         ...
+ *     }                            // and here
+ *
+ * They are declarations (of a variable whose cleanup calls
+ * weft_timeout_end()): one per line, where a declaration may stand.
+ */
+static inline void weft_scope_end_(const uint64_t *saved)
+{
+	weft_timeout_end(*saved);
+}
+#define WEFT__CAT2(a, b) a##b
+#define WEFT__CAT(a, b) WEFT__CAT2(a, b)
+#define WEFT_TIMEOUT_SCOPE(timeout_ns)                                     \
+	const uint64_t WEFT__CAT(weft_scope_, __LINE__)                    \
+		__attribute__((cleanup(weft_scope_end_), unused)) =        \
+			weft_timeout_begin(timeout_ns)
+#define WEFT_DEADLINE_SCOPE(deadline)                                      \
+	const uint64_t WEFT__CAT(weft_scope_, __LINE__)                    \
+		__attribute__((cleanup(weft_scope_end_), unused)) =        \
+			weft_deadline_begin(deadline)
+
 /* weft_await_timeout(): cancel the awaited task when the timeout expires
  * (asyncio.wait_for). Without it the awaited task keeps running. */
 #define WEFT_TIMEOUT_CANCEL 0x1u

@@ -27,5 +27,11 @@ int weft_header_use(void)
 
 	if (t == WEFT_NEVER || flags == WEFT_STACK_CACHE_NONE)
 		return -1;
+	{
+		WEFT_TIMEOUT_SCOPE(WEFT_NSEC_PER_SEC);
+		WEFT_DEADLINE_SCOPE(WEFT_NEVER);
+		if (n == 0)
+			return 0;
+	}
 	return weft_is_err(e) + weft_ptr_err(e) + (v != 0) + n;
 }

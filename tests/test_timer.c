@@ -1915,3 +1915,61 @@ Test(timer, runtime_exits_promptly_with_tasks_still_sleeping,
 			     worker_counts[c], (double)e / 1e6);
 	}
 }
+
+/* ---- scopes that end themselves ------------------------------------------ */
+
+/*
+ * Issue 13: a begin/end pair left by an early return leaked its deadline
+ * into the rest of the task. WEFT_TIMEOUT_SCOPE and WEFT_DEADLINE_SCOPE end
+ * with their block, whichever way it is left: a return from inside, a
+ * break out of a loop's block, and nested scopes restore the outer
+ * deadline in order.
+ */
+static int scope_early_return(int leave)
+{
+	WEFT_TIMEOUT_SCOPE(10 * SEC);
+	if (leave)
+		return weft_deadline() != WEFT_NEVER;
+	return -1;
+}
+
+static void *scope_main(void *arg)
+{
+	uint64_t outer;
+
+	(void)arg;
+	WT_CHECK_EQ(weft_deadline(), WEFT_NEVER);
+	WT_CHECK_EQ(scope_early_return(1), 1);
+	WT_CHECK_EQ(weft_deadline(), WEFT_NEVER);
+	for (int i = 0; i < 3; i++) {
+		WEFT_TIMEOUT_SCOPE(10 * SEC);
+		if (i == 1)
+			break;
+	}
+	WT_CHECK_EQ(weft_deadline(), WEFT_NEVER);
+	{
+		WEFT_DEADLINE_SCOPE(weft_now() + 20 * SEC);
+		outer = weft_deadline();
+		WT_CHECK(outer != WEFT_NEVER);
+		{
+			WEFT_TIMEOUT_SCOPE(1 * SEC);
+			WT_CHECK(weft_deadline() < outer);
+			/* A scope that has passed still ends a wait. */
+			{
+				WEFT_TIMEOUT_SCOPE(1 * MS);
+				WT_CHECK_EQ(weft_sleep(10 * SEC), -ETIMEDOUT);
+			}
+			WT_CHECK(weft_deadline() < outer);
+		}
+		WT_CHECK_EQ(weft_deadline(), outer);
+	}
+	WT_CHECK_EQ(weft_deadline(), WEFT_NEVER);
+	return NULL;
+}
+
+Test(timer, scopes_end_with_their_block_however_it_is_left,
+     .timeout = WT_TIMEOUT(20))
+{
+	wt_run(scope_main, NULL, 2);
+	wt_assert_no_failures();
+}
