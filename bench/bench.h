@@ -11,6 +11,7 @@
 #ifndef WEFT_BENCH_H
 #define WEFT_BENCH_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +63,24 @@ static inline void bench_compute_ns(uint64_t ns)
 
 	while (bench_now_ns() < end)
 		;
+}
+
+/* A task body that computes slice_ns at a time and yields, until *stop
+ * (the busy workers of loaded_latency and burst_rss). */
+static inline void bench_slices(const atomic_int *stop, uint64_t slice_ns)
+{
+	while (!atomic_load_explicit(stop, memory_order_relaxed)) {
+		bench_compute_ns(slice_ns);
+		weft_yield();
+	}
+}
+
+/* qsort() order for uint64_t samples. */
+static inline int bench_cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return (x > y) - (x < y);
 }
 
 /* Peak resident set of the process so far, in KiB. */

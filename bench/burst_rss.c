@@ -51,10 +51,7 @@ static void *spinner(void *arg)
 {
 	struct run *r = arg;
 
-	while (!atomic_load_explicit(&r->stop, memory_order_relaxed)) {
-		bench_compute_ns(SLICE_NS);
-		weft_yield();
-	}
+	bench_slices(&r->stop, SLICE_NS);
 	return NULL;
 }
 

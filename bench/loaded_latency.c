@@ -45,10 +45,7 @@ static void *spinner(void *arg)
 {
 	struct run *r = arg;
 
-	while (!atomic_load_explicit(&r->stop, memory_order_relaxed)) {
-		bench_compute_ns(SLICE_NS);
-		weft_yield();
-	}
+	bench_slices(&r->stop, SLICE_NS);
 	return NULL;
 }
 
@@ -130,20 +127,13 @@ static void *amain(void *arg)
 	return NULL;
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return (x > y) - (x < y);
-}
-
 static void report(const char *what, unsigned spinners, uint64_t *v,
 		   unsigned n)
 {
 	uint64_t sum = 0;
 	size_t p99;
 
-	qsort(v, n, sizeof(*v), cmp_u64);
+	qsort(v, n, sizeof(*v), bench_cmp_u64);
 	for (unsigned i = 0; i < n; i++)
 		sum += v[i];
 	p99 = (size_t)(0.99 * (double)n);

@@ -101,13 +101,6 @@ static void *amain(void *arg)
 	return NULL;
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return (x > y) - (x < y);
-}
-
 int main(int argc, char **argv)
 {
 	struct bench_args a;
@@ -129,7 +122,7 @@ int main(int argc, char **argv)
 			err ? weft_strerror(err) : "a round failed");
 		return 1;
 	}
-	qsort(r.lat, r.rounds, sizeof(r.lat[0]), cmp_u64);
+	qsort(r.lat, r.rounds, sizeof(r.lat[0]), bench_cmp_u64);
 	printf("RESULT weft stuck_read %.1f us/p50 rounds=%u max_us=%.1f\n",
 	       r.lat[r.rounds / 2] / 1e3, r.rounds,
 	       r.lat[r.rounds - 1] / 1e3);

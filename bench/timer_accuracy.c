@@ -12,13 +12,6 @@
 
 static unsigned long n;
 
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return (x > y) - (x < y);
-}
-
 static void *amain(void *p)
 {
 	uint64_t *over = p, sum = 0;
@@ -45,7 +38,7 @@ static void *amain(void *p)
 		over[i] = d - SLEEP_NS;
 		sum += over[i];
 	}
-	qsort(over, n, sizeof *over, cmp_u64);
+	qsort(over, n, sizeof *over, bench_cmp_u64);
 	size_t p99 = (size_t)(0.99 * (double)n);
 	if (p99 >= n)
 		p99 = n - 1;

@@ -114,6 +114,13 @@ static const unsigned ring_flag_tries[] = {
 	0,
 };
 
+/* The request a CQE's user_data names, or NULL for the ring's own. */
+static inline struct weft__op *ud_op(uint64_t ud)
+{
+	return ud & WEFT__UD_TAG_MASK ? NULL
+				      : (struct weft__op *)(uintptr_t)ud;
+}
+
 static void reap(struct weft__worker *w);
 static void op_unlink(struct weft__worker *w, struct weft__op *op);
 static void op_finish(struct weft__op *op, int res, bool draining);
@@ -406,12 +413,11 @@ static void reap(struct weft__worker *w)
 		weft__spin_lock(&w->ring.cq_lock);
 		n = io_uring_peek_batch_cqe(&w->ring.uring, cqes, 32);
 		for (i = 0; i < n; i++) {
+			struct weft__op *op;
+
 			got[i] = *cqes[i];
-			if (weft__likely(!(got[i].user_data &
-					   WEFT__UD_TAG_MASK)) &&
-			    got[i].user_data)
-				op_unlink(w, (struct weft__op *)(uintptr_t)
-						     got[i].user_data);
+			if (weft__likely((op = ud_op(got[i].user_data)) != NULL))
+				op_unlink(w, op);
 		}
 		io_uring_cq_advance(&w->ring.uring, n);
 		weft__spin_unlock(&w->ring.cq_lock);
@@ -422,9 +428,7 @@ static void reap(struct weft__worker *w)
 
 			if (weft__likely(!(ud & WEFT__UD_TAG_MASK))) {
 				if (ud)
-					op_finish((struct weft__op *)(uintptr_t)
-							  ud,
-						  got[i].res,
+					op_finish(ud_op(ud), got[i].res,
 						  w->ring.draining);
 			} else if (ud == WEFT__UD_WAKE_EFD) {
 				w->ring.wake_armed = false;
@@ -874,7 +878,7 @@ static unsigned rescue_reap(struct weft__worker *v)
 			if (ud != WEFT__UD_IGNORE)
 				break;
 		} else if (ud) {
-			ops[n] = (struct weft__op *)(uintptr_t)ud;
+			ops[n] = ud_op(ud);
 			res[n] = cqe->res;
 			op_unlink(v, ops[n]);
 			n++;
@@ -888,12 +892,10 @@ static unsigned rescue_reap(struct weft__worker *v)
 	return n;
 }
 
-unsigned weft__ring_rescue(struct weft__worker *h, struct weft__worker *v,
-			   bool *kicked)
+unsigned weft__ring_rescue(struct weft__worker *v, bool *kicked)
 {
 	unsigned n, woken = 0;
 
-	(void)h;
 	while ((n = rescue_reap(v)) != 0) {
 		woken += n;
 		if (n < 32)

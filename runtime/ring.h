@@ -118,17 +118,16 @@ static inline unsigned weft__ring_inflight(struct weft__ring *r)
 
 /*
  * Completions of a worker stuck in one long task (issue 17), from another
- * worker h that saw v switch no task for a while with requests in flight:
- * what v's CQ holds is reaped here and the tasks woken (onto h). With
+ * worker (the caller) that saw v switch no task for a while with requests in flight:
+ * what v's CQ holds is reaped here and the tasks woken (onto the caller). With
  * DEFER_TASKRUN (or COOP_TASKRUN) the kernel posts v's completions only
  * when v enters it; so if nothing was posted and `kicked` is not NULL, v
  * is kicked: a signal whose handler, on v's thread, asks the kernel for
  * them, to be reaped at a later look (ring.c argues it); *kicked says
- * whether it was sent. Returns how many tasks were woken. Scheduler
- * context of h only.
+ * whether it was sent. Returns how many tasks were woken. The caller's
+ * scheduler context only.
  */
-unsigned weft__ring_rescue(struct weft__worker *h, struct weft__worker *v,
-			   bool *kicked);
+unsigned weft__ring_rescue(struct weft__worker *v, bool *kicked);
 
 /* ---- requests (io/'s half) ------------------------------------------ */
 

@@ -219,7 +219,11 @@ struct weft__task_dir_chunk {
 	uint64_t floor[WEFT__DIR_CHUNK];
 	uint32_t next_free[WEFT__DIR_CHUNK]; /* 0: end of the list */
 	/* The pool's record of the slab (task.c), read only by the runtime
-	 * that holds the id, under its cb_lock. Kept here, not in each
+	 * that holds the id, under its cb_lock; written by it before the
+	 * slab is published and cleared in dir_give_back(). A later runtime
+	 * taking the id does so in dir_take(): dir_lock's release in
+	 * dir_give_back() and acquire in dir_take() order its write after
+	 * the last reads of the one before. Kept here, not in each
 	 * block: 8 more bytes a block cost spawn_many a fifth (224 bytes
 	 * are 3.5 lines; the hot fields moved across lines). */
 	struct weft__cb_slab *owner[WEFT__DIR_CHUNK];

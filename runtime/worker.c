@@ -556,7 +556,7 @@ static struct weft__tcb *steal_next(struct weft__worker *w)
 		if (due != RESCUE_NO) {
 			bool kicked = false;
 			unsigned woken = weft__ring_rescue(
-				w, v, due == RESCUE_KICK ? &kicked : NULL);
+				v, due == RESCUE_KICK ? &kicked : NULL);
 
 			rescue_done(v, woken, kicked);
 			if (woken && (t = pick_local(w)))
