@@ -89,6 +89,18 @@ enum weft_wake_mode {
 				  failed sends use the eventfd) */
 };
 
+/* Which reactor serves a runtime's I/O, its timed waits and its wake-ups
+ * (weft_config.reactor, weft_runtime_reactor()). */
+enum weft_reactor {
+	WEFT_REACTOR_AUTO = 0,  /* io_uring if this kernel (and its seccomp
+				   filter) lets weft use it, else epoll */
+	WEFT_REACTOR_URING = 1, /* io_uring only: weft_run() fails where it
+				   is refused */
+	WEFT_REACTOR_EPOLL = 2  /* epoll: readiness and non-blocking calls for
+				   sockets, pipes and pidfds; files, opens
+				   and stats on the blocking pool */
+};
+
 /* weft_config.stack_cache: keep no free stack's pages (0 means 64). */
 #define WEFT_STACK_CACHE_NONE 0xffffffffu
 
@@ -124,8 +136,14 @@ struct weft_config {
 	int shutdown_grace_ms;
 	/* WEFT_RUN_* flags. */
 	unsigned flags;
+	/* enum weft_reactor. WEFT_REACTOR_AUTO (0) lets the environment
+	 * variable WEFT_REACTOR=uring|epoll choose; if it does not, io_uring
+	 * when it works, else epoll, with a one-line notice on stderr (once
+	 * per process; WEFT_RUN_QUIET silences it). */
+	int reactor;
 	/* Reserved for future use; must be zero. */
-	uint64_t reserved[2];
+	unsigned reserved32;
+	uint64_t reserved[1];
 };
 
 /* weft_config.flags: SIGINT and SIGTERM call weft_stop() on the runtime
@@ -134,6 +152,9 @@ struct weft_config {
  * process at a time may ask for it; the previous dispositions are
  * restored when it stops (weft_run() returns, or weft_runtime_close()). */
 #define WEFT_RUN_STOP_ON_SIGNALS 0x1u
+/* weft_config.flags: no notice on stderr when io_uring is refused and the
+ * runtime falls back to epoll by itself. */
+#define WEFT_RUN_QUIET 0x2u
 
 /*
  * Runs `main(arg)` as the first task of a new runtime and returns when it
@@ -327,6 +348,11 @@ WEFT_API int weft_worker_index(void);
 /* The runtime the caller runs in, or NULL outside one. Pass it to
  * weft_spawn_opts() from foreign threads while it runs. */
 WEFT_API weft_runtime *weft_runtime_self(void);
+
+/* The reactor rt runs on (NULL: the caller's runtime): WEFT_REACTOR_URING
+ * or WEFT_REACTOR_EPOLL, decided when it started; -EPERM if rt is NULL
+ * outside a runtime. */
+WEFT_API int weft_runtime_reactor(const weft_runtime *rt);
 
 /* Number of workers of the caller's runtime, or 0 outside one. */
 WEFT_API unsigned weft_worker_count(void);

@@ -28,12 +28,18 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <linux/openat2.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "ops.h"
 #include "../runtime/base.h"
+#include "../runtime/epoll.h"
 #include "../runtime/ring.h"
 #include "../runtime/runtime.h"
 #include "../runtime/task.h"
@@ -82,6 +88,24 @@ struct io {
 	bool nocancel; /* weft_close(): runs to completion regardless */
 };
 
+/* Whether a call of the calling thread may start: 0, or -EPERM (not in a
+ * task), -ECANCELED, -ETIMEDOUT (unless nocancel). Both reactors. */
+static int call_check(struct weft__worker *w, bool nocancel)
+{
+	struct weft__tcb *self;
+
+	if (!w || !w->current)
+		return -EPERM;
+	self = w->current;
+	if (nocancel)
+		return 0;
+	if (weft__task_cancel_pending(self))
+		return -ECANCELED;
+	if (self->deadline != WEFT_NEVER && self->deadline <= weft_now())
+		return -ETIMEDOUT;
+	return 0;
+}
+
 /*
  * Starts a request: an SQE to fill, or NULL with io->err set when the call
  * must not start (not in a task, cancelled, deadline passed).
@@ -90,26 +114,12 @@ static struct io_uring_sqe *io_begin(struct io *io)
 {
 	struct weft__worker *w = weft__worker_self();
 	struct io_uring_sqe *sqe;
-	struct weft__tcb *self;
 
-	if (!w || !w->current) {
-		io->err = -EPERM;
+	io->err = call_check(w, io->nocancel);
+	if (io->err)
 		return NULL;
-	}
-	self = w->current;
-	if (io->nocancel)
-		goto go;
-	if (weft__task_cancel_pending(self)) {
-		io->err = -ECANCELED;
-		return NULL;
-	}
-	if (self->deadline != WEFT_NEVER && self->deadline <= weft_now()) {
-		io->err = -ETIMEDOUT;
-		return NULL;
-	}
-go:
 	io->w = w;
-	io->self = self;
+	io->self = w->current;
 	sqe = weft__ring_sqe(w);
 	if (!sqe) /* the ring failed for good; the runtime is stopping */
 		io->err = atomic_load_explicit(&w->rt->fatal,
@@ -228,6 +238,221 @@ static unsigned sqe_len(size_t len)
 		return io_wait(&io_, sqe_);                             \
 	} while (0)
 
+/* ---- the epoll reactor's calls -------------------------------------------
+ * On a runtime that runs the epoll reactor (runtime/epoll.c) each call is
+ * done here instead: the non-blocking form of the system call first
+ * (MSG_DONTWAIT, RWF_NOWAIT, a non-blocking listener), and on -EAGAIN a
+ * wait for the descriptor's readiness (weft__epoll_wait_fd()), then the
+ * call again. A cancellation or deadline ends the wait, so the call
+ * returns -ECANCELED or -ETIMEDOUT having consumed nothing, or (a send that
+ * went out in part before) what it reports. What has no readiness
+ * (regular files, directories, opens, stats, syncs) runs on the blocking
+ * pool, as weft_run_blocking() calls do. errno is read right after each
+ * system call, before the task can switch.
+ */
+
+/* ep_call(fd, events, nowait, expr): expr (a system call, -1 and errno on
+ * failure) until it succeeds or fails with anything but -EAGAIN or
+ * -EINTR, waiting for `events` on fd between tries; nowait: -EAGAIN is
+ * the answer (the caller passed MSG_DONTWAIT). Returns from the caller. */
+#define ep_call(fd, events, nowait, expr)                                \
+	do {                                                             \
+		WEFT__KEEP_ERRNO;                                        \
+		int e_ = call_check(weft__worker_self(), false);          \
+		if (e_)                                                  \
+			return e_;                                       \
+		for (;;) {                                               \
+			ssize_t r_ = (expr);                             \
+			if (r_ >= 0)                                     \
+				return r_;                               \
+			r_ = -errno;                                     \
+			if (r_ == -EINTR)                                \
+				continue;                                \
+			if (r_ != -EAGAIN || (nowait))                   \
+				return r_;                               \
+			e_ = weft__epoll_wait_fd((fd), (events));        \
+			if (e_ < 0)                                      \
+				return e_;                               \
+		}                                                        \
+	} while (0)
+
+#define EP_IN (EPOLLIN | EPOLLRDHUP)
+#define EP_OUT EPOLLOUT
+
+/* A call run on the blocking pool: the system call, and its result (or
+ * -errno) read on the pool thread. */
+enum blk_kind { BLK_READ, BLK_WRITE, BLK_OPENAT, BLK_STATX, BLK_FSYNC,
+		BLK_FDATASYNC };
+
+struct blk {
+	enum blk_kind kind;
+	int fd, flags;
+	const char *path;
+	mode_t mode;
+	const struct iovec *iov;
+	int cnt;
+	off_t off;
+	struct statx *stx;
+	ssize_t res;
+};
+
+static void *blk_run(void *arg)
+{
+	struct blk *b = arg;
+	ssize_t r = -1;
+
+	switch (b->kind) {
+	case BLK_READ:
+		r = preadv2(b->fd, b->iov, b->cnt, b->off, 0);
+		break;
+	case BLK_WRITE:
+		r = pwritev2(b->fd, b->iov, b->cnt, b->off, 0);
+		break;
+	case BLK_OPENAT:
+		r = openat(b->fd, b->path, b->flags, b->mode);
+		break;
+	case BLK_STATX:
+		r = statx(b->fd, b->path, b->flags, STATX_BASIC_STATS, b->stx);
+		break;
+	case BLK_FSYNC:
+		r = fsync(b->fd);
+		break;
+	case BLK_FDATASYNC:
+		r = fdatasync(b->fd);
+		break;
+	}
+	b->res = r < 0 ? -errno : r;
+	return NULL;
+}
+
+/* -ECANCELED, -ETIMEDOUT if the call never started (the pool's rule:
+ * once a thread took it, it runs to its end). */
+static ssize_t blk_call(struct blk *b)
+{
+	WEFT__KEEP_ERRNO;
+	int err = call_check(weft__worker_self(), false);
+
+	if (err)
+		return err;
+	err = weft_run_blocking(blk_run, b, NULL);
+	return err < 0 ? err : b->res;
+}
+
+/*
+ * read and write, any descriptor: RWF_NOWAIT first (a pipe or socket with
+ * nothing to give says -EAGAIN; a file whose pages are cached is read
+ * here at once). -EAGAIN on a pollable descriptor waits for readiness;
+ * a descriptor epoll refuses (a regular file: its data is on the disk)
+ * goes to the pool. -EOPNOTSUPP (no RWF_NOWAIT for it: a tty, a timerfd,
+ * some file systems) waits for readiness if it has any, then goes to the
+ * pool, so that a worker never blocks. An offset on a descriptor that has
+ * none (a pipe, -ESPIPE) is ignored, as io_uring ignores it.
+ */
+static ssize_t ep_rw(bool wr, int fd, const struct iovec *iov, int cnt,
+		     int64_t offset)
+{
+	struct blk b = { .kind = wr ? BLK_WRITE : BLK_READ, .fd = fd,
+			 .iov = iov, .cnt = cnt };
+	off_t off = offset < 0 ? -1 : (off_t)offset;
+	WEFT__KEEP_ERRNO;
+	int err = call_check(weft__worker_self(), false);
+
+	if (err)
+		return err;
+	for (;;) {
+		ssize_t r = wr ? pwritev2(fd, iov, cnt, off, RWF_NOWAIT)
+			       : preadv2(fd, iov, cnt, off, RWF_NOWAIT);
+		if (r >= 0)
+			return r;
+		r = -errno;
+		if (r == -EINTR)
+			continue;
+		if (r == -ESPIPE && off != -1) {
+			off = -1;
+			continue;
+		}
+		if (r != -EAGAIN && r != -EOPNOTSUPP)
+			return r;
+		err = weft__epoll_wait_fd(fd, wr ? EP_OUT : EP_IN);
+		if (err == -EPERM || (r == -EOPNOTSUPP && err >= 0)) {
+			b.off = off;
+			return blk_call(&b);
+		}
+		if (err < 0)
+			return err;
+	}
+}
+
+static int ep_nonblock(int fd, int *old)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	if (fl < 0)
+		return -errno;
+	*old = fl;
+	if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return -errno;
+	return 0;
+}
+
+/* The listener is left in non-blocking mode (accept4 has no per-call
+ * flag, and a blocking accept that another acceptor raced to the
+ * connection would block the worker); the sockets it gives are not. */
+static int ep_accept(int fd, struct sockaddr *addr, socklen_t *addrlen,
+		     int flags)
+{
+	WEFT__KEEP_ERRNO;
+	int old, err = call_check(weft__worker_self(), false);
+
+	if (err)
+		return err;
+	err = ep_nonblock(fd, &old);
+	if (err)
+		return err;
+	ep_call(fd, EP_IN, false,
+		accept4(fd, addr, addrlen, flags | SOCK_CLOEXEC));
+}
+
+/* A connect in progress is waited for as writability, and its outcome read
+ * from SO_ERROR; the socket's own mode is put back afterwards. */
+static int ep_connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+	WEFT__KEEP_ERRNO;
+	int old, r, err = call_check(weft__worker_self(), false);
+
+	if (err)
+		return err;
+	err = ep_nonblock(fd, &old);
+	if (err)
+		return err;
+	for (;;) {
+		r = connect(fd, addr, len) < 0 ? -errno : 0;
+		if (r == -EINTR)
+			continue;
+		if (r == -EINPROGRESS) {
+			int soerr = 0;
+			socklen_t sl = sizeof(soerr);
+
+			r = weft__epoll_wait_fd(fd, EP_OUT);
+			if (r >= 0)
+				r = getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr,
+					       &sl) < 0
+					    ? -errno
+					    : -soerr;
+		} else if (r == -EAGAIN) {
+			/* A Unix socket whose listener's backlog is full:
+			 * a blocking connect waits for room. */
+			r = weft__epoll_wait_fd(fd, EP_OUT);
+			if (r >= 0)
+				continue;
+		}
+		break;
+	}
+	if (!(old & O_NONBLOCK))
+		fcntl(fd, F_SETFL, old);
+	return r;
+}
+
 /* ---- sockets ------------------------------------------------------------ */
 
 int weft_socket(int domain, int type, int protocol)
@@ -248,7 +473,8 @@ static int accept_call(int fd, struct sockaddr *addr, socklen_t *addrlen,
 
 int weft_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
 {
-	int r = accept_call(fd, addr, addrlen, flags);
+	int r = weft__epoll_on() ? ep_accept(fd, addr, addrlen, flags)
+				 : accept_call(fd, addr, addrlen, flags);
 
 	if (r >= 0 && addr && addrlen) {
 		WEFT__DEFINED(addrlen, sizeof(*addrlen));
@@ -259,11 +485,16 @@ int weft_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
 
 int weft_connect(int fd, const struct sockaddr *addr, socklen_t addrlen)
 {
+	if (weft__epoll_on())
+		return ep_connect(fd, addr, addrlen);
 	IO_CALL(io_uring_prep_connect(sqe_, fd, addr, addrlen));
 }
 
 static ssize_t recv_call(int fd, void *buf, size_t len, int flags)
 {
+	if (weft__epoll_on())
+		ep_call(fd, EP_IN, flags & MSG_DONTWAIT,
+			recv(fd, buf, len, flags | MSG_DONTWAIT));
 	IO_CALL(io_uring_prep_recv(sqe_, fd, buf, sqe_len(len), flags));
 }
 
@@ -274,12 +505,18 @@ ssize_t weft_recv(int fd, void *buf, size_t len, int flags)
 
 ssize_t weft_send(int fd, const void *buf, size_t len, int flags)
 {
+	if (weft__epoll_on())
+		ep_call(fd, EP_OUT, flags & MSG_DONTWAIT,
+			send(fd, buf, len, flags | MSG_DONTWAIT | MSG_NOSIGNAL));
 	IO_CALL(io_uring_prep_send(sqe_, fd, buf, sqe_len(len),
 				   flags | MSG_NOSIGNAL));
 }
 
 static ssize_t recvmsg_call(int fd, struct msghdr *msg, int flags)
 {
+	if (weft__epoll_on())
+		ep_call(fd, EP_IN, flags & MSG_DONTWAIT,
+			recvmsg(fd, msg, flags | MSG_DONTWAIT));
 	IO_CALL(io_uring_prep_recvmsg(sqe_, fd, msg, (unsigned)flags));
 }
 
@@ -303,6 +540,10 @@ ssize_t weft_recvmsg(int fd, struct msghdr *msg, int flags)
 
 ssize_t weft_sendmsg(int fd, const struct msghdr *msg, int flags)
 {
+	if (weft__epoll_on())
+		ep_call(fd, EP_OUT, flags & MSG_DONTWAIT,
+			sendmsg(fd, msg,
+				flags | MSG_DONTWAIT | MSG_NOSIGNAL));
 	IO_CALL(io_uring_prep_sendmsg(sqe_, fd, msg,
 				      (unsigned)flags | MSG_NOSIGNAL));
 }
@@ -339,6 +580,14 @@ ssize_t weft_sendto(int fd, const void *buf, size_t len, int flags,
 
 int weft_shutdown(int fd, int how)
 {
+	if (weft__epoll_on()) {
+		WEFT__KEEP_ERRNO;
+		int err = call_check(weft__worker_self(), false);
+
+		if (err)
+			return err;
+		return shutdown(fd, how) < 0 ? -errno : 0;
+	}
 	IO_CALL(io_uring_prep_shutdown(sqe_, fd, how));
 }
 
@@ -348,10 +597,19 @@ int weft_close(int fd)
 {
 	WEFT__KEEP_ERRNO;
 	struct io io = { .nocancel = true };
-	struct io_uring_sqe *sqe = io_begin(&io);
+	struct io_uring_sqe *sqe;
 
-	if (!sqe)
-		return close(fd) < 0 ? -errno : 0; /* not in a task */
+	int r;
+
+	/* On epoll: a plain close(2), then the tasks that waited on the
+	 * descriptor try again (runtime/epoll.c). Not in a task: close(2). */
+	if (weft__epoll_on()) {
+		r = close(fd) < 0 ? -errno : 0;
+		weft__epoll_closed(fd);
+		return r;
+	}
+	if (!(sqe = io_begin(&io)))
+		return close(fd) < 0 ? -errno : 0;
 	io_uring_prep_close(sqe, fd);
 	return io_wait(&io, sqe);
 }
@@ -363,6 +621,11 @@ int weft_close(int fd)
  * deadline come from io_wait() as for any request. */
 int weft__ops_poll(int fd, unsigned events)
 {
+	if (weft__epoll_on()) {
+		int err = call_check(weft__worker_self(), false);
+
+		return err ? err : weft__epoll_wait_fd(fd, events);
+	}
 	IO_CALL(io_uring_prep_poll_add(sqe_, fd, events));
 }
 
@@ -393,9 +656,61 @@ static int openat_call(int dirfd, const char *path, int flags, mode_t mode,
  * behind it) come back the same from the second try; only the error path
  * pays for it.
  */
+/*
+ * The epoll reactor's open, io_uring's in effect: an open that would not
+ * wait (O_NONBLOCK added, cleared again on the new descriptor unless asked
+ * for), done here when the kernel can resolve the path from its caches
+ * (openat2's RESOLVE_CACHED, 5.12+), else on the blocking pool. A FIFO
+ * opened for writing with no reader (-ENXIO) is tried again every few
+ * milliseconds (1, doubling to 64) until a reader comes or the task is
+ * cancelled or its deadline passes: there is no readiness to wait for,
+ * and a pool thread blocked in open(2) could not be interrupted.
+ */
+static int ep_openat(int dirfd, const char *path, int flags, mode_t mode)
+{
+	struct open_how how = { 0 };
+	struct blk b = { .kind = BLK_OPENAT, .fd = dirfd, .path = path,
+			 .flags = flags | O_CLOEXEC | O_NONBLOCK, .mode = mode };
+	uint64_t nap = WEFT_NSEC_PER_SEC / 1000;
+	WEFT__KEEP_ERRNO;
+	int fd, err = call_check(weft__worker_self(), false);
+
+	if (err)
+		return err;
+	how.flags = (uint64_t)(unsigned)b.flags;
+	how.mode = flags & (O_CREAT | O_TMPFILE) ? mode : 0;
+	how.resolve = RESOLVE_CACHED;
+	for (;;) {
+		fd = (int)syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+		if (fd < 0)
+			fd = -errno;
+		if (fd == -EAGAIN || fd == -ENOSYS || fd == -EPERM ||
+		    (fd == -EINVAL && path))
+			fd = (int)blk_call(&b);
+		if (fd != -ENXIO || (flags & O_NONBLOCK))
+			break;
+		err = weft_sleep(nap);
+		if (err < 0)
+			return err;
+		if (nap < 64 * WEFT_NSEC_PER_SEC / 1000)
+			nap *= 2;
+	}
+	if (fd >= 0 && !(flags & O_NONBLOCK)) {
+		int fl = fcntl(fd, F_GETFL);
+
+		if (fl >= 0)
+			fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+	}
+	return fd;
+}
+
 int weft_openat(int dirfd, const char *path, int flags, mode_t mode)
 {
-	int fd = openat_call(dirfd, path, flags, mode, false);
+	int fd;
+
+	if (weft__epoll_on())
+		return ep_openat(dirfd, path, flags, mode);
+	fd = openat_call(dirfd, path, flags, mode, false);
 
 	if (fd == -ENXIO && !(flags & O_NONBLOCK))
 		fd = openat_call(dirfd, path, flags, mode, true);
@@ -415,11 +730,21 @@ static ssize_t read_call(int fd, void *buf, size_t len, int64_t offset)
 
 ssize_t weft_read(int fd, void *buf, size_t len, int64_t offset)
 {
+	if (weft__epoll_on()) {
+		struct iovec iov = { buf, len };
+
+		return ep_rw(false, fd, &iov, 1, offset);
+	}
 	return filled(buf, read_call(fd, buf, len, offset));
 }
 
 ssize_t weft_write(int fd, const void *buf, size_t len, int64_t offset)
 {
+	if (weft__epoll_on()) {
+		struct iovec iov = { (void *)buf, len };
+
+		return ep_rw(true, fd, &iov, 1, offset);
+	}
 	IO_CALL(io_uring_prep_write(sqe_, fd, buf, sqe_len(len),
 				    (uint64_t)offset));
 }
@@ -436,6 +761,8 @@ ssize_t weft_readv(int fd, const struct iovec *iov, int iovcnt,
 {
 	if (iovcnt < 0)
 		return -EINVAL;
+	if (weft__epoll_on())
+		return ep_rw(false, fd, iov, iovcnt, offset);
 	return filled_iov(iov, (size_t)iovcnt,
 			  readv_call(fd, iov, iovcnt, offset));
 }
@@ -445,17 +772,29 @@ ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt,
 {
 	if (iovcnt < 0)
 		return -EINVAL;
+	if (weft__epoll_on())
+		return ep_rw(true, fd, iov, iovcnt, offset);
 	IO_CALL(io_uring_prep_writev(sqe_, fd, iov, (unsigned)iovcnt,
 				     (uint64_t)offset));
 }
 
 int weft_fsync(int fd)
 {
+	if (weft__epoll_on()) {
+		struct blk b = { .kind = BLK_FSYNC, .fd = fd };
+
+		return (int)blk_call(&b);
+	}
 	IO_CALL(io_uring_prep_fsync(sqe_, fd, 0));
 }
 
 int weft_fdatasync(int fd)
 {
+	if (weft__epoll_on()) {
+		struct blk b = { .kind = BLK_FDATASYNC, .fd = fd };
+
+		return (int)blk_call(&b);
+	}
 	IO_CALL(io_uring_prep_fsync(sqe_, fd, IORING_FSYNC_DATASYNC));
 }
 
@@ -483,6 +822,12 @@ static void statx_to_stat(const struct statx *x, struct stat *st)
 static int statx_ring(int dirfd, const char *path, int flags,
 		      struct statx *x)
 {
+	if (weft__epoll_on()) {
+		struct blk b = { .kind = BLK_STATX, .fd = dirfd, .path = path,
+				 .flags = flags, .stx = x };
+
+		return (int)blk_call(&b);
+	}
 	IO_CALL(io_uring_prep_statx(sqe_, dirfd, path, flags,
 				    STATX_BASIC_STATS, x));
 }

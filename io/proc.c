@@ -45,6 +45,7 @@
 
 #include "ops.h"
 #include "../runtime/base.h"
+#include "../runtime/epoll.h"
 #include "../runtime/mem.h"
 
 extern char **environ;
@@ -370,10 +371,13 @@ int weft_proc_close_stdin(weft_proc *p)
 	 * number: close it as before the tombstone existed. */
 	if (dup3(p->in_tomb, fd, O_CLOEXEC) < 0) {
 		close(fd);
+		weft__epoll_closed(fd);
 		return 0;
 	}
 	close(p->in_tomb);
 	p->in_tomb = fd;
+	/* A writer waiting on the epoll reactor meets the tomb (-EPIPE). */
+	weft__epoll_closed(fd);
 	return 0;
 }
 

@@ -44,6 +44,7 @@
 #include <unistd.h>
 
 #include "base.h"
+#include "epoll.h"
 #include "idle.h"
 #include "ring.h"
 #include "runtime.h"
@@ -165,6 +166,11 @@ static bool ring_failed(struct weft__worker *w, int r)
 	return true;
 }
 
+bool weft__ring_failed(struct weft__worker *w, int r)
+{
+	return ring_failed(w, r);
+}
+
 /*
  * A free submission entry: when the SQ is full, what is queued goes to the
  * kernel and we retry. If the kernel will not take it for now (-EBUSY,
@@ -237,12 +243,72 @@ static bool arm_wake(struct weft__worker *w)
 	return reaped;
 }
 
+/*
+ * The probe behind WEFT_REACTOR_AUTO (runtime.c). A ring of one entry, a
+ * NOP through io_uring_enter (a seccomp profile may allow the set-up and
+ * refuse the enter), and the kernel's list of supported operations: every
+ * opcode io/ops.c prepares must be there (a 5.4 kernel has a ring but no
+ * accept, send or shutdown). MSG_RING is not required: wakes fall back to
+ * the eventfd. A refusal is not remembered: it may be passing (-ENOMEM
+ * under RLIMIT_MEMLOCK before 5.12), and it costs one failed system call.
+ */
+static const unsigned char probe_ops[] = {
+	IORING_OP_NOP,      IORING_OP_READ,       IORING_OP_WRITE,
+	IORING_OP_READV,    IORING_OP_WRITEV,     IORING_OP_RECV,
+	IORING_OP_SEND,     IORING_OP_RECVMSG,    IORING_OP_SENDMSG,
+	IORING_OP_ACCEPT,   IORING_OP_CONNECT,    IORING_OP_SHUTDOWN,
+	IORING_OP_CLOSE,    IORING_OP_OPENAT,     IORING_OP_STATX,
+	IORING_OP_FSYNC,    IORING_OP_POLL_ADD,   IORING_OP_ASYNC_CANCEL,
+};
+
+int weft__ring_probe(void)
+{
+	static atomic_bool works; /* relaxed: a hint; a racing probe repeats */
+	struct io_uring_probe *pr;
+	struct io_uring_sqe *sqe;
+	struct io_uring_cqe *cqe;
+	struct io_uring ring;
+	int err;
+
+	if (atomic_load_explicit(&works, memory_order_relaxed))
+		return 0;
+	err = io_uring_queue_init(1, &ring, 0);
+	if (err < 0)
+		return err;
+	sqe = io_uring_get_sqe(&ring);
+	io_uring_prep_nop(sqe);
+	do
+		err = io_uring_submit_and_wait(&ring, 1);
+	while (err == -EINTR);
+	if (err >= 0 && io_uring_peek_cqe(&ring, &cqe) == 0)
+		io_uring_cqe_seen(&ring, cqe);
+	if (err >= 0) {
+		pr = io_uring_get_probe_ring(&ring);
+		if (!pr) {
+			err = -ENOSYS; /* before 5.6: no probe, too old */
+		} else {
+			for (size_t i = 0; i < sizeof(probe_ops); i++)
+				if (!io_uring_opcode_supported(pr, probe_ops[i]))
+					err = -ENOSYS;
+			io_uring_free_probe(pr);
+		}
+	}
+	io_uring_queue_exit(&ring);
+	if (err >= 0) {
+		atomic_store_explicit(&works, true, memory_order_relaxed);
+		err = 0;
+	}
+	return err;
+}
+
 int weft__ring_init(struct weft__worker *w)
 {
 	struct io_uring_params p;
 	int err = -EINVAL;
 	size_t i = 0;
 
+	if (w->ring.epoll)
+		return weft__epoll_init(w);
 #ifndef NDEBUG
 	{
 		const char *e = getenv("WEFT_DEBUG_RING_FLAGS");
@@ -315,6 +381,10 @@ int weft__ring_init(struct weft__worker *w)
 
 void weft__ring_fini(struct weft__worker *w)
 {
+	if (w->ring.epoll) {
+		weft__epoll_fini(w);
+		return;
+	}
 	io_uring_queue_exit(&w->ring.uring);
 	close(w->ring.wake_fd);
 	w->ring.wake_fd = -1;
@@ -348,6 +418,8 @@ unsigned weft__ring_quiesce(struct weft__worker *w)
 {
 	uint64_t until = weft_now() + WEFT__RING_DRAIN_NS;
 
+	if (w->ring.epoll)
+		return weft__epoll_quiesce(w);
 	/* Under cq_lock: a rescuer that took it before sees no draining and
 	 * has finished; one after it rescues nothing. */
 	weft__spin_lock(&w->ring.cq_lock);
@@ -450,6 +522,10 @@ static void reap(struct weft__worker *w)
 
 void weft__ring_poll(struct weft__worker *w)
 {
+	if (w->ring.epoll) {
+		weft__epoll_poll(w);
+		return;
+	}
 	/* get_events also flushes an overflowed CQ back into the ring.
 	 * Errors: see ring_failed(); the passing ones are retried on the
 	 * next poll, after this one's reap. */
@@ -483,7 +559,13 @@ void weft__ring_poll(struct weft__worker *w)
  */
 void weft__ring_wait(struct weft__worker *w, uint64_t timeout_ns)
 {
-	bool reaped = arm_wake(w);
+	bool reaped;
+
+	if (w->ring.epoll) {
+		weft__epoll_wait(w, timeout_ns);
+		return;
+	}
+	reaped = arm_wake(w);
 
 	atomic_store_explicit(&w->ring.in_wait, 1, memory_order_seq_cst);
 	if (!reaped && w->ring.wake_armed &&
@@ -587,7 +669,8 @@ void weft__ring_wake(struct weft__worker *from, struct weft__worker *to)
 {
 	int r;
 
-	if (from && from != to && to->rt->wake_mode == WEFT_WAKE_MSG_RING) {
+	if (from && from != to && to->rt->wake_mode == WEFT_WAKE_MSG_RING &&
+	    !to->ring.epoll) {
 		struct io_uring_sqe *sqe = get_sqe(from);
 		unsigned tail;
 
@@ -672,6 +755,11 @@ static void op_unlink(struct weft__worker *w, struct weft__op *op)
 /* A request completed with res (its record unlinked): the result goes to
  * the task, which is woken unless its ring is draining. On the ring's
  * worker, or a rescuer (which saw it not draining, under cq_lock). */
+void weft__ring_op_done(struct weft__op *op, int res)
+{
+	op_finish(op, res, false);
+}
+
 static void op_finish(struct weft__op *op, int res, bool draining)
 {
 	struct weft__tcb *t = op->task;
@@ -895,6 +983,9 @@ static unsigned rescue_reap(struct weft__worker *v)
 unsigned weft__ring_rescue(struct weft__worker *v, bool *kicked)
 {
 	unsigned n, woken = 0;
+
+	if (v->ring.epoll)
+		return weft__epoll_rescue(v);
 
 	while ((n = rescue_reap(v)) != 0) {
 		woken += n;

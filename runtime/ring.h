@@ -8,9 +8,11 @@
  * Calls go from io/ to here, never back: a completion reaches its task
  * through the park/wake protocol (wait.h), not through io/.
  *
- * A second reactor (epoll, issue 11) would sit behind the same parking
- * and waking calls and complete the same records; the SQE is the io_uring
- * backend's way of describing a request.
+ * The second reactor, epoll (runtime/epoll.c, issue 11), sits behind the
+ * same parking and waking calls: each of them below turns to it when
+ * ring.epoll is set (the runtime chose it at start, runtime.c), and it
+ * completes the same records, which then stand for a readiness wait
+ * (weft__epoll_wait_fd(), epoll.h) instead of an SQE.
  */
 #ifndef WEFT_RING_H
 #define WEFT_RING_H
@@ -35,9 +37,15 @@ struct weft__op {
 	unsigned task_flags; /* the task's own flags, put back on completion */
 	atomic_int done;
 	/* The worker's list of requests in flight (ring.ops), touched only
-	 * by that worker: linked at submission, unlinked at completion. */
+	 * by that worker: linked at submission, unlinked at completion. On
+	 * the epoll reactor: the list of its descriptor's waiters. */
 	struct weft__op *next, *prev;
+	/* epoll reactor only: the descriptor and the events waited for. */
+	int fd;
+	unsigned events;
 };
+
+struct weft__fdw;
 
 /* A worker's reactor state, embedded in struct weft__worker (on a line of
  * its own). Only the owning worker touches it, except wake_fd (written to
@@ -66,6 +74,14 @@ struct weft__ring {
 	 * and nobody rescues. */
 	struct weft__op *ops;
 	bool draining;
+	/* The epoll reactor (epoll.c) instead of the io_uring: set before
+	 * init, never changed; `uring` is then unused. Its own state, all
+	 * the owning worker's (cq_lock covers the waiters for a rescuer):
+	 * the epoll instance, and per descriptor number its waiters. */
+	bool epoll;
+	int epfd;
+	struct weft__fdw *fdw;
+	unsigned nfdw;
 };
 
 #define WEFT__RING_ENTRIES 512u
@@ -96,7 +112,7 @@ static inline bool weft__ring_ready(const struct weft__ring *r)
 static inline bool weft__ring_busy(struct weft__ring *r)
 {
 	return atomic_load_explicit(&r->inflight, memory_order_relaxed) ||
-	       io_uring_sq_ready(&r->uring);
+	       (!r->epoll && io_uring_sq_ready(&r->uring));
 }
 
 /* Whether r's CQ holds entries not yet consumed: any thread (a rescuer's
@@ -106,6 +122,8 @@ static inline bool weft__ring_busy(struct weft__ring *r)
  * pairs with the kernel's release. */
 static inline bool weft__ring_cq_posted(struct weft__ring *r)
 {
+	if (r->epoll)
+		return false; /* epoll: nothing is posted; a rescue asks */
 	return io_uring_smp_load_acquire(r->uring.cq.ktail) !=
 	       IO_URING_READ_ONCE(*r->uring.cq.khead);
 }
@@ -128,6 +146,22 @@ static inline unsigned weft__ring_inflight(struct weft__ring *r)
  * scheduler context only.
  */
 unsigned weft__ring_rescue(struct weft__worker *v, bool *kicked);
+
+/* Whether io_uring works here for what weft asks of it: a ring can be set
+ * up and entered, and every operation weft submits is supported. 0, or
+ * the error that rules it out (-EPERM, -ENOSYS, -EINVAL...). Any thread;
+ * a success is remembered for the process. */
+int weft__ring_probe(void);
+
+/* Whether r, an error of the reactor's system calls, means it can never
+ * work again; if so the runtime records it and stops (ring.c,
+ * ring_failed()). The worker's own thread. */
+bool weft__ring_failed(struct weft__worker *w, int r);
+
+/* A request ended with res (its record out of every list): the result goes
+ * to its task, which is woken. Either reactor, on the record's worker or a
+ * rescuer. */
+void weft__ring_op_done(struct weft__op *op, int res);
 
 /* ---- requests (io/'s half) ------------------------------------------ */
 

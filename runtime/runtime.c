@@ -28,12 +28,14 @@
 #include <stdlib.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
 #include "base.h"
+#include "epoll.h"
 #include "idle.h"
 #include "lifecycle.h"
 #include "mem.h"
@@ -176,13 +178,12 @@ static unsigned online_cpus(void)
 
 static int config_check(const struct weft_config *c)
 {
-	unsigned i;
-
 	if (!c)
 		return 0;
-	for (i = 0; i < 2; i++)
-		if (c->reserved[i])
-			return -EINVAL;
+	if (c->reserved[0] || c->reserved32)
+		return -EINVAL;
+	if (c->reactor < WEFT_REACTOR_AUTO || c->reactor > WEFT_REACTOR_EPOLL)
+		return -EINVAL;
 	if (c->wake_mode < WEFT_WAKE_DEFAULT ||
 	    c->wake_mode > WEFT_WAKE_MSG_RING)
 		return -EINVAL;
@@ -190,7 +191,7 @@ static int config_check(const struct weft_config *c)
 		return -EINVAL;
 	if (c->stack_size > ((size_t)1 << 40))
 		return -EINVAL;
-	if (c->flags & ~WEFT_RUN_STOP_ON_SIGNALS)
+	if (c->flags & ~(WEFT_RUN_STOP_ON_SIGNALS | WEFT_RUN_QUIET))
 		return -EINVAL;
 	return 0;
 }
@@ -207,6 +208,59 @@ static void sigpipe_ignore(void)
 		sa.sa_handler = SIG_IGN;
 		sigaction(SIGPIPE, &sa, NULL);
 	}
+}
+
+/*
+ * Which reactor the runtime runs on (issue 11): what the configuration
+ * asks for; if it leaves it to weft, what WEFT_REACTOR says; if that says
+ * nothing either, io_uring when the probe finds it working (ring.c,
+ * weft__ring_probe()), else epoll, with a notice on stderr: once per
+ * process, unless WEFT_RUN_QUIET. A forced io_uring is not probed: where
+ * it is refused, the workers' set-up fails and weft_run() returns why.
+ */
+static atomic_bool reactor_noticed;
+
+static void reactor_notice(const char *fmt, const char *what)
+{
+	if (atomic_exchange_explicit(&reactor_noticed, true,
+				     memory_order_relaxed))
+		return;
+	fprintf(stderr, fmt, what);
+}
+
+static int reactor_choose(const struct weft_config *c)
+{
+	int r = c ? c->reactor : WEFT_REACTOR_AUTO;
+	bool quiet = c && (c->flags & WEFT_RUN_QUIET);
+	const char *e;
+	int err;
+
+	if (r != WEFT_REACTOR_AUTO)
+		return r;
+	e = getenv("WEFT_REACTOR");
+	if (e && (!strcmp(e, "uring") || !strcmp(e, "io_uring")))
+		return WEFT_REACTOR_URING;
+	if (e && !strcmp(e, "epoll"))
+		return WEFT_REACTOR_EPOLL;
+	if (e && *e && strcmp(e, "auto") && !quiet)
+		reactor_notice("weft: WEFT_REACTOR=%s is not uring, epoll or "
+			       "auto; choosing as for auto\n", e);
+	err = weft__ring_probe();
+	if (err == 0)
+		return WEFT_REACTOR_URING;
+	if (!quiet)
+		reactor_notice("weft: io_uring is not available here (%s); "
+			       "running on epoll (WEFT_REACTOR=epoll to choose "
+			       "it quietly)\n",
+			       weft_strerror(err));
+	return WEFT_REACTOR_EPOLL;
+}
+
+int weft_runtime_reactor(const weft_runtime *rt)
+{
+	if (!rt)
+		rt = weft_runtime_self();
+	return rt ? rt->reactor : -EPERM;
 }
 
 /* The index of the first worker that runs on a thread of its own. */
@@ -291,6 +345,7 @@ int weft__runtime_start(struct weft_runtime **out,
 				  : WEFT__DEFAULT_CACHE;
 	if (rt->stack_cache == WEFT_STACK_CACHE_NONE)
 		rt->stack_cache = 0;
+	rt->reactor = reactor_choose(config);
 	rt->wake_mode = config ? config->wake_mode : WEFT_WAKE_DEFAULT;
 	/* MSG_RING measured faster (bench/wake_latency); see ring.c. */
 	if (rt->wake_mode == WEFT_WAKE_DEFAULT)
@@ -325,6 +380,8 @@ int weft__runtime_start(struct weft_runtime **out,
 		w->periodic_every = 1;
 		w->debug_migrate = debug_migrate;
 		w->ring.wake_fd = -1;
+		w->ring.epfd = -1;
+		w->ring.epoll = rt->reactor == WEFT_REACTOR_EPOLL;
 		rt->workers[i] = w;
 	}
 
@@ -340,6 +397,10 @@ int weft__runtime_start(struct weft_runtime **out,
 		if (caller_is_worker)
 			worker_stop(rt->workers[0]);
 		goto fail;
+	}
+	if (rt->reactor == WEFT_REACTOR_EPOLL) {
+		weft__epoll_runtime_add(rt);
+		rt->ep_listed = true;
 	}
 	err = weft__lifecycle_signals_start(rt);
 	if (err < 0) {
@@ -392,6 +453,10 @@ void weft__runtime_release(struct weft_runtime *rt)
 	 * is freed here, and no worker runs. */
 	weft__task_drop_all(rt);
 	weft__pool_fini(rt); /* no-op if done already or never set up */
+	if (rt->ep_listed) {
+		weft__epoll_runtime_remove(rt);
+		rt->ep_listed = false;
+	}
 	io_left = rings_close(rt);
 	weft__task_pool_fini(rt);
 	/* A request the kernel did not give back in time: leak the stacks

@@ -24,6 +24,9 @@ struct weft_runtime {
 	size_t stack_size;   /* default usable stack size, page multiple */
 	unsigned stack_cache; /* per-worker hot stacks */
 	int wake_mode;
+	int reactor;         /* WEFT_REACTOR_URING or _EPOLL (runtime.c) */
+	struct weft_runtime *ep_next; /* epoll runtimes' list (epoll.c) */
+	bool ep_listed;
 
 	/* Global inject queue (inject.c). */
 	_Alignas(WEFT__CACHELINE) weft__spin inject_lock;

@@ -276,7 +276,9 @@ static void *wm_main(void *arg)
 /* Runs the rounds in wake_mode; returns the write(2) count. */
 static long wm_run(int wake_mode, const char *name)
 {
-	struct weft_config c = { .workers = 2, .wake_mode = wake_mode };
+	/* Wake modes are io_uring's. */
+	struct weft_config c = { .workers = 2, .wake_mode = wake_mode,
+				 .reactor = WEFT_REACTOR_URING };
 	struct wm m;
 
 	if (proc_value("/proc/self/io", "syscw:") < 0)
@@ -1316,12 +1318,22 @@ Test(sched, bad_config_returns_einval, .timeout = WT_TIMEOUT(10))
 	struct weft_config c;
 	int ran = 0;
 
-	for (int i = 0; i < 2; i++) {
-		memset(&c, 0, sizeof(c));
-		c.reserved[i] = 1;
-		cr_assert_eq(weft_run(raise_flag, &ran, &c, NULL), -EINVAL,
-			     "reserved[%d] != 0 accepted", i);
-	}
+	memset(&c, 0, sizeof(c));
+	c.reserved[0] = 1;
+	cr_assert_eq(weft_run(raise_flag, &ran, &c, NULL), -EINVAL,
+		     "reserved[0] != 0 accepted");
+	memset(&c, 0, sizeof(c));
+	c.reserved32 = 1;
+	cr_assert_eq(weft_run(raise_flag, &ran, &c, NULL), -EINVAL,
+		     "reserved32 != 0 accepted");
+	memset(&c, 0, sizeof(c));
+	c.reactor = 3;
+	cr_assert_eq(weft_run(raise_flag, &ran, &c, NULL), -EINVAL);
+	c.reactor = -1;
+	cr_assert_eq(weft_run(raise_flag, &ran, &c, NULL), -EINVAL);
+	memset(&c, 0, sizeof(c));
+	c.flags = 0x4;
+	cr_assert_eq(weft_run(raise_flag, &ran, &c, NULL), -EINVAL);
 	memset(&c, 0, sizeof(c));
 	c.wake_mode = 3;
 	cr_assert_eq(weft_run(raise_flag, &ran, &c, NULL), -EINVAL);
