@@ -57,6 +57,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
+#include <sys/timerfd.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -77,8 +78,10 @@ struct weft__fdw {
 	bool added;           /* in the epoll set, as far as we know */
 };
 
-/* The wake eventfd's epoll data; descriptors carry their number. */
+/* The wake eventfd's and the timerfd's epoll data; descriptors carry
+ * their number. */
 #define WEFT__EP_WAKE UINT64_MAX
+#define WEFT__EP_TIMER (UINT64_MAX - 1)
 #define WEFT__EP_BATCH 64
 
 /* epoll_pwait2: 0 not tried yet, 1 works, -1 refused (before 5.11, or a
@@ -94,6 +97,7 @@ int weft__epoll_init(struct weft__worker *w)
 	unsigned n = 65536;
 	int err;
 
+	w->ring.tfd = -1;
 	w->ring.epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (w->ring.epfd < 0)
 		return -errno;
@@ -130,6 +134,9 @@ fail:
 
 void weft__epoll_fini(struct weft__worker *w)
 {
+	if (w->ring.tfd >= 0)
+		close(w->ring.tfd);
+	w->ring.tfd = -1;
 	close(w->ring.epfd);
 	close(w->ring.wake_fd);
 	w->ring.epfd = -1;
@@ -240,11 +247,14 @@ static struct weft__op *ep_take(struct weft__worker *w,
 		unsigned got = ev[i].events;
 		int fd;
 
-		if (ev[i].data.u64 == WEFT__EP_WAKE) {
+		if (ev[i].data.u64 >= WEFT__EP_TIMER) {
 			uint64_t v;
 
 			if (owner)
-				(void)!read(w->ring.wake_fd, &v, sizeof(v));
+				(void)!read(ev[i].data.u64 == WEFT__EP_WAKE
+						    ? w->ring.wake_fd
+						    : w->ring.tfd,
+					    &v, sizeof(v));
 			continue;
 		}
 		fd = (int)ev[i].data.u64;
@@ -306,6 +316,21 @@ static void ep_collect(struct weft__worker *w, const struct epoll_event *ev,
 	ep_finish(done);
 }
 
+/* The timed waits' timerfd, in w's set (or -1 if it cannot be had: the
+ * wait then rounds up to milliseconds). */
+static int ep_timerfd(struct weft__worker *w)
+{
+	struct epoll_event ev = { .events = EPOLLIN,
+				  .data.u64 = WEFT__EP_TIMER };
+	int fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+
+	if (fd >= 0 && epoll_ctl(w->ring.epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
 /*
  * One epoll_wait: without blocking (block false), until something comes
  * (timeout_ns 0), or for timeout_ns. Returns the count of events, or a
@@ -338,6 +363,25 @@ static int ep_wait(struct weft__worker *w, struct epoll_event *ev,
 					      memory_order_relaxed);
 		}
 #endif
+		/* No epoll_pwait2: a timerfd in the set, armed for the
+		 * timeout, keeps the wait as precise (epoll_wait's own
+		 * timeout is whole milliseconds). Left armed when something
+		 * else ends the wait: its expiry is drained as spurious. */
+		if (w->ring.tfd < 0)
+			w->ring.tfd = ep_timerfd(w);
+		if (w->ring.tfd >= 0) {
+			struct itimerspec its = { .it_value = {
+				.tv_sec = (time_t)(timeout_ns /
+						   WEFT_NSEC_PER_SEC),
+				.tv_nsec = (long)(timeout_ns %
+						  WEFT_NSEC_PER_SEC) } };
+
+			if (timerfd_settime(w->ring.tfd, 0, &its, NULL) == 0) {
+				r = epoll_wait(w->ring.epfd, ev, WEFT__EP_BATCH,
+					       -1);
+				return r < 0 ? -errno : r;
+			}
+		}
 		ms = timeout_ns >= (uint64_t)INT32_MAX * 1000000u
 			     ? INT32_MAX
 			     : (int)((timeout_ns + 999999u) / 1000000u);

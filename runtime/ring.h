@@ -80,6 +80,7 @@ struct weft__ring {
 	 * the epoll instance, and per descriptor number its waiters. */
 	bool epoll;
 	int epfd;
+	int tfd; /* timerfd for timed waits without epoll_pwait2, or -1 */
 	struct weft__fdw *fdw;
 	unsigned nfdw;
 };

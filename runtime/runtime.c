@@ -245,14 +245,16 @@ static int reactor_choose(const struct weft_config *c)
 	if (e && *e && strcmp(e, "auto") && !quiet)
 		reactor_notice("weft: WEFT_REACTOR=%s is not uring, epoll or "
 			       "auto; choosing as for auto\n", e);
+	/* WEFT_REACTOR=auto: the choice is left to weft knowingly. */
+	quiet |= e && !strcmp(e, "auto");
 	err = weft__ring_probe();
 	if (err == 0)
 		return WEFT_REACTOR_URING;
 	if (!quiet)
 		reactor_notice("weft: io_uring is not available here (%s); "
-			       "running on epoll (WEFT_REACTOR=epoll to choose "
-			       "it quietly)\n",
-			       weft_strerror(err));
+			       "running on epoll (WEFT_REACTOR=epoll or auto "
+			       "chooses it quietly)\n",
+			       strerror(-err));
 	return WEFT_REACTOR_EPOLL;
 }
 
@@ -381,6 +383,7 @@ int weft__runtime_start(struct weft_runtime **out,
 		w->debug_migrate = debug_migrate;
 		w->ring.wake_fd = -1;
 		w->ring.epfd = -1;
+		w->ring.tfd = -1;
 		w->ring.epoll = rt->reactor == WEFT_REACTOR_EPOLL;
 		rt->workers[i] = w;
 	}

@@ -15,6 +15,7 @@
 #include <liburing.h>
 #include <signal.h>
 #include <stddef.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -1658,18 +1659,37 @@ static void setup_refused_child(void *arg, void *out)
 	res[3] = atomic_load(&ran) ||
 		 (rt != NULL && rt != (weft_runtime *)&cfg) ||
 		 fd_count() != fds;
-	/* Not forced (issue 11): the same program runs, on epoll. */
+	/* Not forced (issue 11): the same program runs, on epoll, and says
+	 * so on stderr once per process. */
 	cfg.reactor = WEFT_REACTOR_AUTO;
-	cfg.flags = WEFT_RUN_QUIET;
 	unsetenv("WEFT_REACTOR");
-	res[4] = weft_run(setup_refused_reactor_main, &res[5], &cfg, NULL);
+	res[6] = -1;
+	int saved = dup(2), mem = memfd_create("stderr", MFD_CLOEXEC);
+	if (saved >= 0 && mem >= 0 && dup2(mem, 2) == 2) {
+		char buf[4096];
+		ssize_t n;
+
+		res[4] = weft_run(setup_refused_reactor_main, &res[5], &cfg,
+				  NULL);
+		weft_run(setup_refused_reactor_main, &res[5], &cfg, NULL);
+		dup2(saved, 2);
+		n = pread(mem, buf, sizeof(buf) - 1, 0);
+		buf[n > 0 ? n : 0] = '\0';
+		res[6] = 0;
+		for (char *q = buf; (q = strstr(q, "running on epoll")); q++)
+			res[6]++;
+	}
+	if (saved >= 0)
+		close(saved);
+	if (mem >= 0)
+		close(mem);
 }
 
-static void run_setup_refused(unsigned err, int res[6])
+static void run_setup_refused(unsigned err, int res[7])
 {
 	int st = 0;
 
-	cr_assert(wt_in_child(setup_refused_child, &err, res, 6 * sizeof(int),
+	cr_assert(wt_in_child(setup_refused_child, &err, res, 7 * sizeof(int),
 			      10, &st) == 0,
 		  "the child did not report (status %#x)", st);
 	if (res[0] == -EINVAL || res[0] == -ENOSYS || res[0] == -EACCES)
@@ -1683,7 +1703,7 @@ Test(io, a_refused_or_missing_io_uring_setup_fails_the_start_with_its_error,
 	static const unsigned errs[] = { EPERM, ENOSYS };
 
 	for (unsigned i = 0; i < 2; i++) {
-		int res[6];
+		int res[7];
 
 		run_setup_refused(errs[i], res);
 		cr_assert_eq(res[1], -(int)errs[i],
@@ -1704,6 +1724,9 @@ Test(io, a_refused_or_missing_io_uring_setup_fails_the_start_with_its_error,
 			     weft_strerror(res[4]));
 		cr_assert_eq(res[5], WEFT_REACTOR_EPOLL,
 			     "weft_runtime_reactor() = %d", res[5]);
+		cr_assert_eq(res[6], 1,
+			     "the fallback's notice was printed %d times in "
+			     "two runs, want once", res[6]);
 	}
 }
 
