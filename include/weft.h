@@ -183,8 +183,10 @@ struct weft_config {
  *            stack_size above 2^40
  *   -ENOMEM  out of memory at start-up
  *   -EPERM, -ENOSYS  io_uring is refused by the kernel (seccomp, sysctl
- *            kernel.io_uring_disabled) or missing; also when a worker's
- *            io_uring_enter fails for good while the runtime runs (any
+ *            kernel.io_uring_disabled) or missing and config->reactor
+ *            forces it (otherwise the runtime runs on epoll); also when a
+ *            worker's io_uring_enter (or epoll_wait) fails for good while
+ *            the runtime runs (any
  *            errno but EINTR, EAGAIN, EBUSY): it stops, its tasks are
  *            dropped, and weft_run() returns that error
  *   -EBUSY   called on a worker (from inside a task: nesting runtimes
@@ -626,7 +628,8 @@ WEFT_API int weft_tcp_nodelay(int fd, int on);
  * does (with O_NONBLOCK: -ENXIO). Known difference: opening a FIFO for
  * reading returns at once even with no writer (io_uring's open tries
  * without blocking first, and that succeeds), so reads then see end of
- * file until a writer opens. Where that matters, open it O_RDWR (reads
+ * file until a writer opens (on the epoll reactor also with O_CREAT, which
+ * io_uring opens blocking). Where that matters, open it O_RDWR (reads
  * then wait for data), or with open(2) through weft_run_blocking(). */
 WEFT_API int weft_open(const char *path, int flags, mode_t mode);
 WEFT_API int weft_openat(int dirfd, const char *path, int flags, mode_t mode);

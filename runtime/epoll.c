@@ -86,8 +86,49 @@ struct weft__fdw {
 
 /* epoll_pwait2: 0 not tried yet, 1 works, -1 refused (before 5.11, or a
  * seccomp profile without it; valgrind 3.19 does not know it). Relaxed:
- * racing first tries find the same answer. */
+ * racing first tries find the same answer (ep_pwait2_works()). */
 static atomic_int pwait2_state;
+
+/* The timed waits' timerfd, in w's set (or -1 if it cannot be had: the
+ * wait then rounds up to milliseconds). */
+static int ep_timerfd(struct weft__worker *w)
+{
+	struct epoll_event ev = { .events = EPOLLIN,
+				  .data.u64 = WEFT__EP_TIMER };
+	int fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+
+	if (fd >= 0 && epoll_ctl(w->ring.epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
+/* Whether epoll_pwait2 works here, asked once per process (valgrind,
+ * a kernel before 5.11 or a seccomp profile may refuse it): a timed wait
+ * without it needs the timerfd, made at set-up, not later, when it would
+ * take a descriptor number the program just freed. */
+static bool ep_pwait2_works(int epfd)
+{
+#ifdef SYS_epoll_pwait2
+	int st = atomic_load_explicit(&pwait2_state, memory_order_relaxed);
+
+	if (st == 0) {
+		struct timespec ts = { 0, 0 };
+		struct epoll_event ev;
+
+		st = syscall(SYS_epoll_pwait2, epfd, &ev, 1, &ts, NULL, 0) >= 0 ||
+				     (errno != ENOSYS && errno != EPERM)
+			     ? 1
+			     : -1;
+		atomic_store_explicit(&pwait2_state, st, memory_order_relaxed);
+	}
+	return st > 0;
+#else
+	(void)epfd;
+	return false;
+#endif
+}
 
 int weft__epoll_init(struct weft__worker *w)
 {
@@ -124,6 +165,8 @@ int weft__epoll_init(struct weft__worker *w)
 		goto fail;
 	}
 	w->ring.nfdw = n;
+	if (!ep_pwait2_works(w->ring.epfd))
+		w->ring.tfd = ep_timerfd(w);
 	return 0;
 fail:
 	close(w->ring.epfd);
@@ -316,21 +359,6 @@ static void ep_collect(struct weft__worker *w, const struct epoll_event *ev,
 	ep_finish(done);
 }
 
-/* The timed waits' timerfd, in w's set (or -1 if it cannot be had: the
- * wait then rounds up to milliseconds). */
-static int ep_timerfd(struct weft__worker *w)
-{
-	struct epoll_event ev = { .events = EPOLLIN,
-				  .data.u64 = WEFT__EP_TIMER };
-	int fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-
-	if (fd >= 0 && epoll_ctl(w->ring.epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
-		close(fd);
-		fd = -1;
-	}
-	return fd;
-}
-
 /*
  * One epoll_wait: without blocking (block false), until something comes
  * (timeout_ns 0), or for timeout_ns. Returns the count of events, or a
@@ -343,8 +371,9 @@ static int ep_wait(struct weft__worker *w, struct epoll_event *ev,
 
 	if (block && timeout_ns) {
 #ifdef SYS_epoll_pwait2
-		if (atomic_load_explicit(&pwait2_state,
-					 memory_order_relaxed) >= 0) {
+		if (w->ring.tfd < 0 &&
+		    atomic_load_explicit(&pwait2_state,
+					 memory_order_relaxed) > 0) {
 			struct timespec ts = {
 				.tv_sec = (time_t)(timeout_ns /
 						   WEFT_NSEC_PER_SEC),
@@ -354,21 +383,14 @@ static int ep_wait(struct weft__worker *w, struct epoll_event *ev,
 
 			r = (int)syscall(SYS_epoll_pwait2, w->ring.epfd, ev,
 					 WEFT__EP_BATCH, &ts, NULL, 0);
-			if (r >= 0 || (errno != ENOSYS && errno != EPERM)) {
-				atomic_store_explicit(&pwait2_state, 1,
-						      memory_order_relaxed);
-				return r < 0 ? -errno : r;
-			}
-			atomic_store_explicit(&pwait2_state, -1,
-					      memory_order_relaxed);
+			return r < 0 ? -errno : r;
 		}
 #endif
-		/* No epoll_pwait2: a timerfd in the set, armed for the
-		 * timeout, keeps the wait as precise (epoll_wait's own
-		 * timeout is whole milliseconds). Left armed when something
-		 * else ends the wait: its expiry is drained as spurious. */
-		if (w->ring.tfd < 0)
-			w->ring.tfd = ep_timerfd(w);
+		/* No epoll_pwait2: the timerfd in the set (weft__epoll_init),
+		 * armed for the timeout, keeps the wait as precise
+		 * (epoll_wait's own timeout is whole milliseconds). Left
+		 * armed when something else ends the wait: its expiry is
+		 * drained as spurious. */
 		if (w->ring.tfd >= 0) {
 			struct itimerspec its = { .it_value = {
 				.tv_sec = (time_t)(timeout_ns /
