@@ -276,6 +276,37 @@ static unsigned sqe_len(size_t len)
 		}                                                        \
 	} while (0)
 
+/* ep_call_in(fd, len, nowait, expr): ep_call for a read of up to len
+ * bytes, which waits first when the worker guesses there is nothing to
+ * read (weft__epoll_dry()), and records how much it got. */
+#define ep_call_in(fd, len, nowait, expr)                                \
+	do {                                                             \
+		WEFT__KEEP_ERRNO;                                        \
+		int e_ = call_check(weft__worker_self(), false);          \
+		if (e_)                                                  \
+			return e_;                                       \
+		if (!(nowait) && weft__epoll_dry(fd)) {                  \
+			e_ = weft__epoll_wait_fd((fd), EP_IN);           \
+			if (e_ < 0)                                      \
+				return e_;                               \
+		}                                                        \
+		for (;;) {                                               \
+			ssize_t r_ = (expr);                             \
+			if (r_ >= 0) {                                   \
+				weft__epoll_got((fd), (size_t)r_, (len)); \
+				return r_;                               \
+			}                                                \
+			r_ = -errno;                                     \
+			if (r_ == -EINTR)                                \
+				continue;                                \
+			if (r_ != -EAGAIN || (nowait))                   \
+				return r_;                               \
+			e_ = weft__epoll_wait_fd((fd), EP_IN);           \
+			if (e_ < 0)                                      \
+				return e_;                               \
+		}                                                        \
+	} while (0)
+
 #define EP_IN (EPOLLIN | EPOLLRDHUP)
 #define EP_OUT EPOLLOUT
 
@@ -493,8 +524,8 @@ int weft_connect(int fd, const struct sockaddr *addr, socklen_t addrlen)
 static ssize_t recv_call(int fd, void *buf, size_t len, int flags)
 {
 	if (weft__epoll_on())
-		ep_call(fd, EP_IN, flags & MSG_DONTWAIT,
-			recv(fd, buf, len, flags | MSG_DONTWAIT));
+		ep_call_in(fd, len, flags & MSG_DONTWAIT,
+			   recv(fd, buf, len, flags | MSG_DONTWAIT));
 	IO_CALL(io_uring_prep_recv(sqe_, fd, buf, sqe_len(len), flags));
 }
 

@@ -57,6 +57,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -76,6 +77,12 @@
 struct weft__fdw {
 	struct weft__op *ops; /* waiting records, linked by next/prev */
 	bool added;           /* in the epoll set, as far as we know */
+	/* The owner's guess, for its own calls only (no lock): the last
+	 * read of this descriptor here came up short, so the next would
+	 * find nothing (weft__epoll_dry()); and whether it is a stream
+	 * (0 unknown, 1 yes, -1 no: a datagram's short read says nothing). */
+	bool dry;
+	signed char stream;
 };
 
 /* The wake eventfd's and the timerfd's epoll data; descriptors carry
@@ -533,6 +540,10 @@ void weft__epoll_closed(int fd)
 			if (!w->ring.draining && (unsigned)fd < w->ring.nfdw) {
 				f = &w->ring.fdw[fd];
 				f->added = false;
+				/* Owner-only fields, but no owner's call on this
+				 * number runs now: it was just closed. */
+				f->dry = false;
+				f->stream = 0;
 				while (f->ops) {
 					struct weft__op *op = f->ops;
 
@@ -603,6 +614,41 @@ static bool ep_give_up(struct weft__wait *wt, int why)
 		return false;
 	wt->res = why;
 	return true;
+}
+
+/*
+ * The read-side guess (epoll.h). Skipping a read that the guess says
+ * would fail is safe: the wait arms with EPOLL_CTL_MOD, which reports data
+ * already there at once. A wrong guess costs a round through the worker's
+ * poll instead of a failed call.
+ */
+bool weft__epoll_dry(int fd)
+{
+	struct weft__worker *w = weft__worker_self();
+
+	return w && (unsigned)fd < w->ring.nfdw && w->ring.fdw[fd].dry;
+}
+
+void weft__epoll_got(int fd, size_t got, size_t asked)
+{
+	struct weft__worker *w = weft__worker_self();
+	struct weft__fdw *f;
+
+	if (!w || (unsigned)fd >= w->ring.nfdw)
+		return;
+	f = &w->ring.fdw[fd];
+	if (!f->stream) {
+		int type = 0;
+		socklen_t len = sizeof(type);
+
+		/* A socket tells its type; anything else read as a stream
+		 * (a pipe, a terminal) is one. */
+		if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
+			f->stream = 1;
+		else
+			f->stream = type == SOCK_STREAM ? 1 : -1;
+	}
+	f->dry = f->stream > 0 && got < asked;
 }
 
 bool weft__epoll_on(void)

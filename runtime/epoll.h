@@ -11,6 +11,7 @@
 #define WEFT_EPOLL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct weft__worker;
@@ -45,6 +46,14 @@ void weft__epoll_runtime_remove(struct weft_runtime *rt);
  * every task of an epoll runtime waiting on it is woken (EPOLLERR |
  * EPOLLHUP) to try its call again. Any thread. */
 void weft__epoll_closed(int fd);
+
+/* The calling worker's guess that a read of fd would find nothing now:
+ * its last read there of a stream returned less than asked (the buffer
+ * was drained). weft__epoll_got() records each read's outcome. A read
+ * call that gets `true` waits for readiness before it tries, which saves
+ * the failed call of a request-response connection. */
+bool weft__epoll_dry(int fd);
+void weft__epoll_got(int fd, size_t got, size_t asked);
 
 /* Whether the calling worker's runtime runs the epoll reactor. */
 bool weft__epoll_on(void);
