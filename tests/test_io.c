@@ -1669,6 +1669,11 @@ static void setup_refused_child(void *arg, void *out)
 		char buf[4096];
 		ssize_t n;
 
+		/* Quiet first: it must not print (nor use up the notice). */
+		cfg.flags = WEFT_RUN_QUIET;
+		weft_run(setup_refused_reactor_main, &res[5], &cfg, NULL);
+		res[7] = (int)lseek(mem, 0, SEEK_END);
+		cfg.flags = 0;
 		res[4] = weft_run(setup_refused_reactor_main, &res[5], &cfg,
 				  NULL);
 		weft_run(setup_refused_reactor_main, &res[5], &cfg, NULL);
@@ -1685,11 +1690,11 @@ static void setup_refused_child(void *arg, void *out)
 		close(mem);
 }
 
-static void run_setup_refused(unsigned err, int res[7])
+static void run_setup_refused(unsigned err, int res[8])
 {
 	int st = 0;
 
-	cr_assert(wt_in_child(setup_refused_child, &err, res, 7 * sizeof(int),
+	cr_assert(wt_in_child(setup_refused_child, &err, res, 8 * sizeof(int),
 			      10, &st) == 0,
 		  "the child did not report (status %#x)", st);
 	if (res[0] == -EINVAL || res[0] == -ENOSYS || res[0] == -EACCES)
@@ -1703,7 +1708,7 @@ Test(io, a_refused_or_missing_io_uring_setup_fails_the_start_with_its_error,
 	static const unsigned errs[] = { EPERM, ENOSYS };
 
 	for (unsigned i = 0; i < 2; i++) {
-		int res[7];
+		int res[8];
 
 		run_setup_refused(errs[i], res);
 		cr_assert_eq(res[1], -(int)errs[i],
@@ -1724,10 +1729,80 @@ Test(io, a_refused_or_missing_io_uring_setup_fails_the_start_with_its_error,
 			     weft_strerror(res[4]));
 		cr_assert_eq(res[5], WEFT_REACTOR_EPOLL,
 			     "weft_runtime_reactor() = %d", res[5]);
+		cr_assert_eq(res[7], 0,
+			     "WEFT_RUN_QUIET: %d bytes on stderr", res[7]);
 		cr_assert_eq(res[6], 1,
 			     "the fallback's notice was printed %d times in "
 			     "two runs, want once", res[6]);
 	}
+}
+
+/*
+ * Which reactor runs (issue 11): weft_config.reactor when set, else
+ * WEFT_REACTOR, else io_uring where it works (here). weft_runtime_reactor()
+ * says which, for the caller's runtime or a given one, and -EPERM outside
+ * any.
+ */
+static void *reactor_main(void *arg)
+{
+	*(int *)arg = weft_runtime_reactor(NULL);
+	if (*(int *)arg == WEFT_REACTOR_EPOLL) {
+		/* And I/O works on it. */
+		int sv[2];
+		char c = 0;
+
+		WT_CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
+				       sv),
+			    0);
+		WT_CHECK_EQ(weft_send(sv[0], "r", 1, 0), 1);
+		WT_CHECK_EQ(weft_recv(sv[1], &c, 1, 0), 1);
+		WT_CHECK_EQ(c, 'r');
+		close(sv[0]);
+		close(sv[1]);
+	}
+	return NULL;
+}
+
+Test(io, the_reactor_is_the_configs_then_the_environments_then_io_urings,
+     .timeout = WT_TIMEOUT(20))
+{
+	const char *had = getenv("WEFT_REACTOR");
+	char *saved = had ? strdup(had) : NULL;
+	struct weft_config cfg;
+	weft_runtime *rt;
+	int got = 0;
+
+	cr_assert_eq(weft_runtime_reactor(NULL), -EPERM);
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.workers = 2;
+	setenv("WEFT_REACTOR", "epoll", 1);
+	wt_run_cfg(reactor_main, &got, &cfg);
+	cr_assert_eq(got, WEFT_REACTOR_EPOLL, "WEFT_REACTOR=epoll: %d", got);
+	cfg.reactor = WEFT_REACTOR_URING;
+	if (!getenv("WEFT_TEST_COMPAT")) { /* there io_uring is refused */
+		wt_run_cfg(reactor_main, &got, &cfg);
+		cr_assert_eq(got, WEFT_REACTOR_URING,
+			     "config over environment: %d", got);
+	}
+	setenv("WEFT_REACTOR", "uring", 1);
+	cfg.reactor = WEFT_REACTOR_EPOLL;
+	wt_run_cfg(reactor_main, &got, &cfg);
+	cr_assert_eq(got, WEFT_REACTOR_EPOLL, "config over environment: %d",
+		     got);
+	/* An explicit runtime, asked from outside. */
+	cr_assert_eq(weft_runtime_create(&rt, &cfg), 0);
+	cr_assert_eq(weft_runtime_reactor(rt), WEFT_REACTOR_EPOLL);
+	weft_runtime_destroy(rt);
+	cfg.reactor = WEFT_REACTOR_AUTO;
+	unsetenv("WEFT_REACTOR");
+	wt_run_cfg(reactor_main, &got, &cfg);
+	if (getenv("WEFT_TEST_COMPAT"))
+		cr_assert_eq(got, WEFT_REACTOR_EPOLL, "auto, refused: %d", got);
+	else
+		cr_assert_eq(got, WEFT_REACTOR_URING, "auto: %d", got);
+	if (saved)
+		setenv("WEFT_REACTOR", saved, 1);
+	free(saved);
 }
 
 /* ---- a failed MSG_RING wake ------------------------------------------------------- */
