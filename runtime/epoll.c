@@ -526,6 +526,7 @@ void weft__epoll_runtime_remove(struct weft_runtime *rt)
 
 void weft__epoll_closed(int fd)
 {
+	struct weft__worker *self = weft__worker_self();
 	struct weft__op *done = NULL;
 
 	if (fd < 0)
@@ -540,10 +541,16 @@ void weft__epoll_closed(int fd)
 			if (!w->ring.draining && (unsigned)fd < w->ring.nfdw) {
 				f = &w->ring.fdw[fd];
 				f->added = false;
-				/* Owner-only fields, but no owner's call on this
-				 * number runs now: it was just closed. */
-				f->dry = false;
-				f->stream = 0;
+				/* The guesses are their owner's: only the
+				 * calling worker's are reset here. Another
+				 * worker's stay until its next read of the
+				 * number corrects them; a wrong one costs a
+				 * wait that returns at once, never a lost
+				 * wake-up (weft__epoll_dry()). */
+				if (w == self) {
+					f->dry = false;
+					f->stream = 0;
+				}
 				while (f->ops) {
 					struct weft__op *op = f->ops;
 
