@@ -592,32 +592,35 @@ static bool ep_ready(struct weft__wait *wt)
 				    memory_order_acquire);
 }
 
-/* Cancelled or timed out: the record leaves its list and the wait ends,
- * unless an event took it first (then its wake-up is on its way: wait
- * for it, the result is the event's). */
+/*
+ * Cancelled or timed out: the record leaves its list and the wait ends,
+ * unless a collector took it first. Who took it is told by the list, not
+ * by `done`: a collector takes records out under cq_lock (ep_take) and
+ * completes them after it (ep_finish), so a record can be out of the list
+ * and not yet done; a wait that ended then would leave the collector
+ * writing into a stack that is gone (tests/model/epoll_wait.pml,
+ * INJ_GIVE_UP_BY_DONE, found it in the first version). Taken: the wake-up
+ * is on its way; the wait goes on for it, and the result is the event's.
+ * The arming stays either way: its event, if it comes, finds no waiter
+ * (or the next one) and is spurious.
+ */
 static bool ep_give_up(struct weft__wait *wt, int why)
 {
 	struct ep_waiting *u = (struct ep_waiting *)wt;
 	struct weft__worker *w = u->w;
 	struct weft__fdw *f;
-	bool taken;
+	bool found = false;
 
 	weft__spin_lock(&w->ring.cq_lock);
-	taken = atomic_load_explicit(&u->op->done, memory_order_relaxed) ||
-		w->ring.draining;
-	if (!taken) {
-		/* Not done: still in its list, which only the lock's holder
-		 * changes. The arming stays: its event, if it comes, finds
-		 * no waiter (or the next one) and is spurious. */
-		f = &w->ring.fdw[u->op->fd];
-		for (struct weft__op *op = f->ops; op; op = op->next)
-			if (op == u->op) {
-				ep_unlink(w, f, op);
-				break;
-			}
-	}
+	f = &w->ring.fdw[u->op->fd];
+	for (struct weft__op *op = f->ops; op; op = op->next)
+		if (op == u->op) {
+			ep_unlink(w, f, op);
+			found = true;
+			break;
+		}
 	weft__spin_unlock(&w->ring.cq_lock);
-	if (taken)
+	if (!found)
 		return false;
 	wt->res = why;
 	return true;
