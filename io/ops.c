@@ -194,16 +194,7 @@ static int io_wait(struct io *io, struct io_uring_sqe *sqe)
 	struct io_waiting u; /* field by field: see runtime/wq.c's park() */
 
 	weft__ring_op_start(w, &io->op, self, flags, sqe);
-	/* Ordered before the wakers' reads by the park's prepare (acq_rel). */
-	atomic_store_explicit(&self->flags, flags | WEFT__T_PINNED,
-			      memory_order_relaxed);
-	if (!(flags & WEFT__T_PINNED))
-		self->home = w;
-	/* Looked for from the worker's next pick on (submitted there, or
-	 * when it parks). Submitting here at once when the worker had other
-	 * tasks cost the http benchmark a fifth of its throughput (one
-	 * io_uring_enter per request instead of per batch): not done. */
-	weft__worker_serve_soon(w);
+	weft__ring_op_pin(w, self, flags);
 	u.io = io;
 	u.why = 0;
 	weft__wait_init(&u.wt, w, io->nocancel ? WEFT_NEVER : self->deadline);
@@ -251,20 +242,32 @@ static unsigned sqe_len(size_t len)
  * system call, before the task can switch.
  */
 
-/* ep_call(fd, events, nowait, expr): expr (a system call, -1 and errno on
- * failure) until it succeeds or fails with anything but -EAGAIN or
- * -EINTR, waiting for `events` on fd between tries; nowait: -EAGAIN is
- * the answer (the caller passed MSG_DONTWAIT). Returns from the caller. */
-#define ep_call(fd, events, nowait, expr)                                \
+/* ep_loop(fd, events, nowait, len, expr): expr (a system call, -1 and
+ * errno on failure) until it succeeds or fails with anything but -EAGAIN
+ * or -EINTR, waiting for `events` on fd between tries; nowait: -EAGAIN is
+ * the answer (the caller passed MSG_DONTWAIT). len: 0, or for a read of up
+ * to len bytes, which then waits first when the worker guesses there is
+ * nothing to read (weft__epoll_dry()) and records how much it got.
+ * Returns from the caller. */
+#define ep_loop(fd, events, nowait, len, expr)                           \
 	do {                                                             \
 		WEFT__KEEP_ERRNO;                                        \
 		int e_ = call_check(weft__worker_self(), false);          \
 		if (e_)                                                  \
 			return e_;                                       \
+		if ((len) && !(nowait) && weft__epoll_dry(fd)) {         \
+			e_ = weft__epoll_wait_fd((fd), (events));        \
+			if (e_ < 0)                                      \
+				return e_;                               \
+		}                                                        \
 		for (;;) {                                               \
 			ssize_t r_ = (expr);                             \
-			if (r_ >= 0)                                     \
+			if (r_ >= 0) {                                   \
+				if (len)                                 \
+					weft__epoll_got((fd), (size_t)r_, \
+							(len));          \
 				return r_;                               \
+			}                                                \
 			r_ = -errno;                                     \
 			if (r_ == -EINTR)                                \
 				continue;                                \
@@ -276,36 +279,10 @@ static unsigned sqe_len(size_t len)
 		}                                                        \
 	} while (0)
 
-/* ep_call_in(fd, len, nowait, expr): ep_call for a read of up to len
- * bytes, which waits first when the worker guesses there is nothing to
- * read (weft__epoll_dry()), and records how much it got. */
-#define ep_call_in(fd, len, nowait, expr)                                \
-	do {                                                             \
-		WEFT__KEEP_ERRNO;                                        \
-		int e_ = call_check(weft__worker_self(), false);          \
-		if (e_)                                                  \
-			return e_;                                       \
-		if (!(nowait) && weft__epoll_dry(fd)) {                  \
-			e_ = weft__epoll_wait_fd((fd), EP_IN);           \
-			if (e_ < 0)                                      \
-				return e_;                               \
-		}                                                        \
-		for (;;) {                                               \
-			ssize_t r_ = (expr);                             \
-			if (r_ >= 0) {                                   \
-				weft__epoll_got((fd), (size_t)r_, (len)); \
-				return r_;                               \
-			}                                                \
-			r_ = -errno;                                     \
-			if (r_ == -EINTR)                                \
-				continue;                                \
-			if (r_ != -EAGAIN || (nowait))                   \
-				return r_;                               \
-			e_ = weft__epoll_wait_fd((fd), EP_IN);           \
-			if (e_ < 0)                                      \
-				return e_;                               \
-		}                                                        \
-	} while (0)
+#define ep_call(fd, events, nowait, expr) \
+	ep_loop(fd, events, nowait, (size_t)0, expr)
+#define ep_call_in(fd, len, nowait, expr) \
+	ep_loop(fd, EP_IN, nowait, (size_t)(len), expr)
 
 #define EP_IN (EPOLLIN | EPOLLRDHUP)
 #define EP_OUT EPOLLOUT
@@ -433,7 +410,7 @@ static int ep_accept(int fd, struct sockaddr *addr, socklen_t *addrlen,
 		     int flags)
 {
 	WEFT__KEEP_ERRNO;
-	int old, err = call_check(weft__worker_self(), false);
+	int old = O_NONBLOCK, err = call_check(weft__worker_self(), false);
 
 	if (err)
 		return err;
@@ -449,7 +426,7 @@ static int ep_accept(int fd, struct sockaddr *addr, socklen_t *addrlen,
 static int ep_connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
 	WEFT__KEEP_ERRNO;
-	int old, r, err = call_check(weft__worker_self(), false);
+	int old = O_NONBLOCK, r, err = call_check(weft__worker_self(), false);
 
 	if (err)
 		return err;

@@ -714,13 +714,9 @@ int weft__epoll_wait_fd(int fd, unsigned events)
 			      weft__ring_inflight(&w->ring) + 1,
 			      memory_order_relaxed);
 	weft__spin_unlock(&w->ring.cq_lock);
-	/* Pinned while the record is in w's lists (io/ops.c argues the same
-	 * for io_uring); the event's completion puts the flags back. */
-	atomic_store_explicit(&self->flags, flags | WEFT__T_PINNED,
-			      memory_order_relaxed);
-	if (!(flags & WEFT__T_PINNED))
-		self->home = w;
-	weft__worker_serve_soon(w);
+	/* Pinned while the record is in w's lists; the event's completion
+	 * puts the flags back. */
+	weft__ring_op_pin(w, self, flags);
 	u.w = w;
 	u.op = &op;
 	until = self->deadline;

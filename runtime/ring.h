@@ -174,6 +174,12 @@ struct io_uring_sqe *weft__ring_sqe(struct weft__worker *w);
 void weft__ring_op_start(struct weft__worker *w, struct weft__op *op,
 			 struct weft__tcb *task, unsigned task_flags,
 			 struct io_uring_sqe *sqe);
+/* The calling task (self, whose own flags are `flags`) has a request in
+ * w's reactor: it is pinned to w until the request completes (io/ops.c
+ * argues why; the completion puts `flags` back), and w looks at its
+ * reactor from its next pick on. Either reactor. */
+void weft__ring_op_pin(struct weft__worker *w, struct weft__tcb *self,
+		       unsigned flags);
 /* Asks the kernel to cancel op (in flight on w's ring, w's thread); its
  * completion still comes. */
 void weft__ring_op_cancel(struct weft__worker *w, struct weft__op *op);
