@@ -673,6 +673,14 @@ WEFT_API ssize_t weft_read_exact(int fd, void *buf, size_t len,
 				 int64_t offset);
 WEFT_API ssize_t weft_write_all(int fd, const void *buf, size_t len,
 				int64_t offset);
+/* weft_write_all() for a vector: writes every byte of iov[0..iovcnt-1] in
+ * order, retrying short writes (sendmsg with MSG_NOSIGNAL on a socket at
+ * offset -1, else writev). Returns the total, or the first negative errno
+ * value (bytes written before it are lost to the caller); -EINVAL for a
+ * negative iovcnt, iov NULL with iovcnt > 0, or a total above SSIZE_MAX.
+ * iov is not modified. Entries of length 0 are allowed. */
+WEFT_API ssize_t weft_writev_all(int fd, const struct iovec *iov, int iovcnt,
+				 int64_t offset);
 
 /*
  * Buffered reader over a descriptor, for line and HTTP-style protocols.
@@ -712,6 +720,46 @@ WEFT_API ssize_t weft_reader_read(struct weft_reader *r, void *dst,
 static inline size_t weft_reader_buffered(const struct weft_reader *r)
 {
 	return r->end - r->start;
+}
+
+/*
+ * Buffered writer over a descriptor, the reader's counterpart: small
+ * writes gather in a caller-owned buffer and go out together at a flush,
+ * or when one no longer fits, in one vectored write with the new bytes
+ * (weft_writev_all's rules: sockets get MSG_NOSIGNAL). Writes go to the
+ * descriptor's position (offset -1). They honour cancellation and
+ * deadlines like any write. Not for concurrent use by two tasks;
+ * weft_writer_init() works in any context.
+ */
+struct weft_writer {
+	int fd;
+	char *buf;
+	size_t cap; /* bytes in buf */
+	size_t len; /* bytes buffered, not yet written */
+};
+WEFT_API void weft_writer_init(struct weft_writer *w, int fd, void *buf,
+			       size_t cap);
+/*
+ * Takes len bytes: into the buffer if they fit in the room left; if not,
+ * what is buffered and these bytes are written now. Returns 0 once all of
+ * data is buffered or written, or a negative errno value: -EINVAL (w or
+ * data NULL with len > 0), or the write's error. After an error the
+ * buffer holds exactly what of it was not written yet (a flush may try
+ * again: after -ETIMEDOUT, say); none of data was taken, unless the
+ * buffer had all gone out and the error came while writing data itself
+ * (then, as with weft_write_all(), the bytes of data written are lost to
+ * the caller).
+ */
+WEFT_API int weft_writer_write(struct weft_writer *w, const void *data,
+			       size_t len);
+/* Writes everything buffered. Returns 0, or a negative errno value; the
+ * buffer then holds exactly the bytes not written yet, so a later flush
+ * goes on from there. */
+WEFT_API int weft_writer_flush(struct weft_writer *w);
+/* Bytes buffered and not written yet. Any context. */
+static inline size_t weft_writer_buffered(const struct weft_writer *w)
+{
+	return w->len;
 }
 
 /* ---- errors as results ----------------------------------------------------

@@ -27,6 +27,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -892,6 +893,87 @@ ssize_t weft_read_exact(int fd, void *buf, size_t len, int64_t offset)
 		got += (size_t)n;
 	}
 	return (ssize_t)got;
+}
+
+/*
+ * weft_writev_all(), counting progress. The caller's vector is not
+ * changed: each call writes a window of at most WEFT__IOV_WINDOW entries
+ * copied to the stack, the first one advanced past what went out before,
+ * entries of length 0 left out.
+ */
+#define WEFT__IOV_WINDOW 64
+
+ssize_t weft__ops_writev_all(int fd, const struct iovec *iov, int iovcnt,
+			     int64_t offset, size_t *done)
+{
+	bool sock = offset < 0; /* sendmsg first: MSG_NOSIGNAL */
+	size_t total = 0, put = 0, skip = 0;
+	int i = 0;
+
+	*done = 0;
+	if (iovcnt < 0 || (!iov && iovcnt > 0))
+		return -EINVAL;
+	for (int k = 0; k < iovcnt; k++) {
+		if (iov[k].iov_len > (size_t)SSIZE_MAX - total)
+			return -EINVAL;
+		total += iov[k].iov_len;
+	}
+	while (put < total) {
+		struct iovec win[WEFT__IOV_WINDOW];
+		size_t adv;
+		ssize_t r;
+		int n = 0;
+
+		for (int k = i; k < iovcnt && n < WEFT__IOV_WINDOW; k++) {
+			size_t off = k == i ? skip : 0;
+
+			if (iov[k].iov_len == off)
+				continue;
+			win[n].iov_base = (char *)iov[k].iov_base + off;
+			win[n].iov_len = iov[k].iov_len - off;
+			n++;
+		}
+		if (sock) {
+			struct msghdr m = { .msg_iov = win,
+					    .msg_iovlen = (size_t)n };
+
+			r = weft_sendmsg(fd, &m, 0);
+			if (r == -ENOTSOCK) {
+				sock = false;
+				continue;
+			}
+		} else {
+			r = weft_writev(fd, win, n,
+					offset < 0 ? -1 : offset + (int64_t)put);
+		}
+		if (r < 0)
+			return r;
+		if (r == 0)
+			return -EIO; /* no progress: would loop forever */
+		put += (size_t)r;
+		*done = put;
+		for (adv = (size_t)r; adv;) {
+			size_t left = iov[i].iov_len - skip;
+
+			if (adv < left) {
+				skip += adv;
+				adv = 0;
+			} else {
+				adv -= left;
+				i++;
+				skip = 0;
+			}
+		}
+	}
+	return (ssize_t)total;
+}
+
+ssize_t weft_writev_all(int fd, const struct iovec *iov, int iovcnt,
+			int64_t offset)
+{
+	size_t done;
+
+	return weft__ops_writev_all(fd, iov, iovcnt, offset, &done);
 }
 
 ssize_t weft_write_all(int fd, const void *buf, size_t len, int64_t offset)

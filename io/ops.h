@@ -13,4 +13,10 @@
  * task) or the poll's error. Task context. */
 int weft__ops_poll(int fd, unsigned events);
 
+/* io/ops.c: weft_writev_all(), which also counts in *done the bytes
+ * written, whatever it returns (the buffered writer, io/writer.c, keeps
+ * exactly what was not written). Task context. */
+ssize_t weft__ops_writev_all(int fd, const struct iovec *iov, int iovcnt,
+			     int64_t offset, size_t *done);
+
 #endif

@@ -1152,6 +1152,230 @@ Test(io, reader_read_returns_buffered_bytes_before_reading_more,
 	wt_run(reader_read_main, NULL, 2);
 }
 
+/* ---- writev_all and the buffered writer ------------------------------------------- */
+
+/* A pattern byte for position i of a stream. */
+static uint8_t wpat(size_t i)
+{
+	return (uint8_t)(i * 131u + (i >> 8) * 7u + 1u);
+}
+
+struct wdrain {
+	int fd;
+	size_t base;     /* stream position of the first byte to come */
+	size_t want;     /* bytes to read before stopping */
+	size_t got;
+	size_t bad;      /* first position with a wrong byte, or SIZE_MAX */
+	uint64_t nap_ns; /* pause between reads (a slow reader) */
+};
+
+/* Reads until want bytes (or end of file) and checks them against wpat. */
+static void *wdrain_task(void *arg)
+{
+	struct wdrain *d = arg;
+	uint8_t buf[3000];
+
+	d->bad = SIZE_MAX;
+	while (d->got < d->want) {
+		ssize_t n = weft_recv(d->fd, buf, sizeof(buf), 0);
+
+		if (n <= 0)
+			break;
+		for (ssize_t i = 0; i < n; i++)
+			if (buf[i] != wpat(d->base + d->got + (size_t)i) &&
+			    d->bad == SIZE_MAX)
+				d->bad = d->got + (size_t)i;
+		d->got += (size_t)n;
+		if (d->nap_ns)
+			weft_sleep(d->nap_ns);
+	}
+	return NULL;
+}
+
+/* A small send buffer on sv[0] and receive buffer on sv[1], so writes
+ * come back short and block. */
+static bool small_pair(int sv[2])
+{
+	int sz = 4096;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		return false;
+	setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+	setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+	return true;
+}
+
+#define WV_TOTAL (300 * 1024)
+
+static void *writev_all_main(void *arg)
+{
+	static uint8_t data[WV_TOTAL];
+	struct iovec iov[200], before[200];
+	struct wdrain d = { .want = WV_TOTAL, .nap_ns = 200000 };
+	size_t pos = 0;
+	int sv[2], n = 0, p[2];
+	weft_task *t;
+
+	(void)arg;
+	for (size_t i = 0; i < WV_TOTAL; i++)
+		data[i] = wpat(i);
+	/* 200 entries of uneven sizes, zero-length ones among them, more
+	 * than the 64 written per call. */
+	while (pos < WV_TOTAL && n < 200) {
+		size_t len = n % 7 == 3 ? 0 : 1 + (size_t)(n * 397) % 4000;
+
+		if (n == 199 || len > WV_TOTAL - pos)
+			len = WV_TOTAL - pos;
+		iov[n].iov_base = data + pos;
+		iov[n].iov_len = len;
+		pos += len;
+		n++;
+	}
+	WT_CHECK_EQ(pos, WV_TOTAL);
+	if (!WT_CHECK(small_pair(sv)))
+		return NULL;
+	memcpy(before, iov, sizeof(iov));
+	d.fd = sv[1];
+	t = weft_spawn(wdrain_task, &d);
+	WT_CHECK_EQ(weft_writev_all(sv[0], iov, n, -1), WV_TOTAL);
+	WT_CHECK_EQ(weft_await(t, NULL), 0);
+	weft_task_release(t);
+	WT_CHECK_EQ(d.got, WV_TOTAL);
+	WT_CHECK_EQ(d.bad, SIZE_MAX); /* every byte, in order */
+	/* The caller's vector is left as it was. */
+	WT_CHECK_EQ(memcmp(before, iov, sizeof(iov)), 0);
+	/* Bad arguments; nothing to write. */
+	WT_CHECK_EQ(weft_writev_all(sv[0], iov, -1, -1), -EINVAL);
+	WT_CHECK_EQ(weft_writev_all(sv[0], NULL, 2, -1), -EINVAL);
+	WT_CHECK_EQ(weft_writev_all(sv[0], NULL, 0, -1), 0);
+	WT_CHECK_EQ(weft_writev_all(-1, iov, 2, -1), -EBADF);
+	close(sv[0]);
+	close(sv[1]);
+	/* Not a socket: a pipe, written with writev. */
+	if (WT_CHECK_EQ(pipe2(p, O_CLOEXEC), 0)) {
+		struct iovec two[2] = { { data, 10 }, { data + 10, 20 } };
+		uint8_t back[30];
+
+		WT_CHECK_EQ(weft_writev_all(p[1], two, 2, -1), 30);
+		WT_CHECK_EQ(read(p[0], back, sizeof(back)), 30);
+		WT_CHECK_EQ(memcmp(back, data, 30), 0);
+		close(p[0]);
+		close(p[1]);
+	}
+	return NULL;
+}
+
+Test(io, writev_all_writes_every_entry_in_order_across_short_writes,
+     .timeout = WT_TIMEOUT(30))
+{
+	wt_run(writev_all_main, NULL, 2);
+}
+
+static void *writer_main(void *arg)
+{
+	static uint8_t big[64 * 1024];
+	struct weft_writer w;
+	struct wdrain d = { .want = 0 };
+	char buf[256];
+	uint8_t peek;
+	size_t pos = 0;
+	uint64_t saved;
+	int sv[2], r;
+	weft_task *t;
+
+	(void)arg;
+	if (!WT_CHECK(small_pair(sv)))
+		return NULL;
+	weft_writer_init(&w, sv[0], buf, sizeof(buf));
+	/* Small writes stay in the buffer until a flush. */
+	for (int i = 0; i < 10; i++) {
+		uint8_t b[20];
+
+		for (size_t k = 0; k < sizeof(b); k++)
+			b[k] = wpat(pos + k);
+		WT_CHECK_EQ(weft_writer_write(&w, b, sizeof(b)), 0);
+		pos += sizeof(b);
+	}
+	WT_CHECK_EQ(weft_writer_buffered(&w), 200);
+	WT_CHECK_EQ(recv(sv[1], &peek, 1, MSG_DONTWAIT | MSG_PEEK), -1);
+	WT_CHECK_EQ(weft_writer_write(&w, NULL, 0), 0);
+	WT_CHECK_EQ(weft_writer_write(&w, NULL, 1), -EINVAL);
+	WT_CHECK_EQ(weft_writer_write(NULL, buf, 1), -EINVAL);
+	WT_CHECK_EQ(weft_writer_flush(NULL), -EINVAL);
+	/* One that does not fit goes out with what is buffered. */
+	for (size_t k = 0; k < sizeof(big); k++)
+		big[k] = wpat(pos + k);
+	d.fd = sv[1];
+	d.want = 200 + sizeof(big);
+	t = weft_spawn(wdrain_task, &d);
+	WT_CHECK_EQ(weft_writer_write(&w, big, sizeof(big)), 0);
+	WT_CHECK_EQ(weft_writer_buffered(&w), 0);
+	pos += sizeof(big);
+	WT_CHECK_EQ(weft_await(t, NULL), 0);
+	weft_task_release(t);
+	WT_CHECK_EQ(d.got, 200 + sizeof(big));
+	WT_CHECK_EQ(d.bad, SIZE_MAX);
+
+	/* A flush under a deadline with nobody reading: -ETIMEDOUT, and the
+	 * buffer keeps exactly what did not go out; a later flush, with a
+	 * reader, sends the rest, and the stream has every byte once, in
+	 * order. First fill the socket so that the flush blocks. */
+	{
+		uint8_t fill[1024];
+		size_t filled = 0;
+		ssize_t n;
+
+		for (;;) {
+			for (size_t k = 0; k < sizeof(fill); k++)
+				fill[k] = wpat(pos + filled + k);
+			n = send(sv[0], fill, sizeof(fill), MSG_DONTWAIT);
+			if (n <= 0)
+				break;
+			filled += (size_t)n;
+			if ((size_t)n < sizeof(fill)) {
+				/* The tail that did not fit, bytes
+				 * fill[n..]: resend from there next. */
+				break;
+			}
+		}
+		pos += filled;
+		for (size_t k = 0; k < sizeof(buf); k++) {
+			uint8_t b = wpat(pos + k);
+
+			WT_CHECK_EQ(weft_writer_write(&w, &b, 1), 0);
+		}
+		WT_CHECK_EQ(weft_writer_buffered(&w), sizeof(buf));
+		saved = weft_timeout_begin(30 * WEFT_NSEC_PER_MSEC);
+		r = weft_writer_flush(&w);
+		weft_timeout_end(saved);
+		WT_CHECK_EQ(r, -ETIMEDOUT);
+		WT_CHECK(weft_writer_buffered(&w) > 0);
+		WT_CHECK(weft_writer_buffered(&w) <= sizeof(buf));
+		/* The reader checks from the stream position after the big
+		 * write. */
+		d.base = pos - filled;
+		d.want = filled + sizeof(buf);
+		d.got = 0;
+		d.nap_ns = 0;
+		t = weft_spawn(wdrain_task, &d);
+		WT_CHECK_EQ(weft_writer_flush(&w), 0);
+		WT_CHECK_EQ(weft_writer_buffered(&w), 0);
+		WT_CHECK_EQ(weft_await(t, NULL), 0);
+		weft_task_release(t);
+		WT_CHECK_EQ(d.got, filled + sizeof(buf));
+		WT_CHECK_EQ(d.bad, SIZE_MAX);
+	}
+	close(sv[0]);
+	close(sv[1]);
+	return NULL;
+}
+
+Test(io, the_writer_gathers_writes_and_a_failed_flush_keeps_what_did_not_go_out,
+     .timeout = WT_TIMEOUT(30))
+{
+	wt_run(writer_main, NULL, 2);
+}
+
 /* ---- cancellation and deadlines on pipe reads ------------------------------------- */
 
 struct pipe_cancel {
