@@ -1018,6 +1018,15 @@ WEFT_API int weft_group_create(weft_group **out);
  * or any worker. */
 WEFT_API int weft_group_spawn(weft_group *g, weft_task **out, weft_fn fn,
 			      void *arg);
+/* weft_group_spawn() with spawn options (opts may be NULL): the task's
+ * name (NULL: "group task"), stack size and WEFT_SPAWN_* flags, as for
+ * weft_spawn_opts(); with WEFT_SPAWN_DETACHED *out gets NULL. -EINVAL
+ * also for an unknown flag, a stack size above 2^40, a non-zero reserved
+ * field, or opts->runtime set (a group's tasks are spawned by its
+ * runtime's workers). */
+WEFT_API int weft_group_spawn_opts(weft_group *g, weft_task **out,
+				   weft_fn fn, void *arg,
+				   const struct weft_spawn_opts *opts);
 /* Waits until every task of the group has ended, those spawned meanwhile
  * included. Returns 0 if none failed (cancelled members do not count), or
  * the first failure's error (tasks were cancelled because of it). If the

@@ -127,9 +127,15 @@ void weft__group_task_end(struct weft__tcb *t)
 
 int weft_group_spawn(weft_group *g, weft_task **out, weft_fn fn, void *arg)
 {
+	return weft_group_spawn_opts(g, out, fn, arg, NULL);
+}
+
+int weft_group_spawn_opts(weft_group *g, weft_task **out, weft_fn fn,
+			  void *arg, const struct weft_spawn_opts *opts)
+{
 	int err;
 
-	if (!g || !fn)
+	if (!g || !fn || (opts && opts->runtime))
 		return -EINVAL;
 	if (out)
 		*out = NULL;
@@ -140,7 +146,7 @@ int weft_group_spawn(weft_group *g, weft_task **out, weft_fn fn, void *arg)
 	}
 	g->live++; /* reserved: a waiter cannot see 0 meanwhile */
 	weft__spin_unlock(&g->lock);
-	err = weft__task_spawn_in(out, fn, arg, g);
+	err = weft__task_spawn_in(out, fn, arg, opts, g);
 	if (err < 0) {
 		weft__spin_lock(&g->lock);
 		member_gone(g);

@@ -902,12 +902,17 @@ int weft_spawn_opts(weft_task **out, weft_fn fn, void *arg,
 }
 
 int weft__task_spawn_in(weft_task **out, weft_fn fn, void *arg,
-		   struct weft_group *g)
+			const struct weft_spawn_opts *opts, struct weft_group *g)
 {
 	struct weft_spawn_opts o = { .name = "group task" };
 
+	if (opts) {
+		o = *opts;
+		if (!o.name)
+			o.name = "group task";
+	}
 	if (!out)
-		o.flags = WEFT_SPAWN_DETACHED;
+		o.flags |= WEFT_SPAWN_DETACHED;
 	return spawn(out, fn, arg, &o, 0, g);
 }
 

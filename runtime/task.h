@@ -185,9 +185,10 @@ static inline bool weft__task_cancel_pending(struct weft__tcb *t)
  * cooperative budget (may yield). No-op outside task context. */
 void weft__task_coop_tick(void);
 
-/* Spawn into a group (g may be NULL). */
+/* Spawn into a group (g may be NULL), with options (opts may be NULL;
+ * the name defaults to "group task"; out NULL: detached). */
 int weft__task_spawn_in(weft_task **out, weft_fn fn, void *arg,
-		   struct weft_group *g);
+			const struct weft_spawn_opts *opts, struct weft_group *g);
 
 /* Shutdown, after every worker has stopped, before the blocking pool is
  * shut down and rings, stacks and blocks are freed: every task still alive

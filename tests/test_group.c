@@ -131,6 +131,128 @@ Test(group, wait_returns_zero_once_every_task_ran, .timeout = WT_TIMEOUT(20))
 	}
 }
 
+/* ---- spawn options ------------------------------------------------------------ */
+
+/* Recurses through about 700 KiB of stack: more than the 256 KiB default,
+ * within a 1 MiB stack. */
+static unsigned long deep(unsigned n)
+{
+	volatile char pad[4096];
+
+	pad[0] = (char)n;
+	if (!n)
+		return (unsigned long)pad[0];
+	return deep(n - 1) + 1;
+}
+
+struct opt_member {
+	int first_worker;
+	int stayed; /* 1: always on first_worker across its yields */
+	unsigned long depth;
+};
+
+static void *pinned_member(void *arg)
+{
+	struct opt_member *m = arg;
+
+	m->first_worker = weft_worker_index();
+	m->stayed = 1;
+	for (int i = 0; i < 200; i++) {
+		weft_yield();
+		if (weft_worker_index() != m->first_worker)
+			m->stayed = 0;
+	}
+	return NULL;
+}
+
+static void *deep_member(void *arg)
+{
+	((struct opt_member *)arg)->depth = deep(170);
+	return NULL;
+}
+
+static void *group_opts_main(void *arg)
+{
+	struct weft_spawn_opts o;
+	struct opt_member pm = { 0 }, dm = { 0 };
+	weft_group *g;
+	weft_task *h = (weft_task *)&o, *plain = NULL;
+	int spin[2] = { 0, 0 };
+
+	(void)arg;
+	if (!WT_CHECK_EQ(weft_group_create(&g), 0))
+		return NULL;
+	/* A name, a pinned task, a big stack. */
+	memset(&o, 0, sizeof(o));
+	o.name = "fetcher";
+	o.flags = WEFT_SPAWN_PINNED;
+	WT_CHECK_EQ(weft_group_spawn_opts(g, &h, pinned_member, &pm, &o), 0);
+	if (WT_CHECK(h != NULL)) {
+		WT_CHECK(strcmp(weft_task_name(h), "fetcher") == 0);
+	}
+	memset(&o, 0, sizeof(o));
+	o.stack_size = 1u << 20;
+	WT_CHECK_EQ(weft_group_spawn_opts(g, NULL, deep_member, &dm, &o), 0);
+	/* Default name, options or not. */
+	WT_CHECK_EQ(weft_group_spawn_opts(g, &plain, pinned_member, &spin[0],
+					  NULL),
+		    0);
+	if (WT_CHECK(plain != NULL))
+		WT_CHECK(strcmp(weft_task_name(plain), "group task") == 0);
+	/* Detached on request: no handle, still a member. */
+	memset(&o, 0, sizeof(o));
+	o.flags = WEFT_SPAWN_DETACHED;
+	{
+		weft_task *none = (weft_task *)&o;
+
+		WT_CHECK_EQ(weft_group_spawn_opts(g, &none, pinned_member,
+						  &spin[1], &o),
+			    0);
+		WT_CHECK_PTR_EQ(none, NULL);
+	}
+	/* Refused: unknown flag, reserved field, a runtime, a huge stack. */
+	memset(&o, 0, sizeof(o));
+	o.flags = 0x80;
+	WT_CHECK_EQ(weft_group_spawn_opts(g, NULL, deep_member, &dm, &o),
+		    -EINVAL);
+	memset(&o, 0, sizeof(o));
+	o.reserved[1] = 1;
+	WT_CHECK_EQ(weft_group_spawn_opts(g, NULL, deep_member, &dm, &o),
+		    -EINVAL);
+	memset(&o, 0, sizeof(o));
+	o.runtime = weft_runtime_self();
+	WT_CHECK_EQ(weft_group_spawn_opts(g, NULL, deep_member, &dm, &o),
+		    -EINVAL);
+	memset(&o, 0, sizeof(o));
+	o.stack_size = (size_t)1 << 41;
+	WT_CHECK_EQ(weft_group_spawn_opts(g, NULL, deep_member, &dm, &o),
+		    -EINVAL);
+	WT_CHECK_EQ(weft_group_spawn_opts(g, NULL, NULL, &dm, NULL), -EINVAL);
+	WT_CHECK_EQ(weft_group_spawn_opts(NULL, NULL, deep_member, &dm, NULL),
+		    -EINVAL);
+	/* The group waits for all four. */
+	WT_CHECK_EQ(weft_group_wait(g), 0);
+	WT_CHECK_EQ(weft_group_size(g), 0);
+	WT_CHECK_EQ(pm.stayed, 1);
+	WT_CHECK_EQ(dm.depth, 170); /* it ran to the bottom and back */
+	if (h) {
+		WT_CHECK_EQ(weft_task_done(h), 1);
+		weft_task_release(h);
+	}
+	if (plain) {
+		WT_CHECK_EQ(weft_task_done(plain), 1);
+		weft_task_release(plain);
+	}
+	weft_group_destroy(g);
+	return NULL;
+}
+
+Test(group, spawn_opts_name_pin_and_size_members_and_refuse_bad_options,
+     .timeout = WT_TIMEOUT(20))
+{
+	wt_run(group_opts_main, NULL, 2);
+}
+
 #define FAIL_SLEEPERS 5
 
 /* One group whose member fails after 10 ms; returns how long its wait
