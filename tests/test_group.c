@@ -174,10 +174,9 @@ static void *deep_member(void *arg)
 static void *group_opts_main(void *arg)
 {
 	struct weft_spawn_opts o;
-	struct opt_member pm = { 0 }, dm = { 0 };
+	struct opt_member pm = { 0 }, dm = { 0 }, spin[2];
 	weft_group *g;
 	weft_task *h = (weft_task *)&o, *plain = NULL;
-	int spin[2] = { 0, 0 };
 
 	(void)arg;
 	if (!WT_CHECK_EQ(weft_group_create(&g), 0))
@@ -194,6 +193,7 @@ static void *group_opts_main(void *arg)
 	o.stack_size = 1u << 20;
 	WT_CHECK_EQ(weft_group_spawn_opts(g, NULL, deep_member, &dm, &o), 0);
 	/* Default name, options or not. */
+	memset(spin, 0, sizeof(spin));
 	WT_CHECK_EQ(weft_group_spawn_opts(g, &plain, pinned_member, &spin[0],
 					  NULL),
 		    0);
