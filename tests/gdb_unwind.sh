@@ -70,13 +70,13 @@ cross() {
 # Prints the backtraces shown and the verdict; 0 if it is ok.
 report() {
 	local out=$1
-	if printf '%s\n' "$out" | grep -qE "ptrace: Operation not permitted|Could not attach|Couldn't get registers"; then
+	if grep -qE "ptrace: Operation not permitted|Could not attach|Couldn't get registers" <<<"$out"; then
 		printf '%s\n' "$out" | tail -5
 		echo "gdb-unwind: skipped (ptrace refused here)"
 		return 77
 	fi
 	printf '%s\n' "$out" | sed -n '/^--- at /,$p'
-	printf '%s\n' "$out" | grep -qx "gdb-unwind: ok"
+	grep -qx "gdb-unwind: ok" <<<"$out"
 }
 
 case ${1:-} in
