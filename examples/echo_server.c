@@ -6,7 +6,7 @@
  * threading code here.
  *
  *   echo_server [-p PORT] [-a ADDR] [-w WORKERS] [-n CONNECTIONS]
- *               [-i IDLE_SECONDS]
+ *               [-i IDLE_SECONDS] [-l]
  *
  * -p 0 (the default) takes any free port; the line `listening on port N`
  * says which. -n N exits once N connections have been served to
@@ -21,6 +21,10 @@
  * grace, and dropped, as the runtime promises. The listening socket is
  * retried for a while if its port is still taken (http_server.c,
  * listen_retry(), says why).
+ *
+ * -l receives into the runtime's buffers (weft_recv_lease()) instead of
+ * a buffer of the connection's own: a connection waiting for data then
+ * holds no buffer, and its task's stack needs no room for one.
  *
  *   asyncio:                                  weft:
  *     server = await asyncio.start_server(...)  weft_tcp_listen + accept loop
@@ -43,6 +47,7 @@ static uint16_t port;             /* 0: any free port */
 static unsigned long limit;       /* -n: 0 means serve forever */
 static atomic_ulong served;       /* connections finished */
 static uint64_t idle_ns = 60 * WEFT_NSEC_PER_SEC;
+static bool lease;                /* -l */
 
 /* One connection: echo until end of stream or an error, then close. */
 static void *conn_main(void *arg)
@@ -52,11 +57,16 @@ static void *conn_main(void *arg)
 
 	for (;;) {
 		uint64_t saved = weft_timeout_begin(idle_ns);
-		ssize_t n = weft_recv(fd, buf, sizeof buf, 0);
+		struct weft_lease l;
+		ssize_t n = lease ? weft_recv_lease(fd, &l, 0)
+				  : weft_recv(fd, buf, sizeof buf, 0);
 
 		/* 0: peer closed; <0: reset, idle too long, cancelled... */
-		if (n > 0 && weft_write_all(fd, buf, (size_t)n, -1) < 0)
+		if (n > 0 && weft_write_all(fd, lease ? l.data : buf,
+					    (size_t)n, -1) < 0)
 			n = -1; /* not read for idle_ns, reset, ... */
+		if (lease && l.data)
+			weft_lease_release(&l);
 		weft_timeout_end(saved);
 		if (n <= 0)
 			break;
@@ -140,7 +150,7 @@ static void usage(const char *prog)
 {
 	fprintf(stderr,
 		"usage: %s [-p PORT] [-a ADDR] [-w WORKERS] [-n CONNECTIONS] "
-		"[-i IDLE_SECONDS]\n",
+		"[-i IDLE_SECONDS] [-l]\n",
 		prog);
 	exit(2);
 }
@@ -151,7 +161,7 @@ int main(int argc, char **argv)
 	void *res = NULL;
 	int opt, err;
 
-	while ((opt = getopt(argc, argv, "p:a:w:n:i:h")) != -1) {
+	while ((opt = getopt(argc, argv, "p:a:w:n:i:lh")) != -1) {
 		switch (opt) {
 		case 'p':
 			port = (uint16_t)strtoul(optarg, NULL, 10);
@@ -168,6 +178,9 @@ int main(int argc, char **argv)
 		case 'i':
 			idle_ns = (uint64_t)(strtod(optarg, NULL) *
 					     (double)WEFT_NSEC_PER_SEC);
+			break;
+		case 'l':
+			lease = true;
 			break;
 		default:
 			usage(argv[0]);

@@ -554,6 +554,44 @@ WEFT_API int weft_connect(int fd, const struct sockaddr *addr,
  * 32 bits). */
 WEFT_API ssize_t weft_recv(int fd, void *buf, size_t len, int flags);
 WEFT_API ssize_t weft_send(int fd, const void *buf, size_t len, int flags);
+
+/*
+ * Receiving into the runtime's buffers (a lease), for servers that parse
+ * in place: no buffer waits with an idle connection, and nothing is
+ * copied out. Each worker has a pool of WEFT_LEASE_COUNT buffers of
+ * WEFT_LEASE_SIZE bytes (made at its first weft_recv_lease()); on
+ * io_uring they sit in a provided-buffer ring (Linux 5.19+), from which
+ * the kernel takes one only when data arrives.
+ *
+ * weft_recv_lease() is recv(2) into such a buffer: on success (n > 0)
+ * lease->data holds the n bytes (lease->len == n, at most
+ * WEFT_LEASE_SIZE) until the lease is released; 0 at end of stream and a
+ * negative errno on failure leave the lease empty (data NULL, len 0).
+ * flags: as weft_recv(); MSG_PEEK and MSG_WAITALL give -EINVAL. When
+ * every buffer is out (a program that holds many leases, a burst on many
+ * connections), the call still succeeds: it receives into a buffer of
+ * its own, released the same way. Cancellation and deadlines as
+ * weft_recv(): bytes that came with the cancellation are returned, never
+ * dropped.
+ *
+ * weft_lease_release() gives the buffer back; any thread, also after the
+ * runtime ended (the memory lives until the last lease is back). Returns
+ * 0, or -EINVAL for a lease that holds nothing: empty, or released
+ * already (the lease is emptied by its release; a second release of the
+ * same lease, or of a copy made before, is refused, not acted on).
+ */
+#define WEFT_LEASE_SIZE 4096
+#define WEFT_LEASE_COUNT 256
+
+struct weft_lease {
+	void *data;
+	size_t len;
+	uint64_t priv[2]; /* the runtime's */
+};
+
+WEFT_API ssize_t weft_recv_lease(int fd, struct weft_lease *lease, int flags);
+WEFT_API int weft_lease_release(struct weft_lease *lease);
+
 /* Datagram forms, built on weft_recvmsg()/weft_sendmsg(). addr may be
  * NULL; *addrlen is updated on success. */
 WEFT_API ssize_t weft_recvfrom(int fd, void *buf, size_t len, int flags,

@@ -41,6 +41,7 @@
 #include "ops.h"
 #include "../runtime/base.h"
 #include "../runtime/epoll.h"
+#include "../runtime/pbuf.h"
 #include "../runtime/ring.h"
 #include "../runtime/runtime.h"
 #include "../runtime/task.h"
@@ -510,6 +511,110 @@ static ssize_t recv_call(int fd, void *buf, size_t len, int flags)
 ssize_t weft_recv(int fd, void *buf, size_t len, int flags)
 {
 	return filled(buf, recv_call(fd, buf, len, flags));
+}
+
+/* ---- receiving into lease buffers (runtime/pbuf.h) ---------------------
+ * On io_uring with a provided-buffer ring the receive selects a buffer
+ * from the worker's ring when data arrives (IOSQE_BUFFER_SELECT), so a
+ * waiting call holds none. Otherwise (the epoll reactor, a kernel before
+ * 5.19, or the ring empty: -ENOBUFS) the pool hands a buffer out and the
+ * call receives into it as weft_recv() does; on epoll only once the
+ * socket is readable. A buffer that got no bytes goes straight back.
+ */
+static ssize_t lease_from(struct weft__pbuf *p, int id, ssize_t n,
+			  struct weft_lease *l)
+{
+	if (n > 0) {
+		weft__pbuf_lease(p, (unsigned)id, (size_t)n, l);
+		filled(l->data, n);
+	} else {
+		weft__pbuf_give(p, (unsigned)id);
+	}
+	return n;
+}
+
+/* One try on epoll: a buffer of the running worker's pool, a non-blocking
+ * recv into it; -1 and errno as recv(2). */
+static ssize_t lease_try(int fd, struct weft_lease *l, int flags)
+{
+	struct weft__pbuf *p = weft__pbuf_get(weft__worker_self());
+	int id = p ? weft__pbuf_take(p) : -ENOMEM;
+	ssize_t n;
+	int e;
+
+	if (id < 0) {
+		errno = -id;
+		return -1;
+	}
+	n = recv(fd, weft__pbuf_addr(p, (unsigned)id), WEFT_LEASE_SIZE,
+		 flags | MSG_DONTWAIT);
+	e = errno;
+	lease_from(p, id, n, l);
+	errno = e;
+	return n;
+}
+
+/* On io_uring: the kernel picks the buffer. -ENOBUFS: the ring is empty. */
+static ssize_t lease_select(struct weft__pbuf *p, int fd,
+			    struct weft_lease *l, int flags)
+{
+	struct io io = { .nocancel = false };
+	struct io_uring_sqe *sqe = io_begin(&io);
+	ssize_t n;
+
+	if (!sqe)
+		return io.err;
+	io_uring_prep_recv(sqe, fd, NULL, WEFT_LEASE_SIZE, flags);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = WEFT__PBUF_GROUP;
+	n = io_wait(&io, sqe);
+	if (io.op.cflags & IORING_CQE_F_BUFFER)
+		return lease_from(p, (int)(io.op.cflags >> IORING_CQE_BUFFER_SHIFT),
+				  n, l);
+	return n;
+}
+
+ssize_t weft_recv_lease(int fd, struct weft_lease *l, int flags)
+{
+	struct weft__worker *w = weft__worker_self();
+	struct weft__pbuf *p;
+	ssize_t n;
+	int id;
+
+	if (!l)
+		return -EINVAL;
+	memset(l, 0, sizeof(*l));
+	if (flags & (MSG_PEEK | MSG_WAITALL))
+		return -EINVAL;
+	if (weft__epoll_on())
+		ep_call_in(fd, WEFT_LEASE_SIZE, flags & MSG_DONTWAIT,
+			   lease_try(fd, l, flags));
+	n = call_check(w, false);
+	if (n)
+		return n;
+	p = weft__pbuf_get(w);
+	if (!p)
+		return -ENOMEM;
+	if (weft__pbuf_ring(p)) {
+		weft__pbuf_refill(p);
+		n = lease_select(p, fd, l, flags);
+		if (n != -ENOBUFS)
+			return n;
+		/* The task may have moved: the pool of where it runs. */
+		p = weft__pbuf_get(weft__worker_self());
+		if (!p)
+			return -ENOMEM;
+	}
+	id = weft__pbuf_take(p);
+	if (id < 0)
+		return id;
+	return lease_from(p, id, recv_call(fd, weft__pbuf_addr(p, (unsigned)id),
+					   WEFT_LEASE_SIZE, flags), l);
+}
+
+int weft_lease_release(struct weft_lease *l)
+{
+	return weft__pbuf_release(l);
 }
 
 ssize_t weft_send(int fd, const void *buf, size_t len, int flags)

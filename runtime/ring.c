@@ -46,6 +46,7 @@
 #include "base.h"
 #include "epoll.h"
 #include "idle.h"
+#include "pbuf.h"
 #include "ring.h"
 #include "runtime.h"
 #include "spin.h"
@@ -124,7 +125,8 @@ static inline struct weft__op *ud_op(uint64_t ud)
 
 static void reap(struct weft__worker *w);
 static void op_unlink(struct weft__worker *w, struct weft__op *op);
-static void op_finish(struct weft__op *op, int res, bool draining);
+static void op_finish(struct weft__op *op, int res, unsigned cflags,
+		      bool draining);
 static void op_cancel_all(struct weft__worker *w);
 static void kick_install(void);
 
@@ -381,6 +383,9 @@ int weft__ring_init(struct weft__worker *w)
 
 void weft__ring_fini(struct weft__worker *w)
 {
+	/* Requests left in flight (the drain gave up) may still write into
+	 * lease buffers: those are then never freed. */
+	weft__pbuf_fini(w, weft__ring_inflight(&w->ring) != 0);
 	if (w->ring.epoll) {
 		weft__epoll_fini(w);
 		return;
@@ -463,6 +468,8 @@ unsigned weft__ring_quiesce(struct weft__worker *w)
 	 * flag, so io_uring_queue_exit() leaves the slots alone. */
 	if (w->ring.fd_reg && io_uring_unregister_ring_fd(&w->ring.uring) == 1)
 		w->ring.fd_reg = false;
+	/* Registration calls, too, must come from this thread. */
+	weft__pbuf_quiesce(w);
 	return weft__ring_inflight(&w->ring);
 }
 
@@ -501,6 +508,7 @@ static void reap(struct weft__worker *w)
 			if (weft__likely(!(ud & WEFT__UD_TAG_MASK))) {
 				if (ud)
 					op_finish(ud_op(ud), got[i].res,
+						  got[i].flags,
 						  w->ring.draining);
 			} else if (ud == WEFT__UD_WAKE_EFD) {
 				w->ring.wake_armed = false;
@@ -772,15 +780,17 @@ static void op_unlink(struct weft__worker *w, struct weft__op *op)
  * worker, or a rescuer (which saw it not draining, under cq_lock). */
 void weft__ring_op_done(struct weft__op *op, int res)
 {
-	op_finish(op, res, false);
+	op_finish(op, res, 0, false);
 }
 
-static void op_finish(struct weft__op *op, int res, bool draining)
+static void op_finish(struct weft__op *op, int res, unsigned cflags,
+		      bool draining)
 {
 	struct weft__tcb *t = op->task;
 	unsigned tf = op->task_flags;
 
 	op->res = res;
+	op->cflags = cflags;
 	/* Shutdown (weft__ring_quiesce): the task will never run again
 	 * and is dropped with its stack once every request is back; the
 	 * workers are stopping, so it is not woken. */
@@ -963,6 +973,7 @@ static unsigned rescue_reap(struct weft__worker *v)
 	struct io_uring_cq *cq = &v->ring.uring.cq;
 	struct weft__op *ops[32];
 	int res[32];
+	unsigned cflags[32];
 	unsigned head, tail, n = 0, i;
 
 	if (!weft__spin_trylock(&v->ring.cq_lock))
@@ -983,6 +994,7 @@ static unsigned rescue_reap(struct weft__worker *v)
 		} else if (ud) {
 			ops[n] = ud_op(ud);
 			res[n] = cqe->res;
+			cflags[n] = cqe->flags;
 			op_unlink(v, ops[n]);
 			n++;
 		}
@@ -991,7 +1003,7 @@ static unsigned rescue_reap(struct weft__worker *v)
 	io_uring_smp_store_release(cq->khead, head);
 	weft__spin_unlock(&v->ring.cq_lock);
 	for (i = 0; i < n; i++)
-		op_finish(ops[i], res[i], false);
+		op_finish(ops[i], res[i], cflags[i], false);
 	return n;
 }
 

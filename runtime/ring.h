@@ -34,6 +34,7 @@ struct weft__worker;
 struct weft__op {
 	struct weft__tcb *task;
 	int res;
+	unsigned cflags;     /* the CQE's flags (io_uring; 0 on epoll) */
 	unsigned task_flags; /* the task's own flags, put back on completion */
 	atomic_int done;
 	/* The worker's list of requests in flight (ring.ops), touched only
@@ -83,6 +84,9 @@ struct weft__ring {
 	int tfd; /* timerfd for timed waits without epoll_pwait2, or -1 */
 	struct weft__fdw *fdw;
 	unsigned nfdw;
+	/* Lease buffers (pbuf.c), made at the first weft_recv_lease() on
+	 * this worker; the owner's pointer. */
+	struct weft__pbuf *pbuf;
 };
 
 #define WEFT__RING_ENTRIES 512u

@@ -10,7 +10,8 @@
  *         and containerd's default profiles (not on their allow list,
  *         whose default answer is EPERM)
  *     -o  an older kernel: madvise(MADV_GUARD_INSTALL) fails with EINVAL
- *         (before 6.13), epoll_pwait2 and openat2 with ENOSYS (before
+ *         (before 6.13), so does the registration of a provided-buffer
+ *         ring (before 5.19), epoll_pwait2 and openat2 with ENOSYS (before
  *         5.11 and 5.6)
  *   Neither flag: both.
  *
@@ -49,6 +50,7 @@
 #define __NR_epoll_pwait2 441
 #endif
 #define MADV_GUARD_INSTALL_ 102
+#define IORING_REGISTER_PBUF_RING_ 22
 
 #define LD_NR BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr))
 /* if nr == n: return ERRNO(e) */
@@ -92,6 +94,16 @@ int main(int argc, char **argv)
 		REFUSE(docker ? __NR_io_uring_register : 0xfffff, EPERM),
 		REFUSE(old ? __NR_epoll_pwait2 : 0xfffff, ENOSYS),
 		REFUSE(old ? __NR_openat2 : 0xfffff, ENOSYS),
+		/* io_uring_register(_, IORING_REGISTER_PBUF_RING, ...):
+		 * EINVAL, as before 5.19 (an unknown opcode). */
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K,
+			 old ? __NR_io_uring_register : 0xfffff, 0, 4),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+			 offsetof(struct seccomp_data, args[1])),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IORING_REGISTER_PBUF_RING_,
+			 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EINVAL),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 		/* madvise(_, _, MADV_GUARD_INSTALL): EINVAL, as an unknown
 		 * advice gets. */
 		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K,
