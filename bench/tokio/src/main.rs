@@ -3,6 +3,7 @@
 //! same machine in the same run.
 //!
 //!   tokio-bench <workload> [--workers N] [--reps N] [--n N]
+//!   tokio-bench echo_server|http_server [--workers N] [--port N]
 //!
 //! Same scaffolding as bench/bench.h: the workload is timed inside the
 //! runtime, in a "main task" (a task spawned on the runtime, not the
@@ -29,6 +30,13 @@
 //!   context_switch_yield_now               Tokio's own idiom, whose cost
 //!                                          includes the defer list and the
 //!                                          driver polls.
+//!
+//! echo_server and http_server are the network baselines: servers, not
+//! timed workloads, loaded by bench/run with bench/echo_load and wrk like
+//! the weft example servers and the plain epoll servers (bench/epoll_*.c).
+//! They are written the way a Tokio program is: a listener, a spawned task
+//! per connection, AsyncReadExt/AsyncWriteExt. They print
+//! "listening on port N" and serve until killed.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -37,6 +45,10 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use std::io::Write;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{self, JoinHandle};
 
@@ -50,6 +62,8 @@ const WORKLOADS: &[&str] = &[
     "context_switch_yield_now",
     "park_many",
     "ping_pong",
+    "echo_server",
+    "http_server",
 ];
 
 struct Args {
@@ -57,11 +71,12 @@ struct Args {
     workers: usize, // 0: online CPUs
     reps: u32,
     n: u64, // 0: the workload's default
+    port: u16, // servers: 0 picks a free port
 }
 
 fn usage(prog: &str) -> ! {
     eprintln!(
-        "usage: {} <{}> [--workers N] [--reps N] [--n N]",
+        "usage: {} <{}> [--workers N] [--reps N] [--n N] [--port N]",
         prog,
         WORKLOADS.join("|")
     );
@@ -79,6 +94,7 @@ fn parse() -> Args {
         workers: 0,
         reps: 3,
         n: 0,
+        port: 0,
     };
     let mut i = 2;
     while i < argv.len() {
@@ -90,6 +106,7 @@ fn parse() -> Args {
             "--workers" => a.workers = v as usize,
             "--reps" => a.reps = v as u32,
             "--n" => a.n = v,
+            "--port" if v <= 65535 => a.port = v as u16,
             _ => usage(prog),
         }
         i += 2;
@@ -527,8 +544,168 @@ async fn amain(a: Args, workers: usize) -> Option<()> {
         "context_switch_yield_now" => context_switch(&a, workers, Yield::YieldNow).await,
         "park_many" => park_many(&a, workers).await,
         "ping_pong" => ping_pong(&a, workers).await,
+        "echo_server" => echo_server(&a).await,
+        "http_server" => http_server(&a).await,
         _ => None,
     }
+}
+
+// ------------------------------------------------------------------- servers
+
+async fn listen(port: u16) -> Option<TcpListener> {
+    match TcpListener::bind(("0.0.0.0", port)).await {
+        Ok(l) => {
+            let p = l.local_addr().map(|a| a.port()).unwrap_or(0);
+            println!("listening on port {}", p);
+            let _ = std::io::stdout().flush();
+            Some(l)
+        }
+        Err(e) => {
+            eprintln!("listen: {}", e);
+            None
+        }
+    }
+}
+
+/// Accepts for ever, a spawned task per connection (TCP_NODELAY, as the
+/// weft and epoll servers set it).
+async fn serve<F, Fut>(a: &Args, conn: F) -> Option<()>
+where
+    F: Fn(TcpStream) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let l = listen(a.port).await?;
+    loop {
+        match l.accept().await {
+            Ok((s, _)) => {
+                let _ = s.set_nodelay(true);
+                tokio::spawn(conn(s));
+            }
+            // Out of descriptors and the like: let connections finish.
+            Err(_) => task::yield_now().await,
+        }
+    }
+}
+
+/// Echo: what comes in goes back, until end of stream or an error.
+async fn echo_conn(mut s: TcpStream) {
+    let mut buf = vec![0u8; 16384];
+    loop {
+        let n = match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if s.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn echo_server(a: &Args) -> Option<()> {
+    serve(a, echo_conn).await
+}
+
+const HTTP_OK: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\nHello, World!";
+const HTTP_BAD: &[u8] =
+    b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+const HTTP_HDR_MAX: usize = 8 * 1024;
+
+/// One request head (without its final CRLF CRLF): whether it is one
+/// (request line "METHOD TARGET HTTP/1.x"), whether the connection stays
+/// open after it, and the body length to skip.
+fn http_head(head: &[u8]) -> Option<(bool, usize)> {
+    let text = std::str::from_utf8(head).ok()?;
+    let mut lines = text.split("\r\n");
+    let req: Vec<&str> = lines.next()?.split(' ').collect();
+    if req.len() != 3 || !req[2].starts_with("HTTP/1.") {
+        return None;
+    }
+    let mut keep = req[2] == "HTTP/1.1";
+    let mut body = 0usize;
+    for l in lines {
+        let (k, v) = l.split_once(':')?;
+        let v = v.trim();
+        if k.eq_ignore_ascii_case("content-length") {
+            body = v.parse().ok()?;
+        } else if k.eq_ignore_ascii_case("connection") {
+            keep = if v.eq_ignore_ascii_case("close") {
+                false
+            } else {
+                keep || v.eq_ignore_ascii_case("keep-alive")
+            };
+        } else if k.eq_ignore_ascii_case("transfer-encoding") {
+            return None; // no chunked bodies here
+        }
+    }
+    Some((keep, body))
+}
+
+/// HTTP/1.1 keep-alive, pipelined requests answered in order with one
+/// write per read; a malformed or oversized head gets 400 and a close.
+async fn http_conn(mut s: TcpStream) {
+    let mut buf: Vec<u8> = Vec::with_capacity(HTTP_HDR_MAX);
+    let mut out: Vec<u8> = Vec::new();
+    let mut skip = 0usize; // body bytes still to drop
+    loop {
+        let mut keep = true;
+        let mut start = 0usize;
+        loop {
+            if skip > 0 {
+                let k = skip.min(buf.len() - start);
+                start += k;
+                skip -= k;
+                if skip > 0 {
+                    break;
+                }
+            }
+            let end = match buf[start..].windows(4).position(|w| w == b"\r\n\r\n") {
+                Some(end) => end,
+                None => {
+                    if buf.len() - start > HTTP_HDR_MAX {
+                        out.extend_from_slice(HTTP_BAD);
+                        keep = false;
+                    }
+                    break;
+                }
+            };
+            match http_head(&buf[start..start + end]) {
+                Some((k, body)) => {
+                    out.extend_from_slice(HTTP_OK);
+                    start += end + 4;
+                    skip = body;
+                    if !k {
+                        keep = false;
+                        break;
+                    }
+                }
+                None => {
+                    out.extend_from_slice(HTTP_BAD);
+                    keep = false;
+                    break;
+                }
+            }
+        }
+        buf.drain(..start);
+        if !out.is_empty() {
+            if s.write_all(&out).await.is_err() {
+                return;
+            }
+            out.clear();
+        }
+        if !keep {
+            let _ = s.shutdown().await;
+            return;
+        }
+        match s.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+async fn http_server(a: &Args) -> Option<()> {
+    serve(a, http_conn).await
 }
 
 fn main() {
@@ -547,10 +724,18 @@ fn main() {
             }
         };
     }
-    // No I/O or time driver: none of the workloads needs one.
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .build()
+    // The I/O driver only for the servers: the timed workloads need none.
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    b.worker_threads(workers);
+    if a.workload.ends_with("_server") {
+        b.enable_io();
+        // A shell starts background commands with SIGINT ignored; the
+        // servers are stopped with it, as the C servers are.
+        unsafe {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+        }
+    }
+    let rt = match b.build()
     {
         Ok(rt) => rt,
         Err(e) => {
