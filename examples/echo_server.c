@@ -6,7 +6,7 @@
  * threading code here.
  *
  *   echo_server [-p PORT] [-a ADDR] [-w WORKERS] [-n CONNECTIONS]
- *               [-i IDLE_SECONDS] [-l]
+ *               [-i IDLE_SECONDS] [-r | -l]
  *
  * -p 0 (the default) takes any free port; the line `listening on port N`
  * says which. -n N exits once N connections have been served to
@@ -22,13 +22,15 @@
  * retried for a while if its port is still taken (http_server.c,
  * listen_retry(), says why).
  *
- * -l receives into the runtime's buffers (weft_recv_lease()) instead of
- * a buffer of the connection's own: a connection waiting for data then
- * holds no buffer, and its task's stack needs no room for one.
+ * Each connection receives through a stream (weft_stream_open()): one
+ * multishot receive per connection, armed once, and each message arrives
+ * in a buffer of the runtime's (a lease), written back and released. -r
+ * receives with weft_recv() into the task's own buffer instead, -l with
+ * weft_recv_lease() (a request per message, no buffer while waiting).
  *
  *   asyncio:                                  weft:
  *     server = await asyncio.start_server(...)  weft_tcp_listen + accept loop
- *     data = await reader.read(n)               weft_recv()
+ *     data = await reader.read(n)               weft_stream_recv()
  *     writer.write(data); await writer.drain()  weft_write_all()
  */
 #include <errno.h>
@@ -48,29 +50,38 @@ static unsigned long limit;       /* -n: 0 means serve forever */
 static atomic_ulong served;       /* connections finished */
 static uint64_t idle_ns = 60 * WEFT_NSEC_PER_SEC;
 static bool lease;                /* -l */
+static bool stream = true;        /* not -r, not -l */
 
 /* One connection: echo until end of stream or an error, then close. */
 static void *conn_main(void *arg)
 {
 	int fd = (int)(intptr_t)arg;
+	weft_stream *st = NULL;
 	char buf[BUF_SIZE];
 
+	if (stream && weft_stream_open(&st, fd) < 0) {
+		weft_close(fd);
+		return NULL;
+	}
 	for (;;) {
 		uint64_t saved = weft_timeout_begin(idle_ns);
-		struct weft_lease l;
-		ssize_t n = lease ? weft_recv_lease(fd, &l, 0)
-				  : weft_recv(fd, buf, sizeof buf, 0);
+		struct weft_lease l = { 0 };
+		ssize_t n = st	    ? weft_stream_recv(st, &l)
+			    : lease ? weft_recv_lease(fd, &l, 0)
+				    : weft_recv(fd, buf, sizeof buf, 0);
 
 		/* 0: peer closed; <0: reset, idle too long, cancelled... */
-		if (n > 0 && weft_write_all(fd, lease ? l.data : buf,
+		if (n > 0 && weft_write_all(fd, l.data ? l.data : buf,
 					    (size_t)n, -1) < 0)
 			n = -1; /* not read for idle_ns, reset, ... */
-		if (lease && l.data)
+		if (l.data)
 			weft_lease_release(&l);
 		weft_timeout_end(saved);
 		if (n <= 0)
 			break;
 	}
+	if (st)
+		weft_stream_close(st); /* before the descriptor */
 	weft_close(fd);
 	atomic_fetch_add_explicit(&served, 1, memory_order_relaxed);
 	return NULL;
@@ -150,7 +161,7 @@ static void usage(const char *prog)
 {
 	fprintf(stderr,
 		"usage: %s [-p PORT] [-a ADDR] [-w WORKERS] [-n CONNECTIONS] "
-		"[-i IDLE_SECONDS] [-l]\n",
+		"[-i IDLE_SECONDS] [-r | -l]\n",
 		prog);
 	exit(2);
 }
@@ -161,7 +172,7 @@ int main(int argc, char **argv)
 	void *res = NULL;
 	int opt, err;
 
-	while ((opt = getopt(argc, argv, "p:a:w:n:i:lh")) != -1) {
+	while ((opt = getopt(argc, argv, "p:a:w:n:i:lrh")) != -1) {
 		switch (opt) {
 		case 'p':
 			port = (uint16_t)strtoul(optarg, NULL, 10);
@@ -181,6 +192,10 @@ int main(int argc, char **argv)
 			break;
 		case 'l':
 			lease = true;
+			stream = false;
+			break;
+		case 'r':
+			stream = false;
 			break;
 		default:
 			usage(argv[0]);

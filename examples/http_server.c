@@ -5,7 +5,7 @@
  * requests included) and sends the answers of one read in one write.
  *
  *   http_server [-p PORT] [-a ADDR] [-w WORKERS] [-i IDLE_SECONDS]
- *               [-H HEAD_SECONDS]
+ *               [-H HEAD_SECONDS] [-r]
  *
  * What it checks, and nothing more:
  *   - the request line is METHOD SP TARGET SP HTTP/1.x CRLF, and each
@@ -32,6 +32,12 @@
  * the signal into weft_stop(), which cancels main, so the accept returns
  * -ECANCELED); a stop is a clean end: exit status 0. The listening socket
  * is retried for a while if its port is still taken (see listen_retry()).
+ *
+ * Each connection receives through a stream (weft_stream_open()): one
+ * multishot receive per connection, armed once, instead of a request per
+ * read; the bytes are copied from each lease into the connection's buffer
+ * (stream_read()). -r receives with weft_recv() straight into that buffer
+ * instead.
  */
 #define _GNU_SOURCE /* memmem */
 #include <errno.h>
@@ -64,6 +70,7 @@ static const char bad_resp[] = "HTTP/1.1 400 Bad Request\r\n"
 static const char *addr;
 static uint16_t port;
 static uint64_t idle_ns = 10 * WEFT_NSEC_PER_SEC;
+static bool use_stream = true; /* not -r */
 static uint64_t head_ns = 10 * WEFT_NSEC_PER_SEC;
 
 /* ---- parsing ---------------------------------------------------------- */
@@ -215,9 +222,35 @@ struct conn {
 	uint64_t skip;     /* body bytes still to drop */
 	uint64_t head_by;  /* the partial head buffered must be complete by
 			    * then (ns); 0: no partial head */
+	weft_stream *st;        /* the connection's stream; NULL with -r */
+	struct weft_lease pl;   /* a lease not yet all copied */
+	size_t ploff;           /* how much of it was */
 	char in[IN_CAP];
 	char out[OUT_CAP];
 };
+
+/* Up to cap bytes from the stream into buf: what is left of the last
+ * lease, or a new one; its result as weft_recv()'s. */
+static ssize_t stream_read(struct conn *c, char *buf, size_t cap)
+{
+	size_t k;
+
+	if (!c->pl.data) {
+		ssize_t n = weft_stream_recv(c->st, &c->pl);
+
+		if (n <= 0)
+			return n;
+		c->ploff = 0;
+	}
+	k = c->pl.len - c->ploff;
+	if (k > cap)
+		k = cap;
+	memcpy(buf, (const char *)c->pl.data + c->ploff, k);
+	c->ploff += k;
+	if (c->ploff == c->pl.len)
+		weft_lease_release(&c->pl); /* empties it */
+	return (ssize_t)k;
+}
 
 /* A client that does not read our answers for idle_ns is dropped (a
  * pipelining client that never reads kept its connection for ever). */
@@ -304,6 +337,13 @@ static void linger_close(struct conn *c)
 	uint64_t saved = weft_timeout_begin(LINGER_NS);
 	size_t total = 0;
 
+	if (c->st) { /* what it holds is dropped; the socket drains */
+		if (c->pl.data)
+			weft_lease_release(&c->pl);
+		weft_stream_close(c->st);
+		c->st = NULL;
+	}
+
 	if (weft_shutdown(c->fd, SHUT_WR) == 0) {
 		while (total < LINGER_MAX) {
 			ssize_t n = weft_recv(c->fd, c->in, IN_CAP, 0);
@@ -319,6 +359,13 @@ static void *conn_main(void *arg)
 {
 	struct conn *c = arg;
 
+	c->st = NULL;
+	c->pl.data = NULL;
+	if (use_stream && weft_stream_open(&c->st, c->fd) < 0) {
+		weft_close(c->fd);
+		free(c);
+		return NULL;
+	}
 	for (;;) {
 		int r = serve_buffered(c);
 		if (r < 0)
@@ -342,12 +389,19 @@ static void *conn_main(void *arg)
 		if (c->head_by && c->head_by < by)
 			by = c->head_by;
 		uint64_t saved = weft_deadline_begin(by);
-		ssize_t n = weft_recv(c->fd, c->in + c->end,
-				      IN_CAP - c->end, 0);
+		ssize_t n = c->st ? stream_read(c, c->in + c->end,
+						IN_CAP - c->end)
+				  : weft_recv(c->fd, c->in + c->end,
+					      IN_CAP - c->end, 0);
 		weft_timeout_end(saved);
 		if (n <= 0) /* closed, idle too long, reset, ... */
 			break;
 		c->end += (size_t)n;
+	}
+	if (c->st) { /* before the descriptor */
+		if (c->pl.data)
+			weft_lease_release(&c->pl);
+		weft_stream_close(c->st);
 	}
 	weft_close(c->fd);
 	free(c);
@@ -440,7 +494,7 @@ static void usage(const char *prog)
 {
 	fprintf(stderr,
 		"usage: %s [-p PORT] [-a ADDR] [-w WORKERS] [-i IDLE_SECONDS] "
-		"[-H HEAD_SECONDS]\n",
+		"[-H HEAD_SECONDS] [-r]\n",
 		prog);
 	exit(2);
 }
@@ -456,7 +510,7 @@ int main(int argc, char **argv)
 	void *res = NULL;
 	int opt, err;
 
-	while ((opt = getopt(argc, argv, "p:a:w:i:H:h")) != -1) {
+	while ((opt = getopt(argc, argv, "p:a:w:i:H:rh")) != -1) {
 		switch (opt) {
 		case 'p':
 			port = (uint16_t)strtoul(optarg, NULL, 10);
@@ -469,6 +523,9 @@ int main(int argc, char **argv)
 			break;
 		case 'i':
 			idle_ns = seconds(optarg);
+			break;
+		case 'r':
+			use_stream = false;
 			break;
 		case 'H':
 			head_ns = seconds(optarg);

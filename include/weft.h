@@ -592,6 +592,38 @@ struct weft_lease {
 WEFT_API ssize_t weft_recv_lease(int fd, struct weft_lease *lease, int flags);
 WEFT_API int weft_lease_release(struct weft_lease *lease);
 
+/*
+ * A receive stream on a connected socket: one multishot receive stays
+ * armed in the worker's ring (Linux 6.0+), so each message that arrives
+ * costs one completion and no new request; what arrives waits, in lease
+ * buffers, until weft_stream_recv() takes it. For connection tasks that
+ * read more than once.
+ *
+ * weft_stream_open(): a stream for the calling task on fd (which it does
+ * not own: close the stream before the descriptor; the kernel's request
+ * holds the socket open until then). The task stays on its worker while
+ * it has a stream open (it is pinned there, as WEFT_SPAWN_PINNED does,
+ * until its last stream is closed): the completions come there. 0, or
+ * -EPERM (not in a task), -EINVAL (out NULL), -ENOMEM.
+ * weft_stream_recv(): the next bytes, as a lease (weft_recv_lease()): n >
+ * 0, 0 at end of stream (and after), or a negative errno (the socket's
+ * error, once the bytes before it were taken). Only the task that opened
+ * the stream may call it (-EPERM otherwise; -EINVAL for a closed stream).
+ * Cancellation and deadlines end the wait (-ECANCELED, -ETIMEDOUT) and
+ * lose nothing: bytes that come later wait for the next call. When the
+ * worker's buffers run out, the stream receives once as weft_recv_lease()
+ * does and then goes on as before.
+ * weft_stream_close(): stops receiving; bytes received and not taken are
+ * dropped. 0, or -EINVAL for a stream closed already. Leases taken from
+ * the stream stay valid. On the epoll reactor and before Linux 6.0 a
+ * stream is a weft_recv_lease() per call, with the same results.
+ */
+typedef struct weft_stream weft_stream;
+
+WEFT_API int weft_stream_open(weft_stream **out, int fd);
+WEFT_API ssize_t weft_stream_recv(weft_stream *s, struct weft_lease *lease);
+WEFT_API int weft_stream_close(weft_stream *s);
+
 /* Datagram forms, built on weft_recvmsg()/weft_sendmsg(). addr may be
  * NULL; *addrlen is updated on success. */
 WEFT_API ssize_t weft_recvfrom(int fd, void *buf, size_t len, int flags,

@@ -28,6 +28,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -42,6 +43,7 @@
 #include "../runtime/base.h"
 #include "../runtime/epoll.h"
 #include "../runtime/pbuf.h"
+#include "../runtime/stream.h"
 #include "../runtime/ring.h"
 #include "../runtime/runtime.h"
 #include "../runtime/task.h"
@@ -615,6 +617,170 @@ ssize_t weft_recv_lease(int fd, struct weft_lease *l, int flags)
 int weft_lease_release(struct weft_lease *l)
 {
 	return weft__pbuf_release(l);
+}
+
+/* ---- receive streams (runtime/stream.h) ----------------------------------
+ * A weft_stream is the reactor's record (struct weft__stream, type-stable
+ * on its worker until the runtime ends). The task is pinned to its worker
+ * while it has a stream open, so every call below runs on the stream's
+ * worker, where its completions arrive: the queue, the flags and the
+ * arming are that worker's alone. A waiting task is woken by
+ * weft__stream_cqe() (reap, on the same worker) through the park
+ * protocol; a cancellation or deadline ends the wait without touching the
+ * request, which goes on filling the queue.
+ *
+ * On the epoll reactor, and where no buffer ring could be registered or
+ * the kernel refuses multishot receives, a stream is `single`: a
+ * weft_recv_lease() per call.
+ */
+static struct weft__stream *stream_of(weft_stream *st)
+{
+	struct weft__stream *s = (struct weft__stream *)(void *)st;
+
+	return s && s->magic == WEFT__STREAM_MAGIC ? s : NULL;
+}
+
+int weft_stream_open(weft_stream **out, int fd)
+{
+	struct weft__worker *w = weft__worker_self();
+	struct weft__stream *s;
+	struct weft__tcb *self;
+	unsigned f;
+	int err;
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	err = call_check(w, true);
+	if (err)
+		return err;
+	self = w->current;
+	/* The first stream pins the task (unless its spawner did) to the
+	 * worker with the fewest streams, whichever way the stream receives,
+	 * so that what weft.h says holds everywhere: connection tasks, which
+	 * usually start on their acceptor's worker, spread over the workers
+	 * here, since they cannot be stolen later. Pinned to another worker,
+	 * the task's yield takes it there (weft__worker_schedule()). The
+	 * flags are the task's own, written by it (wait.h orders them for
+	 * wakers). */
+	f = weft__task_flags(self);
+	if (!self->streams && !(f & WEFT__T_PINNED)) {
+		struct weft__worker *to = weft__stream_place(w);
+
+		self->home = to;
+		atomic_store_explicit(&self->flags,
+				      f | WEFT__T_PINNED | WEFT__T_STREAM_PIN,
+				      memory_order_relaxed);
+		if (to != w) {
+			weft_yield(); /* to `to`; a cancellation waits */
+			w = weft__worker_self();
+		}
+	}
+	s = weft__stream_new(w, fd);
+	if (!s) {
+		f = weft__task_flags(self);
+		if (!self->streams && (f & WEFT__T_STREAM_PIN))
+			atomic_store_explicit(&self->flags,
+					      f & ~(WEFT__T_PINNED |
+						    WEFT__T_STREAM_PIN),
+					      memory_order_relaxed);
+		return -ENOMEM;
+	}
+	self->streams++;
+	s->single = w->ring.epoll || !weft__pbuf_ring(s->p);
+	*out = (weft_stream *)(void *)s;
+	return 0;
+}
+
+struct stream_waiting {
+	struct weft__wait wt;
+	struct weft__stream *s;
+};
+
+static bool stream_ready(struct weft__wait *wt)
+{
+	struct weft__stream *s = ((struct stream_waiting *)wt)->s;
+
+	return s->q.head || !s->armed;
+}
+
+/* Cancelled or timed out: the wait ends; the request goes on. */
+static bool stream_give_up(struct weft__wait *wt, int why)
+{
+	wt->res = why;
+	return true;
+}
+
+ssize_t weft_stream_recv(weft_stream *st, struct weft_lease *l)
+{
+	struct weft__worker *w = weft__worker_self();
+	struct weft__stream *s = stream_of(st);
+	struct stream_waiting u;
+	unsigned len;
+	int id, err;
+
+	if (!l)
+		return -EINVAL;
+	memset(l, 0, sizeof(*l));
+	if (!s)
+		return -EINVAL;
+	if (!w || w->current != s->task)
+		return -EPERM;
+	weft__assert(s->w == w);
+	err = call_check(w, false);
+	if (err)
+		return err;
+	for (;;) {
+		id = weft__pbuf_q_pop(s->p, &s->q, &len);
+		if (id >= 0) {
+			weft__pbuf_lease(s->p, (unsigned)id, len, l);
+			return filled(l->data, (ssize_t)len);
+		}
+		if (s->end)
+			return s->end > 0 ? 0 : s->end;
+		if (s->single)
+			return weft_recv_lease(s->fd, l, 0);
+		if (!s->armed) {
+			/* Out of buffers last time: this once without the
+			 * ring's (it then has room again, or an overflow
+			 * buffer is used); armed again at the next call. */
+			if (s->starved) {
+				s->starved = false;
+				return weft_recv_lease(s->fd, l, 0);
+			}
+			err = weft__stream_arm(s);
+			if (err)
+				return err;
+		}
+		u.s = s;
+		weft__wait_init(&u.wt, w, w->current->deadline);
+		s->waiting = true;
+		err = weft__wait(&u.wt, stream_ready, stream_give_up);
+		s->waiting = false;
+		if (err)
+			return err;
+	}
+}
+
+int weft_stream_close(weft_stream *st)
+{
+	struct weft__worker *w = weft__worker_self();
+	struct weft__stream *s = stream_of(st);
+	struct weft__tcb *self;
+	unsigned f;
+
+	if (!s)
+		return -EINVAL;
+	if (!w || w->current != s->task)
+		return -EPERM;
+	self = w->current;
+	weft__stream_close(s);
+	f = weft__task_flags(self);
+	if (!--self->streams && (f & WEFT__T_STREAM_PIN))
+		atomic_store_explicit(&self->flags,
+				      f & ~(WEFT__T_PINNED | WEFT__T_STREAM_PIN),
+				      memory_order_relaxed);
+	return 0;
 }
 
 ssize_t weft_send(int fd, const void *buf, size_t len, int flags)

@@ -65,6 +65,7 @@ struct pbuf_chunk {
 	char *mem; /* PBUF_CHUNK * WEFT_LEASE_SIZE bytes */
 	_Atomic uint32_t state[PBUF_CHUNK];
 	_Atomic uint32_t next[PBUF_CHUNK]; /* id + 1 below; 0 ends */
+	uint32_t qlen[PBUF_CHUNK];         /* in a queue: its byte count */
 };
 
 struct weft__pbuf {
@@ -310,6 +311,41 @@ void weft__pbuf_give(struct weft__pbuf *p, unsigned id)
 	while (!atomic_compare_exchange_weak_explicit(&p->ret_head, &h, id + 1,
 						      memory_order_release,
 						      memory_order_relaxed));
+}
+
+void weft__pbuf_q_push(struct weft__pbuf *p, struct weft__pbuf_q *q,
+		       unsigned id, unsigned len)
+{
+	struct pbuf_chunk *c = chunk_of(p, id);
+
+	c->qlen[id % PBUF_CHUNK] = len;
+	atomic_store_explicit(&c->next[id % PBUF_CHUNK], 0,
+			      memory_order_relaxed);
+	if (q->tail)
+		atomic_store_explicit(
+			&chunk_of(p, q->tail - 1)->next[(q->tail - 1) % PBUF_CHUNK],
+			id + 1, memory_order_relaxed);
+	else
+		q->head = id + 1;
+	q->tail = id + 1;
+}
+
+int weft__pbuf_q_pop(struct weft__pbuf *p, struct weft__pbuf_q *q,
+		     unsigned *len)
+{
+	struct pbuf_chunk *c;
+	unsigned id;
+
+	if (!q->head)
+		return -1;
+	id = q->head - 1;
+	c = chunk_of(p, id);
+	*len = c->qlen[id % PBUF_CHUNK];
+	q->head = atomic_load_explicit(&c->next[id % PBUF_CHUNK],
+				       memory_order_relaxed);
+	if (!q->head)
+		q->tail = 0;
+	return (int)id;
 }
 
 int weft__pbuf_release(struct weft_lease *l)

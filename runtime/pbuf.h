@@ -48,6 +48,16 @@ void weft__pbuf_lease(struct weft__pbuf *p, unsigned id, size_t n,
 /* Buffer id (taken, or selected by the kernel) goes back unleased: the
  * receive into it got nothing. Any thread. */
 void weft__pbuf_give(struct weft__pbuf *p, unsigned id);
+/* A first-in first-out queue of buffers holding received bytes (a
+ * stream's, stream.c), linked through the pool: ids + 1, 0 ends. Owner. */
+struct weft__pbuf_q {
+	unsigned head, tail;
+};
+void weft__pbuf_q_push(struct weft__pbuf *p, struct weft__pbuf_q *q,
+		       unsigned id, unsigned len);
+/* The first buffer's id and, in *len, its byte count; -1 if empty. */
+int weft__pbuf_q_pop(struct weft__pbuf *p, struct weft__pbuf_q *q,
+		     unsigned *len);
 /* weft_lease_release(): 0 or -EINVAL (the lease holds nothing). Any
  * thread. */
 int weft__pbuf_release(struct weft_lease *l);

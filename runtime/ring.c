@@ -47,6 +47,7 @@
 #include "epoll.h"
 #include "idle.h"
 #include "pbuf.h"
+#include "stream.h"
 #include "ring.h"
 #include "runtime.h"
 #include "spin.h"
@@ -71,6 +72,9 @@
 /* Requests whose completion nobody waits for (cancellations), and failed
  * MSG_RING completions already handled by weft__ring_wake(). */
 #define WEFT__UD_IGNORE 3u
+/* op | 4: a multishot request's completions (a receive stream's,
+ * stream.c); the request goes on while IORING_CQE_F_MORE is set. */
+#define WEFT__UD_MULTI 4u
 
 /*
  * Test hooks, debug builds only, read from the environment by each worker
@@ -115,6 +119,12 @@ static const unsigned ring_flag_tries[] = {
 	IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
 	0,
 };
+
+/* The multishot request of a WEFT__UD_MULTI user_data. */
+static inline struct weft__op *multi_op(uint64_t ud)
+{
+	return (struct weft__op *)(uintptr_t)(ud & ~(uint64_t)WEFT__UD_TAG_MASK);
+}
 
 /* The request a CQE's user_data names, or NULL for the ring's own. */
 static inline struct weft__op *ud_op(uint64_t ud)
@@ -385,6 +395,7 @@ void weft__ring_fini(struct weft__worker *w)
 {
 	/* Requests left in flight (the drain gave up) may still write into
 	 * lease buffers: those are then never freed. */
+	weft__stream_fini(w);
 	weft__pbuf_fini(w, weft__ring_inflight(&w->ring) != 0);
 	if (w->ring.epoll) {
 		weft__epoll_fini(w);
@@ -493,10 +504,15 @@ static void reap(struct weft__worker *w)
 		n = io_uring_peek_batch_cqe(&w->ring.uring, cqes, 32);
 		for (i = 0; i < n; i++) {
 			struct weft__op *op;
+			uint64_t ud;
 
 			got[i] = *cqes[i];
-			if (weft__likely((op = ud_op(got[i].user_data)) != NULL))
+			ud = got[i].user_data;
+			if (weft__likely((op = ud_op(ud)) != NULL))
 				op_unlink(w, op);
+			else if ((ud & WEFT__UD_TAG_MASK) == WEFT__UD_MULTI &&
+				 !(got[i].flags & IORING_CQE_F_MORE))
+				op_unlink(w, multi_op(ud));
 		}
 		io_uring_cq_advance(&w->ring.uring, n);
 		weft__spin_unlock(&w->ring.cq_lock);
@@ -510,6 +526,11 @@ static void reap(struct weft__worker *w)
 					op_finish(ud_op(ud), got[i].res,
 						  got[i].flags,
 						  w->ring.draining);
+			} else if ((ud & WEFT__UD_TAG_MASK) == WEFT__UD_MULTI) {
+				weft__stream_cqe(weft__container_of(multi_op(ud),
+							struct weft__stream, op),
+						 got[i].res, got[i].flags,
+						 w->ring.draining);
 			} else if (ud == WEFT__UD_WAKE_EFD) {
 				w->ring.wake_armed = false;
 			} else if ((ud & WEFT__UD_TAG_MASK) ==
@@ -720,6 +741,7 @@ void weft__ring_op_start(struct weft__worker *w, struct weft__op *op,
 {
 	op->task = task;
 	op->task_flags = task_flags;
+	op->multi = false;
 	atomic_init(&op->done, 0);
 	io_uring_sqe_set_data(sqe, op);
 	weft__spin_lock(&w->ring.cq_lock);
@@ -732,6 +754,26 @@ void weft__ring_op_start(struct weft__worker *w, struct weft__op *op,
 		w->ring.ops->prev = op;
 	w->ring.ops = op;
 	weft__spin_unlock(&w->ring.cq_lock);
+}
+
+void weft__ring_multi_start(struct weft__worker *w, struct weft__op *op,
+			    struct io_uring_sqe *sqe)
+{
+	weft__ring_op_start(w, op, NULL, 0, sqe);
+	op->multi = true;
+	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)op | WEFT__UD_MULTI);
+	weft__worker_serve_soon(w);
+}
+
+void weft__ring_multi_cancel(struct weft__worker *w, struct weft__op *op)
+{
+	struct io_uring_sqe *sqe = weft__ring_sqe(w);
+
+	if (!sqe)
+		return; /* the ring failed for good: shutdown drops it */
+	io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op | WEFT__UD_MULTI, 0);
+	io_uring_sqe_set_data64(sqe, WEFT__UD_IGNORE);
+	weft__worker_serve_soon(w);
 }
 
 void weft__ring_op_pin(struct weft__worker *w, struct weft__tcb *self,
@@ -829,7 +871,9 @@ static void op_cancel_all(struct weft__worker *w)
 
 		if (!sqe)
 			return; /* the ring failed: nothing can be cancelled */
-		io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op, 0);
+		io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op |
+					    (op->multi ? WEFT__UD_MULTI : 0),
+				       0);
 		io_uring_sqe_set_data64(sqe, WEFT__UD_IGNORE);
 	}
 }

@@ -41,6 +41,7 @@ struct weft__op {
 	 * by that worker: linked at submission, unlinked at completion. On
 	 * the epoll reactor: the list of its descriptor's waiters. */
 	struct weft__op *next, *prev;
+	bool multi; /* a multishot request (weft__ring_multi_start()) */
 	/* epoll reactor only: the descriptor and the events waited for. */
 	int fd;
 	unsigned events;
@@ -87,6 +88,12 @@ struct weft__ring {
 	/* Lease buffers (pbuf.c), made at the first weft_recv_lease() on
 	 * this worker; the owner's pointer. */
 	struct weft__pbuf *pbuf;
+	/* Receive streams (stream.c): open ones, and records kept for
+	 * reuse; the owner's. */
+	struct weft__stream *streams, *streams_free;
+	/* How many are open: written by the owner, read by any worker
+	 * placing a new stream (relaxed, a hint). */
+	atomic_uint nstreams;
 };
 
 #define WEFT__RING_ENTRIES 512u
@@ -187,5 +194,12 @@ void weft__ring_op_pin(struct weft__worker *w, struct weft__tcb *self,
 /* Asks the kernel to cancel op (in flight on w's ring, w's thread); its
  * completion still comes. */
 void weft__ring_op_cancel(struct weft__worker *w, struct weft__op *op);
+/* A multishot request (a receive stream's, stream.h): op is linked in
+ * flight until its last completion (no IORING_CQE_F_MORE); every
+ * completion goes to weft__stream_cqe(). multi_cancel asks the kernel to
+ * end it. w's thread. */
+void weft__ring_multi_start(struct weft__worker *w, struct weft__op *op,
+			    struct io_uring_sqe *sqe);
+void weft__ring_multi_cancel(struct weft__worker *w, struct weft__op *op);
 
 #endif

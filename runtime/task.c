@@ -815,6 +815,7 @@ task_start(struct weft_runtime *rt, struct weft__worker *w,
 	t->stack = NULL;
 	t->stack_size = opts ? opts->stack_size : 0;
 	t->shield = 0;
+	t->streams = 0;
 	t->outcome = 0;
 	t->waiters = NULL;
 	t->tls = NULL;

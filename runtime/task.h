@@ -33,6 +33,9 @@ enum {
  * unpinned by the completion, which may race with another waker reading
  * them: hence atomic; see io/ops.c). */
 #define WEFT__T_PINNED 0x1u
+/* Pinned by its first open receive stream (io/ops.c), not by its spawner:
+ * the pin goes when its last stream is closed. */
+#define WEFT__T_STREAM_PIN 0x2u
 
 struct weft__cb_slab;
 struct weft__stack;
@@ -78,6 +81,9 @@ struct weft__tcb {
 	atomic_int cancel;
 	/* Shield depth; only the task itself touches it. */
 	int shield;
+	/* Receive streams the task has open (io/ops.c); only the task
+	 * itself touches it. */
+	unsigned streams;
 	/* Outcome reported to awaiters: 0, -ECANCELED or -ENOMEM. Written
 	 * before `done` is set (release), read after it (acquire). */
 	int outcome;

@@ -1,0 +1,213 @@
+/*
+ * Receive streams: the reactor's half (stream.h says who runs what).
+ *
+ * A stream's life
+ *   new (not armed) -> armed by the first weft_stream_recv() that finds
+ *   its queue empty -> completions, each a buffer with bytes (queued) and
+ *   IORING_CQE_F_MORE while the request goes on -> a last completion
+ *   without F_MORE: end of stream (0), an error, -ENOBUFS (the worker's
+ *   ring of buffers ran dry: `starved`, the next receive goes once without
+ *   it, then arms again), or -ECANCELED (our close, or the shutdown's
+ *   cancellation). The program's close gives the queued buffers back and,
+ *   if armed, cancels; the stream's memory then waits for the last
+ *   completion (the kernel's request names it), when it joins the
+ *   worker's free list. Stream records are type-stable: they stay stream
+ *   records, on the worker's lists, until the worker's ring is closed, so
+ *   a second close finds magic 0 and is refused.
+ */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base.h"
+#include "runtime.h"
+#include "stream.h"
+#include "task.h"
+#include "worker.h"
+
+static void list_add(struct weft__stream **head, struct weft__stream *s)
+{
+	s->prev = NULL;
+	s->next = *head;
+	if (*head)
+		(*head)->prev = s;
+	*head = s;
+}
+
+static void list_del(struct weft__stream **head, struct weft__stream *s)
+{
+	if (s->next)
+		s->next->prev = s->prev;
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		*head = s->next;
+}
+
+struct weft__worker *weft__stream_place(struct weft__worker *w)
+{
+	struct weft_runtime *rt = w->rt;
+	struct weft__worker *best = w;
+	unsigned least = atomic_load_explicit(&w->ring.nstreams,
+					      memory_order_relaxed);
+
+	for (unsigned i = 0; i < rt->nworkers && least; i++) {
+		struct weft__worker *v = rt->workers[i];
+		unsigned n = atomic_load_explicit(&v->ring.nstreams,
+						  memory_order_relaxed);
+
+		if (n < least) {
+			least = n;
+			best = v;
+		}
+	}
+	return best;
+}
+
+static void count(struct weft__worker *w, int d)
+{
+	atomic_store_explicit(&w->ring.nstreams,
+			      atomic_load_explicit(&w->ring.nstreams,
+						   memory_order_relaxed) +
+				      (unsigned)d,
+			      memory_order_relaxed);
+}
+
+struct weft__stream *weft__stream_new(struct weft__worker *w, int fd)
+{
+	struct weft__pbuf *p = weft__pbuf_get(w);
+	struct weft__stream *s = w->ring.streams_free;
+
+	if (!p)
+		return NULL;
+	if (s)
+		list_del(&w->ring.streams_free, s);
+	else if (!(s = malloc(sizeof(*s))))
+		return NULL;
+	memset(s, 0, sizeof(*s));
+	s->magic = WEFT__STREAM_MAGIC;
+	s->w = w;
+	s->p = p;
+	s->task = w->current;
+	s->fd = fd;
+	list_add(&w->ring.streams, s);
+	count(w, 1);
+	return s;
+}
+
+/* Test hook, debug builds only: WEFT_DEBUG_NO_MULTISHOT=1 makes every
+ * arming a receive with an unknown flag, which the kernel refuses with
+ * -EINVAL as a 5.19 kernel refuses IORING_RECV_MULTISHOT, so that tests
+ * reach the fallback (`single`). Read once per process. */
+static bool debug_no_multishot(void)
+{
+#ifndef NDEBUG
+	static atomic_int v = -1; /* relaxed: any reader computes the same */
+	int x = atomic_load_explicit(&v, memory_order_relaxed);
+
+	if (x < 0) {
+		const char *e = getenv("WEFT_DEBUG_NO_MULTISHOT");
+
+		x = e && e[0] == '1';
+		atomic_store_explicit(&v, x, memory_order_relaxed);
+	}
+	return x;
+#else
+	return false;
+#endif
+}
+
+int weft__stream_arm(struct weft__stream *s)
+{
+	struct io_uring_sqe *sqe;
+
+	weft__pbuf_refill(s->p);
+	sqe = weft__ring_sqe(s->w);
+	if (!sqe)
+		return atomic_load_explicit(&s->w->rt->fatal,
+					    memory_order_relaxed);
+	io_uring_prep_recv_multishot(sqe, s->fd, NULL, 0, 0);
+	if (weft__unlikely(debug_no_multishot()))
+		sqe->ioprio = 0x8000; /* no such flag: -EINVAL */
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = WEFT__PBUF_GROUP;
+	weft__ring_multi_start(s->w, &s->op, sqe);
+	s->armed = true;
+	s->got = false;
+	s->starved = false;
+	return 0;
+}
+
+/* Off the open list, onto the free one (magic already 0). */
+static void stream_free(struct weft__stream *s)
+{
+	list_del(&s->w->ring.streams, s);
+	list_add(&s->w->ring.streams_free, s);
+}
+
+void weft__stream_close(struct weft__stream *s)
+{
+	unsigned len;
+	int id;
+
+	s->magic = 0;
+	count(s->w, -1);
+	while ((id = weft__pbuf_q_pop(s->p, &s->q, &len)) >= 0)
+		weft__pbuf_give(s->p, (unsigned)id);
+	if (s->armed) {
+		s->closing = true;
+		weft__ring_multi_cancel(s->w, &s->op);
+		return;
+	}
+	stream_free(s);
+}
+
+void weft__stream_cqe(struct weft__stream *s, int res, unsigned flags,
+		      bool draining)
+{
+	bool first = !s->got;
+
+	s->got = true;
+	if (flags & IORING_CQE_F_BUFFER) {
+		unsigned id = flags >> IORING_CQE_BUFFER_SHIFT;
+
+		if (res > 0 && !s->closing && !draining)
+			weft__pbuf_q_push(s->p, &s->q, id, (unsigned)res);
+		else
+			weft__pbuf_give(s->p, id);
+	}
+	if (!(flags & IORING_CQE_F_MORE)) {
+		s->armed = false;
+		if (res == -ENOBUFS)
+			s->starved = true;
+		else if (res == -EINVAL && first)
+			s->single = true; /* multishot refused (before 6.0) */
+		else if (res == 0)
+			s->end = 1;
+		else if (res < 0 && res != -ECANCELED)
+			s->end = res;
+		if (s->closing) {
+			stream_free(s);
+			return;
+		}
+	}
+	/* Same thread as the task's check (both on s->w): the park
+	 * protocol's RMW in the wake still pairs with it. */
+	if (s->waiting && !draining)
+		weft__task_wake(s->task);
+}
+
+void weft__stream_fini(struct weft__worker *w)
+{
+	struct weft__stream *s;
+
+	while ((s = w->ring.streams)) {
+		list_del(&w->ring.streams, s);
+		free(s);
+	}
+	while ((s = w->ring.streams_free)) {
+		list_del(&w->ring.streams_free, s);
+		free(s);
+	}
+}
