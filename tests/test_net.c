@@ -2898,7 +2898,9 @@ static void *stream_starve_main(void *arg)
 			n++;
 		}
 	}
-	/* Every lease still holds its own bytes. */
+out:
+	WT_CHECK_EQ(weft_stream_close(st), 0);
+	/* After the close, every lease still holds its own bytes. */
 	got = 0;
 	for (int i = 0; i < n; i++) {
 		WT_CHECK(pat_ok(held[i].data, held[i].len, got));
@@ -2906,8 +2908,6 @@ static void *stream_starve_main(void *arg)
 		WT_CHECK_EQ(weft_lease_release(&held[i]), 0);
 	}
 	WT_CHECK_EQ(got, sent);
-out:
-	WT_CHECK_EQ(weft_stream_close(st), 0);
 	WT_CHECK_EQ(weft_close(c), 0);
 	WT_CHECK_EQ(weft_close(s), 0);
 	free(held);
