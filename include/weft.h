@@ -563,7 +563,8 @@ WEFT_API ssize_t weft_send(int fd, const void *buf, size_t len, int flags);
  * io_uring they sit in a provided-buffer ring (Linux 5.19+), from which
  * the kernel takes one only when data arrives.
  *
- * weft_recv_lease() is recv(2) into such a buffer: on success (n > 0)
+ * weft_recv_lease() is recv(2) into such a buffer (the lease passed in
+ * must hold none: it is overwritten): on success (n > 0)
  * lease->data holds the n bytes (lease->len == n, at most
  * WEFT_LEASE_SIZE) until the lease is released; 0 at end of stream and a
  * negative errno on failure leave the lease empty (data NULL, len 0).
@@ -578,7 +579,9 @@ WEFT_API ssize_t weft_send(int fd, const void *buf, size_t len, int flags);
  * runtime ended (the memory lives until the last lease is back). Returns
  * 0, or -EINVAL for a lease that holds nothing: empty, or released
  * already (the lease is emptied by its release; a second release of the
- * same lease, or of a copy made before, is refused, not acted on).
+ * same lease, or of a copy made before, is refused, not acted on, as long
+ * as the pool lives: once a runtime has ended and its last lease is back,
+ * its pool is freed, and releasing a copy then is undefined).
  */
 #define WEFT_LEASE_SIZE 4096
 #define WEFT_LEASE_COUNT 256
@@ -601,10 +604,13 @@ WEFT_API int weft_lease_release(struct weft_lease *lease);
  *
  * weft_stream_open(): a stream for the calling task on fd (which it does
  * not own: close the stream before the descriptor; the kernel's request
- * holds the socket open until then). The task stays on its worker while
+ * holds the socket open until then). The task stays on one worker while
  * it has a stream open (it is pinned there, as WEFT_SPAWN_PINNED does,
- * until its last stream is closed): the completions come there. 0, or
- * -EPERM (not in a task), -EINVAL (out NULL), -ENOMEM.
+ * until its last stream is closed): the completions come there. Its
+ * first stream may move it to another worker, another thread: the one
+ * with the fewest streams, so that connections spread. A stream still
+ * open when its task ends is closed then. 0, or -EPERM (not in a task),
+ * -EINVAL (out NULL), -ENOMEM.
  * weft_stream_recv(): the next bytes, as a lease (weft_recv_lease()): n >
  * 0, 0 at end of stream (and after), or a negative errno (the socket's
  * error, once the bytes before it were taken). Only the task that opened

@@ -645,6 +645,7 @@ int weft_stream_open(weft_stream **out, int fd)
 	struct weft__worker *w = weft__worker_self();
 	struct weft__stream *s;
 	struct weft__tcb *self;
+	bool placed = false;
 	unsigned f;
 	int err;
 
@@ -667,6 +668,7 @@ int weft_stream_open(weft_stream **out, int fd)
 	if (!self->streams && !(f & WEFT__T_PINNED)) {
 		struct weft__worker *to = weft__stream_place(w);
 
+		placed = true;
 		self->home = to;
 		atomic_store_explicit(&self->flags,
 				      f | WEFT__T_PINNED | WEFT__T_STREAM_PIN,
@@ -676,8 +678,10 @@ int weft_stream_open(weft_stream **out, int fd)
 			w = weft__worker_self();
 		}
 	}
-	s = weft__stream_new(w, fd);
+	s = weft__stream_new(w, fd, placed);
 	if (!s) {
+		if (placed)
+			weft__stream_uncount(w);
 		f = weft__task_flags(self);
 		if (!self->streams && (f & WEFT__T_STREAM_PIN))
 			atomic_store_explicit(&self->flags,

@@ -493,14 +493,40 @@ unsigned weft__ring_quiesce(struct weft__worker *w)
  * the requests' records happen under cq_lock, which a rescuer may hold
  * (weft__ring_rescue()); the acting does not.
  */
+/* A multishot completion, in the copy phase under cq_lock, in CQ order
+ * (stream bytes must stay in the order the kernel posted them, and a
+ * nested reap, from acting on a batch, would otherwise queue later ones
+ * first): its request unlinked if it ended, its buffer queued on its
+ * stream. Returns the task to wake after the lock, or NULL. Owner. */
+static struct weft__tcb *multi_take(struct weft__worker *w, uint64_t ud,
+				    int res, unsigned flags)
+{
+	if (!(flags & IORING_CQE_F_MORE))
+		op_unlink(w, multi_op(ud));
+	return weft__stream_cqe(weft__container_of(multi_op(ud),
+						   struct weft__stream, op),
+				res, flags, w->ring.draining);
+}
+
 static void reap(struct weft__worker *w)
 {
 	struct io_uring_cqe *cqes[32];
 	struct io_uring_cqe got[32];
-	unsigned n, i;
+	struct weft__tcb *wake[32 + WEFT__RING_DEFERRED];
+	unsigned n, i, nwake;
 
 	for (;;) {
+		nwake = 0;
 		weft__spin_lock(&w->ring.cq_lock);
+		/* What a rescuer set aside came off the CQ first. */
+		for (i = 0; i < w->ring.ndeferred; i++) {
+			struct weft__cqe_copy *d = &w->ring.deferred[i];
+
+			if ((wake[nwake] = multi_take(w, d->ud, d->res,
+						      d->flags)))
+				nwake++;
+		}
+		w->ring.ndeferred = 0;
 		n = io_uring_peek_batch_cqe(&w->ring.uring, cqes, 32);
 		for (i = 0; i < n; i++) {
 			struct weft__op *op;
@@ -508,14 +534,19 @@ static void reap(struct weft__worker *w)
 
 			got[i] = *cqes[i];
 			ud = got[i].user_data;
-			if (weft__likely((op = ud_op(ud)) != NULL))
+			if (weft__likely((op = ud_op(ud)) != NULL)) {
 				op_unlink(w, op);
-			else if ((ud & WEFT__UD_TAG_MASK) == WEFT__UD_MULTI &&
-				 !(got[i].flags & IORING_CQE_F_MORE))
-				op_unlink(w, multi_op(ud));
+			} else if ((ud & WEFT__UD_TAG_MASK) == WEFT__UD_MULTI) {
+				if ((wake[nwake] = multi_take(w, ud, got[i].res,
+							      got[i].flags)))
+					nwake++;
+				got[i].user_data = WEFT__UD_IGNORE;
+			}
 		}
 		io_uring_cq_advance(&w->ring.uring, n);
 		weft__spin_unlock(&w->ring.cq_lock);
+		for (i = 0; i < nwake; i++)
+			weft__task_wake(wake[i]);
 		if (!n)
 			break;
 		for (i = 0; i < n; i++) {
@@ -526,11 +557,6 @@ static void reap(struct weft__worker *w)
 					op_finish(ud_op(ud), got[i].res,
 						  got[i].flags,
 						  w->ring.draining);
-			} else if ((ud & WEFT__UD_TAG_MASK) == WEFT__UD_MULTI) {
-				weft__stream_cqe(weft__container_of(multi_op(ud),
-							struct weft__stream, op),
-						 got[i].res, got[i].flags,
-						 w->ring.draining);
 			} else if (ud == WEFT__UD_WAKE_EFD) {
 				w->ring.wake_armed = false;
 			} else if ((ud & WEFT__UD_TAG_MASK) ==
@@ -849,8 +875,20 @@ static void op_finish(struct weft__op *op, int res, unsigned cflags,
 	 * its acquire load (weft__task_flags) orders it after this release
 	 * store and so after `done`, which the task will see wherever it
 	 * runs. `home` is left alone: a task pinned by its spawner has home
-	 * == this worker anyway. */
-	atomic_store_explicit(&t->flags, tf, memory_order_release);
+	 * == this worker anyway.
+	 * A CAS from the pin this request put (weft__ring_op_pin), not a
+	 * store: once `done` is out the task may have returned (woken by a
+	 * cancel, say) and changed its flags itself (weft_stream_open pins
+	 * it), or ended; a late store of the old flags would undo that. If
+	 * the flags are no longer the request's, the task put its own back
+	 * already. */
+	{
+		unsigned pinned = tf | WEFT__T_PINNED;
+
+		atomic_compare_exchange_strong_explicit(
+			&t->flags, &pinned, tf, memory_order_release,
+			memory_order_relaxed);
+	}
 	weft__task_wake(t);
 }
 
@@ -1032,7 +1070,21 @@ static unsigned rescue_reap(struct weft__worker *v)
 		struct io_uring_cqe *cqe = &cq->cqes[head & cq->ring_mask];
 		uint64_t ud = cqe->user_data;
 
-		if (ud & WEFT__UD_TAG_MASK) {
+		if ((ud & WEFT__UD_TAG_MASK) == WEFT__UD_MULTI) {
+			/* A stream's: only the owner may act on it (stream.h).
+			 * Set aside, in order, for its next reap; the request
+			 * leaves the list here if it ended. */
+			struct weft__cqe_copy *d;
+
+			if (v->ring.ndeferred == WEFT__RING_DEFERRED)
+				break;
+			d = &v->ring.deferred[v->ring.ndeferred++];
+			d->ud = ud;
+			d->res = cqe->res;
+			d->flags = cqe->flags;
+			if (!(cqe->flags & IORING_CQE_F_MORE))
+				op_unlink(v, multi_op(ud));
+		} else if (ud & WEFT__UD_TAG_MASK) {
 			if (ud != WEFT__UD_IGNORE)
 				break;
 		} else if (ud) {
@@ -1048,6 +1100,9 @@ static unsigned rescue_reap(struct weft__worker *v)
 	weft__spin_unlock(&v->ring.cq_lock);
 	for (i = 0; i < n; i++)
 		op_finish(ops[i], res[i], cflags[i], false);
+	/* Set-aside ones wait for the owner's next look at its ring (its
+	 * armed streams keep `inflight` non-zero, so a busy owner looks at
+	 * its periodic pick; the tasks they wake are pinned to it anyway). */
 	return n;
 }
 

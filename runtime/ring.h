@@ -49,6 +49,8 @@ struct weft__op {
 
 struct weft__fdw;
 
+#define WEFT__RING_DEFERRED 32u
+
 /* A worker's reactor state, embedded in struct weft__worker (on a line of
  * its own). Only the owning worker touches it, except wake_fd (written to
  * by wakers), in_wait (read by remote_push(), worker.c), and what a
@@ -91,9 +93,18 @@ struct weft__ring {
 	/* Receive streams (stream.c): open ones, and records kept for
 	 * reuse; the owner's. */
 	struct weft__stream *streams, *streams_free;
-	/* How many are open: written by the owner, read by any worker
-	 * placing a new stream (relaxed, a hint). */
+	/* How many are open, counting those on their way here (placed,
+	 * weft__stream_place()): any worker, atomically; a hint. */
 	atomic_uint nstreams;
+	/* Multishot completions a rescuer took off the CQ (it cannot act on
+	 * them: streams are the owner's), in CQ order, for the owner's next
+	 * reap; under cq_lock. */
+	struct weft__cqe_copy {
+		uint64_t ud;
+		int res;
+		unsigned flags;
+	} deferred[WEFT__RING_DEFERRED];
+	unsigned ndeferred;
 };
 
 #define WEFT__RING_ENTRIES 512u

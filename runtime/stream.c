@@ -62,19 +62,19 @@ struct weft__worker *weft__stream_place(struct weft__worker *w)
 			best = v;
 		}
 	}
+	/* Counted now, before the task gets there: a burst of opens on one
+	 * worker spreads instead of all choosing the same one. */
+	atomic_fetch_add_explicit(&best->ring.nstreams, 1, memory_order_relaxed);
 	return best;
 }
 
-static void count(struct weft__worker *w, int d)
+void weft__stream_uncount(struct weft__worker *w)
 {
-	atomic_store_explicit(&w->ring.nstreams,
-			      atomic_load_explicit(&w->ring.nstreams,
-						   memory_order_relaxed) +
-				      (unsigned)d,
-			      memory_order_relaxed);
+	atomic_fetch_sub_explicit(&w->ring.nstreams, 1, memory_order_relaxed);
 }
 
-struct weft__stream *weft__stream_new(struct weft__worker *w, int fd)
+struct weft__stream *weft__stream_new(struct weft__worker *w, int fd,
+				      bool counted)
 {
 	struct weft__pbuf *p = weft__pbuf_get(w);
 	struct weft__stream *s = w->ring.streams_free;
@@ -92,7 +92,9 @@ struct weft__stream *weft__stream_new(struct weft__worker *w, int fd)
 	s->task = w->current;
 	s->fd = fd;
 	list_add(&w->ring.streams, s);
-	count(w, 1);
+	if (!counted)
+		atomic_fetch_add_explicit(&w->ring.nstreams, 1,
+					  memory_order_relaxed);
 	return s;
 }
 
@@ -152,7 +154,7 @@ void weft__stream_close(struct weft__stream *s)
 	int id;
 
 	s->magic = 0;
-	count(s->w, -1);
+	weft__stream_uncount(s->w);
 	while ((id = weft__pbuf_q_pop(s->p, &s->q, &len)) >= 0)
 		weft__pbuf_give(s->p, (unsigned)id);
 	if (s->armed) {
@@ -163,8 +165,19 @@ void weft__stream_close(struct weft__stream *s)
 	stream_free(s);
 }
 
-void weft__stream_cqe(struct weft__stream *s, int res, unsigned flags,
-		      bool draining)
+void weft__stream_close_task(struct weft__worker *w, struct weft__tcb *t)
+{
+	struct weft__stream *s, *next;
+
+	for (s = w->ring.streams; s; s = next) {
+		next = s->next; /* a close may move s to the free list */
+		if (s->task == t && s->magic == WEFT__STREAM_MAGIC)
+			weft__stream_close(s);
+	}
+}
+
+struct weft__tcb *weft__stream_cqe(struct weft__stream *s, int res,
+				   unsigned flags, bool draining)
 {
 	bool first = !s->got;
 
@@ -189,13 +202,12 @@ void weft__stream_cqe(struct weft__stream *s, int res, unsigned flags,
 			s->end = res;
 		if (s->closing) {
 			stream_free(s);
-			return;
+			return NULL;
 		}
 	}
-	/* Same thread as the task's check (both on s->w): the park
-	 * protocol's RMW in the wake still pairs with it. */
-	if (s->waiting && !draining)
-		weft__task_wake(s->task);
+	/* Same thread as the task's check (both on s->w); the park
+	 * protocol's RMW in the wake pairs with it anyway. */
+	return s->waiting && !draining ? s->task : NULL;
 }
 
 void weft__stream_fini(struct weft__worker *w)

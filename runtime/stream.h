@@ -45,12 +45,17 @@ struct weft__stream {
 };
 
 /* Where a task that opens its first stream should live: the worker of
- * w's runtime with the fewest open streams (w itself on a tie). Any
- * worker's thread; the counts are hints (relaxed). */
+ * w's runtime with the fewest open streams (w itself on a tie), whose
+ * count takes the stream now (weft__stream_new(counted), or
+ * weft__stream_uncount() if the open fails). Any worker's thread; the
+ * counts are hints (relaxed). */
 struct weft__worker *weft__stream_place(struct weft__worker *w);
+void weft__stream_uncount(struct weft__worker *w);
 /* A stream on fd for the calling task of w (its pool made if need be):
- * NULL if there is no memory. Not armed yet. w's thread. */
-struct weft__stream *weft__stream_new(struct weft__worker *w, int fd);
+ * NULL if there is no memory. Not armed yet. counted: placed by
+ * weft__stream_place(), which counted it. w's thread. */
+struct weft__stream *weft__stream_new(struct weft__worker *w, int fd,
+				      bool counted);
 /* Arms the multishot receive (queued; submitted with the next batch): 0,
  * or the ring's fatal error. w's thread. */
 int weft__stream_arm(struct weft__stream *s);
@@ -58,10 +63,16 @@ int weft__stream_arm(struct weft__stream *s);
  * cancelled (the stream is then freed at its last completion), else it is
  * freed now. w's thread. */
 void weft__stream_close(struct weft__stream *s);
-/* A completion of s's request (reap(), w's thread; `more`: the request
- * goes on). draining: the ring is being shut down (nothing is woken). */
-void weft__stream_cqe(struct weft__stream *s, int res, unsigned flags,
-		      bool draining);
+/* Every stream t left open, closed as weft__stream_close() does: t
+ * ends (task.c), on w, the worker its streams pin it to. */
+void weft__stream_close_task(struct weft__worker *w, struct weft__tcb *t);
+/* A completion of s's request (IORING_CQE_F_MORE in flags: the request
+ * goes on), from reap() on w's thread under cq_lock, in CQ order: its
+ * bytes queued, the stream's state updated. Returns the task to wake once
+ * the lock is dropped, or NULL. draining: the ring is being shut down
+ * (nothing is woken). */
+struct weft__tcb *weft__stream_cqe(struct weft__stream *s, int res,
+				   unsigned flags, bool draining);
 /* Shutdown, after the ring was drained (weft__ring_fini()): every stream
  * of w, open or free, is freed. Its queued buffers go with the pool. */
 void weft__stream_fini(struct weft__worker *w);

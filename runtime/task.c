@@ -25,6 +25,7 @@
 #include "runtime.h"
 #include "spin.h"
 #include "stack.h"
+#include "stream.h"
 #include "task.h"
 #include "tls.h"
 #include "worker.h"
@@ -1009,6 +1010,13 @@ void weft__task_entry(void *arg, void *ctx)
 	/* asyncio: a task cancelled before it started never runs. */
 	if (!atomic_load_explicit(&t->cancel, memory_order_acquire))
 		t->result = t->fn(t->arg);
+	/* Receive streams it left open are closed here, on the worker they
+	 * pin it to (weft.h): an armed one would hold its socket open, and
+	 * fill its worker's buffers, for the runtime's life. */
+	if (weft__unlikely(t->streams)) {
+		weft__stream_close_task(weft__worker_self(), t);
+		t->streams = 0;
+	}
 	/* weft_run()'s main: graceful shutdown before the runtime stops. */
 	if (t == t->rt->main_task)
 		weft__lifecycle_drain(t);

@@ -3004,6 +3004,55 @@ Test(net, a_cancelled_or_timed_out_stream_receive_loses_no_byte,
 	wt_run(stream_cancel_main, NULL, 2);
 }
 
+/* A task that returns with its stream open (it closed the descriptor,
+ * not the stream): the stream is closed as the task ends, so the peer
+ * sees the end of the connection (the kernel's request held the socket
+ * open for good before). */
+static void *stream_orphan_task(void *arg)
+{
+	int s = (int)(intptr_t)arg;
+	weft_stream *st;
+	struct weft_lease l;
+
+	if (!WT_CHECK_EQ(weft_stream_open(&st, s), 0))
+		return NULL;
+	WT_CHECK_EQ(weft_stream_recv(st, &l), 2);
+	WT_CHECK_EQ(weft_lease_release(&l), 0);
+	WT_CHECK_EQ(weft_close(s), 0);
+	return NULL; /* st left open */
+}
+
+static void *stream_orphan_main(void *arg)
+{
+	weft_task *t;
+	uint64_t saved;
+	char b;
+	int c, s;
+
+	(void)arg;
+	if (!WT_CHECK_EQ(tcp_pair(&c, &s), 0))
+		return NULL;
+	t = weft_spawn(stream_orphan_task, (void *)(intptr_t)s);
+	WT_CHECK_EQ(send_all(c, "hi", 2), 2);
+	WT_CHECK_EQ(weft_await(t, NULL), 0);
+	weft_task_release(t);
+	saved = weft_timeout_begin(2 * WEFT_NSEC_PER_SEC);
+	WT_CHECK_EQ(weft_recv(c, &b, 1, 0), 0); /* end of stream */
+	weft_timeout_end(saved);
+	WT_CHECK_EQ(weft_close(c), 0);
+	return NULL;
+}
+
+Test(net, a_stream_left_open_by_its_task_is_closed_when_the_task_ends,
+     .timeout = WT_TIMEOUT(20))
+{
+	int fds = fd_count();
+
+	wt_run(stream_orphan_main, NULL, 1);
+	wt_run(stream_orphan_main, NULL, 2);
+	cr_assert_eq(fd_count(), fds, "descriptors leaked");
+}
+
 /* Streams left open, one with bytes queued and one armed and waiting
  * (its task dropped at shutdown): the runtime ends cleanly (ASan,
  * valgrind: nothing leaked or used after its end). */
