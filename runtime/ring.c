@@ -832,6 +832,10 @@ void weft__ring_op_cancel(struct weft__worker *w, struct weft__op *op)
 /* The request's record leaves w's list. Under w's cq_lock. */
 static void op_unlink(struct weft__worker *w, struct weft__op *op)
 {
+	/* Once per request: a second unlink would corrupt the list (a
+	 * rescuer that unlinked a multishot's last completion it set aside,
+	 * which the owner then unlinked again, did; the count wrapped). */
+	weft__assert(weft__ring_inflight(&w->ring) > 0);
 	atomic_store_explicit(&w->ring.inflight,
 			      weft__ring_inflight(&w->ring) - 1,
 			      memory_order_relaxed);
@@ -1072,8 +1076,9 @@ static unsigned rescue_reap(struct weft__worker *v)
 
 		if ((ud & WEFT__UD_TAG_MASK) == WEFT__UD_MULTI) {
 			/* A stream's: only the owner may act on it (stream.h).
-			 * Set aside, in order, for its next reap; the request
-			 * leaves the list here if it ended. */
+			 * Set aside, in order, for its next reap, which also
+			 * takes the request out of the list if it ended
+			 * (multi_take()): once, there. */
 			struct weft__cqe_copy *d;
 
 			if (v->ring.ndeferred == WEFT__RING_DEFERRED)
@@ -1082,8 +1087,6 @@ static unsigned rescue_reap(struct weft__worker *v)
 			d->ud = ud;
 			d->res = cqe->res;
 			d->flags = cqe->flags;
-			if (!(cqe->flags & IORING_CQE_F_MORE))
-				op_unlink(v, multi_op(ud));
 		} else if (ud & WEFT__UD_TAG_MASK) {
 			if (ud != WEFT__UD_IGNORE)
 				break;
