@@ -640,6 +640,19 @@ static struct weft__stream *stream_of(weft_stream *st)
 	return s && s->magic == WEFT__STREAM_MAGIC ? s : NULL;
 }
 
+/* The task (the caller itself) has no stream open any more: the pin its
+ * first stream put is taken off. Its own flags, written by it (relaxed:
+ * a waker reads them after the park's acq_rel exchange, wait.h). */
+static void stream_unpin(struct weft__tcb *self)
+{
+	unsigned f = weft__task_flags(self);
+
+	if (!self->streams && (f & WEFT__T_STREAM_PIN))
+		atomic_store_explicit(&self->flags,
+				      f & ~(WEFT__T_PINNED | WEFT__T_STREAM_PIN),
+				      memory_order_relaxed);
+}
+
 int weft_stream_open(weft_stream **out, int fd)
 {
 	struct weft__worker *w = weft__worker_self();
@@ -682,12 +695,7 @@ int weft_stream_open(weft_stream **out, int fd)
 	if (!s) {
 		if (placed)
 			weft__stream_uncount(w);
-		f = weft__task_flags(self);
-		if (!self->streams && (f & WEFT__T_STREAM_PIN))
-			atomic_store_explicit(&self->flags,
-					      f & ~(WEFT__T_PINNED |
-						    WEFT__T_STREAM_PIN),
-					      memory_order_relaxed);
+		stream_unpin(self);
 		return -ENOMEM;
 	}
 	self->streams++;
@@ -771,7 +779,6 @@ int weft_stream_close(weft_stream *st)
 	struct weft__worker *w = weft__worker_self();
 	struct weft__stream *s = stream_of(st);
 	struct weft__tcb *self;
-	unsigned f;
 
 	if (!s)
 		return -EINVAL;
@@ -779,11 +786,8 @@ int weft_stream_close(weft_stream *st)
 		return -EPERM;
 	self = w->current;
 	weft__stream_close(s);
-	f = weft__task_flags(self);
-	if (!--self->streams && (f & WEFT__T_STREAM_PIN))
-		atomic_store_explicit(&self->flags,
-				      f & ~(WEFT__T_PINNED | WEFT__T_STREAM_PIN),
-				      memory_order_relaxed);
+	self->streams--;
+	stream_unpin(self);
 	return 0;
 }
 

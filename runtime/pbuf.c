@@ -286,7 +286,13 @@ void weft__pbuf_lease(struct weft__pbuf *p, unsigned id, size_t n,
 	/* The buffer is ours alone now: no release can race this store. */
 	uint32_t gen = (atomic_load_explicit(st, memory_order_relaxed) >> 1) + 1;
 
+	/* Relaxed: the lease reaches a releasing thread only through the
+	 * program's own hand-over (which orders it), and the release's CAS
+	 * reads this store or a later one of the same location. */
 	atomic_store_explicit(st, gen << 1 | 1, memory_order_relaxed);
+	/* Relaxed: the worker's own reference is held (refs >= 1) while a
+	 * lease is made, so the count cannot reach 0 here; the decrements
+	 * (unref, acq_rel) order every use before the free. */
 	atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
 	l->data = weft__pbuf_addr(p, id);
 	l->len = n;
