@@ -957,23 +957,46 @@ WEFT_API int weft_chan_close(weft_chan *c);
 WEFT_API size_t weft_chan_len(weft_chan *c);
 WEFT_API size_t weft_chan_cap(weft_chan *c);
 
-/* Select: waits until one of several channel operations can complete,
- * does that one only, and returns its index (Go's select). Cases with a
- * NULL chan are ignored. When several are ready, the first in the array
- * wins. A receive from a closed, drained channel and a send to a closed one
- * are ready: they complete with result -EPIPE (a receive's value is then
- * NULL). Only the chosen case's result and, for a receive, value are
- * written. Returns the index, or -ETIMEDOUT (timeout_ns passed, or the
- * deadline; 0 polls), -ECANCELED (no case completed), -EINVAL (cases NULL
- * with n > 0, no case with a channel, or a bad op), -ENOMEM (more than 8
- * cases need memory), -EPERM outside task context: task context only. */
+/* Select: waits until one of several operations can complete, does that
+ * one only, and returns its index (Go's select, with descriptors and tasks
+ * as cases too). The kinds of case:
+ *   WEFT_SEL_SEND, WEFT_SEL_RECV  a send of value to chan, a receive from
+ *       chan into value; result 0, or -EPIPE: a receive from a closed,
+ *       drained channel and a send to a closed one are ready and complete
+ *       with -EPIPE (a receive's value is then NULL). A NULL chan is
+ *       ignored.
+ *   WEFT_SEL_READABLE, WEFT_SEL_WRITABLE  fd is ready to read (POLLIN) or
+ *       to write (POLLOUT); result: the events poll(2) reports for it (at
+ *       least one of those asked for, or POLLHUP, POLLERR; > 0), or -EBADF
+ *       for a descriptor that is not open. Nothing is read or written: do
+ *       the I/O after (another reader may take the data first, so a read
+ *       may still find nothing and wait). fd < 0 is ignored, as poll(2)
+ *       ignores it.
+ *   WEFT_SEL_TASK  task has ended; result is its outcome and value its
+ *       result, as weft_await() gives them (the handle is not released:
+ *       await it, or select on it, again at will). A NULL task is ignored.
+ * Any other case with a NULL chan is ignored too, whatever its op: a
+ * zeroed case is. Each kind reads only its own fields. When several are
+ * ready, the first in the array wins. Only the chosen case's result and
+ * value are written. Returns the index, or -ETIMEDOUT (timeout_ns passed,
+ * or the deadline; 0 polls), -ECANCELED (no case completed), -EINVAL
+ * (cases NULL with n > 0, no case left, a bad op, a task case naming the
+ * caller), -ESRCH (a stale task handle), -ENOMEM (more than 8 cases need
+ * memory), -EPERM outside task context: task context only. A descriptor's
+ * readiness and a task's end are only looked at: a select that chooses
+ * another case takes nothing from them. */
 #define WEFT_SEL_SEND 1
 #define WEFT_SEL_RECV 2
+#define WEFT_SEL_READABLE 3
+#define WEFT_SEL_WRITABLE 4
+#define WEFT_SEL_TASK 5
 struct weft_sel {
-	weft_chan *chan;
-	int op;      /* WEFT_SEL_SEND or WEFT_SEL_RECV */
-	void *value; /* SEND: the value to send; RECV: the value received */
-	int result;  /* set for the case chosen: 0 or -EPIPE */
+	weft_chan *chan; /* SEND, RECV */
+	int op;          /* WEFT_SEL_* */
+	void *value;     /* SEND: the value to send; RECV, TASK: what came */
+	int result;      /* set for the case chosen */
+	int fd;          /* READABLE, WRITABLE */
+	weft_task *task; /* TASK */
 };
 WEFT_API int weft_select(struct weft_sel *cases, size_t n,
 			 uint64_t timeout_ns);

@@ -22,26 +22,6 @@
 struct weft_waitset;
 static struct weft__tcb *waitset_ready(struct weft_waitset *ws, size_t i);
 
-/* One task waiting in weft_await(), or a thread in weft_join() (task
- * NULL: woken through the futex on `done`); lives on the waiter's stack. */
-struct weft__waiter {
-	struct weft__waiter *next;
-	struct weft__tcb *task;
-	/* A waitset's node: the ending task reports index to ws instead of
-	 * waking `task` (see weft_waitset below). */
-	struct weft_waitset *ws;
-	size_t index;
-	/* Set (release) by the ending task after it unlinked the node; the
-	 * waiter must not return before it sees it, since the node is on its
-	 * stack. */
-	atomic_int done;
-	/* The task's result and outcome, written before done: a thread in
-	 * weft_join() reads them here, since the runtime (and the block)
-	 * may be gone once it wakes (a task dropped at shutdown). */
-	void *result;
-	int outcome;
-};
-
 /*
  * The end of t, told to its awaiters (called once by the task's end, in
  * task.c): done (release, under wlock, so that waiter_add() either links
@@ -135,6 +115,17 @@ static bool waiter_add(struct weft__tcb *t, struct weft__waiter *node,
 	t->waiters = node;
 	weft__spin_unlock(&t->wlock);
 	return true;
+}
+
+bool weft__await_watch(struct weft__tcb *t, struct weft__waiter *node,
+		       struct weft__tcb *self)
+{
+	return waiter_add(t, node, self, NULL, 0);
+}
+
+void weft__await_unwatch(struct weft__tcb *t, struct weft__waiter *node)
+{
+	waiter_leave(t, node);
 }
 
 /* An await in progress: the waiter node on t's list. */

@@ -25,11 +25,14 @@
  * runs as soon as the sender suspends (ping-pong needs that).
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "await.h"
 #include "base.h"
 #include "mem.h"
+#include "ring.h"
 #include "spin.h"
 #include "task.h"
 #include "wait.h"
@@ -313,6 +316,41 @@ size_t weft_chan_cap(weft_chan *c)
 
 #define SEL_STACK 8
 
+/*
+ * Descriptors and tasks. A descriptor's readiness or a task's end is only
+ * looked at: a select may see one and choose another case at no loss to
+ * anyone. A channel case is a grant: a granter that won the sel word has
+ * moved a value, and the select must report it. Hence:
+ *   - before parking, poll(2) with a zero timeout looks at the
+ *     descriptors, each task's done at its end, and the channels are tried
+ *     under their locks, all in array order: the first ready case wins;
+ *   - to park, each descriptor case gets a readiness watch in the worker's
+ *     reactor (weft__ring_watch: an io_uring poll, or the epoll set), each
+ *     task case a waiter node on the task's list (weft__await_watch), each
+ *     channel case its wq node. A watch's completion, a task's end and a
+ *     grant each make their record done (release) before waking us;
+ *   - woken by a watch (sel_ready: SEL_SEEN), the select claims its sel
+ *     word (sel_leave). If a granter had won it, its grant is reported;
+ *     else the first case in array order whose watch is done;
+ *   - before returning, every watch is ended: wq nodes unlinked
+ *     (sel_unlink), waiter nodes taken off their tasks' lists, descriptor
+ *     watches taken out or cancelled and their completions waited for (the
+ *     records are on this stack). The task stays pinned to its worker from
+ *     the first descriptor watch until then, as an I/O request pins it:
+ *     only that worker may cancel on its ring.
+ */
+struct sel_watch {
+	union {
+		struct weft__op op;     /* READABLE, WRITABLE */
+		struct weft__waiter tw; /* TASK */
+	};
+	struct weft__tcb *t; /* TASK: the task */
+	bool on;             /* started: ended before the select returns */
+};
+
+/* sel_ready()'s "a watch is done", apart from every case index and error. */
+#define SEL_SEEN (-100000)
+
 struct sel_state {
 	struct weft_sel *cases;
 	size_t n;
@@ -320,7 +358,30 @@ struct sel_state {
 	size_t norder;
 	struct weft__wnode *nodes;
 	struct weft__sel *sel;
+	struct sel_watch *watch; /* per case; NULL when no case needs one */
+	struct weft__worker *w;  /* where the descriptor watches are */
+	struct weft__tcb *self;
+	unsigned flags;          /* the task's own, put back after them */
+	bool pinned;
 };
+
+enum { K_NONE, K_CHAN, K_FD, K_TASK };
+
+/* What a case is: K_NONE (ignored), ..., or -EINVAL (a bad op). Each
+ * kind reads only its own fields (a program that fills chan, op and value
+ * of an uninitialised case, as it could before fd and task existed, must
+ * not have those read). */
+static int sel_kind(const struct weft_sel *k)
+{
+	if (k->op == WEFT_SEL_READABLE || k->op == WEFT_SEL_WRITABLE)
+		return k->fd < 0 ? K_NONE : K_FD;
+	if (k->op == WEFT_SEL_TASK)
+		return k->task ? K_TASK : K_NONE;
+	if (!k->chan)
+		return K_NONE;
+	return k->op == WEFT_SEL_SEND || k->op == WEFT_SEL_RECV ? K_CHAN
+								 : -EINVAL;
+}
 
 static void lock_all(struct sel_state *s)
 {
@@ -342,24 +403,208 @@ static int ptr_cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* A watched case ready now: its result (and a task's value) written. */
+static void sel_seen(struct weft_sel *k, struct sel_watch *x, int res)
+{
+	if (k->op == WEFT_SEL_TASK) {
+		k->value = x->t->result;
+		k->result = x->t->outcome;
+	} else {
+		k->result = res;
+	}
+}
+
+/* Looks at the descriptor cases now (poll(2), zero timeout): each one's
+ * events into its watch's op.res (-EBADF for POLLNVAL; 0: not ready).
+ * Returns 0, or -ENOMEM. */
+static int sel_poll(struct sel_state *s, size_t nfd)
+{
+	struct pollfd stack[SEL_STACK], *p = stack;
+	size_t i, j;
+
+	if (!nfd)
+		return 0;
+	if (nfd > SEL_STACK && !(p = weft__mem_alloc(nfd * sizeof(*p))))
+		return -ENOMEM;
+	for (i = j = 0; i < s->n; i++) {
+		if (sel_kind(&s->cases[i]) != K_FD)
+			continue;
+		p[j].fd = s->cases[i].fd;
+		p[j].events = s->cases[i].op == WEFT_SEL_READABLE ? POLLIN
+								   : POLLOUT;
+		p[j++].revents = 0;
+	}
+	/* A zero timeout never blocks; EINTR or a failure: nothing ready. */
+	if (poll(p, (nfds_t)nfd, 0) < 0)
+		for (j = 0; j < nfd; j++)
+			p[j].revents = 0;
+	for (i = j = 0; i < s->n; i++)
+		if (sel_kind(&s->cases[i]) == K_FD) {
+			short r = p[j++].revents;
+
+			s->watch[i].op.res = (r & POLLNVAL) ? -EBADF : r;
+		}
+	if (p != stack)
+		weft__mem_free(p);
+	return 0;
+}
+
 /* Tries the cases in order with every lock held; returns the index of the
- * one that completed, or -1. */
+ * one that completed (or is ready: a descriptor, a task), or -1. */
 static int sel_try(struct sel_state *s, struct weft__wake *wake)
 {
 	for (size_t i = 0; i < s->n; i++) {
 		struct weft_sel *k = &s->cases[i];
+		struct sel_watch *x = s->watch ? &s->watch[i] : NULL;
 		int res;
 
-		if (!k->chan)
-			continue;
-		if (k->op == WEFT_SEL_SEND
-			    ? send_locked(k->chan, k->value, &res, wake)
-			    : recv_locked(k->chan, &k->value, &res, wake)) {
-			k->result = res;
+		switch (sel_kind(k)) {
+		case K_CHAN:
+			if (k->op == WEFT_SEL_SEND
+				    ? send_locked(k->chan, k->value, &res, wake)
+				    : recv_locked(k->chan, &k->value, &res,
+						  wake)) {
+				k->result = res;
+				return (int)i;
+			}
+			break;
+		case K_FD:
+			if (x->op.res) {
+				sel_seen(k, x, x->op.res);
+				return (int)i;
+			}
+			break;
+		case K_TASK:
+			/* Acquire: pairs with the end's release of done. */
+			if (atomic_load_explicit(&x->t->done,
+						 memory_order_acquire)) {
+				sel_seen(k, x, 0);
+				return (int)i;
+			}
+			break;
+		}
+	}
+	return -1;
+}
+
+/* The first case in array order whose watch is done (acquire: pairs with
+ * the completion's or the end's release), its result written; or -1. */
+static int sel_first_seen(struct sel_state *s)
+{
+	for (size_t i = 0; s->watch && i < s->n; i++) {
+		struct sel_watch *x = &s->watch[i];
+		int kind = sel_kind(&s->cases[i]);
+
+		if (kind == K_FD &&
+		    atomic_load_explicit(&x->op.done, memory_order_acquire)) {
+			sel_seen(&s->cases[i], x, x->op.res);
+			return (int)i;
+		}
+		if (kind == K_TASK &&
+		    atomic_load_explicit(&x->tw.done, memory_order_acquire)) {
+			sel_seen(&s->cases[i], x, 0);
 			return (int)i;
 		}
 	}
 	return -1;
+}
+
+/* Starts a watch for every descriptor and task case (after the wq nodes
+ * are linked). A watch that cannot start, or a task that ended meanwhile,
+ * is made done at once with what it gives, so the park ends on it. */
+static void sel_watch_start(struct sel_state *s)
+{
+	struct weft__tcb *self = s->self;
+
+	for (size_t i = 0; i < s->n; i++) {
+		struct weft_sel *k = &s->cases[i];
+		struct sel_watch *x = &s->watch[i];
+		int kind = sel_kind(k), err;
+
+		x->on = false;
+		if (kind == K_TASK) {
+			x->on = weft__await_watch(x->t, &x->tw, self);
+			if (!x->on)
+				atomic_store_explicit(&x->tw.done, 1,
+						      memory_order_relaxed);
+			continue;
+		}
+		if (kind != K_FD)
+			continue;
+		if (!s->pinned) {
+			s->flags = weft__task_flags(self);
+			weft__ring_op_pin(s->w, self, s->flags);
+			s->pinned = true;
+		}
+		err = weft__ring_watch(s->w, &x->op, k->fd,
+				       k->op == WEFT_SEL_READABLE ? POLLIN
+								  : POLLOUT,
+				       s->flags | WEFT__T_PINNED);
+		x->on = !err;
+		if (err) {
+			x->op.res = err;
+			atomic_store_explicit(&x->op.done, 1,
+					      memory_order_relaxed);
+		}
+	}
+}
+
+/* Waiting for the descriptor watches that unwatch could not take out:
+ * their completions (a cancellation's, or the event's that beat it). */
+struct sel_end {
+	struct weft__wait wt;
+	struct sel_state *s;
+};
+
+static bool sel_watch_ended(struct weft__wait *wt)
+{
+	struct sel_state *s = ((struct sel_end *)wt)->s;
+
+	for (size_t i = 0; i < s->n; i++)
+		if (s->watch[i].on && sel_kind(&s->cases[i]) == K_FD &&
+		    !atomic_load_explicit(&s->watch[i].op.done,
+					  memory_order_acquire))
+			return false;
+	return true;
+}
+
+static bool sel_never_gives_up(struct weft__wait *wt, int why)
+{
+	(void)wt;
+	(void)why;
+	return false;
+}
+
+/* Ends every watch started (see above); on the watching worker. */
+static void sel_watch_end(struct sel_state *s)
+{
+	bool wait = false;
+
+	for (size_t i = 0; i < s->n; i++) {
+		struct sel_watch *x = &s->watch[i];
+
+		if (!x->on)
+			continue;
+		if (sel_kind(&s->cases[i]) == K_TASK) {
+			weft__await_unwatch(x->t, &x->tw);
+			x->on = false;
+		} else if (weft__ring_unwatch(s->w, &x->op)) {
+			x->on = false;
+		} else {
+			wait = true;
+		}
+	}
+	if (wait) {
+		struct sel_end u;
+
+		u.s = s;
+		weft__wait_init(&u.wt, s->w, WEFT_NEVER);
+		u.wt.nocancel = true;
+		weft__wait(&u.wt, sel_watch_ended, sel_never_gives_up);
+	}
+	if (s->pinned)
+		atomic_store_explicit(&s->self->flags, s->flags,
+				      memory_order_relaxed);
 }
 
 /*
@@ -383,7 +628,7 @@ static void sel_unlink(struct sel_state *s, const weft_chan *skip)
 		struct weft_sel *k = &s->cases[i];
 		struct weft__wnode *nd = &s->nodes[i];
 
-		if (k->chan && k->chan != skip && nd->linked)
+		if (sel_kind(k) == K_CHAN && k->chan != skip && nd->linked)
 			weft__wq_remove(nd->q, nd);
 	}
 	for (i = s->norder; i-- > 0;)
@@ -415,7 +660,9 @@ static int sel_leave(struct weft__sel *sel)
 
 /* Dropped at shutdown (weft__task_drop_all) while parked: its nodes leave
  * the channels, except the one that granted it, if one did (a thread
- * outside the runtime may have granted and destroyed it). */
+ * outside the runtime may have granted and destroyed it). Task watches
+ * need nothing: the drop ends every task with the stacks still there;
+ * descriptor watches are the reactor's requests, drained with the task. */
 struct sel_wait {
 	struct weft__wait wt;
 	struct weft__unwait unwait; /* the drop calls unwait.fn(&unwait) */
@@ -434,18 +681,38 @@ static void sel_unwait(struct weft__unwait *arg)
 /* Granted: a case won (acquire, pairs with the granter's CAS) and its node
  * is DONE (acquire, pairs with weft__wq_grant's release). A case that won
  * without DONE yet is a grant on its way under that channel's lock: the
- * wait goes on, and its wake follows. */
+ * wait goes on, and its wake follows. Else a watch that is done ends the
+ * wait with SEL_SEEN. */
 static bool sel_ready(struct weft__wait *wt)
 {
 	struct sel_state *s = ((struct sel_wait *)wt)->s;
 	int won = atomic_load_explicit(&s->sel->winner, memory_order_acquire);
 
-	if (won < 0 || atomic_load_explicit(&s->nodes[won].state,
-					    memory_order_acquire) !=
-			       WEFT__WN_DONE)
-		return false;
-	wt->res = won;
-	return true;
+	if (won >= 0) {
+		if (atomic_load_explicit(&s->nodes[won].state,
+					 memory_order_acquire) !=
+		    WEFT__WN_DONE)
+			return false;
+		wt->res = won;
+		return true;
+	}
+	if (s->watch) {
+		for (size_t i = 0; i < s->n; i++) {
+			struct sel_watch *x = &s->watch[i];
+			int kind = sel_kind(&s->cases[i]);
+
+			if ((kind == K_FD &&
+			     atomic_load_explicit(&x->op.done,
+						  memory_order_acquire)) ||
+			    (kind == K_TASK &&
+			     atomic_load_explicit(&x->tw.done,
+						  memory_order_acquire))) {
+				wt->res = SEL_SEEN;
+				return true;
+			}
+		}
+	}
+	return false;
 }
 
 /* A granter that won first (sel_leave waits for its DONE) is reported. */
@@ -463,10 +730,40 @@ static int sel_park(struct sel_state *s, uint64_t deadline)
 
 	u.unwait.fn = sel_unwait;
 	u.s = s;
-	weft__wait_init(&u.wt, weft__worker_self(), deadline);
+	weft__wait_init(&u.wt, s->w, deadline);
 	/* Dropped at shutdown: its nodes leave the channels. */
 	u.wt.unwait = &u.unwait;
 	return weft__wait(&u.wt, sel_ready, sel_give_up);
+}
+
+/* Checks the cases: counts the channel cases in *m, the descriptor cases
+ * in *nfd, and whether any case needs a watch; resolves task handles into
+ * watch (when given). 0 or the error to return. */
+static int sel_scan(struct weft_sel *cases, size_t n, struct sel_watch *watch,
+		    struct weft__tcb *self, size_t *m, size_t *nfd,
+		    size_t *nobs)
+{
+	*m = *nfd = *nobs = 0;
+	for (size_t i = 0; i < n; i++) {
+		int kind = sel_kind(&cases[i]), err = 0;
+
+		if (kind < 0)
+			return kind;
+		if (kind == K_CHAN)
+			++*m;
+		if (kind == K_FD)
+			++*nfd;
+		if (kind == K_FD || kind == K_TASK)
+			++*nobs;
+		if (kind != K_TASK || !watch)
+			continue;
+		watch[i].t = weft__task_resolve(cases[i].task, &err);
+		if (!watch[i].t)
+			return err;
+		if (watch[i].t == self)
+			return -EINVAL;
+	}
+	return 0;
 }
 
 int weft_select(struct weft_sel *cases, size_t n, uint64_t timeout_ns)
@@ -474,42 +771,46 @@ int weft_select(struct weft_sel *cases, size_t n, uint64_t timeout_ns)
 	struct weft__worker *w = weft__worker_self();
 	weft_chan *order_stack[SEL_STACK];
 	struct weft__wnode nodes_stack[SEL_STACK];
+	struct sel_watch watch_stack[SEL_STACK];
 	struct weft__wake wake = { NULL, NULL };
 	struct sel_state s = { .cases = cases, .n = n };
 	struct weft__sel sel;
 	uint64_t deadline;
-	size_t i, m = 0;
+	size_t i, m, nfd, nobs;
 	int won;
 
 	if (!w || !w->current)
 		return -EPERM;
 	if (!cases && n)
 		return -EINVAL;
-	for (i = 0; i < n; i++) {
-		if (!cases[i].chan)
-			continue;
-		if (cases[i].op != WEFT_SEL_SEND &&
-		    cases[i].op != WEFT_SEL_RECV)
-			return -EINVAL;
-		m++;
-	}
-	if (!m)
+	won = sel_scan(cases, n, NULL, NULL, &m, &nfd, &nobs);
+	if (won < 0)
+		return won;
+	if (!m && !nobs)
 		return -EINVAL;
 	deadline = weft__wait_deadline(timeout_ns);
 	if (n <= SEL_STACK) {
 		s.order = order_stack;
 		s.nodes = nodes_stack;
+		s.watch = nobs ? watch_stack : NULL;
 	} else {
-		s.order = weft__mem_alloc(m * sizeof(*s.order));
+		s.order = weft__mem_alloc((m ? m : 1) * sizeof(*s.order));
 		s.nodes = weft__mem_alloc(n * sizeof(*s.nodes));
-		if (!s.order || !s.nodes) {
-			weft__mem_free(s.order);
-			weft__mem_free(s.nodes);
-			return -ENOMEM;
+		s.watch = nobs ? weft__mem_alloc(n * sizeof(*s.watch)) : NULL;
+		if (!s.order || !s.nodes || (nobs && !s.watch)) {
+			won = -ENOMEM;
+			goto out;
 		}
 	}
+	s.w = w;
+	s.self = w->current;
+	if (nobs) {
+		won = sel_scan(cases, n, s.watch, w->current, &m, &nfd, &nobs);
+		if (won < 0 || (won = sel_poll(&s, nfd)) < 0)
+			goto out;
+	}
 	for (i = 0; i < n; i++)
-		if (cases[i].chan)
+		if (sel_kind(&cases[i]) == K_CHAN)
 			s.order[s.norder++] = cases[i].chan;
 	qsort(s.order, s.norder, sizeof(*s.order), ptr_cmp);
 	for (i = m = 0; i < s.norder; i++)
@@ -541,11 +842,13 @@ int weft_select(struct weft_sel *cases, size_t n, uint64_t timeout_ns)
 	 * one reads its siblings' obj (weft__wq_sel_take_siblings). */
 	for (i = 0; i < n; i++) {
 		struct weft__wnode *nd = &s.nodes[i];
+		bool chan = sel_kind(&cases[i]) == K_CHAN;
+
 		weft__wq_node_init(nd, cases[i].value);
 		nd->sel = &sel;
 		nd->index = (int)i;
-		nd->obj = cases[i].chan;
-		if (!cases[i].chan)
+		nd->obj = chan ? cases[i].chan : NULL;
+		if (!chan)
 			continue;
 		weft__wq_push(cases[i].op == WEFT_SEL_SEND
 				      ? &cases[i].chan->sendq
@@ -553,10 +856,23 @@ int weft_select(struct weft_sel *cases, size_t n, uint64_t timeout_ns)
 			      nd);
 	}
 	unlock_all(&s);
+	if (s.watch)
+		sel_watch_start(&s);
 	won = sel_park(&s, deadline);
+	if (won == SEL_SEEN) {
+		/* A watch is done: a grant that won the word first is the
+		 * answer (it moved a value), else the first case seen. */
+		won = sel_leave(&sel);
+		if (won < 0)
+			won = sel_first_seen(&s);
+	}
 	/* Never the granting channel again (wq.h, Lifetime). */
-	sel_unlink(&s, won >= 0 ? cases[won].chan : NULL);
-	if (won >= 0) {
+	sel_unlink(&s, won >= 0 && sel_kind(&cases[won]) == K_CHAN
+			       ? cases[won].chan
+			       : NULL);
+	if (s.watch)
+		sel_watch_end(&s);
+	if (won >= 0 && sel_kind(&cases[won]) == K_CHAN) {
 		struct weft__wnode *nd = &s.nodes[won];
 		cases[won].result = nd->result;
 		if (cases[won].op == WEFT_SEL_RECV)
@@ -566,6 +882,7 @@ out:
 	if (s.order != order_stack) {
 		weft__mem_free(s.order);
 		weft__mem_free(s.nodes);
+		weft__mem_free(s.watch);
 	}
 	return won;
 }

@@ -607,23 +607,64 @@ static bool ep_ready(struct weft__wait *wt)
 static bool ep_give_up(struct weft__wait *wt, int why)
 {
 	struct ep_waiting *u = (struct ep_waiting *)wt;
-	struct weft__worker *w = u->w;
+
+	if (!weft__epoll_unwatch(u->w, u->op))
+		return false;
+	wt->res = why;
+	return true;
+}
+
+bool weft__epoll_unwatch(struct weft__worker *w, struct weft__op *op)
+{
 	struct weft__fdw *f;
 	bool found = false;
 
 	weft__spin_lock(&w->ring.cq_lock);
-	f = &w->ring.fdw[u->op->fd];
-	for (struct weft__op *op = f->ops; op; op = op->next)
-		if (op == u->op) {
+	f = &w->ring.fdw[op->fd];
+	for (struct weft__op *o = f->ops; o; o = o->next)
+		if (o == op) {
 			ep_unlink(w, f, op);
 			found = true;
 			break;
 		}
 	weft__spin_unlock(&w->ring.cq_lock);
-	if (!found)
-		return false;
-	wt->res = why;
-	return true;
+	return found;
+}
+
+int weft__epoll_watch(struct weft__worker *w, struct weft__op *op, int fd,
+		      unsigned events, unsigned task_flags)
+{
+	struct weft__fdw *f;
+	int err;
+
+	if (fd < 0)
+		return -EBADF;
+	op->task = w->current;
+	op->task_flags = task_flags;
+	op->fd = fd;
+	op->events = events;
+	atomic_init(&op->done, 0);
+	weft__spin_lock(&w->ring.cq_lock);
+	f = ep_entry(w, fd);
+	if (!f) {
+		weft__spin_unlock(&w->ring.cq_lock);
+		return -ENOMEM;
+	}
+	err = ep_arm(w, fd, f, ep_want(f) | events);
+	if (err < 0) {
+		weft__spin_unlock(&w->ring.cq_lock);
+		return err;
+	}
+	op->prev = NULL;
+	op->next = f->ops;
+	if (f->ops)
+		f->ops->prev = op;
+	f->ops = op;
+	atomic_store_explicit(&w->ring.inflight,
+			      weft__ring_inflight(&w->ring) + 1,
+			      memory_order_relaxed);
+	weft__spin_unlock(&w->ring.cq_lock);
+	return 0;
 }
 
 /*
@@ -672,7 +713,6 @@ int weft__epoll_wait_fd(int fd, unsigned events)
 {
 	struct weft__worker *w = weft__worker_self();
 	struct weft__tcb *self;
-	struct weft__fdw *f;
 	struct weft__op op;
 	struct ep_waiting u;
 	unsigned flags;
@@ -689,31 +729,9 @@ int weft__epoll_wait_fd(int fd, unsigned events)
 	if (self->deadline != WEFT_NEVER && self->deadline <= weft_now())
 		return -ETIMEDOUT;
 	flags = weft__task_flags(self);
-	op.task = self;
-	op.task_flags = flags;
-	op.fd = fd;
-	op.events = events;
-	atomic_init(&op.done, 0);
-	weft__spin_lock(&w->ring.cq_lock);
-	f = ep_entry(w, fd);
-	if (!f) {
-		weft__spin_unlock(&w->ring.cq_lock);
-		return -ENOMEM;
-	}
-	err = ep_arm(w, fd, f, ep_want(f) | events);
-	if (err < 0) {
-		weft__spin_unlock(&w->ring.cq_lock);
+	err = weft__epoll_watch(w, &op, fd, events, flags);
+	if (err < 0)
 		return err;
-	}
-	op.prev = NULL;
-	op.next = f->ops;
-	if (f->ops)
-		f->ops->prev = &op;
-	f->ops = &op;
-	atomic_store_explicit(&w->ring.inflight,
-			      weft__ring_inflight(&w->ring) + 1,
-			      memory_order_relaxed);
-	weft__spin_unlock(&w->ring.cq_lock);
 	/* Pinned while the record is in w's lists; the event's completion
 	 * puts the flags back. */
 	weft__ring_op_pin(w, self, flags);

@@ -36,6 +36,13 @@ unsigned weft__epoll_rescue(struct weft__worker *v);
  */
 int weft__epoll_wait_fd(int fd, unsigned events);
 
+/* The epoll halves of weft__ring_watch() and weft__ring_unwatch()
+ * (ring.h): fd joins w's list of waiters for the descriptor, armed. */
+struct weft__op;
+int weft__epoll_watch(struct weft__worker *w, struct weft__op *op, int fd,
+		      unsigned events, unsigned task_flags);
+bool weft__epoll_unwatch(struct weft__worker *w, struct weft__op *op);
+
 /* rt (an epoll runtime) joins or leaves the list weft__epoll_closed()
  * walks: after its workers are set up, before they are freed. */
 struct weft_runtime;

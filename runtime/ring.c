@@ -829,6 +829,32 @@ void weft__ring_op_cancel(struct weft__worker *w, struct weft__op *op)
 	io_uring_sqe_set_data64(sqe, WEFT__UD_IGNORE);
 }
 
+int weft__ring_watch(struct weft__worker *w, struct weft__op *op, int fd,
+		     unsigned events, unsigned task_flags)
+{
+	struct io_uring_sqe *sqe;
+
+	if (w->ring.epoll)
+		return weft__epoll_watch(w, op, fd, events, task_flags);
+	if (!(sqe = weft__ring_sqe(w)))
+		return atomic_load_explicit(&w->rt->fatal,
+					    memory_order_relaxed);
+	io_uring_prep_poll_add(sqe, fd, events);
+	weft__ring_op_start(w, op, w->current, task_flags, sqe);
+	return 0;
+}
+
+bool weft__ring_unwatch(struct weft__worker *w, struct weft__op *op)
+{
+	if (w->ring.epoll)
+		return weft__epoll_unwatch(w, op);
+	/* Acquire: pairs with op_finish()'s release of done. */
+	if (atomic_load_explicit(&op->done, memory_order_acquire))
+		return true;
+	weft__ring_op_cancel(w, op);
+	return false;
+}
+
 /* The request's record leaves w's list. Under w's cq_lock. */
 static void op_unlink(struct weft__worker *w, struct weft__op *op)
 {

@@ -205,6 +205,23 @@ void weft__ring_op_pin(struct weft__worker *w, struct weft__tcb *self,
 /* Asks the kernel to cancel op (in flight on w's ring, w's thread); its
  * completion still comes. */
 void weft__ring_op_cancel(struct weft__worker *w, struct weft__op *op);
+/*
+ * Readiness watches (weft_select's descriptor cases). watch: op, a record
+ * on the calling task's stack, waits in w's reactor until fd is ready for
+ * `events` (poll(2) bits): an IORING_OP_POLL_ADD, or the descriptor's
+ * waiter list in the epoll set. Its completion stores the events that came
+ * (or -errno) in res, then done (release), and wakes the task. The caller
+ * pinned itself to w (weft__ring_op_pin) before, and passes the flags it
+ * is pinned with as task_flags, so that a completion leaves the pin in
+ * place (every watch must be ended from w, the ring's one issuer). 0 or
+ * -errno (nothing started). unwatch: ends a watch; true once it is over
+ * (it was done, or left the list before anyone took it), false if its
+ * completion is still to come: wait for done before the record goes.
+ * w's thread, the watching task.
+ */
+int weft__ring_watch(struct weft__worker *w, struct weft__op *op, int fd,
+		     unsigned events, unsigned task_flags);
+bool weft__ring_unwatch(struct weft__worker *w, struct weft__op *op);
 /* A multishot request (a receive stream's, stream.h): op is linked in
  * flight until its last completion (no IORING_CQE_F_MORE); every
  * completion goes to weft__stream_cqe(). multi_cancel asks the kernel to

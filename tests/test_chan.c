@@ -16,7 +16,9 @@
  * sleeps SETTLE_NS more. No check here depends on the waiter having
  * parked by then except "has not returned yet", which holds either way.
  */
+#include <poll.h>
 #include <pthread.h>
+#include <sys/socket.h>
 
 #include "weft_test.h"
 
@@ -1764,6 +1766,372 @@ Test(chan, racing_selects_neither_lose_nor_duplicate_a_value,
 	for (int c = 0; c < RS_CHANS; c++)
 		weft_chan_destroy(r.c[c]);
 	free(r.seen);
+}
+
+/* ======================================================================
+ * select over descriptors and tasks
+ * ====================================================================== */
+
+static void sel_fd(struct weft_sel *k, int op, int fd)
+{
+	sel_case(k, NULL, op, NULL);
+	k->fd = fd;
+	k->task = NULL;
+}
+
+static void sel_task(struct weft_sel *k, weft_task *t)
+{
+	sel_case(k, NULL, WEFT_SEL_TASK, V(0x55));
+	k->fd = -1;
+	k->task = t;
+}
+
+struct sel_io {
+	int sv[2];
+	weft_chan *idle;
+};
+
+static void *sel_late_writer(void *arg)
+{
+	struct sel_io *s = arg;
+
+	WT_CHECK_EQ(weft_sleep(20 * WEFT_NSEC_PER_MSEC), 0);
+	WT_CHECK_EQ(weft_send(s->sv[1], "x", 1, 0), 1);
+	return NULL;
+}
+
+static void *sel_readable_main(void *arg)
+{
+	struct sel_io *s = arg;
+	struct weft_sel k[3];
+	weft_task *t;
+	char c = 0;
+	uint64_t b;
+
+	WT_CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, s->sv),
+		    0);
+	WT_CHECK_EQ(weft_chan_create(&s->idle, 0), 0);
+
+	/* Nothing to read: a poll times out; a writable socket is ready at
+	 * once, and comes first in array order only when it is first. */
+	sel_case(&k[0], s->idle, WEFT_SEL_RECV, NULL);
+	sel_fd(&k[1], WEFT_SEL_READABLE, s->sv[0]);
+	WT_CHECK_EQ(weft_select(k, 2, 0), -ETIMEDOUT);
+	WT_CHECK_EQ(weft_select(k, 2, 5 * WEFT_NSEC_PER_MSEC), -ETIMEDOUT);
+	sel_fd(&k[2], WEFT_SEL_WRITABLE, s->sv[0]);
+	WT_CHECK_EQ(weft_select(k, 3, WEFT_NEVER), 2);
+	WT_CHECK(k[2].result > 0 && (k[2].result & POLLOUT));
+	WT_CHECK_EQ(k[1].result, 0x7777); /* untouched */
+
+	/* Parked on it: the byte wakes the select, which reads nothing. */
+	t = weft_spawn(sel_late_writer, s);
+	b = weft_now();
+	WT_CHECK_EQ(weft_select(k, 2, 10 * WEFT_NSEC_PER_SEC), 1);
+	WT_CHECK(weft_now() - b >= 20 * WEFT_NSEC_PER_MSEC);
+	WT_CHECK(k[1].result > 0 && (k[1].result & POLLIN));
+	WT_CHECK_EQ(weft_await(t, NULL), 0);
+	weft_task_release(t);
+	/* Still there: ready at once again, then read. */
+	sel_fd(&k[1], WEFT_SEL_READABLE, s->sv[0]);
+	WT_CHECK_EQ(weft_select(k, 2, 0), 1);
+	WT_CHECK_EQ(weft_recv(s->sv[0], &c, 1, 0), 1);
+	WT_CHECK_EQ(c, 'x');
+
+	/* The peer gone: readable, with POLLHUP. */
+	WT_CHECK_EQ(close(s->sv[1]), 0);
+	WT_CHECK_EQ(weft_select(k, 2, WEFT_NEVER), 1);
+	WT_CHECK(k[1].result & (POLLHUP | POLLIN));
+	WT_CHECK_EQ(weft_recv(s->sv[0], &c, 1, 0), 0);
+	WT_CHECK_EQ(close(s->sv[0]), 0);
+
+	/* A descriptor that is not open: ready, -EBADF. A negative one is
+	 * ignored, and with nothing else left the select is -EINVAL. */
+	sel_fd(&k[1], WEFT_SEL_READABLE, s->sv[0]);
+	WT_CHECK_EQ(weft_select(k, 2, WEFT_NEVER), 1);
+	WT_CHECK_EQ(k[1].result, -EBADF);
+	sel_fd(&k[0], WEFT_SEL_READABLE, -1);
+	sel_fd(&k[1], WEFT_SEL_WRITABLE, -5);
+	WT_CHECK_EQ(weft_select(k, 2, 0), -EINVAL);
+	weft_chan_destroy(s->idle);
+	return NULL;
+}
+
+Test(chan, select_on_a_descriptor_wakes_when_it_is_ready_and_reads_nothing,
+     .timeout = WT_TIMEOUT(20))
+{
+	struct sel_io s;
+
+	wt_run_each(sel_readable_main, &s, sizeof(s));
+}
+
+/* A value sent while the select also watches a descriptor that becomes
+ * ready at the same moment: whichever the select reports, the value is
+ * received exactly once (by the select, or later by a plain receive),
+ * and the byte is still there to read. Many rounds, several workers. */
+#define SR_ROUNDS 2000
+
+struct sel_race {
+	int sv[2];
+	weft_chan *c;
+	atomic_int go;
+	long by_select, by_recv, by_fd;
+};
+
+static void *sr_sender(void *arg)
+{
+	struct sel_race *r = arg;
+
+	wt_yield_until(&r->go, 1000000);
+	WT_CHECK_EQ(weft_chan_send(r->c, V(1)), 0);
+	return NULL;
+}
+
+static void *sr_writer(void *arg)
+{
+	struct sel_race *r = arg;
+
+	wt_yield_until(&r->go, 1000000);
+	WT_CHECK_EQ(weft_send(r->sv[1], "y", 1, 0), 1);
+	return NULL;
+}
+
+static void *sel_race_main(void *arg)
+{
+	struct sel_race *r = arg;
+	struct weft_sel k[2];
+	char c;
+	void *v;
+
+	WT_CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, r->sv),
+		    0);
+	WT_CHECK_EQ(weft_chan_create(&r->c, 0), 0);
+	for (int i = 0; i < SR_ROUNDS; i++) {
+		weft_task *t[2];
+		int won;
+
+		atomic_store(&r->go, 0);
+		t[0] = weft_spawn(sr_sender, r);
+		t[1] = weft_spawn(sr_writer, r);
+		sel_case(&k[0], r->c, WEFT_SEL_RECV, NULL);
+		sel_fd(&k[1], WEFT_SEL_READABLE, r->sv[0]);
+		if (i & 1) { /* the other order too */
+			struct weft_sel x = k[0];
+			k[0] = k[1];
+			k[1] = x;
+		}
+		atomic_store(&r->go, 1);
+		won = weft_select(k, 2, 10 * WEFT_NSEC_PER_SEC);
+		WT_CHECK(won == 0 || won == 1);
+		if (won < 0)
+			break;
+		if (k[won].op == WEFT_SEL_RECV) {
+			WT_CHECK_EQ(k[won].result, 0);
+			WT_CHECK_PTR_EQ(k[won].value, 1);
+			r->by_select++;
+		} else {
+			WT_CHECK(k[won].result & POLLIN);
+			r->by_fd++;
+			/* The value was not taken: it is still to come. */
+			WT_CHECK_EQ(weft_chan_recv_timeout(r->c, &v,
+							    5 * WEFT_NSEC_PER_SEC),
+				    0);
+			WT_CHECK_PTR_EQ(v, 1);
+			r->by_recv++;
+		}
+		/* The byte is there (or coming), never consumed. */
+		WT_CHECK_EQ(weft_recv(r->sv[0], &c, 1, 0), 1);
+		WT_CHECK_EQ(weft_gather(t, 2, NULL), 0);
+		release_all(t, 2);
+		WT_CHECK_EQ(weft_chan_try_recv(r->c, &v), -EAGAIN);
+	}
+	close(r->sv[0]);
+	close(r->sv[1]);
+	weft_chan_destroy(r->c);
+	return NULL;
+}
+
+Test(chan, select_racing_a_send_and_a_ready_descriptor_never_loses_the_value,
+     .timeout = WT_TIMEOUT(60))
+{
+	for (size_t i = 1; i < N_COUNTS; i++) {
+		struct sel_race r;
+
+		memset(&r, 0, sizeof(r));
+		wt_run(sel_race_main, &r, worker_counts[i]);
+		cr_assert_eq(r.by_select + r.by_recv, SR_ROUNDS,
+			     "%ld + %ld values of %d", r.by_select, r.by_recv,
+			     SR_ROUNDS);
+	}
+}
+
+static void *st_sleeper(void *arg)
+{
+	WT_CHECK_EQ(weft_sleep(20 * WEFT_NSEC_PER_MSEC), 0);
+	return arg;
+}
+
+static void *st_stuck(void *arg)
+{
+	(void)arg;
+	weft_sleep(WEFT_NEVER);
+	return V(0xbad);
+}
+
+static void *sel_task_main(void *arg)
+{
+	struct weft_sel k[3];
+	weft_chan *idle;
+	weft_task *t, *stuck, *stale;
+
+	(void)arg;
+	WT_CHECK_EQ(weft_chan_create(&idle, 0), 0);
+	t = weft_spawn(st_sleeper, V(7));
+	stuck = weft_spawn(st_stuck, NULL);
+
+	/* Parked until the task ends: its outcome and result come back,
+	 * and the handle can still be awaited. */
+	sel_case(&k[0], idle, WEFT_SEL_RECV, NULL);
+	sel_task(&k[1], stuck);
+	sel_task(&k[2], t);
+	WT_CHECK_EQ(weft_select(k, 3, 10 * WEFT_NSEC_PER_SEC), 2);
+	WT_CHECK_EQ(k[2].result, 0);
+	WT_CHECK_PTR_EQ(k[2].value, 7);
+	WT_CHECK_PTR_EQ(k[1].value, 0x55); /* untouched */
+	WT_CHECK_EQ(weft_await(t, NULL), 0);
+	/* Ended already: ready at once, again and again. */
+	sel_task(&k[2], t);
+	WT_CHECK_EQ(weft_select(k, 3, 0), 2);
+	WT_CHECK_PTR_EQ(k[2].value, 7);
+
+	/* A cancelled task's outcome is -ECANCELED. */
+	WT_CHECK_EQ(weft_cancel(stuck), 0);
+	sel_task(&k[1], stuck);
+	WT_CHECK_EQ(weft_select(k, 2, 10 * WEFT_NSEC_PER_SEC), 1);
+	WT_CHECK_EQ(k[1].result, -ECANCELED);
+
+	/* Misuse: the caller itself, a stale handle. */
+	sel_task(&k[1], weft_self());
+	WT_CHECK_EQ(weft_select(k, 2, 0), -EINVAL);
+	stale = weft_spawn(st_sleeper, NULL);
+	WT_CHECK_EQ(weft_await(stale, NULL), 0);
+	weft_task_release(stale);
+	sel_task(&k[1], stale);
+	WT_CHECK_EQ(weft_select(k, 2, 0), -ESRCH);
+	weft_task_release(t);
+	weft_task_release(stuck);
+	weft_chan_destroy(idle);
+	return NULL;
+}
+
+Test(chan, select_on_a_task_reports_its_outcome_when_it_ends,
+     .timeout = WT_TIMEOUT(20))
+{
+	int unused;
+
+	wt_run_each(sel_task_main, &unused, sizeof(unused));
+}
+
+/* Watches left behind by a select that timed out, was cancelled or chose
+ * another case must all be ended: the records are on the select's stack,
+ * so a late completion would write into a frame reused since (ASan and
+ * the canary below would see it). Many descriptors (more than the
+ * on-stack 8), timeouts, cancellation, and a task case, in a loop. */
+#define SW_FDS 10
+
+struct sel_watch_state {
+	int sv[SW_FDS][2];
+	weft_chan *c;
+	atomic_int parked;
+	int cancelled;
+};
+
+static void *sw_canceller_victim(void *arg)
+{
+	struct sel_watch_state *s = arg;
+	struct weft_sel k[SW_FDS];
+	int rc;
+
+	for (int i = 0; i < SW_FDS; i++)
+		sel_fd(&k[i], WEFT_SEL_READABLE, s->sv[i][0]);
+	atomic_store(&s->parked, 1);
+	rc = weft_select(k, SW_FDS, WEFT_NEVER);
+	s->cancelled = rc == -ECANCELED;
+	return NULL;
+}
+
+static void *sel_watch_main(void *arg)
+{
+	struct sel_watch_state *s = arg;
+	struct weft_sel k[SW_FDS + 2];
+	volatile uint64_t canary[64];
+	weft_task *t, *v;
+	char c;
+
+	for (int i = 0; i < SW_FDS; i++)
+		WT_CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
+				       s->sv[i]),
+			    0);
+	WT_CHECK_EQ(weft_chan_create(&s->c, 1), 0);
+	t = weft_spawn(st_stuck, NULL);
+	for (int round = 0; round < 300; round++) {
+		for (int i = 0; i < SW_FDS; i++)
+			sel_fd(&k[i], WEFT_SEL_READABLE, s->sv[i][0]);
+		sel_task(&k[SW_FDS], t);
+		sel_case(&k[SW_FDS + 1], s->c, WEFT_SEL_RECV, NULL);
+		switch (round % 3) {
+		case 0: /* times out */
+			WT_CHECK_EQ(weft_select(k, SW_FDS + 2,
+						50 * WEFT_NSEC_PER_USEC),
+				    -ETIMEDOUT);
+			break;
+		case 1: /* one descriptor out of ten */
+			WT_CHECK_EQ(weft_send(s->sv[round % SW_FDS][1], "z",
+					      1, 0),
+				    1);
+			WT_CHECK_EQ(weft_select(k, SW_FDS + 2, WEFT_NEVER),
+				    round % SW_FDS);
+			WT_CHECK_EQ(weft_recv(s->sv[round % SW_FDS][0], &c, 1, 0),
+				    1);
+			break;
+		case 2: /* the channel, after the watches are armed */
+			WT_CHECK_EQ(weft_chan_send(s->c, V(3)), 0);
+			WT_CHECK_EQ(weft_select(k, SW_FDS + 2, WEFT_NEVER),
+				    SW_FDS + 1);
+			WT_CHECK_PTR_EQ(k[SW_FDS + 1].value, 3);
+			break;
+		}
+		/* Whatever the watches left, it must not land here. */
+		for (int i = 0; i < 64; i++)
+			canary[i] = 0xfeedfacecafebeefull;
+		WT_CHECK_EQ(weft_sleep(10 * WEFT_NSEC_PER_USEC), 0);
+		for (int i = 0; i < 64; i++)
+			WT_CHECK_EQ(canary[i], 0xfeedfacecafebeefull);
+	}
+	/* Cancelled while parked on ten descriptors. */
+	v = weft_spawn(sw_canceller_victim, s);
+	wt_yield_until(&s->parked, 1000000);
+	WT_CHECK_EQ(weft_sleep(2 * WEFT_NSEC_PER_MSEC), 0);
+	WT_CHECK_EQ(weft_cancel(v), 0);
+	WT_CHECK_EQ(weft_await(v, NULL), -ECANCELED);
+	WT_CHECK(s->cancelled);
+	weft_task_release(v);
+	weft_cancel(t);
+	weft_await(t, NULL);
+	weft_task_release(t);
+	for (int i = 0; i < SW_FDS; i++) {
+		close(s->sv[i][0]);
+		close(s->sv[i][1]);
+	}
+	weft_chan_destroy(s->c);
+	return NULL;
+}
+
+Test(chan, select_ends_every_watch_it_started_whatever_it_returns,
+     .timeout = WT_TIMEOUT(60))
+{
+	struct sel_watch_state s;
+
+	wt_run_each(sel_watch_main, &s, sizeof(s));
 }
 
 /* ======================================================================
