@@ -2,7 +2,8 @@
  * A minimal HTTP/1.1 server: every request gets "Hello, World!". One task
  * accepts; each connection gets a detached task that reads requests into
  * its own buffer, answers every complete request found there (pipelined
- * requests included) and sends the answers of one read in one write.
+ * requests included) and sends the answers of one read in one write (a weft_writer
+ * gathers them).
  *
  *   http_server [-p PORT] [-a ADDR] [-w WORKERS] [-i IDLE_SECONDS]
  *               [-H HEAD_SECONDS] [-r]
@@ -218,7 +219,7 @@ static bool head_bytes_ok(const char *p, size_t len)
 struct conn {
 	int fd;
 	size_t start, end; /* unconsumed bytes: in[start..end) */
-	size_t outlen;     /* answers waiting in out[] */
+	struct weft_writer out; /* answers, batched in outbuf */
 	uint64_t skip;     /* body bytes still to drop */
 	uint64_t head_by;  /* the partial head buffered must be complete by
 			    * then (ns); 0: no partial head */
@@ -226,7 +227,7 @@ struct conn {
 	struct weft_lease pl;   /* a lease not yet all copied */
 	size_t ploff;           /* how much of it was */
 	char in[IN_CAP];
-	char out[OUT_CAP];
+	char outbuf[OUT_CAP];
 };
 
 /* Up to cap bytes from the stream into buf: what is left of the last
@@ -252,29 +253,36 @@ static ssize_t stream_read(struct conn *c, char *buf, size_t cap)
 	return (ssize_t)k;
 }
 
-/* A client that does not read our answers for idle_ns is dropped (a
- * pipelining client that never reads kept its connection for ever). */
+/* Answers gather in the connection's buffered writer and go out in one
+ * write per batch of requests read (a flush), or when the buffer is full
+ * (the writer then writes what it holds and the new answer together). A
+ * client that does not read our answers for idle_ns is dropped (a
+ * pipelining client that never reads kept its connection for ever): every
+ * write sits in a deadline scope. */
 static int flush(struct conn *c)
 {
-	ssize_t n = 0;
+	uint64_t saved;
+	int err;
 
-	if (c->outlen) {
-		uint64_t saved = weft_timeout_begin(idle_ns);
-
-		n = weft_write_all(c->fd, c->out, c->outlen, -1);
-		weft_timeout_end(saved);
-	}
-	c->outlen = 0;
-	return n < 0 ? (int)n : 0;
+	if (!weft_writer_buffered(&c->out))
+		return 0;
+	saved = weft_timeout_begin(idle_ns);
+	err = weft_writer_flush(&c->out);
+	weft_timeout_end(saved);
+	return err;
 }
 
 static int queue(struct conn *c, const char *p, size_t len)
 {
-	if (c->outlen + len > OUT_CAP && flush(c) < 0)
-		return -1;
-	memcpy(c->out + c->outlen, p, len);
-	c->outlen += len;
-	return 0;
+	uint64_t saved;
+	int err;
+
+	if (weft_writer_buffered(&c->out) + len <= OUT_CAP)
+		return weft_writer_write(&c->out, p, len); /* no write */
+	saved = weft_timeout_begin(idle_ns);
+	err = weft_writer_write(&c->out, p, len);
+	weft_timeout_end(saved);
+	return err < 0 ? -1 : 0;
 }
 
 /*
@@ -475,7 +483,8 @@ static void *amain(void *arg)
 			continue;
 		}
 		c->fd = cfd;
-		c->start = c->end = c->outlen = 0;
+		c->start = c->end = 0;
+		weft_writer_init(&c->out, cfd, c->outbuf, sizeof c->outbuf);
 		c->skip = 0;
 		c->head_by = 0;
 		int e = weft_spawn_opts(NULL, conn_main, c, &opts);
