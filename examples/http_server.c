@@ -2,8 +2,8 @@
  * A minimal HTTP/1.1 server: every request gets "Hello, World!". One task
  * accepts; each connection gets a detached task that reads requests into
  * its own buffer, answers every complete request found there (pipelined
- * requests included) and sends the answers of one read in one write (a weft_writer
- * gathers them).
+ * requests included) and sends the answers of one read in one write (a
+ * weft_writer gathers them).
  *
  *   http_server [-p PORT] [-a ADDR] [-w WORKERS] [-i IDLE_SECONDS]
  *               [-H HEAD_SECONDS] [-r]
