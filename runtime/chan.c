@@ -335,7 +335,8 @@ size_t weft_chan_cap(weft_chan *c)
  *   - before returning, every watch is ended: wq nodes unlinked
  *     (sel_unlink), waiter nodes taken off their tasks' lists, descriptor
  *     watches taken out or cancelled and their completions waited for (the
- *     records are on this stack). The task stays pinned to its worker from
+ *     records are on this stack). tests/model/select_watch.pml checks the
+ *     grant against the watch. The task stays pinned to its worker from
  *     the first descriptor watch until then, as an I/O request pins it:
  *     only that worker may cancel on its ring.
  */
