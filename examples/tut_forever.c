@@ -9,7 +9,7 @@
  * script gets a loop, schedules both with ensure_future, calls
  * loop.run_forever() inside a try whose KeyboardInterrupt handler does
  * nothing, and in the finally clause prints "Closing Loop" and closes the
- * loop.
+ * loop. tut_work_forever.c is the same with one coroutine.
  *
  *   asyncio:                                  weft:
  *     loop = asyncio.new_event_loop()           weft_runtime_create(&rt, &cfg)

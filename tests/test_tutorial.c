@@ -463,7 +463,111 @@ Test(tutorial, random_same_seed_same_numbers, .timeout = WT_TIMEOUT(30))
 
 /* ---- "Understanding AsyncIO by Code" -------------------------------------- */
 
+Test(tutorial, hello_then_world_2s_later, .timeout = WT_TIMEOUT(30))
+{
+	static struct kid k;
+	const char *args[] = { "-s", SCALE_ARG, NULL };
+	static const char *const want[] = { "hello", "world" };
+
+	run_ok(&k, "tut_hello", args, 10 * WT_SLOW);
+	lines_are(&k, want, 2);
+	arrived(&k, 1, 2, 0);
+}
+
+/* "HH:MM:SS" at p: seconds since midnight, or -1. */
+static int clock_secs(const char *p)
+{
+	unsigned h, m, s;
+	int len = 0;
+
+	if (sscanf(p, "%2u:%2u:%2u%n", &h, &m, &s, &len) != 3 || len != 8 ||
+	    h > 23 || m > 59 || s > 60)
+		return -1;
+	return (int)(h * 3600 + m * 60 + s);
+}
+
+/* The second clock line `end` (its time of day at `e`) is `secs` nominal
+ * seconds after the first, `start`: the clock moved by secs, give or take
+ * the fraction of a second the start was at. */
+static void clocks_ok(struct kid *k, const char *start, const char *end,
+		      double secs)
+{
+	int a = clock_secs(start), b = clock_secs(end), d;
+
+	cr_assert(a >= 0 && b >= 0, "'%s', '%s'\n%s", start, end, dump(k));
+	d = (b - a + 86400) % 86400;
+	cr_assert(d >= (int)secs && d <= (int)secs + 1,
+		  "clock from %.8s to %.8s, %.4f s apart\n%s", start, end, secs,
+		  dump(k));
+}
+
+Test(tutorial, create_task_start_end_2s_apart, .timeout = WT_TIMEOUT(30))
+{
+	static struct kid k;
+	const char *args[] = { "-s", SCALE_ARG, NULL };
+	char again[64];
+	double secs;
+
+	run_ok(&k, "tut_create_task", args, 10 * WT_SLOW);
+	cr_assert_eq(k.nlines, 2, "%d lines:\n%s", k.nlines, dump(&k));
+	/* "Start: 17:19:30" / "End: 17:19:32 (2.0017 sec)" */
+	cr_assert(!strncmp(k.line[0], "Start: ", 7) &&
+		  strlen(k.line[0]) == 15, "'%s'", k.line[0]);
+	cr_assert(!strncmp(k.line[1], "End: ", 5), "'%s'", k.line[1]);
+	cr_assert_eq(sscanf(k.line[1] + 5, "%*8s (%lf sec)", &secs), 1, "'%s'",
+		     k.line[1]);
+	snprintf(again, sizeof again, "End: %.8s (%.4f sec)", k.line[1] + 5,
+		 secs);
+	line_is(&k, 1, again);
+	clocks_ok(&k, k.line[0] + 7, k.line[1] + 5, secs);
+	time_ok(&k, "create_task", secs, 2);
+	/* In every build: the 2 s and 1 s waits overlapped. */
+	cr_assert(secs < 3, "%.4f s: not side by side", secs);
+}
+
+Test(tutorial, gather_returns_the_list_in_2s, .timeout = WT_TIMEOUT(30))
+{
+	static struct kid k;
+	const char *args[] = { "-s", SCALE_ARG, NULL };
+	char again[64];
+	double secs;
+
+	run_ok(&k, "tut_gather", args, 10 * WT_SLOW);
+	cr_assert_eq(k.nlines, 3, "%d lines:\n%s", k.nlines, dump(&k));
+	/* "17:10:30" / "['hello(2)', 'world(1)']" / "17:10:32 (2.0018 sec)" */
+	cr_assert_eq(strlen(k.line[0]), 8, "'%s'", k.line[0]);
+	line_is(&k, 1, "['hello(2)', 'world(1)']");
+	cr_assert_eq(sscanf(k.line[2], "%*8s (%lf sec)", &secs), 1, "'%s'",
+		     k.line[2]);
+	snprintf(again, sizeof again, "%.8s (%.4f sec)", k.line[2], secs);
+	line_is(&k, 2, again);
+	clocks_ok(&k, k.line[0], k.line[2], secs);
+	time_ok(&k, "gather", secs, 2);
+	cr_assert(secs < 3, "%.4f s: not side by side", secs);
+}
+
 /* ---- "Asyncio Event Loops Tutorial" --------------------------------------- */
+
+Test(tutorial, my_coroutine_runs_until_complete, .timeout = WT_TIMEOUT(30))
+{
+	static struct kid k;
+	const char *args[] = { "-s", SCALE_ARG, NULL };
+	static const char *const want[] = { "My Coroutine" };
+
+	run_ok(&k, "tut_my_coroutine", args, 10 * WT_SLOW);
+	lines_are(&k, want, 1);
+}
+
+Test(tutorial, my_work_finishes_after_5s, .timeout = WT_TIMEOUT(30))
+{
+	static struct kid k;
+	const char *args[] = { "-s", SCALE_ARG, NULL };
+	static const char *const want[] = { "Starting Work", "Finishing Work" };
+
+	run_ok(&k, "tut_my_work", args, 10 * WT_SLOW);
+	lines_are(&k, want, 2);
+	arrived(&k, 1, 5, 0);
+}
 
 /* Output of a run_forever program: `worker` lines only (either text when
  * `other` is not NULL), then one "Closing Loop", last. */
@@ -488,6 +592,20 @@ static void forever_check(struct kid *k, const char *worker,
 		cr_assert(first <= max_each && second <= max_each,
 			  "%d and %d lines (at most %d each)\n%s", first,
 			  second, max_each, dump(k));
+}
+
+Test(tutorial, work_forever_stops_after_t_seconds, .timeout = WT_TIMEOUT(30))
+{
+	static struct kid k;
+	const char *args[] = { "-s", "0.05", "-t", "0.5", NULL };
+
+	run_ok(&k, "tut_work_forever", args, 10 * WT_SLOW);
+	/* A line every 0.05 s and a stop at 0.5 s: 10, one more if a tick
+	 * and the stop meet; sanitizers may delay the stop. */
+	forever_check(&k, "Task Executed", NULL,
+		      WT_SLOW == 1 ? 11 : 11 + 4 * WT_SLOW);
+	cr_assert(k.secs >= 0.5 && k.secs < 0.5 + 2.0 * WT_SLOW,
+		  "ran %.2f s", k.secs);
 }
 
 Test(tutorial, forever_stops_after_t_seconds, .timeout = WT_TIMEOUT(30))
@@ -527,6 +645,30 @@ Test(tutorial, forever_sigint_closes_the_loop, .timeout = WT_TIMEOUT(30))
 }
 
 /* ---- "Python: AsyncIO" ---------------------------------------------------- */
+
+Test(tutorial, hello_world_then_5s_wait, .timeout = WT_TIMEOUT(30))
+{
+	static struct kid k;
+	const char *args[] = { "-s", SCALE_ARG, NULL };
+	static const char *const want[] = { "Hello World!",
+					    "I just waited for 5 seconds!" };
+
+	run_ok(&k, "tut_hello_world", args, 10 * WT_SLOW);
+	lines_are(&k, want, 2);
+	arrived(&k, 1, 5, 0);
+}
+
+Test(tutorial, await_task_first_then_second, .timeout = WT_TIMEOUT(30))
+{
+	static struct kid k;
+	const char *args[] = { "-s", SCALE_ARG, NULL };
+	static const char *const want[] = { "This goes first!",
+					    "This goes second, after waiting!" };
+
+	run_ok(&k, "tut_await_task", args, 10 * WT_SLOW);
+	lines_are(&k, want, 2);
+	arrived(&k, 1, 2, 0);
+}
 
 Test(tutorial, order_first_second_third_fourth, .timeout = WT_TIMEOUT(30))
 {
@@ -574,8 +716,10 @@ Test(tutorial, coffee_and_bagel_done_together, .timeout = WT_TIMEOUT(30))
 Test(tutorial, bad_scale_is_a_usage_error, .timeout = WT_TIMEOUT(30))
 {
 	static const char *const progs[] = {
-		"tut_processes", "tut_monitor", "tut_random", "tut_forever",
-		"tut_order", "tut_coffee",
+		"tut_processes", "tut_monitor", "tut_random", "tut_hello",
+		"tut_create_task", "tut_gather", "tut_my_coroutine",
+		"tut_my_work", "tut_work_forever", "tut_forever",
+		"tut_hello_world", "tut_await_task", "tut_order", "tut_coffee",
 	};
 	const char *args[] = { "-s", "-1", NULL };
 
