@@ -1,14 +1,15 @@
 /*
- * Tutorial 4: an event loop that runs until it is told to stop. Two
- * workers each print a line every second, forever; Ctrl-C (SIGINT) ends
- * the loop, and the program says "Closing Loop" and exits cleanly.
+ * Tutorial "Asyncio Event Loops Tutorial", last program: an event loop
+ * that runs until it is told to stop. Two workers each print a line
+ * every second, forever; Ctrl-C (SIGINT) ends the loop, and the program
+ * says "Closing Loop" and exits cleanly.
  *
- * The asyncio program it answers: two coroutines that loop forever,
- * sleeping 1 s and printing "First Worker Executed" or "Second Worker
- * Executed"; the main script gets a loop, schedules both with
- * ensure_future, calls loop.run_forever() inside a try whose
- * KeyboardInterrupt handler does nothing, and in the finally clause prints
- * "Closing Loop" and closes the loop.
+ * The asyncio program: two coroutines that loop forever, sleeping 1 s and
+ * printing "First Worker Executed" or "Second Worker Executed"; the main
+ * script gets a loop, schedules both with ensure_future, calls
+ * loop.run_forever() inside a try whose KeyboardInterrupt handler does
+ * nothing, and in the finally clause prints "Closing Loop" and closes the
+ * loop. tut_work_forever.c is the same with one coroutine.
  *
  *   asyncio:                                  weft:
  *     loop = asyncio.new_event_loop()           weft_runtime_create(&rt, &cfg)
@@ -28,14 +29,18 @@
  * stops the loop after SECONDS real seconds (not scaled), as if Ctrl-C had
  * been pressed; without it, only a signal ends the program.
  *
+ * Output, the tutorial's lines:
+ *
  *   First Worker Executed
  *   Second Worker Executed
  *   First Worker Executed
  *   Second Worker Executed
  *   ^CClosing Loop
  *
- * (The two workers run in parallel, so within a second either may print
- * first.)
+ * except that within a second either worker may print first: their two
+ * 1 s sleeps end microseconds apart, and here they run in parallel on two
+ * workers. (With one worker it would be no different: weft's timers
+ * count in 16 us ticks and keep no order among the timers of one tick.)
  */
 #include <stdint.h>
 #include <stdio.h>

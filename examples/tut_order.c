@@ -1,41 +1,39 @@
 /*
- * Tutorial 5: what create_task means for the order things happen in.
+ * Tutorial "Python: AsyncIO", the program that numbers its lines: what
+ * create_task means for the order things happen in.
  *
- * The asyncio program it mirrors (the common "which line prints first"
- * exercise for asyncio.create_task):
- *
- *   - a helper coroutine prints "This goes second", sleeps 2 s and returns
- *     the string "This goes fourth!";
- *   - main wraps the helper in a task with create_task, which only
- *     schedules it, and prints "This goes first" before the helper has
- *     run at all;
- *   - main then sleeps 1 s; that gives the loop away, so the helper starts
- *     now and prints "This goes second" before going to sleep itself;
- *   - main wakes first, prints "This goes third" while the helper is still
- *     asleep, then awaits the task and prints the string it returned,
- *     "This goes fourth!", 2 s after the start (not 3: the two sleeps
- *     overlapped).
+ *   - main wraps foo() in a task with create_task, which only schedules
+ *     it, and prints "This goes first!" before foo has run at all;
+ *   - main sleeps 2 s; that gives the loop away, so foo starts now,
+ *     prints "This goes second!" and goes to sleep for 2 s itself;
+ *   - main wakes first (its sleep began first), prints "This goes
+ *     third!" and awaits the task; foo wakes, returns "This goes
+ *     fourth!", and main prints it, 2 s after the start (not 4: the two
+ *     sleeps overlapped).
  *
  *   asyncio:                                  weft:
- *     task = asyncio.create_task(helper())      weft_spawn(helper, NULL)
- *     await asyncio.sleep(1)                    weft_sleep(1 s)
- *     print(await task)                         weft_await(task, &result)
+ *     my_task = asyncio.create_task(foo())      weft_spawn(foo, NULL)
+ *     await asyncio.sleep(2)                    weft_sleep(2 s)
+ *     foo_return = await my_task                weft_await(my_task, &foo_return)
+ *
+ * Output, the tutorial's lines:
+ *
+ *   This goes first!
+ *   This goes second!
+ *   This goes third!
+ *   This goes fourth!
  *
  * The order above holds in asyncio because one thread runs everything: a
  * new task cannot run until main gives the loop away. weft would normally
  * run the new task at once on another worker, so "second" could come
  * before "first". This program asks for one worker (weft_config.workers =
  * 1), which gives asyncio's guarantee back; WEFT_SPAWN_PINNED does the same
- * for chosen tasks inside a multi-worker runtime.
+ * for chosen tasks inside a multi-worker runtime. (Which of the two 2 s
+ * sleeps ends first does not matter here: foo prints nothing after its
+ * own.)
  *
  * Run:  tut_order [-s SCALE]
- * -s multiplies every duration (-s 0.01 runs 100 times faster). Each line
- * ends with the time since the start, in real seconds:
- *
- *   This goes first (0.00 s)
- *   This goes second (0.00 s)
- *   This goes third (1.00 s)
- *   This goes fourth! (2.00 s)
+ * -s multiplies every wait (-s 0.1 runs ten times faster).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -44,23 +42,16 @@
 #include <weft.h>
 
 static double scale = 1.0;
-static uint64_t start;
 
 static uint64_t scaled_ns(double seconds)
 {
 	return (uint64_t)(seconds * scale * (double)WEFT_NSEC_PER_SEC);
 }
 
-static void say(const char *what)
-{
-	printf("%s (%.2f s)\n", what,
-	       (double)(weft_now() - start) / (double)WEFT_NSEC_PER_SEC);
-}
-
-static void *helper(void *arg)
+static void *foo(void *arg)
 {
 	(void)arg;
-	say("This goes second");
+	printf("This goes second!\n");
 	if (weft_sleep(scaled_ns(2)) < 0)
 		return NULL;
 	return "This goes fourth!";
@@ -68,27 +59,26 @@ static void *helper(void *arg)
 
 static void *amain(void *arg)
 {
-	weft_task *task;
-	void *result = NULL;
+	weft_task *my_task;
+	void *foo_return = NULL;
 	int err;
 
 	(void)arg;
-	start = weft_now();
-	task = weft_spawn(helper, NULL); /* scheduled, not run yet */
-	if (!task)
+	my_task = weft_spawn(foo, NULL); /* scheduled, not run yet */
+	if (!my_task)
 		return (void *)1;
-	say("This goes first");
-	err = weft_sleep(scaled_ns(1)); /* the helper runs now */
-	if (err == 0)
-		say("This goes third");
-	if (err == 0)
-		err = weft_await(task, &result);
-	weft_task_release(task);
-	if (err < 0 || !result) {
+	printf("This goes first!\n");
+	err = weft_sleep(scaled_ns(2)); /* foo runs now */
+	if (err == 0) {
+		printf("This goes third!\n");
+		err = weft_await(my_task, &foo_return);
+	}
+	weft_task_release(my_task);
+	if (err < 0 || !foo_return) {
 		fprintf(stderr, "tut_order: %s\n", weft_strerror(err));
 		return (void *)1;
 	}
-	say(result);
+	printf("%s\n", (char *)foo_return);
 	return NULL;
 }
 

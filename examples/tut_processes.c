@@ -1,114 +1,119 @@
 /*
- * Tutorial 1: three "processes" (jobs that only wait) of 2, 3 and 4
- * seconds, run first one after the other and then all at once.
+ * Tutorial "Asyncio Event Loop in Action", first program: three
+ * "processes" (jobs that only wait) of 2, 3 and 4 seconds, run first one
+ * after the other with a blocking sleep, then all at once on the event
+ * loop.
  *
- * The asyncio program it answers: a coroutine that sleeps for its
- * duration and then reports that it is done and how long after the start;
- * a main that first awaits the three coroutines one by one (9 s in all)
- * and then passes them to asyncio.gather (4 s in all, the longest one),
- * printing the total of each way.
+ *   asyncio:                                weft:
+ *     def process(n): time.sleep(n)           process(): clock_nanosleep()
+ *     run_processes()  (before any loop)      called from main(), no runtime
+ *     async def aprocess(n): await asleep(n)  aprocess(): weft_sleep()
+ *     asyncio.run(run_aprocesses())           weft_run(run_aprocesses, ...)
+ *     await asyncio.gather(a(2), a(3), a(4))  weft_spawn() x3, weft_gather()
  *
- *   asyncio:                             weft:
- *     await process("A", 2)  (each)        process(&jobs[0]) called inline
- *     await asyncio.gather(a, b, c)        weft_spawn() x3, weft_gather()
+ * Output, the tutorial's lines exactly:
+ *
+ *   done process 2 - 2.0 seconds from start
+ *   done process 3 - 5.0 seconds from start
+ *   done process 4 - 9.0 seconds from start
+ *   SYNC TIME:  9.0
+ *   done async process 2 - 2.0 seconds from start
+ *   done async process 3 - 3.0 seconds from start
+ *   done async process 4 - 4.0 seconds from start
+ *   ASYNC TIME:  4.0
+ *
+ * (Python's print('SYNC TIME: ', x) puts a space between its two
+ * arguments: hence the two spaces.)
  *
  * Run:  tut_processes [-s SCALE]
- * -s multiplies every duration (-s 0.01 runs 100 times faster). Times are
- * measured, in real seconds, from the start of each phase:
- *
- *   sequential:
- *   done A (2 s): 2.00 seconds from start
- *   done B (3 s): 5.00 seconds from start
- *   done C (4 s): 9.00 seconds from start
- *   sequential total: 9.00 seconds
- *   gathered:
- *   done A (2 s): 2.00 seconds from start
- *   done B (3 s): 3.00 seconds from start
- *   done C (4 s): 4.00 seconds from start
- *   gathered total: 4.00 seconds
+ * -s multiplies every wait (-s 0.1 runs ten times faster). The times
+ * printed are nominal seconds, the real ones divided by SCALE, so the
+ * lines read as above at any scale; only the rounding of the last digit
+ * may differ from run to run.
  */
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 #include <weft.h>
 
 static double scale = 1.0;
-
-struct job {
-	const char *name;
-	unsigned seconds;       /* nominal duration, before scaling */
-	const uint64_t *start;  /* weft_now() at the start of the phase */
-};
+static uint64_t start_sync, start_async; /* weft_now() at each start */
 
 static uint64_t scaled_ns(double seconds)
 {
 	return (uint64_t)(seconds * scale * (double)WEFT_NSEC_PER_SEC);
 }
 
-static double seconds_since(uint64_t t)
+/* Real time since t in nominal seconds (divided by the scale). */
+static double nominal_since(uint64_t t)
 {
-	return (double)(weft_now() - t) / (double)WEFT_NSEC_PER_SEC;
+	return (double)(weft_now() - t) / (double)WEFT_NSEC_PER_SEC / scale;
 }
 
-/* One process: wait, then say so. Returns NULL, or the sleep's error
- * (cancellation) as a non-NULL result. */
-static void *process(void *arg)
+/* time.sleep(n): blocks the calling thread. Fine here, before the
+ * runtime exists; inside a task it would hold a whole worker. */
+static void process(unsigned n)
 {
-	struct job *j = arg;
-	int err = weft_sleep(scaled_ns(j->seconds));
+	uint64_t ns = scaled_ns(n);
+	struct timespec ts = {
+		.tv_sec = (time_t)(ns / WEFT_NSEC_PER_SEC),
+		.tv_nsec = (long)(ns % WEFT_NSEC_PER_SEC),
+	};
 
-	if (err < 0)
-		return (void *)(intptr_t)err;
-	printf("done %s (%u s): %.2f seconds from start\n", j->name, j->seconds,
-	       seconds_since(*j->start));
+	while (clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, &ts) == EINTR)
+		;
+	printf("done process %u - %.1f seconds from start\n", n,
+	       nominal_since(start_sync));
+}
+
+static void run_processes(void)
+{
+	process(2);
+	process(3);
+	process(4);
+}
+
+/* await asleep(n): only this task waits; its worker runs the others.
+ * Returns NULL, or non-NULL if the sleep failed (cancellation). */
+static void *aprocess(void *arg)
+{
+	unsigned n = (unsigned)(uintptr_t)arg;
+
+	if (weft_sleep(scaled_ns(n)) < 0)
+		return (void *)1;
+	printf("done async process %u - %.1f seconds from start\n", n,
+	       nominal_since(start_async));
 	return NULL;
 }
 
-static void *amain(void *arg)
+static void *run_aprocesses(void *arg)
 {
-	uint64_t start;
-	struct job jobs[3] = {
-		{ "A", 2, &start }, { "B", 3, &start }, { "C", 4, &start },
-	};
+	static const unsigned secs[3] = { 2, 3, 4 };
 	weft_task *t[3];
-	void *res[3];
-	int err;
+	void *res[3] = { NULL, NULL, NULL };
+	size_t n;
+	int err = 0;
 
 	(void)arg;
-	/* One after the other: each call waits its whole duration before
-	 * the next starts, as awaiting a coroutine directly does. */
-	printf("sequential:\n");
-	start = weft_now();
-	for (int i = 0; i < 3; i++)
-		if (process(&jobs[i]) != NULL)
-			return (void *)1;
-	printf("sequential total: %.2f seconds\n", seconds_since(start));
-
-	/* All at once: three tasks that wait side by side. */
-	printf("gathered:\n");
-	start = weft_now();
-	for (int i = 0; i < 3; i++) {
-		t[i] = weft_spawn(process, &jobs[i]);
-		if (!t[i]) {
+	for (n = 0; n < 3; n++) {
+		t[n] = weft_spawn(aprocess, (void *)(uintptr_t)secs[n]);
+		if (!t[n]) {
 			fprintf(stderr, "weft_spawn failed\n");
-			for (int k = 0; k < i; k++)
-				weft_cancel(t[k]);
-			weft_gather(t, (size_t)i, NULL);
-			while (i-- > 0)
-				weft_task_release(t[i]);
-			return (void *)1;
+			err = -1;
+			break;
 		}
 	}
-	err = weft_gather(t, 3, res);
-	for (int i = 0; i < 3; i++)
+	if (err < 0) /* do not wait for the ones already started */
+		for (size_t i = 0; i < n; i++)
+			weft_cancel(t[i]);
+	if (weft_gather(t, n, res) < 0 || res[0] || res[1] || res[2])
+		err = -1;
+	for (size_t i = 0; i < n; i++)
 		weft_task_release(t[i]);
-	if (err < 0 || res[0] || res[1] || res[2]) {
-		fprintf(stderr, "gather: %s\n", weft_strerror(err));
-		return (void *)1;
-	}
-	printf("gathered total: %.2f seconds\n", seconds_since(start));
-	return NULL;
+	return err < 0 ? (void *)1 : NULL;
 }
 
 int main(int argc, char **argv)
@@ -130,10 +135,20 @@ int main(int argc, char **argv)
 	/* Line by line even into a pipe, so a reader sees each line as it
 	 * happens. */
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	err = weft_run(amain, NULL, NULL, &res);
+
+	start_sync = weft_now();
+	run_processes();
+	printf("SYNC TIME:  %.1f\n", nominal_since(start_sync));
+
+	/* As in the tutorial, the clock starts before the loop does. */
+	start_async = weft_now();
+	err = weft_run(run_aprocesses, NULL, NULL, &res);
 	if (err < 0) {
 		fprintf(stderr, "weft_run: %s\n", weft_strerror(err));
 		return 1;
 	}
-	return res == NULL ? 0 : 1;
+	if (res != NULL)
+		return 1;
+	printf("ASYNC TIME:  %.1f\n", nominal_since(start_async));
+	return 0;
 }
