@@ -15,12 +15,20 @@
  * on a slow client: the one task owns the socket, the outbox and the
  * client's entry in the table, and gives them all up when it leaves.
  *
- * Slow clients. A client that does not read its messages fills its outbox
- * (-q messages, default 64): a message that finds the outbox full makes
- * that client leave (its outbox is closed, and its task ends at its next
- * select), rather than making everyone else wait or queue memory for it.
- * A write to a client that is not reading ends after the idle time (-i,
- * default 60 s), as does a client that sends nothing for that long.
+ * The outbox is the first case: a client's task writes out what is
+ * queued for it before it reads more from it, so a client that talks a
+ * lot still hears the others, and its own flood waits in its socket.
+ *
+ * Slow clients. A client that does not keep up with what the others say
+ * fills its outbox (-q messages, default 256): a message that finds the
+ * outbox full makes that client leave (as an IRC server's "SendQ
+ * exceeded"), rather than making everyone else wait or queue memory for
+ * it: its socket is shut down, so its task's next read or write fails at
+ * once and it leaves. Before that, a talker whose lines fill someone's
+ * outbox past half is slowed down (flood control, in lines()), so a
+ * listener that reads as fast as it can keeps up with any talker. A write
+ * to a client that is not reading ends after the idle time (-i, default
+ * 60 s), as does a client that sends nothing for that long.
  *
  * Messages are shared: one allocation per line, a reference per outbox.
  *
@@ -35,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <weft.h>
 
@@ -55,7 +64,7 @@ struct client {
 
 static const char *addr;    /* NULL: any IPv4 address */
 static uint16_t port;       /* 0: any free port */
-static size_t queue = 64;   /* -q: messages an outbox holds */
+static size_t queue = 256;  /* -q: messages an outbox holds */
 static uint64_t idle_ns = 60 * WEFT_NSEC_PER_SEC;
 
 /* The clients, under `table`: a sender walks it while it holds the lock,
@@ -71,36 +80,45 @@ static void msg_unref(struct msg *m)
 		free(m);
 }
 
-/* Sends "userN: line" to every client but `from`. A full outbox closes:
- * that client leaves at its next select. */
-static void broadcast(const struct client *from, const char *line,
-		      size_t len)
+/* Sends "userN: line" to every client but `from`; a client whose outbox
+ * is full is shut down (see Slow clients). Returns the fullest outbox's
+ * length (before this line), for the sender's flood control. */
+static size_t broadcast(const struct client *from, const char *line,
+			size_t len)
 {
 	struct msg *m = malloc(sizeof(*m) + len + 32);
+	size_t fullest = 0;
 
 	if (!m)
-		return;
+		return 0;
 	m->len = (size_t)snprintf(m->text, 32, "user%u: ", from->id);
 	memcpy(m->text + m->len, line, len);
 	m->len += len;
 	atomic_init(&m->refs, 1); /* ours, until the loop is done */
-	if (weft_lock_acquire(table) < 0) { /* cancelled: the server stops */
+	/* Outside any deadline scope: only the server's stop (a
+	 * cancellation) makes this fail, and then nobody is listening. */
+	if (weft_lock_acquire(table) < 0) {
 		free(m);
-		return;
+		return 0;
 	}
 	for (unsigned i = 0; i < MAX_CLIENTS; i++) {
 		struct client *c = clients[i];
 
 		if (!c || c == from)
 			continue;
+		if (weft_chan_len(c->outbox) > fullest)
+			fullest = weft_chan_len(c->outbox);
 		atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
 		if (weft_chan_try_send(c->outbox, m) < 0) {
+			/* Too slow: let it go. Its descriptor stays open
+			 * while it is in the table (we hold the lock). */
 			msg_unref(m);
-			weft_chan_close(c->outbox); /* too slow: let it go */
+			weft_shutdown(c->fd, SHUT_RDWR);
 		}
 	}
 	weft_lock_release(table);
 	msg_unref(m);
+	return fullest;
 }
 
 /* Takes the client into the table; false when it is full. */
@@ -139,27 +157,56 @@ static void leave(struct client *c)
 	weft_chan_destroy(c->outbox);
 }
 
-/* Reads what the client sent and broadcasts each complete line (a line
- * longer than LINE_MAX_LEN goes out in pieces). 0 to go on, -1 to leave. */
-static int read_lines(struct client *c, char *buf, size_t *have)
+/* Broadcasts each complete line of the n bytes just read into buf after
+ * the *have kept from before; keeps the partial line at the front (a line
+ * longer than LINE_MAX_LEN goes out in pieces). */
+static void lines(struct client *c, char *buf, size_t *have, size_t n)
 {
-	ssize_t n = weft_recv(c->fd, buf + *have, LINE_MAX_LEN - *have, 0);
 	char *start = buf, *nl;
+	size_t fullest = 0, f;
 
-	if (n <= 0)
-		return -1; /* closed, reset, idle too long, cancelled */
-	*have += (size_t)n;
+	*have += n;
 	while ((nl = memchr(start, '\n', *have - (size_t)(start - buf)))) {
-		broadcast(c, start, (size_t)(nl - start) + 1);
+		f = broadcast(c, start, (size_t)(nl - start) + 1);
+		fullest = f > fullest ? f : fullest;
 		start = nl + 1;
 	}
 	*have -= (size_t)(start - buf);
 	memmove(buf, start, *have);
 	if (*have == LINE_MAX_LEN) {
-		broadcast(c, buf, *have);
+		f = broadcast(c, buf, *have);
+		fullest = f > fullest ? f : fullest;
 		*have = 0;
 	}
-	return 0;
+	/* Flood control: while someone's outbox is half full, the talker
+	 * slows down (a millisecond per read), which gives the listeners'
+	 * tasks time to write; only a listener that still cannot keep up
+	 * is let go. */
+	if (fullest > queue / 2)
+		weft_sleep_ms(1);
+}
+
+/* Writes m and whatever else the outbox holds, gathered in a buffered
+ * writer: one write for a batch, so a client's task keeps up with a
+ * sender that reads many lines per receive. > 0, or the write's error. */
+static ssize_t write_out(struct client *c, struct msg *m)
+{
+	struct weft_writer w;
+	char wbuf[16384];
+	void *v;
+	int err, more = 64; /* a batch at most: then the socket's turn */
+
+	weft_writer_init(&w, c->fd, wbuf, sizeof wbuf);
+	err = weft_writer_write(&w, m->text, m->len);
+	msg_unref(m);
+	while (!err && more-- && weft_chan_try_recv(c->outbox, &v) == 0) {
+		m = v;
+		err = weft_writer_write(&w, m->text, m->len);
+		msg_unref(m);
+	}
+	if (!err)
+		err = weft_writer_flush(&w);
+	return err ? err : 1;
 }
 
 static void *client_main(void *arg)
@@ -176,27 +223,25 @@ static void *client_main(void *arg)
 	}
 	for (;;) {
 		struct weft_sel k[2] = {
-			{ .op = WEFT_SEL_READABLE, .fd = c.fd },
 			{ .chan = c.outbox, .op = WEFT_SEL_RECV },
+			{ .op = WEFT_SEL_READABLE, .fd = c.fd },
 		};
+		/* The wait, the read and the write: each at most idle_ns. */
 		uint64_t saved = weft_timeout_begin(idle_ns);
-		int i = weft_select(k, 2, WEFT_NEVER), err = 0;
+		int i = weft_select(k, 2, WEFT_NEVER);
+		ssize_t n = -1;
 
-		if (i == 0) {
-			err = read_lines(&c, buf, &have);
-		} else if (i == 1 && k[1].result == 0) {
-			struct msg *m = k[1].value;
-
-			err = weft_write_all(c.fd, m->text, m->len, -1) < 0
-				      ? -1
-				      : 0;
-			msg_unref(m);
-		} else {
-			err = -1; /* outbox closed (too slow), idle, stop */
-		}
+		if (i == 0 && k[0].result == 0)
+			n = write_out(&c, k[0].value);
+		else if (i == 1)
+			n = weft_recv(c.fd, buf + have, LINE_MAX_LEN - have, 0);
 		weft_timeout_end(saved);
-		if (err)
+		/* <= 0: closed, reset, shut down as too slow, idle for too
+		 * long, or the server stops (cancelled). */
+		if (n <= 0)
 			break;
+		if (i == 1)
+			lines(&c, buf, &have, (size_t)n);
 	}
 	leave(&c);
 	weft_close(c.fd);

@@ -966,19 +966,25 @@ WEFT_API size_t weft_chan_cap(weft_chan *c);
  *       with -EPIPE (a receive's value is then NULL). A NULL chan is
  *       ignored.
  *   WEFT_SEL_READABLE, WEFT_SEL_WRITABLE  fd is ready to read (POLLIN) or
- *       to write (POLLOUT); result: the events poll(2) reports for it (at
- *       least one of those asked for, or POLLHUP, POLLERR; > 0), or -EBADF
- *       for a descriptor that is not open. Nothing is read or written: do
- *       the I/O after (another reader may take the data first, so a read
- *       may still find nothing and wait). fd < 0 is ignored, as poll(2)
- *       ignores it.
+ *       to write (POLLOUT), as poll(2) would say; result: the events it
+ *       reports (at least one of those asked for, or POLLHUP, POLLERR;
+ *       > 0), or a negative errno value: -EBADF for a descriptor that is
+ *       not open, or why it cannot be watched (-ENOMEM, -ENOSPC).
+ *       Nothing is read or written: do the I/O after (another reader may
+ *       take the data first, so a read may still find nothing and wait).
+ *       Being poll(2)'s answer, it can wait for ever where poll would: a
+ *       full Unix stream socket whose peer shut its reading side down is
+ *       never writable (a send would fail with -EPIPE); bound such waits.
+ *       Do not close a descriptor a select waits on (cancel the select
+ *       first). fd < 0 is ignored, as poll(2) ignores it.
  *   WEFT_SEL_TASK  task has ended; result is its outcome and value its
  *       result, as weft_await() gives them (the handle is not released:
  *       await it, or select on it, again at will). A NULL task is ignored.
  * Any other case with a NULL chan is ignored too, whatever its op: a
  * zeroed case is. Each kind reads only its own fields. When several are
- * ready, the first in the array wins. Only the chosen case's result and
- * value are written. Returns the index, or -ETIMEDOUT (timeout_ns passed,
+ * ready as the select looks, the first in the array wins; once it waits,
+ * the first to become ready does. Only the chosen case's result and value
+ * are written. Returns the index, or -ETIMEDOUT (timeout_ns passed,
  * or the deadline; 0 polls), -ECANCELED (no case completed), -EINVAL
  * (cases NULL with n > 0, no case left, a bad op, a task case naming the
  * caller), -ESRCH (a stale task handle), -ENOMEM (more than 8 cases need

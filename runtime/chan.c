@@ -31,6 +31,7 @@
 
 #include "await.h"
 #include "base.h"
+#include "epoll.h"
 #include "mem.h"
 #include "ring.h"
 #include "spin.h"
@@ -336,9 +337,16 @@ size_t weft_chan_cap(weft_chan *c)
  *     (sel_unlink), waiter nodes taken off their tasks' lists, descriptor
  *     watches taken out or cancelled and their completions waited for (the
  *     records are on this stack). tests/model/select_watch.pml checks the
- *     grant against the watch. The task stays pinned to its worker from
- *     the first descriptor watch until then, as an I/O request pins it:
- *     only that worker may cancel on its ring.
+ *     grant against the watch.
+ * Pinning. On io_uring only the ring's worker may cancel a poll, so the
+ * task is pinned to it while a watch is in flight, as an I/O request pins
+ * it. With one descriptor case the watch's completion unpins it (no poll
+ * is left to cancel), so a rescuer that completes it for a worker stuck in
+ * another task lets the select go on elsewhere, as a read does; with
+ * several, each completion leaves the pin (the others may still need a
+ * cancel) and a stuck worker holds the select until it runs again. On
+ * epoll nothing pins: a watch is taken out of its list under the lists'
+ * lock, from any thread.
  */
 struct sel_watch {
 	union {
@@ -362,8 +370,10 @@ struct sel_state {
 	struct sel_watch *watch; /* per case; NULL when no case needs one */
 	struct weft__worker *w;  /* where the descriptor watches are */
 	struct weft__tcb *self;
+	size_t nfd;              /* descriptor cases */
 	unsigned flags;          /* the task's own, put back after them */
 	bool pinned;
+	bool heap;               /* order, nodes, watch were allocated */
 };
 
 enum { K_NONE, K_CHAN, K_FD, K_TASK };
@@ -410,9 +420,14 @@ static void sel_seen(struct weft_sel *k, struct sel_watch *x, int res)
 	if (k->op == WEFT_SEL_TASK) {
 		k->value = x->t->result;
 		k->result = x->t->outcome;
-	} else {
-		k->result = res;
+		return;
 	}
+	k->result = res;
+	/* The epoll reactor's guess that a read would find nothing (from
+	 * the last short read) is wrong now: the read that follows should
+	 * try at once, not wait for readiness it was just told of. */
+	if (res > 0 && (res & POLLIN) && weft__epoll_on())
+		weft__epoll_got(k->fd, 1, 1);
 }
 
 /* Looks at the descriptor cases now (poll(2), zero timeout): each one's
@@ -517,6 +532,9 @@ static void sel_watch_start(struct sel_state *s)
 {
 	struct weft__tcb *self = s->self;
 
+	/* Also what an epoll completion puts back: its CAS from the pinned
+	 * flags then finds none to undo. */
+	s->flags = weft__task_flags(self);
 	for (size_t i = 0; i < s->n; i++) {
 		struct weft_sel *k = &s->cases[i];
 		struct sel_watch *x = &s->watch[i];
@@ -532,15 +550,17 @@ static void sel_watch_start(struct sel_state *s)
 		}
 		if (kind != K_FD)
 			continue;
-		if (!s->pinned) {
-			s->flags = weft__task_flags(self);
+		if (!s->pinned && !s->w->ring.epoll) {
 			weft__ring_op_pin(s->w, self, s->flags);
 			s->pinned = true;
 		}
+		/* The flags a completion puts back (see Pinning above). */
 		err = weft__ring_watch(s->w, &x->op, k->fd,
 				       k->op == WEFT_SEL_READABLE ? POLLIN
 								  : POLLOUT,
-				       s->flags | WEFT__T_PINNED);
+				       s->pinned && s->nfd > 1
+					       ? s->flags | WEFT__T_PINNED
+					       : s->flags);
 		x->on = !err;
 		if (err) {
 			x->op.res = err;
@@ -599,7 +619,9 @@ static void sel_watch_end(struct sel_state *s)
 		struct sel_end u;
 
 		u.s = s;
-		weft__wait_init(&u.wt, s->w, WEFT_NEVER);
+		/* Unpinned (epoll, or io_uring's one watch done): wherever
+		 * the task runs now. */
+		weft__wait_init(&u.wt, weft__worker_self(), WEFT_NEVER);
 		u.wt.nocancel = true;
 		weft__wait(&u.wt, sel_watch_ended, sel_never_gives_up);
 	}
@@ -677,6 +699,20 @@ static void sel_unwait(struct weft__unwait *arg)
 	int won = sel_leave(s->sel);
 
 	sel_unlink(s, won >= 0 ? s->cases[won].chan : NULL);
+	/* The rest is the select's own: its task never runs again, so what
+	 * it allocated goes here (more than 8 cases leaked at shutdown).
+	 * Its task watches leave their lists first: the drop ends every
+	 * task next, and an end writes into the nodes on its list. The
+	 * descriptor watches are back already: the workers' reactors were
+	 * quiesced before the drop. */
+	for (size_t i = 0; s->watch && i < s->n; i++)
+		if (s->watch[i].on && sel_kind(&s->cases[i]) == K_TASK)
+			weft__await_unwatch(s->watch[i].t, &s->watch[i].tw);
+	if (s->heap) {
+		weft__mem_free(s->order);
+		weft__mem_free(s->nodes);
+		weft__mem_free(s->watch);
+	}
 }
 
 /* Granted: a case won (acquire, pairs with the granter's CAS) and its node
@@ -795,6 +831,7 @@ int weft_select(struct weft_sel *cases, size_t n, uint64_t timeout_ns)
 		s.nodes = nodes_stack;
 		s.watch = nobs ? watch_stack : NULL;
 	} else {
+		s.heap = true;
 		s.order = weft__mem_alloc((m ? m : 1) * sizeof(*s.order));
 		s.nodes = weft__mem_alloc(n * sizeof(*s.nodes));
 		s.watch = nobs ? weft__mem_alloc(n * sizeof(*s.watch)) : NULL;
@@ -805,6 +842,7 @@ int weft_select(struct weft_sel *cases, size_t n, uint64_t timeout_ns)
 	}
 	s.w = w;
 	s.self = w->current;
+	s.nfd = nfd;
 	if (nobs) {
 		won = sel_scan(cases, n, s.watch, w->current, &m, &nfd, &nobs);
 		if (won < 0 || (won = sel_poll(&s, nfd)) < 0)
@@ -845,7 +883,7 @@ int weft_select(struct weft_sel *cases, size_t n, uint64_t timeout_ns)
 		struct weft__wnode *nd = &s.nodes[i];
 		bool chan = sel_kind(&cases[i]) == K_CHAN;
 
-		weft__wq_node_init(nd, cases[i].value);
+		weft__wq_node_init(nd, chan ? cases[i].value : NULL);
 		nd->sel = &sel;
 		nd->index = (int)i;
 		nd->obj = chan ? cases[i].chan : NULL;
@@ -880,7 +918,7 @@ int weft_select(struct weft_sel *cases, size_t n, uint64_t timeout_ns)
 			cases[won].value = nd->result ? NULL : nd->value;
 	}
 out:
-	if (s.order != order_stack) {
+	if (s.heap) {
 		weft__mem_free(s.order);
 		weft__mem_free(s.nodes);
 		weft__mem_free(s.watch);

@@ -2134,6 +2134,174 @@ Test(chan, select_ends_every_watch_it_started_whatever_it_returns,
 	wt_run_each(sel_watch_main, &s, sizeof(s));
 }
 
+/*
+ * A select whose worker is stuck in another task (as io::
+ * a_read_completes_while_its_worker_is_stuck_in_another_task, for a read):
+ * with one descriptor case, the readiness must reach the select while the
+ * spinner still runs, and the select go on on the other worker. The
+ * spinner is pinned to the select's worker; nothing waits on a clock but
+ * the 10 s give-up.
+ */
+struct sel_stuck {
+	int sv[2];
+	weft_chan *idle;
+	atomic_int spinning, got, spinner_saw_got;
+	int sel_worker, spinner_worker, sel_after, won;
+};
+
+static void *ss_spinner(void *arg)
+{
+	struct sel_stuck *s = arg;
+	uint64_t until = wt_now_ns() + 10 * WEFT_NSEC_PER_SEC * WT_SLOW;
+
+	s->spinner_worker = weft_worker_index();
+	atomic_store(&s->spinning, 1);
+	while (!atomic_load(&s->got) && wt_now_ns() < until)
+		;
+	atomic_store(&s->spinner_saw_got, atomic_load(&s->got));
+	return NULL;
+}
+
+static void *ss_selector(void *arg)
+{
+	struct sel_stuck *s = arg;
+	struct weft_spawn_opts o = {
+		.flags = WEFT_SPAWN_PINNED | WEFT_SPAWN_DETACHED
+	};
+	struct weft_sel k[2];
+
+	sel_case(&k[0], s->idle, WEFT_SEL_RECV, NULL);
+	sel_fd(&k[1], WEFT_SEL_READABLE, s->sv[0]);
+	s->sel_worker = weft_worker_index();
+	WT_CHECK_EQ(weft_spawn_opts(NULL, ss_spinner, s, &o), 0);
+	s->won = weft_select(k, 2, WEFT_NEVER);
+	s->sel_after = weft_worker_index();
+	atomic_store(&s->got, 1);
+	return NULL;
+}
+
+static void *sel_stuck_main(void *arg)
+{
+	struct sel_stuck *s = arg;
+	weft_task *r;
+
+	if (!WT_CHECK((r = weft_spawn(ss_selector, s)) != NULL))
+		return NULL;
+	WT_CHECK(wt_yield_until(&s->spinning, 100000000L));
+	WT_CHECK_EQ(write(s->sv[1], "x", 1), 1);
+	WT_CHECK_EQ(weft_await(r, NULL), 0);
+	weft_task_release(r);
+	while (!atomic_load(&s->spinner_saw_got) &&
+	       atomic_load(&s->spinning) == 1 && !atomic_load(&s->got))
+		weft_yield();
+	return NULL;
+}
+
+Test(chan, a_select_on_one_descriptor_goes_on_while_its_worker_is_stuck,
+     .timeout = WT_TIMEOUT(60))
+{
+	struct sel_stuck s;
+
+	memset(&s, 0, sizeof(s));
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, s.sv),
+		     0);
+	cr_assert_eq(weft_chan_create(&s.idle, 0), 0);
+	wt_run(sel_stuck_main, &s, 2);
+	cr_assert_eq(s.won, 1, "the select returned %d", s.won);
+	cr_assert_eq(s.spinner_worker, s.sel_worker,
+		     "the spinner runs on the select's worker");
+	cr_assert(atomic_load(&s.spinner_saw_got),
+		  "the select returned only after the task that kept its "
+		  "worker busy gave up (10 s)");
+	cr_assert_neq(s.sel_after, s.sel_worker,
+		      "the select went on on the other worker");
+	weft_chan_destroy(s.idle);
+	close(s.sv[0]);
+	close(s.sv[1]);
+}
+
+/* Selects still parked when the runtime stops, shielded so that they are
+ * dropped, not cancelled: more than 8 cases (memory of their own), with
+ * descriptors, a task and channels. The drop must free it all (the ASan
+ * build's leak check after the run) and touch nothing freed. */
+struct sel_drop {
+	int sv[2];
+	weft_chan *c;
+	weft_task *stuck;
+	atomic_int parked, returned;
+};
+
+static void *sd_selector(void *arg)
+{
+	struct sel_drop *d = arg;
+	struct weft_sel k[12];
+
+	weft_shield_begin();
+	for (int i = 0; i < 12; i++)
+		switch (i % 4) {
+		case 0:
+			sel_fd(&k[i], WEFT_SEL_READABLE, d->sv[0]);
+			break;
+		case 1:
+			sel_task(&k[i], d->stuck);
+			break;
+		default:
+			sel_case(&k[i], d->c, WEFT_SEL_RECV, NULL);
+		}
+	atomic_fetch_add(&d->parked, 1);
+	weft_select(k, 12, WEFT_NEVER);
+	atomic_fetch_add(&d->returned, 1); /* never: dropped */
+	weft_shield_end();
+	return NULL;
+}
+
+/* Never ends before the drop either. */
+static void *sd_stuck(void *arg)
+{
+	(void)arg;
+	weft_shield_begin();
+	weft_sleep(WEFT_NEVER);
+	weft_shield_end();
+	return NULL;
+}
+
+static void *sel_drop_main(void *arg)
+{
+	struct sel_drop *d = arg;
+	struct weft_spawn_opts o = { .flags = WEFT_SPAWN_DETACHED };
+
+	d->stuck = weft_spawn(sd_stuck, NULL);
+	for (int i = 0; i < 4; i++)
+		WT_CHECK_EQ(weft_spawn_opts(NULL, sd_selector, d, &o), 0);
+	while (atomic_load(&d->parked) < 4)
+		weft_yield();
+	WT_CHECK_EQ(weft_sleep(5 * WEFT_NSEC_PER_MSEC), 0);
+	weft_task_release(d->stuck); /* its end comes with the drop */
+	return NULL;
+}
+
+Test(chan, selects_dropped_at_shutdown_free_what_they_hold,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct weft_config cfg;
+	struct sel_drop d;
+
+	memset(&d, 0, sizeof(d));
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.workers = 2;
+	cfg.shutdown_grace_ms = 20;
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, d.sv),
+		     0);
+	cr_assert_eq(weft_chan_create(&d.c, 1), 0);
+	wt_run_cfg(sel_drop_main, &d, &cfg);
+	cr_assert_eq(atomic_load(&d.returned), 0,
+		     "%d selects returned: not dropped",
+		     atomic_load(&d.returned));
+	weft_chan_destroy(d.c);
+	close(d.sv[0]);
+	close(d.sv[1]);
+}
+
 /* ======================================================================
  * async generator
  * ====================================================================== */
