@@ -957,22 +957,55 @@ WEFT_API int weft_chan_close(weft_chan *c);
 WEFT_API size_t weft_chan_len(weft_chan *c);
 WEFT_API size_t weft_chan_cap(weft_chan *c);
 
+/* Value channel: a channel whose values are value_size bytes each
+ * (1 to WEFT_CHAN_VALUE_MAX, else -EINVAL), carried by copy, so that small
+ * values need no allocation per message. The channel buffers copies;
+ * everything above holds for it (capacity, order, close, waits, select),
+ * with the value calls below in place of the pointer calls: a pointer
+ * call on a value channel, or a value call on a pointer channel, returns
+ * -EINVAL and moves nothing. Copies are made under the channel's lock,
+ * hence the bound: pass larger values by pointer. */
+#define WEFT_CHAN_VALUE_MAX 65536
+WEFT_API int weft_chan_create_sized(weft_chan **out, size_t capacity,
+				    size_t value_size);
+/* Sends a copy of the value_size bytes at src (-EINVAL for src NULL); src
+ * may be reused as soon as the call has returned. Returns as
+ * weft_chan_send(). */
+WEFT_API int weft_chan_send_val(weft_chan *c, const void *src);
+WEFT_API int weft_chan_send_val_timeout(weft_chan *c, const void *src,
+					uint64_t timeout_ns);
+WEFT_API int weft_chan_try_send_val(weft_chan *c, const void *src);
+/* Receives the oldest value into the value_size bytes at dst (dst may be
+ * NULL to drop it). Returns as weft_chan_recv(); dst is written only when
+ * the call returns 0. */
+WEFT_API int weft_chan_recv_val(weft_chan *c, void *dst);
+WEFT_API int weft_chan_recv_val_timeout(weft_chan *c, void *dst,
+					uint64_t timeout_ns);
+WEFT_API int weft_chan_try_recv_val(weft_chan *c, void *dst);
+/* A value channel's value_size; 0 for a pointer channel (and NULL). */
+WEFT_API size_t weft_chan_value_size(weft_chan *c);
+
 /* Select: waits until one of several channel operations can complete,
  * does that one only, and returns its index (Go's select). Cases with a
  * NULL chan are ignored. When several are ready, the first in the array
  * wins. A receive from a closed, drained channel and a send to a closed one
  * are ready: they complete with result -EPIPE (a receive's value is then
  * NULL). Only the chosen case's result and, for a receive, value are
- * written. Returns the index, or -ETIMEDOUT (timeout_ns passed, or the
+ * written. On a value channel, value points to the bytes to send (SEND)
+ * or to the buffer that receives them (RECV; NULL drops the value), and
+ * is not changed; the buffer is written only by the chosen case, with
+ * result 0. Returns the index, or -ETIMEDOUT (timeout_ns passed, or the
  * deadline; 0 polls), -ECANCELED (no case completed), -EINVAL (cases NULL
- * with n > 0, no case with a channel, or a bad op), -ENOMEM (more than 8
- * cases need memory), -EPERM outside task context: task context only. */
+ * with n > 0, no case with a channel, a bad op, a SEND on a value channel
+ * with value NULL), -ENOMEM (more than 8 cases need memory), -EPERM
+ * outside task context: task context only. */
 #define WEFT_SEL_SEND 1
 #define WEFT_SEL_RECV 2
 struct weft_sel {
 	weft_chan *chan;
 	int op;      /* WEFT_SEL_SEND or WEFT_SEL_RECV */
-	void *value; /* SEND: the value to send; RECV: the value received */
+	void *value; /* SEND: the value to send; RECV: the value received
+			(value channel: where the bytes are, or go) */
 	int result;  /* set for the case chosen: 0 or -EPIPE */
 };
 WEFT_API int weft_select(struct weft_sel *cases, size_t n,

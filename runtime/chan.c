@@ -1,6 +1,7 @@
 /*
- * Channels (bounded MPMC FIFO of pointers), select over channel
- * operations, and the async generator built on a channel.
+ * Channels (bounded MPMC FIFO of pointers, or of fixed-size values carried
+ * by copy), select over channel operations, and the async generator built
+ * on a channel.
  *
  * A channel is a ring buffer of `cap` slots plus two wait queues (wq.h
  * argues the protocol), all under one spinlock:
@@ -20,11 +21,24 @@
  * and nodes of a select that gave up or was granted on another channel
  * (wq.h argues why granters leave those alone).
  *
+ * Values. Every channel moves its values by copy: a value channel's are
+ * vsize bytes each, a pointer channel's (vsize 0) are the pointers
+ * themselves, whose calls pass the address of the pointer. A waiter's node
+ * carries the address of its own copy (node->value): a waiting sender's
+ * value, a waiting receiver's destination (NULL on a value channel: the
+ * value is dropped). The granter copies under the lock, before its DONE
+ * store (release), and the waiter reads its destination only after its
+ * DONE (acquire): wq.h's pairing, with the copy among the writes it
+ * publishes. The waiter's memory is there until then: it returns only
+ * after DONE, or after winning the claim, when no granter copies any
+ * more. Copies are made under the lock, hence the bound on vsize.
+ *
  * Direct hand-off keeps a send to a waiting receiver at one lock round and
  * one wake: the woken receiver goes to the sender's worker's next slot and
  * runs as soon as the sender suspends (ping-pong needs that).
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,32 +51,60 @@
 #include "wq.h"
 
 struct weft_chan {
+	/* What a send or receive touches, in the first line. */
 	weft__spin lock;
 	bool closed;
+	uint32_t vsize; /* value channel: bytes per value; 0: pointers */
 	size_t cap, head, len;
 	struct weft__wq sendq, recvq;
 	uint32_t tag; /* WEFT__LIVE while alive */
-	void *buf[]; /* cap slots */
+	/* cap slots of SLOT(vsize) bytes; copied with memcpy only, so no
+	 * slot needs more alignment than a byte's. */
+	_Alignas(void *) unsigned char buf[];
 };
 
-int weft_chan_create(weft_chan **out, size_t capacity)
+/* A send to a waiting receiver touches one line of the channel, as it did
+ * before value channels (ping_pong across workers). */
+_Static_assert(offsetof(struct weft_chan, recvq) + sizeof(struct weft__wq) <=
+		       WEFT__CACHELINE,
+	       "a channel's hot fields fit its first line");
+
+/* Bytes a slot takes. */
+#define SLOT(vsize) ((vsize) ? (vsize) : sizeof(void *))
+
+static int chan_create(weft_chan **out, size_t capacity, size_t vsize)
 {
 	weft_chan *c;
 
 	if (!out || capacity > ((size_t)1 << 32))
 		return -EINVAL;
 	/* A line of its own: channels of tasks on different workers must
-	 * not share one (false sharing doubled ping_pong's cost). */
-	size_t sz = sizeof(*c) + capacity * sizeof(void *);
+	 * not share one (false sharing doubled ping_pong's cost). No
+	 * overflow: capacity <= 2^32, vsize <= WEFT_CHAN_VALUE_MAX. */
+	size_t sz = sizeof(*c) + capacity * SLOT(vsize);
 	sz = (sz + WEFT__CACHELINE - 1) & ~(size_t)(WEFT__CACHELINE - 1);
 	c = weft__mem_aligned(WEFT__CACHELINE, sz);
 	if (!c)
 		return -ENOMEM;
 	memset(c, 0, sz);
 	c->cap = capacity;
+	c->vsize = (uint32_t)vsize;
 	c->tag = WEFT__LIVE;
 	*out = c;
 	return 0;
+}
+
+int weft_chan_create(weft_chan **out, size_t capacity)
+{
+	return chan_create(out, capacity, 0);
+}
+
+int weft_chan_create_sized(weft_chan **out, size_t capacity,
+			   size_t value_size)
+{
+	if (!value_size || value_size > WEFT_CHAN_VALUE_MAX)
+		return -EINVAL;
+	return chan_create(out, capacity, value_size);
 }
 
 void weft_chan_destroy(weft_chan *c)
@@ -82,11 +124,51 @@ void weft_chan_destroy(weft_chan *c)
 	weft__mem_free(c);
 }
 
+/* ---- values ------------------------------------------------------------
+ * The helpers below take the channel's vsize as an argument, and the
+ * operations pass it down always inlined: the pointer calls pass the
+ * constant 0, so their copies compile to a move and their slot index to a
+ * shift, as before value channels (bench/ping_pong runs no more
+ * instructions); the value calls and select pass c->vsize. */
+
+/* Copies one value from src to dst (a value channel's dst NULL: the value
+ * is dropped; a pointer channel's dst is never NULL: the pointer calls
+ * pass a variable of their own). */
+static inline void value_copy(size_t vsize, void *dst, const void *src)
+{
+	if (!vsize)
+		memcpy(dst, src, sizeof(void *));
+	else if (dst)
+		memcpy(dst, src, vsize);
+}
+
+/* The i-th buffered value (0: the oldest). */
+static inline void *slot(weft_chan *c, size_t vsize, size_t i)
+{
+	i += c->head;
+	if (i >= c->cap)
+		i -= c->cap;
+	return c->buf + i * SLOT(vsize);
+}
+
+/* A pointer channel's receive of the end (close): its value reads NULL;
+ * a value channel leaves the destination as it was. */
+static inline void value_end(size_t vsize, void *dst)
+{
+	if (!vsize)
+		*(void **)dst = NULL;
+}
+
 /* ---- operations under the lock ----------------------------------------
  * Each returns 1 when it completed the operation (and may set *wake to a
- * task to wake after unlocking), 0 when the caller would have to wait. */
+ * task to wake after unlocking), 0 when the caller would have to wait.
+ * src and dst: the value's bytes (for a pointer channel, the address of
+ * the pointer); vsize: c->vsize (see above). */
 
-static int send_locked(weft_chan *c, void *v, int *res, struct weft__wake *wake)
+#define INLINE static inline __attribute__((always_inline))
+
+INLINE int send_locked(weft_chan *c, size_t vsize, const void *src, int *res,
+		       struct weft__wake *wake)
 {
 	struct weft__wnode *r;
 
@@ -95,16 +177,13 @@ static int send_locked(weft_chan *c, void *v, int *res, struct weft__wake *wake)
 		return 1;
 	}
 	if ((r = weft__wq_take(&c->recvq))) {
-		r->value = v;
+		value_copy(vsize, r->value, src);
 		*wake = weft__wq_grant(r, 0);
 		*res = 0;
 		return 1;
 	}
 	if (c->len < c->cap) {
-		size_t i = c->head + c->len;
-		if (i >= c->cap)
-			i -= c->cap;
-		c->buf[i] = v;
+		value_copy(vsize, slot(c, vsize, c->len), src);
 		c->len++;
 		*res = 0;
 		return 1;
@@ -112,22 +191,19 @@ static int send_locked(weft_chan *c, void *v, int *res, struct weft__wake *wake)
 	return 0;
 }
 
-static int recv_locked(weft_chan *c, void **v, int *res,
+INLINE int recv_locked(weft_chan *c, size_t vsize, void *dst, int *res,
 		       struct weft__wake *wake)
 {
 	struct weft__wnode *s;
 
 	if (c->len) {
-		*v = c->buf[c->head];
+		value_copy(vsize, dst, slot(c, vsize, 0));
 		if (++c->head == c->cap)
 			c->head = 0;
 		c->len--;
 		/* Room now: the first waiting sender's value moves in. */
 		if ((s = weft__wq_take(&c->sendq))) {
-			size_t i = c->head + c->len;
-			if (i >= c->cap)
-				i -= c->cap;
-			c->buf[i] = s->value;
+			value_copy(vsize, slot(c, vsize, c->len), s->value);
 			c->len++;
 			*wake = weft__wq_grant(s, 0);
 		}
@@ -137,13 +213,13 @@ static int recv_locked(weft_chan *c, void **v, int *res,
 	if ((s = weft__wq_take(&c->sendq))) {
 		/* Rendezvous (cap 0), or a full channel of cap > 0 that a
 		 * racing receiver emptied: take the value directly. */
-		*v = s->value;
+		value_copy(vsize, dst, s->value);
 		*wake = weft__wq_grant(s, 0);
 		*res = 0;
 		return 1;
 	}
 	if (c->closed) {
-		*v = NULL;
+		value_end(vsize, dst);
 		*res = -EPIPE;
 		return 1;
 	}
@@ -152,16 +228,15 @@ static int recv_locked(weft_chan *c, void **v, int *res,
 
 /* ---- send / recv ------------------------------------------------------ */
 
-static int chan_send(weft_chan *c, void *v, uint64_t timeout_ns, bool wait)
+INLINE int chan_send(weft_chan *c, size_t vsize, const void *src,
+		     uint64_t timeout_ns, bool wait)
 {
 	struct weft__wake wake = { NULL, NULL };
 	struct weft__wnode n;
 	int res, err;
 
-	if (!c)
-		return -EINVAL;
 	weft__spin_lock(&c->lock);
-	if (send_locked(c, v, &res, &wake)) {
+	if (send_locked(c, vsize, src, &res, &wake)) {
 		weft__spin_unlock(&c->lock);
 		weft__wq_wake(wake);
 		/* A producer that never finds the channel full must still
@@ -174,27 +249,21 @@ static int chan_send(weft_chan *c, void *v, uint64_t timeout_ns, bool wait)
 		weft__spin_unlock(&c->lock);
 		return -EAGAIN;
 	}
-	weft__wq_node_init(&n, v);
-	weft__wq_push(&c->sendq, &n);
-	weft__spin_unlock(&c->lock);
-	err = weft__wq_park(&c->lock, &c->sendq, &n,
+	weft__wq_node_init(&n, (void *)src); /* only read through */
+	err = weft__wq_wait(&c->lock, &c->sendq, &n,
 			    weft__wait_deadline(timeout_ns));
 	return err ? err : n.result;
 }
 
-static int chan_recv(weft_chan *c, void **v, uint64_t timeout_ns, bool wait)
+INLINE int chan_recv(weft_chan *c, size_t vsize, void *dst,
+		     uint64_t timeout_ns, bool wait)
 {
 	struct weft__wake wake = { NULL, NULL };
 	struct weft__wnode n;
-	void *tmp;
 	int res, err;
 
-	if (!c)
-		return -EINVAL;
-	if (!v)
-		v = &tmp;
 	weft__spin_lock(&c->lock);
-	if (recv_locked(c, v, &res, &wake)) {
+	if (recv_locked(c, vsize, dst, &res, &wake)) {
 		weft__spin_unlock(&c->lock);
 		weft__wq_wake(wake);
 		if (wait)
@@ -205,45 +274,106 @@ static int chan_recv(weft_chan *c, void **v, uint64_t timeout_ns, bool wait)
 		weft__spin_unlock(&c->lock);
 		return -EAGAIN;
 	}
-	weft__wq_node_init(&n, NULL);
-	weft__wq_push(&c->recvq, &n);
-	weft__spin_unlock(&c->lock);
-	err = weft__wq_park(&c->lock, &c->recvq, &n,
+	/* The granter writes the value (or, at a close, value_end()) to
+	 * dst itself. */
+	weft__wq_node_init(&n, dst);
+	err = weft__wq_wait(&c->lock, &c->recvq, &n,
 			    weft__wait_deadline(timeout_ns));
-	if (err)
-		return err;
-	*v = n.result ? NULL : n.value;
-	return n.result;
+	return err ? err : n.result;
+}
+
+/* The pointer calls on pointer channels, the value calls on value
+ * channels: the other way round is -EINVAL, as the sizes differ. */
+INLINE int ptr_send(weft_chan *c, void *value, uint64_t timeout_ns, bool wait)
+{
+	if (!c || c->vsize)
+		return -EINVAL;
+	return chan_send(c, 0, &value, timeout_ns, wait);
+}
+
+INLINE int ptr_recv(weft_chan *c, void **value, uint64_t timeout_ns, bool wait)
+{
+	void *tmp;
+
+	if (!c || c->vsize)
+		return -EINVAL;
+	return chan_recv(c, 0, value ? value : &tmp, timeout_ns, wait);
+}
+
+static int val_send(weft_chan *c, const void *src, uint64_t timeout_ns,
+		    bool wait)
+{
+	if (!c || !c->vsize || !src)
+		return -EINVAL;
+	return chan_send(c, c->vsize, src, timeout_ns, wait);
+}
+
+static int val_recv(weft_chan *c, void *dst, uint64_t timeout_ns, bool wait)
+{
+	if (!c || !c->vsize)
+		return -EINVAL;
+	return chan_recv(c, c->vsize, dst, timeout_ns, wait);
 }
 
 int weft_chan_send(weft_chan *c, void *value)
 {
-	return chan_send(c, value, WEFT_NEVER, true);
+	return ptr_send(c, value, WEFT_NEVER, true);
 }
 
 int weft_chan_send_timeout(weft_chan *c, void *value, uint64_t timeout_ns)
 {
-	return chan_send(c, value, timeout_ns, true);
+	return ptr_send(c, value, timeout_ns, true);
 }
 
 int weft_chan_try_send(weft_chan *c, void *value)
 {
-	return chan_send(c, value, 0, false);
+	return ptr_send(c, value, 0, false);
 }
 
 int weft_chan_recv(weft_chan *c, void **value)
 {
-	return chan_recv(c, value, WEFT_NEVER, true);
+	return ptr_recv(c, value, WEFT_NEVER, true);
 }
 
 int weft_chan_recv_timeout(weft_chan *c, void **value, uint64_t timeout_ns)
 {
-	return chan_recv(c, value, timeout_ns, true);
+	return ptr_recv(c, value, timeout_ns, true);
 }
 
 int weft_chan_try_recv(weft_chan *c, void **value)
 {
-	return chan_recv(c, value, 0, false);
+	return ptr_recv(c, value, 0, false);
+}
+
+int weft_chan_send_val(weft_chan *c, const void *src)
+{
+	return val_send(c, src, WEFT_NEVER, true);
+}
+
+int weft_chan_send_val_timeout(weft_chan *c, const void *src,
+			       uint64_t timeout_ns)
+{
+	return val_send(c, src, timeout_ns, true);
+}
+
+int weft_chan_try_send_val(weft_chan *c, const void *src)
+{
+	return val_send(c, src, 0, false);
+}
+
+int weft_chan_recv_val(weft_chan *c, void *dst)
+{
+	return val_recv(c, dst, WEFT_NEVER, true);
+}
+
+int weft_chan_recv_val_timeout(weft_chan *c, void *dst, uint64_t timeout_ns)
+{
+	return val_recv(c, dst, timeout_ns, true);
+}
+
+int weft_chan_try_recv_val(weft_chan *c, void *dst)
+{
+	return val_recv(c, dst, 0, false);
 }
 
 int weft_chan_close(weft_chan *c)
@@ -269,7 +399,7 @@ int weft_chan_close(weft_chan *c)
 		while (nb < 32 && (n = weft__wq_take(&c->sendq)))
 			batch[nb++] = weft__wq_grant(n, -EPIPE);
 		while (nb < 32 && (n = weft__wq_take(&c->recvq))) {
-			n->value = NULL;
+			value_end(c->vsize, n->value);
 			batch[nb++] = weft__wq_grant(n, -EPIPE);
 		}
 		weft__spin_unlock(&c->lock);
@@ -296,6 +426,11 @@ size_t weft_chan_len(weft_chan *c)
 size_t weft_chan_cap(weft_chan *c)
 {
 	return c ? c->cap : 0;
+}
+
+size_t weft_chan_value_size(weft_chan *c)
+{
+	return c ? c->vsize : 0;
 }
 
 /* ---- select -----------------------------------------------------------
@@ -342,6 +477,14 @@ static int ptr_cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* Where a case's value is (send) or goes (receive): the case's value
+ * field itself for a pointer channel, the buffer it points to for a value
+ * channel. */
+static void *sel_value(struct weft_sel *k)
+{
+	return k->chan->vsize ? k->value : (void *)&k->value;
+}
+
 /* Tries the cases in order with every lock held; returns the index of the
  * one that completed, or -1. */
 static int sel_try(struct sel_state *s, struct weft__wake *wake)
@@ -353,8 +496,10 @@ static int sel_try(struct sel_state *s, struct weft__wake *wake)
 		if (!k->chan)
 			continue;
 		if (k->op == WEFT_SEL_SEND
-			    ? send_locked(k->chan, k->value, &res, wake)
-			    : recv_locked(k->chan, &k->value, &res, wake)) {
+			    ? send_locked(k->chan, k->chan->vsize,
+					  sel_value(k), &res, wake)
+			    : recv_locked(k->chan, k->chan->vsize,
+					  sel_value(k), &res, wake)) {
 			k->result = res;
 			return (int)i;
 		}
@@ -491,6 +636,10 @@ int weft_select(struct weft_sel *cases, size_t n, uint64_t timeout_ns)
 		if (cases[i].op != WEFT_SEL_SEND &&
 		    cases[i].op != WEFT_SEL_RECV)
 			return -EINVAL;
+		/* A value channel's send needs the value's bytes. */
+		if (cases[i].op == WEFT_SEL_SEND && cases[i].chan->vsize &&
+		    !cases[i].value)
+			return -EINVAL;
 		m++;
 	}
 	if (!m)
@@ -538,10 +687,14 @@ int weft_select(struct weft_sel *cases, size_t n, uint64_t timeout_ns)
 	sel.n = n;
 	s.sel = &sel;
 	/* Every node is filled before the first unlock: a granter that finds
-	 * one reads its siblings' obj (weft__wq_sel_take_siblings). */
+	 * one reads its siblings' obj (weft__wq_sel_take_siblings). A
+	 * granter copies a receive's value to the case itself (or its
+	 * buffer), before its DONE store: only the winning case is
+	 * granted, so only its value is written. */
 	for (i = 0; i < n; i++) {
 		struct weft__wnode *nd = &s.nodes[i];
-		weft__wq_node_init(nd, cases[i].value);
+		weft__wq_node_init(nd, cases[i].chan ? sel_value(&cases[i])
+						     : NULL);
 		nd->sel = &sel;
 		nd->index = (int)i;
 		nd->obj = cases[i].chan;
@@ -556,12 +709,8 @@ int weft_select(struct weft_sel *cases, size_t n, uint64_t timeout_ns)
 	won = sel_park(&s, deadline);
 	/* Never the granting channel again (wq.h, Lifetime). */
 	sel_unlink(&s, won >= 0 ? cases[won].chan : NULL);
-	if (won >= 0) {
-		struct weft__wnode *nd = &s.nodes[won];
-		cases[won].result = nd->result;
-		if (cases[won].op == WEFT_SEL_RECV)
-			cases[won].value = nd->result ? NULL : nd->value;
-	}
+	if (won >= 0)
+		cases[won].result = s.nodes[won].result;
 out:
 	if (s.order != order_stack) {
 		weft__mem_free(s.order);

@@ -66,6 +66,66 @@ static uint64_t late_by(uint64_t elapsed, uint64_t want)
 	return elapsed > want ? elapsed - want : 0;
 }
 
+/* A value that cannot be mistaken for another: its number, a check word
+ * and text derived from it. */
+struct msg {
+	uint64_t seq;
+	uint64_t check;
+	char text[24];
+};
+
+static void msg_make(struct msg *m, uint64_t seq)
+{
+	memset(m, 0, sizeof(*m));
+	m->seq = seq;
+	m->check = seq * 0x9e3779b97f4a7c15ull;
+	snprintf(m->text, sizeof(m->text), "value %llu", (unsigned long long)seq);
+}
+
+static int msg_ok(const struct msg *m)
+{
+	struct msg want;
+
+	msg_make(&want, m->seq);
+	return !memcmp(m, &want, sizeof(want));
+}
+
+/* Number i sent on c: the pointer V(i), or on a value channel a struct
+ * msg. recv_num() gives the number back; a value that arrived damaged
+ * reads 0. */
+static int send_num(weft_chan *c, uintptr_t i)
+{
+	struct msg m;
+
+	if (!weft_chan_value_size(c))
+		return weft_chan_send(c, V(i));
+	msg_make(&m, i);
+	return weft_chan_send_val(c, &m);
+}
+
+static int recv_num(weft_chan *c, uintptr_t *i)
+{
+	struct msg m;
+	void *v;
+	int rc;
+
+	if (!weft_chan_value_size(c)) {
+		rc = weft_chan_recv(c, &v);
+		*i = I(v);
+		return rc;
+	}
+	rc = weft_chan_recv_val(c, &m);
+	*i = rc == 0 && msg_ok(&m) ? m.seq : 0;
+	return rc;
+}
+
+/* A pointer channel (vsize 0) or a channel of struct msg values. */
+static int chan_make(weft_chan **c, size_t cap, size_t vsize)
+{
+	return vsize ? weft_chan_create_sized(c, cap, vsize)
+		     : weft_chan_create(c, cap);
+}
+
 /* ======================================================================
  * FIFO order, one producer and one consumer
  * ====================================================================== */
@@ -78,7 +138,7 @@ static uint64_t late_by(uint64_t elapsed, uint64_t want)
 
 struct fifo {
 	weft_chan *c;
-	size_t cap;
+	size_t cap, vsize;
 	long received;
 	long out_of_order;
 	int send_rc, recv_rc;
@@ -89,7 +149,7 @@ static void *fifo_producer(void *arg)
 	struct fifo *f = arg;
 
 	for (uintptr_t i = 1; i <= FIFO_VALUES; i++) {
-		int rc = weft_chan_send(f->c, V(i));
+		int rc = send_num(f->c, i);
 
 		if (rc) {
 			f->send_rc = rc;
@@ -103,14 +163,14 @@ static void *fifo_producer(void *arg)
 static void *fifo_consumer(void *arg)
 {
 	struct fifo *f = arg;
-	uintptr_t want = 1;
-	void *v;
+	uintptr_t want = 1, v;
 	int rc;
 
-	while ((rc = weft_chan_recv(f->c, &v)) == 0) {
-		if (I(v) != want)
+	/* A damaged value (0) counts as out of order. */
+	while ((rc = recv_num(f->c, &v)) == 0) {
+		if (v != want)
 			f->out_of_order++;
-		want = I(v) + 1;
+		want = v + 1;
 		f->received++;
 	}
 	f->recv_rc = rc;
@@ -122,9 +182,10 @@ static void *fifo_main(void *arg)
 	struct fifo *f = arg;
 	weft_task *ts[2];
 
-	if (!WT_CHECK_EQ(weft_chan_create(&f->c, f->cap), 0))
+	if (!WT_CHECK_EQ(chan_make(&f->c, f->cap, f->vsize), 0))
 		return NULL;
 	WT_CHECK_EQ(weft_chan_cap(f->c), f->cap);
+	WT_CHECK_EQ(weft_chan_value_size(f->c), f->vsize);
 	ts[0] = weft_spawn(fifo_consumer, f);
 	ts[1] = weft_spawn(fifo_producer, f);
 	WT_CHECK_EQ(weft_gather(ts, 2, NULL), 0);
@@ -133,8 +194,7 @@ static void *fifo_main(void *arg)
 	return NULL;
 }
 
-Test(chan, one_producer_one_consumer_keep_fifo_order_at_every_capacity,
-     .timeout = WT_TIMEOUT(120))
+static void fifo_run(size_t vsize)
 {
 	static const size_t caps[] = { 1, 16, 0 };
 	static const unsigned workers[] = { 1, 2 };
@@ -145,6 +205,7 @@ Test(chan, one_producer_one_consumer_keep_fifo_order_at_every_capacity,
 
 			memset(&f, 0, sizeof(f));
 			f.cap = caps[k];
+			f.vsize = vsize;
 			wt_run(fifo_main, &f, workers[w]);
 			cr_assert_eq(f.send_rc, 0, "cap %zu: send: %s", f.cap,
 				     weft_strerror(f.send_rc));
@@ -156,6 +217,19 @@ Test(chan, one_producer_one_consumer_keep_fifo_order_at_every_capacity,
 				     "cap %zu: %ld values out of order",
 				     f.cap, f.out_of_order);
 		}
+}
+
+Test(chan, one_producer_one_consumer_keep_fifo_order_at_every_capacity,
+     .timeout = WT_TIMEOUT(120))
+{
+	fifo_run(0);
+}
+
+/* Copies, each made from a buffer the sender reuses for the next. */
+Test(chan, value_channel_delivers_intact_copies_in_fifo_order_at_every_capacity,
+     .timeout = WT_TIMEOUT(120))
+{
+	fifo_run(sizeof(struct msg));
 }
 
 /* ======================================================================
@@ -1023,12 +1097,14 @@ Test(chan, waiting_senders_and_receivers_are_served_in_queue_order,
 }
 
 /* A foreign thread sends (blocking) into a channel that tasks drain, and
- * receives (blocking) from one that tasks fill. */
+ * receives (blocking) from one that tasks fill: pointer channels, then
+ * value channels. */
 #define FT_VALUES 5000
 #define FT_TASKS 3
 
 struct foreign {
 	weft_chan *in, *out; /* thread -> tasks, tasks -> thread */
+	size_t vsize;        /* chan_make() */
 	int send_rc;
 	long thread_got, thread_sum;
 	int thread_end_rc;
@@ -1038,18 +1114,18 @@ struct foreign {
 static void *ft_thread(void *arg)
 {
 	struct foreign *f = arg;
-	void *v;
+	uintptr_t v;
 	int rc;
 
 	for (uintptr_t i = 1; i <= FT_VALUES; i++)
-		if ((rc = weft_chan_send(f->in, V(i))) != 0) {
+		if ((rc = send_num(f->in, i)) != 0) {
 			f->send_rc = rc;
 			break;
 		}
 	weft_chan_close(f->in);
-	while ((rc = weft_chan_recv(f->out, &v)) == 0) {
+	while ((rc = recv_num(f->out, &v)) == 0) {
 		f->thread_got++;
-		f->thread_sum += (long)I(v);
+		f->thread_sum += (long)v;
 	}
 	f->thread_end_rc = rc;
 	return NULL;
@@ -1058,12 +1134,12 @@ static void *ft_thread(void *arg)
 static void *ft_task(void *arg)
 {
 	struct foreign *f = arg;
-	void *v;
+	uintptr_t v;
 	int rc;
 
-	while ((rc = weft_chan_recv(f->in, &v)) == 0) {
+	while ((rc = recv_num(f->in, &v)) == 0) {
 		atomic_fetch_add(&f->tasks_got, 1);
-		atomic_fetch_add(&f->tasks_sum, (long)I(v));
+		atomic_fetch_add(&f->tasks_sum, (long)v);
 	}
 	WT_CHECK_EQ(rc, -EPIPE);
 	return NULL;
@@ -1074,7 +1150,7 @@ static void *ft_producer(void *arg)
 	struct foreign *f = arg;
 
 	for (uintptr_t i = 1; i <= FT_VALUES; i++)
-		if (!WT_CHECK_EQ(weft_chan_send(f->out, V(i)), 0))
+		if (!WT_CHECK_EQ(send_num(f->out, i), 0))
 			break;
 	return NULL;
 }
@@ -1085,8 +1161,8 @@ static void *foreign_main(void *arg)
 	weft_task *ts[FT_TASKS];
 	pthread_t th;
 
-	WT_CHECK_EQ(weft_chan_create(&f->in, 4), 0);
-	WT_CHECK_EQ(weft_chan_create(&f->out, 0), 0);
+	WT_CHECK_EQ(chan_make(&f->in, 4, f->vsize), 0);
+	WT_CHECK_EQ(chan_make(&f->out, 0, f->vsize), 0);
 	for (int i = 0; i < FT_TASKS; i++)
 		ts[i] = weft_spawn(ft_task, f);
 	if (!WT_CHECK_EQ(pthread_create(&th, NULL, ft_thread, f), 0))
@@ -1109,19 +1185,24 @@ static void *foreign_main(void *arg)
 Test(chan, foreign_thread_sends_and_receives_blocking,
      .timeout = WT_TIMEOUT(60))
 {
-	for (unsigned c = 1; c < N_COUNTS; c++) {
-		struct foreign f;
-		long sum = (long)FT_VALUES * (FT_VALUES + 1) / 2;
+	static const size_t vsizes[] = { 0, sizeof(struct msg) };
 
-		memset(&f, 0, sizeof(f));
-		wt_run(foreign_main, &f, worker_counts[c]);
-		cr_assert_eq(f.send_rc, 0, "%s", weft_strerror(f.send_rc));
-		cr_assert_eq(atomic_load(&f.tasks_got), FT_VALUES);
-		cr_assert_eq(atomic_load(&f.tasks_sum), sum);
-		cr_assert_eq(f.thread_got, FT_VALUES);
-		cr_assert_eq(f.thread_sum, sum);
-		cr_assert_eq(f.thread_end_rc, -EPIPE);
-	}
+	for (unsigned k = 0; k < 2; k++)
+		for (unsigned c = 1; c < N_COUNTS; c++) {
+			struct foreign f;
+			long sum = (long)FT_VALUES * (FT_VALUES + 1) / 2;
+
+			memset(&f, 0, sizeof(f));
+			f.vsize = vsizes[k];
+			wt_run(foreign_main, &f, worker_counts[c]);
+			cr_assert_eq(f.send_rc, 0, "%s",
+				     weft_strerror(f.send_rc));
+			cr_assert_eq(atomic_load(&f.tasks_got), FT_VALUES);
+			cr_assert_eq(atomic_load(&f.tasks_sum), sum);
+			cr_assert_eq(f.thread_got, FT_VALUES);
+			cr_assert_eq(f.thread_sum, sum);
+			cr_assert_eq(f.thread_end_rc, -EPIPE);
+		}
 }
 
 /* ======================================================================
@@ -1764,6 +1845,467 @@ Test(chan, racing_selects_neither_lose_nor_duplicate_a_value,
 	for (int c = 0; c < RS_CHANS; c++)
 		weft_chan_destroy(r.c[c]);
 	free(r.seen);
+}
+
+/* ======================================================================
+ * value channels: fixed-size values by copy
+ * ====================================================================== */
+
+/* Large values, many producers and consumers: every value arrives once,
+ * whole (a value is its number followed by bytes derived from it). */
+#if defined(__SANITIZE_THREAD__)
+#define BIG_PER_PRODUCER 40
+#else
+#define BIG_PER_PRODUCER 200
+#endif
+#define BIG_PRODUCERS 3
+#define BIG_CONSUMERS 3
+
+struct big {
+	weft_chan *c;
+	size_t size;
+	atomic_int producers_left;
+	atomic_long received, corrupt, sum;
+};
+
+static void big_fill(unsigned char *p, size_t size, uint64_t seq)
+{
+	memcpy(p, &seq, sizeof(seq));
+	for (size_t i = sizeof(seq); i < size; i++)
+		p[i] = (unsigned char)(seq * 31 + i);
+}
+
+static int big_ok(const unsigned char *p, size_t size, uint64_t *seq)
+{
+	memcpy(seq, p, sizeof(*seq));
+	for (size_t i = sizeof(*seq); i < size; i++)
+		if (p[i] != (unsigned char)(*seq * 31 + i))
+			return 0;
+	return 1;
+}
+
+struct big_producer {
+	struct big *b;
+	uint64_t first;
+};
+
+static void *big_produce(void *arg)
+{
+	struct big_producer *p = arg;
+	struct big *b = p->b;
+	unsigned char *buf = malloc(b->size);
+
+	if (!WT_CHECK(buf))
+		return NULL;
+	for (uint64_t i = 0; i < BIG_PER_PRODUCER; i++) {
+		big_fill(buf, b->size, p->first + i);
+		if (!WT_CHECK_EQ(weft_chan_send_val(b->c, buf), 0))
+			break;
+	}
+	free(buf);
+	if (atomic_fetch_sub(&b->producers_left, 1) == 1)
+		WT_CHECK_EQ(weft_chan_close(b->c), 0);
+	return NULL;
+}
+
+static void *big_consume(void *arg)
+{
+	struct big *b = arg;
+	unsigned char *buf = malloc(b->size);
+	uint64_t seq;
+	int rc;
+
+	if (!WT_CHECK(buf))
+		return NULL;
+	while ((rc = weft_chan_recv_val(b->c, buf)) == 0) {
+		if (!big_ok(buf, b->size, &seq))
+			atomic_fetch_add(&b->corrupt, 1);
+		atomic_fetch_add(&b->received, 1);
+		atomic_fetch_add(&b->sum, (long)seq);
+	}
+	WT_CHECK_EQ(rc, -EPIPE);
+	free(buf);
+	return NULL;
+}
+
+static void *big_main(void *arg)
+{
+	struct big *b = arg;
+	struct big_producer ps[BIG_PRODUCERS];
+	weft_task *ts[BIG_PRODUCERS + BIG_CONSUMERS];
+	int n = 0;
+
+	for (int i = 0; i < BIG_CONSUMERS; i++)
+		ts[n++] = weft_spawn(big_consume, b);
+	for (int i = 0; i < BIG_PRODUCERS; i++) {
+		ps[i].b = b;
+		ps[i].first = 1 + (uint64_t)i * BIG_PER_PRODUCER;
+		ts[n++] = weft_spawn(big_produce, &ps[i]);
+	}
+	WT_CHECK_EQ(weft_gather(ts, (size_t)n, NULL), 0);
+	release_all(ts, (size_t)n);
+	return NULL;
+}
+
+Test(chan, value_channel_carries_large_values_whole_between_many_tasks,
+     .timeout = WT_TIMEOUT(120))
+{
+	static const size_t sizes[] = { 4096, WEFT_CHAN_VALUE_MAX };
+	static const size_t caps[] = { 0, 2 };
+	const long total = BIG_PRODUCERS * BIG_PER_PRODUCER;
+	weft_chan *c;
+
+	cr_assert_eq(weft_chan_create_sized(&c, 1, 0), -EINVAL);
+	cr_assert_eq(weft_chan_create_sized(&c, 1, WEFT_CHAN_VALUE_MAX + 1),
+		     -EINVAL);
+	cr_assert_eq(weft_chan_create_sized(NULL, 1, 8), -EINVAL);
+	cr_assert_eq(weft_chan_create_sized(&c, ((size_t)1 << 32) + 1, 8),
+		     -EINVAL);
+	for (size_t s = 0; s < 2; s++)
+		for (size_t k = 0; k < 2; k++) {
+			struct big b;
+
+			memset(&b, 0, sizeof(b));
+			b.size = sizes[s];
+			atomic_init(&b.producers_left, BIG_PRODUCERS);
+			cr_assert_eq(weft_chan_create_sized(&b.c, caps[k],
+							    b.size), 0);
+			wt_run(big_main, &b, 4);
+			weft_chan_destroy(b.c);
+			cr_assert_eq(atomic_load(&b.corrupt), 0, "size %zu",
+				     b.size);
+			cr_assert_eq(atomic_load(&b.received), total);
+			cr_assert_eq(atomic_load(&b.sum),
+				     total * (total + 1) / 2);
+		}
+}
+
+Test(chan, pointer_calls_on_a_value_channel_and_value_calls_on_a_pointer_channel_are_einval)
+{
+	weft_chan *vc, *pc;
+	uint64_t x = 7, y = 0x5555;
+	void *v = V(0x55);
+
+	cr_assert_eq(weft_chan_create_sized(&vc, 2, sizeof(x)), 0);
+	cr_assert_eq(weft_chan_create(&pc, 2), 0);
+	cr_assert_eq(weft_chan_value_size(vc), sizeof(x));
+	cr_assert_eq(weft_chan_value_size(pc), 0);
+	cr_assert_eq(weft_chan_value_size(NULL), 0);
+	cr_assert_eq(weft_chan_try_send_val(vc, &x), 0);
+	cr_assert_eq(weft_chan_try_send(pc, V(1)), 0);
+
+	/* Pointer calls on the value channel: nothing moves. */
+	cr_assert_eq(weft_chan_send(vc, V(1)), -EINVAL);
+	cr_assert_eq(weft_chan_send_timeout(vc, V(1), 0), -EINVAL);
+	cr_assert_eq(weft_chan_try_send(vc, V(1)), -EINVAL);
+	cr_assert_eq(weft_chan_recv(vc, &v), -EINVAL);
+	cr_assert_eq(weft_chan_recv_timeout(vc, &v, 0), -EINVAL);
+	cr_assert_eq(weft_chan_try_recv(vc, &v), -EINVAL);
+	cr_assert_eq(v, V(0x55));
+	cr_assert_eq(weft_chan_len(vc), 1);
+	/* Value calls on the pointer channel: nothing moves. */
+	cr_assert_eq(weft_chan_send_val(pc, &x), -EINVAL);
+	cr_assert_eq(weft_chan_send_val_timeout(pc, &x, 0), -EINVAL);
+	cr_assert_eq(weft_chan_try_send_val(pc, &x), -EINVAL);
+	cr_assert_eq(weft_chan_recv_val(pc, &y), -EINVAL);
+	cr_assert_eq(weft_chan_recv_val_timeout(pc, &y, 0), -EINVAL);
+	cr_assert_eq(weft_chan_try_recv_val(pc, &y), -EINVAL);
+	cr_assert_eq(y, 0x5555);
+	cr_assert_eq(weft_chan_len(pc), 1);
+	/* NULL channel, NULL source. */
+	cr_assert_eq(weft_chan_send_val(NULL, &x), -EINVAL);
+	cr_assert_eq(weft_chan_try_recv_val(NULL, &y), -EINVAL);
+	cr_assert_eq(weft_chan_try_send_val(vc, NULL), -EINVAL);
+	cr_assert_eq(weft_chan_send_val(vc, NULL), -EINVAL);
+	cr_assert_eq(weft_chan_len(vc), 1);
+
+	/* Both still work the right way. */
+	cr_assert_eq(weft_chan_try_recv_val(vc, &y), 0);
+	cr_assert_eq(y, 7);
+	cr_assert_eq(weft_chan_try_recv(pc, &v), 0);
+	cr_assert_eq(v, V(1));
+	weft_chan_destroy(vc);
+	weft_chan_destroy(pc);
+}
+
+Test(chan, value_channel_try_calls_drop_and_close_leave_the_destination_alone)
+{
+	weft_chan *c;
+	uint64_t x, y = 0x5555;
+
+	cr_assert_eq(weft_chan_create_sized(&c, 2, sizeof(x)), 0);
+	cr_assert_eq(weft_chan_try_recv_val(c, &y), -EAGAIN);
+	cr_assert_eq(y, 0x5555, "written on -EAGAIN");
+	x = 1;
+	cr_assert_eq(weft_chan_try_send_val(c, &x), 0);
+	x = 2;
+	cr_assert_eq(weft_chan_try_send_val(c, &x), 0);
+	x = 3;
+	cr_assert_eq(weft_chan_try_send_val(c, &x), -EAGAIN);
+	cr_assert_eq(weft_chan_len(c), 2);
+	cr_assert_eq(weft_chan_try_recv_val(c, NULL), 0); /* 1, dropped */
+	cr_assert_eq(weft_chan_try_send_val(c, &x), 0);
+	cr_assert_eq(weft_chan_close(c), 0);
+	cr_assert_eq(weft_chan_try_send_val(c, &x), -EPIPE);
+	cr_assert_eq(weft_chan_try_recv_val(c, &y), 0);
+	cr_assert_eq(y, 2);
+	cr_assert_eq(weft_chan_recv_val(c, &y), 0);
+	cr_assert_eq(y, 3);
+	y = 0x5555;
+	cr_assert_eq(weft_chan_try_recv_val(c, &y), -EPIPE);
+	cr_assert_eq(weft_chan_recv_val(c, &y), -EPIPE);
+	cr_assert_eq(y, 0x5555, "written at the end");
+	weft_chan_destroy(c);
+}
+
+/* Waiting value calls: a timeout and a cancel move nothing and leave the
+ * destination alone; a close wakes a waiting receiver with -EPIPE, and a
+ * waiting receiver gets the bytes a sender hands over. */
+struct val_wait {
+	weft_chan *c;
+	atomic_int entered;
+	int rc;
+	struct msg m;
+};
+
+static void *vw_receiver(void *arg)
+{
+	struct val_wait *k = arg;
+
+	memset(&k->m, 0x5a, sizeof(k->m));
+	atomic_store(&k->entered, 1);
+	k->rc = weft_chan_recv_val(k->c, &k->m);
+	return NULL;
+}
+
+static void *vw_sender(void *arg)
+{
+	struct val_wait *k = arg;
+	struct msg m;
+
+	msg_make(&m, 99);
+	atomic_store(&k->entered, 1);
+	k->rc = weft_chan_send_val(k->c, &m);
+	return NULL;
+}
+
+static int all_bytes(const void *p, int byte, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (((const unsigned char *)p)[i] != byte)
+			return 0;
+	return 1;
+}
+
+static weft_task *vw_spawn(struct val_wait *k, weft_fn fn)
+{
+	weft_task *t;
+
+	atomic_store(&k->entered, 0);
+	k->rc = 1;
+	t = weft_spawn(fn, k);
+	settle_count(&k->entered, 1);
+	WT_CHECK_EQ(weft_task_done(t), 0);
+	return t;
+}
+
+static void vw_end(weft_task *t, int want)
+{
+	WT_CHECK_EQ(weft_await(t, NULL), want);
+	weft_task_release(t);
+}
+
+static void *val_wait_main(void *arg)
+{
+	struct val_wait *k = arg;
+	struct msg m;
+	weft_task *t;
+
+	WT_CHECK_EQ(weft_chan_create_sized(&k->c, 1, sizeof(struct msg)), 0);
+	/* Timeouts. */
+	memset(&m, 0x5a, sizeof(m));
+	WT_CHECK_EQ(weft_chan_recv_val_timeout(k->c, &m, 2 * MS), -ETIMEDOUT);
+	WT_CHECK(all_bytes(&m, 0x5a, sizeof(m)));
+	msg_make(&m, 1);
+	WT_CHECK_EQ(weft_chan_send_val(k->c, &m), 0);
+	msg_make(&m, 2);
+	WT_CHECK_EQ(weft_chan_send_val_timeout(k->c, &m, 2 * MS), -ETIMEDOUT);
+	WT_CHECK_EQ(weft_chan_len(k->c), 1);
+	/* A cancelled sender sends nothing. */
+	t = vw_spawn(k, vw_sender);
+	WT_CHECK_EQ(weft_cancel(t), 0);
+	vw_end(t, -ECANCELED);
+	WT_CHECK_EQ(k->rc, -ECANCELED);
+	WT_CHECK_EQ(weft_chan_recv_val(k->c, &m), 0);
+	WT_CHECK_EQ(m.seq, 1);
+	WT_CHECK_EQ(weft_chan_try_recv_val(k->c, &m), -EAGAIN);
+	/* A cancelled receiver takes nothing. */
+	t = vw_spawn(k, vw_receiver);
+	WT_CHECK_EQ(weft_cancel(t), 0);
+	vw_end(t, -ECANCELED);
+	WT_CHECK_EQ(k->rc, -ECANCELED);
+	WT_CHECK(all_bytes(&k->m, 0x5a, sizeof(k->m)));
+	/* A waiting receiver gets the sender's bytes. */
+	t = vw_spawn(k, vw_receiver);
+	msg_make(&m, 5);
+	WT_CHECK_EQ(weft_chan_send_val(k->c, &m), 0);
+	vw_end(t, 0);
+	WT_CHECK_EQ(k->rc, 0);
+	WT_CHECK(msg_ok(&k->m) && k->m.seq == 5);
+	/* A waiting sender's bytes reach a receiver (the channel is full). */
+	WT_CHECK_EQ(weft_chan_send_val(k->c, &m), 0);
+	t = vw_spawn(k, vw_sender);
+	WT_CHECK_EQ(weft_chan_recv_val(k->c, &m), 0);
+	WT_CHECK_EQ(m.seq, 5);
+	vw_end(t, 0);
+	WT_CHECK_EQ(k->rc, 0);
+	WT_CHECK_EQ(weft_chan_recv_val(k->c, &m), 0);
+	WT_CHECK(msg_ok(&m) && m.seq == 99);
+	/* A close wakes a waiting receiver; its buffer stays as it was. */
+	t = vw_spawn(k, vw_receiver);
+	WT_CHECK_EQ(weft_chan_close(k->c), 0);
+	vw_end(t, 0);
+	WT_CHECK_EQ(k->rc, -EPIPE);
+	WT_CHECK(all_bytes(&k->m, 0x5a, sizeof(k->m)));
+	weft_chan_destroy(k->c);
+	return NULL;
+}
+
+Test(chan, value_waits_time_out_are_cancelled_and_closed_without_moving_bytes,
+     .timeout = WT_TIMEOUT(20))
+{
+	struct val_wait k;
+
+	wt_run_each(val_wait_main, &k, sizeof(k));
+}
+
+/* Select over value channels: a case's value points to the bytes to send
+ * or to the buffer to fill, ready at once or parked, and only the chosen
+ * case's buffer is written. */
+struct val_sel {
+	weft_chan *vin, *vout, *pin;
+	atomic_int entered;
+	int rc;
+	struct msg in_buf, out_msg;
+	struct weft_sel k[3];
+};
+
+static void *vs_selector(void *arg)
+{
+	struct val_sel *s = arg;
+
+	memset(&s->in_buf, 0x5a, sizeof(s->in_buf));
+	msg_make(&s->out_msg, 42);
+	sel_case(&s->k[0], s->vin, WEFT_SEL_RECV, &s->in_buf);
+	sel_case(&s->k[1], s->vout, WEFT_SEL_SEND, &s->out_msg);
+	sel_case(&s->k[2], s->pin, WEFT_SEL_RECV, NULL);
+	atomic_store(&s->entered, 1);
+	s->rc = weft_select(s->k, 3, WEFT_NEVER);
+	return NULL;
+}
+
+static weft_task *vs_spawn(struct val_sel *s)
+{
+	atomic_store(&s->entered, 0);
+	s->rc = 0x7777;
+	weft_task *t = weft_spawn(vs_selector, s);
+	settle_count(&s->entered, 1);
+	WT_CHECK_EQ(weft_task_done(t), 0);
+	return t;
+}
+
+static void *val_sel_main(void *arg)
+{
+	struct val_sel *s = arg;
+	struct weft_sel k[2];
+	struct msg m, got;
+	weft_task *t;
+	void *v;
+
+	WT_CHECK_EQ(weft_chan_create_sized(&s->vin, 1, sizeof(struct msg)), 0);
+	WT_CHECK_EQ(weft_chan_create_sized(&s->vout, 0, sizeof(struct msg)), 0);
+	WT_CHECK_EQ(weft_chan_create(&s->pin, 0), 0);
+
+	/* Ready at once: a buffered value into the case's buffer. */
+	msg_make(&m, 7);
+	WT_CHECK_EQ(weft_chan_send_val(s->vin, &m), 0);
+	memset(&got, 0x5a, sizeof(got));
+	sel_case(&k[0], s->vin, WEFT_SEL_RECV, &got);
+	sel_case(&k[1], s->pin, WEFT_SEL_RECV, NULL);
+	WT_CHECK_EQ(weft_select(k, 2, 0), 0);
+	WT_CHECK_EQ(k[0].result, 0);
+	WT_CHECK_PTR_EQ(k[0].value, &got); /* not changed */
+	WT_CHECK(msg_ok(&got) && got.seq == 7);
+	/* Ready at once: a send into a buffered value channel. */
+	msg_make(&m, 8);
+	sel_case(&k[0], s->pin, WEFT_SEL_RECV, NULL);
+	sel_case(&k[1], s->vin, WEFT_SEL_SEND, &m);
+	WT_CHECK_EQ(weft_select(k, 2, 0), 1);
+	memset(&m, 0, sizeof(m));
+	WT_CHECK_EQ(weft_chan_recv_val(s->vin, &got), 0);
+	WT_CHECK(msg_ok(&got) && got.seq == 8);
+	/* A send with no bytes is refused. */
+	sel_case(&k[0], s->vin, WEFT_SEL_SEND, NULL);
+	WT_CHECK_EQ(weft_select(k, 1, 0), -EINVAL);
+	/* A receive with no buffer drops the value. */
+	WT_CHECK_EQ(weft_chan_send_val(s->vin, &got), 0);
+	sel_case(&k[0], s->vin, WEFT_SEL_RECV, NULL);
+	WT_CHECK_EQ(weft_select(k, 1, 0), 0);
+	WT_CHECK_EQ(weft_chan_len(s->vin), 0);
+
+	/* Parked: a sender on vin fills the receive case's buffer. */
+	t = vs_spawn(s);
+	msg_make(&m, 9);
+	WT_CHECK_EQ(weft_chan_send_val(s->vin, &m), 0);
+	vw_end(t, 0);
+	WT_CHECK_EQ(s->rc, 0);
+	WT_CHECK_EQ(s->k[0].result, 0);
+	WT_CHECK(msg_ok(&s->in_buf) && s->in_buf.seq == 9);
+	/* Parked: a receiver on vout takes the send case's bytes; the
+	 * receive case's buffer is left alone. */
+	t = vs_spawn(s);
+	memset(&got, 0, sizeof(got));
+	WT_CHECK_EQ(weft_chan_recv_val(s->vout, &got), 0);
+	vw_end(t, 0);
+	WT_CHECK_EQ(s->rc, 1);
+	WT_CHECK(msg_ok(&got) && got.seq == 42);
+	WT_CHECK(all_bytes(&s->in_buf, 0x5a, sizeof(s->in_buf)));
+	/* Parked: a pointer channel's case wins; no buffer is written. */
+	t = vs_spawn(s);
+	WT_CHECK_EQ(weft_chan_send(s->pin, V(0x0c)), 0);
+	vw_end(t, 0);
+	WT_CHECK_EQ(s->rc, 2);
+	WT_CHECK_PTR_EQ(s->k[2].value, 0x0c);
+	WT_CHECK(all_bytes(&s->in_buf, 0x5a, sizeof(s->in_buf)));
+	WT_CHECK_EQ(weft_chan_try_recv_val(s->vin, &got), -EAGAIN);
+	/* Parked: a close of vin ends it with -EPIPE, buffer untouched. */
+	t = vs_spawn(s);
+	WT_CHECK_EQ(weft_chan_close(s->vin), 0);
+	vw_end(t, 0);
+	WT_CHECK_EQ(s->rc, 0);
+	WT_CHECK_EQ(s->k[0].result, -EPIPE);
+	WT_CHECK_PTR_EQ(s->k[0].value, &s->in_buf);
+	WT_CHECK(all_bytes(&s->in_buf, 0x5a, sizeof(s->in_buf)));
+	/* Closed and ready at once: the same. */
+	memset(&got, 0x5a, sizeof(got));
+	sel_case(&k[0], s->vin, WEFT_SEL_RECV, &got);
+	WT_CHECK_EQ(weft_select(k, 1, 0), 0);
+	WT_CHECK_EQ(k[0].result, -EPIPE);
+	WT_CHECK(all_bytes(&got, 0x5a, sizeof(got)));
+	WT_CHECK_EQ(weft_chan_try_recv(s->pin, &v), -EAGAIN);
+
+	weft_chan_destroy(s->vin);
+	weft_chan_destroy(s->vout);
+	weft_chan_destroy(s->pin);
+	return NULL;
+}
+
+Test(chan, select_sends_and_receives_values_by_copy_ready_and_parked,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct val_sel s;
+
+	wt_run_each(val_sel_main, &s, sizeof(s));
 }
 
 /* ======================================================================
