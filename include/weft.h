@@ -921,9 +921,14 @@ static inline int weft_ptr_err(const void *p)
 /* Channel: a bounded multi-producer multi-consumer FIFO of pointers
  * (asyncio.Queue with maxsize, Go's chan) that buffers up to capacity
  * values (-EINVAL above 2^32). capacity 0 makes a rendezvous channel: a
- * send completes when a receiver takes the value. NULL is a value like
- * any other; what a value points to is the business of sender and
- * receiver. Destroying drops the values still buffered unlooked-at. */
+ * send completes when a receiver takes the value. capacity
+ * WEFT_CHAN_UNBOUNDED makes an unbounded channel (asyncio.Queue()): its
+ * sends never wait, and it takes memory a chunk of values at a time as it
+ * grows, giving it back as it drains (a send that needs memory and cannot
+ * get it returns -ENOMEM, sending nothing). NULL is a value like any
+ * other; what a value points to is the business of sender and receiver.
+ * Destroying drops the values still buffered unlooked-at. */
+#define WEFT_CHAN_UNBOUNDED SIZE_MAX
 typedef struct weft_chan weft_chan;
 WEFT_API int weft_chan_create(weft_chan **out, size_t capacity);
 WEFT_API void weft_chan_destroy(weft_chan *c);
@@ -931,7 +936,8 @@ WEFT_API void weft_chan_destroy(weft_chan *c);
  * into the buffer, else waits for room. Values come out in the order they
  * went in, those of waiting senders included. Returns 0, -EPIPE if the
  * channel is closed (before or while waiting: the value was not sent),
- * -ECANCELED, -ETIMEDOUT (not sent), -EINVAL. */
+ * -ECANCELED, -ETIMEDOUT (not sent), -ENOMEM (unbounded only: not sent),
+ * -EINVAL. */
 WEFT_API int weft_chan_send(weft_chan *c, void *value);
 WEFT_API int weft_chan_send_timeout(weft_chan *c, void *value,
 				    uint64_t timeout_ns);
@@ -953,9 +959,22 @@ WEFT_API int weft_chan_try_recv(weft_chan *c, void **value);
  * buffered and then get -EPIPE. Returns 0, -EALREADY if it was closed
  * already, -EINVAL. */
 WEFT_API int weft_chan_close(weft_chan *c);
-/* Values buffered now (a snapshot), and the capacity. */
+/* Values buffered now (a snapshot), and the capacity
+ * (WEFT_CHAN_UNBOUNDED for an unbounded channel). */
 WEFT_API size_t weft_chan_len(weft_chan *c);
 WEFT_API size_t weft_chan_cap(weft_chan *c);
+/* Unfinished work (asyncio.Queue's join() and task_done()), on every
+ * channel: each send that completes counts one value more as unfinished;
+ * weft_chan_task_done() says that one value received has been dealt with.
+ * task_done returns 0, -EOVERFLOW if no value is unfinished (called more
+ * times than values were sent; nothing changes), -EINVAL. Any thread.
+ * join waits until no value is unfinished (at once if none is; a close
+ * changes nothing), and returns 0, -ECANCELED, -ETIMEDOUT, -EINVAL. A
+ * task_done that brings the count to 0 wakes every joiner; values sent
+ * after it do not hold them back. */
+WEFT_API int weft_chan_task_done(weft_chan *c);
+WEFT_API int weft_chan_join(weft_chan *c);
+WEFT_API int weft_chan_join_timeout(weft_chan *c, uint64_t timeout_ns);
 
 /* Value channel: a channel whose values are value_size bytes each
  * (1 to WEFT_CHAN_VALUE_MAX, else -EINVAL), carried by copy, so that small
@@ -997,8 +1016,9 @@ WEFT_API size_t weft_chan_value_size(weft_chan *c);
  * result 0. Returns the index, or -ETIMEDOUT (timeout_ns passed, or the
  * deadline; 0 polls), -ECANCELED (no case completed), -EINVAL (cases NULL
  * with n > 0, no case with a channel, a bad op, a SEND on a value channel
- * with value NULL), -ENOMEM (more than 8 cases need memory), -EPERM
- * outside task context: task context only. */
+ * with value NULL), -ENOMEM (more than 8 cases need memory, or the chosen
+ * send to an unbounded channel does: nothing was done), -EPERM outside
+ * task context: task context only. */
 #define WEFT_SEL_SEND 1
 #define WEFT_SEL_RECV 2
 struct weft_sel {

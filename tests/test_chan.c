@@ -90,36 +90,81 @@ static int msg_ok(const struct msg *m)
 	return !memcmp(m, &want, sizeof(want));
 }
 
-/* Number i sent on c: the pointer V(i), or on a value channel a struct
- * msg. recv_num() gives the number back; a value that arrived damaged
- * reads 0. */
+/* A value of `size` bytes (>= 8) that cannot be mistaken for another:
+ * its number, then bytes derived from it. */
+static void big_fill(unsigned char *p, size_t size, uint64_t seq)
+{
+	memcpy(p, &seq, sizeof(seq));
+	for (size_t i = sizeof(seq); i < size; i++)
+		p[i] = (unsigned char)(seq * 31 + i);
+}
+
+static int big_ok(const unsigned char *p, size_t size, uint64_t *seq)
+{
+	memcpy(seq, p, sizeof(*seq));
+	for (size_t i = sizeof(*seq); i < size; i++)
+		if (p[i] != (unsigned char)(*seq * 31 + i))
+			return 0;
+	return 1;
+}
+
+/* Number i sent on c: the pointer V(i), or on a value channel of up to
+ * NUM_MAX bytes a value made by big_fill(). recv_num() gives the number
+ * back; a value that arrived damaged reads 0. */
+#define NUM_MAX 4096
+
 static int send_num(weft_chan *c, uintptr_t i)
 {
-	struct msg m;
+	size_t vsize = weft_chan_value_size(c);
+	unsigned char buf[NUM_MAX];
 
-	if (!weft_chan_value_size(c))
+	if (!vsize)
 		return weft_chan_send(c, V(i));
-	msg_make(&m, i);
-	return weft_chan_send_val(c, &m);
+	if (!WT_CHECK(vsize >= sizeof(uint64_t) && vsize <= NUM_MAX))
+		return -EINVAL;
+	big_fill(buf, vsize, i);
+	return weft_chan_send_val(c, buf);
 }
 
 static int recv_num(weft_chan *c, uintptr_t *i)
 {
-	struct msg m;
+	size_t vsize = weft_chan_value_size(c);
+	unsigned char buf[NUM_MAX];
+	uint64_t seq;
 	void *v;
 	int rc;
 
-	if (!weft_chan_value_size(c)) {
+	if (!vsize) {
 		rc = weft_chan_recv(c, &v);
 		*i = I(v);
 		return rc;
 	}
-	rc = weft_chan_recv_val(c, &m);
-	*i = rc == 0 && msg_ok(&m) ? m.seq : 0;
+	if (!WT_CHECK(vsize >= sizeof(uint64_t) && vsize <= NUM_MAX))
+		return -EINVAL;
+	rc = weft_chan_recv_val(c, buf);
+	*i = rc == 0 && big_ok(buf, vsize, &seq) ? seq : 0;
 	return rc;
 }
 
-/* A pointer channel (vsize 0) or a channel of struct msg values. */
+/* Numbers received, counted and summed (by receivers on any worker). */
+struct tally {
+	atomic_long got, sum;
+};
+
+/* Receives numbers (recv_num) from c until it is closed and drained. */
+static void tally_all(weft_chan *c, struct tally *t)
+{
+	uintptr_t v;
+	int rc;
+
+	while ((rc = recv_num(c, &v)) == 0) {
+		atomic_fetch_add(&t->got, 1);
+		atomic_fetch_add(&t->sum, (long)v);
+	}
+	WT_CHECK_EQ(rc, -EPIPE);
+}
+
+/* A pointer channel (vsize 0) or a value channel of vsize bytes. */
 static int chan_make(weft_chan **c, size_t cap, size_t vsize)
 {
 	return vsize ? weft_chan_create_sized(c, cap, vsize)
@@ -1108,7 +1153,7 @@ struct foreign {
 	int send_rc;
 	long thread_got, thread_sum;
 	int thread_end_rc;
-	atomic_long tasks_got, tasks_sum;
+	struct tally tasks;
 };
 
 static void *ft_thread(void *arg)
@@ -1134,14 +1179,8 @@ static void *ft_thread(void *arg)
 static void *ft_task(void *arg)
 {
 	struct foreign *f = arg;
-	uintptr_t v;
-	int rc;
 
-	while ((rc = recv_num(f->in, &v)) == 0) {
-		atomic_fetch_add(&f->tasks_got, 1);
-		atomic_fetch_add(&f->tasks_sum, (long)v);
-	}
-	WT_CHECK_EQ(rc, -EPIPE);
+	tally_all(f->in, &f->tasks);
 	return NULL;
 }
 
@@ -1197,8 +1236,8 @@ Test(chan, foreign_thread_sends_and_receives_blocking,
 			wt_run(foreign_main, &f, worker_counts[c]);
 			cr_assert_eq(f.send_rc, 0, "%s",
 				     weft_strerror(f.send_rc));
-			cr_assert_eq(atomic_load(&f.tasks_got), FT_VALUES);
-			cr_assert_eq(atomic_load(&f.tasks_sum), sum);
+			cr_assert_eq(atomic_load(&f.tasks.got), FT_VALUES);
+			cr_assert_eq(atomic_load(&f.tasks.sum), sum);
 			cr_assert_eq(f.thread_got, FT_VALUES);
 			cr_assert_eq(f.thread_sum, sum);
 			cr_assert_eq(f.thread_end_rc, -EPIPE);
@@ -1868,22 +1907,6 @@ struct big {
 	atomic_long received, corrupt, sum;
 };
 
-static void big_fill(unsigned char *p, size_t size, uint64_t seq)
-{
-	memcpy(p, &seq, sizeof(seq));
-	for (size_t i = sizeof(seq); i < size; i++)
-		p[i] = (unsigned char)(seq * 31 + i);
-}
-
-static int big_ok(const unsigned char *p, size_t size, uint64_t *seq)
-{
-	memcpy(seq, p, sizeof(*seq));
-	for (size_t i = sizeof(*seq); i < size; i++)
-		if (p[i] != (unsigned char)(*seq * 31 + i))
-			return 0;
-	return 1;
-}
-
 struct big_producer {
 	struct big *b;
 	uint64_t first;
@@ -2306,6 +2329,477 @@ Test(chan, select_sends_and_receives_values_by_copy_ready_and_parked,
 	struct val_sel s;
 
 	wt_run_each(val_sel_main, &s, sizeof(s));
+}
+
+/* ======================================================================
+ * unbounded channels, join and task_done
+ * ====================================================================== */
+
+/* Heap bytes in use, and how many percent more than the values' bytes an
+ * unbounded channel may take (the sanitizers' allocators round a chunk up
+ * to a size class: a fifth more under ThreadSanitizer). One allocation
+ * per pointer would take 200% or more. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+size_t __sanitizer_get_current_allocated_bytes(void);
+#define heap_in_use() __sanitizer_get_current_allocated_bytes()
+#define HEAP_SLACK_PCT 150
+#else
+#include <malloc.h>
+#define heap_in_use() mallinfo2().uordblks
+#define HEAP_SLACK_PCT 105
+#endif
+
+#define UNB_VALUES 100000
+
+/* Sends UNB_VALUES numbers without a runtime (an unbounded channel's
+ * sends never wait), then receives them: FIFO, and the memory comes and
+ * goes a chunk at a time. */
+static void unbounded_fill_and_drain(size_t vsize)
+{
+	size_t slot = vsize ? vsize : sizeof(void *);
+	/* Two chunks (the last, the spare) of at most 4 KiB or 4 values,
+	 * and the channel. */
+	size_t kept = (2 * (4096 + 4 * slot) + 512) * HEAP_SLACK_PCT / 100;
+	size_t base = heap_in_use(), full, after;
+	uintptr_t v;
+	weft_chan *c;
+
+	cr_assert_eq(chan_make(&c, WEFT_CHAN_UNBOUNDED, vsize), 0);
+	cr_assert_eq(weft_chan_cap(c), WEFT_CHAN_UNBOUNDED);
+	for (int round = 0; round < 2; round++) {
+		for (uintptr_t i = 1; i <= UNB_VALUES; i++)
+			cr_assert_eq(send_num(c, i), 0);
+		cr_assert_eq(weft_chan_len(c), UNB_VALUES);
+		full = heap_in_use();
+		/* In chunks: the values' bytes and a few percent more (one
+		 * allocation per value would add its header to each). */
+		cr_assert_geq(full - base, UNB_VALUES * slot);
+		cr_assert_lt(full - base,
+			     UNB_VALUES * slot / 100 * HEAP_SLACK_PCT + kept,
+			     "%zu bytes for %d values of %zu", full - base,
+			     UNB_VALUES, slot);
+		for (uintptr_t i = 1; i <= UNB_VALUES; i++) {
+			cr_assert_eq(recv_num(c, &v), 0);
+			cr_assert_eq(v, i, "out of order");
+		}
+		cr_assert_eq(weft_chan_len(c), 0);
+		/* Drained: all but two chunks given back. */
+		after = heap_in_use();
+		cr_assert_lt(after - base, kept, "%zu bytes kept after draining",
+			     after - base);
+	}
+	weft_chan_destroy(c);
+}
+
+Test(chan, unbounded_channel_takes_1e5_values_grows_in_chunks_and_shrinks_back,
+     .timeout = WT_TIMEOUT(60))
+{
+	unbounded_fill_and_drain(0);
+	unbounded_fill_and_drain(sizeof(struct msg));
+	unbounded_fill_and_drain(4096);
+}
+
+/* Sends and receives interleaved so that the oldest and newest values
+ * cross chunk boundaries at every offset. */
+Test(chan, unbounded_channel_keeps_fifo_order_while_reading_behind_writing)
+{
+	static const size_t vsizes[] = { 0, sizeof(struct msg) };
+
+	for (size_t k = 0; k < 2; k++) {
+		uintptr_t next_in = 1, next_out = 1, v;
+		weft_chan *c;
+
+		cr_assert_eq(chan_make(&c, WEFT_CHAN_UNBOUNDED, vsizes[k]), 0);
+		for (unsigned round = 1; round <= 300; round++) {
+			unsigned in = (round * 37) % 700, out = (round * 53) % 690;
+
+			for (unsigned i = 0; i < in; i++)
+				cr_assert_eq(send_num(c, next_in++), 0);
+			for (unsigned i = 0; i < out && next_out < next_in;
+			     i++) {
+				cr_assert_eq(recv_num(c, &v), 0);
+				cr_assert_eq(v, next_out++);
+			}
+			cr_assert_eq(weft_chan_len(c), next_in - next_out);
+		}
+		cr_assert_eq(weft_chan_close(c), 0);
+		cr_assert_eq(send_num(c, 1), -EPIPE);
+		while (next_out < next_in) {
+			cr_assert_eq(recv_num(c, &v), 0);
+			cr_assert_eq(v, next_out++);
+		}
+		cr_assert_eq(recv_num(c, &v), -EPIPE);
+		weft_chan_destroy(c); /* with chunks still held: no leak */
+	}
+	/* Destroyed holding values. */
+	weft_chan *c;
+	cr_assert_eq(weft_chan_create(&c, WEFT_CHAN_UNBOUNDED), 0);
+	for (uintptr_t i = 1; i <= 5000; i++)
+		cr_assert_eq(weft_chan_try_send(c, V(i)), 0);
+	weft_chan_destroy(c);
+	cr_assert_eq(weft_chan_create(&c, ((size_t)1 << 32) + 1), -EINVAL);
+}
+
+/* Many producers and consumers on several workers through an unbounded
+ * channel, receivers waiting (a send hands over) and not: every value
+ * once; and a select sends to it (always ready) and receives from it. */
+#define UM_PRODUCERS 4
+#define UM_CONSUMERS 4
+#if defined(__SANITIZE_THREAD__)
+#define UM_PER 5000
+#else
+#define UM_PER 25000
+#endif
+
+struct unb_mpmc {
+	weft_chan *c;
+	size_t vsize;
+	atomic_int producers_left;
+	struct tally received;
+};
+
+static void *um_produce(void *arg)
+{
+	struct unb_mpmc *u = arg;
+	static atomic_uint next_id;
+	uintptr_t base = (uintptr_t)(atomic_fetch_add(&next_id, 1) %
+				     UM_PRODUCERS) * UM_PER;
+
+	for (uintptr_t i = 1; i <= UM_PER; i++) {
+		if (!WT_CHECK_EQ(send_num(u->c, base + i), 0))
+			break;
+		if (i % 1000 == 0)
+			weft_yield();
+	}
+	if (atomic_fetch_sub(&u->producers_left, 1) == 1)
+		WT_CHECK_EQ(weft_chan_close(u->c), 0);
+	return NULL;
+}
+
+static void *um_consume(void *arg)
+{
+	struct unb_mpmc *u = arg;
+
+	tally_all(u->c, &u->received);
+	return NULL;
+}
+
+static void *unb_mpmc_main(void *arg)
+{
+	struct unb_mpmc *u = arg;
+	weft_task *ts[UM_PRODUCERS + UM_CONSUMERS];
+	struct weft_sel k[2];
+	weft_chan *other;
+	void *v;
+	int n = 0;
+
+	if (!WT_CHECK_EQ(chan_make(&u->c, WEFT_CHAN_UNBOUNDED, u->vsize), 0))
+		return NULL;
+	atomic_store(&u->producers_left, UM_PRODUCERS);
+	for (int i = 0; i < UM_CONSUMERS; i++)
+		ts[n++] = weft_spawn(um_consume, u);
+	for (int i = 0; i < UM_PRODUCERS; i++)
+		ts[n++] = weft_spawn(um_produce, u);
+	WT_CHECK_EQ(weft_gather(ts, (size_t)n, NULL), 0);
+	release_all(ts, (size_t)n);
+	weft_chan_destroy(u->c);
+
+	/* select: a send to an unbounded channel is always ready, here
+	 * 5000 times (it grows on the way), before a full channel's. */
+	WT_CHECK_EQ(weft_chan_create(&u->c, WEFT_CHAN_UNBOUNDED), 0);
+	WT_CHECK_EQ(weft_chan_create(&other, 0), 0);
+	for (uintptr_t i = 1; i <= 5000; i++) {
+		sel_case(&k[0], other, WEFT_SEL_SEND, V(1));
+		sel_case(&k[1], u->c, WEFT_SEL_SEND, V(i));
+		if (!WT_CHECK_EQ(weft_select(k, 2, 0), 1))
+			break;
+	}
+	WT_CHECK_EQ(weft_chan_len(u->c), 5000);
+	for (uintptr_t i = 1; i <= 5000; i++) {
+		sel_case(&k[0], other, WEFT_SEL_RECV, NULL);
+		sel_case(&k[1], u->c, WEFT_SEL_RECV, NULL);
+		if (!WT_CHECK_EQ(weft_select(k, 2, WEFT_NEVER), 1) ||
+		    !WT_CHECK_PTR_EQ(k[1].value, i))
+			break;
+	}
+	WT_CHECK_EQ(weft_chan_try_recv(u->c, &v), -EAGAIN);
+	weft_chan_destroy(u->c);
+	weft_chan_destroy(other);
+	return NULL;
+}
+
+Test(chan, unbounded_channel_delivers_every_value_once_between_many_tasks,
+     .timeout = WT_TIMEOUT(120))
+{
+	static const size_t vsizes[] = { 0, sizeof(struct msg) };
+	const long total = (long)UM_PRODUCERS * UM_PER;
+
+	for (size_t k = 0; k < 2; k++)
+		for (unsigned c = 0; c < N_COUNTS; c++) {
+			struct unb_mpmc u;
+
+			memset(&u, 0, sizeof(u));
+			u.vsize = vsizes[k];
+			wt_run(unb_mpmc_main, &u, worker_counts[c]);
+			cr_assert_eq(atomic_load(&u.received.got), total);
+			cr_assert_eq(atomic_load(&u.received.sum),
+				     total * (total + 1) / 2);
+		}
+}
+
+/* join/task_done counting, without waiting (any thread). */
+Test(chan, task_done_counts_down_what_was_sent_and_eoverflows_past_zero)
+{
+	weft_chan *c;
+	void *v;
+
+	cr_assert_eq(weft_chan_task_done(NULL), -EINVAL);
+	cr_assert_eq(weft_chan_join(NULL), -EINVAL);
+	cr_assert_eq(weft_chan_join_timeout(NULL, 0), -EINVAL);
+	cr_assert_eq(weft_chan_create(&c, WEFT_CHAN_UNBOUNDED), 0);
+	cr_assert_eq(weft_chan_join(c), 0); /* nothing sent: at once */
+	cr_assert_eq(weft_chan_task_done(c), -EOVERFLOW);
+	for (uintptr_t i = 1; i <= 3; i++)
+		cr_assert_eq(weft_chan_try_send(c, V(i)), 0);
+	cr_assert_eq(weft_chan_join_timeout(c, 0), -ETIMEDOUT);
+	/* Received is not done: the count is of task_done() calls. */
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(weft_chan_try_recv(c, &v), 0);
+	cr_assert_eq(weft_chan_join_timeout(c, 0), -ETIMEDOUT);
+	cr_assert_eq(weft_chan_task_done(c), 0);
+	cr_assert_eq(weft_chan_task_done(c), 0);
+	cr_assert_eq(weft_chan_join_timeout(c, 0), -ETIMEDOUT);
+	cr_assert_eq(weft_chan_task_done(c), 0);
+	cr_assert_eq(weft_chan_join_timeout(c, 0), 0);
+	cr_assert_eq(weft_chan_task_done(c), -EOVERFLOW);
+	cr_assert_eq(weft_chan_join(c), 0);
+	/* A close changes nothing; a send refused is not counted. */
+	cr_assert_eq(weft_chan_try_send(c, V(4)), 0);
+	cr_assert_eq(weft_chan_close(c), 0);
+	cr_assert_eq(weft_chan_try_send(c, V(5)), -EPIPE);
+	cr_assert_eq(weft_chan_join_timeout(c, 0), -ETIMEDOUT);
+	cr_assert_eq(weft_chan_task_done(c), 0);
+	cr_assert_eq(weft_chan_task_done(c), -EOVERFLOW);
+	weft_chan_destroy(c);
+	/* Bounded channels count too; a full one's refused send does not. */
+	cr_assert_eq(weft_chan_create(&c, 1), 0);
+	cr_assert_eq(weft_chan_try_send(c, V(1)), 0);
+	cr_assert_eq(weft_chan_try_send(c, V(2)), -EAGAIN);
+	cr_assert_eq(weft_chan_task_done(c), 0);
+	cr_assert_eq(weft_chan_task_done(c), -EOVERFLOW);
+	weft_chan_destroy(c);
+}
+
+/* asyncio's worker pattern: tasks on every worker take items and call
+ * task_done() after "processing" each; join() (from a task, from a thread
+ * outside the runtime, from several at once) returns only once every
+ * item was processed. */
+#define JW_WORKERS 4
+#define JW_ITEMS 20000
+#define JW_JOINERS 3
+
+struct join_work {
+	weft_chan *q;
+	size_t vsize;
+	atomic_long processed;
+	long seen_by_task[JW_JOINERS];
+	long seen_by_thread;
+	int thread_rc;
+};
+
+static void *jw_worker(void *arg)
+{
+	struct join_work *j = arg;
+	uintptr_t v;
+
+	while (recv_num(j->q, &v) == 0) {
+		if (v % 64 == 0)
+			weft_yield(); /* processing takes a while */
+		atomic_fetch_add(&j->processed, 1);
+		WT_CHECK_EQ(weft_chan_task_done(j->q), 0);
+	}
+	return NULL;
+}
+
+static void *jw_joiner(void *arg)
+{
+	struct join_work *j = arg;
+	static atomic_int slot;
+	int me = atomic_fetch_add(&slot, 1) % JW_JOINERS;
+
+	WT_CHECK_EQ(weft_chan_join(j->q), 0);
+	j->seen_by_task[me] = atomic_load(&j->processed);
+	return NULL;
+}
+
+static void *jw_thread(void *arg)
+{
+	struct join_work *j = arg;
+
+	j->thread_rc = weft_chan_join(j->q);
+	j->seen_by_thread = atomic_load(&j->processed);
+	return NULL;
+}
+
+static void *join_work_main(void *arg)
+{
+	struct join_work *j = arg;
+	weft_task *ws[JW_WORKERS], *js[JW_JOINERS];
+	pthread_t th;
+
+	if (!WT_CHECK_EQ(chan_make(&j->q, WEFT_CHAN_UNBOUNDED, j->vsize), 0))
+		return NULL;
+	for (uintptr_t i = 1; i <= JW_ITEMS; i++)
+		WT_CHECK_EQ(send_num(j->q, i), 0);
+	if (!WT_CHECK_EQ(pthread_create(&th, NULL, jw_thread, j), 0))
+		return NULL;
+	for (int i = 0; i < JW_JOINERS; i++)
+		js[i] = weft_spawn(jw_joiner, j);
+	for (int i = 0; i < JW_WORKERS; i++)
+		ws[i] = weft_spawn(jw_worker, j);
+	WT_CHECK_EQ(weft_chan_join(j->q), 0);
+	WT_CHECK_EQ(atomic_load(&j->processed), JW_ITEMS);
+	WT_CHECK_EQ(weft_gather(js, JW_JOINERS, NULL), 0);
+	pthread_join(th, NULL);
+	WT_CHECK_EQ(weft_chan_close(j->q), 0);
+	WT_CHECK_EQ(weft_gather(ws, JW_WORKERS, NULL), 0);
+	release_all(ws, JW_WORKERS);
+	release_all(js, JW_JOINERS);
+	weft_chan_destroy(j->q);
+	return NULL;
+}
+
+Test(chan, join_returns_once_every_item_was_task_done_in_tasks_and_a_thread,
+     .timeout = WT_TIMEOUT(60))
+{
+	static const size_t vsizes[] = { 0, sizeof(struct msg) };
+
+	for (size_t k = 0; k < 2; k++)
+		for (unsigned c = 0; c < N_COUNTS; c++) {
+			struct join_work j;
+
+			memset(&j, 0, sizeof(j));
+			j.vsize = vsizes[k];
+			wt_run(join_work_main, &j, worker_counts[c]);
+			for (int i = 0; i < JW_JOINERS; i++)
+				cr_assert_eq(j.seen_by_task[i], JW_ITEMS);
+			cr_assert_eq(j.thread_rc, 0);
+			cr_assert_eq(j.seen_by_thread, JW_ITEMS);
+		}
+}
+
+/* A join that waits is cancelled, times out and honours the deadline
+ * scope like every wait, and a thread's join times out. */
+struct join_giveup {
+	weft_chan *q;
+	atomic_int entered;
+	int rc;
+	uint64_t took;
+};
+
+static void *jg_joiner(void *arg)
+{
+	struct join_giveup *g = arg;
+
+	atomic_store(&g->entered, 1);
+	g->rc = weft_chan_join(g->q);
+	return NULL;
+}
+
+static void *jg_sender(void *arg)
+{
+	struct join_giveup *g = arg;
+
+	WT_CHECK_EQ(weft_chan_send(g->q, V(2)), 0);
+	return NULL;
+}
+
+/* Gives t, spawned to send on a full or rendezvous channel, SETTLE_NS to
+ * block in its send, and checks that it has not returned. */
+static void wait_blocked_sender(weft_task *t)
+{
+	weft_sleep(SETTLE_NS);
+	WT_CHECK_EQ(weft_task_done(t), 0);
+}
+
+static void *jg_thread(void *arg)
+{
+	struct join_giveup *g = arg;
+	uint64_t t0 = weft_now();
+
+	g->rc = weft_chan_join_timeout(g->q, 20 * MS);
+	g->took = weft_now() - t0;
+	return NULL;
+}
+
+static void *join_giveup_main(void *arg)
+{
+	struct join_giveup *g = arg;
+	uint64_t t0, saved;
+	weft_task *t;
+	pthread_t th;
+
+	WT_CHECK_EQ(weft_chan_create(&g->q, WEFT_CHAN_UNBOUNDED), 0);
+	WT_CHECK_EQ(weft_chan_send(g->q, V(1)), 0);
+	/* Cancelled while waiting. */
+	t = weft_spawn(jg_joiner, g);
+	settle_count(&g->entered, 1);
+	WT_CHECK_EQ(weft_task_done(t), 0);
+	WT_CHECK_EQ(weft_cancel(t), 0);
+	WT_CHECK_EQ(weft_await(t, NULL), -ECANCELED);
+	WT_CHECK_EQ(g->rc, -ECANCELED);
+	weft_task_release(t);
+	/* Its own timeout, and the deadline scope: never early. */
+	t0 = weft_now();
+	WT_CHECK_EQ(weft_chan_join_timeout(g->q, 20 * MS), -ETIMEDOUT);
+	CHECK_NOT_EARLY(weft_now() - t0, 20 * MS);
+	t0 = weft_now();
+	saved = weft_timeout_begin(20 * MS);
+	WT_CHECK_EQ(weft_chan_join(g->q), -ETIMEDOUT);
+	weft_timeout_end(saved);
+	CHECK_NOT_EARLY(weft_now() - t0, 20 * MS);
+	/* A thread outside the runtime. */
+	if (WT_CHECK_EQ(pthread_create(&th, NULL, jg_thread, g), 0))
+		pthread_join(th, NULL);
+	WT_CHECK_EQ(g->rc, -ETIMEDOUT);
+	CHECK_NOT_EARLY(g->took, 20 * MS);
+	/* Nothing was lost on the way: a task_done ends the next join. */
+	atomic_store(&g->entered, 0);
+	t = weft_spawn(jg_joiner, g);
+	settle_count(&g->entered, 1);
+	WT_CHECK_EQ(weft_task_done(t), 0);
+	WT_CHECK_EQ(weft_chan_task_done(g->q), 0);
+	WT_CHECK_EQ(weft_await(t, NULL), 0);
+	WT_CHECK_EQ(g->rc, 0);
+	weft_task_release(t);
+	weft_chan_destroy(g->q); /* may: the join was granted */
+
+	/* A waiting sender's value counts once its send completes: taken
+	 * directly (rendezvous) or moved into the buffer (full channel). */
+	for (size_t cap = 0; cap < 2; cap++) {
+		WT_CHECK_EQ(weft_chan_create(&g->q, cap), 0);
+		if (cap)
+			WT_CHECK_EQ(weft_chan_send(g->q, V(1)), 0);
+		t = weft_spawn(jg_sender, g);
+		wait_blocked_sender(t);
+		WT_CHECK_EQ(weft_chan_recv(g->q, NULL), 0);
+		WT_CHECK_EQ(weft_await(t, NULL), 0);
+		weft_task_release(t);
+		for (size_t i = 0; i <= cap; i++)
+			WT_CHECK_EQ(weft_chan_task_done(g->q), 0);
+		WT_CHECK_EQ(weft_chan_join_timeout(g->q, 0), 0);
+		WT_CHECK_EQ(weft_chan_task_done(g->q), -EOVERFLOW);
+		weft_chan_destroy(g->q);
+	}
+	return NULL;
+}
+
+Test(chan, join_is_cancelled_times_out_and_honours_the_deadline_scope,
+     .timeout = WT_TIMEOUT(20))
+{
+	struct join_giveup g;
+
+	wt_run_each(join_giveup_main, &g, sizeof(g));
 }
 
 /* ======================================================================
