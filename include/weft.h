@@ -1031,6 +1031,51 @@ struct weft_sel {
 WEFT_API int weft_select(struct weft_sel *cases, size_t n,
 			 uint64_t timeout_ns);
 
+/* Broadcast channel (Tokio's broadcast): every receiver sees every value
+ * sent after it subscribed, in the order sent; values are pointers, as on
+ * a channel. It holds the last `capacity` values (1 to 2^32, else
+ * -EINVAL), and senders never wait: a receiver that falls more than
+ * capacity values behind loses the oldest of them, learns it once
+ * (-EOVERFLOW from its next receive) and goes on from the oldest value
+ * still held. destroy: only once no receiver is subscribed (else it
+ * aborts, like a destroy with waiters). */
+typedef struct weft_bcast weft_bcast;
+/* A receiver's handle: its own position in the values. For one task or
+ * thread at a time. */
+typedef struct weft_bcast_rx weft_bcast_rx;
+WEFT_API int weft_bcast_create(weft_bcast **out, size_t capacity);
+WEFT_API void weft_bcast_destroy(weft_bcast *b);
+/* Sends value to every receiver subscribed, without waiting (with no
+ * receiver it is kept for none). Returns the number of receivers
+ * subscribed (0 or more; INT_MAX at most), -EPIPE once closed (not sent),
+ * -EINVAL. Any thread; counts against a task's budget. */
+WEFT_API int weft_bcast_send(weft_bcast *b, void *value);
+/* Closes: sends fail with -EPIPE from now on; each receiver reads what it
+ * has not read yet (lags included), then gets -EPIPE; waiting receivers
+ * are woken. Returns 0, -EALREADY if closed already, -EINVAL. */
+WEFT_API int weft_bcast_close(weft_bcast *b);
+/* A new receiver, which sees the values sent from now on (on a closed
+ * broadcast: -EPIPE at once). Returns 0, -ENOMEM, -EINVAL. Any thread.
+ * Each one is released with weft_bcast_unsubscribe() (NULL is ignored),
+ * only once no call on it is in progress: one waiting aborts, and so does
+ * a second unsubscribe. */
+WEFT_API int weft_bcast_subscribe(weft_bcast *b, weft_bcast_rx **out);
+WEFT_API void weft_bcast_unsubscribe(weft_bcast_rx *rx);
+/* Receives the receiver's next value into *value (value may be NULL),
+ * waiting while it has read every value sent. Returns 0; -EOVERFLOW
+ * (*value NULL) when values it had not read were overwritten: the
+ * receiver moved on to the oldest value held, the next call returns it,
+ * and weft_bcast_missed() counts the values skipped; -EPIPE (*value NULL)
+ * once closed and every value read; -ECANCELED, -ETIMEDOUT (nothing
+ * read: the value stays for the next call), -EINVAL. try_recv: -EAGAIN
+ * (*value untouched) instead of waiting. */
+WEFT_API int weft_bcast_recv(weft_bcast_rx *rx, void **value);
+WEFT_API int weft_bcast_recv_timeout(weft_bcast_rx *rx, void **value,
+				     uint64_t timeout_ns);
+WEFT_API int weft_bcast_try_recv(weft_bcast_rx *rx, void **value);
+/* Values this receiver skipped because it lagged, in all (0 for NULL). */
+WEFT_API uint64_t weft_bcast_missed(weft_bcast_rx *rx);
+
 /* Future: a one-shot result that one party sets and any number of tasks
  * and threads await (asyncio.Future). */
 typedef struct weft_future weft_future;

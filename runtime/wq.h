@@ -132,7 +132,8 @@ struct weft__wnode {
 	void *value; /* in (a sender's value) or out (what was received) */
 	struct weft__wq *q;    /* the queue it was linked into last */
 	struct weft__sel *sel; /* NULL unless part of a select */
-	const void *obj;       /* select: the case's channel */
+	const void *obj;       /* select: the case's channel; a broadcast
+				  receive: its receiver (bcast.c) */
 	int index;             /* the select case it stands for */
 };
 

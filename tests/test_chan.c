@@ -171,6 +171,17 @@ static int chan_make(weft_chan **c, size_t cap, size_t vsize)
 		     : weft_chan_create(c, cap);
 }
 
+/* For a misuse that aborts (wt_assert_misuse_reported, in a child): runs
+ * fn as the main task on one worker. */
+static void run_on_one_worker(weft_fn fn)
+{
+	struct weft_config cfg;
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.workers = 1;
+	weft_run(fn, NULL, &cfg, NULL);
+}
+
 /* ======================================================================
  * FIFO order, one producer and one consumer
  * ====================================================================== */
@@ -2803,6 +2814,453 @@ Test(chan, join_is_cancelled_times_out_and_honours_the_deadline_scope,
 }
 
 /* ======================================================================
+ * broadcast channels
+ * ====================================================================== */
+
+/* Lags, counts and the calls that do not wait (any thread). Value number
+ * n (from 0) is V(n + 1). */
+Test(chan, broadcast_receiver_that_lags_gets_eoverflow_once_then_the_oldest_held)
+{
+	weft_bcast *b;
+	weft_bcast_rx *r1, *r2, *r3;
+	void *v = V(0x55);
+
+	cr_assert_eq(weft_bcast_create(&b, 0), -EINVAL);
+	cr_assert_eq(weft_bcast_create(&b, ((size_t)1 << 32) + 1), -EINVAL);
+	cr_assert_eq(weft_bcast_create(NULL, 4), -EINVAL);
+	cr_assert_eq(weft_bcast_create(&b, 4), 0);
+	cr_assert_eq(weft_bcast_subscribe(NULL, &r1), -EINVAL);
+	cr_assert_eq(weft_bcast_subscribe(b, NULL), -EINVAL);
+	cr_assert_eq(weft_bcast_send(b, V(0x99)), 0); /* nobody subscribed */
+	cr_assert_eq(weft_bcast_subscribe(b, &r1), 0);
+	cr_assert_eq(weft_bcast_subscribe(b, &r2), 0);
+	cr_assert_eq(weft_bcast_try_recv(r1, &v), -EAGAIN);
+	cr_assert_eq(v, V(0x55), "try_recv stored on -EAGAIN");
+	/* Sent before subscribing: not seen. */
+	for (uintptr_t i = 1; i <= 3; i++)
+		cr_assert_eq(weft_bcast_send(b, V(i)), 2);
+	cr_assert_eq(weft_bcast_try_recv(r2, &v), 0);
+	cr_assert_eq(v, V(1));
+	cr_assert_eq(weft_bcast_try_recv(r2, &v), 0);
+	cr_assert_eq(v, V(2));
+	for (uintptr_t i = 4; i <= 10; i++)
+		cr_assert_eq(weft_bcast_send(b, V(i)), 2);
+	/* 10 sent, 4 held (7..10): r1 missed 1..6, r2 missed 3..6. */
+	cr_assert_eq(weft_bcast_missed(r1), 0);
+	cr_assert_eq(weft_bcast_try_recv(r1, &v), -EOVERFLOW);
+	cr_assert_eq(v, NULL);
+	cr_assert_eq(weft_bcast_missed(r1), 6);
+	cr_assert_eq(weft_bcast_recv(r2, &v), -EOVERFLOW);
+	cr_assert_eq(weft_bcast_missed(r2), 4);
+	/* Once: then the oldest value held, and on in order. */
+	for (uintptr_t i = 7; i <= 10; i++) {
+		cr_assert_eq(weft_bcast_try_recv(r1, &v), 0);
+		cr_assert_eq(v, V(i));
+		cr_assert_eq(weft_bcast_recv_timeout(r2, &v, 0), 0);
+		cr_assert_eq(v, V(i));
+	}
+	cr_assert_eq(weft_bcast_try_recv(r1, &v), -EAGAIN);
+	cr_assert_eq(weft_bcast_recv_timeout(r2, &v, 0), -ETIMEDOUT);
+	/* A second lag adds to the count. */
+	for (uintptr_t i = 11; i <= 16; i++)
+		cr_assert_eq(weft_bcast_send(b, V(i)), 2);
+	cr_assert_eq(weft_bcast_try_recv(r1, &v), -EOVERFLOW);
+	cr_assert_eq(weft_bcast_missed(r1), 8);
+	cr_assert_eq(weft_bcast_try_recv(r1, NULL), 0); /* 13, dropped */
+	/* A late receiver sees what comes after it. */
+	cr_assert_eq(weft_bcast_subscribe(b, &r3), 0);
+	cr_assert_eq(weft_bcast_try_recv(r3, &v), -EAGAIN);
+	cr_assert_eq(weft_bcast_send(b, V(17)), 3);
+	cr_assert_eq(weft_bcast_try_recv(r3, &v), 0);
+	cr_assert_eq(v, V(17));
+	/* Close: each reads the rest, a lag included, then -EPIPE. */
+	cr_assert_eq(weft_bcast_close(b), 0);
+	cr_assert_eq(weft_bcast_close(b), -EALREADY);
+	cr_assert_eq(weft_bcast_send(b, V(18)), -EPIPE);
+	cr_assert_eq(weft_bcast_try_recv(r3, &v), -EPIPE);
+	cr_assert_eq(v, NULL);
+	for (uintptr_t i = 14; i <= 17; i++) {
+		cr_assert_eq(weft_bcast_try_recv(r1, &v), 0);
+		cr_assert_eq(v, V(i));
+	}
+	cr_assert_eq(weft_bcast_recv(r1, &v), -EPIPE);
+	cr_assert_eq(weft_bcast_recv(r2, &v), -EOVERFLOW);
+	cr_assert_eq(weft_bcast_missed(r2), 4 + 3);
+	for (uintptr_t i = 14; i <= 17; i++) {
+		cr_assert_eq(weft_bcast_recv(r2, &v), 0);
+		cr_assert_eq(v, V(i));
+	}
+	cr_assert_eq(weft_bcast_recv(r2, &v), -EPIPE);
+	cr_assert_eq(weft_bcast_recv(r2, &v), -EPIPE); /* and stays so */
+	weft_bcast_unsubscribe(r3);
+	cr_assert_eq(weft_bcast_subscribe(b, &r3), 0); /* after the close */
+	cr_assert_eq(weft_bcast_recv(r3, &v), -EPIPE);
+	weft_bcast_unsubscribe(r1);
+	weft_bcast_unsubscribe(r2);
+	weft_bcast_unsubscribe(r3);
+	weft_bcast_unsubscribe(NULL);
+	cr_assert_eq(weft_bcast_send(NULL, V(1)), -EINVAL);
+	cr_assert_eq(weft_bcast_close(NULL), -EINVAL);
+	cr_assert_eq(weft_bcast_recv(NULL, &v), -EINVAL);
+	cr_assert_eq(weft_bcast_try_recv(NULL, &v), -EINVAL);
+	cr_assert_eq(weft_bcast_missed(NULL), 0);
+	weft_bcast_destroy(b);
+	weft_bcast_destroy(NULL);
+}
+
+/* Receivers in tasks on every worker and in a thread outside the runtime,
+ * one sender: each receiver sees the values in order, and received plus
+ * missed is every value. With room for all of them none is missed. */
+#define BC_RECEIVERS 6
+#if defined(__SANITIZE_THREAD__)
+#define BC_VALUES 4000
+#else
+#define BC_VALUES 20000
+#endif
+#define BC_MAX_WORKERS 4
+
+struct bc_rx {
+	weft_bcast_rx *rx;
+	long got, out_of_order, lags, end_rc;
+	uint64_t missed;
+	unsigned workers_seen; /* bit per worker index */
+};
+
+struct bc_fan {
+	weft_bcast *b;
+	size_t cap;
+	struct bc_rx r[BC_RECEIVERS + 1]; /* the last: the thread */
+	weft_task *ts[BC_RECEIVERS];
+	unsigned placers;
+	atomic_uint running;
+	atomic_uint next_placer;
+};
+
+/* Receives until the end, checking the order. */
+static void bc_receive(struct bc_rx *r)
+{
+	uintptr_t last = 0;
+	void *v;
+	int rc;
+
+	while ((rc = weft_bcast_recv(r->rx, &v)) != -EPIPE) {
+		int w = weft_worker_index();
+
+		if (w >= 0 && w < BC_MAX_WORKERS)
+			r->workers_seen |= 1u << w;
+		if (rc == -EOVERFLOW) {
+			r->lags++;
+			continue;
+		}
+		if (!WT_CHECK_EQ(rc, 0))
+			break;
+		if (I(v) <= last)
+			r->out_of_order++;
+		last = I(v);
+		r->got++;
+	}
+	r->end_rc = rc;
+	r->missed = weft_bcast_missed(r->rx);
+	if (last != BC_VALUES) /* the last value is always held */
+		r->out_of_order++;
+}
+
+static void *bc_task(void *arg)
+{
+	bc_receive(arg);
+	return NULL;
+}
+
+/* Places the receiving tasks on every worker: one placer per worker
+ * busy-waits (without yielding) until all placers run at once, which
+ * only other workers stealing them allows, then spawns its share of the
+ * receivers pinned to its worker. Gives up waiting after a second (a
+ * loaded machine): the check of the workers seen then tells. */
+static void *bc_placer(void *arg)
+{
+	struct bc_fan *f = arg;
+	struct weft_spawn_opts o = { .flags = WEFT_SPAWN_PINNED };
+	unsigned me = atomic_fetch_add(&f->next_placer, 1);
+	uint64_t until = weft_now() + SEC * WT_SLOW;
+
+	atomic_fetch_add(&f->running, 1);
+	while (atomic_load(&f->running) < f->placers && weft_now() < until)
+		;
+	for (unsigned i = me; i < BC_RECEIVERS; i += f->placers)
+		WT_CHECK_EQ(weft_spawn_opts(&f->ts[i], bc_task, &f->r[i], &o),
+			    0);
+	return NULL;
+}
+
+static void *bc_fan_main(void *arg)
+{
+	struct bc_fan *f = arg;
+	weft_task *ps[BC_MAX_WORKERS];
+	pthread_t th;
+	int i;
+
+	if (!WT_CHECK_EQ(weft_bcast_create(&f->b, f->cap), 0))
+		return NULL;
+	for (i = 0; i <= BC_RECEIVERS; i++)
+		WT_CHECK_EQ(weft_bcast_subscribe(f->b, &f->r[i].rx), 0);
+	f->placers = weft_worker_count();
+	for (i = 0; i < (int)f->placers; i++)
+		ps[i] = weft_spawn(bc_placer, f);
+	WT_CHECK_EQ(weft_gather(ps, f->placers, NULL), 0);
+	release_all(ps, f->placers);
+	if (!WT_CHECK_EQ(pthread_create(&th, NULL, bc_task,
+					&f->r[BC_RECEIVERS]),
+			 0))
+		return NULL;
+	for (uintptr_t v = 1; v <= BC_VALUES; v++) {
+		if (!WT_CHECK_EQ(weft_bcast_send(f->b, V(v)),
+				 BC_RECEIVERS + 1))
+			break;
+		if (v % 256 == 0)
+			weft_yield(); /* let receivers keep up, mostly */
+	}
+	WT_CHECK_EQ(weft_bcast_close(f->b), 0);
+	WT_CHECK_EQ(weft_gather(f->ts, BC_RECEIVERS, NULL), 0);
+	release_all(f->ts, BC_RECEIVERS);
+	pthread_join(th, NULL);
+	for (i = 0; i <= BC_RECEIVERS; i++)
+		weft_bcast_unsubscribe(f->r[i].rx);
+	weft_bcast_destroy(f->b);
+	return NULL;
+}
+
+Test(chan, broadcast_receivers_on_every_worker_each_see_every_value_in_order,
+     .timeout = WT_TIMEOUT(120))
+{
+	static const size_t caps[] = { BC_VALUES, 16 };
+
+	for (size_t k = 0; k < 2; k++)
+		for (unsigned c = 0; c < N_COUNTS; c++) {
+			struct bc_fan f;
+			unsigned seen = 0;
+
+			memset(&f, 0, sizeof(f));
+			f.cap = caps[k];
+			wt_run(bc_fan_main, &f, worker_counts[c]);
+			for (int i = 0; i <= BC_RECEIVERS; i++) {
+				struct bc_rx *r = &f.r[i];
+
+				cr_assert_eq(r->end_rc, -EPIPE);
+				cr_assert_eq(r->out_of_order, 0,
+					     "receiver %d: out of order", i);
+				cr_assert_eq(r->got + (long)r->missed,
+					     BC_VALUES,
+					     "receiver %d: %ld + %llu missed", i,
+					     r->got,
+					     (unsigned long long)r->missed);
+				cr_assert_eq(r->missed > 0, r->lags > 0);
+				if (f.cap == BC_VALUES)
+					cr_assert_eq(r->missed, 0);
+				if (i < BC_RECEIVERS)
+					seen |= r->workers_seen;
+			}
+			/* The receiving tasks received on every worker. */
+			cr_assert_eq(seen, (1u << worker_counts[c]) - 1,
+				     "workers %u: receives on workers %#x",
+				     worker_counts[c], seen);
+		}
+}
+
+/* Waiting receivers: woken by each value and by the close; a timeout or
+ * a cancel takes nothing, and the value sent after stays for them. */
+struct bc_wait {
+	weft_bcast *b;
+	weft_bcast_rx *rx[3];
+	atomic_int entered;
+	int rc[3];
+	void *v[3];
+	uint64_t thread_timeout;
+	atomic_int thread_in;
+};
+
+static void *bcw_receiver(void *arg)
+{
+	struct bc_wait *w = arg;
+	int me = atomic_fetch_add(&w->entered, 1);
+
+	w->v[me] = V(0x55);
+	w->rc[me] = weft_bcast_recv(w->rx[me], &w->v[me]);
+	return NULL;
+}
+
+static void *bcw_thread(void *arg)
+{
+	struct bc_wait *w = arg;
+	uint64_t t0 = weft_now();
+
+	atomic_store(&w->thread_in, 1);
+	w->rc[2] = weft_bcast_recv_timeout(w->rx[2], &w->v[2],
+					   w->thread_timeout);
+	if (w->rc[2] == -ETIMEDOUT)
+		CHECK_NOT_EARLY(weft_now() - t0, w->thread_timeout);
+	return NULL;
+}
+
+static void bcw_spawn_two(struct bc_wait *w, weft_task **ts)
+{
+	atomic_store(&w->entered, 0);
+	ts[0] = weft_spawn(bcw_receiver, w);
+	ts[1] = weft_spawn(bcw_receiver, w);
+	settle_count(&w->entered, 2);
+	WT_CHECK_EQ(weft_task_done(ts[0]) + weft_task_done(ts[1]), 0);
+}
+
+static void *bc_wait_main(void *arg)
+{
+	struct bc_wait *w = arg;
+	weft_task *ts[2];
+	uint64_t t0, saved;
+	pthread_t th;
+	void *v;
+
+	WT_CHECK_EQ(weft_bcast_create(&w->b, 2), 0);
+	for (int i = 0; i < 3; i++)
+		WT_CHECK_EQ(weft_bcast_subscribe(w->b, &w->rx[i]), 0);
+	/* Two waiting tasks get the value sent. */
+	bcw_spawn_two(w, ts);
+	WT_CHECK_EQ(weft_bcast_send(w->b, V(1)), 3);
+	WT_CHECK_EQ(weft_gather(ts, 2, NULL), 0);
+	release_all(ts, 2);
+	WT_CHECK(w->rc[0] == 0 && w->rc[1] == 0);
+	WT_CHECK_PTR_EQ(w->v[0], 1);
+	WT_CHECK_PTR_EQ(w->v[1], 1);
+	/* A thread's wait: the value waiting for it, then a timeout. */
+	w->thread_timeout = 20 * MS;
+	if (WT_CHECK_EQ(pthread_create(&th, NULL, bcw_thread, w), 0))
+		pthread_join(th, NULL);
+	WT_CHECK_EQ(w->rc[2], 0);
+	WT_CHECK_PTR_EQ(w->v[2], 1);
+	if (WT_CHECK_EQ(pthread_create(&th, NULL, bcw_thread, w), 0))
+		pthread_join(th, NULL);
+	WT_CHECK_EQ(w->rc[2], -ETIMEDOUT);
+	/* A timeout, the deadline scope and a cancel take nothing: the
+	 * value sent after them is still there. */
+	t0 = weft_now();
+	WT_CHECK_EQ(weft_bcast_recv_timeout(w->rx[0], &v, 20 * MS), -ETIMEDOUT);
+	CHECK_NOT_EARLY(weft_now() - t0, 20 * MS);
+	saved = weft_timeout_begin(20 * MS);
+	WT_CHECK_EQ(weft_bcast_recv(w->rx[0], &v), -ETIMEDOUT);
+	weft_timeout_end(saved);
+	bcw_spawn_two(w, ts);
+	WT_CHECK_EQ(weft_cancel(ts[0]), 0);
+	WT_CHECK_EQ(weft_cancel(ts[1]), 0);
+	WT_CHECK_EQ(weft_gather(ts, 2, NULL), -ECANCELED);
+	release_all(ts, 2);
+	WT_CHECK(w->rc[0] == -ECANCELED && w->rc[1] == -ECANCELED);
+	WT_CHECK_EQ(weft_bcast_send(w->b, V(2)), 3);
+	for (int i = 0; i < 3; i++) {
+		WT_CHECK_EQ(weft_bcast_try_recv(w->rx[i], &v), 0);
+		WT_CHECK_PTR_EQ(v, 2);
+	}
+	/* A thread that waits is woken by a send. */
+	w->thread_timeout = 10 * SEC;
+	if (WT_CHECK_EQ(pthread_create(&th, NULL, bcw_thread, w), 0)) {
+		settle_count(&w->thread_in, 1);
+		WT_CHECK_EQ(weft_bcast_send(w->b, V(3)), 3);
+		pthread_join(th, NULL);
+	}
+	WT_CHECK_EQ(w->rc[2], 0);
+	WT_CHECK_PTR_EQ(w->v[2], 3);
+	for (int i = 0; i < 2; i++) {
+		WT_CHECK_EQ(weft_bcast_try_recv(w->rx[i], &v), 0);
+		WT_CHECK_PTR_EQ(v, 3);
+	}
+	/* The close wakes the waiters with -EPIPE. */
+	bcw_spawn_two(w, ts);
+	WT_CHECK_EQ(weft_bcast_close(w->b), 0);
+	WT_CHECK_EQ(weft_gather(ts, 2, NULL), 0);
+	release_all(ts, 2);
+	WT_CHECK(w->rc[0] == -EPIPE && w->rc[1] == -EPIPE);
+	WT_CHECK(w->v[0] == NULL && w->v[1] == NULL);
+	for (int i = 0; i < 3; i++)
+		weft_bcast_unsubscribe(w->rx[i]);
+	weft_bcast_destroy(w->b);
+	return NULL;
+}
+
+Test(chan, broadcast_waiters_wake_for_each_value_and_the_close_and_give_up_losing_nothing,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct bc_wait w;
+
+	wt_run_each(bc_wait_main, &w, sizeof(w));
+}
+
+static void bcast_destroy_subscribed(void)
+{
+	weft_bcast *b;
+	weft_bcast_rx *rx;
+
+	if (weft_bcast_create(&b, 1) || weft_bcast_subscribe(b, &rx))
+		return;
+	weft_bcast_destroy(b);
+}
+
+static void bcast_unsubscribe_twice(void)
+{
+	weft_bcast *b, *other;
+	weft_bcast_rx *rx, *rx2;
+
+	if (weft_bcast_create(&b, 1) || weft_bcast_create(&other, 1) ||
+	    weft_bcast_subscribe(b, &rx) || weft_bcast_subscribe(other, &rx2))
+		return;
+	weft_bcast_unsubscribe(rx2);
+	weft_bcast_unsubscribe(rx);
+	weft_bcast_unsubscribe(rx);
+}
+
+/* One worker: the receiver waits, then the main task unsubscribes it. */
+static void *bcast_waited_on(void *arg)
+{
+	weft_bcast_recv(arg, NULL);
+	return NULL;
+}
+
+static void *bcast_unsub_waiting_main(void *arg)
+{
+	weft_bcast *b;
+	weft_bcast_rx *rx;
+	weft_task *t;
+
+	(void)arg;
+	if (weft_bcast_create(&b, 1) || weft_bcast_subscribe(b, &rx))
+		return NULL;
+	t = weft_spawn(bcast_waited_on, rx);
+	for (int i = 0; i < 100; i++)
+		weft_yield();
+	weft_bcast_unsubscribe(rx);
+	/* Not reported: end the receive (without a grant that would write
+	 * to rx), so that the child exits and the test fails at once. */
+	weft_bcast_close(b);
+	weft_await(t, NULL);
+	return NULL;
+}
+
+static void bcast_unsubscribe_waiting(void)
+{
+	run_on_one_worker(bcast_unsub_waiting_main);
+}
+
+Test(chan, broadcast_destroy_subscribed_unsubscribe_twice_or_while_waited_on_abort,
+     .timeout = WT_TIMEOUT(20))
+{
+	wt_assert_misuse_reported(bcast_destroy_subscribed,
+				  "weft_bcast_destroy() with receivers "
+				  "subscribed");
+	wt_assert_misuse_reported(bcast_unsubscribe_twice,
+				  "weft_bcast_unsubscribe(): not a subscribed "
+				  "receiver");
+	wt_assert_misuse_reported(bcast_unsubscribe_waiting,
+				  "weft_bcast_unsubscribe() while a receive "
+				  "waits");
+}
+
+/* ======================================================================
  * async generator
  * ====================================================================== */
 
@@ -3272,11 +3730,7 @@ static void *sel_stale_main(void *arg)
 
 static void sel_stale_destroy(void)
 {
-	struct weft_config cfg;
-
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.workers = 1;
-	weft_run(sel_stale_main, NULL, &cfg, NULL);
+	run_on_one_worker(sel_stale_main);
 }
 
 Test(chan, destroying_a_channel_a_select_is_still_leaving_aborts_with_a_message,
@@ -3295,6 +3749,7 @@ Test(chan, destroying_a_channel_a_select_is_still_leaving_aborts_with_a_message,
 struct sel_coop {
 	atomic_int stop;
 	long ticks;
+	bool bcast; /* broadcast sends, in place of the selects */
 };
 
 static void *sel_coop_ticker(void *arg)
@@ -3315,14 +3770,19 @@ static void *sel_coop_main(void *arg)
 	weft_chan *c;
 	weft_task *t;
 
-	if (!WT_CHECK_EQ(weft_chan_create(&c, 1), 0))
+	weft_bcast *b;
+
+	if (!WT_CHECK_EQ(weft_chan_create(&c, 1), 0) ||
+	    !WT_CHECK_EQ(weft_bcast_create(&b, 1), 0))
 		return NULL;
 	t = weft_spawn(sel_coop_ticker, s);
 	weft_yield(); /* the ticker has started */
 	s->ticks = 0;
 	for (long i = 0; i < COOP_SELECTS; i++) {
 		sel_case(&k, c, (i & 1) ? WEFT_SEL_RECV : WEFT_SEL_SEND, V(1));
-		if (!WT_CHECK_EQ(weft_select(&k, 1, WEFT_NEVER), 0))
+		if (!WT_CHECK_EQ(s->bcast ? weft_bcast_send(b, V(1))
+					  : weft_select(&k, 1, WEFT_NEVER),
+				 0))
 			break;
 	}
 	long ticks = s->ticks;
@@ -3330,6 +3790,7 @@ static void *sel_coop_main(void *arg)
 	weft_await(t, NULL);
 	weft_task_release(t);
 	weft_chan_destroy(c);
+	weft_bcast_destroy(b);
 	/* 1,562 expected; well above 0 is the point. */
 	if (!WT_CHECK(ticks >= COOP_SELECTS / 128 / 2))
 		fprintf(stderr, "ticker ran %ld times during %d selects\n",
@@ -3343,6 +3804,17 @@ Test(chan, ready_selects_count_against_the_budget_so_others_still_run,
 	struct sel_coop s;
 
 	memset(&s, 0, sizeof(s));
+	wt_run(sel_coop_main, &s, 1);
+}
+
+/* Broadcast sends never wait: they count against it too. */
+Test(chan, broadcast_sends_count_against_the_budget_so_others_still_run,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct sel_coop s;
+
+	memset(&s, 0, sizeof(s));
+	s.bcast = true;
 	wt_run(sel_coop_main, &s, 1);
 }
 
@@ -3429,11 +3901,7 @@ static void *gen_self_destroy_main(void *arg)
 
 static void gen_self_destroy(void)
 {
-	struct weft_config cfg;
-
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.workers = 1;
-	weft_run(gen_self_destroy_main, NULL, &cfg, NULL);
+	run_on_one_worker(gen_self_destroy_main);
 }
 
 Test(chan, generator_destroy_from_its_own_body_aborts_with_a_message,

@@ -437,6 +437,29 @@ static int unbounded_once(void *arg)
 	return rc;
 }
 
+/* A broadcast and a receiver: a subscribe that fails leaves no receiver
+ * counted. */
+static int bcast_once(void *arg)
+{
+	weft_bcast *b;
+	weft_bcast_rx *rx;
+	void *v = NULL;
+	int rc = weft_bcast_create(&b, 2);
+
+	if (rc < 0)
+		return rc;
+	if ((rc = weft_bcast_subscribe(b, &rx)) == 0) {
+		WT_CHECK_EQ(weft_bcast_send(b, arg), 1);
+		WT_CHECK_EQ(weft_bcast_recv(rx, &v), 0);
+		WT_CHECK_PTR_EQ(v, arg);
+		weft_bcast_unsubscribe(rx);
+	} else {
+		WT_CHECK_EQ(weft_bcast_send(b, arg), 0);
+	}
+	weft_bcast_destroy(b);
+	return rc;
+}
+
 static int group_once(void *arg)
 {
 	weft_group *g;
@@ -516,6 +539,7 @@ static void *objects_main(void *arg)
 	WT_CHECK_GT(walk("weft_cond_create", cond_once, &x), 0);
 	WT_CHECK_GT(walk("weft_chan_create", chan_once, &x), 0);
 	WT_CHECK_GT(walk("unbounded weft_chan_send", unbounded_once, &x), 2);
+	WT_CHECK_GT(walk("weft_bcast_create, _subscribe", bcast_once, &x), 1);
 	WT_CHECK_GT(walk("weft_group", group_once, &x), 0);
 	WT_CHECK_GT(walk("weft_gen_create", gen_once, &x), 0);
 	for (i = 0; i < NSEL; i++)
