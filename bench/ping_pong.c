@@ -13,7 +13,11 @@
  * outside the timed region too (fresh ones per repetition, untimed, as a
  * Tokio channel's halves are moved into its tasks).
  *
+ * --value BYTES passes a token of BYTES bytes by copy instead, over value
+ * channels (weft_chan_create_sized), for the cost of the copy.
+ *
  *   ping_pong [--workers N] [--reps N] [--n ROUND_TRIPS] [--pairs P]
+ *             [--value BYTES]
  */
 #include <errno.h>
 
@@ -24,14 +28,21 @@ struct pair {
 	unsigned long trips;
 };
 
+static size_t value_size; /* --value: bytes of a token by copy; 0: pointer */
+
+#define VALUE_MAX 4096
+
 static void *pong(void *arg)
 {
 	struct pair *p = arg;
+	unsigned char buf[VALUE_MAX];
 	void *tok;
 
 	for (unsigned long i = 0; i < p->trips; i++) {
-		if (weft_chan_recv(p->a, &tok) < 0 ||
-		    weft_chan_send(p->b, tok) < 0)
+		if (value_size ? weft_chan_recv_val(p->a, buf) < 0 ||
+					 weft_chan_send_val(p->b, buf) < 0
+			       : weft_chan_recv(p->a, &tok) < 0 ||
+					 weft_chan_send(p->b, tok) < 0)
 			return (void *)1;
 	}
 	return NULL;
@@ -40,11 +51,16 @@ static void *pong(void *arg)
 static void *ping(void *arg)
 {
 	struct pair *p = arg;
+	unsigned char buf[VALUE_MAX];
 	void *tok = p;
 
+	memset(buf, 0x5a, sizeof(buf));
 	for (unsigned long i = 0; i < p->trips; i++) {
-		if (weft_chan_send(p->a, tok) < 0 ||
-		    weft_chan_recv(p->b, &tok) < 0 || tok != p)
+		if (value_size ? weft_chan_send_val(p->a, buf) < 0 ||
+					 weft_chan_recv_val(p->b, buf) < 0
+			       : weft_chan_send(p->a, tok) < 0 ||
+					 weft_chan_recv(p->b, &tok) < 0 ||
+					 tok != p)
 			return (void *)1;
 	}
 	return NULL;
@@ -80,6 +96,12 @@ static uint64_t rep(void *ctx)
 
 static struct bench_args args;
 
+static int make_chan(weft_chan **c)
+{
+	return value_size ? weft_chan_create_sized(c, 1, value_size)
+			  : weft_chan_create(c, 1);
+}
+
 static void *amain(void *p)
 {
 	uint64_t best;
@@ -93,8 +115,7 @@ static void *amain(void *p)
 		return (void *)1;
 	for (i = 0; i < npairs; i++) {
 		pairs[i].trips = trips;
-		if (weft_chan_create(&pairs[i].a, 1) < 0 ||
-		    weft_chan_create(&pairs[i].b, 1) < 0)
+		if (make_chan(&pairs[i].a) < 0 || make_chan(&pairs[i].b) < 0)
 			return (void *)1;
 	}
 	best = bench_best(rep, NULL, args.reps);
@@ -108,21 +129,33 @@ static void *amain(void *p)
 	if (!best)
 		return (void *)1;
 	printf("RESULT weft ping_pong %.1f ns/roundtrip pairs=%lu trips=%lu "
-	       "workers=%u\n",
+	       "workers=%u",
 	       (double)best / ((double)npairs * trips), npairs, trips,
 	       weft_worker_count());
+	if (value_size)
+		printf(" value=%zu", value_size);
+	printf("\n");
 	return NULL;
 }
 
 int main(int argc, char **argv)
 {
-	/* --pairs is ours; the rest goes to bench_parse(). */
+	/* --pairs and --value are ours; the rest goes to bench_parse(). */
 	char *rest[16];
 	int nrest = 0;
 
 	for (int i = 0; i < argc && nrest < 15; i++) {
 		if (i + 1 < argc && !strcmp(argv[i], "--pairs")) {
 			npairs = strtoul(argv[++i], NULL, 10);
+			continue;
+		}
+		if (i + 1 < argc && !strcmp(argv[i], "--value")) {
+			value_size = strtoul(argv[++i], NULL, 10);
+			if (value_size > VALUE_MAX) {
+				fprintf(stderr, "--value: at most %d\n",
+					VALUE_MAX);
+				return 2;
+			}
 			continue;
 		}
 		rest[nrest++] = argv[i];

@@ -921,9 +921,14 @@ static inline int weft_ptr_err(const void *p)
 /* Channel: a bounded multi-producer multi-consumer FIFO of pointers
  * (asyncio.Queue with maxsize, Go's chan) that buffers up to capacity
  * values (-EINVAL above 2^32). capacity 0 makes a rendezvous channel: a
- * send completes when a receiver takes the value. NULL is a value like
- * any other; what a value points to is the business of sender and
- * receiver. Destroying drops the values still buffered unlooked-at. */
+ * send completes when a receiver takes the value. capacity
+ * WEFT_CHAN_UNBOUNDED makes an unbounded channel (asyncio.Queue()): its
+ * sends never wait, and it takes memory a chunk of values at a time as it
+ * grows, giving it back as it drains (a send that needs memory and cannot
+ * get it returns -ENOMEM, sending nothing). NULL is a value like any
+ * other; what a value points to is the business of sender and receiver.
+ * Destroying drops the values still buffered unlooked-at. */
+#define WEFT_CHAN_UNBOUNDED SIZE_MAX
 typedef struct weft_chan weft_chan;
 WEFT_API int weft_chan_create(weft_chan **out, size_t capacity);
 WEFT_API void weft_chan_destroy(weft_chan *c);
@@ -931,7 +936,8 @@ WEFT_API void weft_chan_destroy(weft_chan *c);
  * into the buffer, else waits for room. Values come out in the order they
  * went in, those of waiting senders included. Returns 0, -EPIPE if the
  * channel is closed (before or while waiting: the value was not sent),
- * -ECANCELED, -ETIMEDOUT (not sent), -EINVAL. */
+ * -ECANCELED, -ETIMEDOUT (not sent), -ENOMEM (unbounded only: not sent),
+ * -EINVAL. */
 WEFT_API int weft_chan_send(weft_chan *c, void *value);
 WEFT_API int weft_chan_send_timeout(weft_chan *c, void *value,
 				    uint64_t timeout_ns);
@@ -953,9 +959,50 @@ WEFT_API int weft_chan_try_recv(weft_chan *c, void **value);
  * buffered and then get -EPIPE. Returns 0, -EALREADY if it was closed
  * already, -EINVAL. */
 WEFT_API int weft_chan_close(weft_chan *c);
-/* Values buffered now (a snapshot), and the capacity. */
+/* Values buffered now (a snapshot), and the capacity
+ * (WEFT_CHAN_UNBOUNDED for an unbounded channel). */
 WEFT_API size_t weft_chan_len(weft_chan *c);
 WEFT_API size_t weft_chan_cap(weft_chan *c);
+/* Unfinished work (asyncio.Queue's join() and task_done()), on every
+ * channel: each send that completes counts one value more as unfinished;
+ * weft_chan_task_done() says that one value received has been dealt with.
+ * task_done returns 0, -EOVERFLOW if no value is unfinished (called more
+ * times than values were sent; nothing changes), -EINVAL. Any thread.
+ * join waits until no value is unfinished (at once if none is; a close
+ * changes nothing), and returns 0, -ECANCELED, -ETIMEDOUT, -EINVAL. A
+ * task_done that brings the count to 0 wakes every joiner; values sent
+ * after it do not hold them back. */
+WEFT_API int weft_chan_task_done(weft_chan *c);
+WEFT_API int weft_chan_join(weft_chan *c);
+WEFT_API int weft_chan_join_timeout(weft_chan *c, uint64_t timeout_ns);
+
+/* Value channel: a channel whose values are value_size bytes each
+ * (1 to WEFT_CHAN_VALUE_MAX, else -EINVAL), carried by copy, so that small
+ * values need no allocation per message. The channel buffers copies;
+ * everything above holds for it (capacity, order, close, waits, select),
+ * with the value calls below in place of the pointer calls: a pointer
+ * call on a value channel, or a value call on a pointer channel, returns
+ * -EINVAL and moves nothing. Copies are made under the channel's lock,
+ * hence the bound: pass larger values by pointer. */
+#define WEFT_CHAN_VALUE_MAX 65536
+WEFT_API int weft_chan_create_sized(weft_chan **out, size_t capacity,
+				    size_t value_size);
+/* Sends a copy of the value_size bytes at src (-EINVAL for src NULL); src
+ * may be reused as soon as the call has returned. Returns as
+ * weft_chan_send(). */
+WEFT_API int weft_chan_send_val(weft_chan *c, const void *src);
+WEFT_API int weft_chan_send_val_timeout(weft_chan *c, const void *src,
+					uint64_t timeout_ns);
+WEFT_API int weft_chan_try_send_val(weft_chan *c, const void *src);
+/* Receives the oldest value into the value_size bytes at dst (dst may be
+ * NULL to drop it). Returns as weft_chan_recv(); dst is written only when
+ * the call returns 0. */
+WEFT_API int weft_chan_recv_val(weft_chan *c, void *dst);
+WEFT_API int weft_chan_recv_val_timeout(weft_chan *c, void *dst,
+					uint64_t timeout_ns);
+WEFT_API int weft_chan_try_recv_val(weft_chan *c, void *dst);
+/* A value channel's value_size; 0 for a pointer channel (and NULL). */
+WEFT_API size_t weft_chan_value_size(weft_chan *c);
 
 /* Select: waits until one of several operations can complete, does that
  * one only, and returns its index (Go's select, with descriptors and tasks
@@ -963,8 +1010,11 @@ WEFT_API size_t weft_chan_cap(weft_chan *c);
  *   WEFT_SEL_SEND, WEFT_SEL_RECV  a send of value to chan, a receive from
  *       chan into value; result 0, or -EPIPE: a receive from a closed,
  *       drained channel and a send to a closed one are ready and complete
- *       with -EPIPE (a receive's value is then NULL). A NULL chan is
- *       ignored.
+ *       with -EPIPE (a receive's value is then NULL). On a value channel,
+ *       value points to the bytes to send (SEND) or to the buffer that
+ *       receives them (RECV; NULL drops the value), and is not changed;
+ *       the buffer is written only by the chosen case, with result 0. A
+ *       NULL chan is ignored.
  *   WEFT_SEL_READABLE, WEFT_SEL_WRITABLE  fd is ready to read (POLLIN) or
  *       to write (POLLOUT), as poll(2) would say; result: the events it
  *       reports (at least one of those asked for, or POLLHUP, POLLERR;
@@ -984,13 +1034,14 @@ WEFT_API size_t weft_chan_cap(weft_chan *c);
  * zeroed case is. Each kind reads only its own fields. When several are
  * ready as the select looks, the first in the array wins; once it waits,
  * the first to become ready does. Only the chosen case's result and value
- * are written. Returns the index, or -ETIMEDOUT (timeout_ns passed,
- * or the deadline; 0 polls), -ECANCELED (no case completed), -EINVAL
- * (cases NULL with n > 0, no case left, a bad op, a task case naming the
- * caller), -ESRCH (a stale task handle), -ENOMEM (more than 8 cases need
- * memory), -EPERM outside task context: task context only. A descriptor's
- * readiness and a task's end are only looked at: a select that chooses
- * another case takes nothing from them. */
+ * are written. Returns the index, or -ETIMEDOUT (timeout_ns passed, or the
+ * deadline; 0 polls), -ECANCELED (no case completed), -EINVAL (cases NULL
+ * with n > 0, no case left, a bad op, a SEND on a value channel with value
+ * NULL, a task case naming the caller), -ESRCH (a stale task handle),
+ * -ENOMEM (more than 8 cases need memory, or the chosen send to an
+ * unbounded channel does: nothing was done), -EPERM outside task context:
+ * task context only. A descriptor's readiness and a task's end are only
+ * looked at: a select that chooses another case takes nothing from them. */
 #define WEFT_SEL_SEND 1
 #define WEFT_SEL_RECV 2
 #define WEFT_SEL_READABLE 3
@@ -999,13 +1050,59 @@ WEFT_API size_t weft_chan_cap(weft_chan *c);
 struct weft_sel {
 	weft_chan *chan; /* SEND, RECV */
 	int op;          /* WEFT_SEL_* */
-	void *value;     /* SEND: the value to send; RECV, TASK: what came */
+	void *value;     /* SEND: the value to send; RECV, TASK: what came
+			    (value channel: where the bytes are, or go) */
 	int result;      /* set for the case chosen */
 	int fd;          /* READABLE, WRITABLE */
 	weft_task *task; /* TASK */
 };
 WEFT_API int weft_select(struct weft_sel *cases, size_t n,
 			 uint64_t timeout_ns);
+
+/* Broadcast channel (Tokio's broadcast): every receiver sees every value
+ * sent after it subscribed, in the order sent; values are pointers, as on
+ * a channel. It holds the last `capacity` values (1 to 2^32, else
+ * -EINVAL), and senders never wait: a receiver that falls more than
+ * capacity values behind loses the oldest of them, learns it once
+ * (-EOVERFLOW from its next receive) and goes on from the oldest value
+ * still held. destroy: only once no receiver is subscribed (else it
+ * aborts, like a destroy with waiters). */
+typedef struct weft_bcast weft_bcast;
+/* A receiver's handle: its own position in the values. For one task or
+ * thread at a time. */
+typedef struct weft_bcast_rx weft_bcast_rx;
+WEFT_API int weft_bcast_create(weft_bcast **out, size_t capacity);
+WEFT_API void weft_bcast_destroy(weft_bcast *b);
+/* Sends value to every receiver subscribed, without waiting (with no
+ * receiver it is kept for none). Returns the number of receivers
+ * subscribed (0 or more; INT_MAX at most), -EPIPE once closed (not sent),
+ * -EINVAL. Any thread; counts against a task's budget. */
+WEFT_API int weft_bcast_send(weft_bcast *b, void *value);
+/* Closes: sends fail with -EPIPE from now on; each receiver reads what it
+ * has not read yet (lags included), then gets -EPIPE; waiting receivers
+ * are woken. Returns 0, -EALREADY if closed already, -EINVAL. */
+WEFT_API int weft_bcast_close(weft_bcast *b);
+/* A new receiver, which sees the values sent from now on (on a closed
+ * broadcast: -EPIPE at once). Returns 0, -ENOMEM, -EINVAL. Any thread.
+ * Each one is released with weft_bcast_unsubscribe() (NULL is ignored),
+ * only once no call on it is in progress: one waiting aborts, and so does
+ * a second unsubscribe. */
+WEFT_API int weft_bcast_subscribe(weft_bcast *b, weft_bcast_rx **out);
+WEFT_API void weft_bcast_unsubscribe(weft_bcast_rx *rx);
+/* Receives the receiver's next value into *value (value may be NULL),
+ * waiting while it has read every value sent. Returns 0; -EOVERFLOW
+ * (*value NULL) when values it had not read were overwritten: the
+ * receiver moved on to the oldest value held, the next call returns it,
+ * and weft_bcast_missed() counts the values skipped; -EPIPE (*value NULL)
+ * once closed and every value read; -ECANCELED, -ETIMEDOUT (nothing
+ * read: the value stays for the next call), -EINVAL. try_recv: -EAGAIN
+ * (*value untouched) instead of waiting. */
+WEFT_API int weft_bcast_recv(weft_bcast_rx *rx, void **value);
+WEFT_API int weft_bcast_recv_timeout(weft_bcast_rx *rx, void **value,
+				     uint64_t timeout_ns);
+WEFT_API int weft_bcast_try_recv(weft_bcast_rx *rx, void **value);
+/* Values this receiver skipped because it lagged, in all (0 for NULL). */
+WEFT_API uint64_t weft_bcast_missed(weft_bcast_rx *rx);
 
 /* Future: a one-shot result that one party sets and any number of tasks
  * and threads await (asyncio.Future). */

@@ -1,11 +1,14 @@
 /*
- * Channels (bounded MPMC FIFO of pointers), select over channel
- * operations, and the async generator built on a channel.
+ * Channels (MPMC FIFO of pointers, or of fixed-size values carried by
+ * copy; bounded or not; with asyncio's join/task_done), select over
+ * channel operations, and the async generator built on a channel.
  *
- * A channel is a ring buffer of `cap` slots plus two wait queues (wq.h
- * argues the protocol), all under one spinlock:
+ * A channel is a ring buffer of `cap` slots (unbounded: a list of chunks,
+ * below) plus three wait queues (wq.h argues the protocol), all under one
+ * spinlock:
  *   sendq  senders waiting for room (their node carries the value);
- *   recvq  receivers waiting for a value.
+ *   recvq  receivers waiting for a value;
+ *   joinq  weft_chan_join() callers, waiting for `unfinished` to be 0.
  * Invariants, true whenever the lock is free:
  *   - recvq holds live nodes only while the buffer is empty and no sender
  *     waits (a sender that finds a receiver hands the value over directly);
@@ -14,11 +17,43 @@
  *     the first waiting sender's value into the freed slot, so FIFO order
  *     across buffered and waiting values is kept;
  *   - after close, neither queue holds a live node: close granted them
- *     all (-EPIPE), and no one links a node on a closed channel.
+ *     all (-EPIPE), and no one links a node on a closed channel;
+ *   - joinq holds live nodes only while unfinished > 0: the task_done()
+ *     that brings it to 0 grants them all, under the lock that every
+ *     change of unfinished and every join's check holds;
+ *   - an unbounded channel's sendq is empty: a send never waits there.
  * "Live": a node that weft__wq_take() may still grant. The others stay
  * linked until their owners unlink them: nodes whose waiter is giving up,
  * and nodes of a select that gave up or was granted on another channel
  * (wq.h argues why granters leave those alone).
+ *
+ * Values. Every channel moves its values by copy: a value channel's are
+ * vsize bytes each, a pointer channel's (vsize 0) are the pointers
+ * themselves, whose calls pass the address of the pointer. A waiter's node
+ * carries the address of its own copy (node->value): a waiting sender's
+ * value, a waiting receiver's destination (NULL on a value channel: the
+ * value is dropped). The granter copies under the lock, before its DONE
+ * store (release), and the waiter reads its destination only after its
+ * DONE (acquire): wq.h's pairing, with the copy among the writes it
+ * publishes. The waiter's memory is there until then: it returns only
+ * after DONE, or after winning the claim, when no granter copies any
+ * more. Copies are made under the lock, hence the bound on vsize.
+ *
+ * Unbounded channels (cap == WEFT_CHAN_UNBOUNDED) keep their values in
+ * chunks of `per` slots, linked oldest first, so that they grow and
+ * shrink a chunk at a time, never copying what they hold:
+ *
+ *   first -> [ x x v v ] -> [ v v v v ] -> [ v v . . ] <- last
+ *                  ^ head                       ^ tailn
+ *
+ * (x: taken already, v: buffered, .: free). A reader that empties a chunk
+ * unlinks it; one emptied chunk is kept as the spare for the next growth,
+ * the others are freed, so an unbounded channel that drains holds at most
+ * two chunks. Chunks are allocated and freed without the lock (no system
+ * call under a lock, wq.h): a send that needs a chunk while there is no
+ * spare drops the lock, allocates one, installs it as the spare and tries
+ * again (chan_grow); a receive hands the chunk it unlinked to its caller,
+ * which frees it after the unlock (struct after).
  *
  * Direct hand-off keeps a send to a waiting receiver at one lock round and
  * one wake: the woken receiver goes to the sender's worker's next slot and
@@ -26,6 +61,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,32 +77,96 @@
 #include "wq.h"
 
 struct weft_chan {
+	/* What a send or receive touches, in the first line. */
 	weft__spin lock;
 	bool closed;
-	size_t cap, head, len;
+	uint32_t vsize; /* value channel: bytes per value; 0: pointers */
+	size_t cap;     /* WEFT_CHAN_UNBOUNDED: chunks, see above */
+	size_t head;    /* index of the oldest value (in `first` if chunked) */
+	size_t len;     /* values buffered */
 	struct weft__wq sendq, recvq;
+	/* join, the tag, the values. */
+	size_t unfinished; /* values sent and not task_done() yet */
+	struct weft__wq joinq;
 	uint32_t tag; /* WEFT__LIVE while alive */
-	void *buf[]; /* cap slots */
+	/* Bounded: cap slots of SLOT(vsize) bytes, copied with memcpy only,
+	 * so no slot needs more alignment than a byte's. Unbounded: a
+	 * struct chunked. */
+	_Alignas(void *) unsigned char buf[];
 };
 
-int weft_chan_create(weft_chan **out, size_t capacity)
+/* A send to a waiting receiver touches one line of the channel, as it did
+ * before value channels (ping_pong across workers). */
+_Static_assert(offsetof(struct weft_chan, recvq) + sizeof(struct weft__wq) <=
+		       WEFT__CACHELINE,
+	       "a channel's hot fields fit its first line");
+
+struct chunk {
+	struct chunk *next;
+	_Alignas(void *) unsigned char slots[]; /* per slots */
+};
+
+/* An unbounded channel's chunks (in its buf[]), under its lock. */
+struct chunked {
+	struct chunk *first, *last; /* NULL before the first value */
+	struct chunk *spare; /* for the next growth, or NULL */
+	size_t tailn;        /* slots of last in use (from 0) */
+	size_t per;          /* slots per chunk; set at create */
+};
+
+/* Around 4 KiB a chunk, and at least 4 values. */
+#define CHUNK_BYTES 4096
+#define CHUNK_MIN 4
+
+static struct chunked *chunked(weft_chan *c)
+{
+	return (struct chunked *)(void *)c->buf;
+}
+
+/* Bytes a slot takes. */
+#define SLOT(vsize) ((vsize) ? (vsize) : sizeof(void *))
+
+static int chan_create(weft_chan **out, size_t capacity, size_t vsize)
 {
 	weft_chan *c;
 
-	if (!out || capacity > ((size_t)1 << 32))
+	if (!out ||
+	    (capacity > ((size_t)1 << 32) && capacity != WEFT_CHAN_UNBOUNDED))
 		return -EINVAL;
 	/* A line of its own: channels of tasks on different workers must
-	 * not share one (false sharing doubled ping_pong's cost). */
-	size_t sz = sizeof(*c) + capacity * sizeof(void *);
+	 * not share one (false sharing doubled ping_pong's cost). No
+	 * overflow: capacity <= 2^32, vsize <= WEFT_CHAN_VALUE_MAX. */
+	size_t sz = sizeof(*c) + (capacity == WEFT_CHAN_UNBOUNDED
+					  ? sizeof(struct chunked)
+					  : capacity * SLOT(vsize));
 	sz = (sz + WEFT__CACHELINE - 1) & ~(size_t)(WEFT__CACHELINE - 1);
 	c = weft__mem_aligned(WEFT__CACHELINE, sz);
 	if (!c)
 		return -ENOMEM;
 	memset(c, 0, sz);
 	c->cap = capacity;
+	c->vsize = (uint32_t)vsize;
+	if (capacity == WEFT_CHAN_UNBOUNDED) {
+		size_t per = CHUNK_BYTES / SLOT(vsize);
+
+		chunked(c)->per = per < CHUNK_MIN ? CHUNK_MIN : per;
+	}
 	c->tag = WEFT__LIVE;
 	*out = c;
 	return 0;
+}
+
+int weft_chan_create(weft_chan **out, size_t capacity)
+{
+	return chan_create(out, capacity, 0);
+}
+
+int weft_chan_create_sized(weft_chan **out, size_t capacity,
+			   size_t value_size)
+{
+	if (!value_size || value_size > WEFT_CHAN_VALUE_MAX)
+		return -EINVAL;
+	return chan_create(out, capacity, value_size);
 }
 
 void weft_chan_destroy(weft_chan *c)
@@ -81,93 +181,256 @@ void weft_chan_destroy(weft_chan *c)
 	 * still in progress here and will lock c to unlink it (this check
 	 * used to skip such nodes, and the select then locked freed
 	 * memory). */
-	weft__wq_retire(&c->lock, &c->sendq, &c->recvq,
-			"weft_chan_destroy() with waiters");
+	struct weft__wq *const qs[] = { &c->sendq, &c->recvq, &c->joinq };
+
+	weft__wq_retire_n(&c->lock, qs, 3, "weft_chan_destroy() with waiters");
+	if (c->cap == WEFT_CHAN_UNBOUNDED) {
+		struct chunked *q = chunked(c);
+
+		for (struct chunk *k = q->first, *next; k; k = next) {
+			next = k->next;
+			weft__mem_free(k);
+		}
+		weft__mem_free(q->spare);
+	}
 	weft__mem_free(c);
 }
 
-/* ---- operations under the lock ----------------------------------------
- * Each returns 1 when it completed the operation (and may set *wake to a
- * task to wake after unlocking), 0 when the caller would have to wait. */
+/* ---- values ------------------------------------------------------------
+ * The helpers below take the channel's vsize as an argument, and the
+ * operations pass it down always inlined: the pointer calls pass the
+ * constant 0, so their copies compile to a move and their slot index to a
+ * shift, as before value channels (bench/ping_pong runs no more
+ * instructions); the value calls and select pass c->vsize. */
 
-static int send_locked(weft_chan *c, void *v, int *res, struct weft__wake *wake)
+/* Copies one value from src to dst (a value channel's dst NULL: the value
+ * is dropped; a pointer channel's dst is never NULL: the pointer calls
+ * pass a variable of their own). */
+static inline void value_copy(size_t vsize, void *dst, const void *src)
 {
-	struct weft__wnode *r;
+	if (!vsize)
+		memcpy(dst, src, sizeof(void *));
+	else if (dst)
+		memcpy(dst, src, vsize);
+}
 
-	if (c->closed) {
-		*res = -EPIPE;
-		return 1;
+/* What an operation leaves to do once the locks are dropped: a task or
+ * thread to wake, a chunk to free. */
+struct after {
+	struct weft__wake wake;
+	struct chunk *dead;
+};
+
+static inline void after_run(struct after a)
+{
+	weft__wq_wake(a.wake);
+	if (a.dead)
+		weft__mem_free(a.dead);
+}
+
+/* A bounded channel's i-th buffered value (0: the oldest). */
+static inline void *ring_slot(weft_chan *c, size_t vsize, size_t i)
+{
+	i += c->head;
+	if (i >= c->cap)
+		i -= c->cap;
+	return c->buf + i * SLOT(vsize);
+}
+
+/* Where an unbounded channel's next value goes, or NULL when its last
+ * chunk is full (or there is none) and there is no spare. */
+static void *chunk_tail(weft_chan *c, size_t vsize)
+{
+	struct chunked *q = chunked(c);
+
+	if (!q->last || q->tailn == q->per) {
+		struct chunk *k = q->spare;
+
+		if (!k)
+			return NULL;
+		q->spare = NULL;
+		k->next = NULL;
+		if (q->last)
+			q->last->next = k;
+		else
+			q->first = k;
+		q->last = k;
+		q->tailn = 0;
 	}
-	if ((r = weft__wq_take(&c->recvq))) {
-		r->value = v;
-		*wake = weft__wq_grant(r, 0);
-		*res = 0;
-		return 1;
+	return q->last->slots + q->tailn++ * SLOT(vsize);
+}
+
+/* Takes an unbounded channel's oldest value into dst. A chunk emptied
+ * with values after it is unlinked: kept as the spare, or left in *dead
+ * to free; the last chunk, emptied, is reused from its start. */
+static void chunk_take(weft_chan *c, size_t vsize, void *dst,
+		       struct chunk **dead)
+{
+	struct chunked *q = chunked(c);
+	struct chunk *k = q->first;
+
+	value_copy(vsize, dst, k->slots + c->head++ * SLOT(vsize));
+	if (!--c->len) {
+		weft__assert(k == q->last && c->head == q->tailn);
+		c->head = q->tailn = 0;
+	} else if (c->head == q->per) {
+		q->first = k->next;
+		c->head = 0;
+		if (!q->spare)
+			q->spare = k;
+		else
+			*dead = k;
 	}
-	if (c->len < c->cap) {
-		size_t i = c->head + c->len;
-		if (i >= c->cap)
-			i -= c->cap;
-		c->buf[i] = v;
-		c->len++;
-		*res = 0;
-		return 1;
+}
+
+/* Where the next value goes: NULL for an unbounded channel that needs a
+ * chunk first (chan_grow). The caller checked len < cap, copies the value
+ * in and counts it (len++). */
+static inline void *tail_slot(weft_chan *c, size_t vsize)
+{
+	if (weft__likely(c->cap != WEFT_CHAN_UNBOUNDED))
+		return ring_slot(c, vsize, c->len);
+	return chunk_tail(c, vsize);
+}
+
+/* Takes the oldest value into dst (len > 0). */
+static inline void take(weft_chan *c, size_t vsize, void *dst,
+			struct after *a)
+{
+	if (weft__likely(c->cap != WEFT_CHAN_UNBOUNDED)) {
+		value_copy(vsize, dst, ring_slot(c, vsize, 0));
+		if (++c->head == c->cap)
+			c->head = 0;
+		c->len--;
+	} else {
+		chunk_take(c, vsize, dst, &a->dead);
 	}
+}
+
+/* Gives an unbounded channel a spare chunk, allocated without its lock.
+ * A racing sender may use it up first; the caller tries again (each such
+ * round is another sender's progress). */
+static int chan_grow(weft_chan *c)
+{
+	struct chunked *q = chunked(c); /* per: set at create */
+	struct chunk *k =
+		weft__mem_alloc(sizeof(*k) + q->per * SLOT(c->vsize));
+
+	if (!k)
+		return -ENOMEM;
+	weft__spin_lock(&c->lock);
+	if (!q->spare) {
+		q->spare = k;
+		k = NULL;
+	}
+	weft__spin_unlock(&c->lock);
+	weft__mem_free(k);
 	return 0;
 }
 
-static int recv_locked(weft_chan *c, void **v, int *res,
-		       struct weft__wake *wake)
+/* A pointer channel's receive of the end (close): its value reads NULL;
+ * a value channel leaves the destination as it was. */
+static inline void value_end(size_t vsize, void *dst)
+{
+	if (!vsize)
+		*(void **)dst = NULL;
+}
+
+/* ---- operations under the lock ----------------------------------------
+ * Each returns OP_DONE when it completed the operation (and may have left
+ * work in *a for after the unlock), OP_WAIT when the caller would have to
+ * wait, OP_GROW (send) when an unbounded channel needs a chunk first.
+ * src and dst: the value's bytes (for a pointer channel, the address of
+ * the pointer); vsize: c->vsize (see above). A value counts as unfinished
+ * (join) from the moment a send of it completes. */
+
+enum { OP_WAIT, OP_DONE, OP_GROW };
+
+#define INLINE static inline __attribute__((always_inline))
+
+INLINE int send_locked(weft_chan *c, size_t vsize, const void *src, int *res,
+		       struct after *a)
+{
+	struct weft__wnode *r;
+	void *p;
+
+	if (c->closed) {
+		*res = -EPIPE;
+		return OP_DONE;
+	}
+	if ((r = weft__wq_take(&c->recvq))) {
+		value_copy(vsize, r->value, src);
+		a->wake = weft__wq_grant(r, 0);
+	} else if (c->len < c->cap) {
+		if (!(p = tail_slot(c, vsize)))
+			return OP_GROW;
+		value_copy(vsize, p, src);
+		c->len++;
+	} else {
+		return OP_WAIT;
+	}
+	c->unfinished++;
+	*res = 0;
+	return OP_DONE;
+}
+
+INLINE int recv_locked(weft_chan *c, size_t vsize, void *dst, int *res,
+		       struct after *a)
 {
 	struct weft__wnode *s;
 
 	if (c->len) {
-		*v = c->buf[c->head];
-		if (++c->head == c->cap)
-			c->head = 0;
-		c->len--;
-		/* Room now: the first waiting sender's value moves in. */
+		take(c, vsize, dst, a);
+		/* Room now: the first waiting sender's value moves in
+		 * (bounded: an unbounded channel has no waiting sender, and
+		 * a bounded one's tail_slot() is never NULL). */
 		if ((s = weft__wq_take(&c->sendq))) {
-			size_t i = c->head + c->len;
-			if (i >= c->cap)
-				i -= c->cap;
-			c->buf[i] = s->value;
+			value_copy(vsize, tail_slot(c, vsize), s->value);
 			c->len++;
-			*wake = weft__wq_grant(s, 0);
+			c->unfinished++;
+			a->wake = weft__wq_grant(s, 0);
 		}
 		*res = 0;
-		return 1;
+		return OP_DONE;
 	}
 	if ((s = weft__wq_take(&c->sendq))) {
 		/* Rendezvous (cap 0), or a full channel of cap > 0 that a
 		 * racing receiver emptied: take the value directly. */
-		*v = s->value;
-		*wake = weft__wq_grant(s, 0);
+		value_copy(vsize, dst, s->value);
+		c->unfinished++;
+		a->wake = weft__wq_grant(s, 0);
 		*res = 0;
-		return 1;
+		return OP_DONE;
 	}
 	if (c->closed) {
-		*v = NULL;
+		value_end(vsize, dst);
 		*res = -EPIPE;
-		return 1;
+		return OP_DONE;
 	}
-	return 0;
+	return OP_WAIT;
 }
 
 /* ---- send / recv ------------------------------------------------------ */
 
-static int chan_send(weft_chan *c, void *v, uint64_t timeout_ns, bool wait)
+INLINE int chan_send(weft_chan *c, size_t vsize, const void *src,
+		     uint64_t timeout_ns, bool wait)
 {
-	struct weft__wake wake = { NULL, NULL };
+	struct after a = { { NULL, NULL }, NULL };
 	struct weft__wnode n;
-	int res, err;
+	int res, err, op;
 
-	if (!c)
-		return -EINVAL;
-	weft__spin_lock(&c->lock);
-	if (send_locked(c, v, &res, &wake)) {
+	for (;;) {
+		weft__spin_lock(&c->lock);
+		op = send_locked(c, vsize, src, &res, &a);
+		if (op != OP_GROW)
+			break;
 		weft__spin_unlock(&c->lock);
-		weft__wq_wake(wake);
+		if ((err = chan_grow(c)) < 0)
+			return err;
+	}
+	if (op == OP_DONE) {
+		weft__spin_unlock(&c->lock);
+		after_run(a);
 		/* A producer that never finds the channel full must still
 		 * let others run (Tokio's coop budget does the same). */
 		if (wait)
@@ -178,29 +441,23 @@ static int chan_send(weft_chan *c, void *v, uint64_t timeout_ns, bool wait)
 		weft__spin_unlock(&c->lock);
 		return -EAGAIN;
 	}
-	weft__wq_node_init(&n, v);
-	weft__wq_push(&c->sendq, &n);
-	weft__spin_unlock(&c->lock);
-	err = weft__wq_park(&c->lock, &c->sendq, &n,
+	weft__wq_node_init(&n, (void *)src); /* only read through */
+	err = weft__wq_wait(&c->lock, &c->sendq, &n,
 			    weft__wait_deadline(timeout_ns));
 	return err ? err : n.result;
 }
 
-static int chan_recv(weft_chan *c, void **v, uint64_t timeout_ns, bool wait)
+INLINE int chan_recv(weft_chan *c, size_t vsize, void *dst,
+		     uint64_t timeout_ns, bool wait)
 {
-	struct weft__wake wake = { NULL, NULL };
+	struct after a = { { NULL, NULL }, NULL };
 	struct weft__wnode n;
-	void *tmp;
 	int res, err;
 
-	if (!c)
-		return -EINVAL;
-	if (!v)
-		v = &tmp;
 	weft__spin_lock(&c->lock);
-	if (recv_locked(c, v, &res, &wake)) {
+	if (recv_locked(c, vsize, dst, &res, &a) == OP_DONE) {
 		weft__spin_unlock(&c->lock);
-		weft__wq_wake(wake);
+		after_run(a);
 		if (wait)
 			weft__task_coop_tick();
 		return res;
@@ -209,45 +466,106 @@ static int chan_recv(weft_chan *c, void **v, uint64_t timeout_ns, bool wait)
 		weft__spin_unlock(&c->lock);
 		return -EAGAIN;
 	}
-	weft__wq_node_init(&n, NULL);
-	weft__wq_push(&c->recvq, &n);
-	weft__spin_unlock(&c->lock);
-	err = weft__wq_park(&c->lock, &c->recvq, &n,
+	/* The granter writes the value (or, at a close, value_end()) to
+	 * dst itself. */
+	weft__wq_node_init(&n, dst);
+	err = weft__wq_wait(&c->lock, &c->recvq, &n,
 			    weft__wait_deadline(timeout_ns));
-	if (err)
-		return err;
-	*v = n.result ? NULL : n.value;
-	return n.result;
+	return err ? err : n.result;
+}
+
+/* The pointer calls on pointer channels, the value calls on value
+ * channels: the other way round is -EINVAL, as the sizes differ. */
+INLINE int ptr_send(weft_chan *c, void *value, uint64_t timeout_ns, bool wait)
+{
+	if (!c || c->vsize)
+		return -EINVAL;
+	return chan_send(c, 0, &value, timeout_ns, wait);
+}
+
+INLINE int ptr_recv(weft_chan *c, void **value, uint64_t timeout_ns, bool wait)
+{
+	void *tmp;
+
+	if (!c || c->vsize)
+		return -EINVAL;
+	return chan_recv(c, 0, value ? value : &tmp, timeout_ns, wait);
+}
+
+static int val_send(weft_chan *c, const void *src, uint64_t timeout_ns,
+		    bool wait)
+{
+	if (!c || !c->vsize || !src)
+		return -EINVAL;
+	return chan_send(c, c->vsize, src, timeout_ns, wait);
+}
+
+static int val_recv(weft_chan *c, void *dst, uint64_t timeout_ns, bool wait)
+{
+	if (!c || !c->vsize)
+		return -EINVAL;
+	return chan_recv(c, c->vsize, dst, timeout_ns, wait);
 }
 
 int weft_chan_send(weft_chan *c, void *value)
 {
-	return chan_send(c, value, WEFT_NEVER, true);
+	return ptr_send(c, value, WEFT_NEVER, true);
 }
 
 int weft_chan_send_timeout(weft_chan *c, void *value, uint64_t timeout_ns)
 {
-	return chan_send(c, value, timeout_ns, true);
+	return ptr_send(c, value, timeout_ns, true);
 }
 
 int weft_chan_try_send(weft_chan *c, void *value)
 {
-	return chan_send(c, value, 0, false);
+	return ptr_send(c, value, 0, false);
 }
 
 int weft_chan_recv(weft_chan *c, void **value)
 {
-	return chan_recv(c, value, WEFT_NEVER, true);
+	return ptr_recv(c, value, WEFT_NEVER, true);
 }
 
 int weft_chan_recv_timeout(weft_chan *c, void **value, uint64_t timeout_ns)
 {
-	return chan_recv(c, value, timeout_ns, true);
+	return ptr_recv(c, value, timeout_ns, true);
 }
 
 int weft_chan_try_recv(weft_chan *c, void **value)
 {
-	return chan_recv(c, value, 0, false);
+	return ptr_recv(c, value, 0, false);
+}
+
+int weft_chan_send_val(weft_chan *c, const void *src)
+{
+	return val_send(c, src, WEFT_NEVER, true);
+}
+
+int weft_chan_send_val_timeout(weft_chan *c, const void *src,
+			       uint64_t timeout_ns)
+{
+	return val_send(c, src, timeout_ns, true);
+}
+
+int weft_chan_try_send_val(weft_chan *c, const void *src)
+{
+	return val_send(c, src, 0, false);
+}
+
+int weft_chan_recv_val(weft_chan *c, void *dst)
+{
+	return val_recv(c, dst, WEFT_NEVER, true);
+}
+
+int weft_chan_recv_val_timeout(weft_chan *c, void *dst, uint64_t timeout_ns)
+{
+	return val_recv(c, dst, timeout_ns, true);
+}
+
+int weft_chan_try_recv_val(weft_chan *c, void *dst)
+{
+	return val_recv(c, dst, 0, false);
 }
 
 int weft_chan_close(weft_chan *c)
@@ -273,7 +591,7 @@ int weft_chan_close(weft_chan *c)
 		while (nb < 32 && (n = weft__wq_take(&c->sendq)))
 			batch[nb++] = weft__wq_grant(n, -EPIPE);
 		while (nb < 32 && (n = weft__wq_take(&c->recvq))) {
-			n->value = NULL;
+			value_end(c->vsize, n->value);
 			batch[nb++] = weft__wq_grant(n, -EPIPE);
 		}
 		weft__spin_unlock(&c->lock);
@@ -300,6 +618,61 @@ size_t weft_chan_len(weft_chan *c)
 size_t weft_chan_cap(weft_chan *c)
 {
 	return c ? c->cap : 0;
+}
+
+size_t weft_chan_value_size(weft_chan *c)
+{
+	return c ? c->vsize : 0;
+}
+
+/* ---- join / task_done (asyncio.Queue) ---------------------------------
+ * unfinished counts values whose send completed (send_locked, or a
+ * receiver taking a waiting sender's value) and that no task_done() has
+ * accounted for yet; it changes only under the lock, and join links its
+ * node under the same lock after seeing it non-zero, so the task_done()
+ * that brings it to 0 finds every joiner linked and grants them all. A
+ * joiner learns of it from its node only (wq.h, Lifetime): the channel
+ * may be destroyed as soon as that task_done() has returned. */
+
+int weft_chan_task_done(weft_chan *c)
+{
+	if (!c)
+		return -EINVAL;
+	weft__spin_lock(&c->lock);
+	if (!c->unfinished) {
+		weft__spin_unlock(&c->lock);
+		return -EOVERFLOW;
+	}
+	if (--c->unfinished) {
+		weft__spin_unlock(&c->lock);
+		return 0;
+	}
+	weft__wq_grant_all(&c->lock, &c->joinq, 0, NULL, ~0u);
+	return 0;
+}
+
+int weft_chan_join_timeout(weft_chan *c, uint64_t timeout_ns)
+{
+	struct weft__wnode n;
+	int err;
+
+	if (!c)
+		return -EINVAL;
+	weft__spin_lock(&c->lock);
+	if (!c->unfinished) {
+		weft__spin_unlock(&c->lock);
+		weft__task_coop_tick(); /* done without waiting: counts */
+		return 0;
+	}
+	weft__wq_node_init(&n, NULL);
+	err = weft__wq_wait(&c->lock, &c->joinq, &n,
+			    weft__wait_deadline(timeout_ns));
+	return err ? err : n.result;
+}
+
+int weft_chan_join(weft_chan *c)
+{
+	return weft_chan_join_timeout(c, WEFT_NEVER);
 }
 
 /* ---- select -----------------------------------------------------------
@@ -374,6 +747,7 @@ struct sel_state {
 	unsigned flags;          /* the task's own, put back after them */
 	bool pinned;
 	bool heap;               /* order, nodes, watch were allocated */
+	weft_chan *grow;         /* sel_try(): SEL_GROW's channel */
 };
 
 enum { K_NONE, K_CHAN, K_FD, K_TASK };
@@ -413,6 +787,16 @@ static int ptr_cmp(const void *a, const void *b)
 
 	return x < y ? -1 : x > y;
 }
+
+/* Where a channel case's value is (send) or goes (receive): the case's
+ * value field itself for a pointer channel, the buffer it points to for a
+ * value channel. */
+static void *sel_value(struct weft_sel *k)
+{
+	return k->chan->vsize ? k->value : (void *)&k->value;
+}
+
+#define SEL_GROW (-2)
 
 /* A watched case ready now: its result (and a task's value) written. */
 static void sel_seen(struct weft_sel *k, struct sel_watch *x, int res)
@@ -466,20 +850,28 @@ static int sel_poll(struct sel_state *s, size_t nfd)
 }
 
 /* Tries the cases in order with every lock held; returns the index of the
- * one that completed (or is ready: a descriptor, a task), or -1. */
-static int sel_try(struct sel_state *s, struct weft__wake *wake)
+ * one that completed (or is ready: a descriptor, a task), -1 if none
+ * could, or SEL_GROW when a send to an unbounded channel (s->grow) needs
+ * a chunk first. */
+static int sel_try(struct sel_state *s, struct after *a)
 {
 	for (size_t i = 0; i < s->n; i++) {
 		struct weft_sel *k = &s->cases[i];
 		struct sel_watch *x = s->watch ? &s->watch[i] : NULL;
-		int res;
+		int res, op;
 
 		switch (sel_kind(k)) {
 		case K_CHAN:
-			if (k->op == WEFT_SEL_SEND
-				    ? send_locked(k->chan, k->value, &res, wake)
-				    : recv_locked(k->chan, &k->value, &res,
-						  wake)) {
+			op = k->op == WEFT_SEL_SEND
+				     ? send_locked(k->chan, k->chan->vsize,
+						   sel_value(k), &res, a)
+				     : recv_locked(k->chan, k->chan->vsize,
+						   sel_value(k), &res, a);
+			if (op == OP_GROW) {
+				s->grow = k->chan;
+				return SEL_GROW;
+			}
+			if (op == OP_DONE) {
 				k->result = res;
 				return (int)i;
 			}
@@ -786,6 +1178,10 @@ static int sel_scan(struct weft_sel *cases, size_t n, struct sel_watch *watch,
 
 		if (kind < 0)
 			return kind;
+		/* A value channel's send needs the value's bytes. */
+		if (kind == K_CHAN && cases[i].op == WEFT_SEL_SEND &&
+		    cases[i].chan->vsize && !cases[i].value)
+			return -EINVAL;
 		if (kind == K_CHAN)
 			++*m;
 		if (kind == K_FD)
@@ -809,7 +1205,7 @@ int weft_select(struct weft_sel *cases, size_t n, uint64_t timeout_ns)
 	weft_chan *order_stack[SEL_STACK];
 	struct weft__wnode nodes_stack[SEL_STACK];
 	struct sel_watch watch_stack[SEL_STACK];
-	struct weft__wake wake = { NULL, NULL };
+	struct after a = { { NULL, NULL }, NULL };
 	struct sel_state s = { .cases = cases, .n = n };
 	struct weft__sel sel;
 	uint64_t deadline;
@@ -857,12 +1253,19 @@ int weft_select(struct weft_sel *cases, size_t n, uint64_t timeout_ns)
 			s.order[m++] = s.order[i];
 	s.norder = m;
 
-	lock_all(&s);
-	won = sel_try(&s, &wake);
+	for (;;) {
+		lock_all(&s);
+		won = sel_try(&s, &a);
+		if (won != SEL_GROW)
+			break;
+		unlock_all(&s);
+		if ((won = chan_grow(s.grow)) < 0)
+			goto out;
+	}
 	if (won >= 0 || deadline <= weft_now() ||
 	    weft__task_cancel_pending(w->current)) {
 		unlock_all(&s);
-		weft__wq_wake(wake);
+		after_run(a);
 		if (won < 0)
 			won = weft__task_cancel_pending(w->current) ? -ECANCELED
 								: -ETIMEDOUT;
@@ -878,12 +1281,15 @@ int weft_select(struct weft_sel *cases, size_t n, uint64_t timeout_ns)
 	sel.n = n;
 	s.sel = &sel;
 	/* Every node is filled before the first unlock: a granter that finds
-	 * one reads its siblings' obj (weft__wq_sel_take_siblings). */
+	 * one reads its siblings' obj (weft__wq_sel_take_siblings). A
+	 * granter copies a receive's value to the case itself (or its
+	 * buffer), before its DONE store: only the winning case is granted,
+	 * so only its value is written. */
 	for (i = 0; i < n; i++) {
 		struct weft__wnode *nd = &s.nodes[i];
 		bool chan = sel_kind(&cases[i]) == K_CHAN;
 
-		weft__wq_node_init(nd, chan ? cases[i].value : NULL);
+		weft__wq_node_init(nd, chan ? sel_value(&cases[i]) : NULL);
 		nd->sel = &sel;
 		nd->index = (int)i;
 		nd->obj = chan ? cases[i].chan : NULL;
@@ -911,12 +1317,8 @@ int weft_select(struct weft_sel *cases, size_t n, uint64_t timeout_ns)
 			       : NULL);
 	if (s.watch)
 		sel_watch_end(&s);
-	if (won >= 0 && sel_kind(&cases[won]) == K_CHAN) {
-		struct weft__wnode *nd = &s.nodes[won];
-		cases[won].result = nd->result;
-		if (cases[won].op == WEFT_SEL_RECV)
-			cases[won].value = nd->result ? NULL : nd->value;
-	}
+	if (won >= 0 && sel_kind(&cases[won]) == K_CHAN)
+		cases[won].result = s.nodes[won].result;
 out:
 	if (s.heap) {
 		weft__mem_free(s.order);

@@ -26,16 +26,6 @@
 #include "worker.h"
 #include "wq.h"
 
-/* Links a node for the caller and waits; the lock is held on entry and
- * dropped here. */
-static int wait_on(weft__spin *lock, struct weft__wq *q, struct weft__wnode *n,
-		   uint64_t deadline)
-{
-	weft__wq_push(q, n);
-	weft__spin_unlock(lock);
-	return weft__wq_park(lock, q, n, deadline);
-}
-
 /* ---- future ----------------------------------------------------------- */
 
 struct weft_future {
@@ -131,8 +121,8 @@ int weft_future_await_timeout(weft_future *f, void **value,
 		weft__task_coop_tick();
 		return future_result(f, value);
 	}
-	err = wait_on(&f->lock, &f->waiters, &n,
-		      weft__wait_deadline(timeout_ns));
+	err = weft__wq_wait(&f->lock, &f->waiters, &n,
+			    weft__wait_deadline(timeout_ns));
 	if (err)
 		return err;
 	/* From the node (its DONE, acquire in weft__wq_park, came after the
@@ -226,8 +216,8 @@ int weft_event_wait_timeout(weft_event *e, uint64_t timeout_ns)
 		weft__task_coop_tick();
 		return 0;
 	}
-	return wait_on(&e->lock, &e->waiters, &n,
-		       weft__wait_deadline(timeout_ns));
+	return weft__wq_wait(&e->lock, &e->waiters, &n,
+			     weft__wait_deadline(timeout_ns));
 }
 
 int weft_event_wait(weft_event *e)
@@ -298,7 +288,7 @@ static int lock_acquire(weft_lock *l, uint64_t deadline)
 	}
 	weft__wq_node_init(&n, NULL);
 	/* A grant hands the lock over: held stays true throughout. */
-	return wait_on(&l->lock, &l->waiters, &n, deadline);
+	return weft__wq_wait(&l->lock, &l->waiters, &n, deadline);
 }
 
 int weft_lock_acquire_timeout(weft_lock *l, uint64_t timeout_ns)
@@ -423,7 +413,7 @@ int weft_sem_acquire_timeout(weft_sem *s, uint64_t timeout_ns)
 		return 0;
 	}
 	weft__wq_node_init(&n, NULL);
-	return wait_on(&s->lock, &s->waiters, &n, d);
+	return weft__wq_wait(&s->lock, &s->waiters, &n, d);
 }
 
 int weft_sem_acquire(weft_sem *s)

@@ -214,19 +214,23 @@ static int wq_census(const struct weft__wq *q)
 	return r;
 }
 
-void weft__wq_retire(weft__spin *lock, struct weft__wq *q1,
-		     struct weft__wq *q2, const char *msg)
+void weft__wq_retire_n(weft__spin *lock, struct weft__wq *const *qs,
+		       size_t nq, const char *msg)
 {
 	unsigned spin = 0;
 
 	for (;;) {
-		int a, b;
+		int most = 0;
 
 		weft__spin_lock(lock);
-		a = wq_census(q1);
-		b = wq_census(q2);
-		weft__check(a < 2 && b < 2, msg);
-		if (!a && !b)
+		for (size_t i = 0; i < nq; i++) {
+			int r = wq_census(qs[i]);
+
+			if (r > most)
+				most = r;
+		}
+		weft__check(most < 2, msg);
+		if (!most)
 			break;
 		/* A leaver needs the lock to unlink itself. It does not
 		 * suspend on the way, but its thread may have lost its CPU

@@ -132,7 +132,8 @@ struct weft__wnode {
 	void *value; /* in (a sender's value) or out (what was received) */
 	struct weft__wq *q;    /* the queue it was linked into last */
 	struct weft__sel *sel; /* NULL unless part of a select */
-	const void *obj;       /* select: the case's channel */
+	const void *obj;       /* select: the case's channel; a broadcast
+				  receive: its receiver (bcast.c) */
 	int index;             /* the select case it stands for */
 };
 
@@ -290,6 +291,17 @@ static inline void weft__wq_wake(struct weft__wake k)
 int weft__wq_park(weft__spin *lock, struct weft__wq *q, struct weft__wnode *n,
 		  uint64_t deadline);
 
+/* Links n into q for the caller (lock held on entry, dropped here) and
+ * parks on it: the usual way a call that cannot proceed waits. Returns
+ * as weft__wq_park(). */
+static inline int weft__wq_wait(weft__spin *lock, struct weft__wq *q,
+				struct weft__wnode *n, uint64_t deadline)
+{
+	weft__wq_push(q, n);
+	weft__spin_unlock(lock);
+	return weft__wq_park(lock, q, n, deadline);
+}
+
 /* As weft__wq_park(), but a wait that fails returns with the lock held
  * (n unlinked), so that the caller can act on the object's state in the
  * same critical section (a task group's wait: nothing may be assumed
@@ -305,11 +317,22 @@ int weft__wq_park_locked(weft__spin *lock, struct weft__wq *q,
 unsigned weft__wq_grant_all(weft__spin *lock, struct weft__wq *q, int result,
 			    void *value, unsigned max);
 
-/* For *_destroy(): takes lock, waits while a node of q1 or q2 (NULL: none)
- * belongs to a waiter that is leaving, aborts with msg if any other node
- * is linked (a waiter neither granted nor leaving), and drops the lock.
- * After it returns nobody touches the object any more (see Lifetime). */
-void weft__wq_retire(weft__spin *lock, struct weft__wq *q1,
-		     struct weft__wq *q2, const char *msg);
+/* For *_destroy(): takes lock, waits while a node of one of the nq queues
+ * qs[] (NULL entries: none) belongs to a waiter that is leaving, aborts
+ * with msg if any other node is linked (a waiter neither granted nor
+ * leaving), and drops the lock. After it returns nobody touches the
+ * object any more (see Lifetime). */
+void weft__wq_retire_n(weft__spin *lock, struct weft__wq *const *qs,
+		       size_t nq, const char *msg);
+
+/* weft__wq_retire_n() for an object of one or two queues (q2 may be
+ * NULL). */
+static inline void weft__wq_retire(weft__spin *lock, struct weft__wq *q1,
+				   struct weft__wq *q2, const char *msg)
+{
+	struct weft__wq *const qs[2] = { q1, q2 };
+
+	weft__wq_retire_n(lock, qs, 2, msg);
+}
 
 #endif /* WEFT_WQ_H */

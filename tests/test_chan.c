@@ -68,6 +68,122 @@ static uint64_t late_by(uint64_t elapsed, uint64_t want)
 	return elapsed > want ? elapsed - want : 0;
 }
 
+/* A value that cannot be mistaken for another: its number, a check word
+ * and text derived from it. */
+struct msg {
+	uint64_t seq;
+	uint64_t check;
+	char text[24];
+};
+
+static void msg_make(struct msg *m, uint64_t seq)
+{
+	memset(m, 0, sizeof(*m));
+	m->seq = seq;
+	m->check = seq * 0x9e3779b97f4a7c15ull;
+	snprintf(m->text, sizeof(m->text), "value %llu", (unsigned long long)seq);
+}
+
+static int msg_ok(const struct msg *m)
+{
+	struct msg want;
+
+	msg_make(&want, m->seq);
+	return !memcmp(m, &want, sizeof(want));
+}
+
+/* A value of `size` bytes (>= 8) that cannot be mistaken for another:
+ * its number, then bytes derived from it. */
+static void big_fill(unsigned char *p, size_t size, uint64_t seq)
+{
+	memcpy(p, &seq, sizeof(seq));
+	for (size_t i = sizeof(seq); i < size; i++)
+		p[i] = (unsigned char)(seq * 31 + i);
+}
+
+static int big_ok(const unsigned char *p, size_t size, uint64_t *seq)
+{
+	memcpy(seq, p, sizeof(*seq));
+	for (size_t i = sizeof(*seq); i < size; i++)
+		if (p[i] != (unsigned char)(*seq * 31 + i))
+			return 0;
+	return 1;
+}
+
+/* Number i sent on c: the pointer V(i), or on a value channel of up to
+ * NUM_MAX bytes a value made by big_fill(). recv_num() gives the number
+ * back; a value that arrived damaged reads 0. */
+#define NUM_MAX 4096
+
+static int send_num(weft_chan *c, uintptr_t i)
+{
+	size_t vsize = weft_chan_value_size(c);
+	unsigned char buf[NUM_MAX];
+
+	if (!vsize)
+		return weft_chan_send(c, V(i));
+	if (!WT_CHECK(vsize >= sizeof(uint64_t) && vsize <= NUM_MAX))
+		return -EINVAL;
+	big_fill(buf, vsize, i);
+	return weft_chan_send_val(c, buf);
+}
+
+static int recv_num(weft_chan *c, uintptr_t *i)
+{
+	size_t vsize = weft_chan_value_size(c);
+	unsigned char buf[NUM_MAX];
+	uint64_t seq;
+	void *v;
+	int rc;
+
+	if (!vsize) {
+		rc = weft_chan_recv(c, &v);
+		*i = I(v);
+		return rc;
+	}
+	if (!WT_CHECK(vsize >= sizeof(uint64_t) && vsize <= NUM_MAX))
+		return -EINVAL;
+	rc = weft_chan_recv_val(c, buf);
+	*i = rc == 0 && big_ok(buf, vsize, &seq) ? seq : 0;
+	return rc;
+}
+
+/* Numbers received, counted and summed (by receivers on any worker). */
+struct tally {
+	atomic_long got, sum;
+};
+
+/* Receives numbers (recv_num) from c until it is closed and drained. */
+static void tally_all(weft_chan *c, struct tally *t)
+{
+	uintptr_t v;
+	int rc;
+
+	while ((rc = recv_num(c, &v)) == 0) {
+		atomic_fetch_add(&t->got, 1);
+		atomic_fetch_add(&t->sum, (long)v);
+	}
+	WT_CHECK_EQ(rc, -EPIPE);
+}
+
+/* A pointer channel (vsize 0) or a value channel of vsize bytes. */
+static int chan_make(weft_chan **c, size_t cap, size_t vsize)
+{
+	return vsize ? weft_chan_create_sized(c, cap, vsize)
+		     : weft_chan_create(c, cap);
+}
+
+/* For a misuse that aborts (wt_assert_misuse_reported, in a child): runs
+ * fn as the main task on one worker. */
+static void run_on_one_worker(weft_fn fn)
+{
+	struct weft_config cfg;
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.workers = 1;
+	weft_run(fn, NULL, &cfg, NULL);
+}
+
 /* ======================================================================
  * FIFO order, one producer and one consumer
  * ====================================================================== */
@@ -80,7 +196,7 @@ static uint64_t late_by(uint64_t elapsed, uint64_t want)
 
 struct fifo {
 	weft_chan *c;
-	size_t cap;
+	size_t cap, vsize;
 	long received;
 	long out_of_order;
 	int send_rc, recv_rc;
@@ -91,7 +207,7 @@ static void *fifo_producer(void *arg)
 	struct fifo *f = arg;
 
 	for (uintptr_t i = 1; i <= FIFO_VALUES; i++) {
-		int rc = weft_chan_send(f->c, V(i));
+		int rc = send_num(f->c, i);
 
 		if (rc) {
 			f->send_rc = rc;
@@ -105,14 +221,14 @@ static void *fifo_producer(void *arg)
 static void *fifo_consumer(void *arg)
 {
 	struct fifo *f = arg;
-	uintptr_t want = 1;
-	void *v;
+	uintptr_t want = 1, v;
 	int rc;
 
-	while ((rc = weft_chan_recv(f->c, &v)) == 0) {
-		if (I(v) != want)
+	/* A damaged value (0) counts as out of order. */
+	while ((rc = recv_num(f->c, &v)) == 0) {
+		if (v != want)
 			f->out_of_order++;
-		want = I(v) + 1;
+		want = v + 1;
 		f->received++;
 	}
 	f->recv_rc = rc;
@@ -124,9 +240,10 @@ static void *fifo_main(void *arg)
 	struct fifo *f = arg;
 	weft_task *ts[2];
 
-	if (!WT_CHECK_EQ(weft_chan_create(&f->c, f->cap), 0))
+	if (!WT_CHECK_EQ(chan_make(&f->c, f->cap, f->vsize), 0))
 		return NULL;
 	WT_CHECK_EQ(weft_chan_cap(f->c), f->cap);
+	WT_CHECK_EQ(weft_chan_value_size(f->c), f->vsize);
 	ts[0] = weft_spawn(fifo_consumer, f);
 	ts[1] = weft_spawn(fifo_producer, f);
 	WT_CHECK_EQ(weft_gather(ts, 2, NULL), 0);
@@ -135,8 +252,7 @@ static void *fifo_main(void *arg)
 	return NULL;
 }
 
-Test(chan, one_producer_one_consumer_keep_fifo_order_at_every_capacity,
-     .timeout = WT_TIMEOUT(120))
+static void fifo_run(size_t vsize)
 {
 	static const size_t caps[] = { 1, 16, 0 };
 	static const unsigned workers[] = { 1, 2 };
@@ -147,6 +263,7 @@ Test(chan, one_producer_one_consumer_keep_fifo_order_at_every_capacity,
 
 			memset(&f, 0, sizeof(f));
 			f.cap = caps[k];
+			f.vsize = vsize;
 			wt_run(fifo_main, &f, workers[w]);
 			cr_assert_eq(f.send_rc, 0, "cap %zu: send: %s", f.cap,
 				     weft_strerror(f.send_rc));
@@ -158,6 +275,19 @@ Test(chan, one_producer_one_consumer_keep_fifo_order_at_every_capacity,
 				     "cap %zu: %ld values out of order",
 				     f.cap, f.out_of_order);
 		}
+}
+
+Test(chan, one_producer_one_consumer_keep_fifo_order_at_every_capacity,
+     .timeout = WT_TIMEOUT(120))
+{
+	fifo_run(0);
+}
+
+/* Copies, each made from a buffer the sender reuses for the next. */
+Test(chan, value_channel_delivers_intact_copies_in_fifo_order_at_every_capacity,
+     .timeout = WT_TIMEOUT(120))
+{
+	fifo_run(sizeof(struct msg));
 }
 
 /* ======================================================================
@@ -1025,33 +1155,35 @@ Test(chan, waiting_senders_and_receivers_are_served_in_queue_order,
 }
 
 /* A foreign thread sends (blocking) into a channel that tasks drain, and
- * receives (blocking) from one that tasks fill. */
+ * receives (blocking) from one that tasks fill: pointer channels, then
+ * value channels. */
 #define FT_VALUES 5000
 #define FT_TASKS 3
 
 struct foreign {
 	weft_chan *in, *out; /* thread -> tasks, tasks -> thread */
+	size_t vsize;        /* chan_make() */
 	int send_rc;
 	long thread_got, thread_sum;
 	int thread_end_rc;
-	atomic_long tasks_got, tasks_sum;
+	struct tally tasks;
 };
 
 static void *ft_thread(void *arg)
 {
 	struct foreign *f = arg;
-	void *v;
+	uintptr_t v;
 	int rc;
 
 	for (uintptr_t i = 1; i <= FT_VALUES; i++)
-		if ((rc = weft_chan_send(f->in, V(i))) != 0) {
+		if ((rc = send_num(f->in, i)) != 0) {
 			f->send_rc = rc;
 			break;
 		}
 	weft_chan_close(f->in);
-	while ((rc = weft_chan_recv(f->out, &v)) == 0) {
+	while ((rc = recv_num(f->out, &v)) == 0) {
 		f->thread_got++;
-		f->thread_sum += (long)I(v);
+		f->thread_sum += (long)v;
 	}
 	f->thread_end_rc = rc;
 	return NULL;
@@ -1060,14 +1192,8 @@ static void *ft_thread(void *arg)
 static void *ft_task(void *arg)
 {
 	struct foreign *f = arg;
-	void *v;
-	int rc;
 
-	while ((rc = weft_chan_recv(f->in, &v)) == 0) {
-		atomic_fetch_add(&f->tasks_got, 1);
-		atomic_fetch_add(&f->tasks_sum, (long)I(v));
-	}
-	WT_CHECK_EQ(rc, -EPIPE);
+	tally_all(f->in, &f->tasks);
 	return NULL;
 }
 
@@ -1076,7 +1202,7 @@ static void *ft_producer(void *arg)
 	struct foreign *f = arg;
 
 	for (uintptr_t i = 1; i <= FT_VALUES; i++)
-		if (!WT_CHECK_EQ(weft_chan_send(f->out, V(i)), 0))
+		if (!WT_CHECK_EQ(send_num(f->out, i), 0))
 			break;
 	return NULL;
 }
@@ -1087,8 +1213,8 @@ static void *foreign_main(void *arg)
 	weft_task *ts[FT_TASKS];
 	pthread_t th;
 
-	WT_CHECK_EQ(weft_chan_create(&f->in, 4), 0);
-	WT_CHECK_EQ(weft_chan_create(&f->out, 0), 0);
+	WT_CHECK_EQ(chan_make(&f->in, 4, f->vsize), 0);
+	WT_CHECK_EQ(chan_make(&f->out, 0, f->vsize), 0);
 	for (int i = 0; i < FT_TASKS; i++)
 		ts[i] = weft_spawn(ft_task, f);
 	if (!WT_CHECK_EQ(pthread_create(&th, NULL, ft_thread, f), 0))
@@ -1111,19 +1237,24 @@ static void *foreign_main(void *arg)
 Test(chan, foreign_thread_sends_and_receives_blocking,
      .timeout = WT_TIMEOUT(60))
 {
-	for (unsigned c = 1; c < N_COUNTS; c++) {
-		struct foreign f;
-		long sum = (long)FT_VALUES * (FT_VALUES + 1) / 2;
+	static const size_t vsizes[] = { 0, sizeof(struct msg) };
 
-		memset(&f, 0, sizeof(f));
-		wt_run(foreign_main, &f, worker_counts[c]);
-		cr_assert_eq(f.send_rc, 0, "%s", weft_strerror(f.send_rc));
-		cr_assert_eq(atomic_load(&f.tasks_got), FT_VALUES);
-		cr_assert_eq(atomic_load(&f.tasks_sum), sum);
-		cr_assert_eq(f.thread_got, FT_VALUES);
-		cr_assert_eq(f.thread_sum, sum);
-		cr_assert_eq(f.thread_end_rc, -EPIPE);
-	}
+	for (unsigned k = 0; k < 2; k++)
+		for (unsigned c = 1; c < N_COUNTS; c++) {
+			struct foreign f;
+			long sum = (long)FT_VALUES * (FT_VALUES + 1) / 2;
+
+			memset(&f, 0, sizeof(f));
+			f.vsize = vsizes[k];
+			wt_run(foreign_main, &f, worker_counts[c]);
+			cr_assert_eq(f.send_rc, 0, "%s",
+				     weft_strerror(f.send_rc));
+			cr_assert_eq(atomic_load(&f.tasks.got), FT_VALUES);
+			cr_assert_eq(atomic_load(&f.tasks.sum), sum);
+			cr_assert_eq(f.thread_got, FT_VALUES);
+			cr_assert_eq(f.thread_sum, sum);
+			cr_assert_eq(f.thread_end_rc, -EPIPE);
+		}
 }
 
 /* ======================================================================
@@ -2303,6 +2434,1369 @@ Test(chan, selects_dropped_at_shutdown_free_what_they_hold,
 }
 
 /* ======================================================================
+ * value channels: fixed-size values by copy
+ * ====================================================================== */
+
+/* Large values, many producers and consumers: every value arrives once,
+ * whole (a value is its number followed by bytes derived from it). */
+#if defined(__SANITIZE_THREAD__)
+#define BIG_PER_PRODUCER 40
+#else
+#define BIG_PER_PRODUCER 200
+#endif
+#define BIG_PRODUCERS 3
+#define BIG_CONSUMERS 3
+
+struct big {
+	weft_chan *c;
+	size_t size;
+	atomic_int producers_left;
+	atomic_long received, corrupt, sum;
+};
+
+struct big_producer {
+	struct big *b;
+	uint64_t first;
+};
+
+static void *big_produce(void *arg)
+{
+	struct big_producer *p = arg;
+	struct big *b = p->b;
+	unsigned char *buf = malloc(b->size);
+
+	if (!WT_CHECK(buf))
+		return NULL;
+	for (uint64_t i = 0; i < BIG_PER_PRODUCER; i++) {
+		big_fill(buf, b->size, p->first + i);
+		if (!WT_CHECK_EQ(weft_chan_send_val(b->c, buf), 0))
+			break;
+	}
+	free(buf);
+	if (atomic_fetch_sub(&b->producers_left, 1) == 1)
+		WT_CHECK_EQ(weft_chan_close(b->c), 0);
+	return NULL;
+}
+
+static void *big_consume(void *arg)
+{
+	struct big *b = arg;
+	unsigned char *buf = malloc(b->size);
+	uint64_t seq;
+	int rc;
+
+	if (!WT_CHECK(buf))
+		return NULL;
+	while ((rc = weft_chan_recv_val(b->c, buf)) == 0) {
+		if (!big_ok(buf, b->size, &seq))
+			atomic_fetch_add(&b->corrupt, 1);
+		atomic_fetch_add(&b->received, 1);
+		atomic_fetch_add(&b->sum, (long)seq);
+	}
+	WT_CHECK_EQ(rc, -EPIPE);
+	free(buf);
+	return NULL;
+}
+
+static void *big_main(void *arg)
+{
+	struct big *b = arg;
+	struct big_producer ps[BIG_PRODUCERS];
+	weft_task *ts[BIG_PRODUCERS + BIG_CONSUMERS];
+	int n = 0;
+
+	for (int i = 0; i < BIG_CONSUMERS; i++)
+		ts[n++] = weft_spawn(big_consume, b);
+	for (int i = 0; i < BIG_PRODUCERS; i++) {
+		ps[i].b = b;
+		ps[i].first = 1 + (uint64_t)i * BIG_PER_PRODUCER;
+		ts[n++] = weft_spawn(big_produce, &ps[i]);
+	}
+	WT_CHECK_EQ(weft_gather(ts, (size_t)n, NULL), 0);
+	release_all(ts, (size_t)n);
+	return NULL;
+}
+
+Test(chan, value_channel_carries_large_values_whole_between_many_tasks,
+     .timeout = WT_TIMEOUT(120))
+{
+	static const size_t sizes[] = { 4096, WEFT_CHAN_VALUE_MAX };
+	static const size_t caps[] = { 0, 2 };
+	const long total = BIG_PRODUCERS * BIG_PER_PRODUCER;
+	weft_chan *c;
+
+	cr_assert_eq(weft_chan_create_sized(&c, 1, 0), -EINVAL);
+	cr_assert_eq(weft_chan_create_sized(&c, 1, WEFT_CHAN_VALUE_MAX + 1),
+		     -EINVAL);
+	cr_assert_eq(weft_chan_create_sized(NULL, 1, 8), -EINVAL);
+	cr_assert_eq(weft_chan_create_sized(&c, ((size_t)1 << 32) + 1, 8),
+		     -EINVAL);
+	for (size_t s = 0; s < 2; s++)
+		for (size_t k = 0; k < 2; k++) {
+			struct big b;
+
+			memset(&b, 0, sizeof(b));
+			b.size = sizes[s];
+			atomic_init(&b.producers_left, BIG_PRODUCERS);
+			cr_assert_eq(weft_chan_create_sized(&b.c, caps[k],
+							    b.size), 0);
+			wt_run(big_main, &b, 4);
+			weft_chan_destroy(b.c);
+			cr_assert_eq(atomic_load(&b.corrupt), 0, "size %zu",
+				     b.size);
+			cr_assert_eq(atomic_load(&b.received), total);
+			cr_assert_eq(atomic_load(&b.sum),
+				     total * (total + 1) / 2);
+		}
+}
+
+Test(chan, pointer_calls_on_a_value_channel_and_value_calls_on_a_pointer_channel_are_einval)
+{
+	weft_chan *vc, *pc;
+	uint64_t x = 7, y = 0x5555;
+	void *v = V(0x55);
+
+	cr_assert_eq(weft_chan_create_sized(&vc, 2, sizeof(x)), 0);
+	cr_assert_eq(weft_chan_create(&pc, 2), 0);
+	cr_assert_eq(weft_chan_value_size(vc), sizeof(x));
+	cr_assert_eq(weft_chan_value_size(pc), 0);
+	cr_assert_eq(weft_chan_value_size(NULL), 0);
+	cr_assert_eq(weft_chan_try_send_val(vc, &x), 0);
+	cr_assert_eq(weft_chan_try_send(pc, V(1)), 0);
+
+	/* Pointer calls on the value channel: nothing moves. */
+	cr_assert_eq(weft_chan_send(vc, V(1)), -EINVAL);
+	cr_assert_eq(weft_chan_send_timeout(vc, V(1), 0), -EINVAL);
+	cr_assert_eq(weft_chan_try_send(vc, V(1)), -EINVAL);
+	cr_assert_eq(weft_chan_recv(vc, &v), -EINVAL);
+	cr_assert_eq(weft_chan_recv_timeout(vc, &v, 0), -EINVAL);
+	cr_assert_eq(weft_chan_try_recv(vc, &v), -EINVAL);
+	cr_assert_eq(v, V(0x55));
+	cr_assert_eq(weft_chan_len(vc), 1);
+	/* Value calls on the pointer channel: nothing moves. */
+	cr_assert_eq(weft_chan_send_val(pc, &x), -EINVAL);
+	cr_assert_eq(weft_chan_send_val_timeout(pc, &x, 0), -EINVAL);
+	cr_assert_eq(weft_chan_try_send_val(pc, &x), -EINVAL);
+	cr_assert_eq(weft_chan_recv_val(pc, &y), -EINVAL);
+	cr_assert_eq(weft_chan_recv_val_timeout(pc, &y, 0), -EINVAL);
+	cr_assert_eq(weft_chan_try_recv_val(pc, &y), -EINVAL);
+	cr_assert_eq(y, 0x5555);
+	cr_assert_eq(weft_chan_len(pc), 1);
+	/* NULL channel, NULL source. */
+	cr_assert_eq(weft_chan_send_val(NULL, &x), -EINVAL);
+	cr_assert_eq(weft_chan_try_recv_val(NULL, &y), -EINVAL);
+	cr_assert_eq(weft_chan_try_send_val(vc, NULL), -EINVAL);
+	cr_assert_eq(weft_chan_send_val(vc, NULL), -EINVAL);
+	cr_assert_eq(weft_chan_len(vc), 1);
+
+	/* Both still work the right way. */
+	cr_assert_eq(weft_chan_try_recv_val(vc, &y), 0);
+	cr_assert_eq(y, 7);
+	cr_assert_eq(weft_chan_try_recv(pc, &v), 0);
+	cr_assert_eq(v, V(1));
+	weft_chan_destroy(vc);
+	weft_chan_destroy(pc);
+}
+
+Test(chan, value_channel_try_calls_drop_and_close_leave_the_destination_alone)
+{
+	weft_chan *c;
+	uint64_t x, y = 0x5555;
+
+	cr_assert_eq(weft_chan_create_sized(&c, 2, sizeof(x)), 0);
+	cr_assert_eq(weft_chan_try_recv_val(c, &y), -EAGAIN);
+	cr_assert_eq(y, 0x5555, "written on -EAGAIN");
+	x = 1;
+	cr_assert_eq(weft_chan_try_send_val(c, &x), 0);
+	x = 2;
+	cr_assert_eq(weft_chan_try_send_val(c, &x), 0);
+	x = 3;
+	cr_assert_eq(weft_chan_try_send_val(c, &x), -EAGAIN);
+	cr_assert_eq(weft_chan_len(c), 2);
+	cr_assert_eq(weft_chan_try_recv_val(c, NULL), 0); /* 1, dropped */
+	cr_assert_eq(weft_chan_try_send_val(c, &x), 0);
+	cr_assert_eq(weft_chan_close(c), 0);
+	cr_assert_eq(weft_chan_try_send_val(c, &x), -EPIPE);
+	cr_assert_eq(weft_chan_try_recv_val(c, &y), 0);
+	cr_assert_eq(y, 2);
+	cr_assert_eq(weft_chan_recv_val(c, &y), 0);
+	cr_assert_eq(y, 3);
+	y = 0x5555;
+	cr_assert_eq(weft_chan_try_recv_val(c, &y), -EPIPE);
+	cr_assert_eq(weft_chan_recv_val(c, &y), -EPIPE);
+	cr_assert_eq(y, 0x5555, "written at the end");
+	weft_chan_destroy(c);
+}
+
+/* Waiting value calls: a timeout and a cancel move nothing and leave the
+ * destination alone; a close wakes a waiting receiver with -EPIPE, and a
+ * waiting receiver gets the bytes a sender hands over. */
+struct val_wait {
+	weft_chan *c;
+	atomic_int entered;
+	int rc;
+	struct msg m;
+};
+
+static void *vw_receiver(void *arg)
+{
+	struct val_wait *k = arg;
+
+	memset(&k->m, 0x5a, sizeof(k->m));
+	atomic_store(&k->entered, 1);
+	k->rc = weft_chan_recv_val(k->c, &k->m);
+	return NULL;
+}
+
+static void *vw_sender(void *arg)
+{
+	struct val_wait *k = arg;
+	struct msg m;
+
+	msg_make(&m, 99);
+	atomic_store(&k->entered, 1);
+	k->rc = weft_chan_send_val(k->c, &m);
+	return NULL;
+}
+
+static int all_bytes(const void *p, int byte, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (((const unsigned char *)p)[i] != byte)
+			return 0;
+	return 1;
+}
+
+static weft_task *vw_spawn(struct val_wait *k, weft_fn fn)
+{
+	weft_task *t;
+
+	atomic_store(&k->entered, 0);
+	k->rc = 1;
+	t = weft_spawn(fn, k);
+	settle_count(&k->entered, 1);
+	WT_CHECK_EQ(weft_task_done(t), 0);
+	return t;
+}
+
+static void vw_end(weft_task *t, int want)
+{
+	WT_CHECK_EQ(weft_await(t, NULL), want);
+	weft_task_release(t);
+}
+
+static void *val_wait_main(void *arg)
+{
+	struct val_wait *k = arg;
+	struct msg m;
+	weft_task *t;
+
+	WT_CHECK_EQ(weft_chan_create_sized(&k->c, 1, sizeof(struct msg)), 0);
+	/* Timeouts. */
+	memset(&m, 0x5a, sizeof(m));
+	WT_CHECK_EQ(weft_chan_recv_val_timeout(k->c, &m, 2 * MS), -ETIMEDOUT);
+	WT_CHECK(all_bytes(&m, 0x5a, sizeof(m)));
+	msg_make(&m, 1);
+	WT_CHECK_EQ(weft_chan_send_val(k->c, &m), 0);
+	msg_make(&m, 2);
+	WT_CHECK_EQ(weft_chan_send_val_timeout(k->c, &m, 2 * MS), -ETIMEDOUT);
+	WT_CHECK_EQ(weft_chan_len(k->c), 1);
+	/* A cancelled sender sends nothing. */
+	t = vw_spawn(k, vw_sender);
+	WT_CHECK_EQ(weft_cancel(t), 0);
+	vw_end(t, -ECANCELED);
+	WT_CHECK_EQ(k->rc, -ECANCELED);
+	WT_CHECK_EQ(weft_chan_recv_val(k->c, &m), 0);
+	WT_CHECK_EQ(m.seq, 1);
+	WT_CHECK_EQ(weft_chan_try_recv_val(k->c, &m), -EAGAIN);
+	/* A cancelled receiver takes nothing. */
+	t = vw_spawn(k, vw_receiver);
+	WT_CHECK_EQ(weft_cancel(t), 0);
+	vw_end(t, -ECANCELED);
+	WT_CHECK_EQ(k->rc, -ECANCELED);
+	WT_CHECK(all_bytes(&k->m, 0x5a, sizeof(k->m)));
+	/* A waiting receiver gets the sender's bytes. */
+	t = vw_spawn(k, vw_receiver);
+	msg_make(&m, 5);
+	WT_CHECK_EQ(weft_chan_send_val(k->c, &m), 0);
+	vw_end(t, 0);
+	WT_CHECK_EQ(k->rc, 0);
+	WT_CHECK(msg_ok(&k->m) && k->m.seq == 5);
+	/* A waiting sender's bytes reach a receiver (the channel is full). */
+	WT_CHECK_EQ(weft_chan_send_val(k->c, &m), 0);
+	t = vw_spawn(k, vw_sender);
+	WT_CHECK_EQ(weft_chan_recv_val(k->c, &m), 0);
+	WT_CHECK_EQ(m.seq, 5);
+	vw_end(t, 0);
+	WT_CHECK_EQ(k->rc, 0);
+	WT_CHECK_EQ(weft_chan_recv_val(k->c, &m), 0);
+	WT_CHECK(msg_ok(&m) && m.seq == 99);
+	/* A close wakes a waiting receiver; its buffer stays as it was. */
+	t = vw_spawn(k, vw_receiver);
+	WT_CHECK_EQ(weft_chan_close(k->c), 0);
+	vw_end(t, 0);
+	WT_CHECK_EQ(k->rc, -EPIPE);
+	WT_CHECK(all_bytes(&k->m, 0x5a, sizeof(k->m)));
+	weft_chan_destroy(k->c);
+	return NULL;
+}
+
+Test(chan, value_waits_time_out_are_cancelled_and_closed_without_moving_bytes,
+     .timeout = WT_TIMEOUT(20))
+{
+	struct val_wait k;
+
+	wt_run_each(val_wait_main, &k, sizeof(k));
+}
+
+/* Select over value channels: a case's value points to the bytes to send
+ * or to the buffer to fill, ready at once or parked, and only the chosen
+ * case's buffer is written. */
+struct val_sel {
+	weft_chan *vin, *vout, *pin;
+	atomic_int entered;
+	int rc;
+	struct msg in_buf, out_msg;
+	struct weft_sel k[3];
+};
+
+static void *vs_selector(void *arg)
+{
+	struct val_sel *s = arg;
+
+	memset(&s->in_buf, 0x5a, sizeof(s->in_buf));
+	msg_make(&s->out_msg, 42);
+	sel_case(&s->k[0], s->vin, WEFT_SEL_RECV, &s->in_buf);
+	sel_case(&s->k[1], s->vout, WEFT_SEL_SEND, &s->out_msg);
+	sel_case(&s->k[2], s->pin, WEFT_SEL_RECV, NULL);
+	atomic_store(&s->entered, 1);
+	s->rc = weft_select(s->k, 3, WEFT_NEVER);
+	return NULL;
+}
+
+static weft_task *vs_spawn(struct val_sel *s)
+{
+	atomic_store(&s->entered, 0);
+	s->rc = 0x7777;
+	weft_task *t = weft_spawn(vs_selector, s);
+	settle_count(&s->entered, 1);
+	WT_CHECK_EQ(weft_task_done(t), 0);
+	return t;
+}
+
+static void *val_sel_main(void *arg)
+{
+	struct val_sel *s = arg;
+	struct weft_sel k[2];
+	struct msg m, got;
+	weft_task *t;
+	void *v;
+
+	WT_CHECK_EQ(weft_chan_create_sized(&s->vin, 1, sizeof(struct msg)), 0);
+	WT_CHECK_EQ(weft_chan_create_sized(&s->vout, 0, sizeof(struct msg)), 0);
+	WT_CHECK_EQ(weft_chan_create(&s->pin, 0), 0);
+
+	/* Ready at once: a buffered value into the case's buffer. */
+	msg_make(&m, 7);
+	WT_CHECK_EQ(weft_chan_send_val(s->vin, &m), 0);
+	memset(&got, 0x5a, sizeof(got));
+	sel_case(&k[0], s->vin, WEFT_SEL_RECV, &got);
+	sel_case(&k[1], s->pin, WEFT_SEL_RECV, NULL);
+	WT_CHECK_EQ(weft_select(k, 2, 0), 0);
+	WT_CHECK_EQ(k[0].result, 0);
+	WT_CHECK_PTR_EQ(k[0].value, &got); /* not changed */
+	WT_CHECK(msg_ok(&got) && got.seq == 7);
+	/* Ready at once: a send into a buffered value channel. */
+	msg_make(&m, 8);
+	sel_case(&k[0], s->pin, WEFT_SEL_RECV, NULL);
+	sel_case(&k[1], s->vin, WEFT_SEL_SEND, &m);
+	WT_CHECK_EQ(weft_select(k, 2, 0), 1);
+	memset(&m, 0, sizeof(m));
+	WT_CHECK_EQ(weft_chan_recv_val(s->vin, &got), 0);
+	WT_CHECK(msg_ok(&got) && got.seq == 8);
+	/* A send with no bytes is refused. */
+	sel_case(&k[0], s->vin, WEFT_SEL_SEND, NULL);
+	WT_CHECK_EQ(weft_select(k, 1, 0), -EINVAL);
+	/* A receive with no buffer drops the value. */
+	WT_CHECK_EQ(weft_chan_send_val(s->vin, &got), 0);
+	sel_case(&k[0], s->vin, WEFT_SEL_RECV, NULL);
+	WT_CHECK_EQ(weft_select(k, 1, 0), 0);
+	WT_CHECK_EQ(weft_chan_len(s->vin), 0);
+
+	/* Parked: a sender on vin fills the receive case's buffer. */
+	t = vs_spawn(s);
+	msg_make(&m, 9);
+	WT_CHECK_EQ(weft_chan_send_val(s->vin, &m), 0);
+	vw_end(t, 0);
+	WT_CHECK_EQ(s->rc, 0);
+	WT_CHECK_EQ(s->k[0].result, 0);
+	WT_CHECK(msg_ok(&s->in_buf) && s->in_buf.seq == 9);
+	/* Parked: a receiver on vout takes the send case's bytes; the
+	 * receive case's buffer is left alone. */
+	t = vs_spawn(s);
+	memset(&got, 0, sizeof(got));
+	WT_CHECK_EQ(weft_chan_recv_val(s->vout, &got), 0);
+	vw_end(t, 0);
+	WT_CHECK_EQ(s->rc, 1);
+	WT_CHECK(msg_ok(&got) && got.seq == 42);
+	WT_CHECK(all_bytes(&s->in_buf, 0x5a, sizeof(s->in_buf)));
+	/* Parked: a pointer channel's case wins; no buffer is written. */
+	t = vs_spawn(s);
+	WT_CHECK_EQ(weft_chan_send(s->pin, V(0x0c)), 0);
+	vw_end(t, 0);
+	WT_CHECK_EQ(s->rc, 2);
+	WT_CHECK_PTR_EQ(s->k[2].value, 0x0c);
+	WT_CHECK(all_bytes(&s->in_buf, 0x5a, sizeof(s->in_buf)));
+	WT_CHECK_EQ(weft_chan_try_recv_val(s->vin, &got), -EAGAIN);
+	/* Parked: a close of vin ends it with -EPIPE, buffer untouched. */
+	t = vs_spawn(s);
+	WT_CHECK_EQ(weft_chan_close(s->vin), 0);
+	vw_end(t, 0);
+	WT_CHECK_EQ(s->rc, 0);
+	WT_CHECK_EQ(s->k[0].result, -EPIPE);
+	WT_CHECK_PTR_EQ(s->k[0].value, &s->in_buf);
+	WT_CHECK(all_bytes(&s->in_buf, 0x5a, sizeof(s->in_buf)));
+	/* Closed and ready at once: the same. */
+	memset(&got, 0x5a, sizeof(got));
+	sel_case(&k[0], s->vin, WEFT_SEL_RECV, &got);
+	WT_CHECK_EQ(weft_select(k, 1, 0), 0);
+	WT_CHECK_EQ(k[0].result, -EPIPE);
+	WT_CHECK(all_bytes(&got, 0x5a, sizeof(got)));
+	WT_CHECK_EQ(weft_chan_try_recv(s->pin, &v), -EAGAIN);
+
+	weft_chan_destroy(s->vin);
+	weft_chan_destroy(s->vout);
+	weft_chan_destroy(s->pin);
+	return NULL;
+}
+
+Test(chan, select_sends_and_receives_values_by_copy_ready_and_parked,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct val_sel s;
+
+	wt_run_each(val_sel_main, &s, sizeof(s));
+}
+
+/* ======================================================================
+ * unbounded channels, join and task_done
+ * ====================================================================== */
+
+/* Heap bytes in use, and how many percent more than the values' bytes an
+ * unbounded channel may take (the sanitizers' allocators round a chunk up
+ * to a size class: a fifth more under ThreadSanitizer). One allocation
+ * per pointer would take 200% or more. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+size_t __sanitizer_get_current_allocated_bytes(void);
+#define heap_in_use() __sanitizer_get_current_allocated_bytes()
+#define HEAP_SLACK_PCT 150
+#else
+#include <malloc.h>
+#define heap_in_use() mallinfo2().uordblks
+#define HEAP_SLACK_PCT 105
+#endif
+
+#define UNB_VALUES 100000
+
+/* Sends UNB_VALUES numbers without a runtime (an unbounded channel's
+ * sends never wait), then receives them: FIFO, and the memory comes and
+ * goes a chunk at a time. */
+static void unbounded_fill_and_drain(size_t vsize)
+{
+	size_t slot = vsize ? vsize : sizeof(void *);
+	/* Two chunks (the last, the spare) of at most 4 KiB or 4 values,
+	 * and the channel. */
+	size_t kept = (2 * (4096 + 4 * slot) + 512) * HEAP_SLACK_PCT / 100;
+	size_t base = heap_in_use(), full, after;
+	uintptr_t v;
+	weft_chan *c;
+
+	cr_assert_eq(chan_make(&c, WEFT_CHAN_UNBOUNDED, vsize), 0);
+	cr_assert_eq(weft_chan_cap(c), WEFT_CHAN_UNBOUNDED);
+	for (int round = 0; round < 2; round++) {
+		for (uintptr_t i = 1; i <= UNB_VALUES; i++)
+			cr_assert_eq(send_num(c, i), 0);
+		cr_assert_eq(weft_chan_len(c), UNB_VALUES);
+		full = heap_in_use();
+		/* In chunks: the values' bytes and a few percent more (one
+		 * allocation per value would add its header to each). */
+		cr_assert_geq(full - base, UNB_VALUES * slot);
+		cr_assert_lt(full - base,
+			     UNB_VALUES * slot / 100 * HEAP_SLACK_PCT + kept,
+			     "%zu bytes for %d values of %zu", full - base,
+			     UNB_VALUES, slot);
+		for (uintptr_t i = 1; i <= UNB_VALUES; i++) {
+			cr_assert_eq(recv_num(c, &v), 0);
+			cr_assert_eq(v, i, "out of order");
+		}
+		cr_assert_eq(weft_chan_len(c), 0);
+		/* Drained: all but two chunks given back. */
+		after = heap_in_use();
+		cr_assert_lt(after - base, kept, "%zu bytes kept after draining",
+			     after - base);
+	}
+	weft_chan_destroy(c);
+}
+
+Test(chan, unbounded_channel_takes_1e5_values_grows_in_chunks_and_shrinks_back,
+     .timeout = WT_TIMEOUT(60))
+{
+	unbounded_fill_and_drain(0);
+	unbounded_fill_and_drain(sizeof(struct msg));
+	unbounded_fill_and_drain(4096);
+}
+
+/* Sends and receives interleaved so that the oldest and newest values
+ * cross chunk boundaries at every offset. */
+Test(chan, unbounded_channel_keeps_fifo_order_while_reading_behind_writing)
+{
+	static const size_t vsizes[] = { 0, sizeof(struct msg) };
+
+	for (size_t k = 0; k < 2; k++) {
+		uintptr_t next_in = 1, next_out = 1, v;
+		weft_chan *c;
+
+		cr_assert_eq(chan_make(&c, WEFT_CHAN_UNBOUNDED, vsizes[k]), 0);
+		for (unsigned round = 1; round <= 300; round++) {
+			unsigned in = (round * 37) % 700, out = (round * 53) % 690;
+
+			for (unsigned i = 0; i < in; i++)
+				cr_assert_eq(send_num(c, next_in++), 0);
+			for (unsigned i = 0; i < out && next_out < next_in;
+			     i++) {
+				cr_assert_eq(recv_num(c, &v), 0);
+				cr_assert_eq(v, next_out++);
+			}
+			cr_assert_eq(weft_chan_len(c), next_in - next_out);
+		}
+		cr_assert_eq(weft_chan_close(c), 0);
+		cr_assert_eq(send_num(c, 1), -EPIPE);
+		while (next_out < next_in) {
+			cr_assert_eq(recv_num(c, &v), 0);
+			cr_assert_eq(v, next_out++);
+		}
+		cr_assert_eq(recv_num(c, &v), -EPIPE);
+		weft_chan_destroy(c); /* with chunks still held: no leak */
+	}
+	/* Destroyed holding values. */
+	weft_chan *c;
+	cr_assert_eq(weft_chan_create(&c, WEFT_CHAN_UNBOUNDED), 0);
+	for (uintptr_t i = 1; i <= 5000; i++)
+		cr_assert_eq(weft_chan_try_send(c, V(i)), 0);
+	weft_chan_destroy(c);
+	cr_assert_eq(weft_chan_create(&c, ((size_t)1 << 32) + 1), -EINVAL);
+}
+
+/* Many producers and consumers on several workers through an unbounded
+ * channel, receivers waiting (a send hands over) and not: every value
+ * once; and a select sends to it (always ready) and receives from it. */
+#define UM_PRODUCERS 4
+#define UM_CONSUMERS 4
+#if defined(__SANITIZE_THREAD__)
+#define UM_PER 5000
+#else
+#define UM_PER 25000
+#endif
+
+struct unb_mpmc {
+	weft_chan *c;
+	size_t vsize;
+	atomic_int producers_left;
+	struct tally received;
+};
+
+static void *um_produce(void *arg)
+{
+	struct unb_mpmc *u = arg;
+	static atomic_uint next_id;
+	uintptr_t base = (uintptr_t)(atomic_fetch_add(&next_id, 1) %
+				     UM_PRODUCERS) * UM_PER;
+
+	for (uintptr_t i = 1; i <= UM_PER; i++) {
+		if (!WT_CHECK_EQ(send_num(u->c, base + i), 0))
+			break;
+		if (i % 1000 == 0)
+			weft_yield();
+	}
+	if (atomic_fetch_sub(&u->producers_left, 1) == 1)
+		WT_CHECK_EQ(weft_chan_close(u->c), 0);
+	return NULL;
+}
+
+static void *um_consume(void *arg)
+{
+	struct unb_mpmc *u = arg;
+
+	tally_all(u->c, &u->received);
+	return NULL;
+}
+
+static void *unb_mpmc_main(void *arg)
+{
+	struct unb_mpmc *u = arg;
+	weft_task *ts[UM_PRODUCERS + UM_CONSUMERS];
+	struct weft_sel k[2];
+	weft_chan *other;
+	void *v;
+	int n = 0;
+
+	if (!WT_CHECK_EQ(chan_make(&u->c, WEFT_CHAN_UNBOUNDED, u->vsize), 0))
+		return NULL;
+	atomic_store(&u->producers_left, UM_PRODUCERS);
+	for (int i = 0; i < UM_CONSUMERS; i++)
+		ts[n++] = weft_spawn(um_consume, u);
+	for (int i = 0; i < UM_PRODUCERS; i++)
+		ts[n++] = weft_spawn(um_produce, u);
+	WT_CHECK_EQ(weft_gather(ts, (size_t)n, NULL), 0);
+	release_all(ts, (size_t)n);
+	weft_chan_destroy(u->c);
+
+	/* select: a send to an unbounded channel is always ready, here
+	 * 5000 times (it grows on the way), before a full channel's. */
+	WT_CHECK_EQ(weft_chan_create(&u->c, WEFT_CHAN_UNBOUNDED), 0);
+	WT_CHECK_EQ(weft_chan_create(&other, 0), 0);
+	for (uintptr_t i = 1; i <= 5000; i++) {
+		sel_case(&k[0], other, WEFT_SEL_SEND, V(1));
+		sel_case(&k[1], u->c, WEFT_SEL_SEND, V(i));
+		if (!WT_CHECK_EQ(weft_select(k, 2, 0), 1))
+			break;
+	}
+	WT_CHECK_EQ(weft_chan_len(u->c), 5000);
+	for (uintptr_t i = 1; i <= 5000; i++) {
+		sel_case(&k[0], other, WEFT_SEL_RECV, NULL);
+		sel_case(&k[1], u->c, WEFT_SEL_RECV, NULL);
+		if (!WT_CHECK_EQ(weft_select(k, 2, WEFT_NEVER), 1) ||
+		    !WT_CHECK_PTR_EQ(k[1].value, i))
+			break;
+	}
+	WT_CHECK_EQ(weft_chan_try_recv(u->c, &v), -EAGAIN);
+	weft_chan_destroy(u->c);
+	weft_chan_destroy(other);
+	return NULL;
+}
+
+Test(chan, unbounded_channel_delivers_every_value_once_between_many_tasks,
+     .timeout = WT_TIMEOUT(120))
+{
+	static const size_t vsizes[] = { 0, sizeof(struct msg) };
+	const long total = (long)UM_PRODUCERS * UM_PER;
+
+	for (size_t k = 0; k < 2; k++)
+		for (unsigned c = 0; c < N_COUNTS; c++) {
+			struct unb_mpmc u;
+
+			memset(&u, 0, sizeof(u));
+			u.vsize = vsizes[k];
+			wt_run(unb_mpmc_main, &u, worker_counts[c]);
+			cr_assert_eq(atomic_load(&u.received.got), total);
+			cr_assert_eq(atomic_load(&u.received.sum),
+				     total * (total + 1) / 2);
+		}
+}
+
+/* join/task_done counting, without waiting (any thread). */
+Test(chan, task_done_counts_down_what_was_sent_and_eoverflows_past_zero)
+{
+	weft_chan *c;
+	void *v;
+
+	cr_assert_eq(weft_chan_task_done(NULL), -EINVAL);
+	cr_assert_eq(weft_chan_join(NULL), -EINVAL);
+	cr_assert_eq(weft_chan_join_timeout(NULL, 0), -EINVAL);
+	cr_assert_eq(weft_chan_create(&c, WEFT_CHAN_UNBOUNDED), 0);
+	cr_assert_eq(weft_chan_join(c), 0); /* nothing sent: at once */
+	cr_assert_eq(weft_chan_task_done(c), -EOVERFLOW);
+	for (uintptr_t i = 1; i <= 3; i++)
+		cr_assert_eq(weft_chan_try_send(c, V(i)), 0);
+	cr_assert_eq(weft_chan_join_timeout(c, 0), -ETIMEDOUT);
+	/* Received is not done: the count is of task_done() calls. */
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(weft_chan_try_recv(c, &v), 0);
+	cr_assert_eq(weft_chan_join_timeout(c, 0), -ETIMEDOUT);
+	cr_assert_eq(weft_chan_task_done(c), 0);
+	cr_assert_eq(weft_chan_task_done(c), 0);
+	cr_assert_eq(weft_chan_join_timeout(c, 0), -ETIMEDOUT);
+	cr_assert_eq(weft_chan_task_done(c), 0);
+	cr_assert_eq(weft_chan_join_timeout(c, 0), 0);
+	cr_assert_eq(weft_chan_task_done(c), -EOVERFLOW);
+	cr_assert_eq(weft_chan_join(c), 0);
+	/* A close changes nothing; a send refused is not counted. */
+	cr_assert_eq(weft_chan_try_send(c, V(4)), 0);
+	cr_assert_eq(weft_chan_close(c), 0);
+	cr_assert_eq(weft_chan_try_send(c, V(5)), -EPIPE);
+	cr_assert_eq(weft_chan_join_timeout(c, 0), -ETIMEDOUT);
+	cr_assert_eq(weft_chan_task_done(c), 0);
+	cr_assert_eq(weft_chan_task_done(c), -EOVERFLOW);
+	weft_chan_destroy(c);
+	/* Bounded channels count too; a full one's refused send does not. */
+	cr_assert_eq(weft_chan_create(&c, 1), 0);
+	cr_assert_eq(weft_chan_try_send(c, V(1)), 0);
+	cr_assert_eq(weft_chan_try_send(c, V(2)), -EAGAIN);
+	cr_assert_eq(weft_chan_task_done(c), 0);
+	cr_assert_eq(weft_chan_task_done(c), -EOVERFLOW);
+	weft_chan_destroy(c);
+}
+
+/* asyncio's worker pattern: tasks on every worker take items and call
+ * task_done() after "processing" each; join() (from a task, from a thread
+ * outside the runtime, from several at once) returns only once every
+ * item was processed. */
+#define JW_WORKERS 4
+#define JW_ITEMS 20000
+#define JW_JOINERS 3
+
+struct join_work {
+	weft_chan *q;
+	size_t vsize;
+	atomic_long processed;
+	long seen_by_task[JW_JOINERS];
+	long seen_by_thread;
+	int thread_rc;
+};
+
+static void *jw_worker(void *arg)
+{
+	struct join_work *j = arg;
+	uintptr_t v;
+
+	while (recv_num(j->q, &v) == 0) {
+		if (v % 64 == 0)
+			weft_yield(); /* processing takes a while */
+		atomic_fetch_add(&j->processed, 1);
+		WT_CHECK_EQ(weft_chan_task_done(j->q), 0);
+	}
+	return NULL;
+}
+
+static void *jw_joiner(void *arg)
+{
+	struct join_work *j = arg;
+	static atomic_int slot;
+	int me = atomic_fetch_add(&slot, 1) % JW_JOINERS;
+
+	WT_CHECK_EQ(weft_chan_join(j->q), 0);
+	j->seen_by_task[me] = atomic_load(&j->processed);
+	return NULL;
+}
+
+static void *jw_thread(void *arg)
+{
+	struct join_work *j = arg;
+
+	j->thread_rc = weft_chan_join(j->q);
+	j->seen_by_thread = atomic_load(&j->processed);
+	return NULL;
+}
+
+static void *join_work_main(void *arg)
+{
+	struct join_work *j = arg;
+	weft_task *ws[JW_WORKERS], *js[JW_JOINERS];
+	pthread_t th;
+
+	if (!WT_CHECK_EQ(chan_make(&j->q, WEFT_CHAN_UNBOUNDED, j->vsize), 0))
+		return NULL;
+	for (uintptr_t i = 1; i <= JW_ITEMS; i++)
+		WT_CHECK_EQ(send_num(j->q, i), 0);
+	if (!WT_CHECK_EQ(pthread_create(&th, NULL, jw_thread, j), 0))
+		return NULL;
+	for (int i = 0; i < JW_JOINERS; i++)
+		js[i] = weft_spawn(jw_joiner, j);
+	for (int i = 0; i < JW_WORKERS; i++)
+		ws[i] = weft_spawn(jw_worker, j);
+	WT_CHECK_EQ(weft_chan_join(j->q), 0);
+	WT_CHECK_EQ(atomic_load(&j->processed), JW_ITEMS);
+	WT_CHECK_EQ(weft_gather(js, JW_JOINERS, NULL), 0);
+	pthread_join(th, NULL);
+	WT_CHECK_EQ(weft_chan_close(j->q), 0);
+	WT_CHECK_EQ(weft_gather(ws, JW_WORKERS, NULL), 0);
+	release_all(ws, JW_WORKERS);
+	release_all(js, JW_JOINERS);
+	weft_chan_destroy(j->q);
+	return NULL;
+}
+
+Test(chan, join_returns_once_every_item_was_task_done_in_tasks_and_a_thread,
+     .timeout = WT_TIMEOUT(60))
+{
+	static const size_t vsizes[] = { 0, sizeof(struct msg) };
+
+	for (size_t k = 0; k < 2; k++)
+		for (unsigned c = 0; c < N_COUNTS; c++) {
+			struct join_work j;
+
+			memset(&j, 0, sizeof(j));
+			j.vsize = vsizes[k];
+			wt_run(join_work_main, &j, worker_counts[c]);
+			for (int i = 0; i < JW_JOINERS; i++)
+				cr_assert_eq(j.seen_by_task[i], JW_ITEMS);
+			cr_assert_eq(j.thread_rc, 0);
+			cr_assert_eq(j.seen_by_thread, JW_ITEMS);
+		}
+}
+
+/* A join that waits is cancelled, times out and honours the deadline
+ * scope like every wait, and a thread's join times out. */
+struct join_giveup {
+	weft_chan *q;
+	atomic_int entered;
+	int rc;
+	uint64_t took;
+};
+
+static void *jg_joiner(void *arg)
+{
+	struct join_giveup *g = arg;
+
+	atomic_store(&g->entered, 1);
+	g->rc = weft_chan_join(g->q);
+	return NULL;
+}
+
+static void *jg_sender(void *arg)
+{
+	struct join_giveup *g = arg;
+
+	WT_CHECK_EQ(weft_chan_send(g->q, V(2)), 0);
+	return NULL;
+}
+
+/* Gives t, spawned to send on a full or rendezvous channel, SETTLE_NS to
+ * block in its send, and checks that it has not returned. */
+static void wait_blocked_sender(weft_task *t)
+{
+	weft_sleep(SETTLE_NS);
+	WT_CHECK_EQ(weft_task_done(t), 0);
+}
+
+static void *jg_thread(void *arg)
+{
+	struct join_giveup *g = arg;
+	uint64_t t0 = weft_now();
+
+	g->rc = weft_chan_join_timeout(g->q, 20 * MS);
+	g->took = weft_now() - t0;
+	return NULL;
+}
+
+static void *join_giveup_main(void *arg)
+{
+	struct join_giveup *g = arg;
+	uint64_t t0, saved;
+	weft_task *t;
+	pthread_t th;
+
+	WT_CHECK_EQ(weft_chan_create(&g->q, WEFT_CHAN_UNBOUNDED), 0);
+	WT_CHECK_EQ(weft_chan_send(g->q, V(1)), 0);
+	/* Cancelled while waiting. */
+	t = weft_spawn(jg_joiner, g);
+	settle_count(&g->entered, 1);
+	WT_CHECK_EQ(weft_task_done(t), 0);
+	WT_CHECK_EQ(weft_cancel(t), 0);
+	WT_CHECK_EQ(weft_await(t, NULL), -ECANCELED);
+	WT_CHECK_EQ(g->rc, -ECANCELED);
+	weft_task_release(t);
+	/* Its own timeout, and the deadline scope: never early. */
+	t0 = weft_now();
+	WT_CHECK_EQ(weft_chan_join_timeout(g->q, 20 * MS), -ETIMEDOUT);
+	CHECK_NOT_EARLY(weft_now() - t0, 20 * MS);
+	t0 = weft_now();
+	saved = weft_timeout_begin(20 * MS);
+	WT_CHECK_EQ(weft_chan_join(g->q), -ETIMEDOUT);
+	weft_timeout_end(saved);
+	CHECK_NOT_EARLY(weft_now() - t0, 20 * MS);
+	/* A thread outside the runtime. */
+	if (WT_CHECK_EQ(pthread_create(&th, NULL, jg_thread, g), 0))
+		pthread_join(th, NULL);
+	WT_CHECK_EQ(g->rc, -ETIMEDOUT);
+	CHECK_NOT_EARLY(g->took, 20 * MS);
+	/* Nothing was lost on the way: a task_done ends the next join. */
+	atomic_store(&g->entered, 0);
+	t = weft_spawn(jg_joiner, g);
+	settle_count(&g->entered, 1);
+	WT_CHECK_EQ(weft_task_done(t), 0);
+	WT_CHECK_EQ(weft_chan_task_done(g->q), 0);
+	WT_CHECK_EQ(weft_await(t, NULL), 0);
+	WT_CHECK_EQ(g->rc, 0);
+	weft_task_release(t);
+	weft_chan_destroy(g->q); /* may: the join was granted */
+
+	/* A waiting sender's value counts once its send completes: taken
+	 * directly (rendezvous) or moved into the buffer (full channel). */
+	for (size_t cap = 0; cap < 2; cap++) {
+		WT_CHECK_EQ(weft_chan_create(&g->q, cap), 0);
+		if (cap)
+			WT_CHECK_EQ(weft_chan_send(g->q, V(1)), 0);
+		t = weft_spawn(jg_sender, g);
+		wait_blocked_sender(t);
+		WT_CHECK_EQ(weft_chan_recv(g->q, NULL), 0);
+		WT_CHECK_EQ(weft_await(t, NULL), 0);
+		weft_task_release(t);
+		for (size_t i = 0; i <= cap; i++)
+			WT_CHECK_EQ(weft_chan_task_done(g->q), 0);
+		WT_CHECK_EQ(weft_chan_join_timeout(g->q, 0), 0);
+		WT_CHECK_EQ(weft_chan_task_done(g->q), -EOVERFLOW);
+		weft_chan_destroy(g->q);
+	}
+	return NULL;
+}
+
+Test(chan, join_is_cancelled_times_out_and_honours_the_deadline_scope,
+     .timeout = WT_TIMEOUT(20))
+{
+	struct join_giveup g;
+
+	wt_run_each(join_giveup_main, &g, sizeof(g));
+}
+
+/* ======================================================================
+ * broadcast channels
+ * ====================================================================== */
+
+/* Lags, counts and the calls that do not wait (any thread). Value number
+ * n (from 0) is V(n + 1). */
+Test(chan, broadcast_receiver_that_lags_gets_eoverflow_once_then_the_oldest_held)
+{
+	weft_bcast *b;
+	weft_bcast_rx *r1, *r2, *r3;
+	void *v = V(0x55);
+
+	cr_assert_eq(weft_bcast_create(&b, 0), -EINVAL);
+	cr_assert_eq(weft_bcast_create(&b, ((size_t)1 << 32) + 1), -EINVAL);
+	cr_assert_eq(weft_bcast_create(NULL, 4), -EINVAL);
+	cr_assert_eq(weft_bcast_create(&b, 4), 0);
+	cr_assert_eq(weft_bcast_subscribe(NULL, &r1), -EINVAL);
+	cr_assert_eq(weft_bcast_subscribe(b, NULL), -EINVAL);
+	cr_assert_eq(weft_bcast_send(b, V(0x99)), 0); /* nobody subscribed */
+	cr_assert_eq(weft_bcast_subscribe(b, &r1), 0);
+	cr_assert_eq(weft_bcast_subscribe(b, &r2), 0);
+	cr_assert_eq(weft_bcast_try_recv(r1, &v), -EAGAIN);
+	cr_assert_eq(v, V(0x55), "try_recv stored on -EAGAIN");
+	/* Sent before subscribing: not seen. */
+	for (uintptr_t i = 1; i <= 3; i++)
+		cr_assert_eq(weft_bcast_send(b, V(i)), 2);
+	cr_assert_eq(weft_bcast_try_recv(r2, &v), 0);
+	cr_assert_eq(v, V(1));
+	cr_assert_eq(weft_bcast_try_recv(r2, &v), 0);
+	cr_assert_eq(v, V(2));
+	for (uintptr_t i = 4; i <= 10; i++)
+		cr_assert_eq(weft_bcast_send(b, V(i)), 2);
+	/* 10 sent, 4 held (7..10): r1 missed 1..6, r2 missed 3..6. */
+	cr_assert_eq(weft_bcast_missed(r1), 0);
+	cr_assert_eq(weft_bcast_try_recv(r1, &v), -EOVERFLOW);
+	cr_assert_eq(v, NULL);
+	cr_assert_eq(weft_bcast_missed(r1), 6);
+	cr_assert_eq(weft_bcast_recv(r2, &v), -EOVERFLOW);
+	cr_assert_eq(weft_bcast_missed(r2), 4);
+	/* Once: then the oldest value held, and on in order. */
+	for (uintptr_t i = 7; i <= 10; i++) {
+		cr_assert_eq(weft_bcast_try_recv(r1, &v), 0);
+		cr_assert_eq(v, V(i));
+		cr_assert_eq(weft_bcast_recv_timeout(r2, &v, 0), 0);
+		cr_assert_eq(v, V(i));
+	}
+	cr_assert_eq(weft_bcast_try_recv(r1, &v), -EAGAIN);
+	cr_assert_eq(weft_bcast_recv_timeout(r2, &v, 0), -ETIMEDOUT);
+	/* A second lag adds to the count. */
+	for (uintptr_t i = 11; i <= 16; i++)
+		cr_assert_eq(weft_bcast_send(b, V(i)), 2);
+	cr_assert_eq(weft_bcast_try_recv(r1, &v), -EOVERFLOW);
+	cr_assert_eq(weft_bcast_missed(r1), 8);
+	cr_assert_eq(weft_bcast_try_recv(r1, NULL), 0); /* 13, dropped */
+	/* A late receiver sees what comes after it. */
+	cr_assert_eq(weft_bcast_subscribe(b, &r3), 0);
+	cr_assert_eq(weft_bcast_try_recv(r3, &v), -EAGAIN);
+	cr_assert_eq(weft_bcast_send(b, V(17)), 3);
+	cr_assert_eq(weft_bcast_try_recv(r3, &v), 0);
+	cr_assert_eq(v, V(17));
+	/* Close: each reads the rest, a lag included, then -EPIPE. */
+	cr_assert_eq(weft_bcast_close(b), 0);
+	cr_assert_eq(weft_bcast_close(b), -EALREADY);
+	cr_assert_eq(weft_bcast_send(b, V(18)), -EPIPE);
+	cr_assert_eq(weft_bcast_try_recv(r3, &v), -EPIPE);
+	cr_assert_eq(v, NULL);
+	for (uintptr_t i = 14; i <= 17; i++) {
+		cr_assert_eq(weft_bcast_try_recv(r1, &v), 0);
+		cr_assert_eq(v, V(i));
+	}
+	cr_assert_eq(weft_bcast_recv(r1, &v), -EPIPE);
+	cr_assert_eq(weft_bcast_recv(r2, &v), -EOVERFLOW);
+	cr_assert_eq(weft_bcast_missed(r2), 4 + 3);
+	for (uintptr_t i = 14; i <= 17; i++) {
+		cr_assert_eq(weft_bcast_recv(r2, &v), 0);
+		cr_assert_eq(v, V(i));
+	}
+	cr_assert_eq(weft_bcast_recv(r2, &v), -EPIPE);
+	cr_assert_eq(weft_bcast_recv(r2, &v), -EPIPE); /* and stays so */
+	weft_bcast_unsubscribe(r3);
+	cr_assert_eq(weft_bcast_subscribe(b, &r3), 0); /* after the close */
+	cr_assert_eq(weft_bcast_recv(r3, &v), -EPIPE);
+	weft_bcast_unsubscribe(r1);
+	weft_bcast_unsubscribe(r2);
+	weft_bcast_unsubscribe(r3);
+	weft_bcast_unsubscribe(NULL);
+	cr_assert_eq(weft_bcast_send(NULL, V(1)), -EINVAL);
+	cr_assert_eq(weft_bcast_close(NULL), -EINVAL);
+	cr_assert_eq(weft_bcast_recv(NULL, &v), -EINVAL);
+	cr_assert_eq(weft_bcast_try_recv(NULL, &v), -EINVAL);
+	cr_assert_eq(weft_bcast_missed(NULL), 0);
+	weft_bcast_destroy(b);
+	weft_bcast_destroy(NULL);
+}
+
+/* Receivers in tasks on every worker and in a thread outside the runtime,
+ * one sender: each receiver sees the values in order, and received plus
+ * missed is every value. With room for all of them none is missed. */
+#define BC_RECEIVERS 6
+#if defined(__SANITIZE_THREAD__)
+#define BC_VALUES 4000
+#else
+#define BC_VALUES 20000
+#endif
+#define BC_MAX_WORKERS 4
+
+struct bc_rx {
+	weft_bcast_rx *rx;
+	long got, out_of_order, lags, end_rc;
+	uint64_t missed;
+	unsigned workers_seen; /* bit per worker index */
+};
+
+struct bc_fan {
+	weft_bcast *b;
+	size_t cap;
+	struct bc_rx r[BC_RECEIVERS + 1]; /* the last: the thread */
+	weft_task *ts[BC_RECEIVERS];
+	unsigned placers;
+	atomic_uint running;
+	atomic_uint next_placer;
+};
+
+/* Receives until the end, checking the order. */
+static void bc_receive(struct bc_rx *r)
+{
+	uintptr_t last = 0;
+	void *v;
+	int rc;
+
+	while ((rc = weft_bcast_recv(r->rx, &v)) != -EPIPE) {
+		int w = weft_worker_index();
+
+		if (w >= 0 && w < BC_MAX_WORKERS)
+			r->workers_seen |= 1u << w;
+		if (rc == -EOVERFLOW) {
+			r->lags++;
+			continue;
+		}
+		if (!WT_CHECK_EQ(rc, 0))
+			break;
+		if (I(v) <= last)
+			r->out_of_order++;
+		last = I(v);
+		r->got++;
+	}
+	r->end_rc = rc;
+	r->missed = weft_bcast_missed(r->rx);
+	if (last != BC_VALUES) /* the last value is always held */
+		r->out_of_order++;
+}
+
+static void *bc_task(void *arg)
+{
+	bc_receive(arg);
+	return NULL;
+}
+
+/* Places the receiving tasks on every worker: one placer per worker
+ * busy-waits (without yielding) until all placers run at once, which
+ * only other workers stealing them allows, then spawns its share of the
+ * receivers pinned to its worker. Gives up waiting after a second (a
+ * loaded machine): the check of the workers seen then tells. */
+static void *bc_placer(void *arg)
+{
+	struct bc_fan *f = arg;
+	struct weft_spawn_opts o = { .flags = WEFT_SPAWN_PINNED };
+	unsigned me = atomic_fetch_add(&f->next_placer, 1);
+	uint64_t until = weft_now() + SEC * WT_SLOW;
+
+	atomic_fetch_add(&f->running, 1);
+	while (atomic_load(&f->running) < f->placers && weft_now() < until)
+		;
+	for (unsigned i = me; i < BC_RECEIVERS; i += f->placers)
+		WT_CHECK_EQ(weft_spawn_opts(&f->ts[i], bc_task, &f->r[i], &o),
+			    0);
+	return NULL;
+}
+
+static void *bc_fan_main(void *arg)
+{
+	struct bc_fan *f = arg;
+	weft_task *ps[BC_MAX_WORKERS];
+	pthread_t th;
+	int i;
+
+	if (!WT_CHECK_EQ(weft_bcast_create(&f->b, f->cap), 0))
+		return NULL;
+	for (i = 0; i <= BC_RECEIVERS; i++)
+		WT_CHECK_EQ(weft_bcast_subscribe(f->b, &f->r[i].rx), 0);
+	f->placers = weft_worker_count();
+	for (i = 0; i < (int)f->placers; i++)
+		ps[i] = weft_spawn(bc_placer, f);
+	WT_CHECK_EQ(weft_gather(ps, f->placers, NULL), 0);
+	release_all(ps, f->placers);
+	if (!WT_CHECK_EQ(pthread_create(&th, NULL, bc_task,
+					&f->r[BC_RECEIVERS]),
+			 0))
+		return NULL;
+	for (uintptr_t v = 1; v <= BC_VALUES; v++) {
+		if (!WT_CHECK_EQ(weft_bcast_send(f->b, V(v)),
+				 BC_RECEIVERS + 1))
+			break;
+		if (v % 256 == 0)
+			weft_yield(); /* let receivers keep up, mostly */
+	}
+	WT_CHECK_EQ(weft_bcast_close(f->b), 0);
+	WT_CHECK_EQ(weft_gather(f->ts, BC_RECEIVERS, NULL), 0);
+	release_all(f->ts, BC_RECEIVERS);
+	pthread_join(th, NULL);
+	for (i = 0; i <= BC_RECEIVERS; i++)
+		weft_bcast_unsubscribe(f->r[i].rx);
+	weft_bcast_destroy(f->b);
+	return NULL;
+}
+
+Test(chan, broadcast_receivers_on_every_worker_each_see_every_value_in_order,
+     .timeout = WT_TIMEOUT(120))
+{
+	static const size_t caps[] = { BC_VALUES, 16 };
+
+	for (size_t k = 0; k < 2; k++)
+		for (unsigned c = 0; c < N_COUNTS; c++) {
+			struct bc_fan f;
+			unsigned seen = 0;
+
+			memset(&f, 0, sizeof(f));
+			f.cap = caps[k];
+			wt_run(bc_fan_main, &f, worker_counts[c]);
+			for (int i = 0; i <= BC_RECEIVERS; i++) {
+				struct bc_rx *r = &f.r[i];
+
+				cr_assert_eq(r->end_rc, -EPIPE);
+				cr_assert_eq(r->out_of_order, 0,
+					     "receiver %d: out of order", i);
+				cr_assert_eq(r->got + (long)r->missed,
+					     BC_VALUES,
+					     "receiver %d: %ld + %llu missed", i,
+					     r->got,
+					     (unsigned long long)r->missed);
+				cr_assert_eq(r->missed > 0, r->lags > 0);
+				if (f.cap == BC_VALUES)
+					cr_assert_eq(r->missed, 0);
+				if (i < BC_RECEIVERS)
+					seen |= r->workers_seen;
+			}
+			/* The receiving tasks received on every worker. */
+			cr_assert_eq(seen, (1u << worker_counts[c]) - 1,
+				     "workers %u: receives on workers %#x",
+				     worker_counts[c], seen);
+		}
+}
+
+/* Waiting receivers: woken by each value and by the close; a timeout or
+ * a cancel takes nothing, and the value sent after stays for them. */
+struct bc_wait {
+	weft_bcast *b;
+	weft_bcast_rx *rx[3];
+	atomic_int entered;
+	int rc[3];
+	void *v[3];
+	uint64_t thread_timeout;
+	atomic_int thread_in;
+};
+
+static void *bcw_receiver(void *arg)
+{
+	struct bc_wait *w = arg;
+	int me = atomic_fetch_add(&w->entered, 1);
+
+	w->v[me] = V(0x55);
+	w->rc[me] = weft_bcast_recv(w->rx[me], &w->v[me]);
+	return NULL;
+}
+
+static void *bcw_thread(void *arg)
+{
+	struct bc_wait *w = arg;
+	uint64_t t0 = weft_now();
+
+	atomic_store(&w->thread_in, 1);
+	w->rc[2] = weft_bcast_recv_timeout(w->rx[2], &w->v[2],
+					   w->thread_timeout);
+	if (w->rc[2] == -ETIMEDOUT)
+		CHECK_NOT_EARLY(weft_now() - t0, w->thread_timeout);
+	return NULL;
+}
+
+static void bcw_spawn_two(struct bc_wait *w, weft_task **ts)
+{
+	atomic_store(&w->entered, 0);
+	ts[0] = weft_spawn(bcw_receiver, w);
+	ts[1] = weft_spawn(bcw_receiver, w);
+	settle_count(&w->entered, 2);
+	WT_CHECK_EQ(weft_task_done(ts[0]) + weft_task_done(ts[1]), 0);
+}
+
+static void *bc_wait_main(void *arg)
+{
+	struct bc_wait *w = arg;
+	weft_task *ts[2];
+	uint64_t t0, saved;
+	pthread_t th;
+	void *v;
+
+	WT_CHECK_EQ(weft_bcast_create(&w->b, 2), 0);
+	for (int i = 0; i < 3; i++)
+		WT_CHECK_EQ(weft_bcast_subscribe(w->b, &w->rx[i]), 0);
+	/* Two waiting tasks get the value sent. */
+	bcw_spawn_two(w, ts);
+	WT_CHECK_EQ(weft_bcast_send(w->b, V(1)), 3);
+	WT_CHECK_EQ(weft_gather(ts, 2, NULL), 0);
+	release_all(ts, 2);
+	WT_CHECK(w->rc[0] == 0 && w->rc[1] == 0);
+	WT_CHECK_PTR_EQ(w->v[0], 1);
+	WT_CHECK_PTR_EQ(w->v[1], 1);
+	/* A thread's wait: the value waiting for it, then a timeout. */
+	w->thread_timeout = 20 * MS;
+	if (WT_CHECK_EQ(pthread_create(&th, NULL, bcw_thread, w), 0))
+		pthread_join(th, NULL);
+	WT_CHECK_EQ(w->rc[2], 0);
+	WT_CHECK_PTR_EQ(w->v[2], 1);
+	if (WT_CHECK_EQ(pthread_create(&th, NULL, bcw_thread, w), 0))
+		pthread_join(th, NULL);
+	WT_CHECK_EQ(w->rc[2], -ETIMEDOUT);
+	/* A timeout, the deadline scope and a cancel take nothing: the
+	 * value sent after them is still there. */
+	t0 = weft_now();
+	WT_CHECK_EQ(weft_bcast_recv_timeout(w->rx[0], &v, 20 * MS), -ETIMEDOUT);
+	CHECK_NOT_EARLY(weft_now() - t0, 20 * MS);
+	saved = weft_timeout_begin(20 * MS);
+	WT_CHECK_EQ(weft_bcast_recv(w->rx[0], &v), -ETIMEDOUT);
+	weft_timeout_end(saved);
+	bcw_spawn_two(w, ts);
+	WT_CHECK_EQ(weft_cancel(ts[0]), 0);
+	WT_CHECK_EQ(weft_cancel(ts[1]), 0);
+	WT_CHECK_EQ(weft_gather(ts, 2, NULL), -ECANCELED);
+	release_all(ts, 2);
+	WT_CHECK(w->rc[0] == -ECANCELED && w->rc[1] == -ECANCELED);
+	WT_CHECK_EQ(weft_bcast_send(w->b, V(2)), 3);
+	for (int i = 0; i < 3; i++) {
+		WT_CHECK_EQ(weft_bcast_try_recv(w->rx[i], &v), 0);
+		WT_CHECK_PTR_EQ(v, 2);
+	}
+	/* A thread that waits is woken by a send. */
+	w->thread_timeout = 10 * SEC;
+	if (WT_CHECK_EQ(pthread_create(&th, NULL, bcw_thread, w), 0)) {
+		settle_count(&w->thread_in, 1);
+		WT_CHECK_EQ(weft_bcast_send(w->b, V(3)), 3);
+		pthread_join(th, NULL);
+	}
+	WT_CHECK_EQ(w->rc[2], 0);
+	WT_CHECK_PTR_EQ(w->v[2], 3);
+	for (int i = 0; i < 2; i++) {
+		WT_CHECK_EQ(weft_bcast_try_recv(w->rx[i], &v), 0);
+		WT_CHECK_PTR_EQ(v, 3);
+	}
+	/* The close wakes the waiters with -EPIPE. */
+	bcw_spawn_two(w, ts);
+	WT_CHECK_EQ(weft_bcast_close(w->b), 0);
+	WT_CHECK_EQ(weft_gather(ts, 2, NULL), 0);
+	release_all(ts, 2);
+	WT_CHECK(w->rc[0] == -EPIPE && w->rc[1] == -EPIPE);
+	WT_CHECK(w->v[0] == NULL && w->v[1] == NULL);
+	for (int i = 0; i < 3; i++)
+		weft_bcast_unsubscribe(w->rx[i]);
+	weft_bcast_destroy(w->b);
+	return NULL;
+}
+
+Test(chan, broadcast_waiters_wake_for_each_value_and_the_close_and_give_up_losing_nothing,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct bc_wait w;
+
+	wt_run_each(bc_wait_main, &w, sizeof(w));
+}
+
+static void bcast_destroy_subscribed(void)
+{
+	weft_bcast *b;
+	weft_bcast_rx *rx;
+
+	if (weft_bcast_create(&b, 1) || weft_bcast_subscribe(b, &rx))
+		return;
+	weft_bcast_destroy(b);
+}
+
+static void bcast_unsubscribe_twice(void)
+{
+	weft_bcast *b, *other;
+	weft_bcast_rx *rx, *rx2;
+
+	if (weft_bcast_create(&b, 1) || weft_bcast_create(&other, 1) ||
+	    weft_bcast_subscribe(b, &rx) || weft_bcast_subscribe(other, &rx2))
+		return;
+	weft_bcast_unsubscribe(rx2);
+	weft_bcast_unsubscribe(rx);
+	weft_bcast_unsubscribe(rx);
+}
+
+/* One worker: the receiver waits, then the main task unsubscribes it. */
+static void *bcast_waited_on(void *arg)
+{
+	weft_bcast_recv(arg, NULL);
+	return NULL;
+}
+
+static void *bcast_unsub_waiting_main(void *arg)
+{
+	weft_bcast *b;
+	weft_bcast_rx *rx;
+	weft_task *t;
+
+	(void)arg;
+	if (weft_bcast_create(&b, 1) || weft_bcast_subscribe(b, &rx))
+		return NULL;
+	t = weft_spawn(bcast_waited_on, rx);
+	for (int i = 0; i < 100; i++)
+		weft_yield();
+	weft_bcast_unsubscribe(rx);
+	/* Not reported: end the receive (without a grant that would write
+	 * to rx), so that the child exits and the test fails at once. */
+	weft_bcast_close(b);
+	weft_await(t, NULL);
+	return NULL;
+}
+
+static void bcast_unsubscribe_waiting(void)
+{
+	run_on_one_worker(bcast_unsub_waiting_main);
+}
+
+Test(chan, broadcast_destroy_subscribed_unsubscribe_twice_or_while_waited_on_abort,
+     .timeout = WT_TIMEOUT(20))
+{
+	wt_assert_misuse_reported(bcast_destroy_subscribed,
+				  "weft_bcast_destroy() with receivers "
+				  "subscribed");
+	wt_assert_misuse_reported(bcast_unsubscribe_twice,
+				  "weft_bcast_unsubscribe(): not a subscribed "
+				  "receiver");
+	wt_assert_misuse_reported(bcast_unsubscribe_waiting,
+				  "weft_bcast_unsubscribe() while a receive "
+				  "waits");
+}
+
+/* ======================================================================
  * async generator
  * ====================================================================== */
 
@@ -2772,11 +4266,7 @@ static void *sel_stale_main(void *arg)
 
 static void sel_stale_destroy(void)
 {
-	struct weft_config cfg;
-
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.workers = 1;
-	weft_run(sel_stale_main, NULL, &cfg, NULL);
+	run_on_one_worker(sel_stale_main);
 }
 
 Test(chan, destroying_a_channel_a_select_is_still_leaving_aborts_with_a_message,
@@ -2795,6 +4285,7 @@ Test(chan, destroying_a_channel_a_select_is_still_leaving_aborts_with_a_message,
 struct sel_coop {
 	atomic_int stop;
 	long ticks;
+	bool bcast; /* broadcast sends, in place of the selects */
 };
 
 static void *sel_coop_ticker(void *arg)
@@ -2815,14 +4306,19 @@ static void *sel_coop_main(void *arg)
 	weft_chan *c;
 	weft_task *t;
 
-	if (!WT_CHECK_EQ(weft_chan_create(&c, 1), 0))
+	weft_bcast *b;
+
+	if (!WT_CHECK_EQ(weft_chan_create(&c, 1), 0) ||
+	    !WT_CHECK_EQ(weft_bcast_create(&b, 1), 0))
 		return NULL;
 	t = weft_spawn(sel_coop_ticker, s);
 	weft_yield(); /* the ticker has started */
 	s->ticks = 0;
 	for (long i = 0; i < COOP_SELECTS; i++) {
 		sel_case(&k, c, (i & 1) ? WEFT_SEL_RECV : WEFT_SEL_SEND, V(1));
-		if (!WT_CHECK_EQ(weft_select(&k, 1, WEFT_NEVER), 0))
+		if (!WT_CHECK_EQ(s->bcast ? weft_bcast_send(b, V(1))
+					  : weft_select(&k, 1, WEFT_NEVER),
+				 0))
 			break;
 	}
 	long ticks = s->ticks;
@@ -2830,6 +4326,7 @@ static void *sel_coop_main(void *arg)
 	weft_await(t, NULL);
 	weft_task_release(t);
 	weft_chan_destroy(c);
+	weft_bcast_destroy(b);
 	/* 1,562 expected; well above 0 is the point. */
 	if (!WT_CHECK(ticks >= COOP_SELECTS / 128 / 2))
 		fprintf(stderr, "ticker ran %ld times during %d selects\n",
@@ -2843,6 +4340,17 @@ Test(chan, ready_selects_count_against_the_budget_so_others_still_run,
 	struct sel_coop s;
 
 	memset(&s, 0, sizeof(s));
+	wt_run(sel_coop_main, &s, 1);
+}
+
+/* Broadcast sends never wait: they count against it too. */
+Test(chan, broadcast_sends_count_against_the_budget_so_others_still_run,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct sel_coop s;
+
+	memset(&s, 0, sizeof(s));
+	s.bcast = true;
 	wt_run(sel_coop_main, &s, 1);
 }
 
@@ -2929,11 +4437,7 @@ static void *gen_self_destroy_main(void *arg)
 
 static void gen_self_destroy(void)
 {
-	struct weft_config cfg;
-
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.workers = 1;
-	weft_run(gen_self_destroy_main, NULL, &cfg, NULL);
+	run_on_one_worker(gen_self_destroy_main);
 }
 
 Test(chan, generator_destroy_from_its_own_body_aborts_with_a_message,

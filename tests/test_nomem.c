@@ -399,6 +399,67 @@ static int chan_once(void *arg)
 	return 0;
 }
 
+/* An unbounded channel takes memory a chunk at a time as it grows: a send
+ * (or a select's send) that needs a chunk and cannot get it returns
+ * -ENOMEM, sends nothing, and the values before it are all there. */
+static int unbounded_once(void *arg)
+{
+	struct weft_sel k;
+	uintptr_t i, n = 0;
+	weft_chan *c;
+	void *v;
+	int rc = weft_chan_create(&c, WEFT_CHAN_UNBOUNDED);
+
+	(void)arg;
+	if (rc < 0)
+		return rc;
+	/* Past two chunk boundaries (512 pointers a chunk): the second
+	 * chunk is needed by a select, the others by a send. */
+	for (i = 1; i <= 1100 && !rc; i++) {
+		if ((i - 1) / 512 != 1) {
+			rc = weft_chan_send(c, (void *)i);
+		} else {
+			k = (struct weft_sel){ .chan = c, .op = WEFT_SEL_SEND,
+					       .value = (void *)i };
+			if ((rc = weft_select(&k, 1, 0)) == 0)
+				rc = k.result;
+		}
+		if (!rc)
+			n++;
+	}
+	WT_CHECK_EQ(weft_chan_len(c), n);
+	for (i = 1; i <= n; i++) {
+		WT_CHECK_EQ(weft_chan_try_recv(c, &v), 0);
+		WT_CHECK_PTR_EQ(v, i);
+	}
+	WT_CHECK_EQ(weft_chan_try_recv(c, &v), -EAGAIN);
+	weft_chan_destroy(c);
+	return rc;
+}
+
+/* A broadcast and a receiver: a subscribe that fails leaves no receiver
+ * counted. */
+static int bcast_once(void *arg)
+{
+	weft_bcast *b;
+	weft_bcast_rx *rx;
+	void *v = NULL;
+	int rc = weft_bcast_create(&b, 2);
+
+	if (rc < 0)
+		return rc;
+	if ((rc = weft_bcast_subscribe(b, &rx)) == 0) {
+		WT_CHECK_EQ(weft_bcast_send(b, arg), 1);
+		WT_CHECK_EQ(weft_bcast_recv(rx, &v), 0);
+		WT_CHECK_PTR_EQ(v, arg);
+		weft_bcast_unsubscribe(rx);
+	} else {
+		WT_CHECK_EQ(weft_bcast_send(b, arg), 0);
+	}
+	weft_bcast_destroy(b);
+	return rc;
+}
+
 static int group_once(void *arg)
 {
 	weft_group *g;
@@ -477,6 +538,8 @@ static void *objects_main(void *arg)
 	WT_CHECK_GT(walk("weft_sem_create", sem_once, &x), 0);
 	WT_CHECK_GT(walk("weft_cond_create", cond_once, &x), 0);
 	WT_CHECK_GT(walk("weft_chan_create", chan_once, &x), 0);
+	WT_CHECK_GT(walk("unbounded weft_chan_send", unbounded_once, &x), 2);
+	WT_CHECK_GT(walk("weft_bcast_create, _subscribe", bcast_once, &x), 1);
 	WT_CHECK_GT(walk("weft_group", group_once, &x), 0);
 	WT_CHECK_GT(walk("weft_gen_create", gen_once, &x), 0);
 	for (i = 0; i < NSEL; i++)
