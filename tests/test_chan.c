@@ -2433,6 +2433,71 @@ Test(chan, selects_dropped_at_shutdown_free_what_they_hold,
 	close(d.sv[1]);
 }
 
+/* A value channel beside a descriptor: the buffer is filled only when the
+ * channel's case is chosen, at once or after parking. */
+struct sel_vfd {
+	int sv[2];
+	weft_chan *vc;
+};
+
+static void *svf_sender(void *arg)
+{
+	struct sel_vfd *m = arg;
+	char v[16] = "late value";
+
+	WT_CHECK_EQ(weft_sleep(10 * WEFT_NSEC_PER_MSEC), 0);
+	WT_CHECK_EQ(weft_chan_send_val(m->vc, v), 0);
+	return NULL;
+}
+
+static void *sel_vfd_main(void *arg)
+{
+	struct sel_vfd *m = arg;
+	char v[16] = "first value", got[16];
+	struct weft_sel k[2];
+	weft_task *t;
+
+	WT_CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, m->sv),
+		    0);
+	WT_CHECK_EQ(weft_chan_create_sized(&m->vc, 1, sizeof(v)), 0);
+	WT_CHECK_EQ(weft_chan_send_val(m->vc, v), 0);
+	memset(got, 0, sizeof(got));
+	sel_fd(&k[0], WEFT_SEL_READABLE, m->sv[0]);
+	sel_case(&k[1], m->vc, WEFT_SEL_RECV, got);
+	WT_CHECK_EQ(weft_select(k, 2, WEFT_NEVER), 1);
+	WT_CHECK_EQ(k[1].result, 0);
+	WT_CHECK_PTR_EQ(k[1].value, (uintptr_t)got); /* not changed */
+	WT_CHECK_EQ(strcmp(got, "first value"), 0);
+
+	/* Parked: the value comes first, the descriptor never. */
+	memset(got, 0, sizeof(got));
+	t = weft_spawn(svf_sender, m);
+	sel_fd(&k[0], WEFT_SEL_READABLE, m->sv[0]);
+	sel_case(&k[1], m->vc, WEFT_SEL_RECV, got);
+	WT_CHECK_EQ(weft_select(k, 2, 10 * WEFT_NSEC_PER_SEC), 1);
+	WT_CHECK_EQ(strcmp(got, "late value"), 0);
+	WT_CHECK_EQ(weft_await(t, NULL), 0);
+	weft_task_release(t);
+
+	/* Parked: the descriptor comes first; the buffer stays untouched. */
+	memset(got, 'u', sizeof(got));
+	WT_CHECK_EQ(write(m->sv[1], "d", 1), 1);
+	WT_CHECK_EQ(weft_select(k, 2, 10 * WEFT_NSEC_PER_SEC), 0);
+	WT_CHECK_EQ(got[0], 'u');
+	weft_chan_destroy(m->vc);
+	close(m->sv[0]);
+	close(m->sv[1]);
+	return NULL;
+}
+
+Test(chan, select_with_a_value_channel_and_a_descriptor_fills_only_the_chosen,
+     .timeout = WT_TIMEOUT(20))
+{
+	struct sel_vfd m;
+
+	wt_run_each(sel_vfd_main, &m, sizeof(m));
+}
+
 /* ======================================================================
  * value channels: fixed-size values by copy
  * ====================================================================== */
