@@ -167,15 +167,56 @@ Test(chan, one_producer_one_consumer_keep_fifo_order_at_every_capacity,
 #define MP_PER 25000
 #define MP_TOTAL (MP_PRODUCERS * MP_PER)
 
-struct mpmc {
-	weft_chan *c;
-	atomic_uchar seen[MP_TOTAL + 1];
+/* What receivers saw of values 1..total, sent by senders of `per` values
+ * each (sender i: i * per + 1 ... (i + 1) * per). */
+struct tally {
 	atomic_long received;
 	atomic_long dups;
 	atomic_long bad;
-	/* Per producer: values of one producer arrive at one consumer in
-	 * the order sent (FIFO per producer, seen by each consumer). */
+	/* Per sender: values of one sender arrive at one receiver in the
+	 * order sent (FIFO per sender, seen by each receiver). */
 	atomic_long reordered;
+};
+
+/* Counts value x, received by a receiver whose last[] holds the last
+ * value it got from each sender; seen[] counts each value's arrivals. */
+static void tally_add(struct tally *t, atomic_uchar *seen, uintptr_t *last,
+		      uintptr_t x, uintptr_t total, uintptr_t per)
+{
+	if (x < 1 || x > total) {
+		atomic_fetch_add(&t->bad, 1);
+		return;
+	}
+	if (atomic_fetch_add(&seen[x], 1) != 0)
+		atomic_fetch_add(&t->dups, 1);
+	if (x <= last[(x - 1) / per])
+		atomic_fetch_add(&t->reordered, 1);
+	last[(x - 1) / per] = x;
+	atomic_fetch_add(&t->received, 1);
+}
+
+/* Every value of 1..total arrived exactly once, in order per sender. */
+static void tally_assert(struct tally *t, atomic_uchar *seen, long total,
+			 size_t cap)
+{
+	long missing = 0;
+
+	for (long x = 1; x <= total; x++)
+		if (atomic_load(&seen[x]) == 0)
+			missing++;
+	cr_assert_eq(atomic_load(&t->bad), 0, "cap %zu: foreign values", cap);
+	cr_assert_eq(atomic_load(&t->dups), 0, "cap %zu: %ld duplicates", cap,
+		     atomic_load(&t->dups));
+	cr_assert_eq(missing, 0, "cap %zu: %ld values lost", cap, missing);
+	cr_assert_eq(atomic_load(&t->received), total);
+	cr_assert_eq(atomic_load(&t->reordered), 0,
+		     "cap %zu: a sender's values reordered", cap);
+}
+
+struct mpmc {
+	weft_chan *c;
+	atomic_uchar seen[MP_TOTAL + 1];
+	struct tally t;
 };
 
 struct mp_prod {
@@ -202,20 +243,8 @@ static void *mp_consumer(void *arg)
 	void *v;
 	int rc;
 
-	while ((rc = weft_chan_recv(m->c, &v)) == 0) {
-		uintptr_t x = I(v);
-
-		if (x < 1 || x > MP_TOTAL) {
-			atomic_fetch_add(&m->bad, 1);
-			continue;
-		}
-		if (atomic_fetch_add(&m->seen[x], 1) != 0)
-			atomic_fetch_add(&m->dups, 1);
-		if (x <= last[(x - 1) / MP_PER])
-			atomic_fetch_add(&m->reordered, 1);
-		last[(x - 1) / MP_PER] = x;
-		atomic_fetch_add(&m->received, 1);
-	}
+	while ((rc = weft_chan_recv(m->c, &v)) == 0)
+		tally_add(&m->t, m->seen, last, I(v), MP_TOTAL, MP_PER);
 	WT_CHECK_EQ(rc, -EPIPE);
 	return NULL;
 }
@@ -244,21 +273,11 @@ static void *mpmc_main(void *arg)
 static void mpmc_run(size_t cap)
 {
 	struct mpmc *m = calloc(1, sizeof(*m));
-	long missing = 0;
 
 	cr_assert(m);
 	cr_assert_eq(weft_chan_create(&m->c, cap), 0);
 	wt_run(mpmc_main, m, 4);
-	for (long x = 1; x <= MP_TOTAL; x++)
-		if (atomic_load(&m->seen[x]) == 0)
-			missing++;
-	cr_assert_eq(atomic_load(&m->bad), 0, "cap %zu: foreign values", cap);
-	cr_assert_eq(atomic_load(&m->dups), 0, "cap %zu: %ld duplicates", cap,
-		     atomic_load(&m->dups));
-	cr_assert_eq(missing, 0, "cap %zu: %ld values lost", cap, missing);
-	cr_assert_eq(atomic_load(&m->received), MP_TOTAL);
-	cr_assert_eq(atomic_load(&m->reordered), 0,
-		     "cap %zu: a producer's values reordered", cap);
+	tally_assert(&m->t, m->seen, MP_TOTAL, cap);
 	weft_chan_destroy(m->c);
 	free(m);
 }
