@@ -6,7 +6,8 @@
  * -EPIPE, waiters woken), timeouts, cancellation that moves no value,
  * threads outside the runtime, select (array order, closed channels,
  * NULL cases, polls, timeouts, cancellation, and racing selects that must
- * neither lose nor duplicate a value), and generators.
+ * neither lose nor duplicate a value), generators, and threads and tasks
+ * contending on one channel.
  *
  * Timing checks: never early (exact); "at once" is QUICK_NS for the best
  * of WT_TRIES measurements (late_by), PROMPT_NS on each a hang guard.
@@ -1140,6 +1141,166 @@ Test(chan, foreign_thread_sends_and_receives_blocking,
 		cr_assert_eq(f.thread_got, FT_VALUES);
 		cr_assert_eq(f.thread_sum, sum);
 		cr_assert_eq(f.thread_end_rc, -EPIPE);
+	}
+}
+
+/*
+ * Threads outside the runtime and tasks contending on one channel (issue
+ * 13): plain threads and blocking-pool threads (weft_run_blocking) send
+ * and receive alongside tasks, with more threads than CPUs, so that lock
+ * holders are preempted and waiters sleep on the lock's futex and on
+ * their nodes' (spin.h, wq.h). Some calls have a short timeout and try the
+ * same value again when it passes: a timed-out send took nothing, a
+ * timed-out receive got nothing. Every value must arrive exactly once,
+ * and each receiver sees each sender's values in the order sent.
+ */
+#define CT_SENDERS 6   /* 2 threads, 2 pool threads, 2 tasks */
+#define CT_RECEIVERS 4 /* 2 threads, 2 tasks */
+#define CT_PER 4000
+#define CT_TOTAL (CT_SENDERS * CT_PER)
+
+struct contend {
+	weft_chan *c;
+	atomic_uchar seen[CT_TOTAL + 1];
+	struct tally t;
+	atomic_long timeouts, errors;
+};
+
+struct ct_role {
+	struct contend *k;
+	int i; /* sender: its index; receiver: its index */
+};
+
+/* Sender i sends i * CT_PER + 1 ... (i + 1) * CT_PER; every third send
+ * of odd senders with a 20 us timeout, repeated until it goes. */
+static void *ct_send(void *arg)
+{
+	struct ct_role *r = arg;
+	struct contend *k = r->k;
+
+	for (uintptr_t n = 0; n < CT_PER; n++) {
+		void *v = V((uintptr_t)r->i * CT_PER + n + 1);
+		int rc;
+
+		if ((r->i & 1) && n % 3 == 0) {
+			while ((rc = weft_chan_send_timeout(
+					k->c, v, 20 * WEFT_NSEC_PER_USEC)) ==
+			       -ETIMEDOUT)
+				atomic_fetch_add(&k->timeouts, 1);
+		} else {
+			rc = weft_chan_send(k->c, v);
+		}
+		if (rc != 0) {
+			atomic_fetch_add(&k->errors, 1);
+			break;
+		}
+	}
+	return NULL;
+}
+
+/* From a task: sends on a blocking-pool thread. */
+static void *ct_send_pooled(void *arg)
+{
+	WT_CHECK_EQ(weft_run_blocking(ct_send, arg, NULL), 0);
+	return NULL;
+}
+
+/* Receives until the close; receiver 0 (a thread) and 2 (a task) with a
+ * 20 us timeout on every other receive. */
+static void *ct_recv(void *arg)
+{
+	struct ct_role *r = arg;
+	struct contend *k = r->k;
+	uintptr_t last[CT_SENDERS] = { 0 };
+	unsigned long n = 0;
+	void *v;
+	int rc;
+
+	for (;;) {
+		if (!(r->i & 1) && (n++ & 1)) {
+			rc = weft_chan_recv_timeout(k->c, &v,
+						    20 * WEFT_NSEC_PER_USEC);
+			if (rc == -ETIMEDOUT) {
+				atomic_fetch_add(&k->timeouts, 1);
+				continue;
+			}
+		} else {
+			rc = weft_chan_recv(k->c, &v);
+		}
+		if (rc != 0)
+			break;
+		tally_add(&k->t, k->seen, last, I(v), CT_TOTAL, CT_PER);
+	}
+	if (rc != -EPIPE)
+		atomic_fetch_add(&k->errors, 1);
+	return NULL;
+}
+
+static void *ct_thread_send(void *arg)
+{
+	return ct_send(arg);
+}
+
+static void *ct_thread_recv(void *arg)
+{
+	return ct_recv(arg);
+}
+
+static void *contend_main(void *arg)
+{
+	struct contend *k = arg;
+	struct ct_role snd[CT_SENDERS], rcv[CT_RECEIVERS];
+	weft_task *st[4], *rt[2];
+	pthread_t sth[2], rth[2];
+	int i;
+
+	for (i = 0; i < CT_SENDERS; i++)
+		snd[i] = (struct ct_role){ k, i };
+	for (i = 0; i < CT_RECEIVERS; i++)
+		rcv[i] = (struct ct_role){ k, i };
+	/* Receivers 0, 1 threads, 2, 3 tasks; senders 0, 1 threads, 2, 3 on
+	 * the pool, 4, 5 tasks. */
+	for (i = 0; i < 2; i++) {
+		if (!WT_CHECK_EQ(pthread_create(&rth[i], NULL, ct_thread_recv,
+						&rcv[i]),
+				 0) ||
+		    !WT_CHECK_EQ(pthread_create(&sth[i], NULL, ct_thread_send,
+						&snd[i]),
+				 0))
+			return NULL;
+		rt[i] = weft_spawn(ct_recv, &rcv[2 + i]);
+		st[i] = weft_spawn(ct_send_pooled, &snd[2 + i]);
+		st[2 + i] = weft_spawn(ct_send, &snd[4 + i]);
+	}
+	WT_CHECK_EQ(weft_gather(st, 4, NULL), 0);
+	for (i = 0; i < 2; i++)
+		pthread_join(sth[i], NULL);
+	WT_CHECK_EQ(weft_chan_close(k->c), 0);
+	WT_CHECK_EQ(weft_gather(rt, 2, NULL), 0);
+	for (i = 0; i < 2; i++)
+		pthread_join(rth[i], NULL);
+	release_all(st, 4);
+	release_all(rt, 2);
+	return NULL;
+}
+
+Test(chan, threads_and_tasks_contending_on_one_channel_move_every_value_once,
+     .timeout = WT_TIMEOUT(120))
+{
+	static const size_t caps[] = { 0, 2, 64 };
+
+	for (size_t c = 0; c < sizeof(caps) / sizeof(caps[0]); c++) {
+		struct contend *k = calloc(1, sizeof(*k));
+
+		cr_assert(k);
+		cr_assert_eq(weft_chan_create(&k->c, caps[c]), 0);
+		wt_run(contend_main, k, 2);
+		cr_assert_eq(atomic_load(&k->errors), 0, "cap %zu", caps[c]);
+		tally_assert(&k->t, k->seen, CT_TOTAL, caps[c]);
+		cr_log_info("cap %zu: %ld timeouts", caps[c],
+			    atomic_load(&k->timeouts));
+		weft_chan_destroy(k->c);
+		free(k);
 	}
 }
 
