@@ -10,7 +10,8 @@
  *
  * Conventions (as in liburing and libuv):
  *   - Calls that can fail return 0 (or a count) on success and a negative
- *     errno value on failure. weft_strerror() names them.
+ *     errno value on failure (host name resolution has codes of its own
+ *     besides, WEFT_EAI_*). weft_strerror() names them.
  *   - Never read errno after a call that may suspend: the task may have moved
  *     to another thread, whose errno is another variable. weft calls report
  *     errors through their return value only.
@@ -665,8 +666,10 @@ WEFT_API int weft_close(int fd);
  * addr (or NULL) is used as it is; any other is a host name, resolved with
  * weft_getaddrinfo() (AF_UNSPEC, SOCK_STREAM) on the blocking pool, and
  * its addresses are tried in the order the resolver gives until one
- * connects. Returns the resolver's error (-ENOENT: no such host, -EAGAIN:
- * no answer, ...), or the last address's connect error (-ECONNREFUSED,
+ * connects. Returns the resolver's error (WEFT_EAI_NONAME: no such host,
+ * WEFT_EAI_AGAIN: no answer, ...: see weft_getaddrinfo(); weft_strerror()
+ * gives the resolver's message), or the last address's connect error
+ * (-ECONNREFUSED,
  * -ENETUNREACH, -ETIMEDOUT from the kernel's timeout, ...); cancellation
  * or the deadline ends the tries at once (-ECANCELED, -ETIMEDOUT).
  * weft_udp_bind(): a UDP socket bound to addr:port (port 0: any);
@@ -1336,18 +1339,33 @@ WEFT_API void weft_gen_destroy(weft_gen *g);
  */
 WEFT_API int weft_run_blocking(weft_fn fn, void *arg, void **result);
 
+/* The resolver's failures that no errno value names, one code each for
+ * getaddrinfo()'s EAI_* code of the same name (libuv's UV_EAI_* do the
+ * same). weft_strerror() gives gai_strerror(3)'s text for them, e.g. "Name
+ * or service not known" for WEFT_EAI_NONAME. Negative and above
+ * -WEFT_MAX_ERRNO (weft_err_ptr() takes them), and no errno value of
+ * Linux's. */
+#define WEFT_EAI_NONAME (-3001)	    /* no such host (or service) */
+#define WEFT_EAI_AGAIN (-3002)	    /* temporary failure: no name server
+				       answered; try again later */
+#define WEFT_EAI_FAIL (-3003)	    /* the name server failed for good */
+#define WEFT_EAI_NODATA (-3004)	    /* the host exists but has no address */
+#define WEFT_EAI_ADDRFAMILY (-3005) /* ... none in the family asked for */
+#define WEFT_EAI_SERVICE (-3006)    /* no such service for the socket
+				       type asked for */
+
 /* Host name resolution through the blocking pool (getaddrinfo(3), called
  * with the same arguments; it may read files and wait seconds for a name
- * server). Returns 0 with *res to free with freeaddrinfo(), or -ENOENT (no
- * such host or service: EAI_NONAME, EAI_SERVICE, EAI_NODATA,
- * EAI_ADDRFAMILY), -EAGAIN (EAI_AGAIN: temporary failure, e.g. no DNS
- * server answered), -ENOMEM (EAI_MEMORY), -EAFNOSUPPORT (EAI_FAMILY),
- * -EINVAL (EAI_BADFLAGS, EAI_SOCKTYPE; res NULL; host and service both
- * NULL), -EIO (EAI_FAIL, and any undocumented code), -ECANCELED,
- * -ETIMEDOUT (as weft_run_blocking: a lookup already started finishes and
- * is returned; nothing to free), -EPERM outside task context, or the
- * errno of a system error (EAI_SYSTEM; -EIO if none). *res is NULL after
- * a failure. Task context. */
+ * server). Returns 0 with *res to free with freeaddrinfo(), or
+ * WEFT_EAI_NONAME, WEFT_EAI_AGAIN, WEFT_EAI_FAIL, WEFT_EAI_NODATA,
+ * WEFT_EAI_ADDRFAMILY, WEFT_EAI_SERVICE (the EAI_* code of that name),
+ * -ENOMEM (EAI_MEMORY), -EAFNOSUPPORT (EAI_FAMILY), -EINVAL (EAI_BADFLAGS,
+ * EAI_SOCKTYPE; res NULL; host and service both NULL), -EIO (any
+ * undocumented code), -ECANCELED, -ETIMEDOUT (as weft_run_blocking: a
+ * lookup already started finishes and is returned; nothing to free),
+ * -EPERM outside task context, or the errno of a system error
+ * (EAI_SYSTEM; -EIO if none). *res is NULL after a failure. Task
+ * context. */
 struct addrinfo;
 WEFT_API int weft_getaddrinfo(const char *host, const char *service,
 			      const struct addrinfo *hints,
@@ -1594,7 +1612,9 @@ WEFT_API int weft_runtime_is_closed(weft_runtime *rt);
  * or blocking-pool thread of rt, it aborts with a message (API misuse). */
 WEFT_API void weft_runtime_destroy(weft_runtime *rt);
 
-/* Static text for a weft error code (negative errno). Never NULL. */
+/* Static text for a weft error code: a negative errno value, or a
+ * WEFT_EAI_* code (gai_strerror(3)'s text for its EAI_* code). Never
+ * NULL. */
 WEFT_API const char *weft_strerror(int err);
 
 /* Library version as "major.minor.patch" (e.g. "0.1.0"). */

@@ -1,14 +1,16 @@
 /*
  * Host name resolution: getaddrinfo(3) run on the blocking pool
  * (runtime/pool.c), since it may read files and wait on DNS servers for
- * seconds. Its EAI_* codes become negative errno values here, the one
- * convention of the API; weft_tcp_connect() (io/net.c) resolves host names
- * through it.
+ * seconds. Its EAI_* codes become weft's: the resolver's own failures
+ * WEFT_EAI_* (weft.h), which weft_strerror() renders with gai_strerror()'s
+ * text (a user reads "Name or service not known", not "No such file or
+ * directory": issue 13), the others negative errno values;
+ * weft_tcp_connect() (io/net.c) resolves host names through it.
  */
 #include <errno.h>
 #include <netdb.h>
 
-#include "weft.h"
+#include "../runtime/base.h"
 
 
 /* One getaddrinfo() call, on the waiting task's stack; the pool's done
@@ -31,22 +33,16 @@ static void *gai_run(void *arg)
 	return NULL;
 }
 
-/* EAI_* to -errno. EAI_FAIL (a permanent failure of the name server) and
- * codes getaddrinfo() is not documented to return become -EIO. */
-static int gai_errno(int rc, int err)
+/* EAI_* to weft's code: WEFT_EAI_* for the resolver's own failures, an
+ * errno value for the rest. Codes getaddrinfo() is not documented to
+ * return become -EIO. */
+static int gai_err(int rc, int err)
 {
+	int code = weft__base_eai_err(rc);
+
+	if (code)
+		return code;
 	switch (rc) {
-	case EAI_NONAME:
-	case EAI_SERVICE:
-#ifdef EAI_NODATA
-	case EAI_NODATA: /* the host exists but has no address */
-#endif
-#ifdef EAI_ADDRFAMILY
-	case EAI_ADDRFAMILY: /* ... none in the family asked for */
-#endif
-		return -ENOENT;
-	case EAI_AGAIN:
-		return -EAGAIN;
 	case EAI_MEMORY:
 		return -ENOMEM;
 	case EAI_FAMILY:
@@ -77,7 +73,7 @@ int weft_getaddrinfo(const char *host, const char *service,
 	if (err < 0)
 		return err;
 	if (c.rc != 0)
-		return gai_errno(c.rc, c.err);
+		return gai_err(c.rc, c.err);
 	*res = c.res;
 	return 0;
 }

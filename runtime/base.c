@@ -2,6 +2,7 @@
  * Fatal errors, error strings and the version.
  */
 #include <errno.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,8 +16,33 @@ void weft__base_die(const char *file, int line, const char *msg)
 	abort();
 }
 
+/* Each resolver code of weft.h and getaddrinfo()'s code it stands for:
+ * io/resolve.c maps one way (weft__base_eai_err), weft_strerror() the
+ * other. */
+static const struct {
+	int err, eai;
+} eai_codes[] = {
+	{ WEFT_EAI_NONAME, EAI_NONAME },
+	{ WEFT_EAI_AGAIN, EAI_AGAIN },
+	{ WEFT_EAI_FAIL, EAI_FAIL },
+	{ WEFT_EAI_NODATA, EAI_NODATA },
+	{ WEFT_EAI_ADDRFAMILY, EAI_ADDRFAMILY },
+	{ WEFT_EAI_SERVICE, EAI_SERVICE },
+};
+
+int weft__base_eai_err(int eai)
+{
+	for (size_t i = 0; i < sizeof(eai_codes) / sizeof(eai_codes[0]); i++)
+		if (eai_codes[i].eai == eai)
+			return eai_codes[i].err;
+	return 0;
+}
+
 const char *weft_strerror(int err)
 {
+	for (size_t i = 0; i < sizeof(eai_codes) / sizeof(eai_codes[0]); i++)
+		if (eai_codes[i].err == err)
+			return gai_strerror(eai_codes[i].eai);
 	switch (err) {
 	case 0:
 		return "success";

@@ -99,4 +99,8 @@ static inline void weft__base_errno_restore(const int *saved)
 	int weft__errno_saved_ __attribute__((cleanup(weft__base_errno_restore))) = \
 		errno
 
+/* The WEFT_EAI_* code (weft.h) for getaddrinfo()'s failure eai, or 0 if
+ * it has none (base.c holds the one table of the pairs). */
+int weft__base_eai_err(int eai);
+
 #endif /* WEFT_BASE_H */

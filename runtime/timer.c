@@ -96,7 +96,7 @@ void weft__timer_init(struct weft_runtime *rt)
 	struct weft__wheel *wh = &rt->wheel;
 	unsigned l, s;
 
-	atomic_init(&wh->lock.held, false);
+	atomic_init(&wh->lock.word, 0);
 	wh->elapsed = weft_now() >> WEFT__TICK_SHIFT;
 	wh->count = 0;
 	for (l = 0; l < WEFT__TIMER_LEVELS; l++) {

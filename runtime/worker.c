@@ -70,6 +70,7 @@ struct weft__worker *weft__worker_self(void)
 void weft__worker_set_self(struct weft__worker *w)
 {
 	weft__worker_tls = w;
+	weft__spin_set_worker(w != NULL);
 }
 
 /* ---- handing tasks to queues ------------------------------------------ */

@@ -13,6 +13,48 @@
 #include "wq.h"
 
 /*
+ * A thread's wait (one outside the runtime) on its node until DONE, or
+ * false once deadline (WEFT_NEVER: none) has passed while the node was not
+ * claimed. A short bounded spin (WEFT__SPIN_BEFORE_SLEEP: a grant often
+ * comes within it, and then neither side makes a system call), then a
+ * sleep on the state's futex with the SLEEPER bit set, which makes the
+ * granter's exchange of DONE wake it (wq.h). Once a granter has claimed
+ * the node (GRANTING) the deadline no longer counts: the grant is a few
+ * instructions from DONE, and is reported.
+ */
+static bool thread_wait(struct weft__wnode *n, uint64_t deadline)
+{
+	unsigned spin = 0;
+
+	for (;;) {
+		/* Acquire: pairs with the release exchange of DONE in
+		 * weft__wq_grant(). */
+		int s = atomic_load_explicit(&n->state, memory_order_acquire);
+
+		if (s == WEFT__WN_DONE)
+			return true;
+		if (!(s & WEFT__WN_GRANTING) && deadline != WEFT_NEVER &&
+		    weft_now() >= deadline)
+			return false;
+		if (spin < WEFT__SPIN_BEFORE_SLEEP) {
+			weft__spin_backoff(&spin);
+			continue;
+		}
+		/* Relaxed: no data travels with the bit; that the CAS and
+		 * the granter's claim and exchange are RMWs on this word is
+		 * what makes the wake certain (wq.h). A failed CAS: the word
+		 * moved on (claimed, or DONE); look again. */
+		if (!(s & WEFT__WN_SLEEPER) &&
+		    !atomic_compare_exchange_strong_explicit(
+			    &n->state, &s, s | WEFT__WN_SLEEPER,
+			    memory_order_relaxed, memory_order_relaxed))
+			continue;
+		weft__futex_wait(&n->state, s | WEFT__WN_SLEEPER,
+				 (s & WEFT__WN_GRANTING) ? WEFT_NEVER : deadline);
+	}
+}
+
+/*
  * Gives up on n (the wait failed with why): claims the node, then unlinks
  * it. A failed claim means a granter claimed it first: the grant is
  * reported (0) and the object is not touched, since the granting side may
@@ -22,18 +64,25 @@
 static int give_up(weft__spin *lock, struct weft__wq *q, struct weft__wnode *n,
 		   int why, bool keep)
 {
-	int s = WEFT__WN_WAITING;
+	int s = atomic_load_explicit(&n->state, memory_order_relaxed);
+	bool ours = false;
 
 	/* Relaxed: only the outcome matters (one of this CAS and the
-	 * granter's in weft__wq_take fails); see wq.h. */
-	if (!atomic_compare_exchange_strong_explicit(
-		    &n->state, &s, WEFT__WN_LEAVING, memory_order_relaxed,
-		    memory_order_relaxed)) {
+	 * granter's in weft__wq_take fails); see wq.h. WAITING, with or
+	 * without a sleeping thread's bit. */
+	while (!ours && (s & ~WEFT__WN_SLEEPER) == WEFT__WN_WAITING)
+		ours = atomic_compare_exchange_strong_explicit(
+			&n->state, &s, WEFT__WN_LEAVING, memory_order_relaxed,
+			memory_order_relaxed);
+	if (!ours) {
 		/* GRANTING or DONE. A granter holds the lock between its
 		 * claim and DONE and never suspends there; acquire pairs
-		 * with the release in weft__wq_grant(). */
+		 * with the release in weft__wq_grant(). A thread may sleep,
+		 * in case its granter has lost its CPU there. */
 		unsigned spin = 0;
 
+		if (!n->task)
+			thread_wait(n, WEFT_NEVER);
 		while (atomic_load_explicit(&n->state, memory_order_acquire) !=
 		       WEFT__WN_DONE)
 			weft__spin_backoff(&spin);
@@ -53,21 +102,9 @@ static int give_up(weft__spin *lock, struct weft__wq *q, struct weft__wnode *n,
 static int park_thread(weft__spin *lock, struct weft__wq *q,
 		       struct weft__wnode *n, uint64_t deadline, bool keep)
 {
-	unsigned spin = 0;
-
-	for (;;) {
-		int s = atomic_load_explicit(&n->state, memory_order_acquire);
-
-		if (s == WEFT__WN_DONE)
-			return 0;
-		if (deadline != WEFT_NEVER && weft_now() >= deadline)
-			return give_up(lock, q, n, -ETIMEDOUT, keep);
-		/* GRANTING: the DONE store is a few instructions away. */
-		if (s == WEFT__WN_WAITING)
-			weft__futex_wait(&n->state, WEFT__WN_WAITING, deadline);
-		else
-			weft__spin_backoff(&spin);
-	}
+	if (thread_wait(n, deadline))
+		return 0;
+	return give_up(lock, q, n, -ETIMEDOUT, keep);
 }
 
 /* A parked waiter's node and where it is linked, for a drop at shutdown

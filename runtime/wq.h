@@ -28,14 +28,31 @@
  * DONE (release). After that store the node may be gone (its waiter may
  * have returned), so the granter reads the task pointer first and wakes
  * the task after it (for a thread outside the runtime: a futex wake on the
- * state word; a late wake is spurious and the thread's loop absorbs it).
- * The waiter's acquire load of DONE pairs with that release, so it sees
- * the result and value.
+ * state word, if the thread sleeps; a late wake is spurious and the
+ * thread's loop absorbs it). The waiter's acquire load of DONE pairs with
+ * that release, so it sees the result and value.
+ *
+ * Threads outside the runtime (issue 13) spin a short bounded while, then
+ * sleep on the state word's futex. Before it sleeps the thread sets the
+ * SLEEPER bit by CAS (WAITING -> WAITING|SLEEPER, or GRANTING ->
+ * GRANTING|SLEEPER while a granter finishes), and futex_wait()s on that
+ * value. A granter's claim keeps the bit (WAITING|SLEEPER ->
+ * GRANTING|SLEEPER), and for a thread's node DONE is an exchange: an old
+ * SLEEPER bit means the thread sleeps or is about to, and gets a futex
+ * wake; without it no wake-up syscall is made (one per item, with the
+ * thread's futex_wait, was most of a channel fed from the blocking pool:
+ * bench/chan_feed). No wake-up is lost: the bit and DONE are RMWs on the
+ * one word, so either the exchange reads the bit, or the thread's CAS
+ * fails on the changed word and it reads DONE; and futex_wait() sleeps
+ * only while the word holds the value with the bit. A task's node never
+ * has the bit (a task is woken through its park word, wait.h), and its
+ * DONE stays a plain release store. tests/model/thread_park.pml checks
+ * it, and that a plain DONE store loses the wake.
  *
  * A waiter that gives up claims its node first (WAITING -> LEAVING). If
- * the claim fails the grant won: the waiter spins until DONE (the granter
- * is inside its critical section, a few instructions from the store) and
- * reports the grant (a lock acquired, a value received) WITHOUT touching
+ * the claim fails the grant won: the waiter waits until DONE (the granter
+ * is inside its critical section, a few instructions from the store: a
+ * task spins, a thread spins and then sleeps as above) and reports the grant (a lock acquired, a value received) WITHOUT touching
  * the object again; the cancellation stays pending for the next
  * suspension point, so nothing granted is ever lost. If the claim
  * succeeds, granters skip the node (weft__wq_take leaves it linked), and
@@ -107,6 +124,9 @@ enum {
 	WEFT__WN_DONE = 1,
 	WEFT__WN_GRANTING = 2,
 	WEFT__WN_LEAVING = 3,
+	/* Or'd into WAITING or GRANTING: a thread outside the runtime
+	 * sleeps (or is about to) on the word's futex. */
+	WEFT__WN_SLEEPER = 4,
 };
 
 #define WEFT__SEL_OPEN (-1)
@@ -216,10 +236,18 @@ static inline struct weft__wnode *weft__wq_take(struct weft__wq *q)
 		if (!n->sel) {
 			int s = WEFT__WN_WAITING;
 			/* Relaxed: pairs with give_up()'s claim only in that
-			 * one of the two CASes fails (see the protocol). */
+			 * one of the two CASes fails (see the protocol). A
+			 * sleeping thread's bit stays (WAITING|SLEEPER ->
+			 * GRANTING|SLEEPER) for weft__wq_grant(). */
 			if (atomic_compare_exchange_strong_explicit(
 				    &n->state, &s, WEFT__WN_GRANTING,
-				    memory_order_relaxed, memory_order_relaxed)) {
+				    memory_order_relaxed, memory_order_relaxed) ||
+			    (s == (WEFT__WN_WAITING | WEFT__WN_SLEEPER) &&
+			     atomic_compare_exchange_strong_explicit(
+				     &n->state, &s,
+				     WEFT__WN_GRANTING | WEFT__WN_SLEEPER,
+				     memory_order_relaxed,
+				     memory_order_relaxed))) {
 				weft__wq_remove(q, n);
 				return n;
 			}
@@ -263,12 +291,20 @@ struct weft__wake {
 static inline struct weft__wake weft__wq_grant(struct weft__wnode *n,
 						  int result)
 {
-	struct weft__wake k = { n->task, n->task ? NULL : &n->state };
+	struct weft__wake k = { n->task, NULL };
 
 	n->result = result;
 	/* Release: pairs with the waiter's acquire load of DONE (park,
-	 * give_up, select), which then reads result and value. */
-	atomic_store_explicit(&n->state, WEFT__WN_DONE, memory_order_release);
+	 * give_up, select), which then reads result and value. A thread's
+	 * node: an exchange, whose old SLEEPER bit asks for the futex wake
+	 * (see the protocol). */
+	if (k.task)
+		atomic_store_explicit(&n->state, WEFT__WN_DONE,
+				      memory_order_release);
+	else if (atomic_exchange_explicit(&n->state, WEFT__WN_DONE,
+					  memory_order_release) &
+		 WEFT__WN_SLEEPER)
+		k.word = &n->state;
 	return k;
 }
 

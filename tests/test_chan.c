@@ -6,7 +6,8 @@
  * -EPIPE, waiters woken), timeouts, cancellation that moves no value,
  * threads outside the runtime, select (array order, closed channels,
  * NULL cases, polls, timeouts, cancellation, and racing selects that must
- * neither lose nor duplicate a value), and generators.
+ * neither lose nor duplicate a value), generators, and threads and tasks
+ * contending on one channel.
  *
  * Timing checks: never early (exact); "at once" is QUICK_NS for the best
  * of WT_TRIES measurements (late_by), PROMPT_NS on each a hang guard.
@@ -299,15 +300,56 @@ Test(chan, value_channel_delivers_intact_copies_in_fifo_order_at_every_capacity,
 #define MP_PER 25000
 #define MP_TOTAL (MP_PRODUCERS * MP_PER)
 
-struct mpmc {
-	weft_chan *c;
-	atomic_uchar seen[MP_TOTAL + 1];
+/* What receivers saw of values 1..total, sent by senders of `per` values
+ * each (sender i: i * per + 1 ... (i + 1) * per). */
+struct tally {
 	atomic_long received;
 	atomic_long dups;
 	atomic_long bad;
-	/* Per producer: values of one producer arrive at one consumer in
-	 * the order sent (FIFO per producer, seen by each consumer). */
+	/* Per sender: values of one sender arrive at one receiver in the
+	 * order sent (FIFO per sender, seen by each receiver). */
 	atomic_long reordered;
+};
+
+/* Counts value x, received by a receiver whose last[] holds the last
+ * value it got from each sender; seen[] counts each value's arrivals. */
+static void tally_add(struct tally *t, atomic_uchar *seen, uintptr_t *last,
+		      uintptr_t x, uintptr_t total, uintptr_t per)
+{
+	if (x < 1 || x > total) {
+		atomic_fetch_add(&t->bad, 1);
+		return;
+	}
+	if (atomic_fetch_add(&seen[x], 1) != 0)
+		atomic_fetch_add(&t->dups, 1);
+	if (x <= last[(x - 1) / per])
+		atomic_fetch_add(&t->reordered, 1);
+	last[(x - 1) / per] = x;
+	atomic_fetch_add(&t->received, 1);
+}
+
+/* Every value of 1..total arrived exactly once, in order per sender. */
+static void tally_assert(struct tally *t, atomic_uchar *seen, long total,
+			 size_t cap)
+{
+	long missing = 0;
+
+	for (long x = 1; x <= total; x++)
+		if (atomic_load(&seen[x]) == 0)
+			missing++;
+	cr_assert_eq(atomic_load(&t->bad), 0, "cap %zu: foreign values", cap);
+	cr_assert_eq(atomic_load(&t->dups), 0, "cap %zu: %ld duplicates", cap,
+		     atomic_load(&t->dups));
+	cr_assert_eq(missing, 0, "cap %zu: %ld values lost", cap, missing);
+	cr_assert_eq(atomic_load(&t->received), total);
+	cr_assert_eq(atomic_load(&t->reordered), 0,
+		     "cap %zu: a sender's values reordered", cap);
+}
+
+struct mpmc {
+	weft_chan *c;
+	atomic_uchar seen[MP_TOTAL + 1];
+	struct tally t;
 };
 
 struct mp_prod {
@@ -334,20 +376,8 @@ static void *mp_consumer(void *arg)
 	void *v;
 	int rc;
 
-	while ((rc = weft_chan_recv(m->c, &v)) == 0) {
-		uintptr_t x = I(v);
-
-		if (x < 1 || x > MP_TOTAL) {
-			atomic_fetch_add(&m->bad, 1);
-			continue;
-		}
-		if (atomic_fetch_add(&m->seen[x], 1) != 0)
-			atomic_fetch_add(&m->dups, 1);
-		if (x <= last[(x - 1) / MP_PER])
-			atomic_fetch_add(&m->reordered, 1);
-		last[(x - 1) / MP_PER] = x;
-		atomic_fetch_add(&m->received, 1);
-	}
+	while ((rc = weft_chan_recv(m->c, &v)) == 0)
+		tally_add(&m->t, m->seen, last, I(v), MP_TOTAL, MP_PER);
 	WT_CHECK_EQ(rc, -EPIPE);
 	return NULL;
 }
@@ -376,21 +406,11 @@ static void *mpmc_main(void *arg)
 static void mpmc_run(size_t cap)
 {
 	struct mpmc *m = calloc(1, sizeof(*m));
-	long missing = 0;
 
 	cr_assert(m);
 	cr_assert_eq(weft_chan_create(&m->c, cap), 0);
 	wt_run(mpmc_main, m, 4);
-	for (long x = 1; x <= MP_TOTAL; x++)
-		if (atomic_load(&m->seen[x]) == 0)
-			missing++;
-	cr_assert_eq(atomic_load(&m->bad), 0, "cap %zu: foreign values", cap);
-	cr_assert_eq(atomic_load(&m->dups), 0, "cap %zu: %ld duplicates", cap,
-		     atomic_load(&m->dups));
-	cr_assert_eq(missing, 0, "cap %zu: %ld values lost", cap, missing);
-	cr_assert_eq(atomic_load(&m->received), MP_TOTAL);
-	cr_assert_eq(atomic_load(&m->reordered), 0,
-		     "cap %zu: a producer's values reordered", cap);
+	tally_assert(&m->t, m->seen, MP_TOTAL, cap);
 	weft_chan_destroy(m->c);
 	free(m);
 }
@@ -1255,6 +1275,166 @@ Test(chan, foreign_thread_sends_and_receives_blocking,
 			cr_assert_eq(f.thread_sum, sum);
 			cr_assert_eq(f.thread_end_rc, -EPIPE);
 		}
+}
+
+/*
+ * Threads outside the runtime and tasks contending on one channel (issue
+ * 13): plain threads and blocking-pool threads (weft_run_blocking) send
+ * and receive alongside tasks, with more threads than CPUs, so that lock
+ * holders are preempted and waiters sleep on the lock's futex and on
+ * their nodes' (spin.h, wq.h). Some calls have a short timeout and try the
+ * same value again when it passes: a timed-out send took nothing, a
+ * timed-out receive got nothing. Every value must arrive exactly once,
+ * and each receiver sees each sender's values in the order sent.
+ */
+#define CT_SENDERS 6   /* 2 threads, 2 pool threads, 2 tasks */
+#define CT_RECEIVERS 4 /* 2 threads, 2 tasks */
+#define CT_PER 4000
+#define CT_TOTAL (CT_SENDERS * CT_PER)
+
+struct contend {
+	weft_chan *c;
+	atomic_uchar seen[CT_TOTAL + 1];
+	struct tally t;
+	atomic_long timeouts, errors;
+};
+
+struct ct_role {
+	struct contend *k;
+	int i; /* sender: its index; receiver: its index */
+};
+
+/* Sender i sends i * CT_PER + 1 ... (i + 1) * CT_PER; every third send
+ * of odd senders with a 20 us timeout, repeated until it goes. */
+static void *ct_send(void *arg)
+{
+	struct ct_role *r = arg;
+	struct contend *k = r->k;
+
+	for (uintptr_t n = 0; n < CT_PER; n++) {
+		void *v = V((uintptr_t)r->i * CT_PER + n + 1);
+		int rc;
+
+		if ((r->i & 1) && n % 3 == 0) {
+			while ((rc = weft_chan_send_timeout(
+					k->c, v, 20 * WEFT_NSEC_PER_USEC)) ==
+			       -ETIMEDOUT)
+				atomic_fetch_add(&k->timeouts, 1);
+		} else {
+			rc = weft_chan_send(k->c, v);
+		}
+		if (rc != 0) {
+			atomic_fetch_add(&k->errors, 1);
+			break;
+		}
+	}
+	return NULL;
+}
+
+/* From a task: sends on a blocking-pool thread. */
+static void *ct_send_pooled(void *arg)
+{
+	WT_CHECK_EQ(weft_run_blocking(ct_send, arg, NULL), 0);
+	return NULL;
+}
+
+/* Receives until the close; receiver 0 (a thread) and 2 (a task) with a
+ * 20 us timeout on every other receive. */
+static void *ct_recv(void *arg)
+{
+	struct ct_role *r = arg;
+	struct contend *k = r->k;
+	uintptr_t last[CT_SENDERS] = { 0 };
+	unsigned long n = 0;
+	void *v;
+	int rc;
+
+	for (;;) {
+		if (!(r->i & 1) && (n++ & 1)) {
+			rc = weft_chan_recv_timeout(k->c, &v,
+						    20 * WEFT_NSEC_PER_USEC);
+			if (rc == -ETIMEDOUT) {
+				atomic_fetch_add(&k->timeouts, 1);
+				continue;
+			}
+		} else {
+			rc = weft_chan_recv(k->c, &v);
+		}
+		if (rc != 0)
+			break;
+		tally_add(&k->t, k->seen, last, I(v), CT_TOTAL, CT_PER);
+	}
+	if (rc != -EPIPE)
+		atomic_fetch_add(&k->errors, 1);
+	return NULL;
+}
+
+static void *ct_thread_send(void *arg)
+{
+	return ct_send(arg);
+}
+
+static void *ct_thread_recv(void *arg)
+{
+	return ct_recv(arg);
+}
+
+static void *contend_main(void *arg)
+{
+	struct contend *k = arg;
+	struct ct_role snd[CT_SENDERS], rcv[CT_RECEIVERS];
+	weft_task *st[4], *rt[2];
+	pthread_t sth[2], rth[2];
+	int i;
+
+	for (i = 0; i < CT_SENDERS; i++)
+		snd[i] = (struct ct_role){ k, i };
+	for (i = 0; i < CT_RECEIVERS; i++)
+		rcv[i] = (struct ct_role){ k, i };
+	/* Receivers 0, 1 threads, 2, 3 tasks; senders 0, 1 threads, 2, 3 on
+	 * the pool, 4, 5 tasks. */
+	for (i = 0; i < 2; i++) {
+		if (!WT_CHECK_EQ(pthread_create(&rth[i], NULL, ct_thread_recv,
+						&rcv[i]),
+				 0) ||
+		    !WT_CHECK_EQ(pthread_create(&sth[i], NULL, ct_thread_send,
+						&snd[i]),
+				 0))
+			return NULL;
+		rt[i] = weft_spawn(ct_recv, &rcv[2 + i]);
+		st[i] = weft_spawn(ct_send_pooled, &snd[2 + i]);
+		st[2 + i] = weft_spawn(ct_send, &snd[4 + i]);
+	}
+	WT_CHECK_EQ(weft_gather(st, 4, NULL), 0);
+	for (i = 0; i < 2; i++)
+		pthread_join(sth[i], NULL);
+	WT_CHECK_EQ(weft_chan_close(k->c), 0);
+	WT_CHECK_EQ(weft_gather(rt, 2, NULL), 0);
+	for (i = 0; i < 2; i++)
+		pthread_join(rth[i], NULL);
+	release_all(st, 4);
+	release_all(rt, 2);
+	return NULL;
+}
+
+Test(chan, threads_and_tasks_contending_on_one_channel_move_every_value_once,
+     .timeout = WT_TIMEOUT(120))
+{
+	static const size_t caps[] = { 0, 2, 64 };
+
+	for (size_t c = 0; c < sizeof(caps) / sizeof(caps[0]); c++) {
+		struct contend *k = calloc(1, sizeof(*k));
+
+		cr_assert(k);
+		cr_assert_eq(weft_chan_create(&k->c, caps[c]), 0);
+		wt_run(contend_main, k, 2);
+		cr_assert_eq(atomic_load(&k->errors), 0, "cap %zu", caps[c]);
+		tally_assert(&k->t, k->seen, CT_TOTAL, caps[c]);
+		cr_log_info("cap %zu: %ld timeouts", caps[c],
+			    atomic_load(&k->timeouts));
+		weft_chan_destroy(k->c);
+		free(k);
+	}
 }
 
 /* ======================================================================

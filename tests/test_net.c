@@ -223,7 +223,7 @@ static void *helpers_main(void *arg)
 	 * refuses it before sending a query, so no traffic leaves the
 	 * machine ("x.invalid" would go to the configured name server). */
 	err = weft_tcp_connect("not-an-address..invalid", 80, 0);
-	WT_CHECK_EQ(err, -ENOENT);
+	WT_CHECK_EQ(err, WEFT_EAI_NONAME);
 
 	/* SO_REUSEPORT: two listeners on one port only with the flag. */
 	fd = weft_tcp_listen("127.0.0.1", 0, 4, WEFT_SO_REUSEPORT);

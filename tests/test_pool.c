@@ -962,8 +962,12 @@ int getaddrinfo(const char *host, const char *service,
 		const char *name;
 		int rc, err;
 	} fail[] = {
+		{ "eai-noname.fail.test", EAI_NONAME, 0 },
 		{ "eai-again.fail.test", EAI_AGAIN, 0 },
 		{ "eai-fail.fail.test", EAI_FAIL, 0 },
+		{ "eai-nodata.fail.test", EAI_NODATA, 0 },
+		{ "eai-addrfamily.fail.test", EAI_ADDRFAMILY, 0 },
+		{ "eai-service.fail.test", EAI_SERVICE, 0 },
 		{ "eai-memory.fail.test", EAI_MEMORY, 0 },
 		{ "eai-system.fail.test", EAI_SYSTEM, EMFILE },
 	};
@@ -982,27 +986,50 @@ int getaddrinfo(const char *host, const char *service,
 	return real(host, service, hints, res);
 }
 
+/* Each resolver failure of its own: its WEFT_EAI_* code, and
+ * weft_strerror() gives the resolver's message for it. */
+static const struct {
+	const char *host;
+	int code, eai;
+} resolver_codes[] = {
+	{ "eai-noname.fail.test", WEFT_EAI_NONAME, EAI_NONAME },
+	{ "eai-again.fail.test", WEFT_EAI_AGAIN, EAI_AGAIN },
+	{ "eai-fail.fail.test", WEFT_EAI_FAIL, EAI_FAIL },
+	{ "eai-nodata.fail.test", WEFT_EAI_NODATA, EAI_NODATA },
+	{ "eai-addrfamily.fail.test", WEFT_EAI_ADDRFAMILY, EAI_ADDRFAMILY },
+	{ "eai-service.fail.test", WEFT_EAI_SERVICE, EAI_SERVICE },
+};
+
 static void *resolver_failures_main(void *arg)
 {
 	struct addrinfo *res;
+	size_t i;
 
 	(void)arg;
-	res = (struct addrinfo *)1;
-	WT_CHECK_EQ(weft_getaddrinfo("eai-again.fail.test", "80", NULL, &res),
-		    -EAGAIN);
-	WT_CHECK(res == NULL);
-	res = (struct addrinfo *)1;
-	WT_CHECK_EQ(weft_getaddrinfo("eai-fail.fail.test", "80", NULL, &res),
-		    -EIO);
-	WT_CHECK(res == NULL);
+	for (i = 0; i < sizeof(resolver_codes) / sizeof(resolver_codes[0]);
+	     i++) {
+		int rc;
+
+		res = (struct addrinfo *)1;
+		rc = weft_getaddrinfo(resolver_codes[i].host, "80", NULL, &res);
+		WT_CHECK_EQ(rc, resolver_codes[i].code);
+		WT_CHECK(res == NULL);
+		WT_CHECK_STR_EQ(weft_strerror(rc),
+				gai_strerror(resolver_codes[i].eai));
+		/* A task may return it as an error pointer (weft.h). */
+		WT_CHECK_EQ(weft_ptr_err(weft_err_ptr(rc)), rc);
+		/* weft_tcp_connect() returns the resolver's error. */
+		WT_CHECK_EQ(weft_tcp_connect(resolver_codes[i].host, 80, 0),
+			    resolver_codes[i].code);
+	}
+	/* The others become errno values. */
 	WT_CHECK_EQ(weft_getaddrinfo("eai-memory.fail.test", "80", NULL, &res),
 		    -ENOMEM);
 	/* EAI_SYSTEM: the errno the resolver left, read on its thread. */
+	res = (struct addrinfo *)1;
 	WT_CHECK_EQ(weft_getaddrinfo("eai-system.fail.test", "80", NULL, &res),
 		    -EMFILE);
 	WT_CHECK(res == NULL);
-	/* weft_tcp_connect() returns the resolver's error. */
-	WT_CHECK_EQ(weft_tcp_connect("eai-again.fail.test", 80, 0), -EAGAIN);
 	WT_CHECK_EQ(weft_tcp_connect("eai-system.fail.test", 80, 0), -EMFILE);
 	/* Names not under fail.test still resolve. */
 	res = NULL;
@@ -1011,7 +1038,7 @@ static void *resolver_failures_main(void *arg)
 	return NULL;
 }
 
-Test(pool, resolver_failures_become_their_errno_values,
+Test(pool, resolver_failures_have_codes_that_give_the_resolvers_message,
      .timeout = WT_TIMEOUT(30))
 {
 	wt_run(resolver_failures_main, NULL, 2);
@@ -1035,13 +1062,13 @@ static void *resolve_errors_main(void *arg)
 	res = (struct addrinfo *)1;
 	rc = weft_getaddrinfo("no-such-host..invalid", "80", &hints, &res);
 	atomic_store(&nxdomain_rc, rc);
-	WT_CHECK_EQ(rc, -ENOENT);
+	WT_CHECK_EQ(rc, WEFT_EAI_NONAME);
 	WT_CHECK(res == NULL);
 
 	res = (struct addrinfo *)1;
 	WT_CHECK_EQ(weft_getaddrinfo("localhost", "no-such-service-xyz",
 				     &hints, &res),
-		    -ENOENT); /* EAI_SERVICE */
+		    WEFT_EAI_SERVICE);
 	WT_CHECK(res == NULL);
 	hints.ai_flags = 0x40000000;
 	WT_CHECK_EQ(weft_getaddrinfo("localhost", "80", &hints, &res),
@@ -1059,12 +1086,12 @@ static void *resolve_errors_main(void *arg)
 	return NULL;
 }
 
-Test(pool, getaddrinfo_errors_become_negative_errno_values,
+Test(pool, getaddrinfo_errors_become_weft_error_codes,
      .timeout = WT_TIMEOUT(60))
 {
 	wt_run(resolve_errors_main, NULL, 2);
-	cr_log_info("no-such-host..invalid: %s",
-		    weft_strerror(atomic_load(&nxdomain_rc)));
+	cr_assert_str_eq(weft_strerror(atomic_load(&nxdomain_rc)),
+			 gai_strerror(EAI_NONAME));
 }
 
 static void *connect_name_main(void *arg)
@@ -1093,7 +1120,10 @@ static void *connect_name_main(void *arg)
 	/* A name that does not resolve, and one whose every address
 	 * refuses: the last connect error. */
 	cfd = weft_tcp_connect("no-such-host..invalid", (uint16_t)port, 0);
-	WT_CHECK_EQ(cfd, -ENOENT);
+	WT_CHECK_EQ(cfd, WEFT_EAI_NONAME);
+	/* The resolver's message, not "No such file or directory" (issue
+	 * 13). */
+	WT_CHECK_STR_EQ(weft_strerror(cfd), "Name or service not known");
 	WT_CHECK_EQ(weft_tcp_connect("localhost", (uint16_t)port, 0x100),
 		    -EINVAL);
 	weft_close(lfd);

@@ -1123,8 +1123,11 @@ Test(task, strerror_names_every_error_code)
 			  "weft_strerror(%d) = \"%s\", want \"%s\" in it",
 			  known[i].err, s, known[i].want);
 	}
-	/* Other errno values get the C library's text. */
+	/* Other errno values get the C library's text, the resolver's
+	 * codes the resolver's (test_pool.c checks each). */
 	cr_assert_str_eq(weft_strerror(-EIO), strerrordesc_np(EIO));
+	cr_assert_str_eq(weft_strerror(WEFT_EAI_NONAME),
+			 "Name or service not known");
 	/* Never NULL, even for nonsense. */
 	cr_assert_not_null(weft_strerror(12345));
 	cr_assert_not_null(weft_strerror(-100000));

@@ -176,7 +176,23 @@ static inline int wt_check_eq_(long long a, long long b, const char *ea,
 	return 0;
 }
 
+static inline int wt_check_str_eq_(const char *a, const char *b,
+				   const char *ea, const char *eb,
+				   const char *file, int line)
+{
+	char buf[256];
+
+	if (a && b && strcmp(a, b) == 0)
+		return 1;
+	snprintf(buf, sizeof(buf), "%s == %s (\"%.80s\" != \"%.80s\")", ea,
+		 eb, a ? a : "(null)", b ? b : "(null)");
+	wt_fail_(file, line, buf);
+	return 0;
+}
+
 #define WT_CHECK(c) wt_check_(!!(c), #c, __FILE__, __LINE__)
+#define WT_CHECK_STR_EQ(a, b)                                              \
+	wt_check_str_eq_((a), (b), #a, #b, __FILE__, __LINE__)
 #define WT_CHECK_EQ(a, b)                                                  \
 	wt_check_eq_((long long)(a), (long long)(b), #a, #b, __FILE__,     \
 		     __LINE__)

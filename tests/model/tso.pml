@@ -38,7 +38,9 @@
  *                     RMW on x, the unlock a release store of 0. Another
  *                     thread can take the lock only once the unlock store,
  *                     and before it (FIFO) every store made inside the
- *                     critical section, has reached memory.
+ *                     critical section, has reached memory. (The unlock
+ *                     is an exchange since issue 13, which is stronger;
+ *                     spin_park.pml models it, and the sleep.)
  *
  * Each buffer drains, oldest store first, at any moment: one flusher
  * process per thread (start flusher(t) for each t), whose steps interleave
