@@ -302,7 +302,7 @@ Test(chan, value_channel_delivers_intact_copies_in_fifo_order_at_every_capacity,
 
 /* What receivers saw of values 1..total, sent by senders of `per` values
  * each (sender i: i * per + 1 ... (i + 1) * per). */
-struct tally {
+struct seen_tally {
 	atomic_long received;
 	atomic_long dups;
 	atomic_long bad;
@@ -313,7 +313,7 @@ struct tally {
 
 /* Counts value x, received by a receiver whose last[] holds the last
  * value it got from each sender; seen[] counts each value's arrivals. */
-static void tally_add(struct tally *t, atomic_uchar *seen, uintptr_t *last,
+static void tally_add(struct seen_tally *t, atomic_uchar *seen, uintptr_t *last,
 		      uintptr_t x, uintptr_t total, uintptr_t per)
 {
 	if (x < 1 || x > total) {
@@ -329,7 +329,7 @@ static void tally_add(struct tally *t, atomic_uchar *seen, uintptr_t *last,
 }
 
 /* Every value of 1..total arrived exactly once, in order per sender. */
-static void tally_assert(struct tally *t, atomic_uchar *seen, long total,
+static void tally_assert(struct seen_tally *t, atomic_uchar *seen, long total,
 			 size_t cap)
 {
 	long missing = 0;
@@ -349,7 +349,7 @@ static void tally_assert(struct tally *t, atomic_uchar *seen, long total,
 struct mpmc {
 	weft_chan *c;
 	atomic_uchar seen[MP_TOTAL + 1];
-	struct tally t;
+	struct seen_tally t;
 };
 
 struct mp_prod {
@@ -1295,7 +1295,7 @@ Test(chan, foreign_thread_sends_and_receives_blocking,
 struct contend {
 	weft_chan *c;
 	atomic_uchar seen[CT_TOTAL + 1];
-	struct tally t;
+	struct seen_tally t;
 	atomic_long timeouts, errors;
 };
 
