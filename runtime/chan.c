@@ -79,12 +79,16 @@
 struct weft_chan {
 	/* What a send or receive touches, in the first line. */
 	weft__spin lock; /* 4 bytes (spin.h) */
-	/* Together in the 4 bytes after the lock, so that the fields up to
-	 * recvq stay in the first line (the static assertion below). */
-	uint32_t vsize : 31; /* value channel: bytes per value; 0: pointers */
-	uint32_t closed : 1;
+	uint32_t vsize;  /* value channel: bytes per value; 0: pointers */
+	bool closed;
+	/* Index of the oldest value (in `first` if chunked): below cap,
+	 * which is at most 2^32 when bounded, and below a chunk's slots
+	 * when not. 32 bits, so that the fields up to recvq stay in the
+	 * first line (the static assertion below). Not a bit-field shared
+	 * with closed or vsize: vsize is read without the lock, and a
+	 * bit-field store rewrites its neighbours (ThreadSanitizer saw it). */
+	uint32_t head;
 	size_t cap;     /* WEFT_CHAN_UNBOUNDED: chunks, see above */
-	size_t head;    /* index of the oldest value (in `first` if chunked) */
 	size_t len;     /* values buffered */
 	struct weft__wq sendq, recvq;
 	/* join, the tag, the values. */
@@ -147,7 +151,7 @@ static int chan_create(weft_chan **out, size_t capacity, size_t vsize)
 		return -ENOMEM;
 	memset(c, 0, sz);
 	c->cap = capacity;
-	c->vsize = (uint32_t)vsize & 0x7fffffffu; /* <= WEFT_CHAN_VALUE_MAX */
+	c->vsize = (uint32_t)vsize;
 	if (capacity == WEFT_CHAN_UNBOUNDED) {
 		size_t per = CHUNK_BYTES / SLOT(vsize);
 
