@@ -273,17 +273,44 @@ static const unsigned char probe_ops[] = {
 	IORING_OP_FSYNC,    IORING_OP_POLL_ADD,   IORING_OP_ASYNC_CANCEL,
 };
 
+/*
+ * One probe at a time, and its success published with release (acquire
+ * on the fast path). Not for correctness of the answer (two probes would
+ * agree) but for ThreadSanitizer: liburing maps and unmaps a ring with raw
+ * system calls it does not see, so a probe ring unmapped by one thread and
+ * another ring mapped at the same address by another (two runtimes
+ * starting at once: sched::two_runtimes_side_by_side_spawn_into_each_other)
+ * looked like a race on that memory. The lock and the release/acquire
+ * pair order every use of a probe ring before any ring made after it.
+ */
+static int ring_probe_once(void);
+
 int weft__ring_probe(void)
 {
-	static atomic_bool works; /* relaxed: a hint; a racing probe repeats */
+	static pthread_mutex_t probing = PTHREAD_MUTEX_INITIALIZER;
+	static atomic_bool works;
+	int err;
+
+	if (atomic_load_explicit(&works, memory_order_acquire))
+		return 0;
+	pthread_mutex_lock(&probing);
+	err = atomic_load_explicit(&works, memory_order_relaxed)
+		      ? 0
+		      : ring_probe_once();
+	if (!err)
+		atomic_store_explicit(&works, true, memory_order_release);
+	pthread_mutex_unlock(&probing);
+	return err;
+}
+
+static int ring_probe_once(void)
+{
 	struct io_uring_probe *pr;
 	struct io_uring_sqe *sqe;
 	struct io_uring_cqe *cqe;
 	struct io_uring ring;
 	int err;
 
-	if (atomic_load_explicit(&works, memory_order_relaxed))
-		return 0;
 	err = io_uring_queue_init(1, &ring, 0);
 	if (err < 0)
 		return err;
@@ -306,11 +333,7 @@ int weft__ring_probe(void)
 		}
 	}
 	io_uring_queue_exit(&ring);
-	if (err >= 0) {
-		atomic_store_explicit(&works, true, memory_order_relaxed);
-		err = 0;
-	}
-	return err;
+	return err >= 0 ? 0 : err;
 }
 
 int weft__ring_init(struct weft__worker *w)
