@@ -165,12 +165,14 @@ void weft_bcast_unsubscribe(weft_bcast_rx *rx)
 	weft__spin_lock(&b->lock);
 	/* A receive still waiting on rx would write its cursor after the
 	 * free. One that is giving up (LEAVING) touches only the broadcast,
-	 * which is still there. */
+	 * which is still there. A linked node is LEAVING or waiting, the
+	 * latter with or without a sleeping thread's SLEEPER bit (comparing
+	 * with WAITING alone let a thread sleeping on rx through). */
 	for (struct weft__wnode *n = b->recvq.head; n; n = n->next)
 		weft__check(n->obj != rx ||
 				    atomic_load_explicit(&n->state,
-							 memory_order_relaxed) !=
-					    WEFT__WN_WAITING,
+							 memory_order_relaxed) ==
+					    WEFT__WN_LEAVING,
 			    "weft_bcast_unsubscribe() while a receive waits "
 			    "on the receiver");
 	b->nrx--;

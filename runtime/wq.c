@@ -82,10 +82,12 @@ static int give_up(weft__spin *lock, struct weft__wq *q, struct weft__wnode *n,
 		unsigned spin = 0;
 
 		if (!n->task)
-			thread_wait(n, WEFT_NEVER);
-		while (atomic_load_explicit(&n->state, memory_order_acquire) !=
-		       WEFT__WN_DONE)
-			weft__spin_backoff(&spin);
+			thread_wait(n, WEFT_NEVER); /* returns at DONE */
+		else
+			while (atomic_load_explicit(&n->state,
+						    memory_order_acquire) !=
+			       WEFT__WN_DONE)
+				weft__spin_backoff(&spin);
 		return 0;
 	}
 	/* Ours: still linked (granters skip LEAVING nodes), so every destroy

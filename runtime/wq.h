@@ -52,8 +52,9 @@
  * A waiter that gives up claims its node first (WAITING -> LEAVING). If
  * the claim fails the grant won: the waiter waits until DONE (the granter
  * is inside its critical section, a few instructions from the store: a
- * task spins, a thread spins and then sleeps as above) and reports the grant (a lock acquired, a value received) WITHOUT touching
- * the object again; the cancellation stays pending for the next
+ * task spins, a thread spins and then sleeps as above) and reports the
+ * grant (a lock acquired, a value received) WITHOUT touching the object
+ * again; the cancellation stays pending for the next
  * suspension point, so nothing granted is ever lost. If the claim
  * succeeds, granters skip the node (weft__wq_take leaves it linked), and
  * the waiter takes the lock, unlinks it and reports its error.

@@ -4027,6 +4027,30 @@ static void bcast_unsubscribe_waiting(void)
 	run_on_one_worker(bcast_unsub_waiting_main);
 }
 
+/* The same with a thread outside the runtime waiting, asleep by then on
+ * its node's futex (its state carries the SLEEPER bit). */
+static void *bcast_thread_waits(void *arg)
+{
+	weft_bcast_recv(arg, NULL);
+	return NULL;
+}
+
+static void bcast_unsubscribe_thread_waiting(void)
+{
+	weft_bcast *b;
+	weft_bcast_rx *rx;
+	pthread_t th;
+
+	if (weft_bcast_create(&b, 1) || weft_bcast_subscribe(b, &rx) ||
+	    pthread_create(&th, NULL, bcast_thread_waits, rx))
+		return;
+	wt_sleep_ms(50); /* long past its spin: asleep */
+	weft_bcast_unsubscribe(rx);
+	/* Not reported: end the receive, so that the child exits. */
+	weft_bcast_close(b);
+	pthread_join(th, NULL);
+}
+
 Test(chan, broadcast_destroy_subscribed_unsubscribe_twice_or_while_waited_on_abort,
      .timeout = WT_TIMEOUT(20))
 {
@@ -4037,6 +4061,9 @@ Test(chan, broadcast_destroy_subscribed_unsubscribe_twice_or_while_waited_on_abo
 				  "weft_bcast_unsubscribe(): not a subscribed "
 				  "receiver");
 	wt_assert_misuse_reported(bcast_unsubscribe_waiting,
+				  "weft_bcast_unsubscribe() while a receive "
+				  "waits");
+	wt_assert_misuse_reported(bcast_unsubscribe_thread_waiting,
 				  "weft_bcast_unsubscribe() while a receive "
 				  "waits");
 }
