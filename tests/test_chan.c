@@ -4063,9 +4063,15 @@ Test(chan, broadcast_destroy_subscribed_unsubscribe_twice_or_while_waited_on_abo
 	wt_assert_misuse_reported(bcast_unsubscribe_waiting,
 				  "weft_bcast_unsubscribe() while a receive "
 				  "waits");
+#if !defined(__SANITIZE_THREAD__)
+	/* ThreadSanitizer kills a fork child that starts a thread (as for
+	 * the runtime suite's fork tests); the other builds check it. */
 	wt_assert_misuse_reported(bcast_unsubscribe_thread_waiting,
 				  "weft_bcast_unsubscribe() while a receive "
 				  "waits");
+#else
+	(void)bcast_unsubscribe_thread_waiting;
+#endif
 }
 
 /* ======================================================================
