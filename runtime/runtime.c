@@ -47,6 +47,29 @@
 #include "timer.h"
 #include "worker.h"
 
+/*
+ * weft's gdb extension (tools/gdb/weft-gdb.py: info weft-tasks, weft-bt)
+ * travels inside the library, in the .debug_gdb_scripts section, which gdb
+ * reads as "run this Python" (kind 4: a name line, then the script) when it
+ * loads an object that has it and `auto-load safe-path` allows its
+ * directory. Here, in the object weft_run() lives in, so a static link
+ * keeps it too. The section is not loaded at run time; strip --strip-debug
+ * moves it with the debug information. CMake passes the script's path.
+ */
+#ifdef WEFT_GDB_SCRIPT
+#if defined(__aarch64__)
+#define GDB_PROGBITS "%progbits"
+#else
+#define GDB_PROGBITS "@progbits"
+#endif
+__asm__(".pushsection \".debug_gdb_scripts\", \"MS\", " GDB_PROGBITS ", 1\n"
+	".byte 4\n"
+	".ascii \"weft-gdb.py\\n\"\n"
+	".incbin \"" WEFT_GDB_SCRIPT "\"\n"
+	".byte 0\n"
+	".popsection\n");
+#endif
+
 #define WEFT__DEFAULT_STACK (256u * 1024u)
 #define WEFT__DEFAULT_CACHE 64u
 #define WEFT__MAX_WORKERS 1024u
