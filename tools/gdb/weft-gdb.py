@@ -129,7 +129,9 @@ if not getattr(gdb, "_weft_gdb_loaded", False):
             return "?"
 
     def _site(t):
-        s = _field(t, "spawn_site")
+        # "file.c:123" of the spawn (weft_spawn() and friends), where the
+        # library records it (runtime/task.h: site).
+        s = _field(t, "site")
         if s is None or int(s) == 0:
             return None
         try:
@@ -137,20 +139,33 @@ if not getattr(gdb, "_weft_gdb_loaded", False):
         except gdb.error:
             return None
 
-    def _wait(t):
-        # The registry's wait reason, where the library records one
-        # (runtime/task.h: wait_kind indexes weft__wait_names).
-        k = _field(t, "wait_kind")
-        if k is None:
+    def _wait(t, by_addr):
+        # The registry's wait reason (runtime/debug.h): the wait word's low
+        # 8 bits index weft__debug_wait_names; the object and the number
+        # mean what the kind says.
+        ww = _field(t, "wait_word")
+        if ww is None:
+            return None
+        kind = int(ww) & 0xFF
+        if kind == 0:
             return None
         try:
-            names = gdb.parse_and_eval("weft__wait_names")
-            text = names[int(k)].string()
+            text = gdb.parse_and_eval("weft__debug_wait_names")[kind].string()
         except gdb.error:
             return None
-        obj = _field(t, "wait_obj")
-        if obj is not None and int(obj) != 0:
-            text += " 0x%x" % int(obj)
+        obj = int(_field(t, "wait_obj") or 0)
+        arg = int(_field(t, "wait_arg") or 0) & 0xFFFFFFFFFFFFFFFF
+        if text.startswith("io") or text.startswith("stream"):
+            text += " fd %d" % (arg & 0xFFFFFFFF)
+        elif text == "await" and obj in by_addr:
+            o = by_addr[obj]
+            text += " task 0x%x '%s'" % (_atomic(o["handle"]), _name(o))
+        elif text == "select":
+            text += " (%d cases)" % arg
+        elif obj:
+            text += " 0x%x" % obj
+        if int(ww) & 0x100:
+            text += ", with a deadline"
         return text
 
     def _state(t, cur, threads):
@@ -321,20 +336,20 @@ if not getattr(gdb, "_weft_gdb_loaded", False):
         def invoke(self, arg, from_tty):
             tasks = _tasks()
             cur, threads = _workers()
+            by_addr = dict((int(t.address), t) for t in tasks)
             gdb.write("%d live task(s)\n" % len(tasks))
             for t in tasks:
                 state, _ = _state(t, cur, threads)
                 line = "  0x%-12x %-24s %s" % (
                     _atomic(t["handle"]), "'%s'" % _name(t), state
                 )
-                w = _wait(t)
-                if w is not None and state.startswith("parked"):
+                w = _wait(t, by_addr)
+                if w is not None and not state.startswith("running"):
                     line += " [%s]" % w
                 s = _site(t)
                 if s is not None:
                     line += "  spawned at %s" % s
                 gdb.write(line + "\n")
-            by_addr = dict((int(t.address), t) for t in tasks)
             for key in sorted(cur, key=lambda k: (k[0], k[1])):
                 c = cur[key]
                 th = threads.get(key)
