@@ -9,8 +9,10 @@
 
 #include "base.h"
 #include "lq.h"
+#include "metrics.h"
 #include "ring.h"
 #include "spin.h"
+#include "stall.h"
 #include "task.h"
 #include "tlist.h"
 
@@ -159,6 +161,12 @@ struct weft__worker {
 
 	/* The worker's reactor (ring.h). */
 	_Alignas(WEFT__CACHELINE) struct weft__ring ring;
+
+	/* Metrics (metrics.h): written by this worker's thread alone, read
+	 * by weft_metrics() from anywhere; on lines of their own. */
+	_Alignas(WEFT__CACHELINE) struct weft__wmetrics m;
+	/* The stall watchdog's question and this worker's answer (stall.h). */
+	_Alignas(WEFT__CACHELINE) struct weft__stall_slot stall;
 
 	pthread_t thread;
 	/* Alternate signal stack for stack-overflow reports (stack.c). */
