@@ -378,7 +378,8 @@ WEFT_API unsigned weft_worker_count(void);
  */
 
 /* What an I/O call was, for weft_metrics.io_*: the receive calls
- * (weft_recv, weft_recvmsg, weft_recvfrom, weft_recv_lease), the send
+ * (weft_recv, weft_recvmsg, weft_recvfrom, weft_recv_lease,
+ * weft_stream_recv), the send
  * calls, weft_accept, weft_connect, the read calls (weft_read,
  * weft_readv), the write calls, readiness waits, and the rest (close,
  * shutdown, open, stat, fsync). Calls built on these (weft_write_all,

@@ -766,7 +766,7 @@ static bool stream_give_up(struct weft__wait *wt, int why)
 	return true;
 }
 
-ssize_t weft_stream_recv(weft_stream *st, struct weft_lease *l)
+static ssize_t stream_recv_unmetered(weft_stream *st, struct weft_lease *l)
 {
 	struct weft__worker *w = weft__worker_self();
 	struct weft__stream *s = stream_of(st);
@@ -815,6 +815,15 @@ ssize_t weft_stream_recv(weft_stream *st, struct weft_lease *l)
 		if (err)
 			return err;
 	}
+}
+
+ssize_t weft_stream_recv(weft_stream *st, struct weft_lease *l)
+{
+	uint64_t t0 = weft__metrics_io_begin(WEFT_IO_RECV);
+	ssize_t r = stream_recv_unmetered(st, l);
+
+	weft__metrics_io_end(WEFT_IO_RECV, t0);
+	return r;
 }
 
 int weft_stream_close(weft_stream *st)
