@@ -44,7 +44,10 @@ static void *worker_task(void *arg)
 
 	for (i = 0; i < N_YIELDS; i++)
 		weft_yield();
-	WT_CHECK_EQ(weft_sleep_ms(1), 0);
+	/* Long enough that its timer is filed and fires (a sleep found due
+	 * at once, or by the wait's own look at the clock, files or fires
+	 * none: a slow sanitizer build could take 1 ms to park). */
+	WT_CHECK_EQ(weft_sleep_ms(30), 0);
 	WT_CHECK_EQ(weft_recv(wk->fd, &c, 1, 0), 1);
 	return NULL;
 }
