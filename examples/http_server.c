@@ -386,7 +386,7 @@ static void metrics_text(struct text *t, const struct weft_metrics *m)
 	for (i = 0; i < WEFT_METRICS_IO_BUCKETS; i++) {
 		cum += m->io_latency[i];
 		if (i + 1 < WEFT_METRICS_IO_BUCKETS)
-			put(t, "weft_io_latency_seconds_bucket{le=\"%g\"} "
+			put(t, "weft_io_latency_seconds_bucket{le=\"%.10g\"} "
 			       "%llu\n",
 			    (double)(UINT64_C(1) << (10 + i)) / 1e9,
 			    (unsigned long long)cum);
