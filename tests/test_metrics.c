@@ -82,11 +82,13 @@ static void *workload_main(void *arg)
 		weft_task_release(t[i]);
 	}
 	/* A task's end is counted by the context its worker switches to
-	 * next, which may come just after its awaiter woke: wait for it. */
+	 * next, and fired timers once the firer has woken every task of its
+	 * batch: both may come just after the awaiter woke. Wait for them. */
 	for (i = 0; i < 1000; i++) {
 		WT_CHECK_EQ(get(&c->after), 0);
 		if (c->after.tasks_finished - c->before.tasks_finished >=
-		    N_TASKS)
+			    N_TASKS &&
+		    c->after.timers_fired - c->before.timers_fired >= N_TASKS)
 			break;
 		weft_sleep_ms(1);
 	}
