@@ -259,17 +259,20 @@ static void look(struct weft_runtime *rt, struct weft__stall *st)
 			&w->ticks, memory_order_relaxed);
 		bool answered;
 
-		if (ticks != st->seen[i]) {
+		/* A new switch, or asleep in its reactor (idle, not stuck):
+		 * the worker's clock starts again. Restarting it on a sleep
+		 * keeps a worker that has just woken from being judged on
+		 * its sleep. */
+		if (ticks != st->seen[i] ||
+		    atomic_load_explicit(&w->ring.in_wait,
+					 memory_order_relaxed)) {
 			st->seen[i] = ticks;
 			st->since[i] = now;
 			st->done[i] = false;
 			continue;
 		}
-		/* Asleep in its reactor: idle, not stuck. A worker that has
-		 * never run a task is starting. */
+		/* A worker that has never run a task is starting. */
 		if (st->done[i] || ticks == 0 ||
-		    atomic_load_explicit(&w->ring.in_wait,
-					 memory_order_relaxed) ||
 		    now - st->since[i] < st->budget_ns)
 			continue;
 		st->done[i] = true;

@@ -189,7 +189,8 @@ struct weft__worker {
  * coroutine-tls rule, mordor issue 18). */
 struct weft__worker *weft__worker_self(void);
 /* What weft__worker_self() reads; read directly only by the SIGSEGV
- * handler (stack.c), which runs on the faulting thread and cannot switch. */
+ * handler (stack.c) and the stall handler (stall.c), which run on the
+ * interrupted thread and cannot switch. */
 extern __thread struct weft__worker *weft__worker_tls;
 void weft__worker_set_self(struct weft__worker *w);
 
