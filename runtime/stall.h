@@ -16,7 +16,9 @@
  * DONE (handler, release) -> IDLE (watchdog); or ASKED -> IDLE by the
  * watchdog's CAS when no answer came in time (then a late handler finds
  * IDLE and writes nothing). The fields below state are written only
- * between FILLING and DONE and read only after DONE (acquire). */
+ * between FILLING and DONE and read only after DONE (acquire).
+ * tests/model/stall_slot.pml checks it, and that dropping either CAS
+ * breaks it. */
 struct weft__stall_slot {
 	atomic_int state;
 	int nframes;           /* -1: no task was running */
