@@ -436,13 +436,14 @@ struct weft_metrics {
 };
 
 /*
- * Fills *m with rt's metrics (NULL: the caller's runtime), summed over its
+ * Fills *m with rt's metrics (NULL: the runtime of the calling worker or
+ * blocking-pool thread), summed over its
  * workers. Set m->size first (see struct weft_metrics); on return it says
  * how many bytes were filled. Any thread, while rt runs (between its start
  * and weft_runtime_destroy() or the end of weft_run()); lock-free for the
  * counters (the blocking-pool gauges take the pool's lock briefly).
  * Returns 0, -EINVAL (m NULL, m->size below the first version's), -EPERM
- * (rt NULL outside a runtime), -ENOTSUP (weft built with
+ * (rt NULL on any other thread), -ENOTSUP (weft built with
  * WEFT_METRICS=OFF).
  */
 WEFT_API int weft_metrics(weft_runtime *rt, struct weft_metrics *m);

@@ -178,6 +178,8 @@ static int fill(weft_runtime *rt, struct weft_metrics *m, bool all,
 	if (!rt)
 		rt = weft_runtime_self();
 	if (!rt)
+		rt = weft__pool_owner(); /* a thread of its blocking pool */
+	if (!rt)
 		return -EPERM;
 	if (!all && index >= rt->nworkers)
 		return -EINVAL;

@@ -152,9 +152,19 @@ Test(metrics, counts_match_a_known_workload, .timeout = WT_TIMEOUT(30))
 
 /* ---- arguments -------------------------------------------------------------- */
 
+static void *from_pool(void *arg)
+{
+	struct weft_metrics *m = arg;
+
+	memset(m, 0, sizeof(*m));
+	m->size = sizeof(*m);
+	return (void *)(intptr_t)weft_metrics(NULL, m);
+}
+
 static void *args_main(void *arg)
 {
 	struct weft_metrics m;
+	void *res = NULL;
 
 	(void)arg;
 	WT_CHECK_EQ(weft_metrics(NULL, NULL), -EINVAL);
@@ -169,6 +179,11 @@ static void *args_main(void *arg)
 	WT_CHECK_EQ(weft_metrics_worker(NULL, 2, &m), -EINVAL);
 	WT_CHECK_EQ(weft_metrics_worker(NULL, 1, &m), 0);
 	WT_CHECK_EQ(weft_metrics_worker(weft_runtime_self(), 0, &m), 0);
+	/* From the blocking pool, NULL is the pool's runtime. */
+	m.workers = 0;
+	WT_CHECK_EQ(weft_run_blocking(from_pool, &m, &res), 0);
+	WT_CHECK_EQ((intptr_t)res, 0);
+	WT_CHECK_EQ(m.workers, 2);
 	return NULL;
 }
 
