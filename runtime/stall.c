@@ -213,6 +213,7 @@ static void print_report(struct weft_runtime *rt, struct weft__stall *st,
 	char **sym = NULL;
 	int i, skip = 0;
 
+	atomic_fetch_add_explicit(&rt->metrics.stalls, 1, memory_order_relaxed);
 	flockfile(stderr);
 	fprintf(stderr,
 		"weft: stall: task \"%s\" has run on worker %u for at least "
@@ -244,7 +245,6 @@ static void print_report(struct weft_runtime *rt, struct weft__stall *st,
 		free(sym);
 	}
 	funlockfile(stderr);
-	atomic_fetch_add_explicit(&rt->metrics.stalls, 1, memory_order_relaxed);
 }
 
 /* One look at every worker. */
