@@ -23,6 +23,9 @@
  *     without a chunk parser;
  *   - "Connection: close" (or HTTP/1.0 without "Connection: keep-alive")
  *     closes after the answer; HEAD gets the headers only.
+ * GET /metrics answers with the runtime's metrics (weft_metrics()) in
+ * Prometheus' text format (docs/metrics-and-stalls.md); every other
+ * target gets "Hello, World!".
  * Deadlines, each a deadline scope around the calls it bounds, so that no
  * client can hold a connection and its memory for long:
  *   - idle (-i, default 10 s): no request begins, no body byte comes, or
@@ -42,6 +45,7 @@
  */
 #define _GNU_SOURCE /* memmem */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -115,6 +119,7 @@ struct request {
 	bool head;      /* HEAD: answer without a body */
 	bool close;     /* close the connection after answering */
 	uint64_t body;  /* Content-Length to skip */
+	bool metrics;   /* the target is /metrics */
 };
 
 /*
@@ -139,6 +144,8 @@ static bool parse_request(const char *p, size_t len, struct request *rq)
 		q++;
 	if (q == t || q >= end || *q != ' ')
 		return false;
+	rq->metrics = (q - t == 8 || (q - t > 8 && t[8] == '?')) &&
+		      memcmp(t, "/metrics", 8) == 0;
 	q++;
 	/* HTTP/1.x CRLF */
 	if (end - q < 10 || memcmp(q, "HTTP/1.", 7) != 0 || q[7] < '0' ||
@@ -285,6 +292,152 @@ static int queue(struct conn *c, const char *p, size_t len)
 	return err < 0 ? -1 : 0;
 }
 
+/* ---- /metrics ---------------------------------------------------------- */
+
+struct text {
+	char *p;
+	size_t len, cap;
+};
+
+static void put(struct text *t, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void put(struct text *t, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (t->len >= t->cap)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(t->p + t->len, t->cap - t->len, fmt, ap);
+	va_end(ap);
+	t->len += n > 0 ? (size_t)n : 0;
+	if (t->len > t->cap)
+		t->len = t->cap; /* cut: the caller sees len == cap */
+}
+
+static void metric(struct text *t, const char *name, const char *type,
+		   const char *help, uint64_t v)
+{
+	put(t, "# HELP weft_%s %s\n# TYPE weft_%s %s\nweft_%s %llu\n", name,
+	    help, name, type, name, (unsigned long long)v);
+}
+
+static const char *const io_kind[WEFT_IO_KINDS] = {
+	"recv", "send", "accept", "connect", "read", "write", "poll", "other"
+};
+
+/* The runtime's metrics in Prometheus' text exposition format 0.0.4. */
+static void metrics_text(struct text *t, const struct weft_metrics *m)
+{
+	uint64_t cum = 0, n = 0;
+	unsigned i;
+
+	metric(t, "tasks_spawned_total", "counter", "Tasks spawned.",
+	       m->tasks_spawned);
+	metric(t, "tasks_finished_total", "counter", "Tasks that ended.",
+	       m->tasks_finished);
+	metric(t, "tasks_alive", "gauge", "Tasks spawned and not yet ended.",
+	       m->tasks_spawned - m->tasks_finished);
+	metric(t, "switches_total", "counter", "Tasks switched in.",
+	       m->switches);
+	metric(t, "steals_total", "counter", "Steals that found work.",
+	       m->steals);
+	metric(t, "stolen_tasks_total", "counter", "Tasks moved by steals.",
+	       m->steal_tasks);
+	metric(t, "parks_total", "counter",
+	       "Times a worker slept in its reactor.", m->parks);
+	metric(t, "wakes_total", "counter",
+	       "Sleeps ended by a notify of new work.", m->wakes);
+	metric(t, "timers_armed_total", "counter", "Timers started.",
+	       m->timers_armed);
+	metric(t, "timers_fired_total", "counter", "Timers fired.",
+	       m->timers_fired);
+	metric(t, "stalls_total", "counter",
+	       "Tasks reported for running too long without suspending.",
+	       m->stalls);
+	metric(t, "inject_queue_depth", "gauge",
+	       "Tasks on the shared inject queue.", m->inject_depth);
+	metric(t, "local_queue_depth", "gauge",
+	       "Tasks on the workers' local queues.", m->local_depth);
+	metric(t, "blocking_threads", "gauge", "Blocking-pool threads.",
+	       m->blocking_threads);
+	metric(t, "blocking_idle_threads", "gauge",
+	       "Blocking-pool threads waiting for a job.", m->blocking_idle);
+	metric(t, "blocking_queue_depth", "gauge",
+	       "Blocking calls waiting for a thread.", m->blocking_queued);
+	metric(t, "workers", "gauge", "Worker threads.", m->workers);
+	put(t, "# HELP weft_uptime_seconds Time since the runtime started.\n"
+	       "# TYPE weft_uptime_seconds gauge\n"
+	       "weft_uptime_seconds %.6f\n",
+	    (double)m->uptime_ns / 1e9);
+	put(t, "# HELP weft_io_submitted_total I/O calls started, by kind.\n"
+	       "# TYPE weft_io_submitted_total counter\n");
+	for (i = 0; i < WEFT_IO_KINDS; i++)
+		put(t, "weft_io_submitted_total{kind=\"%s\"} %llu\n",
+		    io_kind[i], (unsigned long long)m->io_submitted[i]);
+	put(t, "# HELP weft_io_completed_total I/O calls returned, by kind.\n"
+	       "# TYPE weft_io_completed_total counter\n");
+	for (i = 0; i < WEFT_IO_KINDS; i++)
+		put(t, "weft_io_completed_total{kind=\"%s\"} %llu\n",
+		    io_kind[i], (unsigned long long)m->io_completed[i]);
+	put(t, "# HELP weft_io_latency_seconds I/O call latency.\n"
+	       "# TYPE weft_io_latency_seconds histogram\n");
+	for (i = 0; i < WEFT_METRICS_IO_BUCKETS; i++) {
+		cum += m->io_latency[i];
+		if (i + 1 < WEFT_METRICS_IO_BUCKETS)
+			put(t, "weft_io_latency_seconds_bucket{le=\"%.10g\"} "
+			       "%llu\n",
+			    (double)(UINT64_C(1) << (10 + i)) / 1e9,
+			    (unsigned long long)cum);
+	}
+	n = cum;
+	put(t, "weft_io_latency_seconds_bucket{le=\"+Inf\"} %llu\n"
+	       "weft_io_latency_seconds_sum %.9f\n"
+	       "weft_io_latency_seconds_count %llu\n",
+	    (unsigned long long)n, (double)m->io_latency_sum_ns / 1e9,
+	    (unsigned long long)n);
+	put(t, "# HELP weft_worker_busy_seconds_total Worker time not asleep.\n"
+	       "# TYPE weft_worker_busy_seconds_total counter\n");
+	for (i = 0; i < m->workers; i++) {
+		struct weft_metrics w = { .size = sizeof(w) };
+
+		if (weft_metrics_worker(NULL, i, &w) == 0)
+			put(t, "weft_worker_busy_seconds_total{worker=\"%u\"} "
+			       "%.6f\n",
+			    i, (double)w.busy_ns / 1e9);
+	}
+}
+
+/* Queues the /metrics answer (HEAD: its headers). 0, or -1 on a write
+ * error. */
+static int queue_metrics(struct conn *c, bool head)
+{
+	struct weft_metrics m = { .size = sizeof(m) };
+	struct text body = { .cap = 32768 };
+	char hdr[160];
+	int r, hl;
+
+	body.p = malloc(body.cap);
+	if (!body.p)
+		return queue(c, bad_resp, sizeof bad_resp - 1) < 0 ? -1 : 0;
+	if ((r = weft_metrics(NULL, &m)) < 0)
+		put(&body, "# weft_metrics: %s\n", weft_strerror(r));
+	else
+		metrics_text(&body, &m);
+	hl = snprintf(hdr, sizeof(hdr),
+		      "HTTP/1.1 200 OK\r\n"
+		      "Content-Length: %zu\r\n"
+		      "Content-Type: text/plain; version=0.0.4; "
+		      "charset=utf-8\r\n\r\n",
+		      body.len);
+	r = queue(c, hdr, (size_t)hl);
+	if (r >= 0 && !head)
+		r = queue(c, body.p, body.len);
+	free(body.p);
+	return r < 0 ? -1 : 0;
+}
+
 /*
  * Answers every complete request in the buffer. Returns 1 to read more,
  * 0 to close (after flushing), -1 on a write error.
@@ -326,9 +479,14 @@ static int serve_buffered(struct conn *c)
 		c->start += hlen;
 		c->head_by = 0;
 		c->skip = rq.body;
-		if (queue(c, ok_resp, rq.head ? OK_HEAD_LEN
-					       : sizeof ok_resp - 1) < 0)
+		if (rq.metrics) {
+			if (queue_metrics(c, rq.head) < 0)
+				return -1;
+		} else if (queue(c, ok_resp, rq.head ? OK_HEAD_LEN
+						      : sizeof ok_resp - 1) <
+			   0) {
 			return -1;
+		}
 		if (rq.close)
 			return 0;
 	}

@@ -144,8 +144,19 @@ struct weft_config {
 	int reactor;
 	/* Reserved for future use; must be zero. */
 	unsigned reserved32;
-	uint64_t reserved[1];
+	/* Stall reports (docs/metrics-and-stalls.md): a task that runs this
+	 * many milliseconds without suspending is reported once on stderr,
+	 * with its name, worker, backtrace and the tasks queued behind it.
+	 * 0: what the environment variable WEFT_STALL_MS says (a number of
+	 * ms; 0 or unset: off). WEFT_STALL_OFF: off whatever the
+	 * environment says. At least 10 when set. */
+	unsigned stall_ms;
+	/* Reserved for future use; must be zero. */
+	unsigned reserved_stall;
 };
+
+/* weft_config.stall_ms: no stall reports, whatever WEFT_STALL_MS says. */
+#define WEFT_STALL_OFF 0xffffffffu
 
 /* weft_config.flags: SIGINT and SIGTERM call weft_stop() on the runtime
  * (a second one, while stopping, ends the process with the default
@@ -359,6 +370,93 @@ WEFT_API int weft_runtime_reactor(const weft_runtime *rt);
 
 /* Number of workers of the caller's runtime, or 0 outside one. */
 WEFT_API unsigned weft_worker_count(void);
+
+/* ---- metrics ------------------------------------------------------------
+ * Counters kept by every worker at the cost of a plain increment (no
+ * shared write on any hot path), summed when read. docs/metrics-and-
+ * stalls.md lists what each one means and serves them to Prometheus.
+ */
+
+/* What an I/O call was, for weft_metrics.io_*: the receive calls
+ * (weft_recv, weft_recvmsg, weft_recvfrom, weft_recv_lease,
+ * weft_stream_recv), the send
+ * calls, weft_accept, weft_connect, the read calls (weft_read,
+ * weft_readv), the write calls, readiness waits, and the rest (close,
+ * shutdown, open, stat, fsync). Calls built on these (weft_write_all,
+ * the reader and writer) count once per call they make. */
+enum weft_io_kind {
+	WEFT_IO_RECV,
+	WEFT_IO_SEND,
+	WEFT_IO_ACCEPT,
+	WEFT_IO_CONNECT,
+	WEFT_IO_READ,
+	WEFT_IO_WRITE,
+	WEFT_IO_POLL,
+	WEFT_IO_OTHER,
+	WEFT_IO_KINDS
+};
+
+/* Buckets of the I/O latency histogram: bucket 0 counts calls that took
+ * under 1024 ns, bucket i (1 <= i < 23) those that took 2^(9+i) ns up to
+ * under 2^(10+i) ns, the last one everything from 2^32 ns (4.3 s) on. */
+#define WEFT_METRICS_IO_BUCKETS 24
+
+/* Version 1 of the metrics record. The caller sets `size` to
+ * sizeof(struct weft_metrics) as it was compiled; fields are only ever
+ * added at the end, so an older caller gets the fields it knows. */
+struct weft_metrics {
+	size_t size;           /* in: the caller's sizeof; out: bytes filled */
+	unsigned workers;      /* worker threads */
+	unsigned reserved0;
+	/* Counters, since the runtime started. */
+	uint64_t tasks_spawned;   /* weft_spawn and friends, main included */
+	uint64_t tasks_finished;  /* tasks that ended */
+	uint64_t switches;        /* tasks switched in (each resume counts) */
+	uint64_t steals;          /* steals that found work */
+	uint64_t steal_tasks;     /* tasks those steals moved */
+	uint64_t parks;           /* a worker slept in its reactor */
+	uint64_t wakes;           /* of those sleeps, ended by a notify */
+	uint64_t timers_armed;    /* sleeps, deadlines, timers started */
+	uint64_t timers_fired;    /* of those, fired (the rest cancelled) */
+	uint64_t io_submitted[WEFT_IO_KINDS];
+	uint64_t io_completed[WEFT_IO_KINDS];
+	/* Latency of completed I/O calls (call to return), by bucket (see
+	 * WEFT_METRICS_IO_BUCKETS), and its sum in ns. */
+	uint64_t io_latency[WEFT_METRICS_IO_BUCKETS];
+	uint64_t io_latency_sum_ns;
+	uint64_t busy_ns;         /* worker time not asleep in the reactor */
+	uint64_t stalls;          /* stall reports made (weft_config.stall_ms) */
+	/* Gauges, as of the call. */
+	uint64_t inject_depth;    /* tasks on the shared inject queue */
+	uint64_t local_depth;     /* tasks on the workers' local queues */
+	uint64_t blocking_threads; /* blocking-pool threads alive */
+	uint64_t blocking_idle;   /* of those, waiting for a job */
+	uint64_t blocking_queued; /* weft_run_blocking jobs not yet taken */
+	uint64_t uptime_ns;       /* since the runtime started */
+};
+
+/*
+ * Fills *m with rt's metrics (NULL: the runtime of the calling worker or
+ * blocking-pool thread), summed over its
+ * workers. Set m->size first (see struct weft_metrics); on return it says
+ * how many bytes were filled. Any thread, while rt runs (between its start
+ * and weft_runtime_destroy() or the end of weft_run()); lock-free for the
+ * counters (the blocking-pool gauges take the pool's lock briefly).
+ * Returns 0, -EINVAL (m NULL, m->size below the first version's), -EPERM
+ * (rt NULL on any other thread), -ENOTSUP (weft built with
+ * WEFT_METRICS=OFF).
+ */
+WEFT_API int weft_metrics(weft_runtime *rt, struct weft_metrics *m);
+/*
+ * The same for worker `index` alone: its counters, its busy time and its
+ * local queue depth; the runtime-wide fields (stalls, inject_depth, the
+ * blocking pool, and what was counted off the workers) are 0. An I/O call
+ * counts as submitted where it started and completed where it returned,
+ * which may differ. Returns 0, -EINVAL (as above, or index not below the
+ * number of workers), -EPERM, -ENOTSUP.
+ */
+WEFT_API int weft_metrics_worker(weft_runtime *rt, unsigned index,
+				 struct weft_metrics *m);
 
 /*
  * Task-local storage: slots keyed process-wide, values per task (so code

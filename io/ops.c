@@ -24,6 +24,10 @@
  * Submission is batched: requests are queued in the SQ and handed to the
  * kernel when the worker runs out of tasks, every WEFT__INJECT_INTERVAL
  * picks, or when it parks (worker.c, idle.c).
+ *
+ * Metrics: each public call is a *_unmetered() body wrapped in a function
+ * that counts it by kind and its latency (runtime/metrics.h), the same on
+ * either reactor; calls made of other calls count those.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -42,6 +46,7 @@
 #include "ops.h"
 #include "../runtime/base.h"
 #include "../runtime/epoll.h"
+#include "../runtime/metrics.h"
 #include "../runtime/pbuf.h"
 #include "../runtime/stream.h"
 #include "../runtime/ring.h"
@@ -483,7 +488,8 @@ static int accept_call(int fd, struct sockaddr *addr, socklen_t *addrlen,
 				     flags | SOCK_CLOEXEC));
 }
 
-int weft_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
+static int accept_unmetered(int fd, struct sockaddr *addr,
+			    socklen_t *addrlen, int flags)
 {
 	int r = weft__epoll_on() ? ep_accept(fd, addr, addrlen, flags)
 				 : accept_call(fd, addr, addrlen, flags);
@@ -495,11 +501,30 @@ int weft_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
 	return r;
 }
 
-int weft_connect(int fd, const struct sockaddr *addr, socklen_t addrlen)
+int weft_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
+{
+	uint64_t t0 = weft__metrics_io_begin(WEFT_IO_ACCEPT);
+	int r = accept_unmetered(fd, addr, addrlen, flags);
+
+	weft__metrics_io_end(WEFT_IO_ACCEPT, t0);
+	return r;
+}
+
+static int connect_unmetered(int fd, const struct sockaddr *addr,
+			     socklen_t addrlen)
 {
 	if (weft__epoll_on())
 		return ep_connect(fd, addr, addrlen);
 	IO_CALL(io_uring_prep_connect(sqe_, fd, addr, addrlen));
+}
+
+int weft_connect(int fd, const struct sockaddr *addr, socklen_t addrlen)
+{
+	uint64_t t0 = weft__metrics_io_begin(WEFT_IO_CONNECT);
+	int r = connect_unmetered(fd, addr, addrlen);
+
+	weft__metrics_io_end(WEFT_IO_CONNECT, t0);
+	return r;
 }
 
 static ssize_t recv_call(int fd, void *buf, size_t len, int flags)
@@ -510,9 +535,18 @@ static ssize_t recv_call(int fd, void *buf, size_t len, int flags)
 	IO_CALL(io_uring_prep_recv(sqe_, fd, buf, sqe_len(len), flags));
 }
 
-ssize_t weft_recv(int fd, void *buf, size_t len, int flags)
+static ssize_t recv_unmetered(int fd, void *buf, size_t len, int flags)
 {
 	return filled(buf, recv_call(fd, buf, len, flags));
+}
+
+ssize_t weft_recv(int fd, void *buf, size_t len, int flags)
+{
+	uint64_t t0 = weft__metrics_io_begin(WEFT_IO_RECV);
+	ssize_t r = recv_unmetered(fd, buf, len, flags);
+
+	weft__metrics_io_end(WEFT_IO_RECV, t0);
+	return r;
 }
 
 /* ---- receiving into lease buffers (runtime/pbuf.h) ---------------------
@@ -576,7 +610,7 @@ static ssize_t lease_select(struct weft__pbuf *p, int fd,
 	return n;
 }
 
-ssize_t weft_recv_lease(int fd, struct weft_lease *l, int flags)
+static ssize_t recv_lease_unmetered(int fd, struct weft_lease *l, int flags)
 {
 	struct weft__worker *w = weft__worker_self();
 	struct weft__pbuf *p;
@@ -612,6 +646,15 @@ ssize_t weft_recv_lease(int fd, struct weft_lease *l, int flags)
 		return id;
 	return lease_from(p, id, recv_call(fd, weft__pbuf_addr(p, (unsigned)id),
 					   WEFT_LEASE_SIZE, flags), l);
+}
+
+ssize_t weft_recv_lease(int fd, struct weft_lease *l, int flags)
+{
+	uint64_t t0 = weft__metrics_io_begin(WEFT_IO_RECV);
+	ssize_t r = recv_lease_unmetered(fd, l, flags);
+
+	weft__metrics_io_end(WEFT_IO_RECV, t0);
+	return r;
 }
 
 int weft_lease_release(struct weft_lease *l)
@@ -723,7 +766,7 @@ static bool stream_give_up(struct weft__wait *wt, int why)
 	return true;
 }
 
-ssize_t weft_stream_recv(weft_stream *st, struct weft_lease *l)
+static ssize_t stream_recv_unmetered(weft_stream *st, struct weft_lease *l)
 {
 	struct weft__worker *w = weft__worker_self();
 	struct weft__stream *s = stream_of(st);
@@ -774,6 +817,15 @@ ssize_t weft_stream_recv(weft_stream *st, struct weft_lease *l)
 	}
 }
 
+ssize_t weft_stream_recv(weft_stream *st, struct weft_lease *l)
+{
+	uint64_t t0 = weft__metrics_io_begin(WEFT_IO_RECV);
+	ssize_t r = stream_recv_unmetered(st, l);
+
+	weft__metrics_io_end(WEFT_IO_RECV, t0);
+	return r;
+}
+
 int weft_stream_close(weft_stream *st)
 {
 	struct weft__worker *w = weft__worker_self();
@@ -791,13 +843,22 @@ int weft_stream_close(weft_stream *st)
 	return 0;
 }
 
-ssize_t weft_send(int fd, const void *buf, size_t len, int flags)
+static ssize_t send_unmetered(int fd, const void *buf, size_t len, int flags)
 {
 	if (weft__epoll_on())
 		ep_call(fd, EP_OUT, flags & MSG_DONTWAIT,
 			send(fd, buf, len, flags | MSG_DONTWAIT | MSG_NOSIGNAL));
 	IO_CALL(io_uring_prep_send(sqe_, fd, buf, sqe_len(len),
 				   flags | MSG_NOSIGNAL));
+}
+
+ssize_t weft_send(int fd, const void *buf, size_t len, int flags)
+{
+	uint64_t t0 = weft__metrics_io_begin(WEFT_IO_SEND);
+	ssize_t r = send_unmetered(fd, buf, len, flags);
+
+	weft__metrics_io_end(WEFT_IO_SEND, t0);
+	return r;
 }
 
 static ssize_t recvmsg_call(int fd, struct msghdr *msg, int flags)
@@ -808,7 +869,7 @@ static ssize_t recvmsg_call(int fd, struct msghdr *msg, int flags)
 	IO_CALL(io_uring_prep_recvmsg(sqe_, fd, msg, (unsigned)flags));
 }
 
-ssize_t weft_recvmsg(int fd, struct msghdr *msg, int flags)
+static ssize_t recvmsg_unmetered(int fd, struct msghdr *msg, int flags)
 {
 	ssize_t n = recvmsg_call(fd, msg, flags);
 
@@ -826,7 +887,16 @@ ssize_t weft_recvmsg(int fd, struct msghdr *msg, int flags)
 	return n;
 }
 
-ssize_t weft_sendmsg(int fd, const struct msghdr *msg, int flags)
+ssize_t weft_recvmsg(int fd, struct msghdr *msg, int flags)
+{
+	uint64_t t0 = weft__metrics_io_begin(WEFT_IO_RECV);
+	ssize_t r = recvmsg_unmetered(fd, msg, flags);
+
+	weft__metrics_io_end(WEFT_IO_RECV, t0);
+	return r;
+}
+
+static ssize_t sendmsg_unmetered(int fd, const struct msghdr *msg, int flags)
 {
 	if (weft__epoll_on())
 		ep_call(fd, EP_OUT, flags & MSG_DONTWAIT,
@@ -834,6 +904,15 @@ ssize_t weft_sendmsg(int fd, const struct msghdr *msg, int flags)
 				flags | MSG_DONTWAIT | MSG_NOSIGNAL));
 	IO_CALL(io_uring_prep_sendmsg(sqe_, fd, msg,
 				      (unsigned)flags | MSG_NOSIGNAL));
+}
+
+ssize_t weft_sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+	uint64_t t0 = weft__metrics_io_begin(WEFT_IO_SEND);
+	ssize_t r = sendmsg_unmetered(fd, msg, flags);
+
+	weft__metrics_io_end(WEFT_IO_SEND, t0);
+	return r;
 }
 
 ssize_t weft_recvfrom(int fd, void *buf, size_t len, int flags,
@@ -866,7 +945,7 @@ ssize_t weft_sendto(int fd, const void *buf, size_t len, int flags,
 	return weft_sendmsg(fd, &msg, flags);
 }
 
-int weft_shutdown(int fd, int how)
+static int shutdown_unmetered(int fd, int how)
 {
 	if (weft__epoll_on()) {
 		WEFT__KEEP_ERRNO;
@@ -879,9 +958,18 @@ int weft_shutdown(int fd, int how)
 	IO_CALL(io_uring_prep_shutdown(sqe_, fd, how));
 }
 
+int weft_shutdown(int fd, int how)
+{
+	uint64_t t0 = weft__metrics_io_begin(WEFT_IO_OTHER);
+	int r = shutdown_unmetered(fd, how);
+
+	weft__metrics_io_end(WEFT_IO_OTHER, t0);
+	return r;
+}
+
 /* Always closes: a cancellation or a passed deadline must not leave the
  * descriptor open (close is where cleanup code ends up). */
-int weft_close(int fd)
+static int close_unmetered(int fd)
 {
 	WEFT__KEEP_ERRNO;
 	struct io io = { .nocancel = true };
@@ -902,12 +990,21 @@ int weft_close(int fd)
 	return io_wait(&io, sqe);
 }
 
+int weft_close(int fd)
+{
+	uint64_t t0 = weft__metrics_io_begin(WEFT_IO_OTHER);
+	int r = close_unmetered(fd);
+
+	weft__metrics_io_end(WEFT_IO_OTHER, t0);
+	return r;
+}
+
 /* ---- readiness ---------------------------------------------------------- */
 
 /* One-shot poll (IORING_OP_POLL_ADD) for descriptors that have no read or
  * write to wait with, such as a pidfd (io/proc.c). Cancellation and the
  * deadline come from io_wait() as for any request. */
-int weft__ops_poll(int fd, unsigned events)
+static int ops_poll_unmetered(int fd, unsigned events)
 {
 	if (weft__epoll_on()) {
 		int err = call_check(weft__worker_self(), false);
@@ -915,6 +1012,15 @@ int weft__ops_poll(int fd, unsigned events)
 		return err ? err : weft__epoll_wait_fd(fd, events);
 	}
 	IO_CALL(io_uring_prep_poll_add(sqe_, fd, events));
+}
+
+int weft__ops_poll(int fd, unsigned events)
+{
+	uint64_t t0 = weft__metrics_io_begin(WEFT_IO_POLL);
+	int r = ops_poll_unmetered(fd, events);
+
+	weft__metrics_io_end(WEFT_IO_POLL, t0);
+	return r;
 }
 
 /* ---- files -------------------------------------------------------------- */
@@ -992,7 +1098,7 @@ static int ep_openat(int dirfd, const char *path, int flags, mode_t mode)
 	return fd;
 }
 
-int weft_openat(int dirfd, const char *path, int flags, mode_t mode)
+static int openat_unmetered(int dirfd, const char *path, int flags, mode_t mode)
 {
 	int fd;
 
@@ -1003,6 +1109,15 @@ int weft_openat(int dirfd, const char *path, int flags, mode_t mode)
 	if (fd == -ENXIO && !(flags & O_NONBLOCK))
 		fd = openat_call(dirfd, path, flags, mode, true);
 	return fd;
+}
+
+int weft_openat(int dirfd, const char *path, int flags, mode_t mode)
+{
+	uint64_t t0 = weft__metrics_io_begin(WEFT_IO_OTHER);
+	int r = openat_unmetered(dirfd, path, flags, mode);
+
+	weft__metrics_io_end(WEFT_IO_OTHER, t0);
+	return r;
 }
 
 int weft_open(const char *path, int flags, mode_t mode)
@@ -1016,7 +1131,7 @@ static ssize_t read_call(int fd, void *buf, size_t len, int64_t offset)
 				   (uint64_t)offset));
 }
 
-ssize_t weft_read(int fd, void *buf, size_t len, int64_t offset)
+static ssize_t read_unmetered(int fd, void *buf, size_t len, int64_t offset)
 {
 	if (weft__epoll_on()) {
 		struct iovec iov = { buf, len };
@@ -1026,7 +1141,17 @@ ssize_t weft_read(int fd, void *buf, size_t len, int64_t offset)
 	return filled(buf, read_call(fd, buf, len, offset));
 }
 
-ssize_t weft_write(int fd, const void *buf, size_t len, int64_t offset)
+ssize_t weft_read(int fd, void *buf, size_t len, int64_t offset)
+{
+	uint64_t t0 = weft__metrics_io_begin(WEFT_IO_READ);
+	ssize_t r = read_unmetered(fd, buf, len, offset);
+
+	weft__metrics_io_end(WEFT_IO_READ, t0);
+	return r;
+}
+
+static ssize_t write_unmetered(int fd, const void *buf, size_t len,
+			       int64_t offset)
 {
 	if (weft__epoll_on()) {
 		struct iovec iov = { (void *)buf, len };
@@ -1037,6 +1162,15 @@ ssize_t weft_write(int fd, const void *buf, size_t len, int64_t offset)
 				    (uint64_t)offset));
 }
 
+ssize_t weft_write(int fd, const void *buf, size_t len, int64_t offset)
+{
+	uint64_t t0 = weft__metrics_io_begin(WEFT_IO_WRITE);
+	ssize_t r = write_unmetered(fd, buf, len, offset);
+
+	weft__metrics_io_end(WEFT_IO_WRITE, t0);
+	return r;
+}
+
 static ssize_t readv_call(int fd, const struct iovec *iov, int iovcnt,
 			  int64_t offset)
 {
@@ -1044,7 +1178,7 @@ static ssize_t readv_call(int fd, const struct iovec *iov, int iovcnt,
 				    (uint64_t)offset));
 }
 
-ssize_t weft_readv(int fd, const struct iovec *iov, int iovcnt,
+static ssize_t readv_unmetered(int fd, const struct iovec *iov, int iovcnt,
 		   int64_t offset)
 {
 	if (iovcnt < 0)
@@ -1055,7 +1189,17 @@ ssize_t weft_readv(int fd, const struct iovec *iov, int iovcnt,
 			  readv_call(fd, iov, iovcnt, offset));
 }
 
-ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt,
+ssize_t weft_readv(int fd, const struct iovec *iov, int iovcnt,
+		   int64_t offset)
+{
+	uint64_t t0 = weft__metrics_io_begin(WEFT_IO_READ);
+	ssize_t r = readv_unmetered(fd, iov, iovcnt, offset);
+
+	weft__metrics_io_end(WEFT_IO_READ, t0);
+	return r;
+}
+
+static ssize_t writev_unmetered(int fd, const struct iovec *iov, int iovcnt,
 		    int64_t offset)
 {
 	if (iovcnt < 0)
@@ -1066,7 +1210,17 @@ ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt,
 				     (uint64_t)offset));
 }
 
-int weft_fsync(int fd)
+ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt,
+		    int64_t offset)
+{
+	uint64_t t0 = weft__metrics_io_begin(WEFT_IO_WRITE);
+	ssize_t r = writev_unmetered(fd, iov, iovcnt, offset);
+
+	weft__metrics_io_end(WEFT_IO_WRITE, t0);
+	return r;
+}
+
+static int fsync_unmetered(int fd)
 {
 	if (weft__epoll_on()) {
 		struct blk b = { .kind = BLK_FSYNC, .fd = fd };
@@ -1076,7 +1230,16 @@ int weft_fsync(int fd)
 	IO_CALL(io_uring_prep_fsync(sqe_, fd, 0));
 }
 
-int weft_fdatasync(int fd)
+int weft_fsync(int fd)
+{
+	uint64_t t0 = weft__metrics_io_begin(WEFT_IO_OTHER);
+	int r = fsync_unmetered(fd);
+
+	weft__metrics_io_end(WEFT_IO_OTHER, t0);
+	return r;
+}
+
+static int fdatasync_unmetered(int fd)
 {
 	if (weft__epoll_on()) {
 		struct blk b = { .kind = BLK_FDATASYNC, .fd = fd };
@@ -1084,6 +1247,15 @@ int weft_fdatasync(int fd)
 		return (int)blk_call(&b);
 	}
 	IO_CALL(io_uring_prep_fsync(sqe_, fd, IORING_FSYNC_DATASYNC));
+}
+
+int weft_fdatasync(int fd)
+{
+	uint64_t t0 = weft__metrics_io_begin(WEFT_IO_OTHER);
+	int r = fdatasync_unmetered(fd);
+
+	weft__metrics_io_end(WEFT_IO_OTHER, t0);
+	return r;
 }
 
 static void statx_to_stat(const struct statx *x, struct stat *st)
@@ -1120,13 +1292,23 @@ static int statx_ring(int dirfd, const char *path, int flags,
 				    STATX_BASIC_STATS, x));
 }
 
-static int statx_call(int dirfd, const char *path, int flags,
+static int statx_call_unmetered(int dirfd, const char *path, int flags,
 		      struct statx *x)
 {
 	int r = statx_ring(dirfd, path, flags, x);
 
 	if (r == 0)
 		WEFT__DEFINED(x, sizeof(*x));
+	return r;
+}
+
+static int statx_call(int dirfd, const char *path, int flags,
+		      struct statx *x)
+{
+	uint64_t t0 = weft__metrics_io_begin(WEFT_IO_OTHER);
+	int r = statx_call_unmetered(dirfd, path, flags, x);
+
+	weft__metrics_io_end(WEFT_IO_OTHER, t0);
 	return r;
 }
 

@@ -240,6 +240,7 @@ void weft__idle_park(struct weft__worker *w)
 		if (!wait_ns || t < wait_ns)
 			wait_ns = t;
 	}
+	weft__metrics_park_begin(w);
 	if (watching) {
 		/* The watcher doubles watch_ns; lookers may lower it (a
 		 * stuck worker found, a rescue due soon: worker.c). Relaxed:
@@ -259,6 +260,9 @@ void weft__idle_park(struct weft__worker *w)
 	} else {
 		weft__ring_wait(w, wait_ns);
 	}
+	/* A hint for the count: idle_unpark() reads it properly. */
+	weft__metrics_park_end(w, atomic_load_explicit(&w->notified,
+						       memory_order_relaxed));
 	/* Off the sleeper stack first: firing timers and handing the
 	 * keeper role over both notify, and a notify must not pick us. */
 	idle_unpark(w);

@@ -43,6 +43,7 @@
 #include "ring.h"
 #include "runtime.h"
 #include "stack.h"
+#include "stall.h"
 #include "task.h"
 #include "timer.h"
 #include "worker.h"
@@ -126,6 +127,7 @@ static int worker_start(struct weft__worker *w)
 		return err;
 	}
 	worker_san_init(w);
+	weft__metrics_worker_init(w);
 	weft__worker_set_self(w);
 	return 0;
 }
@@ -203,7 +205,7 @@ static int config_check(const struct weft_config *c)
 {
 	if (!c)
 		return 0;
-	if (c->reserved[0] || c->reserved32)
+	if (c->reserved_stall || c->reserved32)
 		return -EINVAL;
 	if (c->reactor < WEFT_REACTOR_AUTO || c->reactor > WEFT_REACTOR_EPOLL)
 		return -EINVAL;
@@ -360,6 +362,7 @@ int weft__runtime_start(struct weft_runtime **out,
 		return err;
 	}
 	rt->caller_is_worker = caller_is_worker;
+	rt->metrics_start = weft_now();
 	rt->nworkers = (config && config->workers) ? config->workers
 						    : online_cpus();
 	rt->stack_size = (config && config->stack_size) ? config->stack_size
@@ -429,6 +432,8 @@ int weft__runtime_start(struct weft_runtime **out,
 		rt->ep_listed = true;
 	}
 	err = weft__lifecycle_signals_start(rt);
+	if (!err)
+		err = weft__stall_start(rt, config);
 	if (err < 0) {
 		weft__runtime_stop(rt);
 		goto fail;
@@ -452,6 +457,8 @@ void weft__runtime_stop(struct weft_runtime *rt)
 {
 	unsigned i;
 
+	/* The watchdog first: it reads the workers and signals them. */
+	weft__stall_stop(rt);
 	weft__lifecycle_signals_stop(rt);
 	weft__lifecycle_quiesce(rt);
 	/* seq_cst: pairs with the seq_cst loads of ring.in_wait's sleepers

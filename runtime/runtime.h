@@ -7,6 +7,7 @@
 #include <pthread.h>
 
 #include "base.h"
+#include "metrics.h"
 #include "pool.h"
 #include "spin.h"
 #include "timer.h"
@@ -17,6 +18,7 @@
 
 struct weft__slab; /* stack.c bookkeeping */
 struct weft__cb_slab; /* task.c */
+struct weft__stall; /* stall.c */
 
 struct weft_runtime {
 	unsigned nworkers;
@@ -125,6 +127,13 @@ struct weft_runtime {
 	atomic_uint outside;
 	/* Start-up rendezvous of the worker threads (runtime.c). */
 	struct weft__boot *boot;
+
+	/* Metrics counted off the workers (metrics.h), and when the
+	 * runtime started (weft_now(); read-only after start). */
+	_Alignas(WEFT__CACHELINE) struct weft__rmetrics metrics;
+	uint64_t metrics_start;
+	/* The stall watchdog (stall.c), or NULL. */
+	struct weft__stall *stall;
 };
 
 /* runtime.c: building and tearing down a runtime. start() validates the

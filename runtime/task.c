@@ -889,8 +889,10 @@ static int spawn(weft_task **out, weft_fn fn, void *arg,
 	if (out)
 		*out = detached ? NULL : weft__task_handle(t);
 	if (w) {
+		WEFT__METRIC(w, spawned, 1);
 		weft__worker_schedule(w, t, false);
 	} else {
+		weft__metrics_spawn_foreign(rt);
 		weft__worker_schedule_remote(rt, t);
 		weft__lifecycle_leave(rt);
 	}
@@ -937,6 +939,8 @@ int weft__task_spawn_main(struct weft_runtime *rt, weft_fn fn, void *arg,
 	 * given back (the pool is freed whole). */
 	task_start(rt, w, t, fn, arg, &o, 2);
 	rt->main_task = t;
+	/* Maybe from a thread that is not worker 0 (weft_runtime_run). */
+	weft__metrics_spawn_foreign(rt);
 	weft__worker_schedule(w, t, false);
 	*out = t;
 	return 0;
@@ -990,8 +994,8 @@ static void task_publish_end(struct weft__tcb *t, int outcome, bool dropped)
 void weft__task_fail_start(struct weft__worker *w, struct weft__tcb *t,
 			   int err)
 {
-	(void)w;
 	task_finish(t, err);
+	WEFT__METRIC(w, finished, 1);
 	weft__task_unref(t);
 }
 

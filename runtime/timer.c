@@ -227,6 +227,7 @@ bool weft__timer_add(struct weft_runtime *rt, struct weft__timer *n,
 	}
 	link_node(wh, n);
 	wh->count++;
+	weft__metrics_timer(rt, false, 1);
 	atomic_store_explicit(&n->state, WEFT__TM_PENDING,
 			      memory_order_relaxed);
 	before = atomic_load_explicit(&rt->timer_next, memory_order_relaxed);
@@ -337,6 +338,7 @@ unsigned weft__timer_run(struct weft_runtime *rt, uint64_t now)
 	}
 	if (fired)
 		weft__idle_notify(rt, false);
+	weft__metrics_timer(rt, true, fired);
 	return fired;
 }
 

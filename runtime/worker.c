@@ -598,6 +598,8 @@ static struct weft__tcb *steal_next(struct weft__worker *w)
 			 * (idle.c). */
 			atomic_store_explicit(&rt->watch_ns, 0,
 					      memory_order_relaxed);
+			WEFT__METRIC(w, steals, 1);
+			WEFT__METRIC(w, stolen, 1);
 			return t;
 		}
 	}
@@ -624,8 +626,13 @@ static struct weft__tcb *search(struct weft__worker *w)
 			if (v == w)
 				continue;
 			t = weft__lq_steal(&v->lq, &w->lq);
-			if (t)
+			if (t) {
+				/* The one to run, and those now queued. */
+				WEFT__METRIC(w, steals, 1);
+				WEFT__METRIC(w, stolen,
+					     1 + weft__lq_len(&w->lq));
 				return t;
+			}
 		}
 	}
 	return steal_next(w);
@@ -745,6 +752,7 @@ void weft__worker_after_switch(struct weft__worker *w)
 		weft__stack_put(w, p->stack);
 		p->stack = NULL;
 		p->sp = NULL;
+		WEFT__METRIC(w, finished, 1);
 		weft__task_unref(p);
 		break;
 	}

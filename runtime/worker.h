@@ -9,8 +9,10 @@
 
 #include "base.h"
 #include "lq.h"
+#include "metrics.h"
 #include "ring.h"
 #include "spin.h"
+#include "stall.h"
 #include "task.h"
 #include "tlist.h"
 
@@ -160,6 +162,12 @@ struct weft__worker {
 	/* The worker's reactor (ring.h). */
 	_Alignas(WEFT__CACHELINE) struct weft__ring ring;
 
+	/* Metrics (metrics.h): written by this worker's thread alone, read
+	 * by weft_metrics() from anywhere; on lines of their own. */
+	_Alignas(WEFT__CACHELINE) struct weft__wmetrics m;
+	/* The stall watchdog's question and this worker's answer (stall.h). */
+	_Alignas(WEFT__CACHELINE) struct weft__stall_slot stall;
+
 	pthread_t thread;
 	/* Alternate signal stack for stack-overflow reports (stack.c). */
 	void *altstack;
@@ -181,7 +189,8 @@ struct weft__worker {
  * coroutine-tls rule, mordor issue 18). */
 struct weft__worker *weft__worker_self(void);
 /* What weft__worker_self() reads; read directly only by the SIGSEGV
- * handler (stack.c), which runs on the faulting thread and cannot switch. */
+ * handler (stack.c) and the stall handler (stall.c), which run on the
+ * interrupted thread and cannot switch. */
 extern __thread struct weft__worker *weft__worker_tls;
 void weft__worker_set_self(struct weft__worker *w);
 

@@ -1319,9 +1319,9 @@ Test(sched, bad_config_returns_einval, .timeout = WT_TIMEOUT(10))
 	int ran = 0;
 
 	memset(&c, 0, sizeof(c));
-	c.reserved[0] = 1;
+	c.reserved_stall = 1;
 	cr_assert_eq(weft_run(raise_flag, &ran, &c, NULL), -EINVAL,
-		     "reserved[0] != 0 accepted");
+		     "reserved_stall != 0 accepted");
 	memset(&c, 0, sizeof(c));
 	c.reserved32 = 1;
 	cr_assert_eq(weft_run(raise_flag, &ran, &c, NULL), -EINVAL,

@@ -1,0 +1,240 @@
+/*
+ * Runtime metrics: the bumps that need more than one line (parks, I/O
+ * calls, counts made off the workers) and weft_metrics(), which sums every
+ * worker's counters. The protocol (each counter written by its worker
+ * alone, read relaxed by anyone) is argued in metrics.h.
+ */
+#include <string.h>
+
+#include "idle.h"
+#include "inject.h"
+#include "lq.h"
+#include "metrics.h"
+#include "pool.h"
+#include "runtime.h"
+#include "worker.h"
+
+#ifndef WEFT__NO_METRICS
+
+static struct weft__worker *self_of(struct weft_runtime *rt)
+{
+	struct weft__worker *w = weft__worker_self();
+
+	return w && w->rt == rt ? w : NULL;
+}
+
+void weft__metrics_timer(struct weft_runtime *rt, bool fired, unsigned n)
+{
+	struct weft__worker *w = self_of(rt);
+
+	if (w && fired)
+		WEFT__METRIC(w, timers_fired, n);
+	else if (w)
+		WEFT__METRIC(w, timers_armed, n);
+	else
+		atomic_fetch_add_explicit(fired ? &rt->metrics.timers_fired
+						: &rt->metrics.timers_armed,
+					  n, memory_order_relaxed);
+}
+
+void weft__metrics_spawn_foreign(struct weft_runtime *rt)
+{
+	atomic_fetch_add_explicit(&rt->metrics.spawned, 1,
+				  memory_order_relaxed);
+}
+
+void weft__metrics_worker_init(struct weft__worker *w)
+{
+	w->m.start_ns = weft_now();
+}
+
+/* Two clock reads per park, which is a system call anyway; none per
+ * switch. */
+void weft__metrics_park_begin(struct weft__worker *w)
+{
+	WEFT__METRIC(w, parks, 1);
+	atomic_store_explicit(&w->m.parked_since, weft_now(),
+			      memory_order_relaxed);
+}
+
+void weft__metrics_park_end(struct weft__worker *w, bool notified)
+{
+	uint64_t since = atomic_load_explicit(&w->m.parked_since,
+					      memory_order_relaxed);
+	uint64_t idle = atomic_load_explicit(&w->m.idle_ns,
+					     memory_order_relaxed);
+
+	if (notified)
+		WEFT__METRIC(w, wakes, 1);
+	/* parked_since first, then idle_ns with release: see busy_ns(). */
+	atomic_store_explicit(&w->m.parked_since, 0, memory_order_relaxed);
+	atomic_store_explicit(&w->m.idle_ns, idle + (weft_now() - since),
+			      memory_order_release);
+}
+
+static unsigned io_bucket(uint64_t ns)
+{
+	unsigned b;
+
+	if (ns < 1024)
+		return 0;
+	b = (unsigned)(63 - __builtin_clzll(ns)) - 9;
+	return b < WEFT__IO_BUCKETS ? b : WEFT__IO_BUCKETS - 1;
+}
+
+uint64_t weft__metrics_io_begin(unsigned kind)
+{
+	struct weft__worker *w = weft__worker_self();
+
+	if (!w)
+		return 0;
+	WEFT__METRIC(w, io_sub[kind], 1);
+	return weft_now();
+}
+
+void weft__metrics_io_end(unsigned kind, uint64_t t0)
+{
+	struct weft__worker *w = weft__worker_self();
+	uint64_t ns;
+
+	if (!w || !t0)
+		return;
+	ns = weft_now() - t0;
+	WEFT__METRIC(w, io_done[kind], 1);
+	WEFT__METRIC(w, io_hist[io_bucket(ns)], 1);
+	WEFT__METRIC(w, io_ns, ns);
+}
+
+/*
+ * A worker's busy time: since it started, less its finished parks
+ * (idle_ns) and the one in progress (now - parked_since). The owner ends
+ * a park by storing parked_since = 0, then idle_ns (release). Here:
+ * parked_since (s1), idle_ns (acquire), parked_since again (s2), retried
+ * until s1 == s2. If idle_ns already holds the park that s1 saw in
+ * progress, the acquire makes the owner's earlier store of 0 visible, so
+ * s2 reads 0 (or a later park's start) and we retry: that park is never
+ * counted twice. s1 == s2 == 0 and a park begun after: read as awake,
+ * a moment early.
+ */
+static uint64_t busy_ns(struct weft__worker *w, uint64_t now)
+{
+	uint64_t s1, s2, idle, up;
+
+	do {
+		s1 = atomic_load_explicit(&w->m.parked_since,
+					  memory_order_relaxed);
+		idle = atomic_load_explicit(&w->m.idle_ns,
+					    memory_order_acquire);
+		s2 = atomic_load_explicit(&w->m.parked_since,
+					  memory_order_relaxed);
+	} while (s1 != s2);
+	if (s1 && now > s1)
+		idle += now - s1;
+	up = now > w->m.start_ns ? now - w->m.start_ns : 0;
+	return up > idle ? up - idle : 0;
+}
+
+#define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+
+/* Adds worker w's counters to *m. */
+static void add_worker(struct weft_metrics *m, struct weft__worker *w,
+		       uint64_t now)
+{
+	unsigned i;
+
+	m->tasks_spawned += LD(w->m.spawned);
+	m->tasks_finished += LD(w->m.finished);
+	m->switches += LD(w->ticks);
+	m->steals += LD(w->m.steals);
+	m->steal_tasks += LD(w->m.stolen);
+	m->parks += LD(w->m.parks);
+	m->wakes += LD(w->m.wakes);
+	m->timers_armed += LD(w->m.timers_armed);
+	m->timers_fired += LD(w->m.timers_fired);
+	for (i = 0; i < WEFT_IO_KINDS; i++) {
+		m->io_submitted[i] += LD(w->m.io_sub[i]);
+		m->io_completed[i] += LD(w->m.io_done[i]);
+	}
+	for (i = 0; i < WEFT__IO_BUCKETS; i++)
+		m->io_latency[i] += LD(w->m.io_hist[i]);
+	m->io_latency_sum_ns += LD(w->m.io_ns);
+	m->busy_ns += busy_ns(w, now);
+	m->local_depth += weft__lq_len(&w->lq);
+}
+
+/* The caller's record is filled in a whole local one, then copied as far
+ * as the caller's size goes. */
+static int fill(weft_runtime *rt, struct weft_metrics *m, bool all,
+		unsigned index)
+{
+	struct weft_metrics r;
+	uint64_t now = weft_now();
+	size_t n;
+	unsigned i;
+
+	if (!m || m->size < offsetof(struct weft_metrics, uptime_ns) +
+				    sizeof(m->uptime_ns))
+		return -EINVAL;
+	if (!rt)
+		rt = weft_runtime_self();
+	if (!rt)
+		rt = weft__pool_owner(); /* a thread of its blocking pool */
+	if (!rt)
+		return -EPERM;
+	if (!all && index >= rt->nworkers)
+		return -EINVAL;
+	memset(&r, 0, sizeof(r));
+	r.workers = rt->nworkers;
+	r.uptime_ns = now - rt->metrics_start;
+	if (all) {
+		for (i = 0; i < rt->nworkers; i++)
+			add_worker(&r, rt->workers[i], now);
+		r.tasks_spawned += LD(rt->metrics.spawned);
+		r.timers_armed += LD(rt->metrics.timers_armed);
+		r.timers_fired += LD(rt->metrics.timers_fired);
+		r.stalls = LD(rt->metrics.stalls);
+		r.inject_depth = LD(rt->inject_len);
+		pthread_mutex_lock(&rt->pool.lock);
+		r.blocking_threads = rt->pool.threads;
+		r.blocking_idle = rt->pool.idle;
+		r.blocking_queued = rt->pool.queued;
+		pthread_mutex_unlock(&rt->pool.lock);
+	} else {
+		add_worker(&r, rt->workers[index], now);
+	}
+	n = m->size < sizeof(r) ? m->size : sizeof(r);
+	r.size = n;
+	memcpy(m, &r, n);
+	return 0;
+}
+
+int weft_metrics(weft_runtime *rt, struct weft_metrics *m)
+{
+	return fill(rt, m, true, 0);
+}
+
+int weft_metrics_worker(weft_runtime *rt, unsigned index,
+			struct weft_metrics *m)
+{
+	return fill(rt, m, false, index);
+}
+
+#else /* WEFT__NO_METRICS */
+
+int weft_metrics(weft_runtime *rt, struct weft_metrics *m)
+{
+	(void)rt;
+	(void)m;
+	return -ENOTSUP;
+}
+
+int weft_metrics_worker(weft_runtime *rt, unsigned index,
+			struct weft_metrics *m)
+{
+	(void)rt;
+	(void)index;
+	(void)m;
+	return -ENOTSUP;
+}
+
+#endif /* WEFT__NO_METRICS */

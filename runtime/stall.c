@@ -1,0 +1,398 @@
+/*
+ * Stall reports: a task that runs longer than weft_config.stall_ms
+ * without suspending holds up everything queued on its worker. Detected
+ * the way Go's sysmon finds a goroutine to preempt, with nothing added to
+ * the switch path: every worker already counts the tasks it switches in
+ * (worker->ticks, one relaxed store per switch). A watchdog thread samples
+ * those counts every stall_ms / 2. A worker that is not asleep in its
+ * reactor (ring.in_wait) and whose count has not moved for stall_ms has
+ * been running one task, or sitting in its scheduler, all that time.
+ *
+ * Which: the watchdog cannot read the worker's current task (a plain
+ * field of the owner's) nor its stack (it is running). So it asks the
+ * worker: a signal (WEFT__STALL_SIG, sent to that thread alone) whose
+ * handler, on the worker's thread between two instructions of the task,
+ * copies the task's name and the frames of its stack (glibc's
+ * backtrace(), async-signal-safe once it has been called outside a
+ * handler: the first call loads libgcc's unwinder) into the worker's
+ * slot (struct weft__stall_slot, whose protocol stall.h states), and the
+ * watchdog prints them. One report per stall: the watchdog reports a
+ * count once, and only a new switch (a new count) can start another.
+ *
+ * Cost: nothing when off (no thread, no signal); when on, one thread that
+ * wakes every stall_ms / 2 and reads two words per worker.
+ */
+#include <execinfo.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lq.h"
+#include "mem.h"
+#include "metrics.h"
+#include "runtime.h"
+#include "stall.h"
+#include "task.h"
+#include "worker.h"
+
+/* Least stall_ms honoured: the watchdog wakes every stall_ms / 2. */
+#define WEFT__STALL_MIN_MS 10u
+/* How long the watchdog waits for a worker's answer. */
+#define WEFT__STALL_ANSWER_NS (100 * WEFT_NSEC_PER_MSEC)
+
+enum { SLOT_IDLE, SLOT_ASKED, SLOT_FILLING, SLOT_DONE };
+
+struct weft__stall {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* CLOCK_MONOTONIC; signalled to stop */
+	bool stop;           /* under lock */
+	uint64_t budget_ns;
+	/* The watchdog's own view of each worker: the count last seen, when
+	 * it was first seen, and whether that count was dealt with. */
+	unsigned long *seen;
+	uint64_t *since;
+	bool *done;
+};
+
+#define WEFT__STALL_SIG (SIGRTMIN + 4)
+
+static pthread_mutex_t sig_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Pinned tasks ready on w: its own list, which only its thread touches,
+ * walked here by that thread's signal handler. The interrupted code may
+ * be appending to it (a task scheduling a pinned one), so the walk may see
+ * the list a step behind; blocks are never freed while the runtime runs,
+ * and the walk is bounded. */
+static unsigned count_pins(struct weft__worker *w)
+{
+	struct weft__tcb *t = w->pins.head;
+	unsigned n = 0;
+
+	while (t && n < 100000) {
+		n++;
+		t = t->qnext;
+	}
+	return n;
+}
+
+/* On the worker's thread, inside whatever it was running. Touches only
+ * the worker's own slot, its own fields and the running task's name;
+ * backtrace() was warmed up in stall_install(). */
+static void stall_handler(int sig)
+{
+	int e = errno, s = SLOT_ASKED;
+	struct weft__worker *w = weft__worker_tls;
+	struct weft__stall_slot *sl;
+	struct weft__tcb *t;
+
+	(void)sig;
+	if (!w)
+		goto out;
+	sl = &w->stall;
+	if (!atomic_compare_exchange_strong_explicit(&sl->state, &s,
+						     SLOT_FILLING,
+						     memory_order_acquire,
+						     memory_order_relaxed))
+		goto out;
+	sl->ticks = atomic_load_explicit(&w->ticks, memory_order_relaxed);
+	t = w->current;
+	if (t) {
+		memcpy(sl->name, t->name, sizeof(sl->name));
+		sl->name[sizeof(sl->name) - 1] = '\0';
+		/* HOOK(obs): copy t's spawn site here once struct weft__tcb
+		 * has one, for print_report() to show. */
+		sl->nframes = backtrace(sl->frames, WEFT__STALL_FRAMES);
+		sl->pins = count_pins(w);
+	} else {
+		sl->nframes = -1;
+	}
+	atomic_store_explicit(&sl->state, SLOT_DONE, memory_order_release);
+out:
+	errno = e;
+}
+
+/* Whether our handler holds the signal. */
+static bool stall_installed(void)
+{
+	struct sigaction cur;
+
+	return sigaction(WEFT__STALL_SIG, NULL, &cur) == 0 &&
+	       !(cur.sa_flags & SA_SIGINFO) && cur.sa_handler == stall_handler;
+}
+
+/* Once per process, and only over the default disposition: a program
+ * that uses the signal keeps it (reports then come without frames). */
+static void stall_install(void)
+{
+	struct sigaction cur, sa;
+	void *warm[4];
+
+	/* The first backtrace() loads the unwinder (dlopen, malloc): never
+	 * in the handler. */
+	(void)backtrace(warm, 4);
+	pthread_mutex_lock(&sig_lock);
+	if (sigaction(WEFT__STALL_SIG, NULL, &cur) == 0 &&
+	    !(cur.sa_flags & SA_SIGINFO) && cur.sa_handler == SIG_DFL) {
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = stall_handler;
+		sa.sa_flags = SA_RESTART;
+		sigemptyset(&sa.sa_mask);
+		sigaction(WEFT__STALL_SIG, &sa, NULL);
+	}
+	pthread_mutex_unlock(&sig_lock);
+}
+
+/* dlclose() or exit: a late signal must not run unmapped code. */
+__attribute__((destructor)) static void stall_uninstall(void)
+{
+	pthread_mutex_lock(&sig_lock);
+	if (stall_installed())
+		signal(WEFT__STALL_SIG, SIG_DFL);
+	pthread_mutex_unlock(&sig_lock);
+}
+
+/* Tasks waiting behind the running one on w: its local queue, its next
+ * slot, its woken list and pinned tasks handed over by other threads (its
+ * own pinned list is counted by the handler). Atomic
+ * reads, a moment's view. */
+static unsigned queued_on(struct weft__worker *w)
+{
+	return weft__lq_len(&w->lq) +
+	       (atomic_load_explicit(&w->next, memory_order_relaxed) != NULL) +
+	       atomic_load_explicit(&w->woken_n, memory_order_relaxed) +
+	       (unsigned)atomic_load_explicit(&w->remote_n,
+					      memory_order_relaxed);
+}
+
+/* Asks w for its task and frames; true with the slot DONE, false if no
+ * answer came (the slot is then IDLE again). */
+static bool ask(struct weft__worker *w)
+{
+	struct weft__stall_slot *sl = &w->stall;
+	uint64_t until = weft_now() + WEFT__STALL_ANSWER_NS;
+	int s;
+
+	if (!stall_installed())
+		return false;
+	atomic_store_explicit(&sl->state, SLOT_ASKED, memory_order_release);
+	if (syscall(SYS_tgkill, (int)getpid(), w->ring.tid,
+		    WEFT__STALL_SIG) != 0)
+		goto give_up;
+	for (;;) {
+		s = atomic_load_explicit(&sl->state, memory_order_acquire);
+		if (s == SLOT_DONE)
+			return true;
+		if (s == SLOT_ASKED && weft_now() >= until)
+			break;
+		usleep(1000);
+	}
+give_up:
+	s = SLOT_ASKED;
+	if (atomic_compare_exchange_strong_explicit(&sl->state, &s, SLOT_IDLE,
+						    memory_order_relaxed,
+						    memory_order_relaxed))
+		return false;
+	/* The handler took it meanwhile: its answer is coming. */
+	while (atomic_load_explicit(&sl->state, memory_order_acquire) !=
+	       SLOT_DONE)
+		usleep(100);
+	return true;
+}
+
+static void print_report(struct weft_runtime *rt, struct weft__stall *st,
+			 struct weft__worker *w, uint64_t ran_ns, bool answered)
+{
+	struct weft__stall_slot *sl = &w->stall;
+	unsigned queued = queued_on(w) + (answered ? sl->pins : 0);
+	char **sym = NULL;
+	int i, skip = 0;
+
+	atomic_fetch_add_explicit(&rt->metrics.stalls, 1, memory_order_relaxed);
+	flockfile(stderr);
+	fprintf(stderr,
+		"weft: stall: task \"%s\" has run on worker %u for at least "
+		"%llu ms "
+		"without suspending (stall_ms %llu); %u task%s queued "
+		"behind it\n",
+		answered ? sl->name : "?", w->index,
+		(unsigned long long)(ran_ns / WEFT_NSEC_PER_MSEC),
+		(unsigned long long)(st->budget_ns / WEFT_NSEC_PER_MSEC),
+		queued, queued == 1 ? "" : "s");
+	/* HOOK(obs): print "weft: stall:   spawned at FILE:LINE" from the
+	 * site the handler copied, once struct weft__tcb has one. */
+	if (!answered) {
+		fprintf(stderr, "weft: stall:   (no backtrace: the worker did "
+				"not answer signal SIGRTMIN+4)\n");
+	} else if (sl->nframes > 0) {
+		/* Frame 0 is the handler, frame 1 the signal return
+		 * trampoline: the task's own frames follow. */
+		skip = sl->nframes > 2 ? 2 : 0;
+		sym = backtrace_symbols(sl->frames + skip, sl->nframes - skip);
+		for (i = 0; i < sl->nframes - skip; i++) {
+			if (sym)
+				fprintf(stderr, "weft: stall:   #%d %s\n", i,
+					sym[i]);
+			else
+				fprintf(stderr, "weft: stall:   #%d %p\n", i,
+					sl->frames[skip + i]);
+		}
+		free(sym);
+	}
+	funlockfile(stderr);
+}
+
+/* One look at every worker. */
+static void look(struct weft_runtime *rt, struct weft__stall *st)
+{
+	uint64_t now = weft_now();
+	unsigned i;
+
+	for (i = 0; i < rt->nworkers; i++) {
+		struct weft__worker *w = rt->workers[i];
+		unsigned long ticks = atomic_load_explicit(
+			&w->ticks, memory_order_relaxed);
+		bool answered;
+
+		/* A new switch, or asleep in its reactor (idle, not stuck):
+		 * the worker's clock starts again. Restarting it on a sleep
+		 * keeps a worker that has just woken from being judged on
+		 * its sleep. */
+		if (ticks != st->seen[i] ||
+		    atomic_load_explicit(&w->ring.in_wait,
+					 memory_order_relaxed)) {
+			st->seen[i] = ticks;
+			st->since[i] = now;
+			st->done[i] = false;
+			continue;
+		}
+		/* A worker that has never run a task is starting. */
+		if (st->done[i] || ticks == 0 ||
+		    now - st->since[i] < st->budget_ns)
+			continue;
+		st->done[i] = true;
+		answered = ask(w);
+		/* No task (the scheduler searching), or it switched
+		 * meanwhile: no stall of a task. */
+		if (!answered || (w->stall.nframes >= 0 &&
+				  w->stall.ticks == ticks))
+			print_report(rt, st, w, weft_now() - st->since[i],
+				     answered);
+		/* Only this thread asks, so the slot is ours until here. */
+		if (answered)
+			atomic_store_explicit(&w->stall.state, SLOT_IDLE,
+					      memory_order_relaxed);
+	}
+}
+
+static void *watchdog(void *arg)
+{
+	struct weft_runtime *rt = arg;
+	struct weft__stall *st = rt->stall;
+	uint64_t period = st->budget_ns / 2;
+
+	pthread_setname_np(pthread_self(), "weft-watchdog");
+	pthread_mutex_lock(&st->lock);
+	while (!st->stop) {
+		struct timespec ts;
+		uint64_t at;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		at = (uint64_t)ts.tv_sec * WEFT_NSEC_PER_SEC +
+		     (uint64_t)ts.tv_nsec + period;
+		ts.tv_sec = (time_t)(at / WEFT_NSEC_PER_SEC);
+		ts.tv_nsec = (long)(at % WEFT_NSEC_PER_SEC);
+		pthread_cond_timedwait(&st->cond, &st->lock, &ts);
+		if (st->stop)
+			break;
+		pthread_mutex_unlock(&st->lock);
+		look(rt, st);
+		pthread_mutex_lock(&st->lock);
+	}
+	pthread_mutex_unlock(&st->lock);
+	return NULL;
+}
+
+/* The configuration's stall_ms, else WEFT_STALL_MS; 0: off. */
+static unsigned stall_ms(const struct weft_config *c)
+{
+	unsigned ms = c ? c->stall_ms : 0;
+	const char *e;
+
+	if (ms == WEFT_STALL_OFF)
+		return 0;
+	if (!ms && (e = getenv("WEFT_STALL_MS")) && *e) {
+		char *end;
+		unsigned long v = strtoul(e, &end, 10);
+
+		ms = *end || v > 86400000ul ? 0 : (unsigned)v;
+	}
+	if (ms && ms < WEFT__STALL_MIN_MS)
+		ms = WEFT__STALL_MIN_MS;
+	return ms;
+}
+
+static void stall_free(struct weft__stall *st)
+{
+	pthread_mutex_destroy(&st->lock);
+	pthread_cond_destroy(&st->cond);
+	weft__mem_free(st->seen);
+	weft__mem_free(st->since);
+	weft__mem_free(st->done);
+	weft__mem_free(st);
+}
+
+int weft__stall_start(struct weft_runtime *rt, const struct weft_config *c)
+{
+	unsigned ms = stall_ms(c), n = rt->nworkers;
+	struct weft__stall *st;
+	pthread_condattr_t ca;
+	int err;
+
+	if (!ms)
+		return 0;
+	st = weft__mem_calloc(1, sizeof(*st));
+	if (!st)
+		return -ENOMEM;
+	pthread_mutex_init(&st->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&st->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	st->budget_ns = (uint64_t)ms * WEFT_NSEC_PER_MSEC;
+	st->seen = weft__mem_calloc(n, sizeof(*st->seen));
+	st->since = weft__mem_calloc(n, sizeof(*st->since));
+	st->done = weft__mem_calloc(n, sizeof(*st->done));
+	if (!st->seen || !st->since || !st->done) {
+		stall_free(st);
+		return -ENOMEM;
+	}
+	stall_install();
+	rt->stall = st;
+	err = -pthread_create(&st->thread, NULL, watchdog, rt);
+	if (err < 0) {
+		rt->stall = NULL;
+		stall_free(st);
+	}
+	return err;
+}
+
+void weft__stall_stop(struct weft_runtime *rt)
+{
+	struct weft__stall *st = rt->stall;
+
+	if (!st)
+		return;
+	pthread_mutex_lock(&st->lock);
+	st->stop = true;
+	pthread_cond_signal(&st->cond);
+	pthread_mutex_unlock(&st->lock);
+	pthread_join(st->thread, NULL);
+	rt->stall = NULL;
+	stall_free(st);
+}

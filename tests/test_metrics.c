@@ -1,0 +1,495 @@
+/*
+ * Runtime metrics (weft_metrics, weft_metrics_worker) and stall reports
+ * (weft_config.stall_ms, WEFT_STALL_MS).
+ */
+#include <pthread.h>
+#include <sys/socket.h>
+
+#include "weft_test.h"
+
+WT_SUITE(metrics, 60);
+WT_SUITE(stall, 60);
+
+#define N_TASKS 16
+#define N_YIELDS 10
+
+#ifndef WT_METRICS_OFF
+static int get(struct weft_metrics *m)
+{
+	memset(m, 0, sizeof(*m));
+	m->size = sizeof(*m);
+	return weft_metrics(NULL, m);
+}
+
+static uint64_t io_sum(const uint64_t *v, unsigned n)
+{
+	uint64_t s = 0;
+	unsigned i;
+
+	for (i = 0; i < n; i++)
+		s += v[i];
+	return s;
+}
+
+/* ---- counts after a known workload --------------------------------------- */
+
+struct work {
+	int fd; /* one end of a socketpair with a byte waiting */
+};
+
+static void *worker_task(void *arg)
+{
+	struct work *wk = arg;
+	char c;
+	int i;
+
+	for (i = 0; i < N_YIELDS; i++)
+		weft_yield();
+	/* Long enough that its timer is filed and fires (a sleep found due
+	 * at once, or by the wait's own look at the clock, files or fires
+	 * none: a slow sanitizer build could take 1 ms to park). */
+	WT_CHECK_EQ(weft_sleep_ms(30), 0);
+	WT_CHECK_EQ(weft_recv(wk->fd, &c, 1, 0), 1);
+	return NULL;
+}
+
+struct counts {
+	struct weft_metrics before, after;
+	uint64_t per_worker_spawned;
+};
+
+static void *workload_main(void *arg)
+{
+	struct counts *c = arg;
+	struct work wk[N_TASKS];
+	int sv[N_TASKS][2];
+	weft_task *t[N_TASKS];
+	unsigned i;
+
+	for (i = 0; i < N_TASKS; i++) {
+		WT_CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
+				       sv[i]),
+			    0);
+		WT_CHECK_EQ(write(sv[i][1], "x", 1), 1);
+		wk[i].fd = sv[i][0];
+	}
+	WT_CHECK_EQ(get(&c->before), 0);
+	for (i = 0; i < N_TASKS; i++) {
+		t[i] = weft_spawn(worker_task, &wk[i]);
+		WT_CHECK(t[i] != NULL);
+	}
+	for (i = 0; i < N_TASKS; i++) {
+		WT_CHECK_EQ(weft_await(t[i], NULL), 0);
+		weft_task_release(t[i]);
+	}
+	/* A task's end is counted by the context its worker switches to
+	 * next, and fired timers once the firer has woken every task of its
+	 * batch: both may come just after the awaiter woke. Wait for them. */
+	for (i = 0; i < 1000; i++) {
+		WT_CHECK_EQ(get(&c->after), 0);
+		if (c->after.tasks_finished - c->before.tasks_finished >=
+			    N_TASKS &&
+		    c->after.timers_fired - c->before.timers_fired >= N_TASKS)
+			break;
+		weft_sleep_ms(1);
+	}
+	c->per_worker_spawned = 0;
+	for (i = 0; i < c->after.workers; i++) {
+		struct weft_metrics w;
+
+		memset(&w, 0, sizeof(w));
+		w.size = sizeof(w);
+		WT_CHECK_EQ(weft_metrics_worker(NULL, i, &w), 0);
+		WT_CHECK_EQ(w.inject_depth, 0);
+		WT_CHECK_EQ(w.stalls, 0);
+		c->per_worker_spawned += w.tasks_spawned;
+	}
+	for (i = 0; i < N_TASKS; i++) {
+		close(sv[i][0]);
+		close(sv[i][1]);
+	}
+	return NULL;
+}
+
+Test(metrics, counts_match_a_known_workload, .timeout = WT_TIMEOUT(30))
+{
+	struct counts c;
+	const struct weft_metrics *a = &c.after, *b = &c.before;
+	uint64_t sub, done;
+	unsigned k;
+
+	wt_run(workload_main, &c, 2);
+	cr_assert_eq(a->size, sizeof(*a));
+	cr_assert_eq(a->workers, 2);
+	cr_assert_eq(a->tasks_spawned - b->tasks_spawned, N_TASKS);
+	cr_assert_eq(a->tasks_finished - b->tasks_finished, N_TASKS);
+	/* main was spawned from outside the workers' counts. */
+	cr_assert_eq(c.per_worker_spawned, a->tasks_spawned - 1);
+	cr_assert_geq(a->switches - b->switches, N_TASKS * N_YIELDS);
+	cr_assert_geq(a->timers_armed - b->timers_armed, N_TASKS);
+	cr_assert_geq(a->timers_fired - b->timers_fired, N_TASKS);
+	cr_assert_leq(a->timers_fired, a->timers_armed);
+	cr_assert_eq(a->io_submitted[WEFT_IO_RECV] -
+			     b->io_submitted[WEFT_IO_RECV],
+		     N_TASKS);
+	cr_assert_eq(a->io_completed[WEFT_IO_RECV] -
+			     b->io_completed[WEFT_IO_RECV],
+		     N_TASKS);
+	for (k = 0; k < WEFT_IO_KINDS; k++)
+		if (k != WEFT_IO_RECV)
+			cr_assert_eq(a->io_completed[k], b->io_completed[k],
+				     "kind %u", k);
+	sub = io_sum(a->io_submitted, WEFT_IO_KINDS);
+	done = io_sum(a->io_completed, WEFT_IO_KINDS);
+	cr_assert_eq(sub, done);
+	cr_assert_eq(io_sum(a->io_latency, WEFT_METRICS_IO_BUCKETS), done);
+	cr_assert_gt(a->io_latency_sum_ns, 0);
+	cr_assert_gt(a->busy_ns, 0);
+	cr_assert_leq(a->busy_ns, 2 * a->uptime_ns);
+	cr_assert_eq(a->stalls, 0);
+	cr_assert_eq(a->local_depth, 0);
+}
+
+/* ---- arguments -------------------------------------------------------------- */
+
+static void *from_pool(void *arg)
+{
+	struct weft_metrics *m = arg;
+
+	memset(m, 0, sizeof(*m));
+	m->size = sizeof(*m);
+	return (void *)(intptr_t)weft_metrics(NULL, m);
+}
+
+static void *args_main(void *arg)
+{
+	struct weft_metrics m;
+	void *res = NULL;
+
+	(void)arg;
+	WT_CHECK_EQ(weft_metrics(NULL, NULL), -EINVAL);
+	memset(&m, 0, sizeof(m));
+	m.size = sizeof(m) - 1;
+	WT_CHECK_EQ(weft_metrics(NULL, &m), -EINVAL);
+	m.size = sizeof(m) + 64; /* a newer caller: gets what there is */
+	WT_CHECK_EQ(weft_metrics(NULL, &m), 0);
+	WT_CHECK_EQ(m.size, sizeof(m));
+	WT_CHECK_EQ(m.workers, 2);
+	m.size = sizeof(m);
+	WT_CHECK_EQ(weft_metrics_worker(NULL, 2, &m), -EINVAL);
+	WT_CHECK_EQ(weft_metrics_worker(NULL, 1, &m), 0);
+	WT_CHECK_EQ(weft_metrics_worker(weft_runtime_self(), 0, &m), 0);
+	/* From the blocking pool, NULL is the pool's runtime. */
+	m.workers = 0;
+	WT_CHECK_EQ(weft_run_blocking(from_pool, &m, &res), 0);
+	WT_CHECK_EQ((intptr_t)res, 0);
+	WT_CHECK_EQ(m.workers, 2);
+	return NULL;
+}
+
+Test(metrics, bad_arguments_are_refused, .timeout = WT_TIMEOUT(10))
+{
+	struct weft_metrics m;
+
+	memset(&m, 0, sizeof(m));
+	m.size = sizeof(m);
+	cr_assert_eq(weft_metrics(NULL, &m), -EPERM);
+	cr_assert_eq(weft_metrics_worker(NULL, 0, &m), -EPERM);
+	wt_run(args_main, NULL, 2);
+}
+
+/* ---- a foreign thread reads while tasks run ------------------------------- */
+
+struct reader {
+	weft_runtime *rt;
+	atomic_int stop;
+	atomic_int reads;
+	atomic_int bad;
+};
+
+static void *reader_thread(void *arg)
+{
+	struct reader *r = arg;
+	struct weft_metrics prev, m, w;
+
+	memset(&prev, 0, sizeof(prev));
+	while (!atomic_load(&r->stop)) {
+		memset(&m, 0, sizeof(m));
+		m.size = sizeof(m);
+		/* Counters only grow. */
+		if (weft_metrics(r->rt, &m) != 0 ||
+		    m.tasks_spawned < prev.tasks_spawned ||
+		    m.tasks_finished < prev.tasks_finished ||
+		    m.switches < prev.switches ||
+		    m.timers_armed < prev.timers_armed ||
+		    m.io_latency_sum_ns < prev.io_latency_sum_ns)
+			atomic_fetch_add(&r->bad, 1);
+		memset(&w, 0, sizeof(w));
+		w.size = sizeof(w);
+		if (weft_metrics_worker(r->rt, 1, &w) != 0)
+			atomic_fetch_add(&r->bad, 1);
+		prev = m;
+		atomic_fetch_add(&r->reads, 1);
+	}
+	return NULL;
+}
+
+static void *busy_task(void *arg)
+{
+	int i;
+
+	(void)arg;
+	for (i = 0; i < 200; i++) {
+		weft_yield();
+		if (i % 50 == 0)
+			weft_sleep_ms(1);
+	}
+	return NULL;
+}
+
+static void *foreign_main(void *arg)
+{
+	struct reader *r = arg;
+	pthread_t th;
+	unsigned i;
+
+	r->rt = weft_runtime_self();
+	WT_CHECK_EQ(pthread_create(&th, NULL, reader_thread, r), 0);
+	for (i = 0; i < 20; i++) {
+		weft_task *t[8];
+		unsigned j;
+
+		for (j = 0; j < 8; j++)
+			t[j] = weft_spawn(busy_task, NULL);
+		for (j = 0; j < 8; j++) {
+			WT_CHECK_EQ(weft_await(t[j], NULL), 0);
+			weft_task_release(t[j]);
+		}
+	}
+	while (atomic_load(&r->reads) < 10)
+		weft_sleep_ms(1);
+	atomic_store(&r->stop, 1);
+	pthread_join(th, NULL); /* it has stopped looping: at once */
+	return NULL;
+}
+
+Test(metrics, readable_from_a_foreign_thread_while_tasks_run,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct reader r = { 0 };
+
+	wt_run(foreign_main, &r, 2);
+	cr_assert_gt(atomic_load(&r.reads), 0);
+	cr_assert_eq(atomic_load(&r.bad), 0);
+}
+
+#else /* WT_METRICS_OFF */
+
+static void *off_main(void *arg)
+{
+	struct weft_metrics m = { .size = sizeof(m) };
+
+	(void)arg;
+	WT_CHECK_EQ(weft_metrics(NULL, &m), -ENOTSUP);
+	WT_CHECK_EQ(weft_metrics_worker(NULL, 0, &m), -ENOTSUP);
+	return NULL;
+}
+
+Test(metrics, compiled_out_says_enotsup, .timeout = WT_TIMEOUT(10))
+{
+	wt_run(off_main, NULL, 2);
+}
+
+#endif /* WT_METRICS_OFF */
+
+/* ---- stall reports ------------------------------------------------------- */
+
+/* Exported (the suite links with -rdynamic) so backtrace_symbols names
+ * it; noinline so that it is a frame of its own. */
+__attribute__((noinline)) void wt_stall_spin_here(uint64_t ns);
+__attribute__((noinline)) void wt_stall_spin_here(uint64_t ns)
+{
+	uint64_t end = weft_now() + ns;
+	volatile unsigned long x = 0;
+
+	while (weft_now() < end)
+		x++;
+	__asm__ volatile("" ::: "memory");
+}
+
+static void *spinner(void *arg)
+{
+	uint64_t ns = *(uint64_t *)arg, end;
+
+	if (ns) {
+		wt_stall_spin_here(ns);
+		return NULL;
+	}
+	/* 0: 300 ms of 1 ms slices that suspend between them. */
+	end = weft_now() + 300 * WEFT_NSEC_PER_MSEC;
+	while (weft_now() < end) {
+		wt_stall_spin_here(WEFT_NSEC_PER_MSEC);
+		weft_yield();
+	}
+	return NULL;
+}
+
+static void *waiter(void *arg)
+{
+	(void)arg;
+	return NULL;
+}
+
+struct stall_run {
+	uint64_t spin_ns;
+	unsigned expect; /* stall reports to wait for before reading m */
+	struct weft_metrics m;
+};
+
+static void *stall_main(void *arg)
+{
+	struct stall_run *s = arg;
+	struct weft_spawn_opts o = { .name = "spinner",
+				     .flags = WEFT_SPAWN_PINNED };
+	weft_task *t, *q[3];
+	unsigned i;
+
+	WT_CHECK_EQ(weft_spawn_opts(&t, spinner, &s->spin_ns, &o), 0);
+	/* Pinned to the same worker. The last one spawned takes the next
+	 * slot and runs first, when main waits; the spinner and the other
+	 * two wait in the pinned list, in that order: two tasks queued
+	 * behind the spinner while it runs. */
+	for (i = 0; i < 3; i++) {
+		o.name = "behind";
+		WT_CHECK_EQ(weft_spawn_opts(&q[i], waiter, NULL, &o), 0);
+	}
+	WT_CHECK_EQ(weft_await(t, NULL), 0);
+	weft_task_release(t);
+	for (i = 0; i < 3; i++) {
+		WT_CHECK_EQ(weft_await(q[i], NULL), 0);
+		weft_task_release(q[i]);
+	}
+#ifndef WT_METRICS_OFF
+	/* The watchdog counts a report as it makes it, which may be after
+	 * the spinner has ended: give it a while. */
+	for (i = 0; i < 2000; i++) {
+		memset(&s->m, 0, sizeof(s->m));
+		s->m.size = sizeof(s->m);
+		WT_CHECK_EQ(weft_metrics(NULL, &s->m), 0);
+		if (s->m.stalls >= s->expect)
+			break;
+		weft_sleep_ms(1);
+	}
+#endif
+	return NULL;
+}
+
+/* Runs stall_main with stderr in a file; returns what was written there
+ * (malloc'd). */
+static char *run_capturing(unsigned stall_ms, const char *env,
+			   struct stall_run *s)
+{
+	char path[] = "/tmp/weft-stall-XXXXXX";
+	struct weft_config cfg;
+	int fd = mkstemp(path), saved;
+	char *buf;
+	off_t n;
+
+	cr_assert_geq(fd, 0);
+	unlink(path);
+	if (env)
+		setenv("WEFT_STALL_MS", env, 1);
+	else
+		unsetenv("WEFT_STALL_MS");
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.workers = 2;
+	cfg.stall_ms = stall_ms;
+	fflush(stderr);
+	saved = dup(2);
+	dup2(fd, 2);
+	wt_run_cfg(stall_main, s, &cfg);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	n = lseek(fd, 0, SEEK_END);
+	buf = calloc(1, (size_t)n + 1);
+	cr_assert(buf);
+	cr_assert_eq(pread(fd, buf, (size_t)n, 0), n);
+	close(fd);
+	fprintf(stderr, "%s", buf); /* for the test log */
+	return buf;
+}
+
+/* The stall count, where metrics are built in. */
+static void stalls_are(const struct stall_run *s, uint64_t n)
+{
+#ifndef WT_METRICS_OFF
+	cr_assert_eq(s->m.stalls, n);
+#else
+	(void)s;
+	(void)n;
+#endif
+}
+
+static unsigned count_of(const char *hay, const char *needle)
+{
+	unsigned n = 0;
+
+	while ((hay = strstr(hay, needle))) {
+		n++;
+		hay += strlen(needle);
+	}
+	return n;
+}
+
+Test(stall, a_spinning_task_is_reported_once_with_its_frames,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct stall_run s = { .spin_ns = 300 * WEFT_NSEC_PER_MSEC,
+			       .expect = 1 };
+	char *out = run_capturing(50, NULL, &s);
+	const char *w;
+
+	cr_assert_eq(count_of(out, "weft: stall: task \"spinner\""), 1,
+		     "want one report:\n%s", out);
+	cr_assert_eq(count_of(out, "weft: stall: task"), 1, "%s", out);
+	w = strstr(out, "on worker ");
+	cr_assert(w && (w[10] == '0' || w[10] == '1'), "%s", out);
+	cr_assert(strstr(out, "stall_ms 50"), "%s", out);
+	cr_assert(strstr(out, "2 tasks queued behind it"), "%s", out);
+	cr_assert(strstr(out, "wt_stall_spin_here"),
+		  "no frame of the spinning function:\n%s", out);
+	stalls_are(&s, 1);
+	free(out);
+}
+
+Test(stall, off_unless_asked, .timeout = WT_TIMEOUT(30))
+{
+	struct stall_run s = { .spin_ns = 300 * WEFT_NSEC_PER_MSEC };
+	char *out;
+
+	out = run_capturing(0, NULL, &s);
+	cr_assert_eq(count_of(out, "weft: stall"), 0, "%s", out);
+	stalls_are(&s, 0);
+	free(out);
+	out = run_capturing(WEFT_STALL_OFF, "50", &s);
+	cr_assert_eq(count_of(out, "weft: stall"), 0, "%s", out);
+	free(out);
+	/* The environment turns it on for a program that set nothing. */
+	s.expect = 1;
+	out = run_capturing(0, "50", &s);
+	cr_assert_eq(count_of(out, "weft: stall: task \"spinner\""), 1, "%s",
+		     out);
+	stalls_are(&s, 1);
+	free(out);
+}
+
+Test(stall, tasks_that_suspend_are_not_reported, .timeout = WT_TIMEOUT(30))
+{
+	struct stall_run s = { .spin_ns = 0 };
+	/* 50 ms: a loaded machine may take a worker's CPU for a while. */
+	char *out = run_capturing(50, NULL, &s);
+
+	cr_assert_eq(count_of(out, "weft: stall"), 0, "%s", out);
+	free(out);
+}
