@@ -19,6 +19,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base.h"
 #include "runtime.h"
@@ -73,14 +74,13 @@ void weft__stream_uncount(struct weft__worker *w)
 	atomic_fetch_sub_explicit(&w->ring.nstreams, 1, memory_order_relaxed);
 }
 
-struct weft__stream *weft__stream_new(struct weft__worker *w, int fd,
-				      bool counted)
+/* A record for a new stream of w's current task on fd: from the free
+ * list, else allocated; NULL if there is no memory. */
+static struct weft__stream *stream_alloc(struct weft__worker *w, int fd,
+					 bool counted)
 {
-	struct weft__pbuf *p = weft__pbuf_get(w);
 	struct weft__stream *s = w->ring.streams_free;
 
-	if (!p)
-		return NULL;
 	if (s)
 		list_del(&w->ring.streams_free, s);
 	else if (!(s = malloc(sizeof(*s))))
@@ -88,7 +88,6 @@ struct weft__stream *weft__stream_new(struct weft__worker *w, int fd,
 	memset(s, 0, sizeof(*s));
 	s->magic = WEFT__STREAM_MAGIC;
 	s->w = w;
-	s->p = p;
 	s->task = w->current;
 	s->fd = fd;
 	list_add(&w->ring.streams, s);
@@ -96,6 +95,93 @@ struct weft__stream *weft__stream_new(struct weft__worker *w, int fd,
 		atomic_fetch_add_explicit(&w->ring.nstreams, 1,
 					  memory_order_relaxed);
 	return s;
+}
+
+struct weft__stream *weft__stream_new(struct weft__worker *w, int fd,
+				      bool counted)
+{
+	struct weft__pbuf *p = weft__pbuf_get(w);
+	struct weft__stream *s;
+
+	if (!p || !(s = stream_alloc(w, fd, counted)))
+		return NULL;
+	s->p = p;
+	return s;
+}
+
+/* The queue starts with room for the bound, so that completions, which
+ * arrive under cq_lock, allocate only for what comes after a stop. */
+static unsigned fd_cap_for(unsigned bound)
+{
+	unsigned cap = 8;
+
+	while (cap < bound)
+		cap <<= 1;
+	return cap;
+}
+
+struct weft__stream *weft__stream_new_accept(struct weft__worker *w, int fd,
+					     bool counted, unsigned bound)
+{
+	unsigned cap = fd_cap_for(bound);
+	int *fds = malloc(cap * sizeof(*fds));
+	struct weft__stream *s;
+
+	if (!fds)
+		return NULL;
+	if (!(s = stream_alloc(w, fd, counted))) {
+		free(fds);
+		return NULL;
+	}
+	s->magic = WEFT__LISTENER_MAGIC;
+	s->accept = true;
+	s->bound = bound;
+	s->fds = fds;
+	s->fd_cap = cap;
+	return s;
+}
+
+int weft__stream_fd_pop(struct weft__stream *s)
+{
+	int fd;
+
+	if (!s->fd_n)
+		return -1;
+	fd = s->fds[s->fd_head];
+	s->fd_head = (s->fd_head + 1) & (s->fd_cap - 1);
+	s->fd_n--;
+	return fd;
+}
+
+/* Queues an accepted descriptor; false if the queue had to grow and
+ * there was no memory. */
+static bool fd_push(struct weft__stream *s, int fd)
+{
+	if (s->fd_n == s->fd_cap) {
+		unsigned cap = s->fd_cap * 2;
+		int *fds = malloc(cap * sizeof(*fds));
+
+		if (!fds)
+			return false;
+		for (unsigned i = 0; i < s->fd_n; i++)
+			fds[i] = s->fds[(s->fd_head + i) & (s->fd_cap - 1)];
+		free(s->fds);
+		s->fds = fds;
+		s->fd_cap = cap;
+		s->fd_head = 0;
+	}
+	s->fds[(s->fd_head + s->fd_n) & (s->fd_cap - 1)] = fd;
+	s->fd_n++;
+	return true;
+}
+
+/* Closes what the queue holds: the connections nobody will take. */
+static void fd_close_all(struct weft__stream *s)
+{
+	int fd;
+
+	while ((fd = weft__stream_fd_pop(s)) >= 0)
+		close(fd);
 }
 
 /* Test hook, debug builds only: WEFT_DEBUG_NO_MULTISHOT=1 makes every
@@ -124,26 +210,54 @@ int weft__stream_arm(struct weft__stream *s)
 {
 	struct io_uring_sqe *sqe;
 
-	weft__pbuf_refill(s->p);
+	if (!s->accept)
+		weft__pbuf_refill(s->p);
 	sqe = weft__ring_sqe(s->w);
 	if (!sqe)
 		return atomic_load_explicit(&s->w->rt->fatal,
 					    memory_order_relaxed);
-	io_uring_prep_recv_multishot(sqe, s->fd, NULL, 0, 0);
+	if (s->accept) {
+		/* Plain descriptors, not direct ones: tasks move between
+		 * rings, where a direct descriptor means nothing. No
+		 * address: one buffer would serve every completion; the
+		 * taker asks getpeername(2). */
+		io_uring_prep_multishot_accept(sqe, s->fd, NULL, NULL,
+					       SOCK_CLOEXEC);
+	} else {
+		io_uring_prep_recv_multishot(sqe, s->fd, NULL, 0, 0);
+		sqe->flags |= IOSQE_BUFFER_SELECT;
+		sqe->buf_group = WEFT__PBUF_GROUP;
+	}
+	/* For both, multishot is a flag in ioprio that older kernels refuse
+	 * with -EINVAL, as they refuse this unknown one. */
 	if (weft__unlikely(debug_no_multishot()))
-		sqe->ioprio = 0x8000; /* no such flag: -EINVAL */
-	sqe->flags |= IOSQE_BUFFER_SELECT;
-	sqe->buf_group = WEFT__PBUF_GROUP;
+		sqe->ioprio |= 0x8000;
 	weft__ring_multi_start(s->w, &s->op, sqe);
 	s->armed = true;
 	s->got = false;
 	s->starved = false;
+	s->stopping = false;
 	return 0;
+}
+
+void weft__stream_stop(struct weft__worker *w)
+{
+	struct weft__stream *s;
+
+	while ((s = w->ring.stops) != NULL) {
+		w->ring.stops = s->stop_next;
+		s->stop_next = NULL;
+		/* Still armed: the request did not end in the same batch. */
+		if (s->armed && !s->closing)
+			weft__ring_multi_cancel(w, &s->op);
+	}
 }
 
 /* Off the open list, onto the free one (magic already 0). */
 static void stream_free(struct weft__stream *s)
 {
+	free(s->fds);
+	s->fds = NULL;
 	list_del(&s->w->ring.streams, s);
 	list_add(&s->w->ring.streams_free, s);
 }
@@ -155,8 +269,11 @@ void weft__stream_close(struct weft__stream *s)
 
 	s->magic = 0;
 	weft__stream_uncount(s->w);
-	while ((id = weft__pbuf_q_pop(s->p, &s->q, &len)) >= 0)
-		weft__pbuf_give(s->p, (unsigned)id);
+	if (s->accept)
+		fd_close_all(s);
+	else
+		while ((id = weft__pbuf_q_pop(s->p, &s->q, &len)) >= 0)
+			weft__pbuf_give(s->p, (unsigned)id);
 	if (s->armed) {
 		s->closing = true;
 		weft__ring_multi_cancel(s->w, &s->op);
@@ -171,15 +288,54 @@ void weft__stream_close_task(struct weft__worker *w, struct weft__tcb *t)
 
 	for (s = w->ring.streams; s; s = next) {
 		next = s->next; /* a close may move s to the free list */
-		if (s->task == t && s->magic == WEFT__STREAM_MAGIC)
+		if (s->task == t && (s->magic == WEFT__STREAM_MAGIC ||
+				     s->magic == WEFT__LISTENER_MAGIC))
 			weft__stream_close(s);
 	}
+}
+
+/* An accept stream's completion (see weft__stream_cqe()). */
+static struct weft__tcb *accept_cqe(struct weft__stream *s, int res,
+				    unsigned flags, bool draining)
+{
+	bool first = !s->got;
+
+	s->got = true;
+	if (res >= 0) {
+		/* A connection nobody will take (closed, shutdown), or no
+		 * memory to queue it: closed, so no descriptor leaks; the
+		 * peer sees its connection reset. */
+		if (s->closing || draining || !fd_push(s, res))
+			close(res);
+		else if (s->fd_n >= s->bound && !s->stopping &&
+			 (flags & IORING_CQE_F_MORE)) {
+			s->stopping = true;
+			s->stop_next = s->w->ring.stops;
+			s->w->ring.stops = s;
+		}
+	} else if (res != -ECANCELED) {
+		if (res == -EINVAL && first && !(flags & IORING_CQE_F_MORE))
+			s->single = true; /* multishot refused (before 5.19) */
+		else if (!s->closing)
+			s->err = res; /* for the next call, once */
+	}
+	if (!(flags & IORING_CQE_F_MORE)) {
+		s->armed = false;
+		if (s->closing) {
+			stream_free(s);
+			return NULL;
+		}
+	}
+	return s->waiting && !draining ? s->task : NULL;
 }
 
 struct weft__tcb *weft__stream_cqe(struct weft__stream *s, int res,
 				   unsigned flags, bool draining)
 {
 	bool first = !s->got;
+
+	if (s->accept)
+		return accept_cqe(s, res, flags, draining);
 
 	s->got = true;
 	if (flags & IORING_CQE_F_BUFFER) {
@@ -216,6 +372,9 @@ void weft__stream_fini(struct weft__worker *w)
 
 	while ((s = w->ring.streams)) {
 		list_del(&w->ring.streams, s);
+		if (s->accept)
+			fd_close_all(s);
+		free(s->fds);
 		free(s);
 	}
 	while ((s = w->ring.streams_free)) {
