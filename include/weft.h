@@ -646,11 +646,11 @@ WEFT_API int weft_stream_close(weft_stream *s);
  * the listener stops accepting: later connections wait in the kernel's
  * listen backlog (listen(2)), as they would for a program that does not
  * call accept, and the listener accepts again once the queue is down to
- * half. (A few connections the kernel accepted before the stop took
- * effect are queued beyond the bound, never dropped.) The task is pinned
- * as for a stream (weft_stream_open(), which says where and how long; a
- * listener counts as a stream there), and a listener still open when its
- * task ends is closed then. 0, or -EPERM (not in a task), -EINVAL (out
+ * half. (Connections the kernel had already accepted when the queue
+ * filled, in a burst, are queued beyond the bound, never dropped.) The
+ * task is pinned as for a stream (weft_stream_open(), which says where
+ * and how long; a listener counts as a stream there), and a listener
+ * still open when its task ends is closed then. 0, or -EPERM (not in a task), -EINVAL (out
  * NULL, fd < 0, backlog too large), -ENOMEM.
  * weft_listener_accept(): the next connection, as weft_accept() gives it
  * (the descriptor is the caller's, close-on-exec; flags: SOCK_NONBLOCK,
