@@ -569,12 +569,13 @@ static void reap(struct weft__worker *w)
 		}
 		io_uring_cq_advance(&w->ring.uring, n);
 		weft__spin_unlock(&w->ring.cq_lock);
-		/* Accept streams that filled their queue: their cancel takes
-		 * an SQE, which may reap (a nested call, which finds the list
-		 * as it left it), so only now. No task ran since they were
-		 * listed: each is still the stream that filled. */
-		if (weft__unlikely(w->ring.stops != NULL))
-			weft__stream_stop(w);
+		/* Accept streams to stop or arm again: that takes an SQE,
+		 * which may reap (a nested call, which takes over the list
+		 * as it finds it), so only now. No task ran since they were
+		 * listed: each is still the stream that was listed (closed
+		 * ones are skipped, records are type-stable). */
+		if (weft__unlikely(w->ring.settle != NULL))
+			weft__stream_settle(w);
 		for (i = 0; i < nwake; i++)
 			weft__task_wake(wake[i]);
 		if (!n)

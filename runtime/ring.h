@@ -93,10 +93,11 @@ struct weft__ring {
 	/* Receive streams (stream.c): open ones, and records kept for
 	 * reuse; the owner's. */
 	struct weft__stream *streams, *streams_free;
-	/* Accept streams whose queue filled in this reap, to be stopped once
-	 * cq_lock is dropped (stream.h); the owner's alone (a rescuer sets
-	 * multishot completions aside, it never lists). */
-	struct weft__stream *stops;
+	/* Accept streams whose arming is to change after this reap (stopped
+	 * or armed again), once cq_lock is dropped (stream.h); the owner's
+	 * alone (a rescuer sets multishot completions aside, it never
+	 * lists). */
+	struct weft__stream *settle;
 	/* How many are open, counting those on their way here (placed,
 	 * weft__stream_place()): any worker, atomically; a hint. */
 	atomic_uint nstreams;

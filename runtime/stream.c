@@ -240,16 +240,28 @@ int weft__stream_arm(struct weft__stream *s)
 	return 0;
 }
 
-void weft__stream_stop(struct weft__worker *w)
+void weft__stream_settle(struct weft__worker *w)
 {
 	struct weft__stream *s;
 
-	while ((s = w->ring.stops) != NULL) {
-		w->ring.stops = s->stop_next;
-		s->stop_next = NULL;
-		/* Still armed: the request did not end in the same batch. */
-		if (s->armed && !s->closing)
+	while ((s = w->ring.settle) != NULL) {
+		w->ring.settle = s->settle_next;
+		s->listed = false;
+		if (s->closing || s->magic != WEFT__LISTENER_MAGIC)
+			continue;
+		if (s->armed && s->fd_n >= s->bound) {
+			/* The queue filled, and the request goes on. */
+			s->stopping = true;
 			weft__ring_multi_cancel(w, &s->op);
+		} else if (!s->armed && !s->single && !s->err &&
+			   s->fd_n <= s->bound / 2) {
+			/* Stopped (or ended by an overflowing CQ) with room
+			 * again, taken while the stop was on its way: armed
+			 * here, or the connections would wait in the kernel
+			 * until the queue is empty. A failed arming (the ring
+			 * failed for good) leaves it to the next call. */
+			(void)weft__stream_arm(s);
+		}
 	}
 }
 
@@ -294,6 +306,17 @@ void weft__stream_close_task(struct weft__worker *w, struct weft__tcb *t)
 	}
 }
 
+/* s's arming is to change (stop or arm again), once reap() has dropped
+ * cq_lock (weft__stream_settle()). */
+static void settle_later(struct weft__stream *s)
+{
+	if (s->listed)
+		return;
+	s->listed = true;
+	s->settle_next = s->w->ring.settle;
+	s->w->ring.settle = s;
+}
+
 /* An accept stream's completion (see weft__stream_cqe()). */
 static struct weft__tcb *accept_cqe(struct weft__stream *s, int res,
 				    unsigned flags, bool draining)
@@ -308,11 +331,8 @@ static struct weft__tcb *accept_cqe(struct weft__stream *s, int res,
 		if (s->closing || draining || !fd_push(s, res))
 			close(res);
 		else if (s->fd_n >= s->bound && !s->stopping &&
-			 (flags & IORING_CQE_F_MORE)) {
-			s->stopping = true;
-			s->stop_next = s->w->ring.stops;
-			s->w->ring.stops = s;
-		}
+			 (flags & IORING_CQE_F_MORE))
+			settle_later(s);
 	} else if (res != -ECANCELED) {
 		if (res == -EINVAL && first && !(flags & IORING_CQE_F_MORE))
 			s->single = true; /* multishot refused (before 5.19) */
@@ -325,6 +345,9 @@ static struct weft__tcb *accept_cqe(struct weft__stream *s, int res,
 			stream_free(s);
 			return NULL;
 		}
+		if (!draining && !s->single && !s->err &&
+		    s->fd_n <= s->bound / 2)
+			settle_later(s);
 	}
 	return s->waiting && !draining ? s->task : NULL;
 }

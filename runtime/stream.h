@@ -17,12 +17,14 @@
  * listening socket: one multishot accept stays armed, and each completion
  * is a new descriptor, queued in the record (fds) instead of a buffer.
  * The queue is bounded: a completion that fills it to `bound` puts the
- * record on the ring's stop list (ring.h), and reap() cancels the request
- * once cq_lock is dropped (a cancel takes an SQE, and a full SQ reaps,
- * which takes cq_lock again). Connections the kernel accepted before the
- * cancel took effect are still queued (the queue grows for them): none is
- * lost. Later connections wait in the kernel's listen backlog until the
- * task has taken the queue down to half the bound and arms again.
+ * record on the ring's settle list (ring.h), and reap() cancels the
+ * request once cq_lock is dropped (a cancel takes an SQE, and a full SQ
+ * reaps, which takes cq_lock again). Connections the kernel accepted
+ * before the cancel took effect are still queued (the queue grows for
+ * them): none is lost. Later connections wait in the kernel's listen
+ * backlog until the queue is down to half the bound, when it is armed
+ * again: by the task's take, or, if the request ended after that take,
+ * by reap() from the settle list the same way.
  */
 #ifndef WEFT_STREAM_H
 #define WEFT_STREAM_H
@@ -60,14 +62,15 @@ struct weft__stream {
 	 * fd_cap (a power of two) from fd_head; at most `bound` while armed,
 	 * plus what the kernel accepted before a stop took effect. */
 	bool accept;
-	bool stopping;     /* the queue reached bound: stopped, or on the
-			      ring's stop list to be (ring.stops) */
+	bool stopping;     /* the queue reached bound: the request is being
+			      cancelled (cleared by the next arming) */
+	bool listed;       /* on the ring's settle list (ring.settle) */
 	int err;           /* an accept's error, returned once after the
 			      queue (the next call arms again) */
 	unsigned bound;
 	unsigned fd_head, fd_n, fd_cap;
 	int *fds;
-	struct weft__stream *stop_next; /* ring.stops */
+	struct weft__stream *settle_next; /* ring.settle */
 	/* The worker's streams, open or free (ring.streams/streams_free). */
 	struct weft__stream *next, *prev;
 };
@@ -92,9 +95,11 @@ struct weft__stream *weft__stream_new_accept(struct weft__worker *w, int fd,
 /* The oldest descriptor an accept stream queued, or -1 if none. w's
  * thread. */
 int weft__stream_fd_pop(struct weft__stream *s);
-/* reap() (ring.c), after it dropped cq_lock: the accept streams whose
- * queue filled (ring.stops) have their request cancelled. w's thread. */
-void weft__stream_stop(struct weft__worker *w);
+/* reap() (ring.c), after it dropped cq_lock: the accept streams its
+ * completions listed (ring.settle) are stopped (a full queue: the
+ * request cancelled) or armed again (a request ended with the queue at
+ * half or less). w's thread. */
+void weft__stream_settle(struct weft__worker *w);
 /* Arms the multishot receive, or accept for an accept stream (queued;
  * submitted with the next batch): 0,
  * or the ring's fatal error. w's thread. */

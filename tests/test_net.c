@@ -3493,6 +3493,102 @@ Test(net, closing_a_listener_closes_the_connections_it_queued,
 	cr_assert_eq(fd_count(), fds, "descriptors leaked");
 }
 
+/* An accept error (-EMFILE: no descriptor left under RLIMIT_NOFILE) comes
+ * once, after the connection queued before it; the next call accepts
+ * again, and the connection the kernel kept is taken. (The kernel reads
+ * the limit when an accept is prepared: the listener's bound of 1 makes
+ * it stop, and the take of the queued connection arms it again, under
+ * the lowered limit.) */
+static int fd_max(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int max = -1;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.' && atoi(e->d_name) != dirfd(d) &&
+		    atoi(e->d_name) > max)
+			max = atoi(e->d_name);
+	closedir(d);
+	return max;
+}
+
+static void *emfile_main(void *arg)
+{
+	atomic_int seen[3] = { 0 };
+	bool queues = listener_queues();
+	struct sockaddr_storage ss;
+	struct rlimit old, low;
+	int lfd, port, c[3], base, fd = -1, len, holes[64], nholes = 0;
+	uint32_t id = 2;
+	weft_listener *l;
+
+	(void)arg;
+	lfd = weft_tcp_listen("127.0.0.1", 0, 16, 0);
+	if (!WT_CHECK(lfd >= 0))
+		return NULL;
+	port = weft_local_port(lfd);
+	if (!WT_CHECK_EQ(weft_listener_open(&l, lfd, 1), 0))
+		return NULL;
+	base = fd_count();
+	c[0] = id_connect(port, 0);
+	WT_CHECK_EQ(id_take(l, seen, 3), 0); /* armed */
+	c[1] = id_connect(port, 1);
+	WT_CHECK_EQ(queued_reach(base, 2, queues ? 1 : 0), queues ? 1 : 0);
+	weft_sleep(20 * WEFT_NSEC_PER_MSEC); /* the bound: stopped */
+	/* The client's socket first, then no descriptor left. */
+	c[2] = weft_socket(AF_INET, SOCK_STREAM, 0);
+	WT_CHECK(c[2] >= 0);
+	WT_CHECK(getrlimit(RLIMIT_NOFILE, &old) == 0);
+	low = old;
+	low.rlim_cur = (rlim_t)fd_max() + 1;
+	WT_CHECK(setrlimit(RLIMIT_NOFILE, &low) == 0);
+	/* Closed descriptors below the limit are filled too. */
+	while (nholes < 64 && (holes[nholes] = dup(2)) >= 0)
+		nholes++;
+	if (queues) {
+		/* Queued before the error: taken first (its descriptor
+		 * exists already); kept open, so no slot frees. */
+		fd = weft_listener_accept(l, NULL, NULL, 0);
+		WT_CHECK(fd >= 0);
+		atomic_fetch_add(&seen[1], 1);
+	}
+	len = weft_sockaddr(&ss, "127.0.0.1", (uint16_t)port);
+	WT_CHECK(len > 0);
+	WT_CHECK_EQ(weft_connect(c[2], (struct sockaddr *)&ss, (socklen_t)len),
+		    0);
+	WT_CHECK_EQ(send_all(c[2], &id, sizeof(id)), sizeof(id));
+	weft_sleep(20 * WEFT_NSEC_PER_MSEC);
+	WT_CHECK_EQ(weft_listener_accept(l, NULL, NULL, 0), -EMFILE);
+	WT_CHECK(setrlimit(RLIMIT_NOFILE, &old) == 0);
+	while (nholes > 0)
+		close(holes[--nholes]);
+	if (fd >= 0)
+		WT_CHECK_EQ(weft_close(fd), 0);
+	/* Once: the next call accepts again. */
+	for (int i = queues ? 2 : 1; i < 3; i++)
+		WT_CHECK(id_take(l, seen, 3) > 0);
+	for (int i = 0; i < 3; i++)
+		WT_CHECK_EQ(atomic_load(&seen[i]), 1);
+	WT_CHECK_EQ(weft_listener_close(l), 0);
+	for (int i = 0; i < 3; i++)
+		WT_CHECK_EQ(weft_close(c[i]), 0);
+	WT_CHECK_EQ(weft_close(lfd), 0);
+	return NULL;
+}
+
+Test(net, a_listener_returns_an_accept_error_once_after_what_it_queued,
+     .timeout = WT_TIMEOUT(20))
+{
+	int fds = fd_count();
+
+	wt_run(emfile_main, NULL, 1);
+	wt_run(emfile_main, NULL, 2);
+	cr_assert_eq(fd_count(), fds, "descriptors leaked");
+}
+
 /* Misuse is refused; addresses and flags are as weft_accept() gives
  * them; a connection reset by its peer before it is taken is still
  * returned, and its first read says so. */
