@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "base.h"
+#include "mem.h"
 #include "runtime.h"
 #include "stream.h"
 #include "task.h"
@@ -124,13 +125,13 @@ struct weft__stream *weft__stream_new_accept(struct weft__worker *w, int fd,
 					     bool counted, unsigned bound)
 {
 	unsigned cap = fd_cap_for(bound);
-	int *fds = malloc(cap * sizeof(*fds));
+	int *fds = weft__mem_alloc(cap * sizeof(*fds));
 	struct weft__stream *s;
 
 	if (!fds)
 		return NULL;
 	if (!(s = stream_alloc(w, fd, counted))) {
-		free(fds);
+		weft__mem_free(fds);
 		return NULL;
 	}
 	s->magic = WEFT__LISTENER_MAGIC;
@@ -159,13 +160,13 @@ static bool fd_push(struct weft__stream *s, int fd)
 {
 	if (s->fd_n == s->fd_cap) {
 		unsigned cap = s->fd_cap * 2;
-		int *fds = malloc(cap * sizeof(*fds));
+		int *fds = weft__mem_alloc(cap * sizeof(*fds));
 
 		if (!fds)
 			return false;
 		for (unsigned i = 0; i < s->fd_n; i++)
 			fds[i] = s->fds[(s->fd_head + i) & (s->fd_cap - 1)];
-		free(s->fds);
+		weft__mem_free(s->fds);
 		s->fds = fds;
 		s->fd_cap = cap;
 		s->fd_head = 0;
@@ -268,7 +269,7 @@ void weft__stream_settle(struct weft__worker *w)
 /* Off the open list, onto the free one (magic already 0). */
 static void stream_free(struct weft__stream *s)
 {
-	free(s->fds);
+	weft__mem_free(s->fds);
 	s->fds = NULL;
 	list_del(&s->w->ring.streams, s);
 	list_add(&s->w->ring.streams_free, s);
@@ -397,7 +398,7 @@ void weft__stream_fini(struct weft__worker *w)
 		list_del(&w->ring.streams, s);
 		if (s->accept)
 			fd_close_all(s);
-		free(s->fds);
+		weft__mem_free(s->fds);
 		free(s);
 	}
 	while ((s = w->ring.streams_free)) {
