@@ -20,7 +20,8 @@
  *            headers: set in the raw SQE fields; skipped where the kernel
  *            lacks IORING_FEAT_RECVSEND_BUNDLE).
  * --qd N keeps N requests in flight (default 1, as one task's weft_send()
- * does; each request its own buffer). Every mode runs once to warm up,
+ * does; each request its own buffer; bundles at 1 only, since a bundle
+ * takes every buffer the ring holds). Every mode runs once to warm up,
  * then --reps times (default 5); the median is reported as
  *   RESULT liburing send_<mode>_<size> <MiB/s> MiB/s ns_per_msg=...
  *
@@ -169,9 +170,10 @@ static void issue(struct bench *b, enum mode m, unsigned i)
 		break;
 	case M_BUNDLE:
 		br_fill(b, i);
-		/* len caps the bytes: the request takes at most BATCH
-		 * buffers, though more may be in the ring. */
-		io_uring_prep_send(sqe, b->fd, NULL, BATCH * b->size, 0);
+		/* len 0: as many buffers as the ring holds, which is
+		 * BATCH (one request in flight: qd 1 only; a length here
+		 * makes this kernel fail the request with -ENOBUFS). */
+		io_uring_prep_send(sqe, b->fd, NULL, 0, 0);
 		sqe->flags |= IOSQE_BUFFER_SELECT;
 		sqe->buf_group = BGID;
 		sqe->ioprio |= IORING_RECVSEND_BUNDLE;
@@ -291,10 +293,12 @@ static void measure(size_t size, size_t total, unsigned qd, unsigned reps)
 		uint64_t t[64];
 		double mibs, ns_msg;
 
-		if (m == M_BUNDLE && !b.bundles) {
-			printf("SKIP liburing send_%s_%zu: the kernel has no "
-			       "IORING_FEAT_RECVSEND_BUNDLE\n",
-			       mode_name[m], size);
+		if (m == M_BUNDLE && (!b.bundles || qd != 1)) {
+			printf("SKIP liburing send_%s_%zu: %s\n", mode_name[m],
+			       size,
+			       qd != 1 ? "bundles at qd 1 only"
+				       : "the kernel has no "
+					 "IORING_FEAT_RECVSEND_BUNDLE");
 			continue;
 		}
 		run(&b, m, total / 4); /* warm-up */
