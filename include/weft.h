@@ -666,7 +666,9 @@ WEFT_API int weft_stream_close(weft_stream *s);
  * waits for the next call.
  * weft_listener_close(): stops accepting; connections accepted and not
  * taken are closed (their peers see a reset or end of stream). 0, or
- * -EINVAL for a listener closed already, -EPERM from another task.
+ * -EINVAL for a listener closed already, -EPERM from another task. The
+ * same happens to the queue of a listener whose task is dropped at
+ * shutdown: descriptors never handed to the program are weft's to close.
  * On the epoll reactor and where the kernel refuses multishot accept
  * (before 5.19) a listener is a weft_accept() per call, with the same
  * results; nothing is queued then.

@@ -3589,6 +3589,73 @@ Test(net, a_listener_returns_an_accept_error_once_after_what_it_queued,
 	cr_assert_eq(fd_count(), fds, "descriptors leaked");
 }
 
+/* A listener whose task is dropped at shutdown (shielded, no grace),
+ * with connections queued and its accept armed: the runtime ends with
+ * no descriptor of them left open. */
+struct dropped {
+	int lfd, port, base;
+	atomic_int armed;
+};
+
+static void *dropped_task(void *arg)
+{
+	struct dropped *b = arg;
+	atomic_int seen[1] = { 0 };
+	weft_listener *l;
+
+	if (!WT_CHECK_EQ(weft_listener_open(&l, b->lfd, 0), 0))
+		return NULL;
+	WT_CHECK_EQ(id_take(l, seen, 1), 0);
+	atomic_store(&b->armed, 1);
+	weft_shield_begin();
+	weft_sleep(30 * WEFT_NSEC_PER_SEC); /* dropped here */
+	weft_shield_end();
+	return NULL;
+}
+
+static void *dropped_main(void *arg)
+{
+	struct dropped *b = arg;
+	int c[4];
+
+	b->lfd = weft_tcp_listen("127.0.0.1", 0, 16, 0);
+	if (!WT_CHECK(b->lfd >= 0))
+		return NULL;
+	b->port = weft_local_port(b->lfd);
+	b->base = fd_count();
+	WT_CHECK_EQ(weft_spawn_opts(NULL, dropped_task, b,
+				    &(struct weft_spawn_opts){
+					    .flags = WEFT_SPAWN_DETACHED }),
+		    0);
+	c[0] = id_connect(b->port, 0);
+	WT_CHECK(wt_yield_until(&b->armed, 100000000));
+	for (int i = 1; i < 4; i++)
+		c[i] = id_connect(b->port, (uint32_t)i);
+	WT_CHECK_EQ(queued_reach(b->base, 4, listener_queues() ? 3 : 0),
+		    listener_queues() ? 3 : 0);
+	for (int i = 0; i < 4; i++)
+		WT_CHECK_EQ(weft_close(c[i]), 0);
+	WT_CHECK_EQ(weft_close(b->lfd), 0); /* the armed accept holds it */
+	return NULL;
+}
+
+Test(net, a_listener_dropped_at_shutdown_leaves_no_descriptor_open,
+     .timeout = WT_TIMEOUT(20))
+{
+	struct weft_config cfg;
+	struct dropped b;
+	int fds = fd_count();
+
+	for (unsigned w = 1; w <= 2; w++) {
+		memset(&cfg, 0, sizeof(cfg));
+		memset(&b, 0, sizeof(b));
+		cfg.workers = w;
+		cfg.shutdown_grace_ms = -1;
+		wt_run_cfg(dropped_main, &b, &cfg);
+		cr_assert_eq(fd_count(), fds, "descriptors leaked");
+	}
+}
+
 /* Misuse is refused; addresses and flags are as weft_accept() gives
  * them; a connection reset by its peer before it is taken is still
  * returned, and its first read says so. */
