@@ -1,5 +1,6 @@
 /*
- * Receive streams: the reactor's half (stream.h says who runs what).
+ * Receive and accept streams: the reactor's half (stream.h says who runs
+ * what).
  *
  * A stream's life
  *   new (not armed) -> armed by the first weft_stream_recv() that finds
@@ -14,6 +15,17 @@
  *   worker's free list. Stream records are type-stable: they stay stream
  *   records, on the worker's lists, until the worker's ring is closed, so
  *   a second close finds magic 0 and is refused.
+ *
+ * An accept stream's life (a listener, weft_listener_*)
+ *   new -> armed by the first weft_listener_accept() that finds its
+ *   queue empty -> completions, each a new descriptor (queued) -> the
+ *   queue reaches `bound`: listed, and reap() cancels the request (the
+ *   settle list) -> its last completion (-ECANCELED; or an accept error,
+ *   kept in `err` for the next call; or -EINVAL at once: multishot
+ *   refused, `single`) -> armed again once the queue is at half the bound
+ *   or less: by the take that brings it there, or by reap() if the last
+ *   completion came after that take. Descriptors that come while closing
+ *   or draining are closed at once; the close closes the queued ones.
  */
 #include <errno.h>
 #include <stdatomic.h>
@@ -186,9 +198,10 @@ static void fd_close_all(struct weft__stream *s)
 }
 
 /* Test hook, debug builds only: WEFT_DEBUG_NO_MULTISHOT=1 makes every
- * arming a receive with an unknown flag, which the kernel refuses with
- * -EINVAL as a 5.19 kernel refuses IORING_RECV_MULTISHOT, so that tests
- * reach the fallback (`single`). Read once per process. */
+ * arming (receive or accept) carry an unknown flag, which the kernel
+ * refuses with -EINVAL as a 5.19 kernel refuses IORING_RECV_MULTISHOT
+ * (and one before 5.19 IORING_ACCEPT_MULTISHOT), so that tests reach the
+ * fallback (`single`). Read once per process. */
 static bool debug_no_multishot(void)
 {
 #ifndef NDEBUG
