@@ -3175,20 +3175,21 @@ static void *many_main(void *arg)
 	weft_listener *l;
 	int lfd;
 
-	(void)arg;
 	if (!WT_CHECK(m != NULL))
 		return NULL;
 	lfd = weft_tcp_listen("127.0.0.1", 0, 1024, 0);
 	if (!WT_CHECK(lfd >= 0) ||
-	    !WT_CHECK_EQ(weft_listener_open(&l, lfd, 16), 0)) {
+	    !WT_CHECK_EQ(weft_listener_open(&l, lfd,
+					    arg ? (unsigned)(uintptr_t)arg : 16),
+			 0)) {
 		free(m);
 		return NULL;
 	}
 	m->port = weft_local_port(lfd);
 	for (int i = 0; i < MANY_CLIENTS; i++)
 		t[i] = weft_spawn(many_client, m);
-	/* A small bound and bursts of clients: the queue fills, stops and
-	 * is armed again many times over. */
+	/* A small bound (16, or arg) and bursts of clients: the queue
+	 * fills, stops and is armed again many times over. */
 	for (int i = 0; i < MANY_CONNS; i++)
 		if (id_take(l, m->seen, MANY_CONNS) < 0)
 			break;
@@ -3212,6 +3213,8 @@ Test(net, a_listener_accepts_each_of_two_thousand_connections_exactly_once,
 
 	wt_run(many_main, NULL, 1);
 	wt_run(many_main, NULL, 2);
+	/* Bound 1: a stop and an arming for nearly every connection. */
+	wt_run(many_main, (void *)(uintptr_t)1, 2);
 	cr_assert_eq(fd_count(), fds, "descriptors leaked");
 }
 
