@@ -6,7 +6,7 @@
  * threading code here.
  *
  *   echo_server [-p PORT] [-a ADDR] [-w WORKERS] [-n CONNECTIONS]
- *               [-i IDLE_SECONDS] [-r | -l]
+ *               [-i IDLE_SECONDS] [-r | -l] [-A]
  *
  * -p 0 (the default) takes any free port; the line `listening on port N`
  * says which. -n N exits once N connections have been served to
@@ -27,6 +27,11 @@
  * in a buffer of the runtime's (a lease), written back and released. -r
  * receives with weft_recv() into the task's own buffer instead, -l with
  * weft_recv_lease() (a request per message, no buffer while waiting).
+ *
+ * The accept loop takes connections from a listener (weft_listener_open()):
+ * one multishot accept stays armed and queues up to WEFT_LISTENER_BACKLOG
+ * new connections ahead of the loop. -A accepts with weft_accept() instead,
+ * a request per connection.
  *
  *   asyncio:                                  weft:
  *     server = await asyncio.start_server(...)  weft_tcp_listen + accept loop
@@ -51,6 +56,7 @@ static atomic_ulong served;       /* connections finished */
 static uint64_t idle_ns = 60 * WEFT_NSEC_PER_SEC;
 static bool lease;                /* -l */
 static bool stream = true;        /* not -r, not -l */
+static bool plain_accept;         /* -A */
 
 /* One connection: echo until end of stream or an error, then close. */
 static void *conn_main(void *arg)
@@ -92,6 +98,7 @@ static void *amain(void *arg)
 	struct weft_spawn_opts opts = { .name = "echo-conn",
 					.flags = WEFT_SPAWN_DETACHED };
 	unsigned long accepted = 0;
+	weft_listener *ls = NULL;
 	bool stopped = false;
 	int lfd, err = 0;
 
@@ -107,11 +114,18 @@ static void *amain(void *arg)
 			weft_strerror(lfd));
 		return (void *)1;
 	}
+	if (!plain_accept && (err = weft_listener_open(&ls, lfd, 0)) < 0) {
+		fprintf(stderr, "echo_server: listener: %s\n",
+			weft_strerror(err));
+		weft_close(lfd);
+		return (void *)1;
+	}
 	printf("listening on port %d\n", weft_local_port(lfd));
 	fflush(stdout);
 
 	while (limit == 0 || accepted < limit) {
-		int cfd = weft_accept(lfd, NULL, NULL, 0);
+		int cfd = ls ? weft_listener_accept(ls, NULL, NULL, 0)
+			     : weft_accept(lfd, NULL, NULL, 0);
 
 		if (cfd == -ECANCELED) {
 			stopped = true; /* weft_stop(): SIGINT or SIGTERM */
@@ -145,6 +159,8 @@ static void *amain(void *arg)
 		}
 		accepted++;
 	}
+	if (ls)
+		weft_listener_close(ls); /* before the descriptor */
 	weft_close(lfd);
 
 	/* -n: wait for the last connections to be served to completion. */
@@ -161,7 +177,7 @@ static void usage(const char *prog)
 {
 	fprintf(stderr,
 		"usage: %s [-p PORT] [-a ADDR] [-w WORKERS] [-n CONNECTIONS] "
-		"[-i IDLE_SECONDS] [-r | -l]\n",
+		"[-i IDLE_SECONDS] [-r | -l] [-A]\n",
 		prog);
 	exit(2);
 }
@@ -172,7 +188,7 @@ int main(int argc, char **argv)
 	void *res = NULL;
 	int opt, err;
 
-	while ((opt = getopt(argc, argv, "p:a:w:n:i:lrh")) != -1) {
+	while ((opt = getopt(argc, argv, "p:a:w:n:i:lrAh")) != -1) {
 		switch (opt) {
 		case 'p':
 			port = (uint16_t)strtoul(optarg, NULL, 10);
@@ -196,6 +212,9 @@ int main(int argc, char **argv)
 			break;
 		case 'r':
 			stream = false;
+			break;
+		case 'A':
+			plain_accept = true;
 			break;
 		default:
 			usage(argv[0]);

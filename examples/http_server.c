@@ -6,7 +6,7 @@
  * weft_writer gathers them).
  *
  *   http_server [-p PORT] [-a ADDR] [-w WORKERS] [-i IDLE_SECONDS]
- *               [-H HEAD_SECONDS] [-r]
+ *               [-H HEAD_SECONDS] [-r] [-A]
  *
  * What it checks, and nothing more:
  *   - the request line is METHOD SP TARGET SP HTTP/1.x CRLF, and each
@@ -42,6 +42,11 @@
  * read; the bytes are copied from each lease into the connection's buffer
  * (stream_read()). -r receives with weft_recv() straight into that buffer
  * instead.
+ *
+ * The accept loop takes connections from a listener (weft_listener_open()):
+ * one multishot accept stays armed and queues up to WEFT_LISTENER_BACKLOG
+ * new connections ahead of the loop. -A accepts with weft_accept() instead,
+ * a request per connection.
  */
 #define _GNU_SOURCE /* memmem */
 #include <errno.h>
@@ -76,6 +81,7 @@ static const char *addr;
 static uint16_t port;
 static uint64_t idle_ns = 10 * WEFT_NSEC_PER_SEC;
 static bool use_stream = true; /* not -r */
+static bool plain_accept;      /* -A */
 static uint64_t head_ns = 10 * WEFT_NSEC_PER_SEC;
 
 /* ---- parsing ---------------------------------------------------------- */
@@ -603,6 +609,7 @@ static void *amain(void *arg)
 {
 	struct weft_spawn_opts opts = { .name = "http-conn",
 					.flags = WEFT_SPAWN_DETACHED };
+	weft_listener *ls = NULL;
 	int lfd, err = 0;
 
 	(void)arg;
@@ -612,11 +619,18 @@ static void *amain(void *arg)
 			weft_strerror(lfd));
 		return (void *)1;
 	}
+	if (!plain_accept && (err = weft_listener_open(&ls, lfd, 0)) < 0) {
+		fprintf(stderr, "http_server: listener: %s\n",
+			weft_strerror(err));
+		weft_close(lfd);
+		return (void *)1;
+	}
 	printf("listening on port %d\n", weft_local_port(lfd));
 	fflush(stdout);
 
 	for (;;) {
-		int cfd = weft_accept(lfd, NULL, NULL, 0);
+		int cfd = ls ? weft_listener_accept(ls, NULL, NULL, 0)
+			     : weft_accept(lfd, NULL, NULL, 0);
 
 		if (cfd == -ECANCELED)
 			break; /* weft_stop(): SIGINT or SIGTERM */
@@ -653,6 +667,8 @@ static void *amain(void *arg)
 			free(c);
 		}
 	}
+	if (ls)
+		weft_listener_close(ls); /* before the descriptor */
 	weft_close(lfd);
 	return err ? (void *)1 : NULL;
 }
@@ -661,7 +677,7 @@ static void usage(const char *prog)
 {
 	fprintf(stderr,
 		"usage: %s [-p PORT] [-a ADDR] [-w WORKERS] [-i IDLE_SECONDS] "
-		"[-H HEAD_SECONDS] [-r]\n",
+		"[-H HEAD_SECONDS] [-r] [-A]\n",
 		prog);
 	exit(2);
 }
@@ -677,7 +693,7 @@ int main(int argc, char **argv)
 	void *res = NULL;
 	int opt, err;
 
-	while ((opt = getopt(argc, argv, "p:a:w:i:H:rh")) != -1) {
+	while ((opt = getopt(argc, argv, "p:a:w:i:H:rAh")) != -1) {
 		switch (opt) {
 		case 'p':
 			port = (uint16_t)strtoul(optarg, NULL, 10);
@@ -693,6 +709,9 @@ int main(int argc, char **argv)
 			break;
 		case 'r':
 			use_stream = false;
+			break;
+		case 'A':
+			plain_accept = true;
 			break;
 		case 'H':
 			head_ns = seconds(optarg);

@@ -729,6 +729,58 @@ WEFT_API int weft_stream_open(weft_stream **out, int fd);
 WEFT_API ssize_t weft_stream_recv(weft_stream *s, struct weft_lease *lease);
 WEFT_API int weft_stream_close(weft_stream *s);
 
+/*
+ * A listener: accepts on a listening socket ahead of the program, up to a
+ * bound. One multishot accept stays armed in the worker's ring (Linux
+ * 5.19+), so each new connection costs one completion and no new request;
+ * accepted descriptors wait in the listener's queue until
+ * weft_listener_accept() takes them. For accept loops.
+ *
+ * weft_listener_open(): a listener for the calling task on the listening
+ * socket fd (which it does not own: close the listener before the
+ * descriptor; the kernel's request holds the socket open until then),
+ * queueing at most `backlog` accepted connections (0:
+ * WEFT_LISTENER_BACKLOG; at most 65536). Once the queue holds that many,
+ * the listener stops accepting: later connections wait in the kernel's
+ * listen backlog (listen(2)), as they would for a program that does not
+ * call accept, and the listener accepts again once the queue is down to
+ * half. (Connections the kernel had already accepted when the queue
+ * filled, in a burst, are queued beyond the bound, never dropped.) The
+ * task is pinned as for a stream (weft_stream_open(), which says where
+ * and how long; a listener counts as a stream there), and a listener
+ * still open when its task ends is closed then. 0, or -EPERM (not in a task), -EINVAL (out
+ * NULL, fd < 0, backlog too large), -ENOMEM.
+ * weft_listener_accept(): the next connection, as weft_accept() gives it
+ * (the descriptor is the caller's, close-on-exec; flags: SOCK_NONBLOCK,
+ * SOCK_CLOEXEC, else -EINVAL). addr may be NULL; if not, *addrlen is its
+ * size and becomes the address's length, read with getpeername(2) when the
+ * connection is taken: 0 if the peer has reset the connection meanwhile
+ * (the descriptor is still returned; its first read says so). Only the
+ * task that opened the listener may call it (-EPERM otherwise; -EINVAL for
+ * a closed listener). Errors are accept(2)'s, returned once, after the
+ * connections queued before them (the next call accepts again): handle
+ * them as for weft_accept(). Cancellation and deadlines end the wait
+ * (-ECANCELED, -ETIMEDOUT) and lose nothing: a connection accepted later
+ * waits for the next call.
+ * weft_listener_close(): stops accepting; connections accepted and not
+ * taken are closed (their peers see a reset or end of stream). 0, or
+ * -EINVAL for a listener closed already, -EPERM from another task. The
+ * same happens to the queue of a listener whose task is dropped at
+ * shutdown: descriptors never handed to the program are weft's to close.
+ * On the epoll reactor and where the kernel refuses multishot accept
+ * (before 5.19) a listener is a weft_accept() per call, with the same
+ * results; nothing is queued then.
+ */
+#define WEFT_LISTENER_BACKLOG 64u
+
+typedef struct weft_listener weft_listener;
+
+WEFT_API int weft_listener_open(weft_listener **out, int fd,
+				unsigned backlog);
+WEFT_API int weft_listener_accept(weft_listener *l, struct sockaddr *addr,
+				  socklen_t *addrlen, int flags);
+WEFT_API int weft_listener_close(weft_listener *l);
+
 /* Datagram forms, built on weft_recvmsg()/weft_sendmsg(). addr may be
  * NULL; *addrlen is updated on success. */
 WEFT_API ssize_t weft_recvfrom(int fd, void *buf, size_t len, int flags,

@@ -696,13 +696,40 @@ static void stream_unpin(struct weft__tcb *self)
 				      memory_order_relaxed);
 }
 
+/* The first stream (of either kind) pins the task (unless its spawner
+ * did) to the worker with the fewest streams, whichever way the stream
+ * works, so that what weft.h says holds everywhere: connection tasks,
+ * which usually start on their acceptor's worker, spread over the
+ * workers here, since they cannot be stolen later. Pinned to another
+ * worker, the task's yield takes it there (weft__worker_schedule()), and
+ * *w is then that worker. The flags are the task's own, written by it
+ * (wait.h orders them for wakers). Returns whether the task was placed
+ * (the worker's count then holds the stream, weft__stream_place()). */
+static bool stream_pin(struct weft__tcb *self, struct weft__worker **w)
+{
+	unsigned f = weft__task_flags(self);
+	struct weft__worker *to;
+
+	if (self->streams || (f & WEFT__T_PINNED))
+		return false;
+	to = weft__stream_place(*w);
+	self->home = to;
+	atomic_store_explicit(&self->flags,
+			      f | WEFT__T_PINNED | WEFT__T_STREAM_PIN,
+			      memory_order_relaxed);
+	if (to != *w) {
+		weft_yield(); /* to `to`; a cancellation waits */
+		*w = weft__worker_self();
+	}
+	return true;
+}
+
 int weft_stream_open(weft_stream **out, int fd)
 {
 	struct weft__worker *w = weft__worker_self();
 	struct weft__stream *s;
 	struct weft__tcb *self;
-	bool placed = false;
-	unsigned f;
+	bool placed;
 	int err;
 
 	if (!out)
@@ -712,28 +739,7 @@ int weft_stream_open(weft_stream **out, int fd)
 	if (err)
 		return err;
 	self = w->current;
-	/* The first stream pins the task (unless its spawner did) to the
-	 * worker with the fewest streams, whichever way the stream receives,
-	 * so that what weft.h says holds everywhere: connection tasks, which
-	 * usually start on their acceptor's worker, spread over the workers
-	 * here, since they cannot be stolen later. Pinned to another worker,
-	 * the task's yield takes it there (weft__worker_schedule()). The
-	 * flags are the task's own, written by it (wait.h orders them for
-	 * wakers). */
-	f = weft__task_flags(self);
-	if (!self->streams && !(f & WEFT__T_PINNED)) {
-		struct weft__worker *to = weft__stream_place(w);
-
-		placed = true;
-		self->home = to;
-		atomic_store_explicit(&self->flags,
-				      f | WEFT__T_PINNED | WEFT__T_STREAM_PIN,
-				      memory_order_relaxed);
-		if (to != w) {
-			weft_yield(); /* to `to`; a cancellation waits */
-			w = weft__worker_self();
-		}
-	}
+	placed = stream_pin(self, &w);
 	s = weft__stream_new(w, fd, placed);
 	if (!s) {
 		if (placed)
@@ -756,7 +762,9 @@ static bool stream_ready(struct weft__wait *wt)
 {
 	struct weft__stream *s = ((struct stream_waiting *)wt)->s;
 
-	return s->q.head || !s->armed;
+	/* A receive stream's bytes, an accept stream's descriptors or
+	 * error, or the request's end. */
+	return s->q.head || s->fd_n || s->err || !s->armed;
 }
 
 /* Cancelled or timed out: the wait ends; the request goes on. */
@@ -830,6 +838,164 @@ int weft_stream_close(weft_stream *st)
 {
 	struct weft__worker *w = weft__worker_self();
 	struct weft__stream *s = stream_of(st);
+	struct weft__tcb *self;
+
+	if (!s)
+		return -EINVAL;
+	if (!w || w->current != s->task)
+		return -EPERM;
+	self = w->current;
+	weft__stream_close(s);
+	self->streams--;
+	stream_unpin(self);
+	return 0;
+}
+
+/* ---- listeners: accept streams (runtime/stream.h) ------------------------
+ * A weft_listener is a stream record of the accept kind, opened, pinned
+ * and owned as a receive stream is (above): one task, on one worker,
+ * where the multishot accept's completions queue descriptors. A waiting
+ * accept is woken by weft__stream_cqe() through the park protocol; a
+ * cancellation or deadline ends the wait and leaves the request and the
+ * queue as they are, so no accepted connection is lost: the next call
+ * takes it.
+ *
+ * Where there is no multishot accept (the epoll reactor; a kernel before
+ * 5.19, which refuses it at the first arming; the WEFT_DEBUG_NO_MULTISHOT
+ * hook) a listener is `single`: a weft_accept() per call.
+ */
+static struct weft__stream *listener_of(weft_listener *ls)
+{
+	struct weft__stream *s = (struct weft__stream *)(void *)ls;
+
+	return s && s->magic == WEFT__LISTENER_MAGIC ? s : NULL;
+}
+
+int weft_listener_open(weft_listener **out, int fd, unsigned backlog)
+{
+	struct weft__worker *w = weft__worker_self();
+	struct weft__stream *s;
+	struct weft__tcb *self;
+	bool placed;
+	int err;
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	if (fd < 0 || backlog > WEFT__LISTENER_MAX)
+		return -EINVAL;
+	err = call_check(w, true);
+	if (err)
+		return err;
+	self = w->current;
+	placed = stream_pin(self, &w);
+	s = weft__stream_new_accept(w, fd, placed,
+				    backlog ? backlog : WEFT_LISTENER_BACKLOG);
+	if (!s) {
+		if (placed)
+			weft__stream_uncount(w);
+		stream_unpin(self);
+		return -ENOMEM;
+	}
+	self->streams++;
+	s->single = w->ring.epoll;
+	*out = (weft_listener *)(void *)s;
+	return 0;
+}
+
+/* The address of a queued connection, asked of the socket: its accept
+ * wrote none. A peer that has reset the connection since has none any
+ * more (-ENOTCONN): *addrlen is then 0, and the descriptor is still the
+ * caller's, whose first read reports the reset. */
+static void peer_address(int fd, struct sockaddr *addr, socklen_t *addrlen)
+{
+	if (!addr || !addrlen)
+		return;
+	if (getpeername(fd, addr, addrlen) < 0)
+		*addrlen = 0;
+	else
+		filled(addr, (ssize_t)*addrlen);
+}
+
+#define WEFT__LISTENER_FLAGS (SOCK_NONBLOCK | SOCK_CLOEXEC)
+
+static int listener_accept_unmetered(weft_listener *ls, struct sockaddr *addr,
+				     socklen_t *addrlen, int flags)
+{
+	WEFT__KEEP_ERRNO;
+	struct weft__worker *w = weft__worker_self();
+	struct weft__stream *s = listener_of(ls);
+	struct stream_waiting u;
+	int fd, err;
+
+	if (!s || (flags & ~WEFT__LISTENER_FLAGS) || (addr && !addrlen))
+		return -EINVAL;
+	if (!w || w->current != s->task)
+		return -EPERM;
+	weft__assert(s->w == w);
+	err = call_check(w, false);
+	if (err)
+		return err;
+	for (;;) {
+		fd = weft__stream_fd_pop(s);
+		if (fd >= 0) {
+			/* Taken down to half the bound after a stop: armed
+			 * again, so the queue refills while the program
+			 * works through the rest. */
+			if (!s->armed && !s->single && !s->err &&
+			    s->fd_n <= s->bound / 2)
+				(void)weft__stream_arm(s); /* next call sees */
+			if (flags & SOCK_NONBLOCK) {
+				/* Accepted without it; set as accept4 would. */
+				int fl = fcntl(fd, F_GETFL);
+
+				if (fl < 0 ||
+				    fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+					err = -errno;
+					close(fd);
+					return err;
+				}
+			}
+			peer_address(fd, addr, addrlen);
+			return fd;
+		}
+		if (s->err) {
+			err = s->err;
+			s->err = 0;
+			return err;
+		}
+		if (s->single)
+			return accept_unmetered(s->fd, addr, addrlen, flags);
+		if (!s->armed) {
+			err = weft__stream_arm(s);
+			if (err)
+				return err;
+		}
+		u.s = s;
+		weft__wait_init(&u.wt, w, w->current->deadline);
+		s->waiting = true;
+		err = weft__wait(&u.wt, stream_ready, stream_give_up);
+		s->waiting = false;
+		if (err)
+			return err;
+	}
+}
+
+int weft_listener_accept(weft_listener *ls, struct sockaddr *addr,
+			 socklen_t *addrlen, int flags)
+{
+	uint64_t t0 = weft__metrics_io_begin(WEFT_IO_ACCEPT);
+	int r = listener_accept_unmetered(ls, addr, addrlen, flags);
+
+	weft__metrics_io_end(WEFT_IO_ACCEPT, t0);
+	return r;
+}
+
+int weft_listener_close(weft_listener *ls)
+{
+	WEFT__KEEP_ERRNO;
+	struct weft__worker *w = weft__worker_self();
+	struct weft__stream *s = listener_of(ls);
 	struct weft__tcb *self;
 
 	if (!s)

@@ -72,8 +72,9 @@
 /* Requests whose completion nobody waits for (cancellations), and failed
  * MSG_RING completions already handled by weft__ring_wake(). */
 #define WEFT__UD_IGNORE 3u
-/* op | 4: a multishot request's completions (a receive stream's,
- * stream.c); the request goes on while IORING_CQE_F_MORE is set. */
+/* op | 4: a multishot request's completions (a receive or accept
+ * stream's, stream.c); the request goes on while IORING_CQE_F_MORE is
+ * set. */
 #define WEFT__UD_MULTI 4u
 
 /*
@@ -568,6 +569,13 @@ static void reap(struct weft__worker *w)
 		}
 		io_uring_cq_advance(&w->ring.uring, n);
 		weft__spin_unlock(&w->ring.cq_lock);
+		/* Accept streams to stop or arm again: that takes an SQE,
+		 * which may reap (a nested call, which takes over the list
+		 * as it finds it), so only now. No task ran since they were
+		 * listed: each is still the stream that was listed (closed
+		 * ones are skipped, records are type-stable). */
+		if (weft__unlikely(w->ring.settle != NULL))
+			weft__stream_settle(w);
 		for (i = 0; i < nwake; i++)
 			weft__task_wake(wake[i]);
 		if (!n)

@@ -93,6 +93,11 @@ struct weft__ring {
 	/* Receive streams (stream.c): open ones, and records kept for
 	 * reuse; the owner's. */
 	struct weft__stream *streams, *streams_free;
+	/* Accept streams whose arming is to change after this reap (stopped
+	 * or armed again), once cq_lock is dropped (stream.h); the owner's
+	 * alone (a rescuer sets multishot completions aside, it never
+	 * lists). */
+	struct weft__stream *settle;
 	/* How many are open, counting those on their way here (placed,
 	 * weft__stream_place()): any worker, atomically; a hint. */
 	atomic_uint nstreams;
@@ -222,7 +227,7 @@ void weft__ring_op_cancel(struct weft__worker *w, struct weft__op *op);
 int weft__ring_watch(struct weft__worker *w, struct weft__op *op, int fd,
 		     unsigned events, unsigned task_flags);
 bool weft__ring_unwatch(struct weft__worker *w, struct weft__op *op);
-/* A multishot request (a receive stream's, stream.h): op is linked in
+/* A multishot request (a receive or accept stream's, stream.h): op is linked in
  * flight until its last completion (no IORING_CQE_F_MORE); every
  * completion goes to weft__stream_cqe(). multi_cancel asks the kernel to
  * end it. w's thread. */

@@ -1,5 +1,6 @@
 /*
- * Receive streams: the reactor's half (stream.h says who runs what).
+ * Receive and accept streams: the reactor's half (stream.h says who runs
+ * what).
  *
  * A stream's life
  *   new (not armed) -> armed by the first weft_stream_recv() that finds
@@ -14,13 +15,26 @@
  *   worker's free list. Stream records are type-stable: they stay stream
  *   records, on the worker's lists, until the worker's ring is closed, so
  *   a second close finds magic 0 and is refused.
+ *
+ * An accept stream's life (a listener, weft_listener_*)
+ *   new -> armed by the first weft_listener_accept() that finds its
+ *   queue empty -> completions, each a new descriptor (queued) -> the
+ *   queue reaches `bound`: listed, and reap() cancels the request (the
+ *   settle list) -> its last completion (-ECANCELED; or an accept error,
+ *   kept in `err` for the next call; or -EINVAL at once: multishot
+ *   refused, `single`) -> armed again once the queue is at half the bound
+ *   or less: by the take that brings it there, or by reap() if the last
+ *   completion came after that take. Descriptors that come while closing
+ *   or draining are closed at once; the close closes the queued ones.
  */
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base.h"
+#include "mem.h"
 #include "runtime.h"
 #include "stream.h"
 #include "task.h"
@@ -73,14 +87,13 @@ void weft__stream_uncount(struct weft__worker *w)
 	atomic_fetch_sub_explicit(&w->ring.nstreams, 1, memory_order_relaxed);
 }
 
-struct weft__stream *weft__stream_new(struct weft__worker *w, int fd,
-				      bool counted)
+/* A record for a new stream of w's current task on fd: from the free
+ * list, else allocated; NULL if there is no memory. */
+static struct weft__stream *stream_alloc(struct weft__worker *w, int fd,
+					 bool counted)
 {
-	struct weft__pbuf *p = weft__pbuf_get(w);
 	struct weft__stream *s = w->ring.streams_free;
 
-	if (!p)
-		return NULL;
 	if (s)
 		list_del(&w->ring.streams_free, s);
 	else if (!(s = malloc(sizeof(*s))))
@@ -88,7 +101,6 @@ struct weft__stream *weft__stream_new(struct weft__worker *w, int fd,
 	memset(s, 0, sizeof(*s));
 	s->magic = WEFT__STREAM_MAGIC;
 	s->w = w;
-	s->p = p;
 	s->task = w->current;
 	s->fd = fd;
 	list_add(&w->ring.streams, s);
@@ -98,10 +110,98 @@ struct weft__stream *weft__stream_new(struct weft__worker *w, int fd,
 	return s;
 }
 
+struct weft__stream *weft__stream_new(struct weft__worker *w, int fd,
+				      bool counted)
+{
+	struct weft__pbuf *p = weft__pbuf_get(w);
+	struct weft__stream *s;
+
+	if (!p || !(s = stream_alloc(w, fd, counted)))
+		return NULL;
+	s->p = p;
+	return s;
+}
+
+/* The queue starts with room for the bound, so that completions, which
+ * arrive under cq_lock, allocate only for what comes after a stop. */
+static unsigned fd_cap_for(unsigned bound)
+{
+	unsigned cap = 8;
+
+	while (cap < bound)
+		cap <<= 1;
+	return cap;
+}
+
+struct weft__stream *weft__stream_new_accept(struct weft__worker *w, int fd,
+					     bool counted, unsigned bound)
+{
+	unsigned cap = fd_cap_for(bound);
+	int *fds = weft__mem_alloc(cap * sizeof(*fds));
+	struct weft__stream *s;
+
+	if (!fds)
+		return NULL;
+	if (!(s = stream_alloc(w, fd, counted))) {
+		weft__mem_free(fds);
+		return NULL;
+	}
+	s->magic = WEFT__LISTENER_MAGIC;
+	s->accept = true;
+	s->bound = bound;
+	s->fds = fds;
+	s->fd_cap = cap;
+	return s;
+}
+
+int weft__stream_fd_pop(struct weft__stream *s)
+{
+	int fd;
+
+	if (!s->fd_n)
+		return -1;
+	fd = s->fds[s->fd_head];
+	s->fd_head = (s->fd_head + 1) & (s->fd_cap - 1);
+	s->fd_n--;
+	return fd;
+}
+
+/* Queues an accepted descriptor; false if the queue had to grow and
+ * there was no memory. */
+static bool fd_push(struct weft__stream *s, int fd)
+{
+	if (s->fd_n == s->fd_cap) {
+		unsigned cap = s->fd_cap * 2;
+		int *fds = weft__mem_alloc(cap * sizeof(*fds));
+
+		if (!fds)
+			return false;
+		for (unsigned i = 0; i < s->fd_n; i++)
+			fds[i] = s->fds[(s->fd_head + i) & (s->fd_cap - 1)];
+		weft__mem_free(s->fds);
+		s->fds = fds;
+		s->fd_cap = cap;
+		s->fd_head = 0;
+	}
+	s->fds[(s->fd_head + s->fd_n) & (s->fd_cap - 1)] = fd;
+	s->fd_n++;
+	return true;
+}
+
+/* Closes what the queue holds: the connections nobody will take. */
+static void fd_close_all(struct weft__stream *s)
+{
+	int fd;
+
+	while ((fd = weft__stream_fd_pop(s)) >= 0)
+		close(fd);
+}
+
 /* Test hook, debug builds only: WEFT_DEBUG_NO_MULTISHOT=1 makes every
- * arming a receive with an unknown flag, which the kernel refuses with
- * -EINVAL as a 5.19 kernel refuses IORING_RECV_MULTISHOT, so that tests
- * reach the fallback (`single`). Read once per process. */
+ * arming (receive or accept) carry an unknown flag, which the kernel
+ * refuses with -EINVAL as a 5.19 kernel refuses IORING_RECV_MULTISHOT
+ * (and one before 5.19 IORING_ACCEPT_MULTISHOT), so that tests reach the
+ * fallback (`single`). Read once per process. */
 static bool debug_no_multishot(void)
 {
 #ifndef NDEBUG
@@ -124,26 +224,66 @@ int weft__stream_arm(struct weft__stream *s)
 {
 	struct io_uring_sqe *sqe;
 
-	weft__pbuf_refill(s->p);
+	if (!s->accept)
+		weft__pbuf_refill(s->p);
 	sqe = weft__ring_sqe(s->w);
 	if (!sqe)
 		return atomic_load_explicit(&s->w->rt->fatal,
 					    memory_order_relaxed);
-	io_uring_prep_recv_multishot(sqe, s->fd, NULL, 0, 0);
+	if (s->accept) {
+		/* Plain descriptors, not direct ones: tasks move between
+		 * rings, where a direct descriptor means nothing. No
+		 * address: one buffer would serve every completion; the
+		 * taker asks getpeername(2). */
+		io_uring_prep_multishot_accept(sqe, s->fd, NULL, NULL,
+					       SOCK_CLOEXEC);
+	} else {
+		io_uring_prep_recv_multishot(sqe, s->fd, NULL, 0, 0);
+		sqe->flags |= IOSQE_BUFFER_SELECT;
+		sqe->buf_group = WEFT__PBUF_GROUP;
+	}
+	/* For both, multishot is a flag in ioprio that older kernels refuse
+	 * with -EINVAL, as they refuse this unknown one. */
 	if (weft__unlikely(debug_no_multishot()))
-		sqe->ioprio = 0x8000; /* no such flag: -EINVAL */
-	sqe->flags |= IOSQE_BUFFER_SELECT;
-	sqe->buf_group = WEFT__PBUF_GROUP;
+		sqe->ioprio |= 0x8000;
 	weft__ring_multi_start(s->w, &s->op, sqe);
 	s->armed = true;
 	s->got = false;
 	s->starved = false;
+	s->stopping = false;
 	return 0;
+}
+
+void weft__stream_settle(struct weft__worker *w)
+{
+	struct weft__stream *s;
+
+	while ((s = w->ring.settle) != NULL) {
+		w->ring.settle = s->settle_next;
+		s->listed = false;
+		if (s->closing || s->magic != WEFT__LISTENER_MAGIC)
+			continue;
+		if (s->armed && s->fd_n >= s->bound) {
+			/* The queue filled, and the request goes on. */
+			s->stopping = true;
+			weft__ring_multi_cancel(w, &s->op);
+		} else if (!s->armed && !s->single && !s->err &&
+			   s->fd_n <= s->bound / 2) {
+			/* Stopped (or ended by an overflowing CQ) with room
+			 * again, taken while the stop was on its way: armed
+			 * here, or the connections would wait in the kernel
+			 * until the queue is empty. A failed arming (the ring
+			 * failed for good) leaves it to the next call. */
+			(void)weft__stream_arm(s);
+		}
+	}
 }
 
 /* Off the open list, onto the free one (magic already 0). */
 static void stream_free(struct weft__stream *s)
 {
+	weft__mem_free(s->fds);
+	s->fds = NULL;
 	list_del(&s->w->ring.streams, s);
 	list_add(&s->w->ring.streams_free, s);
 }
@@ -155,8 +295,11 @@ void weft__stream_close(struct weft__stream *s)
 
 	s->magic = 0;
 	weft__stream_uncount(s->w);
-	while ((id = weft__pbuf_q_pop(s->p, &s->q, &len)) >= 0)
-		weft__pbuf_give(s->p, (unsigned)id);
+	if (s->accept)
+		fd_close_all(s);
+	else
+		while ((id = weft__pbuf_q_pop(s->p, &s->q, &len)) >= 0)
+			weft__pbuf_give(s->p, (unsigned)id);
 	if (s->armed) {
 		s->closing = true;
 		weft__ring_multi_cancel(s->w, &s->op);
@@ -171,15 +314,65 @@ void weft__stream_close_task(struct weft__worker *w, struct weft__tcb *t)
 
 	for (s = w->ring.streams; s; s = next) {
 		next = s->next; /* a close may move s to the free list */
-		if (s->task == t && s->magic == WEFT__STREAM_MAGIC)
+		if (s->task == t && (s->magic == WEFT__STREAM_MAGIC ||
+				     s->magic == WEFT__LISTENER_MAGIC))
 			weft__stream_close(s);
 	}
+}
+
+/* s's arming is to change (stop or arm again), once reap() has dropped
+ * cq_lock (weft__stream_settle()). */
+static void settle_later(struct weft__stream *s)
+{
+	if (s->listed)
+		return;
+	s->listed = true;
+	s->settle_next = s->w->ring.settle;
+	s->w->ring.settle = s;
+}
+
+/* An accept stream's completion (see weft__stream_cqe()). */
+static struct weft__tcb *accept_cqe(struct weft__stream *s, int res,
+				    unsigned flags, bool draining)
+{
+	bool first = !s->got;
+
+	s->got = true;
+	if (res >= 0) {
+		/* A connection nobody will take (closed, shutdown), or no
+		 * memory to queue it: closed, so no descriptor leaks; the
+		 * peer sees its connection reset. */
+		if (s->closing || draining || !fd_push(s, res))
+			close(res);
+		else if (s->fd_n >= s->bound && !s->stopping &&
+			 (flags & IORING_CQE_F_MORE))
+			settle_later(s);
+	} else if (res != -ECANCELED) {
+		if (res == -EINVAL && first && !(flags & IORING_CQE_F_MORE))
+			s->single = true; /* multishot refused (before 5.19) */
+		else if (!s->closing)
+			s->err = res; /* for the next call, once */
+	}
+	if (!(flags & IORING_CQE_F_MORE)) {
+		s->armed = false;
+		if (s->closing) {
+			stream_free(s);
+			return NULL;
+		}
+		if (!draining && !s->single && !s->err &&
+		    s->fd_n <= s->bound / 2)
+			settle_later(s);
+	}
+	return s->waiting && !draining ? s->task : NULL;
 }
 
 struct weft__tcb *weft__stream_cqe(struct weft__stream *s, int res,
 				   unsigned flags, bool draining)
 {
 	bool first = !s->got;
+
+	if (s->accept)
+		return accept_cqe(s, res, flags, draining);
 
 	s->got = true;
 	if (flags & IORING_CQE_F_BUFFER) {
@@ -216,6 +409,9 @@ void weft__stream_fini(struct weft__worker *w)
 
 	while ((s = w->ring.streams)) {
 		list_del(&w->ring.streams, s);
+		if (s->accept)
+			fd_close_all(s);
+		weft__mem_free(s->fds);
 		free(s);
 	}
 	while ((s = w->ring.streams_free)) {

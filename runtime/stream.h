@@ -12,6 +12,19 @@
  * there (a rescuer, ring.c, leaves them to the owner). So a stream needs no
  * lock, and the only cross-thread step is the task's park and wake
  * (wait.h).
+ *
+ * Accept streams (weft_listener_*, weft.h) are the same record on a
+ * listening socket: one multishot accept stays armed, and each completion
+ * is a new descriptor, queued in the record (fds) instead of a buffer.
+ * The queue is bounded: a completion that fills it to `bound` puts the
+ * record on the ring's settle list (ring.h), and reap() cancels the
+ * request once cq_lock is dropped (a cancel takes an SQE, and a full SQ
+ * reaps, which takes cq_lock again). Connections the kernel accepted
+ * before the cancel took effect are still queued (the queue grows for
+ * them): none is lost. Later connections wait in the kernel's listen
+ * backlog until the queue is down to half the bound, when it is armed
+ * again: by the task's take, or, if the request ended after that take,
+ * by reap() from the settle list the same way.
  */
 #ifndef WEFT_STREAM_H
 #define WEFT_STREAM_H
@@ -23,12 +36,17 @@
 #include "ring.h"
 
 #define WEFT__STREAM_MAGIC 0x73747265616d2121ULL /* "stream!!" */
+#define WEFT__LISTENER_MAGIC 0x6c697374656e6572ULL /* "listener" */
+/* The largest bound an accept stream takes (weft_listener_open()). */
+#define WEFT__LISTENER_MAX 65536u
 
 struct weft__stream {
-	uint64_t magic; /* WEFT__STREAM_MAGIC while open, 0 once closed */
+	/* WEFT__STREAM_MAGIC (a receive stream) or WEFT__LISTENER_MAGIC (an
+	 * accept stream) while open, 0 once closed. */
+	uint64_t magic;
 	struct weft__op op; /* the multishot request, in ring.ops while armed */
 	struct weft__worker *w;
-	struct weft__pbuf *p;
+	struct weft__pbuf *p; /* receive streams only */
 	struct weft__tcb *task; /* the task that opened it */
 	int fd;
 	bool armed;   /* a multishot receive is in flight */
@@ -40,6 +58,19 @@ struct weft__stream {
 	bool got;     /* a completion has come since the last arming */
 	int end;      /* after the queue: 0 none, 1 end of stream, < 0 error */
 	struct weft__pbuf_q q; /* received, not yet taken */
+	/* Accept streams: descriptors accepted and not yet taken, a ring of
+	 * fd_cap (a power of two) from fd_head; at most `bound` while armed,
+	 * plus what the kernel accepted before a stop took effect. */
+	bool accept;
+	bool stopping;     /* the queue reached bound: the request is being
+			      cancelled (cleared by the next arming) */
+	bool listed;       /* on the ring's settle list (ring.settle) */
+	int err;           /* an accept's error, returned once after the
+			      queue (the next call arms again) */
+	unsigned bound;
+	unsigned fd_head, fd_n, fd_cap;
+	int *fds;
+	struct weft__stream *settle_next; /* ring.settle */
 	/* The worker's streams, open or free (ring.streams/streams_free). */
 	struct weft__stream *next, *prev;
 };
@@ -56,10 +87,25 @@ void weft__stream_uncount(struct weft__worker *w);
  * weft__stream_place(), which counted it. w's thread. */
 struct weft__stream *weft__stream_new(struct weft__worker *w, int fd,
 				      bool counted);
-/* Arms the multishot receive (queued; submitted with the next batch): 0,
+/* An accept stream on the listening socket fd, with a queue of at most
+ * bound descriptors: NULL if there is no memory. As weft__stream_new()
+ * otherwise. */
+struct weft__stream *weft__stream_new_accept(struct weft__worker *w, int fd,
+					     bool counted, unsigned bound);
+/* The oldest descriptor an accept stream queued, or -1 if none. w's
+ * thread. */
+int weft__stream_fd_pop(struct weft__stream *s);
+/* reap() (ring.c), after it dropped cq_lock: the accept streams its
+ * completions listed (ring.settle) are stopped (a full queue: the
+ * request cancelled) or armed again (a request ended with the queue at
+ * half or less). w's thread. */
+void weft__stream_settle(struct weft__worker *w);
+/* Arms the multishot receive, or accept for an accept stream (queued;
+ * submitted with the next batch): 0,
  * or the ring's fatal error. w's thread. */
 int weft__stream_arm(struct weft__stream *s);
-/* Closed by the program: its queued buffers go back, an armed request is
+/* Closed by the program: its queued buffers go back (an accept stream's
+ * queued descriptors are closed), an armed request is
  * cancelled (the stream is then freed at its last completion), else it is
  * freed now. w's thread. */
 void weft__stream_close(struct weft__stream *s);
@@ -74,7 +120,8 @@ void weft__stream_close_task(struct weft__worker *w, struct weft__tcb *t);
 struct weft__tcb *weft__stream_cqe(struct weft__stream *s, int res,
 				   unsigned flags, bool draining);
 /* Shutdown, after the ring was drained (weft__ring_fini()): every stream
- * of w, open or free, is freed. Its queued buffers go with the pool. */
+ * of w, open or free, is freed. Its queued buffers go with the pool; an
+ * accept stream's queued descriptors are closed. */
 void weft__stream_fini(struct weft__worker *w);
 
 #endif

@@ -526,6 +526,17 @@ static int select_once(void *arg)
 	return rc < 0 ? rc : 0;
 }
 
+/* A listener (its queue is allocated at the open). */
+static int listener_once(void *arg)
+{
+	weft_listener *l;
+	int rc = weft_listener_open(&l, *(int *)arg, 0);
+
+	if (rc < 0)
+		return rc;
+	return weft_listener_close(l);
+}
+
 static void *objects_main(void *arg)
 {
 	struct sel_state ss;
@@ -542,6 +553,11 @@ static void *objects_main(void *arg)
 	WT_CHECK_GT(walk("weft_bcast_create, _subscribe", bcast_once, &x), 1);
 	WT_CHECK_GT(walk("weft_group", group_once, &x), 0);
 	WT_CHECK_GT(walk("weft_gen_create", gen_once, &x), 0);
+	x = weft_tcp_listen("127.0.0.1", 0, 4, 0);
+	if (WT_CHECK(x >= 0)) {
+		WT_CHECK_GT(walk("weft_listener_open", listener_once, &x), 0);
+		WT_CHECK_EQ(weft_close(x), 0);
+	}
 	for (i = 0; i < NSEL; i++)
 		WT_CHECK_EQ(weft_chan_create(&ss.c[i], 1), 0);
 	WT_CHECK_GT(walk("weft_select, 12 cases", select_once, &ss), 0);
