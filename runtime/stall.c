@@ -81,7 +81,8 @@ static unsigned count_pins(struct weft__worker *w)
 	return n;
 }
 
-/* On the worker's thread, inside whatever it was running. Touches only
+/* On the worker's thread, inside whatever it was running, on its
+ * alternate signal stack (64 KiB, stack.c; SA_ONSTACK). Touches only
  * the worker's own slot, its own fields and the running task's name;
  * backtrace() was warmed up in stall_install(). */
 static void stall_handler(int sig)
@@ -141,7 +142,13 @@ static void stall_install(void)
 	    !(cur.sa_flags & SA_SIGINFO) && cur.sa_handler == SIG_DFL) {
 		memset(&sa, 0, sizeof(sa));
 		sa.sa_handler = stall_handler;
-		sa.sa_flags = SA_RESTART;
+		/* On the worker's alternate signal stack (stack.c), not the
+		 * task's: the signal frame (several KiB with AVX-512 state)
+		 * and the unwinder must not overflow a task that is near the
+		 * end of its stack, which it would not have done unasked.
+		 * backtrace() unwinds through the signal frame onto the
+		 * task's stack all the same. */
+		sa.sa_flags = SA_RESTART | SA_ONSTACK;
 		sigemptyset(&sa.sa_mask);
 		sigaction(WEFT__STALL_SIG, &sa, NULL);
 	}

@@ -344,7 +344,10 @@ struct stall_run {
 	uint64_t spin_ns;
 	unsigned expect; /* stall reports to wait for before reading m */
 	struct weft_metrics m;
+	weft_fn main; /* NULL: stall_main */
 };
+
+static void wait_for_reports(struct stall_run *s);
 
 static void *stall_main(void *arg)
 {
@@ -369,7 +372,15 @@ static void *stall_main(void *arg)
 		WT_CHECK_EQ(weft_await(q[i], NULL), 0);
 		weft_task_release(q[i]);
 	}
+	wait_for_reports(s);
+	return NULL;
+}
+
+static void wait_for_reports(struct stall_run *s)
+{
 #ifndef WT_METRICS_OFF
+	unsigned i;
+
 	/* The watchdog counts a report as it makes it, which may be after
 	 * the spinner has ended: give it a while. */
 	for (i = 0; i < 2000; i++) {
@@ -380,8 +391,9 @@ static void *stall_main(void *arg)
 			break;
 		weft_sleep_ms(1);
 	}
+#else
+	(void)s;
 #endif
-	return NULL;
 }
 
 /* Runs stall_main with stderr in a file; returns what was written there
@@ -407,7 +419,7 @@ static char *run_capturing(unsigned stall_ms, const char *env,
 	fflush(stderr);
 	saved = dup(2);
 	dup2(fd, 2);
-	wt_run_cfg(stall_main, s, &cfg);
+	wt_run_cfg(s->main ? s->main : stall_main, s, &cfg);
 	fflush(stderr);
 	dup2(saved, 2);
 	close(saved);
@@ -493,3 +505,76 @@ Test(stall, tasks_that_suspend_are_not_reported, .timeout = WT_TIMEOUT(30))
 	cr_assert_eq(count_of(out, "weft: stall"), 0, "%s", out);
 	free(out);
 }
+
+/* ---- the signal on a task near the end of its stack ---------------------- */
+
+#define DEEP_STACK (32u * 1024u)
+/* What the task leaves of its stack while it spins: room for its own
+ * frames, not for a signal frame (a few KiB with AVX-512 state) and
+ * backtrace()'s unwinder on top. */
+#define DEEP_LEFT 4096u
+
+__attribute__((noinline)) static void descend(char *top, size_t want,
+					      uint64_t ns)
+{
+	volatile char pad[256];
+	char *here = __builtin_frame_address(0);
+
+	pad[0] = 0;
+	if ((size_t)(top - here) < want)
+		descend(top, want, ns);
+	else
+		wt_stall_spin_here(ns);
+	pad[1] = pad[0]; /* not a tail call */
+}
+
+static void *deep_spinner(void *arg)
+{
+	descend(__builtin_frame_address(0), DEEP_STACK - DEEP_LEFT,
+		*(uint64_t *)arg);
+	return NULL;
+}
+
+static void *deep_main(void *arg)
+{
+	struct stall_run *s = arg;
+	struct weft_spawn_opts o = { .name = "deep",
+				     .stack_size = DEEP_STACK };
+	weft_task *t;
+
+	WT_CHECK_EQ(weft_spawn_opts(&t, deep_spinner, &s->spin_ns, &o), 0);
+	WT_CHECK_EQ(weft_await(t, NULL), 0);
+	weft_task_release(t);
+	wait_for_reports(s);
+	return NULL;
+}
+
+/* The stall signal's handler runs on the worker's alternate signal stack:
+ * a task stalled with only a few KiB of its stack left is reported, not
+ * overflowed by the signal's frame and the unwinder (before, the handler
+ * ran on the task's stack and the process died of a stack overflow that
+ * only the report caused). Not under TSan, which runs a handler later,
+ * from its interceptor, on whatever stack the task is on. */
+#if !defined(__SANITIZE_THREAD__)
+Test(stall, a_task_near_its_stack_end_is_reported_not_overflowed,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct stall_run s = { .spin_ns = 300 * WEFT_NSEC_PER_MSEC,
+			       .main = deep_main };
+	char *out;
+
+	/* The task fits its stack when nothing interrupts it. */
+	out = run_capturing(WEFT_STALL_OFF, NULL, &s);
+	cr_assert_eq(count_of(out, "weft: stall"), 0, "%s", out);
+	free(out);
+	s.expect = 1;
+	out = run_capturing(50, NULL, &s);
+
+	cr_assert_eq(count_of(out, "weft: stall: task \"deep\""), 1,
+		     "want one report:\n%s", out);
+	cr_assert(strstr(out, "wt_stall_spin_here"),
+		  "no frame of the spinning function:\n%s", out);
+	stalls_are(&s, 1);
+	free(out);
+}
+#endif
