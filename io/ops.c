@@ -801,15 +801,17 @@ static ssize_t stream_recv_unmetered(weft_stream *st, struct weft_lease *l)
 		}
 		if (s->end)
 			return s->end > 0 ? 0 : s->end;
+		/* The unmetered call: weft_stream_recv() counts this
+		 * receive once. */
 		if (s->single)
-			return weft_recv_lease(s->fd, l, 0);
+			return recv_lease_unmetered(s->fd, l, 0);
 		if (!s->armed) {
 			/* Out of buffers last time: this once without the
 			 * ring's (it then has room again, or an overflow
 			 * buffer is used); armed again at the next call. */
 			if (s->starved) {
 				s->starved = false;
-				return weft_recv_lease(s->fd, l, 0);
+				return recv_lease_unmetered(s->fd, l, 0);
 			}
 			err = weft__stream_arm(s);
 			if (err)

@@ -283,6 +283,59 @@ Test(metrics, readable_from_a_foreign_thread_while_tasks_run,
 	cr_assert_eq(atomic_load(&r.bad), 0);
 }
 
+/* A stream receive counts once, whichever way the stream works: on the
+ * epoll reactor (and on io_uring without multishot receive) a stream is a
+ * weft_recv_lease() per call, and that inner call was counted as a
+ * receive of its own (two submitted, two completed for one call). */
+static void *stream_once_main(void *arg)
+{
+	struct weft_metrics before, after;
+	struct weft_lease l;
+	weft_stream *st;
+	int sv[2], i;
+
+	(void)arg;
+	if (!WT_CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
+				    sv),
+			 0))
+		return NULL;
+	WT_CHECK_EQ(weft_stream_open(&st, sv[0]), 0);
+	for (i = 0; i < 3; i++) {
+		WT_CHECK_EQ(write(sv[1], "x", 1), 1);
+		WT_CHECK_EQ(get(&before), 0);
+		WT_CHECK_EQ(weft_stream_recv(st, &l), 1);
+		WT_CHECK_EQ(get(&after), 0);
+		WT_CHECK_EQ(weft_lease_release(&l), 0);
+		WT_CHECK_EQ(after.io_submitted[WEFT_IO_RECV] -
+				    before.io_submitted[WEFT_IO_RECV],
+			    1);
+		WT_CHECK_EQ(after.io_completed[WEFT_IO_RECV] -
+				    before.io_completed[WEFT_IO_RECV],
+			    1);
+		WT_CHECK_EQ(io_sum(after.io_latency, WEFT_METRICS_IO_BUCKETS) -
+				    io_sum(before.io_latency,
+					   WEFT_METRICS_IO_BUCKETS),
+			    1);
+	}
+	WT_CHECK_EQ(weft_stream_close(st), 0);
+	close(sv[0]);
+	close(sv[1]);
+	return NULL;
+}
+
+Test(metrics, a_stream_receive_counts_once_on_either_reactor,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct weft_config cfg;
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.workers = 1;
+	cfg.reactor = WEFT_REACTOR_EPOLL;
+	wt_run_cfg(stream_once_main, NULL, &cfg);
+	cfg.reactor = WEFT_REACTOR_AUTO;
+	wt_run_cfg(stream_once_main, NULL, &cfg);
+}
+
 #else /* WT_METRICS_OFF */
 
 static void *off_main(void *arg)
