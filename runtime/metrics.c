@@ -45,30 +45,32 @@ void weft__metrics_spawn_foreign(struct weft_runtime *rt)
 
 void weft__metrics_worker_init(struct weft__worker *w)
 {
-	w->m.start_ns = weft_now();
+	w->m.busy_base = weft_now();
+	atomic_store_explicit(&w->m.busy, w->m.busy_base << 1,
+			      memory_order_release);
 }
 
 /* Two clock reads per park, which is a system call anyway; none per
- * switch. */
+ * switch. Each end of a park is one store of the busy word (metrics.h):
+ * its start freezes the busy time at `t0 - base`, its end moves the base
+ * on by the park's length. */
 void weft__metrics_park_begin(struct weft__worker *w)
 {
+	uint64_t t0 = weft_now();
+
 	WEFT__METRIC(w, parks, 1);
-	atomic_store_explicit(&w->m.parked_since, weft_now(),
-			      memory_order_relaxed);
+	w->m.park_t0 = t0;
+	atomic_store_explicit(&w->m.busy,
+			      ((t0 - w->m.busy_base) << 1) | 1,
+			      memory_order_release);
 }
 
 void weft__metrics_park_end(struct weft__worker *w, bool notified)
 {
-	uint64_t since = atomic_load_explicit(&w->m.parked_since,
-					      memory_order_relaxed);
-	uint64_t idle = atomic_load_explicit(&w->m.idle_ns,
-					     memory_order_relaxed);
-
 	if (notified)
 		WEFT__METRIC(w, wakes, 1);
-	/* parked_since first, then idle_ns with release: see busy_ns(). */
-	atomic_store_explicit(&w->m.parked_since, 0, memory_order_relaxed);
-	atomic_store_explicit(&w->m.idle_ns, idle + (weft_now() - since),
+	w->m.busy_base += weft_now() - w->m.park_t0;
+	atomic_store_explicit(&w->m.busy, w->m.busy_base << 1,
 			      memory_order_release);
 }
 
@@ -106,39 +108,46 @@ void weft__metrics_io_end(unsigned kind, uint64_t t0)
 }
 
 /*
- * A worker's busy time: since it started, less its finished parks
- * (idle_ns) and the one in progress (now - parked_since). The owner ends
- * a park by storing parked_since = 0, then idle_ns (release). Here:
- * parked_since (s1), idle_ns (acquire), parked_since again (s2), retried
- * until s1 == s2. If idle_ns already holds the park that s1 saw in
- * progress, the acquire makes the owner's earlier store of 0 visible, so
- * s2 reads 0 (or a later park's start) and we retry: that park is never
- * counted twice. s1 == s2 == 0 and a park begun after: read as awake,
- * a moment early.
+ * A worker's busy time. One load of the owner's busy word (acquire), then
+ * the clock: parked, the word holds the busy time itself; awake, the busy
+ * time is now - base, and the clock read after the load is at least the
+ * owner's clock read before its store (the acquire orders them), so a
+ * park's end is never counted as busy. (Two words, a park's start and an
+ * idle sum, let a reader between the owner's two stores count a whole
+ * park as busy and take it back at its next read.)
+ *
+ * What is left: a reader that loads the awake word just before the owner
+ * stores the start of a park, and reads the clock after the owner read
+ * its own (the owner between its clock read and its store), reports up
+ * to that gap more than the park will freeze. So every reader publishes
+ * what it reports with an atomic max on busy_seen, and reports at least
+ * that: busy time never goes back, and is ahead of the truth by at most
+ * such a gap, never by a park.
  */
-static uint64_t busy_ns(struct weft__worker *w, uint64_t now)
+static uint64_t busy_ns(struct weft__worker *w)
 {
-	uint64_t s1, s2, idle, up;
+	uint64_t v = atomic_load_explicit(&w->m.busy, memory_order_acquire);
+	uint64_t now = weft_now(), b, seen;
 
-	do {
-		s1 = atomic_load_explicit(&w->m.parked_since,
-					  memory_order_relaxed);
-		idle = atomic_load_explicit(&w->m.idle_ns,
-					    memory_order_acquire);
-		s2 = atomic_load_explicit(&w->m.parked_since,
-					  memory_order_relaxed);
-	} while (s1 != s2);
-	if (s1 && now > s1)
-		idle += now - s1;
-	up = now > w->m.start_ns ? now - w->m.start_ns : 0;
-	return up > idle ? up - idle : 0;
+	if (!v)
+		return 0; /* not started */
+	if (v & 1)
+		b = v >> 1;
+	else
+		b = now > (v >> 1) ? now - (v >> 1) : 0;
+	seen = atomic_load_explicit(&w->m.busy_seen, memory_order_relaxed);
+	while (seen < b &&
+	       !atomic_compare_exchange_weak_explicit(&w->m.busy_seen, &seen,
+						      b, memory_order_relaxed,
+						      memory_order_relaxed))
+		;
+	return seen > b ? seen : b;
 }
 
 #define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
 
 /* Adds worker w's counters to *m. */
-static void add_worker(struct weft_metrics *m, struct weft__worker *w,
-		       uint64_t now)
+static void add_worker(struct weft_metrics *m, struct weft__worker *w)
 {
 	unsigned i;
 
@@ -158,7 +167,7 @@ static void add_worker(struct weft_metrics *m, struct weft__worker *w,
 	for (i = 0; i < WEFT__IO_BUCKETS; i++)
 		m->io_latency[i] += LD(w->m.io_hist[i]);
 	m->io_latency_sum_ns += LD(w->m.io_ns);
-	m->busy_ns += busy_ns(w, now);
+	m->busy_ns += busy_ns(w);
 	m->local_depth += weft__lq_len(&w->lq);
 }
 
@@ -188,7 +197,7 @@ static int fill(weft_runtime *rt, struct weft_metrics *m, bool all,
 	r.uptime_ns = now - rt->metrics_start;
 	if (all) {
 		for (i = 0; i < rt->nworkers; i++)
-			add_worker(&r, rt->workers[i], now);
+			add_worker(&r, rt->workers[i]);
 		r.tasks_spawned += LD(rt->metrics.spawned);
 		r.timers_armed += LD(rt->metrics.timers_armed);
 		r.timers_fired += LD(rt->metrics.timers_fired);
@@ -200,7 +209,7 @@ static int fill(weft_runtime *rt, struct weft_metrics *m, bool all,
 		r.blocking_queued = rt->pool.queued;
 		pthread_mutex_unlock(&rt->pool.lock);
 	} else {
-		add_worker(&r, rt->workers[index], now);
+		add_worker(&r, rt->workers[index]);
 	}
 	n = m->size < sizeof(r) ? m->size : sizeof(r);
 	r.size = n;

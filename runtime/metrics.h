@@ -40,13 +40,20 @@ struct weft__wmetrics {
 	atomic_ulong io_done[WEFT_IO_KINDS];
 	atomic_ulong io_hist[WEFT__IO_BUCKETS];
 	atomic_ulong io_ns;       /* sum of the latencies in io_hist */
-	/* Busy time: idle_ns sums the finished parks; parked_since is the
-	 * start of the park in progress (ns), 0 when awake. The owner ends
-	 * a park by storing parked_since = 0 and then idle_ns (release);
-	 * metrics.c, busy_ns(), argues the reader's side. */
-	_Atomic uint64_t idle_ns;
-	_Atomic uint64_t parked_since;
-	uint64_t start_ns; /* set before the worker runs, read-only after */
+	/* Busy time, in one word so that a reader never sees half of a
+	 * park's accounting (metrics.c, busy_ns(), argues it): bit 0 set,
+	 * parked, and the rest the busy time up to the park's start; bit 0
+	 * clear, awake, and the rest the instant (ns) from which `now - it`
+	 * is the busy time (the start plus every park). 0: not started.
+	 * Owner's stores, release. */
+	_Atomic uint64_t busy;
+	/* The owner's own view: the instant above, and the current park's
+	 * start. Owner only, plain. */
+	uint64_t busy_base;
+	uint64_t park_t0;
+	/* The most any reader has reported for this worker (atomic max,
+	 * readers only: never the owner's line). */
+	_Alignas(WEFT__CACHELINE) _Atomic uint64_t busy_seen;
 };
 
 /* What no worker counted: bumps made off the workers (atomic adds). */

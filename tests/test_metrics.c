@@ -336,6 +336,83 @@ Test(metrics, a_stream_receive_counts_once_on_either_reactor,
 	wt_run_cfg(stream_once_main, NULL, &cfg);
 }
 
+/* Busy time is a counter: read from another thread while its worker
+ * parks and wakes thousands of times, it never goes back. (It did: the
+ * worker ended a park by clearing its start and then adding it to the
+ * idle sum, with a clock read between, and a reader in that gap counted
+ * the whole park as busy, then took it back at its next read.) */
+struct busy_reader {
+	weft_runtime *rt;
+	atomic_int stop;
+	atomic_long reads;
+	atomic_long back; /* reads lower than the one before */
+	uint64_t worst;   /* by how much, at most (ns) */
+};
+
+static void *busy_reader_thread(void *arg)
+{
+	struct busy_reader *r = arg;
+	struct weft_metrics w;
+	uint64_t prev = 0;
+
+	while (!atomic_load(&r->stop)) {
+		memset(&w, 0, sizeof(w));
+		w.size = sizeof(w);
+		if (weft_metrics_worker(r->rt, 0, &w) != 0) {
+			atomic_fetch_add(&r->back, 1);
+			break;
+		}
+		if (w.busy_ns < prev) {
+			atomic_fetch_add(&r->back, 1);
+			if (prev - w.busy_ns > r->worst)
+				r->worst = prev - w.busy_ns;
+		}
+		prev = w.busy_ns;
+		atomic_fetch_add(&r->reads, 1);
+	}
+	return NULL;
+}
+
+static void *busy_parker_main(void *arg)
+{
+	struct busy_reader *r = arg;
+	struct weft_metrics w;
+	pthread_t th[2];
+	uint64_t end;
+	unsigned i;
+
+	r->rt = weft_runtime_self();
+	for (i = 0; i < 2; i++)
+		WT_CHECK_EQ(pthread_create(&th[i], NULL, busy_reader_thread, r),
+			    0);
+	/* Short sleeps: the one worker parks and wakes all the time. */
+	end = weft_now() + 500 * WEFT_NSEC_PER_MSEC;
+	while (weft_now() < end)
+		weft_sleep(20 * 1000);
+	atomic_store(&r->stop, 1);
+	for (i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	/* And it is a time within the worker's life. */
+	memset(&w, 0, sizeof(w));
+	w.size = sizeof(w);
+	WT_CHECK_EQ(weft_metrics_worker(NULL, 0, &w), 0);
+	WT_CHECK(w.busy_ns > 0 && w.busy_ns <= w.uptime_ns);
+	return NULL;
+}
+
+Test(metrics, busy_time_read_while_the_worker_parks_never_goes_back,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct busy_reader r = { 0 };
+
+	wt_run(busy_parker_main, &r, 1);
+	cr_assert_gt(atomic_load(&r.reads), 0);
+	cr_assert_eq(atomic_load(&r.back), 0,
+		     "busy_ns went back %ld times in %ld reads, by up to %llu ns",
+		     atomic_load(&r.back), atomic_load(&r.reads),
+		     (unsigned long long)r.worst);
+}
+
 #else /* WT_METRICS_OFF */
 
 static void *off_main(void *arg)
