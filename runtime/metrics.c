@@ -146,13 +146,16 @@ static uint64_t busy_ns(struct weft__worker *w)
 
 #define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
 
-/* Adds worker w's counters to *m. */
-static void add_worker(struct weft_metrics *m, struct weft__worker *w)
+/* Adds worker w's counters to *m; its finished count too if `finished`
+ * (else the caller has read it first: see fill()). */
+static void add_worker(struct weft_metrics *m, struct weft__worker *w,
+		       bool finished)
 {
 	unsigned i;
 
 	m->tasks_spawned += LD(w->m.spawned);
-	m->tasks_finished += LD(w->m.finished);
+	if (finished)
+		m->tasks_finished += LD(w->m.finished);
 	m->switches += LD(w->ticks);
 	m->steals += LD(w->m.steals);
 	m->steal_tasks += LD(w->m.stolen);
@@ -196,8 +199,20 @@ static int fill(weft_runtime *rt, struct weft_metrics *m, bool all,
 	r.workers = rt->nworkers;
 	r.uptime_ns = now - rt->metrics_start;
 	if (all) {
+		/* Every finished count first (acquire: pairs with the
+		 * release of weft__metrics_finished()), then the spawn
+		 * counts: a task whose end is counted was spawned before,
+		 * so its spawn is counted too, wherever it was made, and
+		 * tasks_spawned - tasks_finished (the tasks alive) never
+		 * goes below 0. Summed worker by worker, a task spawned
+		 * on a worker already summed and ended on one summed later
+		 * was counted as finished and not spawned. */
 		for (i = 0; i < rt->nworkers; i++)
-			add_worker(&r, rt->workers[i]);
+			r.tasks_finished += atomic_load_explicit(
+				&rt->workers[i]->m.finished,
+				memory_order_acquire);
+		for (i = 0; i < rt->nworkers; i++)
+			add_worker(&r, rt->workers[i], false);
 		r.tasks_spawned += LD(rt->metrics.spawned);
 		r.timers_armed += LD(rt->metrics.timers_armed);
 		r.timers_fired += LD(rt->metrics.timers_fired);
@@ -209,7 +224,7 @@ static int fill(weft_runtime *rt, struct weft_metrics *m, bool all,
 		r.blocking_queued = rt->pool.queued;
 		pthread_mutex_unlock(&rt->pool.lock);
 	} else {
-		add_worker(&r, rt->workers[index]);
+		add_worker(&r, rt->workers[index], true);
 	}
 	n = m->size < sizeof(r) ? m->size : sizeof(r);
 	r.size = n;

@@ -9,7 +9,10 @@
  * does. Readers (weft_metrics(), any thread) load each counter relaxed and
  * sum: a sum is not a snapshot (counters read a moment apart), but each
  * counter only grows, and a relaxed load of a value stored by one thread
- * sees that thread's stores in order. What happens where no worker runs
+ * sees that thread's stores in order. One exception: a task's end is
+ * stored with release and read first, with acquire (weft_metrics(),
+ * metrics.c), so that no read finds more tasks finished than spawned.
+ * What happens where no worker runs
  * (a spawn from a foreign thread, a timer armed there) goes to the
  * runtime's shared counters (struct weft__rmetrics) with an atomic add:
  * off every worker's hot path.
@@ -73,8 +76,21 @@ static inline void weft__metrics_bump(atomic_ulong *c, unsigned long n)
 			      memory_order_relaxed);
 }
 #define WEFT__METRIC(w, field, n) weft__metrics_bump(&(w)->m.field, (n))
+/* A task's end: the same bump with a release store, so that a reader
+ * that sees it (acquire, weft_metrics()) sees the task's spawn counted
+ * too, on whichever worker (or off the workers) it was made. */
+static inline void weft__metrics_finished(struct weft__wmetrics *m)
+{
+	atomic_store_explicit(&m->finished,
+			      atomic_load_explicit(&m->finished,
+						   memory_order_relaxed) +
+				      1,
+			      memory_order_release);
+}
+#define WEFT__METRIC_FINISHED(w) weft__metrics_finished(&(w)->m)
 #else
 #define WEFT__METRIC(w, field, n) ((void)(w), (void)(n))
+#define WEFT__METRIC_FINISHED(w) ((void)(w))
 #endif
 
 #ifndef WEFT__NO_METRICS

@@ -995,7 +995,7 @@ void weft__task_fail_start(struct weft__worker *w, struct weft__tcb *t,
 			   int err)
 {
 	task_finish(t, err);
-	WEFT__METRIC(w, finished, 1);
+	WEFT__METRIC_FINISHED(w);
 	weft__task_unref(t);
 }
 

@@ -752,7 +752,7 @@ void weft__worker_after_switch(struct weft__worker *w)
 		weft__stack_put(w, p->stack);
 		p->stack = NULL;
 		p->sp = NULL;
-		WEFT__METRIC(w, finished, 1);
+		WEFT__METRIC_FINISHED(w);
 		weft__task_unref(p);
 		break;
 	}

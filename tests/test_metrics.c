@@ -413,6 +413,84 @@ Test(metrics, busy_time_read_while_the_worker_parks_never_goes_back,
 		     (unsigned long long)r.worst);
 }
 
+/* spawned - finished is the tasks alive (the docs' and the example's
+ * gauge): a read never finds more tasks finished than spawned, though a
+ * task may be spawned on one worker and end on another that is summed
+ * after it. */
+struct alive_reader {
+	weft_runtime *rt;
+	atomic_int stop;
+	atomic_long reads;
+	atomic_long bad;
+};
+
+static void *alive_reader_thread(void *arg)
+{
+	struct alive_reader *r = arg;
+	struct weft_metrics m;
+
+	while (!atomic_load(&r->stop)) {
+		memset(&m, 0, sizeof(m));
+		m.size = sizeof(m);
+		if (weft_metrics(r->rt, &m) != 0 ||
+		    m.tasks_finished > m.tasks_spawned)
+			atomic_fetch_add(&r->bad, 1);
+		atomic_fetch_add(&r->reads, 1);
+	}
+	return NULL;
+}
+
+static void *nothing(void *arg)
+{
+	(void)arg;
+	return NULL;
+}
+
+static void *spawn_many(void *arg)
+{
+	struct weft_spawn_opts o = { .flags = WEFT_SPAWN_DETACHED };
+	int i;
+
+	(void)arg;
+	for (i = 0; i < 20000; i++) {
+		WT_CHECK_EQ(weft_spawn_opts(NULL, nothing, NULL, &o), 0);
+		if (i % 64 == 0)
+			weft_yield();
+	}
+	return NULL;
+}
+
+static void *alive_main(void *arg)
+{
+	struct alive_reader *r = arg;
+	weft_task *t[4];
+	pthread_t th;
+	unsigned i;
+
+	r->rt = weft_runtime_self();
+	WT_CHECK_EQ(pthread_create(&th, NULL, alive_reader_thread, r), 0);
+	for (i = 0; i < 4; i++)
+		t[i] = weft_spawn(spawn_many, NULL);
+	for (i = 0; i < 4; i++) {
+		WT_CHECK_EQ(weft_await(t[i], NULL), 0);
+		weft_task_release(t[i]);
+	}
+	atomic_store(&r->stop, 1);
+	pthread_join(th, NULL);
+	return NULL;
+}
+
+Test(metrics, never_more_tasks_finished_than_spawned,
+     .timeout = WT_TIMEOUT(60))
+{
+	struct alive_reader r = { 0 };
+
+	wt_run(alive_main, &r, 4);
+	cr_assert_gt(atomic_load(&r.reads), 0);
+	cr_assert_eq(atomic_load(&r.bad), 0, "%ld of %ld reads",
+		     atomic_load(&r.bad), atomic_load(&r.reads));
+}
+
 #else /* WT_METRICS_OFF */
 
 static void *off_main(void *arg)
