@@ -146,7 +146,9 @@ struct weft_config {
 	unsigned reserved32;
 	/* Stall reports (docs/metrics-and-stalls.md): a task that runs this
 	 * many milliseconds without suspending is reported once on stderr,
-	 * with its name, worker, backtrace and the tasks queued behind it.
+	 * with its name, worker, backtrace and the tasks queued behind it
+	 * (one blocked in a system call: without name and backtrace, and
+	 * not interrupted).
 	 * 0: what the environment variable WEFT_STALL_MS says (a number of
 	 * ms; 0 or unset: off). WEFT_STALL_OFF: off whatever the
 	 * environment says. At least 10 when set. */

@@ -16,13 +16,16 @@
  * backtrace(), async-signal-safe once it has been called outside a
  * handler: the first call loads libgcc's unwinder) into the worker's
  * slot (struct weft__stall_slot, whose protocol stall.h states), and the
- * watchdog prints them. One report per stall: the watchdog reports a
+ * watchdog prints them. A worker blocked in a system call is not asked
+ * (the signal would end the call with EINTR): blocked_in() reads which
+ * call from /proc, and the report goes without frames. One report per stall: the watchdog reports a
  * count once, and only a new switch (a new count) can start another.
  *
  * Cost: nothing when off (no thread, no signal); when on, one thread that
  * wakes every stall_ms / 2 and reads two words per worker.
  */
 #include <execinfo.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -177,6 +180,33 @@ static unsigned queued_on(struct weft__worker *w)
 					      memory_order_relaxed);
 }
 
+/* The system call w's thread is blocked in, from
+ * /proc/self/task/TID/syscall (its first field: the call's number, or
+ * "running", or -1 when blocked outside a call); -1 if it is not blocked
+ * in one, or that cannot be read. A thread of our own process: no
+ * ptrace permission is needed. */
+static long blocked_in(struct weft__worker *w)
+{
+	char path[64], buf[64], *end;
+	ssize_t n;
+	long nr;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/syscall",
+		 w->ring.tid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	nr = strtol(buf, &end, 10);
+	return end != buf && (*end == ' ' || *end == '\n') && nr >= 0 ? nr
+								     : -1;
+}
+
 /* Asks w for its task and frames; true with the slot DONE, false if no
  * answer came (the slot is then IDLE again). */
 static bool ask(struct weft__worker *w)
@@ -213,7 +243,8 @@ give_up:
 }
 
 static void print_report(struct weft_runtime *rt, struct weft__stall *st,
-			 struct weft__worker *w, uint64_t ran_ns, bool answered)
+			 struct weft__worker *w, uint64_t ran_ns, bool answered,
+			 long sys)
 {
 	struct weft__stall_slot *sl = &w->stall;
 	unsigned queued = queued_on(w) + (answered ? sl->pins : 0);
@@ -233,7 +264,12 @@ static void print_report(struct weft_runtime *rt, struct weft__stall *st,
 		queued, queued == 1 ? "" : "s");
 	/* HOOK(obs): print "weft: stall:   spawned at FILE:LINE" from the
 	 * site the handler copied, once struct weft__tcb has one. */
-	if (!answered) {
+	if (!answered && sys >= 0) {
+		fprintf(stderr, "weft: stall:   (no backtrace: the worker is "
+				"blocked in system call %ld, which a signal "
+				"would interrupt)\n",
+			sys);
+	} else if (!answered) {
 		fprintf(stderr, "weft: stall:   (no backtrace: the worker did "
 				"not answer signal SIGRTMIN+4)\n");
 	} else if (sl->nframes > 0) {
@@ -265,6 +301,7 @@ static void look(struct weft_runtime *rt, struct weft__stall *st)
 		unsigned long ticks = atomic_load_explicit(
 			&w->ticks, memory_order_relaxed);
 		bool answered;
+		long sys;
 
 		/* A new switch, or asleep in its reactor (idle, not stuck):
 		 * the worker's clock starts again. Restarting it on a sleep
@@ -283,13 +320,21 @@ static void look(struct weft_runtime *rt, struct weft__stall *st)
 		    now - st->since[i] < st->budget_ns)
 			continue;
 		st->done[i] = true;
-		answered = ask(w);
+		/* Blocked in a system call (a task calling sleep(), poll(),
+		 * a blocking read): not signalled, since the signal would
+		 * end most such calls early with EINTR (SA_RESTART restarts
+		 * only some), changing what the program does because a
+		 * report was asked for. Reported without frames. (A thread
+		 * that enters a call between this look and the signal can
+		 * still be interrupted: the window is this one read.) */
+		sys = blocked_in(w);
+		answered = sys < 0 && ask(w);
 		/* No task (the scheduler searching), or it switched
 		 * meanwhile: no stall of a task. */
 		if (!answered || (w->stall.nframes >= 0 &&
 				  w->stall.ticks == ticks))
 			print_report(rt, st, w, weft_now() - st->since[i],
-				     answered);
+				     answered, sys);
 		/* Only this thread asks, so the slot is ours until here. */
 		if (answered)
 			atomic_store_explicit(&w->stall.state, SLOT_IDLE,

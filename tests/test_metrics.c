@@ -786,3 +786,58 @@ Test(stall, a_task_near_its_stack_end_is_reported_not_overflowed,
 	free(out);
 }
 #endif
+
+/* ---- a task blocked in a system call ----------------------------------- */
+
+struct sleeper_run {
+	int rc, err; /* nanosleep's */
+};
+
+static void *blocking_sleeper(void *arg)
+{
+	struct sleeper_run *r = arg;
+	struct timespec ts = { 0, 300 * 1000 * 1000 };
+
+	/* A blocking call on the worker: a stall, and one that a signal
+	 * would end early (nanosleep is never restarted). */
+	r->rc = nanosleep(&ts, NULL);
+	r->err = r->rc < 0 ? errno : 0;
+	return NULL;
+}
+
+static struct sleeper_run sleeper_result;
+
+static void *sleeper_main(void *arg)
+{
+	struct stall_run *s = arg;
+	struct weft_spawn_opts o = { .name = "sleeper" };
+	weft_task *t;
+
+	WT_CHECK_EQ(weft_spawn_opts(&t, blocking_sleeper, &sleeper_result, &o),
+		    0);
+	WT_CHECK_EQ(weft_await(t, NULL), 0);
+	weft_task_release(t);
+	wait_for_reports(s);
+	return NULL;
+}
+
+/* A task blocked in a system call is reported, and the report does not
+ * end the call: the watchdog sends no signal to a thread blocked in one
+ * (before, the task's nanosleep returned -1 with EINTR after stall_ms,
+ * only because reports were on). */
+Test(stall, a_task_blocked_in_a_system_call_is_reported_not_interrupted,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct stall_run s = { .expect = 1, .main = sleeper_main };
+	char *out;
+
+	memset(&sleeper_result, 0, sizeof(sleeper_result));
+	out = run_capturing(50, NULL, &s);
+	cr_assert_eq(sleeper_result.rc, 0, "nanosleep: %s",
+		     strerror(sleeper_result.err));
+	cr_assert_eq(count_of(out, "weft: stall: task"), 1,
+		     "want one report:\n%s", out);
+	cr_assert(strstr(out, "blocked in system call"), "%s", out);
+	stalls_are(&s, 1);
+	free(out);
+}
