@@ -128,6 +128,7 @@ static int worker_start(struct weft__worker *w)
 	}
 	worker_san_init(w);
 	weft__metrics_worker_init(w);
+	weft__stall_thread_init(w);
 	weft__worker_set_self(w);
 	return 0;
 }
@@ -142,6 +143,7 @@ static void worker_stop(struct weft__worker *w)
 	 * reaped here, on the ring's own thread (ring.c). */
 	weft__ring_quiesce(w);
 	weft__worker_set_self(NULL);
+	weft__stall_thread_fini(w);
 	weft__stack_signal_fini(w);
 }
 
@@ -363,6 +365,7 @@ int weft__runtime_start(struct weft_runtime **out,
 	}
 	rt->caller_is_worker = caller_is_worker;
 	rt->metrics_start = weft_now();
+	rt->stall_ms = weft__stall_ms(config);
 	rt->nworkers = (config && config->workers) ? config->workers
 						    : online_cpus();
 	rt->stack_size = (config && config->stack_size) ? config->stack_size

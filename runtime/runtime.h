@@ -132,8 +132,10 @@ struct weft_runtime {
 	 * runtime started (weft_now(); read-only after start). */
 	_Alignas(WEFT__CACHELINE) struct weft__rmetrics metrics;
 	uint64_t metrics_start;
-	/* The stall watchdog (stall.c), or NULL. */
+	/* The stall watchdog (stall.c), or NULL; its stall_ms (0: off), known
+	 * before the workers start (read-only after). */
 	struct weft__stall *stall;
+	unsigned stall_ms;
 };
 
 /* runtime.c: building and tearing down a runtime. start() validates the

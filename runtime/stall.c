@@ -371,7 +371,7 @@ static void *watchdog(void *arg)
 }
 
 /* The configuration's stall_ms, else WEFT_STALL_MS; 0: off. */
-static unsigned stall_ms(const struct weft_config *c)
+unsigned weft__stall_ms(const struct weft_config *c)
 {
 	unsigned ms = c ? c->stall_ms : 0;
 	const char *e;
@@ -389,6 +389,36 @@ static unsigned stall_ms(const struct weft_config *c)
 	return ms;
 }
 
+void weft__stall_thread_init(struct weft__worker *w)
+{
+	sigset_t cur, one;
+
+	w->stall_unblocked = false;
+	if (!w->rt->stall_ms || pthread_sigmask(SIG_BLOCK, NULL, &cur) != 0 ||
+	    !sigismember(&cur, WEFT__STALL_SIG))
+		return;
+	sigemptyset(&one);
+	sigaddset(&one, WEFT__STALL_SIG);
+	/* Only this signal, which the watchdog alone sends, and only to
+	 * this thread (tgkill): the program's others stay as it set them. */
+	w->stall_unblocked = pthread_sigmask(SIG_UNBLOCK, &one, NULL) == 0;
+}
+
+void weft__stall_thread_fini(struct weft__worker *w)
+{
+	sigset_t one;
+
+	if (!w->stall_unblocked)
+		return;
+	/* Worker 0 of weft_run() is the caller's thread: its mask goes
+	 * back. A signal still pending (an ask that timed out) waits there
+	 * as before; the handler finds no worker and does nothing. */
+	sigemptyset(&one);
+	sigaddset(&one, WEFT__STALL_SIG);
+	pthread_sigmask(SIG_BLOCK, &one, NULL);
+	w->stall_unblocked = false;
+}
+
 static void stall_free(struct weft__stall *st)
 {
 	pthread_mutex_destroy(&st->lock);
@@ -401,11 +431,12 @@ static void stall_free(struct weft__stall *st)
 
 int weft__stall_start(struct weft_runtime *rt, const struct weft_config *c)
 {
-	unsigned ms = stall_ms(c), n = rt->nworkers;
+	unsigned ms = rt->stall_ms, n = rt->nworkers;
 	struct weft__stall *st;
 	pthread_condattr_t ca;
 	int err;
 
+	(void)c; /* read into rt->stall_ms already */
 	if (!ms)
 		return 0;
 	st = weft__mem_calloc(1, sizeof(*st));

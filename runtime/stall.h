@@ -28,8 +28,17 @@ struct weft__stall_slot {
 	void *frames[WEFT__STALL_FRAMES];
 };
 
-/* Starts the watchdog of rt if the configuration (or WEFT_STALL_MS) asks
- * for one; after the workers started. 0 or -errno (thread creation). */
+/* The stall_ms the configuration (or WEFT_STALL_MS) asks for; 0: off.
+ * For rt->stall_ms, before the workers start. */
+unsigned weft__stall_ms(const struct weft_config *c);
+/* On each worker's thread as it starts, and as it stops: with reports on,
+ * the stall signal is unblocked there (a program that blocks every
+ * signal before it starts weft, for sigwait or a signalfd, passes that
+ * mask on to the workers), and blocked again at the stop if it was. */
+void weft__stall_thread_init(struct weft__worker *w);
+void weft__stall_thread_fini(struct weft__worker *w);
+/* Starts the watchdog of rt if rt->stall_ms asks for one; after the
+ * workers started. 0 or -errno (thread creation). */
 int weft__stall_start(struct weft_runtime *rt, const struct weft_config *c);
 /* Stops and joins it (nothing if none); before the workers stop. */
 void weft__stall_stop(struct weft_runtime *rt);

@@ -171,6 +171,9 @@ struct weft__worker {
 	pthread_t thread;
 	/* Alternate signal stack for stack-overflow reports (stack.c). */
 	void *altstack;
+	/* This thread had the stall signal blocked and weft__stall_thread_init()
+	 * unblocked it (stall.c); the thread's own. */
+	bool stall_unblocked;
 #ifdef WEFT__TSAN
 	void *tsan_sched_fiber;
 #endif

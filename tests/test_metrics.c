@@ -841,3 +841,33 @@ Test(stall, a_task_blocked_in_a_system_call_is_reported_not_interrupted,
 	stalls_are(&s, 1);
 	free(out);
 }
+
+/* ---- a program that blocks signals ------------------------------------ */
+
+/* Servers often block every signal in the thread that starts the rest
+ * (to take them with sigwait or a signalfd), and threads inherit it: the
+ * workers too. The stall signal is weft's own, sent to one worker: the
+ * workers take it all the same, and the report has its frames (before,
+ * every ask went unanswered for 100 ms and the report came without). */
+Test(stall, reported_with_frames_when_the_program_blocks_signals,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct stall_run s = { .spin_ns = 300 * WEFT_NSEC_PER_MSEC,
+			       .expect = 1 };
+	sigset_t all, old, now;
+	char *out;
+
+	sigfillset(&all);
+	sigdelset(&all, SIGALRM); /* the suite's watchdog */
+	cr_assert_eq(pthread_sigmask(SIG_SETMASK, &all, &old), 0);
+	out = run_capturing(50, NULL, &s);
+	cr_assert_eq(pthread_sigmask(SIG_SETMASK, &old, &now), 0);
+	cr_assert_eq(count_of(out, "weft: stall: task \"spinner\""), 1,
+		     "want one report with the task's name:\n%s", out);
+	cr_assert(strstr(out, "wt_stall_spin_here"),
+		  "no frame of the spinning function:\n%s", out);
+	stalls_are(&s, 1);
+	/* The caller's own mask is as it was (worker 0 is this thread). */
+	cr_assert(sigismember(&now, SIGRTMIN + 4));
+	free(out);
+}
