@@ -420,17 +420,26 @@ static void metrics_text(struct text *t, const struct weft_metrics *m)
 static int queue_metrics(struct conn *c, bool head)
 {
 	struct weft_metrics m = { .size = sizeof(m) };
-	struct text body = { .cap = 32768 };
+	struct text body = { 0 };
 	char hdr[160];
-	int r, hl;
+	int r, hl, mr;
 
+	/* The text grows with the workers (a busy line each, up to 1024
+	 * workers): sized for them, so that it is never cut mid-line. */
+	mr = weft_metrics(NULL, &m);
+	body.cap = 16384 + 96 * (size_t)(mr < 0 ? 0 : m.workers);
 	body.p = malloc(body.cap);
 	if (!body.p)
 		return queue(c, bad_resp, sizeof bad_resp - 1) < 0 ? -1 : 0;
-	if ((r = weft_metrics(NULL, &m)) < 0)
-		put(&body, "# weft_metrics: %s\n", weft_strerror(r));
+	if (mr < 0)
+		put(&body, "# weft_metrics: %s\n", weft_strerror(mr));
 	else
 		metrics_text(&body, &m);
+	if (body.len >= body.cap) {
+		/* Cut after all: an error, never half a line. */
+		free(body.p);
+		return queue(c, bad_resp, sizeof bad_resp - 1) < 0 ? -1 : 0;
+	}
 	hl = snprintf(hdr, sizeof(hdr),
 		      "HTTP/1.1 200 OK\r\n"
 		      "Content-Length: %zu\r\n"
