@@ -676,11 +676,12 @@ int weft_lease_release(struct weft_lease *l)
  * the kernel refuses multishot receives, a stream is `single`: a
  * weft_recv_lease() per call.
  */
+/* A handle names one opening of a record (weft__stream_handle(),
+ * stream.h): one kept past its close is refused even once a later open
+ * has taken the same record. */
 static struct weft__stream *stream_of(weft_stream *st)
 {
-	struct weft__stream *s = (struct weft__stream *)(void *)st;
-
-	return s && s->magic == WEFT__STREAM_MAGIC ? s : NULL;
+	return weft__stream_from_handle(st, WEFT__STREAM_MAGIC);
 }
 
 /* The task (the caller itself) has no stream open any more: the pin its
@@ -749,7 +750,7 @@ int weft_stream_open(weft_stream **out, int fd)
 	}
 	self->streams++;
 	s->single = w->ring.epoll || !weft__pbuf_ring(s->p);
-	*out = (weft_stream *)(void *)s;
+	*out = (weft_stream *)weft__stream_handle(s);
 	return 0;
 }
 
@@ -868,9 +869,7 @@ int weft_stream_close(weft_stream *st)
  */
 static struct weft__stream *listener_of(weft_listener *ls)
 {
-	struct weft__stream *s = (struct weft__stream *)(void *)ls;
-
-	return s && s->magic == WEFT__LISTENER_MAGIC ? s : NULL;
+	return weft__stream_from_handle(ls, WEFT__LISTENER_MAGIC);
 }
 
 int weft_listener_open(weft_listener **out, int fd, unsigned backlog)
@@ -901,7 +900,7 @@ int weft_listener_open(weft_listener **out, int fd, unsigned backlog)
 	}
 	self->streams++;
 	s->single = w->ring.epoll;
-	*out = (weft_listener *)(void *)s;
+	*out = (weft_listener *)weft__stream_handle(s);
 	return 0;
 }
 

@@ -14,7 +14,9 @@
  *   completion (the kernel's request names it), when it joins the
  *   worker's free list. Stream records are type-stable: they stay stream
  *   records, on the worker's lists, until the worker's ring is closed, so
- *   a second close finds magic 0 and is refused.
+ *   a second close finds magic 0 and is refused; and once a later open
+ *   has taken the record, the old handle's gen (stream.h, handles) is no
+ *   longer the record's, so it is refused too.
  *
  * An accept stream's life (a listener, weft_listener_*)
  *   new -> armed by the first weft_listener_accept() that finds its
@@ -39,6 +41,11 @@
 #include "stream.h"
 #include "task.h"
 #include "worker.h"
+
+/* Bits 48-62 of a handle (stream.h). */
+#define WEFT__STREAM_GENS 32767u
+#define WEFT__HANDLE_TAG (UINT64_C(1) << 63)
+#define WEFT__HANDLE_ADDR ((UINT64_C(1) << 47) - 1)
 
 static void list_add(struct weft__stream **head, struct weft__stream *s)
 {
@@ -93,12 +100,16 @@ static struct weft__stream *stream_alloc(struct weft__worker *w, int fd,
 					 bool counted)
 {
 	struct weft__stream *s = w->ring.streams_free;
+	unsigned gen = 0;
 
-	if (s)
+	if (s) {
 		list_del(&w->ring.streams_free, s);
-	else if (!(s = malloc(sizeof(*s))))
+		gen = s->gen;
+	} else if (!(s = malloc(sizeof(*s)))) {
 		return NULL;
+	}
 	memset(s, 0, sizeof(*s));
+	s->gen = gen % WEFT__STREAM_GENS + 1; /* a new opening: 1..GENS */
 	s->magic = WEFT__STREAM_MAGIC;
 	s->w = w;
 	s->task = w->current;
@@ -120,6 +131,36 @@ struct weft__stream *weft__stream_new(struct weft__worker *w, int fd,
 		return NULL;
 	s->p = p;
 	return s;
+}
+
+void *weft__stream_handle(struct weft__stream *s)
+{
+#if UINTPTR_MAX > 0xffffffffu
+	uintptr_t a = (uintptr_t)s;
+
+	if (!(a & ~(uintptr_t)WEFT__HANDLE_ADDR))
+		return (void *)(a | WEFT__HANDLE_TAG |
+				((uintptr_t)s->gen << 48));
+#endif
+	return s;
+}
+
+struct weft__stream *weft__stream_from_handle(const void *h, uint64_t magic)
+{
+	uintptr_t a = (uintptr_t)h;
+	struct weft__stream *s = (struct weft__stream *)(uintptr_t)h;
+	unsigned gen = 0;
+
+#if UINTPTR_MAX > 0xffffffffu
+	if (a & WEFT__HANDLE_TAG) {
+		gen = (unsigned)((a >> 48) & WEFT__STREAM_GENS);
+		s = (struct weft__stream *)(a & WEFT__HANDLE_ADDR);
+	}
+#endif
+	if (!s || s->magic != magic)
+		return NULL;
+	/* A tagged handle names one opening: an older one's is stale. */
+	return gen && gen != s->gen ? NULL : s;
 }
 
 /* The queue starts with room for the bound, so that completions, which

@@ -48,6 +48,10 @@ struct weft__stream {
 	struct weft__worker *w;
 	struct weft__pbuf *p; /* receive streams only */
 	struct weft__tcb *task; /* the task that opened it */
+	/* Which opening of this record this is (1..32767, then 1 again): a
+	 * record is reused, so the handle given out carries it and a
+	 * handle kept past its close no longer matches (weft__stream_handle()). */
+	unsigned gen;
 	int fd;
 	bool armed;   /* a multishot receive is in flight */
 	bool closing; /* closed while armed: freed at its last completion */
@@ -92,6 +96,21 @@ struct weft__stream *weft__stream_new(struct weft__worker *w, int fd,
  * otherwise. */
 struct weft__stream *weft__stream_new_accept(struct weft__worker *w, int fd,
 					     bool counted, unsigned bound);
+/*
+ * Handles. The program's weft_stream / weft_listener pointer is the record
+ * with its opening's gen in bits 48-62 and bit 63 set: a user-space
+ * address has neither (Linux on x86-64 and AArch64 hands out addresses
+ * below 2^47 unless asked for more), so the record is found again, and a
+ * handle kept after its close, whose record has been reused since, is
+ * told apart (its gen is an older one) instead of acting on the new
+ * stream. A record at a higher address (a 5-level page table's hint, a
+ * memory tag) gets a plain pointer, without that check. Any thread (the
+ * record is type-stable; the caller checks magic and ownership).
+ */
+void *weft__stream_handle(struct weft__stream *s);
+/* The record of handle h if it is an open stream of that magic and the
+ * opening h was given for, else NULL. */
+struct weft__stream *weft__stream_from_handle(const void *h, uint64_t magic);
 /* The oldest descriptor an accept stream queued, or -1 if none. w's
  * thread. */
 int weft__stream_fd_pop(struct weft__stream *s);

@@ -3776,6 +3776,67 @@ Test(net, a_listener_refuses_misuse_and_returns_reset_connections,
 	cr_assert_eq(fd_count(), fds, "descriptors leaked");
 }
 
+/* A handle kept after its close is refused with -EINVAL, also once the
+ * task has opened another listener (or stream) since: records are reused,
+ * the newest closed first, so the stale handle had become the new one,
+ * and its close closed the new listener (or stream) and returned 0. */
+static void *stale_handle_main(void *arg)
+{
+	weft_listener *l1, *l2;
+	weft_stream *s1, *s2;
+	struct weft_lease lease;
+	int lfd, port, c, fd, a, b;
+
+	(void)arg;
+	lfd = weft_tcp_listen("127.0.0.1", 0, 16, 0);
+	if (!WT_CHECK(lfd >= 0))
+		return NULL;
+	port = weft_local_port(lfd);
+	if (!WT_CHECK_EQ(weft_listener_open(&l1, lfd, 0), 0))
+		return NULL;
+	WT_CHECK_EQ(weft_listener_close(l1), 0);
+	if (!WT_CHECK_EQ(weft_listener_open(&l2, lfd, 0), 0))
+		return NULL;
+	WT_CHECK_EQ(weft_listener_close(l1), -EINVAL);
+	WT_CHECK_EQ(weft_listener_accept(l1, NULL, NULL, 0), -EINVAL);
+	/* The new one is untouched. */
+	c = weft_tcp_connect("127.0.0.1", (uint16_t)port, 0);
+	WT_CHECK(c >= 0);
+	fd = weft_listener_accept(l2, NULL, NULL, 0);
+	WT_CHECK(fd >= 0);
+	WT_CHECK_EQ(weft_close(fd), 0);
+	WT_CHECK_EQ(weft_close(c), 0);
+	WT_CHECK_EQ(weft_listener_close(l2), 0);
+	WT_CHECK_EQ(weft_listener_close(l2), -EINVAL);
+	WT_CHECK_EQ(weft_close(lfd), 0);
+	/* The same for receive streams. */
+	if (!WT_CHECK_EQ(tcp_pair(&a, &b), 0))
+		return NULL;
+	WT_CHECK_EQ(weft_stream_open(&s1, b), 0);
+	WT_CHECK_EQ(weft_stream_close(s1), 0);
+	WT_CHECK_EQ(weft_stream_open(&s2, b), 0);
+	WT_CHECK_EQ(weft_stream_close(s1), -EINVAL);
+	WT_CHECK_EQ(weft_stream_recv(s1, &lease), -EINVAL);
+	WT_CHECK_EQ(weft_send(a, "y", 1, 0), 1);
+	if (WT_CHECK_EQ(weft_stream_recv(s2, &lease), 1)) {
+		WT_CHECK_EQ(((const char *)lease.data)[0], 'y');
+		WT_CHECK_EQ(weft_lease_release(&lease), 0);
+	}
+	WT_CHECK_EQ(weft_stream_close(s2), 0);
+	WT_CHECK_EQ(weft_close(a), 0);
+	WT_CHECK_EQ(weft_close(b), 0);
+	return NULL;
+}
+
+Test(net, a_stale_listener_or_stream_handle_is_refused_after_reuse,
+     .timeout = WT_TIMEOUT(20))
+{
+	int fds = fd_count();
+
+	wt_run(stale_handle_main, NULL, 1);
+	cr_assert_eq(fd_count(), fds, "descriptors leaked");
+}
+
 /* ---- errno ------------------------------------------------------------------
  * weft.h: the I/O calls "never set errno". The helpers that make system
  * calls directly read errno to return it negated; before the fix they
