@@ -121,6 +121,10 @@ out:
 	errno = e;
 }
 
+/* Set by the destructor below when it left SIG_IGN in place of our
+ * handler: stall_install() may take the signal again from there. */
+static bool stall_ignored_by_us;
+
 /* Whether our handler holds the signal. */
 static bool stall_installed(void)
 {
@@ -142,7 +146,9 @@ static void stall_install(void)
 	(void)backtrace(warm, 4);
 	pthread_mutex_lock(&sig_lock);
 	if (sigaction(WEFT__STALL_SIG, NULL, &cur) == 0 &&
-	    !(cur.sa_flags & SA_SIGINFO) && cur.sa_handler == SIG_DFL) {
+	    !(cur.sa_flags & SA_SIGINFO) &&
+	    (cur.sa_handler == SIG_DFL ||
+	     (cur.sa_handler == SIG_IGN && stall_ignored_by_us))) {
 		memset(&sa, 0, sizeof(sa));
 		sa.sa_handler = stall_handler;
 		/* On the worker's alternate signal stack (stack.c), not the
@@ -158,12 +164,17 @@ static void stall_install(void)
 	pthread_mutex_unlock(&sig_lock);
 }
 
-/* dlclose() or exit: a late signal must not run unmapped code. */
+/* dlclose() or exit: a late signal must not run unmapped code. Ignored,
+ * not the default: a watchdog still running at exit() may be between its
+ * stall_installed() check and its tgkill() (ask()), and this signal's
+ * default action ends the process. */
 __attribute__((destructor)) static void stall_uninstall(void)
 {
 	pthread_mutex_lock(&sig_lock);
-	if (stall_installed())
-		signal(WEFT__STALL_SIG, SIG_DFL);
+	if (stall_installed()) {
+		signal(WEFT__STALL_SIG, SIG_IGN);
+		stall_ignored_by_us = true;
+	}
 	pthread_mutex_unlock(&sig_lock);
 }
 
@@ -217,7 +228,17 @@ static bool ask(struct weft__worker *w)
 
 	if (!stall_installed())
 		return false;
-	atomic_store_explicit(&sl->state, SLOT_ASKED, memory_order_release);
+	/* IDLE -> ASKED: a slot a handler still fills (one that never
+	 * finished, below) is not asked again. */
+	s = SLOT_DONE; /* a late answer to an ask given up on: stale */
+	atomic_compare_exchange_strong_explicit(&sl->state, &s, SLOT_IDLE,
+						memory_order_acquire,
+						memory_order_relaxed);
+	s = SLOT_IDLE;
+	if (!atomic_compare_exchange_strong_explicit(&sl->state, &s, SLOT_ASKED,
+						     memory_order_release,
+						     memory_order_relaxed))
+		return false;
 	if (syscall(SYS_tgkill, (int)getpid(), w->ring.tid,
 		    WEFT__STALL_SIG) != 0)
 		goto give_up;
@@ -235,10 +256,21 @@ give_up:
 						    memory_order_relaxed,
 						    memory_order_relaxed))
 		return false;
-	/* The handler took it meanwhile: its answer is coming. */
+	/* The handler took it meanwhile: its answer is coming, within a
+	 * bound. backtrace() is not async-signal-safe by POSIX: with glibc it
+	 * takes no lock unless the program registers unwind tables of its
+	 * own (a JIT), and a handler that interrupted such a registration
+	 * would never finish. The watchdog then gives up on this worker's
+	 * slot (it stays FILLING, so it is not asked again) rather than hang
+	 * here and make weft__stall_stop(), and the runtime's stop, wait for
+	 * ever. */
+	until = weft_now() + WEFT__STALL_ANSWER_NS;
 	while (atomic_load_explicit(&sl->state, memory_order_acquire) !=
-	       SLOT_DONE)
+	       SLOT_DONE) {
+		if (weft_now() >= until)
+			return false;
 		usleep(100);
+	}
 	return true;
 }
 

@@ -5,12 +5,16 @@
  * read by the watchdog thread, handed over through one state word.
  *
  * Cast
- *   D  the watchdog, asking ROUNDS times (ask()): stores ASKED, sends the
- *      signal, then waits for DONE; or, its patience gone (at any moment:
- *      the model does not count time), takes the question back with a CAS
- *      ASKED -> IDLE. If that CAS fails a handler has the slot, and D
- *      waits for DONE after all. After DONE it reads the slot and stores
- *      IDLE (look(), after print_report()).
+ *   D  the watchdog, asking ROUNDS times (ask()): drops a stale DONE (a
+ *      late answer to a question it gave up on) with a CAS DONE -> IDLE,
+ *      then asks with a CAS IDLE -> ASKED (a slot still FILLING is not
+ *      asked that round), sends the signal, then waits for DONE; or, its
+ *      patience gone (at any moment: the model does not count time),
+ *      takes the question back with a CAS ASKED -> IDLE. If that CAS
+ *      fails a handler has the slot, and D waits for DONE after all, but
+ *      within a bound: it may give up again and leave the slot to the
+ *      handler. After DONE it reads the slot and stores IDLE (look(),
+ *      after print_report()).
  *   H  the worker's handler, run once per signal sent, as late as it
  *      likes (a realtime signal is queued; the worker may not be running):
  *      a CAS ASKED -> FILLING; if it wins, it writes the slot (two words,
@@ -31,6 +35,10 @@
  *   -DINJ_PLAIN_FILL the handler fills the slot without its CAS, whatever
  *                    the state: a late signal's handler writes while D
  *                    reads another answer; must FAIL.
+ *   -DINJ_PLAIN_ASK  D asks with a plain store of ASKED, whatever the
+ *                    state: over a handler still filling the slot after
+ *                    D gave up waiting for it, whose DONE then reads as
+ *                    the new question's answer; must FAIL.
  *   -DINJ_PLAIN_BACK D takes its question back by a load of ASKED and a
  *                    plain store of IDLE: a handler that took the slot in
  *                    between goes on, and D reads its late answer in the
@@ -58,8 +66,19 @@ active proctype watchdog()
 
 	do
 	:: r <= ROUNDS ->
-		cur = r;
-		state = ASKED;
+		/* A late answer to a question given up on is stale; a slot
+		 * a handler still fills is not asked this round. */
+#ifdef INJ_PLAIN_ASK
+		atomic { state = ASKED; cur = r }
+#else
+		atomic { if :: state == DONE -> state = IDLE :: else fi }
+		atomic {
+			if
+			:: state == IDLE -> state = ASKED; cur = r
+			:: else -> goto next
+			fi
+		}
+#endif
 		pending++;
 		if
 		:: state == DONE
@@ -78,7 +97,14 @@ active proctype watchdog()
 			}
 			if
 			:: s == 1 -> goto next
-			:: else -> state == DONE	/* its answer is coming */
+			:: else ->
+				/* Its answer is coming, within a bound: or
+				 * the handler never ends (a lock in the
+				 * unwinder) and D gives up on the slot. */
+				if
+				:: state == DONE
+				:: true -> goto next
+				fi
 			fi
 #endif
 		fi;
