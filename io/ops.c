@@ -202,6 +202,9 @@ static int io_wait(struct io *io, struct io_uring_sqe *sqe)
 	u.io = io;
 	u.why = 0;
 	weft__wait_init(&u.wt, w, io->nocancel ? WEFT_NEVER : self->deadline);
+	weft__task_waits(self, WEFT__W_IO, NULL,
+			 (int64_t)((uint64_t)sqe->opcode << 32 |
+				   (uint32_t)sqe->fd));
 	u.wt.nocancel = io->nocancel;
 	weft__wait(&u.wt, io_ready, io_give_up);
 	atomic_store_explicit(&self->flags, flags, memory_order_relaxed);
@@ -766,6 +769,7 @@ ssize_t weft_stream_recv(weft_stream *st, struct weft_lease *l)
 		}
 		u.s = s;
 		weft__wait_init(&u.wt, w, w->current->deadline);
+		weft__task_waits(w->current, WEFT__W_STREAM, s, s->fd);
 		s->waiting = true;
 		err = weft__wait(&u.wt, stream_ready, stream_give_up);
 		s->waiting = false;

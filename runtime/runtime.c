@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "base.h"
+#include "debug.h"
 #include "epoll.h"
 #include "idle.h"
 #include "lifecycle.h"
@@ -180,7 +181,7 @@ static int config_check(const struct weft_config *c)
 {
 	if (!c)
 		return 0;
-	if (c->reserved[0] || c->reserved32)
+	if (c->reserved[0])
 		return -EINVAL;
 	if (c->reactor < WEFT_REACTOR_AUTO || c->reactor > WEFT_REACTOR_EPOLL)
 		return -EINVAL;
@@ -191,7 +192,10 @@ static int config_check(const struct weft_config *c)
 		return -EINVAL;
 	if (c->stack_size > ((size_t)1 << 40))
 		return -EINVAL;
-	if (c->flags & ~(WEFT_RUN_STOP_ON_SIGNALS | WEFT_RUN_QUIET))
+	if (c->flags & ~(WEFT_RUN_STOP_ON_SIGNALS | WEFT_RUN_QUIET |
+			 WEFT_RUN_ABORT_ON_DEADLOCK))
+		return -EINVAL;
+	if (weft__debug_signal_check(c) < 0)
 		return -EINVAL;
 	return 0;
 }
@@ -406,6 +410,8 @@ int weft__runtime_start(struct weft_runtime **out,
 		rt->ep_listed = true;
 	}
 	err = weft__lifecycle_signals_start(rt);
+	if (err >= 0)
+		err = weft__debug_start(rt, config);
 	if (err < 0) {
 		weft__runtime_stop(rt);
 		goto fail;
@@ -429,6 +435,7 @@ void weft__runtime_stop(struct weft_runtime *rt)
 {
 	unsigned i;
 
+	weft__debug_stop(rt);
 	weft__lifecycle_signals_stop(rt);
 	weft__lifecycle_quiesce(rt);
 	/* seq_cst: pairs with the seq_cst loads of ring.in_wait's sleepers

@@ -22,6 +22,7 @@
 #include "idle.h"
 #include "lifecycle.h"
 #include "mem.h"
+#include "pool.h"
 #include "runtime.h"
 #include "spin.h"
 #include "stack.h"
@@ -246,6 +247,23 @@ weft_task *weft__task_handle(struct weft__tcb *t)
 {
 	return (weft_task *)(uintptr_t)atomic_load_explicit(
 		&t->handle, memory_order_relaxed);
+}
+
+void weft__task_blocks(struct weft_runtime *rt,
+		       void (*fn)(struct weft__tcb *t, void *arg), void *arg)
+{
+	struct weft__cb_slab *s;
+	unsigned i;
+
+	/* Slabs are pushed at the head under cb_lock and never unlinked
+	 * (nor their memory unmapped) before the runtime ends: the head read
+	 * under the lock, each slab's next and mem are final. */
+	weft__spin_lock(&rt->cb_lock);
+	s = rt->cb_slabs;
+	weft__spin_unlock(&rt->cb_lock);
+	for (; s; s = s->next)
+		for (i = 0; i < WEFT__CB_SLAB; i++)
+			fn(&s->mem[i], arg);
 }
 
 void *weft__task_debug_block(weft_task *h)
@@ -798,12 +816,26 @@ void weft__task_drop_all(struct weft_runtime *rt)
 
 /* ---- spawn ------------------------------------------------------------ */
 
+/* A wake or spawn from outside rt's workers: unless from its blocking
+ * pool, the deadlock abort is off for good (debug.c). Stored once. */
+static inline void task_foreign(struct weft_runtime *rt)
+{
+#ifdef WEFT__REGISTRY
+	if (!atomic_load_explicit(&rt->dbg_foreign, memory_order_relaxed) &&
+	    weft__pool_owner() != rt)
+		atomic_store_explicit(&rt->dbg_foreign, true,
+				      memory_order_relaxed);
+#else
+	(void)rt;
+#endif
+}
+
 /* Fills a fresh block and queues it. `refs` is 1 (detached) or 2. */
 /* Inline: spawn's every argument would otherwise be passed through. */
 static inline __attribute__((always_inline)) void
 task_start(struct weft_runtime *rt, struct weft__worker *w,
 	   struct weft__tcb *t, weft_fn fn, void *arg,
-	   const struct weft_spawn_opts *opts, unsigned refs)
+	   const struct weft_spawn_opts *opts, unsigned refs, const char *site)
 {
 	unsigned flags = opts ? opts->flags : 0;
 
@@ -841,6 +873,17 @@ task_start(struct weft_runtime *rt, struct weft__worker *w,
 	atomic_store_explicit(&t->done, 0, memory_order_relaxed);
 	atomic_store_explicit(&t->refs, refs + (refs - 1) * REFS_HANDLE,
 			      memory_order_relaxed);
+#ifdef WEFT__REGISTRY
+	/* The registry (debug.h): a pointer and a counter read, no more;
+	 * the snapshot reader re-checks the handle after reading these. */
+	t->site = site;
+	t->spawn_clock = weft__debug_clock();
+	atomic_store_explicit(&t->wait_word, 0, memory_order_relaxed);
+	atomic_store_explicit(&t->switches, 0, memory_order_relaxed);
+	atomic_store_explicit(&t->run_clock, 0, memory_order_relaxed);
+#else
+	(void)site;
+#endif
 	/* Leaves FREE last: weft__task_resolve() accepts the block from here on. The
 	 * queue push below publishes every field to the worker that runs
 	 * the task. */
@@ -851,7 +894,7 @@ task_start(struct weft_runtime *rt, struct weft__worker *w,
 /* weft_spawn_opts(), starting fn at start_at (ns; 0: at once). */
 static int spawn(weft_task **out, weft_fn fn, void *arg,
 		 const struct weft_spawn_opts *opts, uint64_t start_at,
-		 struct weft_group *group)
+		 struct weft_group *group, const char *site)
 {
 	struct weft__worker *w = weft__worker_self();
 	struct weft_runtime *rt;
@@ -881,7 +924,7 @@ static int spawn(weft_task **out, weft_fn fn, void *arg,
 			weft__lifecycle_leave(rt);
 		return -ENOMEM;
 	}
-	task_start(rt, w, t, fn, arg, opts, detached ? 1 : 2);
+	task_start(rt, w, t, fn, arg, opts, detached ? 1 : 2, site);
 	t->start_at = start_at;
 	t->group = NULL;
 	if (group)
@@ -891,20 +934,30 @@ static int spawn(weft_task **out, weft_fn fn, void *arg,
 	if (w) {
 		weft__worker_schedule(w, t, false);
 	} else {
+		task_foreign(rt);
 		weft__worker_schedule_remote(rt, t);
 		weft__lifecycle_leave(rt);
 	}
 	return 0;
 }
 
+/* weft.h's macros call the *_at forms with the spawn site; the plain
+ * names stay for programs built without them (and before them). */
+int weft_spawn_opts_at(weft_task **out, weft_fn fn, void *arg,
+		       const struct weft_spawn_opts *opts, const char *site)
+{
+	return spawn(out, fn, arg, opts, 0, NULL, site);
+}
+
 int weft_spawn_opts(weft_task **out, weft_fn fn, void *arg,
 		    const struct weft_spawn_opts *opts)
 {
-	return spawn(out, fn, arg, opts, 0, NULL);
+	return spawn(out, fn, arg, opts, 0, NULL, NULL);
 }
 
 int weft__task_spawn_in(weft_task **out, weft_fn fn, void *arg,
-			const struct weft_spawn_opts *opts, struct weft_group *g)
+			const struct weft_spawn_opts *opts, struct weft_group *g,
+			const char *site)
 {
 	struct weft_spawn_opts o = { .name = "group task" };
 
@@ -915,13 +968,13 @@ int weft__task_spawn_in(weft_task **out, weft_fn fn, void *arg,
 	}
 	if (!out)
 		o.flags |= WEFT_SPAWN_DETACHED;
-	return spawn(out, fn, arg, &o, 0, g);
+	return spawn(out, fn, arg, &o, 0, g, site);
 }
 
 int weft__task_spawn_at(weft_task **out, weft_fn fn, void *arg,
 			const struct weft_spawn_opts *opts, uint64_t start_at)
 {
-	return spawn(out, fn, arg, opts, start_at, NULL);
+	return spawn(out, fn, arg, opts, start_at, NULL, NULL);
 }
 
 int weft__task_spawn_main(struct weft_runtime *rt, weft_fn fn, void *arg,
@@ -935,18 +988,23 @@ int weft__task_spawn_main(struct weft_runtime *rt, weft_fn fn, void *arg,
 		return -ENOMEM;
 	/* Two references: the task's own and weft_run()'s, which is never
 	 * given back (the pool is freed whole). */
-	task_start(rt, w, t, fn, arg, &o, 2);
+	task_start(rt, w, t, fn, arg, &o, 2, NULL);
 	rt->main_task = t;
 	weft__worker_schedule(w, t, false);
 	*out = t;
 	return 0;
 }
 
-weft_task *weft_spawn(weft_fn fn, void *arg)
+weft_task *weft_spawn_at(weft_fn fn, void *arg, const char *site)
 {
 	weft_task *h;
 
-	return weft_spawn_opts(&h, fn, arg, NULL) < 0 ? NULL : h;
+	return spawn(&h, fn, arg, NULL, 0, NULL, site) < 0 ? NULL : h;
+}
+
+weft_task *weft_spawn(weft_fn fn, void *arg)
+{
+	return weft_spawn_at(fn, arg, NULL);
 }
 
 /* ---- ending ----------------------------------------------------------- */
@@ -1029,6 +1087,7 @@ void weft__task_entry(void *arg, void *ctx)
 
 /* ---- park and wake ---------------------------------------------------- */
 
+
 /* back: queue a parked task behind the worker's others instead of in its
  * next slot (timers woken in a batch keep their deadline order). */
 static inline __attribute__((always_inline)) void task_wake(struct weft__tcb *t,
@@ -1052,10 +1111,12 @@ static inline __attribute__((always_inline)) void task_wake(struct weft__tcb *t,
 				    memory_order_acq_rel,
 				    memory_order_acquire)) {
 				struct weft__worker *w = weft__worker_self();
-				if (w && w->rt == t->rt)
+				if (w && w->rt == t->rt) {
 					weft__worker_schedule(w, t, back);
-				else
+				} else {
+					task_foreign(t->rt);
 					weft__worker_schedule_remote(t->rt, t);
+				}
 				return;
 			}
 			break;

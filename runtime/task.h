@@ -6,6 +6,7 @@
 #define WEFT_TASK_H
 
 #include "base.h"
+#include "debug.h"
 #include "spin.h"
 
 /* ---- tasks ------------------------------------------------------------ */
@@ -135,6 +136,26 @@ struct weft__tcb {
 	void *asan_fake; /* ASan fake-stack handle while switched out */
 #endif
 	char name[32];
+#ifdef WEFT__REGISTRY
+	/* The task registry (debug.h argues who writes and reads these).
+	 * Last, after the hot fields, so that they keep their lines. */
+	/* While waiting: the start moment (weft__debug_clock()) << 9, a
+	 * has-deadline bit (WEFT__W_TIMED) and the kind
+	 * (enum weft__debug_wait_kind); 0 while not waiting. */
+	_Atomic uint64_t wait_word;
+	_Atomic(const void *) wait_obj; /* what it waits on, by kind */
+	_Atomic int64_t wait_arg;       /* an fd, a deadline, by kind */
+	/* "file.c:123" of the spawn (weft_spawn_at() and friends), or NULL;
+	 * and the spawn moment (weft__debug_clock()). Written by the spawner
+	 * before the task is published. */
+	const char *site;
+	uint64_t spawn_clock;
+	/* Switches in, and the time run (debug clock ticks); written by the
+	 * worker that runs the task, at its switches. */
+	_Atomic uint64_t switches;
+	_Atomic uint64_t run_clock;
+	uint64_t reserved_dbg;
+#endif
 };
 
 /* task.c */
@@ -158,6 +179,10 @@ bool weft__task_trim_wanted(struct weft__worker *w);
 /* Tests: the address of the block a handle names (NULL if stale), to ask
  * the kernel whether its page is resident; declared again in the test. */
 void *weft__task_debug_block(weft_task *h);
+/* Calls fn for every control block of rt, free ones included (debug.c
+ * tells them apart). Any thread, while the runtime exists. */
+void weft__task_blocks(struct weft_runtime *rt,
+		       void (*fn)(struct weft__tcb *t, void *arg), void *arg);
 int weft__task_spawn_main(struct weft_runtime *rt, weft_fn fn, void *arg,
 		     struct weft__tcb **out);
 weft_task *weft__task_handle(struct weft__tcb *t);
@@ -173,6 +198,53 @@ static inline unsigned weft__task_flags(const struct weft__tcb *t)
 static inline void weft__task_park_prepare(struct weft__tcb *t)
 {
 	atomic_exchange_explicit(&t->park, WEFT__PARKING, memory_order_acq_rel);
+}
+
+/* The registry's record of a wait (debug.h): kind (WEFT__W_*), object
+ * and number. The calling task only; t NULL (a thread outside the
+ * runtime) records nothing. Release: a reader that loads the word with
+ * acquire reads this wait's object and number, or a later wait's. */
+static inline void weft__task_waits(struct weft__tcb *t, unsigned kind,
+				    const void *obj, int64_t arg)
+{
+#ifdef WEFT__REGISTRY
+	if (!t)
+		return;
+	atomic_store_explicit(&t->wait_obj, obj, memory_order_relaxed);
+	atomic_store_explicit(&t->wait_arg, arg, memory_order_relaxed);
+	atomic_store_explicit(&t->wait_word,
+			      weft__debug_clock() << WEFT__W_SHIFT | kind,
+			      memory_order_release);
+#else
+	(void)t;
+	(void)kind;
+	(void)obj;
+	(void)arg;
+#endif
+}
+
+/* The wait may end on a deadline (a timer will wake it): the deadlock
+ * check does not count it as stuck. */
+static inline void weft__task_waits_timed(struct weft__tcb *t)
+{
+#ifdef WEFT__REGISTRY
+	uint64_t v = atomic_load_explicit(&t->wait_word, memory_order_relaxed);
+
+	atomic_store_explicit(&t->wait_word, v | WEFT__W_TIMED,
+			      memory_order_relaxed);
+#else
+	(void)t;
+#endif
+}
+
+/* The wait is over. */
+static inline void weft__task_waits_end(struct weft__tcb *t)
+{
+#ifdef WEFT__REGISTRY
+	atomic_store_explicit(&t->wait_word, 0, memory_order_relaxed);
+#else
+	(void)t;
+#endif
 }
 
 /* The condition held: no park after all. */
@@ -194,7 +266,8 @@ void weft__task_coop_tick(void);
 /* Spawn into a group (g may be NULL), with options (opts may be NULL;
  * the name defaults to "group task"; out NULL: detached). */
 int weft__task_spawn_in(weft_task **out, weft_fn fn, void *arg,
-			const struct weft_spawn_opts *opts, struct weft_group *g);
+			const struct weft_spawn_opts *opts, struct weft_group *g,
+			const char *site);
 
 /* Shutdown, after every worker has stopped, before the blocking pool is
  * shut down and rings, stacks and blocks are freed: every task still alive

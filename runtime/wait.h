@@ -129,6 +129,7 @@ static inline int weft__wait_why(struct weft__wait *wt)
 			return -ETIMEDOUT;
 		}
 		wt->armed = true;
+		weft__task_waits_timed(self);
 		return 0;
 	}
 	return weft__timer_fired(&wt->tm) ? -ETIMEDOUT : 0;
@@ -193,6 +194,7 @@ weft__wait(struct weft__wait *wt, bool (*ready)(struct weft__wait *),
 		wt->w = weft__task_park(wt->w);
 	}
 	self->unwait = NULL;
+	weft__task_waits_end(self);
 	weft__task_park_done(self);
 	if (wt->armed)
 		weft__timer_cancel(self->rt, &wt->tm);

@@ -750,6 +750,37 @@ void weft__worker_after_switch(struct weft__worker *w)
 	}
 }
 
+/* The task registry's per-switch counts (debug.h): the task switched in
+ * counts a switch, the one switched out its time run. Relaxed loads and
+ * stores, not RMWs: only the worker running a task writes them, and the
+ * run queue hand-over orders one worker's writes before the next's. */
+static inline void registry_switch(struct weft__worker *w,
+				   struct weft__tcb *from, struct weft__tcb *to)
+{
+#ifdef WEFT__REGISTRY
+	uint64_t now = weft__debug_clock();
+
+	if (from)
+		atomic_store_explicit(
+			&from->run_clock,
+			atomic_load_explicit(&from->run_clock,
+					     memory_order_relaxed) +
+				(now - w->dbg_in),
+			memory_order_relaxed);
+	if (to)
+		atomic_store_explicit(
+			&to->switches,
+			atomic_load_explicit(&to->switches,
+					     memory_order_relaxed) + 1,
+			memory_order_relaxed);
+	w->dbg_in = now;
+#else
+	(void)w;
+	(void)from;
+	(void)to;
+#endif
+}
+
 /* Switch from the context whose stack pointer is saved in *save to task t
  * (or, t NULL, to the scheduler context). Returns, on the resumed side,
  * the worker we now run on. */
@@ -758,6 +789,7 @@ static struct weft__worker *switch_to(struct weft__worker *w, void **save,
 {
 	struct weft__tcb *from = w->current;
 
+	registry_switch(w, from, t);
 	w->current = t;
 	if (t) {
 		atomic_store_explicit(

@@ -83,6 +83,9 @@ struct weft__worker {
 	void *sched_sp;
 	/* Cooperative budget left to the current task (task.c). */
 	int budget;
+	/* When the current context was switched in (weft__debug_clock(),
+	 * worker.c registry_switch). */
+	uint64_t dbg_in;
 	/* Tasks taken from the next slot in a row (fairness bound). */
 	unsigned next_streak;
 	/* Owner's count of the woken list (below): an upper bound, as a

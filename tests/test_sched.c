@@ -4,6 +4,7 @@
  * configuration, nesting and repeated runs.
  */
 #include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -1323,9 +1324,13 @@ Test(sched, bad_config_returns_einval, .timeout = WT_TIMEOUT(10))
 	cr_assert_eq(weft_run(raise_flag, &ran, &c, NULL), -EINVAL,
 		     "reserved[0] != 0 accepted");
 	memset(&c, 0, sizeof(c));
-	c.reserved32 = 1;
+	c.dump_signal = -1; /* was reserved32: now a signal number */
 	cr_assert_eq(weft_run(raise_flag, &ran, &c, NULL), -EINVAL,
-		     "reserved32 != 0 accepted");
+		     "dump_signal -1 accepted");
+	memset(&c, 0, sizeof(c));
+	c.dump_signal = SIGKILL;
+	cr_assert_eq(weft_run(raise_flag, &ran, &c, NULL), -EINVAL,
+		     "dump_signal SIGKILL accepted");
 	memset(&c, 0, sizeof(c));
 	c.reactor = 3;
 	cr_assert_eq(weft_run(raise_flag, &ran, &c, NULL), -EINVAL);
