@@ -1337,7 +1337,7 @@ Test(sched, bad_config_returns_einval, .timeout = WT_TIMEOUT(10))
 	c.reactor = -1;
 	cr_assert_eq(weft_run(raise_flag, &ran, &c, NULL), -EINVAL);
 	memset(&c, 0, sizeof(c));
-	c.flags = 0x4;
+	c.flags = 0x80000000u; /* unknown (0x4: WEFT_RUN_ABORT_ON_DEADLOCK) */
 	cr_assert_eq(weft_run(raise_flag, &ran, &c, NULL), -EINVAL);
 	memset(&c, 0, sizeof(c));
 	c.wake_mode = 3;
