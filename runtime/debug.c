@@ -40,13 +40,19 @@
  * (I/O, a stream, a sleep, the blocking pool, a select with descriptor
  * cases, a wait without a recorded reason) and none with a deadline; the
  * dump says "all tasks are asleep - deadlock?". The abort (the flag) needs
- * more, because a thread outside the runtime may hold a channel or an
- * event and feed it later, which no walk can see: the state must hold for
- * ten checks in a row (a second) with no task switched in on any worker
- * meanwhile (the workers' tick counts unchanged), no thread outside the
- * runtime may ever have woken or spawned one of its tasks (rt->dbg_foreign,
- * set by task.c), and WEFT_RUN_STOP_ON_SIGNALS must be off (a signal
- * cancels main). docs/debugging.md states it for the program.
+ * more, because a thread outside the runtime may hold a channel, an event
+ * or a task's handle and use it later, which no walk can see, nor any
+ * cheap mark (a thread that has not touched the runtime yet): so the
+ * abort requires that no such thread exists. The runtime is weft_run()'s
+ * (its caller is worker 0), and the process has exactly the runtime's own
+ * threads (/proc/self/status Threads: workers, blocking-pool threads and
+ * this one); WEFT_RUN_STOP_ON_SIGNALS is off (a signal cancels main); and
+ * the state holds for ten checks in a row (a second) with no task
+ * switched in on any worker meanwhile (the workers' tick counts
+ * unchanged). A new thread could then come only from a task (all
+ * parked), a blocking-pool job (none pending: that task would not be
+ * stuck) or a signal handler (weft's calls are not async-signal-safe).
+ * docs/debugging.md states it for the program.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -65,6 +71,7 @@
 #include "debug.h"
 #include "lq.h"
 #include "mem.h"
+#include "pool.h"
 #include "runtime.h"
 #include "stack.h"
 #include "task.h"
@@ -756,12 +763,35 @@ static void on_dump_signal(int sig)
 	errno = saved;
 }
 
-/* The abort's extra conditions (see the top). */
+/* The abort's standing conditions (see the top). */
 static bool may_abort(struct weft__debug *d)
 {
 	return d->abort_on_deadlock && !d->stop_signals &&
-	       !atomic_load_explicit(&d->rt->dbg_foreign,
-				     memory_order_relaxed);
+	       d->rt->caller_is_worker;
+}
+
+/* The process's thread count (/proc/self/status), 0 if unknown. */
+static unsigned process_threads(void)
+{
+	char line[128];
+	unsigned n = 0;
+	FILE *f = fopen("/proc/self/status", "re");
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "Threads: %u", &n) == 1)
+			break;
+	fclose(f);
+	return n;
+}
+
+/* No thread but the runtime's own: its workers, its pool's, this one. */
+static bool only_own_threads(struct weft_runtime *rt)
+{
+	unsigned own = rt->nworkers + weft__pool_threads(rt) + 1;
+
+	return process_threads() == own;
 }
 
 /* A quick deadlock probe without printing: all stuck, and the worker
@@ -814,7 +844,8 @@ static void *dbg_thread(void *arg)
 		}
 		if (!may_abort(d))
 			continue;
-		if (!probe(d->rt, &ticks) || ticks != last_ticks) {
+		if (!probe(d->rt, &ticks) || ticks != last_ticks ||
+		    !only_own_threads(d->rt)) {
 			streak = 0;
 			last_ticks = ticks;
 			continue;

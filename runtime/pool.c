@@ -116,6 +116,18 @@ struct weft__pool_thread {
  * file comment). */
 static _Thread_local struct weft_runtime *pool_owner;
 
+unsigned weft__pool_threads(struct weft_runtime *rt)
+{
+	unsigned n;
+
+	if (!rt->pool.ready)
+		return 0;
+	pthread_mutex_lock(&rt->pool.lock);
+	n = rt->pool.threads;
+	pthread_mutex_unlock(&rt->pool.lock);
+	return n;
+}
+
 struct weft_runtime *weft__pool_owner(void)
 {
 	return pool_owner;

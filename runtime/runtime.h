@@ -26,11 +26,6 @@ struct weft_runtime {
 	/* The dump signal's and the deadlock check's thread (debug.c), or
 	 * NULL; set at the start and cleared at the stop. */
 	struct weft__debug *dbg;
-	/* Set once a thread outside the runtime (not a worker of it, not
-	 * its blocking pool) has woken or spawned one of its tasks (task.c):
-	 * the deadlock abort is off from then on (debug.c). Relaxed: a
-	 * hint. */
-	atomic_bool dbg_foreign;
 	size_t stack_size;   /* default usable stack size, page multiple */
 	unsigned stack_cache; /* per-worker hot stacks */
 	int wake_mode;

@@ -22,7 +22,6 @@
 #include "idle.h"
 #include "lifecycle.h"
 #include "mem.h"
-#include "pool.h"
 #include "runtime.h"
 #include "spin.h"
 #include "stack.h"
@@ -816,20 +815,6 @@ void weft__task_drop_all(struct weft_runtime *rt)
 
 /* ---- spawn ------------------------------------------------------------ */
 
-/* A wake or spawn from outside rt's workers: unless from its blocking
- * pool, the deadlock abort is off for good (debug.c). Stored once. */
-static inline void task_foreign(struct weft_runtime *rt)
-{
-#ifdef WEFT__REGISTRY
-	if (!atomic_load_explicit(&rt->dbg_foreign, memory_order_relaxed) &&
-	    weft__pool_owner() != rt)
-		atomic_store_explicit(&rt->dbg_foreign, true,
-				      memory_order_relaxed);
-#else
-	(void)rt;
-#endif
-}
-
 /* Fills a fresh block and queues it. `refs` is 1 (detached) or 2. */
 /* Inline: spawn's every argument would otherwise be passed through. */
 static inline __attribute__((always_inline)) void
@@ -934,7 +919,6 @@ static int spawn(weft_task **out, weft_fn fn, void *arg,
 	if (w) {
 		weft__worker_schedule(w, t, false);
 	} else {
-		task_foreign(rt);
 		weft__worker_schedule_remote(rt, t);
 		weft__lifecycle_leave(rt);
 	}
@@ -1111,12 +1095,10 @@ static inline __attribute__((always_inline)) void task_wake(struct weft__tcb *t,
 				    memory_order_acq_rel,
 				    memory_order_acquire)) {
 				struct weft__worker *w = weft__worker_self();
-				if (w && w->rt == t->rt) {
+				if (w && w->rt == t->rt)
 					weft__worker_schedule(w, t, back);
-				} else {
-					task_foreign(t->rt);
+				else
 					weft__worker_schedule_remote(t->rt, t);
-				}
 				return;
 			}
 			break;
