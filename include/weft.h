@@ -1696,11 +1696,13 @@ struct weft_task_info {
 	const char *wait_name; /* "chan recv", "sleep"...; "" when none */
 	const void *wait_obj; /* by wait (AWAIT: the awaited weft_task *) */
 	int64_t wait_arg;     /* by wait */
+	/* Moments are the worker's coarse clock's (docs/debugging.md):
+	 * late by up to about 50 us while the worker serves I/O or timers,
+	 * by up to 4096 switches otherwise. */
 	uint64_t wait_ns;     /* PARKED: how long so far */
 	uint64_t spawn_ns;    /* weft_now() at the spawn */
-	uint64_t run_ns;      /* time it has run on workers */
 	uint64_t switches;    /* times it was switched in */
-	uint64_t reserved[4];
+	uint64_t reserved[5];
 };
 
 /* Return non-zero to stop the walk (weft_tasks_foreach returns it). */

@@ -109,7 +109,6 @@ _Static_assert((int)WEFT__W_BLOCKING == (int)WEFT_WAIT_BLOCKING, "wait kinds");
 struct snap {
 	struct weft_task_info info;
 	struct weft__tcb *t;
-	uint64_t wait_clock;  /* full debug clock at the wait's start */
 	const void *fn;       /* the task's function */
 	unsigned nframes;
 	void *frames[MAX_FRAMES];
@@ -118,49 +117,6 @@ struct snap {
 };
 
 #ifdef WEFT__REGISTRY
-
-/* ---- the clock -------------------------------------------------------- */
-
-/* Debug clock to ns: a reference pair taken at the first runtime's start
- * and the rate measured against it (x86-64: the TSC rate is not known
- * otherwise; AArch64 has CNTFRQ). */
-static pthread_once_t clk_once = PTHREAD_ONCE_INIT;
-static uint64_t clk0, ns0;
-
-static void clk_init(void)
-{
-	clk0 = weft__debug_clock();
-	ns0 = weft_now();
-}
-
-/* Ticks per ns now, as a double; waits until 20 ms have passed since the
- * reference pair (once per process: the first dump of a young one). */
-static double clk_rate(uint64_t *c1, uint64_t *n1)
-{
-	pthread_once(&clk_once, clk_init);
-#if defined(__aarch64__)
-	uint64_t f;
-
-	__asm__ __volatile__("mrs %0, cntfrq_el0" : "=r"(f));
-	*c1 = weft__debug_clock();
-	*n1 = weft_now();
-	return (double)f / 1e9;
-#elif defined(__x86_64__)
-	for (;;) {
-		*n1 = weft_now();
-		*c1 = weft__debug_clock();
-		if (*n1 - ns0 >= 20 * WEFT_NSEC_PER_MSEC)
-			break;
-		struct timespec ts = { 0, 1000000 };
-		nanosleep(&ts, NULL);
-	}
-	return (double)(*c1 - clk0) / (double)(*n1 - ns0);
-#else
-	*c1 = weft__debug_clock();
-	*n1 = weft_now();
-	return 1.0;
-#endif
-}
 
 /* ---- reading what another thread writes --------------------------------
  * Plain loads ThreadSanitizer does not instrument (the seqlock above
@@ -244,8 +200,7 @@ struct walk {
 	struct weft_runtime *rt;
 	struct weft__tcb **current; /* each worker's current task */
 	bool frames;                /* the dump: unwind stacks too */
-	double rate;                /* debug clock ticks per ns */
-	uint64_t now_clock, now_ns;
+	uint64_t now_ns;
 	/* foreach: */
 	weft_task_visit_fn fn;
 	void *arg;
@@ -256,21 +211,14 @@ struct walk {
 	bool nomem;
 };
 
-static uint64_t clk_ns(const struct walk *k, uint64_t c)
-{
-	if (c >= k->now_clock)
-		return 0;
-	return (uint64_t)((double)(k->now_clock - c) / k->rate);
-}
-
-/* The full debug clock of a wait word's start: its top bits from now. */
-static uint64_t wait_clock(const struct walk *k, uint64_t word)
+/* The full moment of a wait word's start: its top bits from now. */
+static uint64_t wait_since(const struct walk *k, uint64_t word)
 {
 	uint64_t low = word >> WEFT__W_SHIFT;
 	uint64_t span = UINT64_C(1) << (64 - WEFT__W_SHIFT);
-	uint64_t c = (k->now_clock & ~(span - 1)) | low;
+	uint64_t c = (k->now_ns & ~(span - 1)) | low;
 
-	if (c > k->now_clock)
+	if (c > k->now_ns)
 		c -= span;
 	return c;
 }
@@ -282,7 +230,7 @@ static bool snap_take(struct walk *k, struct weft__tcb *t, struct snap *s)
 	int park = atomic_load_explicit(&t->park, memory_order_acquire);
 	uintptr_t sp = 0, lo = 0, hi = 0;
 	struct weft__stack *stk;
-	uint64_t word;
+	uint64_t word, since;
 	unsigned i;
 
 	if (park == WEFT__FREE || !h ||
@@ -296,12 +244,9 @@ static bool snap_take(struct walk *k, struct weft__tcb *t, struct snap *s)
 	s->info.name[sizeof(s->info.name) - 1] = '\0';
 	s->info.site = (const char *)rd_word(&t->site);
 	s->fn = (const void *)rd_word(&t->fn);
-	s->info.spawn_ns = k->now_ns - clk_ns(k, rd_word(&t->spawn_clock));
+	s->info.spawn_ns = rd_word(&t->spawn_ns);
 	s->info.switches =
 		atomic_load_explicit(&t->switches, memory_order_relaxed);
-	s->info.run_ns = (uint64_t)((double)atomic_load_explicit(
-					    &t->run_clock,
-					    memory_order_relaxed) / k->rate);
 	word = atomic_load_explicit(&t->wait_word, memory_order_acquire);
 	s->info.wait_obj =
 		atomic_load_explicit(&t->wait_obj, memory_order_relaxed);
@@ -325,8 +270,8 @@ static bool snap_take(struct walk *k, struct weft__tcb *t, struct snap *s)
 			kind = WEFT__W_OTHER;
 		s->info.wait = (int)kind;
 		s->info.timed = (word & WEFT__W_TIMED) != 0;
-		s->wait_clock = word ? wait_clock(k, word) : k->now_clock;
-		s->info.wait_ns = clk_ns(k, s->wait_clock);
+		since = word >> WEFT__W_SHIFT ? wait_since(k, word) : k->now_ns;
+		s->info.wait_ns = k->now_ns > since ? k->now_ns - since : 0;
 	} else {
 		s->info.wait_obj = NULL;
 		s->info.wait_arg = 0;
@@ -389,7 +334,6 @@ static void visit(struct weft__tcb *t, void *arg)
 static int walk(struct weft_runtime *rt, struct walk *k)
 {
 	struct weft__tcb **cur;
-	uint64_t c1, n1;
 	unsigned i;
 	int err;
 
@@ -397,9 +341,7 @@ static int walk(struct weft_runtime *rt, struct walk *k)
 	if (!cur)
 		return -ENOMEM;
 	k->rt = rt;
-	k->rate = clk_rate(&c1, &n1);
-	k->now_clock = c1;
-	k->now_ns = n1;
+	k->now_ns = weft_now();
 	for (i = 0; i < rt->nworkers; i++)
 		cur[i] = (struct weft__tcb *)rd_word(&rt->workers[i]->current);
 	k->current = cur;
@@ -602,7 +544,7 @@ static int dump(struct weft_runtime *rt, FILE *out, bool *stuck)
 {
 	struct walk k;
 	size_t i, j;
-	char b[160], d[32], e[32];
+	char b[160], d[32];
 	int err;
 
 	memset(&k, 0, sizeof(k));
@@ -675,11 +617,12 @@ static int dump(struct weft_runtime *rt, FILE *out, bool *stuck)
 			fprintf(out, "task %" PRIu64 " '%s' [runnable]:\n",
 				t->id, t->name);
 		}
-		fmt_dur(d, sizeof(d), k.now_ns - t->spawn_ns);
-		fmt_dur(e, sizeof(e), t->run_ns);
-		fprintf(out, "\tspawned at %s, %s ago; ran %s in %" PRIu64
-			" switches\n",
-			t->site ? t->site : "(no site)", d, e, t->switches);
+		fmt_dur(d, sizeof(d),
+			k.now_ns > t->spawn_ns ? k.now_ns - t->spawn_ns : 0);
+		fprintf(out, "\tspawned at %s, %s ago; switched in %" PRIu64
+			" time%s\n",
+			t->site ? t->site : "(no site)", d, t->switches,
+			t->switches == 1 ? "" : "s");
 		if (t->state == WEFT_TASK_RUNNING)
 			continue;
 		if (s->moved)
@@ -887,7 +830,6 @@ int weft__debug_start(struct weft_runtime *rt, const struct weft_config *c)
 	unsigned i;
 	int err;
 
-	pthread_once(&clk_once, clk_init);
 	if (!c || (!c->dump_signal && !(c->flags & WEFT_RUN_ABORT_ON_DEADLOCK)))
 		return 0;
 	d = weft__mem_calloc(1, sizeof(*d));

@@ -6,10 +6,17 @@
  * kind (enum below, named in weft__debug_wait_names[] so that a debugger
  * can print it), the object (a channel, a lock, an awaited task's block),
  * a number (an fd with the io_uring opcode, a deadline) and when the wait
- * began, on a cheap clock (weft__debug_clock(): the TSC on x86-64, the
- * virtual counter on AArch64; debug.c converts to weft_now() ns). Also the
- * spawn site (a string literal from the weft_spawn() macros of weft.h),
- * the spawn moment and a count of switches in.
+ * began. Also the spawn site (a string literal from the weft_spawn()
+ * macros of weft.h), the spawn moment and a count of switches in.
+ *
+ * No clock is read for any of it: rdtsc cost 20-40 ns on the test machine
+ * (a VM), clock_gettime more, and a switch costs 13. Moments come from
+ * the worker's coarse clock (weft__worker dbg_now, weft_now() ns), read
+ * at each serve() (about every 50 us of run time while anything waits on
+ * I/O or a timer), after each idle park, and every 4096 switches: a
+ * wait's start is late by at most that much, which a dump that reports
+ * waits in ms, seconds and minutes does not mind. Time run per task is
+ * not kept: it needs a clock read per switch.
  *
  * Who writes what: only the task itself writes its wait fields (the call
  * that waits, before and after weft__wait()), and only its spawner writes
@@ -62,33 +69,13 @@ enum weft__debug_wait_kind {
 /* "sleep", "io", ... indexed by kind; readable by a debugger. */
 extern const char *const weft__debug_wait_names[WEFT__W_COUNT];
 
-/* Bits of the wait word (weft__tcb wait_word): the start moment (cheap
- * clock, shifted: its top bits are lost, and come back from the clock
- * at the read) above a has-deadline bit above the kind. */
+/* Bits of the wait word (weft__tcb wait_word): the start moment (ns,
+ * shifted: its top bits are lost, and come back from the clock at the
+ * read) above a has-deadline bit above the kind. */
 #define WEFT__W_SHIFT 9
 #define WEFT__W_KIND_MASK 0xffu
 #define WEFT__W_TIMED 0x100u
 
-#if defined(WEFT__REGISTRY)
-/* A cheap monotonic counter (no syscall, no vDSO call): rdtsc is about 7
- * ns, clock_gettime through the vDSO about 20. debug.c converts it. */
-static inline uint64_t weft__debug_clock(void)
-{
-#if defined(__x86_64__)
-	uint32_t lo, hi;
-
-	__asm__ __volatile__("rdtsc" : "=a"(lo), "=d"(hi));
-	return (uint64_t)hi << 32 | lo;
-#elif defined(__aarch64__)
-	uint64_t v;
-
-	__asm__ __volatile__("mrs %0, cntvct_el0" : "=r"(v));
-	return v;
-#else
-	return weft_now();
-#endif
-}
-#endif
 
 struct weft_runtime;
 /* -EINVAL for a bad weft_config.dump_signal (or, built without the

@@ -380,6 +380,7 @@ int weft__runtime_start(struct weft_runtime **out,
 		w->rt = rt;
 		w->index = i;
 		w->rng = 0x9e3779b9u * (i + 1);
+		w->dbg_now = weft_now();
 		/* The periodic pick starts at every pick and lengthens as
 		 * fast picks are measured (worker.c, pick_periodic). */
 		w->inject_countdown = 1;

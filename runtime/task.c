@@ -859,13 +859,12 @@ task_start(struct weft_runtime *rt, struct weft__worker *w,
 	atomic_store_explicit(&t->refs, refs + (refs - 1) * REFS_HANDLE,
 			      memory_order_relaxed);
 #ifdef WEFT__REGISTRY
-	/* The registry (debug.h): a pointer and a counter read, no more;
+	/* The registry (debug.h): no clock read (the worker's coarse one);
 	 * the snapshot reader re-checks the handle after reading these. */
 	t->site = site;
-	t->spawn_clock = weft__debug_clock();
+	t->spawn_ns = w ? w->dbg_now : weft_now();
 	atomic_store_explicit(&t->wait_word, 0, memory_order_relaxed);
 	atomic_store_explicit(&t->switches, 0, memory_order_relaxed);
-	atomic_store_explicit(&t->run_clock, 0, memory_order_relaxed);
 #else
 	(void)site;
 #endif

@@ -139,22 +139,23 @@ struct weft__tcb {
 #ifdef WEFT__REGISTRY
 	/* The task registry (debug.h argues who writes and reads these).
 	 * Last, after the hot fields, so that they keep their lines. */
-	/* While waiting: the start moment (weft__debug_clock()) << 9, a
-	 * has-deadline bit (WEFT__W_TIMED) and the kind
-	 * (enum weft__debug_wait_kind); 0 while not waiting. */
+	/* While waiting: the start moment (the worker's coarse clock,
+	 * weft_now() ns) << WEFT__W_SHIFT, a has-deadline bit (WEFT__W_TIMED)
+	 * and the kind (enum weft__debug_wait_kind); 0 while not waiting. */
 	_Atomic uint64_t wait_word;
 	_Atomic(const void *) wait_obj; /* what it waits on, by kind */
 	_Atomic int64_t wait_arg;       /* an fd, a deadline, by kind */
 	/* "file.c:123" of the spawn (weft_spawn_at() and friends), or NULL;
-	 * and the spawn moment (weft__debug_clock()). Written by the spawner
-	 * before the task is published. */
+	 * and the spawn moment (coarse, ns). Written by the spawner before
+	 * the task is published. */
 	const char *site;
-	uint64_t spawn_clock;
-	/* Switches in, and the time run (debug clock ticks); written by the
-	 * worker that runs the task, at its switches. */
+	uint64_t spawn_ns;
+	/* Switches in; written by the worker that switches it in. */
 	_Atomic uint64_t switches;
-	_Atomic uint64_t run_clock;
-	uint64_t reserved_dbg;
+	/* Pads the block to 288 bytes: 32 mod 64 as the 224 before, so the
+	 * hot fields above keep their lines (task.c: a block of 232 bytes
+	 * cost spawn_many a fifth). Free for the next counter. */
+	uint64_t reserved_dbg[2];
 #endif
 };
 
@@ -201,9 +202,11 @@ static inline void weft__task_park_prepare(struct weft__tcb *t)
 }
 
 /* The registry's record of a wait (debug.h): kind (WEFT__W_*), object
- * and number. The calling task only; t NULL (a thread outside the
- * runtime) records nothing. Release: a reader that loads the word with
- * acquire reads this wait's object and number, or a later wait's. */
+ * and number, stored by the waiting call before weft__wait(), which adds
+ * the moment (weft__task_waits_since). The calling task only; t NULL (a
+ * thread outside the runtime) records nothing. Release: a reader that
+ * loads the word with acquire reads this wait's object and number, or a
+ * later wait's. */
 static inline void weft__task_waits(struct weft__tcb *t, unsigned kind,
 				    const void *obj, int64_t arg)
 {
@@ -212,14 +215,29 @@ static inline void weft__task_waits(struct weft__tcb *t, unsigned kind,
 		return;
 	atomic_store_explicit(&t->wait_obj, obj, memory_order_relaxed);
 	atomic_store_explicit(&t->wait_arg, arg, memory_order_relaxed);
-	atomic_store_explicit(&t->wait_word,
-			      weft__debug_clock() << WEFT__W_SHIFT | kind,
-			      memory_order_release);
+	atomic_store_explicit(&t->wait_word, kind, memory_order_release);
 #else
 	(void)t;
 	(void)kind;
 	(void)obj;
 	(void)arg;
+#endif
+}
+
+/* weft__wait()'s start: the moment (the worker's coarse clock, ns) joins
+ * the kind; a wait no call recorded a reason for is WEFT__W_OTHER. */
+static inline void weft__task_waits_since(struct weft__tcb *t, uint64_t now)
+{
+#ifdef WEFT__REGISTRY
+	uint64_t v = atomic_load_explicit(&t->wait_word, memory_order_relaxed);
+
+	if (!v)
+		v = WEFT__W_OTHER;
+	atomic_store_explicit(&t->wait_word, now << WEFT__W_SHIFT | v,
+			      memory_order_release);
+#else
+	(void)t;
+	(void)now;
 #endif
 }
 

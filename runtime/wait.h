@@ -171,6 +171,9 @@ weft__wait(struct weft__wait *wt, bool (*ready)(struct weft__wait *),
 	wt->armed = wt->due = wt->held = false;
 	wt->res = 0;
 	self->unwait = wt->unwait;
+#ifdef WEFT__REGISTRY
+	weft__task_waits_since(self, wt->w->dbg_now);
+#endif
 	for (;;) {
 		weft__task_park_prepare(self);
 		if (ready(wt))

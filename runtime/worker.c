@@ -284,6 +284,9 @@ static void serve(struct weft__worker *w)
 	w->measured = true;
 	w->inject_countdown = every;
 	w->periodic_at = now;
+#ifdef WEFT__REGISTRY
+	w->dbg_now = now;
+#endif
 	/* Before the inject queue is looked at, since a queue that never
 	 * runs dry (tasks yielding through it) must not starve them (a
 	 * sleeper never woke in hazard mode). */
@@ -750,36 +753,14 @@ void weft__worker_after_switch(struct weft__worker *w)
 	}
 }
 
-/* The task registry's per-switch counts (debug.h): the task switched in
- * counts a switch, the one switched out its time run. Relaxed loads and
- * stores, not RMWs: only the worker running a task writes them, and the
- * run queue hand-over orders one worker's writes before the next's. */
-static inline void registry_switch(struct weft__worker *w,
-				   struct weft__tcb *from, struct weft__tcb *to)
-{
 #ifdef WEFT__REGISTRY
-	uint64_t now = weft__debug_clock();
-
-	if (from)
-		atomic_store_explicit(
-			&from->run_clock,
-			atomic_load_explicit(&from->run_clock,
-					     memory_order_relaxed) +
-				(now - w->dbg_in),
-			memory_order_relaxed);
-	if (to)
-		atomic_store_explicit(
-			&to->switches,
-			atomic_load_explicit(&to->switches,
-					     memory_order_relaxed) + 1,
-			memory_order_relaxed);
-	w->dbg_in = now;
-#else
-	(void)w;
-	(void)from;
-	(void)to;
-#endif
+/* The task registry's coarse clock (weft__worker dbg_now), read every
+ * WEFT__DBG_CLOCK_EVERY switches besides serve() and idle wake-ups. */
+static __attribute__((noinline, cold)) void registry_clock(struct weft__worker *w)
+{
+	w->dbg_now = weft_now();
 }
+#endif
 
 /* Switch from the context whose stack pointer is saved in *save to task t
  * (or, t NULL, to the scheduler context). Returns, on the resumed side,
@@ -789,14 +770,26 @@ static struct weft__worker *switch_to(struct weft__worker *w, void **save,
 {
 	struct weft__tcb *from = w->current;
 
-	registry_switch(w, from, t);
 	w->current = t;
 	if (t) {
-		atomic_store_explicit(
-			&w->ticks,
+		unsigned long ticks =
 			atomic_load_explicit(&w->ticks, memory_order_relaxed) +
-				1,
+			1;
+
+		atomic_store_explicit(&w->ticks, ticks, memory_order_relaxed);
+#ifdef WEFT__REGISTRY
+		/* The registry's count of switches in (debug.h): a relaxed
+		 * load and store, not an RMW: only the worker running t
+		 * writes it, and the run queues order one worker's write
+		 * before the next's. */
+		atomic_store_explicit(
+			&t->switches,
+			atomic_load_explicit(&t->switches,
+					     memory_order_relaxed) + 1,
 			memory_order_relaxed);
+		if (weft__unlikely(!(ticks & (WEFT__DBG_CLOCK_EVERY - 1))))
+			registry_clock(w);
+#endif
 		w->budget = WEFT__BUDGET;
 	}
 	/* TSan wants its switch call immediately before the switch. */
@@ -858,6 +851,9 @@ void weft__worker_loop(struct weft__worker *w)
 			weft__idle_stop_search(w);
 		if (!t) {
 			weft__idle_park(w);
+#ifdef WEFT__REGISTRY
+			registry_clock(w);
+#endif
 			continue;
 		}
 		if (!prepare(w, t))

@@ -34,6 +34,8 @@ enum {
  * time measured at its picks; issue 17: a pick count alone left I/O and
  * timers waiting a second behind tasks that compute 1 ms at a time). */
 #define WEFT__SERVE_NS (50 * WEFT_NSEC_PER_USEC)
+/* Switches between reads of the registry's coarse clock (power of 2). */
+#define WEFT__DBG_CLOCK_EVERY 4096u
 /* Most woken tasks a worker running long slices keeps ahead of its local
  * queue (worker->woken); more go to the queue, where others can steal
  * them. */
@@ -83,9 +85,12 @@ struct weft__worker {
 	void *sched_sp;
 	/* Cooperative budget left to the current task (task.c). */
 	int budget;
-	/* When the current context was switched in (weft__debug_clock(),
-	 * worker.c registry_switch). */
-	uint64_t dbg_in;
+	/* The task registry's coarse clock (weft_now() ns): read at each
+	 * serve(), after each idle park and every WEFT__DBG_CLOCK_EVERY
+	 * switches in (a clock read per switch or per wait cost more than
+	 * a switch: rdtsc took 20-40 ns on the test machine, a VM). Owner
+	 * only. */
+	uint64_t dbg_now;
 	/* Tasks taken from the next slot in a row (fairness bound). */
 	unsigned next_streak;
 	/* Owner's count of the woken list (below): an upper bound, as a
