@@ -554,7 +554,8 @@ static int dump(struct weft_runtime *rt, FILE *out, bool *stuck)
 		free(k.v);
 		return err;
 	}
-	qsort(k.v, k.n, sizeof(*k.v), snap_cmp);
+	if (k.n)
+		qsort(k.v, k.n, sizeof(*k.v), snap_cmp);
 	flockfile(out);
 	fprintf(out, "weft dump: runtime %p, %u workers, %zu tasks\n",
 		(void *)rt, rt->nworkers, k.n);
