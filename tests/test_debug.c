@@ -748,3 +748,111 @@ Test(debug, abort_on_deadlock_spares_a_runtime_fed_from_outside,
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %#x", st);
 }
 #endif
+
+/* ---- spawn sites and dump_signal's refusals ------------------------------- */
+
+struct sites {
+	int line_spawn, line_opts, line_group;
+	char site[3][128];
+	weft_task *plain;
+	int plain_seen, plain_has_no_site;
+};
+
+static int site_visit(const struct weft_task_info *i, void *arg)
+{
+	struct sites *s = arg;
+	int k = !strcmp(i->name, "task") ? 0 : !strcmp(i->name, "opts") ? 1
+		: !strcmp(i->name, "group task") ? 2 : -1;
+
+	if (i->task == s->plain) {
+		s->plain_seen++;
+		s->plain_has_no_site = i->site == NULL;
+		return 0;
+	}
+	if (k >= 0)
+		snprintf(s->site[k], sizeof(s->site[k]), "%s", i->site);
+	return 0;
+}
+
+static void *sites_main(void *arg)
+{
+	struct sites *s = arg;
+	weft_task *(*plain)(weft_fn, void *) = &weft_spawn; /* the function */
+	struct weft_spawn_opts o = { .name = "opts" };
+	weft_task *t[4];
+	weft_group *g;
+	int i;
+
+	WT_CHECK_EQ(weft_group_create(&g), 0);
+	s->line_spawn = __LINE__ + 1;
+	t[0] = weft_spawn(dbg_sleeper, NULL);
+	s->line_opts = __LINE__ + 1;
+	WT_CHECK_EQ(weft_spawn_opts(&t[1], dbg_sleeper, NULL, &o), 0);
+	s->line_group = __LINE__ + 1;
+	WT_CHECK_EQ(weft_group_spawn(g, &t[2], dbg_sleeper, NULL), 0);
+	/* Called as a function (a program built before the macros): no
+	 * site, and it still works. */
+	t[3] = s->plain = plain(dbg_sleeper, NULL);
+	WT_CHECK(t[3] != NULL);
+	WT_CHECK_EQ(wait_parked(4), 4);
+	WT_CHECK_EQ(weft_tasks_foreach(NULL, site_visit, s), 0);
+	for (i = 0; i < 4; i++) {
+		weft_cancel(t[i]);
+		weft_await(t[i], NULL);
+		weft_task_release(t[i]);
+	}
+	weft_group_wait(g);
+	weft_group_destroy(g);
+	return NULL;
+}
+
+Test(debug, spawn_macros_record_the_call_site_and_the_functions_stay,
+     .timeout = WT_TIMEOUT(20))
+{
+	struct sites s;
+	char want[64];
+
+	memset(&s, 0, sizeof(s));
+	wt_run(sites_main, &s, 2);
+	snprintf(want, sizeof(want), "test_debug.c:%d", s.line_spawn);
+	cr_assert(strstr(s.site[0], want), "'%s', want %s", s.site[0], want);
+	snprintf(want, sizeof(want), "test_debug.c:%d", s.line_opts);
+	cr_assert(strstr(s.site[1], want), "'%s', want %s", s.site[1], want);
+	snprintf(want, sizeof(want), "test_debug.c:%d", s.line_group);
+	cr_assert(strstr(s.site[2], want), "'%s', want %s", s.site[2], want);
+	cr_assert_eq(s.plain_seen, 1);
+	cr_assert(s.plain_has_no_site);
+}
+
+static void *never_main(void *arg)
+{
+	(void)arg;
+	return NULL;
+}
+
+Test(debug, dump_signal_refuses_what_the_runtime_or_kernel_needs,
+     .timeout = WT_TIMEOUT(10))
+{
+	static const int bad[] = { -1, 0x10000, SIGKILL, SIGSTOP, SIGSEGV,
+				   SIGBUS, SIGILL, SIGFPE, SIGPIPE, SIGURG };
+	struct weft_config c;
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memset(&c, 0, sizeof(c));
+		c.dump_signal = bad[i];
+		cr_assert_eq(weft_run(never_main, NULL, &c, NULL), -EINVAL,
+			     "signal %d accepted", bad[i]);
+	}
+	memset(&c, 0, sizeof(c));
+	c.flags = WEFT_RUN_STOP_ON_SIGNALS;
+	c.dump_signal = SIGINT;
+	cr_assert_eq(weft_run(never_main, NULL, &c, NULL), -EINVAL);
+	c.dump_signal = SIGTERM;
+	cr_assert_eq(weft_run(never_main, NULL, &c, NULL), -EINVAL);
+	/* SIGINT without the stop flag is the program's to give. */
+	c.flags = 0;
+	c.dump_signal = SIGINT;
+	cr_assert_eq(weft_run(never_main, NULL, &c, NULL), 0);
+	WT_LEAK_ASSERT();
+}
