@@ -58,10 +58,12 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -223,6 +225,14 @@ static uint64_t wait_since(const struct walk *k, uint64_t word)
 	return c;
 }
 
+/* Kinds whose wait_what is a number (the others: an object). */
+static bool wait_has_number(unsigned kind)
+{
+	return kind == WEFT__W_SLEEP || kind == WEFT__W_IO ||
+	       kind == WEFT__W_IO_EPOLL || kind == WEFT__W_STREAM ||
+	       kind == WEFT__W_SELECT;
+}
+
 /* A snapshot of block t; false if it is free or changed during the copy. */
 static bool snap_take(struct walk *k, struct weft__tcb *t, struct snap *s)
 {
@@ -230,7 +240,7 @@ static bool snap_take(struct walk *k, struct weft__tcb *t, struct snap *s)
 	int park = atomic_load_explicit(&t->park, memory_order_acquire);
 	uintptr_t sp = 0, lo = 0, hi = 0;
 	struct weft__stack *stk;
-	uint64_t word, since;
+	uint64_t word, since, what;
 	unsigned i;
 
 	if (park == WEFT__FREE || !h ||
@@ -244,14 +254,22 @@ static bool snap_take(struct walk *k, struct weft__tcb *t, struct snap *s)
 	s->info.name[sizeof(s->info.name) - 1] = '\0';
 	s->info.site = (const char *)rd_word(&t->site);
 	s->fn = (const void *)rd_word(&t->fn);
-	s->info.spawn_ns = rd_word(&t->spawn_ns);
+	{
+		/* spawn_ms: the low 32 bits of the moment >> 20; the rest
+		 * from now (a task younger than 52 days). */
+		uint64_t now = k->now_ns >> WEFT__SPAWN_SHIFT, ms;
+		uint32_t low;
+
+		rd_bytes(&low, &t->spawn_ms, sizeof(low));
+		ms = (now & ~UINT64_C(0xffffffff)) | low;
+		if (ms > now)
+			ms -= UINT64_C(1) << 32;
+		s->info.spawn_ns = ms << WEFT__SPAWN_SHIFT;
+	}
 	s->info.switches =
 		atomic_load_explicit(&t->switches, memory_order_relaxed);
 	word = atomic_load_explicit(&t->wait_word, memory_order_acquire);
-	s->info.wait_obj =
-		atomic_load_explicit(&t->wait_obj, memory_order_relaxed);
-	s->info.wait_arg =
-		atomic_load_explicit(&t->wait_arg, memory_order_relaxed);
+	what = atomic_load_explicit(&t->wait_what, memory_order_relaxed);
 	s->info.worker = -1;
 	for (i = 0; i < k->rt->nworkers; i++)
 		if (k->current[i] == t)
@@ -270,11 +288,12 @@ static bool snap_take(struct walk *k, struct weft__tcb *t, struct snap *s)
 			kind = WEFT__W_OTHER;
 		s->info.wait = (int)kind;
 		s->info.timed = (word & WEFT__W_TIMED) != 0;
+		if (wait_has_number(kind))
+			s->info.wait_arg = (int64_t)what;
+		else
+			s->info.wait_obj = (const void *)(uintptr_t)what;
 		since = word >> WEFT__W_SHIFT ? wait_since(k, word) : k->now_ns;
 		s->info.wait_ns = k->now_ns > since ? k->now_ns - since : 0;
-	} else {
-		s->info.wait_obj = NULL;
-		s->info.wait_arg = 0;
 	}
 	s->info.wait_name = weft__debug_wait_names[s->info.wait];
 	if (k->frames && s->info.state != WEFT_TASK_RUNNING) {
@@ -680,15 +699,22 @@ struct weft__debug {
 };
 
 /* Runtimes whose dump signal is on: the handler wakes each one's thread.
- * Slots are claimed and cleared under dbg_lock; the handler reads the
- * eventfds with relaxed loads (a late write to a closed, reused fd number
- * is prevented by clearing the slot before the close, and the handler is
- * uninstalled before the last slot goes). */
+ * Slots are claimed and cleared under dbg_lock. A slot's signal number is
+ * written before its eventfd is published (release), and the handler
+ * loads the eventfd with acquire before the number.
+ * A handler must never write to a descriptor number that was closed and
+ * reused: the stop clears the slot and then waits until no handler is
+ * between its entry and its exit (dbg_inflight) before closing. Store
+ * then load on each side (handler: count itself in, load the slot; stop:
+ * clear the slot, load the count), so both are seq_cst: either the
+ * handler's load sees the slot cleared, or the stop's load sees the
+ * handler counted and waits for it. */
 #define DBG_SLOTS 16
 static pthread_mutex_t dbg_lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_int dbg_efd[DBG_SLOTS];
 static int dbg_signo[DBG_SLOTS];
 static struct sigaction dbg_old[DBG_SLOTS];
+static atomic_int dbg_inflight;
 
 static void on_dump_signal(int sig)
 {
@@ -696,14 +722,16 @@ static void on_dump_signal(int sig)
 	uint64_t one = 1;
 	unsigned i;
 
+	atomic_fetch_add_explicit(&dbg_inflight, 1, memory_order_seq_cst);
 	for (i = 0; i < DBG_SLOTS; i++) {
-		int fd = atomic_load_explicit(&dbg_efd[i], memory_order_relaxed);
+		int fd = atomic_load_explicit(&dbg_efd[i], memory_order_seq_cst);
 
 		if (fd > 0 && dbg_signo[i] == sig &&
 		    write(fd, &one, sizeof(one)) < 0) {
 			/* nothing to do in a handler */
 		}
 	}
+	atomic_fetch_sub_explicit(&dbg_inflight, 1, memory_order_release);
 	errno = saved;
 }
 
@@ -767,15 +795,11 @@ static void *dbg_thread(void *arg)
 	uint64_t last_ticks = 0;
 
 	while (!atomic_load_explicit(&d->quit, memory_order_acquire)) {
+		struct pollfd p = { .fd = d->efd, .events = POLLIN };
 		uint64_t v, ticks;
-		fd_set fds;
 		bool stuck;
+		int r = poll(&p, 1, may_abort(d) ? 100 : -1);
 
-		FD_ZERO(&fds);
-		FD_SET(d->efd, &fds);
-		struct timeval tv = { 0, 100 * 1000 };
-		int r = select(d->efd + 1, &fds, NULL, NULL,
-			       may_abort(d) ? &tv : NULL);
 		if (atomic_load_explicit(&d->quit, memory_order_acquire))
 			break;
 		if (r > 0 && read(d->efd, &v, sizeof(v)) == sizeof(v)) {
@@ -865,7 +889,7 @@ int weft__debug_start(struct weft_runtime *rt, const struct weft_config *c)
 		return -EBUSY;
 	}
 	dbg_signo[i] = d->signo;
-	atomic_store_explicit(&dbg_efd[i], d->efd, memory_order_relaxed);
+	atomic_store_explicit(&dbg_efd[i], d->efd, memory_order_release);
 	{
 		struct sigaction sa;
 
@@ -897,10 +921,13 @@ void weft__debug_stop(struct weft_runtime *rt)
 		 * saved one only if stops come in reverse order of starts,
 		 * as nested uses do. */
 		sigaction(d->signo, &dbg_old[i], NULL);
-		atomic_store_explicit(&dbg_efd[i], 0, memory_order_relaxed);
+		atomic_store_explicit(&dbg_efd[i], 0, memory_order_seq_cst);
 		break;
 	}
 	pthread_mutex_unlock(&dbg_lock);
+	/* Acquire: pairs with the handlers' release of the count. */
+	while (atomic_load_explicit(&dbg_inflight, memory_order_seq_cst))
+		sched_yield();
 	atomic_store_explicit(&d->quit, true, memory_order_release);
 	if (write(d->efd, &one, sizeof(one)) < 0) {
 		/* a full counter still wakes it */

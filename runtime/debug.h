@@ -73,6 +73,8 @@ extern const char *const weft__debug_wait_names[WEFT__W_COUNT];
  * shifted: its top bits are lost, and come back from the clock at the
  * read) above a has-deadline bit above the kind. */
 #define WEFT__W_SHIFT 9
+/* weft__tcb spawn_ms: the spawn moment in units of 2^20 ns. */
+#define WEFT__SPAWN_SHIFT 20
 #define WEFT__W_KIND_MASK 0xffu
 #define WEFT__W_TIMED 0x100u
 

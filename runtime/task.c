@@ -65,6 +65,10 @@
 #define DIR_CHUNKS WEFT__DIR_CHUNKS
 
 _Static_assert(WEFT__CB_SLAB == 1u << H_IDX_BITS, "slab size = index bits");
+#if defined(WEFT__REGISTRY) && !defined(WEFT__TSAN) && !defined(WEFT__ASAN)
+/* task.h: the registry's fields make the block four whole lines. */
+_Static_assert(sizeof(struct weft__tcb) == 256, "a control block is 256 bytes");
+#endif
 _Static_assert(H_GEN_BITS + H_IDX_BITS + H_SLAB_BITS == 64, "handle bits");
 
 _Atomic(struct weft__task_dir_chunk *) weft__task_dir[DIR_CHUNKS];
@@ -862,7 +866,8 @@ task_start(struct weft_runtime *rt, struct weft__worker *w,
 	/* The registry (debug.h): no clock read (the worker's coarse one);
 	 * the snapshot reader re-checks the handle after reading these. */
 	t->site = site;
-	t->spawn_ns = w ? w->dbg_now : weft_now();
+	t->spawn_ms = (uint32_t)((w ? w->dbg_now : weft_now()) >>
+				 WEFT__SPAWN_SHIFT);
 	atomic_store_explicit(&t->wait_word, 0, memory_order_relaxed);
 	atomic_store_explicit(&t->switches, 0, memory_order_relaxed);
 #else

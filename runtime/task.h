@@ -143,19 +143,21 @@ struct weft__tcb {
 	 * weft_now() ns) << WEFT__W_SHIFT, a has-deadline bit (WEFT__W_TIMED)
 	 * and the kind (enum weft__debug_wait_kind); 0 while not waiting. */
 	_Atomic uint64_t wait_word;
-	_Atomic(const void *) wait_obj; /* what it waits on, by kind */
-	_Atomic int64_t wait_arg;       /* an fd, a deadline, by kind */
-	/* "file.c:123" of the spawn (weft_spawn_at() and friends), or NULL;
-	 * and the spawn moment (coarse, ns). Written by the spawner before
-	 * the task is published. */
+	/* What it waits on, by kind (debug.h): the object (a channel, a
+	 * lock...) or the number (an fd, a deadline); no kind has both. */
+	_Atomic uint64_t wait_what;
+	/* "file.c:123" of the spawn (weft_spawn_at() and friends), or NULL.
+	 * Written by the spawner before the task is published. */
 	const char *site;
-	uint64_t spawn_ns;
 	/* Switches in; written by the worker that switches it in. */
-	_Atomic uint64_t switches;
-	/* Pads the block to 288 bytes: 32 mod 64 as the 224 before, so the
-	 * hot fields above keep their lines (task.c: a block of 232 bytes
-	 * cost spawn_many a fifth). Free for the next counter. */
-	uint64_t reserved_dbg[2];
+	_Atomic uint32_t switches;
+	/* The spawn moment (coarse, ns >> 20: about ms; its top bits come
+	 * back from the clock at the read); written by the spawner. */
+	uint32_t spawn_ms;
+	/* 32 bytes in all: the block is 256 bytes, four whole lines in the
+	 * page-aligned slabs, so the hot fields at the top are always in
+	 * one line (224 bytes put them across two every other block; 232
+	 * cost spawn_many a fifth, task.c). */
 #endif
 };
 
@@ -202,7 +204,7 @@ static inline void weft__task_park_prepare(struct weft__tcb *t)
 }
 
 /* The registry's record of a wait (debug.h): kind (WEFT__W_*), object
- * and number, stored by the waiting call before weft__wait(), which adds
+ * or number (a kind has one, the other is NULL / 0), stored by the waiting call before weft__wait(), which adds
  * the moment (weft__task_waits_since). The calling task only; t NULL (a
  * thread outside the runtime) records nothing. Release: a reader that
  * loads the word with acquire reads this wait's object and number, or a
@@ -213,8 +215,9 @@ static inline void weft__task_waits(struct weft__tcb *t, unsigned kind,
 #ifdef WEFT__REGISTRY
 	if (!t)
 		return;
-	atomic_store_explicit(&t->wait_obj, obj, memory_order_relaxed);
-	atomic_store_explicit(&t->wait_arg, arg, memory_order_relaxed);
+	atomic_store_explicit(&t->wait_what,
+			      obj ? (uint64_t)(uintptr_t)obj : (uint64_t)arg,
+			      memory_order_relaxed);
 	atomic_store_explicit(&t->wait_word, kind, memory_order_release);
 #else
 	(void)t;
