@@ -1023,6 +1023,7 @@ static void sel_watch_end(struct sel_state *s)
 		/* Unpinned (epoll, or io_uring's one watch done): wherever
 		 * the task runs now. */
 		weft__wait_init(&u.wt, weft__worker_self(), WEFT_NEVER);
+		weft__task_waits(u.wt.self, WEFT__W_SELECT, NULL, 1);
 		u.wt.nocancel = true;
 		weft__wait(&u.wt, sel_watch_ended, sel_never_gives_up);
 	}

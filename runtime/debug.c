@@ -284,7 +284,7 @@ static bool snap_take(struct walk *k, struct weft__tcb *t, struct snap *s)
 	if (s->info.state == WEFT_TASK_PARKED) {
 		unsigned kind = (unsigned)(word & WEFT__W_KIND_MASK);
 
-		if (!word || kind >= WEFT__W_COUNT)
+		if (kind == WEFT__W_NONE || kind >= WEFT__W_COUNT)
 			kind = WEFT__W_OTHER;
 		s->info.wait = (int)kind;
 		s->info.timed = (word & WEFT__W_TIMED) != 0;

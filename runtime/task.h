@@ -69,8 +69,19 @@ struct weft__tcb {
 	/* Link in the inject queue, a worker's remote or pinned list, or the
 	 * free pool. Owned by whoever holds the task in that list. */
 	struct weft__tcb *qnext;
+#ifdef WEFT__REGISTRY
+	/* The registry's switch count (debug.h), here in the first line,
+	 * which every switch touches anyway (sp), where `home` is without
+	 * the registry (home, read for pinned tasks only, moves to the end).
+	 * Written by the worker that switches the task in. */
+	_Atomic uint32_t switches;
+	/* The spawn moment (coarse, ns >> 20: about ms; its top bits come
+	 * back from the clock at the read); written by the spawner. */
+	uint32_t spawn_ms;
+#else
 	/* Pinned tasks: the worker they always run on. */
 	struct weft__worker *home;
+#endif
 	/* Body, argument, and result once returned. */
 	weft_fn fn;
 	void *arg;
@@ -139,9 +150,10 @@ struct weft__tcb {
 #ifdef WEFT__REGISTRY
 	/* The task registry (debug.h argues who writes and reads these).
 	 * Last, after the hot fields, so that they keep their lines. */
-	/* While waiting: the start moment (the worker's coarse clock,
-	 * weft_now() ns) << WEFT__W_SHIFT, a has-deadline bit (WEFT__W_TIMED)
-	 * and the kind (enum weft__debug_wait_kind); 0 while not waiting. */
+	/* The current or last wait: its start moment (the worker's coarse
+	 * clock, weft_now() ns) << WEFT__W_SHIFT, a has-deadline bit
+	 * (WEFT__W_TIMED) and the kind (enum weft__debug_wait_kind); 0
+	 * before the first. Meaningful while park says the task waits. */
 	_Atomic uint64_t wait_word;
 	/* What it waits on, by kind (debug.h): the object (a channel, a
 	 * lock...) or the number (an fd, a deadline); no kind has both. */
@@ -149,15 +161,12 @@ struct weft__tcb {
 	/* "file.c:123" of the spawn (weft_spawn_at() and friends), or NULL.
 	 * Written by the spawner before the task is published. */
 	const char *site;
-	/* Switches in; written by the worker that switches it in. */
-	_Atomic uint32_t switches;
-	/* The spawn moment (coarse, ns >> 20: about ms; its top bits come
-	 * back from the clock at the read); written by the spawner. */
-	uint32_t spawn_ms;
-	/* 32 bytes in all: the block is 256 bytes, four whole lines in the
-	 * page-aligned slabs, so the hot fields at the top are always in
-	 * one line (224 bytes put them across two every other block; 232
-	 * cost spawn_many a fifth, task.c). */
+	/* Pinned tasks: the worker they always run on (moved here). */
+	struct weft__worker *home;
+	/* 32 bytes more in all: the block is 256 bytes, four whole lines in
+	 * the page-aligned slabs, so the hot fields at the top are always
+	 * in one line (224 bytes put them across two every other block;
+	 * 232 cost spawn_many a fifth, task.c). */
 #endif
 };
 
@@ -228,15 +237,17 @@ static inline void weft__task_waits(struct weft__tcb *t, unsigned kind,
 }
 
 /* weft__wait()'s start: the moment (the worker's coarse clock, ns) joins
- * the kind; a wait no call recorded a reason for is WEFT__W_OTHER. */
+ * the kind the call stored. Every call of weft__wait() records its kind
+ * first, so the word is not cleared when a wait ends (a store a wait
+ * saved): a reader looks at it only while the park state says parked. */
 static inline void weft__task_waits_since(struct weft__tcb *t, uint64_t now)
 {
 #ifdef WEFT__REGISTRY
 	uint64_t v = atomic_load_explicit(&t->wait_word, memory_order_relaxed);
 
-	if (!v)
-		v = WEFT__W_OTHER;
-	atomic_store_explicit(&t->wait_word, now << WEFT__W_SHIFT | v,
+	atomic_store_explicit(&t->wait_word,
+			      now << WEFT__W_SHIFT |
+				      (v & (WEFT__W_KIND_MASK | WEFT__W_TIMED)),
 			      memory_order_release);
 #else
 	(void)t;
@@ -253,16 +264,6 @@ static inline void weft__task_waits_timed(struct weft__tcb *t)
 
 	atomic_store_explicit(&t->wait_word, v | WEFT__W_TIMED,
 			      memory_order_relaxed);
-#else
-	(void)t;
-#endif
-}
-
-/* The wait is over. */
-static inline void weft__task_waits_end(struct weft__tcb *t)
-{
-#ifdef WEFT__REGISTRY
-	atomic_store_explicit(&t->wait_word, 0, memory_order_relaxed);
 #else
 	(void)t;
 #endif

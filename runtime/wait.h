@@ -197,7 +197,6 @@ weft__wait(struct weft__wait *wt, bool (*ready)(struct weft__wait *),
 		wt->w = weft__task_park(wt->w);
 	}
 	self->unwait = NULL;
-	weft__task_waits_end(self);
 	weft__task_park_done(self);
 	if (wt->armed)
 		weft__timer_cancel(self->rt, &wt->tm);
