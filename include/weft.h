@@ -1698,7 +1698,7 @@ struct weft_task_info {
 	int64_t wait_arg;     /* by wait */
 	/* Moments are the worker's coarse clock's (docs/debugging.md):
 	 * late by up to about 50 us while the worker serves I/O or timers,
-	 * by up to 4096 switches otherwise. */
+	 * by up to about 4000 switches otherwise. */
 	uint64_t wait_ns;     /* PARKED: how long so far */
 	uint64_t spawn_ns;    /* weft_now() at the spawn */
 	uint64_t switches;    /* times it was switched in */

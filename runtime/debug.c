@@ -134,6 +134,11 @@ static NO_TSAN uintptr_t rd_word(const void *p)
 	return *(const volatile uintptr_t *)p;
 }
 
+static NO_TSAN uint32_t rd_u32(const uint32_t *p)
+{
+	return *(const volatile uint32_t *)p;
+}
+
 static NO_TSAN void rd_bytes(void *dst, const void *src, size_t n)
 {
 	const volatile unsigned char *s = src;
@@ -258,16 +263,14 @@ static bool snap_take(struct walk *k, struct weft__tcb *t, struct snap *s)
 		/* spawn_ms: the low 32 bits of the moment >> 20; the rest
 		 * from now (a task younger than 52 days). */
 		uint64_t now = k->now_ns >> WEFT__SPAWN_SHIFT, ms;
-		uint32_t low;
+		uint32_t low = rd_u32(&t->spawn_ms);
 
-		rd_bytes(&low, &t->spawn_ms, sizeof(low));
 		ms = (now & ~UINT64_C(0xffffffff)) | low;
 		if (ms > now)
 			ms -= UINT64_C(1) << 32;
 		s->info.spawn_ns = ms << WEFT__SPAWN_SHIFT;
 	}
-	s->info.switches =
-		atomic_load_explicit(&t->switches, memory_order_relaxed);
+	s->info.switches = rd_u32(&t->switches);
 	word = atomic_load_explicit(&t->wait_word, memory_order_acquire);
 	what = atomic_load_explicit(&t->wait_what, memory_order_relaxed);
 	s->info.worker = -1;

@@ -13,7 +13,8 @@
  * (a VM), clock_gettime more, and a switch costs 13. Moments come from
  * the worker's coarse clock (weft__worker dbg_now, weft_now() ns), read
  * at each serve() (about every 50 us of run time while anything waits on
- * I/O or a timer), after each idle park, and every 4096 switches: a
+ * I/O or a timer), after each idle park, and every 64th periodic pick
+ * otherwise (about every 4000 switches): a
  * wait's start is late by at most that much, which a dump that reports
  * waits in ms, seconds and minutes does not mind. Time run per task is
  * not kept: it needs a clock read per switch.

@@ -869,7 +869,7 @@ task_start(struct weft_runtime *rt, struct weft__worker *w,
 	t->spawn_ms = (uint32_t)((w ? w->dbg_now : weft_now()) >>
 				 WEFT__SPAWN_SHIFT);
 	atomic_store_explicit(&t->wait_word, 0, memory_order_relaxed);
-	atomic_store_explicit(&t->switches, 0, memory_order_relaxed);
+	t->switches = 0;
 #else
 	(void)site;
 #endif

@@ -73,8 +73,9 @@ struct weft__tcb {
 	/* The registry's switch count (debug.h), here in the first line,
 	 * which every switch touches anyway (sp), where `home` is without
 	 * the registry (home, read for pinned tasks only, moves to the end).
-	 * Written by the worker that switches the task in. */
-	_Atomic uint32_t switches;
+	 * Written by the worker that switches the task in (plain: debug.c
+	 * reads it the seqlock way). */
+	uint32_t switches;
 	/* The spawn moment (coarse, ns >> 20: about ms; its top bits come
 	 * back from the clock at the read); written by the spawner. */
 	uint32_t spawn_ms;

@@ -231,6 +231,16 @@ void weft__worker_schedule_remote(struct weft_runtime *rt, struct weft__tcb *t)
 
 /* ---- choosing the next task ------------------------------------------- */
 
+#ifdef WEFT__REGISTRY
+/* The task registry's coarse clock (weft__worker dbg_now): read by
+ * serve(), after idle parks, and every 64th periodic pick that does not
+ * serve. */
+static __attribute__((noinline, cold)) void registry_clock(struct weft__worker *w)
+{
+	w->dbg_now = weft_now();
+}
+#endif
+
 static struct weft__tcb *pick_inject(struct weft__worker *w)
 {
 	unsigned room = WEFT__LQ_SIZE - weft__lq_len(&w->lq);
@@ -368,6 +378,13 @@ pick_periodic(struct weft__worker *w)
 			w->periodic_every = WEFT__INJECT_INTERVAL;
 			w->inject_countdown = WEFT__INJECT_INTERVAL;
 			w->slices_long = false;
+#ifdef WEFT__REGISTRY
+			/* The registry's coarse clock, every 64th time here
+			 * (about every 4000 picks): a clock read costs more
+			 * than a switch on some machines. */
+			if (!(++w->dbg_round & 63))
+				registry_clock(w);
+#endif
 		}
 		if (inject_first && (t = pick_inject(w)))
 			return t;
@@ -753,14 +770,6 @@ void weft__worker_after_switch(struct weft__worker *w)
 	}
 }
 
-#ifdef WEFT__REGISTRY
-/* The task registry's coarse clock (weft__worker dbg_now), read every
- * WEFT__DBG_CLOCK_EVERY switches besides serve() and idle wake-ups. */
-static __attribute__((noinline, cold)) void registry_clock(struct weft__worker *w)
-{
-	w->dbg_now = weft_now();
-}
-#endif
 
 /* Switch from the context whose stack pointer is saved in *save to task t
  * (or, t NULL, to the scheduler context). Returns, on the resumed side,
@@ -772,23 +781,18 @@ static struct weft__worker *switch_to(struct weft__worker *w, void **save,
 
 	w->current = t;
 	if (t) {
-		unsigned long ticks =
-			atomic_load_explicit(&w->ticks, memory_order_relaxed) +
-			1;
-
-		atomic_store_explicit(&w->ticks, ticks, memory_order_relaxed);
-#ifdef WEFT__REGISTRY
-		/* The registry's count of switches in (debug.h): a relaxed
-		 * load and store, not an RMW: only the worker running t
-		 * writes it, and the run queues order one worker's write
-		 * before the next's. */
 		atomic_store_explicit(
-			&t->switches,
-			atomic_load_explicit(&t->switches,
-					     memory_order_relaxed) + 1,
+			&w->ticks,
+			atomic_load_explicit(&w->ticks, memory_order_relaxed) +
+				1,
 			memory_order_relaxed);
-		if (weft__unlikely(!(ticks & (WEFT__DBG_CLOCK_EVERY - 1))))
-			registry_clock(w);
+#ifdef WEFT__REGISTRY
+		/* The registry's count of switches in (debug.h): a plain
+		 * increment (one instruction): only the worker switching t
+		 * in writes it, the run queues order one worker's write
+		 * before the next's, and readers on other threads read it
+		 * the seqlock way (debug.c). */
+		t->switches++;
 #endif
 		w->budget = WEFT__BUDGET;
 	}

@@ -34,8 +34,6 @@ enum {
  * time measured at its picks; issue 17: a pick count alone left I/O and
  * timers waiting a second behind tasks that compute 1 ms at a time). */
 #define WEFT__SERVE_NS (50 * WEFT_NSEC_PER_USEC)
-/* Switches between reads of the registry's coarse clock (power of 2). */
-#define WEFT__DBG_CLOCK_EVERY 4096u
 /* Most woken tasks a worker running long slices keeps ahead of its local
  * queue (worker->woken); more go to the queue, where others can steal
  * them. */
@@ -86,11 +84,13 @@ struct weft__worker {
 	/* Cooperative budget left to the current task (task.c). */
 	int budget;
 	/* The task registry's coarse clock (weft_now() ns): read at each
-	 * serve(), after each idle park and every WEFT__DBG_CLOCK_EVERY
-	 * switches in (a clock read per switch or per wait cost more than
-	 * a switch: rdtsc took 20-40 ns on the test machine, a VM). Owner
+	 * serve(), after each idle park and every 64th periodic pick that
+	 * does not serve (dbg_round counts them), i.e. about every 4000
+	 * picks (a clock read per switch or per wait cost more than a
+	 * switch: rdtsc took 20-40 ns on the test machine, a VM). Owner
 	 * only. */
 	uint64_t dbg_now;
+	unsigned dbg_round;
 	/* Tasks taken from the next slot in a row (fairness bound). */
 	unsigned next_streak;
 	/* Owner's count of the woken list (below): an upper bound, as a
