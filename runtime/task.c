@@ -66,8 +66,8 @@
 
 _Static_assert(WEFT__CB_SLAB == 1u << H_IDX_BITS, "slab size = index bits");
 #if defined(WEFT__REGISTRY) && !defined(WEFT__TSAN) && !defined(WEFT__ASAN)
-/* task.h: the registry's fields make the block four whole lines. */
-_Static_assert(sizeof(struct weft__tcb) == 256, "a control block is 256 bytes");
+/* task.h: the registry's fields make the block 288 bytes (why not 256). */
+_Static_assert(sizeof(struct weft__tcb) == 288, "a control block is 288 bytes");
 #endif
 _Static_assert(H_GEN_BITS + H_IDX_BITS + H_SLAB_BITS == 64, "handle bits");
 
