@@ -1700,9 +1700,8 @@ struct weft_task_info {
 	 * late by up to about 50 us while the worker serves I/O or timers,
 	 * by up to about 4000 switches otherwise. */
 	uint64_t wait_ns;     /* PARKED: how long so far */
-	uint64_t spawn_ns;    /* weft_now() at the spawn */
-	uint64_t switches;    /* times it was switched in */
-	uint64_t reserved[5];
+	uint64_t spawn_ns;    /* weft_now() at the spawn (about 1 ms steps) */
+	uint64_t reserved[6];
 };
 
 /* Return non-zero to stop the walk (weft_tasks_foreach returns it). */

@@ -686,7 +686,7 @@ int weft_stream_open(weft_stream **out, int fd)
 		struct weft__worker *to = weft__stream_place(w);
 
 		placed = true;
-		self->home = to;
+		weft__task_set_home(self, to);
 		atomic_store_explicit(&self->flags,
 				      f | WEFT__T_PINNED | WEFT__T_STREAM_PIN,
 				      memory_order_relaxed);

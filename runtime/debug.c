@@ -245,6 +245,7 @@ static bool snap_take(struct walk *k, struct weft__tcb *t, struct snap *s)
 	int park = atomic_load_explicit(&t->park, memory_order_acquire);
 	uintptr_t sp = 0, lo = 0, hi = 0;
 	struct weft__stack *stk;
+	struct weft__task_side *side;
 	uint64_t word, since, what;
 	unsigned i;
 
@@ -270,9 +271,11 @@ static bool snap_take(struct walk *k, struct weft__tcb *t, struct snap *s)
 			ms -= UINT64_C(1) << 32;
 		s->info.spawn_ns = ms << WEFT__SPAWN_SHIFT;
 	}
-	s->info.switches = rd_u32(&t->switches);
-	word = atomic_load_explicit(&t->wait_word, memory_order_acquire);
-	what = atomic_load_explicit(&t->wait_what, memory_order_relaxed);
+	/* The side entry of a block whose handle was read: the index in
+	 * the handle is fixed for the block's life (task.h). */
+	side = weft__task_side(t);
+	word = atomic_load_explicit(&side->wait_word, memory_order_acquire);
+	what = atomic_load_explicit(&side->wait_what, memory_order_relaxed);
 	s->info.worker = -1;
 	for (i = 0; i < k->rt->nworkers; i++)
 		if (k->current[i] == t)
@@ -642,10 +645,8 @@ static int dump(struct weft_runtime *rt, FILE *out, bool *stuck)
 		}
 		fmt_dur(d, sizeof(d),
 			k.now_ns > t->spawn_ns ? k.now_ns - t->spawn_ns : 0);
-		fprintf(out, "\tspawned at %s, %s ago; switched in %" PRIu64
-			" time%s\n",
-			t->site ? t->site : "(no site)", d, t->switches,
-			t->switches == 1 ? "" : "s");
+		fprintf(out, "\tspawned at %s, %s ago\n",
+			t->site ? t->site : "(no site)", d);
 		if (t->state == WEFT_TASK_RUNNING)
 			continue;
 		if (s->moved)

@@ -66,8 +66,9 @@
 
 _Static_assert(WEFT__CB_SLAB == 1u << H_IDX_BITS, "slab size = index bits");
 #if defined(WEFT__REGISTRY) && !defined(WEFT__TSAN) && !defined(WEFT__ASAN)
-/* task.h: the registry's fields make the block 288 bytes (why not 256). */
-_Static_assert(sizeof(struct weft__tcb) == 288, "a control block is 288 bytes");
+/* task.h: the registry keeps the block at 224 bytes (its side table). */
+_Static_assert(sizeof(struct weft__tcb) == 224, "a control block is 224 bytes");
+_Static_assert(sizeof(struct weft__task_side) == 32, "a side entry is 32 bytes");
 #endif
 _Static_assert(H_GEN_BITS + H_IDX_BITS + H_SLAB_BITS == 64, "handle bits");
 
@@ -241,7 +242,14 @@ static size_t cb_slab_bytes(void)
 {
 	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
 
+#ifdef WEFT__REGISTRY
+	/* The blocks, then their side table (task.h weft__task_side). */
+	return (WEFT__CB_SLAB * (sizeof(struct weft__tcb) +
+				 sizeof(struct weft__task_side)) +
+		ps - 1) & ~(ps - 1);
+#else
 	return (WEFT__CB_SLAB * sizeof(struct weft__tcb) + ps - 1) & ~(ps - 1);
+#endif
 }
 
 /* ---- handles ---------------------------------------------------------- */
@@ -835,7 +843,11 @@ task_start(struct weft_runtime *rt, struct weft__worker *w,
 	t->result = NULL;
 	t->sp = NULL;
 	t->stack = NULL;
+#ifdef WEFT__REGISTRY
+	t->stack_4k = opts ? (uint32_t)((opts->stack_size + 4095) >> 12) : 0;
+#else
 	t->stack_size = opts ? opts->stack_size : 0;
+#endif
 	t->shield = 0;
 	t->streams = 0;
 	t->outcome = 0;
@@ -846,11 +858,15 @@ task_start(struct weft_runtime *rt, struct weft__worker *w,
 	t->unwait = NULL;
 	t->fpctl = weft__ctx_fpctl_get();
 	atomic_store_explicit(&t->flags, 0, memory_order_relaxed);
+#ifndef WEFT__REGISTRY
 	t->home = NULL;
+#endif
 	if ((flags & WEFT_SPAWN_PINNED) && w) {
 		atomic_store_explicit(&t->flags, WEFT__T_PINNED,
 				      memory_order_relaxed);
-		t->home = w;
+		/* With the registry, home is read only while PINNED is set
+		 * (its side table is not written at other spawns). */
+		weft__task_set_home(t, w);
 	}
 	if (opts && opts->name) {
 		strncpy(t->name, opts->name, sizeof(t->name) - 1);
@@ -868,8 +884,6 @@ task_start(struct weft_runtime *rt, struct weft__worker *w,
 	t->site = site;
 	t->spawn_ms = (uint32_t)((w ? w->dbg_now : weft_now()) >>
 				 WEFT__SPAWN_SHIFT);
-	atomic_store_explicit(&t->wait_word, 0, memory_order_relaxed);
-	t->switches = 0;
 #else
 	(void)site;
 #endif

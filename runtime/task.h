@@ -9,6 +9,12 @@
 #include "debug.h"
 #include "spin.h"
 
+/* Blocks per slab, and a handle's bits (see "handles" below). */
+#define WEFT__CB_SLAB 256
+#define WEFT__H_GEN_BITS 36
+#define WEFT__H_IDX_BITS 8 /* log2(WEFT__CB_SLAB) */
+#define WEFT__H_SLAB_BITS 20
+
 /* ---- tasks ------------------------------------------------------------ */
 
 /* A parked task's way out of the objects it waits on, for a drop at
@@ -70,15 +76,12 @@ struct weft__tcb {
 	 * free pool. Owned by whoever holds the task in that list. */
 	struct weft__tcb *qnext;
 #ifdef WEFT__REGISTRY
-	/* The registry's switch count (debug.h), here in the first line,
-	 * which every switch touches anyway (sp), where `home` is without
-	 * the registry (home, read for pinned tasks only, moves to the end).
-	 * Written by the worker that switches the task in (plain: debug.c
-	 * reads it the seqlock way). */
-	uint32_t switches;
-	/* The spawn moment (coarse, ns >> 20: about ms; its top bits come
-	 * back from the clock at the read); written by the spawner. */
-	uint32_t spawn_ms;
+	/* The registry's spawn site ("file.c:123" from weft_spawn_at() and
+	 * friends, or NULL), in the place `home` has without the registry:
+	 * written at the spawn with the line's other fields, so that it
+	 * costs no line more (home, read for pinned tasks only, is in the
+	 * slab's side table: weft__task_side). */
+	const char *site;
 #else
 	/* Pinned tasks: the worker they always run on. */
 	struct weft__worker *home;
@@ -87,8 +90,18 @@ struct weft__tcb {
 	weft_fn fn;
 	void *arg;
 	void *result;
+#ifdef WEFT__REGISTRY
+	/* Usable stack size asked for, in 4 KiB units rounded up (2^40
+	 * bytes at most: it fits); 0: the runtime's default. And the
+	 * registry's spawn moment (coarse, ns >> 20: about ms; its top bits
+	 * come back from the clock at the read). One word, as stack_size
+	 * alone is without the registry. */
+	uint32_t stack_4k;
+	uint32_t spawn_ms;
+#else
 	/* Usable stack size asked for; 0: the runtime's default. */
 	size_t stack_size;
+#endif
 	/* Cancellation: set by weft_cancel() from any thread (release), read
 	 * at suspension points (acquire). */
 	atomic_int cancel;
@@ -148,9 +161,21 @@ struct weft__tcb {
 	void *asan_fake; /* ASan fake-stack handle while switched out */
 #endif
 	char name[32];
+};
+
 #ifdef WEFT__REGISTRY
-	/* The task registry (debug.h argues who writes and reads these).
-	 * Last, after the hot fields, so that they keep their lines. */
+/*
+ * The registry's side table (debug.h): one entry per control block, in
+ * the slab's mapping after its WEFT__CB_SLAB blocks, so that blocks stay
+ * 224 bytes (a larger block costs every spawn the memory traffic of its
+ * extra lines: 288 bytes made spawn_many a third slower) and nothing here
+ * is written at a spawn. Fresh or given-back pages read as zeros.
+ */
+struct weft__task_side {
+	/* Pinned tasks: the worker they always run on (written when pinned:
+	 * at the spawn, or by an I/O request's pin; read only while the
+	 * WEFT__T_PINNED flag is set). */
+	struct weft__worker *home;
 	/* The current or last wait: its start moment (the worker's coarse
 	 * clock, weft_now() ns) << WEFT__W_SHIFT, a has-deadline bit
 	 * (WEFT__W_TIMED) and the kind (enum weft__debug_wait_kind); 0
@@ -159,21 +184,56 @@ struct weft__tcb {
 	/* What it waits on, by kind (debug.h): the object (a channel, a
 	 * lock...) or the number (an fd, a deadline); no kind has both. */
 	_Atomic uint64_t wait_what;
-	/* "file.c:123" of the spawn (weft_spawn_at() and friends), or NULL.
-	 * Written by the spawner before the task is published. */
-	const char *site;
-	/* Pinned tasks: the worker they always run on (moved here). */
-	struct weft__worker *home;
-	/* Free for the next counter, and the padding to 288 bytes: 32 mod
-	 * 64 as the 224 without the registry, so the hot fields at the top
-	 * cross a line boundary in the same blocks (232 bytes cost
-	 * spawn_many a fifth, task.c). Not 256: with a stride of four whole
-	 * lines every block's first line falls in a quarter of the L1 sets,
-	 * and yield_many's L1 misses rose 19% (cachegrind; at 288 they are
-	 * the 224-byte build's). */
-	uint64_t reserved_dbg[4];
-#endif
+	/* Free (32 bytes an entry). A per-task count of switches or waits
+	 * is not kept: in the first line (every switch touches it) there is
+	 * no room left, elsewhere it costs a line per switch, and here the
+	 * spawn would have to reset it (this table is not written at a
+	 * spawn). */
+	uint64_t unused;
 };
+
+/* t's entry: its index in the slab is in its handle (task.c). */
+static inline struct weft__task_side *weft__task_side(struct weft__tcb *t)
+{
+	unsigned idx = (unsigned)(atomic_load_explicit(&t->handle,
+						       memory_order_relaxed) >>
+				  WEFT__H_GEN_BITS) &
+		       (WEFT__CB_SLAB - 1);
+
+	return (struct weft__task_side *)(void *)(t - idx + WEFT__CB_SLAB) +
+	       idx;
+}
+#endif
+
+/* Pinned tasks' worker (weft__tcb home, or the side table's). */
+static inline struct weft__worker *weft__task_home(struct weft__tcb *t)
+{
+#ifdef WEFT__REGISTRY
+	return weft__task_side(t)->home;
+#else
+	return t->home;
+#endif
+}
+
+static inline void weft__task_set_home(struct weft__tcb *t,
+				       struct weft__worker *w)
+{
+#ifdef WEFT__REGISTRY
+	weft__task_side(t)->home = w;
+#else
+	t->home = w;
+#endif
+}
+
+/* The usable stack size asked for; 0: the runtime's default. */
+static inline size_t weft__task_stack_size(const struct weft__tcb *t)
+{
+#ifdef WEFT__REGISTRY
+	return (size_t)t->stack_4k << 12;
+#else
+	return t->stack_size;
+#endif
+}
 
 /* task.c */
 void weft__task_unref(struct weft__tcb *t);
@@ -227,12 +287,15 @@ static inline void weft__task_waits(struct weft__tcb *t, unsigned kind,
 				    const void *obj, int64_t arg)
 {
 #ifdef WEFT__REGISTRY
+	struct weft__task_side *d;
+
 	if (!t)
 		return;
-	atomic_store_explicit(&t->wait_what,
+	d = weft__task_side(t);
+	atomic_store_explicit(&d->wait_what,
 			      obj ? (uint64_t)(uintptr_t)obj : (uint64_t)arg,
 			      memory_order_relaxed);
-	atomic_store_explicit(&t->wait_word, kind, memory_order_release);
+	atomic_store_explicit(&d->wait_word, kind, memory_order_release);
 #else
 	(void)t;
 	(void)kind;
@@ -248,9 +311,10 @@ static inline void weft__task_waits(struct weft__tcb *t, unsigned kind,
 static inline void weft__task_waits_since(struct weft__tcb *t, uint64_t now)
 {
 #ifdef WEFT__REGISTRY
-	uint64_t v = atomic_load_explicit(&t->wait_word, memory_order_relaxed);
+	struct weft__task_side *d = weft__task_side(t);
+	uint64_t v = atomic_load_explicit(&d->wait_word, memory_order_relaxed);
 
-	atomic_store_explicit(&t->wait_word,
+	atomic_store_explicit(&d->wait_word,
 			      now << WEFT__W_SHIFT |
 				      (v & (WEFT__W_KIND_MASK | WEFT__W_TIMED)),
 			      memory_order_release);
@@ -265,9 +329,10 @@ static inline void weft__task_waits_since(struct weft__tcb *t, uint64_t now)
 static inline void weft__task_waits_timed(struct weft__tcb *t)
 {
 #ifdef WEFT__REGISTRY
-	uint64_t v = atomic_load_explicit(&t->wait_word, memory_order_relaxed);
+	struct weft__task_side *d = weft__task_side(t);
+	uint64_t v = atomic_load_explicit(&d->wait_word, memory_order_relaxed);
 
-	atomic_store_explicit(&t->wait_word, v | WEFT__W_TIMED,
+	atomic_store_explicit(&d->wait_word, v | WEFT__W_TIMED,
 			      memory_order_relaxed);
 #else
 	(void)t;
@@ -311,10 +376,7 @@ unsigned weft__task_cancel_all(struct weft_runtime *rt,
  * A handle is (slab id | index in the slab | generation); a process-wide
  * directory maps slab ids to slab memory (task.c argues the protocol).
  * Resolving one is inline: every call that takes a handle does it. */
-#define WEFT__CB_SLAB 256
-#define WEFT__H_GEN_BITS 36
-#define WEFT__H_IDX_BITS 8 /* log2(WEFT__CB_SLAB) */
-#define WEFT__H_SLAB_BITS 20
+/* (WEFT__CB_SLAB and the handle's bits: at the top of the file.) */
 #define WEFT__DIR_CHUNK 1024u
 #define WEFT__DIR_CHUNKS ((1u << WEFT__H_SLAB_BITS) / WEFT__DIR_CHUNK)
 

@@ -178,9 +178,9 @@ void weft__worker_schedule(struct weft__worker *w, struct weft__tcb *t, bool yie
 {
 	bool pinned = weft__task_flags(t) & WEFT__T_PINNED;
 
-	if (pinned && (t->home != w || yield)) {
-		if (t->home != w)
-			remote_push(t->home, t);
+	if (pinned && (weft__task_home(t) != w || yield)) {
+		if (weft__task_home(t) != w)
+			remote_push(weft__task_home(t), t);
 		else
 			weft__tlist_append(&w->pins, t, t);
 		return;
@@ -221,7 +221,7 @@ void weft__worker_schedule(struct weft__worker *w, struct weft__tcb *t, bool yie
 void weft__worker_schedule_remote(struct weft_runtime *rt, struct weft__tcb *t)
 {
 	if (weft__task_flags(t) & WEFT__T_PINNED) {
-		remote_push(t->home, t);
+		remote_push(weft__task_home(t), t);
 		return;
 	}
 	weft__inject_push(rt, t, t, 1);
@@ -698,7 +698,7 @@ static __attribute__((noinline)) bool prepare_first(struct weft__worker *w,
 {
 	struct weft__stack *s;
 
-	s = weft__stack_get(w, t->stack_size);
+	s = weft__stack_get(w, weft__task_stack_size(t));
 	if (!s) {
 		weft__task_fail_start(w, t, -ENOMEM);
 		return false;
@@ -786,14 +786,7 @@ static struct weft__worker *switch_to(struct weft__worker *w, void **save,
 			atomic_load_explicit(&w->ticks, memory_order_relaxed) +
 				1,
 			memory_order_relaxed);
-#ifdef WEFT__REGISTRY
-		/* The registry's count of switches in (debug.h): a plain
-		 * increment (one instruction): only the worker switching t
-		 * in writes it, the run queues order one worker's write
-		 * before the next's, and readers on other threads read it
-		 * the seqlock way (debug.c). */
-		t->switches++;
-#endif
+
 		w->budget = WEFT__BUDGET;
 	}
 	/* TSan wants its switch call immediately before the switch. */
