@@ -80,6 +80,18 @@ extern const char *const weft__debug_wait_names[WEFT__W_COUNT];
 #define WEFT__W_TIMED 0x100u
 
 
+#ifdef WEFT__REGISTRY
+/* The next wait's kind and object, announced by the waiting call for
+ * weft__wait() (task.h weft__task_waits); per thread. Initial-exec, as
+ * worker.c's weft__worker_tls: one instruction a reach. */
+struct weft__debug_next {
+	unsigned kind;
+	uint64_t what;
+};
+extern __thread struct weft__debug_next weft__debug_next
+	__attribute__((tls_model("initial-exec")));
+#endif
+
 struct weft_runtime;
 /* -EINVAL for a bad weft_config.dump_signal (or, built without the
  * registry, any dump signal or WEFT_RUN_ABORT_ON_DEADLOCK). */

@@ -278,24 +278,21 @@ static inline void weft__task_park_prepare(struct weft__tcb *t)
 }
 
 /* The registry's record of a wait (debug.h): kind (WEFT__W_*), object
- * or number (a kind has one, the other is NULL / 0), stored by the waiting call before weft__wait(), which adds
- * the moment (weft__task_waits_since). The calling task only; t NULL (a
- * thread outside the runtime) records nothing. Release: a reader that
- * loads the word with acquire reads this wait's object and number, or a
- * later wait's. */
+ * or number (a kind has one, the other is NULL / 0), announced by the
+ * waiting call just before it enters weft__wait(), which stores them
+ * with the moment (weft__task_waits_begin). Announced in thread-locals
+ * (debug.h weft__debug_next): nothing suspends between the two, so the
+ * thread is the same, and the side table entry is looked up once. The
+ * calling task only; t NULL (a thread outside the runtime) records
+ * nothing. */
 static inline void weft__task_waits(struct weft__tcb *t, unsigned kind,
 				    const void *obj, int64_t arg)
 {
 #ifdef WEFT__REGISTRY
-	struct weft__task_side *d;
-
 	if (!t)
 		return;
-	d = weft__task_side(t);
-	atomic_store_explicit(&d->wait_what,
-			      obj ? (uint64_t)(uintptr_t)obj : (uint64_t)arg,
-			      memory_order_relaxed);
-	atomic_store_explicit(&d->wait_word, kind, memory_order_release);
+	weft__debug_next.kind = kind;
+	weft__debug_next.what = obj ? (uint64_t)(uintptr_t)obj : (uint64_t)arg;
 #else
 	(void)t;
 	(void)kind;
@@ -304,38 +301,32 @@ static inline void weft__task_waits(struct weft__tcb *t, unsigned kind,
 #endif
 }
 
-/* weft__wait()'s start: the moment (the worker's coarse clock, ns) joins
- * the kind the call stored. Every call of weft__wait() records its kind
- * first, so the word is not cleared when a wait ends (a store a wait
- * saved): a reader looks at it only while the park state says parked. */
-static inline void weft__task_waits_since(struct weft__tcb *t, uint64_t now)
+/* weft__wait()'s start: the announced kind and object, the moment (the
+ * worker's coarse clock, ns) and whether a deadline may end the wait go
+ * into t's side entry. Release: a reader that loads the word with
+ * acquire reads this wait's object, or a later wait's. The announcement
+ * is reset to "no reason", so that a wait whose call announced none
+ * shows as such, not as the one before. The word is not cleared when
+ * the wait ends: a reader looks at it only while park says the task
+ * waits. */
+static inline void weft__task_waits_begin(struct weft__tcb *t, uint64_t now,
+					  bool timed)
 {
 #ifdef WEFT__REGISTRY
 	struct weft__task_side *d = weft__task_side(t);
-	uint64_t v = atomic_load_explicit(&d->wait_word, memory_order_relaxed);
 
+	atomic_store_explicit(&d->wait_what, weft__debug_next.what,
+			      memory_order_relaxed);
 	atomic_store_explicit(&d->wait_word,
 			      now << WEFT__W_SHIFT |
-				      (v & (WEFT__W_KIND_MASK | WEFT__W_TIMED)),
+				      (timed ? WEFT__W_TIMED : 0) |
+				      weft__debug_next.kind,
 			      memory_order_release);
+	weft__debug_next.kind = WEFT__W_OTHER;
 #else
 	(void)t;
 	(void)now;
-#endif
-}
-
-/* The wait may end on a deadline (a timer will wake it): the deadlock
- * check does not count it as stuck. */
-static inline void weft__task_waits_timed(struct weft__tcb *t)
-{
-#ifdef WEFT__REGISTRY
-	struct weft__task_side *d = weft__task_side(t);
-	uint64_t v = atomic_load_explicit(&d->wait_word, memory_order_relaxed);
-
-	atomic_store_explicit(&d->wait_word, v | WEFT__W_TIMED,
-			      memory_order_relaxed);
-#else
-	(void)t;
+	(void)timed;
 #endif
 }
 

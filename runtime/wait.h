@@ -129,7 +129,6 @@ static inline int weft__wait_why(struct weft__wait *wt)
 			return -ETIMEDOUT;
 		}
 		wt->armed = true;
-		weft__task_waits_timed(self);
 		return 0;
 	}
 	return weft__timer_fired(&wt->tm) ? -ETIMEDOUT : 0;
@@ -172,7 +171,8 @@ weft__wait(struct weft__wait *wt, bool (*ready)(struct weft__wait *),
 	wt->res = 0;
 	self->unwait = wt->unwait;
 #ifdef WEFT__REGISTRY
-	weft__task_waits_since(self, wt->w->dbg_now);
+	weft__task_waits_begin(self, wt->w->dbg_now,
+			       wt->deadline != WEFT_NEVER && !wt->nocancel);
 #endif
 	for (;;) {
 		weft__task_park_prepare(self);

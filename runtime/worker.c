@@ -177,10 +177,11 @@ static __attribute__((noinline)) void woken_refill(struct weft__worker *w)
 void weft__worker_schedule(struct weft__worker *w, struct weft__tcb *t, bool yield)
 {
 	bool pinned = weft__task_flags(t) & WEFT__T_PINNED;
+	struct weft__worker *home;
 
-	if (pinned && (weft__task_home(t) != w || yield)) {
-		if (weft__task_home(t) != w)
-			remote_push(weft__task_home(t), t);
+	if (pinned && ((home = weft__task_home(t)) != w || yield)) {
+		if (home != w)
+			remote_push(home, t);
 		else
 			weft__tlist_append(&w->pins, t, t);
 		return;
