@@ -4,10 +4,12 @@
  *
  * Each control block carries, while the task waits, what it waits on: a
  * kind (enum below, named in weft__debug_wait_names[] so that a debugger
- * can print it), the object (a channel, a lock, an awaited task's block),
- * a number (an fd with the io_uring opcode, a deadline) and when the wait
- * began. Also the spawn site (a string literal from the weft_spawn()
- * macros of weft.h), the spawn moment and a count of switches in.
+ * can print it), the object (a channel, a lock, an awaited task's block)
+ * or a number (an fd with the io_uring opcode, a deadline) and when the
+ * wait began, in its slab's side table (task.h struct weft__task_side);
+ * and in the block itself the spawn site (a string literal from the
+ * weft_spawn() macros of weft.h) and the spawn moment. The block stays
+ * 224 bytes (task.h says why).
  *
  * No clock is read for any of it: rdtsc cost 20-40 ns on the test machine
  * (a VM), clock_gettime more, and a switch costs 13. Moments come from
@@ -20,8 +22,8 @@
  * not kept: it needs a clock read per switch.
  *
  * Who writes what: only the task itself writes its wait fields (the call
- * that waits, before and after weft__wait()), and only its spawner writes
- * the spawn fields, before the task is published. A reader on another
+ * that waits announces them, weft__wait() stores them), and only its
+ * spawner writes the spawn fields, before the task is published. A reader on another
  * thread (weft_tasks_foreach, weft_dump) reads the wait fields with
  * relaxed atomic loads and the others with debug.c's snapshot copy,
  * which re-checks the block's handle afterwards (a block reused during the
