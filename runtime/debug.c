@@ -25,6 +25,25 @@
  * neither sanitizer sees; the frames are kept only if the task's saved
  * stack pointer is the same after the walk (it did not run meanwhile).
  *
+ * Backtraces: frame pointers, not libunwind
+ * ------------------------------------------
+ * A parked task's frames start at its saved context (the x86_64 and
+ * aarch64 ctx.S of runtime/arch: the return address and the frame
+ * pointer are at fixed slots of the switch frame), and go up the chain of saved frame pointers. libunwind was the
+ * other choice: its unw_init_local() unwinds the calling thread, so a
+ * parked stack needs Tarantool's trick (switch onto that stack, take a
+ * context there, switch back), which runs on a stack another worker may
+ * resume at any moment unless the park protocol gets a state that pins
+ * the task during the walk; and it is one more dependency. The chain walk
+ * only reads memory, never stops or pins the task, and a task that runs
+ * meanwhile is detected (its saved sp changed) and flagged. Its limit:
+ * code built without frame pointers keeps rbp (x29) as a callee-saved
+ * register, so the walk passes over such frames (the runtime's own, in a
+ * Release build, are skipped that way) and shows the nearest caller that
+ * keeps a frame pointer; a program built with -fno-omit-frame-pointer
+ * shows all of its own. Each frame must lie above the last, inside the
+ * task's stack, aligned; the walk stops at anything else.
+ *
  * The dump thread
  * ---------------
  * A runtime with a dump signal or WEFT_RUN_ABORT_ON_DEADLOCK gets one
