@@ -13,6 +13,31 @@
 
 WT_SUITE(debug, 60);
 
+#if !WT_REGISTRY
+/* Built with -DWEFT_TASK_REGISTRY=OFF: the calls say so, and the options
+ * that need the registry are refused rather than ignored. */
+static void *off_main(void *arg)
+{
+	(void)arg;
+	WT_CHECK_EQ(weft_tasks_foreach(NULL, NULL, NULL), -ENOSYS);
+	WT_CHECK_EQ(weft_dump(NULL, stderr), -ENOSYS);
+	return NULL;
+}
+
+Test(debug, registry_compiled_out_returns_enosys, .timeout = WT_TIMEOUT(10))
+{
+	struct weft_config c;
+
+	wt_run(off_main, NULL, 1);
+	memset(&c, 0, sizeof(c));
+	c.dump_signal = SIGUSR1;
+	cr_assert_eq(weft_run(off_main, NULL, &c, NULL), -EINVAL);
+	memset(&c, 0, sizeof(c));
+	c.flags = WEFT_RUN_ABORT_ON_DEADLOCK;
+	cr_assert_eq(weft_run(off_main, NULL, &c, NULL), -EINVAL);
+}
+#else
+
 /* ---- helpers ------------------------------------------------------------ */
 
 struct count {
@@ -856,3 +881,4 @@ Test(debug, dump_signal_refuses_what_the_runtime_or_kernel_needs,
 	cr_assert_eq(weft_run(never_main, NULL, &c, NULL), 0);
 	WT_LEAK_ASSERT();
 }
+#endif /* WT_REGISTRY */
