@@ -197,15 +197,17 @@ static int io_wait(struct io *io, struct io_uring_sqe *sqe)
 	unsigned flags = weft__task_flags(self);
 	struct io_waiting u; /* field by field: see runtime/wq.c's park() */
 
-	/* The registry's words for it, read before the sqe is handed on. */
-	weft__task_waits(self, WEFT__W_IO, NULL,
-			 (int64_t)((uint64_t)sqe->opcode << 32 |
-				   (uint32_t)sqe->fd));
+	/* The registry's words for it (debug.h), read before the sqe is
+	 * handed on. */
+	int64_t what = (int64_t)((uint64_t)sqe->opcode << 32 |
+				 (uint32_t)sqe->fd);
+
 	weft__ring_op_start(w, &io->op, self, flags, sqe);
 	weft__ring_op_pin(w, self, flags);
 	u.io = io;
 	u.why = 0;
 	weft__wait_init(&u.wt, w, io->nocancel ? WEFT_NEVER : self->deadline);
+	weft__wait_for(&u.wt, WEFT__W_IO, NULL, what);
 	u.wt.nocancel = io->nocancel;
 	weft__wait(&u.wt, io_ready, io_give_up);
 	atomic_store_explicit(&self->flags, flags, memory_order_relaxed);
@@ -770,7 +772,7 @@ ssize_t weft_stream_recv(weft_stream *st, struct weft_lease *l)
 		}
 		u.s = s;
 		weft__wait_init(&u.wt, w, w->current->deadline);
-		weft__task_waits(w->current, WEFT__W_STREAM, NULL, s->fd);
+		weft__wait_for(&u.wt, WEFT__W_STREAM, NULL, s->fd);
 		s->waiting = true;
 		err = weft__wait(&u.wt, stream_ready, stream_give_up);
 		s->waiting = false;

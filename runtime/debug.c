@@ -124,11 +124,6 @@ const char *const weft__debug_wait_names[WEFT__W_COUNT] = {
 _Static_assert((int)WEFT__W_OTHER == (int)WEFT_WAIT_OTHER, "wait kinds = weft.h's");
 _Static_assert((int)WEFT__W_BLOCKING == (int)WEFT_WAIT_BLOCKING, "wait kinds");
 
-#ifdef WEFT__REGISTRY
-__thread struct weft__debug_next weft__debug_next
-	__attribute__((tls_model("initial-exec"))) = { WEFT__W_OTHER, 0 };
-#endif
-
 #define MAX_FRAMES 24
 
 /* A snapshot of one task (foreach's info plus what the dump needs). */

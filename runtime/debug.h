@@ -22,7 +22,7 @@
  * not kept: it needs a clock read per switch.
  *
  * Who writes what: only the task itself writes its wait fields (the call
- * that waits announces them, weft__wait() stores them), and only its
+ * that waits names them, weft__wait() stores them), and only its
  * spawner writes the spawn fields, before the task is published. A reader on another
  * thread (weft_tasks_foreach, weft_dump) reads the wait fields with
  * relaxed atomic loads and the others with debug.c's snapshot copy,
@@ -82,17 +82,6 @@ extern const char *const weft__debug_wait_names[WEFT__W_COUNT];
 #define WEFT__W_TIMED 0x100u
 
 
-#ifdef WEFT__REGISTRY
-/* The next wait's kind and object, announced by the waiting call for
- * weft__wait() (task.h weft__task_waits); per thread. Initial-exec, as
- * worker.c's weft__worker_tls: one instruction a reach. */
-struct weft__debug_next {
-	unsigned kind;
-	uint64_t what;
-};
-extern __thread struct weft__debug_next weft__debug_next
-	__attribute__((tls_model("initial-exec")));
-#endif
 
 struct weft_runtime;
 /* -EINVAL for a bad weft_config.dump_signal (or, built without the

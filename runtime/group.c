@@ -205,7 +205,7 @@ int weft_group_wait(weft_group *g)
 	weft__wq_node_init(&n, NULL);
 	weft__wq_push(&g->waiters, &n);
 	weft__spin_unlock(&g->lock);
-	weft__task_waits(n.task, WEFT__W_GROUP, g, 0);
+	weft__wq_why(&n, WEFT__W_GROUP, g);
 	err = weft__wq_park_locked(&g->lock, &g->waiters, &n,
 				   weft__wait_deadline(WEFT_NEVER));
 	if (!err)
@@ -227,7 +227,7 @@ int weft_group_wait(weft_group *g)
 	w = weft__worker_self();
 	if (w && w->current)
 		w->current->shield++;
-	weft__task_waits(n.task, WEFT__W_GROUP, g, 0);
+	weft__wq_why(&n, WEFT__W_GROUP, g);
 	weft__wq_park(&g->lock, &g->waiters, &n, WEFT_NEVER);
 	w = weft__worker_self();
 	if (w && w->current)

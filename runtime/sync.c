@@ -121,7 +121,7 @@ int weft_future_await_timeout(weft_future *f, void **value,
 		weft__task_coop_tick();
 		return future_result(f, value);
 	}
-	weft__task_waits(n.task, WEFT__W_FUTURE, f, 0);
+	weft__wq_why(&n, WEFT__W_FUTURE, f);
 	err = weft__wq_wait(&f->lock, &f->waiters, &n,
 			    weft__wait_deadline(timeout_ns));
 	if (err)
@@ -217,7 +217,7 @@ int weft_event_wait_timeout(weft_event *e, uint64_t timeout_ns)
 		weft__task_coop_tick();
 		return 0;
 	}
-	weft__task_waits(n.task, WEFT__W_EVENT, e, 0);
+	weft__wq_why(&n, WEFT__W_EVENT, e);
 	return weft__wq_wait(&e->lock, &e->waiters, &n,
 			     weft__wait_deadline(timeout_ns));
 }
@@ -290,7 +290,7 @@ static int lock_acquire(weft_lock *l, uint64_t deadline)
 	}
 	weft__wq_node_init(&n, NULL);
 	/* A grant hands the lock over: held stays true throughout. */
-	weft__task_waits(n.task, WEFT__W_LOCK, l, 0);
+	weft__wq_why(&n, WEFT__W_LOCK, l);
 	return weft__wq_wait(&l->lock, &l->waiters, &n, deadline);
 }
 
@@ -416,7 +416,7 @@ int weft_sem_acquire_timeout(weft_sem *s, uint64_t timeout_ns)
 		return 0;
 	}
 	weft__wq_node_init(&n, NULL);
-	weft__task_waits(n.task, WEFT__W_SEM, s, 0);
+	weft__wq_why(&n, WEFT__W_SEM, s);
 	return weft__wq_wait(&s->lock, &s->waiters, &n, d);
 }
 
@@ -514,7 +514,7 @@ int weft_cond_wait_timeout(weft_cond *c, weft_lock *l, uint64_t timeout_ns)
 	weft__wq_push(&c->waiters, &n);
 	weft__spin_unlock(&c->lock);
 	weft_lock_release(l);
-	weft__task_waits(n.task, WEFT__W_COND, c, 0);
+	weft__wq_why(&n, WEFT__W_COND, c);
 	err = weft__wq_park(&c->lock, &c->waiters, &n, d);
 	/* As asyncio: the lock is taken again whatever happened, and
 	 * neither a cancellation nor the deadline may stop that. */

@@ -277,56 +277,45 @@ static inline void weft__task_park_prepare(struct weft__tcb *t)
 	atomic_exchange_explicit(&t->park, WEFT__PARKING, memory_order_acq_rel);
 }
 
-/* The registry's record of a wait (debug.h): kind (WEFT__W_*), object
- * or number (a kind has one, the other is NULL / 0), announced by the
- * waiting call just before it enters weft__wait(), which stores them
- * with the moment (weft__task_waits_begin). Announced in thread-locals
- * (debug.h weft__debug_next): nothing suspends between the two, so the
- * thread is the same, and the side table entry is looked up once. The
- * calling task only; t NULL (a thread outside the runtime) records
- * nothing. */
-static inline void weft__task_waits(struct weft__tcb *t, unsigned kind,
-				    const void *obj, int64_t arg)
-{
-#ifdef WEFT__REGISTRY
-	if (!t)
-		return;
-	weft__debug_next.kind = kind;
-	weft__debug_next.what = obj ? (uint64_t)(uintptr_t)obj : (uint64_t)arg;
-#else
-	(void)t;
-	(void)kind;
-	(void)obj;
-	(void)arg;
-#endif
-}
-
-/* weft__wait()'s start: the announced kind and object, the moment (the
- * worker's coarse clock, ns) and whether a deadline may end the wait go
- * into t's side entry. Release: a reader that loads the word with
- * acquire reads this wait's object, or a later wait's. The announcement
- * is reset to "no reason", so that a wait whose call announced none
- * shows as such, not as the one before. The word is not cleared when
- * the wait ends: a reader looks at it only while park says the task
- * waits. */
+/* weft__wait()'s start: the wait's kind and object or number
+ * (weft__wait_for) and the moment (the worker's coarse clock, ns) go
+ * into t's side entry (debug.h); weft__task_waits_timed() adds the
+ * deadline bit when the deadline's timer is armed. Only
+ * the task itself writes them. Release: a reader that loads the word
+ * with acquire reads this wait's object, or a later wait's. The word is
+ * not cleared when the wait ends: a reader looks at it only while park
+ * says the task waits. */
 static inline void weft__task_waits_begin(struct weft__tcb *t, uint64_t now,
-					  bool timed)
+					  unsigned kind, uint64_t what)
 {
 #ifdef WEFT__REGISTRY
 	struct weft__task_side *d = weft__task_side(t);
 
-	atomic_store_explicit(&d->wait_what, weft__debug_next.what,
-			      memory_order_relaxed);
-	atomic_store_explicit(&d->wait_word,
-			      now << WEFT__W_SHIFT |
-				      (timed ? WEFT__W_TIMED : 0) |
-				      weft__debug_next.kind,
+	atomic_store_explicit(&d->wait_what, what, memory_order_relaxed);
+	atomic_store_explicit(&d->wait_word, now << WEFT__W_SHIFT | kind,
 			      memory_order_release);
-	weft__debug_next.kind = WEFT__W_OTHER;
 #else
 	(void)t;
 	(void)now;
-	(void)timed;
+	(void)kind;
+	(void)what;
+#endif
+}
+
+/* The wait's deadline is armed (a timer will end it): the deadlock check
+ * does not count it as stuck. Timed waits only, after the begin. */
+static inline void weft__task_waits_timed(struct weft__tcb *t)
+{
+#ifdef WEFT__REGISTRY
+	struct weft__task_side *d = weft__task_side(t);
+
+	atomic_store_explicit(
+		&d->wait_word,
+		atomic_load_explicit(&d->wait_word, memory_order_relaxed) |
+			WEFT__W_TIMED,
+		memory_order_relaxed);
+#else
+	(void)t;
 #endif
 }
 
