@@ -28,21 +28,22 @@
  * Backtraces: frame pointers, not libunwind
  * ------------------------------------------
  * A parked task's frames start at its saved context (the x86_64 and
- * aarch64 ctx.S of runtime/arch: the return address and the frame
- * pointer are at fixed slots of the switch frame), and go up the chain of saved frame pointers. libunwind was the
- * other choice: its unw_init_local() unwinds the calling thread, so a
- * parked stack needs Tarantool's trick (switch onto that stack, take a
- * context there, switch back), which runs on a stack another worker may
- * resume at any moment unless the park protocol gets a state that pins
- * the task during the walk; and it is one more dependency. The chain walk
- * only reads memory, never stops or pins the task, and a task that runs
- * meanwhile is detected (its saved sp changed) and flagged. Its limit:
- * code built without frame pointers keeps rbp (x29) as a callee-saved
- * register, so the walk passes over such frames (the runtime's own, in a
- * Release build, are skipped that way) and shows the nearest caller that
- * keeps a frame pointer; a program built with -fno-omit-frame-pointer
- * shows all of its own. Each frame must lie above the last, inside the
- * task's stack, aligned; the walk stops at anything else.
+ * aarch64 ctx.S of runtime/arch: the return address and the frame pointer
+ * are at fixed slots of the switch frame), and go up the chain of saved
+ * frame pointers. libunwind was the other choice: its unw_init_local()
+ * unwinds the calling thread, so a parked stack needs Tarantool's trick
+ * (switch onto that stack, take a context there, switch back), which runs
+ * on a stack another worker may resume at any moment unless the park
+ * protocol gets a state that pins the task during the walk; and it is one
+ * more dependency. The chain walk only reads memory, never stops or pins
+ * the task, and a task that runs meanwhile is detected (its saved sp
+ * changed) and flagged. Its limit: code built without frame pointers keeps
+ * rbp (x29) as a callee-saved register, so the walk passes over such
+ * frames (the runtime's own, in a Release build, are skipped that way) and
+ * shows the nearest caller that keeps a frame pointer; a program built
+ * with -fno-omit-frame-pointer shows all of its own. Each frame must lie
+ * above the last, inside the task's stack, aligned; the walk stops at
+ * anything else.
  *
  * The dump thread
  * ---------------
@@ -74,6 +75,7 @@
  * docs/debugging.md states it for the program.
  */
 #include <dlfcn.h>
+#include <link.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -121,7 +123,8 @@ const char *const weft__debug_wait_names[WEFT__W_COUNT] = {
 	[WEFT__W_OTHER] = "wait",
 };
 
-_Static_assert((int)WEFT__W_OTHER == (int)WEFT_WAIT_OTHER, "wait kinds = weft.h's");
+_Static_assert((int)WEFT__W_OTHER == (int)WEFT_WAIT_OTHER,
+	       "wait kinds = weft.h's");
 _Static_assert((int)WEFT__W_BLOCKING == (int)WEFT_WAIT_BLOCKING, "wait kinds");
 
 #define MAX_FRAMES 24
@@ -134,6 +137,7 @@ struct snap {
 	unsigned nframes;
 	void *frames[MAX_FRAMES];
 	bool moved;           /* it ran while its stack was read */
+	unsigned guessed;     /* frames from this index on were guessed */
 	bool started;         /* it has a stack (has run) */
 };
 
@@ -220,6 +224,49 @@ static unsigned unwind(uintptr_t sp, uintptr_t lo, uintptr_t hi,
 	return n;
 }
 
+/* ---- guessing frames ------------------------------------------------------
+ * Code built without frame pointers (a Release build of the runtime
+ * itself) may use rbp (x29) for data, and the chain ends at frame #0. Then
+ * the stack is scanned instead, as the kernel's unreliable traces do:
+ * each word from the switch frame up (4 KiB at most) that points into an
+ * executable segment just after a call instruction is taken for a return
+ * address. The dump marks such frames with "?": a stale return address
+ * left in a dead frame reads the same. */
+
+struct xrange {
+	uintptr_t lo, hi;
+};
+
+#define MAX_XRANGES 64
+
+static int xrange_add(struct dl_phdr_info *info, size_t size, void *arg);
+
+/* Whether the instruction before ra is a call. */
+static bool after_call(uintptr_t ra)
+{
+#if defined(__x86_64__)
+	uint8_t b[7];
+
+	if (ra < 7 || !peek(b, ra - 7, sizeof(b)))
+		return false;
+	return b[2] == 0xe8 ||                                 /* call rel32 */
+	       (b[5] == 0xff && ((b[6] >> 3) & 7) == 2) ||     /* call *%r */
+	       (b[4] == 0xff && ((b[5] >> 3) & 7) == 2) ||     /* disp8 */
+	       (b[1] == 0xff && ((b[2] >> 3) & 7) == 2) ||     /* disp32 */
+	       (b[0] == 0x41 && b[1] == 0xff && ((b[2] >> 3) & 7) == 2);
+#elif defined(__aarch64__)
+	uint32_t ins;
+
+	if (ra < 4 || !peek(&ins, ra - 4, sizeof(ins)))
+		return false;
+	return (ins & 0xfc000000u) == 0x94000000u ||          /* bl */
+	       (ins & 0xfffffc1fu) == 0xd63f0000u;            /* blr */
+#else
+	(void)ra;
+	return false;
+#endif
+}
+
 /* ---- snapshots -------------------------------------------------------- */
 
 struct walk {
@@ -231,6 +278,9 @@ struct walk {
 	weft_task_visit_fn fn;
 	void *arg;
 	int res;
+	/* the dump: executable segments (frame guessing) */
+	struct xrange x[MAX_XRANGES];
+	unsigned nx;
 	/* the dump: */
 	struct snap *v;
 	size_t n, cap;
@@ -238,6 +288,60 @@ struct walk {
 };
 
 /* The full moment of a wait word's start: its top bits from now. */
+static int xrange_add(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	struct walk *k = arg;
+	int i;
+
+	(void)size;
+	for (i = 0; i < info->dlpi_phnum && k->nx < MAX_XRANGES; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+
+		if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X))
+			continue;
+		k->x[k->nx].lo = info->dlpi_addr + ph->p_vaddr;
+		k->x[k->nx].hi = k->x[k->nx].lo + ph->p_memsz;
+		k->nx++;
+	}
+	return 0;
+}
+
+static bool in_text(const struct walk *k, uintptr_t a)
+{
+	unsigned i;
+
+	for (i = 0; i < k->nx; i++)
+		if (a >= k->x[i].lo && a < k->x[i].hi)
+			return true;
+	return false;
+}
+
+/* Frames after #0 guessed from the stack's words (see above). */
+static unsigned guess(const struct walk *k, uintptr_t sp, uintptr_t hi,
+		      void **frames, unsigned n)
+{
+	uintptr_t buf[512];
+	size_t len = hi - sp, i;
+
+	if (len > sizeof(buf))
+		len = sizeof(buf);
+	len &= ~(size_t)7;
+	if (len <= 64 || !peek(buf, sp, len))
+		return n;
+	/* From above the switch frame (64 bytes on both). */
+	for (i = 8; i < len / 8 && n < MAX_FRAMES; i++) {
+		uintptr_t w = buf[i];
+
+#if defined(__aarch64__)
+		w &= 0x0000ffffffffffffull;
+#endif
+		if (in_text(k, w) && after_call(w) &&
+		    (void *)w != frames[n - 1])
+			frames[n++] = (void *)w;
+	}
+	return n;
+}
+
 static uint64_t wait_since(const struct walk *k, uint64_t word)
 {
 	uint64_t low = word >> WEFT__W_SHIFT;
@@ -329,6 +433,11 @@ static bool snap_take(struct walk *k, struct weft__tcb *t, struct snap *s)
 		    peek(&hi, (uintptr_t)&stk->size, sizeof(hi))) {
 			hi += lo;
 			s->nframes = unwind(sp, lo, hi, s->frames);
+			s->guessed = MAX_FRAMES;
+			if (s->nframes > 0 && s->nframes < 3) {
+				s->guessed = 1;
+				s->nframes = guess(k, sp, hi, s->frames, 1);
+			}
 		}
 	}
 	atomic_thread_fence(memory_order_acquire);
@@ -523,8 +632,9 @@ static void fmt_wait(char *b, size_t n, const struct walk *k,
 	}
 }
 
-static void put_frame(FILE *out, unsigned idx, void *pc)
+static void put_frame(FILE *out, unsigned idx, void *pc, bool guessed)
 {
+	const char *q = guessed ? " ?" : "";
 	Dl_info dl;
 	const char *file = "?";
 
@@ -532,18 +642,18 @@ static void put_frame(FILE *out, unsigned idx, void *pc)
 		file = dl.dli_fname ? strrchr(dl.dli_fname, '/') : NULL;
 		file = file ? file + 1 : (dl.dli_fname ? dl.dli_fname : "?");
 		if (dl.dli_sname) {
-			fprintf(out, "\t#%u %p %s+0x%lx (%s)\n", idx, pc,
+			fprintf(out, "\t#%u %p %s+0x%lx (%s)%s\n", idx, pc,
 				dl.dli_sname,
 				(unsigned long)((char *)pc -
 						(char *)dl.dli_saddr),
-				file);
+				file, q);
 			return;
 		}
-		fprintf(out, "\t#%u %p (%s+0x%lx)\n", idx, pc, file,
-			(unsigned long)((char *)pc - (char *)dl.dli_fbase));
+		fprintf(out, "\t#%u %p (%s+0x%lx)%s\n", idx, pc, file,
+			(unsigned long)((char *)pc - (char *)dl.dli_fbase), q);
 		return;
 	}
-	fprintf(out, "\t#%u %p\n", idx, pc);
+	fprintf(out, "\t#%u %p%s\n", idx, pc, q);
 }
 
 /* Whether snapshot s waits on something only a task of the runtime can
@@ -593,6 +703,7 @@ static int dump(struct weft_runtime *rt, FILE *out, bool *stuck)
 
 	memset(&k, 0, sizeof(k));
 	k.frames = true;
+	dl_iterate_phdr(xrange_add, &k);
 	err = walk(rt, &k);
 	if (err < 0) {
 		free(k.v);
@@ -672,7 +783,8 @@ static int dump(struct weft_runtime *rt, FILE *out, bool *stuck)
 			fprintf(out, "\t(it ran while its stack was read: "
 				     "frames may be mixed)\n");
 		for (j = 0; j < s->nframes; j++)
-			put_frame(out, (unsigned)j, s->frames[j]);
+			put_frame(out, (unsigned)j, s->frames[j],
+				  j >= s->guessed);
 		if (!s->nframes && !s->started)
 			fprintf(out, "\t(not started yet)\n");
 		if (s->fn) {

@@ -22,10 +22,10 @@
  * not kept: it needs a clock read per switch.
  *
  * Who writes what: only the task itself writes its wait fields (the call
- * that waits names them, weft__wait() stores them), and only its
- * spawner writes the spawn fields, before the task is published. A reader on another
- * thread (weft_tasks_foreach, weft_dump) reads the wait fields with
- * relaxed atomic loads and the others with debug.c's snapshot copy,
+ * that waits names them, weft__wait() stores them), and only its spawner
+ * writes the spawn fields, before the task is published. A reader on
+ * another thread (weft_tasks_foreach, weft_dump) reads the wait fields
+ * with relaxed atomic loads and the others with debug.c's snapshot copy,
  * which re-checks the block's handle afterwards (a block reused during the
  * copy is skipped). The wait word holds the kind and the start moment
  * together, so those two are always consistent; object and number may

@@ -429,7 +429,8 @@ int weft_run_blocking(weft_fn fn, void *arg, void **result)
 	if (err < 0 && !atomic_load_explicit(&job.done, memory_order_acquire))
 		return err; /* refused at once (teardown): never queued */
 	weft__wait_init(&u.wt, w, self->deadline);
-	weft__wait_for(&u.wt, WEFT__W_BLOCKING, (const void *)(uintptr_t)fn, 0);
+	weft__wait_for(&u.wt, WEFT__W_BLOCKING, (const void *)(uintptr_t)fn,
+		       0);
 	u.job = &job;
 	err = weft__wait(&u.wt, job_ready, job_give_up);
 	if (err)
