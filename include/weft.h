@@ -47,6 +47,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -142,8 +143,14 @@ struct weft_config {
 	 * when it works, else epoll, with a one-line notice on stderr (once
 	 * per process; WEFT_RUN_QUIET silences it). */
 	int reactor;
-	/* Reserved for future use; must be zero. */
-	unsigned reserved32;
+	/* A signal (e.g. SIGQUIT, SIGUSR1) that makes the runtime print
+	 * weft_dump() to stderr and carry on; 0: none. The handler only
+	 * wakes a thread of the runtime's, which prints. The previous
+	 * disposition is restored when the runtime stops. -EINVAL for a
+	 * number that is not a signal, or SIGKILL, SIGSTOP, SIGSEGV, SIGBUS,
+	 * SIGILL, SIGFPE, SIGPIPE, SIGURG (the runtime's own), SIGINT and
+	 * SIGTERM with WEFT_RUN_STOP_ON_SIGNALS. docs/debugging.md. */
+	int dump_signal;
 	/* Stall reports (docs/metrics-and-stalls.md): a task that runs this
 	 * many milliseconds without suspending is reported once on stderr,
 	 * with its name, worker, backtrace and the tasks queued behind it
@@ -169,6 +176,13 @@ struct weft_config {
 /* weft_config.flags: no notice on stderr when io_uring is refused and the
  * runtime falls back to epoll by itself. */
 #define WEFT_RUN_QUIET 0x2u
+/* weft_config.flags: when every task of the runtime waits on something
+ * only another of its tasks could end (a channel, a lock, an await, a
+ * group...) and none waits on I/O, a timer, the blocking pool or a
+ * deadline, for a second, and no thread outside the runtime has ever woken
+ * or spawned one of its tasks, print weft_dump() to stderr and abort().
+ * docs/debugging.md says exactly what is and is not detected. */
+#define WEFT_RUN_ABORT_ON_DEADLOCK 0x4u
 
 /*
  * Runs `main(arg)` as the first task of a new runtime and returns when it
@@ -263,6 +277,22 @@ WEFT_API weft_task *weft_spawn(weft_fn fn, void *arg);
  */
 WEFT_API int weft_spawn_opts(weft_task **out, weft_fn fn, void *arg,
 			     const struct weft_spawn_opts *opts);
+
+/*
+ * Spawn sites. weft_spawn(), weft_spawn_opts(), weft_group_spawn() and
+ * weft_group_spawn_opts() are macros that call the *_at() forms below with
+ * the place of the call ("file.c:123", a string literal: no cost at run
+ * time beyond passing it), which weft_dump() and weft_tasks_foreach()
+ * report. The plain functions stay exported, for programs built before
+ * and for taking their address (a function-like macro is not expanded
+ * without its parenthesis: `&weft_spawn` is the function). Define
+ * WEFT_NO_SPAWN_SITES before including weft.h to call them directly.
+ * site: NULL or a string that lives as long as the task.
+ */
+WEFT_API weft_task *weft_spawn_at(weft_fn fn, void *arg, const char *site);
+WEFT_API int weft_spawn_opts_at(weft_task **out, weft_fn fn, void *arg,
+				const struct weft_spawn_opts *opts,
+				const char *site);
 
 /*
  * Suspends the calling task until `task` ends, and stores its result in
@@ -1384,6 +1414,13 @@ WEFT_API int weft_group_spawn(weft_group *g, weft_task **out, weft_fn fn,
 WEFT_API int weft_group_spawn_opts(weft_group *g, weft_task **out,
 				   weft_fn fn, void *arg,
 				   const struct weft_spawn_opts *opts);
+/* With the spawn site (see weft_spawn_at). */
+WEFT_API int weft_group_spawn_at(weft_group *g, weft_task **out,
+				 weft_fn fn, void *arg, const char *site);
+WEFT_API int weft_group_spawn_opts_at(weft_group *g, weft_task **out,
+				      weft_fn fn, void *arg,
+				      const struct weft_spawn_opts *opts,
+				      const char *site);
 /* Waits until every task of the group has ended, those spawned meanwhile
  * included. Returns 0 if none failed (cancelled members do not count), or
  * the first failure's error (tasks were cancelled because of it). If the
@@ -1764,6 +1801,92 @@ WEFT_API int weft_runtime_is_closed(weft_runtime *rt);
  * or blocking-pool thread of rt, it aborts with a message (API misuse). */
 WEFT_API void weft_runtime_destroy(weft_runtime *rt);
 
+/* ---- Debugging: the task registry and dumps (docs/debugging.md) ------ */
+
+/* What a task is doing (weft_task_info.state). */
+enum weft_task_state {
+	WEFT_TASK_RUNNABLE = 0, /* queued, or woken and not yet run */
+	WEFT_TASK_RUNNING = 1,  /* on a worker now (weft_task_info.worker) */
+	WEFT_TASK_PARKED = 2    /* waiting (weft_task_info.wait) */
+};
+
+/* What a parked task waits on (weft_task_info.wait), and what wait_obj
+ * and wait_arg then hold. */
+enum weft_wait {
+	WEFT_WAIT_NONE = 0,  /* not waiting */
+	WEFT_WAIT_SLEEP,     /* weft_sleep*(); arg: the deadline (weft_now) */
+	WEFT_WAIT_IO,        /* an io_uring request; arg: opcode << 32 | fd */
+	WEFT_WAIT_IO_EPOLL,  /* readiness (epoll); arg: events << 32 | fd */
+	WEFT_WAIT_STREAM,    /* weft_stream_recv(); arg: fd */
+	WEFT_WAIT_CHAN_SEND, /* obj: the weft_chan */
+	WEFT_WAIT_CHAN_RECV, /* obj: the weft_chan */
+	WEFT_WAIT_CHAN_JOIN, /* obj: the weft_chan */
+	WEFT_WAIT_SELECT,    /* weft_select(); arg: its descriptor cases */
+	WEFT_WAIT_LOCK,      /* obj: the weft_lock */
+	WEFT_WAIT_SEM,       /* obj: the weft_sem */
+	WEFT_WAIT_COND,      /* obj: the weft_cond */
+	WEFT_WAIT_EVENT,     /* obj: the weft_event */
+	WEFT_WAIT_FUTURE,    /* obj: the weft_future */
+	WEFT_WAIT_AWAIT,     /* weft_await/gather; obj: the awaited weft_task */
+	WEFT_WAIT_WAITSET,   /* obj: the weft_waitset */
+	WEFT_WAIT_GROUP,     /* weft_group_wait(); obj: the weft_group */
+	WEFT_WAIT_BLOCKING,  /* weft_run_blocking(); obj: its function */
+	WEFT_WAIT_BCAST,     /* obj: the weft_bcast_rx */
+	WEFT_WAIT_OTHER      /* a wait with no reason recorded */
+};
+
+/* One task, as weft_tasks_foreach() saw it. */
+struct weft_task_info {
+	weft_task *task;      /* its handle (no reference of its own) */
+	uint64_t id;          /* short number, unique among live tasks */
+	char name[32];
+	const char *site;     /* "file.c:12" of its spawn, or NULL */
+	int state;            /* enum weft_task_state */
+	int worker;           /* RUNNING: the worker's index; else -1 */
+	int wait;             /* PARKED: enum weft_wait; else WEFT_WAIT_NONE */
+	int timed;            /* the wait also ends at a deadline */
+	const char *wait_name; /* "chan recv", "sleep"...; "" when none */
+	const void *wait_obj; /* by wait (AWAIT: the awaited weft_task *) */
+	int64_t wait_arg;     /* by wait */
+	/* Moments are the worker's coarse clock's (docs/debugging.md):
+	 * late by up to about 50 us while the worker serves I/O or timers,
+	 * by up to about 4000 switches otherwise. */
+	uint64_t wait_ns;     /* PARKED: how long so far */
+	uint64_t spawn_ns;    /* weft_now() at the spawn (about 1 ms steps) */
+	uint64_t reserved[6];
+};
+
+/* Return non-zero to stop the walk (weft_tasks_foreach returns it). */
+typedef int (*weft_task_visit_fn)(const struct weft_task_info *info,
+				  void *arg);
+
+/*
+ * Calls fn once for every live task of rt (NULL: the caller's runtime)
+ * with a snapshot of it, while the runtime runs: from a task or from any
+ * thread. Each snapshot is of one moment of that task (a block reused
+ * while it was read is skipped, not reported half old, half new); tasks
+ * spawned or ended during the walk may or may not be seen. fn may call
+ * anything but must not wait for the tasks it is told about. Returns 0,
+ * fn's non-zero value, -EINVAL (no runtime), -ENOSYS (built with
+ * WEFT_TASK_REGISTRY=OFF).
+ */
+WEFT_API int weft_tasks_foreach(weft_runtime *rt, weft_task_visit_fn fn,
+				void *arg);
+
+/*
+ * Prints rt's (NULL: the caller's) workers and tasks to out, grouped by
+ * state and wait reason, each task with its name, spawn site, time in
+ * its state and, unless it is on a CPU, its backtrace (frame pointers:
+ * frames of code built without them may be missing; names through
+ * dladdr, so link with -rdynamic to see the program's own functions).
+ * Ends with "all tasks are asleep - deadlock?" when that may be
+ * (docs/debugging.md). From a task or any thread; allocates and takes
+ * stdio's lock, so not from a signal handler (weft_config.dump_signal
+ * is for that). Returns 0, -EINVAL (no runtime, out NULL), -ENOMEM,
+ * -ENOSYS (WEFT_TASK_REGISTRY=OFF).
+ */
+WEFT_API int weft_dump(weft_runtime *rt, FILE *out);
+
 /* Static text for a weft error code: a negative errno value, or a
  * WEFT_EAI_* code (gai_strerror(3)'s text for its EAI_* code). Never
  * NULL. */
@@ -1776,6 +1899,20 @@ WEFT_API unsigned weft_version_number(void);
 
 #ifdef __cplusplus
 }
+#endif
+
+/* The spawn-site macros (see weft_spawn_at). */
+#if !defined(WEFT_NO_SPAWN_SITES) && !defined(WEFT_BUILDING)
+#define WEFT_SITE_STR2_(l) #l
+#define WEFT_SITE_STR_(l) WEFT_SITE_STR2_(l)
+#define WEFT_SITE_ __FILE__ ":" WEFT_SITE_STR_(__LINE__)
+#define weft_spawn(fn, arg) weft_spawn_at((fn), (arg), WEFT_SITE_)
+#define weft_spawn_opts(out, fn, arg, opts) \
+	weft_spawn_opts_at((out), (fn), (arg), (opts), WEFT_SITE_)
+#define weft_group_spawn(g, out, fn, arg) \
+	weft_group_spawn_at((g), (out), (fn), (arg), WEFT_SITE_)
+#define weft_group_spawn_opts(g, out, fn, arg, opts) \
+	weft_group_spawn_opts_at((g), (out), (fn), (arg), (opts), WEFT_SITE_)
 #endif
 
 #endif /* WEFT_H */

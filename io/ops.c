@@ -202,11 +202,17 @@ static int io_wait(struct io *io, struct io_uring_sqe *sqe)
 	unsigned flags = weft__task_flags(self);
 	struct io_waiting u; /* field by field: see runtime/wq.c's park() */
 
+	/* The registry's words for it (debug.h), read before the sqe is
+	 * handed on. */
+	int64_t what = (int64_t)((uint64_t)sqe->opcode << 32 |
+				 (uint32_t)sqe->fd);
+
 	weft__ring_op_start(w, &io->op, self, flags, sqe);
 	weft__ring_op_pin(w, self, flags);
 	u.io = io;
 	u.why = 0;
 	weft__wait_init(&u.wt, w, io->nocancel ? WEFT_NEVER : self->deadline);
+	weft__wait_for(&u.wt, WEFT__W_IO, NULL, what);
 	u.wt.nocancel = io->nocancel;
 	weft__wait(&u.wt, io_ready, io_give_up);
 	atomic_store_explicit(&self->flags, flags, memory_order_relaxed);
@@ -714,7 +720,7 @@ static bool stream_pin(struct weft__tcb *self, struct weft__worker **w)
 	if (self->streams || (f & WEFT__T_PINNED))
 		return false;
 	to = weft__stream_place(*w);
-	self->home = to;
+	weft__task_set_home(self, to);
 	atomic_store_explicit(&self->flags,
 			      f | WEFT__T_PINNED | WEFT__T_STREAM_PIN,
 			      memory_order_relaxed);
@@ -820,6 +826,7 @@ static ssize_t stream_recv_unmetered(weft_stream *st, struct weft_lease *l)
 		}
 		u.s = s;
 		weft__wait_init(&u.wt, w, w->current->deadline);
+		weft__wait_for(&u.wt, WEFT__W_STREAM, NULL, s->fd);
 		s->waiting = true;
 		err = weft__wait(&u.wt, stream_ready, stream_give_up);
 		s->waiting = false;

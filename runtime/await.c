@@ -178,6 +178,7 @@ static int await_one(struct weft__worker *w, struct weft__tcb *self,
 	u.t = t;
 	u.result = result;
 	weft__wait_init(&u.wt, w, deadline);
+	weft__wait_for(&u.wt, WEFT__W_AWAIT, t, 0);
 	return weft__wait(&u.wt, await_ready, await_give_up);
 }
 
@@ -452,6 +453,7 @@ int weft_waitset_next(weft_waitset *ws, uint64_t timeout_ns)
 		return -EPERM;
 	u.ws = ws;
 	weft__wait_init(&u.wt, w, weft__wait_deadline(timeout_ns));
+	weft__wait_for(&u.wt, WEFT__W_WAITSET, ws, 0);
 	return weft__wait(&u.wt, waitset_ready_next, waitset_give_up);
 }
 

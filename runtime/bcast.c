@@ -227,6 +227,7 @@ static int bcast_recv(weft_bcast_rx *rx, void **value, uint64_t timeout_ns,
 	}
 	weft__wq_node_init(&n, NULL);
 	n.obj = rx; /* for weft_bcast_unsubscribe()'s check */
+	weft__wq_why(&n, WEFT__W_BCAST, rx);
 	err = weft__wq_wait(&b->lock, &b->recvq, &n,
 			    weft__wait_deadline(timeout_ns));
 	if (err)

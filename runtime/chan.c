@@ -448,6 +448,7 @@ INLINE int chan_send(weft_chan *c, size_t vsize, const void *src,
 		return -EAGAIN;
 	}
 	weft__wq_node_init(&n, (void *)src); /* only read through */
+	weft__wq_why(&n, WEFT__W_CHAN_SEND, c);
 	err = weft__wq_wait(&c->lock, &c->sendq, &n,
 			    weft__wait_deadline(timeout_ns));
 	return err ? err : n.result;
@@ -475,6 +476,7 @@ INLINE int chan_recv(weft_chan *c, size_t vsize, void *dst,
 	/* The granter writes the value (or, at a close, value_end()) to
 	 * dst itself. */
 	weft__wq_node_init(&n, dst);
+	weft__wq_why(&n, WEFT__W_CHAN_RECV, c);
 	err = weft__wq_wait(&c->lock, &c->recvq, &n,
 			    weft__wait_deadline(timeout_ns));
 	return err ? err : n.result;
@@ -671,6 +673,7 @@ int weft_chan_join_timeout(weft_chan *c, uint64_t timeout_ns)
 		return 0;
 	}
 	weft__wq_node_init(&n, NULL);
+	weft__wq_why(&n, WEFT__W_CHAN_JOIN, c);
 	err = weft__wq_wait(&c->lock, &c->joinq, &n,
 			    weft__wait_deadline(timeout_ns));
 	return err ? err : n.result;
@@ -1020,6 +1023,7 @@ static void sel_watch_end(struct sel_state *s)
 		/* Unpinned (epoll, or io_uring's one watch done): wherever
 		 * the task runs now. */
 		weft__wait_init(&u.wt, weft__worker_self(), WEFT_NEVER);
+		weft__wait_for(&u.wt, WEFT__W_SELECT, NULL, 1);
 		u.wt.nocancel = true;
 		weft__wait(&u.wt, sel_watch_ended, sel_never_gives_up);
 	}
@@ -1166,6 +1170,7 @@ static int sel_park(struct sel_state *s, uint64_t deadline)
 	u.unwait.fn = sel_unwait;
 	u.s = s;
 	weft__wait_init(&u.wt, s->w, deadline);
+	weft__wait_for(&u.wt, WEFT__W_SELECT, NULL, (int64_t)s->n);
 	/* Dropped at shutdown: its nodes leave the channels. */
 	u.wt.unwait = &u.unwait;
 	return weft__wait(&u.wt, sel_ready, sel_give_up);

@@ -741,6 +741,8 @@ int weft__epoll_wait_fd(int fd, unsigned events)
 	if ((events & EPOLLOUT) && until - weft_now() > WEFT__EP_RECHECK_NS)
 		until = weft_now() + WEFT__EP_RECHECK_NS;
 	weft__wait_init(&u.wt, w, until);
+	weft__wait_for(&u.wt, WEFT__W_IO_EPOLL, NULL,
+			 (int64_t)((uint64_t)events << 32 | (uint32_t)fd));
 	err = weft__wait(&u.wt, ep_ready, ep_give_up);
 	atomic_store_explicit(&self->flags, flags, memory_order_relaxed);
 	/* The re-check's own deadline, not the task's: try again. */

@@ -127,11 +127,24 @@ void weft__group_task_end(struct weft__tcb *t)
 
 int weft_group_spawn(weft_group *g, weft_task **out, weft_fn fn, void *arg)
 {
-	return weft_group_spawn_opts(g, out, fn, arg, NULL);
+	return weft_group_spawn_opts_at(g, out, fn, arg, NULL, NULL);
+}
+
+int weft_group_spawn_at(weft_group *g, weft_task **out, weft_fn fn,
+			void *arg, const char *site)
+{
+	return weft_group_spawn_opts_at(g, out, fn, arg, NULL, site);
 }
 
 int weft_group_spawn_opts(weft_group *g, weft_task **out, weft_fn fn,
 			  void *arg, const struct weft_spawn_opts *opts)
+{
+	return weft_group_spawn_opts_at(g, out, fn, arg, opts, NULL);
+}
+
+int weft_group_spawn_opts_at(weft_group *g, weft_task **out, weft_fn fn,
+			     void *arg, const struct weft_spawn_opts *opts,
+			     const char *site)
 {
 	int err;
 
@@ -146,7 +159,7 @@ int weft_group_spawn_opts(weft_group *g, weft_task **out, weft_fn fn,
 	}
 	g->live++; /* reserved: a waiter cannot see 0 meanwhile */
 	weft__spin_unlock(&g->lock);
-	err = weft__task_spawn_in(out, fn, arg, opts, g);
+	err = weft__task_spawn_in(out, fn, arg, opts, g, site);
 	if (err < 0) {
 		weft__spin_lock(&g->lock);
 		member_gone(g);
@@ -192,6 +205,7 @@ int weft_group_wait(weft_group *g)
 	weft__wq_node_init(&n, NULL);
 	weft__wq_push(&g->waiters, &n);
 	weft__spin_unlock(&g->lock);
+	weft__wq_why(&n, WEFT__W_GROUP, g);
 	err = weft__wq_park_locked(&g->lock, &g->waiters, &n,
 				   weft__wait_deadline(WEFT_NEVER));
 	if (!err)
@@ -213,6 +227,7 @@ int weft_group_wait(weft_group *g)
 	w = weft__worker_self();
 	if (w && w->current)
 		w->current->shield++;
+	weft__wq_why(&n, WEFT__W_GROUP, g);
 	weft__wq_park(&g->lock, &g->waiters, &n, WEFT_NEVER);
 	w = weft__worker_self();
 	if (w && w->current)

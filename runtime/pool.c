@@ -116,6 +116,18 @@ struct weft__pool_thread {
  * file comment). */
 static _Thread_local struct weft_runtime *pool_owner;
 
+unsigned weft__pool_threads(struct weft_runtime *rt)
+{
+	unsigned n;
+
+	if (!rt->pool.ready)
+		return 0;
+	pthread_mutex_lock(&rt->pool.lock);
+	n = rt->pool.threads;
+	pthread_mutex_unlock(&rt->pool.lock);
+	return n;
+}
+
 struct weft_runtime *weft__pool_owner(void)
 {
 	return pool_owner;
@@ -417,6 +429,8 @@ int weft_run_blocking(weft_fn fn, void *arg, void **result)
 	if (err < 0 && !atomic_load_explicit(&job.done, memory_order_acquire))
 		return err; /* refused at once (teardown): never queued */
 	weft__wait_init(&u.wt, w, self->deadline);
+	weft__wait_for(&u.wt, WEFT__W_BLOCKING, (const void *)(uintptr_t)fn,
+		       0);
 	u.job = &job;
 	err = weft__wait(&u.wt, job_ready, job_give_up);
 	if (err)

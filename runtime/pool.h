@@ -48,5 +48,7 @@ void weft__pool_init(struct weft_runtime *rt, const struct weft_config *c);
 void weft__pool_fini(struct weft_runtime *rt);
 /* The runtime whose blocking pool the calling thread belongs to, or NULL. */
 struct weft_runtime *weft__pool_owner(void);
+/* Threads of rt's blocking pool now (under its lock). */
+unsigned weft__pool_threads(struct weft_runtime *rt);
 
 #endif /* WEFT_POOL_H */

@@ -840,7 +840,7 @@ void weft__ring_op_pin(struct weft__worker *w, struct weft__tcb *self,
 	atomic_store_explicit(&self->flags, flags | WEFT__T_PINNED,
 			      memory_order_relaxed);
 	if (!(flags & WEFT__T_PINNED))
-		self->home = w;
+		weft__task_set_home(self, w);
 	/* Looked for from the worker's next pick on (submitted there, or
 	 * when it parks). Submitting here at once when the worker had other
 	 * tasks cost the http benchmark a fifth of its throughput (one

@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "base.h"
+#include "debug.h"
 #include "epoll.h"
 #include "idle.h"
 #include "lifecycle.h"
@@ -207,7 +208,7 @@ static int config_check(const struct weft_config *c)
 {
 	if (!c)
 		return 0;
-	if (c->reserved_stall || c->reserved32)
+	if (c->reserved_stall)
 		return -EINVAL;
 	if (c->reactor < WEFT_REACTOR_AUTO || c->reactor > WEFT_REACTOR_EPOLL)
 		return -EINVAL;
@@ -218,7 +219,10 @@ static int config_check(const struct weft_config *c)
 		return -EINVAL;
 	if (c->stack_size > ((size_t)1 << 40))
 		return -EINVAL;
-	if (c->flags & ~(WEFT_RUN_STOP_ON_SIGNALS | WEFT_RUN_QUIET))
+	if (c->flags & ~(WEFT_RUN_STOP_ON_SIGNALS | WEFT_RUN_QUIET |
+			 WEFT_RUN_ABORT_ON_DEADLOCK))
+		return -EINVAL;
+	if (weft__debug_signal_check(c) < 0)
 		return -EINVAL;
 	return 0;
 }
@@ -405,6 +409,7 @@ int weft__runtime_start(struct weft_runtime **out,
 		w->rt = rt;
 		w->index = i;
 		w->rng = 0x9e3779b9u * (i + 1);
+		w->dbg_now = weft_now();
 		/* The periodic pick starts at every pick and lengthens as
 		 * fast picks are measured (worker.c, pick_periodic). */
 		w->inject_countdown = 1;
@@ -437,6 +442,8 @@ int weft__runtime_start(struct weft_runtime **out,
 	err = weft__lifecycle_signals_start(rt);
 	if (!err)
 		err = weft__stall_start(rt, config);
+	if (!err)
+		err = weft__debug_start(rt, config);
 	if (err < 0) {
 		weft__runtime_stop(rt);
 		goto fail;
@@ -462,6 +469,7 @@ void weft__runtime_stop(struct weft_runtime *rt)
 
 	/* The watchdog first: it reads the workers and signals them. */
 	weft__stall_stop(rt);
+	weft__debug_stop(rt);
 	weft__lifecycle_signals_stop(rt);
 	weft__lifecycle_quiesce(rt);
 	/* seq_cst: pairs with the seq_cst loads of ring.in_wait's sleepers

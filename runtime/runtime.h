@@ -20,9 +20,14 @@ struct weft__slab; /* stack.c bookkeeping */
 struct weft__cb_slab; /* task.c */
 struct weft__stall; /* stall.c */
 
+struct weft__debug; /* debug.c */
+
 struct weft_runtime {
 	unsigned nworkers;
 	struct weft__worker **workers;
+	/* The dump signal's and the deadlock check's thread (debug.c), or
+	 * NULL; set at the start and cleared at the stop. */
+	struct weft__debug *dbg;
 	size_t stack_size;   /* default usable stack size, page multiple */
 	unsigned stack_cache; /* per-worker hot stacks */
 	int wake_mode;

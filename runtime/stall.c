@@ -109,8 +109,11 @@ static void stall_handler(int sig)
 	if (t) {
 		memcpy(sl->name, t->name, sizeof(sl->name));
 		sl->name[sizeof(sl->name) - 1] = '\0';
-		/* HOOK(obs): copy t's spawn site here once struct weft__tcb
-		 * has one, for print_report() to show. */
+#ifdef WEFT__REGISTRY
+		sl->site = t->site;
+#else
+		sl->site = NULL;
+#endif
 		sl->nframes = backtrace(sl->frames, WEFT__STALL_FRAMES);
 		sl->pins = count_pins(w);
 	} else {
@@ -294,8 +297,8 @@ static void print_report(struct weft_runtime *rt, struct weft__stall *st,
 		(unsigned long long)(ran_ns / WEFT_NSEC_PER_MSEC),
 		(unsigned long long)(st->budget_ns / WEFT_NSEC_PER_MSEC),
 		queued, queued == 1 ? "" : "s");
-	/* HOOK(obs): print "weft: stall:   spawned at FILE:LINE" from the
-	 * site the handler copied, once struct weft__tcb has one. */
+	if (answered && sl->nframes >= 0 && sl->site)
+		fprintf(stderr, "weft: stall:   spawned at %s\n", sl->site);
 	if (!answered && sys >= 0) {
 		fprintf(stderr, "weft: stall:   (no backtrace: the worker is "
 				"blocked in system call %ld, which a signal "

@@ -25,6 +25,9 @@ struct weft__stall_slot {
 	unsigned long ticks;   /* the worker's switch count at the signal */
 	unsigned pins;         /* pinned tasks ready on the worker */
 	char name[32];
+	/* The task's spawn site (a string literal of the program's, see
+	 * task.h), or NULL: built without the registry, or not recorded. */
+	const char *site;
 	void *frames[WEFT__STALL_FRAMES];
 };
 

@@ -121,6 +121,7 @@ int weft_future_await_timeout(weft_future *f, void **value,
 		weft__task_coop_tick();
 		return future_result(f, value);
 	}
+	weft__wq_why(&n, WEFT__W_FUTURE, f);
 	err = weft__wq_wait(&f->lock, &f->waiters, &n,
 			    weft__wait_deadline(timeout_ns));
 	if (err)
@@ -216,6 +217,7 @@ int weft_event_wait_timeout(weft_event *e, uint64_t timeout_ns)
 		weft__task_coop_tick();
 		return 0;
 	}
+	weft__wq_why(&n, WEFT__W_EVENT, e);
 	return weft__wq_wait(&e->lock, &e->waiters, &n,
 			     weft__wait_deadline(timeout_ns));
 }
@@ -288,6 +290,7 @@ static int lock_acquire(weft_lock *l, uint64_t deadline)
 	}
 	weft__wq_node_init(&n, NULL);
 	/* A grant hands the lock over: held stays true throughout. */
+	weft__wq_why(&n, WEFT__W_LOCK, l);
 	return weft__wq_wait(&l->lock, &l->waiters, &n, deadline);
 }
 
@@ -413,6 +416,7 @@ int weft_sem_acquire_timeout(weft_sem *s, uint64_t timeout_ns)
 		return 0;
 	}
 	weft__wq_node_init(&n, NULL);
+	weft__wq_why(&n, WEFT__W_SEM, s);
 	return weft__wq_wait(&s->lock, &s->waiters, &n, d);
 }
 
@@ -510,6 +514,7 @@ int weft_cond_wait_timeout(weft_cond *c, weft_lock *l, uint64_t timeout_ns)
 	weft__wq_push(&c->waiters, &n);
 	weft__spin_unlock(&c->lock);
 	weft_lock_release(l);
+	weft__wq_why(&n, WEFT__W_COND, c);
 	err = weft__wq_park(&c->lock, &c->waiters, &n, d);
 	/* As asyncio: the lock is taken again whatever happened, and
 	 * neither a cancellation nor the deadline may stop that. */

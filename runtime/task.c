@@ -65,6 +65,11 @@
 #define DIR_CHUNKS WEFT__DIR_CHUNKS
 
 _Static_assert(WEFT__CB_SLAB == 1u << H_IDX_BITS, "slab size = index bits");
+#if defined(WEFT__REGISTRY) && !defined(WEFT__TSAN) && !defined(WEFT__ASAN)
+/* task.h: the registry keeps the block at 224 bytes (its side table). */
+_Static_assert(sizeof(struct weft__tcb) == 224, "a control block is 224 bytes");
+_Static_assert(sizeof(struct weft__task_side) == 32, "a side entry is 32 bytes");
+#endif
 _Static_assert(H_GEN_BITS + H_IDX_BITS + H_SLAB_BITS == 64, "handle bits");
 
 _Atomic(struct weft__task_dir_chunk *) weft__task_dir[DIR_CHUNKS];
@@ -237,7 +242,14 @@ static size_t cb_slab_bytes(void)
 {
 	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
 
+#ifdef WEFT__REGISTRY
+	/* The blocks, then their side table (task.h weft__task_side). */
+	return (WEFT__CB_SLAB * (sizeof(struct weft__tcb) +
+				 sizeof(struct weft__task_side)) +
+		ps - 1) & ~(ps - 1);
+#else
 	return (WEFT__CB_SLAB * sizeof(struct weft__tcb) + ps - 1) & ~(ps - 1);
+#endif
 }
 
 /* ---- handles ---------------------------------------------------------- */
@@ -246,6 +258,23 @@ weft_task *weft__task_handle(struct weft__tcb *t)
 {
 	return (weft_task *)(uintptr_t)atomic_load_explicit(
 		&t->handle, memory_order_relaxed);
+}
+
+void weft__task_blocks(struct weft_runtime *rt,
+		       void (*fn)(struct weft__tcb *t, void *arg), void *arg)
+{
+	struct weft__cb_slab *s;
+	unsigned i;
+
+	/* Slabs are pushed at the head under cb_lock and never unlinked
+	 * (nor their memory unmapped) before the runtime ends: the head read
+	 * under the lock, each slab's next and mem are final. */
+	weft__spin_lock(&rt->cb_lock);
+	s = rt->cb_slabs;
+	weft__spin_unlock(&rt->cb_lock);
+	for (; s; s = s->next)
+		for (i = 0; i < WEFT__CB_SLAB; i++)
+			fn(&s->mem[i], arg);
 }
 
 void *weft__task_debug_block(weft_task *h)
@@ -803,7 +832,7 @@ void weft__task_drop_all(struct weft_runtime *rt)
 static inline __attribute__((always_inline)) void
 task_start(struct weft_runtime *rt, struct weft__worker *w,
 	   struct weft__tcb *t, weft_fn fn, void *arg,
-	   const struct weft_spawn_opts *opts, unsigned refs)
+	   const struct weft_spawn_opts *opts, unsigned refs, const char *site)
 {
 	unsigned flags = opts ? opts->flags : 0;
 
@@ -814,7 +843,11 @@ task_start(struct weft_runtime *rt, struct weft__worker *w,
 	t->result = NULL;
 	t->sp = NULL;
 	t->stack = NULL;
+#ifdef WEFT__REGISTRY
+	t->stack_4k = opts ? (uint32_t)((opts->stack_size + 4095) >> 12) : 0;
+#else
 	t->stack_size = opts ? opts->stack_size : 0;
+#endif
 	t->shield = 0;
 	t->streams = 0;
 	t->outcome = 0;
@@ -825,11 +858,15 @@ task_start(struct weft_runtime *rt, struct weft__worker *w,
 	t->unwait = NULL;
 	t->fpctl = weft__ctx_fpctl_get();
 	atomic_store_explicit(&t->flags, 0, memory_order_relaxed);
+#ifndef WEFT__REGISTRY
 	t->home = NULL;
+#endif
 	if ((flags & WEFT_SPAWN_PINNED) && w) {
 		atomic_store_explicit(&t->flags, WEFT__T_PINNED,
 				      memory_order_relaxed);
-		t->home = w;
+		/* With the registry, home is read only while PINNED is set
+		 * (its side table is not written at other spawns). */
+		weft__task_set_home(t, w);
 	}
 	if (opts && opts->name) {
 		strncpy(t->name, opts->name, sizeof(t->name) - 1);
@@ -841,6 +878,15 @@ task_start(struct weft_runtime *rt, struct weft__worker *w,
 	atomic_store_explicit(&t->done, 0, memory_order_relaxed);
 	atomic_store_explicit(&t->refs, refs + (refs - 1) * REFS_HANDLE,
 			      memory_order_relaxed);
+#ifdef WEFT__REGISTRY
+	/* The registry (debug.h): no clock read (the worker's coarse one);
+	 * the snapshot reader re-checks the handle after reading these. */
+	t->site = site;
+	t->spawn_ms = (uint32_t)((w ? w->dbg_now : weft_now()) >>
+				 WEFT__SPAWN_SHIFT);
+#else
+	(void)site;
+#endif
 	/* Leaves FREE last: weft__task_resolve() accepts the block from here on. The
 	 * queue push below publishes every field to the worker that runs
 	 * the task. */
@@ -851,7 +897,7 @@ task_start(struct weft_runtime *rt, struct weft__worker *w,
 /* weft_spawn_opts(), starting fn at start_at (ns; 0: at once). */
 static int spawn(weft_task **out, weft_fn fn, void *arg,
 		 const struct weft_spawn_opts *opts, uint64_t start_at,
-		 struct weft_group *group)
+		 struct weft_group *group, const char *site)
 {
 	struct weft__worker *w = weft__worker_self();
 	struct weft_runtime *rt;
@@ -881,7 +927,7 @@ static int spawn(weft_task **out, weft_fn fn, void *arg,
 			weft__lifecycle_leave(rt);
 		return -ENOMEM;
 	}
-	task_start(rt, w, t, fn, arg, opts, detached ? 1 : 2);
+	task_start(rt, w, t, fn, arg, opts, detached ? 1 : 2, site);
 	t->start_at = start_at;
 	t->group = NULL;
 	if (group)
@@ -899,14 +945,23 @@ static int spawn(weft_task **out, weft_fn fn, void *arg,
 	return 0;
 }
 
+/* weft.h's macros call the *_at forms with the spawn site; the plain
+ * names stay for programs built without them (and before them). */
+int weft_spawn_opts_at(weft_task **out, weft_fn fn, void *arg,
+		       const struct weft_spawn_opts *opts, const char *site)
+{
+	return spawn(out, fn, arg, opts, 0, NULL, site);
+}
+
 int weft_spawn_opts(weft_task **out, weft_fn fn, void *arg,
 		    const struct weft_spawn_opts *opts)
 {
-	return spawn(out, fn, arg, opts, 0, NULL);
+	return spawn(out, fn, arg, opts, 0, NULL, NULL);
 }
 
 int weft__task_spawn_in(weft_task **out, weft_fn fn, void *arg,
-			const struct weft_spawn_opts *opts, struct weft_group *g)
+			const struct weft_spawn_opts *opts, struct weft_group *g,
+			const char *site)
 {
 	struct weft_spawn_opts o = { .name = "group task" };
 
@@ -917,13 +972,13 @@ int weft__task_spawn_in(weft_task **out, weft_fn fn, void *arg,
 	}
 	if (!out)
 		o.flags |= WEFT_SPAWN_DETACHED;
-	return spawn(out, fn, arg, &o, 0, g);
+	return spawn(out, fn, arg, &o, 0, g, site);
 }
 
 int weft__task_spawn_at(weft_task **out, weft_fn fn, void *arg,
 			const struct weft_spawn_opts *opts, uint64_t start_at)
 {
-	return spawn(out, fn, arg, opts, start_at, NULL);
+	return spawn(out, fn, arg, opts, start_at, NULL, NULL);
 }
 
 int weft__task_spawn_main(struct weft_runtime *rt, weft_fn fn, void *arg,
@@ -937,7 +992,7 @@ int weft__task_spawn_main(struct weft_runtime *rt, weft_fn fn, void *arg,
 		return -ENOMEM;
 	/* Two references: the task's own and weft_run()'s, which is never
 	 * given back (the pool is freed whole). */
-	task_start(rt, w, t, fn, arg, &o, 2);
+	task_start(rt, w, t, fn, arg, &o, 2, NULL);
 	rt->main_task = t;
 	/* Maybe from a thread that is not worker 0 (weft_runtime_run). */
 	weft__metrics_spawn_foreign(rt);
@@ -946,11 +1001,16 @@ int weft__task_spawn_main(struct weft_runtime *rt, weft_fn fn, void *arg,
 	return 0;
 }
 
-weft_task *weft_spawn(weft_fn fn, void *arg)
+weft_task *weft_spawn_at(weft_fn fn, void *arg, const char *site)
 {
 	weft_task *h;
 
-	return weft_spawn_opts(&h, fn, arg, NULL) < 0 ? NULL : h;
+	return spawn(&h, fn, arg, NULL, 0, NULL, site) < 0 ? NULL : h;
+}
+
+weft_task *weft_spawn(weft_fn fn, void *arg)
+{
+	return weft_spawn_at(fn, arg, NULL);
 }
 
 /* ---- ending ----------------------------------------------------------- */
@@ -1032,6 +1092,7 @@ void weft__task_entry(void *arg, void *ctx)
 }
 
 /* ---- park and wake ---------------------------------------------------- */
+
 
 /* back: queue a parked task behind the worker's others instead of in its
  * next slot (timers woken in a batch keep their deadline order). */

@@ -6,7 +6,14 @@
 #define WEFT_TASK_H
 
 #include "base.h"
+#include "debug.h"
 #include "spin.h"
+
+/* Blocks per slab, and a handle's bits (see "handles" below). */
+#define WEFT__CB_SLAB 256
+#define WEFT__H_GEN_BITS 36
+#define WEFT__H_IDX_BITS 8 /* log2(WEFT__CB_SLAB) */
+#define WEFT__H_SLAB_BITS 20
 
 /* ---- tasks ------------------------------------------------------------ */
 
@@ -68,14 +75,33 @@ struct weft__tcb {
 	/* Link in the inject queue, a worker's remote or pinned list, or the
 	 * free pool. Owned by whoever holds the task in that list. */
 	struct weft__tcb *qnext;
+#ifdef WEFT__REGISTRY
+	/* The registry's spawn site ("file.c:123" from weft_spawn_at() and
+	 * friends, or NULL), in the place `home` has without the registry:
+	 * written at the spawn with the line's other fields, so that it
+	 * costs no line more (home, read for pinned tasks only, is in the
+	 * slab's side table: weft__task_side). */
+	const char *site;
+#else
 	/* Pinned tasks: the worker they always run on. */
 	struct weft__worker *home;
+#endif
 	/* Body, argument, and result once returned. */
 	weft_fn fn;
 	void *arg;
 	void *result;
+#ifdef WEFT__REGISTRY
+	/* Usable stack size asked for, in 4 KiB units rounded up (2^40
+	 * bytes at most: it fits); 0: the runtime's default. And the
+	 * registry's spawn moment (coarse, ns >> 20: about ms; its top bits
+	 * come back from the clock at the read). One word, as stack_size
+	 * alone is without the registry. */
+	uint32_t stack_4k;
+	uint32_t spawn_ms;
+#else
 	/* Usable stack size asked for; 0: the runtime's default. */
 	size_t stack_size;
+#endif
 	/* Cancellation: set by weft_cancel() from any thread (release), read
 	 * at suspension points (acquire). */
 	atomic_int cancel;
@@ -137,6 +163,78 @@ struct weft__tcb {
 	char name[32];
 };
 
+#ifdef WEFT__REGISTRY
+/*
+ * The registry's side table (debug.h): one entry per control block, in
+ * the slab's mapping after its WEFT__CB_SLAB blocks, so that blocks stay
+ * 224 bytes (a larger block costs every spawn the memory traffic of its
+ * extra lines: 288 bytes made spawn_many a third slower) and nothing here
+ * is written at a spawn. Fresh or given-back pages read as zeros.
+ */
+struct weft__task_side {
+	/* Pinned tasks: the worker they always run on (written when pinned:
+	 * at the spawn, or by an I/O request's pin; read only while the
+	 * WEFT__T_PINNED flag is set). */
+	struct weft__worker *home;
+	/* The current or last wait: its start moment (the worker's coarse
+	 * clock, weft_now() ns) << WEFT__W_SHIFT, a has-deadline bit
+	 * (WEFT__W_TIMED) and the kind (enum weft__debug_wait_kind); 0
+	 * before the first. Meaningful while park says the task waits. */
+	_Atomic uint64_t wait_word;
+	/* What it waits on, by kind (debug.h): the object (a channel, a
+	 * lock...) or the number (an fd, a deadline); no kind has both. */
+	_Atomic uint64_t wait_what;
+	/* Free (32 bytes an entry). A per-task count of switches or waits
+	 * is not kept: in the first line (every switch touches it) there is
+	 * no room left, elsewhere it costs a line per switch, and here the
+	 * spawn would have to reset it (this table is not written at a
+	 * spawn). */
+	uint64_t unused;
+};
+
+/* t's entry: its index in the slab is in its handle (task.c). */
+static inline struct weft__task_side *weft__task_side(struct weft__tcb *t)
+{
+	unsigned idx = (unsigned)(atomic_load_explicit(&t->handle,
+						       memory_order_relaxed) >>
+				  WEFT__H_GEN_BITS) &
+		       (WEFT__CB_SLAB - 1);
+
+	return (struct weft__task_side *)(void *)(t - idx + WEFT__CB_SLAB) +
+	       idx;
+}
+#endif
+
+/* Pinned tasks' worker (weft__tcb home, or the side table's). */
+static inline struct weft__worker *weft__task_home(struct weft__tcb *t)
+{
+#ifdef WEFT__REGISTRY
+	return weft__task_side(t)->home;
+#else
+	return t->home;
+#endif
+}
+
+static inline void weft__task_set_home(struct weft__tcb *t,
+				       struct weft__worker *w)
+{
+#ifdef WEFT__REGISTRY
+	weft__task_side(t)->home = w;
+#else
+	t->home = w;
+#endif
+}
+
+/* The usable stack size asked for; 0: the runtime's default. */
+static inline size_t weft__task_stack_size(const struct weft__tcb *t)
+{
+#ifdef WEFT__REGISTRY
+	return (size_t)t->stack_4k << 12;
+#else
+	return t->stack_size;
+#endif
+}
+
 /* task.c */
 void weft__task_unref(struct weft__tcb *t);
 void weft__task_entry(void *arg, void *ctx) __attribute__((noreturn));
@@ -158,6 +256,10 @@ bool weft__task_trim_wanted(struct weft__worker *w);
 /* Tests: the address of the block a handle names (NULL if stale), to ask
  * the kernel whether its page is resident; declared again in the test. */
 void *weft__task_debug_block(weft_task *h);
+/* Calls fn for every control block of rt, free ones included (debug.c
+ * tells them apart). Any thread, while the runtime exists. */
+void weft__task_blocks(struct weft_runtime *rt,
+		       void (*fn)(struct weft__tcb *t, void *arg), void *arg);
 int weft__task_spawn_main(struct weft_runtime *rt, weft_fn fn, void *arg,
 		     struct weft__tcb **out);
 weft_task *weft__task_handle(struct weft__tcb *t);
@@ -173,6 +275,48 @@ static inline unsigned weft__task_flags(const struct weft__tcb *t)
 static inline void weft__task_park_prepare(struct weft__tcb *t)
 {
 	atomic_exchange_explicit(&t->park, WEFT__PARKING, memory_order_acq_rel);
+}
+
+/* weft__wait()'s start: the wait's kind and object or number
+ * (weft__wait_for) and the moment (the worker's coarse clock, ns) go
+ * into t's side entry (debug.h); weft__task_waits_timed() adds the
+ * deadline bit when the deadline's timer is armed. Only
+ * the task itself writes them. Release: a reader that loads the word
+ * with acquire reads this wait's object, or a later wait's. The word is
+ * not cleared when the wait ends: a reader looks at it only while park
+ * says the task waits. */
+static inline void weft__task_waits_begin(struct weft__tcb *t, uint64_t now,
+					  unsigned kind, uint64_t what)
+{
+#ifdef WEFT__REGISTRY
+	struct weft__task_side *d = weft__task_side(t);
+
+	atomic_store_explicit(&d->wait_what, what, memory_order_relaxed);
+	atomic_store_explicit(&d->wait_word, now << WEFT__W_SHIFT | kind,
+			      memory_order_release);
+#else
+	(void)t;
+	(void)now;
+	(void)kind;
+	(void)what;
+#endif
+}
+
+/* The wait's deadline is armed (a timer will end it): the deadlock check
+ * does not count it as stuck. Timed waits only, after the begin. */
+static inline void weft__task_waits_timed(struct weft__tcb *t)
+{
+#ifdef WEFT__REGISTRY
+	struct weft__task_side *d = weft__task_side(t);
+
+	atomic_store_explicit(
+		&d->wait_word,
+		atomic_load_explicit(&d->wait_word, memory_order_relaxed) |
+			WEFT__W_TIMED,
+		memory_order_relaxed);
+#else
+	(void)t;
+#endif
 }
 
 /* The condition held: no park after all. */
@@ -194,7 +338,8 @@ void weft__task_coop_tick(void);
 /* Spawn into a group (g may be NULL), with options (opts may be NULL;
  * the name defaults to "group task"; out NULL: detached). */
 int weft__task_spawn_in(weft_task **out, weft_fn fn, void *arg,
-			const struct weft_spawn_opts *opts, struct weft_group *g);
+			const struct weft_spawn_opts *opts, struct weft_group *g,
+			const char *site);
 
 /* Shutdown, after every worker has stopped, before the blocking pool is
  * shut down and rings, stacks and blocks are freed: every task still alive
@@ -211,10 +356,7 @@ unsigned weft__task_cancel_all(struct weft_runtime *rt,
  * A handle is (slab id | index in the slab | generation); a process-wide
  * directory maps slab ids to slab memory (task.c argues the protocol).
  * Resolving one is inline: every call that takes a handle does it. */
-#define WEFT__CB_SLAB 256
-#define WEFT__H_GEN_BITS 36
-#define WEFT__H_IDX_BITS 8 /* log2(WEFT__CB_SLAB) */
-#define WEFT__H_SLAB_BITS 20
+/* (WEFT__CB_SLAB and the handle's bits: at the top of the file.) */
 #define WEFT__DIR_CHUNK 1024u
 #define WEFT__DIR_CHUNKS ((1u << WEFT__H_SLAB_BITS) / WEFT__DIR_CHUNK)
 

@@ -445,6 +445,7 @@ int weft_sleep_until(uint64_t deadline)
 		return -EPERM;
 	s.scope = w->current->deadline < deadline;
 	weft__wait_init(&s.wt, w, s.scope ? w->current->deadline : deadline);
+	weft__wait_for(&s.wt, WEFT__W_SLEEP, NULL, (int64_t)deadline);
 	res = weft__wait(&s.wt, sleep_ready, sleep_give_up);
 	if (s.wt.due) {
 		/* Due already: asyncio.sleep(0) still lets others run. */

@@ -89,6 +89,13 @@ struct weft__wait {
 				    ends this wait (a close, a cancel) */
 	struct weft__unwait *unwait; /* how a drop at shutdown takes the
 					task's wait nodes back, or NULL */
+#ifdef WEFT__REGISTRY
+	/* The registry's words for the wait (debug.h): kind and object or
+	 * number, set by every call of weft__wait() with weft__wait_for()
+	 * (tools/layers' one-wait-loop rule keeps the calls few). */
+	unsigned why;
+	uint64_t what;
+#endif
 	/* weft__wait()'s own. */
 	struct weft__timer tm;   /* the deadline's timer */
 	bool armed;              /* tm is filed (cancel it afterwards) */
@@ -108,6 +115,25 @@ static inline void weft__wait_init(struct weft__wait *wt,
 	wt->deadline = deadline;
 	wt->nocancel = false;
 	wt->unwait = NULL;
+	/* why and what: every call names its wait (weft__wait_for); no
+	 * default is stored, a store a wait saved. */
+}
+
+/* What the wait is for, in the registry's words (debug.h): a kind
+ * (WEFT__W_*) and its object or number (a kind has one; the other is
+ * NULL / 0). After weft__wait_init(); weft__wait() stores them. */
+static inline void weft__wait_for(struct weft__wait *wt, unsigned kind,
+				  const void *obj, int64_t arg)
+{
+#ifdef WEFT__REGISTRY
+	wt->why = kind;
+	wt->what = obj ? (uint64_t)(uintptr_t)obj : (uint64_t)arg;
+#else
+	(void)wt;
+	(void)kind;
+	(void)obj;
+	(void)arg;
+#endif
 }
 
 /* The common conditions, checked after the park is prepared: -ECANCELED
@@ -129,6 +155,7 @@ static inline int weft__wait_why(struct weft__wait *wt)
 			return -ETIMEDOUT;
 		}
 		wt->armed = true;
+		weft__task_waits_timed(self);
 		return 0;
 	}
 	return weft__timer_fired(&wt->tm) ? -ETIMEDOUT : 0;
@@ -170,6 +197,9 @@ weft__wait(struct weft__wait *wt, bool (*ready)(struct weft__wait *),
 	wt->armed = wt->due = wt->held = false;
 	wt->res = 0;
 	self->unwait = wt->unwait;
+#ifdef WEFT__REGISTRY
+	weft__task_waits_begin(self, wt->w->dbg_now, wt->why, wt->what);
+#endif
 	for (;;) {
 		weft__task_park_prepare(self);
 		if (ready(wt))

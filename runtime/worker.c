@@ -177,10 +177,11 @@ static __attribute__((noinline)) void woken_refill(struct weft__worker *w)
 void weft__worker_schedule(struct weft__worker *w, struct weft__tcb *t, bool yield)
 {
 	bool pinned = weft__task_flags(t) & WEFT__T_PINNED;
+	struct weft__worker *home;
 
-	if (pinned && (t->home != w || yield)) {
-		if (t->home != w)
-			remote_push(t->home, t);
+	if (pinned && ((home = weft__task_home(t)) != w || yield)) {
+		if (home != w)
+			remote_push(home, t);
 		else
 			weft__tlist_append(&w->pins, t, t);
 		return;
@@ -221,7 +222,7 @@ void weft__worker_schedule(struct weft__worker *w, struct weft__tcb *t, bool yie
 void weft__worker_schedule_remote(struct weft_runtime *rt, struct weft__tcb *t)
 {
 	if (weft__task_flags(t) & WEFT__T_PINNED) {
-		remote_push(t->home, t);
+		remote_push(weft__task_home(t), t);
 		return;
 	}
 	weft__inject_push(rt, t, t, 1);
@@ -230,6 +231,16 @@ void weft__worker_schedule_remote(struct weft_runtime *rt, struct weft__tcb *t)
 }
 
 /* ---- choosing the next task ------------------------------------------- */
+
+#ifdef WEFT__REGISTRY
+/* The task registry's coarse clock (weft__worker dbg_now): read by
+ * serve(), after idle parks, and every 64th periodic pick that does not
+ * serve. */
+static __attribute__((noinline, cold)) void registry_clock(struct weft__worker *w)
+{
+	w->dbg_now = weft_now();
+}
+#endif
 
 static struct weft__tcb *pick_inject(struct weft__worker *w)
 {
@@ -284,6 +295,9 @@ static void serve(struct weft__worker *w)
 	w->measured = true;
 	w->inject_countdown = every;
 	w->periodic_at = now;
+#ifdef WEFT__REGISTRY
+	w->dbg_now = now;
+#endif
 	/* Before the inject queue is looked at, since a queue that never
 	 * runs dry (tasks yielding through it) must not starve them (a
 	 * sleeper never woke in hazard mode). */
@@ -365,6 +379,13 @@ pick_periodic(struct weft__worker *w)
 			w->periodic_every = WEFT__INJECT_INTERVAL;
 			w->inject_countdown = WEFT__INJECT_INTERVAL;
 			w->slices_long = false;
+#ifdef WEFT__REGISTRY
+			/* The registry's coarse clock, every 64th time here
+			 * (about every 4000 picks): a clock read costs more
+			 * than a switch on some machines. */
+			if (!(++w->dbg_round & 63))
+				registry_clock(w);
+#endif
 		}
 		if (inject_first && (t = pick_inject(w)))
 			return t;
@@ -685,7 +706,7 @@ static __attribute__((noinline)) bool prepare_first(struct weft__worker *w,
 {
 	struct weft__stack *s;
 
-	s = weft__stack_get(w, t->stack_size);
+	s = weft__stack_get(w, weft__task_stack_size(t));
 	if (!s) {
 		weft__task_fail_start(w, t, -ENOMEM);
 		return false;
@@ -758,6 +779,7 @@ void weft__worker_after_switch(struct weft__worker *w)
 	}
 }
 
+
 /* Switch from the context whose stack pointer is saved in *save to task t
  * (or, t NULL, to the scheduler context). Returns, on the resumed side,
  * the worker we now run on. */
@@ -773,6 +795,7 @@ static struct weft__worker *switch_to(struct weft__worker *w, void **save,
 			atomic_load_explicit(&w->ticks, memory_order_relaxed) +
 				1,
 			memory_order_relaxed);
+
 		w->budget = WEFT__BUDGET;
 	}
 	/* TSan wants its switch call immediately before the switch. */
@@ -834,6 +857,9 @@ void weft__worker_loop(struct weft__worker *w)
 			weft__idle_stop_search(w);
 		if (!t) {
 			weft__idle_park(w);
+#ifdef WEFT__REGISTRY
+			registry_clock(w);
+#endif
 			continue;
 		}
 		if (!prepare(w, t))

@@ -85,6 +85,14 @@ struct weft__worker {
 	void *sched_sp;
 	/* Cooperative budget left to the current task (task.c). */
 	int budget;
+	/* The task registry's coarse clock (weft_now() ns): read at each
+	 * serve(), after each idle park and every 64th periodic pick that
+	 * does not serve (dbg_round counts them), i.e. about every 4000
+	 * picks (a clock read per switch or per wait cost more than a
+	 * switch: rdtsc took 20-40 ns on the test machine, a VM). Owner
+	 * only. */
+	uint64_t dbg_now;
+	unsigned dbg_round;
 	/* Tasks taken from the next slot in a row (fairness bound). */
 	unsigned next_streak;
 	/* Owner's count of the woken list (below): an upper bound, as a

@@ -160,6 +160,9 @@ static int park(weft__spin *lock, struct weft__wq *q, struct weft__wnode *n,
 	u.n = n;
 	u.keep = keep;
 	weft__wait_init(&u.wt, weft__worker_self(), deadline);
+#ifdef WEFT__REGISTRY
+	weft__wait_for(&u.wt, n->why, n->what, 0);
+#endif
 	u.wt.unwait = &u.unwait;
 	return weft__wait(&u.wt, wq_ready, wq_give_up);
 }

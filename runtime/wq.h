@@ -156,6 +156,11 @@ struct weft__wnode {
 	const void *obj;       /* select: the case's channel; a broadcast
 				  receive: its receiver (bcast.c) */
 	int index;             /* the select case it stands for */
+#ifdef WEFT__REGISTRY
+	/* A task's wait, in the registry's words (weft__wq_why). */
+	unsigned why;
+	const void *what;
+#endif
 };
 
 struct weft__wq {
@@ -177,6 +182,22 @@ static inline void weft__wq_node_init(struct weft__wnode *n, void *value)
 	n->sel = NULL;
 	n->obj = NULL;
 	n->index = 0;
+	/* why and what: set by every task's wait (weft__wq_why), read only
+	 * for a task's (wq.c park). */
+}
+
+/* What a task's wait on n is for (debug.h): kind and object. */
+static inline void weft__wq_why(struct weft__wnode *n, unsigned kind,
+				const void *obj)
+{
+#ifdef WEFT__REGISTRY
+	n->why = kind;
+	n->what = obj;
+#else
+	(void)n;
+	(void)kind;
+	(void)obj;
+#endif
 }
 
 static inline void weft__wq_push(struct weft__wq *q, struct weft__wnode *n)

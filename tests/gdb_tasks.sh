@@ -6,7 +6,9 @@
 # gt_ready(), called by its main task. Checked: `info weft-tasks` lists
 # every name, and `weft-bt NAME` shows a frame of each task's own function
 # (gt_sleeper ...), down to weft__ctx_entry; the running main task's
-# backtrace is its worker thread's, through gt_ready and gt_main.
+# backtrace is its worker thread's, through gt_ready and gt_main; each
+# parked task's line says what it waits on (sleep, chan recv, await of
+# gt-sleeper, lock) and where it was spawned.
 #
 # The core file: where the kernel writes cores to a file (core_pattern not
 # a pipe), the program aborts in gt_ready and the kernel dumps it. Where a
@@ -54,6 +56,16 @@ check() {
 	for name in gt-sleeper gt-receiver gt-awaiter gt-locker main; do
 		if ! grep -qE "^  0x[0-9a-f]+ +'$name' " <<<"$out"; then
 			echo "gdb-tasks: FAILED ($what): info weft-tasks does not list '$name'"
+			fail=1
+		fi
+	done
+	# What each waits on (the registry's wait reasons) and where it was
+	# spawned.
+	for want in "gt-sleeper' +parked \[sleep" "gt-receiver' +parked \[chan recv 0x" \
+		"gt-awaiter' +parked \[await task 0x[0-9a-f]+ 'gt-sleeper'\]" \
+		"gt-locker' +parked \[lock 0x"; do
+		if ! grep -qE "'$want.*spawned at tests/gdb_tasks\.c:[0-9]+" <<<"$out"; then
+			echo "gdb-tasks: FAILED ($what): info weft-tasks has no line matching '$want ... spawned at tests/gdb_tasks.c:N'"
 			fail=1
 		fi
 	done

@@ -679,6 +679,12 @@ Test(stall, a_spinning_task_is_reported_once_with_its_frames,
 	cr_assert(strstr(out, "2 tasks queued behind it"), "%s", out);
 	cr_assert(strstr(out, "wt_stall_spin_here"),
 		  "no frame of the spinning function:\n%s", out);
+#ifndef WT_REGISTRY_OFF
+	/* The spawn site, from weft_spawn_opts()'s macro in this file. */
+	cr_assert(strstr(out, "weft: stall:   spawned at ") &&
+			  strstr(out, "test_metrics.c:"),
+		  "no spawn site:\n%s", out);
+#endif
 	stalls_are(&s, 1);
 	free(out);
 }

@@ -4,6 +4,7 @@
  * configuration, nesting and repeated runs.
  */
 #include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -1323,16 +1324,20 @@ Test(sched, bad_config_returns_einval, .timeout = WT_TIMEOUT(10))
 	cr_assert_eq(weft_run(raise_flag, &ran, &c, NULL), -EINVAL,
 		     "reserved_stall != 0 accepted");
 	memset(&c, 0, sizeof(c));
-	c.reserved32 = 1;
+	c.dump_signal = -1; /* was reserved32: now a signal number */
 	cr_assert_eq(weft_run(raise_flag, &ran, &c, NULL), -EINVAL,
-		     "reserved32 != 0 accepted");
+		     "dump_signal -1 accepted");
+	memset(&c, 0, sizeof(c));
+	c.dump_signal = SIGKILL;
+	cr_assert_eq(weft_run(raise_flag, &ran, &c, NULL), -EINVAL,
+		     "dump_signal SIGKILL accepted");
 	memset(&c, 0, sizeof(c));
 	c.reactor = 3;
 	cr_assert_eq(weft_run(raise_flag, &ran, &c, NULL), -EINVAL);
 	c.reactor = -1;
 	cr_assert_eq(weft_run(raise_flag, &ran, &c, NULL), -EINVAL);
 	memset(&c, 0, sizeof(c));
-	c.flags = 0x4;
+	c.flags = 0x80000000u; /* unknown (0x4: WEFT_RUN_ABORT_ON_DEADLOCK) */
 	cr_assert_eq(weft_run(raise_flag, &ran, &c, NULL), -EINVAL);
 	memset(&c, 0, sizeof(c));
 	c.wake_mode = 3;

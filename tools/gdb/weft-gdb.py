@@ -139,32 +139,52 @@ if not getattr(gdb, "_weft_gdb_loaded", False):
         except gdb.error:
             return None
 
+    def _side(t):
+        # The block's entry in its slab's side table (runtime/task.h,
+        # weft__task_side(): right after the slab's 256 blocks), or None
+        # where the library has no registry.
+        try:
+            side_t = gdb.lookup_type("struct weft__task_side")
+        except gdb.error:
+            return None
+        idx = (_atomic(t["handle"]) >> 36) & 255
+        base = int(t.address) + (256 - idx) * t.type.sizeof
+        return gdb.Value(base).cast(side_t.pointer())[idx]
+
     def _wait(t, by_addr):
         # The registry's wait reason (runtime/debug.h): the wait word's low
-        # 8 bits index weft__debug_wait_names; the object and the number
-        # mean what the kind says.
-        ww = _field(t, "wait_word")
-        if ww is None:
+        # 8 bits index weft__debug_wait_names; wait_what is the object or
+        # the number, as the kind says. Meaningful while the task waits.
+        if _atomic(t["park"]) not in (2, 3):
             return None
-        kind = int(ww) & 0xFF
-        if kind == 0:
+        d = _side(t)
+        if d is None:
             return None
         try:
+            ww = int(d["wait_word"])
+            what = int(d["wait_what"]) & 0xFFFFFFFFFFFFFFFF
+            kind = ww & 0xFF
+            if kind == 0:
+                return None
             text = gdb.parse_and_eval("weft__debug_wait_names")[kind].string()
         except gdb.error:
             return None
-        obj = int(_field(t, "wait_obj") or 0)
-        arg = int(_field(t, "wait_arg") or 0) & 0xFFFFFFFFFFFFFFFF
         if text.startswith("io") or text.startswith("stream"):
-            text += " fd %d" % (arg & 0xFFFFFFFF)
-        elif text == "await" and obj in by_addr:
-            o = by_addr[obj]
-            text += " task 0x%x '%s'" % (_atomic(o["handle"]), _name(o))
+            text += " fd %d" % (what & 0xFFFFFFFF)
         elif text == "select":
-            text += " (%d cases)" % arg
-        elif obj:
-            text += " 0x%x" % obj
-        if int(ww) & 0x100:
+            text += " (%d cases)" % what
+        elif text == "sleep":
+            pass
+        elif text == "await" and what in by_addr:
+            o = by_addr[what]
+            text += " task 0x%x '%s'" % (_atomic(o["handle"]), _name(o))
+        elif text == "run_blocking" and what:
+            sym = gdb.block_for_pc(what)
+            fn = sym.function if sym is not None else None
+            text += " %s" % (fn.name if fn is not None else "0x%x" % what)
+        elif what:
+            text += " 0x%x" % what
+        if ww & 0x100:
             text += ", with a deadline"
         return text
 
