@@ -721,6 +721,7 @@ Test(stall, tasks_that_suspend_are_not_reported, .timeout = WT_TIMEOUT(30))
 }
 
 /* ---- the signal on a task near the end of its stack ---------------------- */
+#if !defined(__SANITIZE_THREAD__) /* the test below only */
 
 #define DEEP_STACK (32u * 1024u)
 /* What the task leaves of its stack while it spins: room for its own
@@ -762,6 +763,7 @@ static void *deep_main(void *arg)
 	wait_for_reports(s);
 	return NULL;
 }
+#endif
 
 /* The stall signal's handler runs on the worker's alternate signal stack:
  * a task stalled with only a few KiB of its stack left is reported, not
