@@ -385,6 +385,7 @@ int weft__runtime_start(struct weft_runtime **out,
 		w->ring.epfd = -1;
 		w->ring.tfd = -1;
 		w->ring.epoll = rt->reactor == WEFT_REACTOR_EPOLL;
+		weft__timer_wheel_init(&w->wheel);
 		rt->workers[i] = w;
 	}
 

@@ -12,6 +12,7 @@
 #include "ring.h"
 #include "spin.h"
 #include "task.h"
+#include "timer.h"
 #include "tlist.h"
 
 /* What the context being left asks the one it lands on to finish, once
@@ -159,6 +160,10 @@ struct weft__worker {
 
 	/* The worker's reactor (ring.h). */
 	_Alignas(WEFT__CACHELINE) struct weft__ring ring;
+
+	/* The worker's timing wheel: its tasks file their timers here
+	 * (timer.c). */
+	_Alignas(WEFT__CACHELINE) struct weft__wheel wheel;
 
 	pthread_t thread;
 	/* Alternate signal stack for stack-overflow reports (stack.c). */
