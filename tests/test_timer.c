@@ -2085,11 +2085,13 @@ static void *mig_sleeper(void *arg)
 		int on = weft_worker_index(), rc;
 		uint64_t saved = 0, want = ns;
 
+		/* Before the scope's clock read: its deadline is want after
+		 * that read, which is after b. */
+		b = weft_now();
 		if (cut) {
 			want = ns / 2;
 			saved = weft_timeout_begin(want);
 		}
-		b = weft_now();
 		rc = weft_sleep(ns);
 		if (weft_now() - b < want)
 			atomic_fetch_add(&m->early, 1);
