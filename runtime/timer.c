@@ -35,7 +35,7 @@
  *   than a lock-free state protocol on the node: a cancel must unlink the
  *   node from a doubly linked slot list, which the owner may be changing,
  *   and an uncontended spinlock is one RMW on a line the owner already
- *   holds (measured: docs/design/timers.md).
+ *   holds (sleep_many, docs/benchmarks.md).
  *
  * Who may touch what
  *   A wheel (slots, masks, elapsed, count, each of its pending nodes'
