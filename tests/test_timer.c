@@ -1974,7 +1974,7 @@ Test(timer, scopes_end_with_their_block_however_it_is_left,
 	wt_assert_no_failures();
 }
 
-/* ---- one wheel per worker --------------------------------------------------- */
+/* ---- one wheel per worker ----------------------------------------------- */
 
 /*
  * Timers of one tick fire in the order they were filed (the slot lists
@@ -2193,7 +2193,8 @@ static void *xc_churn(void *arg)
 	uint64_t r = 1;
 
 	while (!atomic_load(&x->stop)) {
-		uint64_t ns = 10 * US + (r = mix(r)) % (200 * US), b = weft_now();
+		uint64_t ns = 10 * US + (r = mix(r)) % (200 * US);
+		uint64_t b = weft_now();
 
 		WT_CHECK_EQ(weft_sleep(ns), 0);
 		CHECK_NOT_EARLY(weft_now() - b, ns);
