@@ -2353,3 +2353,84 @@ Test(timer, timers_of_parked_workers_fire_on_time, .timeout = WT_TIMEOUT(60))
 	cr_assert_gt(__builtin_popcount(seen), 1,
 		     "every sleeper on one worker: the test missed its case");
 }
+
+/*
+ * A timer in the wheel of a worker stuck in a long task, while the other
+ * worker runs tasks that yield without end: the other worker fires the
+ * stuck worker's wheel (its periodic look, once the wheel is
+ * WEFT__TIMER_GRACE_NS late: about 0.12 ms late here; or, if it still
+ * sleeps as the next-slot watcher or keeper before it steals the
+ * yielders, after its wait: about 1 ms). The spinner and the yielders
+ * stop only when the driver woke, so a timer left to its own worker
+ * shows as a 2 s wait. (Which of the two paths fired it is not asserted:
+ * the test cannot tell them apart from outside.)
+ */
+#define BUSY_YIELDERS 4
+
+static void *busy_yielder(void *arg)
+{
+	struct remote_fire *f = arg;
+	uint64_t t0 = wt_now_ns();
+
+	while (!atomic_load(&f->driver_woke) &&
+	       wt_now_ns() - t0 < f->spin_limit_ns)
+		weft_yield();
+	return NULL;
+}
+
+static void *busy_driver(void *arg)
+{
+	struct remote_fire *f = arg;
+	struct weft_spawn_opts o = { .flags = WEFT_SPAWN_PINNED,
+				     .name = "spinner" };
+	weft_task *sp, *ys[BUSY_YIELDERS];
+	uint64_t b;
+
+	f->a = weft_worker_index();
+	for (int i = 0; i < BUSY_YIELDERS; i++)
+		ys[i] = weft_spawn(busy_yielder, f);
+	if (!WT_CHECK_EQ(weft_spawn_opts(&sp, spinner, f, &o), 0))
+		return NULL;
+	b = weft_now();
+	f->sleep_rc = weft_sleep(5 * MS);
+	f->slept_ns = weft_now() - b;
+	f->driver_woke_on = weft_worker_index();
+	atomic_store(&f->driver_woke, 1);
+	WT_CHECK_EQ(weft_await(sp, NULL), 0);
+	weft_task_release(sp);
+	for (int i = 0; i < BUSY_YIELDERS; i++) {
+		WT_CHECK_EQ(weft_await(ys[i], NULL), 0);
+		weft_task_release(ys[i]);
+	}
+	return NULL;
+}
+
+static void *busy_fire_main(void *arg)
+{
+	weft_task *d = weft_spawn(busy_driver, arg);
+
+	WT_CHECK_EQ(weft_await(d, NULL), 0);
+	weft_task_release(d);
+	return NULL;
+}
+
+Test(timer, timer_of_a_stuck_worker_is_fired_by_a_busy_one,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct remote_fire f;
+
+	memset(&f, 0, sizeof(f));
+	f.spin_limit_ns = 2 * SEC;
+	wt_run(busy_fire_main, &f, 2);
+	cr_log_info("driver slept %.3f ms on worker %d, woke on %d",
+		    (double)f.slept_ns / 1e6, f.a, f.driver_woke_on);
+	cr_assert_eq(f.sleep_rc, 0);
+	cr_assert_geq(f.slept_ns, 5 * MS);
+	cr_assert_eq(f.spinner_on, f.a);
+	cr_assert(!f.spinner_timed_out,
+		  "the driver's 5 ms sleep did not end while worker %d was "
+		  "stuck for 2 s and the other one busy: nobody fired the "
+		  "stuck worker's wheel",
+		  f.a);
+	cr_assert_neq(f.driver_woke_on, f.a);
+}
