@@ -33,15 +33,19 @@ struct weft__wheel;
 /* One pending deadline; lives in its owner's memory (a waiting task's
  * stack). The firer wakes `task`. */
 struct weft__timer {
+	/* What a firer's walk of a slot reads and writes first, in the
+	 * first 32 bytes: a node on a task's stack then spans one cache
+	 * line more often than not (the walk is a chain of misses). */
 	/* Slot list, under the wheel's lock: NULL-terminated through next;
 	 * the head's prev is the tail (appends keep a slot FIFO). */
-	struct weft__timer *next, *prev;
-	struct weft__timer *fnext; /* the firer's private list */
-	struct weft__tcb *task;
-	struct weft__wheel *wheel; /* the wheel add() filed it in */
-	uint64_t when;             /* deadline in ticks, rounded up */
+	struct weft__timer *next;
+	uint64_t when; /* deadline in ticks, rounded up */
 	atomic_int state;
 	uint8_t lvl, slot;
+	struct weft__timer *fnext; /* the firer's private list */
+	struct weft__timer *prev;
+	struct weft__tcb *task;
+	struct weft__wheel *wheel; /* the wheel add() filed it in */
 };
 
 /* A worker's wheel (worker->wheel). Only its owner files timers in it;
