@@ -522,10 +522,10 @@ WEFT_API void *weft_tls_get(weft_tls_key key);
  * Times are nanoseconds on CLOCK_MONOTONIC; deadlines are absolute values
  * of weft_now(), timeouts durations. Sums that would overflow (now plus a
  * timeout) saturate to WEFT_NEVER. One timer service serves the whole
- * runtime (a hierarchical timing wheel with 16.384 us slots, O(1) insert
- * and cancel): a sleep never ends early, and ends at most one slot plus a
- * wake-up late while a worker is free to fire it, whichever worker that
- * is.
+ * runtime (a hierarchical timing wheel with 16.384 us slots per worker,
+ * O(1) insert and cancel): a sleep never ends early, and ends at most one
+ * slot plus a wake-up late while a worker is free to fire it, whichever
+ * worker that is.
  */
 #define WEFT_NSEC_PER_USEC UINT64_C(1000)
 #define WEFT_NSEC_PER_MSEC UINT64_C(1000000)

@@ -208,7 +208,7 @@ void weft__idle_park(struct weft__worker *w)
 	 * locations in C11 (on ARMv8.0 a plain load may pass the STLXR; only
 	 * x86 and LSE happen to order them): this fence does, pairing with
 	 * the fence in weft__idle_notify(rt, true) after an inject push and
-	 * after timer_add's store of timer_next. Without it the re-scan
+	 * after timer_add's store of its wheel's next. Without it the re-scan
 	 * below and weft__timer_keep()'s pre-check may read old values
 	 * while the producer reads our old idle_state: a stranded task or a
 	 * late timer (tests/model: idle_notify and timer_keeper, weak RMW). */
@@ -266,12 +266,11 @@ void weft__idle_park(struct weft__worker *w)
 	/* Off the sleeper stack first: firing timers and handing the
 	 * keeper role over both notify, and a notify must not pick us. */
 	idle_unpark(w);
-	if (keep) {
-		/* Fire what is due before giving the role up, so that the
-		 * hand-over in unkeep() only happens for later timers. */
-		weft__timer_poll(rt);
-		weft__timer_unkeep(w);
-	}
+	/* Fire what is due (every wheel: this worker is idle) before
+	 * giving the keeper role up, so that the hand-over in unkeep() only
+	 * happens for later timers. */
+	weft__timer_poll(w, false);
+	weft__timer_unkeep(w);
 }
 
 /* Leaving the sleeper stack after a wait, whoever woke us. */

@@ -91,12 +91,10 @@ struct weft_runtime {
 
 	struct weft__tcb *main_task;
 
-	/* Timer service (timer.c): the wheel, the earliest expiration in ns
-	 * (WEFT_NEVER: none), and the keeper: the parked worker that sleeps
-	 * no longer than timer_next, and until when it sleeps. */
-	_Alignas(WEFT__CACHELINE) struct weft__wheel wheel;
-	_Alignas(WEFT__CACHELINE) _Atomic(uint64_t) timer_next;
-	_Atomic(struct weft__worker *) keeper;
+	/* Timer service (timer.c; the wheels are the workers'): the keeper,
+	 * the parked worker that sleeps no longer than the earliest timer of
+	 * every wheel, and until when it sleeps. */
+	_Alignas(WEFT__CACHELINE) _Atomic(struct weft__worker *) keeper;
 	_Atomic(uint64_t) keeper_until;
 
 	/* Blocking pool (pool.c). */

@@ -1,6 +1,7 @@
 /*
- * The timer service: one hierarchical timing wheel for the whole runtime,
- * deadlines in 16.384 us ticks, O(1) insert and cancel, any worker fires.
+ * The timer service: one hierarchical timing wheel per worker, deadlines in
+ * 16.384 us ticks, O(1) insert and cancel; a task files its timers in the
+ * wheel of the worker it runs on, any worker may cancel or fire them.
  *
  * Wheel
  *   Six levels of 64 slots. Level L slots are 64^L ticks wide, so level 0
@@ -17,15 +18,37 @@
  *   it fires at most one tick (16.384 us) plus a wake-up late while a
  *   worker is free to fire it (io_uring waits have nanosecond precision and
  *   workers run with a 1 ns timer slack, see runtime.c).
+ *   Slot lists are FIFO (appended at the tail, the head's prev being the
+ *   tail) and a slot is fired and re-filed in list order: timers of one
+ *   tick in one wheel fire in the order they were filed.
+ *
+ * One wheel per worker
+ *   The wheel used to be one for the runtime, behind one lock that every
+ *   worker took for every sleep and every firer held while it moved up to
+ *   50,000 due nodes out. Now each worker has its own (worker->wheel) and
+ *   only its owner files timers in it (weft__timer_add() uses the calling
+ *   worker's), so the lock of a wheel is taken, in the common case, only
+ *   by its owner: filing, and firing from its own loop. Others take it
+ *   rarely: a task that migrated cancels its timer in the wheel it was
+ *   filed in (n->wheel), and a worker fires another's wheel only when the
+ *   owner cannot (asleep, or stuck in a long task; below). A lock rather
+ *   than a lock-free state protocol on the node: a cancel must unlink the
+ *   node from a doubly linked slot list, which the owner may be changing,
+ *   and an uncontended spinlock is one RMW on a line the owner already
+ *   holds (sleep_many, docs/benchmarks.md).
  *
  * Who may touch what
- *   The wheel (slots, masks, elapsed, each pending node's links) is guarded
- *   by wheel.lock. A node's state moves
- *     IDLE -> PENDING    weft__timer_add(), under the lock
- *     PENDING -> IDLE    weft__timer_cancel(), under the lock
- *     PENDING -> FIRING  the firer, under the lock (node moved to its
+ *   A wheel (slots, masks, elapsed, count, each of its pending nodes'
+ *   links) is guarded by its lock. A node's state moves
+ *     IDLE -> PENDING    weft__timer_add(), under the wheel's lock
+ *     PENDING -> IDLE    weft__timer_cancel(), under the wheel's lock
+ *     PENDING -> FIRING  a firer, under the lock (node moved to its
  *                        private list through fnext)
  *     FIRING -> FIRED    the firer, after the lock, release store
+ *   n->wheel is written by add() before the node is published (the lock's
+ *   release), and read by a cancel that saw PENDING: the task's own
+ *   earlier write, or, after a migration, ordered by the park/wake
+ *   hand-over that moved the task.
  *   A node lives in its owner's memory (a waiting task's stack), so the
  *   firer must be done with it before the owner may return: the firer
  *   reads task and fnext before the FIRED store and never touches the node
@@ -34,24 +57,43 @@
  *   wakes the task. A wake may therefore reach a task that has already
  *   left the wait (even ended): the park protocol (wait.h) allows spurious
  *   wakes, and control blocks are type-stable.
+ *   A firer holds the lock for one batch: whole slots until at least
+ *   WEFT__TIMER_BATCH nodes moved (fired or re-filed); it wakes that batch
+ *   outside the lock, then takes the next. A batch's nodes are still in
+ *   cache when they are woken, and a cancel or a second firer waits for
+ *   one batch, not for 50,000 nodes. Two firers of one wheel take batches
+ *   in turn; each node is moved to FIRING once, under the lock.
+ *   (tests/model/timer_node.pml checks the state protocol.)
  *
  * Who fires, and no timer is late because of a sleeping worker
- *   rt->timer_next holds the earliest slot expiration in ns (WEFT_NEVER if
- *   the wheel is empty), stored seq_cst under the lock. Busy workers compare
- *   it with the clock about every WEFT__SERVE_NS of run time (at most
- *   every WEFT__INJECT_INTERVAL picks) and before parking (worker.c).
+ *   wheel->next holds the wheel's earliest slot expiration in ns
+ *   (WEFT_NEVER if empty), stored seq_cst under its lock; it only moves
+ *   earlier in add(), which only the owner calls. Busy workers compare the
+ *   clock with their own wheel's next about every WEFT__SERVE_NS of run
+ *   time (at most every WEFT__INJECT_INTERVAL picks) and fire it, and fire
+ *   another's wheel when it is WEFT__TIMER_GRACE_NS late (its owner is
+ *   stuck in a task, or asleep without being the keeper); a worker that
+ *   runs out of tasks fires every due wheel before searching.
  *   Among parked workers one holds the keeper role (rt->keeper) and
- *   sleeps in its ring no longer than timer_next; the others sleep
- *   without timeout. An insert whose expiration is earlier than the
- *   keeper's wake-up time wakes the keeper; with no keeper, it notifies the
- *   idle protocol, which wakes a sleeper unless one is searching (and a
- *   searcher claims the role when it parks).
- *   Dekker pairs: the inserter stores timer_next then loads keeper and
- *   keeper_until; the keeper stores keeper (CAS) and keeper_until, then
- *   loads timer_next. All seq_cst: one of the two sees the other.
- *   A keeper that wakes gives the role up; if timers are still pending it
- *   notifies so that a sleeper takes the role over, in case it is about to
- *   run a long task.
+ *   sleeps in its ring no longer than the earliest next of all wheels; the
+ *   others sleep without timeout. When it wakes it fires every due wheel,
+ *   its own first; the notify of its first batch wakes a sleeper, whose
+ *   own wheel is then fired by its owner alongside (sleep_many: two
+ *   workers fire 50,000 nodes each rather than one 100,000). An insert
+ *   that makes its wheel's next earlier than the keeper's wake-up time
+ *   wakes the keeper; with no keeper, it notifies the idle protocol,
+ *   which wakes a sleeper unless one is searching (and a searcher claims
+ *   the role when it parks).
+ *   Dekker pairs: the inserter stores its wheel's next then loads keeper
+ *   and keeper_until; the keeper stores keeper (CAS) and keeper_until,
+ *   then loads every wheel's next. All seq_cst: one of the two sees the
+ *   other. The inserter is the wheel's owner, running, so no other
+ *   inserter of that wheel races with it; a firer's or a canceller's
+ *   store of next only makes it later, which can wake someone early,
+ *   never late.
+ *   A keeper that wakes gives the role up; if timers are still pending in
+ *   any wheel it notifies so that a sleeper takes the role over, in case
+ *   it is about to run a long task.
  */
 #include <errno.h>
 #include <time.h>
@@ -93,7 +135,12 @@ static inline uint64_t tick_ns(uint64_t tick)
 
 void weft__timer_init(struct weft_runtime *rt)
 {
-	struct weft__wheel *wh = &rt->wheel;
+	atomic_init(&rt->keeper, NULL);
+	atomic_init(&rt->keeper_until, WEFT_NEVER);
+}
+
+void weft__timer_wheel_init(struct weft__wheel *wh)
+{
 	unsigned l, s;
 
 	atomic_init(&wh->lock.word, 0);
@@ -104,9 +151,7 @@ void weft__timer_init(struct weft_runtime *rt)
 		for (s = 0; s < LVL_SLOTS; s++)
 			wh->slot[l][s] = NULL;
 	}
-	atomic_init(&rt->timer_next, WEFT_NEVER);
-	atomic_init(&rt->keeper, NULL);
-	atomic_init(&rt->keeper_until, WEFT_NEVER);
+	atomic_init(&wh->next, WEFT_NEVER);
 }
 
 /* Level and slot for a deadline, given what has been processed. */
@@ -130,31 +175,45 @@ static void place(const struct weft__wheel *wh, uint64_t when, unsigned *lvl,
 	*slot = (unsigned)(pos >> (*lvl * LVL_BITS)) & LVL_MASK;
 }
 
+/* Appends n to its slot's list (FIFO: the head's prev is the tail). */
 static void link_node(struct weft__wheel *wh, struct weft__timer *n)
 {
+	struct weft__timer **head;
 	unsigned l, s;
 
 	place(wh, n->when, &l, &s);
 	n->lvl = (uint8_t)l;
 	n->slot = (uint8_t)s;
-	n->prev = NULL;
-	n->next = wh->slot[l][s];
-	if (n->next)
-		n->next->prev = n;
-	wh->slot[l][s] = n;
-	wh->occupied[l] |= UINT64_C(1) << s;
+	n->next = NULL;
+	head = &wh->slot[l][s];
+	if (*head) {
+		n->prev = (*head)->prev;
+		n->prev->next = n;
+		(*head)->prev = n;
+	} else {
+		n->prev = n;
+		*head = n;
+		wh->occupied[l] |= UINT64_C(1) << s;
+	}
 }
 
 static void unlink_node(struct weft__wheel *wh, struct weft__timer *n)
 {
-	if (n->prev)
+	struct weft__timer **head = &wh->slot[n->lvl][n->slot];
+
+	if (*head == n) {
+		*head = n->next;
+		if (n->next)
+			n->next->prev = n->prev; /* the tail */
+		else
+			wh->occupied[n->lvl] &= ~(UINT64_C(1) << n->slot);
+	} else {
 		n->prev->next = n->next;
-	else
-		wh->slot[n->lvl][n->slot] = n->next;
-	if (n->next)
-		n->next->prev = n->prev;
-	if (!wh->slot[n->lvl][n->slot])
-		wh->occupied[n->lvl] &= ~(UINT64_C(1) << n->slot);
+		if (n->next)
+			n->next->prev = n->prev;
+		else
+			(*head)->prev = n->prev; /* n was the tail */
+	}
 }
 
 /*
@@ -191,32 +250,29 @@ static bool next_due(const struct weft__wheel *wh, unsigned *lvl,
 	return false;
 }
 
-/* Recomputes timer_next; under the lock. */
-static void publish_next(struct weft_runtime *rt)
+/* The wheel's earliest expiration in ns; under the lock. */
+static uint64_t earliest(const struct weft__wheel *wh)
 {
 	unsigned l, s;
 	uint64_t due;
 
-	atomic_store_explicit(&rt->timer_next,
-			      next_due(&rt->wheel, &l, &s, &due)
-				      ? tick_ns(due)
-				      : WEFT_NEVER,
-			      memory_order_seq_cst);
+	return next_due(wh, &l, &s, &due) ? tick_ns(due) : WEFT_NEVER;
 }
 
 bool weft__timer_add(struct weft_runtime *rt, struct weft__timer *n,
 		     struct weft__tcb *task, uint64_t deadline)
 {
-	struct weft__wheel *wh = &rt->wheel;
-	struct weft__worker *k;
+	struct weft__worker *w = weft__worker_self(), *k;
+	struct weft__wheel *wh = &w->wheel;
 	uint64_t before, after;
 
+	(void)rt; /* w->rt: timers are filed by the runtime's tasks */
 	n->task = task;
 	n->when = tick_ceil(deadline);
+	n->wheel = wh;
 	/* A busy worker adding a timer looks at the timers from its next
 	 * pick on (worker.c, serve()). */
-	if ((k = weft__worker_self()) && k->rt == rt)
-		weft__worker_serve_soon(k);
+	weft__worker_serve_soon(w);
 	weft__spin_lock(&wh->lock);
 	if (n->when <= wh->elapsed) {
 		/* That tick has been processed: it is due now. */
@@ -230,22 +286,28 @@ bool weft__timer_add(struct weft_runtime *rt, struct weft__timer *n,
 	weft__metrics_timer(rt, false, 1);
 	atomic_store_explicit(&n->state, WEFT__TM_PENDING,
 			      memory_order_relaxed);
-	before = atomic_load_explicit(&rt->timer_next, memory_order_relaxed);
-	publish_next(rt);
-	after = atomic_load_explicit(&rt->timer_next, memory_order_relaxed);
+	/* Exact: next is only stored under the lock. */
+	before = atomic_load_explicit(&wh->next, memory_order_relaxed);
+	after = before;
+	if (tick_ns(n->when) < before) {
+		after = earliest(wh);
+		if (after < before)
+			atomic_store_explicit(&wh->next, after,
+					      memory_order_seq_cst);
+	}
 	weft__spin_unlock(&wh->lock);
 
 	if (after >= before)
 		return true; /* nobody waits for a later time than before */
-	/* The seq_cst store of timer_next (publish_next) comes before these
-	 * seq_cst loads; see the file comment. */
-	k = atomic_load_explicit(&rt->keeper, memory_order_seq_cst);
+	/* The seq_cst store of next comes before these seq_cst loads; see
+	 * the file comment. */
+	k = atomic_load_explicit(&w->rt->keeper, memory_order_seq_cst);
 	if (k) {
-		if (after < atomic_load_explicit(&rt->keeper_until,
+		if (after < atomic_load_explicit(&w->rt->keeper_until,
 						 memory_order_seq_cst))
-			weft__ring_wake(weft__worker_self(), k);
+			weft__ring_wake(w, k);
 	} else {
-		weft__idle_notify(rt, true);
+		weft__idle_notify(w->rt, true);
 	}
 	return true;
 }
@@ -254,18 +316,29 @@ bool weft__timer_cancel(struct weft_runtime *rt, struct weft__timer *n)
 {
 	int s = atomic_load_explicit(&n->state, memory_order_acquire);
 
+	(void)rt;
 	if (s == WEFT__TM_IDLE)
 		return false;
 	if (s == WEFT__TM_PENDING) {
-		weft__spin_lock(&rt->wheel.lock);
+		/* Perhaps another worker's wheel: the task migrated since
+		 * add() (its lock is the owner's, uncontended but for the
+		 * moments the owner files or fires). */
+		struct weft__wheel *wh = n->wheel;
+
+		weft__spin_lock(&wh->lock);
 		s = atomic_load_explicit(&n->state, memory_order_relaxed);
 		if (s == WEFT__TM_PENDING) {
-			unlink_node(&rt->wheel, n);
-			rt->wheel.count--;
+			unlink_node(wh, n);
+			/* An emptied wheel says so: no timed sleep, no serve
+			 * for it. A later value than the truth otherwise
+			 * (the next run publishes it): early, never late. */
+			if (--wh->count == 0)
+				atomic_store_explicit(&wh->next, WEFT_NEVER,
+						      memory_order_relaxed);
 			atomic_store_explicit(&n->state, WEFT__TM_IDLE,
 					      memory_order_relaxed);
 		}
-		weft__spin_unlock(&rt->wheel.lock);
+		weft__spin_unlock(&wh->lock);
 		if (s == WEFT__TM_PENDING)
 			return false;
 	}
@@ -279,89 +352,169 @@ bool weft__timer_cancel(struct weft_runtime *rt, struct weft__timer *n)
 	return true;
 }
 
-unsigned weft__timer_run(struct weft_runtime *rt, uint64_t now)
+/*
+ * Fires every timer of wh due at `now`, a batch per lock hold (see the
+ * file comment). Returns how many fired. `*first`: no task woken by this
+ * firing pass yet (the first goes to the next slot; cleared here).
+ */
+static unsigned wheel_run(struct weft_runtime *rt, struct weft__wheel *wh,
+			  uint64_t now, bool *first)
 {
-	struct weft__wheel *wh = &rt->wheel;
-	struct weft__timer *fire = NULL, **fire_tail = &fire, *n;
 	uint64_t now_tick = now >> WEFT__TICK_SHIFT, due;
 	unsigned lvl, slot, fired = 0;
+	bool more;
 
-	weft__spin_lock(&wh->lock);
-	while (next_due(wh, &lvl, &slot, &due) && due <= now_tick) {
-		n = wh->slot[lvl][slot];
-		wh->slot[lvl][slot] = NULL;
-		wh->occupied[lvl] &= ~(UINT64_C(1) << slot);
-		wh->elapsed = due;
-		while (n) {
-			struct weft__timer *next = n->next;
+	do {
+		struct weft__timer *fire = NULL, **fire_tail = &fire, *n;
+		unsigned moved = 0, batch = 0;
 
-			if (n->when <= due) {
-				atomic_store_explicit(&n->state,
-						      WEFT__TM_FIRING,
-						      memory_order_relaxed);
-				/* In deadline order: slots are
-				 * visited in order, and within a
-				 * level-0 slot all share one tick. */
-				n->fnext = NULL;
-				*fire_tail = n;
-				fire_tail = &n->fnext;
-				wh->count--;
-			} else {
-				link_node(wh, n); /* a lower level now */
+		weft__spin_lock(&wh->lock);
+		while ((more = next_due(wh, &lvl, &slot, &due) &&
+			       due <= now_tick) &&
+		       moved < WEFT__TIMER_BATCH) {
+			n = wh->slot[lvl][slot];
+			wh->slot[lvl][slot] = NULL;
+			wh->occupied[lvl] &= ~(UINT64_C(1) << slot);
+			wh->elapsed = due;
+			while (n) {
+				struct weft__timer *next = n->next;
+
+				/* The next node's line while this one is
+				 * handled: a list of nodes on as many
+				 * stacks is a chain of cache misses. */
+				if (next)
+					__builtin_prefetch(next, 1);
+				if (n->when <= due) {
+					atomic_store_explicit(
+						&n->state, WEFT__TM_FIRING,
+						memory_order_relaxed);
+					/* In deadline order: slots are
+					 * visited in order, a level-0
+					 * slot's timers share one tick,
+					 * and its list is FIFO. */
+					n->fnext = NULL;
+					*fire_tail = n;
+					fire_tail = &n->fnext;
+					wh->count--;
+				} else {
+					link_node(wh, n); /* lower now */
+				}
+				moved++;
+				n = next;
 			}
-			n = next;
 		}
-	}
-	if (now_tick > wh->elapsed)
-		wh->elapsed = now_tick;
-	publish_next(rt);
-	weft__spin_unlock(&wh->lock);
+		if (!more && now_tick > wh->elapsed)
+			wh->elapsed = now_tick;
+		/* Only ever later than before (firing takes the earliest
+		 * slots): seq_cst for the inserters' pair all the same. */
+		if (atomic_load_explicit(&wh->next, memory_order_relaxed) !=
+		    (due = earliest(wh)))
+			atomic_store_explicit(&wh->next, due,
+					      memory_order_seq_cst);
+		weft__spin_unlock(&wh->lock);
 
-	while (fire) {
-		struct weft__tcb *t = fire->task;
+		while (fire) {
+			struct weft__tcb *t = fire->task;
 
-		n = fire;
-		fire = fire->fnext;
-		/* Last touch of the node: its owner may return after this. */
-		atomic_store_explicit(&n->state, WEFT__TM_FIRED,
-				      memory_order_release);
-		/* The earliest into the next slot: it runs next, not behind
-		 * every task queued on a busy worker (issue 17: a sleep(1 ms)
-		 * overshot by as many slices as tasks were queued). The rest
-		 * at the back: a batch runs in deadline order, not reversed
-		 * by the next slot. */
-		if (fired == 0)
-			weft__task_wake(t);
-		else
-			weft__task_wake_back(t);
-		fired++;
-	}
+			n = fire;
+			fire = fire->fnext;
+			if (fire)
+				__builtin_prefetch(fire->task, 1);
+			/* Last touch of the node: its owner may return
+			 * after this. */
+			atomic_store_explicit(&n->state, WEFT__TM_FIRED,
+					      memory_order_release);
+			/* The earliest into the next slot: it runs next,
+			 * not behind every task queued on a busy worker
+			 * (issue 17: a sleep(1 ms) overshot by as many
+			 * slices as tasks were queued). The rest at the
+			 * back: a batch runs in deadline order, not
+			 * reversed by the next slot. */
+			if (*first) {
+				weft__task_wake(t);
+				*first = false;
+			} else {
+				weft__task_wake_back(t);
+			}
+			batch++;
+		}
+		/* After each batch: another worker may start on the tasks
+		 * (and on its own wheel) while this one fires the next. */
+		if (batch)
+			weft__idle_notify(rt, false);
+		fired += batch;
+	} while (more);
 	if (fired)
-		weft__idle_notify(rt, false);
-	weft__metrics_timer(rt, true, fired);
+		weft__metrics_timer(rt, true, fired);
 	return fired;
 }
 
-/* Relaxed loads of timer_next: a busy worker's look is opportunistic. A
- * stale value only defers the firing to its next look or to the keeper,
- * whose protocol (the seq_cst pairs above) is what guarantees it. */
-unsigned weft__timer_poll_at(struct weft_runtime *rt, uint64_t now)
+static inline uint64_t wheel_next(struct weft__worker *o)
 {
-	if (atomic_load_explicit(&rt->timer_next, memory_order_relaxed) > now)
-		return 0;
-	return weft__timer_run(rt, now);
+	return atomic_load_explicit(&o->wheel.next, memory_order_relaxed);
 }
 
-unsigned weft__timer_poll(struct weft_runtime *rt)
+/* Relaxed loads of next: a worker's look is opportunistic. A stale value
+ * only defers the firing to its next look or to the keeper, whose
+ * protocol (the seq_cst pairs above) is what guarantees it. Its own
+ * wheel first; then the others', at once when this worker is idle, or
+ * once they are WEFT__TIMER_GRACE_NS late when it is busy (`late`). */
+unsigned weft__timer_poll_at(struct weft__worker *w, uint64_t now, bool late)
+{
+	struct weft_runtime *rt = w->rt;
+	uint64_t limit = now;
+	unsigned i, fired = 0;
+	bool first = true;
+
+	if (wheel_next(w) <= now)
+		fired += wheel_run(rt, &w->wheel, now, &first);
+	if (late)
+		limit = now > WEFT__TIMER_GRACE_NS ? now - WEFT__TIMER_GRACE_NS
+						   : 0;
+	for (i = 0; i < rt->nworkers; i++) {
+		struct weft__worker *o = rt->workers[i];
+
+		if (o != w && wheel_next(o) <= limit)
+			fired += wheel_run(rt, &o->wheel, now, &first);
+	}
+	return fired;
+}
+
+bool weft__timer_pending(struct weft_runtime *rt)
+{
+	unsigned i;
+
+	for (i = 0; i < rt->nworkers; i++)
+		if (wheel_next(rt->workers[i]) != WEFT_NEVER)
+			return true;
+	return false;
+}
+
+unsigned weft__timer_poll(struct weft__worker *w, bool late)
 {
 	/* No clock read while no timer is pending. */
-	if (atomic_load_explicit(&rt->timer_next, memory_order_relaxed) ==
-	    WEFT_NEVER)
+	if (!weft__timer_pending(w->rt))
 		return 0;
-	return weft__timer_poll_at(rt, weft_now());
+	return weft__timer_poll_at(w, weft_now(), late);
 }
 
 /* ---- the keeper role ---------------------------------------------------- */
+
+/* The earliest next of all wheels; seq_cst loads (the keeper's side of
+ * the Dekker pairs). */
+static uint64_t all_next(struct weft_runtime *rt)
+{
+	uint64_t d = WEFT_NEVER, x;
+	unsigned i;
+
+	for (i = 0; i < rt->nworkers; i++) {
+		x = atomic_load_explicit(&rt->workers[i]->wheel.next,
+					 memory_order_seq_cst);
+		if (x < d)
+			d = x;
+	}
+	return d;
+}
 
 uint64_t weft__timer_keep(struct weft__worker *w)
 {
@@ -369,29 +522,32 @@ uint64_t weft__timer_keep(struct weft__worker *w)
 	struct weft__worker *none = NULL;
 	uint64_t d, again;
 
-	if (atomic_load_explicit(&rt->timer_next, memory_order_relaxed) ==
-		    WEFT_NEVER ||
+	if (!weft__timer_pending(rt) ||
 	    !atomic_compare_exchange_strong_explicit(&rt->keeper, &none, w,
 						     memory_order_seq_cst,
 						     memory_order_relaxed))
 		return 0;
-	d = atomic_load_explicit(&rt->timer_next, memory_order_seq_cst);
+	d = all_next(rt);
 	for (;;) {
 		atomic_store_explicit(&rt->keeper_until, d,
 				      memory_order_seq_cst);
-		again = atomic_load_explicit(&rt->timer_next,
-					     memory_order_seq_cst);
+		again = all_next(rt);
 		if (again >= d)
 			break;
 		d = again;
 	}
-	return d;
+	/* Every wheel emptied meanwhile: keep the role, with no timeout (an
+	 * insert finds us and wakes us: keeper_until is NEVER). */
+	return d == WEFT_NEVER ? 0 : d;
 }
 
 void weft__timer_unkeep(struct weft__worker *w)
 {
 	struct weft_runtime *rt = w->rt;
 
+	/* Only w stores w into keeper, and only w takes it out. */
+	if (atomic_load_explicit(&rt->keeper, memory_order_relaxed) != w)
+		return;
 	atomic_store_explicit(&rt->keeper_until, WEFT_NEVER,
 			      memory_order_relaxed);
 	atomic_store_explicit(&rt->keeper, NULL, memory_order_seq_cst);
@@ -403,8 +559,7 @@ void weft__timer_unkeep(struct weft__worker *w)
 	 * the searcher (its park then finds keeper NULL and claims the role
 	 * in weft__timer_keep) or it has slept and we wake one sleeper. x86
 	 * and ARMv8 (STLR then LDAR) order the pair anyway; C11 does not. */
-	if (atomic_load_explicit(&rt->timer_next, memory_order_seq_cst) !=
-	    WEFT_NEVER)
+	if (all_next(rt) != WEFT_NEVER)
 		weft__idle_notify(rt, true);
 }
 

@@ -303,7 +303,7 @@ static void serve(struct weft__worker *w)
 	 * sleeper never woke in hazard mode). */
 	if (weft__ring_busy(&w->ring))
 		weft__ring_poll(w);
-	weft__timer_poll_at(w->rt, now);
+	weft__timer_poll_at(w, now, true);
 	/* Stack pages of a burst go back on a busy worker too, not only when
 	 * one parks (issue 17: a server under steady load kept a burst's
 	 * stacks resident for ever). */
@@ -356,12 +356,10 @@ pick_periodic(struct weft__worker *w)
 		if (inject_first)
 			w->inject_picks = 0;
 		/* Owner-only fields (serving, periodic_*, inject_*);
-		 * timer_next and the trim hint are relaxed hints (timer.c,
-		 * stack.c say why a stale one is harmless). */
+		 * the wheels' next and the trim hint are relaxed hints
+		 * (timer.c, stack.c say why a stale one is harmless). */
 		w->serving = weft__ring_busy(&w->ring) ||
-			     atomic_load_explicit(&rt->timer_next,
-						  memory_order_relaxed) !=
-				     WEFT_NEVER ||
+			     weft__timer_pending(rt) ||
 			     weft__stack_trim_wanted(w);
 		/* Control blocks to give back: looked at here, without
 		 * making the worker serve (a serving worker measures its
@@ -829,7 +827,7 @@ static bool idle_work(struct weft__worker *w)
 		weft__ring_poll(w);
 		more = true;
 	}
-	more |= weft__timer_poll(w->rt) != 0;
+	more |= weft__timer_poll(w, false) != 0;
 	return more;
 }
 

@@ -14,6 +14,7 @@
 #include "spin.h"
 #include "stall.h"
 #include "task.h"
+#include "timer.h"
 #include "tlist.h"
 
 /* What the context being left asks the one it lands on to finish, once
@@ -175,6 +176,9 @@ struct weft__worker {
 	_Alignas(WEFT__CACHELINE) struct weft__wmetrics m;
 	/* The stall watchdog's question and this worker's answer (stall.h). */
 	_Alignas(WEFT__CACHELINE) struct weft__stall_slot stall;
+	/* The worker's timing wheel: its tasks file their timers here
+	 * (timer.c). */
+	_Alignas(WEFT__CACHELINE) struct weft__wheel wheel;
 
 	pthread_t thread;
 	/* Alternate signal stack for stack-overflow reports (stack.c). */

@@ -1973,3 +1973,464 @@ Test(timer, scopes_end_with_their_block_however_it_is_left,
 	wt_run(scope_main, NULL, 2);
 	wt_assert_no_failures();
 }
+
+/* ---- one wheel per worker ----------------------------------------------- */
+
+/*
+ * Timers of one tick fire in the order they were filed (the slot lists
+ * are FIFO): tasks on one worker sleeping until the same instant wake in
+ * the order they went to sleep, in level 1 (re-filed once into level 0)
+ * and in level 2 (twice). Before the per-worker wheel a slot was a stack:
+ * they woke in the opposite order.
+ */
+#define FIFO_N 48
+
+struct fifo {
+	uint64_t deadline;
+	atomic_int filed, woke, early;
+	int filed_rank[FIFO_N], woke_rank[FIFO_N], rc[FIFO_N];
+};
+
+struct fifo_arg {
+	struct fifo *f;
+	int i;
+};
+
+static void *fifo_sleeper(void *arg)
+{
+	struct fifo_arg *a = arg;
+	struct fifo *f = a->f;
+
+	f->filed_rank[a->i] = atomic_fetch_add(&f->filed, 1);
+	f->rc[a->i] = weft_sleep_until(f->deadline);
+	if (weft_now() < f->deadline)
+		atomic_fetch_add(&f->early, 1);
+	f->woke_rank[a->i] = atomic_fetch_add(&f->woke, 1);
+	return NULL;
+}
+
+static void *fifo_main(void *arg)
+{
+	struct fifo *f = arg;
+	struct fifo_arg args[FIFO_N];
+	weft_task *ts[FIFO_N];
+
+	for (int i = 0; i < FIFO_N; i++) {
+		args[i].f = f;
+		args[i].i = i;
+		ts[i] = weft_spawn(fifo_sleeper, &args[i]);
+		if (!WT_CHECK(ts[i] != NULL))
+			return NULL;
+	}
+	WT_CHECK_EQ(weft_gather(ts, FIFO_N, NULL), 0);
+	for (int i = 0; i < FIFO_N; i++)
+		weft_task_release(ts[i]);
+	return NULL;
+}
+
+Test(timer, sleepers_of_one_tick_wake_in_the_order_they_slept,
+     .timeout = WT_TIMEOUT(20))
+{
+	static const uint64_t ahead[] = { 30 * MS, 300 * MS };
+
+	for (int k = 0; k < 2; k++) {
+		struct fifo f;
+
+		memset(&f, 0, sizeof(f));
+		f.deadline = weft_now() + ahead[k] * WT_SLOW;
+		wt_run(fifo_main, &f, 1);
+		cr_assert_eq(atomic_load(&f.early), 0);
+		for (int i = 0; i < FIFO_N; i++) {
+			cr_assert_eq(f.rc[i], 0, "sleeper %d: %s", i,
+				     weft_strerror(f.rc[i]));
+			cr_assert_eq(f.woke_rank[i], f.filed_rank[i],
+				     "%.0f ms ahead: the sleeper that slept "
+				     "%d-th woke %d-th",
+				     (double)ahead[k] / 1e6, f.filed_rank[i],
+				     f.woke_rank[i]);
+		}
+	}
+}
+
+/*
+ * Tasks on every worker sleep, yield (which moves them between workers,
+ * always under WEFT_DEBUG_MIGRATE=1) and sleep again, some of the sleeps
+ * cut by a timeout scope: each sleep is filed in the wheel of the worker
+ * the task runs on at that moment, and must end exactly as asked (0, or
+ * -ETIMEDOUT for a cut one), never early, wherever the task has gone
+ * since. Counts the sleeps that ended on another worker than they began.
+ */
+#define MIG_TASKS 48
+#define MIG_ROUNDS 25
+
+struct mig {
+	atomic_long done, moved, bad;
+	atomic_int early;
+};
+
+struct mig_arg {
+	struct mig *m;
+	int i;
+};
+
+static void *mig_sleeper(void *arg)
+{
+	struct mig_arg *a = arg;
+	struct mig *m = a->m;
+	uint64_t r = (uint64_t)a->i * 7919u;
+
+	for (int k = 0; k < MIG_ROUNDS; k++) {
+		uint64_t ns = 20 * US + (r = mix(r)) % (1500 * US), b;
+		bool cut = k % 5 == 4;
+		int on = weft_worker_index(), rc;
+		uint64_t saved = 0, want = ns;
+
+		/* Before the scope's clock read: its deadline is want after
+		 * that read, which is after b. */
+		b = weft_now();
+		if (cut) {
+			want = ns / 2;
+			saved = weft_timeout_begin(want);
+		}
+		rc = weft_sleep(ns);
+		if (weft_now() - b < want)
+			atomic_fetch_add(&m->early, 1);
+		if (cut)
+			weft_timeout_end(saved);
+		if (rc != (cut ? -ETIMEDOUT : 0))
+			atomic_fetch_add(&m->bad, 1);
+		if (weft_worker_index() != on)
+			atomic_fetch_add(&m->moved, 1);
+		atomic_fetch_add(&m->done, 1);
+		for (uint64_t y = r % 4; y > 0; y--)
+			weft_yield();
+	}
+	return NULL;
+}
+
+static void *mig_main(void *arg)
+{
+	struct mig *m = arg;
+	struct mig_arg args[MIG_TASKS];
+	weft_task *ts[MIG_TASKS];
+
+	for (int i = 0; i < MIG_TASKS; i++) {
+		args[i].m = m;
+		args[i].i = i;
+		ts[i] = weft_spawn(mig_sleeper, &args[i]);
+		if (!WT_CHECK(ts[i] != NULL))
+			return NULL;
+	}
+	WT_CHECK_EQ(weft_gather(ts, MIG_TASKS, NULL), 0);
+	for (int i = 0; i < MIG_TASKS; i++)
+		weft_task_release(ts[i]);
+	return NULL;
+}
+
+Test(timer, sleepers_moving_between_workers_wake_once_and_never_early,
+     .timeout = WT_TIMEOUT(60))
+{
+	for (unsigned c = 0; c < N_COUNTS; c++) {
+		struct mig m;
+
+		memset(&m, 0, sizeof(m));
+		wt_run(mig_main, &m, worker_counts[c]);
+		cr_log_info("workers=%u: %ld of %ld sleeps ended on another "
+			    "worker",
+			    worker_counts[c], atomic_load(&m.moved),
+			    atomic_load(&m.done));
+		cr_assert_eq(atomic_load(&m.done), MIG_TASKS * MIG_ROUNDS);
+		cr_assert_eq(atomic_load(&m.early), 0,
+			     "workers=%u: sleeps ended early",
+			     worker_counts[c]);
+		cr_assert_eq(atomic_load(&m.bad), 0,
+			     "workers=%u: sleeps ended with the wrong result",
+			     worker_counts[c]);
+	}
+}
+
+/*
+ * A sleeping task cancelled from another worker wakes there and takes its
+ * timer out of the wheel it was filed in, which belongs to the worker it
+ * slept on: a cancel on a remote wheel, while that wheel's owner files
+ * and fires its own timers (the churn tasks). Every sleep ends with
+ * -ECANCELED at once, and some of them on another worker than they began
+ * (asserted: the cancel must have been remote at least once).
+ */
+#define XC_N 256
+#define XC_CHURN 8
+
+struct xcancel {
+	weft_task *ts[XC_N];
+	int before[XC_N], after[XC_N], rc[XC_N];
+	uint64_t took[XC_N];
+	atomic_int armed, stop;
+};
+
+struct xc_arg {
+	struct xcancel *x;
+	int i;
+};
+
+static void *xc_sleeper(void *arg)
+{
+	struct xc_arg *a = arg;
+	struct xcancel *x = a->x;
+	uint64_t b;
+
+	x->before[a->i] = weft_worker_index();
+	atomic_fetch_add(&x->armed, 1);
+	b = weft_now();
+	x->rc[a->i] = weft_sleep(30 * SEC);
+	x->took[a->i] = weft_now() - b;
+	x->after[a->i] = weft_worker_index();
+	return NULL;
+}
+
+static void *xc_churn(void *arg)
+{
+	struct xcancel *x = arg;
+	uint64_t r = 1;
+
+	while (!atomic_load(&x->stop)) {
+		uint64_t ns = 10 * US + (r = mix(r)) % (200 * US);
+		uint64_t b = weft_now();
+
+		WT_CHECK_EQ(weft_sleep(ns), 0);
+		CHECK_NOT_EARLY(weft_now() - b, ns);
+	}
+	return NULL;
+}
+
+static void *xc_main(void *arg)
+{
+	struct xcancel *x = arg;
+	struct xc_arg args[XC_N];
+	weft_task *churn[XC_CHURN];
+	uint64_t b;
+
+	for (int i = 0; i < XC_CHURN; i++)
+		churn[i] = weft_spawn(xc_churn, x);
+	for (int i = 0; i < XC_N; i++) {
+		args[i].x = x;
+		args[i].i = i;
+		x->ts[i] = weft_spawn(xc_sleeper, &args[i]);
+		if (!WT_CHECK(x->ts[i] != NULL))
+			return NULL;
+		/* Now and then let thieves take some: sleepers on every
+		 * worker's wheel. */
+		if (i % 16 == 15)
+			weft_sleep(100 * US);
+	}
+	WT_CHECK(settle_count(&x->armed, XC_N));
+	/* Cancelled from wherever main runs now: the woken sleepers run
+	 * here or are stolen, their timers in other workers' wheels. */
+	b = weft_now();
+	for (int i = 0; i < XC_N; i++)
+		WT_CHECK_EQ(weft_cancel(x->ts[i]), 0);
+	/* A cancelled task's await reports the cancel: its sleep's result
+	 * is what is checked (rc). */
+	for (int i = 0; i < XC_N; i++)
+		(void)weft_await(x->ts[i], NULL);
+	CHECK_BELOW(weft_now() - b, PROMPT_NS);
+	atomic_store(&x->stop, 1);
+	WT_CHECK_EQ(weft_gather(churn, XC_CHURN, NULL), 0);
+	for (int i = 0; i < XC_CHURN; i++)
+		weft_task_release(churn[i]);
+	for (int i = 0; i < XC_N; i++)
+		weft_task_release(x->ts[i]);
+	return NULL;
+}
+
+Test(timer, cancel_of_a_sleep_filed_in_another_workers_wheel,
+     .timeout = WT_TIMEOUT(60))
+{
+	static const unsigned counts[] = { 2, 4 };
+
+	for (unsigned c = 0; c < 2; c++) {
+		struct xcancel *x = calloc(1, sizeof(*x));
+		int moved = 0;
+
+		cr_assert(x);
+		wt_run(xc_main, x, counts[c]);
+		for (int i = 0; i < XC_N; i++) {
+			cr_assert_eq(x->rc[i], -ECANCELED, "sleeper %d: %s", i,
+				     weft_strerror(x->rc[i]));
+			cr_assert_lt(x->took[i], (uint64_t)10 * SEC,
+				     "sleeper %d slept its timer out", i);
+			moved += x->before[i] != x->after[i];
+		}
+		cr_log_info("workers=%u: %d of %d cancelled sleeps ended on "
+			    "another worker than they began",
+			    counts[c], moved, XC_N);
+		cr_assert_gt(moved, 0,
+			     "workers=%u: no sleep was cancelled on another "
+			     "worker; the test missed its case",
+			     counts[c]);
+		free(x);
+	}
+}
+
+/*
+ * Timers in the wheels of several workers, every worker parked: the
+ * keeper (one sleeper with a timeout) fires the wheels of workers that
+ * sleep without one. Pinned sleepers on several workers (spread by
+ * spawners that compute 2 ms, so that idle workers steal them) file each
+ * sleep in their own worker's wheel; each one's best sleep ends within a
+ * slot and a wake-up.
+ */
+#define PARKED_N 8
+
+struct parked {
+	uint64_t best[PARKED_N];
+	int on[PARKED_N];
+};
+
+struct parked_arg {
+	struct parked *p;
+	int i;
+};
+
+static void *parked_sleeper(void *arg)
+{
+	struct parked_arg *a = arg;
+
+	a->p->on[a->i] = weft_worker_index();
+	/* Apart in time (300 us): each comes due with every worker parked. */
+	a->p->best[a->i] = WT_BEST_OF(LATE_TRIES, LATE_BOUND_NS,
+				      sleep_lateness(3 * MS +
+						     (uint64_t)a->i * 300 * US));
+	return NULL;
+}
+
+static void *parked_spreader(void *arg)
+{
+	struct weft_spawn_opts o = { .flags = WEFT_SPAWN_PINNED,
+				     .name = "parked_sleeper" };
+	weft_task *t;
+
+	wt_spin_us(2000);
+	if (!WT_CHECK_EQ(weft_spawn_opts(&t, parked_sleeper, arg, &o), 0))
+		return NULL;
+	WT_CHECK_EQ(weft_await(t, NULL), 0);
+	weft_task_release(t);
+	return NULL;
+}
+
+static void *parked_main(void *arg)
+{
+	struct parked_arg args[PARKED_N];
+	weft_task *ts[PARKED_N];
+
+	for (int i = 0; i < PARKED_N; i++) {
+		args[i].p = arg;
+		args[i].i = i;
+		ts[i] = weft_spawn(parked_spreader, &args[i]);
+	}
+	WT_CHECK_EQ(weft_gather(ts, PARKED_N, NULL), 0);
+	for (int i = 0; i < PARKED_N; i++)
+		weft_task_release(ts[i]);
+	return NULL;
+}
+
+Test(timer, timers_of_parked_workers_fire_on_time, .timeout = WT_TIMEOUT(60))
+{
+	struct parked p;
+	unsigned seen = 0;
+
+	memset(&p, 0, sizeof(p));
+	wt_run(parked_main, &p, 4);
+	for (int i = 0; i < PARKED_N; i++) {
+		cr_log_info("sleeper %d pinned on worker %d: best %.3f ms late",
+			    i, p.on[i], (double)p.best[i] / 1e6);
+		seen |= 1u << p.on[i];
+		cr_assert_lt(p.best[i], LATE_BOUND_NS,
+			     "sleeper %d (worker %d) ended at best %.3f ms "
+			     "late; allowed %.3f ms",
+			     i, p.on[i], (double)p.best[i] / 1e6,
+			     (double)LATE_BOUND_NS / 1e6);
+	}
+	cr_assert_gt(__builtin_popcount(seen), 1,
+		     "every sleeper on one worker: the test missed its case");
+}
+
+/*
+ * A timer in the wheel of a worker stuck in a long task, while the other
+ * worker runs tasks that yield without end: the other worker fires the
+ * stuck worker's wheel (its periodic look, once the wheel is
+ * WEFT__TIMER_GRACE_NS late: about 0.12 ms late here; or, if it still
+ * sleeps as the next-slot watcher or keeper before it steals the
+ * yielders, after its wait: about 1 ms). The spinner and the yielders
+ * stop only when the driver woke, so a timer left to its own worker
+ * shows as a 2 s wait. (Which of the two paths fired it is not asserted:
+ * the test cannot tell them apart from outside.)
+ */
+#define BUSY_YIELDERS 4
+
+static void *busy_yielder(void *arg)
+{
+	struct remote_fire *f = arg;
+	uint64_t t0 = wt_now_ns();
+
+	while (!atomic_load(&f->driver_woke) &&
+	       wt_now_ns() - t0 < f->spin_limit_ns)
+		weft_yield();
+	return NULL;
+}
+
+static void *busy_driver(void *arg)
+{
+	struct remote_fire *f = arg;
+	struct weft_spawn_opts o = { .flags = WEFT_SPAWN_PINNED,
+				     .name = "spinner" };
+	weft_task *sp, *ys[BUSY_YIELDERS];
+	uint64_t b;
+
+	f->a = weft_worker_index();
+	for (int i = 0; i < BUSY_YIELDERS; i++)
+		ys[i] = weft_spawn(busy_yielder, f);
+	if (!WT_CHECK_EQ(weft_spawn_opts(&sp, spinner, f, &o), 0))
+		return NULL;
+	b = weft_now();
+	f->sleep_rc = weft_sleep(5 * MS);
+	f->slept_ns = weft_now() - b;
+	f->driver_woke_on = weft_worker_index();
+	atomic_store(&f->driver_woke, 1);
+	WT_CHECK_EQ(weft_await(sp, NULL), 0);
+	weft_task_release(sp);
+	for (int i = 0; i < BUSY_YIELDERS; i++) {
+		WT_CHECK_EQ(weft_await(ys[i], NULL), 0);
+		weft_task_release(ys[i]);
+	}
+	return NULL;
+}
+
+static void *busy_fire_main(void *arg)
+{
+	weft_task *d = weft_spawn(busy_driver, arg);
+
+	WT_CHECK_EQ(weft_await(d, NULL), 0);
+	weft_task_release(d);
+	return NULL;
+}
+
+Test(timer, timer_of_a_stuck_worker_is_fired_by_a_busy_one,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct remote_fire f;
+
+	memset(&f, 0, sizeof(f));
+	f.spin_limit_ns = 2 * SEC;
+	wt_run(busy_fire_main, &f, 2);
+	cr_log_info("driver slept %.3f ms on worker %d, woke on %d",
+		    (double)f.slept_ns / 1e6, f.a, f.driver_woke_on);
+	cr_assert_eq(f.sleep_rc, 0);
+	cr_assert_geq(f.slept_ns, 5 * MS);
+	cr_assert_eq(f.spinner_on, f.a);
+	cr_assert(!f.spinner_timed_out,
+		  "the driver's 5 ms sleep did not end while worker %d was "
+		  "stuck for 2 s and the other one busy: nobody fired the "
+		  "stuck worker's wheel",
+		  f.a);
+	cr_assert_neq(f.driver_woke_on, f.a);
+}

@@ -36,14 +36,16 @@
  *               the lock; only the length is read without the lock)
  *   NOTIFIED(w) w->notified
  *   LQH(w), LQT(w)  w->lq.head, w->lq.tail
- *   with TIMERS: WHEEL_LOCK, TIMER_NEXT, KEEPER (0 = NULL, else w + 1),
+ *   with TIMERS: WHEEL_LOCK(wh) and NEXT(wh) (worker wh's wheel: its
+ *               lock and its next), KEEPER (0 = NULL, else w + 1),
  *               KEEPER_UNTIL
  * Not in mem[] (sequentially consistent):
  *   tok[w]      the worker's eventfd / MSG_RING wake: set by ring_wake,
  *               which is a system call (the kernel takes locks: a full
  *               barrier), consumed by a ring_wait that blocks. It stays
  *               pending until then (idle.c file comment).
- *   the timer wheel (timers.pml): read and written only under WHEEL_LOCK.
+ *   the timer wheels (timers.pml): each read and written only under its
+ *               WHEEL_LOCK.
  *
  * Steps are merged where tso.pml's rules (a)-(e) make that exact; each
  * merge says which rule.
@@ -64,11 +66,11 @@
 #define LQT(w) (5 + 2 * NW + (w))
 #define NA_IDLE (5 + 3 * NW)
 #ifdef TIMERS
-#define WHEEL_LOCK NA_IDLE
-#define TIMER_NEXT (NA_IDLE + 1)
-#define KEEPER (NA_IDLE + 2)
-#define KEEPER_UNTIL (NA_IDLE + 3)
-#define NA (NA_IDLE + 4)
+#define WHEEL_LOCK(wh) (NA_IDLE + (wh))
+#define NEXT(wh) (NA_IDLE + NW + (wh))
+#define KEEPER (NA_IDLE + 2 * NW)
+#define KEEPER_UNTIL (NA_IDLE + 2 * NW + 1)
+#define NA (NA_IDLE + 2 * NW + 2)
 #else
 #define NA NA_IDLE
 #endif
@@ -95,7 +97,7 @@ byte ran = 0;		/* tasks that have run to their end (ghost) */
  * differ only in dead values are one state. */
 #ifdef TIMERS
 #define RESET_TIMER_TMP d = 0; again = 0; k = 0; fired = 0; j = 0; tn = 0; \
-	polled = false;
+	m2 = 0; polled = false; fany = false;
 #else
 #define RESET_TIMER_TMP
 #endif
@@ -513,11 +515,11 @@ park_wait:
 	/* "Off the sleeper stack first" */
 	idle_unpark(w);
 #ifdef TIMERS
+	/* "Fire what is due (every wheel: this worker is idle) before
+	 * giving the keeper role up" */
+	timer_poll(w);
 	if
-	:: keep != 0 ->
-		/* "Fire what is due before giving the role up" */
-		timer_poll(w);
-		timer_unkeep(w)
+	:: keep != 0 -> timer_unkeep(w)
 	:: else
 	fi;
 	keep = 0;

@@ -1,15 +1,18 @@
 /*
  * The timer keeper (runtime/timer.c, file comment "Who fires, and no timer
  * is late because of a sleeping worker"; weft__timer_add, _keep, _unkeep,
- * _poll, _run; their use in runtime/idle.c weft__idle_park and
+ * _poll, wheel_run; their use in runtime/idle.c weft__idle_park and
  * runtime/worker.c idle_work) under x86-TSO, on top of the idle protocol
- * of sched.pml.
+ * of sched.pml. One timing wheel per worker (timers.pml): a task files
+ * its timer in the wheel of the worker it runs on; the keeper sleeps
+ * until the earliest next of every wheel and fires them all.
  *
  * Cast
  *   worker(0, 1)  the worker loop (sched.pml, worker.pml) with its timer
- *                 parts: idle_work's timer_poll before searching; in
- *                 idle_park, timer_keep before the sleep (the keeper sleeps
- *                 until keep) and timer_poll, timer_unkeep after it.
+ *                 parts: idle_work's timer_poll (every due wheel, its own
+ *                 first) before searching; in idle_park, timer_keep before
+ *                 the sleep (the keeper sleeps until keep), timer_poll
+ *                 after it, and the keeper's timer_unkeep.
  *   tasks         do what the scenario says (arm a timer: weft_sleep_until
  *                 -> weft__timer_add), then their own work, which may take
  *                 as long as it likes (busy[w]: the worker neither polls
@@ -32,14 +35,14 @@
  *                 whichever worker parks, racing with the arm (the
  *                 Dekker pair of timer_next against keeper/keeper_until).
  *   2 (earlier)   worker 1 is the keeper, asleep until 2 for timer 0 (due
- *                 at 2); worker 0 runs a task that arms timer 1 for time 1
- *                 (if the clock is still at 0): an earlier timer must reach
- *                 the keeper ("An insert whose expiration is earlier than
+ *                 at 2, in its own wheel); worker 0 runs a task that arms
+ *                 timer 1 for time 1 (if the clock is still at 0) in
+ *                 worker 0's wheel: an earlier timer must reach the keeper ("An insert whose expiration is earlier than
  *                 the keeper's wake-up time wakes the keeper"). Checked
  *                 until timer 1 has fired; what follows is scenario 3.
- *   3 (handover)  worker 1 is the keeper, asleep until 1 for timer 0;
- *                 timer 1 (due at 2) is pending; worker 0 sleeps without
- *                 timeout. The keeper wakes, fires timer 0, gives the role
+ *   3 (handover)  worker 1 is the keeper, asleep until 1 for timer 0 (its
+ *                 own wheel's); timer 1 (due at 2) is pending in the wheel
+ *                 of worker 0, which sleeps without timeout. The keeper wakes, fires timer 0, gives the role
  *                 up and may run timer 0's task for as long as it likes:
  *                 the role must pass to worker 0 ("A keeper that wakes
  *                 gives the role up; if timers are still pending it
@@ -47,8 +50,8 @@
  *                 queued wakes worker 0 as well).
  *   4 (rearm)     as 3, but timer 1 is armed by timer 0's task, while the
  *                 role is being handed over.
- *   5 (woken)     worker 1 is the keeper, asleep until 2 for timer 0;
- *                 worker 0 sleeps without timeout; a thread outside hands
+ *   5 (woken)     worker 1 is the keeper, asleep until 2 for timer 0, in
+ *                 the wheel of worker 0, which sleeps without timeout; a thread outside hands
  *                 worker 1 a pinned task (worker.c remote_push: the task
  *                 on w->remote, then a ring wake). The keeper wakes early,
  *                 gives the role up with timer 0 still pending and runs
@@ -71,6 +74,10 @@
  *                          does not wake the keeper. Must fail.
  *   -DINJ_NO_UNKEEP_NOTIFY bug injection (scenario 5): the keeper that
  *                          gives the role up does not notify. Must fail.
+ *   -DINJ_KEEPER_OWN_WHEEL bug injection (scenarios 1, 5): the keeper's
+ *                          claim, sleep and hand-over look at its own
+ *                          wheel's next only, not every wheel's. Must
+ *                          fail.
  */
 #define TIMERS
 #define NO_INJECT	/* every task here is queued by a worker */
@@ -151,6 +158,16 @@ inline run_task(w)
 	atomic { busy[w] = false; ran++; printf("t%d: task done\n", w) }
 }
 
+/* The earliest pending deadline of wheel wh, or NEVER. */
+#if NTM == 1
+#define WHEEL_EARLIEST(wh) (tpend[0] && twh[0] == (wh) -> tdl[0] : NEVER)
+#else
+#define WHEEL_EARLIEST(wh) \
+	(tpend[0] && twh[0] == (wh) && \
+	 (!(tpend[1] && twh[1] == (wh)) || tdl[0] <= tdl[1]) -> tdl[0] : \
+	 (tpend[1] && twh[1] == (wh) -> tdl[1] : NEVER))
+#endif
+
 /* The earliest pending deadline, or NEVER. */
 #if NTM == 1
 #define EARLIEST (tpend[0] -> tdl[0] : NEVER)
@@ -229,10 +246,11 @@ inline sleeping(w, u)
 }
 
 /* Timer i pending, due at d. */
-inline pending(i, d)
+inline pending(i, d, wh)
 {
 	tpend[i] = true;
 	tdl[i] = d;
+	twh[i] = wh;
 	decided = decided | (1 << i)
 }
 
@@ -241,7 +259,7 @@ init
 	byte i;
 
 	atomic {
-		printf("legend: t0, t1 = workers; [0] = idle_state (searching + 4 * unparked), [1] idle_lock, [2] sleepers (bit mask), [3] inject_lock, [4] inject_len, [5..] notified, lq heads, lq tails, then [%d] wheel lock, [%d] timer_next (%d = NEVER), [%d] keeper (worker + 1), [%d] keeper_until\n", WHEEL_LOCK, TIMER_NEXT, NEVER, KEEPER, KEEPER_UNTIL);
+		printf("legend: t0, t1 = workers; [0] = idle_state (searching + 4 * unparked), [1] idle_lock, [2] sleepers (bit mask), [3] inject_lock, [4] inject_len, [5..] notified, lq heads, lq tails, then [%d..] wheel locks, [%d..] wheels next (%d = NEVER), [%d] keeper (worker + 1), [%d] keeper_until\n", WHEEL_LOCK(0), NEXT(0), NEVER, KEEPER, KEEPER_UNTIL);
 		mem[KEEPER_UNTIL] = NEVER;
 #if SCEN == 1
 		/* both awake, a task queued on worker 0 */
@@ -254,7 +272,7 @@ init
 		/* worker 1 keeps timer 0 (due at 2); worker 0 awake with a
 		 * task queued */
 		mem[IDLE_STATE] = UNPARK_ONE;
-		pending(0, 2);
+		pending(0, 2, 1);
 		mem[LQT(0)] = 1;
 		created = 1;
 		run worker(0, false, 0);
@@ -263,7 +281,7 @@ init
 		/* worker 1 keeps timer 0 (due at 2), worker 0 sleeps; a
 		 * pinned task is about to be handed to worker 1 */
 		mem[IDLE_STATE] = 0;
-		pending(0, 2);
+		pending(0, 2, 0);
 		sleeping(0, 0);
 		sleeping(1, 2);
 		run pinner();
@@ -271,14 +289,15 @@ init
 		/* worker 1 keeps timer 0 (due at 1), worker 0 sleeps; in
 		 * scenario 3 timer 1 (due at 2) is pending already */
 		mem[IDLE_STATE] = 0;
-		pending(0, 1);
+		pending(0, 1, 1);
 #if SCEN == 3
-		pending(1, 2);
+		pending(1, 2, 0);
 #endif
 		sleeping(0, 0);
 		sleeping(1, 1);
 #endif
-		mem[TIMER_NEXT] = EARLIEST;
+		mem[NEXT(0)] = WHEEL_EARLIEST(0);
+		mem[NEXT(1)] = WHEEL_EARLIEST(1);
 		run clock();
 		run monitor();
 		run join();

@@ -1,9 +1,11 @@
 /*
  * The timer service's wake-up side (runtime/timer.c, file comment "Who
  * fires, and no timer is late because of a sleeping worker"), included by
- * sched.pml under -DTIMERS. The wheel itself (levels, slots) is reduced to
- * its meaning: which timers are pending and their deadlines, read and
- * written only under WHEEL_LOCK, so kept outside the store buffers.
+ * sched.pml under -DTIMERS. One wheel per worker: a task files its timer
+ * in the wheel of the worker it runs on. Each wheel is reduced to its
+ * meaning: which timers are pending in it and their deadlines, read and
+ * written only under its lock, WHEEL_LOCK(wh), so kept outside the store
+ * buffers; its earliest expiration is NEXT(wh), in mem[].
  *
  * Time is `now`, advanced by the clock process, one step at a time up to
  * MAXT; deadlines are 1..MAXT, NEVER stands for WEFT_NEVER.
@@ -11,58 +13,61 @@
 #define NEVER 15
 
 byte now = 0;
-bool tpend[NTM];	/* timer i is in the wheel */
+bool tpend[NTM];	/* timer i is in a wheel */
 byte tdl[NTM];		/* its deadline */
+byte twh[NTM];		/* the wheel it is in (its worker's) */
 byte until[NW];		/* a sleeping worker's timeout (0: none) */
 bool woke0 = false;	/* ghost: timer 0 fired, its task has not run yet */
 
-/* publish_next's value: the earliest pending deadline, or NEVER. */
-#define MIN_DL(r) \
+/* earliest(wh): the earliest deadline pending in wheel wh, or NEVER. */
+#define MIN_DL(r, wh) \
 	r = NEVER; \
 	j = 0; \
 	do \
 	:: j < NTM -> \
-		if :: tpend[j] && tdl[j] < r -> r = tdl[j] :: else fi; \
+		if :: tpend[j] && twh[j] == (wh) && tdl[j] < r -> r = tdl[j] :: else fi; \
 		j++ \
 	:: else -> break \
 	od; \
 	j = 0
 
-/* timer.c publish_next: timer_next = the earliest pending deadline (d),
- * a seq_cst store, under WHEEL_LOCK; then the unlock, which finds the
- * buffer empty (tso.pml rule b). */
-inline publish_next_unlock(t)
+/* timer.c: wheel->next = earliest(wheel) (d), a seq_cst store, under
+ * its lock; then the unlock, which finds the buffer empty (tso.pml rule
+ * b). (add stores only when the value moved earlier, wheel_run only when
+ * it changed: storing the same value again changes nothing.) */
+inline publish_next_unlock(t, wh)
 {
 	atomic {
-		BUF_EMPTY(t) && X_FREE(t, TIMER_NEXT) ->
-		MIN_DL(d);
-		mem[TIMER_NEXT] = d;
-		S_PST(t, WHEEL_LOCK, 0);
-		printf("t%d: seq_cst store timer_next [%d] = %d, unlock\n", t,
-		       TIMER_NEXT, d)
+		BUF_EMPTY(t) && X_FREE(t, NEXT(wh)) ->
+		MIN_DL(d, wh);
+		mem[NEXT(wh)] = d;
+		S_PST(t, WHEEL_LOCK(wh), 0);
+		printf("t%d: seq_cst store next of wheel %d [%d] = %d, unlock\n",
+		       t, wh, NEXT(wh), d)
 	}
 }
 
-/* timer.c weft__timer_add(rt, tm, task, deadline), by a task on worker t:
- * link the node and publish timer_next under the lock; then, if the
- * earliest expiration moved earlier, wake the keeper if it sleeps longer,
- * or with no keeper notify the idle protocol. */
+/* timer.c weft__timer_add(rt, tm, task, deadline), by a task on worker t,
+ * in t's wheel: link the node and publish its next under the lock; then,
+ * if the wheel's earliest expiration moved earlier, wake the keeper if it
+ * sleeps longer, or with no keeper notify the idle protocol. */
 inline timer_add(t, i, dl)
 {
-	/* lock; link_node; state = PENDING; before = timer_next (relaxed:
-	 * only written under the lock; rule d) */
+	/* lock; link_node; state = PENDING; before = next (relaxed: only
+	 * written under the lock; rule d) */
 	atomic {
-		LOCK_LOAD(t, WHEEL_LOCK, TIMER_NEXT, r);
+		LOCK_LOAD(t, WHEEL_LOCK(t), NEXT(t), r);
 		tpend[i] = true;
 		tdl[i] = dl;
-		printf("t%d: timer %d armed for %d\n", t, i, dl)
+		twh[i] = t;
+		printf("t%d: timer %d armed for %d in wheel %d\n", t, i, dl, t)
 	};
-	publish_next_unlock(t);	/* after = d */
+	publish_next_unlock(t, t);	/* after = d */
 	if
 	:: d >= r -> skip	/* "nobody waits for a later time than before" */
 	:: else ->
-		/* "The seq_cst store of timer_next (publish_next) comes
-		 * before these seq_cst loads" */
+		/* "The seq_cst store of next comes before these seq_cst
+		 * loads" */
 		SC_LOAD(t, KEEPER, k);
 		if
 		:: k != 0 ->
@@ -78,22 +83,22 @@ inline timer_add(t, i, dl)
 	fi
 }
 
-/* timer.c weft__timer_run(rt, tn): fire every pending timer due at tn
- * under the lock, publish timer_next, then wake each timer's task
- * (weft__task_wake_back: the task is parked, so the waker's CAS on its
- * park, an RMW, then weft__worker_schedule(w, t, true): the back of w's own
- * queue, no notify) and notify once. */
-inline timer_run(t)
+/* timer.c wheel_run(rt, wheel wh, tn), by worker t: fire every pending
+ * timer of wh due at tn under its lock (one batch: batches split only
+ * the work, each under the lock as this), publish its next, then wake
+ * each timer's task (weft__task_wake_back: the task is parked, so the
+ * waker's CAS on its park, an RMW, then weft__worker_schedule(w, t,
+ * true): the back of w's own queue, no notify) and notify once. */
+inline wheel_run(t, wh)
 {
-	/* the lock, and what is done under it with the wheel (rule d) */
 	atomic {
-		LOCK(t, WHEEL_LOCK);
+		LOCK(t, WHEEL_LOCK(wh));
 		fired = 0;
 		j = 0;
 		do
 		:: j < NTM ->
 			if
-			:: tpend[j] && tdl[j] <= tn ->
+			:: tpend[j] && twh[j] == (wh) && tdl[j] <= tn ->
 				/* its task counts as runnable from here */
 				tpend[j] = false; fired++; created++;
 #ifdef TRACK_WOKE0
@@ -107,7 +112,7 @@ inline timer_run(t)
 		od;
 		j = 0
 	};
-	publish_next_unlock(t);
+	publish_next_unlock(t, wh);
 	j = fired;
 	do
 	:: j > 0 ->
@@ -124,52 +129,84 @@ inline timer_run(t)
 	:: else -> break
 	od;
 	if
-	:: fired > 0 -> idle_notify(t, false)
+	:: fired > 0 -> idle_notify(t, false); fany = true
 	:: else
 	fi
 }
 
-/* timer.c weft__timer_poll: a relaxed load of timer_next, then the clock
- * only if a timer is pending. Sets fired. */
-inline timer_poll(t)
+/* timer.c weft__timer_poll(w, false) (an idle worker: every due wheel,
+ * its own first): for each wheel a relaxed load of its next, then the
+ * clock only if a timer is pending. Sets fired (polled: some fired). */
+inline poll_wheel(t, wh)
 {
-	fired = 0;
-	/* the load, and the clock read with it: the clock is read only if
-	 * timer_next is not NEVER, and reading it at the same instant rather
-	 * than a moment later only leaves out polls that find a timer due
-	 * and then, in timer_run under the lock, find it fired already */
+	/* the load, and the clock read with it: reading the clock at the
+	 * same instant rather than a moment later only leaves out polls
+	 * that find a timer due and then, under the lock, find it fired
+	 * already */
 	d_step {
-		VIEW(t, TIMER_NEXT, r);	/* relaxed */
+		VIEW(t, NEXT(wh), r);	/* relaxed */
 		tn = now;	/* weft_now() */
-		printf("t%d: load timer_next [%d] = %d, now = %d\n", t,
-		       TIMER_NEXT, r, tn)
+		printf("t%d: load next of wheel %d [%d] = %d, now = %d\n", t,
+		       wh, NEXT(wh), r, tn)
 	};
 	if
 	:: r == NEVER || r > tn -> tn = 0
-	:: else -> timer_run(t)
+	:: else -> wheel_run(t, wh)
 	fi
 }
 
+inline timer_poll(t)
+{
+	fany = false;
+	poll_wheel(t, t);
+	poll_wheel(t, 1 - t);
+	fired = (fany -> 1 : 0);
+	fany = false
+}
+
+/* The earliest next of all wheels (NW == 2), seq_cst loads: the keeper's
+ * side of the Dekker pairs. */
+inline all_next(w, x)
+{
+#ifdef INJ_KEEPER_OWN_WHEEL
+	SC_LOAD(w, NEXT(w), x)
+#else
+	SC_LOAD(w, NEXT(0), x);
+	SC_LOAD(w, NEXT(1), m2);
+	if :: m2 < x -> x = m2 :: else fi;
+	m2 = 0
+#endif
+}
+
 /* timer.c weft__timer_keep(w): claim the keeper role if a timer is
- * pending and nobody holds it; then publish how long we sleep
- * (keeper_until) and re-read timer_next until they agree. Sets keep (0:
- * not the keeper, or nothing pending). */
+ * pending in any wheel and nobody holds it; then publish how long we
+ * sleep (keeper_until) and re-read every wheel's next until they agree.
+ * Sets keep (0: not the keeper; NEVER: the keeper, all wheels emptied
+ * meanwhile, asleep without timeout). */
 inline timer_keep(w)
 {
 	keep = 0;
-	/* relaxed pre-check: right after idle_park's seq_cst fetch_sub */
-	LOAD(w, TIMER_NEXT, r);
+	/* weft__timer_pending(): relaxed, right after idle_park's seq_cst
+	 * fetch_sub and fence */
+#ifdef INJ_KEEPER_OWN_WHEEL
+	LOAD(w, NEXT(w), r);
+	m2 = NEVER;
+#else
+	LOAD(w, NEXT(0), r);
+	LOAD(w, NEXT(1), m2);
+#endif
 	if
-	:: r == NEVER -> skip
+	:: r == NEVER && m2 == NEVER -> m2 = 0; r = 0
 	:: else ->
+		m2 = 0; r = 0;
 		k = 0;
 		CAS(w, KEEPER, k, w + 1, ok);	/* seq_cst */
 		if
 		:: ok ->
-			SC_LOAD(w, TIMER_NEXT, d);
+			all_next(w, d);
 			do
 			:: SC_STORE(w, KEEPER_UNTIL, d);
-				SC_LOAD(w, TIMER_NEXT, again);
+				all_next(w, again);
 				if
 				:: again >= d -> break
 				:: else -> d = again
@@ -181,7 +218,7 @@ inline timer_keep(w)
 	fi
 }
 
-/* timer.c weft__timer_unkeep(w) */
+/* timer.c weft__timer_unkeep(w), for the keeper */
 inline timer_unkeep(w)
 {
 	STORE(w, KEEPER_UNTIL, NEVER);	/* relaxed */
@@ -189,7 +226,7 @@ inline timer_unkeep(w)
 	/* "Timers still pending: make sure someone holds the role while we
 	 * may be running tasks"; the notify is fenced (pairs with the
 	 * parking searcher's RMW + fence in idle_park) */
-	SC_LOAD(w, TIMER_NEXT, r);
+	all_next(w, r);
 	if
 #ifndef INJ_NO_UNKEEP_NOTIFY
 	:: r != NEVER -> idle_notify(w, true)

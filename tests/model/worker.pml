@@ -13,8 +13,8 @@ proctype worker(byte w; bool asleep0; byte keep0)
 	bool searching = false, got, more, last, ok;
 	byte s, m, v, old, r, h, tl, n, i, take, round;
 #ifdef TIMERS
-	byte keep, d, again, k, fired, j, tn;
-	bool polled;
+	byte keep, d, again, k, fired, j, tn, m2;
+	bool polled, fany;
 #endif
 
 	if
