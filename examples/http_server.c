@@ -24,7 +24,7 @@
  *   - "Connection: close" (or HTTP/1.0 without "Connection: keep-alive")
  *     closes after the answer; HEAD gets the headers only.
  * GET /metrics answers with the runtime's metrics (weft_metrics()) in
- * Prometheus' text format (docs/metrics-and-stalls.md); every other
+ * Prometheus' text format (docs/debugging.md); every other
  * target gets "Hello, World!".
  * Deadlines, each a deadline scope around the calls it bounds, so that no
  * client can hold a connection and its memory for long:

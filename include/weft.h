@@ -151,7 +151,7 @@ struct weft_config {
 	 * SIGILL, SIGFPE, SIGPIPE, SIGURG (the runtime's own), SIGINT and
 	 * SIGTERM with WEFT_RUN_STOP_ON_SIGNALS. docs/debugging.md. */
 	int dump_signal;
-	/* Stall reports (docs/metrics-and-stalls.md): a task that runs this
+	/* Stall reports (docs/debugging.md): a task that runs this
 	 * many milliseconds without suspending is reported once on stderr,
 	 * with its name, worker, backtrace and the tasks queued behind it
 	 * (one blocked in a system call: without name and backtrace, and
