@@ -103,6 +103,65 @@ Test(timer, sleep_and_scopes_outside_a_task_return_eperm_or_never)
 	cr_assert_eq(weft_deadline(), WEFT_NEVER);
 }
 
+/*
+ * The same from a blocking-pool thread (fn of weft_run_blocking): it runs
+ * for a task of the runtime but is no worker, so it has no wheel to file a
+ * timer in (weft__timer_add() uses the calling worker's). The calls must
+ * refuse or do nothing, never reach a wheel, and never see the calling
+ * task's deadline scope.
+ */
+struct pool_time {
+	int sleep_rc, sleep_ms_rc, until_rc, zero_rc;
+	uint64_t slept_ns, begin, deadline_begin, deadline_in, deadline_after;
+};
+
+static void *pool_time_fn(void *arg)
+{
+	struct pool_time *p = arg;
+	uint64_t t0 = wt_now_ns();
+
+	p->sleep_rc = weft_sleep(10 * SEC);
+	p->sleep_ms_rc = weft_sleep_ms(10000);
+	p->until_rc = weft_sleep_until(wt_now_ns() + 10 * SEC);
+	p->zero_rc = weft_sleep(0);
+	p->slept_ns = wt_now_ns() - t0;
+	p->deadline_in = weft_deadline();
+	p->begin = weft_timeout_begin(MS);
+	p->deadline_begin = weft_deadline_begin(wt_now_ns());
+	weft_timeout_end(12345); /* does nothing */
+	p->deadline_after = weft_deadline();
+	return NULL;
+}
+
+static void *pool_time_main(void *arg)
+{
+	struct pool_time *p = arg;
+	uint64_t saved = weft_timeout_begin(60 * SEC);
+
+	WT_CHECK_EQ(weft_run_blocking(pool_time_fn, p, NULL), 0);
+	weft_timeout_end(saved);
+	return NULL;
+}
+
+Test(timer, sleep_and_scopes_on_a_blocking_pool_thread_return_eperm_or_never,
+     .timeout = WT_TIMEOUT(20))
+{
+	struct pool_time p;
+
+	memset(&p, 0, sizeof(p));
+	wt_run(pool_time_main, &p, 2);
+	cr_assert_eq(p.sleep_rc, -EPERM);
+	cr_assert_eq(p.sleep_ms_rc, -EPERM);
+	cr_assert_eq(p.until_rc, -EPERM);
+	cr_assert_eq(p.zero_rc, -EPERM);
+	cr_assert_lt(p.slept_ns, 5 * SEC, "an -EPERM sleep slept");
+	cr_assert_eq(p.deadline_in, WEFT_NEVER,
+		     "the pool thread saw the calling task's scope");
+	cr_assert_eq(p.begin, WEFT_NEVER);
+	cr_assert_eq(p.deadline_begin, WEFT_NEVER);
+	cr_assert_eq(p.deadline_after, WEFT_NEVER);
+}
+
 /* ---- wake order ----------------------------------------------------------- */
 
 #define ORDER_N 8
