@@ -263,14 +263,15 @@ void weft__idle_park(struct weft__worker *w)
 	/* A hint for the count: idle_unpark() reads it properly. */
 	weft__metrics_park_end(w, atomic_load_explicit(&w->notified,
 						       memory_order_relaxed));
-	/* Off the sleeper stack first: firing timers and handing the
-	 * keeper role over both notify, and a notify must not pick us. */
+	/* Off the sleeper stack first: firing timers notifies, and a notify
+	 * must not pick us. */
 	idle_unpark(w);
-	/* Fire what is due (every wheel: this worker is idle) before
-	 * giving the keeper role up, so that the hand-over in unkeep() only
-	 * happens for later timers. */
+	/* Fire what is due (every wheel: this worker is idle). A keeper
+	 * keeps its role: it gives it up when it is about to run a task
+	 * (worker.c), not at every wake-up, which handed the role to a
+	 * second worker (a notify and its wake-up) at each watch timeout
+	 * while timers were pending. */
 	weft__timer_poll(w, false);
-	weft__timer_unkeep(w);
 }
 
 /* Leaving the sleeper stack after a wait, whoever woke us. */

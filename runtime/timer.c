@@ -91,9 +91,15 @@
  *   inserter of that wheel races with it; a firer's or a canceller's
  *   store of next only makes it later, which can wake someone early,
  *   never late.
- *   A keeper that wakes gives the role up; if timers are still pending in
- *   any wheel it notifies so that a sleeper takes the role over, in case
- *   it is about to run a long task.
+ *   A keeper that wakes keeps the role while it idles (fires what is due,
+ *   searches) and parks again: its next weft__timer_keep() publishes
+ *   keeper_until afresh (the same store-then-load-every-next as a claim;
+ *   an inserter that saw the stale value wakes it, or is seen by it). It
+ *   gives the role up only when it is about to run a task (worker.c),
+ *   which may be long: then, if timers are still pending in any wheel, it
+ *   notifies so that a sleeper takes the role over. (Giving it up at each
+ *   wake-up handed it to a second worker, a notify and its wake-up, at
+ *   every watch timeout while a timer was pending: about 70 a second.)
  */
 #include <errno.h>
 #include <time.h>
@@ -522,11 +528,18 @@ uint64_t weft__timer_keep(struct weft__worker *w)
 	struct weft__worker *none = NULL;
 	uint64_t d, again;
 
-	if (!weft__timer_pending(rt) ||
-	    !atomic_compare_exchange_strong_explicit(&rt->keeper, &none, w,
-						     memory_order_seq_cst,
-						     memory_order_relaxed))
-		return 0;
+	/* Still the keeper from an earlier park (it found no task to run
+	 * since): its keeper_until is stale, so it is published afresh
+	 * below whatever is pending (NEVER if nothing: an insert then wakes
+	 * us). Otherwise claim the role if a timer is pending. */
+	if (!w->keeping) {
+		if (!weft__timer_pending(rt) ||
+		    !atomic_compare_exchange_strong_explicit(
+			    &rt->keeper, &none, w, memory_order_seq_cst,
+			    memory_order_relaxed))
+			return 0;
+		w->keeping = true;
+	}
 	d = all_next(rt);
 	for (;;) {
 		atomic_store_explicit(&rt->keeper_until, d,
@@ -546,8 +559,9 @@ void weft__timer_unkeep(struct weft__worker *w)
 	struct weft_runtime *rt = w->rt;
 
 	/* Only w stores w into keeper, and only w takes it out. */
-	if (atomic_load_explicit(&rt->keeper, memory_order_relaxed) != w)
+	if (!w->keeping)
 		return;
+	w->keeping = false;
 	atomic_store_explicit(&rt->keeper_until, WEFT_NEVER,
 			      memory_order_relaxed);
 	atomic_store_explicit(&rt->keeper, NULL, memory_order_seq_cst);

@@ -860,6 +860,12 @@ void weft__worker_loop(struct weft__worker *w)
 #endif
 			continue;
 		}
+		/* The timer keeper keeps its role while it idles and parks
+		 * again; it gives it up (and hands it on, timers pending)
+		 * only now that it runs a task, which may be long (timer.c,
+		 * "the keeper role"). */
+		if (weft__unlikely(w->keeping))
+			weft__timer_unkeep(w);
 		if (!prepare(w, t))
 			continue;
 		w->prev = NULL;

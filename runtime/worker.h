@@ -120,6 +120,10 @@ struct weft__worker {
 	uint32_t rng;
 	/* Whether this worker counts in the runtime's searching number. */
 	bool searching;
+	/* Whether this worker holds the timer keeper role (rt->keeper == w):
+	 * from a park's weft__timer_keep() until it is about to run a task
+	 * (weft__timer_unkeep(), timer.c). Owner only. */
+	bool keeping;
 	/* Hazard mode (WEFT_DEBUG_MIGRATE=1 in the environment): every
 	 * yield goes through the inject queue, so tasks change worker as
 	 * often as the scheduler allows. Makes migration bugs (a cached

@@ -2493,3 +2493,83 @@ Test(timer, timer_of_a_stuck_worker_is_fired_by_a_busy_one,
 		  f.a);
 	cr_assert_neq(f.driver_woke_on, f.a);
 }
+
+/*
+ * The keeper role is not handed to a second worker at every wake-up of
+ * the keeper. With one worker busy (so a sleeper holds the next-slot
+ * watcher role and wakes every 0.1 to 10 ms) and one timer pending far
+ * out, the watcher is also the keeper. It used to give the role up at
+ * each wake-up and, a timer being pending, notify: a second worker woke
+ * and took the role over, about 70 notify wake-ups a second on a runtime
+ * with nothing to do but one computing task. The keeper now keeps its
+ * role until it is about to run a task (worker.c, timer.c). Counted by
+ * weft_metrics' `wakes` (sleeps ended by a notify) over one second of a
+ * computing task: a few, not dozens.
+ */
+struct keep_churn {
+	int metrics_rc;
+	uint64_t wakes, parks;
+};
+
+static void *keep_churn_sleeper(void *arg)
+{
+	(void)arg;
+	return (void *)(intptr_t)weft_sleep(60 * SEC);
+}
+
+static void *keep_churn_spinner(void *arg)
+{
+	uint64_t t0 = wt_now_ns();
+
+	(void)arg;
+	while (wt_now_ns() - t0 < SEC)
+		;
+	return NULL;
+}
+
+static void *keep_churn_main(void *arg)
+{
+	struct keep_churn *k = arg;
+	struct weft_metrics m0 = { .size = sizeof(m0) },
+			    m1 = { .size = sizeof(m1) };
+	weft_task *s, *sp;
+
+	s = weft_spawn(keep_churn_sleeper, NULL);
+	if (!WT_CHECK(s != NULL))
+		return NULL;
+	/* Everyone else parks; one of them keeps the 60 s timer. */
+	WT_CHECK_EQ(weft_sleep(20 * MS), 0);
+	k->metrics_rc = weft_metrics(NULL, &m0);
+	sp = weft_spawn(keep_churn_spinner, NULL);
+	if (WT_CHECK(sp != NULL)) {
+		WT_CHECK_EQ(weft_await(sp, NULL), 0);
+		weft_task_release(sp);
+	}
+	if (!k->metrics_rc)
+		k->metrics_rc = weft_metrics(NULL, &m1);
+	k->wakes = m1.wakes - m0.wakes;
+	k->parks = m1.parks - m0.parks;
+	WT_CHECK_EQ(weft_cancel(s), 0);
+	WT_CHECK_EQ(weft_await(s, NULL), -ECANCELED);
+	weft_task_release(s);
+	return NULL;
+}
+
+Test(timer, a_pending_timer_does_not_make_idle_workers_wake_each_other,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct keep_churn k;
+
+	memset(&k, 0, sizeof(k));
+	wt_run(keep_churn_main, &k, 4);
+	if (k.metrics_rc == -ENOTSUP)
+		cr_skip("weft built with WEFT_METRICS=OFF");
+	cr_assert_eq(k.metrics_rc, 0);
+	cr_log_info("one second of a computing task, a timer pending: %llu "
+		    "parks, %llu ended by a notify",
+		    (unsigned long long)k.parks, (unsigned long long)k.wakes);
+	cr_assert_lt(k.wakes, 20,
+		     "%llu sleeps ended by a notify in one second with "
+		     "nothing to do: the keeper role went to and fro",
+		     (unsigned long long)k.wakes);
+}

@@ -515,13 +515,10 @@ park_wait:
 	/* "Off the sleeper stack first" */
 	idle_unpark(w);
 #ifdef TIMERS
-	/* "Fire what is due (every wheel: this worker is idle) before
-	 * giving the keeper role up" */
+	/* "Fire what is due (every wheel: this worker is idle). A keeper
+	 * keeps its role": it gives it up in the worker loop, before it
+	 * runs a task (worker.pml) */
 	timer_poll(w);
-	if
-	:: keep != 0 -> timer_unkeep(w)
-	:: else
-	fi;
 	keep = 0;
 #endif
 }

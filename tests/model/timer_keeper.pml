@@ -11,8 +11,10 @@
  *   worker(0, 1)  the worker loop (sched.pml, worker.pml) with its timer
  *                 parts: idle_work's timer_poll (every due wheel, its own
  *                 first) before searching; in idle_park, timer_keep before
- *                 the sleep (the keeper sleeps until keep), timer_poll
- *                 after it, and the keeper's timer_unkeep.
+ *                 the sleep (the keeper sleeps until keep; a worker still
+ *                 the keeper from its last park publishes keeper_until
+ *                 afresh) and timer_poll after it; the keeper's
+ *                 timer_unkeep in the worker loop, before it runs a task.
  *   tasks         do what the scenario says (arm a timer: weft_sleep_until
  *                 -> weft__timer_add), then their own work, which may take
  *                 as long as it likes (busy[w]: the worker neither polls
@@ -42,20 +44,23 @@
  *                 until timer 1 has fired; what follows is scenario 3.
  *   3 (handover)  worker 1 is the keeper, asleep until 1 for timer 0 (its
  *                 own wheel's); timer 1 (due at 2) is pending in the wheel
- *                 of worker 0, which sleeps without timeout. The keeper wakes, fires timer 0, gives the role
- *                 up and may run timer 0's task for as long as it likes:
- *                 the role must pass to worker 0 ("A keeper that wakes
- *                 gives the role up; if timers are still pending it
- *                 notifies"; here timer_run's notify for the task it
- *                 queued wakes worker 0 as well).
+ *                 of worker 0, which sleeps without timeout. The keeper
+ *                 wakes, fires timer 0, gives the role up before it runs
+ *                 timer 0's task, and may run it for as long as it likes:
+ *                 the role must pass to worker 0 ("It gives the role up
+ *                 only when it is about to run a task: then, if timers
+ *                 are still pending in any wheel, it notifies"; here
+ *                 timer_run's notify for the task it queued wakes worker
+ *                 0 as well).
  *   4 (rearm)     as 3, but timer 1 is armed by timer 0's task, while the
  *                 role is being handed over.
  *   5 (woken)     worker 1 is the keeper, asleep until 2 for timer 0, in
  *                 the wheel of worker 0, which sleeps without timeout; a thread outside hands
  *                 worker 1 a pinned task (worker.c remote_push: the task
  *                 on w->remote, then a ring wake). The keeper wakes early,
- *                 gives the role up with timer 0 still pending and runs
- *                 the task for as long as it likes: only timer_unkeep's
+ *                 gives the role up (before it runs the task) with timer
+ *                 0 still pending and runs the task for as long as it
+ *                 likes: only timer_unkeep's
  *                 notify gets worker 0 to take the role ("in case it is
  *                 about to run a long task").
  *
@@ -78,6 +83,15 @@
  *                          claim, sleep and hand-over look at its own
  *                          wheel's next only, not every wheel's. Must
  *                          fail.
+ *   -DINJ_KEEP_WHILE_RUNNING bug injection (scenario 5): the keeper runs
+ *                          a task without giving the role up (no
+ *                          timer_unkeep in the worker loop): the timer
+ *                          waits for the task. Must fail.
+ *   -DINJ_NO_REFRESH       bug injection (scenario 2): a worker still the
+ *                          keeper from its last park (woken by the earlier
+ *                          timer's insert, nothing to run) parks again
+ *                          without publishing keeper_until afresh, asleep
+ *                          without timeout. Must fail.
  */
 #define TIMERS
 #define NO_INJECT	/* every task here is queued by a worker */

@@ -179,48 +179,64 @@ inline all_next(w, x)
 }
 
 /* timer.c weft__timer_keep(w): claim the keeper role if a timer is
- * pending in any wheel and nobody holds it; then publish how long we
- * sleep (keeper_until) and re-read every wheel's next until they agree.
- * Sets keep (0: not the keeper; NEVER: the keeper, all wheels emptied
- * meanwhile, asleep without timeout). */
+ * pending in any wheel and nobody holds it, or, still the keeper from an
+ * earlier park (keeping), keep it; then publish how long we sleep
+ * (keeper_until) and re-read every wheel's next until they agree. Sets
+ * keep (0: not the keeper; NEVER: the keeper, all wheels empty, asleep
+ * without timeout). */
 inline timer_keep(w)
 {
 	keep = 0;
-	/* weft__timer_pending(): relaxed, right after idle_park's seq_cst
-	 * fetch_sub and fence */
-#ifdef INJ_KEEPER_OWN_WHEEL
-	LOAD(w, NEXT(w), r);
-	m2 = NEVER;
-#else
-	LOAD(w, NEXT(0), r);
-	LOAD(w, NEXT(1), m2);
-#endif
+	ok = false;
 	if
-	:: r == NEVER && m2 == NEVER -> m2 = 0; r = 0
+	:: keeping ->
+#ifndef INJ_NO_REFRESH
+		ok = true	/* "published afresh ... whatever is pending" */
+#else
+		skip	/* bug injection: asleep on the stale keeper_until */
+#endif
 	:: else ->
-		m2 = 0; r = 0;
-		k = 0;
-		CAS(w, KEEPER, k, w + 1, ok);	/* seq_cst */
+		/* weft__timer_pending(): relaxed, right after idle_park's
+		 * seq_cst fetch_sub and fence */
+#ifdef INJ_KEEPER_OWN_WHEEL
+		LOAD(w, NEXT(w), r);
+		m2 = NEVER;
+#else
+		LOAD(w, NEXT(0), r);
+		LOAD(w, NEXT(1), m2);
+#endif
 		if
-		:: ok ->
-			all_next(w, d);
-			do
-			:: SC_STORE(w, KEEPER_UNTIL, d);
-				all_next(w, again);
-				if
-				:: again >= d -> break
-				:: else -> d = again
-				fi
-			od;
-			keep = d
-		:: else
+		:: r == NEVER && m2 == NEVER -> m2 = 0; r = 0
+		:: else ->
+			m2 = 0; r = 0;
+			k = 0;
+			CAS(w, KEEPER, k, w + 1, ok);	/* seq_cst */
+			if :: ok -> keeping = true :: else fi;
+			k = 0
 		fi
+	fi;
+	if
+	:: ok ->
+		all_next(w, d);
+		do
+		:: SC_STORE(w, KEEPER_UNTIL, d);
+			all_next(w, again);
+			if
+			:: again >= d -> break
+			:: else -> d = again
+			fi
+		od;
+		keep = d;
+		d = 0; again = 0; ok = false
+	:: else
 	fi
 }
 
-/* timer.c weft__timer_unkeep(w), for the keeper */
+/* timer.c weft__timer_unkeep(w), for the keeper about to run a task
+ * (worker.c weft__worker_loop) */
 inline timer_unkeep(w)
 {
+	keeping = false;
 	STORE(w, KEEPER_UNTIL, NEVER);	/* relaxed */
 	SC_STORE(w, KEEPER, 0);
 	/* "Timers still pending: make sure someone holds the role while we

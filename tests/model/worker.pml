@@ -15,12 +15,14 @@ proctype worker(byte w; bool asleep0; byte keep0)
 #ifdef TIMERS
 	byte keep, d, again, k, fired, j, tn, m2;
 	bool polled, fany;
+	bool keeping = false;	/* w->keeping: w holds the keeper role */
 #endif
 
 	if
 	:: asleep0 ->
 #ifdef TIMERS
 		keep = keep0;
+		keeping = keep0 != 0;
 #endif
 		goto park_wait
 	:: else
@@ -54,7 +56,19 @@ pick:
 		if :: got && searching -> stop_search(w) :: else fi;
 		if
 		:: !got -> idle_park(w)
-		:: else -> run_task(w)
+		:: else ->
+#ifdef TIMERS
+			/* "The timer keeper keeps its role while it idles and
+			 * parks again; it gives it up ... only now that it
+			 * runs a task" */
+			if
+#ifndef INJ_KEEP_WHILE_RUNNING
+			:: keeping -> timer_unkeep(w)
+#endif
+			:: else
+			fi;
+#endif
+			run_task(w)
 		fi
 	od
 }
