@@ -54,7 +54,7 @@ enum weft__debug_wait_kind {
 	WEFT__W_CHAN_SEND,     /* obj: the channel */
 	WEFT__W_CHAN_RECV,     /* obj: the channel */
 	WEFT__W_CHAN_JOIN,     /* obj: the channel */
-	WEFT__W_SELECT,        /* arg: number of cases */
+	WEFT__W_SELECT,        /* arg: its descriptor cases (0: none) */
 	WEFT__W_LOCK,          /* obj: the lock */
 	WEFT__W_SEM,           /* obj: the semaphore */
 	WEFT__W_COND,          /* obj: the condition */

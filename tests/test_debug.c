@@ -608,6 +608,112 @@ Test(debug, dump_says_deadlock_only_when_every_task_waits_on_another,
 	wt_assert_no_failures();
 }
 
+/* ---- select's wait ---------------------------------------------------------
+ * WEFT_WAIT_SELECT's arg is the number of descriptor cases (weft.h): a
+ * select on channels alone has 0, and is one only a task (or a thread) can
+ * end, which the deadlock hint counts on. */
+
+struct sel_scene {
+	weft_chan *ch;
+	int fd;
+};
+
+void *dbg_chan_chooser(void *arg)
+{
+	struct sel_scene *s = arg;
+	struct weft_sel c[2] = {
+		{ .chan = s->ch, .op = WEFT_SEL_RECV },
+		{ .chan = s->ch, .op = WEFT_SEL_RECV },
+	};
+
+	weft_select(c, 2, WEFT_NEVER);
+	return NULL;
+}
+
+void *dbg_fd_chooser(void *arg)
+{
+	struct sel_scene *s = arg;
+	struct weft_sel c[3] = {
+		{ .chan = s->ch, .op = WEFT_SEL_RECV },
+		{ .op = WEFT_SEL_READABLE, .fd = s->fd },
+		{ .chan = s->ch, .op = WEFT_SEL_RECV },
+	};
+
+	weft_select(c, 3, WEFT_NEVER);
+	return NULL;
+}
+
+struct sel_seen {
+	int64_t chan_arg, fd_arg;
+	int chan_wait, fd_wait;
+};
+
+static int sel_visit(const struct weft_task_info *i, void *arg)
+{
+	struct sel_seen *v = arg;
+
+	if (!strcmp(i->name, "chan-chooser")) {
+		v->chan_wait = i->wait;
+		v->chan_arg = i->wait_arg;
+	} else if (!strcmp(i->name, "fd-chooser")) {
+		v->fd_wait = i->wait;
+		v->fd_arg = i->wait_arg;
+	}
+	return 0;
+}
+
+static char sel_text[32768];
+static struct sel_seen sel_seen;
+
+static void *sel_main(void *arg)
+{
+	struct sel_scene s;
+	weft_task *t[2];
+	int sv[2], i;
+	char *d;
+
+	(void)arg;
+	WT_CHECK_EQ(weft_chan_create(&s.ch, 0), 0);
+	WT_CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	s.fd = sv[0];
+	t[0] = spawn_named("chan-chooser", dbg_chan_chooser, &s);
+	t[1] = spawn_named("fd-chooser", dbg_fd_chooser, &s);
+	WT_CHECK_EQ(wait_parked(2), 2);
+	memset(&sel_seen, 0, sizeof(sel_seen));
+	WT_CHECK_EQ(weft_tasks_foreach(NULL, sel_visit, &sel_seen), 0);
+	d = dump_string(NULL);
+	snprintf(sel_text, sizeof(sel_text), "%s", d ? d : "");
+	free(d);
+	WT_CHECK_EQ(weft_chan_close(s.ch), 0);
+	for (i = 0; i < 2; i++) {
+		weft_await(t[i], NULL);
+		weft_task_release(t[i]);
+	}
+	weft_chan_destroy(s.ch);
+	close(sv[0]);
+	close(sv[1]);
+	return NULL;
+}
+
+Test(debug, select_wait_counts_its_descriptor_cases,
+     .timeout = WT_TIMEOUT(30))
+{
+	char e[4096];
+
+	wt_run(sel_main, NULL, 2);
+	cr_assert_eq(sel_seen.chan_wait, WEFT_WAIT_SELECT);
+	cr_assert_eq(sel_seen.chan_arg, 0);
+	cr_assert_eq(sel_seen.fd_wait, WEFT_WAIT_SELECT);
+	cr_assert_eq(sel_seen.fd_arg, 1);
+	cr_assert(dump_entry(sel_text, "chan-chooser", e, sizeof(e)), "%s",
+		  sel_text);
+	cr_assert(strstr(e, "[select, "), "%s", e);
+	cr_assert(dump_entry(sel_text, "fd-chooser", e, sizeof(e)), "%s",
+		  sel_text);
+	cr_assert(strstr(e, "[select (with fds), "), "%s", e);
+	wt_assert_no_failures();
+}
+
 /* ---- the dump signal ------------------------------------------------------ */
 
 static char sig_path[] = "/tmp/weft-dump-XXXXXX";
