@@ -149,7 +149,8 @@ struct weft_config {
 	 * disposition is restored when the runtime stops. -EINVAL for a
 	 * number that is not a signal, or SIGKILL, SIGSTOP, SIGSEGV, SIGBUS,
 	 * SIGILL, SIGFPE, SIGPIPE, SIGURG (the runtime's own), SIGINT and
-	 * SIGTERM with WEFT_RUN_STOP_ON_SIGNALS. docs/debugging.md. */
+	 * SIGTERM with WEFT_RUN_STOP_ON_SIGNALS; -EBUSY from the start when
+	 * 16 runtimes of the process already have one. docs/debugging.md. */
 	int dump_signal;
 	/* Stall reports (docs/debugging.md): a task that runs this
 	 * many milliseconds without suspending is reported once on stderr,

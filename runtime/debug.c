@@ -848,7 +848,11 @@ struct weft__debug {
 static pthread_mutex_t dbg_lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_int dbg_efd[DBG_SLOTS];
 static int dbg_signo[DBG_SLOTS];
-static struct sigaction dbg_old[DBG_SLOTS];
+/* Per signal (under dbg_lock): how many slots dump on it, and the
+ * disposition it had before the first of them took it, put back when the
+ * last one stops, whatever the order of stops (runtimes need not nest). */
+static unsigned dbg_users[NSIG];
+static struct sigaction dbg_saved[NSIG];
 static atomic_int dbg_inflight;
 
 static void on_dump_signal(int sig)
@@ -1025,14 +1029,14 @@ int weft__debug_start(struct weft_runtime *rt, const struct weft_config *c)
 	}
 	dbg_signo[i] = d->signo;
 	atomic_store_explicit(&dbg_efd[i], d->efd, memory_order_release);
-	{
+	if (!dbg_users[d->signo]++) {
 		struct sigaction sa;
 
 		memset(&sa, 0, sizeof(sa));
 		sa.sa_handler = on_dump_signal;
 		sigemptyset(&sa.sa_mask);
 		sa.sa_flags = SA_RESTART;
-		sigaction(d->signo, &sa, &dbg_old[i]);
+		sigaction(d->signo, &sa, &dbg_saved[d->signo]);
 	}
 	pthread_mutex_unlock(&dbg_lock);
 	return 0;
@@ -1051,11 +1055,10 @@ void weft__debug_stop(struct weft_runtime *rt)
 		if (atomic_load_explicit(&dbg_efd[i], memory_order_relaxed) !=
 		    d->efd)
 			continue;
-		/* Back to what it was before this runtime took it. Runtimes
-		 * sharing a signal: the last to stop restores the first's
-		 * saved one only if stops come in reverse order of starts,
-		 * as nested uses do. */
-		sigaction(d->signo, &dbg_old[i], NULL);
+		/* The last runtime dumping on the signal puts back what the
+		 * first found (stops in any order). */
+		if (!--dbg_users[d->signo])
+			sigaction(d->signo, &dbg_saved[d->signo], NULL);
 		atomic_store_explicit(&dbg_efd[i], 0, memory_order_seq_cst);
 		break;
 	}

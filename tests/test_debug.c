@@ -772,6 +772,48 @@ Test(debug, dump_signal_prints_to_stderr_and_the_program_goes_on,
 	WT_LEAK_ASSERT();
 }
 
+/* Two runtimes on one dump signal, stopped in the order they started (not
+ * nested): the signal stays weft's while either runs, and the program's
+ * own disposition comes back after the last. */
+static volatile sig_atomic_t usr2_seen;
+
+static void on_usr2(int sig)
+{
+	(void)sig;
+	usr2_seen++;
+}
+
+Test(debug, dump_signal_shared_by_two_runtimes_is_restored_after_the_last,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct weft_config c;
+	struct sigaction mine, now;
+	weft_runtime *a, *b;
+
+	memset(&mine, 0, sizeof(mine));
+	mine.sa_handler = on_usr2;
+	sigemptyset(&mine.sa_mask);
+	cr_assert_eq(sigaction(SIGUSR2, &mine, NULL), 0);
+	memset(&c, 0, sizeof(c));
+	c.workers = 1;
+	c.dump_signal = SIGUSR2;
+	cr_assert_eq(weft_runtime_create(&a, &c), 0);
+	cr_assert_eq(weft_runtime_create(&b, &c), 0);
+	sigaction(SIGUSR2, NULL, &now);
+	cr_assert(now.sa_handler != on_usr2);
+	weft_runtime_destroy(a);
+	/* b still dumps on it: not the program's handler back yet. */
+	sigaction(SIGUSR2, NULL, &now);
+	cr_assert(now.sa_handler != on_usr2 && now.sa_handler != SIG_DFL);
+	weft_runtime_destroy(b);
+	sigaction(SIGUSR2, NULL, &now);
+	cr_assert(now.sa_handler == on_usr2);
+	raise(SIGUSR2);
+	cr_assert_eq(usr2_seen, 1);
+	signal(SIGUSR2, SIG_DFL);
+	WT_LEAK_ASSERT();
+}
+
 /* ---- the abort ------------------------------------------------------------ */
 
 #if !defined(__SANITIZE_THREAD__)
