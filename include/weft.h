@@ -1867,9 +1867,10 @@ typedef int (*weft_task_visit_fn)(const struct weft_task_info *info,
  * thread. Each snapshot is of one moment of that task (a block reused
  * while it was read is skipped, not reported half old, half new); tasks
  * spawned or ended during the walk may or may not be seen. fn may call
- * anything but must not wait for the tasks it is told about. Returns 0,
- * fn's non-zero value, -EINVAL (no runtime), -ENOSYS (built with
- * WEFT_TASK_REGISTRY=OFF).
+ * anything but must not wait for the tasks it is told about, nor close
+ * rt (a close waits for the walks in progress). Returns 0, fn's non-zero
+ * value, -EINVAL (no runtime), -ESHUTDOWN (rt was closed, or its
+ * weft_run() is ending), -ENOSYS (built with WEFT_TASK_REGISTRY=OFF).
  */
 WEFT_API int weft_tasks_foreach(weft_runtime *rt, weft_task_visit_fn fn,
 				void *arg);
@@ -1883,8 +1884,8 @@ WEFT_API int weft_tasks_foreach(weft_runtime *rt, weft_task_visit_fn fn,
  * Ends with "all tasks are asleep - deadlock?" when that may be
  * (docs/debugging.md). From a task or any thread; allocates and takes
  * stdio's lock, so not from a signal handler (weft_config.dump_signal
- * is for that). Returns 0, -EINVAL (no runtime, out NULL), -ENOMEM,
- * -ENOSYS (WEFT_TASK_REGISTRY=OFF).
+ * is for that). Returns 0, -EINVAL (no runtime, out NULL), -ESHUTDOWN
+ * (as weft_tasks_foreach), -ENOMEM, -ENOSYS (WEFT_TASK_REGISTRY=OFF).
  */
 WEFT_API int weft_dump(weft_runtime *rt, FILE *out);
 

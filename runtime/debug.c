@@ -505,18 +505,60 @@ static int walk(struct weft_runtime *rt, struct walk *k)
 	return err;
 }
 
+/* A call from the program reads rt's workers and slabs, which
+ * weft__runtime_release() frees (a closed runtime's handle stays valid
+ * until weft_runtime_destroy()): it counts itself in under life_lock, or
+ * gets -ESHUTDOWN once the release has begun; the release waits for the
+ * count to drop (weft__debug_release). The dump thread does not count:
+ * it is joined before the release. */
+static int reader_enter(struct weft_runtime *rt)
+{
+	int err = 0;
+
+	pthread_mutex_lock(&rt->life_lock);
+	if (rt->dbg_gone)
+		err = -ESHUTDOWN;
+	else
+		rt->dbg_readers++;
+	pthread_mutex_unlock(&rt->life_lock);
+	return err;
+}
+
+static void reader_leave(struct weft_runtime *rt)
+{
+	pthread_mutex_lock(&rt->life_lock);
+	if (!--rt->dbg_readers && rt->dbg_gone)
+		pthread_cond_broadcast(&rt->life_cond);
+	pthread_mutex_unlock(&rt->life_lock);
+}
+
+void weft__debug_release(struct weft_runtime *rt)
+{
+	pthread_mutex_lock(&rt->life_lock);
+	rt->dbg_gone = true;
+	while (rt->dbg_readers)
+		pthread_cond_wait(&rt->life_cond, &rt->life_lock);
+	pthread_mutex_unlock(&rt->life_lock);
+}
+
 int weft_tasks_foreach(weft_runtime *rt, weft_task_visit_fn fn, void *arg)
 {
 	struct walk k;
+	int err;
 
 	if (!rt)
 		rt = weft_runtime_self();
 	if (!rt || !fn)
 		return -EINVAL;
+	err = reader_enter(rt);
+	if (err < 0)
+		return err;
 	memset(&k, 0, sizeof(k));
 	k.fn = fn;
 	k.arg = arg;
-	return walk(rt, &k);
+	err = walk(rt, &k);
+	reader_leave(rt);
+	return err;
 }
 
 /* ---- the dump --------------------------------------------------------- */
@@ -813,12 +855,18 @@ static int dump(struct weft_runtime *rt, FILE *out, bool *stuck)
 int weft_dump(weft_runtime *rt, FILE *out)
 {
 	bool stuck;
+	int err;
 
 	if (!rt)
 		rt = weft_runtime_self();
 	if (!rt || !out)
 		return -EINVAL;
-	return dump(rt, out, &stuck);
+	err = reader_enter(rt);
+	if (err < 0)
+		return err;
+	err = dump(rt, out, &stuck);
+	reader_leave(rt);
+	return err;
 }
 
 /* ---- the dump thread ---------------------------------------------------- */
@@ -1109,6 +1157,11 @@ int weft__debug_start(struct weft_runtime *rt, const struct weft_config *c)
 }
 
 void weft__debug_stop(struct weft_runtime *rt)
+{
+	(void)rt;
+}
+
+void weft__debug_release(struct weft_runtime *rt)
 {
 	(void)rt;
 }

@@ -91,5 +91,9 @@ int weft__debug_signal_check(const struct weft_config *c);
  * thread and a signal handler (runtime.c, at the start and the stop). */
 int weft__debug_start(struct weft_runtime *rt, const struct weft_config *c);
 void weft__debug_stop(struct weft_runtime *rt);
+/* Before the workers and blocks are freed (weft__runtime_release): later
+ * weft_dump() / weft_tasks_foreach() calls get -ESHUTDOWN, and those in
+ * flight on other threads are waited for. */
+void weft__debug_release(struct weft_runtime *rt);
 
 #endif /* WEFT_DEBUG_H */

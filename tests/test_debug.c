@@ -814,6 +814,62 @@ Test(debug, dump_signal_shared_by_two_runtimes_is_restored_after_the_last,
 	WT_LEAK_ASSERT();
 }
 
+/* A closed runtime has no workers nor blocks left to read: both calls say
+ * so instead of reading freed memory. */
+static int never_visit(const struct weft_task_info *i, void *arg)
+{
+	(void)i;
+	(void)arg;
+	return 1;
+}
+
+static int walk_res;
+
+static void *walk_till_closed(void *arg)
+{
+	weft_runtime *rt = arg;
+	FILE *f = fopen("/dev/null", "we");
+
+	do {
+		walk_res = weft_tasks_foreach(rt, count_visit,
+					      &(struct count){ 0 });
+		if (!walk_res && f)
+			walk_res = weft_dump(rt, f);
+	} while (!walk_res);
+	if (f)
+		fclose(f);
+	return NULL;
+}
+
+Test(debug, dump_and_foreach_refuse_a_closed_runtime,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct weft_config c;
+	weft_runtime *rt;
+	pthread_t th;
+	char *d;
+
+	memset(&c, 0, sizeof(c));
+	c.workers = 2;
+	cr_assert_eq(weft_runtime_create(&rt, &c), 0);
+	/* Created and not run: its (idle) workers are there to dump. */
+	d = dump_string(rt);
+	cr_assert(d && strstr(d, "2 workers, 0 tasks"), "%s", d ? d : "");
+	free(d);
+	cr_assert_eq(weft_tasks_foreach(rt, never_visit, NULL), 0);
+	/* A thread walks it over and over while it closes: each walk is
+	 * whole, or refused once the close frees what it reads. */
+	cr_assert_eq(pthread_create(&th, NULL, walk_till_closed, rt), 0);
+	usleep(20000);
+	cr_assert_eq(weft_runtime_close(rt), 0);
+	pthread_join(th, NULL);
+	cr_assert_eq(walk_res, -ESHUTDOWN);
+	cr_assert_eq(weft_dump(rt, stderr), -ESHUTDOWN);
+	cr_assert_eq(weft_tasks_foreach(rt, never_visit, NULL), -ESHUTDOWN);
+	weft_runtime_destroy(rt);
+	WT_LEAK_ASSERT();
+}
+
 /* ---- the abort ------------------------------------------------------------ */
 
 #if !defined(__SANITIZE_THREAD__)
