@@ -6,6 +6,7 @@
  * a dump's backtraces reach the tasks' functions and dladdr() names them;
  * those functions are therefore not static.
  */
+#include <linux/io_uring.h>
 #include <pthread.h>
 #include <sys/socket.h>
 
@@ -711,6 +712,74 @@ Test(debug, select_wait_counts_its_descriptor_cases,
 	cr_assert(dump_entry(sel_text, "fd-chooser", e, sizeof(e)), "%s",
 		  sel_text);
 	cr_assert(strstr(e, "[select (with fds), "), "%s", e);
+	wt_assert_no_failures();
+}
+
+/* ---- a listener's wait -------------------------------------------------
+ * weft_listener_accept() parks on its queue (io_uring's multishot
+ * accept) or, where nothing is queued, in a weft_accept(): either way an
+ * accept on the listening descriptor, never a reason left unset. */
+
+static int acc_fd;
+static struct weft_task_info acc_info;
+static bool acc_seen;
+
+void *dbg_acceptor(void *arg)
+{
+	weft_listener *l;
+
+	(void)arg;
+	if (!WT_CHECK_EQ(weft_listener_open(&l, acc_fd, 0), 0))
+		return NULL;
+	weft_listener_accept(l, NULL, NULL, 0); /* until cancelled */
+	weft_listener_close(l);
+	return NULL;
+}
+
+static int acc_visit(const struct weft_task_info *i, void *arg)
+{
+	(void)arg;
+	if (!strcmp(i->name, "acceptor") && i->state == WEFT_TASK_PARKED) {
+		acc_info = *i;
+		acc_seen = true;
+	}
+	return 0;
+}
+
+static void *acc_main(void *arg)
+{
+	weft_task *t;
+	int i;
+
+	(void)arg;
+	acc_fd = weft_tcp_listen("127.0.0.1", 0, 16, 0);
+	if (!WT_CHECK(acc_fd >= 0))
+		return NULL;
+	t = spawn_named("acceptor", dbg_acceptor, NULL);
+	for (i = 0; i < 2000 && !acc_seen; i++) {
+		weft_sleep(WEFT_NSEC_PER_MSEC);
+		WT_CHECK_EQ(weft_tasks_foreach(NULL, acc_visit, NULL), 0);
+	}
+	weft_cancel(t);
+	weft_await(t, NULL);
+	weft_task_release(t);
+	weft_close(acc_fd);
+	return NULL;
+}
+
+Test(debug, listener_accept_waits_on_an_accept_of_its_descriptor,
+     .timeout = WT_TIMEOUT(30))
+{
+	wt_run(acc_main, NULL, 2);
+	cr_assert(acc_seen);
+	if (acc_info.wait == WEFT_WAIT_IO) {
+		cr_assert_eq((uint64_t)acc_info.wait_arg >> 32,
+			     IORING_OP_ACCEPT);
+	} else {
+		cr_assert_eq(acc_info.wait, WEFT_WAIT_IO_EPOLL, "wait %d",
+			     acc_info.wait);
+	}
+	cr_assert_eq((int)(uint32_t)acc_info.wait_arg, acc_fd);
 	wt_assert_no_failures();
 }
 
