@@ -148,7 +148,8 @@ struct weft_config {
 	 * wakes a thread of the runtime's, which prints. The previous
 	 * disposition is restored when the runtime stops. -EINVAL for a
 	 * number that is not a signal, or SIGKILL, SIGSTOP, SIGSEGV, SIGBUS,
-	 * SIGILL, SIGFPE, SIGPIPE, SIGURG (the runtime's own), SIGINT and
+	 * SIGILL, SIGFPE, SIGPIPE, SIGURG, SIGRTMIN + 4 (the stall
+	 * reports'; the runtime's own), SIGINT and
 	 * SIGTERM with WEFT_RUN_STOP_ON_SIGNALS; -EBUSY from the start when
 	 * 16 runtimes of the process already have one. docs/debugging.md. */
 	int dump_signal;

@@ -97,6 +97,7 @@
 #include "pool.h"
 #include "runtime.h"
 #include "stack.h"
+#include "stall.h"
 #include "task.h"
 #include "worker.h"
 
@@ -1022,6 +1023,7 @@ static bool sig_refused(int s, unsigned flags)
 {
 	return s == SIGKILL || s == SIGSTOP || s == SIGSEGV || s == SIGBUS ||
 	       s == SIGILL || s == SIGFPE || s == SIGPIPE || s == SIGURG ||
+	       s == WEFT__STALL_SIG ||
 	       ((flags & WEFT_RUN_STOP_ON_SIGNALS) &&
 		(s == SIGINT || s == SIGTERM));
 }

@@ -1142,6 +1142,11 @@ Test(debug, dump_signal_refuses_what_the_runtime_or_kernel_needs,
 		cr_assert_eq(weft_run(never_main, NULL, &c, NULL), -EINVAL,
 			     "signal %d accepted", bad[i]);
 	}
+	/* The stall reports' signal (docs/debugging.md): a dump there
+	 * would take it from them. */
+	memset(&c, 0, sizeof(c));
+	c.dump_signal = SIGRTMIN + 4;
+	cr_assert_eq(weft_run(never_main, NULL, &c, NULL), -EINVAL);
 	memset(&c, 0, sizeof(c));
 	c.flags = WEFT_RUN_STOP_ON_SIGNALS;
 	c.dump_signal = SIGINT;
