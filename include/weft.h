@@ -181,8 +181,9 @@ struct weft_config {
 /* weft_config.flags: when every task of the runtime waits on something
  * only another of its tasks could end (a channel, a lock, an await, a
  * group...) and none waits on I/O, a timer, the blocking pool or a
- * deadline, for a second, and no thread outside the runtime has ever woken
- * or spawned one of its tasks, print weft_dump() to stderr and abort().
+ * deadline, for a second, and the process has no thread but the
+ * runtime's own (one outside it could end the waits), print weft_dump()
+ * to stderr and abort(); weft_run()'s runtime only.
  * docs/debugging.md says exactly what is and is not detected. */
 #define WEFT_RUN_ABORT_ON_DEADLOCK 0x4u
 

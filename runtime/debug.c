@@ -65,8 +65,8 @@
  * cheap mark (a thread that has not touched the runtime yet): so the
  * abort requires that no such thread exists. The runtime is weft_run()'s
  * (its caller is worker 0), and the process has exactly the runtime's own
- * threads (/proc/self/status Threads: workers, blocking-pool threads and
- * this one); WEFT_RUN_STOP_ON_SIGNALS is off (a signal cancels main); and
+ * threads (/proc/self/status Threads: workers, blocking-pool threads,
+ * this one and the stall watchdog if stall reports are on); WEFT_RUN_STOP_ON_SIGNALS is off (a signal cancels main); and
  * the state holds for ten checks in a row (a second) with no task
  * switched in on any worker meanwhile (the workers' tick counts
  * unchanged). A new thread could then come only from a task (all
@@ -879,6 +879,10 @@ struct weft__debug {
 	int signo;
 	bool abort_on_deadlock;
 	bool stop_signals; /* WEFT_RUN_STOP_ON_SIGNALS: a signal may end it */
+	unsigned own;      /* the runtime's threads besides workers and pool:
+			      this one, the stall watchdog if on (its stop
+			      comes first: then the count is short, and no
+			      abort) */
 	atomic_bool quit;
 };
 
@@ -946,12 +950,14 @@ static unsigned process_threads(void)
 	return n;
 }
 
-/* No thread but the runtime's own: its workers, its pool's, this one. */
-static bool only_own_threads(struct weft_runtime *rt)
+/* No thread but the runtime's own: its workers, its pool's, this one
+ * and the stall watchdog. */
+static bool only_own_threads(struct weft__debug *d)
 {
-	unsigned own = rt->nworkers + weft__pool_threads(rt) + 1;
+	struct weft_runtime *rt = d->rt;
 
-	return process_threads() == own;
+	return process_threads() ==
+	       rt->nworkers + weft__pool_threads(rt) + d->own;
 }
 
 /* A quick deadlock probe without printing: all stuck, and the worker
@@ -1001,7 +1007,7 @@ static void *dbg_thread(void *arg)
 		if (!may_abort(d))
 			continue;
 		if (!probe(d->rt, &ticks) || ticks != last_ticks ||
-		    !only_own_threads(d->rt)) {
+		    !only_own_threads(d)) {
 			streak = 0;
 			last_ticks = ticks;
 			continue;
@@ -1053,6 +1059,8 @@ int weft__debug_start(struct weft_runtime *rt, const struct weft_config *c)
 	d->signo = c->dump_signal;
 	d->abort_on_deadlock = c->flags & WEFT_RUN_ABORT_ON_DEADLOCK;
 	d->stop_signals = c->flags & WEFT_RUN_STOP_ON_SIGNALS;
+	/* The watchdog started before (runtime.c), and stops before. */
+	d->own = 1 + (rt->stall != NULL);
 	d->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (d->efd < 0) {
 		err = -errno;

@@ -956,7 +956,22 @@ static void *abort_main(void *arg)
 }
 
 /* In a child: the runtime aborts, and says why, with the dump. */
+static void abort_child(unsigned stall_ms);
+
 Test(debug, abort_on_deadlock_dumps_and_aborts, .timeout = WT_TIMEOUT(30))
+{
+	abort_child(0);
+}
+
+/* The stall watchdog's thread (stall reports on) is the runtime's own,
+ * not a thread that could end the waits. */
+Test(debug, abort_on_deadlock_with_stall_reports_on,
+     .timeout = WT_TIMEOUT(30))
+{
+	abort_child(10000);
+}
+
+static void abort_child(unsigned stall_ms)
 {
 	char buf[16384];
 	size_t n = 0;
@@ -976,6 +991,8 @@ Test(debug, abort_on_deadlock_dumps_and_aborts, .timeout = WT_TIMEOUT(30))
 		memset(&c, 0, sizeof(c));
 		c.workers = 2;
 		c.flags = WEFT_RUN_ABORT_ON_DEADLOCK;
+		c.stall_ms = stall_ms;
+		alarm(10); /* no abort: SIGALRM ends it */
 		weft_run(abort_main, NULL, &c, NULL);
 		_exit(3);
 	}
