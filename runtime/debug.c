@@ -1093,7 +1093,10 @@ int weft__debug_start(struct weft_runtime *rt, const struct weft_config *c)
 		memset(&sa, 0, sizeof(sa));
 		sa.sa_handler = on_dump_signal;
 		sigemptyset(&sa.sa_mask);
-		sa.sa_flags = SA_RESTART;
+		/* On a worker, on its alternate signal stack (stack.c), not
+		 * the task's: the signal's frame (a few KiB with AVX-512
+		 * state) may not fit what a task has left of its stack. */
+		sa.sa_flags = SA_RESTART | SA_ONSTACK;
 		sigaction(d->signo, &sa, &dbg_saved[d->signo]);
 	}
 	pthread_mutex_unlock(&dbg_lock);

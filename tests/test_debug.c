@@ -939,6 +939,78 @@ Test(debug, dump_and_foreach_refuse_a_closed_runtime,
 	WT_LEAK_ASSERT();
 }
 
+/* The dump signal may land on a worker whose task has little stack left:
+ * its handler runs on the worker's alternate signal stack, so the
+ * signal's frame (a few KiB with AVX-512 state) does not overflow the
+ * task. The task raises the signal itself, 5 KiB from its stack's end.
+ * Not under TSan, which runs a handler later, from its interceptor, on
+ * whatever stack the task is on. */
+#if !defined(__SANITIZE_THREAD__)
+#define DEEP_STACK (32u * 1024u)
+/* What the task leaves of its stack when it raises: room for raise(),
+ * not for the signal's frame on top (measured here, Debug build,
+ * AVX-512: raise() needs about 3.5 KiB of it, raise() and the frame
+ * 7 KiB). */
+#define DEEP_LEFT 5120u
+
+__attribute__((noinline)) static void deep_raise(char *top, size_t want)
+{
+	volatile char pad[128];
+	char *here = __builtin_frame_address(0);
+
+	pad[0] = 0;
+	if ((size_t)(top - here) < want)
+		deep_raise(top, want);
+	else
+		raise(SIGUSR1);
+	pad[1] = pad[0]; /* not a tail call */
+}
+
+static void *deep_raiser(void *arg)
+{
+	(void)arg;
+	deep_raise(__builtin_frame_address(0), DEEP_STACK - DEEP_LEFT);
+	return (void *)1;
+}
+
+static void *deep_sig_main(void *arg)
+{
+	struct weft_spawn_opts o = { .name = "deep",
+				     .stack_size = DEEP_STACK };
+	weft_task *t;
+	void *r = NULL;
+
+	(void)arg;
+	WT_CHECK_EQ(weft_spawn_opts(&t, deep_raiser, NULL, &o), 0);
+	WT_CHECK_EQ(weft_await(t, &r), 0);
+	WT_CHECK(r == (void *)1);
+	weft_task_release(t);
+	return NULL;
+}
+
+Test(debug, dump_signal_on_a_task_near_its_stack_end_does_not_overflow_it,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct weft_config c;
+	int fd, saved;
+	char path[] = "/tmp/weft-dump-XXXXXX";
+
+	fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	unlink(path);
+	saved = dup(2);
+	dup2(fd, 2);
+	memset(&c, 0, sizeof(c));
+	c.workers = 2;
+	c.dump_signal = SIGUSR1;
+	cr_assert_eq(weft_run(deep_sig_main, NULL, &c, NULL), 0);
+	dup2(saved, 2);
+	close(saved);
+	close(fd);
+	wt_assert_no_failures();
+}
+#endif
+
 /* ---- the abort ------------------------------------------------------------ */
 
 #if !defined(__SANITIZE_THREAD__)
