@@ -149,7 +149,8 @@ struct weft_config {
 	 * disposition is restored when the runtime stops. -EINVAL for a
 	 * number that is not a signal, or SIGKILL, SIGSTOP, SIGSEGV, SIGBUS,
 	 * SIGILL, SIGFPE, SIGPIPE, SIGURG, SIGRTMIN + 4 (the stall
-	 * reports'; the runtime's own), SIGINT and
+	 * reports'; the runtime's own), 32 to SIGRTMIN - 1 (the C
+	 * library's), SIGINT and
 	 * SIGTERM with WEFT_RUN_STOP_ON_SIGNALS; -EBUSY from the start when
 	 * 16 runtimes of the process already have one. docs/debugging.md. */
 	int dump_signal;

@@ -1030,6 +1030,9 @@ static bool sig_refused(int s, unsigned flags)
 	return s == SIGKILL || s == SIGSTOP || s == SIGSEGV || s == SIGBUS ||
 	       s == SIGILL || s == SIGFPE || s == SIGPIPE || s == SIGURG ||
 	       s == WEFT__STALL_SIG ||
+	       /* The C library's (NPTL's cancel and setxid), which
+		* sigaction() refuses. */
+	       (s >= 32 && s < SIGRTMIN) ||
 	       ((flags & WEFT_RUN_STOP_ON_SIGNALS) &&
 		(s == SIGINT || s == SIGTERM));
 }
@@ -1087,6 +1090,7 @@ int weft__debug_start(struct weft_runtime *rt, const struct weft_config *c)
 	}
 	dbg_signo[i] = d->signo;
 	atomic_store_explicit(&dbg_efd[i], d->efd, memory_order_release);
+	err = 0;
 	if (!dbg_users[d->signo]++) {
 		struct sigaction sa;
 
@@ -1097,10 +1101,18 @@ int weft__debug_start(struct weft_runtime *rt, const struct weft_config *c)
 		 * the task's: the signal's frame (a few KiB with AVX-512
 		 * state) may not fit what a task has left of its stack. */
 		sa.sa_flags = SA_RESTART | SA_ONSTACK;
-		sigaction(d->signo, &sa, &dbg_saved[d->signo]);
+		if (sigaction(d->signo, &sa, &dbg_saved[d->signo]) < 0) {
+			/* Refused: said, not a dump that never comes. */
+			err = -errno;
+			dbg_users[d->signo] = 0;
+			atomic_store_explicit(&dbg_efd[i], 0,
+					      memory_order_seq_cst);
+		}
 	}
 	pthread_mutex_unlock(&dbg_lock);
-	return 0;
+	if (err < 0)
+		weft__debug_stop(rt); /* finds no slot: joins the thread */
+	return err;
 }
 
 void weft__debug_stop(struct weft_runtime *rt)

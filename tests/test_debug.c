@@ -1236,6 +1236,14 @@ Test(debug, dump_signal_refuses_what_the_runtime_or_kernel_needs,
 	memset(&c, 0, sizeof(c));
 	c.dump_signal = SIGRTMIN + 4;
 	cr_assert_eq(weft_run(never_main, NULL, &c, NULL), -EINVAL);
+	/* The C library's own real-time signals (below SIGRTMIN), which
+	 * sigaction() refuses: not a dump signal that silently never
+	 * dumps. */
+	for (i = 32; (int)i < SIGRTMIN; i++) {
+		c.dump_signal = (int)i;
+		cr_assert_eq(weft_run(never_main, NULL, &c, NULL), -EINVAL,
+			     "signal %zu accepted", i);
+	}
 	memset(&c, 0, sizeof(c));
 	c.flags = WEFT_RUN_STOP_ON_SIGNALS;
 	c.dump_signal = SIGINT;
