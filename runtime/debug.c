@@ -140,6 +140,10 @@ struct snap {
 	bool moved;           /* it ran while its stack was read */
 	unsigned guessed;     /* frames from this index on were guessed */
 	bool started;         /* it has a stack (has run) */
+	/* The dump: the spawn site's text, copied while the task was seen
+	 * (weft.h: a site lives as long as its task, which may end before
+	 * the dump prints). */
+	char site[96];
 };
 
 #ifdef WEFT__REGISTRY
@@ -179,6 +183,27 @@ static bool peek(void *dst, uintptr_t addr, size_t n)
 	struct iovec l = { dst, n }, r = { (void *)addr, n };
 
 	return process_vm_readv(getpid(), &l, 1, &r, 1, 0) == (ssize_t)n;
+}
+
+/* A string of up to n - 1 bytes at addr (maybe unmapped: read page by
+ * page), cut at n - 1; "" if none of it is readable. */
+static void peek_str(char *dst, size_t n, uintptr_t addr)
+{
+	size_t got = 0, ps = (size_t)sysconf(_SC_PAGESIZE);
+
+	dst[0] = '\0';
+	while (got < n - 1) {
+		size_t want = ps - ((addr + got) & (ps - 1));
+
+		if (want > n - 1 - got)
+			want = n - 1 - got;
+		if (!peek(dst + got, addr + got, want))
+			break;
+		if (memchr(dst + got, '\0', want))
+			return;
+		got += want;
+	}
+	dst[got] = '\0';
 }
 
 /* The saved context's frames: the return address into the runtime, then
@@ -426,6 +451,8 @@ static bool snap_take(struct walk *k, struct weft__tcb *t, struct snap *s)
 		s->info.wait_ns = k->now_ns > since ? k->now_ns - since : 0;
 	}
 	s->info.wait_name = weft__debug_wait_names[s->info.wait];
+	if (k->frames && s->info.site)
+		peek_str(s->site, sizeof(s->site), (uintptr_t)s->info.site);
 	if (k->frames && s->info.state != WEFT_TASK_RUNNING) {
 		sp = rd_word(&t->sp);
 		s->started = sp != 0;
@@ -819,7 +846,7 @@ static int dump(struct weft_runtime *rt, FILE *out, bool *stuck)
 		fmt_dur(d, sizeof(d),
 			k.now_ns > t->spawn_ns ? k.now_ns - t->spawn_ns : 0);
 		fprintf(out, "\tspawned at %s, %s ago\n",
-			t->site ? t->site : "(no site)", d);
+			t->site ? s->site : "(no site)", d);
 		if (t->state == WEFT_TASK_RUNNING)
 			continue;
 		if (s->moved)

@@ -783,6 +783,97 @@ Test(debug, listener_accept_waits_on_an_accept_of_its_descriptor,
 	wt_assert_no_failures();
 }
 
+/* ---- a spawn site that ends with its task ----------------------------------
+ * weft.h: a site lives as long as its task. weft_dump() prints after its
+ * walk, by which time a task seen in the walk may have ended: what it
+ * prints was copied while the task was seen alive. The dump's stream ends
+ * the task (and overwrites its site) at the dump's first write, which
+ * comes after the walk. */
+
+static char *site_heap;
+static weft_chan *site_ch;
+static weft_task *site_task;
+static atomic_int site_dumped;
+static char site_text[32768];
+static size_t site_len;
+static bool site_ended;
+
+void *dbg_site_waiter(void *arg)
+{
+	void *v;
+
+	(void)arg;
+	weft_chan_recv(site_ch, &v);
+	return NULL;
+}
+
+static ssize_t site_write(void *c, const char *buf, size_t n)
+{
+	(void)c;
+	if (!site_ended) {
+		site_ended = true;
+		weft_chan_send(site_ch, NULL);
+		weft_join(site_task, NULL);
+		strcpy(site_heap, "OVERWRITTEN");
+	}
+	if (n > sizeof(site_text) - 1 - site_len)
+		n = sizeof(site_text) - 1 - site_len;
+	memcpy(site_text + site_len, buf, n);
+	site_len += n;
+	return (ssize_t)n;
+}
+
+static void *site_dumper(void *arg)
+{
+	cookie_io_functions_t io = { .write = site_write };
+	FILE *f = fopencookie(NULL, "w", io);
+
+	if (f) {
+		setvbuf(f, NULL, _IONBF, 0);
+		weft_dump(arg, f);
+		fclose(f);
+	}
+	atomic_store(&site_dumped, 1);
+	return NULL;
+}
+
+static void *site_main(void *arg)
+{
+	struct weft_spawn_opts o = { .name = "site-waiter" };
+	pthread_t th;
+
+	(void)arg;
+	site_heap = malloc(64);
+	strcpy(site_heap, "heap.c:77");
+	WT_CHECK_EQ(weft_chan_create(&site_ch, 0), 0);
+	WT_CHECK_EQ(weft_spawn_opts_at(&site_task, dbg_site_waiter, NULL, &o,
+				       site_heap),
+		    0);
+	WT_CHECK_EQ(wait_parked(1), 1);
+	WT_CHECK_EQ(pthread_create(&th, NULL, site_dumper,
+				   weft_runtime_self()),
+		    0);
+	while (!atomic_load(&site_dumped))
+		weft_sleep(WEFT_NSEC_PER_MSEC);
+	pthread_join(th, NULL);
+	weft_task_release(site_task);
+	weft_chan_destroy(site_ch);
+	free(site_heap);
+	return NULL;
+}
+
+Test(debug, dump_prints_the_site_a_task_had_when_it_was_seen,
+     .timeout = WT_TIMEOUT(30))
+{
+	wt_run(site_main, NULL, 2);
+	cr_assert(site_ended);
+	cr_assert(strstr(site_text, "'site-waiter' ["), "%s", site_text);
+	cr_assert(strstr(site_text, "spawned at heap.c:77,"), "%s",
+		  site_text);
+	cr_assert(!strstr(site_text, "OVERWRITTEN"), "%s", site_text);
+	wt_assert_no_failures();
+}
+
 /* ---- the dump signal ------------------------------------------------------ */
 
 static char sig_path[] = "/tmp/weft-dump-XXXXXX";
