@@ -66,7 +66,8 @@
  * abort requires that no such thread exists. The runtime is weft_run()'s
  * (its caller is worker 0), and the process has exactly the runtime's own
  * threads (/proc/self/status Threads: workers, blocking-pool threads,
- * this one and the stall watchdog if stall reports are on); WEFT_RUN_STOP_ON_SIGNALS is off (a signal cancels main); and
+ * this one and the stall watchdog if stall reports are on);
+ * WEFT_RUN_STOP_ON_SIGNALS is off (a signal cancels main); and
  * the state holds for ten checks in a row (a second) with no task
  * switched in on any worker meanwhile (the workers' tick counts
  * unchanged). A new thread could then come only from a task (all
