@@ -148,8 +148,11 @@ struct weft_config {
 	 * wakes a thread of the runtime's, which prints. The previous
 	 * disposition is restored when the runtime stops. -EINVAL for a
 	 * number that is not a signal, or SIGKILL, SIGSTOP, SIGSEGV, SIGBUS,
-	 * SIGILL, SIGFPE, SIGPIPE, SIGURG (the runtime's own), SIGINT and
-	 * SIGTERM with WEFT_RUN_STOP_ON_SIGNALS. docs/debugging.md. */
+	 * SIGILL, SIGFPE, SIGPIPE, SIGURG, SIGRTMIN + 4 (the stall
+	 * reports'; the runtime's own), 32 to SIGRTMIN - 1 (the C
+	 * library's), SIGINT and
+	 * SIGTERM with WEFT_RUN_STOP_ON_SIGNALS; -EBUSY from the start when
+	 * 16 runtimes of the process already have one. docs/debugging.md. */
 	int dump_signal;
 	/* Stall reports (docs/debugging.md): a task that runs this
 	 * many milliseconds without suspending is reported once on stderr,
@@ -179,8 +182,9 @@ struct weft_config {
 /* weft_config.flags: when every task of the runtime waits on something
  * only another of its tasks could end (a channel, a lock, an await, a
  * group...) and none waits on I/O, a timer, the blocking pool or a
- * deadline, for a second, and no thread outside the runtime has ever woken
- * or spawned one of its tasks, print weft_dump() to stderr and abort().
+ * deadline, for a second, and the process has no thread but the
+ * runtime's own (one outside it could end the waits), print weft_dump()
+ * to stderr and abort(); weft_run()'s runtime only.
  * docs/debugging.md says exactly what is and is not detected. */
 #define WEFT_RUN_ABORT_ON_DEADLOCK 0x4u
 
@@ -1866,9 +1870,10 @@ typedef int (*weft_task_visit_fn)(const struct weft_task_info *info,
  * thread. Each snapshot is of one moment of that task (a block reused
  * while it was read is skipped, not reported half old, half new); tasks
  * spawned or ended during the walk may or may not be seen. fn may call
- * anything but must not wait for the tasks it is told about. Returns 0,
- * fn's non-zero value, -EINVAL (no runtime), -ENOSYS (built with
- * WEFT_TASK_REGISTRY=OFF).
+ * anything but must not wait for the tasks it is told about, nor close
+ * rt (a close waits for the walks in progress). Returns 0, fn's non-zero
+ * value, -EINVAL (no runtime), -ESHUTDOWN (rt was closed, or its
+ * weft_run() is ending), -ENOSYS (built with WEFT_TASK_REGISTRY=OFF).
  */
 WEFT_API int weft_tasks_foreach(weft_runtime *rt, weft_task_visit_fn fn,
 				void *arg);
@@ -1882,8 +1887,8 @@ WEFT_API int weft_tasks_foreach(weft_runtime *rt, weft_task_visit_fn fn,
  * Ends with "all tasks are asleep - deadlock?" when that may be
  * (docs/debugging.md). From a task or any thread; allocates and takes
  * stdio's lock, so not from a signal handler (weft_config.dump_signal
- * is for that). Returns 0, -EINVAL (no runtime, out NULL), -ENOMEM,
- * -ENOSYS (WEFT_TASK_REGISTRY=OFF).
+ * is for that). Returns 0, -EINVAL (no runtime, out NULL), -ESHUTDOWN
+ * (as weft_tasks_foreach), -ENOMEM, -ENOSYS (WEFT_TASK_REGISTRY=OFF).
  */
 WEFT_API int weft_dump(weft_runtime *rt, FILE *out);
 

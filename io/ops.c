@@ -981,6 +981,11 @@ static int listener_accept_unmetered(weft_listener *ls, struct sockaddr *addr,
 		}
 		u.s = s;
 		weft__wait_init(&u.wt, w, w->current->deadline);
+		/* The multishot accept armed in the ring: what weft_accept()
+		 * would record for the same descriptor. */
+		weft__wait_for(&u.wt, WEFT__W_IO, NULL,
+			       (int64_t)((uint64_t)IORING_OP_ACCEPT << 32 |
+					 (uint32_t)s->fd));
 		s->waiting = true;
 		err = weft__wait(&u.wt, stream_ready, stream_give_up);
 		s->waiting = false;

@@ -1170,7 +1170,7 @@ static int sel_park(struct sel_state *s, uint64_t deadline)
 	u.unwait.fn = sel_unwait;
 	u.s = s;
 	weft__wait_init(&u.wt, s->w, deadline);
-	weft__wait_for(&u.wt, WEFT__W_SELECT, NULL, (int64_t)s->n);
+	weft__wait_for(&u.wt, WEFT__W_SELECT, NULL, (int64_t)s->nfd);
 	/* Dropped at shutdown: its nodes leave the channels. */
 	u.wt.unwait = &u.unwait;
 	return weft__wait(&u.wt, sel_ready, sel_give_up);

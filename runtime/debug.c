@@ -65,8 +65,9 @@
  * cheap mark (a thread that has not touched the runtime yet): so the
  * abort requires that no such thread exists. The runtime is weft_run()'s
  * (its caller is worker 0), and the process has exactly the runtime's own
- * threads (/proc/self/status Threads: workers, blocking-pool threads and
- * this one); WEFT_RUN_STOP_ON_SIGNALS is off (a signal cancels main); and
+ * threads (/proc/self/status Threads: workers, blocking-pool threads,
+ * this one and the stall watchdog if stall reports are on);
+ * WEFT_RUN_STOP_ON_SIGNALS is off (a signal cancels main); and
  * the state holds for ten checks in a row (a second) with no task
  * switched in on any worker meanwhile (the workers' tick counts
  * unchanged). A new thread could then come only from a task (all
@@ -97,6 +98,7 @@
 #include "pool.h"
 #include "runtime.h"
 #include "stack.h"
+#include "stall.h"
 #include "task.h"
 #include "worker.h"
 
@@ -139,6 +141,10 @@ struct snap {
 	bool moved;           /* it ran while its stack was read */
 	unsigned guessed;     /* frames from this index on were guessed */
 	bool started;         /* it has a stack (has run) */
+	/* The dump: the spawn site's text, copied while the task was seen
+	 * (weft.h: a site lives as long as its task, which may end before
+	 * the dump prints). */
+	char site[96];
 };
 
 #ifdef WEFT__REGISTRY
@@ -178,6 +184,27 @@ static bool peek(void *dst, uintptr_t addr, size_t n)
 	struct iovec l = { dst, n }, r = { (void *)addr, n };
 
 	return process_vm_readv(getpid(), &l, 1, &r, 1, 0) == (ssize_t)n;
+}
+
+/* A string of up to n - 1 bytes at addr (maybe unmapped: read page by
+ * page), cut at n - 1; "" if none of it is readable. */
+static void peek_str(char *dst, size_t n, uintptr_t addr)
+{
+	size_t got = 0, ps = (size_t)sysconf(_SC_PAGESIZE);
+
+	dst[0] = '\0';
+	while (got < n - 1) {
+		size_t want = ps - ((addr + got) & (ps - 1));
+
+		if (want > n - 1 - got)
+			want = n - 1 - got;
+		if (!peek(dst + got, addr + got, want))
+			break;
+		if (memchr(dst + got, '\0', want))
+			return;
+		got += want;
+	}
+	dst[got] = '\0';
 }
 
 /* The saved context's frames: the return address into the runtime, then
@@ -425,6 +452,8 @@ static bool snap_take(struct walk *k, struct weft__tcb *t, struct snap *s)
 		s->info.wait_ns = k->now_ns > since ? k->now_ns - since : 0;
 	}
 	s->info.wait_name = weft__debug_wait_names[s->info.wait];
+	if (k->frames && s->info.site)
+		peek_str(s->site, sizeof(s->site), (uintptr_t)s->info.site);
 	if (k->frames && s->info.state != WEFT_TASK_RUNNING) {
 		sp = rd_word(&t->sp);
 		s->started = sp != 0;
@@ -505,18 +534,60 @@ static int walk(struct weft_runtime *rt, struct walk *k)
 	return err;
 }
 
+/* A call from the program reads rt's workers and slabs, which
+ * weft__runtime_release() frees (a closed runtime's handle stays valid
+ * until weft_runtime_destroy()): it counts itself in under life_lock, or
+ * gets -ESHUTDOWN once the release has begun; the release waits for the
+ * count to drop (weft__debug_release). The dump thread does not count:
+ * it is joined before the release. */
+static int reader_enter(struct weft_runtime *rt)
+{
+	int err = 0;
+
+	pthread_mutex_lock(&rt->life_lock);
+	if (rt->dbg_gone)
+		err = -ESHUTDOWN;
+	else
+		rt->dbg_readers++;
+	pthread_mutex_unlock(&rt->life_lock);
+	return err;
+}
+
+static void reader_leave(struct weft_runtime *rt)
+{
+	pthread_mutex_lock(&rt->life_lock);
+	if (!--rt->dbg_readers && rt->dbg_gone)
+		pthread_cond_broadcast(&rt->life_cond);
+	pthread_mutex_unlock(&rt->life_lock);
+}
+
+void weft__debug_release(struct weft_runtime *rt)
+{
+	pthread_mutex_lock(&rt->life_lock);
+	rt->dbg_gone = true;
+	while (rt->dbg_readers)
+		pthread_cond_wait(&rt->life_cond, &rt->life_lock);
+	pthread_mutex_unlock(&rt->life_lock);
+}
+
 int weft_tasks_foreach(weft_runtime *rt, weft_task_visit_fn fn, void *arg)
 {
 	struct walk k;
+	int err;
 
 	if (!rt)
 		rt = weft_runtime_self();
 	if (!rt || !fn)
 		return -EINVAL;
+	err = reader_enter(rt);
+	if (err < 0)
+		return err;
 	memset(&k, 0, sizeof(k));
 	k.fn = fn;
 	k.arg = arg;
-	return walk(rt, &k);
+	err = walk(rt, &k);
+	reader_leave(rt);
+	return err;
 }
 
 /* ---- the dump --------------------------------------------------------- */
@@ -776,7 +847,7 @@ static int dump(struct weft_runtime *rt, FILE *out, bool *stuck)
 		fmt_dur(d, sizeof(d),
 			k.now_ns > t->spawn_ns ? k.now_ns - t->spawn_ns : 0);
 		fprintf(out, "\tspawned at %s, %s ago\n",
-			t->site ? t->site : "(no site)", d);
+			t->site ? s->site : "(no site)", d);
 		if (t->state == WEFT_TASK_RUNNING)
 			continue;
 		if (s->moved)
@@ -813,12 +884,18 @@ static int dump(struct weft_runtime *rt, FILE *out, bool *stuck)
 int weft_dump(weft_runtime *rt, FILE *out)
 {
 	bool stuck;
+	int err;
 
 	if (!rt)
 		rt = weft_runtime_self();
 	if (!rt || !out)
 		return -EINVAL;
-	return dump(rt, out, &stuck);
+	err = reader_enter(rt);
+	if (err < 0)
+		return err;
+	err = dump(rt, out, &stuck);
+	reader_leave(rt);
+	return err;
 }
 
 /* ---- the dump thread ---------------------------------------------------- */
@@ -830,6 +907,10 @@ struct weft__debug {
 	int signo;
 	bool abort_on_deadlock;
 	bool stop_signals; /* WEFT_RUN_STOP_ON_SIGNALS: a signal may end it */
+	unsigned own;      /* the runtime's threads besides workers and pool:
+			      this one, the stall watchdog if on (its stop
+			      comes first: then the count is short, and no
+			      abort) */
 	atomic_bool quit;
 };
 
@@ -848,7 +929,11 @@ struct weft__debug {
 static pthread_mutex_t dbg_lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_int dbg_efd[DBG_SLOTS];
 static int dbg_signo[DBG_SLOTS];
-static struct sigaction dbg_old[DBG_SLOTS];
+/* Per signal (under dbg_lock): how many slots dump on it, and the
+ * disposition it had before the first of them took it, put back when the
+ * last one stops, whatever the order of stops (runtimes need not nest). */
+static unsigned dbg_users[NSIG];
+static struct sigaction dbg_saved[NSIG];
 static atomic_int dbg_inflight;
 
 static void on_dump_signal(int sig)
@@ -893,12 +978,14 @@ static unsigned process_threads(void)
 	return n;
 }
 
-/* No thread but the runtime's own: its workers, its pool's, this one. */
-static bool only_own_threads(struct weft_runtime *rt)
+/* No thread but the runtime's own: its workers, its pool's, this one
+ * and the stall watchdog. */
+static bool only_own_threads(struct weft__debug *d)
 {
-	unsigned own = rt->nworkers + weft__pool_threads(rt) + 1;
+	struct weft_runtime *rt = d->rt;
 
-	return process_threads() == own;
+	return process_threads() ==
+	       rt->nworkers + weft__pool_threads(rt) + d->own;
 }
 
 /* A quick deadlock probe without printing: all stuck, and the worker
@@ -948,7 +1035,7 @@ static void *dbg_thread(void *arg)
 		if (!may_abort(d))
 			continue;
 		if (!probe(d->rt, &ticks) || ticks != last_ticks ||
-		    !only_own_threads(d->rt)) {
+		    !only_own_threads(d)) {
 			streak = 0;
 			last_ticks = ticks;
 			continue;
@@ -970,6 +1057,10 @@ static bool sig_refused(int s, unsigned flags)
 {
 	return s == SIGKILL || s == SIGSTOP || s == SIGSEGV || s == SIGBUS ||
 	       s == SIGILL || s == SIGFPE || s == SIGPIPE || s == SIGURG ||
+	       s == WEFT__STALL_SIG ||
+	       /* The C library's (NPTL's cancel and setxid), which
+		* sigaction() refuses. */
+	       (s >= 32 && s < SIGRTMIN) ||
 	       ((flags & WEFT_RUN_STOP_ON_SIGNALS) &&
 		(s == SIGINT || s == SIGTERM));
 }
@@ -999,6 +1090,8 @@ int weft__debug_start(struct weft_runtime *rt, const struct weft_config *c)
 	d->signo = c->dump_signal;
 	d->abort_on_deadlock = c->flags & WEFT_RUN_ABORT_ON_DEADLOCK;
 	d->stop_signals = c->flags & WEFT_RUN_STOP_ON_SIGNALS;
+	/* The watchdog started before (runtime.c), and stops before. */
+	d->own = 1 + (rt->stall != NULL);
 	d->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (d->efd < 0) {
 		err = -errno;
@@ -1025,17 +1118,29 @@ int weft__debug_start(struct weft_runtime *rt, const struct weft_config *c)
 	}
 	dbg_signo[i] = d->signo;
 	atomic_store_explicit(&dbg_efd[i], d->efd, memory_order_release);
-	{
+	err = 0;
+	if (!dbg_users[d->signo]++) {
 		struct sigaction sa;
 
 		memset(&sa, 0, sizeof(sa));
 		sa.sa_handler = on_dump_signal;
 		sigemptyset(&sa.sa_mask);
-		sa.sa_flags = SA_RESTART;
-		sigaction(d->signo, &sa, &dbg_old[i]);
+		/* On a worker, on its alternate signal stack (stack.c), not
+		 * the task's: the signal's frame (a few KiB with AVX-512
+		 * state) may not fit what a task has left of its stack. */
+		sa.sa_flags = SA_RESTART | SA_ONSTACK;
+		if (sigaction(d->signo, &sa, &dbg_saved[d->signo]) < 0) {
+			/* Refused: said, not a dump that never comes. */
+			err = -errno;
+			dbg_users[d->signo] = 0;
+			atomic_store_explicit(&dbg_efd[i], 0,
+					      memory_order_seq_cst);
+		}
 	}
 	pthread_mutex_unlock(&dbg_lock);
-	return 0;
+	if (err < 0)
+		weft__debug_stop(rt); /* finds no slot: joins the thread */
+	return err;
 }
 
 void weft__debug_stop(struct weft_runtime *rt)
@@ -1051,11 +1156,10 @@ void weft__debug_stop(struct weft_runtime *rt)
 		if (atomic_load_explicit(&dbg_efd[i], memory_order_relaxed) !=
 		    d->efd)
 			continue;
-		/* Back to what it was before this runtime took it. Runtimes
-		 * sharing a signal: the last to stop restores the first's
-		 * saved one only if stops come in reverse order of starts,
-		 * as nested uses do. */
-		sigaction(d->signo, &dbg_old[i], NULL);
+		/* The last runtime dumping on the signal puts back what the
+		 * first found (stops in any order). */
+		if (!--dbg_users[d->signo])
+			sigaction(d->signo, &dbg_saved[d->signo], NULL);
 		atomic_store_explicit(&dbg_efd[i], 0, memory_order_seq_cst);
 		break;
 	}
@@ -1106,6 +1210,11 @@ int weft__debug_start(struct weft_runtime *rt, const struct weft_config *c)
 }
 
 void weft__debug_stop(struct weft_runtime *rt)
+{
+	(void)rt;
+}
+
+void weft__debug_release(struct weft_runtime *rt)
 {
 	(void)rt;
 }

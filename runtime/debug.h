@@ -54,7 +54,7 @@ enum weft__debug_wait_kind {
 	WEFT__W_CHAN_SEND,     /* obj: the channel */
 	WEFT__W_CHAN_RECV,     /* obj: the channel */
 	WEFT__W_CHAN_JOIN,     /* obj: the channel */
-	WEFT__W_SELECT,        /* arg: number of cases */
+	WEFT__W_SELECT,        /* arg: its descriptor cases (0: none) */
 	WEFT__W_LOCK,          /* obj: the lock */
 	WEFT__W_SEM,           /* obj: the semaphore */
 	WEFT__W_COND,          /* obj: the condition */
@@ -91,5 +91,9 @@ int weft__debug_signal_check(const struct weft_config *c);
  * thread and a signal handler (runtime.c, at the start and the stop). */
 int weft__debug_start(struct weft_runtime *rt, const struct weft_config *c);
 void weft__debug_stop(struct weft_runtime *rt);
+/* Before the workers and blocks are freed (weft__runtime_release): later
+ * weft_dump() / weft_tasks_foreach() calls get -ESHUTDOWN, and those in
+ * flight on other threads are waited for. */
+void weft__debug_release(struct weft_runtime *rt);
 
 #endif /* WEFT_DEBUG_H */

@@ -499,6 +499,8 @@ void weft__runtime_release(struct weft_runtime *rt)
 	bool io_left;
 	unsigned i;
 
+	/* No weft_dump() of another thread reads what goes below. */
+	weft__debug_release(rt);
 	/* Dropped tasks end first: a blocking-pool call (or any thread)
 	 * waiting for one in weft_join(), a waitset or a group returns, so
 	 * the pool's shutdown below does not wait for it for ever. Nothing

@@ -111,6 +111,11 @@ struct weft_runtime {
 	weft_task *run_task;
 	/* weft_runtime_close() has begun (under life_lock). */
 	bool closing;
+	/* weft_dump() / weft_tasks_foreach() calls reading the workers and
+	 * blocks, and whether those are going (release began): under
+	 * life_lock (debug.c). */
+	unsigned dbg_readers;
+	bool dbg_gone;
 	/* The calling thread of weft_run() is worker 0 (set at start). */
 	bool caller_is_worker;
 	/* This runtime owns SIGINT and SIGTERM (set at start). */

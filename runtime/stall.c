@@ -63,8 +63,6 @@ struct weft__stall {
 	bool *done;
 };
 
-#define WEFT__STALL_SIG (SIGRTMIN + 4)
-
 static pthread_mutex_t sig_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* Pinned tasks ready on w: its own list, which only its thread touches,

@@ -7,6 +7,10 @@
 
 #include "base.h"
 
+/* The signal the watchdog sends a worker (a dump signal may not be it:
+ * debug.c). */
+#define WEFT__STALL_SIG (SIGRTMIN + 4)
+
 /* Frames kept of a stalled task's stack. */
 #define WEFT__STALL_FRAMES 48
 

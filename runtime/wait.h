@@ -116,7 +116,14 @@ static inline void weft__wait_init(struct weft__wait *wt,
 	wt->nocancel = false;
 	wt->unwait = NULL;
 	/* why and what: every call names its wait (weft__wait_for); no
-	 * default is stored, a store a wait saved. */
+	 * default is stored, a store a wait saved. Builds with assertions
+	 * store one that weft__wait() refuses, so that a call that forgets
+	 * to name its wait fails its tests instead of recording a stack
+	 * word (weft_listener_accept() did). */
+#if defined(WEFT__REGISTRY) && \
+	(!defined(NDEBUG) || defined(WEFT__ASAN) || defined(WEFT__TSAN))
+	wt->why = WEFT__W_COUNT;
+#endif
 }
 
 /* What the wait is for, in the registry's words (debug.h): a kind
@@ -198,6 +205,7 @@ weft__wait(struct weft__wait *wt, bool (*ready)(struct weft__wait *),
 	wt->res = 0;
 	self->unwait = wt->unwait;
 #ifdef WEFT__REGISTRY
+	weft__assert(wt->why < WEFT__W_COUNT); /* weft__wait_for() called */
 	weft__task_waits_begin(self, wt->w->dbg_now, wt->why, wt->what);
 #endif
 	for (;;) {

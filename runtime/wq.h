@@ -183,7 +183,12 @@ static inline void weft__wq_node_init(struct weft__wnode *n, void *value)
 	n->obj = NULL;
 	n->index = 0;
 	/* why and what: set by every task's wait (weft__wq_why), read only
-	 * for a task's (wq.c park). */
+	 * for a task's (wq.c park). Builds with assertions store one that
+	 * weft__wait() refuses (wait.h), to catch a wait that names none. */
+#if defined(WEFT__REGISTRY) && \
+	(!defined(NDEBUG) || defined(WEFT__ASAN) || defined(WEFT__TSAN))
+	n->why = WEFT__W_COUNT;
+#endif
 }
 
 /* What a task's wait on n is for (debug.h): kind and object. */

@@ -6,6 +6,7 @@
  * a dump's backtraces reach the tasks' functions and dladdr() names them;
  * those functions are therefore not static.
  */
+#include <linux/io_uring.h>
 #include <pthread.h>
 #include <sys/socket.h>
 
@@ -608,6 +609,271 @@ Test(debug, dump_says_deadlock_only_when_every_task_waits_on_another,
 	wt_assert_no_failures();
 }
 
+/* ---- select's wait ---------------------------------------------------------
+ * WEFT_WAIT_SELECT's arg is the number of descriptor cases (weft.h): a
+ * select on channels alone has 0, and is one only a task (or a thread) can
+ * end, which the deadlock hint counts on. */
+
+struct sel_scene {
+	weft_chan *ch;
+	int fd;
+};
+
+void *dbg_chan_chooser(void *arg)
+{
+	struct sel_scene *s = arg;
+	struct weft_sel c[2] = {
+		{ .chan = s->ch, .op = WEFT_SEL_RECV },
+		{ .chan = s->ch, .op = WEFT_SEL_RECV },
+	};
+
+	weft_select(c, 2, WEFT_NEVER);
+	return NULL;
+}
+
+void *dbg_fd_chooser(void *arg)
+{
+	struct sel_scene *s = arg;
+	struct weft_sel c[3] = {
+		{ .chan = s->ch, .op = WEFT_SEL_RECV },
+		{ .op = WEFT_SEL_READABLE, .fd = s->fd },
+		{ .chan = s->ch, .op = WEFT_SEL_RECV },
+	};
+
+	weft_select(c, 3, WEFT_NEVER);
+	return NULL;
+}
+
+struct sel_seen {
+	int64_t chan_arg, fd_arg;
+	int chan_wait, fd_wait;
+};
+
+static int sel_visit(const struct weft_task_info *i, void *arg)
+{
+	struct sel_seen *v = arg;
+
+	if (!strcmp(i->name, "chan-chooser")) {
+		v->chan_wait = i->wait;
+		v->chan_arg = i->wait_arg;
+	} else if (!strcmp(i->name, "fd-chooser")) {
+		v->fd_wait = i->wait;
+		v->fd_arg = i->wait_arg;
+	}
+	return 0;
+}
+
+static char sel_text[32768];
+static struct sel_seen sel_seen;
+
+static void *sel_main(void *arg)
+{
+	struct sel_scene s;
+	weft_task *t[2];
+	int sv[2], i;
+	char *d;
+
+	(void)arg;
+	WT_CHECK_EQ(weft_chan_create(&s.ch, 0), 0);
+	WT_CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	s.fd = sv[0];
+	t[0] = spawn_named("chan-chooser", dbg_chan_chooser, &s);
+	t[1] = spawn_named("fd-chooser", dbg_fd_chooser, &s);
+	WT_CHECK_EQ(wait_parked(2), 2);
+	memset(&sel_seen, 0, sizeof(sel_seen));
+	WT_CHECK_EQ(weft_tasks_foreach(NULL, sel_visit, &sel_seen), 0);
+	d = dump_string(NULL);
+	snprintf(sel_text, sizeof(sel_text), "%s", d ? d : "");
+	free(d);
+	WT_CHECK_EQ(weft_chan_close(s.ch), 0);
+	for (i = 0; i < 2; i++) {
+		weft_await(t[i], NULL);
+		weft_task_release(t[i]);
+	}
+	weft_chan_destroy(s.ch);
+	close(sv[0]);
+	close(sv[1]);
+	return NULL;
+}
+
+Test(debug, select_wait_counts_its_descriptor_cases,
+     .timeout = WT_TIMEOUT(30))
+{
+	char e[4096];
+
+	wt_run(sel_main, NULL, 2);
+	cr_assert_eq(sel_seen.chan_wait, WEFT_WAIT_SELECT);
+	cr_assert_eq(sel_seen.chan_arg, 0);
+	cr_assert_eq(sel_seen.fd_wait, WEFT_WAIT_SELECT);
+	cr_assert_eq(sel_seen.fd_arg, 1);
+	cr_assert(dump_entry(sel_text, "chan-chooser", e, sizeof(e)), "%s",
+		  sel_text);
+	cr_assert(strstr(e, "[select, "), "%s", e);
+	cr_assert(dump_entry(sel_text, "fd-chooser", e, sizeof(e)), "%s",
+		  sel_text);
+	cr_assert(strstr(e, "[select (with fds), "), "%s", e);
+	wt_assert_no_failures();
+}
+
+/* ---- a listener's wait -------------------------------------------------
+ * weft_listener_accept() parks on its queue (io_uring's multishot
+ * accept) or, where nothing is queued, in a weft_accept(): either way an
+ * accept on the listening descriptor, never a reason left unset. */
+
+static int acc_fd;
+static struct weft_task_info acc_info;
+static bool acc_seen;
+
+void *dbg_acceptor(void *arg)
+{
+	weft_listener *l;
+
+	(void)arg;
+	if (!WT_CHECK_EQ(weft_listener_open(&l, acc_fd, 0), 0))
+		return NULL;
+	weft_listener_accept(l, NULL, NULL, 0); /* until cancelled */
+	weft_listener_close(l);
+	return NULL;
+}
+
+static int acc_visit(const struct weft_task_info *i, void *arg)
+{
+	(void)arg;
+	if (!strcmp(i->name, "acceptor") && i->state == WEFT_TASK_PARKED) {
+		acc_info = *i;
+		acc_seen = true;
+	}
+	return 0;
+}
+
+static void *acc_main(void *arg)
+{
+	weft_task *t;
+	int i;
+
+	(void)arg;
+	acc_fd = weft_tcp_listen("127.0.0.1", 0, 16, 0);
+	if (!WT_CHECK(acc_fd >= 0))
+		return NULL;
+	t = spawn_named("acceptor", dbg_acceptor, NULL);
+	for (i = 0; i < 2000 && !acc_seen; i++) {
+		weft_sleep(WEFT_NSEC_PER_MSEC);
+		WT_CHECK_EQ(weft_tasks_foreach(NULL, acc_visit, NULL), 0);
+	}
+	weft_cancel(t);
+	weft_await(t, NULL);
+	weft_task_release(t);
+	weft_close(acc_fd);
+	return NULL;
+}
+
+Test(debug, listener_accept_waits_on_an_accept_of_its_descriptor,
+     .timeout = WT_TIMEOUT(30))
+{
+	wt_run(acc_main, NULL, 2);
+	cr_assert(acc_seen);
+	if (acc_info.wait == WEFT_WAIT_IO) {
+		cr_assert_eq((uint64_t)acc_info.wait_arg >> 32,
+			     IORING_OP_ACCEPT);
+	} else {
+		cr_assert_eq(acc_info.wait, WEFT_WAIT_IO_EPOLL, "wait %d",
+			     acc_info.wait);
+	}
+	cr_assert_eq((int)(uint32_t)acc_info.wait_arg, acc_fd);
+	wt_assert_no_failures();
+}
+
+/* ---- a spawn site that ends with its task ----------------------------------
+ * weft.h: a site lives as long as its task. weft_dump() prints after its
+ * walk, by which time a task seen in the walk may have ended: what it
+ * prints was copied while the task was seen alive. The dump's stream ends
+ * the task (and overwrites its site) at the dump's first write, which
+ * comes after the walk. */
+
+static char *site_heap;
+static weft_chan *site_ch;
+static weft_task *site_task;
+static atomic_int site_dumped;
+static char site_text[32768];
+static size_t site_len;
+static bool site_ended;
+
+void *dbg_site_waiter(void *arg)
+{
+	void *v;
+
+	(void)arg;
+	weft_chan_recv(site_ch, &v);
+	return NULL;
+}
+
+static ssize_t site_write(void *c, const char *buf, size_t n)
+{
+	(void)c;
+	if (!site_ended) {
+		site_ended = true;
+		weft_chan_send(site_ch, NULL);
+		weft_join(site_task, NULL);
+		strcpy(site_heap, "OVERWRITTEN");
+	}
+	if (n > sizeof(site_text) - 1 - site_len)
+		n = sizeof(site_text) - 1 - site_len;
+	memcpy(site_text + site_len, buf, n);
+	site_len += n;
+	return (ssize_t)n;
+}
+
+static void *site_dumper(void *arg)
+{
+	cookie_io_functions_t io = { .write = site_write };
+	FILE *f = fopencookie(NULL, "w", io);
+
+	if (f) {
+		setvbuf(f, NULL, _IONBF, 0);
+		weft_dump(arg, f);
+		fclose(f);
+	}
+	atomic_store(&site_dumped, 1);
+	return NULL;
+}
+
+static void *site_main(void *arg)
+{
+	struct weft_spawn_opts o = { .name = "site-waiter" };
+	pthread_t th;
+
+	(void)arg;
+	site_heap = malloc(64);
+	strcpy(site_heap, "heap.c:77");
+	WT_CHECK_EQ(weft_chan_create(&site_ch, 0), 0);
+	WT_CHECK_EQ(weft_spawn_opts_at(&site_task, dbg_site_waiter, NULL, &o,
+				       site_heap),
+		    0);
+	WT_CHECK_EQ(wait_parked(1), 1);
+	WT_CHECK_EQ(pthread_create(&th, NULL, site_dumper,
+				   weft_runtime_self()),
+		    0);
+	while (!atomic_load(&site_dumped))
+		weft_sleep(WEFT_NSEC_PER_MSEC);
+	pthread_join(th, NULL);
+	weft_task_release(site_task);
+	weft_chan_destroy(site_ch);
+	free(site_heap);
+	return NULL;
+}
+
+Test(debug, dump_prints_the_site_a_task_had_when_it_was_seen,
+     .timeout = WT_TIMEOUT(30))
+{
+	wt_run(site_main, NULL, 2);
+	cr_assert(site_ended);
+	cr_assert(strstr(site_text, "'site-waiter' ["), "%s", site_text);
+	cr_assert(strstr(site_text, "spawned at heap.c:77,"), "%s",
+		  site_text);
+	cr_assert(!strstr(site_text, "OVERWRITTEN"), "%s", site_text);
+	wt_assert_no_failures();
+}
+
 /* ---- the dump signal ------------------------------------------------------ */
 
 static char sig_path[] = "/tmp/weft-dump-XXXXXX";
@@ -666,6 +932,176 @@ Test(debug, dump_signal_prints_to_stderr_and_the_program_goes_on,
 	WT_LEAK_ASSERT();
 }
 
+/* Two runtimes on one dump signal, stopped in the order they started (not
+ * nested): the signal stays weft's while either runs, and the program's
+ * own disposition comes back after the last. */
+static volatile sig_atomic_t usr2_seen;
+
+static void on_usr2(int sig)
+{
+	(void)sig;
+	usr2_seen++;
+}
+
+Test(debug, dump_signal_shared_by_two_runtimes_is_restored_after_the_last,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct weft_config c;
+	struct sigaction mine, now;
+	weft_runtime *a, *b;
+
+	memset(&mine, 0, sizeof(mine));
+	mine.sa_handler = on_usr2;
+	sigemptyset(&mine.sa_mask);
+	cr_assert_eq(sigaction(SIGUSR2, &mine, NULL), 0);
+	memset(&c, 0, sizeof(c));
+	c.workers = 1;
+	c.dump_signal = SIGUSR2;
+	cr_assert_eq(weft_runtime_create(&a, &c), 0);
+	cr_assert_eq(weft_runtime_create(&b, &c), 0);
+	sigaction(SIGUSR2, NULL, &now);
+	cr_assert(now.sa_handler != on_usr2);
+	weft_runtime_destroy(a);
+	/* b still dumps on it: not the program's handler back yet. */
+	sigaction(SIGUSR2, NULL, &now);
+	cr_assert(now.sa_handler != on_usr2 && now.sa_handler != SIG_DFL);
+	weft_runtime_destroy(b);
+	sigaction(SIGUSR2, NULL, &now);
+	cr_assert(now.sa_handler == on_usr2);
+	raise(SIGUSR2);
+	cr_assert_eq(usr2_seen, 1);
+	signal(SIGUSR2, SIG_DFL);
+	WT_LEAK_ASSERT();
+}
+
+/* A closed runtime has no workers nor blocks left to read: both calls say
+ * so instead of reading freed memory. */
+static int never_visit(const struct weft_task_info *i, void *arg)
+{
+	(void)i;
+	(void)arg;
+	return 1;
+}
+
+static int walk_res;
+
+static void *walk_till_closed(void *arg)
+{
+	weft_runtime *rt = arg;
+	FILE *f = fopen("/dev/null", "we");
+
+	do {
+		walk_res = weft_tasks_foreach(rt, count_visit,
+					      &(struct count){ 0 });
+		if (!walk_res && f)
+			walk_res = weft_dump(rt, f);
+	} while (!walk_res);
+	if (f)
+		fclose(f);
+	return NULL;
+}
+
+Test(debug, dump_and_foreach_refuse_a_closed_runtime,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct weft_config c;
+	weft_runtime *rt;
+	pthread_t th;
+	char *d;
+
+	memset(&c, 0, sizeof(c));
+	c.workers = 2;
+	cr_assert_eq(weft_runtime_create(&rt, &c), 0);
+	/* Created and not run: its (idle) workers are there to dump. */
+	d = dump_string(rt);
+	cr_assert(d && strstr(d, "2 workers, 0 tasks"), "%s", d ? d : "");
+	free(d);
+	cr_assert_eq(weft_tasks_foreach(rt, never_visit, NULL), 0);
+	/* A thread walks it over and over while it closes: each walk is
+	 * whole, or refused once the close frees what it reads. */
+	cr_assert_eq(pthread_create(&th, NULL, walk_till_closed, rt), 0);
+	usleep(20000);
+	cr_assert_eq(weft_runtime_close(rt), 0);
+	pthread_join(th, NULL);
+	cr_assert_eq(walk_res, -ESHUTDOWN);
+	cr_assert_eq(weft_dump(rt, stderr), -ESHUTDOWN);
+	cr_assert_eq(weft_tasks_foreach(rt, never_visit, NULL), -ESHUTDOWN);
+	weft_runtime_destroy(rt);
+	WT_LEAK_ASSERT();
+}
+
+/* The dump signal may land on a worker whose task has little stack left:
+ * its handler runs on the worker's alternate signal stack, so the
+ * signal's frame (a few KiB with AVX-512 state) does not overflow the
+ * task. The task raises the signal itself, 5 KiB from its stack's end.
+ * Not under TSan, which runs a handler later, from its interceptor, on
+ * whatever stack the task is on. */
+#if !defined(__SANITIZE_THREAD__)
+#define DEEP_STACK (32u * 1024u)
+/* What the task leaves of its stack when it raises: room for raise(),
+ * not for the signal's frame on top (measured here, Debug build,
+ * AVX-512: raise() needs about 3.5 KiB of it, raise() and the frame
+ * 7 KiB). */
+#define DEEP_LEFT 5120u
+
+__attribute__((noinline)) static void deep_raise(char *top, size_t want)
+{
+	volatile char pad[128];
+	char *here = __builtin_frame_address(0);
+
+	pad[0] = 0;
+	if ((size_t)(top - here) < want)
+		deep_raise(top, want);
+	else
+		raise(SIGUSR1);
+	pad[1] = pad[0]; /* not a tail call */
+}
+
+static void *deep_raiser(void *arg)
+{
+	(void)arg;
+	deep_raise(__builtin_frame_address(0), DEEP_STACK - DEEP_LEFT);
+	return (void *)1;
+}
+
+static void *deep_sig_main(void *arg)
+{
+	struct weft_spawn_opts o = { .name = "deep",
+				     .stack_size = DEEP_STACK };
+	weft_task *t;
+	void *r = NULL;
+
+	(void)arg;
+	WT_CHECK_EQ(weft_spawn_opts(&t, deep_raiser, NULL, &o), 0);
+	WT_CHECK_EQ(weft_await(t, &r), 0);
+	WT_CHECK(r == (void *)1);
+	weft_task_release(t);
+	return NULL;
+}
+
+Test(debug, dump_signal_on_a_task_near_its_stack_end_does_not_overflow_it,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct weft_config c;
+	int fd, saved;
+	char path[] = "/tmp/weft-dump-XXXXXX";
+
+	fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	unlink(path);
+	saved = dup(2);
+	dup2(fd, 2);
+	memset(&c, 0, sizeof(c));
+	c.workers = 2;
+	c.dump_signal = SIGUSR1;
+	cr_assert_eq(weft_run(deep_sig_main, NULL, &c, NULL), 0);
+	dup2(saved, 2);
+	close(saved);
+	close(fd);
+	wt_assert_no_failures();
+}
+#endif
+
 /* ---- the abort ------------------------------------------------------------ */
 
 #if !defined(__SANITIZE_THREAD__)
@@ -683,7 +1119,22 @@ static void *abort_main(void *arg)
 }
 
 /* In a child: the runtime aborts, and says why, with the dump. */
+static void abort_child(unsigned stall_ms);
+
 Test(debug, abort_on_deadlock_dumps_and_aborts, .timeout = WT_TIMEOUT(30))
+{
+	abort_child(0);
+}
+
+/* The stall watchdog's thread (stall reports on) is the runtime's own,
+ * not a thread that could end the waits. */
+Test(debug, abort_on_deadlock_with_stall_reports_on,
+     .timeout = WT_TIMEOUT(30))
+{
+	abort_child(10000);
+}
+
+static void abort_child(unsigned stall_ms)
 {
 	char buf[16384];
 	size_t n = 0;
@@ -703,6 +1154,8 @@ Test(debug, abort_on_deadlock_dumps_and_aborts, .timeout = WT_TIMEOUT(30))
 		memset(&c, 0, sizeof(c));
 		c.workers = 2;
 		c.flags = WEFT_RUN_ABORT_ON_DEADLOCK;
+		c.stall_ms = stall_ms;
+		alarm(10); /* no abort: SIGALRM ends it */
 		weft_run(abort_main, NULL, &c, NULL);
 		_exit(3);
 	}
@@ -868,6 +1321,19 @@ Test(debug, dump_signal_refuses_what_the_runtime_or_kernel_needs,
 		c.dump_signal = bad[i];
 		cr_assert_eq(weft_run(never_main, NULL, &c, NULL), -EINVAL,
 			     "signal %d accepted", bad[i]);
+	}
+	/* The stall reports' signal (docs/debugging.md): a dump there
+	 * would take it from them. */
+	memset(&c, 0, sizeof(c));
+	c.dump_signal = SIGRTMIN + 4;
+	cr_assert_eq(weft_run(never_main, NULL, &c, NULL), -EINVAL);
+	/* The C library's own real-time signals (below SIGRTMIN), which
+	 * sigaction() refuses: not a dump signal that silently never
+	 * dumps. */
+	for (i = 32; (int)i < SIGRTMIN; i++) {
+		c.dump_signal = (int)i;
+		cr_assert_eq(weft_run(never_main, NULL, &c, NULL), -EINVAL,
+			     "signal %zu accepted", i);
 	}
 	memset(&c, 0, sizeof(c));
 	c.flags = WEFT_RUN_STOP_ON_SIGNALS;
