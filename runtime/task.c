@@ -556,6 +556,16 @@ static void cb_free(struct weft__tcb *t)
 	g = (g & ~H_GEN_MASK) | gen_next(g & H_GEN_MASK);
 	atomic_store_explicit(&t->handle, g, memory_order_release);
 	atomic_store_explicit(&t->park, WEFT__FREE, memory_order_release);
+	/* The registry's snapshot reader (debug.c snap_take()) treats the
+	 * handle as a seqlock's sequence: it reads the handle, the block's
+	 * plain fields, an acquire fence, the handle again. The next spawn
+	 * of this block writes those fields plainly; this fence keeps those
+	 * writes from becoming visible before the new generation (a seqlock
+	 * writer's fence after its first bump), so a reader that copied a
+	 * new name or site also sees the handle changed. A release store
+	 * orders what came before it, not what comes after: on x86 the
+	 * fence is free, on AArch64 it is the barrier that matters. */
+	atomic_thread_fence(memory_order_release);
 
 	if (w && w->rt == rt) {
 		t->qnext = w->cb_free;

@@ -269,10 +269,14 @@ bool weft__timer_add(struct weft_runtime *rt, struct weft__timer *n,
 		     struct weft__tcb *task, uint64_t deadline)
 {
 	struct weft__worker *w = weft__worker_self(), *k;
-	struct weft__wheel *wh = &w->wheel;
+	struct weft__wheel *wh;
 	uint64_t before, after;
 
-	(void)rt; /* w->rt: timers are filed by the runtime's tasks */
+	/* Timers are filed by the runtime's own tasks, on its workers: a
+	 * foreign or blocking-pool thread gets -EPERM before it comes here. */
+	weft__assert(w && w->rt == rt);
+	(void)rt; /* read only by the assertion */
+	wh = &w->wheel;
 	n->task = task;
 	n->when = tick_ceil(deadline);
 	n->wheel = wh;
