@@ -664,7 +664,9 @@ WEFT_API int weft_await_timeout(weft_task *task, void **result,
  * pending for the next suspension point. The kernel cannot interrupt
  * every request (a regular-file read or write it has started): the call
  * then waits for it and returns its result the same way. While a request
- * is in flight its task stays on the worker whose ring issued it.
+ * is in flight its task stays on the worker whose ring issued it. On the
+ * epoll reactor a read or accept whose wait is ended so tries once more
+ * without waiting and returns what had arrived, the same way.
  *
  * All descriptors are created close-on-exec. Sends never raise SIGPIPE
  * (MSG_NOSIGNAL is always added, and weft_run() sets SIGPIPE to SIG_IGN if

@@ -249,9 +249,11 @@ static unsigned sqe_len(size_t len)
  * done here instead: the non-blocking form of the system call first
  * (MSG_DONTWAIT, RWF_NOWAIT, a non-blocking listener), and on -EAGAIN a
  * wait for the descriptor's readiness (weft__epoll_wait_fd()), then the
- * call again. A cancellation or deadline ends the wait, so the call
- * returns -ECANCELED or -ETIMEDOUT having consumed nothing, or (a send that
- * went out in part before) what it reports. What has no readiness
+ * call again. A cancellation or deadline ends the wait: a read or accept
+ * then tries once more without waiting and returns what had arrived, if
+ * anything (ep_last_try()); otherwise the call returns -ECANCELED or
+ * -ETIMEDOUT having consumed nothing, or (a send that went out in part
+ * before) what it reports. What has no readiness
  * (regular files, directories, opens, stats, syncs) runs on the blocking
  * pool, as weft_run_blocking() calls do. errno is read right after each
  * system call, before the task can switch.
@@ -267,13 +269,15 @@ static unsigned sqe_len(size_t len)
 #define ep_loop(fd, events, nowait, len, expr)                           \
 	do {                                                             \
 		WEFT__KEEP_ERRNO;                                        \
+		bool last_ = false;                                      \
 		int e_ = call_check(weft__worker_self(), false);          \
 		if (e_)                                                  \
 			return e_;                                       \
 		if ((len) && !(nowait) && weft__epoll_dry(fd)) {         \
 			e_ = weft__epoll_wait_fd((fd), (events));        \
-			if (e_ < 0)                                      \
+			if (e_ < 0 && !ep_last_try((events), e_))        \
 				return e_;                               \
+			last_ = e_ < 0;                                  \
 		}                                                        \
 		for (;;) {                                               \
 			ssize_t r_ = (expr);                             \
@@ -286,13 +290,28 @@ static unsigned sqe_len(size_t len)
 			r_ = -errno;                                     \
 			if (r_ == -EINTR)                                \
 				continue;                                \
+			if (last_)                                       \
+				return e_;                               \
 			if (r_ != -EAGAIN || (nowait))                   \
 				return r_;                               \
 			e_ = weft__epoll_wait_fd((fd), (events));        \
-			if (e_ < 0)                                      \
+			if (e_ < 0 && !ep_last_try((events), e_))        \
 				return e_;                               \
+			last_ = e_ < 0;                                  \
 		}                                                        \
 	} while (0)
+
+/* A read or accept whose wait a cancellation or deadline ended tries its
+ * call once more, without waiting: what arrived before the cancellation
+ * reached the wait is returned, and the cancellation stays pending for the
+ * next suspension point, as on io_uring, where a request that completed
+ * first returns its result (weft.h, I/O cancellation). Nothing is read
+ * that was not there already. Writes do not: a send started after its
+ * cancellation would be new work. */
+static inline bool ep_last_try(unsigned events, int err)
+{
+	return (events & EPOLLIN) && (err == -ECANCELED || err == -ETIMEDOUT);
+}
 
 #define ep_call(fd, events, nowait, expr) \
 	ep_loop(fd, events, nowait, (size_t)0, expr)
