@@ -244,6 +244,16 @@ static unsigned sqe_len(size_t len)
 		return io_wait(&io_, sqe_);                             \
 	} while (0)
 
+/* The body of each public call: its *_unmetered() form, counted by kind
+ * with its latency (see "Metrics" above). */
+#define METERED(kind, type, call)                                       \
+	do {                                                            \
+		uint64_t t0_ = weft__metrics_io_begin(kind);            \
+		type r_ = (call);                                       \
+		weft__metrics_io_end(kind, t0_);                        \
+		return r_;                                              \
+	} while (0)
+
 /* ---- the epoll reactor's calls -------------------------------------------
  * On a runtime that runs the epoll reactor (runtime/epoll.c) each call is
  * done here instead: the non-blocking form of the system call first
@@ -528,11 +538,7 @@ static int accept_unmetered(int fd, struct sockaddr *addr,
 
 int weft_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
 {
-	uint64_t t0 = weft__metrics_io_begin(WEFT_IO_ACCEPT);
-	int r = accept_unmetered(fd, addr, addrlen, flags);
-
-	weft__metrics_io_end(WEFT_IO_ACCEPT, t0);
-	return r;
+	METERED(WEFT_IO_ACCEPT, int, accept_unmetered(fd, addr, addrlen, flags));
 }
 
 static int connect_unmetered(int fd, const struct sockaddr *addr,
@@ -545,11 +551,7 @@ static int connect_unmetered(int fd, const struct sockaddr *addr,
 
 int weft_connect(int fd, const struct sockaddr *addr, socklen_t addrlen)
 {
-	uint64_t t0 = weft__metrics_io_begin(WEFT_IO_CONNECT);
-	int r = connect_unmetered(fd, addr, addrlen);
-
-	weft__metrics_io_end(WEFT_IO_CONNECT, t0);
-	return r;
+	METERED(WEFT_IO_CONNECT, int, connect_unmetered(fd, addr, addrlen));
 }
 
 static ssize_t recv_call(int fd, void *buf, size_t len, int flags)
@@ -567,11 +569,7 @@ static ssize_t recv_unmetered(int fd, void *buf, size_t len, int flags)
 
 ssize_t weft_recv(int fd, void *buf, size_t len, int flags)
 {
-	uint64_t t0 = weft__metrics_io_begin(WEFT_IO_RECV);
-	ssize_t r = recv_unmetered(fd, buf, len, flags);
-
-	weft__metrics_io_end(WEFT_IO_RECV, t0);
-	return r;
+	METERED(WEFT_IO_RECV, ssize_t, recv_unmetered(fd, buf, len, flags));
 }
 
 /* ---- receiving into lease buffers (runtime/pbuf.h) ---------------------
@@ -675,11 +673,7 @@ static ssize_t recv_lease_unmetered(int fd, struct weft_lease *l, int flags)
 
 ssize_t weft_recv_lease(int fd, struct weft_lease *l, int flags)
 {
-	uint64_t t0 = weft__metrics_io_begin(WEFT_IO_RECV);
-	ssize_t r = recv_lease_unmetered(fd, l, flags);
-
-	weft__metrics_io_end(WEFT_IO_RECV, t0);
-	return r;
+	METERED(WEFT_IO_RECV, ssize_t, recv_lease_unmetered(fd, l, flags));
 }
 
 int weft_lease_release(struct weft_lease *l)
@@ -856,17 +850,14 @@ static ssize_t stream_recv_unmetered(weft_stream *st, struct weft_lease *l)
 
 ssize_t weft_stream_recv(weft_stream *st, struct weft_lease *l)
 {
-	uint64_t t0 = weft__metrics_io_begin(WEFT_IO_RECV);
-	ssize_t r = stream_recv_unmetered(st, l);
-
-	weft__metrics_io_end(WEFT_IO_RECV, t0);
-	return r;
+	METERED(WEFT_IO_RECV, ssize_t, stream_recv_unmetered(st, l));
 }
 
-int weft_stream_close(weft_stream *st)
+/* Closes stream or listener s (NULL: the handle was stale or not one)
+ * for the task that owns it; the owner's last one unpins it. */
+static int owned_close(struct weft__stream *s)
 {
 	struct weft__worker *w = weft__worker_self();
-	struct weft__stream *s = stream_of(st);
 	struct weft__tcb *self;
 
 	if (!s)
@@ -878,6 +869,13 @@ int weft_stream_close(weft_stream *st)
 	self->streams--;
 	stream_unpin(self);
 	return 0;
+}
+
+int weft_stream_close(weft_stream *st)
+{
+	WEFT__KEEP_ERRNO;
+
+	return owned_close(stream_of(st));
 }
 
 /* ---- listeners: accept streams (runtime/stream.h) ------------------------
@@ -1016,29 +1014,14 @@ static int listener_accept_unmetered(weft_listener *ls, struct sockaddr *addr,
 int weft_listener_accept(weft_listener *ls, struct sockaddr *addr,
 			 socklen_t *addrlen, int flags)
 {
-	uint64_t t0 = weft__metrics_io_begin(WEFT_IO_ACCEPT);
-	int r = listener_accept_unmetered(ls, addr, addrlen, flags);
-
-	weft__metrics_io_end(WEFT_IO_ACCEPT, t0);
-	return r;
+	METERED(WEFT_IO_ACCEPT, int, listener_accept_unmetered(ls, addr, addrlen, flags));
 }
 
 int weft_listener_close(weft_listener *ls)
 {
 	WEFT__KEEP_ERRNO;
-	struct weft__worker *w = weft__worker_self();
-	struct weft__stream *s = listener_of(ls);
-	struct weft__tcb *self;
 
-	if (!s)
-		return -EINVAL;
-	if (!w || w->current != s->task)
-		return -EPERM;
-	self = w->current;
-	weft__stream_close(s);
-	self->streams--;
-	stream_unpin(self);
-	return 0;
+	return owned_close(listener_of(ls));
 }
 
 static ssize_t send_unmetered(int fd, const void *buf, size_t len, int flags)
@@ -1052,11 +1035,7 @@ static ssize_t send_unmetered(int fd, const void *buf, size_t len, int flags)
 
 ssize_t weft_send(int fd, const void *buf, size_t len, int flags)
 {
-	uint64_t t0 = weft__metrics_io_begin(WEFT_IO_SEND);
-	ssize_t r = send_unmetered(fd, buf, len, flags);
-
-	weft__metrics_io_end(WEFT_IO_SEND, t0);
-	return r;
+	METERED(WEFT_IO_SEND, ssize_t, send_unmetered(fd, buf, len, flags));
 }
 
 static ssize_t recvmsg_call(int fd, struct msghdr *msg, int flags)
@@ -1087,11 +1066,7 @@ static ssize_t recvmsg_unmetered(int fd, struct msghdr *msg, int flags)
 
 ssize_t weft_recvmsg(int fd, struct msghdr *msg, int flags)
 {
-	uint64_t t0 = weft__metrics_io_begin(WEFT_IO_RECV);
-	ssize_t r = recvmsg_unmetered(fd, msg, flags);
-
-	weft__metrics_io_end(WEFT_IO_RECV, t0);
-	return r;
+	METERED(WEFT_IO_RECV, ssize_t, recvmsg_unmetered(fd, msg, flags));
 }
 
 static ssize_t sendmsg_unmetered(int fd, const struct msghdr *msg, int flags)
@@ -1106,11 +1081,7 @@ static ssize_t sendmsg_unmetered(int fd, const struct msghdr *msg, int flags)
 
 ssize_t weft_sendmsg(int fd, const struct msghdr *msg, int flags)
 {
-	uint64_t t0 = weft__metrics_io_begin(WEFT_IO_SEND);
-	ssize_t r = sendmsg_unmetered(fd, msg, flags);
-
-	weft__metrics_io_end(WEFT_IO_SEND, t0);
-	return r;
+	METERED(WEFT_IO_SEND, ssize_t, sendmsg_unmetered(fd, msg, flags));
 }
 
 ssize_t weft_recvfrom(int fd, void *buf, size_t len, int flags,
@@ -1158,11 +1129,7 @@ static int shutdown_unmetered(int fd, int how)
 
 int weft_shutdown(int fd, int how)
 {
-	uint64_t t0 = weft__metrics_io_begin(WEFT_IO_OTHER);
-	int r = shutdown_unmetered(fd, how);
-
-	weft__metrics_io_end(WEFT_IO_OTHER, t0);
-	return r;
+	METERED(WEFT_IO_OTHER, int, shutdown_unmetered(fd, how));
 }
 
 /* Always closes: a cancellation or a passed deadline must not leave the
@@ -1190,11 +1157,7 @@ static int close_unmetered(int fd)
 
 int weft_close(int fd)
 {
-	uint64_t t0 = weft__metrics_io_begin(WEFT_IO_OTHER);
-	int r = close_unmetered(fd);
-
-	weft__metrics_io_end(WEFT_IO_OTHER, t0);
-	return r;
+	METERED(WEFT_IO_OTHER, int, close_unmetered(fd));
 }
 
 /* ---- readiness ---------------------------------------------------------- */
@@ -1214,11 +1177,7 @@ static int ops_poll_unmetered(int fd, unsigned events)
 
 int weft__ops_poll(int fd, unsigned events)
 {
-	uint64_t t0 = weft__metrics_io_begin(WEFT_IO_POLL);
-	int r = ops_poll_unmetered(fd, events);
-
-	weft__metrics_io_end(WEFT_IO_POLL, t0);
-	return r;
+	METERED(WEFT_IO_POLL, int, ops_poll_unmetered(fd, events));
 }
 
 /* ---- files -------------------------------------------------------------- */
@@ -1311,11 +1270,7 @@ static int openat_unmetered(int dirfd, const char *path, int flags, mode_t mode)
 
 int weft_openat(int dirfd, const char *path, int flags, mode_t mode)
 {
-	uint64_t t0 = weft__metrics_io_begin(WEFT_IO_OTHER);
-	int r = openat_unmetered(dirfd, path, flags, mode);
-
-	weft__metrics_io_end(WEFT_IO_OTHER, t0);
-	return r;
+	METERED(WEFT_IO_OTHER, int, openat_unmetered(dirfd, path, flags, mode));
 }
 
 int weft_open(const char *path, int flags, mode_t mode)
@@ -1341,11 +1296,7 @@ static ssize_t read_unmetered(int fd, void *buf, size_t len, int64_t offset)
 
 ssize_t weft_read(int fd, void *buf, size_t len, int64_t offset)
 {
-	uint64_t t0 = weft__metrics_io_begin(WEFT_IO_READ);
-	ssize_t r = read_unmetered(fd, buf, len, offset);
-
-	weft__metrics_io_end(WEFT_IO_READ, t0);
-	return r;
+	METERED(WEFT_IO_READ, ssize_t, read_unmetered(fd, buf, len, offset));
 }
 
 static ssize_t write_unmetered(int fd, const void *buf, size_t len,
@@ -1362,11 +1313,7 @@ static ssize_t write_unmetered(int fd, const void *buf, size_t len,
 
 ssize_t weft_write(int fd, const void *buf, size_t len, int64_t offset)
 {
-	uint64_t t0 = weft__metrics_io_begin(WEFT_IO_WRITE);
-	ssize_t r = write_unmetered(fd, buf, len, offset);
-
-	weft__metrics_io_end(WEFT_IO_WRITE, t0);
-	return r;
+	METERED(WEFT_IO_WRITE, ssize_t, write_unmetered(fd, buf, len, offset));
 }
 
 static ssize_t readv_call(int fd, const struct iovec *iov, int iovcnt,
@@ -1390,11 +1337,7 @@ static ssize_t readv_unmetered(int fd, const struct iovec *iov, int iovcnt,
 ssize_t weft_readv(int fd, const struct iovec *iov, int iovcnt,
 		   int64_t offset)
 {
-	uint64_t t0 = weft__metrics_io_begin(WEFT_IO_READ);
-	ssize_t r = readv_unmetered(fd, iov, iovcnt, offset);
-
-	weft__metrics_io_end(WEFT_IO_READ, t0);
-	return r;
+	METERED(WEFT_IO_READ, ssize_t, readv_unmetered(fd, iov, iovcnt, offset));
 }
 
 static ssize_t writev_unmetered(int fd, const struct iovec *iov, int iovcnt,
@@ -1411,11 +1354,7 @@ static ssize_t writev_unmetered(int fd, const struct iovec *iov, int iovcnt,
 ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt,
 		    int64_t offset)
 {
-	uint64_t t0 = weft__metrics_io_begin(WEFT_IO_WRITE);
-	ssize_t r = writev_unmetered(fd, iov, iovcnt, offset);
-
-	weft__metrics_io_end(WEFT_IO_WRITE, t0);
-	return r;
+	METERED(WEFT_IO_WRITE, ssize_t, writev_unmetered(fd, iov, iovcnt, offset));
 }
 
 static int fsync_unmetered(int fd)
@@ -1430,11 +1369,7 @@ static int fsync_unmetered(int fd)
 
 int weft_fsync(int fd)
 {
-	uint64_t t0 = weft__metrics_io_begin(WEFT_IO_OTHER);
-	int r = fsync_unmetered(fd);
-
-	weft__metrics_io_end(WEFT_IO_OTHER, t0);
-	return r;
+	METERED(WEFT_IO_OTHER, int, fsync_unmetered(fd));
 }
 
 static int fdatasync_unmetered(int fd)
@@ -1449,11 +1384,7 @@ static int fdatasync_unmetered(int fd)
 
 int weft_fdatasync(int fd)
 {
-	uint64_t t0 = weft__metrics_io_begin(WEFT_IO_OTHER);
-	int r = fdatasync_unmetered(fd);
-
-	weft__metrics_io_end(WEFT_IO_OTHER, t0);
-	return r;
+	METERED(WEFT_IO_OTHER, int, fdatasync_unmetered(fd));
 }
 
 static void statx_to_stat(const struct statx *x, struct stat *st)
@@ -1503,11 +1434,7 @@ static int statx_call_unmetered(int dirfd, const char *path, int flags,
 static int statx_call(int dirfd, const char *path, int flags,
 		      struct statx *x)
 {
-	uint64_t t0 = weft__metrics_io_begin(WEFT_IO_OTHER);
-	int r = statx_call_unmetered(dirfd, path, flags, x);
-
-	weft__metrics_io_end(WEFT_IO_OTHER, t0);
-	return r;
+	METERED(WEFT_IO_OTHER, int, statx_call_unmetered(dirfd, path, flags, x));
 }
 
 int weft_stat(const char *path, struct stat *st)
