@@ -158,7 +158,8 @@ struct weft_config {
 	 * many milliseconds without suspending is reported once on stderr,
 	 * with its name, worker, backtrace and the tasks queued behind it
 	 * (one blocked in a system call: without name and backtrace, and
-	 * not interrupted).
+	 * not interrupted). Run time: a worker whose thread waits for a
+	 * CPU meanwhile gets a note instead, its task no report.
 	 * 0: what the environment variable WEFT_STALL_MS says (a number of
 	 * ms; 0 or unset: off). WEFT_STALL_OFF: off whatever the
 	 * environment says. At least 10 when set. */

@@ -21,6 +21,18 @@
  * call from /proc, and the report goes without frames. One report per stall: the watchdog reports a
  * count once, and only a new switch (a new count) can start another.
  *
+ * Run time, not waiting time: a worker whose thread waits for a CPU (the
+ * machine is short of them: other threads or processes have them) does
+ * not switch either, through no fault of its task. So the watchdog also
+ * reads each worker thread's CPU clock when its count moves, and judges
+ * a worker stuck only once its thread has used at least 3/4 of stall_ms
+ * of CPU since (a quarter's slack for the look's granularity: on a
+ * machine with a CPU to spare the two clocks agree). A worker that has
+ * waited past stall_ms with less is named in a note, at most every
+ * WEFT__STALL_NOTE_NS per runtime, and its task only once it has run
+ * for long. A worker blocked in a system call uses no CPU either, and is
+ * reported as before (blocked_in() is read first).
+ *
  * Cost: nothing when off (no thread, no signal); when on, one thread that
  * wakes every stall_ms / 2 and reads two words per worker.
  */
@@ -45,6 +57,8 @@
 
 /* Least stall_ms honoured: the watchdog wakes every stall_ms / 2. */
 #define WEFT__STALL_MIN_MS 10u
+/* Least time between two notes of workers short of CPU (one runtime). */
+#define WEFT__STALL_NOTE_NS (10 * WEFT_NSEC_PER_SEC)
 /* How long the watchdog waits for a worker's answer. */
 #define WEFT__STALL_ANSWER_NS (100 * WEFT_NSEC_PER_MSEC)
 
@@ -61,6 +75,13 @@ struct weft__stall {
 	unsigned long *seen;
 	uint64_t *since;
 	bool *done;
+	/* Each worker thread's CPU time at `since` (thread_cpu_ns()), and
+	 * whether this wait was counted in a note; the last note's time
+	 * and the waits counted since it. */
+	uint64_t *cpu_at;
+	bool *noted;
+	uint64_t note_at;
+	unsigned unnoted;
 };
 
 static pthread_mutex_t sig_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -219,6 +240,44 @@ static long blocked_in(struct weft__worker *w)
 								     : -1;
 }
 
+/* The CPU time (user and system, ns) thread tid of this process has
+ * used, or UINT64_MAX if it cannot be read. The clock id is the kernel's
+ * per-thread CPU clock, (~tid << 3) | CPUCLOCK_PERTHREAD | CPUCLOCK_SCHED:
+ * what pthread_getcpuclockid() builds from a pthread_t, which worker 0
+ * of weft_run() (the caller's thread) gives us no handle for. */
+static uint64_t thread_cpu_ns(int tid)
+{
+	struct timespec ts;
+
+	if (tid <= 0 ||
+	    clock_gettime((clockid_t)((~(unsigned)tid << 3) | 6u), &ts) != 0)
+		return UINT64_MAX;
+	return (uint64_t)ts.tv_sec * WEFT_NSEC_PER_SEC + (uint64_t)ts.tv_nsec;
+}
+
+/* A note, rate-limited: workers that waited past stall_ms for a CPU, so
+ * that an overloaded machine is seen without blaming a task for it. */
+static void note_short_of_cpu(struct weft__stall *st, struct weft__worker *w,
+			      uint64_t waited_ns, uint64_t cpu_ns, uint64_t now)
+{
+	if (st->note_at && now - st->note_at < WEFT__STALL_NOTE_NS) {
+		st->unnoted++;
+		return;
+	}
+	fprintf(stderr,
+		"weft: worker %u has had %llu ms of CPU in the last %llu ms: "
+		"its thread waits for a CPU (the machine is short of them); "
+		"no task is blamed until it has run for stall_ms",
+		w->index, (unsigned long long)(cpu_ns / WEFT_NSEC_PER_MSEC),
+		(unsigned long long)(waited_ns / WEFT_NSEC_PER_MSEC));
+	if (st->unnoted)
+		fprintf(stderr, " (%u more such waits since the last note)",
+			st->unnoted);
+	fputc('\n', stderr);
+	st->note_at = now;
+	st->unnoted = 0;
+}
+
 /* Asks w for its task and frames; true with the slot DONE, false if no
  * answer came (the slot is then IDLE again). */
 static bool ask(struct weft__worker *w)
@@ -346,21 +405,43 @@ static void look(struct weft_runtime *rt, struct weft__stall *st)
 			st->seen[i] = ticks;
 			st->since[i] = now;
 			st->done[i] = false;
+			st->noted[i] = false;
+			/* ring.tid is written before the worker's first
+			 * switch, whose count (ticks != 0) was read above. */
+			st->cpu_at[i] = ticks ? thread_cpu_ns(w->ring.tid)
+					      : UINT64_MAX;
 			continue;
 		}
 		/* A worker that has never run a task is starting. */
 		if (st->done[i] || ticks == 0 ||
 		    now - st->since[i] < st->budget_ns)
 			continue;
-		st->done[i] = true;
 		/* Blocked in a system call (a task calling sleep(), poll(),
 		 * a blocking read): not signalled, since the signal would
 		 * end most such calls early with EINTR (SA_RESTART restarts
 		 * only some), changing what the program does because a
-		 * report was asked for. Reported without frames. (A thread
-		 * that enters a call between this look and the signal can
-		 * still be interrupted: the window is this one read.) */
+		 * report was asked for. Reported without frames, and
+		 * whatever its CPU time. (A thread that enters a call
+		 * between this look and the signal can still be
+		 * interrupted: the window is this one read.) */
 		sys = blocked_in(w);
+		if (sys < 0 && st->cpu_at[i] != UINT64_MAX) {
+			uint64_t cpu = thread_cpu_ns(w->ring.tid);
+
+			/* Not enough run time yet: the thread waited for a
+			 * CPU. Looked at again next time, not done. */
+			if (cpu != UINT64_MAX &&
+			    cpu - st->cpu_at[i] < st->budget_ns / 4 * 3) {
+				if (!st->noted[i])
+					note_short_of_cpu(st, w,
+							  now - st->since[i],
+							  cpu - st->cpu_at[i],
+							  now);
+				st->noted[i] = true;
+				continue;
+			}
+		}
+		st->done[i] = true;
 		answered = sys < 0 && ask(w);
 		/* No task (the scheduler searching), or it switched
 		 * meanwhile: no stall of a task. */
@@ -459,6 +540,8 @@ static void stall_free(struct weft__stall *st)
 	weft__mem_free(st->seen);
 	weft__mem_free(st->since);
 	weft__mem_free(st->done);
+	weft__mem_free(st->cpu_at);
+	weft__mem_free(st->noted);
 	weft__mem_free(st);
 }
 
@@ -484,7 +567,10 @@ int weft__stall_start(struct weft_runtime *rt, const struct weft_config *c)
 	st->seen = weft__mem_calloc(n, sizeof(*st->seen));
 	st->since = weft__mem_calloc(n, sizeof(*st->since));
 	st->done = weft__mem_calloc(n, sizeof(*st->done));
-	if (!st->seen || !st->since || !st->done) {
+	st->cpu_at = weft__mem_calloc(n, sizeof(*st->cpu_at));
+	st->noted = weft__mem_calloc(n, sizeof(*st->noted));
+	if (!st->seen || !st->since || !st->done || !st->cpu_at ||
+	    !st->noted) {
 		stall_free(st);
 		return -ENOMEM;
 	}

@@ -3,6 +3,10 @@
  * (weft_config.stall_ms, WEFT_STALL_MS).
  */
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/socket.h>
 
 #include "weft_test.h"
@@ -689,6 +693,24 @@ Test(stall, a_spinning_task_is_reported_once_with_its_frames,
 	free(out);
 }
 
+Test(stall, a_stall_ms_below_10_is_raised_to_10, .timeout = WT_TIMEOUT(30))
+{
+	struct stall_run s = { .spin_ns = 100 * WEFT_NSEC_PER_MSEC,
+			       .expect = 1 };
+	char *out = run_capturing(1, NULL, &s);
+
+	cr_assert_eq(count_of(out, "weft: stall: task \"spinner\""), 1,
+		     "want one report:\n%s", out);
+	cr_assert(strstr(out, "(stall_ms 10)"), "%s", out);
+	free(out);
+	/* The same through the environment. */
+	s.expect = 1;
+	out = run_capturing(0, "3", &s);
+	cr_assert(strstr(out, "(stall_ms 10)"), "%s", out);
+	unsetenv("WEFT_STALL_MS");
+	free(out);
+}
+
 Test(stall, off_unless_asked, .timeout = WT_TIMEOUT(30))
 {
 	struct stall_run s = { .spin_ns = 300 * WEFT_NSEC_PER_MSEC };
@@ -717,6 +739,84 @@ Test(stall, tasks_that_suspend_are_not_reported, .timeout = WT_TIMEOUT(30))
 	char *out = run_capturing(50, NULL, &s);
 
 	cr_assert_eq(count_of(out, "weft: stall"), 0, "%s", out);
+	free(out);
+}
+
+/* ---- a worker short of CPU is not a stalled task ------------------------ */
+/* A thread outside the runtime that keeps one CPU busy for ns. */
+struct hog {
+	int cpu;
+	uint64_t ns;
+	atomic_int done;
+};
+
+static void *hog_main(void *arg)
+{
+	struct hog *h = arg;
+	uint64_t until = weft_now() + h->ns;
+	cpu_set_t one;
+
+	CPU_ZERO(&one);
+	CPU_SET(h->cpu, &one);
+	sched_setaffinity(0, sizeof(one), &one);
+	while (weft_now() < until)
+		;
+	atomic_store(&h->done, 1);
+	return NULL;
+}
+
+/* Pinned to its worker: keeps switching (a yield each turn) while the
+ * worker's thread, given the lowest priority and the hog's CPU, gets
+ * about 1.5% of it (nice 19 weighs 15 against nice 0's 1024): its count
+ * stands still for far longer than stall_ms, its task never runs long. */
+static void *starved(void *arg)
+{
+	struct hog *h = arg;
+	cpu_set_t one;
+	pthread_t th;
+
+	h->cpu = sched_getcpu();
+	WT_CHECK(h->cpu >= 0);
+	CPU_ZERO(&one);
+	CPU_SET(h->cpu, &one);
+	WT_CHECK_EQ(sched_setaffinity(0, sizeof(one), &one), 0);
+	/* The hog first: a thread starts with its creator's nice value. */
+	WT_CHECK_EQ(pthread_create(&th, NULL, hog_main, h), 0);
+	WT_CHECK_EQ(setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19),
+		    0);
+	while (!atomic_load(&h->done))
+		weft_yield();
+	WT_CHECK_EQ(pthread_join(th, NULL), 0);
+	return NULL;
+}
+
+static void *starved_main(void *arg)
+{
+	struct stall_run *s = arg;
+	struct hog h = { .ns = 600 * WEFT_NSEC_PER_MSEC };
+	struct weft_spawn_opts o = { .name = "starved",
+				     .flags = WEFT_SPAWN_PINNED };
+	weft_task *t;
+
+	WT_CHECK_EQ(weft_spawn_opts(&t, starved, &h, &o), 0);
+	WT_CHECK_EQ(weft_await(t, NULL), 0);
+	weft_task_release(t);
+	wait_for_reports(s);
+	return NULL;
+}
+
+Test(stall, a_worker_waiting_for_a_cpu_is_noted_not_reported,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct stall_run s = { .main = starved_main };
+	char *out = run_capturing(50, NULL, &s);
+
+	/* The watchdog saw the worker stand still past stall_ms... */
+	cr_assert_geq(count_of(out, "its thread waits for a CPU"), 1, "%s",
+		      out);
+	/* ...with too little run time to blame its task. */
+	cr_assert_eq(count_of(out, "weft: stall"), 0, "%s", out);
+	stalls_are(&s, 0);
 	free(out);
 }
 
