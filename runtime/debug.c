@@ -927,6 +927,8 @@ struct weft__debug {
  * handler counted and waits for it. */
 #define DBG_SLOTS 16
 static pthread_mutex_t dbg_lock = PTHREAD_MUTEX_INITIALIZER;
+/* A slot holds its eventfd's number plus one, 0 when free: descriptor 0
+ * is a valid eventfd in a program that closed its standard input. */
 static atomic_int dbg_efd[DBG_SLOTS];
 static int dbg_signo[DBG_SLOTS];
 /* Per signal (under dbg_lock): how many slots dump on it, and the
@@ -944,9 +946,10 @@ static void on_dump_signal(int sig)
 
 	atomic_fetch_add_explicit(&dbg_inflight, 1, memory_order_seq_cst);
 	for (i = 0; i < DBG_SLOTS; i++) {
-		int fd = atomic_load_explicit(&dbg_efd[i], memory_order_seq_cst);
+		int fd = atomic_load_explicit(&dbg_efd[i],
+					      memory_order_seq_cst) - 1;
 
-		if (fd > 0 && dbg_signo[i] == sig &&
+		if (fd >= 0 && dbg_signo[i] == sig &&
 		    write(fd, &one, sizeof(one)) < 0) {
 			/* nothing to do in a handler */
 		}
@@ -1117,7 +1120,7 @@ int weft__debug_start(struct weft_runtime *rt, const struct weft_config *c)
 		return -EBUSY;
 	}
 	dbg_signo[i] = d->signo;
-	atomic_store_explicit(&dbg_efd[i], d->efd, memory_order_release);
+	atomic_store_explicit(&dbg_efd[i], d->efd + 1, memory_order_release);
 	err = 0;
 	if (!dbg_users[d->signo]++) {
 		struct sigaction sa;
@@ -1154,7 +1157,7 @@ void weft__debug_stop(struct weft_runtime *rt)
 	pthread_mutex_lock(&dbg_lock);
 	for (i = 0; d->signo && i < DBG_SLOTS; i++) {
 		if (atomic_load_explicit(&dbg_efd[i], memory_order_relaxed) !=
-		    d->efd)
+		    d->efd + 1)
 			continue;
 		/* The last runtime dumping on the signal puts back what the
 		 * first found (stops in any order). */

@@ -7,7 +7,11 @@
  * those functions are therefore not static.
  */
 #include <linux/io_uring.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <sys/socket.h>
 
 #include "weft_test.h"
@@ -931,6 +935,64 @@ Test(debug, dump_signal_prints_to_stderr_and_the_program_goes_on,
 	cr_assert(after.sa_handler == before.sa_handler);
 	WT_LEAK_ASSERT();
 }
+
+#if !defined(__SANITIZE_THREAD__) /* the test below only: TSan intercepts eventfd */
+/* The dump thread's eventfd as descriptor 0, as in a program that closed
+ * its standard input before starting weft. This eventfd() stands in for
+ * the C library's (the tests link weft statically, so weft's calls come
+ * here): while efd_to_zero is set, the first non-blocking eventfd made is
+ * moved onto descriptor 0 (dup3 closes what was there). On the io_uring
+ * reactor that is the dump thread's: the rings' wake eventfds and the
+ * signal eventfd block. (On the epoll reactor it is worker 0's wake
+ * eventfd, and the dump's lands elsewhere.) */
+static atomic_int efd_to_zero, efd_moved;
+
+int eventfd(unsigned int initval, int flags)
+{
+	int fd = (int)syscall(SYS_eventfd2, initval, flags);
+
+	if (fd > 0 && (flags & EFD_NONBLOCK) &&
+	    atomic_exchange(&efd_to_zero, 0) &&
+	    dup3(fd, 0, (flags & EFD_CLOEXEC) ? O_CLOEXEC : 0) == 0) {
+		close(fd);
+		fd = 0;
+		atomic_fetch_add(&efd_moved, 1);
+	}
+	return fd;
+}
+
+static void *sig_main_at_zero(void *arg)
+{
+	/* Where it matters: the dump's eventfd is descriptor 0. */
+	WT_CHECK_EQ(atomic_load(&efd_moved), 1);
+	return sig_main(arg);
+}
+
+/* The handler took descriptor 0 for a free slot and wrote nothing: no
+ * dump came (and a second runtime could have claimed the same slot). */
+Test(debug, dump_signal_works_when_its_eventfd_is_descriptor_0,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct weft_config c;
+	int fd, saved;
+
+	fd = mkstemp(sig_path);
+	cr_assert_geq(fd, 0);
+	unlink(sig_path);
+	saved = dup(2);
+	dup2(fd, 2);
+	memset(&c, 0, sizeof(c));
+	c.workers = 2;
+	c.dump_signal = SIGUSR1;
+	atomic_store(&efd_to_zero, 1);
+	cr_assert_eq(weft_run(sig_main_at_zero, &fd, &c, NULL), 0);
+	dup2(saved, 2);
+	close(saved);
+	close(fd);
+	wt_assert_no_failures();
+	WT_LEAK_ASSERT();
+}
+#endif
 
 /* Two runtimes on one dump signal, stopped in the order they started (not
  * nested): the signal stays weft's while either runs, and the program's
