@@ -3,9 +3,10 @@
  * parking (blocking in the ring) and waking a parked worker from another
  * thread.
  *
- * Flags: SINGLE_ISSUER|DEFER_TASKRUN (6.1+) first: only the owning worker
- * ever submits, and completions are processed when it asks for them, not by
- * interrupting it. On EINVAL we retry with SINGLE_ISSUER|COOP_TASKRUN|
+ * Flags: SINGLE_ISSUER|DEFER_TASKRUN|TASKRUN_FLAG (6.1+) first: only the
+ * owning worker ever submits, completions are processed when it asks for
+ * them, not by interrupting it, and the kernel flags when there are some
+ * to ask for (ring_needs_events()). On EINVAL we retry with SINGLE_ISSUER|COOP_TASKRUN|
  * TASKRUN_FLAG (6.0), COOP_TASKRUN (5.19), then none (Photon strips flags
  * the same way). The ring is created on the worker's own thread, which is
  * what SINGLE_ISSUER binds it to.
@@ -114,7 +115,8 @@ static bool debug_sq_busy_take(void)
 #endif
 
 static const unsigned ring_flag_tries[] = {
-	IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+	IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+		IORING_SETUP_TASKRUN_FLAG,
 	IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN |
 		IORING_SETUP_TASKRUN_FLAG,
 	IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
@@ -364,6 +366,18 @@ int weft__ring_init(struct weft__worker *w)
 		p.cq_entries = 4 * WEFT__RING_ENTRIES;
 		err = io_uring_queue_init_params(WEFT__RING_ENTRIES, &w->ring.uring,
 						 &p);
+		if (err == -EINVAL && (p.flags & IORING_SETUP_DEFER_TASKRUN)) {
+			/* DEFER_TASKRUN without the flag word: a kernel
+			 * that takes the one and not the two together (none
+			 * known; every 6.1+ takes both) still gets it. */
+			memset(&p, 0, sizeof(p));
+			p.flags = (ring_flag_tries[i] &
+				   ~IORING_SETUP_TASKRUN_FLAG) |
+				  IORING_SETUP_CQSIZE;
+			p.cq_entries = 4 * WEFT__RING_ENTRIES;
+			err = io_uring_queue_init_params(WEFT__RING_ENTRIES,
+							 &w->ring.uring, &p);
+		}
 		if (err == 0) {
 			w->ring.flags = p.flags & ~IORING_SETUP_CQSIZE;
 			break;
@@ -606,17 +620,62 @@ static void reap(struct weft__worker *w)
 	arm_wake(w);
 }
 
+/*
+ * Whether a poll must enter the kernel to collect completions. With
+ * DEFER_TASKRUN the kernel posts them only when this thread asks (an
+ * enter with GETEVENTS), but with TASKRUN_FLAG too it says whether there
+ * is anything to ask for: it sets IORING_SQ_TASKRUN in the SQ flag word
+ * when it queues work for an empty list, and clears it before it runs
+ * the list (liburing's own peeks rely on the same word). The word is
+ * read without a fence: work queued just as it is read is collected at
+ * the next poll, or by the blocking wait, which always enters and runs
+ * what is queued before it sleeps; so no completion waits for ever, and
+ * a busy worker's poll (every WEFT__SERVE_NS) costs no system call when
+ * nothing came. Without the flag word, every poll enters, as before
+ * (half of a server's enters found nothing). An overflowed CQ is flushed
+ * by the same enter.
+ */
+static bool ring_needs_events(struct weft__worker *w)
+{
+	unsigned kflags = IO_URING_READ_ONCE(*w->ring.uring.sq.kflags);
+
+	if (kflags & IORING_SQ_CQ_OVERFLOW)
+		return true;
+	if (!(w->ring.flags & IORING_SETUP_DEFER_TASKRUN))
+		return false;
+	return !(w->ring.flags & IORING_SETUP_TASKRUN_FLAG) ||
+	       (kflags & IORING_SQ_TASKRUN);
+}
+
 void weft__ring_poll(struct weft__worker *w)
 {
+	bool events;
+
 	if (w->ring.epoll) {
 		weft__epoll_poll(w);
 		return;
 	}
-	/* get_events also flushes an overflowed CQ back into the ring.
+	/* Queued requests and completions to collect: one enter does both
+	 * (submit first, so that what the tasks asked for since the last
+	 * poll starts before their neighbours' completions are handled;
+	 * requests queued by this reap itself, re-armed streams, go with
+	 * the next poll or the park's enter). With an overflowed CQ the
+	 * completions come first: get_events flushes the overflow into the
+	 * CQ, the reap makes room, and a kernel that refuses submissions
+	 * while its overflow list is not empty (-EBUSY) then takes them.
 	 * Errors: see ring_failed(); the passing ones are retried on the
 	 * next poll, after this one's reap. */
-	if ((w->ring.flags & IORING_SETUP_DEFER_TASKRUN) ||
-	    io_uring_cq_has_overflow(&w->ring.uring))
+	events = ring_needs_events(w);
+	if (io_uring_sq_ready(&w->ring.uring) &&
+	    !io_uring_cq_has_overflow(&w->ring.uring)) {
+		if (ring_failed(w, events ? io_uring_submit_and_get_events(
+						    &w->ring.uring)
+					  : io_uring_submit(&w->ring.uring)))
+			return;
+		reap(w);
+		return;
+	}
+	if (events)
 		if (ring_failed(w, io_uring_get_events(&w->ring.uring)))
 			return;
 	reap(w);
