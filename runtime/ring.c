@@ -633,7 +633,10 @@ static void reap(struct weft__worker *w)
  * a busy worker's poll (every WEFT__SERVE_NS) costs no system call when
  * nothing came. Without the flag word, every poll enters, as before
  * (half of a server's enters found nothing). An overflowed CQ is flushed
- * by the same enter.
+ * by the same enter. (liburing's io_uring_peek_batch_cqe(), in reap(),
+ * also enters when it finds the CQ empty and the word set: what this
+ * adds is asking before the CQ is empty, and in the same enter as a
+ * submit.)
  */
 static bool ring_needs_events(struct weft__worker *w)
 {

@@ -4194,3 +4194,87 @@ Test(net, sends_to_a_reset_peer_raise_no_sigpipe_even_with_a_handler,
 			     atomic_load(&sigpipes));
 	}
 }
+
+/* ---- a worker that never parks still completes I/O ----------------------
+ * One worker, kept busy by a task that yields in a loop: it switches all
+ * the time (so no idle worker would ever judge it stuck and rescue its
+ * ring, and there is none), and never runs out of tasks (so it never
+ * parks, where the blocking enter would collect everything). A receive
+ * waits on its ring for a byte a thread outside sends after 20 ms. Only
+ * the busy worker's periodic look at its ring can complete it: with
+ * DEFER_TASKRUN the kernel holds the completion until the worker asks,
+ * and a poll that skipped asking (a misread of the kernel's
+ * IORING_SQ_TASKRUN word) would leave it there until the yielder gives
+ * up after 5 s. */
+struct busy_recv {
+	int sv[2];
+	atomic_int done;
+	uint64_t took_ns;
+};
+
+static void *late_sender(void *arg)
+{
+	struct busy_recv *b = arg;
+
+	usleep(20000);
+	WT_CHECK_EQ(write(b->sv[1], "x", 1), 1);
+	return NULL;
+}
+
+static void *busy_receiver(void *arg)
+{
+	struct busy_recv *b = arg;
+	uint64_t t0 = weft_now();
+	char c = 0;
+
+	WT_CHECK_EQ(weft_recv(b->sv[0], &c, 1, 0), 1);
+	WT_CHECK_EQ(c, 'x');
+	b->took_ns = weft_now() - t0;
+	atomic_store(&b->done, 1);
+	return NULL;
+}
+
+static void *busy_yielder(void *arg)
+{
+	struct busy_recv *b = arg;
+	uint64_t until = weft_now() + 5 * WEFT_NSEC_PER_SEC;
+
+	while (!atomic_load(&b->done) && weft_now() < until)
+		weft_yield();
+	return NULL;
+}
+
+static void *busy_recv_main(void *arg)
+{
+	struct busy_recv *b = arg;
+	weft_task *r, *y;
+	pthread_t th;
+
+	r = weft_spawn(busy_receiver, b);
+	y = weft_spawn(busy_yielder, b);
+	WT_CHECK(r && y);
+	WT_CHECK_EQ(pthread_create(&th, NULL, late_sender, b), 0);
+	WT_CHECK_EQ(weft_await(y, NULL), 0);
+	WT_CHECK_EQ(weft_await(r, NULL), 0);
+	weft_task_release(y);
+	weft_task_release(r);
+	WT_CHECK_EQ(pthread_join(th, NULL), 0);
+	return NULL;
+}
+
+Test(net, a_worker_that_never_parks_still_completes_a_receive,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct busy_recv b = { .took_ns = 0 };
+
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, b.sv),
+		     0);
+	wt_run(busy_recv_main, &b, 1);
+	wt_assert_no_failures();
+	cr_assert_eq(atomic_load(&b.done), 1);
+	/* 20 ms until the byte is sent; the yielder would give up at 5 s. */
+	cr_assert_lt(b.took_ns, 2 * WEFT_NSEC_PER_SEC, "took %llu ns",
+		     (unsigned long long)b.took_ns);
+	close(b.sv[0]);
+	close(b.sv[1]);
+}
