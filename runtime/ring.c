@@ -658,18 +658,25 @@ void weft__ring_poll(struct weft__worker *w)
 		weft__epoll_poll(w);
 		return;
 	}
-	/* Queued requests and completions to collect: one enter does both
-	 * (submit first, so that what the tasks asked for since the last
-	 * poll starts before their neighbours' completions are handled;
-	 * requests queued by this reap itself, re-armed streams, go with
-	 * the next poll or the park's enter). With an overflowed CQ the
-	 * completions come first: get_events flushes the overflow into the
-	 * CQ, the reap makes room, and a kernel that refuses submissions
-	 * while its overflow list is not empty (-EBUSY) then takes them.
+	/* Queued requests and completions to collect: one enter does both.
+	 * The kernel submits first, then runs the completions it holds;
+	 * requests queued by this reap itself (re-armed streams) go with the
+	 * next poll or the park's enter. Completions come first, in two
+	 * enters, in two cases:
+	 *   - a cancellation is queued: a request whose data had arrived
+	 *     before the cancellation (its completion queued in the kernel,
+	 *     not yet run) returns that data, as weft.h promises, rather
+	 *     than being cancelled with the data left in the socket
+	 *     (net::a_recv_that_completed_before_its_cancel_..., 0 of 300
+	 *     completed first with the cancel submitted first);
+	 *   - the CQ overflowed: get_events flushes the overflow into the
+	 *     CQ, the reap makes room, and a kernel that refuses
+	 *     submissions while its overflow list is not empty (-EBUSY)
+	 *     then takes them.
 	 * Errors: see ring_failed(); the passing ones are retried on the
 	 * next poll, after this one's reap. */
 	events = ring_needs_events(w);
-	if (io_uring_sq_ready(&w->ring.uring) &&
+	if (io_uring_sq_ready(&w->ring.uring) && !w->ring.cancel_queued &&
 	    !io_uring_cq_has_overflow(&w->ring.uring)) {
 		if (ring_failed(w, events ? io_uring_submit_and_get_events(
 						    &w->ring.uring)
@@ -684,6 +691,9 @@ void weft__ring_poll(struct weft__worker *w)
 	reap(w);
 	if (io_uring_sq_ready(&w->ring.uring))
 		ring_failed(w, io_uring_submit(&w->ring.uring));
+	/* Submitted, or left for the next poll, which looks again. */
+	w->ring.cancel_queued = io_uring_sq_ready(&w->ring.uring) != 0 &&
+				w->ring.cancel_queued;
 }
 
 /*
@@ -892,6 +902,7 @@ void weft__ring_multi_cancel(struct weft__worker *w, struct weft__op *op)
 		return; /* the ring failed for good: shutdown drops it */
 	io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op | WEFT__UD_MULTI, 0);
 	io_uring_sqe_set_data64(sqe, WEFT__UD_IGNORE);
+	w->ring.cancel_queued = true;
 	weft__worker_serve_soon(w);
 }
 
@@ -920,6 +931,7 @@ void weft__ring_op_cancel(struct weft__worker *w, struct weft__op *op)
 		return;
 	io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op, 0);
 	io_uring_sqe_set_data64(sqe, WEFT__UD_IGNORE);
+	w->ring.cancel_queued = true;
 }
 
 int weft__ring_watch(struct weft__worker *w, struct weft__op *op, int fd,

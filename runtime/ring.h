@@ -62,6 +62,9 @@ struct weft__ring {
 	int wake_fd;         /* eventfd woken by other threads; -1: no ring */
 	uint64_t wake_buf;   /* target of the armed eventfd read */
 	bool wake_armed;
+	/* A cancellation is queued in the SQ (owner only): the next poll
+	 * collects completions before it submits (ring.c, weft__ring_poll). */
+	bool cancel_queued;
 	atomic_int in_wait;  /* 1 while blocked in the ring */
 	int tid;             /* the owning thread's kernel id (kicks) */
 	/* Consuming the CQ, and the records of requests in flight: the
