@@ -958,6 +958,58 @@ static void on_dump_signal(int sig)
 	errno = saved;
 }
 
+/*
+ * A child forked while a runtime dumps on a signal: it has the handler
+ * and the eventfds, but none of the runtimes' threads (fork copies only
+ * the caller). The signal there would write to an eventfd whose other
+ * end is the parent's dump thread, which would dump the parent. So the
+ * child gets back each dump signal's disposition from before weft took
+ * it and closes its copies of the eventfds. The table is consistent at
+ * the fork: prepare takes dbg_lock, which the parent releases after and
+ * the child (its only thread, the one that held it) releases after
+ * clearing. No handler can be in the table's walk in the child: it has
+ * one thread, and that one is here.
+ */
+static void dbg_atfork_prepare(void)
+{
+	pthread_mutex_lock(&dbg_lock);
+}
+
+static void dbg_atfork_parent(void)
+{
+	pthread_mutex_unlock(&dbg_lock);
+}
+
+static void dbg_atfork_child(void)
+{
+	unsigned i;
+	int sig;
+
+	for (i = 0; i < DBG_SLOTS; i++) {
+		int v = atomic_load_explicit(&dbg_efd[i], memory_order_relaxed);
+
+		if (!v)
+			continue;
+		atomic_store_explicit(&dbg_efd[i], 0, memory_order_relaxed);
+		close(v - 1);
+	}
+	for (sig = 1; sig < NSIG; sig++) {
+		if (!dbg_users[sig])
+			continue;
+		dbg_users[sig] = 0;
+		sigaction(sig, &dbg_saved[sig], NULL);
+	}
+	pthread_mutex_unlock(&dbg_lock);
+}
+
+static pthread_once_t dbg_atfork_once = PTHREAD_ONCE_INIT;
+
+static void dbg_atfork_register(void)
+{
+	pthread_atfork(dbg_atfork_prepare, dbg_atfork_parent,
+		       dbg_atfork_child);
+}
+
 /* The abort's standing conditions (see the top). */
 static bool may_abort(struct weft__debug *d)
 {
@@ -1110,6 +1162,7 @@ int weft__debug_start(struct weft_runtime *rt, const struct weft_config *c)
 	rt->dbg = d;
 	if (!d->signo)
 		return 0;
+	pthread_once(&dbg_atfork_once, dbg_atfork_register);
 	pthread_mutex_lock(&dbg_lock);
 	for (i = 0; i < DBG_SLOTS; i++)
 		if (!atomic_load_explicit(&dbg_efd[i], memory_order_relaxed))

@@ -13,6 +13,7 @@
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 
 #include "weft_test.h"
 
@@ -991,6 +992,64 @@ Test(debug, dump_signal_works_when_its_eventfd_is_descriptor_0,
 	close(fd);
 	wt_assert_no_failures();
 	WT_LEAK_ASSERT();
+}
+#endif
+
+#if !defined(__SANITIZE_THREAD__) /* the test below only: fork with threads */
+/* A child forked while the runtime dumps on SIGUSR1 gets the program's
+ * own handler back (the parent's dump thread is not its), and SIGUSR1
+ * there reaches that handler. */
+static volatile sig_atomic_t usr1_mine_seen;
+
+static void on_usr1_mine(int sig)
+{
+	(void)sig;
+	usr1_mine_seen++;
+}
+
+static void *fork_child_main(void *arg)
+{
+	int *status = arg;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		struct sigaction now;
+		bool ok;
+
+		sigaction(SIGUSR1, NULL, &now);
+		ok = now.sa_handler == on_usr1_mine;
+		raise(SIGUSR1);
+		ok = ok && usr1_mine_seen == 1;
+		_exit(ok ? 0 : 1);
+	}
+	if (!WT_CHECK(pid > 0))
+		return NULL;
+	WT_CHECK_EQ(waitpid(pid, status, 0), pid);
+	return NULL;
+}
+
+Test(debug, a_forked_child_gets_the_dump_signal_disposition_back,
+     .timeout = WT_TIMEOUT(30))
+{
+	struct sigaction mine, now;
+	struct weft_config c;
+	int status = -1;
+
+	memset(&mine, 0, sizeof(mine));
+	mine.sa_handler = on_usr1_mine;
+	sigemptyset(&mine.sa_mask);
+	cr_assert_eq(sigaction(SIGUSR1, &mine, NULL), 0);
+	memset(&c, 0, sizeof(c));
+	c.workers = 2;
+	c.dump_signal = SIGUSR1;
+	cr_assert_eq(weft_run(fork_child_main, &status, &c, NULL), 0);
+	wt_assert_no_failures();
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		  "the child still had weft's handler (status %#x)", status);
+	/* And the parent has its own back after the stop, as before. */
+	sigaction(SIGUSR1, NULL, &now);
+	cr_assert(now.sa_handler == on_usr1_mine);
+	cr_assert_eq(usr1_mine_seen, 0);
 }
 #endif
 
