@@ -744,7 +744,10 @@ static bool stream_pin(struct weft__tcb *self, struct weft__worker **w)
 	return true;
 }
 
-int weft_stream_open(weft_stream **out, int fd)
+/* Opens the calling task's stream record on fd, pinned as stream_pin()
+ * says: an accept stream (a listener) queueing up to backlog descriptors
+ * if accept, else a receive stream. Its handle in *out. */
+static int owned_open(void **out, int fd, bool accept, unsigned backlog)
 {
 	struct weft__worker *w = weft__worker_self();
 	struct weft__stream *s;
@@ -752,15 +755,13 @@ int weft_stream_open(weft_stream **out, int fd)
 	bool placed;
 	int err;
 
-	if (!out)
-		return -EINVAL;
-	*out = NULL;
 	err = call_check(w, true);
 	if (err)
 		return err;
 	self = w->current;
 	placed = stream_pin(self, &w);
-	s = weft__stream_new(w, fd, placed);
+	s = accept ? weft__stream_new_accept(w, fd, placed, backlog)
+		   : weft__stream_new(w, fd, placed);
 	if (!s) {
 		if (placed)
 			weft__stream_uncount(w);
@@ -768,9 +769,19 @@ int weft_stream_open(weft_stream **out, int fd)
 		return -ENOMEM;
 	}
 	self->streams++;
-	s->single = w->ring.epoll || !weft__pbuf_ring(s->p);
-	*out = (weft_stream *)weft__stream_handle(s);
+	/* One call at a time where there is no multishot request: on the
+	 * epoll reactor, and for receives without a buffer ring. */
+	s->single = w->ring.epoll || (!accept && !weft__pbuf_ring(s->p));
+	*out = weft__stream_handle(s);
 	return 0;
+}
+
+int weft_stream_open(weft_stream **out, int fd)
+{
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	return owned_open((void **)out, fd, false, 0);
 }
 
 struct stream_waiting {
@@ -898,34 +909,13 @@ static struct weft__stream *listener_of(weft_listener *ls)
 
 int weft_listener_open(weft_listener **out, int fd, unsigned backlog)
 {
-	struct weft__worker *w = weft__worker_self();
-	struct weft__stream *s;
-	struct weft__tcb *self;
-	bool placed;
-	int err;
-
 	if (!out)
 		return -EINVAL;
 	*out = NULL;
 	if (fd < 0 || backlog > WEFT__LISTENER_MAX)
 		return -EINVAL;
-	err = call_check(w, true);
-	if (err)
-		return err;
-	self = w->current;
-	placed = stream_pin(self, &w);
-	s = weft__stream_new_accept(w, fd, placed,
-				    backlog ? backlog : WEFT_LISTENER_BACKLOG);
-	if (!s) {
-		if (placed)
-			weft__stream_uncount(w);
-		stream_unpin(self);
-		return -ENOMEM;
-	}
-	self->streams++;
-	s->single = w->ring.epoll;
-	*out = (weft_listener *)weft__stream_handle(s);
-	return 0;
+	return owned_open((void **)out, fd, true,
+			  backlog ? backlog : WEFT_LISTENER_BACKLOG);
 }
 
 /* The address of a queued connection, asked of the socket: its accept
