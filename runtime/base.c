@@ -2,10 +2,12 @@
  * Fatal errors, error strings and the version.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base.h"
 
@@ -87,4 +89,25 @@ const char *weft_version(void)
 unsigned weft_version_number(void)
 {
 	return WEFT_VERSION_NUMBER;
+}
+
+long weft__base_thread_file(int tid, const char *name, char *buf,
+			    unsigned long size)
+{
+	char path[80];
+	ssize_t n;
+	int fd;
+
+	if (size == 0 || tid <= 0)
+		return -1;
+	snprintf(path, sizeof(path), "/proc/self/task/%d/%s", tid, name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, size - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	return (long)n;
 }

@@ -103,4 +103,11 @@ static inline void weft__base_errno_restore(const int *saved)
  * it has none (base.c holds the one table of the pairs). */
 int weft__base_eai_err(int eai);
 
+/* Reads /proc/self/task/TID/NAME (a thread of this process: no ptrace
+ * permission is needed) into buf, NUL-terminated; returns the length, or
+ * -1 if it cannot be read. For the watchdog (stall.c: which call a
+ * worker is blocked in) and the kick (ring.c: whether it is running). */
+long weft__base_thread_file(int tid, const char *name, char *buf,
+			    unsigned long size);
+
 #endif /* WEFT_BASE_H */

@@ -216,25 +216,15 @@ static unsigned queued_on(struct weft__worker *w)
 /* The system call w's thread is blocked in, from
  * /proc/self/task/TID/syscall (its first field: the call's number, or
  * "running", or -1 when blocked outside a call); -1 if it is not blocked
- * in one, or that cannot be read. A thread of our own process: no
- * ptrace permission is needed. */
+ * in one, or that cannot be read. */
 static long blocked_in(struct weft__worker *w)
 {
-	char path[64], buf[64], *end;
-	ssize_t n;
+	char buf[64], *end;
 	long nr;
-	int fd;
 
-	snprintf(path, sizeof(path), "/proc/self/task/%d/syscall",
-		 w->ring.tid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (weft__base_thread_file(w->ring.tid, "syscall", buf,
+				   sizeof(buf)) < 0)
 		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = '\0';
 	nr = strtol(buf, &end, 10);
 	return end != buf && (*end == ' ' || *end == '\n') && nr >= 0 ? nr
 								     : -1;
