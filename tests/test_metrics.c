@@ -8,6 +8,7 @@
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "weft_test.h"
 
@@ -516,15 +517,28 @@ Test(metrics, compiled_out_says_enotsup, .timeout = WT_TIMEOUT(10))
 
 /* ---- stall reports ------------------------------------------------------- */
 
-/* Exported (the suite links with -rdynamic) so backtrace_symbols names
- * it; noinline so that it is a frame of its own. */
+static uint64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * WEFT_NSEC_PER_SEC + (uint64_t)ts.tv_nsec;
+}
+
+/* Spins for ns of this thread's CPU time, not of the wall clock: the
+ * watchdog blames a task only for the CPU time its worker had (stall.c),
+ * and a wall-clock spin on a loaded machine may get little of it (a
+ * 100 ms spin had 1 ms of CPU, and was rightly not reported). 10 s of
+ * wall time at most. Exported (the suite links with -rdynamic) so
+ * backtrace_symbols names it; noinline so that it is a frame of its own. */
 __attribute__((noinline)) void wt_stall_spin_here(uint64_t ns);
 __attribute__((noinline)) void wt_stall_spin_here(uint64_t ns)
 {
-	uint64_t end = weft_now() + ns;
+	uint64_t end = thread_cpu_ns() + ns;
+	uint64_t wall_end = weft_now() + 10 * WEFT_NSEC_PER_SEC;
 	volatile unsigned long x = 0;
 
-	while (weft_now() < end)
+	while (thread_cpu_ns() < end && weft_now() < wall_end)
 		x++;
 	__asm__ volatile("" ::: "memory");
 }
