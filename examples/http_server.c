@@ -10,7 +10,8 @@
  *
  * What it checks, and nothing more:
  *   - the request line is METHOD SP TARGET SP HTTP/1.x CRLF, and each
- *     header line is NAME ":" VALUE; otherwise 400 and close;
+ *     header line is NAME ":" VALUE; otherwise 400 and close (empty lines
+ *     before the request line are skipped, as RFC 9112 advises);
  *   - no NUL, no CR without LF after it and no LF without CR before it
  *     anywhere in the header block, and no other control character in a
  *     header value (RFC 9112: a bare LF read as a line end by one parser
@@ -469,6 +470,16 @@ static int serve_buffered(struct conn *c)
 			if (c->skip)
 				return 1;
 			avail -= d;
+		}
+		/* Empty lines before a request line are ignored (RFC 9112,
+		 * 2.2: a client may send a CRLF after a body). They start a
+		 * head: its deadline bounds a client that sends only those. */
+		while (avail >= 2 && c->in[c->start] == '\r' &&
+		       c->in[c->start + 1] == '\n') {
+			c->start += 2;
+			avail -= 2;
+			if (!c->head_by)
+				c->head_by = weft_now() + head_ns;
 		}
 		if (avail == 0)
 			return 1;
