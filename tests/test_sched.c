@@ -1682,6 +1682,7 @@ static void *woken_main(void *arg)
 	     res->rounds < SLICE_ROUNDS && tries < 4 * SLICE_ROUNDS; tries++) {
 		struct woken_reader r[2] = { { &o, 0 }, { &o, 1 } };
 		weft_task *rt[2];
+		unsigned gap;
 		pthread_t th;
 
 		atomic_store(&o.started, 0);
@@ -1695,7 +1696,9 @@ static void *woken_main(void *arg)
 			weft_task_release(rt[i]);
 		}
 		pthread_join(th, NULL);
-		if (atomic_load(&o.after_write) - atomic_load(&o.at_write) > 1) {
+		/* Slices between the writer's two snapshots. */
+		gap = atomic_load(&o.after_write) - atomic_load(&o.at_write);
+		if (gap > 1) {
 			res->held_up++;
 			continue;
 		}
