@@ -474,6 +474,11 @@ static void *alive_main(void *arg)
 
 	r->rt = weft_runtime_self();
 	WT_CHECK_EQ(pthread_create(&th, NULL, alive_reader_thread, r), 0);
+	/* The reader reads while the tasks come and go: its first read
+	 * before the first spawn (a thread started on a loaded machine
+	 * had not read once by the time 80,000 tasks had ended). */
+	for (i = 0; i < 10000 && atomic_load(&r->reads) == 0; i++)
+		WT_CHECK_EQ(weft_sleep(WEFT_NSEC_PER_MSEC), 0);
 	for (i = 0; i < 4; i++)
 		t[i] = weft_spawn(spawn_many, NULL);
 	for (i = 0; i < 4; i++) {
