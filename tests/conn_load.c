@@ -1,6 +1,6 @@
 /*
- * conn_load: the client side of net::ten_thousand_connections_* in
- * test_net.c, run as a process of its own so that its descriptors do not
+ * conn_load: the client side of scale::ten_thousand_connections_* in
+ * test_scale.c, run as a process of its own so that its descriptors do not
  * count against the server's RLIMIT_NOFILE. Plain C on epoll, without
  * weft: the client shares no code with the server under test.
  *

@@ -1091,12 +1091,31 @@ static void *full_queue_watch(void *arg)
 	return NULL;
 }
 
+/* Once a connect to the full queue has returned: waits for its socket to
+ * leave SYN-SENT (the next try's must be the only one there), and records
+ * the most seen there in q->after. The last reference to the socket may
+ * be put just after the completion was posted: give it a moment (a
+ * request left in flight keeps it for minutes). */
+static void full_queue_settle(struct full_queue *q)
+{
+	int after = 0;
+
+	for (int i = 0; i < 100; i++) {
+		after = syn_sent_to(q->port);
+		if (after <= q->base)
+			break;
+		weft_sleep(MS);
+	}
+	if (after > q->after)
+		q->after = after;
+}
+
 /* One connect in a 100 ms scope; returns how late it came back
  * (WT_BEST_OF), once its socket has left SYN-SENT or a moment passed. */
 static uint64_t full_queue_try(struct full_queue *q)
 {
 	uint64_t b, saved, e;
-	int rc, after = 0;
+	int rc;
 
 	b = weft_now();
 	atomic_store(&q->began, b);
@@ -1110,17 +1129,7 @@ static uint64_t full_queue_try(struct full_queue *q)
 	}
 	if (rc >= 0)
 		weft_close(rc);
-	/* The last reference to the socket may be put just after the
-	 * completion was posted: give it a moment (a request left in flight
-	 * keeps it for minutes). */
-	for (int i = 0; i < 100; i++) {
-		after = syn_sent_to(q->port);
-		if (after <= q->base)
-			break;
-		weft_sleep(MS);
-	}
-	if (after > q->after)
-		q->after = after;
+	full_queue_settle(q);
 	return late_by(e, 100 * MS);
 }
 
@@ -1135,8 +1144,9 @@ static void *full_queue_cancelled(void *arg)
 }
 
 /* A connect that waits on the full queue, cancelled by another task:
- * cancellation stops the tries as a deadline does. */
-static void full_queue_cancel(struct full_queue *q)
+ * cancellation stops the tries as a deadline does. Returns how long the
+ * cancelled connect took to return (WT_BEST_OF). */
+static uint64_t full_queue_cancel(struct full_queue *q)
 {
 	weft_task *c;
 	uint64_t t;
@@ -1144,13 +1154,16 @@ static void full_queue_cancel(struct full_queue *q)
 	atomic_store(&q->began, weft_now());
 	c = weft_spawn(full_queue_cancelled, q);
 	if (!WT_CHECK(c != NULL))
-		return;
+		return 0;
 	weft_sleep(20 * MS);
 	t = weft_now();
 	WT_CHECK_EQ(weft_cancel(c), 0);
 	WT_CHECK_EQ(weft_await(c, NULL), -ECANCELED);
-	q->cancel_took = weft_now() - t;
+	t = weft_now() - t;
+	WT_CHECK_EQ(q->cancel_rc, -ECANCELED); /* every try's */
 	weft_task_release(c);
+	full_queue_settle(q);
+	return t;
 }
 
 static void *full_queue_main(void *arg)
@@ -1165,7 +1178,10 @@ static void *full_queue_main(void *arg)
 	/* The deadline promises -ETIMEDOUT at 100 ms, late by a timer slot
 	 * plus the kernel's cancel of the connect: best of WT_TRIES. */
 	q->late = WT_BEST_OF(WT_TRIES, QUICK_NS, full_queue_try(q));
-	full_queue_cancel(q);
+	/* Best of WT_TRIES too: one measure fails on a machine short of
+	 * CPUs (30-118 ms beside a busy loop and a test that took both
+	 * CPUs). */
+	q->cancel_took = WT_BEST_OF(WT_TRIES, QUICK_NS, full_queue_cancel(q));
 	atomic_store(&q->done, 1);
 	WT_CHECK_EQ(weft_await(w, NULL), 0);
 	return NULL;
@@ -1240,7 +1256,8 @@ Test(net, connect_to_a_full_accept_queue_ends_within_its_scope,
 		     "the cancelled connect took %.1f ms to return",
 		     (double)q.cancel_took / 1e6);
 	cr_assert_eq(q.seen, q.base + 1,
-		     "the connect was not seen waiting in SYN-SENT");
+		     "the connect was not seen waiting in SYN-SENT (%d "
+		     "before, at most %d during)", q.base, q.seen);
 	cr_assert_eq(q.after, q.base,
 		     "the connect's socket is still in SYN-SENT: the request "
 		     "was not cancelled in the kernel");
@@ -2187,7 +2204,6 @@ struct farm {
 	int lfd, port, conns;
 	int migrate;
 	int lease; /* handlers receive with weft_recv_lease() */
-	int listener; /* the acceptor takes connections from a listener */
 	weft_task **handlers;
 	atomic_long served;	/* bytes echoed by handlers */
 	atomic_long verified;	/* bytes checked by clients */
@@ -2286,16 +2302,10 @@ static void *echo_handler(void *arg)
 static void *acceptor(void *arg)
 {
 	struct farm *f = arg;
-	weft_listener *l = NULL;
 
-	/* A listener still open when this task ends (an early return) is
-	 * closed then. */
-	if (f->listener && !WT_CHECK_EQ(weft_listener_open(&l, f->lfd, 0), 0))
-		return NULL;
 	for (int i = 0; i < f->conns; i++) {
 		struct conn_arg *h;
-		int fd = l ? weft_listener_accept(l, NULL, NULL, 0)
-			   : weft_accept(f->lfd, NULL, NULL, 0);
+		int fd = weft_accept(f->lfd, NULL, NULL, 0);
 
 		if (!WT_CHECK(fd >= 0))
 			return NULL;
@@ -2307,8 +2317,6 @@ static void *acceptor(void *arg)
 		f->handlers[i] = weft_spawn(echo_handler, h);
 		WT_CHECK(f->handlers[i] != NULL);
 	}
-	if (l)
-		WT_CHECK_EQ(weft_listener_close(l), 0);
 	WT_CHECK_EQ(weft_gather(f->handlers, (size_t)f->conns, NULL), 0);
 	for (int i = 0; i < f->conns; i++)
 		weft_task_release(f->handlers[i]);
@@ -2387,11 +2395,12 @@ out:
 	return NULL;
 }
 
-/* Room for `need` descriptors; skips if the hard limit is too low. The
- * test runs in its own process, so the change stays here. */
-static void raise_nofile_to(rlim_t need)
+/* Room for 2 descriptors per connection; skips if the hard limit is too
+ * low. The test runs in its own process, so the change stays here. */
+static void raise_nofile(int conns)
 {
 	struct rlimit rl;
+	rlim_t need = (rlim_t)conns * 2 + 256;
 
 	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
 	if (rl.rlim_cur >= need)
@@ -2403,12 +2412,6 @@ static void raise_nofile_to(rlim_t need)
 	rl.rlim_cur = rl.rlim_max;
 	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0, "setrlimit: %s",
 		     strerror(errno));
-}
-
-/* Room for 2 descriptors per connection (both ends in this process). */
-static void raise_nofile(int conns)
-{
-	raise_nofile_to((rlim_t)conns * 2 + 256);
 }
 
 static void farm_run_lease(unsigned workers, int conns, int migrate,
@@ -2743,112 +2746,6 @@ Test(net, thousand_echo_connections_on_streams_get_every_byte_back,
 	raise_nofile(CONNS);
 	farm_run_lease(2, CONNS, 0, 2);
 	farm_run_lease(4, CONNS, 0, 2);
-}
-
-/*
- * Ten thousand connections open at once, accepted through a listener
- * (multishot accept) and each served by a task that receives through a
- * stream (multishot receive into its worker's buffer ring). Each round
- * the client writes on every connection before it reads any echo, so
- * 10,000 messages meet rings of a few hundred buffers: receives wait for
- * buffers or fall back, and none may fail, lose, repeat or misplace a
- * byte. The client is tests/conn_load.c, a program of its own on plain
- * epoll: its 10,000 descriptors do not count against this process's
- * RLIMIT_NOFILE (a hard limit of 20,000 where CI runs). 5,000 under
- * ThreadSanitizer (below).
- */
-#if defined(__SANITIZE_THREAD__)
-/* TSan counts every task stack as a fiber, and fibers as threads, which
- * it limits to 8128 ("Thread limit exceeded. Dying."). */
-#define BIG_CONNS 5000
-#else
-#define BIG_CONNS 10000
-#endif
-#define BIG_ROUNDS 3
-#define BIG_SIZE 200
-
-struct big_farm {
-	struct farm f;
-	char out[256];	/* the client's report line */
-	int code;	/* its exit status */
-};
-
-static void *big_farm_main(void *arg)
-{
-	struct big_farm *b = arg;
-	struct farm *f = &b->f;
-	char port[16], conns[16], rounds[16], size[16], secs[16];
-	char *argv[] = { WT_CONN_LOAD, port, conns, rounds, size, secs, NULL };
-	struct weft_proc_opts o = { .flags = WEFT_PROC_STDOUT };
-	size_t got = 0;
-	weft_task *acc;
-	weft_proc *p;
-	ssize_t n;
-
-	b->code = -1;
-	f->handlers = calloc((size_t)f->conns, sizeof(*f->handlers));
-	if (!WT_CHECK(f->handlers != NULL))
-		return NULL;
-	f->lfd = weft_tcp_listen("127.0.0.1", 0, 4096, 0);
-	if (!WT_CHECK(f->lfd >= 0))
-		goto out;
-	f->port = weft_local_port(f->lfd);
-	snprintf(port, sizeof(port), "%d", f->port);
-	snprintf(conns, sizeof(conns), "%d", f->conns);
-	snprintf(rounds, sizeof(rounds), "%d", BIG_ROUNDS);
-	snprintf(size, sizeof(size), "%d", BIG_SIZE);
-	snprintf(secs, sizeof(secs), "%d", 30 * WT_SLOW);
-	acc = weft_spawn(acceptor, f);
-	if (WT_CHECK_EQ(weft_proc_spawn(&p, argv, &o), 0)) {
-		while (got < sizeof(b->out) - 1 &&
-		       (n = weft_read(weft_proc_stdout(p), b->out + got,
-				      sizeof(b->out) - 1 - got, -1)) > 0)
-			got += (size_t)n;
-		WT_CHECK_EQ(weft_proc_wait(p, &b->code), 0);
-		weft_proc_destroy(p);
-	}
-	/* A client that failed leaves the acceptor waiting for connections
-	 * that will not come: the first failed check is then this one (1: a
-	 * connection failed or a byte differed, 2: past its deadline). */
-	if (!WT_CHECK_EQ(b->code, 0)) {
-		fprintf(stderr, "conn_load exited with %d: %s\n", b->code,
-			b->out);
-		weft_cancel(acc);
-	}
-	weft_await(acc, NULL);
-	weft_task_release(acc);
-	WT_CHECK_EQ(weft_close(f->lfd), 0);
-out:
-	free(f->handlers);
-	return NULL;
-}
-
-static void big_farm_run(unsigned workers)
-{
-	struct big_farm b;
-	const long bytes = (long)BIG_CONNS * BIG_ROUNDS * BIG_SIZE;
-	uint64_t t0 = wt_now_ns();
-	int fds = fd_count();
-
-	memset(&b, 0, sizeof(b));
-	b.f.conns = BIG_CONNS;
-	b.f.lease = 2;
-	b.f.listener = 1;
-	wt_run(big_farm_main, &b, workers);
-	cr_log_info("workers=%u: %.1f ms; the client says: %s", workers,
-		    (double)(wt_now_ns() - t0) / 1e6, b.out);
-	cr_assert_eq(atomic_load(&b.f.served), bytes,
-		     "workers=%u: %ld of %ld bytes echoed", workers,
-		     atomic_load(&b.f.served), bytes);
-	cr_assert_eq(fd_count(), fds, "descriptors leaked");
-}
-
-Test(net, ten_thousand_connections_on_a_listener_and_streams_echo_every_byte,
-     .timeout = WT_TIMEOUT(90))
-{
-	raise_nofile_to(BIG_CONNS + 256);
-	big_farm_run(2);
-	big_farm_run(4);
 }
 
 /* ---- receive streams ----------------------------------------------------------
