@@ -23,18 +23,15 @@ static struct weft__worker *self_of(struct weft_runtime *rt)
 	return w && w->rt == rt ? w : NULL;
 }
 
-void weft__metrics_timer(struct weft_runtime *rt, bool fired, unsigned n)
+void weft__metrics_timers_fired(struct weft_runtime *rt, unsigned n)
 {
 	struct weft__worker *w = self_of(rt);
 
-	if (w && fired)
+	if (w)
 		WEFT__METRIC(w, timers_fired, n);
-	else if (w)
-		WEFT__METRIC(w, timers_armed, n);
 	else
-		atomic_fetch_add_explicit(fired ? &rt->metrics.timers_fired
-						: &rt->metrics.timers_armed,
-					  n, memory_order_relaxed);
+		atomic_fetch_add_explicit(&rt->metrics.timers_fired, n,
+					  memory_order_relaxed);
 }
 
 void weft__metrics_spawn_foreign(struct weft_runtime *rt)
@@ -214,7 +211,6 @@ static int fill(weft_runtime *rt, struct weft_metrics *m, bool all,
 		for (i = 0; i < rt->nworkers; i++)
 			add_worker(&r, rt->workers[i], false);
 		r.tasks_spawned += LD(rt->metrics.spawned);
-		r.timers_armed += LD(rt->metrics.timers_armed);
 		r.timers_fired += LD(rt->metrics.timers_fired);
 		r.stalls = LD(rt->metrics.stalls);
 		r.inject_depth = LD(rt->inject_len);

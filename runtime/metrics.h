@@ -62,7 +62,6 @@ struct weft__wmetrics {
 /* What no worker counted: bumps made off the workers (atomic adds). */
 struct weft__rmetrics {
 	atomic_ulong spawned;
-	atomic_ulong timers_armed;
 	atomic_ulong timers_fired;
 	atomic_ulong stalls; /* stall reports (stall.c) */
 };
@@ -95,8 +94,9 @@ static inline void weft__metrics_finished(struct weft__wmetrics *m)
 
 #ifndef WEFT__NO_METRICS
 /* Bumps on the calling thread's worker of rt if it is one, else on rt's
- * shared counter (timers armed or fired off the workers). */
-void weft__metrics_timer(struct weft_runtime *rt, bool fired, unsigned n);
+ * shared counter (timers fired off the workers). Timers are armed only on
+ * a worker, which bumps its own counter (timer.c). */
+void weft__metrics_timers_fired(struct weft_runtime *rt, unsigned n);
 /* A spawn made off rt's workers. */
 void weft__metrics_spawn_foreign(struct weft_runtime *rt);
 /* A worker's clock starts (before its loop runs). */
@@ -116,7 +116,7 @@ uint64_t weft__metrics_io_begin(unsigned kind);
 void weft__metrics_io_end(unsigned kind, uint64_t t0);
 #else
 /* Compiled out: nothing is left of the calls. */
-#define weft__metrics_timer(rt, fired, n) ((void)(rt), (void)(fired), (void)(n))
+#define weft__metrics_timers_fired(rt, n) ((void)(rt), (void)(n))
 #define weft__metrics_spawn_foreign(rt) ((void)(rt))
 #define weft__metrics_worker_init(w) ((void)(w))
 #define weft__metrics_park_begin(w) ((void)(w))

@@ -293,7 +293,8 @@ bool weft__timer_add(struct weft_runtime *rt, struct weft__timer *n,
 	}
 	link_node(wh, n);
 	wh->count++;
-	weft__metrics_timer(rt, false, 1);
+	/* w is the calling worker: its own counter, no look-up. */
+	WEFT__METRIC(w, timers_armed, 1);
 	atomic_store_explicit(&n->state, WEFT__TM_PENDING,
 			      memory_order_relaxed);
 	/* Exact: next is only stored under the lock. */
@@ -455,7 +456,7 @@ static unsigned wheel_run(struct weft_runtime *rt, struct weft__wheel *wh,
 		fired += batch;
 	} while (more);
 	if (fired)
-		weft__metrics_timer(rt, true, fired);
+		weft__metrics_timers_fired(rt, fired);
 	return fired;
 }
 
