@@ -4,17 +4,23 @@
  * count against the server's RLIMIT_NOFILE. Plain C on epoll, without
  * weft: the client shares no code with the server under test.
  *
- *   conn_load PORT CONNS ROUNDS SIZE SECONDS
+ *   conn_load PORT CONNS ROUNDS SIZE SECONDS [RESET_EVERY]
  *
  * 1. Opens CONNS TCP connections to 127.0.0.1:PORT, at most WINDOW of
  *    them connecting at a time, and keeps every one open.
  * 2. ROUNDS times: writes SIZE bytes on every connection (on all of them
  *    before it reads any, so that the server's receives meet a burst of
  *    CONNS messages at once), then reads every echo back and checks it.
- * 3. Shuts down the sending side of every connection and waits for the
- *    server's end of stream on each (no byte more), then closes them.
+ *    With RESET_EVERY k, every k-th connection (0, k, 2k, ...) is reset
+ *    in the last round instead: its message is written, and the
+ *    connection closed at once with SO_LINGER 0 (a reset, no end of
+ *    stream), its echo not waited for: the server then has its bytes in
+ *    flight, in buffers or half sent when the reset comes.
+ * 3. Shuts down the sending side of every other connection and waits for
+ *    the server's end of stream on each (no byte more), then closes them.
  *
- * Prints one line, "conns=C connected=N rounds=R echoed=B bad=K ms=T",
+ * Prints one line, "conns=C connected=N rounds=R echoed=B reset=Z bad=K
+ * ms=T",
  * and exits 0 when every connection was opened and every byte came back
  * right and in order; 1 when a connection failed or a byte differed; 2
  * when SECONDS passed first (a lost message shows as this).
@@ -44,7 +50,7 @@ struct conn {
 };
 
 static struct conn *conns;
-static int epfd, nconns, rounds;
+static int epfd, nconns, rounds, reset_every, resets;
 static unsigned size;
 static long long echoed, bad;
 
@@ -158,6 +164,23 @@ static int move(int id, int round, unsigned *pos, int out)
 	return 1;
 }
 
+/* Closes the connection with a reset (SO_LINGER 0): the server gets no
+ * end of stream, and loses what it had not sent yet. */
+static void reset(int id)
+{
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+	if (setsockopt(conns[id].fd, SOL_SOCKET, SO_LINGER, &lg,
+		       sizeof(lg)) < 0) {
+		fail(id, "SO_LINGER", errno);
+		return;
+	}
+	close(conns[id].fd);
+	conns[id].fd = -1;
+	conns[id].state = DONE;
+	resets++;
+}
+
 /* Writes what is left of this round's message. */
 static void push(int id, int round)
 {
@@ -263,9 +286,9 @@ int main(int argc, char **argv)
 	int connected = 0, next = 0, rc;
 	struct rlimit rl;
 
-	if (argc != 6) {
+	if (argc != 6 && argc != 7) {
 		fprintf(stderr, "usage: conn_load PORT CONNS ROUNDS SIZE "
-				"SECONDS\n");
+				"SECONDS [RESET_EVERY]\n");
 		return 1;
 	}
 	sa.sin_port = htons((uint16_t)atoi(argv[1]));
@@ -274,6 +297,7 @@ int main(int argc, char **argv)
 	rounds = atoi(argv[3]);
 	size = (unsigned)atoi(argv[4]);
 	deadline = t0 + atoll(argv[5]) * 1000;
+	reset_every = argc == 7 ? atoi(argv[6]) : 0;
 	if (nconns <= 0 || rounds <= 0 || size == 0) {
 		fprintf(stderr, "conn_load: bad arguments\n");
 		return 1;
@@ -302,6 +326,9 @@ int main(int argc, char **argv)
 				continue;
 			conns[i].wpos = conns[i].rpos = 0;
 			push(i, r);
+			if (conns[i].state == OPEN && reset_every > 0 &&
+			    r == rounds - 1 && i % reset_every == 0)
+				reset(i);
 			left += conns[i].state == OPEN;
 		}
 		rc = run_phase(OPEN, r, left, deadline, &sa, &next);
@@ -322,9 +349,9 @@ int main(int argc, char **argv)
 		}
 		rc = run_phase(DRAINING, 0, left, deadline, &sa, &next);
 	}
-	printf("conns=%d connected=%d rounds=%d echoed=%lld bad=%lld "
-	       "ms=%lld\n", nconns, connected, rounds, echoed, bad,
-	       now_ms() - t0);
+	printf("conns=%d connected=%d rounds=%d echoed=%lld reset=%d "
+	       "bad=%lld ms=%lld\n", nconns, connected, rounds, echoed, resets,
+	       bad, now_ms() - t0);
 	fflush(stdout);
 	if (rc < 0) {
 		fprintf(stderr, "conn_load: past the deadline of %s s\n",

@@ -2395,23 +2395,10 @@ out:
 	return NULL;
 }
 
-/* Room for 2 descriptors per connection; skips if the hard limit is too
- * low. The test runs in its own process, so the change stays here. */
+/* Room for 2 descriptors per connection (both ends in this process). */
 static void raise_nofile(int conns)
 {
-	struct rlimit rl;
-	rlim_t need = (rlim_t)conns * 2 + 256;
-
-	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
-	if (rl.rlim_cur >= need)
-		return;
-	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need)
-		cr_skip_test("RLIMIT_NOFILE hard limit %llu < %llu needed",
-			     (unsigned long long)rl.rlim_max,
-			     (unsigned long long)need);
-	rl.rlim_cur = rl.rlim_max;
-	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0, "setrlimit: %s",
-		     strerror(errno));
+	wt_raise_nofile((rlim_t)conns * 2 + 256);
 }
 
 static void farm_run_lease(unsigned workers, int conns, int migrate,

@@ -18,6 +18,7 @@
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <errno.h>
 #include <stdatomic.h>
@@ -552,6 +553,25 @@ static inline int fd_count(void)
 	int n = wt_dir_entries("/proc/self/fd");
 
 	return n < 0 ? -1 : n - 1; /* the directory's own descriptor */
+}
+
+/* Room for `need` open descriptors (RLIMIT_NOFILE's soft limit raised to
+ * the hard one); skips the test if the hard limit is lower. Each test
+ * runs in a process of its own, so the change stays there. */
+static inline void wt_raise_nofile(rlim_t need)
+{
+	struct rlimit rl;
+
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	if (rl.rlim_cur >= need)
+		return;
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need)
+		cr_skip_test("RLIMIT_NOFILE hard limit %llu < %llu needed",
+			     (unsigned long long)rl.rlim_max,
+			     (unsigned long long)need);
+	rl.rlim_cur = rl.rlim_max;
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0, "setrlimit: %s",
+		     strerror(errno));
 }
 
 /* Runs fn(state) to completion under 1, 2 and 4 workers (wt_run), with
