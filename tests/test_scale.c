@@ -8,7 +8,9 @@
  * times a run), and none may fail, lose, repeat or misplace a byte. And
  * the same with every tenth connection reset by the client while its last
  * echo is on its way: handlers meet the reset in a receive or a send, and
- * nothing is left behind.
+ * nothing is left behind. And with every receive in a deadline scope of
+ * 1-16 ms (hundreds of thousands of timers armed, fired and cancelled in
+ * a run, racing the bytes).
  *
  * The client is tests/conn_load.c, a program of its own on plain epoll:
  * its 10,000 descriptors do not count against this process's
@@ -34,10 +36,12 @@ WT_SUITE(scale, 120);
 struct scale {
 	int lfd, port;
 	int reset_every;    /* the client resets every k-th connection */
+	bool deadlines;     /* each receive in a scope of 1-16 ms */
 	weft_task *handlers[CONNS];
 	atomic_long served; /* bytes echoed by the handlers */
 	atomic_long ends;   /* handlers that met the client's end of stream */
 	atomic_long resets; /* handlers that met a reset (recv or send) */
+	atomic_long timeouts; /* receives whose scope ended first */
 	char out[256];      /* the client's report line */
 	int code;           /* its exit status */
 };
@@ -51,6 +55,7 @@ static void *echo(void *arg)
 {
 	struct conn c = *(struct conn *)arg;
 	weft_stream *st;
+	unsigned k = 0;
 	ssize_t n;
 
 	free(arg);
@@ -62,7 +67,20 @@ static void *echo(void *arg)
 		struct weft_lease l;
 		ssize_t w;
 
-		n = weft_stream_recv(st, &l);
+		if (c.s->deadlines) {
+			uint64_t saved = weft_timeout_begin(
+				(1 + (k++ * 7 + (unsigned)c.fd) % 16) *
+				WEFT_NSEC_PER_MSEC);
+
+			n = weft_stream_recv(st, &l);
+			weft_timeout_end(saved);
+			if (n == -ETIMEDOUT) {
+				atomic_fetch_add(&c.s->timeouts, 1);
+				continue;
+			}
+		} else {
+			n = weft_stream_recv(st, &l);
+		}
 		if (n <= 0)
 			break;
 		w = weft_write_all(c.fd, l.data, l.len, -1);
@@ -164,7 +182,7 @@ static void *scale_main(void *arg)
 
 /* One run; reset_every k: the client resets connections 0, k, 2k, ...
  * in the last round, their last message sent and its echo not read. */
-static void scale_run(unsigned workers, int reset_every)
+static void scale_run(unsigned workers, int reset_every, bool deadlines)
 {
 	struct scale *s = calloc(1, sizeof(*s));
 	const long nreset = reset_every ? (CONNS - 1) / reset_every + 1 : 0;
@@ -174,11 +192,13 @@ static void scale_run(unsigned workers, int reset_every)
 
 	cr_assert(s != NULL);
 	s->reset_every = reset_every;
+	s->deadlines = deadlines;
 	wt_run(scale_main, s, workers);
-	cr_log_info("workers=%u: %.1f ms, %ld ends and %ld resets met; the "
-		    "client says: %s", workers,
+	cr_log_info("workers=%u: %.1f ms, %ld ends and %ld resets met, %ld "
+		    "receives timed out; the client says: %s", workers,
 		    (double)(wt_now_ns() - t0) / 1e6, atomic_load(&s->ends),
-		    atomic_load(&s->resets), s->out);
+		    atomic_load(&s->resets), atomic_load(&s->timeouts),
+		    s->out);
 	/* A reset connection's last echo may have gone out before its
 	 * reset came, or not. */
 	cr_assert(atomic_load(&s->served) >= bytes - nreset * SIZE &&
@@ -192,6 +212,10 @@ static void scale_run(unsigned workers, int reset_every)
 	cr_assert_eq(atomic_load(&s->ends), CONNS - nreset,
 		     "workers=%u: %ld handlers met the end of stream, want "
 		     "%ld", workers, atomic_load(&s->ends), CONNS - nreset);
+	if (deadlines)
+		cr_assert_gt(atomic_load(&s->timeouts), 0,
+			     "workers=%u: no receive timed out: the race "
+			     "this run is about never ran", workers);
 	cr_assert_eq(fd_count(), fds, "descriptors leaked");
 	free(s);
 }
@@ -201,8 +225,8 @@ Test(scale, ten_thousand_connections_on_a_listener_and_streams_echo_every_byte,
      .timeout = WT_TIMEOUT(90))
 {
 	wt_raise_nofile(CONNS + 256);
-	scale_run(2, 0);
-	scale_run(4, 0);
+	scale_run(2, 0, false);
+	scale_run(4, 0, false);
 }
 
 /* Every tenth connection reset by the client while its last echo is on
@@ -214,6 +238,18 @@ Test(scale, ten_thousand_connections_a_tenth_reset_mid_echo_leave_nothing,
      .timeout = WT_TIMEOUT(90))
 {
 	wt_raise_nofile(CONNS + 256);
-	scale_run(2, 10);
-	scale_run(4, 10);
+	scale_run(2, 10, false);
+	scale_run(4, 10, false);
+}
+
+/* Every receive of every connection in a deadline scope of 1 to 16 ms:
+ * ten thousand timers armed and cancelled per round, many firing while
+ * connections wait between rounds, some as their bytes arrive. A receive
+ * that timed out leaves what arrives later for the next one: every byte
+ * comes back, in order. */
+Test(scale, ten_thousand_connections_receiving_under_deadlines_lose_no_byte,
+     .timeout = WT_TIMEOUT(90))
+{
+	wt_raise_nofile(CONNS + 256);
+	scale_run(4, 0, true);
 }
