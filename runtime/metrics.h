@@ -13,7 +13,7 @@
  * stored with release and read first, with acquire (weft_metrics(),
  * metrics.c), so that no read finds more tasks finished than spawned.
  * What happens where no worker runs
- * (a spawn from a foreign thread, a timer armed there) goes to the
+ * (a spawn from a foreign thread, timers fired there) goes to the
  * runtime's shared counters (struct weft__rmetrics) with an atomic add:
  * off every worker's hot path.
  *

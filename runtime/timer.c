@@ -293,7 +293,10 @@ bool weft__timer_add(struct weft_runtime *rt, struct weft__timer *n,
 	}
 	link_node(wh, n);
 	wh->count++;
-	/* w is the calling worker: its own counter, no look-up. */
+	/* w is the calling worker (asserted above), the only writer of its
+	 * counters: a relaxed load and store, no RMW (metrics.h). It pairs
+	 * with nothing: weft_metrics() reads it relaxed, a count that only
+	 * grows, and orders no other data by it. */
 	WEFT__METRIC(w, timers_armed, 1);
 	atomic_store_explicit(&n->state, WEFT__TM_PENDING,
 			      memory_order_relaxed);
